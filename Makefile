@@ -1,0 +1,28 @@
+# Set-up is part of every target: a fresh clone needs only `make test` or `make recipes`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+QUICK ?=
+RESULTS ?= results
+
+.PHONY: test recipes bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch is pinned to the CPU build; an unpinned torch would pull CUDA packages.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+recipes: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH QUICK=$(QUICK) RESULTS=$(RESULTS) bash recipes/run.sh
+
+bench: $(STAMP)
+	$(BIN)/asr-init bench extract
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,130 @@
+"""The `asr-init` command line: a thin Typer layer over the stage functions.
+
+Commands parse and check arguments, build a config and call a library function; a
+`UserError` is printed as one line on stderr with exit status 1.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import UserError
+from .progress import console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train hybrid DNN-HMM acoustic models and measure what weight initialisation does.")
+
+
+def user_errors(func):
+    """Report UserError as 'error: ...' with exit status 1 (tracebacks are for bugs)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            console.print("[bold red]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _speakers(value: str) -> list[str]:
+    return [s for s in (value or "").split(",") if s]
+
+
+@app.command()
+@user_errors
+def synth(
+    out: Path = typer.Argument(..., help="Folder to write the Kaldi-style corpus into."),
+    hours: float = typer.Option(1.0, help="Amount of speech to generate."),
+    seed: int = typer.Option(0, help="Seed for speakers, sentences and noise."),
+    speakers: int = typer.Option(40, help="Number of distinct synthetic speakers."),
+    snr: Optional[float] = typer.Option(20.0, help="Additive noise SNR in dB; --no-noise for clean speech."),
+    no_noise: bool = typer.Option(False, "--no-noise", help="Generate clean speech."),
+    jobs: int = typer.Option(2, help="Worker processes."),
+):
+    """Generate the embedded eSpeak NG corpus (audio + exact phone alignments)."""
+    from .synth import SynthConfig, synthesize_corpus
+
+    cfg = SynthConfig(hours=hours, seed=seed, speakers=speakers, snr_db=None if no_noise else snr, jobs=jobs)
+    path = synthesize_corpus(out, cfg)
+    console.print(f"[green]wrote corpus to {path}")
+
+
+@app.command()
+@user_errors
+def extract(
+    corpus: Optional[Path] = typer.Argument(None, help="Corpus folder (Kaldi data dir, TIMIT, or audio + TextGrids); default: the embedded corpus."),
+    out: Path = typer.Option(..., "--out", "-o", help="Feature store folder to write."),
+    sample_rate: int = typer.Option(16000, "--sample-rate", help="Target sample rate in Hz (audio is resampled)."),
+    cmvn: str = typer.Option("speaker", help="Mean/variance normalisation: speaker, utterance or none."),
+    dev_fraction: float = typer.Option(0.1, help="Fraction of speakers for dev (when no lists are given)."),
+    test_fraction: float = typer.Option(0.1, help="Fraction of speakers for test."),
+    dev_speakers: str = typer.Option("", help="Comma-separated dev speakers (overrides fractions)."),
+    test_speakers: str = typer.Option("", help="Comma-separated test speakers."),
+    phones: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Label list; a label outside it is an error."),
+    ctm: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Phone CTM of a Kaldi data dir (default DIR/phones.ctm)."),
+    tier: str = typer.Option("phones", help="TextGrid tier holding the phone labels."),
+    include_sa: bool = typer.Option(False, help="TIMIT: keep the SA sentences."),
+    skip_bad: bool = typer.Option(False, help="Skip utterances with bad audio or alignments and report them, instead of stopping."),
+    seed: int = typer.Option(0, help="Seed for the speaker split (and the embedded corpus)."),
+    hours: float = typer.Option(1.0, help="Embedded corpus: hours of speech."),
+    jobs: int = typer.Option(2, help="Worker processes."),
+    force: bool = typer.Option(False, help="Replace an existing output folder."),
+):
+    """Turn audio + alignments into normalised MFCC frames with phone/state targets."""
+    from .config import DATA_DIR
+    from .extract import ExtractConfig, extract as run_extract, summary_table
+    from .synth import SynthConfig, default_corpus
+
+    cfg = ExtractConfig(
+        sample_rate=sample_rate, cmvn=cmvn, dev_fraction=dev_fraction, test_fraction=test_fraction,
+        dev_speakers=_speakers(dev_speakers), test_speakers=_speakers(test_speakers), seed=seed,
+        phones=str(phones) if phones else None, ctm=str(ctm) if ctm else None, tier=tier,
+        include_sa=include_sa, skip_bad=skip_bad, jobs=jobs,
+    )
+    cfg.validate()
+    if corpus is None:
+        corpus = default_corpus(SynthConfig(hours=hours, seed=seed, jobs=jobs))
+        if cfg.phones is None:
+            cfg.phones = str(DATA_DIR / "phones39.txt")
+    console.print(f"extract {corpus} -> {out}: {cfg.to_dict()}", highlight=False)
+    summary = run_extract(corpus, out, cfg, force=force)
+    console.print(summary_table(summary))
+    console.print(f"{summary['hours']:.3f} h extracted at {summary['x_real_time']:.0f}x real time; {len(summary['skipped'])} utterance(s) skipped")
+
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print speed and memory figures.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("extract")
+@user_errors
+def bench_extract_cmd(
+    corpus: Optional[Path] = typer.Argument(None, help="Corpus to extract; default: the embedded corpus."),
+    hours: float = typer.Option(1.0, help="Embedded corpus: hours of speech."),
+    jobs: int = typer.Option(2, help="Worker processes."),
+):
+    """Extraction speed as x real time and frames/s, with peak memory."""
+    from .bench import bench_extract
+    from .synth import SynthConfig, default_corpus
+
+    if corpus is None:
+        corpus = default_corpus(SynthConfig(hours=hours, jobs=jobs))
+    bench_extract(corpus, jobs)
+
+
+def main() -> None:  # console entry point
+    app()
+
+
+if __name__ == "__main__":
+    main()

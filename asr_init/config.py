@@ -1,0 +1,65 @@
+"""Configuration records shared by the stages, with validation and JSON round-trips.
+
+Each stage has one dataclass with defaults. `validate()` raises `UserError` naming the
+bad field and value; `to_dict`/`from_dict` write and read the resolved config that every
+output directory keeps, so a later stage never has to guess how an earlier one ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import UserError
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+T = TypeVar("T", bound="ConfigBase")
+
+
+class ConfigBase:
+    """Mixin for stage configs: dict round-trip and field checks."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise UserError(f"unknown {cls.__name__} field(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        obj = cls(**data)
+        obj.validate()
+        return obj
+
+    def validate(self) -> None:  # overridden where there is something to check
+        return None
+
+    def _check(self, condition: bool, field: str, why: str) -> None:
+        if not condition:
+            raise UserError(f"invalid {field}={getattr(self, field)!r}: {why}")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file in the same folder, then rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None

@@ -1,0 +1,128 @@
+"""MFCC features with deltas, and frame-level targets from phone alignments.
+
+Frame i is centred at i * hop seconds (librosa's `center=True`), so a phone boundary
+at t seconds falls between frames floor(t / hop) and ceil(t / hop): the first frame of
+the next phone is round(t / hop) +- 1. A frame's target is the segment that contains its
+centre; frames outside every segment are silence. Each phone segment is split into
+three equal runs of frames, the begin/middle/end states of a 3-state HMM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import librosa
+import numpy as np
+import soundfile as sf
+
+from .corpus import PhoneSegment, Utterance
+from .errors import UserError
+
+STATES_PER_PHONE = 3
+# An alignment may run past the audio by up to one frame (rounding in CTM writers).
+_END_TOLERANCE_S = 0.01
+
+
+@dataclass(frozen=True)
+class MfccConfig:
+    """13 MFCCs + delta + delta-delta over a 25 ms window every 10 ms."""
+
+    sample_rate: int = 16000
+    n_mfcc: int = 13
+    n_mels: int = 40
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    delta_width: int = 5  # +-2 frames, the HTK/Kaldi regression window
+    fmin: float = 20.0
+
+    @property
+    def hop_length(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    @property
+    def win_length(self) -> int:
+        return int(round(self.sample_rate * self.win_ms / 1000))
+
+    @property
+    def n_fft(self) -> int:
+        return 1 << (self.win_length - 1).bit_length()
+
+    @property
+    def dim(self) -> int:
+        return 3 * self.n_mfcc
+
+
+def load_audio(utt: Utterance, sample_rate: int) -> np.ndarray:
+    """Read the utterance's region of its audio file as mono float32 at `sample_rate`.
+
+    Raises UserError for a missing, unreadable or empty file, or a region past its end.
+    """
+    if not utt.audio.is_file():
+        raise UserError(f"{utt.audio}: audio file of utterance {utt.id} does not exist")
+    try:
+        info = sf.info(str(utt.audio))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise UserError(f"{utt.audio}: cannot read audio of utterance {utt.id} ({exc})") from None
+    if info.frames == 0:
+        raise UserError(f"{utt.audio}: audio file of utterance {utt.id} is empty (0 samples)")
+    file_duration = info.frames / info.samplerate
+    start = int(round(utt.start * info.samplerate))
+    stop = info.frames if utt.end is None else int(round(utt.end * info.samplerate))
+    if start >= info.frames or stop > info.frames + int(_END_TOLERANCE_S * info.samplerate):
+        raise UserError(f"{utt.audio}: region {utt.start:.3f}-{utt.end}s of utterance {utt.id} is past the end of the audio ({file_duration:.3f}s)")
+    try:
+        audio, rate = sf.read(str(utt.audio), start=start, stop=min(stop, info.frames), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise UserError(f"{utt.audio}: cannot decode audio of utterance {utt.id} ({exc})") from None
+    audio = audio.mean(axis=1)
+    if len(audio) == 0:
+        raise UserError(f"{utt.audio}: utterance {utt.id} selects no audio")
+    duration = len(audio) / rate
+    if utt.segments and utt.segments[-1].end > duration + _END_TOLERANCE_S:
+        raise UserError(
+            f"{utt.source or utt.audio}: alignment of utterance {utt.id} ends at {utt.segments[-1].end:.3f}s, "
+            f"past the end of its audio ({duration:.3f}s)"
+        )
+    if rate != sample_rate:
+        audio = librosa.resample(audio, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
+    return audio.astype(np.float32)
+
+
+def mfcc_with_deltas(audio: np.ndarray, config: MfccConfig) -> np.ndarray:
+    """(num_samples,) audio -> (num_frames, 3 * n_mfcc) float32 [MFCC, delta, delta-delta]."""
+    mfcc = librosa.feature.mfcc(
+        y=audio, sr=config.sample_rate, n_mfcc=config.n_mfcc, n_fft=config.n_fft,
+        hop_length=config.hop_length, win_length=config.win_length, n_mels=config.n_mels,
+        fmin=config.fmin, center=True,
+    )
+    # mode="nearest" repeats edge frames (as Kaldi does) and works for any length.
+    d1 = librosa.feature.delta(mfcc, width=config.delta_width, order=1, mode="nearest")
+    d2 = librosa.feature.delta(mfcc, width=config.delta_width, order=2, mode="nearest")
+    return np.concatenate([mfcc, d1, d2], axis=0).T.astype(np.float32)
+
+
+def frame_targets(segments: tuple[PhoneSegment, ...], num_frames: int, hop_s: float,
+                  label_ids: dict[str, int], silence: str) -> tuple[np.ndarray, np.ndarray]:
+    """Phone and HMM-state ids per frame, each of shape (num_frames,), int16.
+
+    State id = 3 * phone id + position (0 begin, 1 middle, 2 end) within the phone's run
+    of frames; a run of n frames has state k on frames [k*n/3, (k+1)*n/3).
+    """
+    sil = label_ids[silence]
+    phones = np.full(num_frames, sil, dtype=np.int16)
+    seg_index = np.full(num_frames, -1, dtype=np.int64)
+    centres = np.arange(num_frames) * hop_s
+    for k, seg in enumerate(segments):
+        first = int(np.searchsorted(centres, seg.start, side="left"))
+        last = int(np.searchsorted(centres, seg.end, side="left"))
+        phones[first:last] = label_ids[seg.label]
+        seg_index[first:last] = k
+    # Runs: consecutive frames from the same segment, or from the same gap (-1).
+    states = np.empty(num_frames, dtype=np.int16)
+    starts = np.r_[0, np.flatnonzero(np.diff(seg_index)) + 1]
+    ends = np.r_[starts[1:], num_frames]
+    for a, b in zip(starts, ends):
+        n = b - a
+        position = (np.arange(n) * STATES_PER_PHONE) // n
+        states[a:b] = phones[a:b] * STATES_PER_PHONE + position
+    return phones, states

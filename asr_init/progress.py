@@ -1,0 +1,51 @@
+"""Rich progress bars with rate and ETA, and one console for messages.
+
+Messages go through `console` so they print above a live bar instead of breaking it.
+Bars are shown on a terminal and stay quiet (no control codes) when output is piped,
+as in CI logs.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+console = Console(stderr=True)
+
+
+class RateColumn(ProgressColumn):
+    """Items per second, with the task's `unit` field (e.g. "frames")."""
+
+    def render(self, task) -> Text:
+        unit = task.fields.get("unit", "it")
+        if task.speed is None:
+            return Text(f"? {unit}/s", style="progress.data.speed")
+        speed = task.speed
+        text = f"{speed / 1e3:.1f}k" if speed >= 1e4 else f"{speed:.1f}"
+        return Text(f"{text} {unit}/s", style="progress.data.speed")
+
+
+def progress_bar(*extra: ProgressColumn | str) -> Progress:
+    """A progress bar: description, bar, done/total, rate, elapsed, ETA, plus `extra` columns."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        *extra,
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    )

@@ -1,0 +1,93 @@
+"""Shared fixtures: tiny corpora made on the fly (synthetic audio, no downloads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+
+PHONES = ("sil", "aa", "iy", "s", "m")
+# Each phone gets a distinct tone or noise so frames are separable.
+_TONE = {"sil": 0.0, "aa": 700.0, "iy": 2300.0, "m": 250.0}
+
+
+def make_audio(segments: list[tuple[float, float, str]], sr: int = 16000, seed: int = 0) -> np.ndarray:
+    """Audio whose content changes at each segment: tones for vowels, noise for 's'."""
+    rng = np.random.default_rng(seed)
+    total = segments[-1][1]
+    x = 0.001 * rng.standard_normal(int(round(total * sr)))
+    for a, b, lab in segments:
+        i, j = int(round(a * sr)), int(round(b * sr))
+        t = np.arange(j - i) / sr
+        if lab == "s":
+            x[i:j] += 0.3 * rng.standard_normal(j - i)
+        elif _TONE.get(lab):
+            x[i:j] += 0.5 * np.sin(2 * np.pi * _TONE[lab] * t)
+    return x.astype(np.float32)
+
+
+def random_segments(rng: np.random.Generator, n: int = 8) -> list[tuple[float, float, str]]:
+    segs, t = [(0.0, 0.2, "sil")], 0.2
+    for _ in range(n):
+        d = float(rng.uniform(0.05, 0.2))
+        segs.append((t, t + d, str(rng.choice(PHONES[1:]))))
+        t += d
+    segs.append((t, t + 0.2, "sil"))
+    return [(round(a, 4), round(b, 4), lab) for a, b, lab in segs]
+
+
+def write_kaldi_dir(root: Path, speakers: int = 5, utts_per_speaker: int = 3, sr: int = 16000, seed: int = 0) -> Path:
+    """A Kaldi-style data dir with wav.scp, utt2spk, spk2utt and phones.ctm."""
+    rng = np.random.default_rng(seed)
+    (root / "wav").mkdir(parents=True, exist_ok=True)
+    scp, u2s, ctm = [], [], []
+    for s in range(speakers):
+        spk = f"spk{s}"
+        for u in range(utts_per_speaker):
+            utt = f"{spk}-utt{u}"
+            segs = random_segments(rng)
+            sf.write(root / "wav" / f"{utt}.wav", make_audio(segs, sr, seed=s * 100 + u), sr)
+            scp.append(f"{utt} wav/{utt}.wav")
+            u2s.append(f"{utt} {spk}")
+            ctm += [f"{utt} 1 {a:.4f} {b - a:.4f} {lab}" for a, b, lab in segs]
+    (root / "wav.scp").write_text("\n".join(scp) + "\n")
+    (root / "utt2spk").write_text("\n".join(u2s) + "\n")
+    (root / "phones.ctm").write_text("\n".join(ctm) + "\n")
+    return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Generated corpora go to a per-session cache, never the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ASR_INIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture
+def kaldi_dir(tmp_path: Path) -> Path:
+    return write_kaldi_dir(tmp_path / "corpus")
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> Path:
+    """A feature store extracted from a small Kaldi-style corpus (shared, read-only)."""
+    from asr_init.extract import ExtractConfig, extract
+
+    root = tmp_path_factory.mktemp("tiny")
+    corpus = write_kaldi_dir(root / "corpus", speakers=6, utts_per_speaker=4)
+    extract(corpus, root / "store", ExtractConfig(jobs=1, dev_fraction=0.2, test_fraction=0.2))
+    return root / "store"
+
+
+@pytest.fixture(scope="session")
+def espeak_corpus(tmp_path_factory) -> Path:
+    """A 2-minute embedded corpus with 4 speakers."""
+    from asr_init.synth import SynthConfig, synthesize_corpus
+
+    root = tmp_path_factory.mktemp("espeak")
+    return synthesize_corpus(root / "corpus", SynthConfig(hours=2 / 60, speakers=4, seed=3, jobs=2))

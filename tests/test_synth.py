@@ -1,0 +1,74 @@
+"""The embedded eSpeak NG corpus: alignments, speakers, determinism, default use."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from asr_init.cli import app
+from asr_init.corpus import read_kaldi_dir, read_label_list
+from asr_init.config import DATA_DIR
+from asr_init.errors import UserError
+from asr_init.synth import SynthConfig, make_speakers, phone_segments, synthesize_corpus
+
+
+def test_phone_segments_from_events():
+    pm = {"D": "dh", "@": "ah", "_": "sil", ";": "-"}
+    events = [(100, "D"), (300, ";"), (500, "'@"), (900, "_:")]
+    segs = phone_segments(events, 1000, 1000, offset=50, phone_map=pm)
+    assert segs == [(0.0, 0.15, "sil"), (0.15, 0.55, "dh"), (0.55, 0.95, "ah"), (0.95, 1.0, "sil")]
+    with pytest.raises(UserError, match=r"eSpeak phoneme 'Q9'.*espeak_phones\.tsv"):
+        phone_segments([(10, "Q9")], 100, 1000, 0, pm)
+
+
+def test_phone_map_targets_are_in_phone_set():
+    phones = set(read_label_list(DATA_DIR / "phones39.txt"))
+    from asr_init.synth import load_phone_map
+
+    assert {v for v in load_phone_map().values()} - {"-"} <= phones
+
+
+def test_speakers_are_distinct_and_balanced():
+    spk = make_speakers(40, seed=0)
+    assert len({(s.voice, s.rate, s.pitch, s.pitch_range) for s in spk}) == 40
+    assert sum(s.gender == "f" for s in spk) == 20
+    assert make_speakers(40, seed=0) == spk and make_speakers(40, seed=1) != spk
+
+
+def test_corpus_is_readable_and_aligned(espeak_corpus):
+    corpus = read_kaldi_dir(espeak_corpus)
+    info = json.loads((espeak_corpus / "corpus.json").read_text())
+    assert info["hours"] * 60 == pytest.approx(2.0, abs=0.2)
+    assert len({u.speaker for u in corpus.utterances}) == 4
+    phones = set(read_label_list(DATA_DIR / "phones39.txt"))
+    used = {s.label for u in corpus.utterances for s in u.segments}
+    assert used <= phones and len(used) >= 30  # phonetically varied
+    for utt in corpus.utterances:
+        audio, sr = sf.read(utt.audio)
+        assert utt.segments[0].label == "sil" and utt.segments[0].end >= 0.1  # leading silence
+        assert utt.segments[-1].end == pytest.approx(len(audio) / sr, abs=1e-4)
+        # Speech energy sits inside the phones, not the leading silence.
+        lead = audio[: int(0.08 * sr)]
+        body = audio[int(utt.segments[1].start * sr): int(utt.segments[-2].end * sr)]
+        assert np.sqrt(np.mean(body**2)) > 3 * np.sqrt(np.mean(lead**2))
+
+
+def test_synthesis_is_deterministic(tmp_path, espeak_corpus):
+    again = synthesize_corpus(tmp_path / "again", SynthConfig(hours=2 / 60, speakers=4, seed=3, jobs=1))
+    assert (again / "phones.ctm").read_text() == (espeak_corpus / "phones.ctm").read_text()
+    first = sorted((espeak_corpus / "wav").iterdir())[:3]
+    for f in first:
+        np.testing.assert_array_equal(sf.read(f)[0], sf.read(again / "wav" / f.name)[0])
+
+
+def test_extract_default_corpus_via_cli(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "store"
+    result = runner.invoke(app, ["extract", "--out", str(out), "--hours", "0.02", "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["layout"] == "kaldi" and summary["hours"] == pytest.approx(0.02, abs=0.003)
+    assert all(summary["splits"][s]["utterances"] > 0 for s in ("train", "dev", "test"))
+    assert (out / "phones.txt").read_text().splitlines()[-1] == "38 sil"
