@@ -102,6 +102,96 @@ def extract(
     console.print(f"{summary['hours']:.3f} h extracted at {summary['x_real_time']:.0f}x real time; {len(summary['skipped'])} utterance(s) skipped")
 
 
+@app.command()
+@user_errors
+def inits():
+    """List the initialisation methods with their formulas."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .initialisation import METHODS
+
+    table = Table(title="initialisation methods (--init NAME or NAME:PARAM)")
+    table.add_column("name")
+    table.add_column("parameter")
+    table.add_column("formula")
+    for m in METHODS.values():
+        param = "" if m.param is None else (m.param if m.param_required else f"[{m.param}]")
+        table.add_row(m.name, escape(param), escape(m.formula))
+    console.print(table)
+
+
+@app.command("optimal-d")
+@user_errors
+def optimal_d_cmd(
+    activation: str = typer.Option("sigmoid", help="sigmoid or tanh."),
+    criterion: str = typer.Option("abs", help="abs: E|f''|, the paper's; square: E[f''^2]."),
+    samples: int = typer.Option(1_000_000, help="Monte Carlo sample size."),
+    seed: int = typer.Option(0, help="Monte Carlo seed."),
+    plot: Optional[Path] = typer.Option(None, help="Write a PNG of |f''|, the N(0, D*^2) density and J(D)."),
+):
+    """Compute the optimal net-input spread D* (quadrature and Monte Carlo)."""
+    from .optimal_spread import plot_spread, spread_report
+
+    r = spread_report(activation, criterion, samples, seed)
+    console.print(f"activation {r.activation}, criterion {r.criterion}: J(D) = E[{'|f″(z)|' if r.criterion == 'abs' else 'f″(z)²'}], z ~ N(0, D²)", highlight=False)
+    console.print(f"D* (quadrature)        = {r.d_star:.5f}   J(D*) = {r.j_star:.6g}", highlight=False)
+    console.print(f"D  (Monte Carlo, n={r.mc_samples:,}, seed {seed}) = {r.d_mc:.5f}", highlight=False)
+    console.print(f"paper's D              = {r.paper_d:.4g}   relative loss of J: {r.paper_loss:.2e}", highlight=False)
+    console.print(f"weights: sigma = D* / sqrt(N), e.g. N = 429 -> sigma = {r.d_star / 429 ** 0.5:.5f}", highlight=False)
+    if plot is not None:
+        plot_spread(r, plot)
+        console.print(f"wrote {plot}")
+
+
+@app.command()
+@user_errors
+def inspect(
+    store: Path = typer.Argument(..., help="Feature store to draw frames from."),
+    init: str = typer.Option("optimal", help="Initialisation method (see 'asr-init inits')."),
+    model: Optional[Path] = typer.Option(None, help="A pretrain or finetune output folder instead of --init."),
+    layers: int = typer.Option(3, help="Number of hidden layers (with --init)."),
+    hidden: int = typer.Option(1024, help="Units per hidden layer (with --init)."),
+    splice: int = typer.Option(5, help="Context frames each side (with --init)."),
+    activation: str = typer.Option("sigmoid", help="sigmoid, tanh or relu (with --init)."),
+    frames: int = typer.Option(5000, help="Number of frames to sample."),
+    split: str = typer.Option("train", help="Split to sample from."),
+    seed: int = typer.Option(0, help="Seed for the weights and the frame sample."),
+):
+    """Show where each layer's net inputs fall: non-linear region or saturated."""
+    import torch
+    from rich.table import Table
+
+    from .initialisation import init_stack
+    from .nonlinearity import stack_stats
+    from .pipeline import FeaturePipeline, sample_frames
+    from .store import FeatureStore
+
+    fs = FeatureStore(store)
+    if model is not None:
+        from .dbn import load_stack
+
+        stack, pipeline, activation = load_stack(model)
+        pipeline.check_store(fs, str(model))
+        results = None
+    else:
+        pipeline = FeaturePipeline.from_store(fs, splice)
+    x = sample_frames(fs, pipeline, split, frames, seed)
+    if model is None:
+        stack, results = init_stack([pipeline.dim] + [hidden] * layers, init, torch.Generator().manual_seed(seed), activation, x)
+    rows = stack_stats(x, stack, activation)
+    table = Table(title=f"net inputs on {len(x):,} {split} frames ({init if model is None else model})")
+    for col in ("layer", "in→out", "w std", "D", "net mean", "net std", "non-lin", "satur"):
+        table.add_column(col, justify="right")
+    for i, (row, (w, _)) in enumerate(zip(rows, stack)):
+        d = f"{results[i].spread:.3f}" if results else "-"
+        table.add_row(str(row.layer), f"{w.shape[1]}→{w.shape[0]}", f"{float(w.std()):.4f}", d, f"{row.mean:+.3f}",
+                      f"{row.std:.3f}", f"{row.nonlinear:.1%}", f"{row.saturated:.1%}")
+    console.print(table)
+    console.print("D: net-input spread the weights give for N(0,1) inputs (optimal-data: for the measured inputs); "
+                  "non-lin: share of net inputs where |f''| >= max/2; satur: share of outputs within 0.05 of 0 or 1")
+
+
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print speed and memory figures.")
 app.add_typer(bench_app, name="bench")
 

@@ -6,5 +6,5 @@ non-zero exit; any other exception is a bug and keeps its traceback.
 """
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """An error in the user's input: the message names the file or value and the fix."""
