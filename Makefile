@@ -23,6 +23,7 @@ recipes: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/asr-init bench extract
+	$(BIN)/asr-init bench pretrain
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -46,3 +46,144 @@ def bench_extract(corpus: Path, jobs: int) -> dict:
         f"(main), {figures['peak_rss_mib_worker']:.0f} MiB (largest worker)", highlight=False,
     )
     return figures
+
+
+def matmul_ceiling(device: str = "cpu", sizes: tuple[int, ...] = (1024, 2048), runs: int = 5,
+                   run_seconds: float = 0.25, dtype=None) -> float:
+    """Best sustained FLOP/s of a square matrix product on this machine (the ceiling).
+
+    For each size, `runs` runs of back-to-back products lasting ~`run_seconds` each; the
+    best run counts. Short single products are too noisy on a shared virtual machine.
+    """
+    import torch
+
+    dtype = dtype or torch.float32
+    best = 0.0
+    for n in sizes:
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        c = torch.empty(n, n, device=device, dtype=dtype)
+        torch.mm(a, b, out=c)
+        for _ in range(runs):
+            _sync(device)
+            t, count = time.perf_counter(), 0
+            while time.perf_counter() - t < run_seconds:
+                torch.mm(a, b, out=c)
+                count += 1
+                if count % 4 == 0:
+                    _sync(device)
+            _sync(device)
+            best = max(best, count * 2 * n**3 / (time.perf_counter() - t))
+    return best
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def bench_cd1(n_visible: int, n_hidden: int, batch: int = 256, seconds: float = 3.0, device: str = "cpu",
+              data=None, dtype=None) -> float:
+    """CD-1 frames/s of one RBM layer on random N(0,1) data (or a given (frames, n_visible) tensor)."""
+    import torch
+
+    from .rbm import RBM, UniformSource
+
+    dtype = dtype or torch.float32
+    rbm = RBM(n_visible, n_hidden, "gauss", device, dtype)
+    torch.nn.init.normal_(rbm.Wt, 0, 1.40784 / n_visible**0.5, generator=torch.Generator(device=device).manual_seed(0))
+    uniforms = UniformSource(0, device)
+    if data is None:
+        data = torch.randn(64 * batch, n_visible, generator=torch.Generator().manual_seed(1)).to(device, dtype)
+    nb = len(data) // batch
+    batches = [data[i * batch:(i + 1) * batch].to(device, dtype) for i in range(nb)]
+    for i in range(3):
+        rbm.cd_step(batches[i % nb], 0.01, 0.5, 2e-4, uniforms)
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        float(rbm.cd_step(batches[steps % nb], 0.01, 0.5, 2e-4, uniforms).error_sum)
+        steps += 1
+    return steps * batch / (time.perf_counter() - t0)
+
+
+_RSS_CHILD = """
+import json, resource, sys, tempfile
+from pathlib import Path
+from asr_init.pretrain import PretrainConfig, pretrain
+store, buffer_frames = sys.argv[1], int(sys.argv[2])
+with tempfile.TemporaryDirectory() as tmp:
+    cfg = PretrainConfig(layers=1, hidden=1024, epochs=1, epochs_gauss=1, buffer_frames=buffer_frames, report_every=10**9)
+    pretrain(Path(store), cfg, Path(tmp) / "pt")
+print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def peak_rss_of_pretraining(store: Path, buffer_frames: int) -> float:
+    """Peak RSS (MiB) of a fresh process pre-training one 429x1024 layer for one epoch on `store`."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(store), str(buffer_frames)], check=True,
+                         capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mib"]
+
+
+def bench_store_cd1(store_path: Path, seconds: float = 3.0, device: str = "cpu") -> float:
+    """CD-1 frames/s of a 429x1024 Gaussian layer fed by the real input pipeline (FrameBuffer)."""
+    import torch
+
+    from .pipeline import FeaturePipeline, FrameBuffer
+    from .rbm import RBM, UniformSource
+    from .store import FeatureStore
+
+    store = FeatureStore(store_path)
+    pipe = FeaturePipeline.from_store(store, 5)
+    buf = FrameBuffer(store, store.split("train"), pipe, 256, device=device)
+    rbm = RBM(pipe.dim, 1024, "gauss", device)
+    torch.nn.init.normal_(rbm.Wt, 0, 1.40784 / pipe.dim**0.5, generator=torch.Generator(device=device).manual_seed(0))
+    uniforms = UniformSource(0, device)
+    frames, epoch = 0, 1
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for x, _ in buf.batches(0, epoch):
+            float(rbm.cd_step(x, 0.01, 0.5, 2e-4, uniforms).error_sum)
+            frames += len(x)
+            if time.perf_counter() - t0 >= seconds:
+                break
+        epoch += 1
+    return frames / (time.perf_counter() - t0)
+
+
+def bench_pretrain(stores: list[Path], device: str = "cpu", seconds: float = 3.0, buffer_frames: int = 50_000) -> dict:
+    """Print CD-1 throughput against the matmul ceiling, and peak memory for two store sizes."""
+    from .rbm import cd1_flops_per_frame
+    from .store import FeatureStore
+
+    ceiling = matmul_ceiling(device)
+    rows = []
+    for nv, nh in ((429, 1024), (1024, 1024)):
+        fps = bench_cd1(nv, nh, device=device, seconds=seconds)
+        rows.append({"what": f"CD-1 {nv}x{nh} random data", "frames_per_s": fps, "flops_per_frame": cd1_flops_per_frame(nv, nh)})
+    if stores:
+        fps = bench_store_cd1(stores[0], seconds=seconds, device=device)
+        rows.append({"what": f"CD-1 429x1024 from store {Path(stores[0]).name}", "frames_per_s": fps,
+                     "flops_per_frame": cd1_flops_per_frame(429, 1024)})
+    ceiling = max(ceiling, matmul_ceiling(device))  # measured before and after: the better of the two
+    console.print(f"fp32 matrix-multiply ceiling on {device}: {ceiling / 1e9:.1f} GFLOP/s (best sustained square product)")
+    for r in rows:
+        r["gflops"] = r["frames_per_s"] * r["flops_per_frame"] / 1e9
+        r["of_ceiling"] = r["gflops"] * 1e9 / ceiling
+        console.print(f"{r['what']:<42} {r['frames_per_s']:>9,.0f} frames/s  {r['gflops']:6.1f} GFLOP/s  "
+                      f"{r['of_ceiling']:6.1%} of ceiling  ({r['frames_per_s'] / 100:,.0f}x real time at 100 frames/s)",
+                      highlight=False)
+    memory = []
+    for store in stores:
+        frames = FeatureStore(store).num_frames("train")
+        rss = peak_rss_of_pretraining(store, buffer_frames)
+        memory.append({"store": str(store), "train_frames": frames, "peak_rss_mib": rss})
+        console.print(f"peak RSS pre-training one 429x1024 layer on {frames:,} train frames "
+                      f"(buffer {buffer_frames:,} frames): {rss:,.0f} MiB", highlight=False)
+    return {"ceiling_flops": ceiling, "throughput": rows, "memory": memory, "device": device}

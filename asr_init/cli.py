@@ -192,6 +192,54 @@ def inspect(
                   "non-lin: share of net inputs where |f''| >= max/2; satur: share of outputs within 0.05 of 0 or 1")
 
 
+@app.command()
+@user_errors
+def pretrain(
+    store: Path = typer.Argument(..., help="Feature store written by 'asr-init extract'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for checkpoints, logs and the DBN."),
+    init: str = typer.Option("optimal", help="Initialisation method for every layer (see 'asr-init inits')."),
+    layers: int = typer.Option(6, help="Number of RBM layers."),
+    hidden: int = typer.Option(1024, help="Hidden units per layer."),
+    splice: int = typer.Option(5, help="Context frames on each side (+-K)."),
+    cd_k: int = typer.Option(1, "--cd-k", help="Gibbs steps of contrastive divergence."),
+    batch_size: int = typer.Option(256, help="Mini-batch size in frames."),
+    epochs: int = typer.Option(2, help="Epochs per Bernoulli-Bernoulli layer."),
+    epochs_gauss: Optional[int] = typer.Option(None, help="Epochs of the Gaussian first layer (default 2 x --epochs)."),
+    lr: float = typer.Option(0.4, help="Learning rate of Bernoulli-Bernoulli layers (scaled by 1 - momentum)."),
+    lr_gauss: float = typer.Option(0.01, help="Learning rate of the Gaussian-Bernoulli layer."),
+    momentum_start: float = typer.Option(0.5, help="Momentum at the start of each layer."),
+    momentum_end: float = typer.Option(0.9, help="Momentum after the ramp."),
+    momentum_frames: int = typer.Option(1_000_000, help="Frames over which momentum ramps up linearly."),
+    l2: float = typer.Option(0.0002, help="L2 weight penalty."),
+    visible: str = typer.Option("gauss", help="First-layer visible units: gauss or bernoulli (inputs squashed to (0,1))."),
+    seed: int = typer.Option(0, help="Seed for weights, sampling and frame order."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    max_frames: Optional[int] = typer.Option(None, help="Cut each epoch after this many frames (quick runs)."),
+    report_every: int = typer.Option(50_000, help="Frames between log rows."),
+    buffer_frames: int = typer.Option(200_000, help="Frames in the shuffling buffer (bounds memory)."),
+    resume: bool = typer.Option(False, help="Continue an interrupted layer from its checkpoint."),
+    force: bool = typer.Option(False, help="Delete an existing output folder and start over."),
+):
+    """Layer-wise RBM pre-training of a DBN, logging reconstruction error."""
+    from .pretrain import Interrupted, PretrainConfig, pretrain as run_pretrain
+
+    cfg = PretrainConfig(
+        init=init, layers=layers, hidden=hidden, splice=splice, cd_k=cd_k, batch_size=batch_size, epochs=epochs,
+        epochs_gauss=epochs_gauss, lr=lr, lr_gauss=lr_gauss, momentum_start=momentum_start, momentum_end=momentum_end,
+        momentum_frames=momentum_frames, l2=l2, visible=visible, seed=seed, device=device, max_frames=max_frames,
+        report_every=report_every, buffer_frames=buffer_frames,
+    )
+    try:
+        summary = run_pretrain(store, cfg, out, resume=resume, force=force)
+    except Interrupted as exc:
+        console.print(f"[bold red]interrupted:[/] {exc}")
+        raise typer.Exit(130) from None
+    for info in summary["layers"]:
+        console.print(f"layer {info['layer']}: {info['n_visible']}→{info['n_hidden']} {info['visible']}, init {info['init']}: "
+                      f"sigma {info['sigma']:.4f}, D {info['D']:.3f}, {info['seconds']:.1f} s", highlight=False)
+    console.print(f"[green]DBN written to {out / 'dbn.pt'}; logs in {out / 'recon.csv'}, plot {out / 'recon.png'}")
+
+
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print speed and memory figures.")
 app.add_typer(bench_app, name="bench")
 
@@ -210,6 +258,34 @@ def bench_extract_cmd(
     if corpus is None:
         corpus = default_corpus(SynthConfig(hours=hours, jobs=jobs))
     bench_extract(corpus, jobs)
+
+
+@bench_app.command("pretrain")
+@user_errors
+def bench_pretrain_cmd(
+    store: list[Path] = typer.Option([], "--store", help="Feature store(s) for the real-data and memory figures; "
+                                     "default: embedded-corpus stores of 0.25 h and 1 h (made on first use)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    seconds: float = typer.Option(3.0, help="Seconds per throughput measurement."),
+    buffer_frames: int = typer.Option(50_000, help="Shuffling buffer for the memory runs."),
+):
+    """CD-1 frames/s against the same-run matmul ceiling; peak memory for two store sizes."""
+    from .bench import bench_pretrain
+
+    stores = list(store) or [_bench_store(0.25), _bench_store(1.0)]
+    bench_pretrain(stores, device=device, seconds=seconds, buffer_frames=buffer_frames)
+
+
+def _bench_store(hours: float) -> Path:
+    """An embedded-corpus feature store in the cache, extracted on first use."""
+    from .config import DATA_DIR
+    from .extract import ExtractConfig, extract as run_extract
+    from .synth import SynthConfig, cache_dir, default_corpus
+
+    corpus = default_corpus(SynthConfig(hours=hours))
+    out = cache_dir() / f"store-{corpus.name}"
+    run_extract(corpus, out, ExtractConfig(phones=str(DATA_DIR / "phones39.txt")))
+    return out
 
 
 def main() -> None:  # console entry point

@@ -2,7 +2,9 @@
 
 Frames are normalised to N(0, 1) per dimension with the store's train statistics and
 spliced +-K frames within their utterance (edge frames repeated), giving
-(2K + 1) * 39 inputs, frame-major: [x(t-K), ..., x(t), ..., x(t+K)].
+(2K + 1) * 39 inputs, frame-major: [x(t-K), ..., x(t), ..., x(t+K)]. With `squash`
+(a Bernoulli first RBM layer) the inputs are passed through the logistic function so
+that they are probabilities in (0, 1).
 
 Training reads frames through a `FrameBuffer`: utterances in a seeded random order
 are packed into a buffer of at most `buffer_frames` unspliced frames, the buffer is
@@ -30,12 +32,13 @@ class FeaturePipeline:
     splice: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    squash: bool = False
 
     @classmethod
-    def from_store(cls, store: FeatureStore, splice: int) -> "FeaturePipeline":
+    def from_store(cls, store: FeatureStore, splice: int, squash: bool = False) -> "FeaturePipeline":
         if splice < 0:
             raise UserError(f"invalid splice {splice}: must be >= 0")
-        return cls(splice, tuple(map(float, store.mean)), tuple(map(float, store.std)))
+        return cls(splice, tuple(map(float, store.mean)), tuple(map(float, store.std)), squash)
 
     @property
     def base_dim(self) -> int:
@@ -46,11 +49,11 @@ class FeaturePipeline:
         return self.base_dim * (2 * self.splice + 1)
 
     def to_dict(self) -> dict:
-        return {"splice": self.splice, "mean": list(self.mean), "std": list(self.std)}
+        return {"splice": self.splice, "mean": list(self.mean), "std": list(self.std), "squash": self.squash}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeaturePipeline":
-        return cls(int(d["splice"]), tuple(d["mean"]), tuple(d["std"]))
+        return cls(int(d["splice"]), tuple(d["mean"]), tuple(d["std"]), bool(d.get("squash", False)))
 
     def check_store(self, store: FeatureStore, where: str) -> None:
         """Raise if `store`'s frames do not fit this pipeline (model trained on another layout)."""
@@ -69,7 +72,11 @@ class FeaturePipeline:
         n = len(x)
         lo = torch.zeros(n, dtype=torch.long)
         hi = torch.full((n,), n - 1, dtype=torch.long)
-        return splice_frames(x, torch.arange(n), lo, hi, self.splice)
+        return self.finish(splice_frames(x, torch.arange(n), lo, hi, self.splice))
+
+    def finish(self, spliced: torch.Tensor) -> torch.Tensor:
+        """The last step on spliced inputs: the logistic squash, if any (in place)."""
+        return spliced.sigmoid_() if self.squash else spliced
 
 
 def splice_frames(x: torch.Tensor, idx: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, k: int) -> torch.Tensor:
@@ -111,6 +118,7 @@ class FrameBuffer:
 
     def _load(self, chunk: list[UttRecord]):
         feats = np.concatenate([self.store.features(r) for r in chunk])
+        self.store.release()  # unmap the shards: resident memory stays bounded by the buffer
         x = torch.from_numpy(self.pipeline.normalise(feats)).to(self.device)
         lengths = torch.tensor([r.frames for r in chunk])
         starts = torch.cumsum(lengths, 0) - lengths
@@ -138,7 +146,7 @@ class FrameBuffer:
                 index += 1
                 if index <= skip:
                     continue
-                inputs = splice_frames(x, idx, lo[idx], hi[idx], self.pipeline.splice)
+                inputs = self.pipeline.finish(splice_frames(x, idx, lo[idx], hi[idx], self.pipeline.splice))
                 yield inputs, (y[idx] if y is not None else None)
 
 

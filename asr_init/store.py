@@ -102,6 +102,10 @@ class FeatureStore:
                 raise UserError(f"cannot read shard {path} ({exc}); the store is damaged, re-run 'asr-init extract'") from None
         return self._shards[key]
 
+    def release(self) -> None:
+        """Drop the shard memory maps (their pages stop counting as this process's memory)."""
+        self._shards.clear()
+
     def features(self, rec: UttRecord) -> np.ndarray:
         """(frames, dim) float32 view of one utterance's features."""
         return self._shard("feats", rec.shard)[rec.offset:rec.offset + rec.frames]

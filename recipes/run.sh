@@ -19,3 +19,12 @@ STORE=$RESULTS/store
 
 echo "== stage 1: embedded corpus ($HOURS h) and feature store -> $STORE"
 asr-init extract --hours "$HOURS" --out "$STORE" --seed 0
+
+if [ -n "$QUICK" ]; then
+  PT_OPTS="--layers 2 --hidden 128 --epochs 1 --max-frames 20000 --report-every 5000"
+else
+  PT_OPTS="--layers 3 --hidden 512 --epochs 1 --report-every 20000"
+fi
+echo "== stage 2: DBN pre-training (init optimal) -> $RESULTS/dbn"
+# shellcheck disable=SC2086
+asr-init pretrain "$STORE" --out "$RESULTS/dbn" --init optimal $PT_OPTS --seed 0

@@ -1,0 +1,50 @@
+"""PNG plots of training logs (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _num(row: dict, key: str) -> float | None:
+    value = row.get(key)
+    if value in (None, ""):
+        return None
+    return float(value)
+
+
+def plot_recon(rows: list[dict], path: Path, title: str = "RBM pre-training") -> None:
+    """Reconstruction error against frames seen, one panel per layer (rows as in recon.csv)."""
+    layers = sorted({int(r["layer"]) for r in rows})
+    if not layers:
+        return
+    cols = min(3, len(layers))
+    nrows = -(-len(layers) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.4 * nrows), squeeze=False)
+    for ax, layer in zip(axes.flat, layers):
+        mine = [r for r in rows if int(r["layer"]) == layer]
+        pts = [(_num(r, "frames"), _num(r, "recon_error")) for r in mine if r["kind"] == "interval"]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label="CD reconstruction (train, interval mean)")
+        for key, style, label in (("train_recon", "o--", "mean-field, train sample"), ("dev_recon", "s--", "mean-field, dev sample")):
+            ep = [(_num(r, "frames"), _num(r, key)) for r in mine
+                  if r["kind"] in ("epoch_start", "epoch_end") and _num(r, key) is not None]
+            if ep:
+                ax.plot([p[0] for p in ep], [p[1] for p in ep], style, ms=4, label=label)
+        ax.set_title(f"layer {layer}")
+        ax.set_xlabel("frames seen")
+        ax.set_ylabel("reconstruction error Σ(v−v̂)² / frame")
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter())
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(layers):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
