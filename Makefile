@@ -24,6 +24,7 @@ recipes: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/asr-init bench extract
 	$(BIN)/asr-init bench pretrain
+	$(BIN)/asr-init bench finetune
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

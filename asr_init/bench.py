@@ -187,3 +187,48 @@ def bench_pretrain(stores: list[Path], device: str = "cpu", seconds: float = 3.0
         console.print(f"peak RSS pre-training one 429x1024 layer on {frames:,} train frames "
                       f"(buffer {buffer_frames:,} frames): {rss:,.0f} MiB", highlight=False)
     return {"ceiling_flops": ceiling, "throughput": rows, "memory": memory, "device": device}
+
+
+def bench_finetune(layers: int = 6, hidden: int = 1024, inputs: int = 429, outputs: int = 117, batch: int = 256,
+                   seconds: float = 3.0, device: str = "cpu") -> dict:
+    """SGD frames/s of the fine-tuning network on random data, against the matmul ceiling.
+
+    FLOPs per frame = 6 x weights (forward 2, backward 4: input and weight gradients).
+    """
+    import torch
+
+    from .dnn import DNN
+
+    gen = torch.Generator().manual_seed(0)
+    model = DNN(inputs, [hidden] * layers, outputs, "sigmoid").to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.008)
+    x = torch.randn(16 * batch, inputs, generator=gen).to(device)
+    y = torch.randint(0, outputs, (16 * batch,), generator=gen).to(device)
+    weights = sum(p.numel() for n, p in model.named_parameters() if n.endswith("weight"))
+
+    def step(i: int) -> None:
+        xb, yb = x[(i % 16) * batch:(i % 16 + 1) * batch], y[(i % 16) * batch:(i % 16 + 1) * batch]
+        loss = torch.nn.functional.cross_entropy(model(xb), yb, reduction="sum")
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        opt.step()
+
+    for i in range(3):
+        step(i)
+    ceiling = matmul_ceiling(device)
+    _sync(device)
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        step(steps)
+        steps += 1
+    _sync(device)
+    fps = steps * batch / (time.perf_counter() - t0)
+    ceiling = max(ceiling, matmul_ceiling(device))
+    flops = 6.0 * weights
+    result = {"frames_per_s": fps, "gflops": fps * flops / 1e9, "of_ceiling": fps * flops / ceiling, "ceiling_flops": ceiling,
+              "network": f"{inputs}-{hidden}x{layers}-{outputs}", "weights": weights}
+    console.print(f"fp32 matrix-multiply ceiling on {device}: {ceiling / 1e9:.1f} GFLOP/s", highlight=False)
+    console.print(f"fine-tuning {result['network']} at batch {batch}: {fps:,.0f} frames/s, {result['gflops']:.1f} GFLOP/s "
+                  f"(6 x {weights:,} weights per frame) = {result['of_ceiling']:.1%} of ceiling, "
+                  f"{fps / 100:,.0f}x real time", highlight=False)
+    return result

@@ -240,6 +240,88 @@ def pretrain(
     console.print(f"[green]DBN written to {out / 'dbn.pt'}; logs in {out / 'recon.csv'}, plot {out / 'recon.png'}")
 
 
+@app.command()
+@user_errors
+def finetune(
+    store: Path = typer.Argument(..., help="Feature store written by 'asr-init extract'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for the model, logs and plots."),
+    dbn: Optional[Path] = typer.Option(None, help="Start the hidden layers from this 'asr-init pretrain' folder."),
+    init: str = typer.Option("xavier-normal", help="Initialisation of hidden layers not taken from --dbn/--init-from."),
+    output_init: str = typer.Option("small-xavier", help="Initialisation of the softmax layer; 'same' = --init."),
+    init_from: Optional[Path] = typer.Option(None, help="Take the lower --reuse-layers layers from this model folder."),
+    reuse_layers: int = typer.Option(0, help="How many lower layers to take from --init-from."),
+    targets: str = typer.Option("states", help="Output classes: states (3 per phone) or phones."),
+    layers: int = typer.Option(6, help="Hidden layers (without --dbn)."),
+    hidden: int = typer.Option(1024, help="Units per hidden layer (without --dbn)."),
+    activation: str = typer.Option("sigmoid", help="sigmoid, tanh or relu (without --dbn)."),
+    splice: int = typer.Option(5, help="Context frames each side (without --dbn/--init-from)."),
+    lr: float = typer.Option(0.008, help="Initial learning rate."),
+    batch_size: int = typer.Option(256, help="Mini-batch size in frames."),
+    momentum: float = typer.Option(0.0, help="SGD momentum."),
+    l2: float = typer.Option(0.0, help="L2 weight decay."),
+    dropout: float = typer.Option(0.0, help="Dropout on hidden activations."),
+    max_norm: Optional[float] = typer.Option(None, help="Max-norm constraint on each hidden unit's incoming weights."),
+    grad_clip: Optional[float] = typer.Option(None, help="Clip the global gradient norm."),
+    schedule: str = typer.Option("newbob", help="newbob, constant or exponential."),
+    decay: float = typer.Option(0.5, help="Exponential schedule: lr factor per epoch."),
+    max_epochs: int = typer.Option(20, help="Maximum epochs."),
+    min_epochs: int = typer.Option(1, help="Newbob never stops before this many epochs."),
+    seed: int = typer.Option(0, help="Seed for weights, frame order and dropout."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    max_frames: Optional[int] = typer.Option(None, help="Cut each epoch after this many frames."),
+    buffer_frames: int = typer.Option(200_000, help="Frames in the shuffling buffer."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run."),
+    force: bool = typer.Option(False, help="Delete an existing output folder and start over."),
+):
+    """Fine-tune a DNN frame classifier (from a DBN, or from any --init)."""
+    from .finetune import FinetuneConfig, finetune as run_finetune
+    from .pretrain import Interrupted
+
+    cfg = FinetuneConfig(
+        targets=targets, init=init, output_init=output_init, layers=layers, hidden=hidden, activation=activation,
+        splice=splice, lr=lr, batch_size=batch_size, momentum=momentum, l2=l2, dropout=dropout, max_norm=max_norm,
+        grad_clip=grad_clip, schedule=schedule, decay=decay, max_epochs=max_epochs, min_epochs=min_epochs, seed=seed,
+        device=device, max_frames=max_frames, buffer_frames=buffer_frames, dbn=str(dbn) if dbn else None,
+        init_from=str(init_from) if init_from else None, reuse_layers=reuse_layers,
+    )
+    try:
+        summary = run_finetune(store, cfg, out, resume=resume, force=force)
+    except Interrupted as exc:
+        console.print(f"[bold red]interrupted:[/] {exc}")
+        raise typer.Exit(130) from None
+    console.print(f"[green]best epoch {summary['best_epoch']}: dev cross-entropy {summary['best_dev_loss']:.4f}, "
+                  f"dev frame accuracy {summary['best_dev_acc']:.2%}; model in {out / 'model.pt'}")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    store: Path = typer.Argument(..., help="Feature store to evaluate on."),
+    model: Path = typer.Option(..., help="Folder written by 'asr-init finetune'."),
+    split: str = typer.Option("test", help="Split to evaluate."),
+    tune_split: str = typer.Option("dev", help="Split on which the LM weight and insertion penalty are tuned."),
+    prior_scale: float = typer.Option(1.0, help="alpha in log p(s|x) - alpha log p(s)."),
+    lm_weights: str = typer.Option("1,2,4,8", help="LM weights tried on the tuning split."),
+    penalties: str = typer.Option("-8,-4,-2,0,2,4", help="Phone insertion penalties (cost per phone) tried on the tuning split."),
+    out: Optional[Path] = typer.Option(None, help="Where to write results.json and confusion.png (default MODEL/eval-SPLIT)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+):
+    """Frame accuracy (states, phones) and phone error rate by hybrid Viterbi decoding."""
+    from .evaluate import EvalConfig, evaluate as run_evaluate, results_table
+
+    def floats(text: str, name: str) -> list[float]:
+        try:
+            return [float(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise UserError(f"invalid --{name} {text!r}: expected comma-separated numbers") from None
+
+    cfg = EvalConfig(split=split, tune_split=tune_split, prior_scale=prior_scale, lm_weights=floats(lm_weights, "lm-weights"),
+                     penalties=floats(penalties, "penalties"), device=device)
+    result = run_evaluate(store, model, cfg, out)
+    console.print(results_table(result))
+    console.print(f"wrote {(out or model / f'eval-{split}') / 'results.json'} and confusion.png")
+
+
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print speed and memory figures.")
 app.add_typer(bench_app, name="bench")
 
@@ -274,6 +356,22 @@ def bench_pretrain_cmd(
 
     stores = list(store) or [_bench_store(0.25), _bench_store(1.0)]
     bench_pretrain(stores, device=device, seconds=seconds, buffer_frames=buffer_frames)
+
+
+@bench_app.command("finetune")
+@user_errors
+def bench_finetune_cmd(
+    layers: int = typer.Option(6, help="Hidden layers."),
+    hidden: int = typer.Option(1024, help="Units per hidden layer."),
+    outputs: int = typer.Option(117, help="Output classes (39 phones x 3 states)."),
+    batch_size: int = typer.Option(256, help="Mini-batch size."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    seconds: float = typer.Option(3.0, help="Seconds to measure."),
+):
+    """Fine-tuning frames/s against the same-run matmul ceiling."""
+    from .bench import bench_finetune
+
+    bench_finetune(layers, hidden, 429, outputs, batch_size, seconds, device)
 
 
 def _bench_store(hours: float) -> Path:

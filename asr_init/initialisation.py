@@ -88,6 +88,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            lambda w, p, g, c: torch.nn.init.xavier_normal_(w, generator=g)),
     Method("xavier-uniform", "W ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)", None, False,
            lambda w, p, g, c: torch.nn.init.xavier_uniform_(w, generator=g)),
+    Method("small-xavier", "W ~ 0.1 x N(0, 2 / (fan_in + fan_out)) (the new softmax layer of fine-tuning)", None, False,
+           lambda w, p, g, c: torch.nn.init.xavier_normal_(w, gain=0.1, generator=g)),
     Method("he-normal", "W ~ N(0, 2 / fan_in) (He et al. 2015)", None, False,
            lambda w, p, g, c: torch.nn.init.kaiming_normal_(w, nonlinearity="relu", generator=g)),
     Method("he-uniform", "W ~ U(-a, a), a = sqrt(6 / fan_in) (He et al. 2015)", None, False,

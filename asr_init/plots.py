@@ -48,3 +48,28 @@ def plot_recon(rows: list[dict], path: Path, title: str = "RBM pre-training") ->
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_training(rows: list[dict], path: Path, title: str = "fine-tuning") -> None:
+    """Cross-entropy and frame accuracy per epoch (train and dev), as in train.csv."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    train = [r for r in rows if _num(r, "train_loss") is not None]
+    dev = [r for r in rows if _num(r, "dev_loss") is not None]
+    ax1.plot([_num(r, "epoch") for r in train], [_num(r, "train_loss") for r in train], "o-", label="train")
+    ax1.plot([_num(r, "epoch") for r in dev], [_num(r, "dev_loss") for r in dev], "s--", label="dev")
+    rejected = [r for r in dev if str(r.get("accepted")) in ("False", "false", "0")]
+    if rejected:
+        ax1.plot([_num(r, "epoch") for r in rejected], [_num(r, "dev_loss") for r in rejected], "rx", ms=9, label="rejected epoch")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("cross-entropy (nats/frame)")
+    ax2.plot([_num(r, "epoch") for r in train], [100 * _num(r, "train_acc") for r in train], "o-", label="train")
+    ax2.plot([_num(r, "epoch") for r in dev], [100 * _num(r, "dev_acc") for r in dev], "s--", label="dev")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("frame accuracy (%)")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

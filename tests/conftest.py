@@ -91,3 +91,44 @@ def espeak_corpus(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("espeak")
     return synthesize_corpus(root / "corpus", SynthConfig(hours=2 / 60, speakers=4, seed=3, jobs=2))
+
+
+def write_blob_store(path: Path, phones=("sil", "a", "b", "c"), dim: int = 39, utts: int = 30, seed: int = 0,
+                     spread: float = 0.3) -> Path:
+    """A feature store whose frames are Gaussian blobs around one mean per HMM state.
+
+    Each utterance is a random phone sequence; every phone lasts 6-12 frames split into
+    three states, and a frame is its state's mean plus N(0, spread^2) noise: a small
+    problem a frame classifier can solve almost perfectly.
+    """
+    import json
+
+    from asr_init.store import StoreWriter
+
+    rng = np.random.default_rng(seed)
+    means = rng.standard_normal((3 * len(phones), dim)) * 2
+    writer = StoreWriter(path, shard_frames=400)
+    for u in range(utts):
+        seq = [0] + list(rng.integers(1, len(phones), size=6)) + [0]
+        states = []
+        for p in seq:
+            n = int(rng.integers(6, 13))
+            states += [3 * p + (3 * k) // n for k in range(n)]
+        states = np.array(states, dtype=np.int16)
+        feats = (means[states] + spread * rng.standard_normal((len(states), dim))).astype(np.float32)
+        split = "train" if u < utts * 0.6 else "dev" if u < utts * 0.8 else "test"
+        transcript = tuple(phones[p] for p in seq)
+        writer.add(f"u{u:03d}", f"spk{u % 10}", split, len(states) / 100, feats, (states // 3).astype(np.int16), states, transcript)
+    writer.close()
+    (path / "phones.txt").write_text("".join(f"{i} {p}\n" for i, p in enumerate(phones)))
+    (path / "states.txt").write_text("".join(f"{3 * i + k} {p}_{k}\n" for i, p in enumerate(phones) for k in range(3)))
+    allf = np.concatenate([np.load(f) for f in sorted((path / "shards").glob("feats-*.npy"))])
+    (path / "stats.json").write_text(json.dumps({"mean": allf.mean(0).tolist(), "std": allf.std(0).tolist()}))
+    (path / "config.json").write_text(json.dumps({"corpus": "blobs"}))
+    (path / "summary.json").write_text(json.dumps({"layout": "blobs"}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def blob_store(tmp_path_factory) -> Path:
+    return write_blob_store(tmp_path_factory.mktemp("blobs") / "store")

@@ -1,0 +1,157 @@
+"""Fine-tuning, newbob, priors, resume, errors, and the end-to-end CLI pipeline."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from asr_init.checkpoint import load_checkpoint, read_csv
+from asr_init.cli import app
+from asr_init.dbn import save_dbn
+from asr_init.dnn import load_model
+from asr_init.errors import UserError
+from asr_init.finetune import FinetuneConfig, Newbob, class_priors, finetune
+from asr_init.pipeline import FeaturePipeline
+from asr_init.pretrain import Interrupted
+from asr_init.store import FeatureStore
+
+runner = CliRunner()
+QUICK = dict(layers=2, hidden=32, splice=1, batch_size=32, max_epochs=4, stats_frames=200)
+
+
+def _text(result):
+    return " ".join(result.output.split())
+
+
+def test_separable_problem_reaches_near_perfect_accuracy(blob_store, tmp_path):
+    summary = finetune(blob_store, FinetuneConfig(**(QUICK | {"max_epochs": 8, "lr": 0.02})), tmp_path / "ft")
+    assert summary["best_dev_acc"] > 0.97
+    rows = read_csv(tmp_path / "ft" / "train.csv")
+    assert float(rows[-1]["train_acc"]) > 0.97
+    for key in ("grad_norm_1", "grad_norm_2", "grad_norm_out", "sat_1", "sat_2", "frames_per_s"):
+        assert np.isfinite(float(rows[-1][key])), key
+    assert (tmp_path / "ft" / "train.png").read_bytes()[:4] == b"\x89PNG"
+    model, meta = load_model(tmp_path / "ft")
+    assert meta["outputs"] == FeatureStore(blob_store).states and len(meta["priors"]) == 12
+
+
+def test_zeros_never_break_symmetry_but_xavier_does(blob_store, tmp_path):
+    def trained(init):
+        cfg = FinetuneConfig(**(QUICK | {"init": init, "output_init": "same", "max_epochs": 3, "lr": 0.05}))
+        summary = finetune(blob_store, cfg, tmp_path / init)
+        model, _ = load_model(tmp_path / init)
+        return summary, [layer.weight.detach() for layer in model.hidden] + [model.output.weight.detach()]
+
+    summary, weights = trained("zeros")
+    assert summary["best_epoch"] >= 1  # training did change the model
+    for w in weights[:-1]:
+        assert torch.allclose(w, w[:1].expand_as(w), atol=1e-6)  # every hidden unit the same
+    # The output layer did learn: its columns (one per hidden unit) are identical but not zero.
+    out = weights[-1]
+    assert float(out.abs().max()) > 0 and torch.allclose(out, out[:, :1].expand_as(out), atol=1e-6)
+    assert summary["best_dev_acc"] < 0.5  # identical units cannot separate 12 classes
+    _, weights = trained("xavier-normal")
+    for w in weights[:-1]:
+        assert float((w - w[:1]).abs().max()) > 0.01
+
+
+def test_priors_sum_to_one(blob_store):
+    store = FeatureStore(blob_store)
+    for targets, n in (("states", 12), ("phones", 4)):
+        p = class_priors(store, targets, floor=1.0)
+        assert p.shape == (n,) and p.sum() == pytest.approx(1.0) and (p > 0).all()
+
+
+def test_newbob_halves_and_stops_as_scripted():
+    nb = Newbob(lr=0.008)
+    nb.start(2.0)
+    # 25% better (keep lr); worse: rejected, improvement 0 < 1% turns halving on (lr / 2);
+    # 3.3% better: halve again; 0.007% better < 0.1% with halving on: stop (no more halving)
+    script = [1.5, 1.6, 1.45, 1.4499]
+    out = [nb.step(loss) for loss in script]
+    assert [a for a, _ in out] == [True, False, True, True]
+    assert [s for _, s in out] == [False, False, False, True]
+    assert [h["next_lr"] for h in nb.history] == pytest.approx([0.008, 0.004, 0.002, 0.002])
+    assert nb.best == 1.4499
+    # Once halving is on, a rejected epoch (improvement 0) ends training.
+    nb2 = Newbob(lr=1.0)
+    nb2.start(1.0)
+    assert nb2.step(0.995) == (True, False)  # 0.5% < 1%: halving on
+    assert nb2.step(1.2) == (False, True)
+
+
+def test_newbob_respects_min_epochs():
+    nb = Newbob(lr=1.0, min_epochs=3)
+    nb.start(1.0)
+    assert nb.step(1.0) == (False, False)  # no improvement: halving starts, but too early to stop
+    assert nb.step(1.0) == (False, False)
+    assert nb.step(1.0) == (False, False)
+    assert nb.step(1.0) == (False, True)
+    assert nb.lr == pytest.approx(1 / 8)
+
+
+def test_resume_equals_uninterrupted(blob_store, tmp_path):
+    cfg = FinetuneConfig(**(QUICK | {"max_epochs": 3, "momentum": 0.5, "dropout": 0.1}))
+    finetune(blob_store, cfg, tmp_path / "full")
+    with pytest.raises(Interrupted):
+        finetune(blob_store, cfg, tmp_path / "cut", interrupt_after=40)
+    with pytest.raises(UserError, match="--resume"):
+        finetune(blob_store, cfg, tmp_path / "cut")
+    finetune(blob_store, cfg, tmp_path / "cut", resume=True)
+    a = load_checkpoint(tmp_path / "full" / "model.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "cut" / "model.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    cols = ("epoch", "lr", "train_loss", "dev_loss", "dev_acc", "accepted")
+    ra = [tuple(r[c] for c in cols) for r in read_csv(tmp_path / "full" / "train.csv")]
+    rb = [tuple(r[c] for c in cols) for r in read_csv(tmp_path / "cut" / "train.csv")]
+    assert ra == rb
+
+
+def test_dbn_input_mismatch_and_missing_targets(blob_store, tmp_path):
+    pipe = FeaturePipeline(splice=0, mean=(0.0,) * 13, std=(1.0,) * 13)
+    save_dir = tmp_path / "dbn13"
+    save_dir.mkdir()
+    save_dbn(save_dir / "dbn.pt", [(torch.zeros(8, 13), torch.zeros(8))], pipe, ["sil"], ["sil_0"], "gauss")
+    res = runner.invoke(app, ["finetune", str(blob_store), "--out", str(tmp_path / "x"), "--dbn", str(save_dir)])
+    assert res.exit_code == 1 and "expects 13-dim frames" in _text(res) and "has 39-dim frames" in _text(res)
+    broken = tmp_path / "broken"
+    shutil.copytree(blob_store, broken)
+    (broken / "states.txt").unlink()
+    res = runner.invoke(app, ["finetune", str(broken), "--out", str(tmp_path / "y")])
+    assert res.exit_code == 1 and "states.txt is missing" in _text(res)
+    res = runner.invoke(app, ["finetune", str(blob_store), "--out", str(tmp_path / "z"), "--dbn", str(tmp_path)])
+    assert res.exit_code == 1 and "has no dbn.pt" in _text(res)
+
+
+def test_init_from_reuses_lower_layers(blob_store, tmp_path):
+    finetune(blob_store, FinetuneConfig(**(QUICK | {"max_epochs": 1})), tmp_path / "a")
+    cfg = FinetuneConfig(**(QUICK | {"max_epochs": 1, "init_from": str(tmp_path / "a"), "reuse_layers": 1, "lr": 1e-12}))
+    finetune(blob_store, cfg, tmp_path / "b")
+    a, _ = load_model(tmp_path / "a")
+    b, meta = load_model(tmp_path / "b")
+    assert torch.allclose(a.hidden[0].weight, b.hidden[0].weight, atol=1e-6)
+    assert meta["layers"][0]["from"] == "init-from" and meta["layers"][1]["from"] == "init"
+    with pytest.raises(UserError, match="has only 2 hidden layers"):
+        finetune(blob_store, FinetuneConfig(**(QUICK | {"init_from": str(tmp_path / "a"), "reuse_layers": 3})), tmp_path / "c")
+
+
+def test_end_to_end_cli(kaldi_dir, tmp_path):
+    store, dbn, model = tmp_path / "store", tmp_path / "dbn", tmp_path / "model"
+    steps = [
+        ["extract", str(kaldi_dir), "--out", str(store), "--jobs", "1"],
+        ["pretrain", str(store), "--out", str(dbn), "--layers", "2", "--hidden", "32", "--epochs", "1", "--batch-size", "64"],
+        ["finetune", str(store), "--out", str(model), "--dbn", str(dbn), "--max-epochs", "3", "--batch-size", "64"],
+        ["evaluate", str(store), "--model", str(model), "--lm-weights", "1,2", "--penalties", "0,2"],
+    ]
+    for args in steps:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, (args[0], res.output)
+    result = json.loads((model / "eval-test" / "results.json").read_text())
+    assert 0 <= result["frame_acc_phones"] <= 1 and 0 <= result["frame_acc_states"] <= result["frame_acc_phones"]
+    assert result["per"] == pytest.approx((result["substitutions"] + result["deletions"] + result["insertions"]) / result["ref_phones"])
+    assert result["lm_weight"] in (1, 2) and result["insertion_penalty"] in (0, 2) and len(result["tuning_grid"]) == 4
+    assert (model / "eval-test" / "confusion.png").stat().st_size > 10_000
+    assert "phone error rate" in res.output
