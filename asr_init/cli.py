@@ -129,6 +129,7 @@ def optimal_d_cmd(
     samples: int = typer.Option(1_000_000, help="Monte Carlo sample size."),
     seed: int = typer.Option(0, help="Monte Carlo seed."),
     plot: Optional[Path] = typer.Option(None, help="Write a PNG of |f''|, the N(0, D*^2) density and J(D)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures as JSON."),
 ):
     """Compute the optimal net-input spread D* (quadrature and Monte Carlo)."""
     from .optimal_spread import plot_spread, spread_report
@@ -142,6 +143,10 @@ def optimal_d_cmd(
     if plot is not None:
         plot_spread(r, plot)
         console.print(f"wrote {plot}")
+    if json_out is not None:
+        from .config import write_json_atomic
+
+        write_json_atomic(json_out, r.to_dict())
 
 
 @app.command()
@@ -304,6 +309,7 @@ def evaluate(
     lm_weights: str = typer.Option("1,2,4,8", help="LM weights tried on the tuning split."),
     penalties: str = typer.Option("-8,-4,-2,0,2,4", help="Phone insertion penalties (cost per phone) tried on the tuning split."),
     out: Optional[Path] = typer.Option(None, help="Where to write results.json and confusion.png (default MODEL/eval-SPLIT)."),
+    frames_only: bool = typer.Option(False, help="Frame accuracy only: skip decoding (no phone error rate)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
 ):
     """Frame accuracy (states, phones) and phone error rate by hybrid Viterbi decoding."""
@@ -316,10 +322,28 @@ def evaluate(
             raise UserError(f"invalid --{name} {text!r}: expected comma-separated numbers") from None
 
     cfg = EvalConfig(split=split, tune_split=tune_split, prior_scale=prior_scale, lm_weights=floats(lm_weights, "lm-weights"),
-                     penalties=floats(penalties, "penalties"), device=device)
+                     penalties=floats(penalties, "penalties"), device=device, decode=not frames_only)
     result = run_evaluate(store, model, cfg, out)
     console.print(results_table(result))
     console.print(f"wrote {(out or model / f'eval-{split}') / 'results.json'} and confusion.png")
+
+
+@app.command()
+@user_errors
+def report(
+    results: Path = typer.Argument(Path("results"), help="The recipes' output folder."),
+    best_init: bool = typer.Option(False, help="Only print the initialisation that converged fastest in recipe 1."),
+):
+    """Write RESULTS/REPORT.md: tables, plots and conclusions from the recipes' logs."""
+    from .report import best_pretraining_init, write_report
+
+    if not results.is_dir():
+        raise UserError(f"results folder {results} does not exist (run 'make recipes' first)")
+    if best_init:
+        print(best_pretraining_init(results / "paper"))
+        return
+    path = write_report(results)
+    console.print(f"[green]wrote {path}")
 
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print speed and memory figures.")

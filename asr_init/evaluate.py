@@ -34,6 +34,7 @@ class EvalConfig(ConfigBase):
     lm_weights: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])
     penalties: list[float] = field(default_factory=lambda: [-8.0, -4.0, -2.0, 0.0, 2.0, 4.0])
     device: str = "cpu"
+    decode: bool = True  # False: frame accuracy only
 
     def validate(self) -> None:
         self._check(self.split in SPLITS, "split", f"must be one of {', '.join(SPLITS)}")
@@ -83,10 +84,11 @@ def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Pat
     out_dir = Path(out_dir) if out_dir else Path(model_dir) / f"eval-{config.split}"
     out_dir.mkdir(parents=True, exist_ok=True)
     index = {p: i for i, p in enumerate(store.phones)}
-    hmm = estimate_hmm(store)
+    hmm = estimate_hmm(store) if config.decode else None
 
     t0 = time.perf_counter()
-    tune = _scores(model, meta, store, config.tune_split, config.prior_scale, device) if store.split(config.tune_split) else []
+    tune = (_scores(model, meta, store, config.tune_split, config.prior_scale, device)
+            if config.decode and store.split(config.tune_split) else [])
     grid = []
     if tune:
         refs = [[index[p] for p in rec.transcript] for *_, rec in tune]
@@ -103,10 +105,13 @@ def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Pat
     scored = _scores(model, meta, store, config.split, config.prior_scale, device)
     forward_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    hyps = decode([t[0] for t in scored], hmm, best["lm_weight"], best["insertion_penalty"])
+    if config.decode:
+        hyps = decode([t[0] for t in scored], hmm, best["lm_weight"], best["insertion_penalty"])
+        refs = [[index[p] for p in rec.transcript] for *_, rec in scored]
+        per = phone_error_rate(hyps, refs)
+    else:
+        per = {"per": None, "substitutions": None, "deletions": None, "insertions": None, "ref_phones": None}
     decode_seconds = time.perf_counter() - t0
-    refs = [[index[p] for p in rec.transcript] for *_, rec in scored]
-    per = phone_error_rate(hyps, refs)
 
     pred_phone = np.concatenate([p // STATES if meta["targets"] == "states" else p for _, p, _, _, _ in scored])
     ref_phone = np.concatenate([ph for _, _, _, ph, _ in scored])
@@ -123,8 +128,9 @@ def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Pat
         "tune_seconds": tune_seconds, "model": str(model_dir), "store": str(store.path),
     }
     write_json_atomic(out_dir / "results.json", result)
+    per_text = f", PER {per['per']:.1%}" if per["per"] is not None else ""
     _plot_confusion(ref_phone, pred_phone, store.phones, out_dir / "confusion.png",
-                    f"{config.split}: frame phone accuracy {result['frame_acc_phones']:.1%}, PER {per['per']:.1%}")
+                    f"{config.split}: frame phone accuracy {result['frame_acc_phones']:.1%}{per_text}")
     return result
 
 
@@ -157,6 +163,8 @@ def results_table(result: dict):
     if result["frame_acc_states"] is not None:
         table.add_row("frame accuracy, states", f"{result['frame_acc_states']:.2%}")
     table.add_row("frame accuracy, phones", f"{result['frame_acc_phones']:.2%}")
+    if result["per"] is None:
+        return table
     table.add_row("phone error rate", f"{result['per']:.2%}")
     table.add_row("  substitutions / deletions / insertions", f"{result['substitutions']} / {result['deletions']} / {result['insertions']}")
     table.add_row("  reference phones", f"{result['ref_phones']}")

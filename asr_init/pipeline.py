@@ -162,6 +162,10 @@ def sample_frames(store: FeatureStore, pipeline: FeaturePipeline, split: str, nu
     for rec in records:
         sel = chosen[(chosen >= start) & (chosen < start + rec.frames)] - start
         if len(sel):
-            out.append(pipeline.utterance(store.features(rec))[torch.from_numpy(sel)])
+            x = torch.from_numpy(pipeline.normalise(store.features(rec)))
+            idx = torch.from_numpy(sel)
+            lo, hi = torch.zeros_like(idx), torch.full_like(idx, rec.frames - 1)
+            out.append(pipeline.finish(splice_frames(x, idx, lo, hi, pipeline.splice)))
         start += rec.frames
+    store.release()
     return torch.cat(out)

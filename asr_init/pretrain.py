@@ -48,7 +48,7 @@ from .store import FeatureStore
 CSV_COLUMNS = [
     "layer", "epoch", "frames", "kind", "recon_error", "lr", "momentum", "elapsed_s", "frames_per_s",
     "net_mean", "net_std", "nonlinear", "saturated", "train_recon", "dev_recon", "train_free_energy",
-    "dev_free_energy", "guard_scale",
+    "dev_free_energy", "input_var", "guard_scale",
 ]
 
 
@@ -242,6 +242,7 @@ def _epoch_stats(rbm: RBM, train: torch.Tensor, dev: torch.Tensor | None, layer:
         row = {"layer": layer, "epoch": epoch, "frames": frames, "kind": kind, "elapsed_s": elapsed,
                "net_mean": s.mean, "net_std": s.std, "nonlinear": s.nonlinear, "saturated": s.saturated,
                "train_recon": float((rbm.reconstruct(train) - train).pow(2).sum(1).mean()),
+               "input_var": float(train.var(0).sum()),  # the error of predicting the mean: a baseline
                "train_free_energy": float(rbm.free_energy(train).mean())}
         if dev is not None:
             row["dev_recon"] = float((rbm.reconstruct(dev) - dev).pow(2).sum(1).mean())

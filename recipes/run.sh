@@ -1,30 +1,33 @@
 #!/usr/bin/env bash
-# The main job on the embedded corpus. Each numbered stage calls the asr-init CLI and is
-# skipped when its output is already complete, so a re-run after an interruption
-# continues where it stopped.
+# The main job: the embedded corpus, then the four recipes, then REPORT.md.
+# Every command a recipe runs is skipped when its output is complete, so re-running
+# after an interruption continues where it stopped.
 #
-#   bash recipes/run.sh            # full size (about 1 hour of speech)
-#   QUICK=1 bash recipes/run.sh    # tiny scale, for a smoke test
+#   bash recipes/run.sh                 # full scale (about 1 hour of speech)
+#   QUICK=1 bash recipes/run.sh         # tiny scale, a few minutes
+#   TIMIT=/path/to/timit bash recipes/run.sh   # also recipe 4
+# Environment: RESULTS (default results), JOBS (parallel commands, default 2).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-RESULTS=${RESULTS:-results}
-QUICK=${QUICK:-}
-if [ -n "$QUICK" ]; then
-  HOURS=0.05
-else
-  HOURS=1.0
-fi
+export RESULTS=${RESULTS:-results}
+export QUICK=${QUICK:-}
+if [ -n "$QUICK" ]; then HOURS=0.05; else HOURS=1.0; fi
 mkdir -p "$RESULTS"
-STORE=$RESULTS/store
+START=$(date +%s)
 
-echo "== stage 1: embedded corpus ($HOURS h) and feature store -> $STORE"
-asr-init extract --hours "$HOURS" --out "$STORE" --seed 0
+echo "== stage 0: embedded corpus ($HOURS h of speech) and feature store -> $RESULTS/store"
+asr-init extract --hours "$HOURS" --out "$RESULTS/store" --seed 0
 
-if [ -n "$QUICK" ]; then
-  PT_OPTS="--layers 2 --hidden 128 --epochs 1 --max-frames 20000 --report-every 5000"
-else
-  PT_OPTS="--layers 3 --hidden 512 --epochs 1 --report-every 20000"
-fi
-echo "== stage 2: DBN pre-training (init optimal) -> $RESULTS/dbn"
-# shellcheck disable=SC2086
-asr-init pretrain "$STORE" --out "$RESULTS/dbn" --init optimal $PT_OPTS --seed 0
+echo "== stage 1: paper replication"
+python recipes/paper_replication.py
+echo "== stage 2: initialisation without pre-training"
+python recipes/init_without_pretraining.py
+echo "== stage 3: DNN-HMM acoustic model, pre-trained or not"
+python recipes/dnn_hmm.py
+echo "== stage 4: TIMIT"
+python recipes/timit.py
+
+echo "== report"
+asr-init report "$RESULTS"
+echo "== done in $(( $(date +%s) - START )) s: $RESULTS/REPORT.md"

@@ -1,0 +1,129 @@
+"""Shared plumbing for the recipe scripts: scale settings and a runner for CLI commands.
+
+A recipe is a list of `asr-init` command lines. `run_commands` executes them through
+the real CLI entry point (in worker processes, so that two runs share the two cores),
+skips a command whose output is already complete, and appends each executed command
+with its wall time to RESULTS/commands.jsonl, which the report reads.
+
+Environment: RESULTS (output folder, default results), QUICK (non-empty: tiny scale),
+JOBS (parallel commands, default: 2 or the number of cores if fewer).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+RESULTS = Path(os.environ.get("RESULTS", "results"))
+QUICK = bool(os.environ.get("QUICK"))
+JOBS = max(1, int(os.environ.get("JOBS", min(2, os.cpu_count() or 1))))
+STORE = RESULTS / "store"
+
+# Every recipe reads its sizes from here: one place to see what "full" and "quick" mean.
+SCALE = {
+    "full": {
+        "seeds": [0, 1, 2],
+        "layer1_hidden": 512, "layer1_frames": 100_000, "layer1_report": 4_000,
+        "dbn_layers": 3, "dbn_hidden": 256, "dbn_frames": 60_000, "dbn_report": 4_000,
+        "nopre_layers": 2, "nopre_hidden": 256, "nopre_epochs": 5, "nopre_frames": 150_000,
+        "am_layers": 3, "am_hidden": 256, "am_pre_epochs": 1, "am_max_epochs": 10,
+    },
+    "quick": {
+        "seeds": [0, 1],
+        "layer1_hidden": 32, "layer1_frames": 3_000, "layer1_report": 500,
+        "dbn_layers": 2, "dbn_hidden": 32, "dbn_frames": 2_000, "dbn_report": 500,
+        "nopre_layers": 2, "nopre_hidden": 32, "nopre_epochs": 2, "nopre_frames": 3_000,
+        "am_layers": 2, "am_hidden": 64, "am_pre_epochs": 1, "am_max_epochs": 3,
+    },
+}["quick" if QUICK else "full"]
+
+
+def label(init: str) -> str:
+    """A folder name for an init spec: optimal:1.392 -> optimal_1.392."""
+    return init.replace(":", "_")
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _failed_marker(done: str | None) -> Path | None:
+    return Path(done).parent / "failed.json" if done else None
+
+
+def _finished(done: str | None) -> bool:
+    """Complete, or failed before (deterministic runs fail the same way again)."""
+    return bool(done) and (Path(done).exists() or _failed_marker(done).exists())
+
+
+def _run_one(task: tuple[str, list[str], str | None]) -> dict:
+    stage, args, done = task
+    command = "asr-init " + " ".join(shlex.quote(a) for a in args)
+    if _finished(done):
+        return {"stage": stage, "command": command, "skipped": True, "exit": 0, "seconds": 0.0}
+    from typer.main import get_command
+
+    from asr_init.cli import app
+
+    t0 = time.perf_counter()
+    try:
+        get_command(app).main(args=args, prog_name="asr-init", standalone_mode=True)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return {"stage": stage, "command": command, "skipped": False, "exit": code, "seconds": time.perf_counter() - t0}
+
+
+def run_commands(stage: str, commands: list[tuple[list[str], str | None]], jobs: int = JOBS,
+                 allow_fail: bool = False) -> list[dict]:
+    """Run `asr-init` command lines (args, done-marker path); stop the recipe if one fails,
+    unless `allow_fail` (a failed run is then a result the report shows)."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:  # a recipe without a __main__ guard re-run by a worker
+        raise RuntimeError("run_commands called inside a worker process; guard the recipe with if __name__ == '__main__'")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    tasks = [(stage, args, str(done) if done else None) for args, done in commands]
+    todo = sum(1 for _, d in commands if not _finished(str(d) if d else None))
+    print(f"== {stage}: {len(tasks)} command(s), {todo} to run, {jobs} at a time", flush=True)
+    t0 = time.perf_counter()
+    if jobs == 1 or todo <= 1:
+        results = [_run_one(t) for t in tasks]
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with get_context("spawn").Pool(jobs, initializer=_worker_init, initargs=(threads,)) as pool:
+            results = []
+            for i, r in enumerate(pool.imap(_run_one, tasks), 1):
+                results.append(r)
+                if not r["skipped"]:
+                    print(f"  [{i}/{len(tasks)}] {r['seconds']:6.1f} s  exit {r['exit']}  {r['command']}", flush=True)
+    with open(RESULTS / "commands.jsonl", "a") as fh:
+        for r in results:
+            if not r["skipped"]:
+                fh.write(json.dumps(r) + "\n")
+    failed = [r for r in results if r["exit"] != 0]
+    print(f"== {stage}: done in {time.perf_counter() - t0:.1f} s", flush=True)
+    for r, (_, _, done) in zip(results, tasks):
+        if r["exit"] != 0 and allow_fail and done:
+            Path(done).parent.mkdir(parents=True, exist_ok=True)
+            _failed_marker(done).write_text(json.dumps(r) + "\n")
+    for r in failed:
+        print(f"{'failed (kept as a result)' if allow_fail else 'FAILED'} (exit {r['exit']}): {r['command']}", file=sys.stderr)
+    if failed and not allow_fail:
+        raise SystemExit(1)
+    return results
+
+
+def write_manifest(recipe: str, commands: list[tuple[list[str], str | None]]) -> None:
+    """RESULTS/<recipe>/commands.txt: the exact command lines of a recipe, for the report."""
+    folder = RESULTS / recipe
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "commands.txt").write_text(
+        "".join("asr-init " + " ".join(shlex.quote(a) for a in args) + "\n" for args, _ in commands))

@@ -1,0 +1,45 @@
+"""Recipe 3: the DNN-HMM acoustic model, pre-trained against not pre-trained.
+
+DBNs pre-trained with the initialisation that converged fastest in recipe 1 (Gaussian
+first layer, its default learning rate) and with the paper's `optimal`, each fine-tuned
+with newbob; the same network trained without pre-training (Xavier); all evaluated on
+dev and test (frame accuracy, phone error rate).
+"""
+
+from asr_init.report import best_pretraining_init
+from common import RESULTS, SCALE, STORE, label, run_commands, write_manifest
+
+OUT = RESULTS / "am"
+
+def main() -> None:
+    best = best_pretraining_init(RESULTS / "paper")
+    print(f"recipe 3: fastest initialisation in recipe 1: {best}")
+    (OUT).mkdir(parents=True, exist_ok=True)
+    (OUT / "best_init.txt").write_text(best + "\n")
+    size = ["--layers", str(SCALE["am_layers"]), "--hidden", str(SCALE["am_hidden"])]
+
+    pretrain, finetune, evaluate = [], [], []
+    for init in dict.fromkeys([best, "optimal"]):
+        dbn = OUT / f"dbn-{label(init)}"
+        pretrain.append((["pretrain", str(STORE), "--out", str(dbn), "--init", init, *size,
+                          "--epochs", str(SCALE["am_pre_epochs"]), "--seed", "0", "--resume"], dbn / "pretrain.json"))
+        model = OUT / f"dnn-pretrained-{label(init)}"
+        finetune.append((["finetune", str(STORE), "--out", str(model), "--dbn", str(dbn),
+                          "--max-epochs", str(SCALE["am_max_epochs"]), "--seed", "0", "--resume"], model / "finetune.json"))
+    model = OUT / "dnn-not-pretrained-xavier-normal"
+    finetune.append((["finetune", str(STORE), "--out", str(model), "--init", "xavier-normal", *size,
+                      "--max-epochs", str(SCALE["am_max_epochs"]), "--seed", "0", "--resume"], model / "finetune.json"))
+    for args, marker in finetune:
+        model = marker.parent
+        for split in ("dev", "test"):
+            evaluate.append((["evaluate", str(STORE), "--model", str(model), "--split", split],
+                             model / f"eval-{split}" / "results.json"))
+
+    write_manifest("am", pretrain + finetune + evaluate)
+    run_commands("recipe 3: DBN pre-training", pretrain)
+    run_commands("recipe 3: fine-tuning", finetune)
+    run_commands("recipe 3: evaluation", evaluate)
+
+
+if __name__ == "__main__":
+    main()

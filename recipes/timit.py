@@ -1,0 +1,38 @@
+"""Recipe 4: the same pipeline on TIMIT, for users who have it (TIMIT=/path/to/timit).
+
+Standard protocol: 61 phones folded to 39, SA sentences excluded, the 24-speaker core
+test set and the 50-speaker dev set. Without a TIMIT path the recipe says so and stops.
+"""
+
+import os
+from pathlib import Path
+
+from common import RESULTS, SCALE, run_commands, write_manifest
+
+OUT = RESULTS / "timit"
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    timit = os.environ.get("TIMIT")
+    if not timit:
+        (OUT / "SKIPPED.txt").write_text("recipe 4 skipped: no TIMIT path given (run with TIMIT=/path/to/timit)\n")
+        print("recipe 4 (TIMIT): skipped, no TIMIT path given (set TIMIT=/path/to/timit)")
+        return
+    (OUT / "SKIPPED.txt").unlink(missing_ok=True)
+    store, dbn, model = OUT / "store", OUT / "dbn-optimal", OUT / "dnn-pretrained-optimal"
+    size = ["--layers", str(SCALE["am_layers"]), "--hidden", str(SCALE["am_hidden"])]
+    steps = [
+        (["extract", str(Path(timit)), "--out", str(store)], store / "summary.json"),
+        (["pretrain", str(store), "--out", str(dbn), "--init", "optimal", *size, "--epochs", str(SCALE["am_pre_epochs"]),
+          "--resume"], dbn / "pretrain.json"),
+        (["finetune", str(store), "--out", str(model), "--dbn", str(dbn), "--max-epochs", str(SCALE["am_max_epochs"]),
+          "--resume"], model / "finetune.json"),
+        (["evaluate", str(store), "--model", str(model), "--split", "test"], model / "eval-test" / "results.json"),
+    ]
+    write_manifest("timit", steps)
+    for i, step in enumerate(steps):
+        run_commands(f"recipe 4: TIMIT step {i + 1}", [step], jobs=1)
+
+
+if __name__ == "__main__":
+    main()
