@@ -50,6 +50,17 @@ def load_checkpoint(path: Path) -> Any:
         raise UserError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); delete it to start that stage again") from None
 
 
+def load_typed_checkpoint(path: Path, fmt: str, what: str) -> dict:
+    """A checkpoint dict whose "format" is `fmt`; `what` names the command that writes it."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path.parent} has no {path.name} (is it a finished '{what}' output folder?)")
+    obj = load_checkpoint(path)
+    if not isinstance(obj, dict) or obj.get("format") != fmt:
+        raise UserError(f"{path} is not a {fmt} file (written by '{what}')")
+    return obj
+
+
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     """Write rows (dicts) as CSV with a fixed column order, atomically."""
     buf = io.StringIO()

@@ -71,6 +71,7 @@ def extract(
     dev_speakers: str = typer.Option("", help="Comma-separated dev speakers (overrides fractions)."),
     test_speakers: str = typer.Option("", help="Comma-separated test speakers."),
     phones: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Label list; a label outside it is an error."),
+    phone_map: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Folding map 'from to' applied to the labels; a label outside it is an error."),
     ctm: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Phone CTM of a Kaldi data dir (default DIR/phones.ctm)."),
     tier: str = typer.Option("phones", help="TextGrid tier holding the phone labels."),
     include_sa: bool = typer.Option(False, help="TIMIT: keep the SA sentences."),
@@ -88,7 +89,8 @@ def extract(
     cfg = ExtractConfig(
         sample_rate=sample_rate, cmvn=cmvn, dev_fraction=dev_fraction, test_fraction=test_fraction,
         dev_speakers=_speakers(dev_speakers), test_speakers=_speakers(test_speakers), seed=seed,
-        phones=str(phones) if phones else None, ctm=str(ctm) if ctm else None, tier=tier,
+        phones=str(phones) if phones else None, phone_map=str(phone_map) if phone_map else None,
+        ctm=str(ctm) if ctm else None, tier=tier,
         include_sa=include_sa, skip_bad=skip_bad, jobs=jobs,
     )
     cfg.validate()

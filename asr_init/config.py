@@ -63,3 +63,34 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path} is missing") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def prepare_run_dir(out_dir: Path, stage: str, settings: dict, force: bool, finished: tuple[str, ...],
+                    neutral: tuple[str, ...] = ("device",)) -> dict | None:
+    """Make `out_dir` ready for a training stage; returns the summary if it already finished.
+
+    `settings` ({"store": ..., "config": {...}}) is written to STAGE.config.json. A folder
+    holding a run with other settings (apart from the `neutral` keys, which may change
+    between a run and its resumption) is refused, as is a folder holding anything else;
+    `force` deletes it first. The run is finished when STAGE.json and `finished` exist.
+    """
+    import shutil
+
+    out_dir = Path(out_dir)
+    cfg_path = out_dir / f"{stage}.config.json"
+    if out_dir.exists() and force:
+        shutil.rmtree(out_dir)
+    if cfg_path.exists():
+        old = read_json(cfg_path)
+        comparable = [{k: v for k, v in s["config"].items() if k not in neutral} | {"store": s["store"]} for s in (old, settings)]
+        if comparable[0] != comparable[1]:
+            diff = sorted(k for k in comparable[1] if comparable[0].get(k) != comparable[1][k])
+            raise UserError(f"{out_dir} holds a {stage} run with other settings ({', '.join(diff)}); "
+                            "use --force to start over or choose another --out")
+        if all((out_dir / name).exists() for name in (f"{stage}.json", *finished)):
+            return read_json(out_dir / f"{stage}.json")
+    elif out_dir.exists() and any(out_dir.iterdir()):
+        raise UserError(f"output {out_dir} exists and is not a {stage} run; use --force or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(cfg_path, settings)
+    return None

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .errors import UserError
+from .checkpoint import load_typed_checkpoint, save_checkpoint
 from .pipeline import FeaturePipeline
 
 Stack = list[tuple[torch.Tensor, torch.Tensor]]
@@ -37,13 +36,7 @@ def save_dbn(path: Path, stack: Stack, pipeline: FeaturePipeline, phones: list[s
 
 def load_dbn(model_dir: Path) -> dict:
     """The contents of MODEL_DIR/dbn.pt, checked."""
-    path = Path(model_dir) / "dbn.pt"
-    if not path.exists():
-        raise UserError(f"{model_dir} has no dbn.pt (is it a finished 'asr-init pretrain' output folder?)")
-    dbn = load_checkpoint(path)
-    if not isinstance(dbn, dict) or dbn.get("format") != "asr-init-dbn-1":
-        raise UserError(f"{path} is not an asr-init DBN")
-    return dbn
+    return load_typed_checkpoint(Path(model_dir) / "dbn.pt", "asr-init-dbn-1", "asr-init pretrain")
 
 
 def load_stack(model_dir: Path) -> tuple[Stack, FeaturePipeline, str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_typed_checkpoint, save_checkpoint
 from .errors import UserError
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
@@ -55,12 +55,7 @@ def save_model(model_dir: Path, model: DNN, meta: dict) -> None:
 
 
 def load_model(model_dir: Path, device: str | torch.device = "cpu") -> tuple[DNN, dict]:
-    path = Path(model_dir) / "model.pt"
-    if not path.exists():
-        raise UserError(f"{model_dir} has no model.pt (is it a finished 'asr-init finetune' output folder?)")
-    ckpt = load_checkpoint(path)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "asr-init-dnn-1":
-        raise UserError(f"{path} is not an asr-init model")
+    ckpt = load_typed_checkpoint(Path(model_dir) / "model.pt", "asr-init-dnn-1", "asr-init finetune")
     meta = ckpt["meta"]
     cfg = meta["config"]
     model = DNN(meta["input_dim"], meta["hidden_sizes"], len(meta["outputs"]), cfg["activation"])

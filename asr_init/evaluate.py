@@ -22,7 +22,6 @@ from .decoding import STATES, align_counts, decode, estimate_hmm, merge_repeats
 from .dnn import load_model
 from .errors import UserError
 from .pipeline import FeaturePipeline
-from .progress import console
 from .store import SPLITS, FeatureStore
 
 

@@ -9,6 +9,7 @@ temporary folder beside the output, renamed into place only when complete.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import random
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ConfigBase, read_json, write_json_atomic
-from .corpus import SILENCE, Corpus, Utterance, read_corpus, read_label_list
+from .corpus import SILENCE, Corpus, Utterance, read_corpus, read_label_list, read_label_map
 from .errors import UserError
 from .features import STATES_PER_PHONE, MfccConfig, frame_targets, load_audio, mfcc_with_deltas
 from .progress import console, progress_bar
@@ -43,6 +44,7 @@ class ExtractConfig(ConfigBase):
     test_speakers: list[str] = field(default_factory=list)
     seed: int = 0
     phones: str | None = None  # a label list: labels outside it are an error
+    phone_map: str | None = None  # a folding map "from to": labels outside it are an error
     ctm: str | None = None
     tier: str = "phones"
     include_sa: bool = False
@@ -95,8 +97,23 @@ def assign_splits(corpus: Corpus, config: ExtractConfig) -> dict[str, str | None
     return split
 
 
+def fold_labels(corpus: Corpus, map_path: Path) -> Corpus:
+    """Rewrite every segment label through a folding map; a label outside it is an error."""
+    mapping = read_label_map(map_path)
+    utterances = []
+    for utt in corpus.utterances:
+        segs = []
+        for seg in utt.segments:
+            if seg.label not in mapping:
+                raise UserError(f"{utt.source}: utterance {utt.id} has label {seg.label!r}, which is not in the folding map {map_path}")
+            segs.append(dataclasses.replace(seg, label=mapping[seg.label]))
+        utterances.append(dataclasses.replace(utt, segments=tuple(segs)))
+    labels = tuple(dict.fromkeys(mapping.values()))
+    return dataclasses.replace(corpus, utterances=utterances, labels=labels if corpus.labels is None else corpus.labels)
+
+
 def label_inventory(corpus: Corpus, splits: dict[str, str | None], config: ExtractConfig) -> list[str]:
-    """The label set: a given list, the layout's own, or the labels of the training alignments."""
+    """The label set: a given list, the layout's (or folding map's) own, or the labels of the training alignments."""
     fixed = read_label_list(Path(config.phones)) if config.phones else corpus.labels
     if fixed is not None:
         allowed = set(fixed)
@@ -219,6 +236,8 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
     corpus = read_corpus(corpus_path, ctm=Path(config.ctm) if config.ctm else None, tier=config.tier, include_sa=config.include_sa)
     if not corpus.utterances:
         raise UserError(f"corpus {corpus_path} has no utterances")
+    if config.phone_map:
+        corpus = fold_labels(corpus, Path(config.phone_map))
     splits = assign_splits(corpus, config)
     labels = label_inventory(corpus, splits, config)
     label_ids = {lab: i for i, lab in enumerate(labels)}

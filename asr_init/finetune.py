@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import platform
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from rich.progress import TextColumn
 
 from . import __version__
 from .checkpoint import load_checkpoint, save_checkpoint, write_csv
-from .config import ConfigBase, read_json, write_json_atomic
+from .config import ConfigBase, prepare_run_dir, write_json_atomic
 from .dbn import load_dbn, load_stack
 from .dnn import ACTIVATIONS, DNN, save_model
 from .errors import UserError
@@ -258,20 +257,10 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
     labels = store.states if config.targets == "states" else store.phones
 
     settings = {"store": str(store.path.resolve()), "config": config.to_dict()}
-    if out_dir.exists() and force:
-        shutil.rmtree(out_dir)
-    if (out_dir / "finetune.config.json").exists():
-        old = read_json(out_dir / "finetune.config.json")
-        strip = lambda s: {k: v for k, v in s["config"].items() if k != "device"} | {"store": s["store"]}  # noqa: E731
-        if strip(old) != strip(settings):
-            raise UserError(f"{out_dir} holds a fine-tuning run with other settings; use --force to start over or choose another --out")
-        if (out_dir / "finetune.json").exists() and (out_dir / "model.pt").exists():
-            console.print(f"[green]{out_dir} already holds a finished fine-tuning run with these settings; nothing to do")
-            return read_json(out_dir / "finetune.json")
-    elif out_dir.exists() and any(out_dir.iterdir()):
-        raise UserError(f"output {out_dir} exists and is not a fine-tuning run; use --force or choose another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "finetune.config.json", settings)
+    done = prepare_run_dir(out_dir, "finetune", settings, force, finished=("model.pt",))
+    if done is not None:
+        console.print(f"[green]{out_dir} already holds a finished fine-tuning run with these settings; nothing to do")
+        return done
     console.print(f"finetune {store.path} -> {out_dir}: {config.to_dict()}", highlight=False)
 
     device = torch.device(config.device)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import platform
-import shutil
 import signal
 import time
 from contextlib import contextmanager
@@ -35,7 +34,7 @@ from rich.progress import TextColumn
 
 from . import __version__
 from .checkpoint import load_checkpoint, save_checkpoint, write_csv
-from .config import ConfigBase, read_json, write_json_atomic
+from .config import ConfigBase, prepare_run_dir, write_json_atomic
 from .dbn import Stack, propagate, save_dbn
 from .errors import UserError
 from .initialisation import InitContext, init_weight_, input_power, parse_init
@@ -147,28 +146,6 @@ def _catch_signals(flag: _StopFlag):
             signal.signal(s, handler)
 
 
-def _check_output(out_dir: Path, store_path: Path, config: PretrainConfig, force: bool) -> dict | None:
-    """Prepare out_dir; returns the finished pretrain.json if the run is already complete."""
-    settings = {"store": str(Path(store_path).resolve()), "config": config.to_dict()}
-    cfg_path = out_dir / "pretrain.config.json"
-    if out_dir.exists() and force:
-        shutil.rmtree(out_dir)
-    if cfg_path.exists():
-        old = read_json(cfg_path)
-        comparable = [{k: v for k, v in s["config"].items() if k not in _RESUME_NEUTRAL} | {"store": s["store"]} for s in (old, settings)]
-        if comparable[0] != comparable[1]:
-            diff = sorted(k for k in comparable[1] if comparable[0].get(k) != comparable[1][k])
-            raise UserError(f"{out_dir} holds a pre-training run with other settings ({', '.join(diff)}); "
-                            "use --force to start over or choose another --out")
-        if (out_dir / "pretrain.json").exists() and (out_dir / "dbn.pt").exists():
-            return read_json(out_dir / "pretrain.json")
-    elif out_dir.exists() and any(out_dir.iterdir()):
-        raise UserError(f"output {out_dir} exists and is not a pre-training run; use --force or choose another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(cfg_path, settings)
-    return None
-
-
 def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bool = False, force: bool = False,
              interrupt_after: int | None = None) -> dict:
     """Pre-train a DBN; returns the pretrain.json summary.
@@ -181,7 +158,8 @@ def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bo
     pipeline = FeaturePipeline.from_store(store, config.splice, squash=config.visible == "bernoulli")
     if not store.split("train"):
         raise UserError(f"store {store.path} has no train utterances")
-    done = _check_output(out_dir, store.path, config, force)
+    settings = {"store": str(store.path.resolve()), "config": config.to_dict()}
+    done = prepare_run_dir(out_dir, "pretrain", settings, force, finished=("dbn.pt",), neutral=_RESUME_NEUTRAL)
     if done is not None:
         console.print(f"[green]{out_dir} already holds a finished pre-training run with these settings; nothing to do")
         return done

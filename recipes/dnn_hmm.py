@@ -29,7 +29,7 @@ def main() -> None:
     model = OUT / "dnn-not-pretrained-xavier-normal"
     finetune.append((["finetune", str(STORE), "--out", str(model), "--init", "xavier-normal", *size,
                       "--max-epochs", str(SCALE["am_max_epochs"]), "--seed", "0", "--resume"], model / "finetune.json"))
-    for args, marker in finetune:
+    for _, marker in finetune:
         model = marker.parent
         for split in ("dev", "test"):
             evaluate.append((["evaluate", str(STORE), "--model", str(model), "--split", split],

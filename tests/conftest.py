@@ -132,3 +132,27 @@ def write_blob_store(path: Path, phones=("sil", "a", "b", "c"), dim: int = 39, u
 @pytest.fixture(scope="session")
 def blob_store(tmp_path_factory) -> Path:
     return write_blob_store(tmp_path_factory.mktemp("blobs") / "store")
+
+
+def write_fake_timit(root: Path, utts_per_speaker: int = 2) -> Path:
+    """A tiny TIMIT tree: NIST SPHERE audio and .PHN sample alignments.
+
+    TRAIN has three speakers; TEST has one core-test speaker (FELC0), one dev speaker
+    (FAKS0) and one speaker in neither list (MXYZ0). Every speaker also has an SA file.
+    """
+    rng = np.random.default_rng(1)
+    speakers = [("TRAIN", "DR1", "FCJF0"), ("TRAIN", "DR1", "MDAC0"), ("TRAIN", "DR2", "FAEM0"),
+                ("TEST", "DR1", "FELC0"), ("TEST", "DR1", "FAKS0"), ("TEST", "DR3", "MXYZ0")]
+    timit_of = {"sil": "h#", "aa": "ao", "iy": "iy", "s": "s", "m": "m"}
+    for part, dr, spk in speakers:
+        d = root / part / dr / spk
+        d.mkdir(parents=True, exist_ok=True)
+        for k, utt in enumerate(["SA1"] + [f"SX{10 * i + k}" for i, k in enumerate(range(utts_per_speaker))]):
+            segs = random_segments(rng, n=6)
+            audio = make_audio(segs, seed=k)
+            sf.write(d / f"{utt}.WAV", audio, 16000, format="NIST", subtype="PCM_16")
+            lines = []
+            for a, b, lab in segs:
+                lines.append(f"{int(round(a * 16000))} {int(round(b * 16000))} {timit_of[lab]}")
+            (d / f"{utt}.PHN").write_text("\n".join(lines) + "\n")
+    return root

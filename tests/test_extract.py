@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -192,3 +191,16 @@ def test_unknown_layout_cli(tmp_path):
     (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["extract", str(tmp_path / "empty"), "--out", str(tmp_path / "s")])
     assert result.exit_code == 1 and "unknown corpus layout" in _text(result)
+
+
+def test_phone_map_folds_labels(tmp_path):
+    d = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=2)
+    fold = tmp_path / "fold.tsv"
+    fold.write_text("sil sil\naa V\niy V\ns C\nm C\n")
+    extract(d, tmp_path / "s", ExtractConfig(jobs=1, phone_map=str(fold)))
+    store = FeatureStore(tmp_path / "s")
+    assert store.phones == ["sil", "V", "C"]
+    assert set(store.records[0].transcript) <= {"sil", "V", "C"}
+    fold.write_text("sil sil\naa V\niy V\ns C\n")  # no 'm'
+    result = runner.invoke(app, ["extract", str(d), "--out", str(tmp_path / "t"), "--phone-map", str(fold)])
+    assert result.exit_code == 1 and "label 'm', which is not in the folding map" in _text(result)

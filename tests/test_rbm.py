@@ -1,7 +1,6 @@
 """RBM learning: Gaussian and Bernoulli visible units, CD against the exact gradient."""
 
 import numpy as np
-import pytest
 import torch
 
 from asr_init.rbm import RBM, UniformSource, log_likelihood_gradient
