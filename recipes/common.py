@@ -3,7 +3,8 @@
 A recipe is a list of `asr-init` command lines. `run_commands` executes them through
 the real CLI entry point (in worker processes, so that two runs share the two cores),
 skips a command whose output is already complete, and appends each executed command
-with its wall time to RESULTS/commands.jsonl, which the report reads.
+with its wall time to RESULTS/commands.jsonl and each stage's wall time to
+RESULTS/stages.jsonl, which the report reads.
 
 Environment: RESULTS (output folder, default results), QUICK (non-empty: tiny scale),
 JOBS (parallel commands, default: 2 or the number of cores if fewer).
@@ -109,7 +110,12 @@ def run_commands(stage: str, commands: list[tuple[list[str], str | None]], jobs:
             if not r["skipped"]:
                 fh.write(json.dumps(r) + "\n")
     failed = [r for r in results if r["exit"] != 0]
-    print(f"== {stage}: done in {time.perf_counter() - t0:.1f} s", flush=True)
+    wall = time.perf_counter() - t0
+    print(f"== {stage}: done in {wall:.1f} s", flush=True)
+    if any(not r["skipped"] for r in results):
+        with open(RESULTS / "stages.jsonl", "a") as fh:
+            fh.write(json.dumps({"stage": stage, "wall_s": wall, "commands": sum(not r["skipped"] for r in results),
+                                 "command_s": sum(r["seconds"] for r in results), "jobs": jobs}) + "\n")
     for r, (_, _, done) in zip(results, tasks):
         if r["exit"] != 0 and allow_fail and done:
             Path(done).parent.mkdir(parents=True, exist_ok=True)

@@ -65,10 +65,13 @@ def test_summary_numbers(tmp_path):
 
 def test_am_and_nopretrain_conclusions():
     base = {"pretrained": False, "model": "dnn-not-pretrained", "test_per": 0.30, "test_states": 0.50}
-    better = {"pretrained": True, "model": "dnn-pretrained-optimal", "test_per": 0.25, "test_states": 0.55}
+    better = {"pretrained": True, "model": "dnn-pretrained-optimal", "dev_per": 0.2, "test_per": 0.25, "test_states": 0.55}
     worse = better | {"test_per": 0.35}
     assert "lowered the test phone error rate from 30.00%" in conclude_am([base, better])
     assert "raised the test phone error rate" in conclude_am([base, worse])
+    # The pre-trained model is chosen on dev, not on test.
+    other = better | {"model": "dnn-pretrained-hinton", "dev_per": 0.1, "test_per": 0.40}
+    assert "(dnn-pretrained-hinton," in conclude_am([base, better, other]) and "to 40.00%" in conclude_am([base, better, other])
     rows = [{"activation": "tanh", "init": "zeros", "diverged": False, "test_acc": 0.05},
             {"activation": "tanh", "init": "optimal", "diverged": False, "test_acc": 0.40},
             {"activation": "tanh", "init": "large", "diverged": True, "test_acc": float("nan")}]
@@ -84,12 +87,13 @@ def test_write_report_from_fabricated_results(tmp_path):
     for init, errs in (("optimal", FAST), ("zeros", SLOW)):
         for seed in (0, 1):
             _fake_run(paper / "dbn" / init / f"seed{seed}", errs)
-    (tmp_path / "commands.jsonl").write_text(json.dumps({"stage": "recipe 1: x", "seconds": 90.0}) + "\n")
+    (tmp_path / "stages.jsonl").write_text(json.dumps({"stage": "recipe 1: x", "wall_s": 90.0, "command_s": 170.0,
+                                                       "commands": 4, "jobs": 2}) + "\n")
     path = write_report(tmp_path)
     text = path.read_text()
     assert "`optimal` converged fastest" in text
     assert "| `optimal` | 3 | 161.5 ± 0.41 | 250 | 150 | 115 | 5,000 |" in text  # AUC, errors at 1/4, 1/2, end; frames to target
-    assert "| recipe 1: x | 1.5 min |" in text
+    assert "| recipe 1: x | 4 | 1.5 min | 2.8 min |" in text
     assert "asr-init pretrain x --init optimal" in text
     assert "Skipped: no TIMIT path was given" in text
     for png in ("recipe1_layer1_gauss_lr0.01.png", "recipe1_sweep.png", "recipe1_dbn.png"):
