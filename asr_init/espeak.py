@@ -81,6 +81,7 @@ class Espeak:
         self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
         self._lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self._lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         self._lib.espeak_Synth.argtypes = [
             ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
             ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
@@ -106,6 +107,15 @@ class Espeak:
                 self._events.append((int(events[i].sample), events[i].id.string.decode("utf-8", "replace")))
             i += 1
         return 0
+
+    def seed(self, seed: int) -> None:
+        """Seed eSpeak NG's random sources (breath noise of some voices, jitter).
+
+        Both its own generator and the C library's rand(): without this, voices with
+        breath noise (the female variants) came out differently in every run.
+        """
+        self._lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
+        ctypes.CDLL(None).srand(ctypes.c_uint(seed & 0xFFFFFFFF))
 
     def synthesize(self, text: str, voice: str, rate: int, pitch: int, pitch_range: int) -> Synthesis:
         """Speak `text` with `voice` (e.g. "en-us+f3"), `rate` in words/min, pitch 0-100."""

@@ -132,6 +132,7 @@ def _synthesize_one(task: tuple[int, SynthSpeaker, SynthConfig, str]):
     rng = random.Random(f"utt-{config.seed}-{index}")
     text = make_sentence(rng)
     espeak = Espeak()
+    espeak.seed(config.seed * 1_000_003 + index)
     out = espeak.synthesize(text, speaker.voice, speaker.rate, speaker.pitch, speaker.pitch_range)
     sr = out.sample_rate
     lead = int(sr * rng.uniform(0.1, 0.3))
