@@ -124,7 +124,7 @@ def conclude_layer1(visible: str, lr: float, summaries: list[CurveSummary]) -> s
             f"(mean reconstruction error over the run {best.auc:.4g} ± {best.auc_std:.2g} over {best.seeds} seeds")
     if second is not None:
         gap = (second.auc - best.auc) / second.auc
-        text += f"; {gap:.1%} below the runner-up `{second.init}`, {second.auc:.4g}"
+        text += f"; {gap:.2%} below the runner-up `{second.init}`, {second.auc:.4g}"
         if second.auc - best.auc <= max(best.auc_std, second.auc_std):
             text += ", a gap within the spread over seeds"
     text += ")."
@@ -132,7 +132,7 @@ def conclude_layer1(visible: str, lr: float, summaries: list[CurveSummary]) -> s
         rank = ranked.index(opt) + 1
         gap = (opt.auc - best.auc) / opt.auc
         within = opt.auc - best.auc <= max(best.auc_std, opt.auc_std)
-        text += (f" The paper's `optimal` ranked {rank} of {len(ranked)}, with a mean error {gap:.1%} above "
+        text += (f" The paper's `optimal` ranked {rank} of {len(ranked)}, with a mean error {gap:.2%} above "
                  f"`{best.init}`{' (within the seed spread)' if within else ''}: at this setting the measurement "
                  f"{'does not clearly separate them' if within else 'goes against the claim that it converges fastest'}.")
     elif opt is best:
