@@ -30,8 +30,8 @@ class EvalConfig(ConfigBase):
     split: str = "test"
     tune_split: str = "dev"
     prior_scale: float = 1.0
-    lm_weights: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])
-    penalties: list[float] = field(default_factory=lambda: [-8.0, -4.0, -2.0, 0.0, 2.0, 4.0])
+    lm_weights: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0, 16.0])
+    penalties: list[float] = field(default_factory=lambda: [-16.0, -8.0, -4.0, -2.0, 0.0, 2.0, 4.0])
     device: str = "cpu"
     decode: bool = True  # False: frame accuracy only
 
