@@ -345,6 +345,10 @@ def _plot_sweep(groups: dict, path: Path, d_star: float) -> None:
                         marker="o", capsize=3, label=f"{visible}, lr {lr:g}")
     ax.axvline(d_star, color="k", ls=":", label=f"D* = {d_star:.4f}")
     ax.set_xscale("log")
+    ds = sorted({float(s.init.split(":")[1]) for v in groups.values() for s in v if _is_sweep(s.init)})
+    if ds:
+        ax.set_xticks(ds, [f"{d:g}" for d in ds])
+        ax.xaxis.set_minor_locator(__import__("matplotlib").ticker.NullLocator())
     ax.set_xlabel("spread D of the first layer's net input (σ = D/√N)")
     ax.set_ylabel("mean reconstruction error over the run\n(relative to the best D of each setting)")
     ax.grid(alpha=0.3, which="both")
