@@ -228,7 +228,8 @@ def pretrain(
     force: bool = typer.Option(False, help="Delete an existing output folder and start over."),
 ):
     """Layer-wise RBM pre-training of a DBN, logging reconstruction error."""
-    from .pretrain import Interrupted, PretrainConfig, pretrain as run_pretrain
+    from .interrupts import Interrupted
+    from .pretrain import PretrainConfig, pretrain as run_pretrain
 
     cfg = PretrainConfig(
         init=init, layers=layers, hidden=hidden, splice=splice, cd_k=cd_k, batch_size=batch_size, epochs=epochs,
@@ -282,7 +283,7 @@ def finetune(
 ):
     """Fine-tune a DNN frame classifier (from a DBN, or from any --init)."""
     from .finetune import FinetuneConfig, finetune as run_finetune
-    from .pretrain import Interrupted
+    from .interrupts import Interrupted
 
     cfg = FinetuneConfig(
         targets=targets, init=init, output_init=output_init, layers=layers, hidden=hidden, activation=activation,

@@ -45,7 +45,6 @@ class Utterance:
     end: float | None = None
     split: str | None = None
     source: str = ""  # the file the alignment came from, for error messages
-    meta: dict = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

@@ -200,15 +200,16 @@ def _normalise_by_speaker(path: Path, writer: StoreWriter, sums: dict[str, np.nd
 
 
 def _global_stats(path: Path, writer: StoreWriter, dim: int) -> dict:
-    """Per-dimension mean/std over the train split (float64 accumulation)."""
+    """Per-dimension mean/std over the train split (float64 accumulation), one read per shard."""
     n, s, ss = 0, np.zeros(dim), np.zeros(dim)
-    for rec in writer.records:
-        if rec.split != "train":
-            continue
-        x = np.load(path / shard_name("feats", rec.shard), mmap_mode="r")[rec.offset:rec.offset + rec.frames].astype(np.float64)
-        n += len(x)
-        s += x.sum(0)
-        ss += (x**2).sum(0)
+    for shard in sorted({r.shard for r in writer.records}):
+        feats = np.load(path / shard_name("feats", shard), mmap_mode="r")
+        for rec in (r for r in writer.records if r.shard == shard and r.split == "train"):
+            x = feats[rec.offset:rec.offset + rec.frames].astype(np.float64)
+            n += len(x)
+            s += x.sum(0)
+            ss += (x**2).sum(0)
+        del feats
     if n == 0:
         raise UserError("no training frames were extracted; check the split settings and --skip-bad report")
     mean = s / n

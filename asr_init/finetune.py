@@ -36,9 +36,9 @@ from .config import ConfigBase, prepare_run_dir, write_json_atomic
 from .dbn import load_dbn, load_stack
 from .dnn import ACTIVATIONS, DNN, save_model
 from .errors import UserError
+from .interrupts import Interrupted, StopFlag, catch_signals
 from .initialisation import InitContext, init_weight_, input_power, parse_init
 from .pipeline import FeaturePipeline, FrameBuffer, sample_frames
-from .pretrain import _catch_signals, _StopFlag, Interrupted
 from .progress import console, progress_bar
 from .store import FeatureStore
 
@@ -297,7 +297,7 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
         rows = [{"epoch": 0, "lr": config.lr, "dev_loss": dev_loss, "dev_acc": dev_acc, "accepted": True,
                  **{f"sat_{i + 1}": s for i, s in enumerate(_saturation(model, sample))}}]
 
-    flag = _StopFlag(interrupt_after)
+    flag = StopFlag(interrupt_after)
     lrs = [config.lr * config.decay ** k for k in range(config.max_epochs)] if config.schedule == "exponential" else None
 
     def save_state():
@@ -309,7 +309,7 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
     columns = (["epoch", "lr", "train_loss", "train_acc", "dev_loss", "dev_acc", "accepted", "seconds", "frames_per_s"]
                + [f"grad_norm_{i + 1}" for i in range(len(model.hidden))] + ["grad_norm_out"]
                + [f"sat_{i + 1}" for i in range(len(model.hidden))])
-    with _catch_signals(flag), progress_bar(TextColumn("loss {task.fields[loss]}")) as bar:
+    with catch_signals(flag), progress_bar(TextColumn("loss {task.fields[loss]}")) as bar:
         while pos["epoch"] <= config.max_epochs and not pos["stopped"]:
             epoch = pos["epoch"]
             lr = lrs[epoch - 1] if lrs else (config.lr if config.schedule == "constant" else sched.lr)

@@ -105,10 +105,6 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 )}
 
 
-def method_names() -> list[str]:
-    return list(METHODS)
-
-
 def parse_init(spec: str) -> tuple[Method, float | None]:
     """`NAME` or `NAME:PARAM` -> (method, param). Raises UserError listing valid names."""
     name, sep, raw = spec.strip().partition(":")

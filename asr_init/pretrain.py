@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import math
 import platform
-import signal
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +35,7 @@ from .checkpoint import load_checkpoint, save_checkpoint, write_csv
 from .config import ConfigBase, prepare_run_dir, write_json_atomic
 from .dbn import Stack, propagate, save_dbn
 from .errors import UserError
+from .interrupts import Interrupted, StopFlag, catch_signals
 from .initialisation import InitContext, init_weight_, input_power, parse_init
 from .nonlinearity import net_input_stats
 from .pipeline import FeaturePipeline, FrameBuffer, sample_frames
@@ -49,10 +48,6 @@ CSV_COLUMNS = [
     "net_mean", "net_std", "nonlinear", "saturated", "train_recon", "dev_recon", "train_free_energy",
     "dev_free_energy", "input_var", "guard_scale",
 ]
-
-
-class Interrupted(Exception):
-    """Training stopped by a signal after writing a resumable checkpoint."""
 
 
 @dataclass
@@ -119,33 +114,6 @@ class PretrainConfig(ConfigBase):
 _RESUME_NEUTRAL = ("device", "report_every")  # may differ between a run and its resumption
 
 
-class _StopFlag:
-    """Set by SIGINT/SIGTERM; the loop finishes its mini-batch, then checkpoints."""
-
-    def __init__(self, countdown: int | None = None):
-        self.signal: int | None = None
-        self.countdown = countdown  # testing: act as if a signal came after this many batches
-
-    def tick(self) -> None:
-        if self.countdown is not None:
-            self.countdown -= 1
-            if self.countdown <= 0:
-                self.signal = signal.SIGINT
-
-    def __call__(self, signum, frame) -> None:
-        self.signal = signum
-
-
-@contextmanager
-def _catch_signals(flag: _StopFlag):
-    previous = {s: signal.signal(s, flag) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
 def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bool = False, force: bool = False,
              interrupt_after: int | None = None) -> dict:
     """Pre-train a DBN; returns the pretrain.json summary.
@@ -174,9 +142,9 @@ def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bo
     stack: Stack = []
     all_rows: list[dict] = []
     layer_info: list[dict] = []
-    flag = _StopFlag(interrupt_after)
+    flag = StopFlag(interrupt_after)
     t_start = time.perf_counter()
-    with _catch_signals(flag):
+    with catch_signals(flag):
         for layer in range(1, config.layers + 1):
             final = out_dir / f"rbm{layer}.pt"
             if final.exists():

@@ -122,9 +122,6 @@ class RBM:
             return 0.5 * (v - self.vb).pow(2).sum(1) - hidden_term
         return -(v @ self.vb) - hidden_term
 
-    def hidden_probs(self, v: torch.Tensor) -> torch.Tensor:
-        return self._mean_hiddens(v)
-
     def reconstruct(self, v: torch.Tensor) -> torch.Tensor:
         """Mean-field reconstruction through the hidden probabilities (for evaluation)."""
         return self._mean_visibles(self._mean_hiddens(v))

@@ -28,10 +28,6 @@ import numpy as np
 
 from .checkpoint import read_csv
 
-NAMED_INITS = ["optimal", "optimal:1.392", "optimal-data", "hinton", "kaldi", "xavier-normal", "he-normal",
-               "lecun-normal", "zeros", "large"]
-
-
 def _init_name(folder: str) -> str:
     """Folder label back to the init spec: optimal_1.392 -> optimal:1.392."""
     head, sep, tail = folder.rpartition("_")

@@ -15,7 +15,7 @@ from asr_init.dnn import load_model
 from asr_init.errors import UserError
 from asr_init.finetune import FinetuneConfig, Newbob, class_priors, finetune
 from asr_init.pipeline import FeaturePipeline
-from asr_init.pretrain import Interrupted
+from asr_init.interrupts import Interrupted
 from asr_init.store import FeatureStore
 
 runner = CliRunner()

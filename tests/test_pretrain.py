@@ -12,7 +12,8 @@ from asr_init.checkpoint import load_checkpoint, read_csv
 from asr_init.cli import app
 from asr_init.errors import UserError
 from asr_init.pipeline import FeaturePipeline, FrameBuffer, splice_frames
-from asr_init.pretrain import Interrupted, PretrainConfig, pretrain
+from asr_init.interrupts import Interrupted
+from asr_init.pretrain import PretrainConfig, pretrain
 from asr_init.store import FeatureStore
 
 runner = CliRunner()

@@ -27,8 +27,11 @@ def test_sigterm_writes_resumable_checkpoint(tiny_store, tmp_path):
     assert state["position"]["frames"] > 0 and not state["finished"]
     assert not (out / "dbn.pt").exists()
     # --resume continues from the saved position (stopped again here to keep the test short).
+    stamp = (out / "rbm1.partial.pt").stat().st_mtime_ns
     resumed = subprocess.Popen(args + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(3)
+    deadline = time.time() + 120
+    while (out / "rbm1.partial.pt").stat().st_mtime_ns == stamp and time.time() < deadline:
+        time.sleep(0.2)  # a new epoch-end checkpoint: the resumed run is training, its handler set
     resumed.send_signal(signal.SIGTERM)
     output, _ = resumed.communicate(timeout=60)
     assert resumed.returncode == 130 and "resuming at epoch" in " ".join(output.split())
