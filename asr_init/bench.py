@@ -6,6 +6,7 @@ a number.
 
 from __future__ import annotations
 
+import math
 import resource
 import shutil
 import tempfile
@@ -84,28 +85,70 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bench_cd1(n_visible: int, n_hidden: int, batch: int = 256, seconds: float = 3.0, device: str = "cpu",
-              data=None, dtype=None) -> float:
-    """CD-1 frames/s of one RBM layer on random N(0,1) data (or a given (frames, n_visible) tensor)."""
+def paired_throughput(step, flops_per_frame: float, seconds: float = 4.0, window: float = 0.4,
+                      device: str = "cpu") -> dict:
+    """Frames/s of `step()` (which trains on some frames and returns how many) as a share of the ceiling.
+
+    The load of a shared machine drifts by +-15 % within seconds, so a throughput and a
+    ceiling measured a few seconds apart do not compare. Windows of `step` alternate with
+    windows of the square matrix product of the same length; each pair gives one ratio,
+    and the median ratio over ceil(seconds / window) pairs is the figure (quartiles too).
+    """
+    import statistics
+
+    for _ in range(3):
+        step()
+    _sync(device)
+    rates, ceilings, ratios = [], [], []
+    for _ in range(max(3, math.ceil(seconds / window))):
+        ceiling = matmul_ceiling(device, runs=1, run_seconds=window / 2)
+        frames, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < window:
+            frames += step()
+        _sync(device)
+        rate = frames / (time.perf_counter() - t0)
+        rates.append(rate)
+        ceilings.append(ceiling)
+        ratios.append(rate * flops_per_frame / ceiling)
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    rate = statistics.median(rates)
+    return {"frames_per_s": rate, "gflops": rate * flops_per_frame / 1e9, "ceiling_flops": statistics.median(ceilings),
+            "of_ceiling": statistics.median(ratios), "of_ceiling_q1": q1, "of_ceiling_q3": q3, "pairs": len(ratios),
+            "flops_per_frame": flops_per_frame}
+
+
+def _cd1_step(rbm, batches, uniforms):
+    """A `step` for paired_throughput: CD-1 on the next batch of an endless iterator."""
+    def step() -> int:
+        x = next(batches)
+        float(rbm.cd_step(x, 0.01, 0.5, 2e-4, uniforms).error_sum)
+        return len(x)
+    return step
+
+
+def _bench_rbm(n_visible: int, n_hidden: int, device: str):
     import torch
 
     from .rbm import RBM, UniformSource
 
-    dtype = dtype or torch.float32
-    rbm = RBM(n_visible, n_hidden, "gauss", device, dtype)
+    rbm = RBM(n_visible, n_hidden, "gauss", device)
     torch.nn.init.normal_(rbm.Wt, 0, 1.40784 / n_visible**0.5, generator=torch.Generator(device=device).manual_seed(0))
-    uniforms = UniformSource(0, device)
-    if data is None:
-        data = torch.randn(64 * batch, n_visible, generator=torch.Generator().manual_seed(1)).to(device, dtype)
-    nb = len(data) // batch
-    batches = [data[i * batch:(i + 1) * batch].to(device, dtype) for i in range(nb)]
-    for i in range(3):
-        rbm.cd_step(batches[i % nb], 0.01, 0.5, 2e-4, uniforms)
-    steps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        float(rbm.cd_step(batches[steps % nb], 0.01, 0.5, 2e-4, uniforms).error_sum)
-        steps += 1
-    return steps * batch / (time.perf_counter() - t0)
+    return rbm, UniformSource(0, device)
+
+
+def bench_cd1(n_visible: int, n_hidden: int, batch: int = 256, seconds: float = 4.0, device: str = "cpu") -> dict:
+    """CD-1 throughput of one Gaussian-Bernoulli layer on random N(0, 1) data (see paired_throughput)."""
+    import itertools
+
+    import torch
+
+    from .rbm import cd1_flops_per_frame
+
+    rbm, uniforms = _bench_rbm(n_visible, n_hidden, device)
+    data = torch.randn(64 * batch, n_visible, generator=torch.Generator().manual_seed(1)).to(device)
+    batches = itertools.cycle([data[i * batch:(i + 1) * batch] for i in range(64)])
+    return paired_throughput(_cd1_step(rbm, batches, uniforms), cd1_flops_per_frame(n_visible, n_hidden), seconds,
+                             device=device)
 
 
 _RSS_CHILD = """
@@ -131,54 +174,49 @@ def peak_rss_of_pretraining(store: Path, buffer_frames: int) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mib"]
 
 
-def bench_store_cd1(store_path: Path, seconds: float = 3.0, device: str = "cpu") -> float:
-    """CD-1 frames/s of a 429x1024 Gaussian layer fed by the real input pipeline (FrameBuffer)."""
-    import torch
-
+def bench_store_cd1(store_path: Path, seconds: float = 4.0, device: str = "cpu") -> dict:
+    """CD-1 throughput of a 429x1024 Gaussian layer fed by the real input pipeline (FrameBuffer)."""
     from .pipeline import FeaturePipeline, FrameBuffer
-    from .rbm import RBM, UniformSource
+    from .rbm import cd1_flops_per_frame
     from .store import FeatureStore
 
     store = FeatureStore(store_path)
     pipe = FeaturePipeline.from_store(store, 5)
     buf = FrameBuffer(store, store.split("train"), pipe, 256, device=device)
-    rbm = RBM(pipe.dim, 1024, "gauss", device)
-    torch.nn.init.normal_(rbm.Wt, 0, 1.40784 / pipe.dim**0.5, generator=torch.Generator(device=device).manual_seed(0))
-    uniforms = UniformSource(0, device)
-    frames, epoch = 0, 1
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for x, _ in buf.batches(0, epoch):
-            float(rbm.cd_step(x, 0.01, 0.5, 2e-4, uniforms).error_sum)
-            frames += len(x)
-            if time.perf_counter() - t0 >= seconds:
-                break
-        epoch += 1
-    return frames / (time.perf_counter() - t0)
+
+    def endless():
+        epoch = 1
+        while True:
+            for x, _ in buf.batches(0, epoch):
+                yield x
+            epoch += 1
+
+    rbm, uniforms = _bench_rbm(pipe.dim, 1024, device)
+    return paired_throughput(_cd1_step(rbm, endless(), uniforms), cd1_flops_per_frame(pipe.dim, 1024), seconds,
+                             device=device)
 
 
-def bench_pretrain(stores: list[Path], device: str = "cpu", seconds: float = 3.0, buffer_frames: int = 50_000) -> dict:
+def _print_throughput(what: str, r: dict) -> None:
+    console.print(f"{what:<42} {r['frames_per_s']:>9,.0f} frames/s  {r['gflops']:6.1f} GFLOP/s  "
+                  f"{r['of_ceiling']:6.1%} of ceiling (quartiles {r['of_ceiling_q1']:.1%}-{r['of_ceiling_q3']:.1%}, "
+                  f"ceiling {r['ceiling_flops'] / 1e9:.1f} GFLOP/s)  {r['frames_per_s'] / 100:,.0f}x real time",
+                  highlight=False)
+
+
+def bench_pretrain(stores: list[Path], device: str = "cpu", seconds: float = 4.0, buffer_frames: int = 50_000) -> dict:
     """Print CD-1 throughput against the matmul ceiling, and peak memory for two store sizes."""
-    from .rbm import cd1_flops_per_frame
     from .store import FeatureStore
 
-    ceiling = matmul_ceiling(device)
+    console.print(f"CD-1 at batch 256 on {device}, fp32; each figure is the median over windows of "
+                  "CD-1 paired with windows of the square matrix product (the ceiling)", highlight=False)
     rows = []
     for nv, nh in ((429, 1024), (1024, 1024)):
-        fps = bench_cd1(nv, nh, device=device, seconds=seconds)
-        rows.append({"what": f"CD-1 {nv}x{nh} random data", "frames_per_s": fps, "flops_per_frame": cd1_flops_per_frame(nv, nh)})
+        rows.append({"what": f"CD-1 {nv}x{nh} random data", **bench_cd1(nv, nh, device=device, seconds=seconds)})
+        _print_throughput(rows[-1]["what"], rows[-1])
     if stores:
-        fps = bench_store_cd1(stores[0], seconds=seconds, device=device)
-        rows.append({"what": f"CD-1 429x1024 from store {Path(stores[0]).name}", "frames_per_s": fps,
-                     "flops_per_frame": cd1_flops_per_frame(429, 1024)})
-    ceiling = max(ceiling, matmul_ceiling(device))  # measured before and after: the better of the two
-    console.print(f"fp32 matrix-multiply ceiling on {device}: {ceiling / 1e9:.1f} GFLOP/s (best sustained square product)")
-    for r in rows:
-        r["gflops"] = r["frames_per_s"] * r["flops_per_frame"] / 1e9
-        r["of_ceiling"] = r["gflops"] * 1e9 / ceiling
-        console.print(f"{r['what']:<42} {r['frames_per_s']:>9,.0f} frames/s  {r['gflops']:6.1f} GFLOP/s  "
-                      f"{r['of_ceiling']:6.1%} of ceiling  ({r['frames_per_s'] / 100:,.0f}x real time at 100 frames/s)",
-                      highlight=False)
+        rows.append({"what": f"CD-1 429x1024 from store {Path(stores[0]).name}",
+                     **bench_store_cd1(stores[0], seconds=seconds, device=device)})
+        _print_throughput(rows[-1]["what"], rows[-1])
     memory = []
     for store in stores:
         frames = FeatureStore(store).num_frames("train")
@@ -186,11 +224,11 @@ def bench_pretrain(stores: list[Path], device: str = "cpu", seconds: float = 3.0
         memory.append({"store": str(store), "train_frames": frames, "peak_rss_mib": rss})
         console.print(f"peak RSS pre-training one 429x1024 layer on {frames:,} train frames "
                       f"(buffer {buffer_frames:,} frames): {rss:,.0f} MiB", highlight=False)
-    return {"ceiling_flops": ceiling, "throughput": rows, "memory": memory, "device": device}
+    return {"throughput": rows, "memory": memory, "device": device}
 
 
 def bench_finetune(layers: int = 6, hidden: int = 1024, inputs: int = 429, outputs: int = 117, batch: int = 256,
-                   seconds: float = 3.0, device: str = "cpu") -> dict:
+                   seconds: float = 4.0, device: str = "cpu") -> dict:
     """SGD frames/s of the fine-tuning network on random data, against the matmul ceiling.
 
     FLOPs per frame = 6 x weights (forward 2, backward 4: input and weight gradients).
@@ -213,22 +251,13 @@ def bench_finetune(layers: int = 6, hidden: int = 1024, inputs: int = 429, outpu
         loss.backward()
         opt.step()
 
-    for i in range(3):
-        step(i)
-    ceiling = matmul_ceiling(device)
-    _sync(device)
-    steps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        step(steps)
-        steps += 1
-    _sync(device)
-    fps = steps * batch / (time.perf_counter() - t0)
-    ceiling = max(ceiling, matmul_ceiling(device))
-    flops = 6.0 * weights
-    result = {"frames_per_s": fps, "gflops": fps * flops / 1e9, "of_ceiling": fps * flops / ceiling, "ceiling_flops": ceiling,
-              "network": f"{inputs}-{hidden}x{layers}-{outputs}", "weights": weights}
-    console.print(f"fp32 matrix-multiply ceiling on {device}: {ceiling / 1e9:.1f} GFLOP/s", highlight=False)
-    console.print(f"fine-tuning {result['network']} at batch {batch}: {fps:,.0f} frames/s, {result['gflops']:.1f} GFLOP/s "
-                  f"(6 x {weights:,} weights per frame) = {result['of_ceiling']:.1%} of ceiling, "
-                  f"{fps / 100:,.0f}x real time", highlight=False)
+    counter = iter(range(10**12))
+
+    def timed_step() -> int:
+        step(next(counter))
+        return batch
+
+    result = paired_throughput(timed_step, 6.0 * weights, seconds, device=device)
+    result.update(network=f"{inputs}-{hidden}x{layers}-{outputs}", weights=weights)
+    _print_throughput(f"fine-tuning {result['network']} at batch {batch} (6 x {weights:,} weights per frame)", result)
     return result

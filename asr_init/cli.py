@@ -375,7 +375,8 @@ def bench_pretrain_cmd(
     store: list[Path] = typer.Option([], "--store", help="Feature store(s) for the real-data and memory figures; "
                                      "default: embedded-corpus stores of 0.25 h and 1 h (made on first use)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    seconds: float = typer.Option(3.0, help="Seconds per throughput measurement."),
+    seconds: float = typer.Option(4.0, help="Seconds of training per throughput figure, in 0.4 s windows each "
+                                  "paired with a 0.4 s window of the matmul ceiling."),
     buffer_frames: int = typer.Option(50_000, help="Shuffling buffer for the memory runs."),
 ):
     """CD-1 frames/s against the same-run matmul ceiling; peak memory for two store sizes."""
@@ -393,7 +394,8 @@ def bench_finetune_cmd(
     outputs: int = typer.Option(117, help="Output classes (39 phones x 3 states)."),
     batch_size: int = typer.Option(256, help="Mini-batch size."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    seconds: float = typer.Option(3.0, help="Seconds to measure."),
+    seconds: float = typer.Option(4.0, help="Seconds of training to measure, in 0.4 s windows each paired "
+                                  "with a 0.4 s window of the matmul ceiling."),
 ):
     """Fine-tuning frames/s against the same-run matmul ceiling."""
     from .bench import bench_finetune

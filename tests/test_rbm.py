@@ -1,6 +1,9 @@
 """RBM learning: Gaussian and Bernoulli visible units, CD against the exact gradient."""
 
+import copy
+
 import numpy as np
+import pytest
 import torch
 
 from asr_init.rbm import RBM, UniformSource, log_likelihood_gradient
@@ -96,3 +99,63 @@ def test_uniform_source_state():
     u.set_state(state)
     u.fill_(c)
     assert torch.equal(b, c)
+
+
+def _plain_cd(W, hb, vb, dW, dhb, dvb, v0, lr, momentum, l2, uniforms, k, visible):
+    """CD-k as written in the textbook (Kaldi's Rbm::Update), one tensor op per formula."""
+    h0 = torch.sigmoid(v0 @ W.T + hb)
+    p = h0
+    for _ in range(k):
+        u = uniforms.fill_(torch.empty_like(p))
+        hs = (u < p).float()
+        vk = hs @ W + vb
+        if visible == "bernoulli":
+            vk = torch.sigmoid(vk)
+        hk = torch.sigmoid(vk @ W.T + hb)
+        p = hk
+    B, step = len(v0), lr * (1 - momentum)
+    dW = momentum * dW + step * ((h0.T @ v0 - hk.T @ vk) / B - l2 * W)
+    dhb = momentum * dhb + step * (h0 - hk).sum(0) / B
+    dvb = momentum * dvb + step * (v0 - vk).sum(0) / B
+    return W + dW, hb + dhb, vb + dvb, dW, dhb, dvb, float(((v0 - vk) ** 2).sum())
+
+
+@pytest.mark.parametrize("visible,k", [("gauss", 1), ("bernoulli", 1), ("gauss", 2)])
+def test_fused_cd_step_equals_textbook_cd(visible, k):
+    """The fused step (biases inside the matrix products, one gradient product) computes
+    exactly the textbook update: same uniforms, same parameters after three steps."""
+    g = torch.Generator().manual_seed(4)
+    nv, nh = 13, 7
+    rbm = RBM(nv, nh, visible)
+    torch.nn.init.normal_(rbm.Wt, 0, 0.3, generator=g)
+    rbm.hb.normal_(0, 0.2, generator=g)
+    rbm.vb.normal_(0, 0.2, generator=g)
+    ref = [t.clone() for t in (rbm.W, rbm.hb, rbm.vb, rbm.dWt.T, rbm.dhb, rbm.dvb)]
+    ours, theirs = UniformSource(9), UniformSource(9)
+    for i in range(3):
+        v0 = torch.randn(32, nv, generator=g) if visible == "gauss" else (torch.rand(32, nv, generator=g) < 0.3).float()
+        err = float(rbm.cd_step(v0, 0.1, 0.5 + 0.1 * i, 0.01, ours, k=k, guard=False).error_sum)
+        *ref, ref_err = _plain_cd(*ref, v0, 0.1, 0.5 + 0.1 * i, 0.01, theirs, k, visible)
+        assert err == pytest.approx(ref_err, rel=1e-5)
+    for got, want in zip((rbm.W, rbm.hb, rbm.vb, rbm.dWt.T, rbm.dhb, rbm.dvb), ref):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_guard_rescales_when_reconstruction_explodes():
+    """A Gaussian RBM whose reconstruction std is far above the data's: the update is
+    skipped, the parameters are scaled by std(v0)/std(vk), the momentum is reset."""
+    g = torch.Generator().manual_seed(5)
+    rbm = RBM(20, 30, "gauss")
+    torch.nn.init.normal_(rbm.Wt, 0, 3.0, generator=g)
+    rbm.dWt.fill_(0.1)
+    before = copy.deepcopy(rbm.W)
+    v0 = torch.randn(64, 20, generator=g)
+    u = UniformSource(1)
+    state = u.get_state()
+    result = rbm.cd_step(v0, 0.01, 0.5, 0.0, u)
+    u.set_state(state)
+    hs = (u.fill_(torch.empty(64, 30)) < torch.sigmoid(v0 @ before.T)).float()
+    vk = hs @ before
+    assert result.skipped and result.guard_scale == pytest.approx(float(v0.std() / vk.std()), rel=1e-4)
+    torch.testing.assert_close(rbm.W, before * result.guard_scale)
+    assert float(rbm.dWt.abs().max()) == 0.0
