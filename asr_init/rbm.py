@@ -1,9 +1,9 @@
 """Restricted Boltzmann machines trained with contrastive divergence (CD-k).
 
 The weights are kept transposed, Wt of shape (n_visible, n_hidden): on the CPU the
-products v Wt and V^T H then run at the best speed of the BLAS (measured: 154 vs 139
-GFLOP/s at 256x429x1024 on 2 cores). `W` is the (n_hidden, n_visible) view that nn.Linear
-uses, and checkpoints store W, so a trained layer drops straight into the DNN. Visible units are Gaussian with unit variance
+products v Wt and V^T H then run at the best speed of the BLAS. `W` is the
+(n_hidden, n_visible) view that nn.Linear uses, and checkpoints store W, so a trained
+layer drops straight into the DNN. Visible units are Gaussian with unit variance
 ("gauss": mean-field linear reconstruction, for N(0, 1) inputs) or Bernoulli; hidden
 units are Bernoulli. Hidden states are sampled for the reconstruction, probabilities are
 used for the statistics (Hinton 2010, "A practical guide to training RBMs").
@@ -12,13 +12,14 @@ The update follows Kaldi's nnet1 `Rbm::Update`: with lr' = lr * (1 - momentum),
 
     dW <- momentum * dW + lr'/B * (h0^T v0 - hk^T vk) - lr' * l2 * W;   W <- W + dW
 
-and the same for the biases (no L2). The two gradient products are one matrix product,
-[v0; vk]^T [h0; -hk], into a preallocated buffer.
+and the same for the biases (no L2). Weights and biases share one block (see `RBM`), so
+the products add the biases and one product [v0 1; vk 1]^T [h0 1; -hk -1] gives all
+three gradients; the textbook form is checked against it in the tests.
 
 Hidden states are sampled against uniforms from a `UniformSource`: on the CPU, 16-bit
-uniforms cut from numpy's PCG64 byte stream (0.1 ms for 256x1024 against 1.3 ms for
-torch.rand's Mersenne twister, a tenth of a CD-1 step); on a GPU, torch.rand. A
-resolution of 2^-16 biases a sample's probability by less than 1.6e-5.
+uniforms cut from the 64-bit words of numpy's PCG64 (0.2 ms for 256x1024 against 1.0 ms
+for torch.rand's Mersenne twister); on a GPU, torch's generator. A resolution of 2^-16
+biases a sample's probability by less than 1.6e-5.
 """
 
 from __future__ import annotations
