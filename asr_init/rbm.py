@@ -78,6 +78,27 @@ def _row_length(n: int) -> int:
     return -(-n // 16) * 16
 
 
+class _Work:
+    """Preallocated buffers of a CD step for one batch size B, each with the constant
+    column last, and the views the step uses (made once: a view costs microseconds):
+    V = [v0 1; vk 1] (2B, n_visible + 1), H = [h0 .; hk .] (2B, n_hidden + 1) in rows of
+    aligned length, hs = [samples 1] (B, n_hidden + 1), diff = vk - v0."""
+
+    def __init__(self, batch: int, nv: int, nh: int, device, dtype):
+        kw = {"device": device, "dtype": dtype}
+        self.batch = batch
+        self.V = torch.empty(2 * batch, nv + 1, **kw)
+        self.V[:, nv] = 1
+        self.H = torch.empty(2 * batch, _row_length(nh + 1), **kw)[:, :nh + 1]
+        self.hs = torch.empty(batch, _row_length(nh + 1), **kw)[:, :nh + 1]
+        self.hs[:, nh] = 1
+        self.diff = torch.empty(batch, nv + 1, **kw)
+        self.V_t, self.rows, self.diff_flat = self.V.T, self.V.view(2, -1), self.diff.view(-1)
+        self.v0, self.vk, self.v0_units, self.vk_const = self.V[:batch], self.V[batch:], self.V[:batch, :nv], self.V[batch:, nv]
+        self.h0, self.hk, self.H_const = self.H[:batch], self.H[batch:], self.H[:, nh]
+        self.h0_units, self.hk_units, self.hs_units = self.h0[:, :nh], self.hk[:, :nh], self.hs[:, :nh]
+
+
 class RBM:
     """An RBM with its momentum buffers; all tensors live on one device.
 
@@ -101,7 +122,8 @@ class RBM:
         self.dtheta = self._dtheta[:, :n_hidden + 1]
         self.Wt, self.vb, self.hb = self.theta[:-1, :-1], self.theta[:-1, -1], self.theta[-1, :-1]
         self.dWt, self.dvb, self.dhb = self.dtheta[:-1, :-1], self.dtheta[:-1, -1], self.dtheta[-1, :-1]
-        self._buffers: dict[int, tuple[torch.Tensor, ...]] = {}
+        self._theta_t = self.theta.T
+        self._buffers: _Work | None = None
 
     @property
     def W(self) -> torch.Tensor:
@@ -140,20 +162,10 @@ class RBM:
 
     # --- training --------------------------------------------------------------------
 
-    def _work(self, batch: int) -> tuple[torch.Tensor, ...]:
-        """Preallocated buffers for a batch size, each with the constant column last:
-        V = [v0 1; vk 1] (2B, n_visible + 1), H = [h0 .; hk .] (2B, n_hidden + 1),
-        hs = [samples 1] (B, n_hidden + 1), and diff (B, n_visible + 1)."""
-        if batch not in self._buffers:
-            kw = {"device": self.theta.device, "dtype": self.theta.dtype}
-            nv, nh = self.n_visible, self.n_hidden
-            V = torch.empty(2 * batch, nv + 1, **kw)
-            V[:, nv] = 1
-            H = torch.empty(2 * batch, _row_length(nh + 1), **kw)[:, :nh + 1]
-            hs = torch.empty(batch, _row_length(nh + 1), **kw)[:, :nh + 1]
-            hs[:, nh] = 1
-            self._buffers = {batch: (V, H, hs, torch.empty(batch, nv + 1, **kw))}
-        return self._buffers[batch]
+    def _work(self, batch: int) -> "_Work":
+        if self._buffers is None or self._buffers.batch != batch:
+            self._buffers = _Work(batch, self.n_visible, self.n_hidden, self.theta.device, self.theta.dtype)
+        return self._buffers
 
     def cd_step(self, v0: torch.Tensor, lr: float, momentum: float, l2: float, uniforms: UniformSource,
                 k: int = 1, guard: bool = True) -> StepResult:
@@ -163,42 +175,41 @@ class RBM:
         the update is skipped and the parameters are scaled by std(v0)/std(vk); the
         caller lowers the learning rate and the momentum buffers are reset.
         """
-        B, nv, nh = v0.shape[0], self.n_visible, self.n_hidden
-        V, H, hs, diff = self._work(B)
-        h0, hk, vk = H[:B], H[B:], V[B:]
-        V[:B, :nv].copy_(v0)
-        torch.mm(V[:B], self.theta, out=h0).sigmoid_()  # last column: junk, overwritten below
-        p = h0
+        w, theta, theta_t = self._work(v0.shape[0]), self.theta, self._theta_t
+        w.v0_units.copy_(v0)
+        torch.mm(w.v0, theta, out=w.h0).sigmoid_()  # last column: junk, overwritten below
+        p = w.h0_units
         for _ in range(k):
-            uniforms.fill_(hs[:, :nh]).lt_(p[:, :nh])  # in place: 1.0 where u < p
-            torch.mm(hs, self.theta.T, out=vk)
+            uniforms.fill_(w.hs_units).lt_(p)  # in place: 1.0 where u < p
+            torch.mm(w.hs, theta_t, out=w.vk)
             if self.visible == "bernoulli":
-                vk.sigmoid_()
-            vk[:, nv] = 1
-            torch.mm(vk, self.theta, out=hk).sigmoid_()
-            p = hk
+                w.vk.sigmoid_()
+            w.vk_const.fill_(1)
+            torch.mm(w.vk, theta, out=w.hk).sigmoid_()
+            p = w.hk_units
         # Squared error as one dot product (the constant columns cancel); the guard's
         # standard deviations from the Gram matrix and row sums of [v0; vk], one sync.
-        flat = torch.sub(vk, V[:B], out=diff).view(-1)
-        error_sum = torch.dot(flat, flat)
+        torch.sub(w.vk, w.v0, out=w.diff)
+        error_sum = torch.dot(w.diff_flat, w.diff_flat)
         if guard and self.visible == "gauss":
-            X = V.view(2, -1)
+            X, B = w.rows, w.batch
             gram_sums = torch.cat([torch.mm(X, X.T).diagonal(), X.sum(1)]).double().tolist()
-            pos_std, neg_std = (_std_from_sums(gram_sums[2 + i] - B, gram_sums[i] - B, B * nv) for i in (0, 1))
+            pos_std, neg_std = (_std_from_sums(gram_sums[2 + i] - B, gram_sums[i] - B, B * self.n_visible)
+                                for i in (0, 1))
             if neg_std > 2 * pos_std:
                 scale = pos_std / neg_std
-                self.theta.mul_(scale)
+                theta.mul_(scale)
                 self.dtheta.zero_()
                 return StepResult(error_sum, skipped=True, guard_scale=scale)
-        step_lr = lr * (1.0 - momentum) / B
+        step_lr = lr * (1.0 - momentum) / w.batch
         # dtheta <- m dtheta + step [v0 1; vk 1]^T [h0 1; -hk -1]: positive minus negative
         # statistics of weights and both biases in one BLAS call.
-        H[:, nh] = 1
-        hk.neg_()
-        torch.addmm(self.dtheta, V.T, H, beta=momentum, alpha=step_lr, out=self.dtheta)
+        w.H_const.fill_(1)
+        w.hk.neg_()
+        torch.addmm(self.dtheta, w.V_t, w.H, beta=momentum, alpha=step_lr, out=self.dtheta)
         if l2:
-            self.dWt.add_(self.Wt, alpha=-step_lr * B * l2)
-        self.theta.add_(self.dtheta)
+            self.dWt.add_(self.Wt, alpha=-step_lr * w.batch * l2)
+        theta.add_(self.dtheta)
         return StepResult(error_sum)
 
     def init_visible_bias_from_data(self, mean_input: torch.Tensor, clip: float = 1e-3) -> None:
