@@ -196,27 +196,34 @@ def bench_store_cd1(store_path: Path, seconds: float = 4.0, device: str = "cpu")
                              device=device)
 
 
-def _print_throughput(what: str, r: dict) -> None:
-    console.print(f"{what:<42} {r['frames_per_s']:>9,.0f} frames/s  {r['gflops']:6.1f} GFLOP/s  "
-                  f"{r['of_ceiling']:6.1%} of ceiling (quartiles {r['of_ceiling_q1']:.1%}-{r['of_ceiling_q3']:.1%}, "
-                  f"ceiling {r['ceiling_flops'] / 1e9:.1f} GFLOP/s)  {r['frames_per_s'] / 100:,.0f}x real time",
-                  highlight=False)
+def _print_throughput(rows: list[dict], title: str) -> None:
+    """One table row per measurement: frames/s, GFLOP/s, share of the paired ceiling."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", box=None, header_style="bold")
+    table.add_column("measurement", min_width=20)
+    for name in ("frames/s", "x RT", "GFLOP/s", "% ceil", "quartiles", "ceiling"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for r in rows:
+        table.add_row(r["what"], f"{r['frames_per_s']:,.0f}", f"{r['frames_per_s'] / 100:,.0f}", f"{r['gflops']:.1f}",
+                      f"{r['of_ceiling']:.1%}", f"{r['of_ceiling_q1']:.1%}-{r['of_ceiling_q3']:.1%}",
+                      f"{r['ceiling_flops'] / 1e9:.1f}")
+    console.print(table)
 
 
 def bench_pretrain(stores: list[Path], device: str = "cpu", seconds: float = 4.0, buffer_frames: int = 50_000) -> dict:
     """Print CD-1 throughput against the matmul ceiling, and peak memory for two store sizes."""
     from .store import FeatureStore
 
-    console.print(f"CD-1 at batch 256 on {device}, fp32; each figure is the median over windows of "
-                  "CD-1 paired with windows of the square matrix product (the ceiling)", highlight=False)
     rows = []
     for nv, nh in ((429, 1024), (1024, 1024)):
-        rows.append({"what": f"CD-1 {nv}x{nh} random data", **bench_cd1(nv, nh, device=device, seconds=seconds)})
-        _print_throughput(rows[-1]["what"], rows[-1])
+        rows.append({"what": f"CD-1 {nv}x{nh}, random data", **bench_cd1(nv, nh, device=device, seconds=seconds)})
     if stores:
-        rows.append({"what": f"CD-1 429x1024 from store {Path(stores[0]).name}",
+        rows.append({"what": f"CD-1 429x1024, store {Path(stores[0]).name}",
                      **bench_store_cd1(stores[0], seconds=seconds, device=device)})
-        _print_throughput(rows[-1]["what"], rows[-1])
+    _print_throughput(rows, f"CD-1 at batch 256 on {device}, fp32, 10 x n_visible x n_hidden FLOPs per frame; "
+                            "each share is the median over windows of CD-1 paired with windows of the square "
+                            "matrix product (the ceiling)")
     memory = []
     for store in stores:
         frames = FeatureStore(store).num_frames("train")
@@ -259,5 +266,8 @@ def bench_finetune(layers: int = 6, hidden: int = 1024, inputs: int = 429, outpu
 
     result = paired_throughput(timed_step, 6.0 * weights, seconds, device=device)
     result.update(network=f"{inputs}-{hidden}x{layers}-{outputs}", weights=weights)
-    _print_throughput(f"fine-tuning {result['network']} at batch {batch} (6 x {weights:,} weights per frame)", result)
+    result["what"] = f"fine-tuning {result['network']}"
+    _print_throughput([result], f"SGD at batch {batch} on {device}, fp32, 6 x {weights:,} weights FLOPs per frame; "
+                                "the share is the median over windows paired with windows of the square matrix "
+                                "product (the ceiling)")
     return result

@@ -1,0 +1,22 @@
+"""The benchmark's accounting: a step that is the ceiling's own product scores about 100 %."""
+
+import torch
+
+from asr_init.bench import paired_throughput
+
+
+def test_paired_throughput_of_the_ceiling_product_is_near_one():
+    n = 1024
+    a, b, c = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+
+    def step() -> int:
+        torch.mm(a, b, out=c)
+        return n  # "frames": n rows of 2 n^2 FLOPs each
+
+    result = paired_throughput(step, flops_per_frame=2.0 * n * n, seconds=1.2, window=0.2)
+    assert result["pairs"] == 6
+    # The ceiling is the best of the 1024 and 2048 products, so the share is at most ~1;
+    # a FLOP-count or rate mistake would be off by 2x or more.
+    assert 0.55 < result["of_ceiling"] < 1.25, result
+    assert result["of_ceiling_q1"] <= result["of_ceiling"] <= result["of_ceiling_q3"]
+    assert result["gflops"] == result["frames_per_s"] * 2.0 * n * n / 1e9
