@@ -375,7 +375,7 @@ def bench_pretrain_cmd(
     store: list[Path] = typer.Option([], "--store", help="Feature store(s) for the real-data and memory figures; "
                                      "default: embedded-corpus stores of 0.25 h and 1 h (made on first use)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    seconds: float = typer.Option(4.0, help="Seconds of training per throughput figure, in 0.4 s windows each "
+    seconds: float = typer.Option(8.0, help="Seconds of training per throughput figure, in 0.4 s windows each "
                                   "paired with a 0.4 s window of the matmul ceiling."),
     buffer_frames: int = typer.Option(50_000, help="Shuffling buffer for the memory runs."),
 ):
