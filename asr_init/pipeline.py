@@ -15,8 +15,8 @@ clipped to each frame's utterance. Memory is bounded by the buffer, not the corp
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ class FeaturePipeline:
     squash: bool = False
 
     @classmethod
-    def from_store(cls, store: FeatureStore, splice: int, squash: bool = False) -> "FeaturePipeline":
+    def from_store(cls, store: FeatureStore, splice: int, squash: bool = False) -> FeaturePipeline:
         if splice < 0:
             raise UserError(f"invalid splice {splice}: must be >= 0")
         return cls(splice, tuple(map(float, store.mean)), tuple(map(float, store.std)), squash)
@@ -52,7 +52,7 @@ class FeaturePipeline:
         return {"splice": self.splice, "mean": list(self.mean), "std": list(self.std), "squash": self.squash}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FeaturePipeline":
+    def from_dict(cls, d: dict) -> FeaturePipeline:
         return cls(int(d["splice"]), tuple(d["mean"]), tuple(d["std"]), bool(d.get("squash", False)))
 
     def check_store(self, store: FeatureStore, where: str) -> None:

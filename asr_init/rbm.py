@@ -162,7 +162,7 @@ class RBM:
 
     # --- training --------------------------------------------------------------------
 
-    def _work(self, batch: int) -> "_Work":
+    def _work(self, batch: int) -> _Work:
         if self._buffers is None or self._buffers.batch != batch:
             self._buffers = _Work(batch, self.n_visible, self.n_hidden, self.theta.device, self.theta.dtype)
         return self._buffers
@@ -232,7 +232,7 @@ class RBM:
                 "dW": own(self.dWt.T), "dhb": own(self.dhb), "dvb": own(self.dvb)}
 
     @classmethod
-    def from_state_dict(cls, state: dict, device: str | torch.device = "cpu") -> "RBM":
+    def from_state_dict(cls, state: dict, device: str | torch.device = "cpu") -> RBM:
         rbm = cls(state["W"].shape[1], state["W"].shape[0], state["visible"], device)
         rbm.Wt.copy_(state["W"].T)
         rbm.dWt.copy_(state["dW"].T)
