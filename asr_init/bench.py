@@ -6,6 +6,7 @@ a number.
 
 from __future__ import annotations
 
+import itertools
 import math
 import resource
 import shutil
@@ -138,8 +139,6 @@ def _bench_rbm(n_visible: int, n_hidden: int, device: str):
 
 def bench_cd1(n_visible: int, n_hidden: int, batch: int = 256, seconds: float = 4.0, device: str = "cpu") -> dict:
     """CD-1 throughput of one Gaussian-Bernoulli layer on random N(0, 1) data (see paired_throughput)."""
-    import itertools
-
     import torch
 
     from .rbm import cd1_flops_per_frame
@@ -258,7 +257,7 @@ def bench_finetune(layers: int = 6, hidden: int = 1024, inputs: int = 429, outpu
         loss.backward()
         opt.step()
 
-    counter = iter(range(10**12))
+    counter = itertools.count()
 
     def timed_step() -> int:
         step(next(counter))
