@@ -212,7 +212,8 @@ def pretrain(
     batch_size: int = typer.Option(256, help="Mini-batch size in frames."),
     epochs: int = typer.Option(2, help="Epochs per Bernoulli-Bernoulli layer."),
     epochs_gauss: Optional[int] = typer.Option(None, help="Epochs of the Gaussian first layer (default 2 x --epochs)."),
-    lr: float = typer.Option(0.4, help="Learning rate of Bernoulli-Bernoulli layers (scaled by 1 - momentum)."),
+    lr: float = typer.Option(0.04, help="Learning rate of Bernoulli-Bernoulli layers (scaled by 1 - momentum); "
+                             "Kaldi's 0.4 saturates 1024-unit layers (the saturation guard then lowers it)."),
     lr_gauss: float = typer.Option(0.01, help="Learning rate of the Gaussian-Bernoulli layer."),
     momentum_start: float = typer.Option(0.5, help="Momentum at the start of each layer."),
     momentum_end: float = typer.Option(0.9, help="Momentum after the ramp."),
@@ -224,6 +225,9 @@ def pretrain(
     max_frames: Optional[int] = typer.Option(None, help="Cut each epoch after this many frames (quick runs)."),
     report_every: int = typer.Option(50_000, help="Frames between log rows."),
     buffer_frames: int = typer.Option(200_000, help="Frames in the shuffling buffer (bounds memory)."),
+    sat_guard: float = typer.Option(0.1, help="Saturation guard: when more than this share of a mini-batch's hidden "
+                                    "probabilities is within 0.05 of 0 or 1, rescale the weights to spread D*, halve "
+                                    "the learning rate and reset the momentum; 0 switches it off."),
     resume: bool = typer.Option(False, help="Continue an interrupted layer from its checkpoint."),
     force: bool = typer.Option(False, help="Delete an existing output folder and start over."),
 ):
@@ -235,7 +239,7 @@ def pretrain(
         init=init, layers=layers, hidden=hidden, splice=splice, cd_k=cd_k, batch_size=batch_size, epochs=epochs,
         epochs_gauss=epochs_gauss, lr=lr, lr_gauss=lr_gauss, momentum_start=momentum_start, momentum_end=momentum_end,
         momentum_frames=momentum_frames, l2=l2, visible=visible, seed=seed, device=device, max_frames=max_frames,
-        report_every=report_every, buffer_frames=buffer_frames,
+        report_every=report_every, buffer_frames=buffer_frames, sat_guard=sat_guard,
     )
     try:
         summary = run_pretrain(store, cfg, out, resume=resume, force=force)

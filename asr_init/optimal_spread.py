@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import integrate, optimize
@@ -63,8 +64,9 @@ def objective(d: float, activation: str = "sigmoid", criterion: str = "abs") -> 
     return 2.0 * value
 
 
+@lru_cache(maxsize=None)
 def optimal_d(activation: str = "sigmoid", criterion: str = "abs") -> float:
-    """D* = argmax_D J(D) by quadrature and a bounded 1-D Brent search."""
+    """D* = argmax_D J(D) by quadrature and a bounded 1-D Brent search (cached)."""
     _check(activation, criterion)
     res = optimize.minimize_scalar(lambda d: -objective(d, activation, criterion), bounds=_SEARCH,
                                    method="bounded", options={"xatol": 1e-9})

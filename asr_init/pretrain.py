@@ -46,7 +46,7 @@ from .store import FeatureStore
 CSV_COLUMNS = [
     "layer", "epoch", "frames", "kind", "recon_error", "lr", "momentum", "elapsed_s", "frames_per_s",
     "net_mean", "net_std", "nonlinear", "saturated", "train_recon", "dev_recon", "train_free_energy",
-    "dev_free_energy", "input_var", "guard_scale",
+    "dev_free_energy", "input_var", "guard", "guard_scale",
 ]
 
 
@@ -62,7 +62,7 @@ class PretrainConfig(ConfigBase):
     batch_size: int = 256
     epochs: int = 2
     epochs_gauss: int | None = None  # None: 2 x epochs
-    lr: float = 0.4
+    lr: float = 0.04  # Kaldi's 0.4 saturates 1024-unit layers within ten batches (see rbm.py)
     lr_gauss: float = 0.01
     momentum_start: float = 0.5
     momentum_end: float = 0.9
@@ -75,6 +75,7 @@ class PretrainConfig(ConfigBase):
     report_every: int = 50_000
     buffer_frames: int = 200_000
     stats_frames: int = 2000
+    sat_guard: float = 0.1  # saturation guard: share of saturated hidden probabilities; 0 = off
 
     def validate(self) -> None:
         parse_init(self.init)
@@ -93,6 +94,7 @@ class PretrainConfig(ConfigBase):
         self._check(self.visible in VISIBLE_TYPES, "visible", f"must be one of {', '.join(VISIBLE_TYPES)}")
         self._check(self.max_frames is None or self.max_frames >= self.batch_size, "max_frames", "must be at least one batch")
         self._check(self.report_every >= 1, "report_every", "must be positive")
+        self._check(0 <= self.sat_guard < 1, "sat_guard", "must be in [0, 1) (0 switches the guard off)")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError(f"invalid device={self.device!r}: CUDA is not available on this machine; use --device cpu")
 
@@ -243,6 +245,7 @@ def _train_layer(layer, stack, store, pipeline, buffer, train_sample, dev_sample
         return ckpt
 
     total = epochs * per_epoch
+    warned: set[str] = set()
     with progress_bar(TextColumn("err {task.fields[err]}")) as bar:
         task = bar.add_task(f"layer {layer}/{config.layers} ({visible})", total=total, unit="frames", err="-",
                             completed=pos["frames"])
@@ -255,7 +258,8 @@ def _train_layer(layer, stack, store, pipeline, buffer, train_sample, dev_sample
                                        skip=pos["batch"]):
                 v = _layer_input(x, stack)
                 momentum = config.momentum(pos["frames"])
-                result = rbm.cd_step(v, pos["lr"], momentum, config.l2, uniforms, k=config.cd_k)
+                result = rbm.cd_step(v, pos["lr"], momentum, config.l2, uniforms, k=config.cd_k,
+                                     sat_limit=config.sat_guard)
                 err = float(result.error_sum)
                 now = time.perf_counter()
                 pos["seconds"] += now - t_last
@@ -270,16 +274,13 @@ def _train_layer(layer, stack, store, pipeline, buffer, train_sample, dev_sample
                         f"{pos['lr']:g}); lower {setting}. "
                         + (f"The last good checkpoint {kept} is kept." if kept else "No checkpoint was written for it."))
                 if result.skipped:
-                    pos["lr"] *= 0.9
-                    console.print(f"[yellow]warning: layer {layer}: reconstruction std above twice the data's at "
-                                  f"{pos['frames']:,} frames; weights scaled by {result.guard_scale:.3f}, "
-                                  f"learning rate lowered to {pos['lr']:.4g}, momentum reset")
-                    rows.append({"layer": layer, "epoch": epoch, "frames": pos["frames"], "kind": "guard",
-                                 "lr": pos["lr"], "guard_scale": result.guard_scale, "elapsed_s": pos["seconds"]})
+                    _guard_fired(result, layer, epoch, pos, rows, warned)
                 n = len(v)
                 pos["frames"] += n
                 pos["batch"] += 1
                 pos["interval_error"] += err
+                if result.saturated is not None:
+                    pos["interval_saturated"] = pos.get("interval_saturated", 0.0) + float(result.saturated) * n
                 pos["interval_frames"] += n
                 if pos["interval_frames"] >= config.report_every:
                     rows.append(_interval_row(layer, epoch, pos, momentum))
@@ -305,9 +306,34 @@ def _train_layer(layer, stack, store, pipeline, buffer, train_sample, dev_sample
     return rbm, ckpt
 
 
+# What a guard does to the learning rate: Kaldi lowers it by 0.9 after a rescale of a
+# Gaussian layer; a saturated layer needs a real cut (0.4 -> 0.05 takes three firings).
+_GUARD_LR_FACTOR = {"recon_std": 0.9, "saturation": 0.5}
+
+
+def _guard_fired(result, layer: int, epoch: int, pos: dict, rows: list[dict], warned: set[str]) -> None:
+    """Lower the learning rate after a guard skipped an update; log a guard row, warn once per guard."""
+    pos["lr"] *= _GUARD_LR_FACTOR[result.guard]
+    sat = None if result.saturated is None else float(result.saturated)
+    rows.append({"layer": layer, "epoch": epoch, "frames": pos["frames"], "kind": "guard", "guard": result.guard,
+                 "lr": pos["lr"], "guard_scale": result.guard_scale, "saturated": sat, "elapsed_s": pos["seconds"]})
+    if result.guard in warned:
+        return
+    warned.add(result.guard)
+    if result.guard == "recon_std":
+        why = "reconstruction std above twice the data's"
+    else:
+        why = f"{sat:.0%} of the hidden units saturated (limit --sat-guard)"
+    console.print(f"[yellow]warning: layer {layer}: {why} at {pos['frames']:,} frames; weights scaled by "
+                  f"{result.guard_scale:.3f}, learning rate lowered to {pos['lr']:.4g}, momentum reset "
+                  f"(further firings are logged as kind=guard rows in recon.csv)")
+
+
 def _interval_row(layer: int, epoch: int, pos: dict, momentum: float) -> dict:
     row = {"layer": layer, "epoch": epoch, "frames": pos["frames"], "kind": "interval",
            "recon_error": pos["interval_error"] / pos["interval_frames"], "lr": pos["lr"], "momentum": momentum,
            "elapsed_s": pos["seconds"], "frames_per_s": pos["interval_frames"] / max(pos["interval_seconds"], 1e-9)}
+    if "interval_saturated" in pos:  # mean share of saturated hidden probabilities over the interval's batches
+        row["saturated"] = pos.pop("interval_saturated") / pos["interval_frames"]
     pos["interval_error"], pos["interval_frames"], pos["interval_seconds"] = 0.0, 0, 0.0
     return row

@@ -20,6 +20,20 @@ Hidden states are sampled against uniforms from a `UniformSource`: on the CPU, 1
 uniforms cut from the 64-bit words of numpy's PCG64 (0.2 ms for 256x1024 against 1.0 ms
 for torch.rand's Mersenne twister); on a GPU, torch's generator. A resolution of 2^-16
 biases a sample's probability by less than 1.6e-5.
+
+Two guards keep training in a useful region. The Gaussian guard is Kaldi's: a
+reconstruction whose spread runs away gets the weights scaled back. The saturation guard
+is this project's counterpart for the hidden units, the idea of the initialisation kept
+up during training: when more than `sat_limit` of the hidden probabilities of a
+mini-batch lie within 0.05 of 0 or 1 (|net| > 2.94, where CD's gradient h0 - hk vanishes
+and a unit stops learning), the update is skipped, the weights and hidden biases are
+scaled so that the root-mean-square net input is D* again, and the momentum is reset; the
+caller lowers the learning rate. Why it is needed: the input of a layer above the first
+is a vector of sigmoid outputs with mean ~0.5, not N(0, 1). One CD update moves a hidden
+unit's net input along that mean direction by about lr (1 - momentum) sum_i E[v_i^2]
+(h0 - hk): with 1024 inputs sum_i E[v_i^2] is ~320, and at Kaldi's lr 0.4 every unit is
+pushed past |net| = 3 within ten mini-batches, after which h0 = hk and it never returns.
+`cd_step_reference` is the same update written one formula per line.
 """
 
 from __future__ import annotations
@@ -30,7 +44,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .optimal_spread import optimal_d
+
 VISIBLE_TYPES = ("gauss", "bernoulli")
+SATURATION_MARGIN = 0.05  # a probability within this of 0 or 1 is saturated (|net| > 2.944)
 
 
 class UniformSource:
@@ -68,8 +85,10 @@ class StepResult:
     """One CD update: squared reconstruction error summed over the batch, and guard info."""
 
     error_sum: torch.Tensor  # scalar tensor, sum over frames of sum_i (v_i - v^_i)^2
-    skipped: bool = False  # the Gaussian guard rejected the update
+    saturated: torch.Tensor | None = None  # scalar tensor, share of saturated h0 (when watched)
+    skipped: bool = False  # a guard rejected the update
     guard_scale: float = 1.0
+    guard: str = ""  # which guard: "recon_std" (Gaussian) or "saturation"
 
 
 def _row_length(n: int) -> int:
@@ -168,17 +187,25 @@ class RBM:
         return self._buffers
 
     def cd_step(self, v0: torch.Tensor, lr: float, momentum: float, l2: float, uniforms: UniformSource,
-                k: int = 1, guard: bool = True) -> StepResult:
+                k: int = 1, guard: bool = True, sat_limit: float = 0.0) -> StepResult:
         """One CD-k mini-batch update on v0 (B, n_visible); returns the reconstruction error.
 
-        Gaussian guard (Kaldi): if the reconstruction's std exceeds twice the data's,
-        the update is skipped and the parameters are scaled by std(v0)/std(vk); the
-        caller lowers the learning rate and the momentum buffers are reset.
+        Gaussian guard (Kaldi, `guard`): if the reconstruction's std exceeds twice the
+        data's, the update is skipped and the parameters are scaled by std(v0)/std(vk).
+        Saturation guard (`sat_limit` > 0): if more than that share of p(h0 = 1) is
+        saturated, the update is skipped and the weights and hidden biases are scaled so
+        that the rms net input is D*. Either way the momentum buffers are reset and the
+        caller lowers the learning rate. The saturated share is returned whenever
+        `sat_limit` > 0.
         """
         w, theta, theta_t = self._work(v0.shape[0]), self.theta, self._theta_t
         w.v0_units.copy_(v0)
         torch.mm(w.v0, theta, out=w.h0).sigmoid_()  # last column: junk, overwritten below
         p = w.h0_units
+        saturated = None
+        if sat_limit > 0:  # |p - 1/2| > 1/2 - margin, counted in the sample buffer before it is filled
+            torch.sub(p, 0.5, out=w.hs_units).abs_().gt_(0.5 - SATURATION_MARGIN)
+            saturated = w.hs_units.sum() / p.numel()
         for _ in range(k):
             uniforms.fill_(w.hs_units).lt_(p)  # in place: 1.0 where u < p
             torch.mm(w.hs, theta_t, out=w.vk)
@@ -200,7 +227,15 @@ class RBM:
                 scale = pos_std / neg_std
                 theta.mul_(scale)
                 self.dtheta.zero_()
-                return StepResult(error_sum, skipped=True, guard_scale=scale)
+                return StepResult(error_sum, saturated, skipped=True, guard_scale=scale, guard="recon_std")
+        if saturated is not None and float(saturated) > sat_limit:
+            net = torch.addmm(self.hb, w.v0_units, self.Wt)
+            rms = float(net.pow(2).mean().sqrt())
+            scale = min(1.0, optimal_d("sigmoid") / rms) if rms > 0 else 1.0
+            self.Wt.mul_(scale)
+            self.hb.mul_(scale)
+            self.dtheta.zero_()
+            return StepResult(error_sum, saturated, skipped=True, guard_scale=scale, guard="saturation")
         step_lr = lr * (1.0 - momentum) / w.batch
         # dtheta <- m dtheta + step [v0 1; vk 1]^T [h0 1; -hk -1]: positive minus negative
         # statistics of weights and both biases in one BLAS call.
@@ -210,7 +245,7 @@ class RBM:
         if l2:
             self.dWt.add_(self.Wt, alpha=-step_lr * w.batch * l2)
         theta.add_(self.dtheta)
-        return StepResult(error_sum)
+        return StepResult(error_sum, saturated)
 
     def init_visible_bias_from_data(self, mean_input: torch.Tensor, clip: float = 1e-3) -> None:
         """Bernoulli visible biases = logit(mean input), clipped to [clip, 1 - clip]."""
@@ -239,6 +274,31 @@ class RBM:
         for name in ("hb", "vb", "dhb", "dvb"):
             getattr(rbm, name).copy_(state[name])
         return rbm
+
+
+def cd_step_reference(W: torch.Tensor, hb: torch.Tensor, vb: torch.Tensor, dW: torch.Tensor, dhb: torch.Tensor,
+                      dvb: torch.Tensor, v0: torch.Tensor, lr: float, momentum: float, l2: float,
+                      uniforms: UniformSource, k: int = 1, visible: str = "bernoulli"):
+    """Textbook CD-k (Hinton's guide; Kaldi nnet1's `Rbm::Update`), one formula per line.
+
+    W is (n_hidden, n_visible), v0 (B, n_visible). The readable twin of `RBM.cd_step`
+    without guards; the tests hold the fast step against it. Returns the new
+    (W, hb, vb, dW, dhb, dvb) and the summed squared reconstruction error.
+    """
+    h0 = torch.sigmoid(v0 @ W.T + hb)  # p(h = 1 | v0), the positive statistics
+    p = h0
+    for _ in range(k):
+        hs = (uniforms.fill_(torch.empty_like(p)) < p).float()  # sampled binary hidden states
+        vk = hs @ W + vb  # E[v | h]: Gaussian units, unit variance
+        if visible == "bernoulli":
+            vk = torch.sigmoid(vk)
+        hk = torch.sigmoid(vk @ W.T + hb)  # negative statistics from probabilities
+        p = hk
+    B, step = len(v0), lr * (1 - momentum)  # Kaldi: lr' = lr (1 - momentum), gradient / B
+    dW = momentum * dW + step * ((h0.T @ v0 - hk.T @ vk) / B - l2 * W)
+    dhb = momentum * dhb + step * (h0 - hk).sum(0) / B
+    dvb = momentum * dvb + step * (v0 - vk).sum(0) / B
+    return W + dW, hb + dhb, vb + dvb, dW, dhb, dvb, float(((v0 - vk) ** 2).sum())
 
 
 def _std_from_sums(total: float, squares: float, n: int) -> float:

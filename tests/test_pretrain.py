@@ -158,3 +158,48 @@ def test_cli_pretrain_bernoulli_first_layer(tiny_store, tmp_path):
     info = json.loads((tmp_path / "pt" / "pretrain.json").read_text())
     assert info["pipeline"]["squash"] is True and info["layers"][0]["visible"] == "bernoulli"
     assert info["layers"][0]["D"] == pytest.approx(1.40784, rel=0.05)
+
+
+def _epoch_end_saturation(out) -> dict[tuple[int, int], float]:
+    return {(int(r["layer"]), int(r["epoch"])): float(r["saturated"])
+            for r in read_csv(out / "recon.csv") if r["kind"] == "epoch_end"}
+
+
+@pytest.fixture(scope="module")
+def default_shaped_runs(tiny_store, tmp_path_factory):
+    """6 x 1024 with every default but the epoch length (16 mini-batches): as shipped, at
+    Kaldi's lr 0.4 with the saturation guard, and at lr 0.4 without it."""
+    root = tmp_path_factory.mktemp("default-shaped")
+    short = dict(max_frames=4096, stats_frames=500)
+    runs = {"default": PretrainConfig(**short), "kaldi-lr": PretrainConfig(lr=0.4, **short),
+            "kaldi-lr-unguarded": PretrainConfig(lr=0.4, sat_guard=0.0, **short)}
+    for name, cfg in runs.items():
+        pretrain(tiny_store, cfg, root / name)
+    return root
+
+
+def test_default_dbn_keeps_every_layer_non_linear(default_shaped_runs):
+    sat = _epoch_end_saturation(default_shaped_runs / "default")
+    assert sorted(sat) == [(1, e) for e in range(1, 5)] + [(layer, e) for layer in range(2, 7) for e in (1, 2)]
+    assert max(sat.values()) <= 0.1, sat
+    assert not [r for r in read_csv(default_shaped_runs / "default" / "recon.csv") if r["kind"] == "guard"]
+
+
+def test_saturation_guard_rescues_kaldi_learning_rate(default_shaped_runs):
+    unguarded = _epoch_end_saturation(default_shaped_runs / "kaldi-lr-unguarded")
+    assert unguarded[(2, 1)] > 0.5  # the collapse this guard exists for
+    rows = read_csv(default_shaped_runs / "kaldi-lr" / "recon.csv")
+    guards = [r for r in rows if r["kind"] == "guard"]
+    assert guards and {r["guard"] for r in guards} == {"saturation"}
+    assert {int(r["layer"]) for r in guards} >= {2}
+    for layer in {int(r["layer"]) for r in guards}:
+        lrs = [float(r["lr"]) for r in guards if int(r["layer"]) == layer]
+        assert lrs[0] == pytest.approx(0.2) and all(b == pytest.approx(a / 2) for a, b in zip(lrs, lrs[1:]))
+    assert max(_epoch_end_saturation(default_shaped_runs / "kaldi-lr").values()) <= 0.15
+    intervals = [r for r in rows if r["kind"] == "interval" and r["layer"] == "2"]
+    assert all(0 <= float(r["saturated"]) <= 1 for r in intervals)
+
+
+def test_sat_guard_option_validated(tiny_store, tmp_path):
+    result = runner.invoke(app, ["pretrain", str(tiny_store), "--out", str(tmp_path / "x"), "--sat-guard", "1.5"])
+    assert result.exit_code == 1 and "sat_guard=1.5" in _text(result) and "[0, 1)" in _text(result)

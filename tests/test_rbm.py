@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from asr_init.rbm import RBM, UniformSource, log_likelihood_gradient
+from asr_init.optimal_spread import optimal_d
+from asr_init.rbm import RBM, UniformSource, cd_step_reference, log_likelihood_gradient
 
 
 def _train(rbm, data, lr, epochs, batch=50, momentum=0.5, seed=0):
@@ -101,27 +102,9 @@ def test_uniform_source_state():
     assert torch.equal(b, c)
 
 
-def _plain_cd(W, hb, vb, dW, dhb, dvb, v0, lr, momentum, l2, uniforms, k, visible):
-    """CD-k as written in the textbook (Kaldi's Rbm::Update), one tensor op per formula."""
-    h0 = torch.sigmoid(v0 @ W.T + hb)
-    p = h0
-    for _ in range(k):
-        u = uniforms.fill_(torch.empty_like(p))
-        hs = (u < p).float()
-        vk = hs @ W + vb
-        if visible == "bernoulli":
-            vk = torch.sigmoid(vk)
-        hk = torch.sigmoid(vk @ W.T + hb)
-        p = hk
-    B, step = len(v0), lr * (1 - momentum)
-    dW = momentum * dW + step * ((h0.T @ v0 - hk.T @ vk) / B - l2 * W)
-    dhb = momentum * dhb + step * (h0 - hk).sum(0) / B
-    dvb = momentum * dvb + step * (v0 - vk).sum(0) / B
-    return W + dW, hb + dhb, vb + dvb, dW, dhb, dvb, float(((v0 - vk) ** 2).sum())
-
-
-@pytest.mark.parametrize("visible,k", [("gauss", 1), ("bernoulli", 1), ("gauss", 2)])
-def test_fused_cd_step_equals_textbook_cd(visible, k):
+@pytest.mark.parametrize("visible,k,sat_limit", [("gauss", 1, 0.0), ("bernoulli", 1, 0.0), ("gauss", 2, 0.0),
+                                                 ("bernoulli", 1, 0.99)])
+def test_fused_cd_step_equals_textbook_cd(visible, k, sat_limit):
     """The fused step (biases inside the matrix products, one gradient product) computes
     exactly the textbook update: same uniforms, same parameters after three steps."""
     g = torch.Generator().manual_seed(4)
@@ -134,8 +117,9 @@ def test_fused_cd_step_equals_textbook_cd(visible, k):
     ours, theirs = UniformSource(9), UniformSource(9)
     for i in range(3):
         v0 = torch.randn(32, nv, generator=g) if visible == "gauss" else (torch.rand(32, nv, generator=g) < 0.3).float()
-        err = float(rbm.cd_step(v0, 0.1, 0.5 + 0.1 * i, 0.01, ours, k=k, guard=False).error_sum)
-        *ref, ref_err = _plain_cd(*ref, v0, 0.1, 0.5 + 0.1 * i, 0.01, theirs, k, visible)
+        # Watching saturation (a limit that is not reached) must not change the update.
+        err = float(rbm.cd_step(v0, 0.1, 0.5 + 0.1 * i, 0.01, ours, k=k, guard=False, sat_limit=sat_limit).error_sum)
+        *ref, ref_err = cd_step_reference(*ref, v0, 0.1, 0.5 + 0.1 * i, 0.01, theirs, k, visible)
         assert err == pytest.approx(ref_err, rel=1e-5)
     for got, want in zip((rbm.W, rbm.hb, rbm.vb, rbm.dWt.T, rbm.dhb, rbm.dvb), ref):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
@@ -159,3 +143,72 @@ def test_guard_rescales_when_reconstruction_explodes():
     assert result.skipped and result.guard_scale == pytest.approx(float(v0.std() / vk.std()), rel=1e-4)
     torch.testing.assert_close(rbm.W, before * result.guard_scale)
     assert float(rbm.dWt.abs().max()) == 0.0
+
+
+def _uncentred_inputs(n: int, nv: int, seed: int) -> torch.Tensor:
+    """Frames like the input of a layer above the first: sigmoid outputs of a 1-hidden-layer
+    code, mean ~0.5 in every dimension and correlated, (n, nv)."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, 24, generator=g)
+    return torch.sigmoid(z @ torch.randn(24, nv, generator=g) * 0.3)
+
+
+def _saturated_share(rbm: RBM, v: torch.Tensor) -> float:
+    return float((torch.addmm(rbm.hb, v, rbm.Wt).abs() > 2.944).float().mean())
+
+
+def _train_layer(v: torch.Tensor, lr: float, sat_limit: float, steps: int = 60):
+    """A Bernoulli layer on uncentred inputs, lowering lr by half when the guard fires."""
+    rbm = RBM(v.shape[1], 256, "bernoulli")
+    torch.nn.init.normal_(rbm.Wt, 0, optimal_d() / np.sqrt(v.shape[1]), generator=torch.Generator().manual_seed(1))
+    rbm.init_visible_bias_from_data(v.mean(0))
+    u, g, fired = UniformSource(2), torch.Generator().manual_seed(3), []
+    for step in range(steps):
+        result = rbm.cd_step(v[torch.randint(0, len(v), (128,), generator=g)], lr, 0.5, 2e-4, u, sat_limit=sat_limit)
+        if result.skipped:
+            fired.append((step, result.guard))
+            lr *= 0.5
+    return rbm, fired, lr
+
+
+def test_uncentred_bernoulli_layer_collapses_without_the_saturation_guard():
+    """The real-scale failure in small: inputs with mean 0.5 over 512 dimensions give each
+    CD update a large step along the mean direction, and at a high learning rate every
+    hidden unit ends saturated. With the guard the layer stays in its non-linear region."""
+    v = _uncentred_inputs(4000, 512, seed=0)
+    held_out = _uncentred_inputs(1000, 512, seed=9)
+    start, _, _ = _train_layer(v, 0.4, 0.0, steps=0)
+    assert _saturated_share(start, held_out) < 0.1  # the optimal init starts non-linear
+    collapsed, fired, _ = _train_layer(v, 2.0, 0.0)
+    assert not fired and _saturated_share(collapsed, held_out) > 0.9
+    guarded, fired, lr = _train_layer(v, 2.0, 0.1)
+    assert fired and all(kind == "saturation" for _, kind in fired) and fired[0][0] < 10
+    assert lr < 2.0 / 4
+    assert _saturated_share(guarded, held_out) <= 0.1
+
+
+def test_saturation_guard_rescales_to_optimal_spread():
+    """When it fires: no update, W and the hidden biases scaled so that the rms net input is
+    D*, visible biases kept, momentum reset; the saturated share is reported."""
+    g = torch.Generator().manual_seed(6)
+    rbm = RBM(40, 30, "bernoulli")
+    torch.nn.init.normal_(rbm.Wt, 0, 2.0, generator=g)
+    rbm.hb.normal_(0, 1.0, generator=g)
+    rbm.vb.normal_(0, 1.0, generator=g)
+    rbm.dWt.fill_(0.1)
+    W, hb, vb = rbm.W.clone(), rbm.hb.clone(), rbm.vb.clone()
+    v0 = (torch.rand(64, 40, generator=g) < 0.5).float()
+    net = v0 @ W.T + hb
+    result = rbm.cd_step(v0, 0.1, 0.5, 0.0, UniformSource(1), sat_limit=0.2)
+    share = float((torch.sigmoid(net) - 0.5).abs().gt(0.45).float().mean())
+    assert share > 0.2 and float(result.saturated) == pytest.approx(share, abs=1e-6)
+    assert result.skipped and result.guard == "saturation"
+    scale = optimal_d() / float(net.pow(2).mean().sqrt())
+    assert result.guard_scale == pytest.approx(scale, rel=1e-5)
+    torch.testing.assert_close(rbm.W, W * scale)
+    torch.testing.assert_close(rbm.hb, hb * scale)
+    torch.testing.assert_close(rbm.vb, vb)
+    assert float(rbm.dWt.abs().max()) == 0.0
+    # Below the limit nothing happens beyond the normal update.
+    quiet = RBM(40, 30, "bernoulli")
+    assert not quiet.cd_step(v0, 0.1, 0.5, 0.0, UniformSource(1), sat_limit=0.2).skipped
