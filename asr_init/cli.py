@@ -267,9 +267,10 @@ def finetune(
     hidden: int = typer.Option(1024, help="Units per hidden layer (without --dbn)."),
     activation: str = typer.Option("sigmoid", help="sigmoid, tanh or relu (without --dbn)."),
     splice: int = typer.Option(5, help="Context frames each side (without --dbn/--init-from)."),
-    lr: float = typer.Option(0.008, help="Initial learning rate."),
+    lr: Optional[float] = typer.Option(None, help="Initial learning rate, on the gradient summed over the mini-batch "
+                                       "(default 0.008 with --dbn, 0.0004 without)."),
     batch_size: int = typer.Option(256, help="Mini-batch size in frames."),
-    momentum: float = typer.Option(0.0, help="SGD momentum."),
+    momentum: Optional[float] = typer.Option(None, help="SGD momentum (default 0 with --dbn, 0.9 without)."),
     l2: float = typer.Option(0.0, help="L2 weight decay."),
     dropout: float = typer.Option(0.0, help="Dropout on hidden activations."),
     max_norm: Optional[float] = typer.Option(None, help="Max-norm constraint on each hidden unit's incoming weights."),

@@ -43,6 +43,14 @@ from .progress import console, progress_bar
 from .store import FeatureStore
 
 SCHEDULES = ("newbob", "constant", "exponential")
+# Learning rate and momentum by starting point, chosen at 6 x 1024 sigmoid units on the
+# 1-hour store. From a DBN, Kaldi nnet1's lr 0.008 on the summed gradient, no momentum.
+# From random weights (no --dbn, or --init-from) that step saturates a deep sigmoid network
+# within an epoch and smaller steps without momentum leave it on the plateau of the
+# class priors, where newbob stops it; lr 0.0004 with momentum 0.9 (an effective step of
+# 0.004) trains it.
+STARTING_POINT_DEFAULTS = {"dbn": {"lr": 0.008, "momentum": 0.0}, "scratch": {"lr": 0.0004, "momentum": 0.9}}
+CHANCE_MARGIN = 0.01  # a train frame accuracy within this of the most frequent class's share is chance
 TARGETS = ("states", "phones")
 
 
@@ -57,9 +65,9 @@ class FinetuneConfig(ConfigBase):
     hidden: int = 1024
     activation: str = "sigmoid"
     splice: int = 5
-    lr: float = 0.008
+    lr: float | None = None  # None: 0.008 from a DBN, 0.0004 from scratch (see STARTING_POINT_DEFAULTS)
     batch_size: int = 256
-    momentum: float = 0.0
+    momentum: float | None = None  # None: 0 from a DBN, 0.9 from scratch
     l2: float = 0.0
     dropout: float = 0.0
     max_norm: float | None = None
@@ -80,6 +88,13 @@ class FinetuneConfig(ConfigBase):
     init_from: str | None = None
     reuse_layers: int = 0
     stats_frames: int = 2000
+
+    def __post_init__(self) -> None:
+        start = "dbn" if self.dbn else "scratch"
+        if self.lr is None:
+            self.lr = STARTING_POINT_DEFAULTS[start]["lr"]
+        if self.momentum is None:
+            self.momentum = STARTING_POINT_DEFAULTS[start]["momentum"]
 
     def validate(self) -> None:
         self._check(self.targets in TARGETS, "targets", f"must be one of {', '.join(TARGETS)}")
@@ -235,6 +250,21 @@ def _saturation(model: DNN, sample: torch.Tensor) -> list[float]:
     return out
 
 
+def _warn_if_at_chance(row: dict, majority: float, layers: int, config: FinetuneConfig) -> None:
+    """Warn when an epoch's train frame accuracy is no better than always answering the
+    most frequent class, naming the saturated layers and the options to change."""
+    if row["train_acc"] > majority + CHANCE_MARGIN:
+        return
+    shares = [(i, row[f"sat_{i}"]) for i in range(1, layers + 1)]
+    saturated = [f"{i}: {s:.0%}" for i, s in shares if s > 0.1]
+    where = ("saturated layers (share of units) " + ", ".join(saturated) if saturated
+             else f"no layer has over 10 % saturated units (most: {max(s for _, s in shares):.0%})")
+    console.print(f"[yellow]warning: epoch {row['epoch']}: train frame accuracy {row['train_acc']:.2%} is at chance "
+                  f"(the most frequent class is {majority:.2%} of the frames); {where}. Lower --lr (now "
+                  f"{config.lr:g}), raise --momentum (now {config.momentum:g}), or start from a DBN (--dbn).",
+                  highlight=False)
+
+
 def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bool = False, force: bool = False,
              interrupt_after: int | None = None) -> dict:
     """Train the DNN; returns the finetune.json summary."""
@@ -372,6 +402,7 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
                    **{f"grad_norm_{i + 1}": g for i, g in enumerate(grad_norms[:-1])}, "grad_norm_out": grad_norms[-1],
                    **{f"sat_{i + 1}": s for i, s in enumerate(_saturation(model, sample))}}
             rows.append(row)
+            _warn_if_at_chance(row, float(priors.max()), len(model.hidden), config)
             console.print(f"epoch {epoch}: lr {lr:.4g} train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%} | "
                           f"dev loss {dev_loss:.4f} acc {dev_acc:.2%} | {'accepted' if accepted else 'rejected'} | "
                           f"{row['frames_per_s']:,.0f} frames/s", highlight=False)

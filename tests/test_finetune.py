@@ -155,3 +155,28 @@ def test_end_to_end_cli(kaldi_dir, tmp_path):
     assert result["lm_weight"] in (1, 2) and result["insertion_penalty"] in (0, 2) and len(result["tuning_grid"]) == 4
     assert (model / "eval-test" / "confusion.png").stat().st_size > 10_000
     assert "phone error rate" in res.output
+
+
+def test_defaults_depend_on_the_starting_point():
+    """From a DBN: Kaldi's lr 0.008 without momentum; from random weights: 0.0004 with 0.9."""
+    scratch, pretrained = FinetuneConfig(), FinetuneConfig(dbn="dbn-folder")
+    assert (scratch.lr, scratch.momentum) == (0.0004, 0.9)
+    assert (pretrained.lr, pretrained.momentum) == (0.008, 0.0)
+    assert (FinetuneConfig(lr=0.01, momentum=0.5).lr, FinetuneConfig(lr=0.01, momentum=0.5).momentum) == (0.01, 0.5)
+    again = FinetuneConfig.from_dict(scratch.to_dict())
+    assert (again.lr, again.momentum) == (0.0004, 0.9)
+
+
+def test_warns_when_training_sits_at_chance(blob_store, tmp_path):
+    """Saturated sigmoid layers and a tiny step: the train accuracy stays at the majority
+    class's share, and the warning names the saturated layers and the options."""
+    args = ["finetune", str(blob_store), "--layers", "2", "--hidden", "32", "--splice", "1", "--batch-size", "32",
+            "--max-epochs", "1"]
+    stuck = runner.invoke(app, args + ["--out", str(tmp_path / "stuck"), "--init", "large", "--lr", "1e-7"])
+    assert stuck.exit_code == 0, stuck.output
+    text = _text(stuck)
+    assert "warning: epoch 1: train frame accuracy" in text and "is at chance" in text
+    assert "saturated layers (share of units) 1: " in text and "2: " in text
+    assert "Lower --lr (now 1e-07)" in text and "--momentum" in text and "--dbn" in text
+    fine = runner.invoke(app, args + ["--out", str(tmp_path / "fine"), "--lr", "0.02", "--momentum", "0"])
+    assert fine.exit_code == 0 and "at chance" not in _text(fine)
