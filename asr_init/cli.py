@@ -225,7 +225,7 @@ def pretrain(
     max_frames: Optional[int] = typer.Option(None, help="Cut each epoch after this many frames (quick runs)."),
     report_every: int = typer.Option(50_000, help="Frames between log rows."),
     buffer_frames: int = typer.Option(200_000, help="Frames in the shuffling buffer (bounds memory)."),
-    sat_guard: float = typer.Option(0.1, help="Saturation guard: when more than this share of a mini-batch's hidden "
+    sat_guard: float = typer.Option(0.1, help="Saturation guard of Bernoulli layers: when more than this share of a mini-batch's hidden "
                                     "probabilities is within 0.05 of 0 or 1, rescale the weights to spread D*, halve "
                                     "the learning rate and reset the momentum; 0 switches it off."),
     resume: bool = typer.Option(False, help="Continue an interrupted layer from its checkpoint."),

@@ -75,7 +75,7 @@ class PretrainConfig(ConfigBase):
     report_every: int = 50_000
     buffer_frames: int = 200_000
     stats_frames: int = 2000
-    sat_guard: float = 0.1  # saturation guard: share of saturated hidden probabilities; 0 = off
+    sat_guard: float = 0.1  # saturation guard of Bernoulli layers: share of saturated hidden probabilities; 0 = off
 
     def validate(self) -> None:
         parse_init(self.init)
@@ -246,6 +246,8 @@ def _train_layer(layer, stack, store, pipeline, buffer, train_sample, dev_sample
 
     total = epochs * per_epoch
     warned: set[str] = set()
+    # The saturation guard watches Bernoulli-Bernoulli layers; a Gaussian layer has Kaldi's guard.
+    sat_limit = config.sat_guard if visible == "bernoulli" else 0.0
     with progress_bar(TextColumn("err {task.fields[err]}")) as bar:
         task = bar.add_task(f"layer {layer}/{config.layers} ({visible})", total=total, unit="frames", err="-",
                             completed=pos["frames"])
@@ -259,7 +261,7 @@ def _train_layer(layer, stack, store, pipeline, buffer, train_sample, dev_sample
                 v = _layer_input(x, stack)
                 momentum = config.momentum(pos["frames"])
                 result = rbm.cd_step(v, pos["lr"], momentum, config.l2, uniforms, k=config.cd_k,
-                                     sat_limit=config.sat_guard)
+                                     sat_limit=sat_limit)
                 err = float(result.error_sum)
                 now = time.perf_counter()
                 pos["seconds"] += now - t_last

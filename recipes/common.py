@@ -30,15 +30,17 @@ SCALE = {
     "full": {
         "seeds": [0, 1, 2],
         "layer1_hidden": 512, "layer1_frames": 100_000, "layer1_report": 4_000,
-        "dbn_layers": 3, "dbn_hidden": 256, "dbn_frames": 60_000, "dbn_report": 4_000,
+        "dbn_layers": 3, "dbn_hidden": 1024, "dbn_frames": 60_000, "dbn_report": 4_000,
         "nopre_layers": 2, "nopre_hidden": 256, "nopre_epochs": 5, "nopre_frames": 150_000,
-        "am_layers": 3, "am_hidden": 256, "am_pre_epochs": 1, "am_max_epochs": 10,
+        "deep_layers": 6, "deep_hidden": 1024, "deep_epochs": 3, "deep_frames": 100_000,
+        "am_layers": 6, "am_hidden": 1024, "am_pre_epochs": None, "am_max_epochs": None,  # None: the defaults
     },
     "quick": {
         "seeds": [0, 1],
         "layer1_hidden": 32, "layer1_frames": 3_000, "layer1_report": 500,
         "dbn_layers": 2, "dbn_hidden": 32, "dbn_frames": 2_000, "dbn_report": 500,
         "nopre_layers": 2, "nopre_hidden": 32, "nopre_epochs": 2, "nopre_frames": 3_000,
+        "deep_layers": 3, "deep_hidden": 64, "deep_epochs": 1, "deep_frames": 3_000,
         "am_layers": 2, "am_hidden": 64, "am_pre_epochs": 1, "am_max_epochs": 3,
     },
 }["quick" if QUICK else "full"]

@@ -3,7 +3,9 @@
 D* by quadrature and Monte Carlo (and its plot); then the first RBM layer pre-trained
 with every initialisation at the same learning rate, for both visible types and two
 learning rates each, and a full DBN per initialisation; several seeds each. The report
-(`asr-init report`) turns the logs into curves, tables and conclusions.
+(`asr-init report`) turns the logs into curves, tables and conclusions. The saturation
+guard is off here (`--sat-guard 0`): it would rescale a saturating initialisation to D*,
+and this recipe measures what each initialisation does by itself.
 """
 
 from common import RESULTS, SCALE, STORE, label, run_commands, write_manifest
@@ -30,7 +32,8 @@ def main() -> None:
                     args = ["pretrain", str(STORE), "--out", str(out), "--init", init, "--visible", visible,
                             "--layers", "1", "--hidden", str(SCALE["layer1_hidden"]), "--epochs", "1", "--epochs-gauss", "1",
                             "--max-frames", str(SCALE["layer1_frames"]), "--report-every", str(SCALE["layer1_report"]),
-                            "--lr-gauss" if visible == "gauss" else "--lr", f"{lr:g}", "--seed", str(seed), "--resume"]
+                            "--lr-gauss" if visible == "gauss" else "--lr", f"{lr:g}", "--sat-guard", "0", "--seed", str(seed),
+                            "--resume"]
                     layer1.append((args, out / "pretrain.json"))
 
     dbn = []
@@ -40,7 +43,7 @@ def main() -> None:
             args = ["pretrain", str(STORE), "--out", str(out), "--init", init, "--layers", str(SCALE["dbn_layers"]),
                     "--hidden", str(SCALE["dbn_hidden"]), "--epochs", "1", "--epochs-gauss", "1",
                     "--max-frames", str(SCALE["dbn_frames"]), "--report-every", str(SCALE["dbn_report"]),
-                    "--seed", str(seed), "--resume"]
+                    "--sat-guard", "0", "--seed", str(seed), "--resume"]
             dbn.append((args, out / "pretrain.json"))
 
     write_manifest("paper", spread + layer1 + dbn)

@@ -33,6 +33,7 @@ def test_quick_recipes_end_to_end(tmp_path):
     assert re.search(r"\| `optimal` \| 2 \| [\d.]+ ± [\d.]+ \|", report)  # recipe 1 table row with numbers
     assert re.search(r"converged fastest \(mean reconstruction error over the run [\d.]+", report)
     assert re.search(r"\| sigmoid \| `zeros` \| 2 \| [\d.]+ \| [\d.]+% \| [\d.]+% \|", report)  # recipe 2
+    assert re.search(r"\| sigmoid-3x64 \| `optimal` \| 1 \| [\d.]+ \| [\d.]+% \| [\d.]+% \|", report)  # deep, no pre-training
     assert re.search(r"\| dnn-pretrained-optimal \| \d+ s \| \d+ s \(\d+\) \| [\d.]+% / [\d.]+% \| [\d.]+% \|", report)
     assert re.search(r"(lowered|raised|did not change) the test phone error rate", report)
     images = re.findall(r"!\[[^\]]*\]\((report/[^)]+\.png)\)", report)
