@@ -7,7 +7,8 @@ with its wall time to RESULTS/commands.jsonl and each stage's wall time to
 RESULTS/stages.jsonl, which the report reads.
 
 Environment: RESULTS (output folder, default results), QUICK (non-empty: tiny scale),
-JOBS (parallel commands, default: 2 or the number of cores if fewer).
+JOBS (parallel commands, default: 2 or the number of cores if fewer), DEVICE (cpu or
+cuda, default cpu; on cuda the full scale runs full epochs: no --max-frames cuts).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ RESULTS = Path(os.environ.get("RESULTS", "results"))
 QUICK = bool(os.environ.get("QUICK"))
 JOBS = max(1, int(os.environ.get("JOBS", min(2, os.cpu_count() or 1))))
 STORE = RESULTS / "store"
+DEVICE = os.environ.get("DEVICE") or "cpu"
 
 # Every recipe reads its sizes from here: one place to see what "full" and "quick" mean.
 SCALE = {
@@ -44,6 +46,18 @@ SCALE = {
         "am_layers": 2, "am_hidden": 64, "am_pre_epochs": 1, "am_max_epochs": 3,
     },
 }["quick" if QUICK else "full"]
+if DEVICE.startswith("cuda") and not QUICK:  # a GPU affords full epochs where 2 CPU cores cut them
+    SCALE.update(layer1_frames=None, dbn_frames=None, nopre_frames=None, deep_frames=None)
+
+
+def cut(option: str, value: int | None) -> list[str]:
+    """[option, value], or nothing where the scale leaves the setting at its default."""
+    return [] if value is None else [option, str(value)]
+
+
+def on_device(args: list[str]) -> list[str]:
+    """A training or evaluation command line with --device appended when DEVICE is not cpu."""
+    return args if DEVICE == "cpu" else [*args, "--device", DEVICE]
 
 
 def label(init: str) -> str:

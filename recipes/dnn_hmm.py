@@ -9,7 +9,7 @@ from-scratch defaults); all evaluated on dev and test (frame accuracy, phone err
 """
 
 from asr_init.report import best_pretraining_init
-from common import RESULTS, SCALE, STORE, label, run_commands, write_manifest
+from common import RESULTS, SCALE, STORE, cut, label, on_device, run_commands, write_manifest
 
 OUT = RESULTS / "am"
 
@@ -20,8 +20,7 @@ def main() -> None:
     (OUT / "best_init.txt").write_text(best + "\n")
     size = ["--layers", str(SCALE["am_layers"]), "--hidden", str(SCALE["am_hidden"])]
     # Full scale: the defaults (full epochs, newbob's own stopping); quick: cut short.
-    pre_cut = ["--epochs", str(SCALE["am_pre_epochs"])] if SCALE["am_pre_epochs"] else []
-    fine_cut = ["--max-epochs", str(SCALE["am_max_epochs"])] if SCALE["am_max_epochs"] else []
+    pre_cut, fine_cut = cut("--epochs", SCALE["am_pre_epochs"]), cut("--max-epochs", SCALE["am_max_epochs"])
 
     pretrain, finetune, evaluate = [], [], []
     for init in dict.fromkeys([best, "optimal"]):
@@ -40,6 +39,7 @@ def main() -> None:
             evaluate.append((["evaluate", str(STORE), "--model", str(model), "--split", split],
                              model / f"eval-{split}" / "results.json"))
 
+    pretrain, finetune, evaluate = ([(on_device(args), done) for args, done in step] for step in (pretrain, finetune, evaluate))
     write_manifest("am", pretrain + finetune + evaluate)
     run_commands("recipe 3: DBN pre-training", pretrain)
     run_commands("recipe 3: fine-tuning", finetune)

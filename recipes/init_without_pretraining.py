@@ -8,7 +8,7 @@ sigmoid units, from every initialisation: where an initialisation decides whethe
 sigmoid network trains at all (epochs cut to `deep_frames` frames at full scale).
 """
 
-from common import RESULTS, SCALE, STORE, label, run_commands, write_manifest
+from common import RESULTS, SCALE, STORE, cut, label, on_device, run_commands, write_manifest
 
 INITS = ["zeros", "large", "xavier-normal", "he-normal", "lecun-normal", "optimal"]
 ACTIVATIONS = ["sigmoid", "tanh", "relu"]
@@ -23,7 +23,7 @@ def main() -> None:
             train.append((["finetune", str(STORE), "--out", str(out), "--init", init, "--output-init", "same",
                            "--activation", activation, "--layers", str(SCALE["nopre_layers"]),
                            "--hidden", str(SCALE["nopre_hidden"]), "--schedule", "constant",
-                           "--max-epochs", str(SCALE["nopre_epochs"]), "--max-frames", str(SCALE["nopre_frames"]),
+                           "--max-epochs", str(SCALE["nopre_epochs"]), *cut("--max-frames", SCALE["nopre_frames"]),
                            "--seed", "0", "--resume"], out / "finetune.json"))
             evaluate.append((["evaluate", str(STORE), "--model", str(out), "--frames-only"], out / "eval-test" / "results.json"))
     deep = f"sigmoid-{SCALE['deep_layers']}x{SCALE['deep_hidden']}"
@@ -32,9 +32,10 @@ def main() -> None:
         train.append((["finetune", str(STORE), "--out", str(out), "--init", init, "--output-init", "same",
                        "--layers", str(SCALE["deep_layers"]), "--hidden", str(SCALE["deep_hidden"]),
                        "--schedule", "constant", "--max-epochs", str(SCALE["deep_epochs"]),
-                       "--max-frames", str(SCALE["deep_frames"]), "--seed", "0", "--resume"], out / "finetune.json"))
+                       *cut("--max-frames", SCALE["deep_frames"]), "--seed", "0", "--resume"], out / "finetune.json"))
         evaluate.append((["evaluate", str(STORE), "--model", str(out), "--frames-only"], out / "eval-test" / "results.json"))
 
+    train, evaluate = ([(on_device(args), done) for args, done in step] for step in (train, evaluate))
     write_manifest("nopretrain", train + evaluate)
     run_commands("recipe 2: training without pre-training", train, allow_fail=True)
     done = [(args, marker) for args, marker in evaluate if (marker.parent.parent / "model.pt").exists()]

@@ -8,7 +8,7 @@ guard is off here (`--sat-guard 0`): it would rescale a saturating initialisatio
 and this recipe measures what each initialisation does by itself.
 """
 
-from common import RESULTS, SCALE, STORE, label, run_commands, write_manifest
+from common import RESULTS, SCALE, STORE, cut, label, on_device, run_commands, write_manifest
 
 INITS = ["optimal", "optimal:1.392", "optimal-data", "hinton", "kaldi", "xavier-normal", "he-normal",
          "lecun-normal", "zeros", "large"]
@@ -31,7 +31,7 @@ def main() -> None:
                     out = OUT / "layer1" / visible / f"lr{lr:g}" / label(init) / f"seed{seed}"
                     args = ["pretrain", str(STORE), "--out", str(out), "--init", init, "--visible", visible,
                             "--layers", "1", "--hidden", str(SCALE["layer1_hidden"]), "--epochs", "1", "--epochs-gauss", "1",
-                            "--max-frames", str(SCALE["layer1_frames"]), "--report-every", str(SCALE["layer1_report"]),
+                            *cut("--max-frames", SCALE["layer1_frames"]), "--report-every", str(SCALE["layer1_report"]),
                             "--lr-gauss" if visible == "gauss" else "--lr", f"{lr:g}", "--sat-guard", "0", "--seed", str(seed),
                             "--resume"]
                     layer1.append((args, out / "pretrain.json"))
@@ -42,10 +42,11 @@ def main() -> None:
             out = OUT / "dbn" / label(init) / f"seed{seed}"
             args = ["pretrain", str(STORE), "--out", str(out), "--init", init, "--layers", str(SCALE["dbn_layers"]),
                     "--hidden", str(SCALE["dbn_hidden"]), "--epochs", "1", "--epochs-gauss", "1",
-                    "--max-frames", str(SCALE["dbn_frames"]), "--report-every", str(SCALE["dbn_report"]),
+                    *cut("--max-frames", SCALE["dbn_frames"]), "--report-every", str(SCALE["dbn_report"]),
                     "--sat-guard", "0", "--seed", str(seed), "--resume"]
             dbn.append((args, out / "pretrain.json"))
 
+    layer1, dbn = ([(on_device(args), done) for args, done in step] for step in (layer1, dbn))
     write_manifest("paper", spread + layer1 + dbn)
     run_commands("recipe 1: optimal spread D*", spread, jobs=1)
     run_commands("recipe 1: first-layer pre-training", layer1)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _env(tmp_path: Path, **extra) -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # asr-init and python of this venv
-    env.update(QUICK="1", RESULTS=str(tmp_path / "results"), ASR_INIT_CACHE=str(tmp_path / "cache"), **extra)
+    env.update({"QUICK": "1", "RESULTS": str(tmp_path / "results"), "ASR_INIT_CACHE": str(tmp_path / "cache")} | extra)
     return env
 
 
@@ -63,3 +63,44 @@ def test_timit_recipe_on_fake_tree(tmp_path):
     skipped = subprocess.run([sys.executable, "recipes/timit.py"], cwd=ROOT, env=_env(tmp_path / "other"),
                              capture_output=True, text=True, timeout=120)
     assert skipped.returncode == 0 and "skipped, no TIMIT path given" in skipped.stdout
+
+
+_DRY_RUN = """
+import sys
+sys.path.insert(0, "recipes")
+import common, dnn_hmm, init_without_pretraining, paper_replication
+lines = []
+for mod in (paper_replication, init_without_pretraining, dnn_hmm):
+    mod.run_commands = lambda stage, commands, **_: lines.extend(" ".join(a) for a, _ in commands)
+dnn_hmm.best_pretraining_init = lambda folder: "optimal"
+for mod in (paper_replication, init_without_pretraining, dnn_hmm):
+    mod.main()
+print("\\n".join(lines))
+"""
+
+
+def _full_scale_commands(tmp_path: Path, device: str | None) -> list[str]:
+    env = _env(tmp_path, QUICK="", **({"DEVICE": device} if device else {}))
+    run = subprocess.run([sys.executable, "-c", _DRY_RUN], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return [line for line in run.stdout.splitlines() if line.startswith(("pretrain", "finetune", "evaluate"))]
+
+
+def test_full_scale_is_the_size_users_train(tmp_path):
+    """Full scale on 2 CPU cores: recipe 3 is 6 x 1024 with every default; recipe 1's DBNs
+    and recipe 2's deep runs are 1024 units wide, with epochs cut by --max-frames."""
+    lines = _full_scale_commands(tmp_path, None)
+    am = [line for line in lines if "/am/" in line and not line.startswith("evaluate")]
+    assert len(am) == 3  # one DBN (the fastest init is optimal here), two fine-tunings
+    for line in am:
+        assert "--device" not in line and "--lr" not in line and "--epochs" not in line and "--max-frames" not in line
+    assert any("--dbn" not in line and "--layers 6 --hidden 1024" in line for line in am if line.startswith("finetune"))
+    deep = [line for line in lines if "nopretrain/sigmoid-6x1024/" in line and line.startswith("finetune")]
+    assert len(deep) == 6 and all("--max-frames 100000" in line for line in deep)
+    assert all("--hidden 1024" in line and "--sat-guard 0" in line for line in lines if "/paper/dbn/" in line)
+
+
+def test_device_cuda_runs_full_epochs_on_the_gpu(tmp_path):
+    lines = _full_scale_commands(tmp_path, "cuda")
+    assert lines and all(line.endswith("--device cuda") for line in lines)
+    assert not any("--max-frames" in line for line in lines)
