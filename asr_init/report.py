@@ -321,12 +321,14 @@ def conclude_am(rows: list[dict]) -> str | None:
     nopre = [r for r in scored if not r["pretrained"]]
     if not pre or not nopre:
         return None
-    best_pre = min(pre, key=lambda r: r.get("dev_per") if r.get("dev_per") is not None else r["test_per"])
-    base = nopre[0]
+    def on_dev(r: dict) -> float:
+        return r["dev_per"] if r.get("dev_per") is not None else r["test_per"]
+
+    best_pre, base = min(pre, key=on_dev), min(nopre, key=on_dev)
     diff = best_pre["test_per"] - base["test_per"]
     verb = "lowered" if diff < 0 else "raised" if diff > 0 else "did not change"
     return (f"Pre-training ({best_pre['model']}, the pre-trained model with the lowest dev PER) {verb} the test phone "
-            f"error rate from {base['test_per']:.2%} (not pre-trained) to {best_pre['test_per']:.2%} ({diff:+.2%} "
+            f"error rate from {base['test_per']:.2%} (not pre-trained: {base['model']}, likewise chosen on dev) to {best_pre['test_per']:.2%} ({diff:+.2%} "
             f"absolute); test state frame accuracy {base['test_states']:.2%} → {best_pre['test_states']:.2%}.")
 
 

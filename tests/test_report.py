@@ -73,6 +73,10 @@ def test_am_and_nopretrain_conclusions():
     # The pre-trained model is chosen on dev, not on test.
     other = better | {"model": "dnn-pretrained-hinton", "dev_per": 0.1, "test_per": 0.40}
     assert "(dnn-pretrained-hinton," in conclude_am([base, better, other]) and "to 40.00%" in conclude_am([base, better, other])
+    # So is the model without pre-training it is compared with.
+    base2 = base | {"model": "dnn-not-pretrained-optimal", "dev_per": 0.5, "test_per": 0.10}
+    base = base | {"dev_per": 0.4}
+    assert "from 30.00% (not pre-trained: dnn-not-pretrained, likewise chosen on dev)" in conclude_am([base2, base, better])
     rows = [{"activation": "tanh", "init": "zeros", "diverged": False, "test_acc": 0.05},
             {"activation": "tanh", "init": "optimal", "diverged": False, "test_acc": 0.40},
             {"activation": "tanh", "init": "large", "diverged": True, "test_acc": float("nan")}]
