@@ -258,7 +258,7 @@ def finetune(
     store: Path = typer.Argument(..., help="Feature store written by 'asr-init extract'."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for the model, logs and plots."),
     dbn: Optional[Path] = typer.Option(None, help="Start the hidden layers from this 'asr-init pretrain' folder."),
-    init: str = typer.Option("xavier-normal", help="Initialisation of hidden layers not taken from --dbn/--init-from."),
+    init: str = typer.Option("optimal", help="Initialisation of hidden layers not taken from --dbn/--init-from."),
     output_init: str = typer.Option("small-xavier", help="Initialisation of the softmax layer; 'same' = --init."),
     init_from: Optional[Path] = typer.Option(None, help="Take the lower --reuse-layers layers from this model folder."),
     reuse_layers: int = typer.Option(0, help="How many lower layers to take from --init-from."),
