@@ -15,8 +15,40 @@ import typer
 from .errors import UserError
 from .progress import console
 
+# The front page of `asr-init --help`: commands are registered in pipeline order (the
+# order Typer lists them), each with a one-line summary, and the epilogue shows the chain.
+EPILOG = (
+    "The whole chain on the embedded corpus ('extract CORPUS' for your own data):\n\n"
+    "  asr-init extract --out results/store\n"
+    "  asr-init pretrain results/store --out results/dbn\n"
+    "  asr-init finetune results/store --dbn results/dbn --out results/dnn\n"
+    "  asr-init evaluate results/store --model results/dnn\n"
+    "  asr-init report results\n\n"
+    "'asr-init COMMAND --help' for options, 'asr-init --version' for bug reports."
+)
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Train hybrid DNN-HMM acoustic models and measure what weight initialisation does.")
+                  help="Train hybrid DNN-HMM acoustic models and measure what weight initialisation does.",
+                  epilog=EPILOG)
+
+
+def _print_version(value: bool) -> None:
+    """`--version`: package, torch version and build, usable devices, threads; then exit."""
+    if not value:
+        return
+    from .environment import environment, version_text
+
+    typer.echo(version_text(environment()))
+    raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print asr-init's version, the torch version and build (CPU / CUDA), "
+                                      "usable devices and thread count, then exit."),
+) -> None:
+    """Train hybrid DNN-HMM acoustic models and measure what weight initialisation does."""
 
 
 def user_errors(func):
@@ -40,7 +72,7 @@ def _speakers(value: str) -> list[str]:
     return [s for s in (value or "").split(",") if s]
 
 
-@app.command()
+@app.command(short_help="Synthesise the embedded eSpeak NG corpus (audio + alignments).")
 @user_errors
 def synth(
     out: Path = typer.Argument(..., help="Folder to write the Kaldi-style corpus into."),
@@ -59,7 +91,7 @@ def synth(
     console.print(f"[green]wrote corpus to {path}")
 
 
-@app.command()
+@app.command(short_help="Audio + alignments -> feature store (MFCC frames, targets).")
 @user_errors
 def extract(
     corpus: Optional[Path] = typer.Argument(None, help="Corpus folder (Kaldi data dir, TIMIT, or audio + TextGrids); default: the embedded corpus."),
@@ -104,26 +136,7 @@ def extract(
     console.print(f"{summary['hours']:.3f} h extracted at {summary['x_real_time']:.0f}x real time; {len(summary['skipped'])} utterance(s) skipped")
 
 
-@app.command()
-@user_errors
-def inits():
-    """List the initialisation methods with their formulas."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    from .initialisation import METHODS
-
-    table = Table(title="initialisation methods (--init NAME or NAME:PARAM)")
-    table.add_column("name")
-    table.add_column("parameter")
-    table.add_column("formula")
-    for m in METHODS.values():
-        param = "" if m.param is None else (m.param if m.param_required else f"[{m.param}]")
-        table.add_row(m.name, escape(param), escape(m.formula))
-    console.print(table)
-
-
-@app.command("optimal-d")
+@app.command("optimal-d", short_help="The optimal net-input spread D* (quadrature, Monte Carlo).")
 @user_errors
 def optimal_d_cmd(
     activation: str = typer.Option("sigmoid", help="sigmoid or tanh."),
@@ -151,7 +164,26 @@ def optimal_d_cmd(
         write_json_atomic(json_out, r.to_dict())
 
 
-@app.command()
+@app.command(short_help="List the initialisation methods and their formulas.")
+@user_errors
+def inits():
+    """List the initialisation methods with their formulas."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .initialisation import METHODS
+
+    table = Table(title="initialisation methods (--init NAME or NAME:PARAM)")
+    table.add_column("name")
+    table.add_column("parameter")
+    table.add_column("formula")
+    for m in METHODS.values():
+        param = "" if m.param is None else (m.param if m.param_required else f"[{m.param}]")
+        table.add_row(m.name, escape(param), escape(m.formula))
+    console.print(table)
+
+
+@app.command(short_help="Where a network's net inputs fall on real frames.")
 @user_errors
 def inspect(
     store: Path = typer.Argument(..., help="Feature store to draw frames from."),
@@ -199,7 +231,7 @@ def inspect(
                   "non-lin: share of net inputs where |f''| >= max/2; satur: share of outputs within 0.05 of 0 or 1")
 
 
-@app.command()
+@app.command(short_help="Layer-wise RBM pre-training of a DBN.")
 @user_errors
 def pretrain(
     store: Path = typer.Argument(..., help="Feature store written by 'asr-init extract'."),
@@ -252,7 +284,7 @@ def pretrain(
     console.print(f"[green]DBN written to {out / 'dbn.pt'}; logs in {out / 'recon.csv'}, plot {out / 'recon.png'}")
 
 
-@app.command()
+@app.command(short_help="Fine-tune the DNN frame classifier (DBN or any --init).")
 @user_errors
 def finetune(
     store: Path = typer.Argument(..., help="Feature store written by 'asr-init extract'."),
@@ -306,7 +338,7 @@ def finetune(
                   f"dev frame accuracy {summary['best_dev_acc']:.2%}; model in {out / 'model.pt'}")
 
 
-@app.command()
+@app.command(short_help="Frame accuracy and phone error rate of a model.")
 @user_errors
 def evaluate(
     store: Path = typer.Argument(..., help="Feature store to evaluate on."),
@@ -336,7 +368,7 @@ def evaluate(
     console.print(f"wrote {(out or model / f'eval-{split}') / 'results.json'} and confusion.png")
 
 
-@app.command()
+@app.command(short_help="REPORT.md with tables and plots from the logs.")
 @user_errors
 def report(
     results: Path = typer.Argument(Path("results"), help="The recipes' output folder."),
@@ -355,7 +387,7 @@ def report(
 
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print speed and memory figures.")
-app.add_typer(bench_app, name="bench")
+app.add_typer(bench_app, name="bench", short_help="Speed and memory benchmarks (extract, pretrain, finetune).")
 
 
 @bench_app.command("extract")
