@@ -96,7 +96,11 @@ def synth(
 def extract(
     corpus: Optional[Path] = typer.Argument(None, help="Corpus folder (Kaldi data dir, TIMIT, or audio + TextGrids); default: the embedded corpus."),
     out: Path = typer.Option(..., "--out", "-o", help="Feature store folder to write."),
-    sample_rate: int = typer.Option(16000, "--sample-rate", help="Target sample rate in Hz (audio is resampled)."),
+    sample_rate: Optional[int] = typer.Option(None, "--sample-rate", help="Sample rate of the features in Hz; files at other rates are "
+                                              "resampled. Default: the rate most of the corpus's files have, at most 16000."),
+    low_freq: float = typer.Option(20.0, "--low-freq", help="Lower edge of the mel filterbank in Hz."),
+    high_freq: Optional[float] = typer.Option(None, "--high-freq", help="Upper edge of the mel filterbank in Hz "
+                                              "(default: the Nyquist frequency, half the sample rate)."),
     cmvn: str = typer.Option("speaker", help="Mean/variance normalisation: speaker, utterance or none."),
     dev_fraction: float = typer.Option(0.1, help="Fraction of speakers for dev (when no lists are given)."),
     test_fraction: float = typer.Option(0.1, help="Fraction of speakers for test."),
@@ -119,7 +123,7 @@ def extract(
     from .synth import SynthConfig, default_corpus
 
     cfg = ExtractConfig(
-        sample_rate=sample_rate, cmvn=cmvn, dev_fraction=dev_fraction, test_fraction=test_fraction,
+        sample_rate=sample_rate, low_freq=low_freq, high_freq=high_freq, cmvn=cmvn, dev_fraction=dev_fraction, test_fraction=test_fraction,
         dev_speakers=_speakers(dev_speakers), test_speakers=_speakers(test_speakers), seed=seed,
         phones=str(phones) if phones else None, phone_map=str(phone_map) if phone_map else None,
         ctm=str(ctm) if ctm else None, tier=tier,
@@ -134,6 +138,11 @@ def extract(
     summary = run_extract(corpus, out, cfg, force=force)
     console.print(summary_table(summary))
     console.print(f"{summary['hours']:.3f} h extracted at {summary['x_real_time']:.0f}x real time; {len(summary['skipped'])} utterance(s) skipped")
+    if "sample_rate" not in summary:  # a store made before the rate was recorded in the summary
+        return
+    console.print(f"features at {summary['sample_rate']} Hz, mel bands {summary['low_freq']:g}-{summary['high_freq']:g} Hz; "
+                  f"{summary['resampled_utterances']} utterance(s) resampled (audio files by rate in Hz: "
+                  f"{', '.join(f'{r}: {n}' for r, n in summary['source_rates'].items())})", highlight=False)
 
 
 @app.command("optimal-d", short_help="The optimal net-input spread D* (quadrature, Monte Carlo).")
