@@ -186,6 +186,39 @@ def load_dbn_runs(paper: Path) -> dict[str, dict[int, CurveSummary]]:
     return out
 
 
+def epoch_end_saturation(recon_csv: Path) -> dict[int, list[float]]:
+    """Layer -> the share of saturated hidden units at the end of each of its epochs."""
+    out: dict[int, list[float]] = {}
+    for r in read_csv(recon_csv):
+        if r["kind"] == "epoch_end" and r.get("saturated", "") != "":
+            out.setdefault(int(r["layer"]), []).append(float(r["saturated"]))
+    return out
+
+
+def load_dbn_saturation(paper: Path) -> dict[str, dict[int, float]]:
+    """Init -> layer -> saturated share at the end of the layer's training, mean over seeds."""
+    out: dict[str, dict[int, float]] = {}
+    for init_dir in sorted(Path(paper).glob("dbn/*")):
+        per_seed = [epoch_end_saturation(f) for f in sorted(init_dir.glob("seed*/recon.csv"))]
+        layers = sorted({k for s in per_seed for k in s})
+        out[_init_name(init_dir.name)] = {k: float(np.mean([s[k][-1] for s in per_seed if k in s])) for k in layers}
+    return out
+
+
+def dbn_saturation_lines(dbn_dir: Path) -> list[str]:
+    """The saturation table of one pre-training run: every layer's every epoch end, guard firings."""
+    sat = epoch_end_saturation(dbn_dir / "recon.csv")
+    if not sat:
+        return []
+    guards = sum(1 for r in read_csv(dbn_dir / "recon.csv") if r["kind"] == "guard")
+    worst = max(v for values in sat.values() for v in values)
+    lines = [f"`{dbn_dir.name}`: the largest share of saturated hidden units at any layer's epoch end is "
+             f"**{worst:.1%}**; guard firings: {guards}.", "",
+             "| layer | saturated at the end of each epoch |", "|---|---|"]
+    lines += [f"| {k} | " + ", ".join(f"{v:.1%}" for v in values) + " |" for k, values in sorted(sat.items())]
+    return lines + [""]
+
+
 def conclude_dbn(runs: dict[str, dict[int, CurveSummary]]) -> str | None:
     """Rank inits by the mean over layers of the relative reconstruction error.
 
@@ -288,12 +321,14 @@ def conclude_am(rows: list[dict]) -> str | None:
     nopre = [r for r in scored if not r["pretrained"]]
     if not pre or not nopre:
         return None
-    best_pre = min(pre, key=lambda r: r.get("dev_per") if r.get("dev_per") is not None else r["test_per"])
-    base = nopre[0]
+    def on_dev(r: dict) -> float:
+        return r["dev_per"] if r.get("dev_per") is not None else r["test_per"]
+
+    best_pre, base = min(pre, key=on_dev), min(nopre, key=on_dev)
     diff = best_pre["test_per"] - base["test_per"]
     verb = "lowered" if diff < 0 else "raised" if diff > 0 else "did not change"
     return (f"Pre-training ({best_pre['model']}, the pre-trained model with the lowest dev PER) {verb} the test phone "
-            f"error rate from {base['test_per']:.2%} (not pre-trained) to {best_pre['test_per']:.2%} ({diff:+.2%} "
+            f"error rate from {base['test_per']:.2%} (not pre-trained: {base['model']}, likewise chosen on dev) to {best_pre['test_per']:.2%} ({diff:+.2%} "
             f"absolute); test state frame accuracy {base['test_states']:.2%} → {best_pre['test_states']:.2%}.")
 
 
@@ -509,6 +544,15 @@ def write_report(results: Path) -> Path:
         for init, layers in dbn.items():
             md.append(f"| `{init}` | " + " | ".join(f"{s.auc:.4g} / {s.final:.4g}" for _, s in sorted(layers.items())) + " |")
         md.append("")
+        saturation = load_dbn_saturation(paper)
+        if saturation:
+            md += ["Share of saturated hidden units (output within 0.05 of 0 or 1) at the end of each layer's training, "
+                   "mean over seeds (the saturation guard is off in this recipe):", "",
+                   "| init | " + " | ".join(f"layer {k}" for k in sorted(next(iter(saturation.values())))) + " |",
+                   "|---|" + "---|" * len(next(iter(saturation.values())))]
+            md += [f"| `{init}` | " + " | ".join(f"{v:.1%}" for _, v in sorted(layers.items())) + " |"
+                   for init, layers in saturation.items()]
+            md.append("")
     md += _commands_block(results, "paper")
 
     # Recipe 2
@@ -534,6 +578,8 @@ def write_report(results: Path) -> Path:
     if (results / "am" / "best_init.txt").exists():
         md += [f"Fastest initialisation of recipe 1 (Gaussian first layer, lowest learning rate): "
                f"`{(results / 'am' / 'best_init.txt').read_text().strip()}`.", ""]
+    for dbn_dir in sorted((results / "am").glob("dbn-*")):
+        md += dbn_saturation_lines(dbn_dir)
     if am:
         md += [conclude_am(am) or "", "",
                "| model | pre-training | fine-tuning (epochs) | dev frame acc states / phones | dev PER | test frame acc states / phones | test PER | test decoding |",

@@ -87,13 +87,15 @@ def _full_scale_commands(tmp_path: Path, device: str | None) -> list[str]:
 
 
 def test_full_scale_is_the_size_users_train(tmp_path):
-    """Full scale on 2 CPU cores: recipe 3 is 6 x 1024 with every default; recipe 1's DBNs
-    and recipe 2's deep runs are 1024 units wide, with epochs cut by --max-frames."""
+    """Full scale on 2 CPU cores: recipe 3 is 6 x 1024 with every training default (its
+    fine-tuning cut to 4 epochs of 100,000 frames); recipe 1's DBNs and recipe 2's deep
+    runs are 1024 units wide, with epochs cut by --max-frames."""
     lines = _full_scale_commands(tmp_path, None)
     am = [line for line in lines if "/am/" in line and not line.startswith("evaluate")]
     assert len(am) == 3  # one DBN (the fastest init is optimal here), two fine-tunings
     for line in am:
-        assert "--device" not in line and "--lr" not in line and "--epochs" not in line and "--max-frames" not in line
+        assert "--device" not in line and "--lr" not in line and "--momentum" not in line and "--epochs " not in line
+        assert ("--max-epochs 4 --max-frames 100000" in line) == line.startswith("finetune")
     assert any("--dbn" not in line and "--layers 6 --hidden 1024" in line for line in am if line.startswith("finetune"))
     deep = [line for line in lines if "nopretrain/sigmoid-6x1024/" in line and line.startswith("finetune")]
     assert len(deep) == 6 and all("--max-frames 100000" in line for line in deep)

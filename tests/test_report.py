@@ -12,11 +12,12 @@ from asr_init.report import (best_pretraining_init, conclude_am, conclude_layer1
                              load_layer1, write_report)
 
 
-def _fake_run(folder: Path, errors: list[float], input_var: float = 400.0) -> None:
+def _fake_run(folder: Path, errors: list[float], input_var: float = 400.0, saturated: float = 0.05) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rows = [{"layer": 1, "epoch": 1, "frames": 0, "kind": "epoch_start", "input_var": input_var}]
     rows += [{"layer": 1, "epoch": 1, "frames": 1000 * (i + 1), "kind": "interval", "recon_error": e}
              for i, e in enumerate(errors)]
+    rows.append({"layer": 1, "epoch": 1, "frames": 1000 * len(errors), "kind": "epoch_end", "saturated": saturated})
     write_csv(folder / "recon.csv", rows, CSV_COLUMNS)
 
 
@@ -72,6 +73,10 @@ def test_am_and_nopretrain_conclusions():
     # The pre-trained model is chosen on dev, not on test.
     other = better | {"model": "dnn-pretrained-hinton", "dev_per": 0.1, "test_per": 0.40}
     assert "(dnn-pretrained-hinton," in conclude_am([base, better, other]) and "to 40.00%" in conclude_am([base, better, other])
+    # So is the model without pre-training it is compared with.
+    base2 = base | {"model": "dnn-not-pretrained-optimal", "dev_per": 0.5, "test_per": 0.10}
+    base = base | {"dev_per": 0.4}
+    assert "from 30.00% (not pre-trained: dnn-not-pretrained, likewise chosen on dev)" in conclude_am([base2, base, better])
     rows = [{"activation": "tanh", "init": "zeros", "diverged": False, "test_acc": 0.05},
             {"activation": "tanh", "init": "optimal", "diverged": False, "test_acc": 0.40},
             {"activation": "tanh", "init": "large", "diverged": True, "test_acc": float("nan")}]
@@ -86,7 +91,8 @@ def test_write_report_from_fabricated_results(tmp_path):
     (paper / "commands.txt").write_text("asr-init pretrain x --init optimal\n")
     for init, errs in (("optimal", FAST), ("zeros", SLOW)):
         for seed in (0, 1):
-            _fake_run(paper / "dbn" / init / f"seed{seed}", errs)
+            _fake_run(paper / "dbn" / init / f"seed{seed}", errs, saturated=0.02 + 0.5 * (init == "zeros") + 0.01 * seed)
+    _fake_run(tmp_path / "am" / "dbn-optimal", FAST, saturated=0.031)
     (tmp_path / "stages.jsonl").write_text(json.dumps({"stage": "recipe 1: x", "wall_s": 90.0, "command_s": 170.0,
                                                        "commands": 4, "jobs": 2}) + "\n")
     path = write_report(tmp_path)
@@ -96,5 +102,8 @@ def test_write_report_from_fabricated_results(tmp_path):
     assert "| recipe 1: x | 4 | 1.5 min | 2.8 min |" in text
     assert "asr-init pretrain x --init optimal" in text
     assert "Skipped: no TIMIT path was given" in text
+    assert "| `optimal` | 2.5% |" in text and "| `zeros` | 52.5% |" in text  # DBN saturation, mean over seeds
+    assert "`dbn-optimal`: the largest share of saturated hidden units at any layer's epoch end is **3.1%**" in text
+    assert "| 1 | 3.1% |" in text
     for png in ("recipe1_layer1_gauss_lr0.01.png", "recipe1_sweep.png", "recipe1_dbn.png"):
         assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"
