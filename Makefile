@@ -10,7 +10,8 @@ RESULTS ?= results
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# torch is pinned to the CPU build; an unpinned torch would pull CUDA packages.
+	# The set-up pins torch to the CPU build here (pip's default torch pulls CUDA packages);
+	# the package itself asks only for a range, so it installs beside a user's own torch.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)

@@ -15,8 +15,40 @@ import typer
 from .errors import UserError
 from .progress import console
 
+# The front page of `asr-init --help`: commands are registered in pipeline order (the
+# order Typer lists them), each with a one-line summary, and the epilogue shows the chain.
+EPILOG = (
+    "The whole chain on the embedded corpus ('extract CORPUS' for your own data):\n\n"
+    "  asr-init extract --out results/store\n"
+    "  asr-init pretrain results/store --out results/dbn\n"
+    "  asr-init finetune results/store --dbn results/dbn --out results/dnn\n"
+    "  asr-init evaluate results/store --model results/dnn\n"
+    "  asr-init report results\n\n"
+    "'asr-init COMMAND --help' for options, 'asr-init --version' for bug reports."
+)
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Train hybrid DNN-HMM acoustic models and measure what weight initialisation does.")
+                  help="Train hybrid DNN-HMM acoustic models and measure what weight initialisation does.",
+                  epilog=EPILOG)
+
+
+def _print_version(value: bool) -> None:
+    """`--version`: package, torch version and build, usable devices, threads; then exit."""
+    if not value:
+        return
+    from .environment import environment, version_text
+
+    typer.echo(version_text(environment()))
+    raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print asr-init's version, the torch version and build (CPU / CUDA), "
+                                      "usable devices and thread count, then exit."),
+) -> None:
+    """Train hybrid DNN-HMM acoustic models and measure what weight initialisation does."""
 
 
 def user_errors(func):
@@ -40,7 +72,7 @@ def _speakers(value: str) -> list[str]:
     return [s for s in (value or "").split(",") if s]
 
 
-@app.command()
+@app.command(short_help="Synthesise the embedded eSpeak NG corpus (audio + alignments).")
 @user_errors
 def synth(
     out: Path = typer.Argument(..., help="Folder to write the Kaldi-style corpus into."),
@@ -59,12 +91,16 @@ def synth(
     console.print(f"[green]wrote corpus to {path}")
 
 
-@app.command()
+@app.command(short_help="Audio + alignments -> feature store (MFCC frames, targets).")
 @user_errors
 def extract(
     corpus: Optional[Path] = typer.Argument(None, help="Corpus folder (Kaldi data dir, TIMIT, or audio + TextGrids); default: the embedded corpus."),
     out: Path = typer.Option(..., "--out", "-o", help="Feature store folder to write."),
-    sample_rate: int = typer.Option(16000, "--sample-rate", help="Target sample rate in Hz (audio is resampled)."),
+    sample_rate: Optional[int] = typer.Option(None, "--sample-rate", help="Sample rate of the features in Hz; files at other rates are "
+                                              "resampled. Default: the rate most of the corpus's files have, at most 16000."),
+    low_freq: float = typer.Option(20.0, "--low-freq", help="Lower edge of the mel filterbank in Hz."),
+    high_freq: Optional[float] = typer.Option(None, "--high-freq", help="Upper edge of the mel filterbank in Hz "
+                                              "(default: the Nyquist frequency, half the sample rate)."),
     cmvn: str = typer.Option("speaker", help="Mean/variance normalisation: speaker, utterance or none."),
     dev_fraction: float = typer.Option(0.1, help="Fraction of speakers for dev (when no lists are given)."),
     test_fraction: float = typer.Option(0.1, help="Fraction of speakers for test."),
@@ -87,7 +123,7 @@ def extract(
     from .synth import SynthConfig, default_corpus
 
     cfg = ExtractConfig(
-        sample_rate=sample_rate, cmvn=cmvn, dev_fraction=dev_fraction, test_fraction=test_fraction,
+        sample_rate=sample_rate, low_freq=low_freq, high_freq=high_freq, cmvn=cmvn, dev_fraction=dev_fraction, test_fraction=test_fraction,
         dev_speakers=_speakers(dev_speakers), test_speakers=_speakers(test_speakers), seed=seed,
         phones=str(phones) if phones else None, phone_map=str(phone_map) if phone_map else None,
         ctm=str(ctm) if ctm else None, tier=tier,
@@ -102,28 +138,14 @@ def extract(
     summary = run_extract(corpus, out, cfg, force=force)
     console.print(summary_table(summary))
     console.print(f"{summary['hours']:.3f} h extracted at {summary['x_real_time']:.0f}x real time; {len(summary['skipped'])} utterance(s) skipped")
+    if "sample_rate" not in summary:  # a store made before the rate was recorded in the summary
+        return
+    console.print(f"features at {summary['sample_rate']} Hz, mel bands {summary['low_freq']:g}-{summary['high_freq']:g} Hz; "
+                  f"{summary['resampled_utterances']} utterance(s) resampled (audio files by rate in Hz: "
+                  f"{', '.join(f'{r}: {n}' for r, n in summary['source_rates'].items())})", highlight=False)
 
 
-@app.command()
-@user_errors
-def inits():
-    """List the initialisation methods with their formulas."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    from .initialisation import METHODS
-
-    table = Table(title="initialisation methods (--init NAME or NAME:PARAM)")
-    table.add_column("name")
-    table.add_column("parameter")
-    table.add_column("formula")
-    for m in METHODS.values():
-        param = "" if m.param is None else (m.param if m.param_required else f"[{m.param}]")
-        table.add_row(m.name, escape(param), escape(m.formula))
-    console.print(table)
-
-
-@app.command("optimal-d")
+@app.command("optimal-d", short_help="The optimal net-input spread D* (quadrature, Monte Carlo).")
 @user_errors
 def optimal_d_cmd(
     activation: str = typer.Option("sigmoid", help="sigmoid or tanh."),
@@ -151,7 +173,26 @@ def optimal_d_cmd(
         write_json_atomic(json_out, r.to_dict())
 
 
-@app.command()
+@app.command(short_help="List the initialisation methods and their formulas.")
+@user_errors
+def inits():
+    """List the initialisation methods with their formulas."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .initialisation import METHODS
+
+    table = Table(title="initialisation methods (--init NAME or NAME:PARAM)")
+    table.add_column("name")
+    table.add_column("parameter")
+    table.add_column("formula")
+    for m in METHODS.values():
+        param = "" if m.param is None else (m.param if m.param_required else f"[{m.param}]")
+        table.add_row(m.name, escape(param), escape(m.formula))
+    console.print(table)
+
+
+@app.command(short_help="Where a network's net inputs fall on real frames.")
 @user_errors
 def inspect(
     store: Path = typer.Argument(..., help="Feature store to draw frames from."),
@@ -199,7 +240,7 @@ def inspect(
                   "non-lin: share of net inputs where |f''| >= max/2; satur: share of outputs within 0.05 of 0 or 1")
 
 
-@app.command()
+@app.command(short_help="Layer-wise RBM pre-training of a DBN.")
 @user_errors
 def pretrain(
     store: Path = typer.Argument(..., help="Feature store written by 'asr-init extract'."),
@@ -252,7 +293,7 @@ def pretrain(
     console.print(f"[green]DBN written to {out / 'dbn.pt'}; logs in {out / 'recon.csv'}, plot {out / 'recon.png'}")
 
 
-@app.command()
+@app.command(short_help="Fine-tune the DNN frame classifier (DBN or any --init).")
 @user_errors
 def finetune(
     store: Path = typer.Argument(..., help="Feature store written by 'asr-init extract'."),
@@ -306,7 +347,7 @@ def finetune(
                   f"dev frame accuracy {summary['best_dev_acc']:.2%}; model in {out / 'model.pt'}")
 
 
-@app.command()
+@app.command(short_help="Frame accuracy and phone error rate of a model.")
 @user_errors
 def evaluate(
     store: Path = typer.Argument(..., help="Feature store to evaluate on."),
@@ -336,7 +377,7 @@ def evaluate(
     console.print(f"wrote {(out or model / f'eval-{split}') / 'results.json'} and confusion.png")
 
 
-@app.command()
+@app.command(short_help="REPORT.md with tables and plots from the logs.")
 @user_errors
 def report(
     results: Path = typer.Argument(Path("results"), help="The recipes' output folder."),
@@ -355,7 +396,7 @@ def report(
 
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print speed and memory figures.")
-app.add_typer(bench_app, name="bench")
+app.add_typer(bench_app, name="bench", short_help="Speed and memory benchmarks (extract, pretrain, finetune).")
 
 
 @bench_app.command("extract")

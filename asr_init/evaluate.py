@@ -20,6 +20,7 @@ import torch
 from .config import ConfigBase, write_json_atomic
 from .decoding import STATES, align_counts, decode, estimate_hmm, merge_repeats
 from .dnn import load_model
+from .environment import environment
 from .errors import UserError
 from .pipeline import FeaturePipeline
 from .store import SPLITS, FeatureStore
@@ -125,6 +126,7 @@ def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Pat
         "tuned_on": config.tune_split if tune else None, "tune_per": best["per"], "tuning_grid": grid,
         "prior_scale": config.prior_scale, "decode_seconds": decode_seconds, "forward_seconds": forward_seconds,
         "tune_seconds": tune_seconds, "model": str(model_dir), "store": str(store.path),
+        "versions": environment(),
     }
     write_json_atomic(out_dir / "results.json", result)
     per_text = f", PER {per['per']:.1%}" if per["per"] is not None else ""

@@ -5,11 +5,18 @@ at t seconds falls between frames floor(t / hop) and ceil(t / hop): the first fr
 the next phone is round(t / hop) +- 1. A frame's target is the segment that contains its
 centre; frames outside every segment are silence. Each phone segment is split into
 three equal runs of frames, the begin/middle/end states of a 3-state HMM.
+
+Features are computed at the corpus's own rate (8 kHz telephone speech stays 8 kHz) and the
+mel filterbank spans [fmin, fmax], as Kaldi's --low-freq / --high-freq: resampling 8 kHz
+audio to 16 kHz would leave every mel band above 4 kHz without signal.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import librosa
 import numpy as np
@@ -25,7 +32,8 @@ _END_TOLERANCE_S = 0.01
 
 @dataclass(frozen=True)
 class MfccConfig:
-    """13 MFCCs + delta + delta-delta over a 25 ms window every 10 ms."""
+    """13 MFCCs + delta + delta-delta over a 25 ms window every 10 ms, from `n_mels` mel
+    bands between `fmin` and `fmax` Hz (the filterbank's edges)."""
 
     sample_rate: int = 16000
     n_mfcc: int = 13
@@ -34,6 +42,26 @@ class MfccConfig:
     hop_ms: float = 10.0
     delta_width: int = 5  # +-2 frames, the HTK/Kaldi regression window
     fmin: float = 20.0
+    fmax: float | None = None  # None: the Nyquist frequency, sample_rate / 2 (librosa's default)
+
+    def resolved(self) -> MfccConfig:
+        """The same settings with `fmax` written out, so that equal filterbanks compare equal."""
+        return self if self.fmax is not None else dataclasses.replace(self, fmax=self.sample_rate / 2)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self.resolved())
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MfccConfig:
+        """Read a store's "mfcc" record. Stores written before `fmax` was recorded used
+        librosa's default upper edge, the Nyquist frequency, which `resolved` fills in."""
+        return cls(**data).resolved()
+
+    def differences(self, other: MfccConfig) -> list[tuple[str, object, object]]:
+        """(field, this value, other value) for every setting in which two feature configs differ."""
+        a, b = self.resolved(), other.resolved()
+        return [(f.name, getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(self)
+                if getattr(a, f.name) != getattr(b, f.name)]
 
     @property
     def hop_length(self) -> int:
@@ -50,6 +78,22 @@ class MfccConfig:
     @property
     def dim(self) -> int:
         return 3 * self.n_mfcc
+
+
+def read_sample_rates(paths: Iterable[Path]) -> dict[Path, int]:
+    """The sample rate of each audio file, read from its header (soundfile.info: no decoding).
+
+    Files that cannot be opened are left out; extraction reports them, utterance by utterance.
+    """
+    rates: dict[Path, int] = {}
+    for path in paths:
+        if path in rates:
+            continue
+        try:
+            rates[path] = int(sf.info(str(path)).samplerate)
+        except (sf.LibsndfileError, RuntimeError, OSError):
+            continue
+    return rates
 
 
 def load_audio(utt: Utterance, sample_rate: int) -> np.ndarray:
@@ -88,13 +132,32 @@ def load_audio(utt: Utterance, sample_rate: int) -> np.ndarray:
     return audio.astype(np.float32)
 
 
-def mfcc_with_deltas(audio: np.ndarray, config: MfccConfig) -> np.ndarray:
-    """(num_samples,) audio -> (num_frames, 3 * n_mfcc) float32 [MFCC, delta, delta-delta]."""
-    mfcc = librosa.feature.mfcc(
-        y=audio, sr=config.sample_rate, n_mfcc=config.n_mfcc, n_fft=config.n_fft,
-        hop_length=config.hop_length, win_length=config.win_length, n_mels=config.n_mels,
-        fmin=config.fmin, center=True,
+def mel_band_edges(config: MfccConfig) -> np.ndarray:
+    """(n_mels + 2,) Hz: band k's triangle rises from edge k, peaks at k + 1, falls to k + 2."""
+    cfg = config.resolved()
+    return librosa.mel_frequencies(n_mels=cfg.n_mels + 2, fmin=cfg.fmin, fmax=cfg.fmax)
+
+
+def mel_power(audio: np.ndarray, config: MfccConfig) -> np.ndarray:
+    """(num_samples,) audio -> (n_mels, num_frames) mel filterbank power (Slaney-normalised
+    triangles on the power spectrum of a Hann-windowed frame, as librosa's MFCC uses)."""
+    cfg = config.resolved()
+    return librosa.feature.melspectrogram(
+        y=audio, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
+        n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, center=True,
     )
+
+
+def mfcc_with_deltas(audio: np.ndarray, config: MfccConfig, mel: np.ndarray | None = None) -> np.ndarray:
+    """(num_samples,) audio -> (num_frames, 3 * n_mfcc) float32 [MFCC, delta, delta-delta].
+
+    `mel` is `mel_power(audio, config)` where the caller has it already. The MFCCs are
+    librosa.feature.mfcc's own steps (power_to_db, then an orthonormal DCT-II), so features
+    are identical to librosa.feature.mfcc(y=audio, ...) with the same settings.
+    """
+    if mel is None:
+        mel = mel_power(audio, config)
+    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=config.n_mfcc)
     # mode="nearest" repeats edge frames (as Kaldi does) and works for any length.
     d1 = librosa.feature.delta(mfcc, width=config.delta_width, order=1, mode="nearest")
     d2 = librosa.feature.delta(mfcc, width=config.delta_width, order=2, mode="nearest")

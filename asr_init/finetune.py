@@ -21,7 +21,6 @@ finetune.json, train.csv, train.png, and checkpoint.pt while training (resumable
 from __future__ import annotations
 
 import math
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +29,11 @@ import numpy as np
 import torch
 from rich.progress import TextColumn
 
-from . import __version__
 from .checkpoint import load_checkpoint, save_checkpoint, write_csv
 from .config import ConfigBase, prepare_run_dir, write_json_atomic
 from .dbn import load_dbn, load_stack
 from .dnn import ACTIVATIONS, DNN, save_model
+from .environment import environment
 from .errors import UserError
 from .interrupts import Interrupted, StopFlag, catch_signals
 from .initialisation import InitContext, init_weight_, input_power, parse_init
@@ -427,7 +426,7 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
         "best_dev_acc": best["dev_acc"], "seconds": sum(r["seconds"] for r in train_rows),
         "frames_per_s": (sum(r["frames_per_s"] * r["seconds"] for r in train_rows) / max(sum(r["seconds"] for r in train_rows), 1e-9)),
         "newbob": sched.history,
-        "versions": {"asr_init": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "versions": environment(),
     }
     write_json_atomic(out_dir / "finetune.json", summary)
     from .plots import plot_training

@@ -22,23 +22,41 @@ import numpy as np
 import torch
 
 from .errors import UserError
+from .features import MfccConfig
 from .store import FeatureStore, UttRecord
+
+# Feature settings that `asr-init extract` options set: (option, name in messages).
+_OPTION = {"sample_rate": ("--sample-rate", "sample rate"), "fmin": ("--low-freq", "low freq"),
+           "fmax": ("--high-freq", "high freq")}
+
+
+def _describe(name: str, value) -> str:
+    """'sample rate 16000 Hz' for a feature setting named in an error message."""
+    if name in _OPTION:
+        return f"{_OPTION[name][1]} {value:g} Hz"
+    return f"{name} {value:g}" if isinstance(value, (int, float)) else f"{name} {value}"
 
 
 @dataclass(frozen=True)
 class FeaturePipeline:
-    """Splice context and normalisation statistics: enough to turn store frames into inputs."""
+    """Splice context and normalisation statistics: enough to turn store frames into inputs.
+
+    `feature_config` holds the settings the store's frames were computed with (sample rate, mel
+    filterbank, ...): a model applies only to frames computed the same way. None for
+    models trained before stores recorded them, or on stores made without `extract`.
+    """
 
     splice: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
     squash: bool = False
+    feature_config: MfccConfig | None = None
 
     @classmethod
     def from_store(cls, store: FeatureStore, splice: int, squash: bool = False) -> FeaturePipeline:
         if splice < 0:
             raise UserError(f"invalid splice {splice}: must be >= 0")
-        return cls(splice, tuple(map(float, store.mean)), tuple(map(float, store.std)), squash)
+        return cls(splice, tuple(map(float, store.mean)), tuple(map(float, store.std)), squash, store.feature_config)
 
     @property
     def base_dim(self) -> int:
@@ -49,14 +67,29 @@ class FeaturePipeline:
         return self.base_dim * (2 * self.splice + 1)
 
     def to_dict(self) -> dict:
-        return {"splice": self.splice, "mean": list(self.mean), "std": list(self.std), "squash": self.squash}
+        return {"splice": self.splice, "mean": list(self.mean), "std": list(self.std), "squash": self.squash,
+                "features": None if self.feature_config is None else self.feature_config.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> FeaturePipeline:
-        return cls(int(d["splice"]), tuple(d["mean"]), tuple(d["std"]), bool(d.get("squash", False)))
+        features = MfccConfig.from_dict(d["features"]) if d.get("features") else None
+        return cls(int(d["splice"]), tuple(d["mean"]), tuple(d["std"]), bool(d.get("squash", False)), features)
 
     def check_store(self, store: FeatureStore, where: str) -> None:
-        """Raise if `store`'s frames do not fit this pipeline (model trained on another layout)."""
+        """Raise if `store`'s frames do not fit this pipeline: computed at another sample rate
+        or with other feature settings (checked where both sides record them), or of
+        another dimension. Every stage that applies a model to a store calls this."""
+        if self.feature_config is not None and store.feature_config is not None:
+            diffs = self.feature_config.differences(store.feature_config)
+            if diffs:
+                ours = ", ".join(_describe(name, a) for name, a, _ in diffs)
+                theirs = ", ".join(_describe(name, b) for name, _, b in diffs)
+                if all(name in _OPTION for name, _, _ in diffs):
+                    fix = "extract the corpus with " + " ".join(f"{_OPTION[name][0]} {a:g}" for name, a, _ in diffs)
+                else:
+                    fix = "extract the corpus with the model's feature settings"
+                raise UserError(f"{where} was trained on features with {ours}, but store {store.path} has {theirs}; "
+                                f"{fix} to use this model on it")
         if store.dim != self.base_dim:
             raise UserError(f"{where} expects {self.base_dim}-dim frames (splice {self.splice} -> {self.dim} inputs) "
                             f"but store {store.path} has {store.dim}-dim frames")

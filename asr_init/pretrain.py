@@ -14,26 +14,25 @@ Output folder::
     rbmN.pt                finished layer N: RBM state, log rows, init info, pipeline
     rbmN.partial.pt        layer N in progress (epoch ends, Ctrl-C/SIGTERM): resumable
     dbn.pt                 the stacked DBN (see dbn.py)
-    pretrain.json          config, pipeline, init method, D and sigma per layer, versions, timings
+    pretrain.json          config, pipeline, init method, D and sigma per layer, timings, and the
+                           versions/environment record (environment.py)
     recon.csv, recon.png   reconstruction error against frames seen
 """
 
 from __future__ import annotations
 
 import math
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.progress import TextColumn
 
-from . import __version__
 from .checkpoint import load_checkpoint, save_checkpoint, write_csv
 from .config import ConfigBase, prepare_run_dir, write_json_atomic
 from .dbn import Stack, propagate, save_dbn
+from .environment import environment
 from .errors import UserError
 from .interrupts import Interrupted, StopFlag, catch_signals
 from .initialisation import InitContext, init_weight_, input_power, parse_init
@@ -166,10 +165,7 @@ def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bo
         "config": config.to_dict(), "store": str(store.path.resolve()), "pipeline": pipeline.to_dict(),
         "input_dim": pipeline.dim, "init": config.init, "layers": layer_info,
         "seconds": sum(i["seconds"] for i in layer_info), "wall_seconds_this_run": time.perf_counter() - t_start,
-        "versions": {"asr_init": __version__, "torch": torch.__version__, "numpy": np.__version__,
-                     "python": platform.python_version()},
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "threads": torch.get_num_threads(), "device": config.device},
+        "versions": environment(),
     }
     write_json_atomic(out_dir / "pretrain.json", summary)
     from .plots import plot_recon

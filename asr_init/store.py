@@ -9,9 +9,12 @@ Layout::
       shards/phones-NNNNN.npy  (frames,) int16 phone ids
       shards/states-NNNNN.npy  (frames,) int16 HMM-state ids (3 * phone + position)
       phones.txt            "id label" per line; states.txt: "id label_position"
-      config.json           the extraction config and corpus it ran on
+      config.json           the corpus, the extraction config as given, the resolved feature
+                            settings ("mfcc": sample rate, mel filterbank edges, ...) and the
+                            versions/environment record
       stats.json            per-dimension mean and std over the train split, frame counts
-      summary.json          utterances, hours and frames per split
+      summary.json          utterances, hours and frames per split; the sample rate, how many
+                            utterances were resampled, each mel band's level
 
 Shards are memory-mapped (`np.load(mmap_mode="r")`), so reading a store costs memory
 for the frames in use, not for the whole corpus.
@@ -27,6 +30,7 @@ import numpy as np
 
 from .config import read_json
 from .errors import UserError
+from .features import MfccConfig
 
 SPLITS = ("train", "dev", "test")
 
@@ -77,6 +81,12 @@ class FeatureStore:
         if not self.records:
             raise UserError(f"feature store {self.path} is empty (no utterances in {manifest})")
         self.config = read_json(self.path / "config.json")
+        # The feature settings (rate, filterbank) the frames were computed with; None for a
+        # store written by other means, whose frames can then be checked on dimension only.
+        try:
+            self.feature_config = MfccConfig.from_dict(self.config["mfcc"]) if "mfcc" in self.config else None
+        except (TypeError, KeyError) as exc:
+            raise UserError(f"{self.path / 'config.json'} has a corrupt \"mfcc\" record ({exc}); re-run 'asr-init extract'") from None
         stats = read_json(self.path / "stats.json")
         self.mean = np.asarray(stats["mean"], dtype=np.float32)
         self.std = np.asarray(stats["std"], dtype=np.float32)

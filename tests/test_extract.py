@@ -204,3 +204,135 @@ def test_phone_map_folds_labels(tmp_path):
     fold.write_text("sil sil\naa V\niy V\ns C\n")  # no 'm'
     result = runner.invoke(app, ["extract", str(d), "--out", str(tmp_path / "t"), "--phone-map", str(fold)])
     assert result.exit_code == 1 and "label 'm', which is not in the folding map" in _text(result)
+
+
+# --- sample rate and mel filterbank -----------------------------------------------------
+
+def _rewrite_at(path, sr: int) -> None:
+    """Resample one audio file of a test corpus to `sr` in place (same speech, another rate)."""
+    import librosa
+
+    audio, rate = sf.read(path, dtype="float32")
+    sf.write(path, librosa.resample(audio, orig_sr=rate, target_sr=sr, res_type="soxr_hq"), sr)
+
+
+def _band_db(audio: np.ndarray, sr: int, fmax: float) -> np.ndarray:
+    """Long-term power of each of 40 mel bands in dB below the strongest, computed with
+    librosa directly (independently of asr_init) with the store's framing at `sr`."""
+    import librosa
+
+    win = round(sr * 0.025)
+    mel = librosa.feature.melspectrogram(y=audio, sr=sr, n_fft=1 << (win - 1).bit_length(), hop_length=round(sr * 0.01),
+                                         win_length=win, n_mels=40, fmin=20.0, fmax=fmax)
+    power = mel.mean(axis=1)
+    return 10 * np.log10(power / power.max())
+
+
+def test_8khz_corpus_stays_at_8khz_with_every_mel_band_filled(tmp_path):
+    import librosa
+
+    d = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=2, sr=8000)
+    summary = extract(d, tmp_path / "s", ExtractConfig(jobs=1, cmvn="none"))
+    assert summary["sample_rate"] == 8000 and summary["low_freq"] == 20.0 and summary["high_freq"] == 4000.0
+    assert summary["source_rates"] == {"8000": 8} and summary["resampled_utterances"] == 0
+    config = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert config["mfcc"]["sample_rate"] == 8000 and config["mfcc"]["fmax"] == 4000.0 and config["mfcc"]["fmin"] == 20.0
+    store = FeatureStore(tmp_path / "s")
+    assert store.feature_config.sample_rate == 8000 and store.feature_config.n_fft == 256
+    # Every band carries signal: within 60 dB of the strongest over the whole store ...
+    assert summary["empty_mel_bands"] == [] and len(summary["mel_band_db"]) == 40
+    assert min(summary["mel_band_db"]) > -40
+    # ... and, recomputed with librosa from the audio of one utterance, with the store's
+    # MFCCs being those of exactly these bands (cmvn none: the store holds raw MFCCs).
+    rec = next(r for r in store.records if r.id == "spk0-utt0")
+    audio, sr = sf.read(d / "wav" / "spk0-utt0.wav", dtype="float32")
+    assert sr == 8000 and rec.frames == 1 + len(audio) // 80
+    assert _band_db(audio, 8000, 4000.0).min() > -60
+    reference = librosa.feature.mfcc(y=audio, sr=8000, n_mfcc=13, n_fft=256, hop_length=80, win_length=200, n_mels=40,
+                                     fmin=20.0, fmax=4000.0)
+    np.testing.assert_allclose(store.features(rec)[:, :13], reference.T, rtol=1e-5, atol=1e-3)
+
+
+def test_upsampling_8khz_audio_empties_the_bands_above_4khz_and_warns_once(tmp_path):
+    import librosa
+
+    d = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=2, sr=8000)
+    result = runner.invoke(app, ["extract", str(d), "--out", str(tmp_path / "s"), "--jobs", "1", "--sample-rate", "16000"])
+    assert result.exit_code == 0, result.output
+    text = _text(result)
+    assert text.count("are upsampled") == 1
+    assert "8 of 8 audio files (8000 Hz) are upsampled to 16000 Hz, and their mel bands above 4000 Hz hold no signal" in text
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["sample_rate"] == 16000 and summary["resampled_utterances"] == 8
+    # Exactly the bands that lie wholly above the audio's own 4 kHz Nyquist frequency are empty.
+    edges = librosa.mel_frequencies(n_mels=42, fmin=20.0, fmax=8000.0)
+    above = [k + 1 for k in range(40) if edges[k] >= 4000]
+    assert len(above) == 8 and summary["empty_mel_bands"] == above
+    assert all(summary["mel_band_db"][k - 1] < -60 for k in above)
+    assert "8 of 40 mel bands (bands 33, 34, 35, 36, 37, 38, 39, 40" in text
+    # The same criterion, computed independently, finds them empty in the audio too.
+    audio, _ = sf.read(d / "wav" / "spk0-utt0.wav", dtype="float32")
+    up = librosa.resample(audio, orig_sr=8000, target_sr=16000, res_type="soxr_hq")
+    assert [k + 1 for k, v in enumerate(_band_db(up, 16000, 8000.0)) if v < -60] == above
+
+
+@pytest.mark.parametrize("majority, minority, upsampled", [(8000, 16000, False), (16000, 8000, True)])
+def test_mixed_rates_resampled_to_the_majority_rate(tmp_path, majority, minority, upsampled):
+    d = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=3, sr=majority)
+    for utt in ("spk0-utt1", "spk2-utt0", "spk3-utt2"):
+        _rewrite_at(d / "wav" / f"{utt}.wav", minority)
+    result = runner.invoke(app, ["extract", str(d), "--out", str(tmp_path / "s"), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["sample_rate"] == majority
+    assert summary["source_rates"] == {str(majority): 9, str(minority): 3} and summary["resampled_utterances"] == 3
+    assert f"3 utterance(s) resampled (audio files by rate in Hz: {min(majority, minority)}: " in _text(result)
+    assert ("3 of 12 audio files (8000 Hz) are upsampled to 16000 Hz" in _text(result)) == upsampled
+    assert summary["empty_mel_bands"] == []  # 3 upsampled files of 12 still leave signal in every band
+    store = FeatureStore(tmp_path / "s")
+    for rec in store.records:  # every utterance framed at the store's rate
+        assert rec.frames == 1 + int(round(rec.duration * majority)) // (majority // 100)
+
+
+def test_rate_ties_go_to_the_lower_rate_and_wideband_is_capped_at_16khz(tmp_path):
+    from asr_init.extract import resolve_sample_rate
+
+    files = {tmp_path / f"{k}.wav": rate for k, rate in enumerate([8000, 8000, 16000, 16000, 44100])}
+    assert resolve_sample_rate(files, None, tmp_path) == 8000
+    assert resolve_sample_rate({tmp_path / "a.wav": 44100, tmp_path / "b.wav": 48000}, None, tmp_path) == 16000
+    assert resolve_sample_rate({tmp_path / "a.wav": 11025}, None, tmp_path) == 11025
+    assert resolve_sample_rate({tmp_path / "a.wav": 8000}, 22050, tmp_path) == 22050
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--high-freq", "5000"], "invalid high_freq=5000.0: --high-freq must be at most the Nyquist frequency, 4000 Hz at 8000 Hz"),
+    (["--sample-rate", "16000", "--high-freq", "8001"], "--high-freq must be at most the Nyquist frequency, 8000 Hz at 16000 Hz"),
+    (["--low-freq", "3000", "--high-freq", "3000"], "invalid low_freq=3000.0: --low-freq must be below --high-freq 3000.0 Hz"),
+    (["--low-freq", "4000"], "invalid low_freq=4000.0: --low-freq must be below the filterbank's upper edge, 4000 Hz"),
+    (["--low-freq", "-20"], "invalid low_freq=-20.0: --low-freq must be at least 0 Hz"),
+    (["--high-freq", "-100"], "invalid high_freq=-100.0: --high-freq must be a positive frequency in Hz"),
+    (["--sample-rate", "4000"], "invalid sample_rate=4000: --sample-rate must be at least 8000 Hz"),
+])
+def test_bad_rate_and_filterbank_values_give_one_error_line(tmp_path, args, message):
+    d = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=1, sr=8000)
+    result = runner.invoke(app, ["extract", str(d), "--out", str(tmp_path / "s"), "--jobs", "1", *args])
+    assert result.exit_code == 1
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_store_from_before_rates_were_recorded_is_still_complete(kaldi_dir, tmp_path):
+    """A store written before --sample-rate defaulted to the corpus's rate recorded
+    sample_rate 16000 and no filterbank edges; the same corpus and settings are done."""
+    out = tmp_path / "s"
+    extract(kaldi_dir, out, ExtractConfig(jobs=1))
+    config = json.loads((out / "config.json").read_text())
+    del config["versions"], config["extract"]["low_freq"], config["extract"]["high_freq"], config["mfcc"]["fmax"]
+    config["extract"]["sample_rate"] = 16000
+    (out / "config.json").write_text(json.dumps(config))
+    result = runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1"])
+    assert result.exit_code == 0 and "already complete" in _text(result), result.output
+    assert FeatureStore(out).feature_config.fmax == 8000.0
+    other = runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1", "--high-freq", "7000"])
+    assert other.exit_code == 1 and "was made with other settings" in _text(other)

@@ -31,3 +31,25 @@ def test_frame_targets_boundaries_and_states():
     counts = np.bincount(run - 3)
     assert counts.max() - counts.min() <= 1
     assert (states // 3 == phones).all()
+
+
+@pytest.mark.parametrize("sr", [8000, 16000])
+def test_mfcc_equals_librosa_mfcc_of_the_audio(sr):
+    """The MFCCs are librosa.feature.mfcc(y=...) with these settings, bit for bit: at 16 kHz
+    the call the store was computed with before the filterbank's edges became options."""
+    import librosa
+
+    cfg = MfccConfig(sample_rate=sr)
+    audio = (0.1 * np.random.default_rng(1).standard_normal(sr)).astype(np.float32)
+    reference = librosa.feature.mfcc(y=audio, sr=sr, n_mfcc=13, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                                     win_length=cfg.win_length, n_mels=40, fmin=20.0, center=True)
+    np.testing.assert_array_equal(mfcc_with_deltas(audio, cfg)[:, :13], reference.T.astype(np.float32))
+    assert cfg.resolved().fmax == sr / 2 and cfg.n_fft == (256 if sr == 8000 else 512)
+
+
+def test_feature_settings_read_from_old_records_and_compared():
+    old = {"delta_width": 5, "fmin": 20.0, "hop_ms": 10.0, "n_mels": 40, "n_mfcc": 13, "sample_rate": 16000, "win_ms": 25.0}
+    cfg = MfccConfig.from_dict(old)  # a store from before fmax was recorded: librosa's default, Nyquist
+    assert cfg == MfccConfig(fmax=8000.0) and cfg.to_dict() == old | {"fmax": 8000.0}
+    assert MfccConfig().differences(cfg) == []
+    assert MfccConfig().differences(MfccConfig(sample_rate=8000)) == [("sample_rate", 16000, 8000), ("fmax", 8000.0, 4000.0)]

@@ -155,6 +155,16 @@ def test_end_to_end_cli(kaldi_dir, tmp_path):
     assert result["lm_weight"] in (1, 2) and result["insertion_penalty"] in (0, 2) and len(result["tuning_grid"]) == 4
     assert (model / "eval-test" / "confusion.png").stat().st_size > 10_000
     assert "phone error rate" in res.output
+    # Every stage records the same versions/environment record.
+    from asr_init.environment import environment
+
+    env = environment()
+    for path in (store / "config.json", store / "summary.json", dbn / "pretrain.json", model / "finetune.json",
+                 model / "eval-test" / "results.json"):
+        versions = json.loads(path.read_text())["versions"]
+        assert set(versions) == set(env), path
+        assert versions["torch"] == torch.__version__ and versions["threads"] == torch.get_num_threads(), path
+        assert versions["torch_build"] == ("CPU" if torch.version.cuda is None else f"CUDA {torch.version.cuda}")
 
 
 def test_defaults_depend_on_the_starting_point():
@@ -180,3 +190,49 @@ def test_warns_when_training_sits_at_chance(blob_store, tmp_path):
     assert "Lower --lr (now 1e-07)" in text and "--momentum" in text and "--dbn" in text
     fine = runner.invoke(app, args + ["--out", str(tmp_path / "fine"), "--lr", "0.02", "--momentum", "0"])
     assert fine.exit_code == 0 and "at chance" not in _text(fine)
+
+
+def test_models_refuse_stores_with_other_feature_settings(tmp_path):
+    """A model trained on 16 kHz features is not applied to 8 kHz frames (same dimension,
+    other filterbank): evaluate, finetune --dbn and finetune --init-from say so in one line."""
+    from asr_init.extract import ExtractConfig, extract
+    from asr_init.pretrain import PretrainConfig, pretrain
+    from conftest import write_kaldi_dir
+
+    corpus = write_kaldi_dir(tmp_path / "corpus", speakers=5, utts_per_speaker=3, sr=8000)
+    split = dict(jobs=1, dev_fraction=0.2, test_fraction=0.2)
+    extract(corpus, tmp_path / "s8", ExtractConfig(**split))
+    extract(corpus, tmp_path / "s16", ExtractConfig(**split, sample_rate=16000))
+    pretrain(tmp_path / "s16", PretrainConfig(layers=1, hidden=16, splice=1, epochs=1, batch_size=32, stats_frames=200), tmp_path / "dbn16")
+    finetune(tmp_path / "s16", FinetuneConfig(**(QUICK | {"max_epochs": 1})), tmp_path / "dnn16")
+    store8 = FeatureStore(tmp_path / "s8")
+    assert FeatureStore(tmp_path / "s16").dim == store8.dim == 39  # only the settings tell them apart
+    _, meta = load_model(tmp_path / "dnn16")
+    assert meta["pipeline"]["features"]["sample_rate"] == 16000 and meta["pipeline"]["features"]["fmax"] == 8000.0
+
+    expected = ("was trained on features with sample rate 16000 Hz, high freq 8000 Hz, but store {store} has sample rate "
+                "8000 Hz, high freq 4000 Hz; extract the corpus with --sample-rate 16000 --high-freq 8000 to use this model on it")
+    for args, where in [
+        (["evaluate", str(tmp_path / "s8"), "--model", str(tmp_path / "dnn16")], f"model {tmp_path / 'dnn16'}"),
+        (["finetune", str(tmp_path / "s8"), "--out", str(tmp_path / "x"), "--dbn", str(tmp_path / "dbn16")], f"DBN {tmp_path / 'dbn16'}"),
+        (["finetune", str(tmp_path / "s8"), "--out", str(tmp_path / "y"), "--init-from", str(tmp_path / "dnn16"),
+          "--reuse-layers", "1", "--layers", "2", "--hidden", "32", "--splice", "1"], f"model {tmp_path / 'dnn16'}"),
+    ]:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 1, res.output
+        errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+        assert errors == [f"error: {where} " + expected.format(store=tmp_path / "s8")], res.output
+    # The same model on a store with its own settings is accepted.
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "s16"), "--model", str(tmp_path / "dnn16"), "--frames-only"])
+    assert res.exit_code == 0, res.output
+
+
+def test_pipeline_records_feature_settings_and_reads_old_records(blob_store, tiny_store):
+    store = FeatureStore(tiny_store)
+    pipe = FeaturePipeline.from_store(store, 2)
+    assert pipe.feature_config.sample_rate == 16000 and pipe.feature_config.fmax == 8000.0
+    assert FeaturePipeline.from_dict(pipe.to_dict()) == pipe
+    old = {k: v for k, v in pipe.to_dict().items() if k != "features"}  # a model saved before settings were recorded
+    assert FeaturePipeline.from_dict(old).feature_config is None
+    FeaturePipeline.from_dict(old).check_store(store, "model old")  # checked on dimension only: no error
+    assert FeatureStore(blob_store).feature_config is None  # a store made without extract records none

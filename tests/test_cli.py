@@ -1,0 +1,44 @@
+"""The command line's front page: --version and --help."""
+
+import re
+
+import torch
+from typer.testing import CliRunner
+
+from asr_init import __version__
+from asr_init.cli import app
+
+runner = CliRunner()
+
+PIPELINE_ORDER = ["synth", "extract", "optimal-d", "inits", "inspect", "pretrain", "finetune", "evaluate", "report", "bench"]
+
+
+def test_version_says_what_a_bug_report_needs():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"asr-init {__version__}"
+    build = "CPU" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
+    assert lines[1] == f"torch {torch.__version__} ({build} build)"
+    devices = lines[2].removeprefix("devices: ").split(", ")
+    assert devices[0] == "cpu"
+    assert len([d for d in devices if d.startswith("cuda:")]) == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    assert re.fullmatch(rf"threads: {torch.get_num_threads()} \(torch intra-op\) on \d+ CPU cores", lines[3])
+    assert lines[4].startswith("python ") and "librosa " in lines[4] and "libsndfile " in lines[4]
+
+
+def test_help_lists_one_line_per_command_in_pipeline_order_and_the_chain():
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    start = next(i for i, ln in enumerate(lines) if "Commands" in ln)
+    panel = []
+    for ln in lines[start + 1:]:
+        if ln.startswith("╰"):
+            break
+        panel.append(ln)
+    names = [ln.strip("│ ").split()[0] for ln in panel]
+    assert names == PIPELINE_ORDER, result.output  # one line each: no wrapped continuation lines
+    chain = [ln.strip() for ln in lines if ln.strip().startswith("asr-init ")]
+    assert [c.split()[1] for c in chain] == ["extract", "pretrain", "finetune", "evaluate", "report"]
+    assert "--dbn results/dbn" in chain[2] and "--model results/dnn" in chain[3]
