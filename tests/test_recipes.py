@@ -92,11 +92,12 @@ def test_full_scale_is_the_size_users_train(tmp_path):
     runs are 1024 units wide, with epochs cut by --max-frames."""
     lines = _full_scale_commands(tmp_path, None)
     am = [line for line in lines if "/am/" in line and not line.startswith("evaluate")]
-    assert len(am) == 3  # one DBN (the fastest init is optimal here), two fine-tunings
+    assert len(am) == 4  # one DBN (the fastest init is optimal here), fine-tuning from it, from Xavier and optimal
     for line in am:
         assert "--device" not in line and "--lr" not in line and "--momentum" not in line and "--epochs " not in line
         assert ("--max-epochs 4 --max-frames 100000" in line) == line.startswith("finetune")
-    assert any("--dbn" not in line and "--layers 6 --hidden 1024" in line for line in am if line.startswith("finetune"))
+    scratch = [line for line in am if line.startswith("finetune") and "--dbn" not in line]
+    assert len(scratch) == 2 and all("--layers 6 --hidden 1024" in line for line in scratch)
     deep = [line for line in lines if "nopretrain/sigmoid-6x1024/" in line and line.startswith("finetune")]
     assert len(deep) == 6 and all("--max-frames 100000" in line for line in deep)
     assert all("--hidden 1024" in line and "--sat-guard 0" in line for line in lines if "/paper/dbn/" in line)
