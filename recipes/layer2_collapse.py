@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from asr_init.checkpoint import load_checkpoint
+from asr_init.errors import UserError
 from asr_init.initialisation import InitContext, init_weight_, input_power
 from asr_init.pipeline import FeaturePipeline, sample_frames
 from asr_init.rbm import RBM, UniformSource, cd_step_reference
@@ -69,7 +70,12 @@ def main() -> None:
     parser.add_argument("pretrain_dir", type=Path)
     parser.add_argument("--steps", type=int, default=600)
     args = parser.parse_args()
-    v = layer2_inputs(args.store, args.pretrain_dir, 60_000)
+    if not (args.pretrain_dir / "rbm1.pt").is_file():
+        raise SystemExit(f"error: {args.pretrain_dir / 'rbm1.pt'} does not exist; give a folder written by 'asr-init pretrain'")
+    try:
+        v = layer2_inputs(args.store, args.pretrain_dir, 60_000)
+    except UserError as exc:
+        raise SystemExit(f"error: {exc}") from None
     print(f"layer-2 input: {v.shape[1]} dims, mean {float(v.mean()):.3f}, sum_i E[x_i^2] {float(v.pow(2).sum(1).mean()):.1f}, "
           f"sum_i var(x_i) {float(v.var(0).sum()):.1f}")
     print("mini-batches:saturated share/net-input std")

@@ -107,3 +107,22 @@ def test_device_cuda_runs_full_epochs_on_the_gpu(tmp_path):
     lines = _full_scale_commands(tmp_path, "cuda")
     assert lines and all(line.endswith("--device cuda") for line in lines)
     assert not any("--max-frames" in line for line in lines)
+
+
+def test_layer2_collapse_script(tiny_store, tmp_path):
+    """The measurement behind the saturation guard runs on any pretrain folder and shows
+    the collapse at lr 0.4 and the guard preventing it; a missing folder is one error line."""
+    from asr_init.pretrain import PretrainConfig, pretrain
+
+    pretrain(tiny_store, PretrainConfig(layers=1, epochs_gauss=1, max_frames=512, stats_frames=200), tmp_path / "pt")
+    script = ROOT / "recipes" / "layer2_collapse.py"
+    run = subprocess.run([sys.executable, str(script), str(tiny_store), str(tmp_path / "pt"), "--steps", "25"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = {line[:28].strip(): line[28:].split() for line in run.stdout.splitlines()[2:]}
+    assert rows["fast step, lr 0.4"][-1].startswith("25:100%")
+    assert rows["textbook CD-1, lr 0.4"][-1].startswith("25:100%")
+    guarded = int(rows["lr 0.4 + saturation guard"][-1].split(":")[1].split("%")[0])
+    assert guarded <= 10
+    missing = subprocess.run([sys.executable, str(script), str(tiny_store), str(tmp_path)], capture_output=True, text=True)
+    assert missing.returncode == 1 and missing.stderr.strip().startswith("error:") and "rbm1.pt" in missing.stderr
