@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,12 +41,17 @@ def save_checkpoint(obj: Any, path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> Any:
-    """torch.load on the CPU; a missing or corrupt file is a UserError naming it."""
+    """torch.load on the CPU with weights_only=True: tensors, numbers, strings, lists and
+    dicts only, so no file can run code when it is read. A missing or corrupt file, or one
+    that holds other objects, is a UserError naming it."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UserError(f"checkpoint {path} holds objects other than tensors and plain data, which asr-init does not "
+                        f"load (no file may run code when it is read); it was not read ({str(exc).splitlines()[0]})") from None
     except Exception as exc:  # torch raises many types for a damaged file
         raise UserError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); delete it to start that stage again") from None
 

@@ -1,0 +1,49 @@
+"""Checkpoints are read as data only: a file whose pickle would run code is refused, unread."""
+
+import os
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from asr_init.checkpoint import load_checkpoint, save_checkpoint
+from asr_init.cli import app
+from asr_init.errors import UserError
+
+
+class _RunsCode:
+    """Unpickling this object would call os.system (what a hostile model.pt could do)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_checkpoint_round_trip_of_plain_data(tmp_path):
+    state = {"W": torch.arange(6.0).reshape(2, 3), "rows": [{"epoch": 1, "loss": 0.5}], "rng": {"state": 2**100},
+             "name": "rbm", "flag": True, "none": None, "pair": (1, 2.0)}
+    save_checkpoint(state, tmp_path / "ok.pt")
+    again = load_checkpoint(tmp_path / "ok.pt")
+    assert torch.equal(again["W"], state["W"]) and again["rng"]["state"] == 2**100 and again["pair"] == (1, 2.0)
+
+
+def test_checkpoint_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+    torch.save({"format": "asr-init-model", "payload": _RunsCode(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(UserError) as err:
+        load_checkpoint(tmp_path / "evil.pt")
+    assert "holds objects other than tensors and plain data" in str(err.value) and "evil.pt" in str(err.value)
+    assert not marker.exists()
+
+
+def test_evaluate_refuses_a_hostile_model_with_one_error_line(blob_store, tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    marker = tmp_path / "ran"
+    torch.save({"format": "asr-init-model", "payload": _RunsCode(marker)}, model / "model.pt")
+    result = CliRunner().invoke(app, ["evaluate", str(blob_store), "--model", str(model)])
+    assert result.exit_code == 1 and not marker.exists()
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[0].startswith("error:") and "model.pt" in " ".join(result.output.split())
