@@ -65,18 +65,35 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
+def refuse_output_over_inputs(out_dir: Path, inputs: dict[str, Path | str | None]) -> None:
+    """Raise if `out_dir` is, contains, or lies inside one of the named inputs: writing
+    there (and --force deleting it first) would destroy what the run reads."""
+    out = Path(out_dir).resolve()
+    for name, path in inputs.items():
+        if path is None:
+            continue
+        src = Path(path).resolve()
+        relation = ("is" if out == src else "contains" if out in src.parents else
+                    "lies inside" if src in out.parents else None)
+        if relation:
+            raise UserError(f"--out {out_dir} {relation} the {name} {path}; choose an output folder outside every "
+                            "input (nothing was written or deleted)")
+
+
 def prepare_run_dir(out_dir: Path, stage: str, settings: dict, force: bool, finished: tuple[str, ...],
-                    neutral: tuple[str, ...] = ("device",)) -> dict | None:
+                    neutral: tuple[str, ...] = ("device",), inputs: dict[str, Path | str | None] | None = None) -> dict | None:
     """Make `out_dir` ready for a training stage; returns the summary if it already finished.
 
     `settings` ({"store": ..., "config": {...}}) is written to STAGE.config.json. A folder
     holding a run with other settings (apart from the `neutral` keys, which may change
     between a run and its resumption) is refused, as is a folder holding anything else;
-    `force` deletes it first. The run is finished when STAGE.json and `finished` exist.
+    `force` deletes it first. An output that is, contains or lies inside one of `inputs`
+    is refused before anything is touched. The run is finished when STAGE.json and `finished` exist.
     """
     import shutil
 
     out_dir = Path(out_dir)
+    refuse_output_over_inputs(out_dir, inputs or {})
     cfg_path = out_dir / f"{stage}.config.json"
     if out_dir.exists() and force:
         shutil.rmtree(out_dir)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigBase, read_json, write_json_atomic
+from .config import ConfigBase, read_json, refuse_output_over_inputs, write_json_atomic
 from .corpus import SILENCE, Corpus, Utterance, read_corpus, read_label_list, read_label_map
 from .environment import environment
 from .errors import UserError
@@ -328,6 +328,7 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
     rate = resolve_sample_rate(file_rates, config.sample_rate, corpus_path)
     mfcc = config.mfcc(rate)
     settings = {"corpus": str(corpus_path), "extract": config.to_dict(), "mfcc": mfcc.to_dict()}
+    refuse_output_over_inputs(out_dir, {"corpus": corpus_path})
     if out_dir.exists():
         done = (out_dir / "summary.json").exists() and (out_dir / "config.json").exists()
         if done and not force and _same_store(read_json(out_dir / "config.json"), settings):

@@ -287,7 +287,9 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
     labels = store.states if config.targets == "states" else store.phones
 
     settings = {"store": str(store.path.resolve()), "config": config.to_dict()}
-    done = prepare_run_dir(out_dir, "finetune", settings, force, finished=("model.pt",))
+    done = prepare_run_dir(out_dir, "finetune", settings, force, finished=("model.pt",),
+                           inputs={"feature store": store.path, "--dbn folder": config.dbn,
+                                   "--init-from folder": config.init_from})
     if done is not None:
         console.print(f"[green]{out_dir} already holds a finished fine-tuning run with these settings; nothing to do")
         return done

@@ -128,7 +128,8 @@ def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bo
     if not store.split("train"):
         raise UserError(f"store {store.path} has no train utterances")
     settings = {"store": str(store.path.resolve()), "config": config.to_dict()}
-    done = prepare_run_dir(out_dir, "pretrain", settings, force, finished=("dbn.pt",), neutral=_RESUME_NEUTRAL)
+    done = prepare_run_dir(out_dir, "pretrain", settings, force, finished=("dbn.pt",), neutral=_RESUME_NEUTRAL,
+                           inputs={"feature store": store.path})
     if done is not None:
         console.print(f"[green]{out_dir} already holds a finished pre-training run with these settings; nothing to do")
         return done

@@ -47,3 +47,28 @@ def test_evaluate_refuses_a_hostile_model_with_one_error_line(blob_store, tmp_pa
     assert result.exit_code == 1 and not marker.exists()
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines[0].startswith("error:") and "model.pt" in " ".join(result.output.split())
+
+
+def test_force_never_deletes_an_input(tiny_store, tmp_path):
+    """--out on (or around, or inside) an input is refused before anything is deleted."""
+    runner = CliRunner()
+    before = sorted(p.name for p in tiny_store.iterdir())
+    for out in (tiny_store, tiny_store / "dbn", tiny_store.parent):
+        result = runner.invoke(app, ["pretrain", str(tiny_store), "--out", str(out), "--force", "--layers", "1"])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 1 and "the feature store" in text and "nothing was written or deleted" in text
+        assert any(word in text for word in ("is the", "contains the", "lies inside the"))
+    assert sorted(p.name for p in tiny_store.iterdir()) == before
+    dbn = tmp_path / "dbn"
+    from asr_init.pretrain import PretrainConfig, pretrain
+
+    pretrain(tiny_store, PretrainConfig(layers=1, hidden=16, epochs_gauss=1, max_frames=256, stats_frames=100), dbn)
+    result = runner.invoke(app, ["finetune", str(tiny_store), "--dbn", str(dbn), "--out", str(dbn), "--force"])
+    assert result.exit_code == 1 and "is the --dbn folder" in " ".join(result.output.split())
+    assert (dbn / "dbn.pt").exists()
+
+
+def test_extract_refuses_an_output_inside_the_corpus(kaldi_dir):
+    result = CliRunner().invoke(app, ["extract", str(kaldi_dir), "--out", str(kaldi_dir / "store"), "--force"])
+    assert result.exit_code == 1 and "lies inside the corpus" in " ".join(result.output.split())
+    assert not (kaldi_dir / "store").exists()
