@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ConfigBase, write_json_atomic
+from .config import ConfigBase, refuse_output_over_inputs, write_json_atomic
 from .decoding import STATES, align_counts, decode, estimate_hmm, merge_repeats
 from .dnn import load_model
 from .environment import environment
@@ -82,6 +82,8 @@ def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Pat
     if not store.split(config.split):
         raise UserError(f"store {store.path} has no {config.split} utterances")
     out_dir = Path(out_dir) if out_dir else Path(model_dir) / f"eval-{config.split}"
+    inside_model = Path(model_dir).resolve() in out_dir.resolve().parents  # MODEL/eval-SPLIT, the default
+    refuse_output_over_inputs(out_dir, {"feature store": store_path, "--model folder": None if inside_model else model_dir})
     out_dir.mkdir(parents=True, exist_ok=True)
     index = {p: i for i, p in enumerate(store.phones)}
     hmm = estimate_hmm(store) if config.decode else None

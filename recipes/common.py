@@ -63,6 +63,11 @@ def on_device(args: list[str]) -> list[str]:
     return args if DEVICE == "cpu" else [*args, "--device", DEVICE]
 
 
+def steps_on_device(*steps: list[tuple[list[str], Path | None]]) -> list[list[tuple[list[str], Path | None]]]:
+    """Each list of (command line, done marker) with `on_device` applied to every command."""
+    return [[(on_device(args), done) for args, done in step] for step in steps]
+
+
 def label(init: str) -> str:
     """A folder name for an init spec: optimal:1.392 -> optimal_1.392."""
     return init.replace(":", "_")

@@ -9,7 +9,7 @@ fine-tuned with newbob; the same network trained without pre-training (Xavier an
 """
 
 from asr_init.report import best_pretraining_init
-from common import RESULTS, SCALE, STORE, cut, label, on_device, run_commands, write_manifest
+from common import RESULTS, SCALE, STORE, cut, label, run_commands, steps_on_device, write_manifest
 
 OUT = RESULTS / "am"
 
@@ -41,7 +41,7 @@ def main() -> None:
             evaluate.append((["evaluate", str(STORE), "--model", str(model), "--split", split],
                              model / f"eval-{split}" / "results.json"))
 
-    pretrain, finetune, evaluate = ([(on_device(args), done) for args, done in step] for step in (pretrain, finetune, evaluate))
+    pretrain, finetune, evaluate = steps_on_device(pretrain, finetune, evaluate)
     write_manifest("am", pretrain + finetune + evaluate)
     run_commands("recipe 3: DBN pre-training", pretrain)
     run_commands("recipe 3: fine-tuning", finetune)

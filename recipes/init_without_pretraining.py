@@ -8,7 +8,7 @@ sigmoid units, from every initialisation: where an initialisation decides whethe
 sigmoid network trains at all (epochs cut to `deep_frames` frames at full scale).
 """
 
-from common import RESULTS, SCALE, STORE, cut, label, on_device, run_commands, write_manifest
+from common import RESULTS, SCALE, STORE, cut, label, run_commands, steps_on_device, write_manifest
 
 INITS = ["zeros", "large", "xavier-normal", "he-normal", "lecun-normal", "optimal"]
 ACTIVATIONS = ["sigmoid", "tanh", "relu"]
@@ -35,7 +35,7 @@ def main() -> None:
                        *cut("--max-frames", SCALE["deep_frames"]), "--seed", "0", "--resume"], out / "finetune.json"))
         evaluate.append((["evaluate", str(STORE), "--model", str(out), "--frames-only"], out / "eval-test" / "results.json"))
 
-    train, evaluate = ([(on_device(args), done) for args, done in step] for step in (train, evaluate))
+    train, evaluate = steps_on_device(train, evaluate)
     write_manifest("nopretrain", train + evaluate)
     run_commands("recipe 2: training without pre-training", train, allow_fail=True)
     done = [(args, marker) for args, marker in evaluate if (marker.parent.parent / "model.pt").exists()]

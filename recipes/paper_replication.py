@@ -8,7 +8,7 @@ guard is off here (`--sat-guard 0`): it would rescale a saturating initialisatio
 and this recipe measures what each initialisation does by itself.
 """
 
-from common import RESULTS, SCALE, STORE, cut, label, on_device, run_commands, write_manifest
+from common import RESULTS, SCALE, STORE, cut, label, run_commands, steps_on_device, write_manifest
 
 INITS = ["optimal", "optimal:1.392", "optimal-data", "hinton", "kaldi", "xavier-normal", "he-normal",
          "lecun-normal", "zeros", "large"]
@@ -46,7 +46,7 @@ def main() -> None:
                     "--sat-guard", "0", "--seed", str(seed), "--resume"]
             dbn.append((args, out / "pretrain.json"))
 
-    layer1, dbn = ([(on_device(args), done) for args, done in step] for step in (layer1, dbn))
+    layer1, dbn = steps_on_device(layer1, dbn)
     write_manifest("paper", spread + layer1 + dbn)
     run_commands("recipe 1: optimal spread D*", spread, jobs=1)
     run_commands("recipe 1: first-layer pre-training", layer1)

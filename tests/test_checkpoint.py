@@ -72,3 +72,18 @@ def test_extract_refuses_an_output_inside_the_corpus(kaldi_dir):
     result = CliRunner().invoke(app, ["extract", str(kaldi_dir), "--out", str(kaldi_dir / "store"), "--force"])
     assert result.exit_code == 1 and "lies inside the corpus" in " ".join(result.output.split())
     assert not (kaldi_dir / "store").exists()
+
+
+def test_evaluate_out_refuses_the_store_and_the_model_folder(blob_store, tmp_path):
+    from asr_init.finetune import FinetuneConfig, finetune
+
+    model = tmp_path / "m"
+    finetune(blob_store, FinetuneConfig(layers=1, hidden=16, splice=1, batch_size=32, max_epochs=1, stats_frames=100), model)
+    before = sorted(p.name for p in blob_store.iterdir())
+    runner = CliRunner()
+    for out, what in ((blob_store, "the feature store"), (model, "the --model folder"), (tmp_path, "the --model folder")):
+        result = runner.invoke(app, ["evaluate", str(blob_store), "--model", str(model), "--out", str(out), "--frames-only"])
+        assert result.exit_code == 1 and what in " ".join(result.output.split()), result.output
+    assert sorted(p.name for p in blob_store.iterdir()) == before
+    ok = runner.invoke(app, ["evaluate", str(blob_store), "--model", str(model), "--frames-only"])
+    assert ok.exit_code == 0 and (model / "eval-test" / "results.json").exists()
