@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .progress import console
+from asr_init.progress import console
 
 
 def peak_rss_mib(children: bool = False) -> float:
@@ -25,12 +25,14 @@ def peak_rss_mib(children: bool = False) -> float:
 
 def bench_extract(corpus: Path, jobs: int) -> dict:
     """Time `extract` on `corpus` into a scratch folder; returns the figures."""
-    from .config import DATA_DIR
-    from .extract import ExtractConfig, extract
+    from asr_init.config import DATA_DIR
+    from asr_init.features.extract import ExtractConfig, extract
 
     scratch = Path(tempfile.mkdtemp(prefix="asr-init-bench-"))
     try:
-        cfg = ExtractConfig(jobs=jobs, phones=str(DATA_DIR / "phones39.txt") if (corpus / "corpus.json").exists() else None)
+        cfg = ExtractConfig(
+            jobs=jobs, phones=str(DATA_DIR / "phones39.txt") if (corpus / "corpus.json").exists() else None
+        )
         t0 = time.perf_counter()
         summary = extract(corpus, scratch / "store", cfg)
         wall = time.perf_counter() - t0
@@ -38,20 +40,26 @@ def bench_extract(corpus: Path, jobs: int) -> dict:
         shutil.rmtree(scratch, ignore_errors=True)
     frames = sum(s["frames"] for s in summary["splits"].values())
     figures = {
-        "audio_hours": summary["hours"], "wall_s": wall, "x_real_time": summary["hours"] * 3600 / wall,
-        "frames_per_s": frames / wall, "jobs": jobs,
-        "peak_rss_mib_main": peak_rss_mib(), "peak_rss_mib_worker": peak_rss_mib(children=True),
+        "audio_hours": summary["hours"],
+        "wall_s": wall,
+        "x_real_time": summary["hours"] * 3600 / wall,
+        "frames_per_s": frames / wall,
+        "jobs": jobs,
+        "peak_rss_mib_main": peak_rss_mib(),
+        "peak_rss_mib_worker": peak_rss_mib(children=True),
     }
     console.print(
         f"extract: {figures['audio_hours']:.3f} h of audio in {wall:.1f} s = {figures['x_real_time']:.0f}x real time, "
         f"{figures['frames_per_s']:.0f} frames/s with {jobs} job(s); peak RSS {figures['peak_rss_mib_main']:.0f} MiB "
-        f"(main), {figures['peak_rss_mib_worker']:.0f} MiB (largest worker)", highlight=False,
+        f"(main), {figures['peak_rss_mib_worker']:.0f} MiB (largest worker)",
+        highlight=False,
     )
     return figures
 
 
-def matmul_ceiling(device: str = "cpu", sizes: tuple[int, ...] = (1024, 2048), runs: int = 5,
-                   run_seconds: float = 0.25, dtype=None) -> float:
+def matmul_ceiling(
+    device: str = "cpu", sizes: tuple[int, ...] = (1024, 2048), runs: int = 5, run_seconds: float = 0.25, dtype=None
+) -> float:
     """Best sustained FLOP/s of a square matrix product on this machine (the ceiling).
 
     For each size, `runs` runs of back-to-back products lasting ~`run_seconds` each; the
@@ -86,8 +94,9 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def paired_throughput(step, flops_per_frame: float, seconds: float = 4.0, window: float = 0.4,
-                      device: str = "cpu") -> dict:
+def paired_throughput(
+    step, flops_per_frame: float, seconds: float = 4.0, window: float = 0.4, device: str = "cpu"
+) -> dict:
     """Frames/s of `step()` (which trains on some frames and returns how many) as a share of the ceiling.
 
     The load of a shared machine drifts by +-15 % within seconds, so a throughput and a
@@ -113,24 +122,33 @@ def paired_throughput(step, flops_per_frame: float, seconds: float = 4.0, window
         ratios.append(rate * flops_per_frame / ceiling)
     q1, _, q3 = statistics.quantiles(ratios, n=4)
     rate = statistics.median(rates)
-    return {"frames_per_s": rate, "gflops": rate * flops_per_frame / 1e9, "ceiling_flops": statistics.median(ceilings),
-            "of_ceiling": statistics.median(ratios), "of_ceiling_q1": q1, "of_ceiling_q3": q3, "pairs": len(ratios),
-            "flops_per_frame": flops_per_frame}
+    return {
+        "frames_per_s": rate,
+        "gflops": rate * flops_per_frame / 1e9,
+        "ceiling_flops": statistics.median(ceilings),
+        "of_ceiling": statistics.median(ratios),
+        "of_ceiling_q1": q1,
+        "of_ceiling_q3": q3,
+        "pairs": len(ratios),
+        "flops_per_frame": flops_per_frame,
+    }
 
 
 def _cd1_step(rbm, batches, uniforms):
     """A `step` for paired_throughput: CD-1 on the next batch of an endless iterator."""
+
     def step() -> int:
         x = next(batches)
         float(rbm.cd_step(x, 0.01, 0.5, 2e-4, uniforms).error_sum)
         return len(x)
+
     return step
 
 
 def _bench_rbm(n_visible: int, n_hidden: int, device: str):
     import torch
 
-    from .rbm import RBM, UniformSource
+    from asr_init.models.rbm import RBM, UniformSource
 
     rbm = RBM(n_visible, n_hidden, "gauss", device)
     torch.nn.init.normal_(rbm.Wt, 0, 1.40784 / n_visible**0.5, generator=torch.Generator(device=device).manual_seed(0))
@@ -141,19 +159,20 @@ def bench_cd1(n_visible: int, n_hidden: int, batch: int = 256, seconds: float = 
     """CD-1 throughput of one Gaussian-Bernoulli layer on random N(0, 1) data (see paired_throughput)."""
     import torch
 
-    from .rbm import cd1_flops_per_frame
+    from asr_init.models.rbm import cd1_flops_per_frame
 
     rbm, uniforms = _bench_rbm(n_visible, n_hidden, device)
     data = torch.randn(64 * batch, n_visible, generator=torch.Generator().manual_seed(1)).to(device)
-    batches = itertools.cycle([data[i * batch:(i + 1) * batch] for i in range(64)])
-    return paired_throughput(_cd1_step(rbm, batches, uniforms), cd1_flops_per_frame(n_visible, n_hidden), seconds,
-                             device=device)
+    batches = itertools.cycle([data[i * batch : (i + 1) * batch] for i in range(64)])
+    return paired_throughput(
+        _cd1_step(rbm, batches, uniforms), cd1_flops_per_frame(n_visible, n_hidden), seconds, device=device
+    )
 
 
 _RSS_CHILD = """
 import json, resource, sys, tempfile
 from pathlib import Path
-from asr_init.pretrain import PretrainConfig, pretrain
+from asr_init.training.pretrain import PretrainConfig, pretrain
 store, buffer_frames = sys.argv[1], int(sys.argv[2])
 with tempfile.TemporaryDirectory() as tmp:
     cfg = PretrainConfig(layers=1, hidden=1024, epochs=1, epochs_gauss=1, buffer_frames=buffer_frames, report_every=10**9)
@@ -168,16 +187,17 @@ def peak_rss_of_pretraining(store: Path, buffer_frames: int) -> float:
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(store), str(buffer_frames)], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_CHILD, str(store), str(buffer_frames)], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mib"]
 
 
 def bench_store_cd1(store_path: Path, seconds: float = 4.0, device: str = "cpu") -> dict:
     """CD-1 throughput of a 429x1024 Gaussian layer fed by the real input pipeline (FrameBuffer)."""
-    from .pipeline import FeaturePipeline, FrameBuffer
-    from .rbm import cd1_flops_per_frame
-    from .store import FeatureStore
+    from asr_init.features.pipeline import FeaturePipeline, FrameBuffer
+    from asr_init.features.store import FeatureStore
+    from asr_init.models.rbm import cd1_flops_per_frame
 
     store = FeatureStore(store_path)
     pipe = FeaturePipeline.from_store(store, 5)
@@ -191,8 +211,9 @@ def bench_store_cd1(store_path: Path, seconds: float = 4.0, device: str = "cpu")
             epoch += 1
 
     rbm, uniforms = _bench_rbm(pipe.dim, 1024, device)
-    return paired_throughput(_cd1_step(rbm, endless(), uniforms), cd1_flops_per_frame(pipe.dim, 1024), seconds,
-                             device=device)
+    return paired_throughput(
+        _cd1_step(rbm, endless(), uniforms), cd1_flops_per_frame(pipe.dim, 1024), seconds, device=device
+    )
 
 
 def _print_throughput(rows: list[dict], title: str) -> None:
@@ -204,44 +225,67 @@ def _print_throughput(rows: list[dict], title: str) -> None:
     for name in ("frames/s", "x RT", "GFLOP/s", "% ceil", "quartiles", "ceiling"):
         table.add_column(name, justify="right", no_wrap=True)
     for r in rows:
-        table.add_row(r["what"], f"{r['frames_per_s']:,.0f}", f"{r['frames_per_s'] / 100:,.0f}", f"{r['gflops']:.1f}",
-                      f"{r['of_ceiling']:.1%}", f"{r['of_ceiling_q1']:.1%}-{r['of_ceiling_q3']:.1%}",
-                      f"{r['ceiling_flops'] / 1e9:.1f}")
+        table.add_row(
+            r["what"],
+            f"{r['frames_per_s']:,.0f}",
+            f"{r['frames_per_s'] / 100:,.0f}",
+            f"{r['gflops']:.1f}",
+            f"{r['of_ceiling']:.1%}",
+            f"{r['of_ceiling_q1']:.1%}-{r['of_ceiling_q3']:.1%}",
+            f"{r['ceiling_flops'] / 1e9:.1f}",
+        )
     console.print(table)
 
 
 def bench_pretrain(stores: list[Path], device: str = "cpu", seconds: float = 4.0, buffer_frames: int = 50_000) -> dict:
     """Print CD-1 throughput against the matmul ceiling, and peak memory for two store sizes."""
-    from .store import FeatureStore
+    from asr_init.features.store import FeatureStore
 
     rows = []
     for nv, nh in ((429, 1024), (1024, 1024)):
         rows.append({"what": f"CD-1 {nv}x{nh}, random data", **bench_cd1(nv, nh, device=device, seconds=seconds)})
     if stores:
-        rows.append({"what": f"CD-1 429x1024, store {Path(stores[0]).name}",
-                     **bench_store_cd1(stores[0], seconds=seconds, device=device)})
-    _print_throughput(rows, f"CD-1 at batch 256 on {device}, fp32, 10 x n_visible x n_hidden FLOPs per frame; "
-                            "each share is the median over windows of CD-1 paired with windows of the square "
-                            "matrix product (the ceiling)")
+        rows.append(
+            {
+                "what": f"CD-1 429x1024, store {Path(stores[0]).name}",
+                **bench_store_cd1(stores[0], seconds=seconds, device=device),
+            }
+        )
+    _print_throughput(
+        rows,
+        f"CD-1 at batch 256 on {device}, fp32, 10 x n_visible x n_hidden FLOPs per frame; "
+        "each share is the median over windows of CD-1 paired with windows of the square "
+        "matrix product (the ceiling)",
+    )
     memory = []
     for store in stores:
         frames = FeatureStore(store).num_frames("train")
         rss = peak_rss_of_pretraining(store, buffer_frames)
         memory.append({"store": str(store), "train_frames": frames, "peak_rss_mib": rss})
-        console.print(f"peak RSS pre-training one 429x1024 layer on {frames:,} train frames "
-                      f"(buffer {buffer_frames:,} frames): {rss:,.0f} MiB", highlight=False)
+        console.print(
+            f"peak RSS pre-training one 429x1024 layer on {frames:,} train frames "
+            f"(buffer {buffer_frames:,} frames): {rss:,.0f} MiB",
+            highlight=False,
+        )
     return {"throughput": rows, "memory": memory, "device": device}
 
 
-def bench_finetune(layers: int = 6, hidden: int = 1024, inputs: int = 429, outputs: int = 117, batch: int = 256,
-                   seconds: float = 4.0, device: str = "cpu") -> dict:
+def bench_finetune(
+    layers: int = 6,
+    hidden: int = 1024,
+    inputs: int = 429,
+    outputs: int = 117,
+    batch: int = 256,
+    seconds: float = 4.0,
+    device: str = "cpu",
+) -> dict:
     """SGD frames/s of the fine-tuning network on random data, against the matmul ceiling.
 
     FLOPs per frame = 6 x weights (forward 2, backward 4: input and weight gradients).
     """
     import torch
 
-    from .dnn import DNN
+    from asr_init.models.dnn import DNN
 
     gen = torch.Generator().manual_seed(0)
     model = DNN(inputs, [hidden] * layers, outputs, "sigmoid").to(device)
@@ -251,7 +295,7 @@ def bench_finetune(layers: int = 6, hidden: int = 1024, inputs: int = 429, outpu
     weights = sum(p.numel() for n, p in model.named_parameters() if n.endswith("weight"))
 
     def step(i: int) -> None:
-        xb, yb = x[(i % 16) * batch:(i % 16 + 1) * batch], y[(i % 16) * batch:(i % 16 + 1) * batch]
+        xb, yb = x[(i % 16) * batch : (i % 16 + 1) * batch], y[(i % 16) * batch : (i % 16 + 1) * batch]
         loss = torch.nn.functional.cross_entropy(model(xb), yb, reduction="sum")
         opt.zero_grad(set_to_none=False)
         loss.backward()
@@ -266,7 +310,10 @@ def bench_finetune(layers: int = 6, hidden: int = 1024, inputs: int = 429, outpu
     result = paired_throughput(timed_step, 6.0 * weights, seconds, device=device)
     result.update(network=f"{inputs}-{hidden}x{layers}-{outputs}", weights=weights)
     result["what"] = f"fine-tuning {result['network']}"
-    _print_throughput([result], f"SGD at batch {batch} on {device}, fp32, 6 x {weights:,} weights FLOPs per frame; "
-                                "the share is the median over windows paired with windows of the square matrix "
-                                "product (the ceiling)")
+    _print_throughput(
+        [result],
+        f"SGD at batch {batch} on {device}, fp32, 6 x {weights:,} weights FLOPs per frame; "
+        "the share is the median over windows paired with windows of the square matrix "
+        "product (the ceiling)",
+    )
     return result

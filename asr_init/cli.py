@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from .errors import UserError
-from .progress import console
+from asr_init.errors import UserError
+from asr_init.progress import console
 
 # The front page of `asr-init --help`: commands are registered in pipeline order (the
 # order Typer lists them), each with a one-line summary, and the epilogue shows the chain.
@@ -27,16 +26,20 @@ EPILOG = (
     "'asr-init COMMAND --help' for options, 'asr-init --version' for bug reports."
 )
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Train hybrid DNN-HMM acoustic models and measure what weight initialisation does.",
-                  epilog=EPILOG)
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train hybrid DNN-HMM acoustic models and measure what weight initialisation does.",
+    epilog=EPILOG,
+)
 
 
 def _print_version(value: bool) -> None:
     """`--version`: package, torch version and build, usable devices, threads; then exit."""
     if not value:
         return
-    from .environment import environment, version_text
+    from asr_init.environment import environment, version_text
 
     typer.echo(version_text(environment()))
     raise typer.Exit()
@@ -44,9 +47,14 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                 help="Print asr-init's version, the torch version and build (CPU / CUDA), "
-                                      "usable devices and thread count, then exit."),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print asr-init's version, the torch version and build (CPU / CUDA), "
+        "usable devices and thread count, then exit.",
+    ),
 ) -> None:
     """Train hybrid DNN-HMM acoustic models and measure what weight initialisation does."""
 
@@ -79,12 +87,12 @@ def synth(
     hours: float = typer.Option(1.0, help="Amount of speech to generate."),
     seed: int = typer.Option(0, help="Seed for speakers, sentences and noise."),
     speakers: int = typer.Option(40, help="Number of distinct synthetic speakers."),
-    snr: Optional[float] = typer.Option(20.0, help="Additive noise SNR in dB; --no-noise for clean speech."),
+    snr: float | None = typer.Option(20.0, help="Additive noise SNR in dB; --no-noise for clean speech."),
     no_noise: bool = typer.Option(False, "--no-noise", help="Generate clean speech."),
     jobs: int = typer.Option(2, help="Worker processes."),
 ):
     """Generate the embedded eSpeak NG corpus (audio + exact phone alignments)."""
-    from .synth import SynthConfig, synthesize_corpus
+    from asr_init.corpora.synth import SynthConfig, synthesize_corpus
 
     cfg = SynthConfig(hours=hours, seed=seed, speakers=speakers, snr_db=None if no_noise else snr, jobs=jobs)
     path = synthesize_corpus(out, cfg)
@@ -94,40 +102,72 @@ def synth(
 @app.command(short_help="Audio + alignments -> feature store (MFCC frames, targets).")
 @user_errors
 def extract(
-    corpus: Optional[Path] = typer.Argument(None, help="Corpus folder (Kaldi data dir, TIMIT, or audio + TextGrids); default: the embedded corpus."),
+    corpus: Path | None = typer.Argument(
+        None, help="Corpus folder (Kaldi data dir, TIMIT, or audio + TextGrids); default: the embedded corpus."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Feature store folder to write."),
-    sample_rate: Optional[int] = typer.Option(None, "--sample-rate", help="Sample rate of the features in Hz; files at other rates are "
-                                              "resampled. Default: the rate most of the corpus's files have, at most 16000."),
+    sample_rate: int | None = typer.Option(
+        None,
+        "--sample-rate",
+        help="Sample rate of the features in Hz; files at other rates are "
+        "resampled. Default: the rate most of the corpus's files have, at most 16000.",
+    ),
     low_freq: float = typer.Option(20.0, "--low-freq", help="Lower edge of the mel filterbank in Hz."),
-    high_freq: Optional[float] = typer.Option(None, "--high-freq", help="Upper edge of the mel filterbank in Hz "
-                                              "(default: the Nyquist frequency, half the sample rate)."),
+    high_freq: float | None = typer.Option(
+        None,
+        "--high-freq",
+        help="Upper edge of the mel filterbank in Hz (default: the Nyquist frequency, half the sample rate).",
+    ),
     cmvn: str = typer.Option("speaker", help="Mean/variance normalisation: speaker, utterance or none."),
     dev_fraction: float = typer.Option(0.1, help="Fraction of speakers for dev (when no lists are given)."),
     test_fraction: float = typer.Option(0.1, help="Fraction of speakers for test."),
     dev_speakers: str = typer.Option("", help="Comma-separated dev speakers (overrides fractions)."),
     test_speakers: str = typer.Option("", help="Comma-separated test speakers."),
-    phones: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Label list; a label outside it is an error."),
-    phone_map: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Folding map 'from to' applied to the labels; a label outside it is an error."),
-    ctm: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Phone CTM of a Kaldi data dir (default DIR/phones.ctm)."),
+    phones: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="Label list; a label outside it is an error."
+    ),
+    phone_map: Path | None = typer.Option(
+        None,
+        exists=True,
+        dir_okay=False,
+        help="Folding map 'from to' applied to the labels; a label outside it is an error.",
+    ),
+    ctm: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="Phone CTM of a Kaldi data dir (default DIR/phones.ctm)."
+    ),
     tier: str = typer.Option("phones", help="TextGrid tier holding the phone labels."),
     include_sa: bool = typer.Option(False, help="TIMIT: keep the SA sentences."),
-    skip_bad: bool = typer.Option(False, help="Skip utterances with bad audio or alignments and report them, instead of stopping."),
+    skip_bad: bool = typer.Option(
+        False, help="Skip utterances with bad audio or alignments and report them, instead of stopping."
+    ),
     seed: int = typer.Option(0, help="Seed for the speaker split (and the embedded corpus)."),
     hours: float = typer.Option(1.0, help="Embedded corpus: hours of speech."),
     jobs: int = typer.Option(2, help="Worker processes."),
     force: bool = typer.Option(False, help="Replace an existing output folder."),
 ):
     """Turn audio + alignments into normalised MFCC frames with phone/state targets."""
-    from .config import DATA_DIR
-    from .extract import ExtractConfig, extract as run_extract, summary_table
-    from .synth import SynthConfig, default_corpus
+    from asr_init.config import DATA_DIR
+    from asr_init.corpora.synth import SynthConfig, default_corpus
+    from asr_init.features.extract import ExtractConfig, summary_table
+    from asr_init.features.extract import extract as run_extract
 
     cfg = ExtractConfig(
-        sample_rate=sample_rate, low_freq=low_freq, high_freq=high_freq, cmvn=cmvn, dev_fraction=dev_fraction, test_fraction=test_fraction,
-        dev_speakers=_speakers(dev_speakers), test_speakers=_speakers(test_speakers), seed=seed,
-        phones=str(phones) if phones else None, phone_map=str(phone_map) if phone_map else None,
-        ctm=str(ctm) if ctm else None, tier=tier,
-        include_sa=include_sa, skip_bad=skip_bad, jobs=jobs,
+        sample_rate=sample_rate,
+        low_freq=low_freq,
+        high_freq=high_freq,
+        cmvn=cmvn,
+        dev_fraction=dev_fraction,
+        test_fraction=test_fraction,
+        dev_speakers=_speakers(dev_speakers),
+        test_speakers=_speakers(test_speakers),
+        seed=seed,
+        phones=str(phones) if phones else None,
+        phone_map=str(phone_map) if phone_map else None,
+        ctm=str(ctm) if ctm else None,
+        tier=tier,
+        include_sa=include_sa,
+        skip_bad=skip_bad,
+        jobs=jobs,
     )
     cfg.validate()
     if corpus is None:
@@ -137,12 +177,17 @@ def extract(
     console.print(f"extract {corpus} -> {out}: {cfg.to_dict()}", highlight=False)
     summary = run_extract(corpus, out, cfg, force=force)
     console.print(summary_table(summary))
-    console.print(f"{summary['hours']:.3f} h extracted at {summary['x_real_time']:.0f}x real time; {len(summary['skipped'])} utterance(s) skipped")
+    console.print(
+        f"{summary['hours']:.3f} h extracted at {summary['x_real_time']:.0f}x real time; {len(summary['skipped'])} utterance(s) skipped"
+    )
     if "sample_rate" not in summary:  # a store made before the rate was recorded in the summary
         return
-    console.print(f"features at {summary['sample_rate']} Hz, mel bands {summary['low_freq']:g}-{summary['high_freq']:g} Hz; "
-                  f"{summary['resampled_utterances']} utterance(s) resampled (audio files by rate in Hz: "
-                  f"{', '.join(f'{r}: {n}' for r, n in summary['source_rates'].items())})", highlight=False)
+    console.print(
+        f"features at {summary['sample_rate']} Hz, mel bands {summary['low_freq']:g}-{summary['high_freq']:g} Hz; "
+        f"{summary['resampled_utterances']} utterance(s) resampled (audio files by rate in Hz: "
+        f"{', '.join(f'{r}: {n}' for r, n in summary['source_rates'].items())})",
+        highlight=False,
+    )
 
 
 @app.command("optimal-d", short_help="The optimal net-input spread D* (quadrature, Monte Carlo).")
@@ -152,23 +197,26 @@ def optimal_d_cmd(
     criterion: str = typer.Option("abs", help="abs: E|f''|, the paper's; square: E[f''^2]."),
     samples: int = typer.Option(1_000_000, help="Monte Carlo sample size."),
     seed: int = typer.Option(0, help="Monte Carlo seed."),
-    plot: Optional[Path] = typer.Option(None, help="Write a PNG of |f''|, the N(0, D*^2) density and J(D)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the figures as JSON."),
+    plot: Path | None = typer.Option(None, help="Write a PNG of |f''|, the N(0, D*^2) density and J(D)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the figures as JSON."),
 ):
     """Compute the optimal net-input spread D* (quadrature and Monte Carlo)."""
-    from .optimal_spread import plot_spread, spread_report
+    from asr_init.models.optimal_spread import plot_spread, spread_report
 
     r = spread_report(activation, criterion, samples, seed)
-    console.print(f"activation {r.activation}, criterion {r.criterion}: J(D) = E[{'|f″(z)|' if r.criterion == 'abs' else 'f″(z)²'}], z ~ N(0, D²)", highlight=False)
+    console.print(
+        f"activation {r.activation}, criterion {r.criterion}: J(D) = E[{'|f″(z)|' if r.criterion == 'abs' else 'f″(z)²'}], z ~ N(0, D²)",
+        highlight=False,
+    )
     console.print(f"D* (quadrature)        = {r.d_star:.5f}   J(D*) = {r.j_star:.6g}", highlight=False)
     console.print(f"D  (Monte Carlo, n={r.mc_samples:,}, seed {seed}) = {r.d_mc:.5f}", highlight=False)
     console.print(f"paper's D              = {r.paper_d:.4g}   relative loss of J: {r.paper_loss:.2e}", highlight=False)
-    console.print(f"weights: sigma = D* / sqrt(N), e.g. N = 429 -> sigma = {r.d_star / 429 ** 0.5:.5f}", highlight=False)
+    console.print(f"weights: sigma = D* / sqrt(N), e.g. N = 429 -> sigma = {r.d_star / 429**0.5:.5f}", highlight=False)
     if plot is not None:
         plot_spread(r, plot)
         console.print(f"wrote {plot}")
     if json_out is not None:
-        from .config import write_json_atomic
+        from asr_init.io import write_json_atomic
 
         write_json_atomic(json_out, r.to_dict())
 
@@ -180,7 +228,7 @@ def inits():
     from rich.markup import escape
     from rich.table import Table
 
-    from .initialisation import METHODS
+    from asr_init.models.init import METHODS
 
     table = Table(title="initialisation methods (--init NAME or NAME:PARAM)")
     table.add_column("name")
@@ -197,7 +245,7 @@ def inits():
 def inspect(
     store: Path = typer.Argument(..., help="Feature store to draw frames from."),
     init: str = typer.Option("optimal", help="Initialisation method (see 'asr-init inits')."),
-    model: Optional[Path] = typer.Option(None, help="A pretrain or finetune output folder instead of --init."),
+    model: Path | None = typer.Option(None, help="A pretrain or finetune output folder instead of --init."),
     layers: int = typer.Option(3, help="Number of hidden layers (with --init)."),
     hidden: int = typer.Option(1024, help="Units per hidden layer (with --init)."),
     splice: int = typer.Option(5, help="Context frames each side (with --init)."),
@@ -210,14 +258,14 @@ def inspect(
     import torch
     from rich.table import Table
 
-    from .initialisation import init_stack
-    from .nonlinearity import stack_stats
-    from .pipeline import FeaturePipeline, sample_frames
-    from .store import FeatureStore
+    from asr_init.features.pipeline import FeaturePipeline, sample_frames
+    from asr_init.features.store import FeatureStore
+    from asr_init.models.init import init_stack
+    from asr_init.models.nonlinearity import stack_stats
 
     fs = FeatureStore(store)
     if model is not None:
-        from .dbn import load_stack
+        from asr_init.models.dbn import load_stack
 
         stack, pipeline, activation = load_stack(model)
         pipeline.check_store(fs, str(model))
@@ -226,18 +274,30 @@ def inspect(
         pipeline = FeaturePipeline.from_store(fs, splice)
     x = sample_frames(fs, pipeline, split, frames, seed)
     if model is None:
-        stack, results = init_stack([pipeline.dim] + [hidden] * layers, init, torch.Generator().manual_seed(seed), activation, x)
+        stack, results = init_stack(
+            [pipeline.dim] + [hidden] * layers, init, torch.Generator().manual_seed(seed), activation, x
+        )
     rows = stack_stats(x, stack, activation)
     table = Table(title=f"net inputs on {len(x):,} {split} frames ({init if model is None else model})")
     for col in ("layer", "in→out", "w std", "D", "net mean", "net std", "non-lin", "satur"):
         table.add_column(col, justify="right")
     for i, (row, (w, _)) in enumerate(zip(rows, stack)):
         d = f"{results[i].spread:.3f}" if results else "-"
-        table.add_row(str(row.layer), f"{w.shape[1]}→{w.shape[0]}", f"{float(w.std()):.4f}", d, f"{row.mean:+.3f}",
-                      f"{row.std:.3f}", f"{row.nonlinear:.1%}", f"{row.saturated:.1%}")
+        table.add_row(
+            str(row.layer),
+            f"{w.shape[1]}→{w.shape[0]}",
+            f"{float(w.std()):.4f}",
+            d,
+            f"{row.mean:+.3f}",
+            f"{row.std:.3f}",
+            f"{row.nonlinear:.1%}",
+            f"{row.saturated:.1%}",
+        )
     console.print(table)
-    console.print("D: net-input spread the weights give for N(0,1) inputs (optimal-data: for the measured inputs); "
-                  "non-lin: share of net inputs where |f''| >= max/2; satur: share of outputs within 0.05 of 0 or 1")
+    console.print(
+        "D: net-input spread the weights give for N(0,1) inputs (optimal-data: for the measured inputs); "
+        "non-lin: share of net inputs where |f''| >= max/2; satur: share of outputs within 0.05 of 0 or 1"
+    )
 
 
 @app.command(short_help="Layer-wise RBM pre-training of a DBN.")
@@ -252,35 +312,61 @@ def pretrain(
     cd_k: int = typer.Option(1, "--cd-k", help="Gibbs steps of contrastive divergence."),
     batch_size: int = typer.Option(256, help="Mini-batch size in frames."),
     epochs: int = typer.Option(2, help="Epochs per Bernoulli-Bernoulli layer."),
-    epochs_gauss: Optional[int] = typer.Option(None, help="Epochs of the Gaussian first layer (default 2 x --epochs)."),
-    lr: float = typer.Option(0.04, help="Learning rate of Bernoulli-Bernoulli layers (scaled by 1 - momentum); "
-                             "Kaldi's 0.4 saturates 1024-unit layers (the saturation guard then lowers it)."),
+    epochs_gauss: int | None = typer.Option(None, help="Epochs of the Gaussian first layer (default 2 x --epochs)."),
+    lr: float = typer.Option(
+        0.04,
+        help="Learning rate of Bernoulli-Bernoulli layers (scaled by 1 - momentum); "
+        "Kaldi's 0.4 saturates 1024-unit layers (the saturation guard then lowers it).",
+    ),
     lr_gauss: float = typer.Option(0.01, help="Learning rate of the Gaussian-Bernoulli layer."),
     momentum_start: float = typer.Option(0.5, help="Momentum at the start of each layer."),
     momentum_end: float = typer.Option(0.9, help="Momentum after the ramp."),
     momentum_frames: int = typer.Option(1_000_000, help="Frames over which momentum ramps up linearly."),
     l2: float = typer.Option(0.0002, help="L2 weight penalty."),
-    visible: str = typer.Option("gauss", help="First-layer visible units: gauss or bernoulli (inputs squashed to (0,1))."),
+    visible: str = typer.Option(
+        "gauss", help="First-layer visible units: gauss or bernoulli (inputs squashed to (0,1))."
+    ),
     seed: int = typer.Option(0, help="Seed for weights, sampling and frame order."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    max_frames: Optional[int] = typer.Option(None, help="Cut each epoch after this many frames (quick runs)."),
+    max_frames: int | None = typer.Option(None, help="Cut each epoch after this many frames (quick runs)."),
     report_every: int = typer.Option(50_000, help="Frames between log rows."),
     buffer_frames: int = typer.Option(200_000, help="Frames in the shuffling buffer (bounds memory)."),
-    sat_guard: float = typer.Option(0.1, help="Saturation guard of Bernoulli layers: when more than this share of a mini-batch's hidden "
-                                    "probabilities is within 0.05 of 0 or 1, rescale the weights to spread D*, halve "
-                                    "the learning rate and reset the momentum; 0 switches it off."),
+    sat_guard: float = typer.Option(
+        0.1,
+        help="Saturation guard of Bernoulli layers: when more than this share of a mini-batch's hidden "
+        "probabilities is within 0.05 of 0 or 1, rescale the weights to spread D*, halve "
+        "the learning rate and reset the momentum; 0 switches it off.",
+    ),
     resume: bool = typer.Option(False, help="Continue an interrupted layer from its checkpoint."),
     force: bool = typer.Option(False, help="Delete an existing output folder and start over."),
 ):
     """Layer-wise RBM pre-training of a DBN, logging reconstruction error."""
-    from .interrupts import Interrupted
-    from .pretrain import PretrainConfig, pretrain as run_pretrain
+    from asr_init.training.interrupts import Interrupted
+    from asr_init.training.pretrain import PretrainConfig
+    from asr_init.training.pretrain import pretrain as run_pretrain
 
     cfg = PretrainConfig(
-        init=init, layers=layers, hidden=hidden, splice=splice, cd_k=cd_k, batch_size=batch_size, epochs=epochs,
-        epochs_gauss=epochs_gauss, lr=lr, lr_gauss=lr_gauss, momentum_start=momentum_start, momentum_end=momentum_end,
-        momentum_frames=momentum_frames, l2=l2, visible=visible, seed=seed, device=device, max_frames=max_frames,
-        report_every=report_every, buffer_frames=buffer_frames, sat_guard=sat_guard,
+        init=init,
+        layers=layers,
+        hidden=hidden,
+        splice=splice,
+        cd_k=cd_k,
+        batch_size=batch_size,
+        epochs=epochs,
+        epochs_gauss=epochs_gauss,
+        lr=lr,
+        lr_gauss=lr_gauss,
+        momentum_start=momentum_start,
+        momentum_end=momentum_end,
+        momentum_frames=momentum_frames,
+        l2=l2,
+        visible=visible,
+        seed=seed,
+        device=device,
+        max_frames=max_frames,
+        report_every=report_every,
+        buffer_frames=buffer_frames,
+        sat_guard=sat_guard,
     )
     try:
         summary = run_pretrain(store, cfg, out, resume=resume, force=force)
@@ -288,8 +374,11 @@ def pretrain(
         console.print(f"[bold red]interrupted:[/] {exc}")
         raise typer.Exit(130) from None
     for info in summary["layers"]:
-        console.print(f"layer {info['layer']}: {info['n_visible']}→{info['n_hidden']} {info['visible']}, init {info['init']}: "
-                      f"sigma {info['sigma']:.4f}, D {info['D']:.3f}, {info['seconds']:.1f} s", highlight=False)
+        console.print(
+            f"layer {info['layer']}: {info['n_visible']}→{info['n_hidden']} {info['visible']}, init {info['init']}: "
+            f"sigma {info['sigma']:.4f}, D {info['D']:.3f}, {info['seconds']:.1f} s",
+            highlight=False,
+        )
     console.print(f"[green]DBN written to {out / 'dbn.pt'}; logs in {out / 'recon.csv'}, plot {out / 'recon.png'}")
 
 
@@ -298,53 +387,79 @@ def pretrain(
 def finetune(
     store: Path = typer.Argument(..., help="Feature store written by 'asr-init extract'."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for the model, logs and plots."),
-    dbn: Optional[Path] = typer.Option(None, help="Start the hidden layers from this 'asr-init pretrain' folder."),
+    dbn: Path | None = typer.Option(None, help="Start the hidden layers from this 'asr-init pretrain' folder."),
     init: str = typer.Option("optimal", help="Initialisation of hidden layers not taken from --dbn/--init-from."),
     output_init: str = typer.Option("small-xavier", help="Initialisation of the softmax layer; 'same' = --init."),
-    init_from: Optional[Path] = typer.Option(None, help="Take the lower --reuse-layers layers from this model folder."),
+    init_from: Path | None = typer.Option(None, help="Take the lower --reuse-layers layers from this model folder."),
     reuse_layers: int = typer.Option(0, help="How many lower layers to take from --init-from."),
     targets: str = typer.Option("states", help="Output classes: states (3 per phone) or phones."),
     layers: int = typer.Option(6, help="Hidden layers (without --dbn)."),
     hidden: int = typer.Option(1024, help="Units per hidden layer (without --dbn)."),
     activation: str = typer.Option("sigmoid", help="sigmoid, tanh or relu (without --dbn)."),
     splice: int = typer.Option(5, help="Context frames each side (without --dbn/--init-from)."),
-    lr: Optional[float] = typer.Option(None, help="Initial learning rate, on the gradient summed over the mini-batch "
-                                       "(default 0.008 with --dbn, 0.0004 without)."),
+    lr: float | None = typer.Option(
+        None,
+        help="Initial learning rate, on the gradient summed over the mini-batch "
+        "(default 0.008 with --dbn, 0.0004 without).",
+    ),
     batch_size: int = typer.Option(256, help="Mini-batch size in frames."),
-    momentum: Optional[float] = typer.Option(None, help="SGD momentum (default 0 with --dbn, 0.9 without)."),
+    momentum: float | None = typer.Option(None, help="SGD momentum (default 0 with --dbn, 0.9 without)."),
     l2: float = typer.Option(0.0, help="L2 weight decay."),
     dropout: float = typer.Option(0.0, help="Dropout on hidden activations."),
-    max_norm: Optional[float] = typer.Option(None, help="Max-norm constraint on each hidden unit's incoming weights."),
-    grad_clip: Optional[float] = typer.Option(None, help="Clip the global gradient norm."),
+    max_norm: float | None = typer.Option(None, help="Max-norm constraint on each hidden unit's incoming weights."),
+    grad_clip: float | None = typer.Option(None, help="Clip the global gradient norm."),
     schedule: str = typer.Option("newbob", help="newbob, constant or exponential."),
     decay: float = typer.Option(0.5, help="Exponential schedule: lr factor per epoch."),
     max_epochs: int = typer.Option(20, help="Maximum epochs."),
     min_epochs: int = typer.Option(1, help="Newbob never stops before this many epochs."),
     seed: int = typer.Option(0, help="Seed for weights, frame order and dropout."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    max_frames: Optional[int] = typer.Option(None, help="Cut each epoch after this many frames."),
+    max_frames: int | None = typer.Option(None, help="Cut each epoch after this many frames."),
     buffer_frames: int = typer.Option(200_000, help="Frames in the shuffling buffer."),
     resume: bool = typer.Option(False, help="Continue an interrupted run."),
     force: bool = typer.Option(False, help="Delete an existing output folder and start over."),
 ):
     """Fine-tune a DNN frame classifier (from a DBN, or from any --init)."""
-    from .finetune import FinetuneConfig, finetune as run_finetune
-    from .interrupts import Interrupted
+    from asr_init.training.finetune import FinetuneConfig
+    from asr_init.training.finetune import finetune as run_finetune
+    from asr_init.training.interrupts import Interrupted
 
     cfg = FinetuneConfig(
-        targets=targets, init=init, output_init=output_init, layers=layers, hidden=hidden, activation=activation,
-        splice=splice, lr=lr, batch_size=batch_size, momentum=momentum, l2=l2, dropout=dropout, max_norm=max_norm,
-        grad_clip=grad_clip, schedule=schedule, decay=decay, max_epochs=max_epochs, min_epochs=min_epochs, seed=seed,
-        device=device, max_frames=max_frames, buffer_frames=buffer_frames, dbn=str(dbn) if dbn else None,
-        init_from=str(init_from) if init_from else None, reuse_layers=reuse_layers,
+        targets=targets,
+        init=init,
+        output_init=output_init,
+        layers=layers,
+        hidden=hidden,
+        activation=activation,
+        splice=splice,
+        lr=lr,
+        batch_size=batch_size,
+        momentum=momentum,
+        l2=l2,
+        dropout=dropout,
+        max_norm=max_norm,
+        grad_clip=grad_clip,
+        schedule=schedule,
+        decay=decay,
+        max_epochs=max_epochs,
+        min_epochs=min_epochs,
+        seed=seed,
+        device=device,
+        max_frames=max_frames,
+        buffer_frames=buffer_frames,
+        dbn=str(dbn) if dbn else None,
+        init_from=str(init_from) if init_from else None,
+        reuse_layers=reuse_layers,
     )
     try:
         summary = run_finetune(store, cfg, out, resume=resume, force=force)
     except Interrupted as exc:
         console.print(f"[bold red]interrupted:[/] {exc}")
         raise typer.Exit(130) from None
-    console.print(f"[green]best epoch {summary['best_epoch']}: dev cross-entropy {summary['best_dev_loss']:.4f}, "
-                  f"dev frame accuracy {summary['best_dev_acc']:.2%}; model in {out / 'model.pt'}")
+    console.print(
+        f"[green]best epoch {summary['best_epoch']}: dev cross-entropy {summary['best_dev_loss']:.4f}, "
+        f"dev frame accuracy {summary['best_dev_acc']:.2%}; model in {out / 'model.pt'}"
+    )
 
 
 @app.command(short_help="Frame accuracy and phone error rate of a model.")
@@ -356,13 +471,18 @@ def evaluate(
     tune_split: str = typer.Option("dev", help="Split on which the LM weight and insertion penalty are tuned."),
     prior_scale: float = typer.Option(1.0, help="alpha in log p(s|x) - alpha log p(s)."),
     lm_weights: str = typer.Option("1,2,4,8,16", help="LM weights tried on the tuning split."),
-    penalties: str = typer.Option("-16,-8,-4,-2,0,2,4", help="Phone insertion penalties (cost per phone) tried on the tuning split."),
-    out: Optional[Path] = typer.Option(None, help="Where to write results.json and confusion.png (default MODEL/eval-SPLIT)."),
+    penalties: str = typer.Option(
+        "-16,-8,-4,-2,0,2,4", help="Phone insertion penalties (cost per phone) tried on the tuning split."
+    ),
+    out: Path | None = typer.Option(
+        None, help="Where to write results.json and confusion.png (default MODEL/eval-SPLIT)."
+    ),
     frames_only: bool = typer.Option(False, help="Frame accuracy only: skip decoding (no phone error rate)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
 ):
     """Frame accuracy (states, phones) and phone error rate by hybrid Viterbi decoding."""
-    from .evaluate import EvalConfig, evaluate as run_evaluate, results_table
+    from asr_init.evaluation.evaluate import EvalConfig, results_table
+    from asr_init.evaluation.evaluate import evaluate as run_evaluate
 
     def floats(text: str, name: str) -> list[float]:
         try:
@@ -370,8 +490,15 @@ def evaluate(
         except ValueError:
             raise UserError(f"invalid --{name} {text!r}: expected comma-separated numbers") from None
 
-    cfg = EvalConfig(split=split, tune_split=tune_split, prior_scale=prior_scale, lm_weights=floats(lm_weights, "lm-weights"),
-                     penalties=floats(penalties, "penalties"), device=device, decode=not frames_only)
+    cfg = EvalConfig(
+        split=split,
+        tune_split=tune_split,
+        prior_scale=prior_scale,
+        lm_weights=floats(lm_weights, "lm-weights"),
+        penalties=floats(penalties, "penalties"),
+        device=device,
+        decode=not frames_only,
+    )
     result = run_evaluate(store, model, cfg, out)
     console.print(results_table(result))
     console.print(f"wrote {(out or model / f'eval-{split}') / 'results.json'} and confusion.png")
@@ -384,7 +511,7 @@ def report(
     best_init: bool = typer.Option(False, help="Only print the initialisation that converged fastest in recipe 1."),
 ):
     """Write RESULTS/REPORT.md: tables, plots and conclusions from the recipes' logs."""
-    from .report import best_pretraining_init, write_report
+    from asr_init.reporting.report import best_pretraining_init, write_report
 
     if not results.is_dir():
         raise UserError(f"results folder {results} does not exist (run 'make recipes' first)")
@@ -402,13 +529,13 @@ app.add_typer(bench_app, name="bench", short_help="Speed and memory benchmarks (
 @bench_app.command("extract")
 @user_errors
 def bench_extract_cmd(
-    corpus: Optional[Path] = typer.Argument(None, help="Corpus to extract; default: the embedded corpus."),
+    corpus: Path | None = typer.Argument(None, help="Corpus to extract; default: the embedded corpus."),
     hours: float = typer.Option(1.0, help="Embedded corpus: hours of speech."),
     jobs: int = typer.Option(2, help="Worker processes."),
 ):
     """Extraction speed as x real time and frames/s, with peak memory."""
-    from .bench import bench_extract
-    from .synth import SynthConfig, default_corpus
+    from asr_init.bench import bench_extract
+    from asr_init.corpora.synth import SynthConfig, default_corpus
 
     if corpus is None:
         corpus = default_corpus(SynthConfig(hours=hours, jobs=jobs))
@@ -418,15 +545,22 @@ def bench_extract_cmd(
 @bench_app.command("pretrain")
 @user_errors
 def bench_pretrain_cmd(
-    store: list[Path] = typer.Option([], "--store", help="Feature store(s) for the real-data and memory figures; "
-                                     "default: embedded-corpus stores of 0.25 h and 1 h (made on first use)."),
+    store: list[Path] = typer.Option(
+        [],
+        "--store",
+        help="Feature store(s) for the real-data and memory figures; "
+        "default: embedded-corpus stores of 0.25 h and 1 h (made on first use).",
+    ),
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    seconds: float = typer.Option(8.0, help="Seconds of training per throughput figure, in 0.4 s windows each "
-                                  "paired with a 0.4 s window of the matmul ceiling."),
+    seconds: float = typer.Option(
+        8.0,
+        help="Seconds of training per throughput figure, in 0.4 s windows each "
+        "paired with a 0.4 s window of the matmul ceiling.",
+    ),
     buffer_frames: int = typer.Option(50_000, help="Shuffling buffer for the memory runs."),
 ):
     """CD-1 frames/s against the same-run matmul ceiling; peak memory for two store sizes."""
-    from .bench import bench_pretrain
+    from asr_init.bench import bench_pretrain
 
     stores = list(store) or [_bench_store(0.25), _bench_store(1.0)]
     bench_pretrain(stores, device=device, seconds=seconds, buffer_frames=buffer_frames)
@@ -440,20 +574,23 @@ def bench_finetune_cmd(
     outputs: int = typer.Option(117, help="Output classes (39 phones x 3 states)."),
     batch_size: int = typer.Option(256, help="Mini-batch size."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    seconds: float = typer.Option(4.0, help="Seconds of training to measure, in 0.4 s windows each paired "
-                                  "with a 0.4 s window of the matmul ceiling."),
+    seconds: float = typer.Option(
+        4.0,
+        help="Seconds of training to measure, in 0.4 s windows each paired with a 0.4 s window of the matmul ceiling.",
+    ),
 ):
     """Fine-tuning frames/s against the same-run matmul ceiling."""
-    from .bench import bench_finetune
+    from asr_init.bench import bench_finetune
 
     bench_finetune(layers, hidden, 429, outputs, batch_size, seconds, device)
 
 
 def _bench_store(hours: float) -> Path:
     """An embedded-corpus feature store in the cache, extracted on first use."""
-    from .config import DATA_DIR
-    from .extract import ExtractConfig, extract as run_extract
-    from .synth import SynthConfig, cache_dir, default_corpus
+    from asr_init.config import DATA_DIR
+    from asr_init.corpora.synth import SynthConfig, cache_dir, default_corpus
+    from asr_init.features.extract import ExtractConfig
+    from asr_init.features.extract import extract as run_extract
 
     corpus = default_corpus(SynthConfig(hours=hours))
     out = cache_dir() / f"store-{corpus.name}"

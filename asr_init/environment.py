@@ -14,7 +14,7 @@ import os
 import platform
 from importlib import metadata
 
-from . import __version__
+from asr_init import __version__
 
 # Packages whose versions change what a run computes (features, training) or how it reads files.
 _PACKAGES = ("numpy", "scipy", "librosa", "soundfile")
@@ -73,11 +73,13 @@ def environment() -> dict:
 def version_text(env: dict) -> str:
     """`asr-init --version`: the record as a few lines to paste into a bug report."""
     packages = ", ".join(f"{name} {env[name]}" for name in _PACKAGES if env.get(name))
-    return "\n".join([
-        f"asr-init {env['asr_init']}",
-        f"torch {env['torch']} ({env['torch_build']} build)",
-        f"devices: {', '.join(env['devices'])}",
-        f"threads: {env['threads']} (torch intra-op) on {env['cpu_count']} CPU cores",
-        f"python {env['python']}, {packages}, libsndfile {env['libsndfile']}",
-        f"platform: {env['platform']} ({env['processor']})",
-    ])
+    return "\n".join(
+        [
+            f"asr-init {env['asr_init']}",
+            f"torch {env['torch']} ({env['torch_build']} build)",
+            f"devices: {', '.join(env['devices'])}",
+            f"threads: {env['threads']} (torch intra-op) on {env['cpu_count']} CPU cores",
+            f"python {env['python']}, {packages}, libsndfile {env['libsndfile']}",
+            f"platform: {env['platform']} ({env['processor']})",
+        ]
+    )

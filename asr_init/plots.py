@@ -30,10 +30,18 @@ def plot_recon(rows: list[dict], path: Path, title: str = "RBM pre-training") ->
         mine = [r for r in rows if int(r["layer"]) == layer]
         pts = [(_num(r, "frames"), _num(r, "recon_error")) for r in mine if r["kind"] == "interval"]
         if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label="CD reconstruction (train, interval mean)")
-        for key, style, label in (("train_recon", "o--", "mean-field, train sample"), ("dev_recon", "s--", "mean-field, dev sample")):
-            ep = [(_num(r, "frames"), _num(r, key)) for r in mine
-                  if r["kind"] in ("epoch_start", "epoch_end") and _num(r, key) is not None]
+            ax.plot(
+                [p[0] for p in pts], [p[1] for p in pts], marker=".", label="CD reconstruction (train, interval mean)"
+            )
+        for key, style, label in (
+            ("train_recon", "o--", "mean-field, train sample"),
+            ("dev_recon", "s--", "mean-field, dev sample"),
+        ):
+            ep = [
+                (_num(r, "frames"), _num(r, key))
+                for r in mine
+                if r["kind"] in ("epoch_start", "epoch_end") and _num(r, key) is not None
+            ]
             if ep:
                 ax.plot([p[0] for p in ep], [p[1] for p in ep], style, ms=4, label=label)
         ax.set_title(f"layer {layer}")
@@ -42,7 +50,7 @@ def plot_recon(rows: list[dict], path: Path, title: str = "RBM pre-training") ->
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter())
         ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(layers):]:
+    for ax in list(axes.flat)[len(layers) :]:
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
@@ -59,7 +67,13 @@ def plot_training(rows: list[dict], path: Path, title: str = "fine-tuning") -> N
     ax1.plot([_num(r, "epoch") for r in dev], [_num(r, "dev_loss") for r in dev], "s--", label="dev")
     rejected = [r for r in dev if str(r.get("accepted")) in ("False", "false", "0")]
     if rejected:
-        ax1.plot([_num(r, "epoch") for r in rejected], [_num(r, "dev_loss") for r in rejected], "rx", ms=9, label="rejected epoch")
+        ax1.plot(
+            [_num(r, "epoch") for r in rejected],
+            [_num(r, "dev_loss") for r in rejected],
+            "rx",
+            ms=9,
+            label="rejected epoch",
+        )
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("cross-entropy (nats/frame)")
     ax2.plot([_num(r, "epoch") for r in train], [100 * _num(r, "train_acc") for r in train], "o-", label="train")

@@ -31,26 +31,62 @@ DEVICE = os.environ.get("DEVICE") or "cpu"
 SCALE = {
     "full": {
         "seeds": [0, 1, 2],
-        "layer1_hidden": 512, "layer1_frames": 100_000, "layer1_report": 4_000,
-        "dbn_layers": 3, "dbn_hidden": 1024, "dbn_frames": 60_000, "dbn_report": 4_000,
-        "nopre_layers": 2, "nopre_hidden": 256, "nopre_epochs": 5, "nopre_frames": 150_000,
-        "deep_layers": 6, "deep_hidden": 1024, "deep_epochs": 3, "deep_frames": 100_000,
+        "layer1_hidden": 512,
+        "layer1_frames": 100_000,
+        "layer1_report": 4_000,
+        "dbn_layers": 3,
+        "dbn_hidden": 1024,
+        "dbn_frames": 60_000,
+        "dbn_report": 4_000,
+        "nopre_layers": 2,
+        "nopre_hidden": 256,
+        "nopre_epochs": 5,
+        "nopre_frames": 150_000,
+        "deep_layers": 6,
+        "deep_hidden": 1024,
+        "deep_epochs": 3,
+        "deep_frames": 100_000,
         # Recipe 3 pre-trains with every default; fine-tuning 6 x 1024 for full epochs takes about
         # 100 s an epoch on 2 cores, so here it is cut (None: the default, as on a GPU).
-        "am_layers": 6, "am_hidden": 1024, "am_pre_epochs": None, "am_max_epochs": 4, "am_fine_frames": 100_000,
+        "am_layers": 6,
+        "am_hidden": 1024,
+        "am_pre_epochs": None,
+        "am_max_epochs": 4,
+        "am_fine_frames": 100_000,
     },
     "quick": {
         "seeds": [0, 1],
-        "layer1_hidden": 32, "layer1_frames": 3_000, "layer1_report": 500,
-        "dbn_layers": 2, "dbn_hidden": 32, "dbn_frames": 2_000, "dbn_report": 500,
-        "nopre_layers": 2, "nopre_hidden": 32, "nopre_epochs": 2, "nopre_frames": 3_000,
-        "deep_layers": 3, "deep_hidden": 64, "deep_epochs": 1, "deep_frames": 3_000,
-        "am_layers": 2, "am_hidden": 64, "am_pre_epochs": 1, "am_max_epochs": 3, "am_fine_frames": None,
+        "layer1_hidden": 32,
+        "layer1_frames": 3_000,
+        "layer1_report": 500,
+        "dbn_layers": 2,
+        "dbn_hidden": 32,
+        "dbn_frames": 2_000,
+        "dbn_report": 500,
+        "nopre_layers": 2,
+        "nopre_hidden": 32,
+        "nopre_epochs": 2,
+        "nopre_frames": 3_000,
+        "deep_layers": 3,
+        "deep_hidden": 64,
+        "deep_epochs": 1,
+        "deep_frames": 3_000,
+        "am_layers": 2,
+        "am_hidden": 64,
+        "am_pre_epochs": 1,
+        "am_max_epochs": 3,
+        "am_fine_frames": None,
     },
 }["quick" if QUICK else "full"]
 if DEVICE.startswith("cuda") and not QUICK:  # a GPU affords full epochs where 2 CPU cores cut them
-    SCALE.update(layer1_frames=None, dbn_frames=None, nopre_frames=None, deep_frames=None, am_max_epochs=None,
-                 am_fine_frames=None)
+    SCALE.update(
+        layer1_frames=None,
+        dbn_frames=None,
+        nopre_frames=None,
+        deep_frames=None,
+        am_max_epochs=None,
+        am_fine_frames=None,
+    )
 
 
 def cut(option: str, value: int | None) -> list[str]:
@@ -106,14 +142,17 @@ def _run_one(task: tuple[str, list[str], str | None]) -> dict:
     return {"stage": stage, "command": command, "skipped": False, "exit": code, "seconds": time.perf_counter() - t0}
 
 
-def run_commands(stage: str, commands: list[tuple[list[str], str | None]], jobs: int = JOBS,
-                 allow_fail: bool = False) -> list[dict]:
+def run_commands(
+    stage: str, commands: list[tuple[list[str], str | None]], jobs: int = JOBS, allow_fail: bool = False
+) -> list[dict]:
     """Run `asr-init` command lines (args, done-marker path); stop the recipe if one fails,
     unless `allow_fail` (a failed run is then a result the report shows)."""
     import multiprocessing
 
     if multiprocessing.parent_process() is not None:  # a recipe without a __main__ guard re-run by a worker
-        raise RuntimeError("run_commands called inside a worker process; guard the recipe with if __name__ == '__main__'")
+        raise RuntimeError(
+            "run_commands called inside a worker process; guard the recipe with if __name__ == '__main__'"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     tasks = [(stage, args, str(done) if done else None) for args, done in commands]
     todo = sum(1 for _, d in commands if not _finished(str(d) if d else None))
@@ -138,14 +177,27 @@ def run_commands(stage: str, commands: list[tuple[list[str], str | None]], jobs:
     print(f"== {stage}: done in {wall:.1f} s", flush=True)
     if any(not r["skipped"] for r in results):
         with open(RESULTS / "stages.jsonl", "a") as fh:
-            fh.write(json.dumps({"stage": stage, "wall_s": wall, "commands": sum(not r["skipped"] for r in results),
-                                 "command_s": sum(r["seconds"] for r in results), "jobs": jobs}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "stage": stage,
+                        "wall_s": wall,
+                        "commands": sum(not r["skipped"] for r in results),
+                        "command_s": sum(r["seconds"] for r in results),
+                        "jobs": jobs,
+                    }
+                )
+                + "\n"
+            )
     for r, (_, _, done) in zip(results, tasks):
         if r["exit"] != 0 and allow_fail and done:
             Path(done).parent.mkdir(parents=True, exist_ok=True)
             _failed_marker(done).write_text(json.dumps(r) + "\n")
     for r in failed:
-        print(f"{'failed (kept as a result)' if allow_fail else 'FAILED'} (exit {r['exit']}): {r['command']}", file=sys.stderr)
+        print(
+            f"{'failed (kept as a result)' if allow_fail else 'FAILED'} (exit {r['exit']}): {r['command']}",
+            file=sys.stderr,
+        )
     if failed and not allow_fail:
         raise SystemExit(1)
     return results
@@ -156,4 +208,5 @@ def write_manifest(recipe: str, commands: list[tuple[list[str], str | None]]) ->
     folder = RESULTS / recipe
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "commands.txt").write_text(
-        "".join("asr-init " + " ".join(shlex.quote(a) for a in args) + "\n" for args, _ in commands))
+        "".join("asr-init " + " ".join(shlex.quote(a) for a in args) + "\n" for args, _ in commands)
+    )

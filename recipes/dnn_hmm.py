@@ -8,10 +8,12 @@ fine-tuned with newbob; the same network trained without pre-training (Xavier an
 `optimal`, the from-scratch defaults); all evaluated on dev and test (frame accuracy, phone error rate).
 """
 
-from asr_init.report import best_pretraining_init
 from common import RESULTS, SCALE, STORE, cut, label, run_commands, steps_on_device, write_manifest
 
+from asr_init.reporting.report import best_pretraining_init
+
 OUT = RESULTS / "am"
+
 
 def main() -> None:
     best = best_pretraining_init(RESULTS / "paper")
@@ -26,20 +28,48 @@ def main() -> None:
     pretrain, finetune, evaluate = [], [], []
     for init in dict.fromkeys([best, "optimal"]):
         dbn = OUT / f"dbn-{label(init)}"
-        pretrain.append((["pretrain", str(STORE), "--out", str(dbn), "--init", init, *size, *pre_cut,
-                          "--seed", "0", "--resume"], dbn / "pretrain.json"))
+        pretrain.append(
+            (
+                ["pretrain", str(STORE), "--out", str(dbn), "--init", init, *size, *pre_cut, "--seed", "0", "--resume"],
+                dbn / "pretrain.json",
+            )
+        )
         model = OUT / f"dnn-pretrained-{label(init)}"
-        finetune.append((["finetune", str(STORE), "--out", str(model), "--dbn", str(dbn), *fine_cut,
-                          "--seed", "0", "--resume"], model / "finetune.json"))
+        finetune.append(
+            (
+                ["finetune", str(STORE), "--out", str(model), "--dbn", str(dbn), *fine_cut, "--seed", "0", "--resume"],
+                model / "finetune.json",
+            )
+        )
     for init in ("xavier-normal", "optimal"):  # Glorot's and the paper's, with the from-scratch defaults
         model = OUT / f"dnn-not-pretrained-{label(init)}"
-        finetune.append((["finetune", str(STORE), "--out", str(model), "--init", init, *size, *fine_cut,
-                          "--seed", "0", "--resume"], model / "finetune.json"))
+        finetune.append(
+            (
+                [
+                    "finetune",
+                    str(STORE),
+                    "--out",
+                    str(model),
+                    "--init",
+                    init,
+                    *size,
+                    *fine_cut,
+                    "--seed",
+                    "0",
+                    "--resume",
+                ],
+                model / "finetune.json",
+            )
+        )
     for _, marker in finetune:
         model = marker.parent
         for split in ("dev", "test"):
-            evaluate.append((["evaluate", str(STORE), "--model", str(model), "--split", split],
-                             model / f"eval-{split}" / "results.json"))
+            evaluate.append(
+                (
+                    ["evaluate", str(STORE), "--model", str(model), "--split", split],
+                    model / f"eval-{split}" / "results.json",
+                )
+            )
 
     pretrain, finetune, evaluate = steps_on_device(pretrain, finetune, evaluate)
     write_manifest("am", pretrain + finetune + evaluate)

@@ -20,20 +20,71 @@ def main() -> None:
     for activation in ACTIVATIONS:
         for init in INITS:
             out = OUT / activation / label(init)
-            train.append((["finetune", str(STORE), "--out", str(out), "--init", init, "--output-init", "same",
-                           "--activation", activation, "--layers", str(SCALE["nopre_layers"]),
-                           "--hidden", str(SCALE["nopre_hidden"]), "--schedule", "constant",
-                           "--max-epochs", str(SCALE["nopre_epochs"]), *cut("--max-frames", SCALE["nopre_frames"]),
-                           "--seed", "0", "--resume"], out / "finetune.json"))
-            evaluate.append((["evaluate", str(STORE), "--model", str(out), "--frames-only"], out / "eval-test" / "results.json"))
+            train.append(
+                (
+                    [
+                        "finetune",
+                        str(STORE),
+                        "--out",
+                        str(out),
+                        "--init",
+                        init,
+                        "--output-init",
+                        "same",
+                        "--activation",
+                        activation,
+                        "--layers",
+                        str(SCALE["nopre_layers"]),
+                        "--hidden",
+                        str(SCALE["nopre_hidden"]),
+                        "--schedule",
+                        "constant",
+                        "--max-epochs",
+                        str(SCALE["nopre_epochs"]),
+                        *cut("--max-frames", SCALE["nopre_frames"]),
+                        "--seed",
+                        "0",
+                        "--resume",
+                    ],
+                    out / "finetune.json",
+                )
+            )
+            evaluate.append(
+                (["evaluate", str(STORE), "--model", str(out), "--frames-only"], out / "eval-test" / "results.json")
+            )
     deep = f"sigmoid-{SCALE['deep_layers']}x{SCALE['deep_hidden']}"
     for init in INITS:
         out = OUT / deep / label(init)
-        train.append((["finetune", str(STORE), "--out", str(out), "--init", init, "--output-init", "same",
-                       "--layers", str(SCALE["deep_layers"]), "--hidden", str(SCALE["deep_hidden"]),
-                       "--schedule", "constant", "--max-epochs", str(SCALE["deep_epochs"]),
-                       *cut("--max-frames", SCALE["deep_frames"]), "--seed", "0", "--resume"], out / "finetune.json"))
-        evaluate.append((["evaluate", str(STORE), "--model", str(out), "--frames-only"], out / "eval-test" / "results.json"))
+        train.append(
+            (
+                [
+                    "finetune",
+                    str(STORE),
+                    "--out",
+                    str(out),
+                    "--init",
+                    init,
+                    "--output-init",
+                    "same",
+                    "--layers",
+                    str(SCALE["deep_layers"]),
+                    "--hidden",
+                    str(SCALE["deep_hidden"]),
+                    "--schedule",
+                    "constant",
+                    "--max-epochs",
+                    str(SCALE["deep_epochs"]),
+                    *cut("--max-frames", SCALE["deep_frames"]),
+                    "--seed",
+                    "0",
+                    "--resume",
+                ],
+                out / "finetune.json",
+            )
+        )
+        evaluate.append(
+            (["evaluate", str(STORE), "--model", str(out), "--frames-only"], out / "eval-test" / "results.json")
+        )
 
     train, evaluate = steps_on_device(train, evaluate)
     write_manifest("nopretrain", train + evaluate)

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from asr_init.checkpoint import load_checkpoint
 from asr_init.errors import UserError
-from asr_init.initialisation import InitContext, init_weight_, input_power
-from asr_init.pipeline import FeaturePipeline, sample_frames
-from asr_init.rbm import RBM, UniformSource, cd_step_reference
-from asr_init.store import FeatureStore
+from asr_init.features.pipeline import FeaturePipeline, sample_frames
+from asr_init.features.store import FeatureStore
+from asr_init.io import load_checkpoint
+from asr_init.models.init import InitContext, init_weight_, input_power
+from asr_init.models.rbm import RBM, UniformSource, cd_step_reference
 
 
 def layer2_inputs(store: Path, pretrain_dir: Path, frames: int) -> torch.Tensor:
@@ -33,9 +33,19 @@ def layer2_inputs(store: Path, pretrain_dir: Path, frames: int) -> torch.Tensor:
     return torch.sigmoid(x @ ckpt["rbm"]["W"].T + ckpt["rbm"]["hb"])
 
 
-def train(v: torch.Tensor, steps: int, lr: float = 0.4, init: str = "optimal", visible_bias: str = "logit",
-          momentum: float | None = None, batch: int = 256, textbook: bool = False, binary: bool = False,
-          l2: float = 2e-4, sat_limit: float = 0.0) -> list[str]:
+def train(
+    v: torch.Tensor,
+    steps: int,
+    lr: float = 0.4,
+    init: str = "optimal",
+    visible_bias: str = "logit",
+    momentum: float | None = None,
+    batch: int = 256,
+    textbook: bool = False,
+    binary: bool = False,
+    l2: float = 2e-4,
+    sat_limit: float = 0.0,
+) -> list[str]:
     """Train from the same start with one change; returns 'batches:saturated/std' marks."""
     g = torch.Generator().manual_seed(2)
     w = torch.empty(1024, v.shape[1])
@@ -44,7 +54,14 @@ def train(v: torch.Tensor, steps: int, lr: float = 0.4, init: str = "optimal", v
     rbm.Wt.copy_(w.T)
     if visible_bias == "logit":
         rbm.init_visible_bias_from_data(v.mean(0))
-    ref = [rbm.W.clone(), rbm.hb.clone(), rbm.vb.clone(), torch.zeros_like(w), torch.zeros(1024), torch.zeros(v.shape[1])]
+    ref = [
+        rbm.W.clone(),
+        rbm.hb.clone(),
+        rbm.vb.clone(),
+        torch.zeros_like(w),
+        torch.zeros(1024),
+        torch.zeros(v.shape[1]),
+    ]
     uniforms, order, marks, frames = UniformSource(7), torch.Generator().manual_seed(3), [], 0
     for step in range(1, steps + 1):
         v0 = v[torch.randint(0, len(v), (batch,), generator=order)]
@@ -71,19 +88,30 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     args = parser.parse_args()
     if not (args.pretrain_dir / "rbm1.pt").is_file():
-        raise SystemExit(f"error: {args.pretrain_dir / 'rbm1.pt'} does not exist; give a folder written by 'asr-init pretrain'")
+        raise SystemExit(
+            f"error: {args.pretrain_dir / 'rbm1.pt'} does not exist; give a folder written by 'asr-init pretrain'"
+        )
     try:
         v = layer2_inputs(args.store, args.pretrain_dir, 60_000)
     except UserError as exc:
         raise SystemExit(f"error: {exc}") from None
-    print(f"layer-2 input: {v.shape[1]} dims, mean {float(v.mean()):.3f}, sum_i E[x_i^2] {float(v.pow(2).sum(1).mean()):.1f}, "
-          f"sum_i var(x_i) {float(v.var(0).sum()):.1f}")
+    print(
+        f"layer-2 input: {v.shape[1]} dims, mean {float(v.mean()):.3f}, sum_i E[x_i^2] {float(v.pow(2).sum(1).mean()):.1f}, "
+        f"sum_i var(x_i) {float(v.var(0).sum()):.1f}"
+    )
     print("mini-batches:saturated share/net-input std")
     variants = {
-        "fast step, lr 0.4": {}, "textbook CD-1, lr 0.4": {"textbook": True}, "lr 0.1": {"lr": 0.1},
-        "lr 0.04": {"lr": 0.04}, "visible bias 0": {"visible_bias": "zero"}, "init kaldi (0.1)": {"init": "kaldi"},
-        "init hinton (0.01)": {"init": "hinton"}, "momentum 0.5 constant": {"momentum": 0.5},
-        "batch 100 (Kaldi's)": {"batch": 100}, "binary visible samples": {"binary": True}, "no L2": {"l2": 0.0},
+        "fast step, lr 0.4": {},
+        "textbook CD-1, lr 0.4": {"textbook": True},
+        "lr 0.1": {"lr": 0.1},
+        "lr 0.04": {"lr": 0.04},
+        "visible bias 0": {"visible_bias": "zero"},
+        "init kaldi (0.1)": {"init": "kaldi"},
+        "init hinton (0.01)": {"init": "hinton"},
+        "momentum 0.5 constant": {"momentum": 0.5},
+        "batch 100 (Kaldi's)": {"batch": 100},
+        "binary visible samples": {"binary": True},
+        "no L2": {"l2": 0.0},
         "lr 0.4 + saturation guard": {"sat_limit": 0.1},
     }
     for name, change in variants.items():

@@ -11,6 +11,7 @@ from common import RESULTS, SCALE, cut, on_device, run_commands, write_manifest
 
 OUT = RESULTS / "timit"
 
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     timit = os.environ.get("TIMIT")
@@ -23,11 +24,41 @@ def main() -> None:
     size = ["--layers", str(SCALE["am_layers"]), "--hidden", str(SCALE["am_hidden"])]
     steps = [
         (["extract", str(Path(timit)), "--out", str(store)], store / "summary.json"),
-        (on_device(["pretrain", str(store), "--out", str(dbn), "--init", "optimal", *size,
-                    *cut("--epochs", SCALE["am_pre_epochs"]), "--resume"]), dbn / "pretrain.json"),
-        (on_device(["finetune", str(store), "--out", str(model), "--dbn", str(dbn),
-                    *cut("--max-epochs", SCALE["am_max_epochs"]), "--resume"]), model / "finetune.json"),
-        (on_device(["evaluate", str(store), "--model", str(model), "--split", "test"]), model / "eval-test" / "results.json"),
+        (
+            on_device(
+                [
+                    "pretrain",
+                    str(store),
+                    "--out",
+                    str(dbn),
+                    "--init",
+                    "optimal",
+                    *size,
+                    *cut("--epochs", SCALE["am_pre_epochs"]),
+                    "--resume",
+                ]
+            ),
+            dbn / "pretrain.json",
+        ),
+        (
+            on_device(
+                [
+                    "finetune",
+                    str(store),
+                    "--out",
+                    str(model),
+                    "--dbn",
+                    str(dbn),
+                    *cut("--max-epochs", SCALE["am_max_epochs"]),
+                    "--resume",
+                ]
+            ),
+            model / "finetune.json",
+        ),
+        (
+            on_device(["evaluate", str(store), "--model", str(model), "--split", "test"]),
+            model / "eval-test" / "results.json",
+        ),
     ]
     write_manifest("timit", steps)
     for i, step in enumerate(steps):

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-
 PHONES = ("sil", "aa", "iy", "s", "m")
 # Each phone gets a distinct tone or noise so frames are separable.
 _TONE = {"sil": 0.0, "aa": 700.0, "iy": 2300.0, "m": 250.0}
@@ -76,7 +75,7 @@ def kaldi_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory) -> Path:
     """A feature store extracted from a small Kaldi-style corpus (shared, read-only)."""
-    from asr_init.extract import ExtractConfig, extract
+    from asr_init.features.extract import ExtractConfig, extract
 
     root = tmp_path_factory.mktemp("tiny")
     corpus = write_kaldi_dir(root / "corpus", speakers=6, utts_per_speaker=4)
@@ -87,14 +86,15 @@ def tiny_store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def espeak_corpus(tmp_path_factory) -> Path:
     """A 2-minute embedded corpus with 4 speakers."""
-    from asr_init.synth import SynthConfig, synthesize_corpus
+    from asr_init.corpora.synth import SynthConfig, synthesize_corpus
 
     root = tmp_path_factory.mktemp("espeak")
     return synthesize_corpus(root / "corpus", SynthConfig(hours=2 / 60, speakers=4, seed=3, jobs=2))
 
 
-def write_blob_store(path: Path, phones=("sil", "a", "b", "c"), dim: int = 39, utts: int = 30, seed: int = 0,
-                     spread: float = 0.3) -> Path:
+def write_blob_store(
+    path: Path, phones=("sil", "a", "b", "c"), dim: int = 39, utts: int = 30, seed: int = 0, spread: float = 0.3
+) -> Path:
     """A feature store whose frames are Gaussian blobs around one mean per HMM state.
 
     Each utterance is a random phone sequence; every phone lasts 6-12 frames split into
@@ -103,7 +103,7 @@ def write_blob_store(path: Path, phones=("sil", "a", "b", "c"), dim: int = 39, u
     """
     import json
 
-    from asr_init.store import StoreWriter
+    from asr_init.features.store import StoreWriter
 
     rng = np.random.default_rng(seed)
     means = rng.standard_normal((3 * len(phones), dim)) * 2
@@ -118,7 +118,16 @@ def write_blob_store(path: Path, phones=("sil", "a", "b", "c"), dim: int = 39, u
         feats = (means[states] + spread * rng.standard_normal((len(states), dim))).astype(np.float32)
         split = "train" if u < utts * 0.6 else "dev" if u < utts * 0.8 else "test"
         transcript = tuple(phones[p] for p in seq)
-        writer.add(f"u{u:03d}", f"spk{u % 10}", split, len(states) / 100, feats, (states // 3).astype(np.int16), states, transcript)
+        writer.add(
+            f"u{u:03d}",
+            f"spk{u % 10}",
+            split,
+            len(states) / 100,
+            feats,
+            (states // 3).astype(np.int16),
+            states,
+            transcript,
+        )
     writer.close()
     (path / "phones.txt").write_text("".join(f"{i} {p}\n" for i, p in enumerate(phones)))
     (path / "states.txt").write_text("".join(f"{3 * i + k} {p}_{k}\n" for i, p in enumerate(phones) for k in range(3)))
@@ -141,8 +150,14 @@ def write_fake_timit(root: Path, utts_per_speaker: int = 2) -> Path:
     (FAKS0) and one speaker in neither list (MXYZ0). Every speaker also has an SA file.
     """
     rng = np.random.default_rng(1)
-    speakers = [("TRAIN", "DR1", "FCJF0"), ("TRAIN", "DR1", "MDAC0"), ("TRAIN", "DR2", "FAEM0"),
-                ("TEST", "DR1", "FELC0"), ("TEST", "DR1", "FAKS0"), ("TEST", "DR3", "MXYZ0")]
+    speakers = [
+        ("TRAIN", "DR1", "FCJF0"),
+        ("TRAIN", "DR1", "MDAC0"),
+        ("TRAIN", "DR2", "FAEM0"),
+        ("TEST", "DR1", "FELC0"),
+        ("TEST", "DR1", "FAKS0"),
+        ("TEST", "DR3", "MXYZ0"),
+    ]
     timit_of = {"sil": "h#", "aa": "ao", "iy": "iy", "s": "s", "m": "m"}
     for part, dr, spk in speakers:
         d = root / part / dr / spk

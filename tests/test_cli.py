@@ -10,7 +10,18 @@ from asr_init.cli import app
 
 runner = CliRunner()
 
-PIPELINE_ORDER = ["synth", "extract", "optimal-d", "inits", "inspect", "pretrain", "finetune", "evaluate", "report", "bench"]
+PIPELINE_ORDER = [
+    "synth",
+    "extract",
+    "optimal-d",
+    "inits",
+    "inspect",
+    "pretrain",
+    "finetune",
+    "evaluate",
+    "report",
+    "bench",
+]
 
 
 def test_version_says_what_a_bug_report_needs():
@@ -22,7 +33,9 @@ def test_version_says_what_a_bug_report_needs():
     assert lines[1] == f"torch {torch.__version__} ({build} build)"
     devices = lines[2].removeprefix("devices: ").split(", ")
     assert devices[0] == "cpu"
-    assert len([d for d in devices if d.startswith("cuda:")]) == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    assert len([d for d in devices if d.startswith("cuda:")]) == (
+        torch.cuda.device_count() if torch.cuda.is_available() else 0
+    )
     assert re.fullmatch(rf"threads: {torch.get_num_threads()} \(torch intra-op\) on \d+ CPU cores", lines[3])
     assert lines[4].startswith("python ") and "librosa " in lines[4] and "libsndfile " in lines[4]
 
@@ -33,7 +46,7 @@ def test_help_lists_one_line_per_command_in_pipeline_order_and_the_chain():
     lines = result.output.splitlines()
     start = next(i for i, ln in enumerate(lines) if "Commands" in ln)
     panel = []
-    for ln in lines[start + 1:]:
+    for ln in lines[start + 1 :]:
         if ln.startswith("╰"):
             break
         panel.append(ln)

@@ -42,6 +42,6 @@ def test_installed_metadata_asks_for_a_torch_range():
     """The installed distribution's metadata, when it was installed from this checkout."""
     dist = metadata.distribution("asr-init")
     origin = json.loads(dist.read_text("direct_url.json") or "{}").get("url", "")
-    if origin.startswith("file://") and Path(origin[len("file://"):]).resolve() != ROOT:
+    if origin.startswith("file://") and Path(origin[len("file://") :]).resolve() != ROOT:
         pytest.skip(f"the installed asr-init comes from {origin}, not this checkout ({ROOT})")
     _check_range(_torch_requirement(metadata.requires("asr-init")))

@@ -26,14 +26,20 @@ def test_quick_recipes_end_to_end(tmp_path):
     results = tmp_path / "results"
     report = (results / "REPORT.md").read_text()
     # Every section is there and holds numbers, not placeholders.
-    for heading in ("## 1. Paper replication", "## 2. Initialisation without pre-training",
-                    "## 3. DNN-HMM acoustic model", "## 4. TIMIT"):
+    for heading in (
+        "## 1. Paper replication",
+        "## 2. Initialisation without pre-training",
+        "## 3. DNN-HMM acoustic model",
+        "## 4. TIMIT",
+    ):
         assert heading in report
     assert re.search(r"D\* \(quadrature\) = \*\*1\.40784\*\*", report)
     assert re.search(r"\| `optimal` \| 2 \| [\d.]+ ± [\d.]+ \|", report)  # recipe 1 table row with numbers
     assert re.search(r"converged fastest \(mean reconstruction error over the run [\d.]+", report)
     assert re.search(r"\| sigmoid \| `zeros` \| 2 \| [\d.]+ \| [\d.]+% \| [\d.]+% \|", report)  # recipe 2
-    assert re.search(r"\| sigmoid-3x64 \| `optimal` \| 1 \| [\d.]+ \| [\d.]+% \| [\d.]+% \|", report)  # deep, no pre-training
+    assert re.search(
+        r"\| sigmoid-3x64 \| `optimal` \| 1 \| [\d.]+ \| [\d.]+% \| [\d.]+% \|", report
+    )  # deep, no pre-training
     assert re.search(r"\| dnn-pretrained-optimal \| \d+ s \| \d+ s \(\d+\) \| [\d.]+% / [\d.]+% \| [\d.]+% \|", report)
     assert re.search(r"(lowered|raised|did not change) the test phone error rate", report)
     images = re.findall(r"!\[[^\]]*\]\((report/[^)]+\.png)\)", report)
@@ -51,7 +57,9 @@ def test_quick_recipes_end_to_end(tmp_path):
 def test_timit_recipe_on_fake_tree(tmp_path):
     timit = write_fake_timit(tmp_path / "TIMIT", utts_per_speaker=3)
     env = _env(tmp_path, TIMIT=str(timit))
-    run = subprocess.run([sys.executable, "recipes/timit.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "recipes/timit.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     out = tmp_path / "results" / "timit"
     summary = json.loads((out / "store" / "summary.json").read_text())
@@ -59,9 +67,15 @@ def test_timit_recipe_on_fake_tree(tmp_path):
     assert {k: v["speakers"] for k, v in summary["splits"].items()} == {"train": 3, "dev": 1, "test": 1}
     assert summary["utterances"] == 5 * 3  # SA sentences excluded, MXYZ0 in neither dev nor test
     result = json.loads((out / "dnn-pretrained-optimal" / "eval-test" / "results.json").read_text())
-    assert 0 <= result["per"] and result["ref_phones"] > 0
-    skipped = subprocess.run([sys.executable, "recipes/timit.py"], cwd=ROOT, env=_env(tmp_path / "other"),
-                             capture_output=True, text=True, timeout=120)
+    assert result["per"] >= 0 and result["ref_phones"] > 0
+    skipped = subprocess.run(
+        [sys.executable, "recipes/timit.py"],
+        cwd=ROOT,
+        env=_env(tmp_path / "other"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert skipped.returncode == 0 and "skipped, no TIMIT path given" in skipped.stdout
 
 
@@ -81,7 +95,9 @@ print("\\n".join(lines))
 
 def _full_scale_commands(tmp_path: Path, device: str | None) -> list[str]:
     env = _env(tmp_path, QUICK="", **({"DEVICE": device} if device else {}))
-    run = subprocess.run([sys.executable, "-c", _DRY_RUN], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", _DRY_RUN], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     return [line for line in run.stdout.splitlines() if line.startswith(("pretrain", "finetune", "evaluate"))]
 
@@ -112,17 +128,23 @@ def test_device_cuda_runs_full_epochs_on_the_gpu(tmp_path):
 def test_layer2_collapse_script(tiny_store, tmp_path):
     """The measurement behind the saturation guard runs on any pretrain folder and shows
     the collapse at lr 0.4 and the guard preventing it; a missing folder is one error line."""
-    from asr_init.pretrain import PretrainConfig, pretrain
+    from asr_init.training.pretrain import PretrainConfig, pretrain
 
     pretrain(tiny_store, PretrainConfig(layers=1, epochs_gauss=1, max_frames=512, stats_frames=200), tmp_path / "pt")
     script = ROOT / "recipes" / "layer2_collapse.py"
-    run = subprocess.run([sys.executable, str(script), str(tiny_store), str(tmp_path / "pt"), "--steps", "25"],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, str(script), str(tiny_store), str(tmp_path / "pt"), "--steps", "25"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     rows = {line[:28].strip(): line[28:].split() for line in run.stdout.splitlines()[2:]}
     assert rows["fast step, lr 0.4"][-1].startswith("25:100%")
     assert rows["textbook CD-1, lr 0.4"][-1].startswith("25:100%")
     guarded = int(rows["lr 0.4 + saturation guard"][-1].split(":")[1].split("%")[0])
     assert guarded <= 10
-    missing = subprocess.run([sys.executable, str(script), str(tiny_store), str(tmp_path)], capture_output=True, text=True)
+    missing = subprocess.run(
+        [sys.executable, str(script), str(tiny_store), str(tmp_path)], capture_output=True, text=True
+    )
     assert missing.returncode == 1 and missing.stderr.strip().startswith("error:") and "rbm1.pt" in missing.stderr

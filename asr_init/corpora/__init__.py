@@ -1,0 +1,1 @@
+"""Corpus readers and the embedded synthetic corpus: audio + phone alignments as Utterance records."""

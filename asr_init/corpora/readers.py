@@ -1,0 +1,319 @@
+"""Corpus readers: Kaldi-style data dirs with a phone CTM, TIMIT, and audio + TextGrids.
+
+Every reader returns the same records (`Utterance` with `PhoneSegment`s, times in
+seconds), so nothing after reading cares which layout a corpus came in. Readers check
+what can be checked without audio (segment order, overlaps, labels, file existence);
+what needs the audio (length against the alignment) is checked at feature extraction.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asr_init.config import DATA_DIR
+from asr_init.errors import UserError
+
+SILENCE = "sil"
+# Segment order tolerance: CTMs written with 2-3 decimals round boundaries.
+_EPS = 1e-3
+
+
+@dataclass(frozen=True)
+class PhoneSegment:
+    """One aligned label: [start, end) in seconds from the start of the utterance."""
+
+    start: float
+    end: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One utterance: where its audio is and what was said when.
+
+    `start`/`end` select a region of the audio file (Kaldi `segments`); `end=None` means
+    to the end of the file. `split` is a layout's own split (TIMIT), or None.
+    """
+
+    id: str
+    speaker: str
+    audio: Path
+    segments: tuple[PhoneSegment, ...]
+    start: float = 0.0
+    end: float | None = None
+    split: str | None = None
+    source: str = ""  # the file the alignment came from, for error messages
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Utterances plus the label set they are written in (None: derive from training data)."""
+
+    layout: str
+    utterances: list[Utterance]
+    labels: tuple[str, ...] | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def read_label_map(path: Path) -> dict[str, str]:
+    """Read a two-column TSV (`from<TAB>to`), ignoring blank lines and `#` comments."""
+    mapping: dict[str, str] = {}
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise UserError(f"cannot read label map {path}: {exc.strerror}") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise UserError(f"{path}:{n}: expected 'from to', got {line!r}")
+        mapping[parts[0]] = parts[1]
+    return mapping
+
+
+def read_label_list(path: Path) -> tuple[str, ...]:
+    """Read one label per line (first column), ignoring blank lines and `#` comments."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise UserError(f"cannot read label list {path}: {exc.strerror}") from None
+    labels = [ln.split()[0] for ln in lines if ln.strip() and not ln.startswith("#")]
+    if not labels:
+        raise UserError(f"label list {path} is empty")
+    return tuple(dict.fromkeys(labels))
+
+
+def check_segments(utt_id: str, segments: list[PhoneSegment], source: str) -> None:
+    """Raise if segments are unsorted, overlapping or of non-positive length."""
+    prev_end = 0.0
+    for seg in segments:
+        if seg.end <= seg.start:
+            raise UserError(
+                f"{source}: utterance {utt_id}: segment {seg.label!r} at {seg.start:.3f}s has non-positive duration"
+            )
+        if seg.start < prev_end - _EPS:
+            raise UserError(
+                f"{source}: utterance {utt_id}: segment {seg.label!r} at {seg.start:.3f}s overlaps or precedes "
+                f"the previous one ending at {prev_end:.3f}s (segments must be sorted and non-overlapping)"
+            )
+        prev_end = seg.end
+
+
+def _read_table(path: Path, min_fields: int) -> list[list[str]]:
+    rows = []
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) < min_fields:
+            raise UserError(f"{path}:{n}: expected at least {min_fields} fields, got {line!r}")
+        rows.append(parts)
+    return rows
+
+
+# --- Kaldi-style data dir -------------------------------------------------------------
+
+
+def read_kaldi_dir(data_dir: Path, ctm: Path | None = None) -> Corpus:
+    """Read `wav.scp`, `utt2spk`, optional `segments`, and a phone CTM.
+
+    The CTM (`utt channel start duration phone`, times in seconds relative to the
+    utterance) defaults to `phones.ctm` in the data dir. Relative audio paths are taken
+    relative to the data dir. Piped commands (`cmd |`) are rejected, never executed.
+    """
+    data_dir = Path(data_dir)
+    wav_scp = data_dir / "wav.scp"
+    recordings: dict[str, Path] = {}
+    for n, line in enumerate(wav_scp.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        key, _, rest = line.strip().partition(" ")
+        rest = rest.strip()
+        if rest.endswith("|") or not rest:
+            why = (
+                "a piped command (asr-init never executes commands from wav.scp; convert the audio to files first)"
+                if rest
+                else "no audio path"
+            )
+            raise UserError(f"{wav_scp}:{n}: recording {key} has {why}")
+        path = Path(rest)
+        recordings[key] = path if path.is_absolute() else data_dir / path
+
+    utt2spk = {r[0]: r[1] for r in _read_table(data_dir / "utt2spk", 2)} if (data_dir / "utt2spk").exists() else None
+    if utt2spk is None:
+        raise UserError(f"{data_dir / 'utt2spk'} is missing (a Kaldi data dir needs wav.scp and utt2spk)")
+    spk2utt_path = data_dir / "spk2utt"
+    if spk2utt_path.exists():
+        for row in _read_table(spk2utt_path, 1):
+            if len(row) == 1:
+                raise UserError(f"{spk2utt_path}: speaker {row[0]} has no utterances")
+
+    regions: dict[str, tuple[str, float, float | None]] = {}
+    segments_path = data_dir / "segments"
+    if segments_path.exists():
+        for row in _read_table(segments_path, 4):
+            utt, rec, start, end = row[0], row[1], float(row[2]), float(row[3])
+            if rec not in recordings:
+                raise UserError(
+                    f"{segments_path}: utterance {utt} refers to recording {rec}, which is not in {wav_scp}"
+                )
+            regions[utt] = (rec, start, None if end < 0 else end)
+    else:
+        regions = {utt: (utt, 0.0, None) for utt in recordings}
+
+    ctm_path = Path(ctm) if ctm is not None else data_dir / "phones.ctm"
+    if not ctm_path.exists():
+        raise UserError(
+            f"phone alignment {ctm_path} is missing (give --ctm FILE with 'utt channel start duration phone' lines)"
+        )
+    aligned: dict[str, list[PhoneSegment]] = {}
+    for n, row in enumerate(_read_table(ctm_path, 5), 1):
+        try:
+            start, dur = float(row[2]), float(row[3])
+        except ValueError:
+            raise UserError(f"{ctm_path}: line {n}: start/duration {row[2]!r} {row[3]!r} are not numbers") from None
+        aligned.setdefault(row[0], []).append(PhoneSegment(start, start + dur, row[4]))
+
+    utterances = []
+    for utt, (rec, start, end) in sorted(regions.items()):
+        if utt not in utt2spk:
+            raise UserError(f"{data_dir / 'utt2spk'}: utterance {utt} has no speaker")
+        if utt not in aligned:
+            raise UserError(f"{ctm_path}: utterance {utt} has no alignment")
+        segs = aligned[utt]
+        check_segments(utt, segs, str(ctm_path))
+        utterances.append(Utterance(utt, utt2spk[utt], recordings[rec], tuple(segs), start, end, None, str(ctm_path)))
+    extra = sorted(set(aligned) - set(regions))
+    if extra:
+        raise UserError(f"{ctm_path}: utterance {extra[0]} is aligned but not in {wav_scp}/segments")
+    return Corpus("kaldi", utterances)
+
+
+# --- TIMIT ----------------------------------------------------------------------------
+
+
+def _find_ci(parent: Path, name: str) -> Path | None:
+    """A child of `parent` whose name matches `name` case-insensitively."""
+    for child in parent.iterdir():
+        if child.name.lower() == name.lower():
+            return child
+    return None
+
+
+def read_timit(root: Path, include_sa: bool = False) -> Corpus:
+    """Read TIMIT: `TRAIN|TEST/DR*/SPEAKER/UTT.WAV` with `.PHN` sample-index alignments.
+
+    Phones are folded 61 -> 39. Splits follow the standard protocol: TRAIN is train; the
+    24-speaker core test set is test; the 50-speaker dev set is dev; the other TEST
+    speakers get no split (unused). SA sentences are excluded unless `include_sa`.
+    """
+    root = Path(root)
+    folding = read_label_map(DATA_DIR / "timit_61_to_39.tsv")
+    core = set(read_label_list(DATA_DIR / "timit_core_test_speakers.txt"))
+    dev = set(read_label_list(DATA_DIR / "timit_dev_speakers.txt"))
+    utterances = []
+    for part in ("TRAIN", "TEST"):
+        part_dir = _find_ci(root, part)
+        if part_dir is None:
+            raise UserError(f"{root} has no {part}/ folder (TIMIT layout: TRAIN/ and TEST/ with DR1..DR8/SPEAKER/)")
+        for phn in sorted(p for p in part_dir.glob("*/*/*") if p.suffix.lower() == ".phn"):
+            spk = phn.parent.name.upper()
+            if phn.stem.upper().startswith("SA") and not include_sa:
+                continue
+            wav = next((p for p in phn.parent.iterdir() if p.stem == phn.stem and p.suffix.lower() == ".wav"), None)
+            if wav is None:
+                raise UserError(f"{phn}: no .WAV file beside it")
+            rate = 16000.0  # TIMIT .PHN sample indices are at 16 kHz
+            segs = []
+            for n, row in enumerate(_read_table(phn, 3), 1):
+                label = row[2].lower()
+                if label not in folding:
+                    raise UserError(f"{phn}:{n}: phone {row[2]!r} is not a TIMIT phone (see data/timit_61_to_39.tsv)")
+                segs.append(PhoneSegment(int(row[0]) / rate, int(row[1]) / rate, folding[label]))
+            utt_id = f"{spk}_{phn.stem.upper()}"
+            check_segments(utt_id, segs, str(phn))
+            if part == "TRAIN":
+                split = "train"
+            else:
+                split = "test" if spk in core else "dev" if spk in dev else None
+            utterances.append(Utterance(utt_id, spk, wav, tuple(segs), split=split, source=str(phn)))
+    if not utterances:
+        raise UserError(f"{root}: no .PHN/.WAV pairs found under TRAIN/ and TEST/")
+    return Corpus("timit", utterances, labels=read_label_list(DATA_DIR / "phones39.txt"))
+
+
+# --- Audio + TextGrid (Montreal Forced Aligner output) -------------------------------
+
+_AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".sph", ".aiff", ".aif")
+
+
+def read_textgrid_dir(root: Path, tier: str = "phones") -> Corpus:
+    """Read a folder of audio files with a Praat TextGrid beside each (MFA layout).
+
+    The speaker is the name of the folder holding the file (MFA's `speaker/utt.wav`);
+    files directly under `root` use the part of the name before the first `_` or `-`.
+    Empty intervals are silence. TextGrids are parsed with praatio.
+    """
+    from praatio import textgrid as tgio
+
+    root = Path(root)
+    utterances = []
+    for tg_path in sorted(root.rglob("*.TextGrid")):
+        audio = next((tg_path.with_suffix(s) for s in _AUDIO_SUFFIXES if tg_path.with_suffix(s).exists()), None)
+        if audio is None:
+            raise UserError(f"{tg_path}: no audio file ({'/'.join(_AUDIO_SUFFIXES)}) beside it")
+        try:
+            tg = tgio.openTextgrid(str(tg_path), includeEmptyIntervals=False)
+        except Exception as exc:  # praatio raises several types on malformed files
+            raise UserError(f"{tg_path}: cannot parse TextGrid ({exc})") from None
+        if tier not in tg.tierNames:
+            raise UserError(
+                f"{tg_path}: no tier named {tier!r} (tiers: {', '.join(tg.tierNames)}); choose one with --tier"
+            )
+        segs = [
+            PhoneSegment(float(e.start), float(e.end), e.label.strip())
+            for e in tg.getTier(tier).entries
+            if e.label.strip()
+        ]
+        if tg_path.parent == root:
+            speaker = re.split(r"[_-]", tg_path.stem)[0]
+        else:
+            speaker = tg_path.parent.name
+        utt_id = f"{speaker}_{tg_path.stem}" if not tg_path.stem.startswith(speaker) else tg_path.stem
+        check_segments(utt_id, segs, str(tg_path))
+        utterances.append(Utterance(utt_id, speaker, audio, tuple(segs), source=str(tg_path)))
+    return Corpus("textgrid", utterances)
+
+
+def detect_layout(path: Path) -> str:
+    """Name the layout of a corpus folder, or raise a UserError saying what was expected."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"corpus {path} is not a folder")
+    if (path / "wav.scp").exists():
+        return "kaldi"
+    if _find_ci(path, "TRAIN") is not None and _find_ci(path, "TEST") is not None:
+        return "timit"
+    if next(path.rglob("*.TextGrid"), None) is not None:
+        return "textgrid"
+    raise UserError(
+        f"unknown corpus layout at {path}: expected a Kaldi data dir (wav.scp, utt2spk, phones.ctm), "
+        "a TIMIT tree (TRAIN/, TEST/) or audio files with .TextGrid alignments"
+    )
+
+
+def read_corpus(path: Path, ctm: Path | None = None, tier: str = "phones", include_sa: bool = False) -> Corpus:
+    """Detect the layout of `path` and read it."""
+    layout = detect_layout(path)
+    if layout == "kaldi":
+        return read_kaldi_dir(path, ctm)
+    if layout == "timit":
+        return read_timit(path, include_sa)
+    return read_textgrid_dir(path, tier)

@@ -1,0 +1,1 @@
+"""Hybrid decoding and the evaluation of a model (frame accuracy, phone error rate)."""

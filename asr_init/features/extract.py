@@ -1,0 +1,530 @@
+"""The `extract` stage: a corpus into a feature store.
+
+Two passes. Pass 1 (a process pool) reads each utterance's audio, computes MFCC +
+deltas and frame targets, and appends them to shards in corpus order, accumulating
+per-speaker sums. Pass 2 normalises the shards in place (per-speaker or per-utterance
+mean/variance), then the train-split statistics are written. All of it happens in a
+temporary folder beside the output, renamed into place only when complete.
+
+The sample rate is the corpus's own unless `--sample-rate` says otherwise: the rate most
+of its audio files have (read from their headers), at most 16 kHz, with the other files
+resampled to it. The mel filterbank spans `--low-freq` to `--high-freq` (default: the
+Nyquist frequency). Pass 1 also sums each mel band's power, so the summary can say
+whether every band carries signal (`mel_band_db`): a band more than 60 dB below the
+strongest holds nothing but resampling residue, as the bands above 4 kHz of 8 kHz
+speech upsampled to 16 kHz do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import random
+import shutil
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from asr_init.config import ConfigBase
+from asr_init.corpora.readers import SILENCE, Corpus, Utterance, read_corpus, read_label_list, read_label_map
+from asr_init.environment import environment
+from asr_init.errors import UserError
+from asr_init.features.mfcc import (
+    STATES_PER_PHONE,
+    MfccConfig,
+    frame_targets,
+    load_audio,
+    mel_band_edges,
+    mel_power,
+    mfcc_with_deltas,
+    read_sample_rates,
+)
+from asr_init.features.store import SPLITS, StoreWriter, shard_name
+from asr_init.io import read_json, refuse_output_over_inputs, write_json_atomic
+from asr_init.progress import console, progress_bar
+
+CMVN_MODES = ("speaker", "utterance", "none")
+MIN_SAMPLE_RATE = 8000
+# The default rate is the corpus's own up to this: wideband ASR features stop at 8 kHz
+# (16 kHz is TIMIT's rate and Kaldi's default --sample-frequency), and the embedded corpus,
+# synthesised at eSpeak NG's 22,050 Hz, has always been extracted at 16 kHz.
+MAX_DEFAULT_SAMPLE_RATE = 16000
+# A mel band whose long-term power is this far below the strongest band's carries no
+# signal. Speech keeps every band within about 40 dB of the strongest (the embedded
+# corpus: 29 dB at most); the bands above 4 kHz of 8 kHz audio upsampled to 16 kHz by
+# soxr lie 91-113 dB below it (measured on the tests' synthetic audio).
+EMPTY_BAND_DB = -60.0
+
+
+@dataclass
+class ExtractConfig(ConfigBase):
+    """Settings of `asr-init extract` (see `asr-init extract --help`)."""
+
+    sample_rate: int | None = None  # None: the corpus's own rate (most files'), at most 16 kHz
+    low_freq: float = 20.0  # lower edge of the mel filterbank, Hz
+    high_freq: float | None = None  # upper edge, Hz; None: the Nyquist frequency
+    cmvn: str = "speaker"
+    dev_fraction: float = 0.1
+    test_fraction: float = 0.1
+    dev_speakers: list[str] = field(default_factory=list)
+    test_speakers: list[str] = field(default_factory=list)
+    seed: int = 0
+    phones: str | None = None  # a label list: labels outside it are an error
+    phone_map: str | None = None  # a folding map "from to": labels outside it are an error
+    ctm: str | None = None
+    tier: str = "phones"
+    include_sa: bool = False
+    silence: str = SILENCE
+    skip_bad: bool = False
+    shard_frames: int = 200_000
+    jobs: int = 2
+
+    def validate(self) -> None:
+        self._check(
+            self.sample_rate is None or self.sample_rate >= MIN_SAMPLE_RATE,
+            "sample_rate",
+            f"--sample-rate must be at least {MIN_SAMPLE_RATE} Hz",
+        )
+        self._check(self.low_freq >= 0, "low_freq", "--low-freq must be at least 0 Hz")
+        self._check(
+            self.high_freq is None or self.high_freq > 0,
+            "high_freq",
+            "--high-freq must be a positive frequency in Hz (Kaldi's negative values, "
+            "offsets from the Nyquist frequency, are not accepted)",
+        )
+        self._check(
+            self.high_freq is None or self.low_freq < self.high_freq,
+            "low_freq",
+            f"--low-freq must be below --high-freq {self.high_freq} Hz",
+        )
+        if self.sample_rate is not None:
+            self.mfcc(self.sample_rate)  # the edges against this rate's Nyquist frequency
+        self._check(self.cmvn in CMVN_MODES, "cmvn", f"must be one of {', '.join(CMVN_MODES)}")
+        self._check(0 <= self.dev_fraction < 1, "dev_fraction", "must be in [0, 1)")
+        self._check(0 <= self.test_fraction < 1, "test_fraction", "must be in [0, 1)")
+        self._check(
+            self.dev_fraction + self.test_fraction < 1,
+            "test_fraction",
+            "dev + test fractions must leave speakers for training",
+        )
+        self._check(self.shard_frames > 0, "shard_frames", "must be positive")
+        self._check(self.jobs >= 1, "jobs", "must be at least 1")
+        overlap = set(self.dev_speakers) & set(self.test_speakers)
+        self._check(not overlap, "dev_speakers", f"speaker(s) {', '.join(sorted(overlap))} also in test_speakers")
+
+    def mfcc(self, sample_rate: int) -> MfccConfig:
+        """The feature settings at `sample_rate` (the resolved rate), the filterbank's edges
+        checked against its Nyquist frequency."""
+        nyquist = sample_rate / 2
+        high = nyquist if self.high_freq is None else float(self.high_freq)
+        rate_from = "" if self.sample_rate is not None else " (the corpus's own rate; --sample-rate sets another)"
+        self._check(
+            high <= nyquist,
+            "high_freq",
+            f"--high-freq must be at most the Nyquist frequency, {nyquist:g} Hz at {sample_rate} Hz{rate_from}",
+        )
+        self._check(
+            self.low_freq < high,
+            "low_freq",
+            f"--low-freq must be below the filterbank's upper edge, {high:g} Hz (--high-freq)",
+        )
+        return MfccConfig(sample_rate=sample_rate, fmin=float(self.low_freq), fmax=high)
+
+
+def resolve_sample_rate(file_rates: dict[Path, int], requested: int | None, corpus_path: Path) -> int:
+    """The extraction rate: `requested`, or the rate most audio files have, capped at
+    MAX_DEFAULT_SAMPLE_RATE (a tie goes to the lower rate: every band then has signal in every file)."""
+    if requested is not None:
+        return requested
+    if not file_rates:
+        raise UserError(
+            f"no audio file of {corpus_path} can be read to find the corpus's sample rate; "
+            "check the audio paths, or give --sample-rate"
+        )
+    counts = Counter(file_rates.values())
+    rate = min(counts, key=lambda r: (-counts[r], r))
+    if rate < MIN_SAMPLE_RATE:
+        raise UserError(
+            f"most audio files of {corpus_path} are at {rate} Hz, below the lowest rate extract "
+            f"accepts ({MIN_SAMPLE_RATE} Hz); give --sample-rate {MIN_SAMPLE_RATE} to upsample them"
+        )
+    return min(rate, MAX_DEFAULT_SAMPLE_RATE)
+
+
+def _warn_upsampling(file_rates: dict[Path, int], rate: int) -> None:
+    """One warning when files below the extraction rate are upsampled: their mel bands
+    above their own Nyquist frequency will hold no signal."""
+    low = Counter(r for r in file_rates.values() if r < rate)
+    if not low:
+        return
+    rates = ", ".join(f"{r} Hz" for r in sorted(low))
+    console.print(
+        f"[yellow]warning: {sum(low.values())} of {len(file_rates)} audio files ({rates}) are upsampled to "
+        f"{rate} Hz, and their mel bands above {max(low) / 2:g} Hz hold no signal; "
+        f"--sample-rate {min(low)} keeps every band filled in every file.",
+        highlight=False,
+    )
+
+
+def assign_splits(corpus: Corpus, config: ExtractConfig) -> dict[str, str | None]:
+    """Speaker -> split. Explicit lists win, then the layout's own split, then fractions.
+
+    With fractions, speakers are shuffled with the seed; dev and test get
+    round(fraction * speakers) each, at least one when the fraction is positive.
+    """
+    speakers = sorted({u.speaker for u in corpus.utterances})
+    if config.dev_speakers or config.test_speakers:
+        for spk in config.dev_speakers + config.test_speakers:
+            if spk not in speakers:
+                raise UserError(
+                    f"speaker {spk} has no utterances in the corpus (known: {', '.join(speakers[:10])}{' ...' if len(speakers) > 10 else ''})"
+                )
+        return {
+            s: "dev" if s in config.dev_speakers else "test" if s in config.test_speakers else "train" for s in speakers
+        }
+    if corpus.layout == "timit":
+        return {u.speaker: u.split for u in corpus.utterances}
+    order = speakers[:]
+    random.Random(config.seed).shuffle(order)
+
+    def count(fraction: float) -> int:
+        return 0 if fraction == 0 else max(1, round(fraction * len(order)))
+
+    n_test, n_dev = count(config.test_fraction), count(config.dev_fraction)
+    if n_test + n_dev >= len(order):
+        raise UserError(
+            f"the corpus has {len(order)} speakers, too few for {n_dev} dev + {n_test} test speakers and a train set; lower --dev-fraction/--test-fraction"
+        )
+    split = {s: "test" for s in order[:n_test]}
+    split.update({s: "dev" for s in order[n_test : n_test + n_dev]})
+    split.update({s: "train" for s in order[n_test + n_dev :]})
+    return split
+
+
+def fold_labels(corpus: Corpus, map_path: Path) -> Corpus:
+    """Rewrite every segment label through a folding map; a label outside it is an error."""
+    mapping = read_label_map(map_path)
+    utterances = []
+    for utt in corpus.utterances:
+        segs = []
+        for seg in utt.segments:
+            if seg.label not in mapping:
+                raise UserError(
+                    f"{utt.source}: utterance {utt.id} has label {seg.label!r}, which is not in the folding map {map_path}"
+                )
+            segs.append(dataclasses.replace(seg, label=mapping[seg.label]))
+        utterances.append(dataclasses.replace(utt, segments=tuple(segs)))
+    labels = tuple(dict.fromkeys(mapping.values()))
+    return dataclasses.replace(corpus, utterances=utterances, labels=labels if corpus.labels is None else corpus.labels)
+
+
+def label_inventory(corpus: Corpus, splits: dict[str, str | None], config: ExtractConfig) -> list[str]:
+    """The label set: a given list, the layout's (or folding map's) own, or the labels of the training alignments."""
+    fixed = read_label_list(Path(config.phones)) if config.phones else corpus.labels
+    if fixed is not None:
+        allowed = set(fixed)
+        for utt in corpus.utterances:
+            for seg in utt.segments:
+                if seg.label not in allowed:
+                    source = config.phones or "the layout's phone set"
+                    raise UserError(
+                        f"{utt.source}: utterance {utt.id} has label {seg.label!r}, which is not in {source}"
+                    )
+        labels = list(fixed)
+    else:
+        train_labels = {s.label for u in corpus.utterances if splits.get(u.speaker) == "train" for s in u.segments}
+        for utt in corpus.utterances:
+            for seg in utt.segments:
+                if (
+                    seg.label not in train_labels
+                    and splits.get(utt.speaker) is not None
+                    and seg.label != config.silence
+                ):
+                    raise UserError(
+                        f"{utt.source}: utterance {utt.id} ({splits[utt.speaker]}) has label {seg.label!r}, which never occurs in the training alignments"
+                    )
+        labels = sorted(train_labels)
+    if config.silence not in labels:
+        labels.append(config.silence)
+    return labels
+
+
+# Worker state, set once per process by _init_worker.
+_W: dict = {}
+
+
+def _init_worker(
+    mfcc: MfccConfig, label_ids: dict[str, int], silence: str, per_utt_cmvn: bool, one_thread: bool = True
+) -> None:
+    if one_thread:
+        # One BLAS thread per worker: the pool already uses every core, and oversubscribed
+        # BLAS threads made extraction 1.8x slower on 2 cores.
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    _W.update(mfcc=mfcc, label_ids=label_ids, silence=silence, per_utt_cmvn=per_utt_cmvn)
+
+
+@contextmanager
+def _mapper(jobs: int, initargs: tuple):
+    """A map over utterances: a process pool, or in this process for jobs=1."""
+    if jobs == 1:
+        _init_worker(*initargs, one_thread=False)
+        yield map
+        return
+    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=initargs) as pool:
+        yield functools.partial(pool.map, chunksize=8)
+
+
+def _process(utt: Utterance):
+    """Worker: (features, phones, states, duration, per-band mel power summed over the
+    frames (n_mels,)) for one utterance, or the error text."""
+    try:
+        audio = load_audio(utt, _W["mfcc"].sample_rate)
+        mel = mel_power(audio, _W["mfcc"])
+        feats = mfcc_with_deltas(audio, _W["mfcc"], mel)
+        if _W["per_utt_cmvn"]:
+            feats = (feats - feats.mean(0)) / np.sqrt(feats.var(0) + 1e-8)
+        phones, states = frame_targets(
+            utt.segments, len(feats), _W["mfcc"].hop_ms / 1000, _W["label_ids"], _W["silence"]
+        )
+        band_power = mel.sum(axis=1, dtype=np.float64)
+        return feats.astype(np.float32), phones, states, len(audio) / _W["mfcc"].sample_rate, band_power
+    except UserError as exc:
+        return str(exc)
+
+
+def _merge_repeats(labels: list[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for lab in labels:
+        if not out or out[-1] != lab:
+            out.append(lab)
+    return tuple(out)
+
+
+def _normalise_by_speaker(path: Path, writer: StoreWriter, sums: dict[str, np.ndarray]) -> None:
+    """Pass 2: apply per-speaker mean/variance normalisation to the shards in place."""
+    stats = {}
+    for spk, acc in sums.items():
+        n, s, ss = acc[0, 0], acc[1], acc[2]
+        mean = s / n
+        stats[spk] = (mean, np.sqrt(np.maximum(ss / n - mean**2, 1e-8)))
+    for shard in sorted({r.shard for r in writer.records}):
+        feats = np.load(path / shard_name("feats", shard), mmap_mode="r+")
+        for rec in (r for r in writer.records if r.shard == shard):
+            mean, std = stats[rec.speaker]
+            block = feats[rec.offset : rec.offset + rec.frames]
+            block[:] = ((block - mean) / std).astype(np.float32)
+        feats.flush()
+        del feats
+
+
+def _global_stats(path: Path, writer: StoreWriter, dim: int) -> dict:
+    """Per-dimension mean/std over the train split (float64 accumulation), one read per shard."""
+    n, s, ss = 0, np.zeros(dim), np.zeros(dim)
+    for shard in sorted({r.shard for r in writer.records}):
+        feats = np.load(path / shard_name("feats", shard), mmap_mode="r")
+        for rec in (r for r in writer.records if r.shard == shard and r.split == "train"):
+            x = feats[rec.offset : rec.offset + rec.frames].astype(np.float64)
+            n += len(x)
+            s += x.sum(0)
+            ss += (x**2).sum(0)
+        del feats
+    if n == 0:
+        raise UserError("no training frames were extracted; check the split settings and --skip-bad report")
+    mean = s / n
+    return {"mean": mean.tolist(), "std": np.sqrt(np.maximum(ss / n - mean**2, 1e-8)).tolist(), "train_frames": n}
+
+
+def _same_store(old: dict, new: dict) -> bool:
+    """Whether a store's config.json describes the store `new` settings would make.
+
+    The corpus and the extraction settings must match, with the rate and filterbank
+    compared as resolved (--sample-rate 8000 and the default on an 8 kHz corpus make the
+    same store); the versions record does not count. Stores written before the rate
+    could be left to the corpus recorded sample_rate in "extract" and no low/high_freq:
+    their "mfcc" record holds what those resolved to.
+    """
+    given = ("sample_rate", "low_freq", "high_freq")
+    if old.get("corpus") != new["corpus"] or "mfcc" not in old:
+        return False
+    old_extract = {k: v for k, v in old.get("extract", {}).items() if k not in given}
+    new_extract = {k: v for k, v in new["extract"].items() if k not in given}
+    return old_extract == new_extract and MfccConfig.from_dict(old["mfcc"]) == MfccConfig.from_dict(new["mfcc"])
+
+
+def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool = False) -> dict:
+    """Extract `corpus_path` into a feature store at `out_dir`; returns the summary.
+
+    An existing complete store made with the same corpus and settings is left as it is
+    (the stage is done); a different one is replaced only with `force`.
+    """
+    config.validate()
+    corpus_path, out_dir = Path(corpus_path).resolve(), Path(out_dir)
+    corpus = read_corpus(
+        corpus_path, ctm=Path(config.ctm) if config.ctm else None, tier=config.tier, include_sa=config.include_sa
+    )
+    if not corpus.utterances:
+        raise UserError(f"corpus {corpus_path} has no utterances")
+    file_rates = read_sample_rates(u.audio for u in corpus.utterances)
+    rate = resolve_sample_rate(file_rates, config.sample_rate, corpus_path)
+    mfcc = config.mfcc(rate)
+    settings = {"corpus": str(corpus_path), "extract": config.to_dict(), "mfcc": mfcc.to_dict()}
+    refuse_output_over_inputs(out_dir, {"corpus": corpus_path})
+    if out_dir.exists():
+        done = (out_dir / "summary.json").exists() and (out_dir / "config.json").exists()
+        if done and not force and _same_store(read_json(out_dir / "config.json"), settings):
+            console.print(
+                f"[green]{out_dir} is already complete with these settings; nothing to do (use --force to redo)"
+            )
+            return read_json(out_dir / "summary.json")
+        if not force:
+            why = "was made with other settings" if done else "is not a complete feature store"
+            raise UserError(
+                f"output {out_dir} already exists and {why}; use --force to replace it or choose another --out"
+            )
+
+    if config.phone_map:
+        corpus = fold_labels(corpus, Path(config.phone_map))
+    splits = assign_splits(corpus, config)
+    labels = label_inventory(corpus, splits, config)
+    label_ids = {lab: i for i, lab in enumerate(labels)}
+    utterances = [u for u in corpus.utterances if splits.get(u.speaker) is not None]
+    used_rates = {u.audio: file_rates[u.audio] for u in utterances if u.audio in file_rates}
+    _warn_upsampling(used_rates, rate)
+
+    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        writer = StoreWriter(tmp, config.shard_frames)
+        sums: dict[str, np.ndarray] = {}
+        band_power = np.zeros(mfcc.n_mels)
+        resampled = 0
+        problems: list[str] = []
+        t0 = time.perf_counter()
+        initargs = (mfcc, label_ids, config.silence, config.cmvn == "utterance")
+        with _mapper(config.jobs, initargs) as mapper, progress_bar() as bar:
+            task = bar.add_task("extracting", total=len(utterances), unit="utt")
+            for utt, result in zip(utterances, mapper(_process, utterances)):
+                bar.advance(task)
+                if isinstance(result, str):
+                    if not config.skip_bad:
+                        raise UserError(result + " (use --skip-bad to skip such utterances and report them)")
+                    problems.append(result)
+                    console.print(f"[yellow]skipped: {result}")
+                    continue
+                feats, phones, states, duration, power = result
+                transcript = _merge_repeats([s.label for s in utt.segments])
+                writer.add(utt.id, utt.speaker, splits[utt.speaker], duration, feats, phones, states, transcript)
+                acc = sums.setdefault(utt.speaker, np.zeros((3, mfcc.dim)))
+                acc[0] += len(feats)
+                acc[1] += feats.sum(0, dtype=np.float64)
+                acc[2] += (feats.astype(np.float64) ** 2).sum(0)
+                band_power += power
+                resampled += file_rates.get(utt.audio) != rate
+        writer.close()
+        if not writer.records:
+            raise UserError(f"no utterance of {corpus_path} could be extracted")
+        if config.cmvn == "speaker":
+            _normalise_by_speaker(tmp, writer, sums)
+        stats = _global_stats(tmp, writer, mfcc.dim)
+        elapsed = time.perf_counter() - t0
+
+        (tmp / "phones.txt").write_text("".join(f"{i} {lab}\n" for i, lab in enumerate(labels)))
+        (tmp / "states.txt").write_text(
+            "".join(
+                f"{i * STATES_PER_PHONE + k} {lab}_{k}\n"
+                for i, lab in enumerate(labels)
+                for k in range(STATES_PER_PHONE)
+            )
+        )
+        versions = environment()
+        write_json_atomic(tmp / "config.json", settings | {"versions": versions})
+        write_json_atomic(tmp / "stats.json", stats)
+        summary = _summary(writer, corpus.layout, problems, elapsed) | {
+            "sample_rate": rate,
+            "low_freq": mfcc.fmin,
+            "high_freq": mfcc.fmax,
+            "source_rates": {str(r): n for r, n in sorted(Counter(used_rates.values()).items())},
+            "resampled_utterances": int(resampled),
+            **_band_levels(band_power, mfcc),
+            "versions": versions,
+        }
+        write_json_atomic(tmp / "summary.json", summary)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _warn_empty_bands(summary, mfcc)
+    return summary
+
+
+def _band_levels(band_power: np.ndarray, mfcc: MfccConfig) -> dict:
+    """Each mel band's long-term power in dB below the strongest band's (floored at -200 dB),
+    and the bands (1-based) more than EMPTY_BAND_DB below it: those carry no signal."""
+    peak = float(band_power.max())
+    if peak <= 0:  # silence throughout: every band is equally empty
+        return {"mel_band_db": [0.0] * len(band_power), "empty_mel_bands": []}
+    db = 10 * np.log10(np.maximum(band_power, peak * 1e-20) / peak)
+    return {
+        "mel_band_db": [round(float(v), 2) for v in db],
+        "empty_mel_bands": [i + 1 for i, v in enumerate(db) if v < EMPTY_BAND_DB],
+    }
+
+
+def _warn_empty_bands(summary: dict, mfcc: MfccConfig) -> None:
+    """Warn when mel bands carry no signal, naming their frequencies and the fix."""
+    empty = summary["empty_mel_bands"]
+    if not empty:
+        return
+    edges = mel_band_edges(mfcc)
+    lowest = min(empty)
+    console.print(
+        f"[yellow]warning: {len(empty)} of {mfcc.n_mels} mel bands (bands {', '.join(map(str, empty))}, from "
+        f"{edges[lowest - 1]:.0f} Hz) carry no signal: their power is more than {-EMPTY_BAND_DB:g} dB below the "
+        f"strongest band's (summary.json: mel_band_db). The audio holds nothing there (upsampled, or recorded "
+        f"band-limited); --high-freq {edges[lowest - 1]:.0f} or a lower --sample-rate puts every band where "
+        f"there is signal.",
+        highlight=False,
+    )
+
+
+def _summary(writer: StoreWriter, layout: str, problems: list[str], elapsed: float) -> dict:
+    per_split = {}
+    for split in SPLITS:
+        recs = [r for r in writer.records if r.split == split]
+        per_split[split] = {
+            "utterances": len(recs),
+            "speakers": len({r.speaker for r in recs}),
+            "frames": sum(r.frames for r in recs),
+            "hours": sum(r.duration for r in recs) / 3600,
+        }
+    hours = sum(r.duration for r in writer.records) / 3600
+    return {
+        "layout": layout,
+        "splits": per_split,
+        "utterances": len(writer.records),
+        "hours": hours,
+        "skipped": problems,
+        "seconds": elapsed,
+        "x_real_time": hours * 3600 / max(elapsed, 1e-9),
+    }
+
+
+def summary_table(summary: dict):
+    """A rich table of a store summary."""
+    from rich.table import Table
+
+    table = Table(title=f"feature store ({summary['layout']} corpus)")
+    for col in ("split", "speakers", "utterances", "hours", "frames"):
+        table.add_column(col, justify="right")
+    for split, s in summary["splits"].items():
+        table.add_row(split, str(s["speakers"]), str(s["utterances"]), f"{s['hours']:.3f}", f"{s['frames']:,}")
+    return table

@@ -1,0 +1,228 @@
+"""The input pipeline shared by pre-training, fine-tuning and evaluation.
+
+Frames are normalised to N(0, 1) per dimension with the store's train statistics and
+spliced +-K frames within their utterance (edge frames repeated), giving
+(2K + 1) * 39 inputs, frame-major: [x(t-K), ..., x(t), ..., x(t+K)]. With `squash`
+(a Bernoulli first RBM layer) the inputs are passed through the logistic function so
+that they are probabilities in (0, 1).
+
+Training reads frames through a `FrameBuffer`: utterances in a seeded random order
+are packed into a buffer of at most `buffer_frames` unspliced frames, the buffer is
+shuffled at frame level, and mini-batches are spliced on the fly by index arithmetic
+clipped to each frame's utterance. Memory is bounded by the buffer, not the corpus
+(Kaldi nnet1 does the same with its randomiser buffer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from asr_init.errors import UserError
+from asr_init.features.mfcc import MfccConfig
+from asr_init.features.store import FeatureStore, UttRecord
+
+# Feature settings that `asr-init extract` options set: (option, name in messages).
+_OPTION = {
+    "sample_rate": ("--sample-rate", "sample rate"),
+    "fmin": ("--low-freq", "low freq"),
+    "fmax": ("--high-freq", "high freq"),
+}
+
+
+def _describe(name: str, value) -> str:
+    """'sample rate 16000 Hz' for a feature setting named in an error message."""
+    if name in _OPTION:
+        return f"{_OPTION[name][1]} {value:g} Hz"
+    return f"{name} {value:g}" if isinstance(value, (int, float)) else f"{name} {value}"
+
+
+@dataclass(frozen=True)
+class FeaturePipeline:
+    """Splice context and normalisation statistics: enough to turn store frames into inputs.
+
+    `feature_config` holds the settings the store's frames were computed with (sample rate, mel
+    filterbank, ...): a model applies only to frames computed the same way. None for
+    models trained before stores recorded them, or on stores made without `extract`.
+    """
+
+    splice: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    squash: bool = False
+    feature_config: MfccConfig | None = None
+
+    @classmethod
+    def from_store(cls, store: FeatureStore, splice: int, squash: bool = False) -> FeaturePipeline:
+        if splice < 0:
+            raise UserError(f"invalid splice {splice}: must be >= 0")
+        return cls(splice, tuple(map(float, store.mean)), tuple(map(float, store.std)), squash, store.feature_config)
+
+    @property
+    def base_dim(self) -> int:
+        return len(self.mean)
+
+    @property
+    def dim(self) -> int:
+        return self.base_dim * (2 * self.splice + 1)
+
+    def to_dict(self) -> dict:
+        return {
+            "splice": self.splice,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "squash": self.squash,
+            "features": None if self.feature_config is None else self.feature_config.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FeaturePipeline:
+        features = MfccConfig.from_dict(d["features"]) if d.get("features") else None
+        return cls(int(d["splice"]), tuple(d["mean"]), tuple(d["std"]), bool(d.get("squash", False)), features)
+
+    def check_store(self, store: FeatureStore, where: str) -> None:
+        """Raise if `store`'s frames do not fit this pipeline: computed at another sample rate
+        or with other feature settings (checked where both sides record them), or of
+        another dimension. Every stage that applies a model to a store calls this."""
+        if self.feature_config is not None and store.feature_config is not None:
+            diffs = self.feature_config.differences(store.feature_config)
+            if diffs:
+                ours = ", ".join(_describe(name, a) for name, a, _ in diffs)
+                theirs = ", ".join(_describe(name, b) for name, _, b in diffs)
+                if all(name in _OPTION for name, _, _ in diffs):
+                    fix = "extract the corpus with " + " ".join(f"{_OPTION[name][0]} {a:g}" for name, a, _ in diffs)
+                else:
+                    fix = "extract the corpus with the model's feature settings"
+                raise UserError(
+                    f"{where} was trained on features with {ours}, but store {store.path} has {theirs}; "
+                    f"{fix} to use this model on it"
+                )
+        if store.dim != self.base_dim:
+            raise UserError(
+                f"{where} expects {self.base_dim}-dim frames (splice {self.splice} -> {self.dim} inputs) "
+                f"but store {store.path} has {store.dim}-dim frames"
+            )
+
+    def normalise(self, feats: np.ndarray) -> np.ndarray:
+        mean = np.asarray(self.mean, np.float32)
+        std = np.asarray(self.std, np.float32)
+        out = np.empty(np.shape(feats), np.float32)  # row-major, whatever the input's layout:
+        np.subtract(feats, mean, out=out, casting="unsafe")  # frames are gathered by row
+        out /= std
+        return out
+
+    def utterance(self, feats: np.ndarray) -> torch.Tensor:
+        """(frames, base_dim) store frames -> (frames, dim) spliced, normalised inputs."""
+        x = torch.from_numpy(self.normalise(feats))
+        n = len(x)
+        lo = torch.zeros(n, dtype=torch.long)
+        hi = torch.full((n,), n - 1, dtype=torch.long)
+        return self.finish(splice_frames(x, torch.arange(n), lo, hi, self.splice))
+
+    def finish(self, spliced: torch.Tensor) -> torch.Tensor:
+        """The last step on spliced inputs: the logistic squash, if any (in place)."""
+        return spliced.sigmoid_() if self.squash else spliced
+
+
+def splice_frames(x: torch.Tensor, idx: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, k: int) -> torch.Tensor:
+    """Gather frames idx-K..idx+K of `x` (N, d), clipped to [lo, hi] per frame -> (B, (2K+1) d)."""
+    offsets = torch.arange(-k, k + 1, device=x.device)
+    rows = (idx[:, None] + offsets[None, :]).clamp(min=lo[:, None], max=hi[:, None])
+    return x.index_select(0, rows.view(-1)).view(len(idx), -1)  # index_select: 3x faster than x[rows]
+
+
+class FrameBuffer:
+    """Seeded frame-level shuffling of a split through a bounded buffer.
+
+    Iterating yields (inputs, targets) mini-batches on `device`: inputs (B, dim) float32,
+    targets (B,) int64 (state or phone ids, or None). The order depends only on the
+    seed and epoch, so a run can be resumed at any batch.
+    """
+
+    def __init__(
+        self,
+        store: FeatureStore,
+        records: list[UttRecord],
+        pipeline: FeaturePipeline,
+        batch_size: int,
+        buffer_frames: int = 500_000,
+        targets: str | None = None,
+        device: str | torch.device = "cpu",
+    ):
+        if not records:
+            raise UserError(f"store {store.path} has no utterances in the requested split")
+        self.store, self.records, self.pipeline = store, records, pipeline
+        self.batch_size, self.buffer_frames = batch_size, max(buffer_frames, batch_size)
+        self.targets, self.device = targets, torch.device(device)
+        self.num_frames = sum(r.frames for r in records)
+
+    def _buffers(self, rng: np.random.Generator) -> Iterator[list[UttRecord]]:
+        order = rng.permutation(len(self.records))
+        chunk, size = [], 0
+        for i in order:
+            chunk.append(self.records[i])
+            size += self.records[i].frames
+            if size >= self.buffer_frames:
+                yield chunk
+                chunk, size = [], 0
+        if chunk:
+            yield chunk
+
+    def _load(self, chunk: list[UttRecord]):
+        feats = np.concatenate([self.store.features(r) for r in chunk])
+        self.store.release()  # unmap the shards: resident memory stays bounded by the buffer
+        x = torch.from_numpy(self.pipeline.normalise(feats)).to(self.device)
+        lengths = torch.tensor([r.frames for r in chunk])
+        starts = torch.cumsum(lengths, 0) - lengths
+        lo = torch.repeat_interleave(starts, lengths).to(self.device)
+        hi = torch.repeat_interleave(starts + lengths - 1, lengths).to(self.device)
+        y = None
+        if self.targets is not None:
+            get = self.store.state_targets if self.targets == "states" else self.store.phone_targets
+            y = torch.from_numpy(np.concatenate([get(r) for r in chunk]).astype(np.int64)).to(self.device)
+        return x, lo, hi, y
+
+    def batches(self, seed: int, epoch: int, max_frames: int | None = None, skip: int = 0):
+        """Mini-batches of one epoch; `skip` drops the first batches (for resuming)."""
+        rng = np.random.default_rng([seed, epoch])
+        limit = self.num_frames if max_frames is None else min(max_frames, self.num_frames)
+        seen, index = 0, 0
+        for chunk in self._buffers(rng):
+            x, lo, hi, y = self._load(chunk)
+            perm = torch.from_numpy(rng.permutation(len(x))).to(self.device)
+            for b in range(0, len(perm), self.batch_size):
+                if seen >= limit:
+                    return
+                idx = perm[b : b + self.batch_size][: limit - seen]
+                seen += len(idx)
+                index += 1
+                if index <= skip:
+                    continue
+                inputs = self.pipeline.finish(
+                    splice_frames(x, idx, lo.index_select(0, idx), hi.index_select(0, idx), self.pipeline.splice)
+                )
+                yield inputs, (y.index_select(0, idx) if y is not None else None)
+
+
+def sample_frames(store: FeatureStore, pipeline: FeaturePipeline, split: str, num: int, seed: int) -> torch.Tensor:
+    """Up to `num` spliced, normalised frames drawn at random from `split` -> (num, dim)."""
+    records = store.split(split)
+    if not records:
+        raise UserError(f"store {store.path} has no {split} utterances")
+    rng = np.random.default_rng(seed)
+    total = sum(r.frames for r in records)
+    chosen = np.sort(rng.choice(total, size=min(num, total), replace=False))
+    out, start = [], 0
+    for rec in records:
+        sel = chosen[(chosen >= start) & (chosen < start + rec.frames)] - start
+        if len(sel):
+            x = torch.from_numpy(pipeline.normalise(store.features(rec)))
+            idx = torch.from_numpy(sel)
+            lo, hi = torch.zeros_like(idx), torch.full_like(idx, rec.frames - 1)
+            out.append(pipeline.finish(splice_frames(x, idx, lo, hi, pipeline.splice)))
+        start += rec.frames
+    store.release()
+    return torch.cat(out)

@@ -1,0 +1,138 @@
+"""Files every stage writes and reads: atomic writes, checkpoints, JSON, CSV, output folders.
+
+Everything a later run depends on is written to a temporary name in the same folder and
+renamed into place, so an interruption at any moment leaves either the old file or the
+new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from asr_init.errors import UserError
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call `write(fh)` on a temporary file beside `path` (binary), fsync it, then rename it
+    into place; on any failure the temporary file is removed and `path` is untouched. The file
+    gets the permissions the umask gives a new file (mkstemp alone would make it 0600)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def save_checkpoint(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file, then rename."""
+    atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def load_checkpoint(path: Path) -> Any:
+    """torch.load on the CPU with weights_only=True: tensors, numbers, strings, lists and
+    dicts only, so no file can run code when it is read. A missing or corrupt file, or one
+    that holds other objects, is a UserError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UserError(
+            f"checkpoint {path} holds objects other than tensors and plain data, which asr-init does not "
+            f"load (no file may run code when it is read); it was not read ({str(exc).splitlines()[0]})"
+        ) from None
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise UserError(
+            f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); delete it to start that stage again"
+        ) from None
+
+
+def load_typed_checkpoint(path: Path, fmt: str, what: str) -> dict:
+    """A checkpoint dict whose "format" is `fmt`; `what` names the command that writes it."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path.parent} has no {path.name} (is it a finished '{what}' output folder?)")
+    obj = load_checkpoint(path)
+    if not isinstance(obj, dict) or obj.get("format") != fmt:
+        raise UserError(f"{path} is not a {fmt} file (written by '{what}')")
+    return obj
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    """Write rows (dicts) as CSV with a fixed column order, atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(row.get(k)) for k in columns})
+    data = buf.getvalue().encode()
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else value
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """JSON with sorted keys and a final newline, written atomically."""
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def read_json(path: Path) -> Any:
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def refuse_output_over_inputs(out_dir: Path, inputs: dict[str, Path | str | None]) -> None:
+    """Raise if `out_dir` is, contains, or lies inside one of the named inputs: writing
+    there (and --force deleting it first) would destroy what the run reads."""
+    out = Path(out_dir).resolve()
+    for name, path in inputs.items():
+        if path is None:
+            continue
+        src = Path(path).resolve()
+        relation = (
+            "is" if out == src else "contains" if out in src.parents else "lies inside" if src in out.parents else None
+        )
+        if relation:
+            raise UserError(
+                f"--out {out_dir} {relation} the {name} {path}; choose an output folder outside every "
+                "input (nothing was written or deleted)"
+            )

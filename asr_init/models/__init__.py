@@ -1,0 +1,1 @@
+"""RBM, DBN, DNN, the initialisation methods and the optimal net-input spread D*."""

@@ -1,0 +1,238 @@
+"""Weight initialisation methods, one registry, in the style of `torch.nn.init`.
+
+A method is named by a spec string, `NAME` or `NAME:PARAM` (e.g. `normal:0.05`,
+`optimal:1.392`). `init_weight_` fills a weight of shape (fan_out, fan_in) in place
+under `torch.no_grad()` from an explicit generator and returns what it did: the
+standard deviation used and the net-input spread D it gives for N(0, 1) inputs
+(D = sigma * sqrt(fan_in); for `optimal-data` D is measured on the real inputs).
+Biases start at zero for every method.
+
+Where `torch.nn.init` implements a method it is used as is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from asr_init.errors import UserError
+from asr_init.models.optimal_spread import optimal_d
+
+
+def fan_in_and_fan_out(weight: torch.Tensor) -> tuple[int, int]:
+    """(fan_in, fan_out) of a (fan_out, fan_in) weight, as nn.Linear stores it."""
+    if weight.dim() != 2:
+        raise ValueError(f"expected a 2-D weight (fan_out, fan_in), got shape {tuple(weight.shape)}")
+    return int(weight.shape[1]), int(weight.shape[0])
+
+
+@dataclass(frozen=True)
+class InitContext:
+    """What a method may need beyond the tensor.
+
+    activation: the layer's hidden non-linearity (selects D* for `optimal`).
+    input_power: sum_i E[x_i^2] of the layer's actual inputs (for `optimal-data`).
+    """
+
+    activation: str = "sigmoid"
+    input_power: float | None = None
+
+
+@dataclass(frozen=True)
+class InitResult:
+    method: str
+    std: float  # standard deviation of the weights drawn
+    spread: float  # D: std of the net input for N(0, 1) inputs (optimal-data: the measured inputs)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    formula: str
+    param: str | None  # name of the parameter after ':', or None
+    param_required: bool
+    fill: Callable[[torch.Tensor, float | None, torch.Generator, InitContext], object]
+
+
+def _optimal_d(param: float | None, ctx: InitContext) -> float:
+    return (
+        param
+        if param is not None
+        else optimal_d(ctx.activation if ctx.activation in ("sigmoid", "tanh") else "sigmoid")
+    )
+
+
+def _optimal(w, param, g, ctx):
+    torch.nn.init.normal_(w, 0.0, _optimal_d(param, ctx) / math.sqrt(fan_in_and_fan_out(w)[0]), generator=g)
+
+
+def _optimal_data(w, param, g, ctx):
+    if ctx.input_power is None or not ctx.input_power > 0:
+        raise UserError("init 'optimal-data' needs the layer's input power sum_i E[x_i^2] measured on training frames")
+    torch.nn.init.normal_(w, 0.0, _optimal_d(param, ctx) / math.sqrt(ctx.input_power), generator=g)
+
+
+def _normal(std: float):
+    return lambda w, p, g, c: torch.nn.init.normal_(w, 0.0, std, generator=g)
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(
+            "zeros",
+            "W = 0 (every hidden unit identical: shows the symmetry problem)",
+            None,
+            False,
+            lambda w, p, g, c: torch.nn.init.zeros_(w),
+        ),
+        Method("constant", "W = VALUE", "VALUE", True, lambda w, p, g, c: torch.nn.init.constant_(w, p)),
+        Method(
+            "normal", "W ~ N(0, STD^2)", "STD", True, lambda w, p, g, c: torch.nn.init.normal_(w, 0.0, p, generator=g)
+        ),
+        Method(
+            "uniform",
+            "W ~ U(-LIMIT, LIMIT)",
+            "LIMIT",
+            True,
+            lambda w, p, g, c: torch.nn.init.uniform_(w, -p, p, generator=g),
+        ),
+        Method("hinton", "W ~ N(0, 0.01^2) (Hinton's practical guide to RBMs)", None, False, _normal(0.01)),
+        Method("kaldi", "W ~ N(0, 0.1^2) (Kaldi's RBM pre-training default)", None, False, _normal(0.1)),
+        Method("large", "W ~ N(0, 1) x 10 (far too large: saturates every unit)", None, False, _normal(10.0)),
+        Method(
+            "xavier-normal",
+            "W ~ N(0, 2 / (fan_in + fan_out)) (Glorot & Bengio 2010)",
+            None,
+            False,
+            lambda w, p, g, c: torch.nn.init.xavier_normal_(w, generator=g),
+        ),
+        Method(
+            "xavier-uniform",
+            "W ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)",
+            None,
+            False,
+            lambda w, p, g, c: torch.nn.init.xavier_uniform_(w, generator=g),
+        ),
+        Method(
+            "small-xavier",
+            "W ~ 0.1 x N(0, 2 / (fan_in + fan_out)) (the new softmax layer of fine-tuning)",
+            None,
+            False,
+            lambda w, p, g, c: torch.nn.init.xavier_normal_(w, gain=0.1, generator=g),
+        ),
+        Method(
+            "he-normal",
+            "W ~ N(0, 2 / fan_in) (He et al. 2015)",
+            None,
+            False,
+            lambda w, p, g, c: torch.nn.init.kaiming_normal_(w, nonlinearity="relu", generator=g),
+        ),
+        Method(
+            "he-uniform",
+            "W ~ U(-a, a), a = sqrt(6 / fan_in) (He et al. 2015)",
+            None,
+            False,
+            lambda w, p, g, c: torch.nn.init.kaiming_uniform_(w, nonlinearity="relu", generator=g),
+        ),
+        Method(
+            "lecun-normal",
+            "W ~ N(0, 1 / fan_in) (LeCun et al. 1998)",
+            None,
+            False,
+            lambda w, p, g, c: torch.nn.init.normal_(w, 0.0, 1 / math.sqrt(fan_in_and_fan_out(w)[0]), generator=g),
+        ),
+        Method(
+            "orthogonal",
+            "W = GAIN x (semi-)orthogonal matrix (Saxe et al. 2014); GAIN default 1",
+            "GAIN",
+            False,
+            lambda w, p, g, c: torch.nn.init.orthogonal_(w, gain=1.0 if p is None else p, generator=g),
+        ),
+        Method(
+            "optimal",
+            "W ~ N(0, (D*/sqrt(fan_in))^2), D* = argmax_D E|f''(z)|, z ~ N(0, D^2): "
+            "1.40784 sigmoid, 0.70392 tanh; optimal:D uses the given D",
+            "D",
+            False,
+            _optimal,
+        ),
+        Method(
+            "optimal-data",
+            "W ~ N(0, D*^2 / sum_i E[x_i^2]) with E[x_i^2] measured on the layer's real inputs",
+            "D",
+            False,
+            _optimal_data,
+        ),
+    )
+}
+
+
+def parse_init(spec: str) -> tuple[Method, float | None]:
+    """`NAME` or `NAME:PARAM` -> (method, param). Raises UserError listing valid names."""
+    name, sep, raw = spec.strip().partition(":")
+    if name not in METHODS:
+        raise UserError(f"unknown init method {name!r}; valid: {', '.join(METHODS)}")
+    method = METHODS[name]
+    if not sep:
+        if method.param_required:
+            raise UserError(f"init {name!r} needs a parameter: {name}:{method.param}")
+        return method, None
+    if method.param is None:
+        raise UserError(f"init {name!r} takes no parameter (got {spec!r})")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UserError(f"malformed init {spec!r}: {method.param} must be a number, e.g. {name}:0.1") from None
+    if not math.isfinite(value) or (name in ("normal", "uniform", "optimal", "optimal-data") and value <= 0):
+        raise UserError(f"malformed init {spec!r}: {method.param} must be a positive finite number")
+    return method, value
+
+
+def init_weight_(
+    weight: torch.Tensor, spec: str, generator: torch.Generator, context: InitContext = InitContext()
+) -> InitResult:
+    """Fill `weight` (fan_out, fan_in) in place by method `spec`; returns std and spread D."""
+    method, param = parse_init(spec)
+    with torch.no_grad():
+        method.fill(weight, param, generator, context)
+        fan_in, _ = fan_in_and_fan_out(weight)
+        # Net-input spread of the drawn weights: sqrt(mean_j sum_i W_ji^2 E[x_i^2]), with
+        # E[x_i^2] = 1 (normalised inputs) or the measured mean input power.
+        power = context.input_power if method.name == "optimal-data" else fan_in
+        rms = float(weight.double().pow(2).mean().sqrt())
+        return InitResult(spec, float(weight.double().std()) if weight.numel() > 1 else 0.0, rms * math.sqrt(power))
+
+
+def input_power(x: torch.Tensor) -> float:
+    """sum_i E[x_i^2] of a (frames, dim) sample: the net-input variance per unit weight variance."""
+    return float(x.double().pow(2).mean(0).sum())
+
+
+def init_stack(
+    sizes: list[int],
+    spec: str,
+    generator: torch.Generator,
+    activation: str = "sigmoid",
+    sample: torch.Tensor | None = None,
+) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[InitResult]]:
+    """Initialise layers sizes[0] -> sizes[1] -> ... with `spec`; biases zero.
+
+    `sample` (frames, sizes[0]) is propagated through the new layers so that
+    `optimal-data` can measure each layer's input power.
+    """
+    from asr_init.models.nonlinearity import activate
+
+    layers, results = [], []
+    h = sample
+    for fan_in, fan_out in zip(sizes, sizes[1:]):
+        w, b = torch.empty(fan_out, fan_in), torch.zeros(fan_out)
+        ctx = InitContext(activation, input_power(h) if h is not None else None)
+        results.append(init_weight_(w, spec, generator, ctx))
+        layers.append((w, b))
+        if h is not None:
+            h = activate(h @ w.T + b, activation)
+    return layers, results

@@ -1,0 +1,73 @@
+"""Where do the hidden units' net inputs fall? The paper's argument, checked on data.
+
+For each layer of a stack, on a sample of frames: the mean and std of the net input,
+the fraction of net inputs in the non-linear region (|f''| at least half its maximum:
+0.407 <= |z| <= 2.793 for the sigmoid, 0.203 <= |z| <= 1.396 for tanh), and the fraction
+of saturated outputs (sigmoid output < 0.05 or > 0.95; tanh beyond +-0.9, the same
+region of the underlying logistic).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import torch
+
+from asr_init.models.optimal_spread import nonlinear_region
+
+
+@dataclass(frozen=True)
+class NetInputStats:
+    layer: int
+    mean: float
+    std: float
+    nonlinear: float  # fraction of net inputs with |f''| >= max/2
+    saturated: float  # fraction of outputs within 0.05 of the asymptotes
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@cache
+def _region(activation: str) -> tuple[float, float]:
+    return nonlinear_region(activation)
+
+
+def activate(net: torch.Tensor, activation: str) -> torch.Tensor:
+    if activation == "sigmoid":
+        return torch.sigmoid(net)
+    if activation == "tanh":
+        return torch.tanh(net)
+    if activation == "relu":
+        return torch.relu(net)
+    raise ValueError(f"unknown activation {activation!r}; valid: sigmoid, tanh, relu")
+
+
+def net_input_stats(net: torch.Tensor, activation: str, layer: int = 1) -> NetInputStats:
+    """Statistics of a (frames, units) block of net inputs."""
+    net = net.detach().double()
+    if activation == "relu":
+        nonlinear = float((net.abs() < 1e-3).double().mean())  # the kink is ReLU's only non-linearity
+        saturated = float((net <= 0).double().mean())  # dead units
+    else:
+        a, b = _region(activation)
+        mag = net.abs()
+        nonlinear = float(((mag >= a) & (mag <= b)).double().mean())
+        out = torch.sigmoid(net) if activation == "sigmoid" else (torch.tanh(net) + 1) / 2
+        saturated = float(((out < 0.05) | (out > 0.95)).double().mean())
+    return NetInputStats(layer, float(net.mean()), float(net.std()), nonlinear, saturated)
+
+
+def stack_stats(
+    x: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]], activation: str = "sigmoid"
+) -> list[NetInputStats]:
+    """Per-layer stats for inputs `x` (frames, dim) through (weight (out, in), bias (out,)) layers."""
+    rows = []
+    h = x
+    with torch.no_grad():
+        for i, (w, b) in enumerate(layers, 1):
+            net = h @ w.T + b
+            rows.append(net_input_stats(net, activation, i))
+            h = activate(net, activation)
+    return rows

@@ -1,0 +1,1 @@
+"""REPORT.md from the logs of every run: tables, conclusions, plots."""

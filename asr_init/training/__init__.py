@@ -1,0 +1,1 @@
+"""Layer-wise RBM pre-training and DNN fine-tuning on one training loop."""

@@ -1,0 +1,107 @@
+"""Corpus readers: Kaldi data dir, TIMIT (SPHERE audio), TextGrid folders."""
+
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from conftest import make_audio
+
+from asr_init.corpora.readers import detect_layout, read_kaldi_dir, read_textgrid_dir, read_timit
+from asr_init.errors import UserError
+
+
+def test_kaldi_reader(kaldi_dir):
+    corpus = read_kaldi_dir(kaldi_dir)
+    assert corpus.layout == "kaldi"
+    assert len(corpus.utterances) == 15
+    utt = corpus.utterances[0]
+    assert utt.id == "spk0-utt0" and utt.speaker == "spk0"
+    assert utt.audio == kaldi_dir / "wav" / "spk0-utt0.wav"
+    assert utt.segments[0].label == "sil" and utt.segments[0].start == 0.0
+    assert all(a.end == pytest.approx(b.start, abs=1e-3) for a, b in zip(utt.segments, utt.segments[1:]))
+
+
+def test_kaldi_segments_file(kaldi_dir):
+    # One recording split into two utterances through `segments`.
+    (kaldi_dir / "segments").write_text("a spk0-utt0 0.0 0.5\nb spk0-utt0 0.5 -1\n")
+    (kaldi_dir / "utt2spk").write_text("a spk0\nb spk0\n")
+    (kaldi_dir / "phones.ctm").write_text("a 1 0 0.5 sil\nb 1 0.0 0.3 aa\n")
+    corpus = read_kaldi_dir(kaldi_dir)
+    assert [(u.id, u.start, u.end) for u in corpus.utterances] == [("a", 0.0, 0.5), ("b", 0.5, None)]
+
+
+def test_kaldi_rejects_piped_command(kaldi_dir):
+    (kaldi_dir / "wav.scp").write_text("spk0-utt0 sox x.wav -t wav - |\n")
+    with pytest.raises(UserError, match=r"wav\.scp:1: .*piped command"):
+        read_kaldi_dir(kaldi_dir)
+
+
+def _write_timit(root: Path) -> Path:
+    """A tiny TIMIT tree: NIST SPHERE audio, .PHN in samples, a core-test and a dev speaker."""
+    entries = [
+        ("TRAIN", "DR1", "FCJF0", "SI1027"),
+        ("TRAIN", "DR1", "FCJF0", "SA1"),
+        ("TEST", "DR1", "FELC0", "SX126"),
+        ("TEST", "DR2", "FAKS0", "SI943"),
+        ("TEST", "DR3", "MABC0", "SX1"),
+    ]
+    for part, dr, spk, utt in entries:
+        d = root / part / dr / spk
+        d.mkdir(parents=True, exist_ok=True)
+        segs = [(0.0, 0.1, "h#"), (0.1, 0.25, "ao"), (0.25, 0.3, "q"), (0.3, 0.45, "zh"), (0.45, 0.6, "h#")]
+        audio = make_audio([(a, b, "aa" if lab == "ao" else "s" if lab == "zh" else "sil") for a, b, lab in segs])
+        sf.write(d / f"{utt}.WAV", audio, 16000, format="NIST", subtype="PCM_16")
+        (d / f"{utt}.PHN").write_text("".join(f"{int(a * 16000)} {int(b * 16000)} {lab}\n" for a, b, lab in segs))
+    return root
+
+
+def test_timit_reader_sphere_folding_and_splits(tmp_path):
+    root = _write_timit(tmp_path / "timit")
+    assert sf.info(str(root / "TRAIN/DR1/FCJF0/SI1027.WAV")).format == "NIST"
+    assert detect_layout(root) == "timit"
+    corpus = read_timit(root)
+    ids = {u.id: u for u in corpus.utterances}
+    assert "FCJF0_SA1" not in ids  # SA sentences excluded by default
+    assert [s.label for s in ids["FCJF0_SI1027"].segments] == ["sil", "aa", "sil", "sh", "sil"]
+    assert ids["FCJF0_SI1027"].segments[1].start == pytest.approx(0.1)
+    assert {u.speaker: u.split for u in corpus.utterances} == {
+        "FCJF0": "train",
+        "FELC0": "test",
+        "FAKS0": "dev",
+        "MABC0": None,
+    }
+    assert len(corpus.labels) == 39
+    assert "FCJF0_SA1" in {u.id for u in read_timit(root, include_sa=True).utterances}
+
+
+def test_timit_unknown_phone(tmp_path):
+    root = _write_timit(tmp_path / "timit")
+    phn = root / "TRAIN/DR1/FCJF0/SI1027.PHN"
+    phn.write_text(phn.read_text().replace("ao", "xx"))
+    with pytest.raises(UserError, match=r"SI1027\.PHN:2: phone 'xx' is not a TIMIT phone"):
+        read_timit(root)
+
+
+def test_textgrid_reader(tmp_path):
+    from praatio import textgrid as tgio
+
+    d = tmp_path / "mfa" / "alice"
+    d.mkdir(parents=True)
+    sf.write(d / "u1.wav", make_audio([(0, 0.3, "sil"), (0.3, 0.6, "aa"), (0.6, 1.0, "sil")]), 16000)
+    tg = tgio.Textgrid()
+    tg.addTier(tgio.IntervalTier("words", [(0.3, 0.6, "ah")], 0, 1.0))
+    tg.addTier(tgio.IntervalTier("phones", [(0.3, 0.45, "AA1"), (0.45, 0.6, "M")], 0, 1.0))
+    tg.save(str(d / "u1.TextGrid"), format="long_textgrid", includeBlankSpaces=True)
+    assert detect_layout(tmp_path / "mfa") == "textgrid"
+    corpus = read_textgrid_dir(tmp_path / "mfa")
+    (utt,) = corpus.utterances
+    assert utt.speaker == "alice" and utt.audio == d / "u1.wav"
+    assert [(s.start, s.end, s.label) for s in utt.segments] == [(0.3, 0.45, "AA1"), (0.45, 0.6, "M")]
+    with pytest.raises(UserError, match="no tier named 'phonemes'"):
+        read_textgrid_dir(tmp_path / "mfa", tier="phonemes")
+
+
+def test_unknown_layout(tmp_path):
+    (tmp_path / "x.txt").write_text("hello")
+    with pytest.raises(UserError, match="unknown corpus layout"):
+        detect_layout(tmp_path)

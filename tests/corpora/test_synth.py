@@ -1,0 +1,107 @@
+"""The embedded eSpeak NG corpus: alignments, speakers, determinism, default use."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from asr_init.cli import app
+from asr_init.config import DATA_DIR
+from asr_init.corpora.readers import read_kaldi_dir, read_label_list
+from asr_init.corpora.synth import SynthConfig, make_speakers, phone_segments, synthesize_corpus
+from asr_init.errors import UserError
+
+
+def test_phone_segments_from_events():
+    pm = {"D": "dh", "@": "ah", "_": "sil", ";": "-"}
+    events = [(100, "D"), (300, ";"), (500, "'@"), (900, "_:")]
+    segs = phone_segments(events, 1000, 1000, offset=50, phone_map=pm)
+    assert segs == [(0.0, 0.15, "sil"), (0.15, 0.55, "dh"), (0.55, 0.95, "ah"), (0.95, 1.0, "sil")]
+    with pytest.raises(UserError, match=r"eSpeak phoneme 'Q9'.*espeak_phones\.tsv"):
+        phone_segments([(10, "Q9")], 100, 1000, 0, pm)
+
+
+def test_phone_map_targets_are_in_phone_set():
+    phones = set(read_label_list(DATA_DIR / "phones39.txt"))
+    from asr_init.corpora.synth import load_phone_map
+
+    assert {v for v in load_phone_map().values()} - {"-"} <= phones
+
+
+def test_speakers_are_distinct_and_balanced():
+    spk = make_speakers(40, seed=0)
+    assert len({(s.voice, s.rate, s.pitch, s.pitch_range) for s in spk}) == 40
+    assert sum(s.gender == "f" for s in spk) == 20
+    assert make_speakers(40, seed=0) == spk and make_speakers(40, seed=1) != spk
+
+
+def test_corpus_is_readable_and_aligned(espeak_corpus):
+    corpus = read_kaldi_dir(espeak_corpus)
+    info = json.loads((espeak_corpus / "corpus.json").read_text())
+    assert info["hours"] * 60 == pytest.approx(2.0, abs=0.2)
+    assert len({u.speaker for u in corpus.utterances}) == 4
+    phones = set(read_label_list(DATA_DIR / "phones39.txt"))
+    used = {s.label for u in corpus.utterances for s in u.segments}
+    assert used <= phones and len(used) >= 30  # phonetically varied
+    for utt in corpus.utterances:
+        audio, sr = sf.read(utt.audio)
+        assert utt.segments[0].label == "sil" and utt.segments[0].end >= 0.1  # leading silence
+        assert utt.segments[-1].end == pytest.approx(len(audio) / sr, abs=1e-4)
+        # Speech energy sits inside the phones, not the leading silence.
+        lead = audio[: int(0.08 * sr)]
+        body = audio[int(utt.segments[1].start * sr) : int(utt.segments[-2].end * sr)]
+        assert np.sqrt(np.mean(body**2)) > 3 * np.sqrt(np.mean(lead**2))
+
+
+def test_synthesis_is_deterministic(tmp_path, espeak_corpus):
+    again = synthesize_corpus(tmp_path / "again", SynthConfig(hours=2 / 60, speakers=4, seed=3, jobs=1))
+    assert (again / "phones.ctm").read_text() == (espeak_corpus / "phones.ctm").read_text()
+    first = sorted((espeak_corpus / "wav").iterdir())[:3]
+    for f in first:
+        np.testing.assert_array_equal(sf.read(f)[0], sf.read(again / "wav" / f.name)[0])
+
+
+def test_extract_default_corpus_via_cli(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "store"
+    result = runner.invoke(app, ["extract", "--out", str(out), "--hours", "0.02", "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["layout"] == "kaldi" and summary["hours"] == pytest.approx(0.02, abs=0.003)
+    assert all(summary["splits"][s]["utterances"] > 0 for s in ("train", "dev", "test"))
+    assert (out / "phones.txt").read_text().splitlines()[-1] == "38 sil"
+    # eSpeak NG speaks at 22,050 Hz; the default rate (the corpus's own, at most 16 kHz)
+    # extracts it at 16 kHz with the filterbank it always had, 20-8000 Hz.
+    assert (
+        summary["source_rates"] == {"22050": summary["utterances"]}
+        and summary["resampled_utterances"] == summary["utterances"]
+    )
+    mfcc = json.loads((out / "config.json").read_text())["mfcc"]
+    assert (mfcc["sample_rate"], mfcc["fmin"], mfcc["fmax"]) == (16000, 20.0, 8000.0) and summary[
+        "empty_mel_bands"
+    ] == []
+
+
+def test_synthesis_is_deterministic_across_processes(tmp_path):
+    """Female voices add breath noise from eSpeak's random sources: they must be seeded."""
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys; from asr_init.corpora.synth import SynthConfig, make_speakers, _synthesize_one\n"
+        "cfg = SynthConfig(hours=0.01, seed=4, speakers=4)\n"
+        "_synthesize_one((1, make_speakers(4, 4)[1], cfg, sys.argv[1]))\n"
+    )
+    outs = []
+    for k in range(2):
+        folder = tmp_path / f"run{k}"
+        folder.mkdir()
+        subprocess.run([sys.executable, "-c", script, str(folder)], check=True, timeout=60)
+        outs.append(sorted(folder.iterdir()))
+        time.sleep(1.1)  # a time-seeded generator would now differ
+    assert make_speakers(4, 4)[1].gender == "f"
+    (a,), (b,) = outs
+    np.testing.assert_array_equal(sf.read(a)[0], sf.read(b)[0])

@@ -1,0 +1,112 @@
+"""Viterbi decoding, the phone HMM, and phone error rate."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from asr_init.evaluation.decoding import PhoneHmm, align_counts, decode, estimate_hmm, merge_repeats, viterbi_batch
+from asr_init.evaluation.evaluate import phone_error_rate
+from asr_init.features.store import FeatureStore
+
+
+def _hmm(P, loop=0.6, seed=0):
+    rng = np.random.default_rng(seed)
+    bigram = rng.dirichlet(np.ones(P), size=P)
+    return PhoneHmm(
+        np.full(3 * P, np.log(loop)),
+        np.full(3 * P, np.log(1 - loop)),
+        np.log(rng.dirichlet(np.ones(P))),
+        np.log(bigram),
+    )
+
+
+def test_viterbi_recovers_known_sequence():
+    P = 5
+    truth = [0, 3, 1, 4, 2, 0]
+    frames = []
+    for p in truth:
+        frames += [3 * p] * 4 + [3 * p + 1] * 3 + [3 * p + 2] * 4
+    post = np.full((len(frames), 3 * P), 0.01)
+    post[np.arange(len(frames)), frames] = 0.9
+    ll = np.log(post / post.sum(1, keepdims=True))
+    (hyp,) = viterbi_batch([ll], _hmm(P))
+    assert hyp == truth
+
+
+def _brute_force(ll, hmm, lm_weight, pen):
+    """Best phone sequence by enumerating every state path allowed by the topology."""
+    T, S = ll.shape
+    best, best_phones = -np.inf, None
+    for path in itertools.product(range(S), repeat=T):
+        if path[0] % 3 != 0 or path[-1] % 3 != 2:
+            continue
+        score = lm_weight * hmm.initial[path[0] // 3] - pen + ll[0, path[0]]
+        phones = [path[0] // 3]
+        ok = True
+        for t in range(1, T):
+            a, b = path[t - 1], path[t]
+            if b == a:
+                score += hmm.loop[a]
+            elif b == a + 1 and b % 3 != 0:
+                score += hmm.advance[a]
+            elif a % 3 == 2 and b % 3 == 0:
+                score += hmm.advance[a] + lm_weight * hmm.bigram[a // 3, b // 3] - pen
+                phones.append(b // 3)
+            else:
+                ok = False
+                break
+            score += ll[t, b]
+        if ok and score > best:
+            best, best_phones = score, phones
+    return best_phones
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_viterbi_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    hmm = _hmm(2, loop=0.5, seed=seed)
+    ll = np.log(rng.dirichlet(np.ones(6), size=7))
+    for lm_weight, pen in ((1.0, 0.0), (3.0, 1.5), (0.5, -2.0)):
+        (hyp,) = viterbi_batch([ll], hmm, lm_weight, pen)
+        assert hyp == _brute_force(ll, hmm, lm_weight, pen)
+
+
+def test_batched_decoding_equals_one_by_one():
+    rng = np.random.default_rng(5)
+    hmm = _hmm(4)
+    lls = [np.log(rng.dirichlet(np.ones(12), size=n)) for n in (9, 20, 3, 15)]
+    assert decode(lls, hmm, 2.0, 1.0, batch=3) == [viterbi_batch([x], hmm, 2.0, 1.0)[0] for x in lls]
+
+
+@pytest.mark.parametrize(
+    "ref,hyp,expected",
+    [
+        ("a b c d", "a b c d", (0, 0, 0)),
+        ("a b c d", "a x c d", (1, 0, 0)),
+        ("a b c d", "a c d", (0, 1, 0)),
+        ("a b c d", "a b y c d", (0, 0, 1)),
+        ("a b c d e", "x b d e f g", (1, 1, 2)),
+        ("a b", "", (0, 2, 0)),
+        ("", "a", (0, 0, 1)),
+    ],
+)
+def test_edit_counts(ref, hyp, expected):
+    assert align_counts(ref.split(), hyp.split()) == expected
+
+
+def test_per_merges_repeats():
+    res = phone_error_rate([[1, 1, 2, 3, 3]], [[1, 2, 2, 4]])
+    # ref 1 2 4 (3 phones), hyp 1 2 3: one substitution
+    assert res == {"per": pytest.approx(1 / 3), "substitutions": 1, "deletions": 0, "insertions": 0, "ref_phones": 3}
+    assert merge_repeats([1, 1, 2, 1]) == [1, 2, 1]
+
+
+def test_estimated_hmm(blob_store):
+    hmm = estimate_hmm(FeatureStore(blob_store))
+    # Phones last 6-12 frames over 3 states: 2-4 frames per state, loop prob ~ 1 - 1/3.
+    loops = np.exp(hmm.loop)
+    assert 0.5 < loops.mean() < 0.8
+    np.testing.assert_allclose(np.exp(hmm.bigram).sum(1), 1.0, rtol=1e-9)
+    np.testing.assert_allclose(np.exp(hmm.initial).sum(), 1.0, rtol=1e-9)
+    assert np.argmax(hmm.initial) == 0  # every blob utterance starts with sil

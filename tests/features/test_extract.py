@@ -1,0 +1,388 @@
+"""The extract stage: store contents, normalisation, splits, determinism, bad input."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import write_kaldi_dir
+from typer.testing import CliRunner
+
+from asr_init.cli import app
+from asr_init.features.extract import ExtractConfig, extract
+from asr_init.features.store import FeatureStore
+
+runner = CliRunner()
+
+
+def _text(result) -> str:
+    """CLI output with rich's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
+def test_store_contents(tiny_store):
+    store = FeatureStore(tiny_store)
+    assert store.dim == 39
+    assert store.phones == ["aa", "iy", "m", "s", "sil"]
+    assert len(store.states) == 15 and store.states[3] == "iy_0"
+    summary = json.loads((tiny_store / "summary.json").read_text())
+    assert summary["utterances"] == 24
+    for rec in store.records:
+        feats, phones, states = store.features(rec), store.phone_targets(rec), store.state_targets(rec)
+        assert feats.shape == (rec.frames, 39) and phones.shape == states.shape == (rec.frames,)
+        assert isinstance(feats, np.memmap)
+        assert rec.transcript[0] == "sil" and rec.transcript[-1] == "sil"
+        assert rec.frames == 1 + int(round(rec.duration * 16000)) // 160
+
+
+def test_per_speaker_normalisation(tiny_store):
+    store = FeatureStore(tiny_store)
+    for spk in {r.speaker for r in store.records}:
+        x = np.concatenate([store.features(r) for r in store.records if r.speaker == spk]).astype(np.float64)
+        np.testing.assert_allclose(x.mean(0), 0, atol=1e-3)
+        np.testing.assert_allclose(x.std(0), 1, atol=1e-3)
+
+
+def test_splits_are_speaker_disjoint(tiny_store):
+    store = FeatureStore(tiny_store)
+    by_split = {s: {r.speaker for r in store.split(s)} for s in ("train", "dev", "test")}
+    assert all(by_split.values())
+    assert (
+        not (by_split["train"] & by_split["dev"])
+        and not (by_split["train"] & by_split["test"])
+        and not (by_split["dev"] & by_split["test"])
+    )
+
+
+def test_explicit_speaker_lists(kaldi_dir, tmp_path):
+    summary = extract(
+        kaldi_dir, tmp_path / "s", ExtractConfig(jobs=1, dev_speakers=["spk1"], test_speakers=["spk2", "spk3"])
+    )
+    assert summary["splits"]["dev"]["speakers"] == 1 and summary["splits"]["test"]["speakers"] == 2
+
+
+def test_frame_targets_in_store_follow_ctm(kaldi_dir, tmp_path):
+    extract(kaldi_dir, tmp_path / "s", ExtractConfig(jobs=1))
+    store = FeatureStore(tmp_path / "s")
+    rec = next(r for r in store.records if r.id == "spk0-utt0")
+    phones = np.asarray(store.phone_targets(rec))
+    ctm = [ln.split() for ln in (kaldi_dir / "phones.ctm").read_text().splitlines() if ln.startswith("spk0-utt0 ")]
+    for prev, row in zip(ctm, ctm[1:]):
+        if prev[4] == row[4]:
+            continue
+        t, lab = float(row[2]), store.phones.index(row[4])
+        k = round(t / 0.01)
+        assert lab in phones[max(k - 1, 0) : k + 2], f"boundary at {t}s not at frame {k}+-1"
+
+
+def test_determinism(kaldi_dir, tmp_path):
+    for name in ("a", "b"):
+        extract(kaldi_dir, tmp_path / name, ExtractConfig(jobs=2, shard_frames=500))
+    for f in sorted((tmp_path / "a" / "shards").iterdir()):
+        np.testing.assert_array_equal(np.load(f), np.load(tmp_path / "b" / "shards" / f.name))
+    assert (tmp_path / "a/manifest.jsonl").read_text() == (tmp_path / "b/manifest.jsonl").read_text()
+    assert len(list((tmp_path / "a" / "shards").glob("feats-*.npy"))) > 1
+
+
+def test_cli_refuses_existing_output_unless_force(kaldi_dir, tmp_path):
+    out = tmp_path / "s"
+    assert runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1"]).exit_code == 0
+    again = runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1"])
+    assert again.exit_code == 0 and "already complete" in _text(again)
+    other = runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1", "--cmvn", "utterance"])
+    assert other.exit_code == 1 and "already exists" in _text(other) and "--force" in _text(other)
+    forced = runner.invoke(
+        app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1", "--cmvn", "utterance", "--force"]
+    )
+    assert forced.exit_code == 0
+    assert json.loads((out / "config.json").read_text())["extract"]["cmvn"] == "utterance"
+
+
+# --- bad input: one clear message naming the file, exit 1, no store written ------------
+
+
+def _break_missing(d):
+    os.remove(d / "wav" / "spk1-utt1.wav")
+    return "spk1-utt1.wav", "does not exist"
+
+
+def _break_unreadable(d):
+    (d / "wav" / "spk1-utt1.wav").write_bytes(b"this is not audio at all" * 10)
+    return "spk1-utt1.wav", "cannot read audio"
+
+
+def _break_empty(d):
+    sf.write(d / "wav" / "spk1-utt1.wav", np.zeros(0, np.float32), 16000)
+    return "spk1-utt1.wav", "empty"
+
+
+def _break_past_end(d):
+    with open(d / "phones.ctm", "a") as fh:
+        fh.write("spk1-utt1 1 30.0 0.5 aa\n")
+    return "phones.ctm", "past the end of its audio"
+
+
+def _break_overlap(d):
+    lines = (d / "phones.ctm").read_text().splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.startswith("spk1-utt1 ")) + 2
+    utt, ch, start, dur, lab = lines[i].split()
+    lines[i] = f"{utt} {ch} {float(start) - 0.05:.4f} {dur} {lab}"
+    (d / "phones.ctm").write_text("\n".join(lines) + "\n")
+    return "phones.ctm", "overlaps or precedes"
+
+
+def _break_unsorted(d):
+    lines = (d / "phones.ctm").read_text().splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.startswith("spk1-utt1 ")) + 1
+    lines[i], lines[i + 2] = lines[i + 2], lines[i]
+    (d / "phones.ctm").write_text("\n".join(lines) + "\n")
+    return "phones.ctm", "overlaps or precedes"
+
+
+def _break_speaker_without_utterances(d):
+    (d / "spk2utt").write_text("spk0 spk0-utt0 spk0-utt1 spk0-utt2\nspk9\n")
+    return "spk2utt", "speaker spk9 has no utterances"
+
+
+def _break_piped(d):
+    (d / "wav.scp").write_text((d / "wav.scp").read_text() + "x sox a.wav -t wav - |\n")
+    return "wav.scp", "piped command"
+
+
+@pytest.mark.parametrize(
+    "breaker",
+    [
+        _break_missing,
+        _break_unreadable,
+        _break_empty,
+        _break_past_end,
+        _break_overlap,
+        _break_unsorted,
+        _break_speaker_without_utterances,
+        _break_piped,
+    ],
+)
+def test_bad_input_gives_clear_error_and_no_store(tmp_path, breaker):
+    d = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=2)
+    fname, msg = breaker(d)
+    out = tmp_path / "store"
+    result = runner.invoke(app, ["extract", str(d), "--out", str(out), "--jobs", "1"])
+    assert result.exit_code == 1
+    text = _text(result)
+    assert fname in text and msg in text, text
+    assert not out.exists() and not list(tmp_path.glob("store.tmp-*"))
+
+
+def test_bad_input_keeps_existing_store(tmp_path):
+    d = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=2)
+    out = tmp_path / "store"
+    extract(d, out, ExtractConfig(jobs=1))
+    before = (out / "manifest.jsonl").read_text()
+    _break_missing(d)
+    result = runner.invoke(app, ["extract", str(d), "--out", str(out), "--jobs", "1", "--force"])
+    assert result.exit_code == 1
+    assert (out / "manifest.jsonl").read_text() == before
+
+
+def test_skip_bad_reports_and_continues(tmp_path):
+    d = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=2)
+    _break_missing(d)
+    summary = extract(d, tmp_path / "s", ExtractConfig(jobs=1, skip_bad=True))
+    assert summary["utterances"] == 7
+    assert len(summary["skipped"]) == 1 and "spk1-utt1.wav" in summary["skipped"][0]
+
+
+def test_label_outside_phone_list(tmp_path):
+    d = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=2)
+    phones = tmp_path / "phones.txt"
+    phones.write_text("sil\naa\niy\ns\n")  # no 'm'
+    result = runner.invoke(app, ["extract", str(d), "--out", str(tmp_path / "s"), "--phones", str(phones)])
+    assert result.exit_code == 1
+    assert "has label 'm', which is not in" in _text(result)
+
+
+def test_unknown_speaker_in_list(kaldi_dir, tmp_path):
+    result = runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(tmp_path / "s"), "--test-speakers", "nobody"])
+    assert result.exit_code == 1 and "speaker nobody has no utterances" in _text(result)
+
+
+def test_unknown_layout_cli(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["extract", str(tmp_path / "empty"), "--out", str(tmp_path / "s")])
+    assert result.exit_code == 1 and "unknown corpus layout" in _text(result)
+
+
+def test_phone_map_folds_labels(tmp_path):
+    d = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=2)
+    fold = tmp_path / "fold.tsv"
+    fold.write_text("sil sil\naa V\niy V\ns C\nm C\n")
+    extract(d, tmp_path / "s", ExtractConfig(jobs=1, phone_map=str(fold)))
+    store = FeatureStore(tmp_path / "s")
+    assert store.phones == ["sil", "V", "C"]
+    assert set(store.records[0].transcript) <= {"sil", "V", "C"}
+    fold.write_text("sil sil\naa V\niy V\ns C\n")  # no 'm'
+    result = runner.invoke(app, ["extract", str(d), "--out", str(tmp_path / "t"), "--phone-map", str(fold)])
+    assert result.exit_code == 1 and "label 'm', which is not in the folding map" in _text(result)
+
+
+# --- sample rate and mel filterbank -----------------------------------------------------
+
+
+def _rewrite_at(path, sr: int) -> None:
+    """Resample one audio file of a test corpus to `sr` in place (same speech, another rate)."""
+    import librosa
+
+    audio, rate = sf.read(path, dtype="float32")
+    sf.write(path, librosa.resample(audio, orig_sr=rate, target_sr=sr, res_type="soxr_hq"), sr)
+
+
+def _band_db(audio: np.ndarray, sr: int, fmax: float) -> np.ndarray:
+    """Long-term power of each of 40 mel bands in dB below the strongest, computed with
+    librosa directly (independently of asr_init) with the store's framing at `sr`."""
+    import librosa
+
+    win = round(sr * 0.025)
+    mel = librosa.feature.melspectrogram(
+        y=audio,
+        sr=sr,
+        n_fft=1 << (win - 1).bit_length(),
+        hop_length=round(sr * 0.01),
+        win_length=win,
+        n_mels=40,
+        fmin=20.0,
+        fmax=fmax,
+    )
+    power = mel.mean(axis=1)
+    return 10 * np.log10(power / power.max())
+
+
+def test_8khz_corpus_stays_at_8khz_with_every_mel_band_filled(tmp_path):
+    import librosa
+
+    d = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=2, sr=8000)
+    summary = extract(d, tmp_path / "s", ExtractConfig(jobs=1, cmvn="none"))
+    assert summary["sample_rate"] == 8000 and summary["low_freq"] == 20.0 and summary["high_freq"] == 4000.0
+    assert summary["source_rates"] == {"8000": 8} and summary["resampled_utterances"] == 0
+    config = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert config["mfcc"]["sample_rate"] == 8000 and config["mfcc"]["fmax"] == 4000.0 and config["mfcc"]["fmin"] == 20.0
+    store = FeatureStore(tmp_path / "s")
+    assert store.feature_config.sample_rate == 8000 and store.feature_config.n_fft == 256
+    # Every band carries signal: within 60 dB of the strongest over the whole store ...
+    assert summary["empty_mel_bands"] == [] and len(summary["mel_band_db"]) == 40
+    assert min(summary["mel_band_db"]) > -40
+    # ... and, recomputed with librosa from the audio of one utterance, with the store's
+    # MFCCs being those of exactly these bands (cmvn none: the store holds raw MFCCs).
+    rec = next(r for r in store.records if r.id == "spk0-utt0")
+    audio, sr = sf.read(d / "wav" / "spk0-utt0.wav", dtype="float32")
+    assert sr == 8000 and rec.frames == 1 + len(audio) // 80
+    assert _band_db(audio, 8000, 4000.0).min() > -60
+    reference = librosa.feature.mfcc(
+        y=audio, sr=8000, n_mfcc=13, n_fft=256, hop_length=80, win_length=200, n_mels=40, fmin=20.0, fmax=4000.0
+    )
+    np.testing.assert_allclose(store.features(rec)[:, :13], reference.T, rtol=1e-5, atol=1e-3)
+
+
+def test_upsampling_8khz_audio_empties_the_bands_above_4khz_and_warns_once(tmp_path):
+    import librosa
+
+    d = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=2, sr=8000)
+    result = runner.invoke(
+        app, ["extract", str(d), "--out", str(tmp_path / "s"), "--jobs", "1", "--sample-rate", "16000"]
+    )
+    assert result.exit_code == 0, result.output
+    text = _text(result)
+    assert text.count("are upsampled") == 1
+    assert (
+        "8 of 8 audio files (8000 Hz) are upsampled to 16000 Hz, and their mel bands above 4000 Hz hold no signal"
+        in text
+    )
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["sample_rate"] == 16000 and summary["resampled_utterances"] == 8
+    # Exactly the bands that lie wholly above the audio's own 4 kHz Nyquist frequency are empty.
+    edges = librosa.mel_frequencies(n_mels=42, fmin=20.0, fmax=8000.0)
+    above = [k + 1 for k in range(40) if edges[k] >= 4000]
+    assert len(above) == 8 and summary["empty_mel_bands"] == above
+    assert all(summary["mel_band_db"][k - 1] < -60 for k in above)
+    assert "8 of 40 mel bands (bands 33, 34, 35, 36, 37, 38, 39, 40" in text
+    # The same criterion, computed independently, finds them empty in the audio too.
+    audio, _ = sf.read(d / "wav" / "spk0-utt0.wav", dtype="float32")
+    up = librosa.resample(audio, orig_sr=8000, target_sr=16000, res_type="soxr_hq")
+    assert [k + 1 for k, v in enumerate(_band_db(up, 16000, 8000.0)) if v < -60] == above
+
+
+@pytest.mark.parametrize("majority, minority, upsampled", [(8000, 16000, False), (16000, 8000, True)])
+def test_mixed_rates_resampled_to_the_majority_rate(tmp_path, majority, minority, upsampled):
+    d = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=3, sr=majority)
+    for utt in ("spk0-utt1", "spk2-utt0", "spk3-utt2"):
+        _rewrite_at(d / "wav" / f"{utt}.wav", minority)
+    result = runner.invoke(app, ["extract", str(d), "--out", str(tmp_path / "s"), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["sample_rate"] == majority
+    assert summary["source_rates"] == {str(majority): 9, str(minority): 3} and summary["resampled_utterances"] == 3
+    assert f"3 utterance(s) resampled (audio files by rate in Hz: {min(majority, minority)}: " in _text(result)
+    assert ("3 of 12 audio files (8000 Hz) are upsampled to 16000 Hz" in _text(result)) == upsampled
+    assert summary["empty_mel_bands"] == []  # 3 upsampled files of 12 still leave signal in every band
+    store = FeatureStore(tmp_path / "s")
+    for rec in store.records:  # every utterance framed at the store's rate
+        assert rec.frames == 1 + int(round(rec.duration * majority)) // (majority // 100)
+
+
+def test_rate_ties_go_to_the_lower_rate_and_wideband_is_capped_at_16khz(tmp_path):
+    from asr_init.features.extract import resolve_sample_rate
+
+    files = {tmp_path / f"{k}.wav": rate for k, rate in enumerate([8000, 8000, 16000, 16000, 44100])}
+    assert resolve_sample_rate(files, None, tmp_path) == 8000
+    assert resolve_sample_rate({tmp_path / "a.wav": 44100, tmp_path / "b.wav": 48000}, None, tmp_path) == 16000
+    assert resolve_sample_rate({tmp_path / "a.wav": 11025}, None, tmp_path) == 11025
+    assert resolve_sample_rate({tmp_path / "a.wav": 8000}, 22050, tmp_path) == 22050
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--high-freq", "5000"],
+            "invalid high_freq=5000.0: --high-freq must be at most the Nyquist frequency, 4000 Hz at 8000 Hz",
+        ),
+        (
+            ["--sample-rate", "16000", "--high-freq", "8001"],
+            "--high-freq must be at most the Nyquist frequency, 8000 Hz at 16000 Hz",
+        ),
+        (
+            ["--low-freq", "3000", "--high-freq", "3000"],
+            "invalid low_freq=3000.0: --low-freq must be below --high-freq 3000.0 Hz",
+        ),
+        (
+            ["--low-freq", "4000"],
+            "invalid low_freq=4000.0: --low-freq must be below the filterbank's upper edge, 4000 Hz",
+        ),
+        (["--low-freq", "-20"], "invalid low_freq=-20.0: --low-freq must be at least 0 Hz"),
+        (["--high-freq", "-100"], "invalid high_freq=-100.0: --high-freq must be a positive frequency in Hz"),
+        (["--sample-rate", "4000"], "invalid sample_rate=4000: --sample-rate must be at least 8000 Hz"),
+    ],
+)
+def test_bad_rate_and_filterbank_values_give_one_error_line(tmp_path, args, message):
+    d = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=1, sr=8000)
+    result = runner.invoke(app, ["extract", str(d), "--out", str(tmp_path / "s"), "--jobs", "1", *args])
+    assert result.exit_code == 1
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_store_from_before_rates_were_recorded_is_still_complete(kaldi_dir, tmp_path):
+    """A store written before --sample-rate defaulted to the corpus's rate recorded
+    sample_rate 16000 and no filterbank edges; the same corpus and settings are done."""
+    out = tmp_path / "s"
+    extract(kaldi_dir, out, ExtractConfig(jobs=1))
+    config = json.loads((out / "config.json").read_text())
+    del config["versions"], config["extract"]["low_freq"], config["extract"]["high_freq"], config["mfcc"]["fmax"]
+    config["extract"]["sample_rate"] = 16000
+    (out / "config.json").write_text(json.dumps(config))
+    result = runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1"])
+    assert result.exit_code == 0 and "already complete" in _text(result), result.output
+    assert FeatureStore(out).feature_config.fmax == 8000.0
+    other = runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1", "--high-freq", "7000"])
+    assert other.exit_code == 1 and "was made with other settings" in _text(other)

@@ -1,0 +1,303 @@
+"""Fine-tuning, newbob, priors, resume, errors, and the end-to-end CLI pipeline."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from asr_init.cli import app
+from asr_init.errors import UserError
+from asr_init.features.pipeline import FeaturePipeline
+from asr_init.features.store import FeatureStore
+from asr_init.io import load_checkpoint, read_csv
+from asr_init.models.dbn import save_dbn
+from asr_init.models.dnn import load_model
+from asr_init.training.finetune import FinetuneConfig, Newbob, class_priors, finetune
+from asr_init.training.interrupts import Interrupted
+
+runner = CliRunner()
+QUICK = dict(layers=2, hidden=32, splice=1, batch_size=32, max_epochs=4, stats_frames=200)
+
+
+def _text(result):
+    return " ".join(result.output.split())
+
+
+def test_separable_problem_reaches_near_perfect_accuracy(blob_store, tmp_path):
+    summary = finetune(blob_store, FinetuneConfig(**(QUICK | {"max_epochs": 8, "lr": 0.02})), tmp_path / "ft")
+    assert summary["best_dev_acc"] > 0.97
+    rows = read_csv(tmp_path / "ft" / "train.csv")
+    assert float(rows[-1]["train_acc"]) > 0.97
+    for key in ("grad_norm_1", "grad_norm_2", "grad_norm_out", "sat_1", "sat_2", "frames_per_s"):
+        assert np.isfinite(float(rows[-1][key])), key
+    assert (tmp_path / "ft" / "train.png").read_bytes()[:4] == b"\x89PNG"
+    model, meta = load_model(tmp_path / "ft")
+    assert meta["outputs"] == FeatureStore(blob_store).states and len(meta["priors"]) == 12
+
+
+def test_zeros_never_break_symmetry_but_xavier_does(blob_store, tmp_path):
+    def trained(init):
+        cfg = FinetuneConfig(**(QUICK | {"init": init, "output_init": "same", "max_epochs": 3, "lr": 0.05}))
+        summary = finetune(blob_store, cfg, tmp_path / init)
+        model, _ = load_model(tmp_path / init)
+        return summary, [layer.weight.detach() for layer in model.hidden] + [model.output.weight.detach()]
+
+    summary, weights = trained("zeros")
+    assert summary["best_epoch"] >= 1  # training did change the model
+    for w in weights[:-1]:
+        assert torch.allclose(w, w[:1].expand_as(w), atol=1e-6)  # every hidden unit the same
+    # The output layer did learn: its columns (one per hidden unit) are identical but not zero.
+    out = weights[-1]
+    assert float(out.abs().max()) > 0 and torch.allclose(out, out[:, :1].expand_as(out), atol=1e-6)
+    assert summary["best_dev_acc"] < 0.5  # identical units cannot separate 12 classes
+    _, weights = trained("xavier-normal")
+    for w in weights[:-1]:
+        assert float((w - w[:1]).abs().max()) > 0.01
+
+
+def test_priors_sum_to_one(blob_store):
+    store = FeatureStore(blob_store)
+    for targets, n in (("states", 12), ("phones", 4)):
+        p = class_priors(store, targets, floor=1.0)
+        assert p.shape == (n,) and p.sum() == pytest.approx(1.0) and (p > 0).all()
+
+
+def test_newbob_halves_and_stops_as_scripted():
+    nb = Newbob(lr=0.008)
+    nb.start(2.0)
+    # 25% better (keep lr); worse: rejected, improvement 0 < 1% turns halving on (lr / 2);
+    # 3.3% better: halve again; 0.007% better < 0.1% with halving on: stop (no more halving)
+    script = [1.5, 1.6, 1.45, 1.4499]
+    out = [nb.step(loss) for loss in script]
+    assert [a for a, _ in out] == [True, False, True, True]
+    assert [s for _, s in out] == [False, False, False, True]
+    assert [h["next_lr"] for h in nb.history] == pytest.approx([0.008, 0.004, 0.002, 0.002])
+    assert nb.best == 1.4499
+    # Once halving is on, a rejected epoch (improvement 0) ends training.
+    nb2 = Newbob(lr=1.0)
+    nb2.start(1.0)
+    assert nb2.step(0.995) == (True, False)  # 0.5% < 1%: halving on
+    assert nb2.step(1.2) == (False, True)
+
+
+def test_newbob_respects_min_epochs():
+    nb = Newbob(lr=1.0, min_epochs=3)
+    nb.start(1.0)
+    assert nb.step(1.0) == (False, False)  # no improvement: halving starts, but too early to stop
+    assert nb.step(1.0) == (False, False)
+    assert nb.step(1.0) == (False, False)
+    assert nb.step(1.0) == (False, True)
+    assert nb.lr == pytest.approx(1 / 8)
+
+
+def test_resume_equals_uninterrupted(blob_store, tmp_path):
+    cfg = FinetuneConfig(**(QUICK | {"max_epochs": 3, "momentum": 0.5, "dropout": 0.1}))
+    finetune(blob_store, cfg, tmp_path / "full")
+    with pytest.raises(Interrupted):
+        finetune(blob_store, cfg, tmp_path / "cut", interrupt_after=40)
+    with pytest.raises(UserError, match="--resume"):
+        finetune(blob_store, cfg, tmp_path / "cut")
+    finetune(blob_store, cfg, tmp_path / "cut", resume=True)
+    a = load_checkpoint(tmp_path / "full" / "model.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "cut" / "model.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    cols = ("epoch", "lr", "train_loss", "dev_loss", "dev_acc", "accepted")
+    ra = [tuple(r[c] for c in cols) for r in read_csv(tmp_path / "full" / "train.csv")]
+    rb = [tuple(r[c] for c in cols) for r in read_csv(tmp_path / "cut" / "train.csv")]
+    assert ra == rb
+
+
+def test_dbn_input_mismatch_and_missing_targets(blob_store, tmp_path):
+    pipe = FeaturePipeline(splice=0, mean=(0.0,) * 13, std=(1.0,) * 13)
+    save_dir = tmp_path / "dbn13"
+    save_dir.mkdir()
+    save_dbn(save_dir / "dbn.pt", [(torch.zeros(8, 13), torch.zeros(8))], pipe, ["sil"], ["sil_0"], "gauss")
+    res = runner.invoke(app, ["finetune", str(blob_store), "--out", str(tmp_path / "x"), "--dbn", str(save_dir)])
+    assert res.exit_code == 1 and "expects 13-dim frames" in _text(res) and "has 39-dim frames" in _text(res)
+    broken = tmp_path / "broken"
+    shutil.copytree(blob_store, broken)
+    (broken / "states.txt").unlink()
+    res = runner.invoke(app, ["finetune", str(broken), "--out", str(tmp_path / "y")])
+    assert res.exit_code == 1 and "states.txt is missing" in _text(res)
+    res = runner.invoke(app, ["finetune", str(blob_store), "--out", str(tmp_path / "z"), "--dbn", str(tmp_path)])
+    assert res.exit_code == 1 and "has no dbn.pt" in _text(res)
+
+
+def test_init_from_reuses_lower_layers(blob_store, tmp_path):
+    finetune(blob_store, FinetuneConfig(**(QUICK | {"max_epochs": 1})), tmp_path / "a")
+    cfg = FinetuneConfig(
+        **(QUICK | {"max_epochs": 1, "init_from": str(tmp_path / "a"), "reuse_layers": 1, "lr": 1e-12})
+    )
+    finetune(blob_store, cfg, tmp_path / "b")
+    a, _ = load_model(tmp_path / "a")
+    b, meta = load_model(tmp_path / "b")
+    assert torch.allclose(a.hidden[0].weight, b.hidden[0].weight, atol=1e-6)
+    assert meta["layers"][0]["from"] == "init-from" and meta["layers"][1]["from"] == "init"
+    with pytest.raises(UserError, match="has only 2 hidden layers"):
+        finetune(
+            blob_store,
+            FinetuneConfig(**(QUICK | {"init_from": str(tmp_path / "a"), "reuse_layers": 3})),
+            tmp_path / "c",
+        )
+
+
+def test_end_to_end_cli(kaldi_dir, tmp_path):
+    store, dbn, model = tmp_path / "store", tmp_path / "dbn", tmp_path / "model"
+    steps = [
+        ["extract", str(kaldi_dir), "--out", str(store), "--jobs", "1"],
+        [
+            "pretrain",
+            str(store),
+            "--out",
+            str(dbn),
+            "--layers",
+            "2",
+            "--hidden",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+        ],
+        ["finetune", str(store), "--out", str(model), "--dbn", str(dbn), "--max-epochs", "3", "--batch-size", "64"],
+        ["evaluate", str(store), "--model", str(model), "--lm-weights", "1,2", "--penalties", "0,2"],
+    ]
+    for args in steps:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, (args[0], res.output)
+    result = json.loads((model / "eval-test" / "results.json").read_text())
+    assert 0 <= result["frame_acc_phones"] <= 1 and 0 <= result["frame_acc_states"] <= result["frame_acc_phones"]
+    assert result["per"] == pytest.approx(
+        (result["substitutions"] + result["deletions"] + result["insertions"]) / result["ref_phones"]
+    )
+    assert result["lm_weight"] in (1, 2) and result["insertion_penalty"] in (0, 2) and len(result["tuning_grid"]) == 4
+    assert (model / "eval-test" / "confusion.png").stat().st_size > 10_000
+    assert "phone error rate" in res.output
+    # Every stage records the same versions/environment record.
+    from asr_init.environment import environment
+
+    env = environment()
+    for path in (
+        store / "config.json",
+        store / "summary.json",
+        dbn / "pretrain.json",
+        model / "finetune.json",
+        model / "eval-test" / "results.json",
+    ):
+        versions = json.loads(path.read_text())["versions"]
+        assert set(versions) == set(env), path
+        assert versions["torch"] == torch.__version__ and versions["threads"] == torch.get_num_threads(), path
+        assert versions["torch_build"] == ("CPU" if torch.version.cuda is None else f"CUDA {torch.version.cuda}")
+
+
+def test_defaults_depend_on_the_starting_point():
+    """From a DBN: Kaldi's lr 0.008 without momentum; from random weights: 0.0004 with 0.9."""
+    scratch, pretrained = FinetuneConfig(), FinetuneConfig(dbn="dbn-folder")
+    assert (scratch.lr, scratch.momentum) == (0.0004, 0.9)
+    assert (pretrained.lr, pretrained.momentum) == (0.008, 0.0)
+    assert (FinetuneConfig(lr=0.01, momentum=0.5).lr, FinetuneConfig(lr=0.01, momentum=0.5).momentum) == (0.01, 0.5)
+    again = FinetuneConfig.from_dict(scratch.to_dict())
+    assert (again.lr, again.momentum) == (0.0004, 0.9)
+
+
+def test_warns_when_training_sits_at_chance(blob_store, tmp_path):
+    """Saturated sigmoid layers and a tiny step: the train accuracy stays at the majority
+    class's share, and the warning names the saturated layers and the options."""
+    args = [
+        "finetune",
+        str(blob_store),
+        "--layers",
+        "2",
+        "--hidden",
+        "32",
+        "--splice",
+        "1",
+        "--batch-size",
+        "32",
+        "--max-epochs",
+        "1",
+    ]
+    stuck = runner.invoke(app, args + ["--out", str(tmp_path / "stuck"), "--init", "large", "--lr", "1e-7"])
+    assert stuck.exit_code == 0, stuck.output
+    text = _text(stuck)
+    assert "warning: epoch 1: train frame accuracy" in text and "is at chance" in text
+    assert "saturated layers (share of units) 1: " in text and "2: " in text
+    assert "Lower --lr (now 1e-07)" in text and "--momentum" in text and "--dbn" in text
+    fine = runner.invoke(app, args + ["--out", str(tmp_path / "fine"), "--lr", "0.02", "--momentum", "0"])
+    assert fine.exit_code == 0 and "at chance" not in _text(fine)
+
+
+def test_models_refuse_stores_with_other_feature_settings(tmp_path):
+    """A model trained on 16 kHz features is not applied to 8 kHz frames (same dimension,
+    other filterbank): evaluate, finetune --dbn and finetune --init-from say so in one line."""
+    from conftest import write_kaldi_dir
+
+    from asr_init.features.extract import ExtractConfig, extract
+    from asr_init.training.pretrain import PretrainConfig, pretrain
+
+    corpus = write_kaldi_dir(tmp_path / "corpus", speakers=5, utts_per_speaker=3, sr=8000)
+    split = dict(jobs=1, dev_fraction=0.2, test_fraction=0.2)
+    extract(corpus, tmp_path / "s8", ExtractConfig(**split))
+    extract(corpus, tmp_path / "s16", ExtractConfig(**split, sample_rate=16000))
+    pretrain(
+        tmp_path / "s16",
+        PretrainConfig(layers=1, hidden=16, splice=1, epochs=1, batch_size=32, stats_frames=200),
+        tmp_path / "dbn16",
+    )
+    finetune(tmp_path / "s16", FinetuneConfig(**(QUICK | {"max_epochs": 1})), tmp_path / "dnn16")
+    store8 = FeatureStore(tmp_path / "s8")
+    assert FeatureStore(tmp_path / "s16").dim == store8.dim == 39  # only the settings tell them apart
+    _, meta = load_model(tmp_path / "dnn16")
+    assert meta["pipeline"]["features"]["sample_rate"] == 16000 and meta["pipeline"]["features"]["fmax"] == 8000.0
+
+    expected = (
+        "was trained on features with sample rate 16000 Hz, high freq 8000 Hz, but store {store} has sample rate "
+        "8000 Hz, high freq 4000 Hz; extract the corpus with --sample-rate 16000 --high-freq 8000 to use this model on it"
+    )
+    for args, where in [
+        (["evaluate", str(tmp_path / "s8"), "--model", str(tmp_path / "dnn16")], f"model {tmp_path / 'dnn16'}"),
+        (
+            ["finetune", str(tmp_path / "s8"), "--out", str(tmp_path / "x"), "--dbn", str(tmp_path / "dbn16")],
+            f"DBN {tmp_path / 'dbn16'}",
+        ),
+        (
+            [
+                "finetune",
+                str(tmp_path / "s8"),
+                "--out",
+                str(tmp_path / "y"),
+                "--init-from",
+                str(tmp_path / "dnn16"),
+                "--reuse-layers",
+                "1",
+                "--layers",
+                "2",
+                "--hidden",
+                "32",
+                "--splice",
+                "1",
+            ],
+            f"model {tmp_path / 'dnn16'}",
+        ),
+    ]:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 1, res.output
+        errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+        assert errors == [f"error: {where} " + expected.format(store=tmp_path / "s8")], res.output
+    # The same model on a store with its own settings is accepted.
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "s16"), "--model", str(tmp_path / "dnn16"), "--frames-only"])
+    assert res.exit_code == 0, res.output
+
+
+def test_pipeline_records_feature_settings_and_reads_old_records(blob_store, tiny_store):
+    store = FeatureStore(tiny_store)
+    pipe = FeaturePipeline.from_store(store, 2)
+    assert pipe.feature_config.sample_rate == 16000 and pipe.feature_config.fmax == 8000.0
+    assert FeaturePipeline.from_dict(pipe.to_dict()) == pipe
+    old = {k: v for k, v in pipe.to_dict().items() if k != "features"}  # a model saved before settings were recorded
+    assert FeaturePipeline.from_dict(old).feature_config is None
+    FeaturePipeline.from_dict(old).check_store(store, "model old")  # checked on dimension only: no error
+    assert FeatureStore(blob_store).feature_config is None  # a store made without extract records none

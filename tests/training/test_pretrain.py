@@ -1,0 +1,244 @@
+"""The pretrain stage: outputs, logs, splicing, resume, guards and errors."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from asr_init.cli import app
+from asr_init.errors import UserError
+from asr_init.features.pipeline import FeaturePipeline, FrameBuffer, splice_frames
+from asr_init.features.store import FeatureStore
+from asr_init.io import load_checkpoint, read_csv
+from asr_init.training.interrupts import Interrupted
+from asr_init.training.pretrain import PretrainConfig, pretrain
+
+runner = CliRunner()
+SMALL = dict(layers=2, hidden=32, epochs=1, epochs_gauss=2, batch_size=64, report_every=500, stats_frames=300)
+
+
+def _text(result):
+    return " ".join(result.output.split())
+
+
+def test_pretrain_writes_everything(tiny_store, tmp_path):
+    out = tmp_path / "pt"
+    summary = pretrain(tiny_store, PretrainConfig(init="optimal", **SMALL), out)
+    for name in ("rbm1.pt", "rbm2.pt", "dbn.pt", "pretrain.json", "recon.csv", "recon.png", "pretrain.config.json"):
+        assert (out / name).exists(), name
+    assert not list(out.glob("*.partial.pt"))
+    info = json.loads((out / "pretrain.json").read_text())
+    assert info == json.loads(json.dumps(summary))
+    l1, l2 = info["layers"]
+    assert l1["visible"] == "gauss" and l2["visible"] == "bernoulli"
+    assert l1["n_visible"] == 39 * 11 and l1["n_hidden"] == 32
+    assert l1["D"] == pytest.approx(1.40784, rel=0.05)  # optimal on N(0,1) inputs
+    assert l1["sigma"] == pytest.approx(1.40784 / np.sqrt(429), rel=0.05)
+    assert info["pipeline"]["splice"] == 5 and len(info["pipeline"]["mean"]) == 39
+    assert "torch" in info["versions"]
+    rows = read_csv(out / "recon.csv")
+    interval = [r for r in rows if r["kind"] == "interval" and r["layer"] == "1"]
+    assert len(interval) >= 4
+    first, last = float(interval[0]["recon_error"]), float(interval[-1]["recon_error"])
+    assert last < first  # reconstruction error falls
+    ends = [r for r in rows if r["kind"] == "epoch_end"]
+    assert len(ends) == 3  # 2 Gaussian epochs + 1
+    for r in ends:
+        for key in (
+            "net_std",
+            "nonlinear",
+            "saturated",
+            "train_recon",
+            "dev_recon",
+            "train_free_energy",
+            "dev_free_energy",
+        ):
+            assert np.isfinite(float(r[key])), key
+    dbn = load_checkpoint(out / "dbn.pt")
+    assert [tuple(layer["W"].shape) for layer in dbn["layers"]] == [(32, 429), (32, 32)]
+    assert dbn["phones"] == FeatureStore(tiny_store).phones
+    assert (out / "recon.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rerun_skips_and_other_settings_refused(tiny_store, tmp_path):
+    out = tmp_path / "pt"
+    pretrain(tiny_store, PretrainConfig(**SMALL), out)
+    stamp = (out / "dbn.pt").stat().st_mtime_ns
+    pretrain(tiny_store, PretrainConfig(**SMALL), out)
+    assert (out / "dbn.pt").stat().st_mtime_ns == stamp
+    with pytest.raises(UserError, match=r"other settings \(splice\)"):
+        pretrain(tiny_store, PretrainConfig(**(SMALL | {"splice": 3})), out)
+
+
+@pytest.mark.parametrize("where", ["layer 1, epoch 1", "layer 1, epoch 2", "layer 2"])
+def test_resume_equals_uninterrupted(tiny_store, tmp_path, where):
+    cfg = PretrainConfig(init="xavier-normal", **SMALL)
+    per_epoch = -(-FeatureStore(tiny_store).num_frames("train") // cfg.batch_size)  # one buffer holds the split
+    interrupt_after = {"layer 1, epoch 1": 5, "layer 1, epoch 2": per_epoch + 3, "layer 2": 2 * per_epoch + 3}[where]
+    pretrain(tiny_store, cfg, tmp_path / "full")
+    with pytest.raises(Interrupted, match="continue with --resume"):
+        pretrain(tiny_store, cfg, tmp_path / "cut", interrupt_after=interrupt_after)
+    partial = list((tmp_path / "cut").glob("rbm*.partial.pt"))
+    assert len(partial) == 1
+    assert partial[0].name == ("rbm2.partial.pt" if where == "layer 2" else "rbm1.partial.pt")
+    with pytest.raises(UserError, match="re-run with --resume"):
+        pretrain(tiny_store, cfg, tmp_path / "cut")
+    pretrain(tiny_store, cfg, tmp_path / "cut", resume=True)
+    a, b = load_checkpoint(tmp_path / "full" / "dbn.pt"), load_checkpoint(tmp_path / "cut" / "dbn.pt")
+    for la, lb in zip(a["layers"], b["layers"]):
+        assert torch.equal(la["W"], lb["W"]) and torch.equal(la["b"], lb["b"])
+    ra = [
+        (r["layer"], r["frames"], r["kind"], r["recon_error"], r["dev_recon"])
+        for r in read_csv(tmp_path / "full" / "recon.csv")
+    ]
+    rb = [
+        (r["layer"], r["frames"], r["kind"], r["recon_error"], r["dev_recon"])
+        for r in read_csv(tmp_path / "cut" / "recon.csv")
+    ]
+    assert ra == rb
+
+
+def test_same_seed_same_numbers_and_seed_matters(tiny_store, tmp_path):
+    cfg = PretrainConfig(**(SMALL | {"layers": 1}))
+    pretrain(tiny_store, cfg, tmp_path / "a")
+    pretrain(tiny_store, cfg, tmp_path / "b")
+    pretrain(tiny_store, PretrainConfig(**(SMALL | {"layers": 1, "seed": 1})), tmp_path / "c")
+    w = [load_checkpoint(tmp_path / d / "dbn.pt")["layers"][0]["W"] for d in "abc"]
+    assert torch.equal(w[0], w[1]) and not torch.equal(w[0], w[2])
+
+
+def test_nan_guard_stops_with_clear_message(tiny_store, tmp_path):
+    cfg = PretrainConfig(**(SMALL | {"lr": 1e25, "sat_guard": 0.0}))  # the guard would halve 1e25 for a long time
+    with pytest.raises(UserError) as err:
+        pretrain(tiny_store, cfg, tmp_path / "pt")
+    msg = str(err.value)
+    assert "layer 2:" in msg and "frames" in msg and "lower --lr" in msg and "rbm1.pt is kept" in msg
+    assert (tmp_path / "pt" / "rbm1.pt").exists() and not (tmp_path / "pt" / "dbn.pt").exists()
+
+
+def test_gaussian_guard_scales_weights_and_lowers_lr(tiny_store, tmp_path):
+    cfg = PretrainConfig(**(SMALL | {"layers": 1, "lr_gauss": 50.0}))
+    pretrain(tiny_store, cfg, tmp_path / "pt")
+    guards = [r for r in read_csv(tmp_path / "pt" / "recon.csv") if r["kind"] == "guard"]
+    assert guards and all(float(g["guard_scale"]) < 0.5 + 1e-9 for g in guards)
+    lrs = [float(g["lr"]) for g in guards]
+    assert lrs[0] == pytest.approx(45.0) and all(b < a for a, b in zip(lrs, lrs[1:]))
+
+
+def test_frame_buffer_splices_within_utterances(tiny_store):
+    store = FeatureStore(tiny_store)
+    pipe = FeaturePipeline.from_store(store, splice=3)
+    recs = store.split("train")
+    buf = FrameBuffer(store, recs, pipe, batch_size=100, buffer_frames=700)
+    got = torch.cat([x for x, _ in buf.batches(seed=0, epoch=1)])
+    want = torch.cat([pipe.utterance(store.features(r)) for r in recs])
+    assert got.shape == want.shape == (sum(r.frames for r in recs), 39 * 7)
+    key = lambda t: t[np.lexsort(t.numpy().T[::-1])]  # noqa: E731 - sort rows to compare as sets
+    torch.testing.assert_close(key(got), key(want))
+    # The first frame of an utterance repeats itself as left context.
+    first = pipe.utterance(store.features(recs[0]))[0].reshape(7, 39)
+    assert torch.equal(first[0], first[3]) and torch.equal(first[2], first[3])
+
+
+def test_splice_frames_clips_to_bounds():
+    x = torch.arange(10.0)[:, None]
+    lo = torch.tensor([0, 0, 5, 5])
+    hi = torch.tensor([4, 4, 9, 9])
+    out = splice_frames(x, torch.tensor([0, 4, 5, 9]), lo, hi, 2)
+    assert out.tolist() == [[0, 0, 0, 1, 2], [2, 3, 4, 4, 4], [5, 5, 5, 6, 7], [7, 8, 9, 9, 9]]
+
+
+def test_cli_errors(tiny_store, tmp_path):
+    res = runner.invoke(app, ["pretrain", str(tiny_store), "--out", str(tmp_path / "a"), "--init", "nope"])
+    assert res.exit_code == 1 and "unknown init method 'nope'; valid: zeros" in _text(res)
+    empty = tmp_path / "empty"
+    shutil.copytree(tiny_store, empty)
+    (empty / "manifest.jsonl").write_text("")
+    res = runner.invoke(app, ["pretrain", str(empty), "--out", str(tmp_path / "b")])
+    assert res.exit_code == 1 and "is empty" in _text(res) and str(empty) in _text(res)
+    res = runner.invoke(app, ["pretrain", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")])
+    assert res.exit_code == 1 and "does not exist" in _text(res)
+    res = runner.invoke(app, ["pretrain", str(tiny_store), "--out", str(tmp_path / "d"), "--splice", "-1"])
+    assert res.exit_code == 1 and "invalid splice=-1" in _text(res)
+
+
+def test_cli_pretrain_bernoulli_first_layer(tiny_store, tmp_path):
+    res = runner.invoke(
+        app,
+        [
+            "pretrain",
+            str(tiny_store),
+            "--out",
+            str(tmp_path / "pt"),
+            "--layers",
+            "1",
+            "--hidden",
+            "16",
+            "--epochs",
+            "1",
+            "--visible",
+            "bernoulli",
+            "--init",
+            "optimal-data",
+            "--batch-size",
+            "64",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    info = json.loads((tmp_path / "pt" / "pretrain.json").read_text())
+    assert info["pipeline"]["squash"] is True and info["layers"][0]["visible"] == "bernoulli"
+    assert info["layers"][0]["D"] == pytest.approx(1.40784, rel=0.05)
+
+
+def _epoch_end_saturation(out) -> dict[tuple[int, int], float]:
+    return {
+        (int(r["layer"]), int(r["epoch"])): float(r["saturated"])
+        for r in read_csv(out / "recon.csv")
+        if r["kind"] == "epoch_end"
+    }
+
+
+@pytest.fixture(scope="module")
+def default_shaped_runs(tiny_store, tmp_path_factory):
+    """6 x 1024 with every default but the epoch length (16 mini-batches): as shipped, at
+    Kaldi's lr 0.4 with the saturation guard, and at lr 0.4 without it."""
+    root = tmp_path_factory.mktemp("default-shaped")
+    short = dict(max_frames=4096, stats_frames=500)
+    runs = {
+        "default": PretrainConfig(**short),
+        "kaldi-lr": PretrainConfig(lr=0.4, **short),
+        "kaldi-lr-unguarded": PretrainConfig(lr=0.4, sat_guard=0.0, **short),
+    }
+    for name, cfg in runs.items():
+        pretrain(tiny_store, cfg, root / name)
+    return root
+
+
+def test_default_dbn_keeps_every_layer_non_linear(default_shaped_runs):
+    sat = _epoch_end_saturation(default_shaped_runs / "default")
+    assert sorted(sat) == [(1, e) for e in range(1, 5)] + [(layer, e) for layer in range(2, 7) for e in (1, 2)]
+    assert max(sat.values()) <= 0.1, sat
+    assert not [r for r in read_csv(default_shaped_runs / "default" / "recon.csv") if r["kind"] == "guard"]
+
+
+def test_saturation_guard_rescues_kaldi_learning_rate(default_shaped_runs):
+    unguarded = _epoch_end_saturation(default_shaped_runs / "kaldi-lr-unguarded")
+    assert unguarded[(2, 1)] > 0.5  # the collapse this guard exists for
+    rows = read_csv(default_shaped_runs / "kaldi-lr" / "recon.csv")
+    guards = [r for r in rows if r["kind"] == "guard"]
+    assert guards and {r["guard"] for r in guards} == {"saturation"}
+    assert {int(r["layer"]) for r in guards} >= {2}
+    for layer in {int(r["layer"]) for r in guards}:
+        lrs = [float(r["lr"]) for r in guards if int(r["layer"]) == layer]
+        assert lrs[0] == pytest.approx(0.2) and all(b == pytest.approx(a / 2) for a, b in zip(lrs, lrs[1:]))
+    assert max(_epoch_end_saturation(default_shaped_runs / "kaldi-lr").values()) <= 0.15
+    intervals = [r for r in rows if r["kind"] == "interval" and r["layer"] == "2"]
+    assert all(0 <= float(r["saturated"]) <= 1 for r in intervals)
+
+
+def test_sat_guard_option_validated(tiny_store, tmp_path):
+    result = runner.invoke(app, ["pretrain", str(tiny_store), "--out", str(tmp_path / "x"), "--sat-guard", "1.5"])
+    assert result.exit_code == 1 and "sat_guard=1.5" in _text(result) and "[0, 1)" in _text(result)

@@ -1,0 +1,54 @@
+"""A real SIGTERM to a running `asr-init pretrain`: checkpoint, exit 130, then --resume."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from asr_init.io import load_checkpoint
+
+
+def test_sigterm_writes_resumable_checkpoint(tiny_store, tmp_path):
+    out = tmp_path / "pt"
+    asr_init = str(Path(sys.executable).parent / "asr-init")
+    args = [
+        asr_init,
+        "pretrain",
+        str(tiny_store),
+        "--out",
+        str(out),
+        "--layers",
+        "1",
+        "--hidden",
+        "64",
+        "--epochs-gauss",
+        "400",
+        "--batch-size",
+        "32",
+        "--report-every",
+        "200",
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (out / "rbm1.partial.pt").exists() and time.time() < deadline:  # an epoch has ended: mid-training
+        time.sleep(0.2)
+    assert (out / "rbm1.partial.pt").exists(), "training did not start"
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "continue with --resume" in " ".join(output.split())
+    state = load_checkpoint(out / "rbm1.partial.pt")
+    assert state["position"]["frames"] > 0 and not state["finished"]
+    assert not (out / "dbn.pt").exists()
+    # --resume continues from the saved position (stopped again here to keep the test short).
+    stamp = (out / "rbm1.partial.pt").stat().st_mtime_ns
+    resumed = subprocess.Popen(args + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while (out / "rbm1.partial.pt").stat().st_mtime_ns == stamp and time.time() < deadline:
+        time.sleep(0.2)  # a new epoch-end checkpoint: the resumed run is training, its handler set
+    resumed.send_signal(signal.SIGTERM)
+    output, _ = resumed.communicate(timeout=60)
+    assert resumed.returncode == 130 and "resuming at epoch" in " ".join(output.split())
+    later = load_checkpoint(out / "rbm1.partial.pt")
+    assert later["position"]["frames"] > state["position"]["frames"]
