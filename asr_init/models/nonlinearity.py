@@ -44,18 +44,28 @@ def activate(net: torch.Tensor, activation: str) -> torch.Tensor:
     raise ValueError(f"unknown activation {activation!r}; valid: sigmoid, tanh, relu")
 
 
+def saturated_mask(out: torch.Tensor, activation: str) -> torch.Tensor:
+    """Which outputs are saturated: a sigmoid output below 0.05 or above 0.95, a tanh output
+    beyond +-0.9 (the same region of the underlying logistic), a ReLU output at 0 (dead)."""
+    if activation == "sigmoid":
+        return (out < 0.05) | (out > 0.95)
+    if activation == "tanh":
+        return out.abs() > 0.9
+    if activation == "relu":
+        return out <= 0
+    raise ValueError(f"unknown activation {activation!r}; valid: sigmoid, tanh, relu")
+
+
 def net_input_stats(net: torch.Tensor, activation: str, layer: int = 1) -> NetInputStats:
     """Statistics of a (frames, units) block of net inputs."""
     net = net.detach().double()
     if activation == "relu":
         nonlinear = float((net.abs() < 1e-3).double().mean())  # the kink is ReLU's only non-linearity
-        saturated = float((net <= 0).double().mean())  # dead units
     else:
         a, b = _region(activation)
         mag = net.abs()
         nonlinear = float(((mag >= a) & (mag <= b)).double().mean())
-        out = torch.sigmoid(net) if activation == "sigmoid" else (torch.tanh(net) + 1) / 2
-        saturated = float(((out < 0.05) | (out > 0.95)).double().mean())
+    saturated = float(saturated_mask(activate(net, activation), activation).double().mean())
     return NetInputStats(layer, float(net.mean()), float(net.std()), nonlinear, saturated)
 
 

@@ -70,10 +70,10 @@ class UniformSource:
             return out
         return out.uniform_(generator=self._gen)
 
-    def get_state(self):
+    def state_dict(self):
         return self._rng.bit_generator.state if self.device.type == "cpu" else self._gen.get_state()
 
-    def set_state(self, state) -> None:
+    def load_state_dict(self, state) -> None:
         if self.device.type == "cpu":
             self._rng.bit_generator.state = state
         else:

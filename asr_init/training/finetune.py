@@ -4,15 +4,10 @@ The network is the DBN's hidden layers (or `--init`-initialised layers of the sa
 shape, or the lower K layers of another model) plus a new softmax layer over HMM states
 or phones. Training is frame-shuffled mini-batch SGD with optional momentum, L2,
 dropout, max-norm and gradient clipping. As in Kaldi nnet1, the learning rate multiplies
-the gradient summed over the mini-batch (lr 0.008 at batch 256 = 2.05 x the mean gradient). The learning-rate schedule is Kaldi nnet1's
-newbob (steps/nnet/train_scheduler.sh), on dev cross-entropy:
-
-- before training, the dev cross-entropy is measured;
-- after each epoch, if dev cross-entropy improved the epoch is accepted, else it is
-  rejected and the weights roll back to the best ones;
-- rel = (best_before - best_after) / best_before; once halving is on and rel < 0.001,
-  training stops; when rel < 0.01, halving turns on; while it is on, lr is halved after
-  every epoch.
+the gradient summed over the mini-batch (lr 0.008 at batch 256 = 2.05 x the mean
+gradient). The learning-rate schedule (schedules.py) is by default Kaldi nnet1's newbob on
+dev cross-entropy, measured before training and after every epoch; an epoch that does
+not improve it is rejected and the weights roll back to the best ones.
 
 Output folder: model.pt (best weights, config, pipeline, labels, priors), priors.txt,
 finetune.json, train.csv, train.png, and checkpoint.pt while training (resumable).
@@ -21,28 +16,28 @@ finetune.json, train.csv, train.png, and checkpoint.pt while training (resumable
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import TextColumn
 
 from asr_init.config import ConfigBase
 from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline, FrameBuffer, sample_frames
 from asr_init.features.store import FeatureStore
-from asr_init.io import load_checkpoint, save_checkpoint, write_csv, write_json_atomic
+from asr_init.io import load_checkpoint, write_csv, write_json_atomic
 from asr_init.models.dbn import load_dbn, load_stack
 from asr_init.models.dnn import ACTIVATIONS, DNN, save_model
 from asr_init.models.init import InitContext, init_weight_, input_power, parse_init
-from asr_init.progress import console, progress_bar
-from asr_init.training.interrupts import Interrupted, StopFlag, catch_signals
+from asr_init.models.nonlinearity import saturated_mask
+from asr_init.progress import console
+from asr_init.training.interrupts import StopFlag, catch_signals
+from asr_init.training.loop import Step, Trainer, TrainState
 from asr_init.training.runs import prepare_run_dir
+from asr_init.training.schedules import SCHEDULES, make_schedule
 
-SCHEDULES = ("newbob", "constant", "exponential")
 # Learning rate and momentum by starting point, chosen at 6 x 1024 sigmoid units on the
 # 1-hour store. From a DBN, Kaldi nnet1's lr 0.008 on the summed gradient, no momentum.
 # From random weights (no --dbn, or --init-from) that step saturates a deep sigmoid network
@@ -123,45 +118,6 @@ class FinetuneConfig(ConfigBase):
         )
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError(f"invalid device={self.device!r}: CUDA is not available on this machine; use --device cpu")
-
-
-@dataclass
-class Newbob:
-    """Kaldi's newbob schedule on a dev loss (lower is better); state is plain data."""
-
-    lr: float
-    best: float = math.inf
-    halving: bool = False
-    start_halving: float = 0.01
-    end_halving: float = 0.001
-    factor: float = 0.5
-    min_epochs: int = 1
-    epoch: int = 0
-    history: list = field(default_factory=list)
-
-    def start(self, initial_loss: float) -> None:
-        self.best = initial_loss
-
-    def step(self, loss: float) -> tuple[bool, bool]:
-        """After an epoch with dev `loss`: (accepted, stop). Updates lr for the next epoch."""
-        self.epoch += 1
-        before = self.best
-        accepted = loss < self.best
-        if accepted:
-            self.best = loss
-        rel = (before - self.best) / before if before not in (0, math.inf) else 1.0
-        stop = False
-        if self.halving and rel < self.end_halving and self.epoch > self.min_epochs:
-            stop = True
-        else:
-            if rel < self.start_halving:
-                self.halving = True
-            if self.halving:
-                self.lr *= self.factor
-        self.history.append(
-            {"epoch": self.epoch, "loss": loss, "accepted": accepted, "rel_impr": rel, "next_lr": self.lr, "stop": stop}
-        )
-        return accepted, stop
 
 
 def class_priors(store: FeatureStore, targets: str, floor: float) -> np.ndarray:
@@ -251,21 +207,13 @@ def _evaluate(
 
 
 def _saturation(model: DNN, sample: torch.Tensor) -> list[float]:
-    """Fraction of saturated hidden units per layer on a fixed frame sample."""
+    """Share of saturated hidden units per layer on a fixed frame sample (dead units for ReLU)."""
     keep: list[torch.Tensor] = []
     model.eval()
     with torch.no_grad():
         model(sample, keep)
     model.train()
-    out = []
-    for h in keep:
-        if model.activation == "sigmoid":
-            out.append(float(((h < 0.05) | (h > 0.95)).float().mean()))
-        elif model.activation == "tanh":
-            out.append(float((h.abs() > 0.9).float().mean()))
-        else:
-            out.append(float((h <= 0).float().mean()))  # dead ReLUs
-    return out
+    return [float(saturated_mask(h, model.activation).float().mean()) for h in keep]
 
 
 def _warn_if_at_chance(row: dict, majority: float, layers: int, config: FinetuneConfig) -> None:
@@ -296,27 +244,16 @@ def finetune(
     force: bool = False,
     interrupt_after: int | None = None,
 ) -> dict:
-    """Train the DNN; returns the finetune.json summary."""
+    """Train the DNN; returns the finetune.json summary.
+
+    `interrupt_after` (testing) acts as a signal arriving after that many mini-batches.
+    """
     config.validate()
     store = FeatureStore(store_path)
     out_dir = Path(out_dir)
     if not store.split("train") or not store.split("dev"):
         raise UserError(f"store {store.path} needs train and dev utterances for fine-tuning (newbob uses dev)")
-    if config.dbn:
-        dbn = load_dbn(Path(config.dbn))
-        pipeline = FeaturePipeline.from_dict(dbn["pipeline"])
-        pipeline.check_store(store, f"DBN {config.dbn}")
-        if pipeline.dim != dbn["layers"][0]["W"].shape[1]:
-            raise UserError(
-                f"DBN {config.dbn} takes {dbn['layers'][0]['W'].shape[1]} inputs but its pipeline gives {pipeline.dim}"
-            )
-    elif config.init_from:
-        _, pipeline, _ = load_stack(Path(config.init_from))
-        pipeline.check_store(store, f"model {config.init_from}")
-    else:
-        pipeline = FeaturePipeline.from_store(store, config.splice)
-    labels = store.states if config.targets == "states" else store.phones
-
+    pipeline = _input_pipeline(config, store)
     settings = {"store": str(store.path.resolve()), "config": config.to_dict()}
     done = prepare_run_dir(
         out_dir,
@@ -330,234 +267,262 @@ def finetune(
         console.print(f"[green]{out_dir} already holds a finished fine-tuning run with these settings; nothing to do")
         return done
     console.print(f"finetune {store.path} -> {out_dir}: {config.to_dict()}", highlight=False)
+    trainer = _DnnTrainer(config, store, pipeline, out_dir, resume)
+    flag = StopFlag(interrupt_after)
+    with catch_signals(flag):
+        trainer.run(flag)
+    return _write_outputs(trainer)
 
-    device = torch.device(config.device)
-    sample = sample_frames(store, pipeline, "train", config.stats_frames, seed=config.seed + 1)
-    model, layer_info = build_network(config, store, pipeline, len(labels), sample)
-    model.to(device)
-    sample = sample.to(device)
-    # Kaldi nnet1 semantics: the loss is summed over the batch, so is the L2 term.
-    opt = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.l2 * config.batch_size
-    )
-    priors = class_priors(store, config.targets, config.prior_floor)
-    buffer = FrameBuffer(
-        store,
-        store.split("train"),
-        pipeline,
-        config.batch_size,
-        config.buffer_frames,
-        targets=config.targets,
-        device=device,
-    )
-    per_epoch = buffer.num_frames if config.max_frames is None else min(config.max_frames, buffer.num_frames)
-    sched = Newbob(
-        config.lr,
-        start_halving=config.start_halving,
-        end_halving=config.end_halving,
-        factor=config.halving_factor,
-        min_epochs=config.min_epochs,
-    )
 
-    ckpt_path = out_dir / "checkpoint.pt"
-    if ckpt_path.exists() and not resume:
-        raise UserError(
-            f"{out_dir} holds an interrupted fine-tuning run ({ckpt_path}); re-run with --resume to continue it or --force to start over"
+def _input_pipeline(config: FinetuneConfig, store: FeatureStore) -> FeaturePipeline:
+    """The DBN's or the --init-from model's splice and normalisation (checked against the
+    store's features), or new ones from the store."""
+    if config.dbn:
+        dbn = load_dbn(Path(config.dbn))
+        pipeline = FeaturePipeline.from_dict(dbn["pipeline"])
+        pipeline.check_store(store, f"DBN {config.dbn}")
+        if pipeline.dim != dbn["layers"][0]["W"].shape[1]:
+            raise UserError(
+                f"DBN {config.dbn} takes {dbn['layers'][0]['W'].shape[1]} inputs but its pipeline gives {pipeline.dim}"
+            )
+        return pipeline
+    if config.init_from:
+        _, pipeline, _ = load_stack(Path(config.init_from))
+        pipeline.check_store(store, f"model {config.init_from}")
+        return pipeline
+    return FeaturePipeline.from_store(store, config.splice)
+
+
+@dataclass
+class _EpochSums:
+    """Training loss, correct frames and squared gradient norms summed over an epoch's batches."""
+
+    loss: float = 0.0
+    correct: int = 0
+    grad_sq: list | None = None  # per weight matrix, hidden layers then output
+    grad_batches: int = 0
+
+
+class _DnnTrainer(Trainer):
+    """Frame-shuffled mini-batch SGD on cross-entropy, with the schedule deciding per epoch."""
+
+    bar_label = "epoch"
+    bar_per_epoch = True
+
+    def __init__(self, config: FinetuneConfig, store: FeatureStore, pipeline: FeaturePipeline, out_dir: Path, resume):
+        self.config, self.store, self.pipeline, self.out_dir = config, store, pipeline, out_dir
+        self.labels = store.states if config.targets == "states" else store.phones
+        self.device = torch.device(config.device)
+        self.epochs = config.max_epochs
+        sample = sample_frames(store, pipeline, "train", config.stats_frames, seed=config.seed + 1)
+        self.model, self.layer_info = build_network(config, store, pipeline, len(self.labels), sample)
+        self.model.to(self.device)
+        self.sample = sample.to(self.device)
+        # Kaldi nnet1 semantics: the loss is summed over the batch, so is the L2 term.
+        self.opt = torch.optim.SGD(
+            self.model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.l2 * config.batch_size
         )
-    if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        best_state = state["best"]
-        sched = Newbob(**state["newbob"])
-        pos, rows = state["position"], state["rows"]
-        console.print(f"resuming at epoch {pos['epoch']}, batch {pos['batch']}")
-    else:
-        dev_loss, dev_acc, _ = _evaluate(model, store, pipeline, "dev", config.targets, device)
-        sched.start(dev_loss)
-        best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        pos = {
-            "epoch": 1,
-            "batch": 0,
-            "seconds": 0.0,
-            "loss_sum": 0.0,
-            "correct": 0,
-            "frames": 0,
-            "grad_sq": [0.0] * (len(model.hidden) + 1),
-            "grad_batches": 0,
-            "stopped": False,
-        }
-        rows = [
-            {
-                "epoch": 0,
-                "lr": config.lr,
-                "dev_loss": dev_loss,
-                "dev_acc": dev_acc,
-                "accepted": True,
-                **{f"sat_{i + 1}": s for i, s in enumerate(_saturation(model, sample))},
-            }
+        self.priors = class_priors(store, config.targets, config.prior_floor)
+        splits = store.split("train")
+        self.buffer = FrameBuffer(
+            store, splits, pipeline, config.batch_size, config.buffer_frames, targets=config.targets, device=self.device
+        )
+        self.per_epoch = min(config.max_frames or self.buffer.num_frames, self.buffer.num_frames)
+        self.schedule = make_schedule(config.schedule, config.to_dict())
+        self.weights = [layer.weight for layer in self.model.hidden] + [self.model.output.weight]
+        self.checkpoint_path = out_dir / "checkpoint.pt"
+        if self.checkpoint_path.exists():
+            self._resume(resume)
+        else:
+            self._start()
+
+    def _start(self) -> None:
+        dev_loss, dev_acc, _ = self._evaluate_dev()
+        self.schedule.start(dev_loss)
+        self.best = self._copy_weights()
+        self.state, self.sums = TrainState(), _EpochSums(grad_sq=[0.0] * len(self.weights))
+        sat = {f"sat_{i + 1}": s for i, s in enumerate(_saturation(self.model, self.sample))}
+        self.rows = [
+            {"epoch": 0, "lr": self.config.lr, "dev_loss": dev_loss, "dev_acc": dev_acc, "accepted": True} | sat
         ]
 
-    flag = StopFlag(interrupt_after)
-    lrs = [config.lr * config.decay**k for k in range(config.max_epochs)] if config.schedule == "exponential" else None
+    def _resume(self, resume: bool) -> None:
+        path = self.checkpoint_path
+        if not resume:
+            raise UserError(
+                f"{self.out_dir} holds an interrupted fine-tuning run ({path}); re-run with --resume to continue it "
+                "or --force to start over"
+            )
+        ckpt = load_checkpoint(path)
+        if "schedule" not in ckpt:
+            raise UserError(f"{path} was written by an older asr-init and cannot be resumed; use --force to start over")
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["schedule"])
+        self.state = TrainState()
+        self.state.load_state_dict(ckpt["position"])
+        self.best, self.sums, self.rows = ckpt["best"], _EpochSums(**ckpt["sums"]), ckpt["rows"]
+        console.print(f"resuming at epoch {self.state.epoch}, batch {self.state.batch}")
 
-    def save_state():
-        save_checkpoint(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "best": best_state,
-                "newbob": sched.__dict__ | {"history": list(sched.history)},
-                "position": dict(pos),
-                "rows": rows,
-                "config": config.to_dict(),
-                "pipeline": pipeline.to_dict(),
-            },
-            ckpt_path,
+    def _copy_weights(self) -> dict:
+        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+    def _evaluate_dev(self) -> tuple[float, float, int]:
+        return _evaluate(self.model, self.store, self.pipeline, "dev", self.config.targets, self.device)
+
+    # --- the stage's part of the loop ----------------------------------------------
+
+    def batches(self, epoch: int, skip: int):
+        for group in self.opt.param_groups:  # the schedule's rate for this epoch (also on resumption)
+            group["lr"] = self.schedule.lr
+        return self.buffer.batches(seed=self.config.seed, epoch=epoch, max_frames=self.config.max_frames, skip=skip)
+
+    def step(self, batch) -> Step:
+        config, model = self.config, self.model
+        x, y = batch
+        if config.dropout > 0:  # dropout masks from a seed of (seed, epoch, batch): resumable
+            torch.manual_seed(hash((config.seed, self.state.epoch, self.state.batch)) & 0x7FFFFFFF)
+        logits = model(x)
+        # Summed over the mini-batch, as Kaldi nnet1 does: lr 0.008 at batch 256 is a
+        # step of ~2.0 on the mean gradient.
+        loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
+        self.opt.zero_grad(set_to_none=False)
+        loss.backward()
+        for i, w in enumerate(self.weights):
+            self.sums.grad_sq[i] += float(w.grad.pow(2).sum())
+        self.sums.grad_batches += 1
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        self.opt.step()
+        if config.max_norm:
+            with torch.no_grad():
+                for layer in model.hidden:
+                    layer.weight.copy_(torch.renorm(layer.weight, 2, 0, config.max_norm))
+        return Step(len(y), float(loss.detach()) / len(y), (logits, y))
+
+    def diverged(self, step: Step) -> UserError:
+        return UserError(
+            f"fine-tuning loss became {step.value} in epoch {self.state.epoch} after {self.state.epoch_frames:,} "
+            f"frames (learning rate {self.schedule.lr:g}); lower --lr. The best model so far is not written over."
         )
 
-    layers = list(model.hidden) + [model.output]
-    columns = (
-        ["epoch", "lr", "train_loss", "train_acc", "dev_loss", "dev_acc", "accepted", "seconds", "frames_per_s"]
-        + [f"grad_norm_{i + 1}" for i in range(len(model.hidden))]
-        + ["grad_norm_out"]
-        + [f"sat_{i + 1}" for i in range(len(model.hidden))]
-    )
-    with catch_signals(flag), progress_bar(TextColumn("loss {task.fields[loss]}")) as bar:
-        while pos["epoch"] <= config.max_epochs and not pos["stopped"]:
-            epoch = pos["epoch"]
-            lr = lrs[epoch - 1] if lrs else (config.lr if config.schedule == "constant" else sched.lr)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            task = bar.add_task(
-                f"epoch {epoch}/{config.max_epochs}", total=per_epoch, unit="frames", loss="-", completed=pos["frames"]
-            )
-            t_last = time.perf_counter()
-            for x, y in buffer.batches(seed=config.seed, epoch=epoch, max_frames=config.max_frames, skip=pos["batch"]):
-                if config.dropout > 0:  # dropout masks from a seed of (seed, epoch, batch): resumable
-                    torch.manual_seed(hash((config.seed, epoch, pos["batch"])) & 0x7FFFFFFF)
-                logits = model(x)
-                # Summed over the mini-batch, as Kaldi nnet1 does: lr 0.008 at batch 256 is a
-                # step of ~2.0 on the mean gradient.
-                loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
-                opt.zero_grad(set_to_none=False)
-                loss.backward()
-                for i, layer in enumerate(layers):
-                    pos["grad_sq"][i] += float(layer.weight.grad.pow(2).sum())
-                pos["grad_batches"] += 1
-                if config.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                opt.step()
-                if config.max_norm:
-                    with torch.no_grad():
-                        for layer in model.hidden:
-                            layer.weight.copy_(torch.renorm(layer.weight, 2, 0, config.max_norm))
-                value = float(loss.detach()) / len(y)
-                if not math.isfinite(value):
-                    raise UserError(
-                        f"fine-tuning loss became {value} in epoch {epoch} after {pos['frames']:,} frames "
-                        f"(learning rate {lr:g}); lower --lr. The best model so far is not written over."
-                    )
-                pos["loss_sum"] += value * len(y)
-                pos["correct"] += int((logits.argmax(1) == y).sum())
-                pos["frames"] += len(y)
-                pos["batch"] += 1
-                now = time.perf_counter()
-                pos["seconds"] += now - t_last
-                t_last = now
-                bar.update(task, advance=len(y), loss=f"{pos['loss_sum'] / pos['frames']:.3f}")
-                flag.tick()
-                if flag.signal is not None:
-                    save_state()
-                    raise Interrupted(
-                        f"stopped by signal {flag.signal} in epoch {epoch} after {pos['frames']:,} frames; "
-                        f"state saved to {ckpt_path}; continue with --resume"
-                    )
-            bar.remove_task(task)
-            dev_loss, dev_acc, _ = _evaluate(model, store, pipeline, "dev", config.targets, device)
-            if config.schedule == "newbob":
-                accepted, stop = sched.step(dev_loss)
-                if not accepted:
-                    model.load_state_dict(best_state)  # reject: roll back to the best weights
-            else:  # constant / exponential: keep training; remember the best epoch
-                accepted, stop = dev_loss < sched.best, False
-                sched.best = min(sched.best, dev_loss)
-            if accepted:
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            grad_norms = [math.sqrt(g / max(pos["grad_batches"], 1)) for g in pos["grad_sq"]]
-            row = {
-                "epoch": epoch,
-                "lr": lr,
-                "train_loss": pos["loss_sum"] / max(pos["frames"], 1),
-                "train_acc": pos["correct"] / max(pos["frames"], 1),
-                "dev_loss": dev_loss,
-                "dev_acc": dev_acc,
-                "accepted": accepted,
-                "seconds": pos["seconds"],
-                "frames_per_s": pos["frames"] / max(pos["seconds"], 1e-9),
-                **{f"grad_norm_{i + 1}": g for i, g in enumerate(grad_norms[:-1])},
-                "grad_norm_out": grad_norms[-1],
-                **{f"sat_{i + 1}": s for i, s in enumerate(_saturation(model, sample))},
-            }
-            rows.append(row)
-            _warn_if_at_chance(row, float(priors.max()), len(model.hidden), config)
-            console.print(
-                f"epoch {epoch}: lr {lr:.4g} train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%} | "
-                f"dev loss {dev_loss:.4f} acc {dev_acc:.2%} | {'accepted' if accepted else 'rejected'} | "
-                f"{row['frames_per_s']:,.0f} frames/s",
-                highlight=False,
-            )
-            write_csv(out_dir / "train.csv", rows, columns)
-            pos.update(
-                epoch=epoch + 1,
-                batch=0,
-                loss_sum=0.0,
-                correct=0,
-                frames=0,
-                seconds=0.0,
-                grad_sq=[0.0] * len(layers),
-                grad_batches=0,
-                stopped=stop,
-            )
-            save_state()
+    def record(self, step: Step) -> None:
+        logits, y = step.extra
+        self.sums.loss += step.value * step.frames
+        self.sums.correct += int((logits.argmax(1) == y).sum())
 
-    model.load_state_dict(best_state)
+    def end_epoch(self) -> None:
+        """Evaluate on dev, let the schedule accept or reject the epoch, log it."""
+        lr = self.schedule.lr
+        dev_loss, dev_acc, _ = self._evaluate_dev()
+        accepted, stop = self.schedule.step(dev_loss)
+        if not accepted and self.schedule.rolls_back:
+            self.model.load_state_dict(self.best)
+        if accepted:
+            self.best = self._copy_weights()
+        row = self._epoch_row(lr, dev_loss, dev_acc, accepted)
+        self.rows.append(row)
+        _warn_if_at_chance(row, float(self.priors.max()), len(self.model.hidden), self.config)
+        console.print(
+            f"epoch {row['epoch']}: lr {lr:.4g} train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%} | "
+            f"dev loss {dev_loss:.4f} acc {dev_acc:.2%} | {'accepted' if accepted else 'rejected'} | "
+            f"{row['frames_per_s']:,.0f} frames/s",
+            highlight=False,
+        )
+        write_csv(self.out_dir / "train.csv", self.rows, self.columns)
+        self.state.stopped = stop
+        self.sums = _EpochSums(grad_sq=[0.0] * len(self.weights))
+
+    def _epoch_row(self, lr: float, dev_loss: float, dev_acc: float, accepted: bool) -> dict:
+        s, sums = self.state, self.sums
+        grad_norms = [math.sqrt(g / max(sums.grad_batches, 1)) for g in sums.grad_sq]
+        return {
+            "epoch": s.epoch,
+            "lr": lr,
+            "train_loss": sums.loss / max(s.epoch_frames, 1),
+            "train_acc": sums.correct / max(s.epoch_frames, 1),
+            "dev_loss": dev_loss,
+            "dev_acc": dev_acc,
+            "accepted": accepted,
+            "seconds": s.epoch_seconds,
+            "frames_per_s": s.epoch_frames / max(s.epoch_seconds, 1e-9),
+            **{f"grad_norm_{i + 1}": g for i, g in enumerate(grad_norms[:-1])},
+            "grad_norm_out": grad_norms[-1],
+            **{f"sat_{i + 1}": s for i, s in enumerate(_saturation(self.model, self.sample))},
+        }
+
+    @property
+    def columns(self) -> list[str]:
+        n = len(self.model.hidden)
+        return (
+            ["epoch", "lr", "train_loss", "train_acc", "dev_loss", "dev_acc", "accepted", "seconds", "frames_per_s"]
+            + [f"grad_norm_{i + 1}" for i in range(n)]
+            + ["grad_norm_out"]
+            + [f"sat_{i + 1}" for i in range(n)]
+        )
+
+    def bar_total(self) -> int:
+        return self.per_epoch
+
+    def bar_value(self) -> str:
+        return f"{self.sums.loss / max(self.state.epoch_frames, 1):.3f}"
+
+    def where(self) -> str:
+        return f"epoch {self.state.epoch} after {self.state.epoch_frames:,} frames"
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "best": self.best,
+            "schedule": self.schedule.state_dict(),
+            "position": self.state.state_dict(),
+            "sums": asdict(self.sums),
+            "rows": self.rows,
+            "config": self.config.to_dict(),
+            "pipeline": self.pipeline.to_dict(),
+        }
+
+
+def _write_outputs(trainer: _DnnTrainer) -> dict:
+    """model.pt (the best weights), priors.txt, finetune.json and train.png; returns the summary."""
+    config, store, out_dir, rows = trainer.config, trainer.store, trainer.out_dir, trainer.rows
+    model, labels, priors = trainer.model, trainer.labels, trainer.priors
+    model.load_state_dict(trainer.best)
     meta = {
         "config": config.to_dict(),
-        "pipeline": pipeline.to_dict(),
-        "input_dim": pipeline.dim,
+        "pipeline": trainer.pipeline.to_dict(),
+        "input_dim": trainer.pipeline.dim,
         "hidden_sizes": [layer.out_features for layer in model.hidden],
         "targets": config.targets,
         "outputs": labels,
         "phones": store.phones,
         "states": store.states,
         "priors": priors.tolist(),
-        "layers": layer_info,
+        "layers": trainer.layer_info,
     }
     save_model(out_dir, model, meta)
     (out_dir / "priors.txt").write_text("".join(f"{lab} {p:.8g}\n" for lab, p in zip(labels, priors)))
     train_rows = [r for r in rows if r["epoch"] > 0]
     best = min(rows, key=lambda r: r["dev_loss"])
+    seconds = sum(r["seconds"] for r in train_rows)
     summary = {
         "config": config.to_dict(),
         "store": str(store.path.resolve()),
-        "layers": layer_info,
+        "layers": trainer.layer_info,
         "epochs": len(train_rows),
         "best_epoch": best["epoch"],
         "best_dev_loss": best["dev_loss"],
         "best_dev_acc": best["dev_acc"],
-        "seconds": sum(r["seconds"] for r in train_rows),
-        "frames_per_s": (
-            sum(r["frames_per_s"] * r["seconds"] for r in train_rows) / max(sum(r["seconds"] for r in train_rows), 1e-9)
-        ),
-        "newbob": sched.history,
+        "seconds": seconds,
+        "frames_per_s": sum(r["frames_per_s"] * r["seconds"] for r in train_rows) / max(seconds, 1e-9),
+        "schedule": {"name": config.schedule, "epochs": trainer.schedule.history},
         "versions": environment(),
     }
     write_json_atomic(out_dir / "finetune.json", summary)
     from asr_init.plots import plot_training
 
-    plot_training(
-        rows, out_dir / "train.png", title=f"fine-tuning ({'DBN' if config.dbn else config.init}, {config.activation})"
-    )
-    ckpt_path.unlink(missing_ok=True)
+    start = "DBN" if config.dbn else config.init
+    plot_training(rows, out_dir / "train.png", title=f"fine-tuning ({start}, {config.activation})")
+    trainer.checkpoint_path.unlink(missing_ok=True)
     return summary

@@ -11,7 +11,7 @@ error and free energy on fixed frame samples.
 Output folder::
 
     pretrain.config.json   the resolved config (written first; a re-run must match it)
-    rbmN.pt                finished layer N: RBM state, log rows, init info, pipeline
+    rbmN.pt                finished layer N: RBM state, log rows, init info, pipeline (that layer only)
     rbmN.partial.pt        layer N in progress (epoch ends, Ctrl-C/SIGTERM): resumable
     dbn.pt                 the stacked DBN (see dbn.py)
     pretrain.json          config, pipeline, init method, D and sigma per layer, timings, and the
@@ -23,24 +23,24 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from rich.progress import TextColumn
 
 from asr_init.config import ConfigBase
 from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline, FrameBuffer, sample_frames
 from asr_init.features.store import FeatureStore
-from asr_init.io import load_checkpoint, save_checkpoint, write_csv, write_json_atomic
+from asr_init.io import load_checkpoint, write_csv, write_json_atomic
 from asr_init.models.dbn import Stack, propagate, save_dbn
 from asr_init.models.init import InitContext, init_weight_, input_power, parse_init
 from asr_init.models.nonlinearity import net_input_stats
 from asr_init.models.rbm import RBM, VISIBLE_TYPES, UniformSource
-from asr_init.progress import console, progress_bar
-from asr_init.training.interrupts import Interrupted, StopFlag, catch_signals
+from asr_init.progress import console
+from asr_init.training.interrupts import StopFlag, catch_signals
+from asr_init.training.loop import Step, Trainer, TrainState
 from asr_init.training.runs import prepare_run_dir
 
 CSV_COLUMNS = [
@@ -167,155 +167,142 @@ def pretrain(
         console.print(f"[green]{out_dir} already holds a finished pre-training run with these settings; nothing to do")
         return done
     console.print(f"pretrain {store.path} -> {out_dir}: {config.to_dict()}", highlight=False)
-    device = torch.device(config.device)
     torch.manual_seed(config.seed)  # nothing should use it; keeps any library default deterministic
-
-    train_sample = sample_frames(store, pipeline, "train", config.stats_frames, seed=config.seed + 1).to(device)
-    dev_sample = (
-        sample_frames(store, pipeline, "dev", config.stats_frames, seed=config.seed + 2).to(device)
-        if store.split("dev")
-        else None
-    )
-    buffer = FrameBuffer(store, store.split("train"), pipeline, config.batch_size, config.buffer_frames, device=device)
-
-    stack: Stack = []
-    all_rows: list[dict] = []
-    layer_info: list[dict] = []
+    run = _Run.open(config, store, pipeline, out_dir)
     flag = StopFlag(interrupt_after)
     t_start = time.perf_counter()
     with catch_signals(flag):
         for layer in range(1, config.layers + 1):
-            final = out_dir / f"rbm{layer}.pt"
-            if final.exists():
-                ckpt = load_checkpoint(final)
-                rbm = RBM.from_state_dict(ckpt["rbm"], device)
-                console.print(f"layer {layer}: finished earlier, loaded {final}")
-            else:
-                rbm, ckpt = _train_layer(
-                    layer,
-                    stack,
-                    store,
-                    pipeline,
-                    buffer,
-                    train_sample,
-                    dev_sample,
-                    config,
-                    out_dir,
-                    device,
-                    resume,
-                    flag,
-                    all_rows,
-                )
-            all_rows.extend(ckpt["rows"])
-            layer_info.append(ckpt["info"])
-            stack.append((rbm.W.detach().clone(), rbm.hb.detach().clone()))
-            write_csv(out_dir / "recon.csv", all_rows, CSV_COLUMNS)
+            rbm, ckpt = _finished_layer(run, layer) or _LayerTrainer(run, layer, resume).train(flag)
+            run.rows.extend(ckpt["rows"])
+            run.layer_info.append(ckpt["info"])
+            run.stack.append((rbm.W.detach().clone(), rbm.hb.detach().clone()))
+            write_csv(out_dir / "recon.csv", run.rows, CSV_COLUMNS)
+    return _write_outputs(run, time.perf_counter() - t_start)
 
-    save_dbn(out_dir / "dbn.pt", stack, pipeline, store.phones, store.states, config.visible)
+
+@dataclass
+class _Run:
+    """What every layer of one pre-training run shares."""
+
+    config: PretrainConfig
+    store: FeatureStore
+    pipeline: FeaturePipeline
+    out_dir: Path
+    device: torch.device
+    buffer: FrameBuffer
+    train_sample: torch.Tensor  # fixed frames for the epoch statistics
+    dev_sample: torch.Tensor | None
+    stack: Stack = field(default_factory=list)  # the finished layers below
+    rows: list[dict] = field(default_factory=list)  # log rows of the finished layers
+    layer_info: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, config: PretrainConfig, store: FeatureStore, pipeline: FeaturePipeline, out_dir: Path) -> _Run:
+        device = torch.device(config.device)
+        train = sample_frames(store, pipeline, "train", config.stats_frames, seed=config.seed + 1).to(device)
+        dev = None
+        if store.split("dev"):
+            dev = sample_frames(store, pipeline, "dev", config.stats_frames, seed=config.seed + 2).to(device)
+        buffer = FrameBuffer(
+            store, store.split("train"), pipeline, config.batch_size, config.buffer_frames, device=device
+        )
+        return cls(config, store, pipeline, out_dir, device, buffer, train, dev)
+
+    def layer_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Frames as the next layer sees them: through every finished layer."""
+        return propagate(x, self.stack) if self.stack else x
+
+
+def _finished_layer(run: _Run, layer: int) -> tuple[RBM, dict] | None:
+    path = run.out_dir / f"rbm{layer}.pt"
+    if not path.exists():
+        return None
+    ckpt = load_checkpoint(path)
+    console.print(f"layer {layer}: finished earlier, loaded {path}")
+    return RBM.from_state_dict(ckpt["rbm"], run.device), ckpt
+
+
+def _write_outputs(run: _Run, wall_seconds: float) -> dict:
+    """dbn.pt, pretrain.json and recon.png of a finished run; returns the summary."""
+    config, out_dir = run.config, run.out_dir
+    save_dbn(out_dir / "dbn.pt", run.stack, run.pipeline, run.store.phones, run.store.states, config.visible)
     summary = {
         "config": config.to_dict(),
-        "store": str(store.path.resolve()),
-        "pipeline": pipeline.to_dict(),
-        "input_dim": pipeline.dim,
+        "store": str(run.store.path.resolve()),
+        "pipeline": run.pipeline.to_dict(),
+        "input_dim": run.pipeline.dim,
         "init": config.init,
-        "layers": layer_info,
-        "seconds": sum(i["seconds"] for i in layer_info),
-        "wall_seconds_this_run": time.perf_counter() - t_start,
+        "layers": run.layer_info,
+        "seconds": sum(i["seconds"] for i in run.layer_info),
+        "wall_seconds_this_run": wall_seconds,
         "versions": environment(),
     }
     write_json_atomic(out_dir / "pretrain.json", summary)
     from asr_init.plots import plot_recon
 
-    plot_recon(all_rows, out_dir / "recon.png", title=f"RBM pre-training, init {config.init}")
+    plot_recon(run.rows, out_dir / "recon.png", title=f"RBM pre-training, init {config.init}")
     return summary
 
 
-def _layer_input(x: torch.Tensor, stack: Stack) -> torch.Tensor:
-    return propagate(x, stack) if stack else x
+@dataclass
+class _Interval:
+    """Sums over the mini-batches since the last interval log row."""
+
+    error: float = 0.0
+    frames: int = 0
+    saturated: float | None = None  # frame-weighted sum of the batches' saturated shares
+    since_seconds: float = 0.0  # TrainState.seconds when the interval began
+
+    def state_dict(self) -> dict:
+        return asdict(self)
 
 
-def _epoch_stats(
-    rbm: RBM,
-    train: torch.Tensor,
-    dev: torch.Tensor | None,
-    layer: int,
-    epoch: int,
-    frames: int,
-    kind: str,
-    elapsed: float,
-) -> dict:
-    with torch.no_grad():
-        net = torch.addmm(rbm.hb, train, rbm.Wt)
-        s = net_input_stats(net, "sigmoid", layer)
-        row = {
-            "layer": layer,
-            "epoch": epoch,
-            "frames": frames,
-            "kind": kind,
-            "elapsed_s": elapsed,
-            "net_mean": s.mean,
-            "net_std": s.std,
-            "nonlinear": s.nonlinear,
-            "saturated": s.saturated,
-            "train_recon": float((rbm.reconstruct(train) - train).pow(2).sum(1).mean()),
-            "input_var": float(train.var(0).sum()),  # the error of predicting the mean: a baseline
-            "train_free_energy": float(rbm.free_energy(train).mean()),
-        }
-        if dev is not None:
-            row["dev_recon"] = float((rbm.reconstruct(dev) - dev).pow(2).sum(1).mean())
-            row["dev_free_energy"] = float(rbm.free_energy(dev).mean())
-    return row
+class _LayerTrainer(Trainer):
+    """CD-k training of RBM layer `layer` on the outputs of the finished layers below."""
 
+    bar_field = "err"
 
-def _train_layer(
-    layer, stack, store, pipeline, buffer, train_sample, dev_sample, config, out_dir, device, resume, flag, prior_rows
-):
-    """Train one RBM layer (or resume it); returns (rbm, finished checkpoint dict)."""
-    n_in = pipeline.dim if layer == 1 else config.hidden
-    visible = config.visible if layer == 1 else "bernoulli"
-    train_x = _layer_input(train_sample, stack)
-    dev_x = _layer_input(dev_sample, stack) if dev_sample is not None else None
-    partial = out_dir / f"rbm{layer}.partial.pt"
-    epochs = config.layer_epochs(layer)
-    per_epoch = buffer.num_frames if config.max_frames is None else min(config.max_frames, buffer.num_frames)
-
-    if partial.exists():
-        if not resume:
-            raise UserError(
-                f"layer {layer} of {out_dir} was interrupted ({partial}); re-run with --resume to continue it or --force to start over"
-            )
-        state = load_checkpoint(partial)
-        rbm = RBM.from_state_dict(state["rbm"], device)
-        uniforms = UniformSource(0, device)
-        uniforms.set_state(state["uniforms"])
-        pos = state["position"]
-        rows, info = state["rows"], state["info"]
-        console.print(
-            f"layer {layer}: resuming at epoch {pos['epoch']}, batch {pos['batch']} ({pos['frames']:,} frames)"
+    def __init__(self, run: _Run, layer: int, resume: bool):
+        config = run.config
+        self.run_, self.layer, self.config = run, layer, config
+        self.visible = config.visible if layer == 1 else "bernoulli"
+        self.train_x = run.layer_input(run.train_sample)
+        self.dev_x = run.layer_input(run.dev_sample) if run.dev_sample is not None else None
+        self.checkpoint_path = run.out_dir / f"rbm{layer}.partial.pt"
+        self.epochs = config.layer_epochs(layer)
+        per_epoch = (
+            run.buffer.num_frames if config.max_frames is None else min(config.max_frames, run.buffer.num_frames)
         )
-    else:
-        rbm = RBM(n_in, config.hidden, visible, device)
+        self.total_frames = self.epochs * per_epoch
+        self.bar_label = f"layer {layer}/{config.layers} ({self.visible})"
+        # The saturation guard watches Bernoulli-Bernoulli layers; a Gaussian layer has Kaldi's guard.
+        self.sat_limit = config.sat_guard if self.visible == "bernoulli" else 0.0
+        self.warned: set[str] = set()
+        self.finished = False
+        self.last_error = "-"
+        if self.checkpoint_path.exists():
+            self._resume(resume)
+        else:
+            self._start()
+
+    # --- start or resume -----------------------------------------------------------
+
+    def _start(self) -> None:
+        config, layer = self.config, self.layer
+        n_in = self.run_.pipeline.dim if layer == 1 else config.hidden
+        self.rbm = RBM(n_in, config.hidden, self.visible, self.run_.device)
         w = torch.empty(config.hidden, n_in)
-        gen = torch.Generator().manual_seed(config.seed * 1000 + layer)
-        power = input_power(train_x.cpu())
-        res = init_weight_(w, config.init, gen, InitContext("sigmoid", power))
-        rbm.Wt.copy_(w.T)
-        if visible == "bernoulli":
-            rbm.init_visible_bias_from_data(train_x.mean(0))
-        uniforms = UniformSource(config.seed * 1000 + layer, device)
-        pos = {
-            "epoch": 1,
-            "batch": 0,
-            "frames": 0,
-            "lr": config.layer_lr(layer),
-            "seconds": 0.0,
-            "interval_error": 0.0,
-            "interval_frames": 0,
-            "interval_seconds": 0.0,
-        }
-        info = {
+        power = input_power(self.train_x.cpu())
+        res = init_weight_(w, config.init, torch.Generator().manual_seed(self._seed), InitContext("sigmoid", power))
+        self.rbm.Wt.copy_(w.T)
+        if self.visible == "bernoulli":
+            self.rbm.init_visible_bias_from_data(self.train_x.mean(0))
+        self.uniforms = UniformSource(self._seed, self.run_.device)
+        self.state, self.interval, self.lr, self.rows = TrainState(), _Interval(), config.layer_lr(layer), []
+        self.info = {
             "layer": layer,
-            "visible": visible,
+            "visible": self.visible,
             "n_visible": n_in,
             "n_hidden": config.hidden,
             "init": config.init,
@@ -325,147 +312,211 @@ def _train_layer(
             "input_power": power,
             "seconds": 0.0,
         }
-        rows = []
 
-    def checkpoint(path: Path, finished: bool) -> dict:
-        info["seconds"] = pos["seconds"]
-        ckpt = {
-            "rbm": rbm.state_dict(),
-            "uniforms": uniforms.get_state(),
-            "position": dict(pos),
-            "rows": rows,
-            "info": info,
-            "config": config.to_dict(),
-            "pipeline": pipeline.to_dict(),
-            "phones": store.phones,
-            "states": store.states,
-            "stack_below": [(w.cpu(), b.cpu()) for w, b in stack],
-            "finished": finished,
-        }
-        save_checkpoint(ckpt, path)
+    def _resume(self, resume: bool) -> None:
+        partial = self.checkpoint_path
+        if not resume:
+            raise UserError(
+                f"layer {self.layer} of {self.run_.out_dir} was interrupted ({partial}); re-run with --resume "
+                "to continue it or --force to start over"
+            )
+        ckpt = load_checkpoint(partial)
+        if "lr" not in ckpt:
+            raise UserError(
+                f"{partial} was written by an older asr-init and cannot be resumed; use --force to start over"
+            )
+        self.rbm = RBM.from_state_dict(ckpt["rbm"], self.run_.device)
+        self.uniforms = UniformSource(0, self.run_.device)
+        self.uniforms.load_state_dict(ckpt["uniforms"])
+        self.state = TrainState()
+        self.state.load_state_dict(ckpt["position"])
+        self.interval = _Interval(**ckpt["interval"])
+        self.lr, self.rows, self.info = ckpt["lr"], ckpt["rows"], ckpt["info"]
+        s = self.state
+        console.print(f"layer {self.layer}: resuming at epoch {s.epoch}, batch {s.batch} ({s.frames:,} frames)")
+
+    @property
+    def _seed(self) -> int:
+        return self.config.seed * 1000 + self.layer
+
+    # --- the stage's part of the loop ----------------------------------------------
+
+    def train(self, flag: StopFlag) -> tuple[RBM, dict]:
+        """Run the layer to its end; returns (rbm, the finished checkpoint rbmN.pt)."""
+        self.run(flag)
+        self.finished = True
+        ckpt = self.save(self.run_.out_dir / f"rbm{self.layer}.pt")
+        self.checkpoint_path.unlink(missing_ok=True)
+        s = self.state
+        console.print(
+            f"layer {self.layer}: done in {s.seconds:.1f} s, final reconstruction error "
+            f"{self.rows[-1]['train_recon']:.4f} (train sample), {s.frames / max(s.seconds, 1e-9):,.0f} frames/s"
+        )
+        return self.rbm, ckpt
+
+    def batches(self, epoch: int, skip: int):
+        config = self.config
+        return self.run_.buffer.batches(seed=self._seed, epoch=epoch, max_frames=config.max_frames, skip=skip)
+
+    def step(self, batch) -> Step:
+        config = self.config
+        v = self.run_.layer_input(batch[0])
+        self.momentum = config.momentum(self.state.frames)
+        result = self.rbm.cd_step(
+            v, self.lr, self.momentum, config.l2, self.uniforms, k=config.cd_k, sat_limit=self.sat_limit
+        )
+        err = float(result.error_sum)
+        return Step(len(v), err if self.rbm.is_finite() else math.nan, (result, err))
+
+    def diverged(self, step: Step) -> UserError:
+        err = step.extra[1]
+        setting = "--lr-gauss" if self.visible == "gauss" else "--lr"
+        what = f"reconstruction error became {err}" if not math.isfinite(err) else "weights became NaN/Inf"
+        out_dir, layer = self.run_.out_dir, self.layer
+        kept = self.checkpoint_path if self.checkpoint_path.exists() else None
+        if kept is None and layer > 1:
+            kept = out_dir / f"rbm{layer - 1}.pt"
+        return UserError(
+            f"layer {layer}: {what} after {self.state.frames:,} frames (epoch {self.state.epoch}, learning rate "
+            f"{self.lr:g}); lower {setting}. "
+            + (f"The last good checkpoint {kept} is kept." if kept else "No checkpoint was written for it.")
+        )
+
+    def record(self, step: Step) -> None:
+        result, err = step.extra
+        if result.skipped:
+            self._guard_fired(result)
+        self.interval.error += err
+        if result.saturated is not None:
+            self.interval.saturated = (self.interval.saturated or 0.0) + float(result.saturated) * step.frames
+        self.interval.frames += step.frames
+
+    def after_batch(self) -> None:
+        if self.interval.frames >= self.config.report_every:
+            self.rows.append(self._interval_row(self.momentum))
+            self.last_error = f"{self.rows[-1]['recon_error']:.3f}"
+            self._write_log()
+
+    def start_epoch(self) -> None:
+        self.rows.append(self._epoch_stats("epoch_start"))
+
+    def end_epoch(self) -> None:
+        if self.interval.frames > 0:
+            self.rows.append(self._interval_row(self.config.momentum(self.state.frames)))
+        self.rows.append(self._epoch_stats("epoch_end"))
+
+    def bar_total(self) -> int:
+        return self.total_frames
+
+    def bar_value(self) -> str:
+        return self.last_error
+
+    def where(self) -> str:
+        return f"layer {self.layer}"
+
+    def save(self, path: Path | None = None) -> dict:
+        ckpt = super().save(path)  # an epoch end is a resumable point after a crash
+        self._write_log()
         return ckpt
 
-    total = epochs * per_epoch
-    warned: set[str] = set()
-    # The saturation guard watches Bernoulli-Bernoulli layers; a Gaussian layer has Kaldi's guard.
-    sat_limit = config.sat_guard if visible == "bernoulli" else 0.0
-    with progress_bar(TextColumn("err {task.fields[err]}")) as bar:
-        task = bar.add_task(
-            f"layer {layer}/{config.layers} ({visible})", total=total, unit="frames", err="-", completed=pos["frames"]
+    def state_dict(self) -> dict:
+        self.info["seconds"] = self.state.seconds
+        run = self.run_
+        return {
+            "rbm": self.rbm.state_dict(),
+            "uniforms": self.uniforms.state_dict(),
+            "position": self.state.state_dict(),
+            "interval": self.interval.state_dict(),
+            "lr": self.lr,
+            "rows": self.rows,
+            "info": self.info,
+            "config": self.config.to_dict(),
+            "pipeline": run.pipeline.to_dict(),
+            "phones": run.store.phones,
+            "states": run.store.states,
+            "finished": self.finished,
+        }
+
+    # --- logs ------------------------------------------------------------------------
+
+    def _write_log(self) -> None:
+        write_csv(self.run_.out_dir / "recon.csv", self.run_.rows + self.rows, CSV_COLUMNS)
+
+    def _epoch_stats(self, kind: str) -> dict:
+        """Where the net inputs fall, and train/dev reconstruction error and free energy, on
+        the fixed frame samples."""
+        rbm, train, dev = self.rbm, self.train_x, self.dev_x
+        with torch.no_grad():
+            s = net_input_stats(torch.addmm(rbm.hb, train, rbm.Wt), "sigmoid", self.layer)
+            row = {
+                "layer": self.layer,
+                "epoch": self.state.epoch,
+                "frames": self.state.frames,
+                "kind": kind,
+                "elapsed_s": self.state.seconds,
+                "net_mean": s.mean,
+                "net_std": s.std,
+                "nonlinear": s.nonlinear,
+                "saturated": s.saturated,
+                "train_recon": float((rbm.reconstruct(train) - train).pow(2).sum(1).mean()),
+                "input_var": float(train.var(0).sum()),  # the error of predicting the mean: a baseline
+                "train_free_energy": float(rbm.free_energy(train).mean()),
+            }
+            if dev is not None:
+                row["dev_recon"] = float((rbm.reconstruct(dev) - dev).pow(2).sum(1).mean())
+                row["dev_free_energy"] = float(rbm.free_energy(dev).mean())
+        return row
+
+    def _interval_row(self, momentum: float) -> dict:
+        iv, s = self.interval, self.state
+        row = {
+            "layer": self.layer,
+            "epoch": s.epoch,
+            "frames": s.frames,
+            "kind": "interval",
+            "recon_error": iv.error / iv.frames,
+            "lr": self.lr,
+            "momentum": momentum,
+            "elapsed_s": s.seconds,
+            "frames_per_s": iv.frames / max(s.seconds - iv.since_seconds, 1e-9),
+        }
+        if iv.saturated is not None:  # mean share of saturated hidden probabilities over the interval's batches
+            row["saturated"] = iv.saturated / iv.frames
+        self.interval = _Interval(since_seconds=s.seconds)
+        return row
+
+    def _guard_fired(self, result) -> None:
+        """Lower the learning rate after a guard skipped an update; log a guard row, warn once per guard."""
+        self.lr *= _GUARD_LR_FACTOR[result.guard]
+        sat = None if result.saturated is None else float(result.saturated)
+        s = self.state
+        self.rows.append(
+            {
+                "layer": self.layer,
+                "epoch": s.epoch,
+                "frames": s.frames,
+                "kind": "guard",
+                "guard": result.guard,
+                "lr": self.lr,
+                "guard_scale": result.guard_scale,
+                "saturated": sat,
+                "elapsed_s": s.seconds,
+            }
         )
-        while pos["epoch"] <= epochs:
-            epoch = pos["epoch"]
-            if pos["batch"] == 0:
-                rows.append(
-                    _epoch_stats(rbm, train_x, dev_x, layer, epoch, pos["frames"], "epoch_start", pos["seconds"])
-                )
-            t_last = time.perf_counter()
-            for x, _ in buffer.batches(
-                seed=config.seed * 1000 + layer, epoch=epoch, max_frames=config.max_frames, skip=pos["batch"]
-            ):
-                v = _layer_input(x, stack)
-                momentum = config.momentum(pos["frames"])
-                result = rbm.cd_step(v, pos["lr"], momentum, config.l2, uniforms, k=config.cd_k, sat_limit=sat_limit)
-                err = float(result.error_sum)
-                now = time.perf_counter()
-                pos["seconds"] += now - t_last
-                pos["interval_seconds"] += now - t_last
-                t_last = now
-                if not math.isfinite(err) or not rbm.is_finite():
-                    setting = "--lr-gauss" if visible == "gauss" else "--lr"
-                    what = f"reconstruction error became {err}" if not math.isfinite(err) else "weights became NaN/Inf"
-                    kept = partial if partial.exists() else out_dir / f"rbm{layer - 1}.pt" if layer > 1 else None
-                    raise UserError(
-                        f"layer {layer}: {what} after {pos['frames']:,} frames (epoch {epoch}, learning rate "
-                        f"{pos['lr']:g}); lower {setting}. "
-                        + (f"The last good checkpoint {kept} is kept." if kept else "No checkpoint was written for it.")
-                    )
-                if result.skipped:
-                    _guard_fired(result, layer, epoch, pos, rows, warned)
-                n = len(v)
-                pos["frames"] += n
-                pos["batch"] += 1
-                pos["interval_error"] += err
-                if result.saturated is not None:
-                    pos["interval_saturated"] = pos.get("interval_saturated", 0.0) + float(result.saturated) * n
-                pos["interval_frames"] += n
-                if pos["interval_frames"] >= config.report_every:
-                    rows.append(_interval_row(layer, epoch, pos, momentum))
-                    bar.update(task, err=f"{rows[-1]['recon_error']:.3f}")
-                    write_csv(out_dir / "recon.csv", prior_rows + rows, CSV_COLUMNS)
-                bar.advance(task, n)
-                flag.tick()
-                if flag.signal is not None:
-                    checkpoint(partial, finished=False)
-                    write_csv(out_dir / "recon.csv", prior_rows + rows, CSV_COLUMNS)
-                    raise Interrupted(
-                        f"stopped by signal {flag.signal} in layer {layer} after {pos['frames']:,} frames; "
-                        f"state saved to {partial}; continue with --resume"
-                    )
-            if pos["interval_frames"] > 0:
-                rows.append(_interval_row(layer, epoch, pos, config.momentum(pos["frames"])))
-            rows.append(_epoch_stats(rbm, train_x, dev_x, layer, epoch, pos["frames"], "epoch_end", pos["seconds"]))
-            pos["epoch"] += 1
-            pos["batch"] = 0
-            checkpoint(partial, finished=False)  # an epoch end is a resumable point after a crash
-    ckpt = checkpoint(out_dir / f"rbm{layer}.pt", finished=True)
-    partial.unlink(missing_ok=True)
-    console.print(
-        f"layer {layer}: done in {pos['seconds']:.1f} s, final reconstruction error "
-        f"{rows[-1]['train_recon']:.4f} (train sample), {pos['frames'] / max(pos['seconds'], 1e-9):,.0f} frames/s"
-    )
-    return rbm, ckpt
+        if result.guard in self.warned:
+            return
+        self.warned.add(result.guard)
+        if result.guard == "recon_std":
+            why = "reconstruction std above twice the data's"
+        else:
+            why = f"{sat:.0%} of the hidden units saturated (limit --sat-guard)"
+        console.print(
+            f"[yellow]warning: layer {self.layer}: {why} at {s.frames:,} frames; weights scaled by "
+            f"{result.guard_scale:.3f}, learning rate lowered to {self.lr:.4g}, momentum reset "
+            f"(further firings are logged as kind=guard rows in recon.csv)"
+        )
 
 
 # What a guard does to the learning rate: Kaldi lowers it by 0.9 after a rescale of a
 # Gaussian layer; a saturated layer needs a real cut (0.4 -> 0.05 takes three firings).
 _GUARD_LR_FACTOR = {"recon_std": 0.9, "saturation": 0.5}
-
-
-def _guard_fired(result, layer: int, epoch: int, pos: dict, rows: list[dict], warned: set[str]) -> None:
-    """Lower the learning rate after a guard skipped an update; log a guard row, warn once per guard."""
-    pos["lr"] *= _GUARD_LR_FACTOR[result.guard]
-    sat = None if result.saturated is None else float(result.saturated)
-    rows.append(
-        {
-            "layer": layer,
-            "epoch": epoch,
-            "frames": pos["frames"],
-            "kind": "guard",
-            "guard": result.guard,
-            "lr": pos["lr"],
-            "guard_scale": result.guard_scale,
-            "saturated": sat,
-            "elapsed_s": pos["seconds"],
-        }
-    )
-    if result.guard in warned:
-        return
-    warned.add(result.guard)
-    if result.guard == "recon_std":
-        why = "reconstruction std above twice the data's"
-    else:
-        why = f"{sat:.0%} of the hidden units saturated (limit --sat-guard)"
-    console.print(
-        f"[yellow]warning: layer {layer}: {why} at {pos['frames']:,} frames; weights scaled by "
-        f"{result.guard_scale:.3f}, learning rate lowered to {pos['lr']:.4g}, momentum reset "
-        f"(further firings are logged as kind=guard rows in recon.csv)"
-    )
-
-
-def _interval_row(layer: int, epoch: int, pos: dict, momentum: float) -> dict:
-    row = {
-        "layer": layer,
-        "epoch": epoch,
-        "frames": pos["frames"],
-        "kind": "interval",
-        "recon_error": pos["interval_error"] / pos["interval_frames"],
-        "lr": pos["lr"],
-        "momentum": momentum,
-        "elapsed_s": pos["seconds"],
-        "frames_per_s": pos["interval_frames"] / max(pos["interval_seconds"], 1e-9),
-    }
-    if "interval_saturated" in pos:  # mean share of saturated hidden probabilities over the interval's batches
-        row["saturated"] = pos.pop("interval_saturated") / pos["interval_frames"]
-    pos["interval_error"], pos["interval_frames"], pos["interval_seconds"] = 0.0, 0, 0.0
-    return row

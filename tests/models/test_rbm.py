@@ -99,10 +99,10 @@ def test_uniform_source_state():
     a = torch.empty(1000)
     u.fill_(a)
     assert float(a.min()) >= 0 and float(a.max()) < 1 and abs(float(a.mean()) - 0.5) < 0.03
-    state = u.get_state()
+    state = u.state_dict()
     b, c = torch.empty(10), torch.empty(10)
     u.fill_(b)
-    u.set_state(state)
+    u.load_state_dict(state)
     u.fill_(c)
     assert torch.equal(b, c)
 
@@ -141,9 +141,9 @@ def test_guard_rescales_when_reconstruction_explodes():
     before = copy.deepcopy(rbm.W)
     v0 = torch.randn(64, 20, generator=g)
     u = UniformSource(1)
-    state = u.get_state()
+    state = u.state_dict()
     result = rbm.cd_step(v0, 0.01, 0.5, 0.0, u)
-    u.set_state(state)
+    u.load_state_dict(state)
     hs = (u.fill_(torch.empty(64, 30)) < torch.sigmoid(v0 @ before.T)).float()
     vk = hs @ before
     assert result.skipped and result.guard_scale == pytest.approx(float(v0.std() / vk.std()), rel=1e-4)

@@ -15,7 +15,7 @@ from asr_init.features.store import FeatureStore
 from asr_init.io import load_checkpoint, read_csv
 from asr_init.models.dbn import save_dbn
 from asr_init.models.dnn import load_model
-from asr_init.training.finetune import FinetuneConfig, Newbob, class_priors, finetune
+from asr_init.training.finetune import FinetuneConfig, class_priors, finetune
 from asr_init.training.interrupts import Interrupted
 
 runner = CliRunner()
@@ -63,34 +63,6 @@ def test_priors_sum_to_one(blob_store):
     for targets, n in (("states", 12), ("phones", 4)):
         p = class_priors(store, targets, floor=1.0)
         assert p.shape == (n,) and p.sum() == pytest.approx(1.0) and (p > 0).all()
-
-
-def test_newbob_halves_and_stops_as_scripted():
-    nb = Newbob(lr=0.008)
-    nb.start(2.0)
-    # 25% better (keep lr); worse: rejected, improvement 0 < 1% turns halving on (lr / 2);
-    # 3.3% better: halve again; 0.007% better < 0.1% with halving on: stop (no more halving)
-    script = [1.5, 1.6, 1.45, 1.4499]
-    out = [nb.step(loss) for loss in script]
-    assert [a for a, _ in out] == [True, False, True, True]
-    assert [s for _, s in out] == [False, False, False, True]
-    assert [h["next_lr"] for h in nb.history] == pytest.approx([0.008, 0.004, 0.002, 0.002])
-    assert nb.best == 1.4499
-    # Once halving is on, a rejected epoch (improvement 0) ends training.
-    nb2 = Newbob(lr=1.0)
-    nb2.start(1.0)
-    assert nb2.step(0.995) == (True, False)  # 0.5% < 1%: halving on
-    assert nb2.step(1.2) == (False, True)
-
-
-def test_newbob_respects_min_epochs():
-    nb = Newbob(lr=1.0, min_epochs=3)
-    nb.start(1.0)
-    assert nb.step(1.0) == (False, False)  # no improvement: halving starts, but too early to stop
-    assert nb.step(1.0) == (False, False)
-    assert nb.step(1.0) == (False, False)
-    assert nb.step(1.0) == (False, True)
-    assert nb.lr == pytest.approx(1 / 8)
 
 
 def test_resume_equals_uninterrupted(blob_store, tmp_path):

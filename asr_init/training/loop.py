@@ -1,0 +1,172 @@
+"""The training skeleton pre-training and fine-tuning share.
+
+Both stages run epochs of mini-batches from a resumable position, time them, check after
+every step that training has not diverged, show one progress bar, and on SIGINT/SIGTERM
+write a checkpoint and raise `Interrupted`. They differ in their step and in what happens
+at an epoch's start and end, which a `Trainer` subclass supplies (as icefall's train.py
+splits `train_one_epoch`, `compute_validation_loss`, `save_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.progress import TextColumn
+
+from asr_init.errors import UserError
+from asr_init.io import save_checkpoint
+from asr_init.progress import progress_bar
+from asr_init.training.interrupts import Interrupted, StopFlag
+
+
+@dataclass
+class TrainState:
+    """Where a run stands; plain numbers, saved in every checkpoint."""
+
+    epoch: int = 1  # the epoch in progress (1-based)
+    batch: int = 0  # mini-batches done in it
+    frames: int = 0  # frames seen in all epochs
+    seconds: float = 0.0  # training time in all epochs
+    epoch_frames: int = 0
+    epoch_seconds: float = 0.0
+    stopped: bool = False  # the schedule ended training early
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+    def next_epoch(self) -> None:
+        self.epoch += 1
+        self.batch = 0
+        self.epoch_frames = 0
+        self.epoch_seconds = 0.0
+
+
+@dataclass
+class Step:
+    """What one mini-batch did: its frame count and the loss to check for finiteness."""
+
+    frames: int
+    value: float
+    extra: Any = None  # what the stage's `record` needs (e.g. the RBM's guard result)
+
+
+class Trainer:
+    """Runs `epochs` epochs from `state`; subclasses define the stage.
+
+    Subclasses set `epochs`, `state`, `checkpoint_path`, `bar_label` and `bar_field` and
+    implement `batches`, `step`, `diverged` and `state_dict`; the hooks `start_epoch`,
+    `record`, `after_batch` and `end_epoch` default to doing nothing.
+    """
+
+    epochs: int
+    state: TrainState
+    checkpoint_path: Path
+    bar_field = "loss"  # the running figure the progress bar shows
+    bar_per_epoch = False  # one bar per epoch (fine-tuning) or one for all epochs (an RBM layer)
+
+    # --- what a stage supplies --------------------------------------------------------
+
+    def batches(self, epoch: int, skip: int) -> Iterable:
+        """The epoch's mini-batches after the first `skip` (resumption)."""
+        raise NotImplementedError
+
+    def step(self, batch) -> Step:
+        """Train on one mini-batch."""
+        raise NotImplementedError
+
+    def diverged(self, step: Step) -> UserError:
+        """The error to raise when a step's value is not finite."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Everything the checkpoint holds (weights, optimiser, RNG, schedule, `state`)."""
+        raise NotImplementedError
+
+    def start_epoch(self) -> None:
+        """Before an epoch's first batch (not called again when resuming inside it)."""
+
+    def record(self, step: Step) -> None:
+        """Account a finite step; `state` does not count it yet."""
+
+    def after_batch(self) -> None:
+        """After `state` counted the batch (interval logs)."""
+
+    def end_epoch(self) -> None:
+        """After an epoch's last batch, before the checkpoint."""
+
+    def bar_total(self) -> int:
+        raise NotImplementedError
+
+    def bar_value(self) -> str:
+        return "-"
+
+    # --- the skeleton ---------------------------------------------------------------------
+
+    def save(self, path: Path | None = None) -> dict:
+        """Write the checkpoint atomically; returns what was written."""
+        ckpt = self.state_dict()
+        save_checkpoint(ckpt, path or self.checkpoint_path)
+        return ckpt
+
+    def interrupted(self, signum: int) -> Interrupted:
+        return Interrupted(
+            f"stopped by signal {signum} in {self.where()} after {self.state.frames:,} frames; "
+            f"state saved to {self.checkpoint_path}; continue with --resume"
+        )
+
+    def where(self) -> str:
+        return f"epoch {self.state.epoch}"
+
+    def run(self, flag: StopFlag) -> None:
+        """Train until `epochs` epochs are done or the schedule stops; checkpoint after every epoch."""
+        with progress_bar(TextColumn(f"{self.bar_field} " + "{task.fields[value]}")) as bar:
+            task = None
+            if not self.bar_per_epoch:
+                task = bar.add_task(
+                    self.bar_label, total=self.bar_total(), value="-", unit="frames", completed=self.state.frames
+                )
+            while self.state.epoch <= self.epochs and not self.state.stopped:
+                if self.bar_per_epoch:
+                    label = f"{self.bar_label} {self.state.epoch}/{self.epochs}"
+                    task = bar.add_task(
+                        label, total=self.bar_total(), value="-", unit="frames", completed=self.state.epoch_frames
+                    )
+                self._train_one_epoch(flag, bar, task)
+                if self.bar_per_epoch:
+                    bar.remove_task(task)
+                self.end_epoch()
+                self.state.next_epoch()
+                self.save()
+
+    def _train_one_epoch(self, flag: StopFlag, bar, task) -> None:
+        state = self.state
+        if state.batch == 0:
+            self.start_epoch()
+        t_last = time.perf_counter()
+        for batch in self.batches(state.epoch, state.batch):
+            step = self.step(batch)
+            now = time.perf_counter()
+            state.seconds += now - t_last
+            state.epoch_seconds += now - t_last
+            t_last = now
+            if not math.isfinite(step.value):
+                raise self.diverged(step)
+            self.record(step)
+            state.frames += step.frames
+            state.epoch_frames += step.frames
+            state.batch += 1
+            self.after_batch()
+            bar.update(task, advance=step.frames, value=self.bar_value())
+            flag.tick()
+            if flag.signal is not None:
+                self.save()
+                raise self.interrupted(flag.signal)
