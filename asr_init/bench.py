@@ -175,7 +175,9 @@ from pathlib import Path
 from asr_init.training.pretrain import PretrainConfig, pretrain
 store, buffer_frames = sys.argv[1], int(sys.argv[2])
 with tempfile.TemporaryDirectory() as tmp:
-    cfg = PretrainConfig(layers=1, hidden=1024, epochs=1, epochs_gauss=1, buffer_frames=buffer_frames, report_every=10**9)
+    cfg = PretrainConfig(
+        layers=1, hidden=1024, epochs=1, epochs_gauss=1, buffer_frames=buffer_frames, report_every=10**9
+    )
     pretrain(Path(store), cfg, Path(tmp) / "pt")
 print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

@@ -8,6 +8,7 @@ new one, never half of one.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -136,3 +137,18 @@ def refuse_output_over_inputs(out_dir: Path, inputs: dict[str, Path | str | None
                 f"--out {out_dir} {relation} the {name} {path}; choose an output folder outside every "
                 "input (nothing was written or deleted)"
             )
+
+
+def digest(paths: list[Path]) -> str:
+    """The identity of a set of files: the first 16 hex digits of a SHA-256 over their names
+    and contents (a missing file counts as empty), so any edit or rewrite changes it."""
+    h = hashlib.sha256()
+    for path in paths:
+        path = Path(path)
+        h.update(path.name.encode() + b"\0")
+        if path.exists():
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()[:16]

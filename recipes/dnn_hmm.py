@@ -2,10 +2,11 @@
 
 Kaldi's TIMIT shape, 6 hidden layers of 1024 sigmoid units, with every default of
 `pretrain` and `finetune` (the commands name no training option but the init; on 2 CPU
-cores fine-tuning is cut to 4 epochs of 100,000 frames, on a GPU it runs full epochs): DBNs pre-trained with the initialisation that converged fastest in recipe 1
-(Gaussian first layer, its default learning rate) and with the paper's `optimal`, each
-fine-tuned with newbob; the same network trained without pre-training (Xavier and
-`optimal`, the from-scratch defaults); all evaluated on dev and test (frame accuracy, phone error rate).
+cores fine-tuning is cut to 4 epochs of 100,000 frames, on a GPU it runs full epochs):
+DBNs pre-trained with the initialisation that converged fastest in recipe 1 (Gaussian
+first layer, its default learning rate) and with the paper's `optimal`, each fine-tuned
+with newbob; the same network trained without pre-training (Xavier and `optimal`, the
+from-scratch defaults); all evaluated on dev and test (frame accuracy, phone error rate).
 """
 
 from common import RESULTS, SCALE, STORE, cut, label, run_commands, steps_on_device, write_manifest

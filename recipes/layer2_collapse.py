@@ -96,7 +96,8 @@ def main() -> None:
     except UserError as exc:
         raise SystemExit(f"error: {exc}") from None
     print(
-        f"layer-2 input: {v.shape[1]} dims, mean {float(v.mean()):.3f}, sum_i E[x_i^2] {float(v.pow(2).sum(1).mean()):.1f}, "
+        f"layer-2 input: {v.shape[1]} dims, mean {float(v.mean()):.3f}, "
+        f"sum_i E[x_i^2] {float(v.pow(2).sum(1).mean()):.1f}, "
         f"sum_i var(x_i) {float(v.var(0).sum()):.1f}"
     )
     print("mini-batches:saturated share/net-input std")

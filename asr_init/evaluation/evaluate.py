@@ -22,8 +22,8 @@ from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.evaluation.decoding import STATES, align_counts, decode, estimate_hmm, merge_repeats
 from asr_init.features.pipeline import FeaturePipeline
-from asr_init.features.store import SPLITS, FeatureStore
-from asr_init.io import refuse_output_over_inputs, write_json_atomic
+from asr_init.features.store import SPLITS, FeatureStore, store_identity
+from asr_init.io import digest, refuse_output_over_inputs, write_json_atomic
 from asr_init.models.dnn import load_model
 
 
@@ -152,6 +152,8 @@ def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Pat
         "tune_seconds": tune_seconds,
         "model": str(model_dir),
         "store": str(store.path),
+        # what was evaluated: digests of the store's metadata and of model.pt
+        "inputs": {"feature store": store_identity(store.path), "model": digest([Path(model_dir) / "model.pt"])},
         "versions": environment(),
     }
     write_json_atomic(out_dir / "results.json", result)

@@ -30,7 +30,7 @@ import numpy as np
 
 from asr_init.errors import UserError
 from asr_init.features.mfcc import MfccConfig
-from asr_init.io import read_json
+from asr_init.io import digest, read_json
 
 SPLITS = ("train", "dev", "test")
 
@@ -185,3 +185,13 @@ class StoreWriter:
         with open(self.path / "manifest.jsonl", "w") as fh:
             for rec in self.records:
                 fh.write(rec.to_json() + "\n")
+
+
+STORE_METADATA = ("config.json", "manifest.jsonl", "stats.json", "phones.txt", "states.txt")
+
+
+def store_identity(path: Path) -> str:
+    """A store's identity: a digest of its config, manifest, normalisation statistics and
+    label lists. Re-extracting with other settings or data changes it (the statistics are
+    sums over every frame), so a later stage can tell that its input is no longer the same."""
+    return digest([Path(path) / name for name in STORE_METADATA])

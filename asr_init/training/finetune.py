@@ -26,8 +26,8 @@ from asr_init.config import ConfigBase
 from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline, FrameBuffer, sample_frames
-from asr_init.features.store import FeatureStore
-from asr_init.io import load_checkpoint, write_csv, write_json_atomic
+from asr_init.features.store import FeatureStore, store_identity
+from asr_init.io import digest, load_checkpoint, write_csv, write_json_atomic
 from asr_init.models.dbn import load_dbn, load_stack
 from asr_init.models.dnn import ACTIVATIONS, DNN, save_model
 from asr_init.models.init import InitContext, init_weight_, input_power, parse_init
@@ -35,7 +35,7 @@ from asr_init.models.nonlinearity import saturated_mask
 from asr_init.progress import console
 from asr_init.training.interrupts import StopFlag, catch_signals
 from asr_init.training.loop import Step, Trainer, TrainState
-from asr_init.training.runs import prepare_run_dir
+from asr_init.training.runs import run_folder
 from asr_init.training.schedules import SCHEDULES, make_schedule
 
 # Learning rate and momentum by starting point, chosen at 6 x 1024 sigmoid units on the
@@ -254,24 +254,41 @@ def finetune(
     if not store.split("train") or not store.split("dev"):
         raise UserError(f"store {store.path} needs train and dev utterances for fine-tuning (newbob uses dev)")
     pipeline = _input_pipeline(config, store)
-    settings = {"store": str(store.path.resolve()), "config": config.to_dict()}
-    done = prepare_run_dir(
+    settings = {
+        "store": str(store.path.resolve()),
+        "config": config.to_dict(),
+        "inputs": _input_identities(config, store),
+    }
+    with run_folder(
         out_dir,
         "finetune",
         settings,
         force,
         finished=("model.pt",),
+        started=("checkpoint.pt",),
         inputs={"feature store": store.path, "--dbn folder": config.dbn, "--init-from folder": config.init_from},
-    )
-    if done is not None:
-        console.print(f"[green]{out_dir} already holds a finished fine-tuning run with these settings; nothing to do")
-        return done
-    console.print(f"finetune {store.path} -> {out_dir}: {config.to_dict()}", highlight=False)
-    trainer = _DnnTrainer(config, store, pipeline, out_dir, resume)
-    flag = StopFlag(interrupt_after)
-    with catch_signals(flag):
-        trainer.run(flag)
-    return _write_outputs(trainer)
+    ) as done:
+        if done is not None:
+            console.print(
+                f"[green]{out_dir} already holds a finished fine-tuning run with these settings; nothing to do"
+            )
+            return done
+        console.print(f"finetune {store.path} -> {out_dir}: {config.to_dict()}", highlight=False)
+        trainer = _DnnTrainer(config, store, pipeline, out_dir, resume)
+        flag = StopFlag(interrupt_after)
+        with catch_signals(flag):
+            trainer.run(flag)
+        return _write_outputs(trainer)
+
+
+def _input_identities(config: FinetuneConfig, store: FeatureStore) -> dict[str, str]:
+    """Digests of what the run reads: the store, and the DBN or model it starts from."""
+    ids = {"feature store": store_identity(store.path)}
+    if config.dbn:
+        ids["--dbn DBN"] = digest([Path(config.dbn) / "dbn.pt"])
+    if config.init_from:
+        ids["--init-from model"] = digest([Path(config.init_from) / "model.pt", Path(config.init_from) / "dbn.pt"])
+    return ids
 
 
 def _input_pipeline(config: FinetuneConfig, store: FeatureStore) -> FeaturePipeline:

@@ -10,7 +10,8 @@ error and free energy on fixed frame samples.
 
 Output folder::
 
-    pretrain.config.json   the resolved config (written first; a re-run must match it)
+    pretrain.config.json   the resolved config and the store's identity (a re-run must match both)
+    .lock                  held by the run writing the folder (its pid)
     rbmN.pt                finished layer N: RBM state, log rows, init info, pipeline (that layer only)
     rbmN.partial.pt        layer N in progress (epoch ends, Ctrl-C/SIGTERM): resumable
     dbn.pt                 the stacked DBN (see dbn.py)
@@ -32,7 +33,7 @@ from asr_init.config import ConfigBase
 from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline, FrameBuffer, sample_frames
-from asr_init.features.store import FeatureStore
+from asr_init.features.store import FeatureStore, store_identity
 from asr_init.io import load_checkpoint, write_csv, write_json_atomic
 from asr_init.models.dbn import Stack, propagate, save_dbn
 from asr_init.models.init import InitContext, init_weight_, input_power, parse_init
@@ -41,7 +42,7 @@ from asr_init.models.rbm import RBM, VISIBLE_TYPES, UniformSource
 from asr_init.progress import console
 from asr_init.training.interrupts import StopFlag, catch_signals
 from asr_init.training.loop import Step, Trainer, TrainState
-from asr_init.training.runs import prepare_run_dir
+from asr_init.training.runs import run_folder
 
 CSV_COLUMNS = [
     "layer",
@@ -153,23 +154,34 @@ def pretrain(
     pipeline = FeaturePipeline.from_store(store, config.splice, squash=config.visible == "bernoulli")
     if not store.split("train"):
         raise UserError(f"store {store.path} has no train utterances")
-    settings = {"store": str(store.path.resolve()), "config": config.to_dict()}
-    done = prepare_run_dir(
+    settings = {
+        "store": str(store.path.resolve()),
+        "config": config.to_dict(),
+        "inputs": {"feature store": store_identity(store.path)},
+    }
+    with run_folder(
         out_dir,
         "pretrain",
         settings,
         force,
         finished=("dbn.pt",),
+        started=("rbm*.pt",),
         neutral=_RESUME_NEUTRAL,
         inputs={"feature store": store.path},
-    )
-    if done is not None:
-        console.print(f"[green]{out_dir} already holds a finished pre-training run with these settings; nothing to do")
-        return done
-    console.print(f"pretrain {store.path} -> {out_dir}: {config.to_dict()}", highlight=False)
+    ) as done:
+        if done is not None:
+            console.print(
+                f"[green]{out_dir} already holds a finished pre-training run with these settings; nothing to do"
+            )
+            return done
+        console.print(f"pretrain {store.path} -> {out_dir}: {config.to_dict()}", highlight=False)
+        return _train_layers(config, store, pipeline, out_dir, StopFlag(interrupt_after), resume)
+
+
+def _train_layers(config, store, pipeline, out_dir: Path, flag: StopFlag, resume: bool) -> dict:
+    """Train (or load, when finished earlier) every layer in turn; write the DBN and the summary."""
     torch.manual_seed(config.seed)  # nothing should use it; keeps any library default deterministic
     run = _Run.open(config, store, pipeline, out_dir)
-    flag = StopFlag(interrupt_after)
     t_start = time.perf_counter()
     with catch_signals(flag):
         for layer in range(1, config.layers + 1):

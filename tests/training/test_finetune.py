@@ -227,7 +227,8 @@ def test_models_refuse_stores_with_other_feature_settings(tmp_path):
 
     expected = (
         "was trained on features with sample rate 16000 Hz, high freq 8000 Hz, but store {store} has sample rate "
-        "8000 Hz, high freq 4000 Hz; extract the corpus with --sample-rate 16000 --high-freq 8000 to use this model on it"
+        "8000 Hz, high freq 4000 Hz; extract the corpus with --sample-rate 16000 --high-freq 8000 "
+        "to use this model on it"
     )
     for args, where in [
         (["evaluate", str(tmp_path / "s8"), "--model", str(tmp_path / "dnn16")], f"model {tmp_path / 'dnn16'}"),

@@ -1,0 +1,135 @@
+"""Run folders: one writer at a time, changed inputs refused, failed starts replaced, file modes."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import write_blob_store
+from typer.testing import CliRunner
+
+from asr_init.cli import app
+from asr_init.errors import UserError
+from asr_init.io import load_checkpoint
+from asr_init.training.finetune import FinetuneConfig, finetune
+from asr_init.training.interrupts import Interrupted
+from asr_init.training.pretrain import PretrainConfig, pretrain
+from asr_init.training.runs import run_folder
+
+PRE = dict(layers=2, hidden=16, splice=1, epochs=1, batch_size=32, stats_frames=100)
+FT = dict(layers=1, hidden=16, splice=1, batch_size=32, max_epochs=1, stats_frames=100)
+
+
+def _sums(folder):
+    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+
+
+def _one_error(result) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert result.exit_code == 1 and len(errors) == 1, result.output
+    return " ".join(result.output.split())
+
+
+def test_a_re_extracted_store_is_not_reused_by_a_finished_or_resumed_run(tmp_path):
+    store = write_blob_store(tmp_path / "store", seed=0)
+    pretrain(store, PretrainConfig(**PRE), tmp_path / "dbn")
+    finetune(store, FinetuneConfig(**FT), tmp_path / "dnn")
+    write_blob_store(tmp_path / "store2", seed=1)  # the same folder extracted again, with other data
+    shutil.rmtree(store)
+    shutil.copytree(tmp_path / "store2", store)
+    dbn_before, dnn_before = _sums(tmp_path / "dbn"), _sums(tmp_path / "dnn")
+    with pytest.raises(UserError, match="the feature store changed since .*dbn was made from it"):
+        pretrain(store, PretrainConfig(**PRE), tmp_path / "dbn")
+    with pytest.raises(UserError, match="the feature store changed since .*dnn was made from it"):
+        finetune(store, FinetuneConfig(**FT), tmp_path / "dnn", resume=True)
+    assert _sums(tmp_path / "dbn") == dbn_before and _sums(tmp_path / "dnn") == dnn_before
+    pretrain(store, PretrainConfig(**PRE), tmp_path / "dbn", force=True)  # --force starts over
+
+
+def test_fine_tuning_refuses_a_dbn_that_was_trained_again(tmp_path):
+    store = write_blob_store(tmp_path / "store")
+    pretrain(store, PretrainConfig(**PRE), tmp_path / "dbn")
+    cfg = FinetuneConfig(**(FT | {"max_epochs": 2, "layers": 6, "dbn": str(tmp_path / "dbn")}))
+    with pytest.raises(Interrupted):  # leaves checkpoint.pt behind
+        finetune(store, cfg, tmp_path / "dnn", interrupt_after=3)
+    pretrain(store, PretrainConfig(**(PRE | {"seed": 1})), tmp_path / "dbn", force=True)
+    with pytest.raises(UserError, match=r"the --dbn DBN changed since .*dnn was made from it"):
+        finetune(store, cfg, tmp_path / "dnn", resume=True)
+
+
+def test_a_second_run_on_a_locked_folder_is_refused_and_a_dead_owner_is_taken_over(blob_store, tmp_path):
+    out = tmp_path / "dbn"
+    settings = {"store": str(blob_store), "config": {}}
+    with run_folder(out, "pretrain", settings, False, finished=("dbn.pt",), started=("rbm*.pt",)):
+        assert (out / ".lock").read_text().strip() == str(os.getpid())
+        result = CliRunner().invoke(app, ["pretrain", str(blob_store), "--out", str(out), "--force", "--hidden", "8"])
+        text = _one_error(result)
+        assert f"{out} is in use by another asr-init run (pid {os.getpid()})" in text
+        assert (out / "pretrain.config.json").exists()  # --force deleted nothing
+    # A killed owner leaves its pid in .lock but no flock: the next run takes the folder over.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / ".lock").write_text(f"{dead.pid}\n")
+    pretrain(blob_store, PretrainConfig(**PRE), out)
+    assert (out / "dbn.pt").exists()
+
+
+def test_two_processes_on_one_folder(blob_store, tmp_path):
+    out = tmp_path / "dnn"
+    code = (
+        "import sys; from asr_init.cli import main; sys.argv = ['asr-init', 'finetune', sys.argv[1], '--out', "
+        "sys.argv[2], '--layers', '1', '--hidden', '16', '--splice', '1', '--max-epochs', '200', '--batch-size', '8']; "
+        "main()"
+    )
+    first = subprocess.Popen([sys.executable, "-c", code, str(blob_store), str(out)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 60
+        while not (out / "finetune.config.json").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        second = subprocess.run(
+            [sys.executable, "-c", code, str(blob_store), str(out)], capture_output=True, text=True, timeout=60
+        )
+        assert second.returncode == 1
+        assert f"is in use by another asr-init run (pid {first.pid})" in " ".join(second.stderr.split())
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_does_not_block_the_corrected_one(blob_store, tmp_path):
+    finetune(blob_store, FinetuneConfig(**FT), tmp_path / "a")
+    out = tmp_path / "dnn"
+    wrong = FinetuneConfig(**(FT | {"init_from": str(tmp_path / "a"), "reuse_layers": 3}))
+    with pytest.raises(UserError, match="has only 1 hidden layers"):
+        finetune(blob_store, wrong, out)
+    assert (out / "finetune.config.json").exists() and not (out / "checkpoint.pt").exists()
+    right = FinetuneConfig(**(FT | {"init_from": str(tmp_path / "a"), "reuse_layers": 1}))
+    finetune(blob_store, right, out)  # other settings, no --force needed
+    assert (out / "model.pt").exists()
+
+
+def test_out_that_is_a_file_is_refused(blob_store, tmp_path):
+    target = tmp_path / "x"
+    target.write_text("keep me\n")
+    result = CliRunner().invoke(app, ["finetune", str(blob_store), "--out", str(target)])
+    assert f"--out {target} is a file, not a folder" in _one_error(result)
+    assert target.read_text() == "keep me\n"
+
+
+def test_each_layer_checkpoint_stores_one_layer_and_outputs_follow_the_umask(blob_store, tmp_path):
+    old = os.umask(0o022)
+    try:
+        pretrain(blob_store, PretrainConfig(**(PRE | {"layers": 3})), tmp_path / "a")
+        os.umask(0o027)
+        pretrain(blob_store, PretrainConfig(**PRE), tmp_path / "b")
+    finally:
+        os.umask(old)
+    rbm3 = load_checkpoint(tmp_path / "a" / "rbm3.pt")
+    assert "stack_below" not in rbm3 and rbm3["rbm"]["W"].shape == (16, 16)
+    for name in ("dbn.pt", "rbm1.pt", "pretrain.json", "recon.csv"):
+        assert (tmp_path / "a" / name).stat().st_mode & 0o777 == 0o644, name
+        assert (tmp_path / "b" / name).stat().st_mode & 0o777 == 0o640, name
