@@ -10,7 +10,7 @@ fine-tuned with newbob; the same network trained without pre-training (Xavier an
 
 from common import RESULTS, SCALE, STORE, cut, label, run_commands, steps_on_device, write_manifest
 
-from asr_init.reporting.report import best_pretraining_init
+from asr_init.reporting.conclusions import best_pretraining_init
 
 OUT = RESULTS / "am"
 

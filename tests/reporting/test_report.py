@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from asr_init.io import write_csv
-from asr_init.reporting.report import (
+from asr_init.reporting.conclusions import (
     best_pretraining_init,
     conclude_am,
     conclude_layer1,
     conclude_nopretrain,
-    load_layer1,
-    write_report,
 )
+from asr_init.reporting.logs import load_layer1
+from asr_init.reporting.report import write_report
 from asr_init.training.pretrain import CSV_COLUMNS
 
 
