@@ -77,7 +77,8 @@ def conclude_sweep(visible: str, lr: float, summaries: list[CurveSummary], d_sta
     if best_d == near[0]:
         text += ", so the optimum of the pre-training speed coincides with D*."
     else:
-        text += f", {(near[1].auc - best.auc) / near[1].auc:.1%} higher: the fastest spread was {'larger' if best_d > near[0] else 'smaller'} than D*."
+        side = "larger" if best_d > near[0] else "smaller"
+        text += f", {(near[1].auc - best.auc) / near[1].auc:.1%} higher: the fastest spread was {side} than D*."
     return text
 
 
@@ -168,6 +169,7 @@ def conclude_am(rows: list[dict]) -> str | None:
     verb = "lowered" if diff < 0 else "raised" if diff > 0 else "did not change"
     return (
         f"Pre-training ({best_pre['model']}, the pre-trained model with the lowest dev PER) {verb} the test phone "
-        f"error rate from {base['test_per']:.2%} (not pre-trained: {base['model']}, likewise chosen on dev) to {best_pre['test_per']:.2%} ({diff:+.2%} "
-        f"absolute); test state frame accuracy {base['test_states']:.2%} → {best_pre['test_states']:.2%}."
+        f"error rate from {base['test_per']:.2%} (not pre-trained: {base['model']}, likewise chosen on dev) "
+        f"to {best_pre['test_per']:.2%} ({diff:+.2%} absolute); "
+        f"test state frame accuracy {base['test_states']:.2%} → {best_pre['test_states']:.2%}."
     )
