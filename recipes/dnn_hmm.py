@@ -10,13 +10,17 @@ fine-tuned with newbob; the same network trained without pre-training (Xavier an
 
 from common import RESULTS, SCALE, STORE, cut, label, run_commands, steps_on_device, write_manifest
 
+from asr_init.errors import UserError
 from asr_init.reporting.conclusions import best_pretraining_init
 
 OUT = RESULTS / "am"
 
 
 def main() -> None:
-    best = best_pretraining_init(RESULTS / "paper")
+    try:
+        best = best_pretraining_init(RESULTS / "paper")
+    except UserError as exc:
+        raise SystemExit(f"error: {exc}") from None
     print(f"recipe 3: fastest initialisation in recipe 1: {best}")
     (OUT).mkdir(parents=True, exist_ok=True)
     (OUT / "best_init.txt").write_text(best + "\n")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asr_init.errors import UserError
 from asr_init.reporting.logs import CurveSummary, is_sweep, load_layer1
 
 
@@ -83,11 +84,17 @@ def conclude_sweep(visible: str, lr: float, summaries: list[CurveSummary], d_sta
 
 
 def best_pretraining_init(paper: Path, visible: str = "gauss") -> str:
-    """The named initialisation with the lowest mean error at the lowest learning rate tried."""
+    """The named initialisation with the lowest mean error at the lowest learning rate tried.
+
+    Without recipe 1's first-layer logs there is nothing to choose from: a UserError, not a default.
+    """
     groups = load_layer1(Path(paper))
     keys = sorted(k for k in groups if k[0] == visible)
     if not keys:
-        return "optimal"
+        raise UserError(
+            f"{paper} has no recipe-1 layer-1 logs for {visible} visible units "
+            f"(layer1/{visible}/lrLR/INIT/seedS/recon.csv); run recipe 1 (recipes/paper_replication.py) first"
+        )
     named = [s for s in groups[keys[0]] if not is_sweep(s.init)]
     return min(named, key=lambda s: s.auc).init if named else "optimal"
 

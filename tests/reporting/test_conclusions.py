@@ -1,7 +1,9 @@
 """The conclusions must follow the numbers: fabricated logs with known winners."""
 
+import pytest
 from fakes import FAST, SLOW, write_fake_layer1
 
+from asr_init.errors import UserError
 from asr_init.reporting.conclusions import (
     best_pretraining_init,
     conclude_am,
@@ -65,3 +67,12 @@ def test_am_and_nopretrain_conclusions():
     (text,) = conclude_nopretrain(rows)
     assert "`optimal` reached the best test frame accuracy (40.0%)" in text and "`zeros` (5.0%)" in text
     assert "Diverged (loss NaN/Inf): `large`" in text
+
+
+def test_best_init_needs_recipe1_logs(tmp_path):
+    """No first-layer logs (or none for the visible type asked): an error, not a silent `optimal`."""
+    with pytest.raises(UserError, match="has no recipe-1 layer-1 logs for gauss visible units"):
+        best_pretraining_init(tmp_path / "paper")
+    write_fake_layer1(tmp_path / "paper", {"optimal": FAST})
+    with pytest.raises(UserError, match=f"{tmp_path / 'paper'} has no recipe-1 layer-1 logs for bernoulli"):
+        best_pretraining_init(tmp_path / "paper", visible="bernoulli")

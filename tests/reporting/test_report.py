@@ -3,7 +3,9 @@
 import json
 
 from fakes import FAST, SLOW, write_fake_layer1, write_fake_run
+from typer.testing import CliRunner
 
+from asr_init.cli import app
 from asr_init.reporting.report import write_report
 
 
@@ -34,3 +36,13 @@ def test_write_report_from_fabricated_results(tmp_path):
     assert "| 1 | 3.1% |" in text
     for png in ("recipe1_layer1_gauss_lr0.01.png", "recipe1_sweep.png", "recipe1_dbn.png"):
         assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_best_init_on_a_folder_without_recipe1_is_one_error_line(tmp_path):
+    """`report --best-init` on an empty or missing results folder: exit 1, one `error:` line naming it."""
+    (tmp_path / "empty").mkdir()
+    for results, missing in ((tmp_path / "empty", "no recipe-1 layer-1 logs"), (tmp_path / "none", "does not exist")):
+        res = CliRunner().invoke(app, ["report", str(results), "--best-init"])
+        assert res.exit_code == 1, res.output
+        (line,) = res.output.splitlines()  # the error and nothing else: no init is printed
+        assert line.startswith("error:") and str(results) in line and missing in line, res.output
