@@ -511,7 +511,8 @@ def report(
     best_init: bool = typer.Option(False, help="Only print the initialisation that converged fastest in recipe 1."),
 ):
     """Write RESULTS/REPORT.md: tables, plots and conclusions from the recipes' logs."""
-    from asr_init.reporting.report import best_pretraining_init, write_report
+    from asr_init.reporting.conclusions import best_pretraining_init
+    from asr_init.reporting.report import write_report
 
     if not results.is_dir():
         raise UserError(f"results folder {results} does not exist (run 'make recipes' first)")

@@ -11,13 +11,17 @@ from-scratch defaults); all evaluated on dev and test (frame accuracy, phone err
 
 from common import RESULTS, SCALE, STORE, cut, label, run_commands, steps_on_device, write_manifest
 
-from asr_init.reporting.report import best_pretraining_init
+from asr_init.errors import UserError
+from asr_init.reporting.conclusions import best_pretraining_init
 
 OUT = RESULTS / "am"
 
 
 def main() -> None:
-    best = best_pretraining_init(RESULTS / "paper")
+    try:
+        best = best_pretraining_init(RESULTS / "paper")
+    except UserError as exc:
+        raise SystemExit(f"error: {exc}") from None
     print(f"recipe 3: fastest initialisation in recipe 1: {best}")
     (OUT).mkdir(parents=True, exist_ok=True)
     (OUT / "best_init.txt").write_text(best + "\n")

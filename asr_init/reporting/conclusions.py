@@ -1,0 +1,182 @@
+"""The conclusions: sentences chosen by comparing the numbers read from the logs.
+
+Nothing is typed in by hand: each `conclude_*` function picks its wording from the
+numbers it is given, so the text changes when the numbers do.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from asr_init.errors import UserError
+from asr_init.reporting.logs import CurveSummary, is_sweep, load_layer1
+
+
+def target_error(summaries: list[CurveSummary]) -> float:
+    """The common target: the median over initialisations of the final mean error."""
+    return float(np.median([s.final for s in summaries]))
+
+
+def conclude_layer1(visible: str, lr: float, summaries: list[CurveSummary]) -> str:
+    """One paragraph: which initialisation converged fastest at this setting, by how much."""
+    named = [s for s in summaries if not is_sweep(s.init)] or summaries
+    ranked = sorted(named, key=lambda s: s.auc)
+    best, second = ranked[0], ranked[1] if len(ranked) > 1 else None
+    opt = next((s for s in named if s.init == "optimal"), None)
+    text = (
+        f"**{visible} visible units, learning rate {lr:g}:** `{best.init}` converged fastest "
+        f"(mean reconstruction error over the run {best.auc:.4g} ± {best.auc_std:.2g} over {best.seeds} seeds"
+    )
+    if second is not None:
+        gap = (second.auc - best.auc) / second.auc
+        text += f"; {gap:.2%} below the runner-up `{second.init}`, {second.auc:.4g}"
+        if second.auc - best.auc <= max(best.auc_std, second.auc_std):
+            text += ", a gap within the spread over seeds"
+    text += ")."
+    if opt is not None and opt is not best:
+        rank = ranked.index(opt) + 1
+        gap = (opt.auc - best.auc) / opt.auc
+        within = opt.auc - best.auc <= max(best.auc_std, opt.auc_std)
+        text += (
+            f" The paper's `optimal` ranked {rank} of {len(ranked)}, with a mean error {gap:.2%} above "
+            f"`{best.init}`{' (within the seed spread)' if within else ''}: at this setting the measurement "
+            f"{'does not clearly separate them' if within else 'goes against the claim that it converges fastest'}."
+        )
+    elif opt is best:
+        text += " This supports the paper's claim at this setting."
+    target = target_error(named)
+    fb, fo = best.frames_to(target), opt.frames_to(target) if opt else None
+    if fb is not None:
+        text += f" `{best.init}` reached the common target error {target:.4g} after {fb:,.0f} frames"
+        if opt is not None and opt is not best:
+            text += f", `optimal` after {fo:,.0f} frames." if fo is not None else ", `optimal` never reached it."
+        else:
+            text += "."
+    return text
+
+
+def conclude_sweep(visible: str, lr: float, summaries: list[CurveSummary], d_star: float) -> str | None:
+    sweep = sorted(
+        (
+            (float(s.init.split(":")[1]), s)
+            for s in summaries
+            if s.init.startswith("optimal:") and s.init != "optimal:1.392"
+        ),
+        key=lambda t: t[0],
+    )
+    if len(sweep) < 2:
+        return None
+    best_d, best = min(sweep, key=lambda t: t[1].auc)
+    near = min(sweep, key=lambda t: abs(t[0] - d_star))
+    text = (
+        f"Sweep of D ({visible}, lr {lr:g}): the lowest mean error was at D = {best_d:g} ({best.auc:.4g}); "
+        f"at D ≈ D* = {d_star:.4f} (D = {near[0]:g}) it was {near[1].auc:.4g}"
+    )
+    if best_d == near[0]:
+        text += ", so the optimum of the pre-training speed coincides with D*."
+    else:
+        side = "larger" if best_d > near[0] else "smaller"
+        text += f", {(near[1].auc - best.auc) / near[1].auc:.1%} higher: the fastest spread was {side} than D*."
+    return text
+
+
+def best_pretraining_init(paper: Path, visible: str = "gauss") -> str:
+    """The named initialisation with the lowest mean error at the lowest learning rate tried.
+
+    Without recipe 1's first-layer logs there is nothing to choose from: a UserError, not a default.
+    """
+    groups = load_layer1(Path(paper))
+    keys = sorted(k for k in groups if k[0] == visible)
+    if not keys:
+        raise UserError(
+            f"{paper} has no recipe-1 layer-1 logs for {visible} visible units "
+            f"(layer1/{visible}/lrLR/INIT/seedS/recon.csv); run recipe 1 (recipes/paper_replication.py) first"
+        )
+    named = [s for s in groups[keys[0]] if not is_sweep(s.init)]
+    return min(named, key=lambda s: s.auc).init if named else "optimal"
+
+
+def conclude_dbn(runs: dict[str, dict[int, CurveSummary]]) -> str | None:
+    """Rank inits by the mean over layers of the relative reconstruction error.
+
+    Each layer above the first sees the output of its own init's lower layers, so raw
+    errors are not comparable across inits (a layer fed constant inputs reconstructs them
+    perfectly); the error relative to the input variance is.
+    """
+    runs = {init: layers for init, layers in runs.items() if layers}
+    if not runs:
+        return None
+    layers = sorted({layer for r in runs.values() for layer in r})
+    score = {init: float(np.mean([r[k].auc for k in layers if k in r])) for init, r in runs.items()}
+    finite = {k: v for k, v in score.items() if math.isfinite(v)}
+    ranked = sorted(finite, key=finite.get)
+    if not ranked:
+        return "No DBN run produced a comparable reconstruction error."
+    best = ranked[0]
+    text = (
+        f"Over the whole DBN ({len(layers)} layers), `{best}` converged fastest: its reconstruction error "
+        f"relative to each layer's input variance, averaged over the run and the layers, is {finite[best]:.4g}"
+    )
+    if "optimal" in finite and best != "optimal":
+        text += f"; `optimal` ranked {ranked.index('optimal') + 1} of {len(ranked)} ({finite['optimal']:.4g})."
+    else:
+        text += "."
+    degenerate = sorted(set(score) - set(finite))
+    if degenerate:
+        text += (
+            f" {', '.join(f'`{d}`' for d in degenerate)}: a layer's input had no variance (identical hidden "
+            f"units below), so its error is not comparable."
+        )
+    return text
+
+
+def conclude_nopretrain(rows: list[dict]) -> list[str]:
+    out = []
+    for act in sorted({r["activation"] for r in rows}):
+        mine = [r for r in rows if r["activation"] == act]
+        ok = [r for r in mine if not r["diverged"] and not math.isnan(r["test_acc"])]
+        if not ok:
+            diverged = all(r["diverged"] for r in mine)
+            out.append(f"**{act}:** {'every run diverged' if diverged else 'no test results'}.")
+            continue
+        best = max(ok, key=lambda r: r["test_acc"])
+        worst = min(ok, key=lambda r: r["test_acc"])
+        text = (
+            f"**{act}:** `{best['init']}` reached the best test frame accuracy ({best['test_acc']:.1%}); "
+            f"the worst was `{worst['init']}` ({worst['test_acc']:.1%})."
+        )
+        opt = next((r for r in ok if r["init"] == "optimal"), None)
+        if opt is not None and opt is not best:
+            text += (
+                f" `optimal` reached {opt['test_acc']:.1%}, {best['test_acc'] - opt['test_acc']:.1%} below the best."
+            )
+        diverged = [r["init"] for r in mine if r["diverged"]]
+        if diverged:
+            text += f" Diverged (loss NaN/Inf): {', '.join(f'`{d}`' for d in diverged)}."
+        out.append(text)
+    return out
+
+
+def conclude_am(rows: list[dict]) -> str | None:
+    """Pre-trained (the one best on dev) against not pre-trained, on test: the test split never chooses."""
+    scored = [r for r in rows if r.get("test_per") is not None]
+    pre = [r for r in scored if r["pretrained"]]
+    nopre = [r for r in scored if not r["pretrained"]]
+    if not pre or not nopre:
+        return None
+
+    def on_dev(r: dict) -> float:
+        return r["dev_per"] if r.get("dev_per") is not None else r["test_per"]
+
+    best_pre, base = min(pre, key=on_dev), min(nopre, key=on_dev)
+    diff = best_pre["test_per"] - base["test_per"]
+    verb = "lowered" if diff < 0 else "raised" if diff > 0 else "did not change"
+    return (
+        f"Pre-training ({best_pre['model']}, the pre-trained model with the lowest dev PER) {verb} the test phone "
+        f"error rate from {base['test_per']:.2%} (not pre-trained: {base['model']}, likewise chosen on dev) "
+        f"to {best_pre['test_per']:.2%} ({diff:+.2%} absolute); "
+        f"test state frame accuracy {base['test_states']:.2%} → {best_pre['test_states']:.2%}."
+    )
