@@ -215,6 +215,15 @@ def _read_symbols(path: Path) -> list[str]:
         raise UserError(f"{path} is corrupt (lines must be 'id label'); re-run 'asr-init extract'") from None
 
 
+class _Writes:
+    """A file that numpy can only `write()` to. On a real file np.save uses tofile(), whose
+    failure on a full disk is a bare OSError ("N requested and M written") without the errno;
+    through write() it is OSError(ENOSPC), which the command line reports in one line."""
+
+    def __init__(self, fh):
+        self.write = fh.write
+
+
 class StoreWriter:
     """Appends utterances to shards of about `shard_frames` frames each."""
 
@@ -252,7 +261,8 @@ class StoreWriter:
         for k, kind in enumerate(("feats", "phones", "states")):
             path = self.path / shard_name(kind, self._shard)
             try:
-                np.save(path, np.concatenate([p[k] for p in self._pending]))
+                with open(path, "wb") as fh:
+                    np.save(_Writes(fh), np.concatenate([p[k] for p in self._pending]))
             except OSError as exc:  # a full disk: the error names the shard
                 raise naming_file(exc, path) from None
         self._pending, self._pending_frames = [], 0

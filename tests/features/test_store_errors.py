@@ -91,3 +91,29 @@ def test_corrupt_stats_is_refused(store_copy):
     (store_copy / "stats.json").write_text(json.dumps({"mean": [0.0] * 39}))
     with pytest.raises(UserError, match=r"stats\.json is corrupt"):
         FeatureStore(store_copy)
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXFSZ"), reason="needs RLIMIT_FSIZE and SIGXFSZ")
+def test_a_shard_that_cannot_be_written_whole_is_an_oserror_naming_it(tmp_path):
+    """As on a full disk, a short write: the error carries its errno and the shard's name
+    (numpy's own tofile() raises a bare 'N requested and M written'), so the command line
+    reports it in one line."""
+    import errno
+    import resource
+    import signal
+
+    from asr_init.features.store import StoreWriter, shard_name
+
+    writer = StoreWriter(tmp_path / "s", shard_frames=10)
+    feats, targets = np.zeros((1000, 39), np.float32), np.zeros(1000, np.int16)  # a 156 kB shard
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, hard))
+    try:
+        with pytest.raises(OSError) as err:
+            writer.add("u1", "spk", "train", 10.0, feats, targets, targets, ("sil",))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    assert err.value.errno == errno.EFBIG
+    assert err.value.filename == str(tmp_path / "s" / shard_name("feats", 0))
