@@ -4,6 +4,7 @@ line naming the option or file, no traceback, and every input left as it was."""
 import errno
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -273,6 +274,19 @@ def test_extract_into_read_only_folder(small_corpus, read_only):
 def test_evaluate_into_read_only_folder(blob_store, model_dir, read_only):
     line = error_line(["evaluate", blob_store, "--model", model_dir, "--out", read_only], blob_store, model_dir)
     assert f"cannot write to folder {read_only} (Permission denied)" in line
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="permissions do not stop root")
+def test_extract_into_a_folder_without_write_permission(small_corpus, tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        line = error_line(["extract", small_corpus, "--out", folder / "store", "--jobs", "1"], small_corpus)
+    finally:
+        folder.chmod(0o755)
+    assert f"cannot write to folder {folder} (Permission denied)" in line
+    assert not list(folder.iterdir())
 
 
 def test_disk_full_gives_one_line_naming_the_file(monkeypatch, tmp_path):
