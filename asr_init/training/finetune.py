@@ -109,9 +109,7 @@ class FinetuneConfig(ConfigBase):
         self._check(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
         self._check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
         self._check(0 <= self.l2 < math.inf, "l2", "must be a finite number >= 0")
-        self._check(
-            self.max_norm is None or 0 < self.max_norm < math.inf, "max_norm", "must be a finite number > 0"
-        )
+        self._check(self.max_norm is None or 0 < self.max_norm < math.inf, "max_norm", "must be a finite number > 0")
         self._check(
             self.grad_clip is None or 0 < self.grad_clip < math.inf,
             "grad_clip",
