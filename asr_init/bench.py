@@ -241,7 +241,10 @@ def _print_throughput(rows: list[dict], title: str) -> None:
 
 def bench_pretrain(stores: list[Path], device: str = "cpu", seconds: float = 4.0, buffer_frames: int = 50_000) -> dict:
     """Print CD-1 throughput against the matmul ceiling, and peak memory for two store sizes."""
+    from asr_init.config import check_device
     from asr_init.features.store import FeatureStore
+
+    check_device(device)
 
     rows = []
     for nv, nh in ((429, 1024), (1024, 1024)):
@@ -287,7 +290,10 @@ def bench_finetune(
     """
     import torch
 
+    from asr_init.config import check_device
     from asr_init.models.dnn import DNN
+
+    check_device(device)
 
     gen = torch.Generator().manual_seed(0)
     model = DNN(inputs, [hidden] * layers, outputs, "sigmoid").to(device)

@@ -6,10 +6,12 @@ Commands parse and check arguments, build a config and call a library function; 
 
 from __future__ import annotations
 
+import errno
 import functools
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from asr_init.errors import UserError
 from asr_init.progress import console
@@ -59,15 +61,43 @@ def _root(
     """Train hybrid DNN-HMM acoustic models and measure what weight initialisation does."""
 
 
+# File-system errors that are the machine's state, not a bug: each is reported in one line
+# naming the file, with what to do about it.
+_FS_ERRORS = {
+    errno.ENOSPC: "free some space and run the command again",
+    errno.EDQUOT: "free some space (the disk quota is reached) and run the command again",
+    errno.EFBIG: "the file system does not take files this large; choose an output on another one",
+    errno.EACCES: "check the permissions, or choose another output folder",
+    errno.EPERM: "check the permissions, or choose another output folder",
+    errno.EROFS: "choose an output folder on a writable file system",
+    errno.EEXIST: "remove it or choose another output path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder; give a file name",
+}
+
+
+def _print_error(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
 def user_errors(func):
-    """Report UserError as 'error: ...' with exit status 1 (tracebacks are for bugs)."""
+    """Report UserError, and the file-system errors of _FS_ERRORS (a full disk, a read-only
+    folder), as one 'error: ...' line with exit status 1 (tracebacks are for bugs). Files
+    written atomically and checkpoints are whole after such an error: a run can be repeated
+    (a training stage resumed with --resume)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except UserError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            _print_error(escape(str(exc)))
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            if exc.errno not in _FS_ERRORS:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            _print_error(escape(f"{where}{exc.strerror or exc}; {_FS_ERRORS[exc.errno]}"))
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             console.print("[bold red]interrupted[/]")
@@ -178,7 +208,8 @@ def extract(
     summary = run_extract(corpus, out, cfg, force=force)
     console.print(summary_table(summary))
     console.print(
-        f"{summary['hours']:.3f} h extracted at {summary['x_real_time']:.0f}x real time; {len(summary['skipped'])} utterance(s) skipped"
+        f"{summary['hours']:.3f} h extracted at {summary['x_real_time']:.0f}x real time; "
+        f"{len(summary['skipped'])} utterance(s) skipped"
     )
     if "sample_rate" not in summary:  # a store made before the rate was recorded in the summary
         return
@@ -194,18 +225,26 @@ def extract(
 @user_errors
 def optimal_d_cmd(
     activation: str = typer.Option("sigmoid", help="sigmoid or tanh."),
-    criterion: str = typer.Option("abs", help="abs: E|f''|, the paper's; square: E[f''^2]."),
+    criterion: str = typer.Option("abs", help="abs: E|f''|, the paper's; square: E\\[f''^2]."),
     samples: int = typer.Option(1_000_000, help="Monte Carlo sample size."),
     seed: int = typer.Option(0, help="Monte Carlo seed."),
     plot: Path | None = typer.Option(None, help="Write a PNG of |f''|, the N(0, D*^2) density and J(D)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the figures as JSON."),
 ):
     """Compute the optimal net-input spread D* (quadrature and Monte Carlo)."""
+    from asr_init.io import check_output_file
     from asr_init.models.optimal_spread import plot_spread, spread_report
+
+    for path, option in ((plot, "--plot"), (json_out, "--json")):
+        if path is not None:
+            check_output_file(path, option)
 
     r = spread_report(activation, criterion, samples, seed)
     console.print(
-        f"activation {r.activation}, criterion {r.criterion}: J(D) = E[{'|f″(z)|' if r.criterion == 'abs' else 'f″(z)²'}], z ~ N(0, D²)",
+        escape(
+            f"activation {r.activation}, criterion {r.criterion}: "
+            f"J(D) = E[{'|f″(z)|' if r.criterion == 'abs' else 'f″(z)²'}], z ~ N(0, D²)"
+        ),
         highlight=False,
     )
     console.print(f"D* (quadrature)        = {r.d_star:.5f}   J(D*) = {r.j_star:.6g}", highlight=False)
@@ -261,8 +300,9 @@ def inspect(
     from asr_init.features.pipeline import FeaturePipeline, sample_frames
     from asr_init.features.store import FeatureStore
     from asr_init.models.init import init_stack
-    from asr_init.models.nonlinearity import stack_stats
+    from asr_init.models.nonlinearity import InspectConfig, stack_stats
 
+    InspectConfig(init, layers, hidden, splice, activation, frames, split, seed, model is not None).validate()
     fs = FeatureStore(store)
     if model is not None:
         from asr_init.models.dbn import load_stack
@@ -562,7 +602,9 @@ def bench_pretrain_cmd(
 ):
     """CD-1 frames/s against the same-run matmul ceiling; peak memory for two store sizes."""
     from asr_init.bench import bench_pretrain
+    from asr_init.config import check_device
 
+    check_device(device)  # before the default stores are extracted
     stores = list(store) or [_bench_store(0.25), _bench_store(1.0)]
     bench_pretrain(stores, device=device, seconds=seconds, buffer_frames=buffer_frames)
 

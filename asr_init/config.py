@@ -40,3 +40,23 @@ class ConfigBase:
     def _check(self, condition: bool, field: str, why: str) -> None:
         if not condition:
             raise UserError(f"invalid {field}={getattr(self, field)!r}: {why}")
+
+
+def check_device(device: str) -> None:
+    """Raise UserError unless `device` is one this machine can run on: 'cpu', or 'cuda' /
+    'cuda:N' where torch sees a CUDA device (N below the device count). Every stage's config
+    calls this from validate(), so a bad --device stops the run before it reads anything."""
+    import torch
+
+    name, _, index = str(device).partition(":")
+    if name == "cpu" and not index:
+        return
+    if name != "cuda" or (index and not index.isdigit()):
+        raise UserError(f"invalid device={device!r}: must be cpu, cuda or cuda:N (an index of a CUDA device)")
+    if not torch.cuda.is_available():
+        raise UserError(f"invalid device={device!r}: CUDA is not available on this machine; use --device cpu")
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        raise UserError(
+            f"invalid device={device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+        )

@@ -27,7 +27,10 @@ def atomic_write(path: Path, write) -> None:
     into place; on any failure the temporary file is removed and `path` is untouched. The file
     gets the permissions the umask gives a new file (mkstemp alone would make it 0600)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise naming_file(exc, path) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -35,10 +38,20 @@ def atomic_write(path: Path, write) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(exc, OSError):
+            raise naming_file(exc, path) from None
         raise
+
+
+def naming_file(exc: OSError, path: Path) -> OSError:
+    """`exc` with the file it concerns: a failed write (ENOSPC) carries no file name, and
+    mkstemp's names a random temporary name; the error should name `path`."""
+    if exc.errno is None:
+        return exc
+    return OSError(exc.errno, exc.strerror, str(path))  # OSError() picks the subclass of the errno
 
 
 def _umask() -> int:
@@ -119,6 +132,39 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path} is missing") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def check_writable_folder(folder: Path, option: str = "--out", why: str | None = None) -> None:
+    """Raise a UserError unless files can be created in `folder`, or, where it does not exist
+    yet, in the nearest folder above it (where it will be made). Checked by creating and
+    deleting a temporary file, the only test that holds for every user, ACL and file system
+    (a read-only mount included); run before any work, so that a run does not fail at its end."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option} {folder}: {existing} is a file, not a folder; choose another {option}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".asr-init-probe-", dir=existing)
+    except OSError as exc:
+        raise UserError(
+            f"{why + ': ' if why else ''}cannot write to folder {existing} ({exc.strerror}); "
+            f"choose another {option} or make the folder writable"
+        ) from None
+    os.close(fd)
+    os.remove(probe)
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """Raise a UserError unless `path` can be written as a file: its folder exists (it is not
+    made, as cp or tee make none) and is writable, and `path` is not a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise UserError(f"{option} {path}: the folder {path.parent} does not exist; create it first or choose another")
+    check_writable_folder(path.parent, option)
 
 
 def refuse_output_over_inputs(out_dir: Path, inputs: dict[str, Path | str | None]) -> None:

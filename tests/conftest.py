@@ -171,3 +171,30 @@ def write_fake_timit(root: Path, utts_per_speaker: int = 2) -> Path:
                 lines.append(f"{int(round(a * 16000))} {int(round(b * 16000))} {timit_of[lab]}")
             (d / f"{utt}.PHN").write_text("\n".join(lines) + "\n")
     return root
+
+
+def write_tiny_model(store_path: Path, model_dir: Path, hidden: int = 8) -> Path:
+    """A model folder as 'asr-init finetune' writes it (untrained: one small hidden layer,
+    no splicing), for tests of the stages that read models."""
+    from asr_init.features.pipeline import FeaturePipeline
+    from asr_init.features.store import FeatureStore
+    from asr_init.models.dnn import DNN, save_model
+
+    store = FeatureStore(store_path)
+    pipeline = FeaturePipeline.from_store(store, splice=0)
+    model = DNN(pipeline.dim, [hidden], len(store.states), "sigmoid")
+    meta = {
+        "config": {"activation": "sigmoid"},
+        "pipeline": pipeline.to_dict(),
+        "input_dim": pipeline.dim,
+        "hidden_sizes": [hidden],
+        "targets": "states",
+        "outputs": store.states,
+        "phones": store.phones,
+        "states": store.states,
+        "priors": [1 / len(store.states)] * len(store.states),
+        "layers": [],
+    }
+    model_dir.mkdir(parents=True, exist_ok=True)
+    save_model(model_dir, model, meta)
+    return model_dir

@@ -8,6 +8,7 @@ what needs the audio (length against the alignment) is checked at feature extrac
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,16 +55,34 @@ class Corpus:
     layout: str
     utterances: list[Utterance]
     labels: tuple[str, ...] | None = None
-    problems: list[str] = field(default_factory=list)
+    # (speaker, message) for each utterance the reader had to leave out (a TIMIT .WAV with no
+    # .PHN, or the reverse); extract stops on them, or skips and reports them with --skip-bad.
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def read_text(path: Path, what: str = "") -> str:
+    """The text of `path`, which must be UTF-8 (a byte-order mark is dropped). A file that
+    cannot be read, or is not UTF-8, is a UserError naming it and the line and byte."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {what + ' ' if what else ''}{path}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise UserError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at byte offset {exc.start}, column "
+            f"{column}); convert the file to UTF-8, e.g. with iconv -f latin1 -t utf-8"
+        ) from None
 
 
 def read_label_map(path: Path) -> dict[str, str]:
     """Read a two-column TSV (`from<TAB>to`), ignoring blank lines and `#` comments."""
     mapping: dict[str, str] = {}
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as exc:
-        raise UserError(f"cannot read label map {path}: {exc.strerror}") from None
+    lines = read_text(path, "label map").splitlines()
     for n, line in enumerate(lines, 1):
         if not line.strip() or line.startswith("#"):
             continue
@@ -76,10 +95,7 @@ def read_label_map(path: Path) -> dict[str, str]:
 
 def read_label_list(path: Path) -> tuple[str, ...]:
     """Read one label per line (first column), ignoring blank lines and `#` comments."""
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as exc:
-        raise UserError(f"cannot read label list {path}: {exc.strerror}") from None
+    lines = read_text(path, "label list").splitlines()
     labels = [ln.split()[0] for ln in lines if ln.strip() and not ln.startswith("#")]
     if not labels:
         raise UserError(f"label list {path} is empty")
@@ -102,20 +118,28 @@ def check_segments(utt_id: str, segments: list[PhoneSegment], source: str) -> No
         prev_end = seg.end
 
 
-def _read_table(path: Path, min_fields: int) -> list[list[str]]:
+def _read_table(path: Path, min_fields: int) -> list[tuple[int, list[str]]]:
+    """(line number, whitespace-separated fields) of each non-blank line."""
     rows = []
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror}") from None
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
         if len(parts) < min_fields:
             raise UserError(f"{path}:{n}: expected at least {min_fields} fields, got {line!r}")
-        rows.append(parts)
+        rows.append((n, parts))
     return rows
+
+
+def _seconds(path: Path, n: int, name: str, text: str) -> float:
+    """A time field in seconds: a finite number, else a UserError naming the file and line."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"{path}:{n}: {name} {text!r} is not a number (seconds)") from None
+    if not math.isfinite(value):
+        raise UserError(f"{path}:{n}: {name} {text!r} is not a finite number of seconds")
+    return value
 
 
 # --- Kaldi-style data dir -------------------------------------------------------------
@@ -131,7 +155,7 @@ def read_kaldi_dir(data_dir: Path, ctm: Path | None = None) -> Corpus:
     data_dir = Path(data_dir)
     wav_scp = data_dir / "wav.scp"
     recordings: dict[str, Path] = {}
-    for n, line in enumerate(wav_scp.read_text().splitlines(), 1):
+    for n, line in enumerate(read_text(wav_scp).splitlines(), 1):
         if not line.strip():
             continue
         key, _, rest = line.strip().partition(" ")
@@ -146,20 +170,27 @@ def read_kaldi_dir(data_dir: Path, ctm: Path | None = None) -> Corpus:
         path = Path(rest)
         recordings[key] = path if path.is_absolute() else data_dir / path
 
-    utt2spk = {r[0]: r[1] for r in _read_table(data_dir / "utt2spk", 2)} if (data_dir / "utt2spk").exists() else None
-    if utt2spk is None:
+    if not (data_dir / "utt2spk").exists():
         raise UserError(f"{data_dir / 'utt2spk'} is missing (a Kaldi data dir needs wav.scp and utt2spk)")
+    utt2spk = {r[0]: r[1] for _, r in _read_table(data_dir / "utt2spk", 2)}
     spk2utt_path = data_dir / "spk2utt"
     if spk2utt_path.exists():
-        for row in _read_table(spk2utt_path, 1):
+        for _, row in _read_table(spk2utt_path, 1):
             if len(row) == 1:
                 raise UserError(f"{spk2utt_path}: speaker {row[0]} has no utterances")
 
     regions: dict[str, tuple[str, float, float | None]] = {}
     segments_path = data_dir / "segments"
     if segments_path.exists():
-        for row in _read_table(segments_path, 4):
-            utt, rec, start, end = row[0], row[1], float(row[2]), float(row[3])
+        for n, row in _read_table(segments_path, 4):
+            utt, rec = row[0], row[1]
+            start = _seconds(segments_path, n, "start time", row[2])
+            end = _seconds(segments_path, n, "end time", row[3])
+            if start < 0 or 0 <= end <= start:
+                raise UserError(
+                    f"{segments_path}:{n}: utterance {utt} runs from {row[2]} to {row[3]} s; the start must be "
+                    "at least 0 and the end after it (or -1: the end of the recording)"
+                )
             if rec not in recordings:
                 raise UserError(
                     f"{segments_path}: utterance {utt} refers to recording {rec}, which is not in {wav_scp}"
@@ -174,11 +205,14 @@ def read_kaldi_dir(data_dir: Path, ctm: Path | None = None) -> Corpus:
             f"phone alignment {ctm_path} is missing (give --ctm FILE with 'utt channel start duration phone' lines)"
         )
     aligned: dict[str, list[PhoneSegment]] = {}
-    for n, row in enumerate(_read_table(ctm_path, 5), 1):
-        try:
-            start, dur = float(row[2]), float(row[3])
-        except ValueError:
-            raise UserError(f"{ctm_path}: line {n}: start/duration {row[2]!r} {row[3]!r} are not numbers") from None
+    for n, row in _read_table(ctm_path, 5):
+        start = _seconds(ctm_path, n, "start time", row[2])
+        dur = _seconds(ctm_path, n, "duration", row[3])
+        if start < 0 or dur <= 0:
+            raise UserError(
+                f"{ctm_path}:{n}: utterance {row[0]}: segment {row[4]!r} has start {row[2]} s and duration {row[3]} s; "
+                "the start must be at least 0 and the duration positive"
+            )
         aligned.setdefault(row[0], []).append(PhoneSegment(start, start + dur, row[4]))
 
     utterances = []
@@ -213,31 +247,38 @@ def read_timit(root: Path, include_sa: bool = False) -> Corpus:
     Phones are folded 61 -> 39. Splits follow the standard protocol: TRAIN is train; the
     24-speaker core test set is test; the 50-speaker dev set is dev; the other TEST
     speakers get no split (unused). SA sentences are excluded unless `include_sa`.
+    A .WAV without a .PHN beside it, or a .PHN without a .WAV, is left out and recorded in
+    `problems` (a copy such as `SI1027.WAV.wav`, converted from the SPHERE file, counts as
+    that utterance's audio, not as an utterance of its own).
     """
     root = Path(root)
     folding = read_label_map(DATA_DIR / "timit_61_to_39.tsv")
     core = set(read_label_list(DATA_DIR / "timit_core_test_speakers.txt"))
     dev = set(read_label_list(DATA_DIR / "timit_dev_speakers.txt"))
     utterances = []
+    problems: list[tuple[str, str]] = []
     for part in ("TRAIN", "TEST"):
         part_dir = _find_ci(root, part)
         if part_dir is None:
             raise UserError(f"{root} has no {part}/ folder (TIMIT layout: TRAIN/ and TEST/ with DR1..DR8/SPEAKER/)")
-        for phn in sorted(p for p in part_dir.glob("*/*/*") if p.suffix.lower() == ".phn"):
+        files = sorted(p for p in part_dir.glob("*/*/*") if p.suffix.lower() in (".phn", ".wav"))
+        aligned = {(p.parent, p.stem) for p in files if p.suffix.lower() == ".phn"}
+        for wav in (p for p in files if p.suffix.lower() == ".wav"):
+            name = wav.stem.split(".")[0]
+            if (wav.parent, name) in aligned or (name.upper().startswith("SA") and not include_sa):
+                continue
+            spk = wav.parent.name.upper()
+            problems.append((spk, f"{wav}: audio of utterance {spk}_{name.upper()} has no .PHN alignment beside it"))
+        for phn in (p for p in files if p.suffix.lower() == ".phn"):
             spk = phn.parent.name.upper()
             if phn.stem.upper().startswith("SA") and not include_sa:
                 continue
+            utt_id = f"{spk}_{phn.stem.upper()}"
             wav = next((p for p in phn.parent.iterdir() if p.stem == phn.stem and p.suffix.lower() == ".wav"), None)
             if wav is None:
-                raise UserError(f"{phn}: no .WAV file beside it")
-            rate = 16000.0  # TIMIT .PHN sample indices are at 16 kHz
-            segs = []
-            for n, row in enumerate(_read_table(phn, 3), 1):
-                label = row[2].lower()
-                if label not in folding:
-                    raise UserError(f"{phn}:{n}: phone {row[2]!r} is not a TIMIT phone (see data/timit_61_to_39.tsv)")
-                segs.append(PhoneSegment(int(row[0]) / rate, int(row[1]) / rate, folding[label]))
-            utt_id = f"{spk}_{phn.stem.upper()}"
+                problems.append((spk, f"{phn}: alignment of utterance {utt_id} has no .WAV file beside it"))
+                continue
+            segs = [_phn_segment(phn, n, row, folding) for n, row in _read_table(phn, 3)]
             check_segments(utt_id, segs, str(phn))
             if part == "TRAIN":
                 split = "train"
@@ -246,7 +287,25 @@ def read_timit(root: Path, include_sa: bool = False) -> Corpus:
             utterances.append(Utterance(utt_id, spk, wav, tuple(segs), split=split, source=str(phn)))
     if not utterances:
         raise UserError(f"{root}: no .PHN/.WAV pairs found under TRAIN/ and TEST/")
-    return Corpus("timit", utterances, labels=read_label_list(DATA_DIR / "phones39.txt"))
+    return Corpus("timit", utterances, labels=read_label_list(DATA_DIR / "phones39.txt"), problems=problems)
+
+
+def _phn_segment(phn: Path, n: int, row: list[str], folding: dict[str, str]) -> PhoneSegment:
+    """One .PHN line, 'begin end phone' in samples at 16 kHz, as a folded segment in seconds."""
+    label = row[2].lower()
+    if label not in folding:
+        raise UserError(f"{phn}:{n}: phone {row[2]!r} is not a TIMIT phone (see data/timit_61_to_39.tsv)")
+    try:
+        begin, end = int(row[0]), int(row[1])
+    except ValueError:
+        raise UserError(
+            f"{phn}:{n}: sample numbers {row[0]!r} {row[1]!r} are not both integers "
+            "(a .PHN line is 'begin end phone', in samples at 16 kHz)"
+        ) from None
+    if begin < 0:
+        raise UserError(f"{phn}:{n}: sample number {begin} is negative")
+    rate = 16000.0  # TIMIT .PHN sample indices are at 16 kHz
+    return PhoneSegment(begin / rate, end / rate, folding[label])
 
 
 # --- Audio + TextGrid (Montreal Forced Aligner output) -------------------------------

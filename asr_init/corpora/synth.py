@@ -9,6 +9,7 @@ Utterance i always gets the same content, whatever the number of worker processe
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import random
@@ -30,6 +31,9 @@ ACCENTS = ("en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-us-nyc", "en-029")
 MALE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "klatt", "klatt2")
 FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5")
 _STRIP = str.maketrans("", "", "',%=:")
+# The largest |--snr| in dB: the 16-bit WAV files span 96 dB, so noise further below the
+# speech than this is lost in the quantisation, and speech further below the noise is gone.
+MAX_SNR_DB = 100.0
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,17 @@ class SynthConfig:
     jobs: int = 2
 
     def validate(self) -> None:
-        if not self.hours > 0:
-            raise UserError(f"invalid --hours {self.hours}: must be > 0")
+        if not 0 < self.hours < math.inf:
+            raise UserError(f"invalid --hours {self.hours}: must be a finite number > 0")
         if self.speakers < 3:
             raise UserError(f"invalid --speakers {self.speakers}: need at least 3 (one each for train, dev, test)")
+        if self.snr_db is not None and not abs(self.snr_db) <= MAX_SNR_DB:
+            raise UserError(
+                f"invalid --snr {self.snr_db}: must be a number of dB between -{MAX_SNR_DB:g} and {MAX_SNR_DB:g} "
+                "(the WAV files are 16-bit, whose 96 dB range holds no larger ratio; --no-noise gives clean speech)"
+            )
+        if self.jobs < 1:
+            raise UserError(f"invalid --jobs {self.jobs}: must be at least 1")
 
 
 def make_speakers(count: int, seed: int) -> list[SynthSpeaker]:
@@ -104,7 +115,8 @@ def phone_segments(
         symbol = mnemonic.translate(_STRIP)
         if symbol not in phone_map:
             raise UserError(
-                f"eSpeak phoneme {mnemonic!r} (stripped {symbol!r}) is not in {DATA_DIR / 'espeak_phones.tsv'}; add it there"
+                f"eSpeak phoneme {mnemonic!r} (stripped {symbol!r}) is not in "
+                f"{DATA_DIR / 'espeak_phones.tsv'}; add it there"
             )
         phone = phone_map[symbol]
         if phone == "-":

@@ -10,6 +10,7 @@ minimum edit distance: PER = (S + D + I) / N.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr_init.config import ConfigBase
+from asr_init.config import ConfigBase, check_device
 from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.evaluation.decoding import STATES, align_counts, decode, estimate_hmm, merge_repeats
 from asr_init.features.pipeline import FeaturePipeline
 from asr_init.features.store import SPLITS, FeatureStore, store_identity
-from asr_init.io import digest, refuse_output_over_inputs, write_json_atomic
+from asr_init.io import check_writable_folder, digest, refuse_output_over_inputs, write_json_atomic
 from asr_init.models.dnn import load_model
 
 
@@ -40,8 +41,19 @@ class EvalConfig(ConfigBase):
     def validate(self) -> None:
         self._check(self.split in SPLITS, "split", f"must be one of {', '.join(SPLITS)}")
         self._check(self.tune_split in SPLITS, "tune_split", f"must be one of {', '.join(SPLITS)}")
-        self._check(self.prior_scale >= 0, "prior_scale", "must be >= 0")
+        self._check(0 <= self.prior_scale < math.inf, "prior_scale", "--prior-scale must be a finite number >= 0")
         self._check(bool(self.lm_weights) and bool(self.penalties), "lm_weights", "grids must not be empty")
+        self._check(
+            all(0 <= w < math.inf for w in self.lm_weights),
+            "lm_weights",
+            "every --lm-weights value must be a finite number >= 0",
+        )
+        self._check(
+            all(math.isfinite(p) for p in self.penalties),
+            "penalties",
+            "every --penalties value must be a finite number",
+        )
+        check_device(self.device)
 
 
 def _scores(model, meta, store: FeatureStore, split: str, prior_scale: float, device):
@@ -89,6 +101,11 @@ def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Pat
     refuse_output_over_inputs(
         out_dir, {"feature store": store_path, "--model folder": None if inside_model else model_dir}
     )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(
+            f"--out {out_dir} is an existing file, not a folder; choose another --out (the file was left as it is)"
+        )
+    check_writable_folder(out_dir, "--out")
     out_dir.mkdir(parents=True, exist_ok=True)
     index = {p: i for i, p in enumerate(store.phones)}
     hmm = estimate_hmm(store) if config.decode else None

@@ -22,6 +22,9 @@ import functools
 import os
 import random
 import shutil
+import signal
+import sys
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
 
 from asr_init.config import ConfigBase
 from asr_init.corpora.readers import SILENCE, Corpus, Utterance, read_corpus, read_label_list, read_label_map
@@ -45,8 +49,8 @@ from asr_init.features.mfcc import (
     mfcc_with_deltas,
     read_sample_rates,
 )
-from asr_init.features.store import SPLITS, StoreWriter, shard_name
-from asr_init.io import read_json, refuse_output_over_inputs, write_json_atomic
+from asr_init.features.store import SPLITS, STORE_FORMAT_VERSION, StoreWriter, shard_name
+from asr_init.io import check_writable_folder, read_json, refuse_output_over_inputs, write_json_atomic
 from asr_init.progress import console, progress_bar
 
 CMVN_MODES = ("speaker", "utterance", "none")
@@ -183,7 +187,8 @@ def assign_splits(corpus: Corpus, config: ExtractConfig) -> dict[str, str | None
         for spk in config.dev_speakers + config.test_speakers:
             if spk not in speakers:
                 raise UserError(
-                    f"speaker {spk} has no utterances in the corpus (known: {', '.join(speakers[:10])}{' ...' if len(speakers) > 10 else ''})"
+                    f"speaker {spk} has no utterances in the corpus "
+                    f"(known: {', '.join(speakers[:10])}{' ...' if len(speakers) > 10 else ''})"
                 )
         return {
             s: "dev" if s in config.dev_speakers else "test" if s in config.test_speakers else "train" for s in speakers
@@ -199,7 +204,8 @@ def assign_splits(corpus: Corpus, config: ExtractConfig) -> dict[str, str | None
     n_test, n_dev = count(config.test_fraction), count(config.dev_fraction)
     if n_test + n_dev >= len(order):
         raise UserError(
-            f"the corpus has {len(order)} speakers, too few for {n_dev} dev + {n_test} test speakers and a train set; lower --dev-fraction/--test-fraction"
+            f"the corpus has {len(order)} speakers, too few for {n_dev} dev + {n_test} test speakers and a train "
+            "set; lower --dev-fraction/--test-fraction"
         )
     split = {s: "test" for s in order[:n_test]}
     split.update({s: "dev" for s in order[n_test : n_test + n_dev]})
@@ -216,7 +222,8 @@ def fold_labels(corpus: Corpus, map_path: Path) -> Corpus:
         for seg in utt.segments:
             if seg.label not in mapping:
                 raise UserError(
-                    f"{utt.source}: utterance {utt.id} has label {seg.label!r}, which is not in the folding map {map_path}"
+                    f"{utt.source}: utterance {utt.id} has label {seg.label!r}, which is not in the folding map "
+                    f"{map_path}"
                 )
             segs.append(dataclasses.replace(seg, label=mapping[seg.label]))
         utterances.append(dataclasses.replace(utt, segments=tuple(segs)))
@@ -247,7 +254,8 @@ def label_inventory(corpus: Corpus, splits: dict[str, str | None], config: Extra
                     and seg.label != config.silence
                 ):
                     raise UserError(
-                        f"{utt.source}: utterance {utt.id} ({splits[utt.speaker]}) has label {seg.label!r}, which never occurs in the training alignments"
+                        f"{utt.source}: utterance {utt.id} ({splits[utt.speaker]}) has label {seg.label!r}, "
+                        "which never occurs in the training alignments"
                     )
         labels = sorted(train_labels)
     if config.silence not in labels:
@@ -271,6 +279,39 @@ def _init_worker(
     _W.update(mfcc=mfcc, label_ids=label_ids, silence=silence, per_utt_cmvn=per_utt_cmvn)
 
 
+def _init_pool_worker(parent: int, *initargs) -> None:
+    _die_with_parent(parent)
+    _init_worker(*initargs)
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker process when `parent`, the extract process, ends, however it ends.
+
+    A pool stops its workers when the extract process exits or is interrupted, but a SIGKILL
+    (or the OOM killer) gives it no chance: the workers would wait for work forever. On Linux
+    prctl(PR_SET_PDEATHSIG) has the kernel send them SIGKILL when the parent dies; as well
+    (other systems, or a prctl that fails), a daemon thread checks every second whether the
+    parent is still this process's parent and exits the process when it is not.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            pr_set_pdeathsig = 1  # <linux/prctl.h>
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the thread below still watches
+    if os.getppid() != parent:  # the parent died before the death signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
 @contextmanager
 def _mapper(jobs: int, initargs: tuple):
     """A map over utterances: a process pool, or in this process for jobs=1."""
@@ -278,7 +319,7 @@ def _mapper(jobs: int, initargs: tuple):
         _init_worker(*initargs, one_thread=False)
         yield map
         return
-    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=initargs) as pool:
+    with ProcessPoolExecutor(jobs, initializer=_init_pool_worker, initargs=(os.getpid(), *initargs)) as pool:
         yield functools.partial(pool.map, chunksize=8)
 
 
@@ -377,6 +418,11 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
     mfcc = config.mfcc(rate)
     settings = {"corpus": str(corpus_path), "extract": config.to_dict(), "mfcc": mfcc.to_dict()}
     refuse_output_over_inputs(out_dir, {"corpus": corpus_path})
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(
+            f"--out {out_dir} is an existing file, not a folder; choose another --out (the file was left as it is)"
+        )
+    remove_stale_temporaries(out_dir)
     if out_dir.exists():
         done = (out_dir / "summary.json").exists() and (out_dir / "config.json").exists()
         if done and not force and _same_store(read_json(out_dir / "config.json"), settings):
@@ -389,10 +435,23 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
             raise UserError(
                 f"output {out_dir} already exists and {why}; use --force to replace it or choose another --out"
             )
+    # The store is written beside --out and renamed into place; the old store, if any, is deleted.
+    check_writable_folder(out_dir.parent, "--out")
+    if out_dir.exists():
+        for folder in (out_dir, out_dir / "shards"):
+            if folder.is_dir():
+                check_writable_folder(folder, "--out", f"--force cannot delete the feature store {out_dir}")
 
     if config.phone_map:
         corpus = fold_labels(corpus, Path(config.phone_map))
     splits = assign_splits(corpus, config)
+    # What the reader left out counts unless its speaker is one the splits leave unused.
+    problems = [message for speaker, message in corpus.problems if speaker not in splits or splits[speaker]]
+    if problems and not config.skip_bad:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UserError(f"{problems[0]}{more} (use --skip-bad to skip such utterances and report them)")
+    for message in problems:
+        console.print(f"[yellow]skipped: {escape(message)}", highlight=False)
     labels = label_inventory(corpus, splits, config)
     label_ids = {lab: i for i, lab in enumerate(labels)}
     utterances = [u for u in corpus.utterances if splits.get(u.speaker) is not None]
@@ -406,7 +465,6 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
         sums: dict[str, np.ndarray] = {}
         band_power = np.zeros(mfcc.n_mels)
         resampled = 0
-        problems: list[str] = []
         t0 = time.perf_counter()
         initargs = (mfcc, label_ids, config.silence, config.cmvn == "utterance")
         with _mapper(config.jobs, initargs) as mapper, progress_bar() as bar:
@@ -417,7 +475,7 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
                     if not config.skip_bad:
                         raise UserError(result + " (use --skip-bad to skip such utterances and report them)")
                     problems.append(result)
-                    console.print(f"[yellow]skipped: {result}")
+                    console.print(f"[yellow]skipped: {escape(result)}", highlight=False)
                     continue
                 feats, phones, states, duration, power = result
                 transcript = _merge_repeats([s.label for s in utt.segments])
@@ -445,7 +503,9 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
             )
         )
         versions = environment()
-        write_json_atomic(tmp / "config.json", settings | {"versions": versions})
+        write_json_atomic(
+            tmp / "config.json", settings | {"format_version": STORE_FORMAT_VERSION, "versions": versions}
+        )
         write_json_atomic(tmp / "stats.json", stats)
         summary = _summary(writer, corpus.layout, problems, elapsed) | {
             "sample_rate": rate,
@@ -457,13 +517,58 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
             "versions": versions,
         }
         write_json_atomic(tmp / "summary.json", summary)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
+        old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
+        if out_dir.exists():  # set aside first: the old store stays whole until the new one is in place
+            os.replace(out_dir, old)
         os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     _warn_empty_bands(summary, mfcc)
     return summary
+
+
+def remove_stale_temporaries(out_dir: Path) -> list[Path]:
+    """Delete the folders an earlier extract into `out_dir` left behind when it was killed
+    (SIGKILL, a power cut): `OUT.tmp-PID` (the store being written) and `OUT.old-PID` (the
+    store being replaced), where process PID no longer runs. A folder of a living process,
+    a concurrent extract, is never touched. Returns the folders deleted."""
+    out_dir = Path(out_dir)
+    if not out_dir.parent.is_dir():
+        return []
+    removed = []
+    for path in sorted(out_dir.parent.iterdir()):
+        prefix, dot, pid = path.name.rpartition("-")
+        if not dot or prefix not in (f"{out_dir.name}.tmp", f"{out_dir.name}.old") or not pid.isdigit():
+            continue
+        if not path.is_dir() or path.is_symlink() or _process_alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            removed.append(path)
+            console.print(
+                f"removed {path}, left behind by an extract (process {pid}) that did not finish",
+                markup=False,
+                highlight=False,
+            )
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (a zombie has ended)."""
+    if pid <= 0:
+        return True  # not a process id: leave the folder alone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _band_levels(band_power: np.ndarray, mfcc: MfccConfig) -> dict:

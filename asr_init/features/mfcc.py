@@ -117,12 +117,20 @@ def load_audio(utt: Utterance, sample_rate: int) -> np.ndarray:
     stop = info.frames if utt.end is None else int(round(utt.end * info.samplerate))
     if start >= info.frames or stop > info.frames + int(_END_TOLERANCE_S * info.samplerate):
         raise UserError(
-            f"{utt.audio}: region {utt.start:.3f}-{utt.end}s of utterance {utt.id} is past the end of the audio ({file_duration:.3f}s)"
+            f"{utt.audio}: region {utt.start:.3f}-{utt.end}s of utterance {utt.id} is past the end of the audio "
+            f"({file_duration:.3f}s)"
         )
     try:
         audio, rate = sf.read(str(utt.audio), start=start, stop=min(stop, info.frames), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise UserError(f"{utt.audio}: cannot decode audio of utterance {utt.id} ({exc})") from None
+    finite = np.isfinite(audio).all(axis=1)
+    if not finite.all():
+        first = start + int(np.argmin(finite))
+        raise UserError(
+            f"{utt.audio}: audio of utterance {utt.id} has {int((~finite).sum())} sample(s) that are NaN or "
+            f"infinite, the first at sample {first} ({first / info.samplerate:.3f}s); the file is damaged"
+        )
     audio = audio.mean(axis=1)
     if len(audio) == 0:
         raise UserError(f"{utt.audio}: utterance {utt.id} selects no audio")

@@ -30,9 +30,13 @@ import numpy as np
 
 from asr_init.errors import UserError
 from asr_init.features.mfcc import MfccConfig
-from asr_init.io import digest, read_json
+from asr_init.io import digest, naming_file, read_json
 
 SPLITS = ("train", "dev", "test")
+# The layout version `extract` writes into config.json ("format_version"); a store without
+# one was written before versions were recorded and has this layout. A reader refuses any
+# other version instead of misreading it.
+STORE_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -74,15 +78,27 @@ class FeatureStore:
         manifest = self.path / "manifest.jsonl"
         if not (self.path / "summary.json").exists() or not manifest.exists():
             raise UserError(
-                f"{self.path} is not a complete feature store (no summary.json/manifest.jsonl); re-run 'asr-init extract'"
+                f"{self.path} is not a complete feature store (no summary.json/manifest.jsonl); "
+                "re-run 'asr-init extract'"
             )
         try:
             self.records = [UttRecord.from_json(ln) for ln in manifest.read_text().splitlines() if ln.strip()]
-        except (json.JSONDecodeError, TypeError, KeyError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError, AttributeError) as exc:
             raise UserError(f"{manifest} is corrupt ({exc})") from None
         if not self.records:
             raise UserError(f"feature store {self.path} is empty (no utterances in {manifest})")
-        self.config = read_json(self.path / "config.json")
+        self._ends = _shard_ends(self.records, manifest)
+        config_path = self.path / "config.json"
+        self.config = read_json(config_path)
+        if not isinstance(self.config, dict):
+            raise UserError(f"{config_path} is corrupt (not a JSON object); re-run 'asr-init extract'")
+        version = self.config.get("format_version", STORE_FORMAT_VERSION)
+        if version != STORE_FORMAT_VERSION:
+            raise UserError(
+                f"{config_path} has format_version {version!r}, but this asr-init reads feature stores of format "
+                f"version {STORE_FORMAT_VERSION}; extract the corpus again with this asr-init, or use the one "
+                "that wrote the store"
+            )
         # The feature settings (rate, filterbank) the frames were computed with; None for a
         # store written by other means, whose frames can then be checked on dimension only.
         try:
@@ -91,12 +107,29 @@ class FeatureStore:
             raise UserError(
                 f"{self.path / 'config.json'} has a corrupt \"mfcc\" record ({exc}); re-run 'asr-init extract'"
             ) from None
-        stats = read_json(self.path / "stats.json")
-        self.mean = np.asarray(stats["mean"], dtype=np.float32)
-        self.std = np.asarray(stats["std"], dtype=np.float32)
+        stats_path = self.path / "stats.json"
+        stats = read_json(stats_path)
+        try:
+            self.mean = np.asarray(stats["mean"], dtype=np.float32)
+            self.std = np.asarray(stats["std"], dtype=np.float32)
+        except (TypeError, KeyError, ValueError) as exc:
+            raise UserError(
+                f"{stats_path} is corrupt (no numeric mean/std: {exc}); re-run 'asr-init extract'"
+            ) from None
+        if self.mean.ndim != 1 or self.mean.shape != self.std.shape or not len(self.mean):
+            raise UserError(
+                f"{stats_path} is corrupt (mean of shape {self.mean.shape}, std of shape {self.std.shape}); "
+                "re-run 'asr-init extract'"
+            )
         self.phones = _read_symbols(self.path / "phones.txt")
         self.states = _read_symbols(self.path / "states.txt")
         self.dim = int(self.mean.shape[0])
+        if self.feature_config is not None and self.feature_config.dim != self.dim:
+            raise UserError(
+                f"{config_path} describes {self.feature_config.dim}-dim frames (n_mfcc {self.feature_config.n_mfcc} "
+                f"x 3), but {stats_path} and the shards hold {self.dim}-dim frames: the file was edited or the "
+                "store is damaged; re-run 'asr-init extract'"
+            )
         self._shards: dict[tuple[str, int], np.ndarray] = {}
 
     def split(self, name: str) -> list[UttRecord]:
@@ -111,12 +144,31 @@ class FeatureStore:
         if key not in self._shards:
             path = self.path / shard_name(kind, index)
             try:
-                self._shards[key] = np.load(path, mmap_mode="r")
+                shard = np.load(path, mmap_mode="r")
             except (OSError, ValueError) as exc:
                 raise UserError(
                     f"cannot read shard {path} ({exc}); the store is damaged, re-run 'asr-init extract'"
                 ) from None
+            self._check_shard(kind, index, path, shard)
+            self._shards[key] = shard
         return self._shards[key]
+
+    def _check_shard(self, kind: str, index: int, path: Path, shard: np.ndarray) -> None:
+        """Raise if a shard's shape does not fit the store: (frames, dim) features or (frames,)
+        targets, with every frame the manifest places in it."""
+        want = f"(frames, {self.dim})" if kind == "feats" else "(frames,)"
+        if shard.ndim != (2 if kind == "feats" else 1) or (kind == "feats" and shard.shape[1] != self.dim):
+            raise UserError(
+                f"shard {path} has shape {shard.shape}, but the store's frames are {want} (stats.json, "
+                "config.json); the store is damaged, re-run 'asr-init extract'"
+            )
+        end, rec = self._ends.get(index, (0, None))
+        if len(shard) < end:
+            raise UserError(
+                f"{self.path / 'manifest.jsonl'}: utterance {rec.id} takes frames {rec.offset} to "
+                f"{rec.offset + rec.frames} of shard {path}, which has {len(shard)} frames; the store is "
+                "damaged, re-run 'asr-init extract'"
+            )
 
     def release(self) -> None:
         """Drop the shard memory maps (their pages stop counting as this process's memory)."""
@@ -133,12 +185,43 @@ class FeatureStore:
         return self._shard("states", rec.shard)[rec.offset : rec.offset + rec.frames]
 
 
+def _shard_ends(records: list[UttRecord], manifest: Path) -> dict[int, tuple[int, UttRecord]]:
+    """Per shard: the end of the last frame the manifest places in it, and that utterance.
+    A record whose shard, offset or frame count is not a non-negative integer is an error."""
+    ends: dict[int, tuple[int, UttRecord]] = {}
+    for rec in records:
+        fields = (rec.shard, rec.offset, rec.frames)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in fields):
+            raise UserError(
+                f"{manifest}: utterance {rec.id} has shard {rec.shard!r}, offset {rec.offset!r}, frames "
+                f"{rec.frames!r}; each must be an integer >= 0 (the store is damaged, re-run 'asr-init extract')"
+            )
+        end = rec.offset + rec.frames
+        if end > ends.get(rec.shard, (-1, None))[0]:
+            ends[rec.shard] = (end, rec)
+    return ends
+
+
 def _read_symbols(path: Path) -> list[str]:
     try:
         rows = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
     except OSError:
         raise UserError(f"{path} is missing; the store is incomplete") from None
-    return [r[1] for r in sorted(rows, key=lambda r: int(r[0]))]
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text; the store is damaged, re-run 'asr-init extract'") from None
+    try:
+        return [r[1] for r in sorted(rows, key=lambda r: int(r[0]))]
+    except (ValueError, IndexError):
+        raise UserError(f"{path} is corrupt (lines must be 'id label'); re-run 'asr-init extract'") from None
+
+
+class _Writes:
+    """A file that numpy can only `write()` to. On a real file np.save uses tofile(), whose
+    failure on a full disk is a bare OSError ("N requested and M written") without the errno;
+    through write() it is OSError(ENOSPC), which the command line reports in one line."""
+
+    def __init__(self, fh):
+        self.write = fh.write
 
 
 class StoreWriter:
@@ -176,15 +259,24 @@ class StoreWriter:
         if not self._pending:
             return
         for k, kind in enumerate(("feats", "phones", "states")):
-            np.save(self.path / shard_name(kind, self._shard), np.concatenate([p[k] for p in self._pending]))
+            path = self.path / shard_name(kind, self._shard)
+            try:
+                with open(path, "wb") as fh:
+                    np.save(_Writes(fh), np.concatenate([p[k] for p in self._pending]))
+            except OSError as exc:  # a full disk: the error names the shard
+                raise naming_file(exc, path) from None
         self._pending, self._pending_frames = [], 0
         self._shard += 1
 
     def close(self) -> None:
         self._flush()
-        with open(self.path / "manifest.jsonl", "w") as fh:
-            for rec in self.records:
-                fh.write(rec.to_json() + "\n")
+        path = self.path / "manifest.jsonl"
+        try:
+            with open(path, "w") as fh:
+                for rec in self.records:
+                    fh.write(rec.to_json() + "\n")
+        except OSError as exc:
+            raise naming_file(exc, path) from None
 
 
 STORE_METADATA = ("config.json", "manifest.jsonl", "stats.json", "phones.txt", "states.txt")

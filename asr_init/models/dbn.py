@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline
 from asr_init.io import load_typed_checkpoint, save_checkpoint
 
@@ -42,8 +43,38 @@ def save_dbn(
 
 
 def load_dbn(model_dir: Path) -> dict:
-    """The contents of MODEL_DIR/dbn.pt, checked."""
-    return load_typed_checkpoint(Path(model_dir) / "dbn.pt", "asr-init-dbn-1", "asr-init pretrain")
+    """The contents of MODEL_DIR/dbn.pt, checked: a file with missing records, or layers whose
+    shapes do not chain (W (out, in), b (out,), each layer's in the previous one's out, the
+    first one's in the pipeline's width), is a UserError naming it."""
+    path = Path(model_dir) / "dbn.pt"
+    dbn = load_typed_checkpoint(path, "asr-init-dbn-1", "asr-init pretrain")
+    try:
+        _check_dbn(dbn)
+    except UserError as exc:
+        raise UserError(f"{path} is inconsistent: {exc}; it cannot be used (re-run 'asr-init pretrain')") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        what = f"has no {exc}" if isinstance(exc, KeyError) else f"holds a malformed record ({exc})"
+        raise UserError(f"{path} {what}; it cannot be used (re-run 'asr-init pretrain')") from None
+    return dbn
+
+
+def _check_dbn(dbn: dict) -> None:
+    layers = dbn["layers"]
+    if not isinstance(layers, list) or not layers:
+        raise UserError("it has no layers")
+    width = FeaturePipeline.from_dict(dbn["pipeline"]).dim
+    for k, layer in enumerate(layers, 1):
+        w, b = layer["W"], layer["b"]
+        if not isinstance(w, torch.Tensor) or not isinstance(b, torch.Tensor) or w.dim() != 2 or b.dim() != 1:
+            raise UserError(f"layer {k} is not a 2-D weight W and a 1-D bias b")
+        if w.shape[1] != width or b.shape[0] != w.shape[0]:
+            raise UserError(
+                f"layer {k} has W of shape {tuple(w.shape)} and b of shape {tuple(b.shape)}, but its input is "
+                f"{width} wide ({'the feature pipeline' if k == 1 else f'layer {k - 1}'})"
+            )
+        width = w.shape[0]
+    if not isinstance(dbn["phones"], list) or not isinstance(dbn["states"], list) or dbn["activation"] != "sigmoid":
+        raise UserError("its phones, states or activation records are malformed")
 
 
 def load_stack(model_dir: Path) -> tuple[Stack, FeaturePipeline, str]:

@@ -59,9 +59,52 @@ def save_model(model_dir: Path, model: DNN, meta: dict) -> None:
 
 
 def load_model(model_dir: Path, device: str | torch.device = "cpu") -> tuple[DNN, dict]:
-    ckpt = load_typed_checkpoint(Path(model_dir) / "model.pt", "asr-init-dnn-1", "asr-init finetune")
-    meta = ckpt["meta"]
-    cfg = meta["config"]
-    model = DNN(meta["input_dim"], meta["hidden_sizes"], len(meta["outputs"]), cfg["activation"])
-    model.load_state_dict(ckpt["state_dict"])
+    """The DNN of MODEL_DIR/model.pt and its meta record. A file whose records are missing or
+    disagree (weights of other shapes than the layer sizes, priors not one per class, a
+    pipeline of another width) is a UserError naming it."""
+    path = Path(model_dir) / "model.pt"
+    ckpt = load_typed_checkpoint(path, "asr-init-dnn-1", "asr-init finetune")
+    try:
+        model, meta = _build(ckpt)
+    except UserError as exc:
+        raise UserError(f"{path} is inconsistent: {exc}; it cannot be used (re-run 'asr-init finetune')") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        what = f"has no {exc}" if isinstance(exc, KeyError) else f"holds a malformed record ({exc})"
+        raise UserError(f"{path} {what}; it cannot be used (re-run 'asr-init finetune')") from None
     return model.to(device).eval(), meta
+
+
+def _build(ckpt: dict) -> tuple[DNN, dict]:
+    """Build the model of a model.pt checkpoint, checking that its records agree."""
+    from asr_init.features.pipeline import FeaturePipeline
+
+    meta = ckpt["meta"]
+    outputs = len(meta["outputs"])
+    model = DNN(int(meta["input_dim"]), [int(h) for h in meta["hidden_sizes"]], outputs, meta["config"]["activation"])
+    pipeline = FeaturePipeline.from_dict(meta["pipeline"])
+    if pipeline.dim != model.hidden[0].in_features:
+        raise UserError(f"its feature pipeline gives {pipeline.dim} inputs but input_dim is {meta['input_dim']}")
+    if len(meta["priors"]) != outputs:
+        raise UserError(f"it has {len(meta['priors'])} class priors for {outputs} output classes")
+    if meta["targets"] not in ("states", "phones") or not isinstance(meta["phones"], list):
+        raise UserError(f"its targets {meta['targets']!r} or phone list are malformed")
+    _check_state_dict(model.state_dict(), ckpt["state_dict"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model, meta
+
+
+def _check_state_dict(expected: dict[str, torch.Tensor], got: dict) -> None:
+    """Raise UserError naming the first weight that is missing, unexpected or of another shape."""
+    if not isinstance(got, dict):
+        raise UserError("its state_dict is not a dict of tensors")
+    for name, want in expected.items():
+        have = got.get(name)
+        if not isinstance(have, torch.Tensor):
+            raise UserError(f"weight {name} is missing")
+        if have.shape != want.shape:
+            raise UserError(
+                f"weight {name} has shape {tuple(have.shape)}, but the layer sizes it records need {tuple(want.shape)}"
+            )
+    extra = sorted(set(got) - set(expected))
+    if extra:
+        raise UserError(f"it holds weights {', '.join(extra)} that its layer sizes do not have")

@@ -171,6 +171,13 @@ METHODS: dict[str, Method] = {
 }
 
 
+# The largest |PARAM| of NAME:PARAM. Every parameter scales the weights, which act on inputs of
+# size about 1 (normalised features, or hidden activations in (0, 1) or (-1, 1)); beyond
+# |z| = 17 the float32 sigmoid is exactly 1 (tanh exactly +-1 beyond 10), so its gradient is 0.
+# A weight scale of 1000 is far past that: larger values are typing mistakes, not experiments.
+MAX_PARAM = 1000.0
+
+
 def parse_init(spec: str) -> tuple[Method, float | None]:
     """`NAME` or `NAME:PARAM` -> (method, param). Raises UserError listing valid names."""
     name, sep, raw = spec.strip().partition(":")
@@ -187,8 +194,17 @@ def parse_init(spec: str) -> tuple[Method, float | None]:
         value = float(raw)
     except ValueError:
         raise UserError(f"malformed init {spec!r}: {method.param} must be a number, e.g. {name}:0.1") from None
-    if not math.isfinite(value) or (name in ("normal", "uniform", "optimal", "optimal-data") and value <= 0):
-        raise UserError(f"malformed init {spec!r}: {method.param} must be a positive finite number")
+    positive = name in ("normal", "uniform", "optimal", "optimal-data")
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise UserError(
+            f"malformed init {spec!r}: {method.param} must be a {'positive ' if positive else ''}finite number"
+        )
+    if abs(value) > MAX_PARAM:
+        raise UserError(
+            f"malformed init {spec!r}: {method.param} must be at most {MAX_PARAM:g} in magnitude: on inputs of "
+            "size about 1, a larger value puts net inputs far beyond |z| = 17, where float32 sigmoid and tanh "
+            "round to their limits and pass no gradient (the 'large' init, std 10, already saturates every unit)"
+        )
     return method, value
 
 

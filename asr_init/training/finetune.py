@@ -99,10 +99,18 @@ class FinetuneConfig(ConfigBase):
             parse_init(self.output_init)
         self._check(self.activation in ACTIVATIONS, "activation", f"must be one of {', '.join(ACTIVATIONS)}")
         self._check(self.layers >= 1 and self.hidden >= 1, "layers", "layers and hidden must be positive")
-        self._check(self.lr > 0, "lr", "must be positive")
+        self._check(0 < self.lr < math.inf, "lr", "must be a finite number > 0")
         self._check(self.batch_size >= 1, "batch_size", "must be positive")
         self._check(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
         self._check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+        self._check(0 <= self.l2 < math.inf, "l2", "must be a finite number >= 0")
+        self._check(self.max_norm is None or 0 < self.max_norm < math.inf, "max_norm", "must be a finite number > 0")
+        self._check(
+            self.grad_clip is None or 0 < self.grad_clip < math.inf,
+            "grad_clip",
+            "must be a finite number > 0 (a gradient norm; leave --grad-clip out for no clipping)",
+        )
+        self._check(0 < self.decay < math.inf, "decay", "must be a finite number > 0")
         self._check(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
         self._check(self.max_epochs >= 1, "max_epochs", "must be at least 1")
         self._check(self.reuse_layers >= 0, "reuse_layers", "must be >= 0")
@@ -116,8 +124,9 @@ class FinetuneConfig(ConfigBase):
         self._check(
             self.max_frames is None or self.max_frames >= self.batch_size, "max_frames", "must be at least one batch"
         )
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise UserError(f"invalid device={self.device!r}: CUDA is not available on this machine; use --device cpu")
+        from asr_init.config import check_device
+
+        check_device(self.device)
 
 
 def class_priors(store: FeatureStore, targets: str, floor: float) -> np.ndarray:

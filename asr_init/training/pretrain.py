@@ -108,15 +108,16 @@ class PretrainConfig(ConfigBase):
         self._check(self.lr_gauss > 0 and math.isfinite(self.lr_gauss), "lr_gauss", "must be positive")
         self._check(0 <= self.momentum_start < 1, "momentum_start", "must be in [0, 1)")
         self._check(0 <= self.momentum_end < 1, "momentum_end", "must be in [0, 1)")
-        self._check(self.l2 >= 0, "l2", "must be >= 0")
+        self._check(0 <= self.l2 < math.inf, "l2", "must be a finite number >= 0")
         self._check(self.visible in VISIBLE_TYPES, "visible", f"must be one of {', '.join(VISIBLE_TYPES)}")
         self._check(
             self.max_frames is None or self.max_frames >= self.batch_size, "max_frames", "must be at least one batch"
         )
         self._check(self.report_every >= 1, "report_every", "must be positive")
         self._check(0 <= self.sat_guard < 1, "sat_guard", "must be in [0, 1) (0 switches the guard off)")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise UserError(f"invalid device={self.device!r}: CUDA is not available on this machine; use --device cpu")
+        from asr_init.config import check_device
+
+        check_device(self.device)
 
     def layer_epochs(self, layer: int) -> int:
         gauss = layer == 1 and self.visible == "gauss"

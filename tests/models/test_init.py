@@ -134,11 +134,21 @@ def test_seeding_is_reproducible(spec):
         ("normal", "needs a parameter: normal:STD"),
         ("xavier-normal:2", "takes no parameter"),
         ("normal:-1", "must be a positive finite number"),
+        ("constant:nan", "malformed init 'constant:nan': VALUE must be a finite number"),
+        ("normal:inf", "malformed init 'normal:inf': STD must be a positive finite number"),
+        ("constant:1e308", r"malformed init 'constant:1e308': VALUE must be at most 1000 in magnitude: .* \|z\| = 17"),
+        ("constant:-1000.5", "VALUE must be at most 1000 in magnitude"),
+        ("optimal:2e3", "D must be at most 1000 in magnitude"),
+        ("orthogonal:-5000", "GAIN must be at most 1000 in magnitude"),
     ],
 )
 def test_bad_specs(spec, message):
     with pytest.raises(ValueError, match=message):
         parse_init(spec)
+
+
+def test_largest_parameters_are_accepted():
+    assert parse_init("constant:-1000")[1] == -1000.0 and parse_init("normal:1000")[1] == 1000.0
 
 
 def test_optimal_data_needs_input_power():

@@ -1,0 +1,142 @@
+"""Corpus files that are wrong: one UserError naming the file and line, or a skipped utterance."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import write_fake_timit, write_kaldi_dir
+
+from asr_init.corpora.readers import read_kaldi_dir, read_timit
+from asr_init.errors import UserError
+from asr_init.features.extract import ExtractConfig, extract
+from asr_init.features.mfcc import load_audio
+
+
+@pytest.fixture
+def small_kaldi(tmp_path):
+    return write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=1)
+
+
+def _set_ctm_field(d, line: int, field: int, value: str) -> None:
+    lines = (d / "phones.ctm").read_text().splitlines()
+    parts = lines[line - 1].split()
+    parts[field] = value
+    lines[line - 1] = " ".join(parts)
+    (d / "phones.ctm").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        (3, "nan", r"phones\.ctm:3: duration 'nan' is not a finite number of seconds"),
+        (3, "inf", r"phones\.ctm:3: duration 'inf' is not a finite number of seconds"),
+        (3, "-0.05", r"phones\.ctm:3: utterance spk0-utt0: segment .* duration -0.05 s; .* duration positive"),
+        (3, "0", r"phones\.ctm:3: .* duration positive"),
+        (2, "nan", r"phones\.ctm:3: start time 'nan' is not a finite number of seconds"),
+        (2, "x1", r"phones\.ctm:3: start time 'x1' is not a number"),
+    ],
+)
+def test_ctm_times_must_be_finite_and_positive(small_kaldi, field, value, message):
+    _set_ctm_field(small_kaldi, 3, field, value)
+    with pytest.raises(UserError, match=message):
+        read_kaldi_dir(small_kaldi)
+
+
+def test_ctm_line_numbers_count_blank_lines(small_kaldi):
+    ctm = small_kaldi / "phones.ctm"
+    ctm.write_text("\n" + ctm.read_text())
+    _set_ctm_field(small_kaldi, 4, 3, "nan")
+    with pytest.raises(UserError, match=r"phones\.ctm:4: duration 'nan'"):
+        read_kaldi_dir(small_kaldi)
+
+
+@pytest.mark.parametrize("name", ["wav.scp", "phones.ctm", "segments", "utt2spk"])
+def test_non_utf8_file_names_line_and_byte(small_kaldi, name):
+    if name == "segments":
+        (small_kaldi / "segments").write_text("spk0-utt0 spk0-utt0 0 -1\n")
+    path = small_kaldi / name
+    lines = path.read_bytes().split(b"\n")
+    lines[0] = lines[0][:4] + b"\xe9" + lines[0][4:]  # Latin-1 'é'
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(UserError, match=rf"{name}:1: not UTF-8 text \(byte 0xe9 at byte offset 4, column 5\)"):
+        read_kaldi_dir(small_kaldi)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("spk0-utt0 spk0-utt0 zero 1.0", r"segments:1: start time 'zero' is not a number"),
+        ("spk0-utt0 spk0-utt0 0.0 1,5", r"segments:1: end time '1,5' is not a number"),
+        ("spk0-utt0 spk0-utt0 nan 1.0", r"segments:1: start time 'nan' is not a finite number"),
+        ("spk0-utt0 spk0-utt0 0.5 0.2", r"segments:1: utterance spk0-utt0 runs from 0.5 to 0.2 s"),
+    ],
+)
+def test_segments_fields_must_be_numbers(small_kaldi, line, message):
+    (small_kaldi / "segments").write_text(line + "\n")
+    with pytest.raises(UserError, match=message):
+        read_kaldi_dir(small_kaldi)
+
+
+def test_timit_phn_with_non_integer_sample(tmp_path):
+    root = write_fake_timit(tmp_path / "timit", utts_per_speaker=1)
+    phn = root / "TRAIN/DR1/FCJF0/SX0.PHN"
+    lines = phn.read_text().splitlines()
+    begin, end, label = lines[1].split()
+    lines[1] = f"{begin} {end}.5 {label}"
+    phn.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=rf"SX0\.PHN:2: sample numbers '{begin}' '{end}\.5' are not both integers"):
+        read_timit(root)
+
+
+def test_timit_wav_without_phn_stops_or_is_skipped_and_reported(tmp_path):
+    root = write_fake_timit(tmp_path / "timit", utts_per_speaker=2)
+    (root / "TRAIN/DR1/MDAC0/SX11.PHN").unlink()
+    (root / "TEST/DR3/MXYZ0/SX11.PHN").unlink()  # a speaker of neither dev nor test: unused, not reported
+    # A RIFF copy converted from the SPHERE file is that utterance's audio, not an utterance.
+    sf.write(root / "TRAIN/DR1/FCJF0/SX0.WAV.wav", np.zeros(1600, np.float32), 16000)
+    corpus = read_timit(root)
+    assert [p for p in corpus.problems if p[0] != "MXYZ0"] == [
+        ("MDAC0", f"{root}/TRAIN/DR1/MDAC0/SX11.WAV: audio of utterance MDAC0_SX11 has no .PHN alignment beside it")
+    ]
+    assert "MDAC0_SX11" not in {u.id for u in corpus.utterances}
+    with pytest.raises(UserError, match=r"MDAC0/SX11\.WAV: audio of utterance MDAC0_SX11 has no \.PHN .*--skip-bad"):
+        extract(root, tmp_path / "s", ExtractConfig(jobs=1))
+    assert not (tmp_path / "s").exists()
+    summary = extract(root, tmp_path / "s", ExtractConfig(jobs=1, skip_bad=True))
+    assert len(summary["skipped"]) == 1 and "SX11.WAV: audio of utterance MDAC0_SX11" in summary["skipped"][0]
+
+
+def test_timit_phn_without_wav_is_skipped_with_skip_bad(tmp_path):
+    root = write_fake_timit(tmp_path / "timit", utts_per_speaker=1)
+    (root / "TRAIN/DR2/FAEM0/SX0.WAV").unlink()
+    corpus = read_timit(root)
+    assert [m for _, m in corpus.problems] == [
+        f"{root}/TRAIN/DR2/FAEM0/SX0.PHN: alignment of utterance FAEM0_SX0 has no .WAV file beside it"
+    ]
+
+
+def _nan_audio(d, value=np.nan) -> None:
+    path = d / "wav" / "spk1-utt0.wav"
+    audio, sr = sf.read(path, dtype="float32")
+    audio[1000:1003] = value
+    sf.write(path, audio, sr, subtype="FLOAT")
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_wav_with_non_finite_samples(small_kaldi, value):
+    _nan_audio(small_kaldi, value)
+    utt = next(u for u in read_kaldi_dir(small_kaldi).utterances if u.id == "spk1-utt0")
+    with pytest.raises(
+        UserError, match=r"spk1-utt0\.wav: audio of utterance spk1-utt0 has 3 sample\(s\) that are NaN or infinite"
+    ):
+        load_audio(utt, 16000)
+
+
+def test_wav_with_nan_samples_stops_extract_or_is_skipped(small_kaldi, tmp_path):
+    _nan_audio(small_kaldi)
+    with pytest.raises(UserError, match=r"spk1-utt0\.wav: .* NaN or infinite.*--skip-bad"):
+        extract(small_kaldi, tmp_path / "s", ExtractConfig(jobs=1))
+    assert not (tmp_path / "s").exists()
+    summary = extract(small_kaldi, tmp_path / "s", ExtractConfig(jobs=1, skip_bad=True))
+    assert summary["utterances"] == 3
+    assert len(summary["skipped"]) == 1 and "spk1-utt0.wav" in summary["skipped"][0]
+    assert "first at sample 1000 (0.062s)" in summary["skipped"][0]

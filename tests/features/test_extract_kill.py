@@ -1,0 +1,112 @@
+"""extract killed with SIGKILL: its workers end with it, and the next extract removes its folder."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import write_kaldi_dir
+
+from asr_init.features.extract import ExtractConfig, extract
+
+REPO = Path(__file__).resolve().parents[2]
+
+# extract with every utterance's feature computation slowed down, so that the test can
+# kill it while its worker processes are busy (they are forked: they inherit the patch).
+SLOW_EXTRACT = """
+import sys, time
+import asr_init.features.extract as ex
+real = ex.mel_power
+def slow(*args, **kwargs):
+    time.sleep(0.5)
+    return real(*args, **kwargs)
+ex.mel_power = slow
+from asr_init.cli import app
+app(sys.argv[1:])
+"""
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is `pid`, read from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (an ended process not yet reaped)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_for(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_sigkill_leaves_no_workers_and_next_extract_removes_the_stale_folder(tmp_path):
+    corpus = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=2)
+    out = tmp_path / "store"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-c", SLOW_EXTRACT, "extract", str(corpus), "--out", str(out), "--jobs", "2"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        tmp = tmp_path / f"store.tmp-{proc.pid}"
+        busy = _wait_for(lambda: len(_children(proc.pid)) >= 2 and tmp.is_dir() or proc.poll() is not None, 30)
+        assert busy and proc.poll() is None, f"extract did not start its workers: {proc.stderr.read().decode()}"
+        workers = _children(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    orphans_gone = _wait_for(lambda: not any(_running(w) for w in workers), 5)
+    for w in workers if not orphans_gone else []:  # do not leave them behind when the test fails
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(w, signal.SIGKILL)
+    assert orphans_gone, "workers outlived the killed extract"
+    assert tmp.is_dir() and not out.exists()  # what SIGKILL leaves: the half-written store
+
+    alive = tmp_path / f"store.tmp-{os.getppid()}"  # a living process's folder is never touched
+    alive.mkdir()
+    extract(corpus, out, ExtractConfig(jobs=1))
+    assert not tmp.exists() and alive.is_dir()
+    assert (out / "summary.json").exists()
+
+
+def test_stale_folders_of_ended_processes_only_are_removed(tmp_path):
+    from asr_init.features.extract import remove_stale_temporaries
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    names = [
+        f"store.tmp-{ended.pid}",
+        f"store.old-{ended.pid}",
+        f"store.tmp-{os.getppid()}",
+        "store.tmp-x",
+        "other.tmp-1",
+    ]
+    for name in names:
+        (tmp_path / name).mkdir()
+    removed = remove_stale_temporaries(tmp_path / "store")
+    assert sorted(p.name for p in removed) == sorted(names[:2])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])

@@ -1,0 +1,90 @@
+"""model.pt and dbn.pt whose records are missing or disagree: one UserError naming the file."""
+
+import pytest
+import torch
+from conftest import write_tiny_model
+
+from asr_init.errors import UserError
+from asr_init.features.pipeline import FeaturePipeline
+from asr_init.features.store import FeatureStore
+from asr_init.io import load_checkpoint, save_checkpoint
+from asr_init.models.dbn import load_dbn, load_stack, save_dbn
+from asr_init.models.dnn import load_model
+
+
+@pytest.fixture
+def model_dir(blob_store, tmp_path):
+    return write_tiny_model(blob_store, tmp_path / "model")
+
+
+def _rewrite(path, change):
+    ckpt = load_checkpoint(path)
+    change(ckpt)
+    save_checkpoint(ckpt, path)
+
+
+def test_tiny_model_loads(model_dir):
+    model, meta = load_model(model_dir)
+    assert model.hidden[0].weight.shape == (8, 39) and meta["targets"] == "states"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c["meta"].pop("priors"), r"model\.pt has no 'priors'"),
+        (lambda c: c.pop("state_dict"), r"model\.pt has no 'state_dict'"),
+        (lambda c: c["state_dict"].pop("output.bias"), r"model\.pt is inconsistent: weight output\.bias is missing"),
+        (
+            lambda c: c["state_dict"].update({"hidden.0.weight": torch.zeros(8, 40)}),
+            r"model\.pt is inconsistent: weight hidden\.0\.weight has shape \(8, 40\), but .* \(8, 39\)",
+        ),
+        (lambda c: c["meta"].update(hidden_sizes=[8, 8]), r"model\.pt is inconsistent: weight hidden\.1\.weight"),
+        (lambda c: c["meta"].update(input_dim=40), r"model\.pt is inconsistent: its feature pipeline gives 39 inputs"),
+        (lambda c: c["meta"].update(priors=[0.5, 0.5]), r"model\.pt is inconsistent: it has 2 class priors for 12"),
+        (lambda c: c["meta"]["config"].update(activation="bogus"), r"model\.pt is inconsistent: unknown activation"),
+    ],
+)
+def test_damaged_model_file(model_dir, change, message):
+    _rewrite(model_dir / "model.pt", change)
+    with pytest.raises(UserError, match=message):
+        load_model(model_dir)
+    with pytest.raises(UserError, match=message):
+        load_stack(model_dir)  # what inspect --model and finetune --init-from read
+
+
+@pytest.fixture
+def dbn_dir(blob_store, tmp_path):
+    store = FeatureStore(blob_store)
+    stack = [(torch.zeros(6, 39), torch.zeros(6)), (torch.zeros(5, 6), torch.zeros(5))]
+    (tmp_path / "dbn").mkdir()
+    save_dbn(
+        tmp_path / "dbn" / "dbn.pt", stack, FeaturePipeline.from_store(store, 0), store.phones, store.states, "gauss"
+    )
+    return tmp_path / "dbn"
+
+
+def test_dbn_loads(dbn_dir):
+    assert [w.shape for w, _ in load_stack(dbn_dir)[0]] == [(6, 39), (5, 6)]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c.pop("pipeline"), r"dbn\.pt has no 'pipeline'"),
+        (lambda c: c["layers"][1].pop("W"), r"dbn\.pt has no 'W'"),
+        (
+            lambda c: c["layers"][1].update(W=torch.zeros(5, 7)),
+            r"dbn\.pt is inconsistent: layer 2 has W of shape \(5, 7\) and b of shape \(5,\), but its input is 6 wide "
+            r"\(layer 1\)",
+        ),
+        (
+            lambda c: c["layers"][0].update(b=torch.zeros(3)),
+            r"dbn\.pt is inconsistent: layer 1 has W of shape \(6, 39\)",
+        ),
+        (lambda c: c.update(layers=[]), r"dbn\.pt is inconsistent: it has no layers"),
+    ],
+)
+def test_damaged_dbn_file(dbn_dir, change, message):
+    _rewrite(dbn_dir / "dbn.pt", change)
+    with pytest.raises(UserError, match=message):
+        load_dbn(dbn_dir)

@@ -1,0 +1,313 @@
+"""Bad options and damaged inputs at the command line: exit status 1, exactly one 'error:'
+line naming the option or file, no traceback, and every input left as it was."""
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import write_kaldi_dir, write_tiny_model
+from typer.testing import CliRunner
+
+from asr_init.cli import app
+from asr_init.io import load_checkpoint, save_checkpoint
+
+runner = CliRunner()
+
+
+def _digests(*paths: Path) -> dict[str, str]:
+    """sha256 of every file under `paths`, by path."""
+    files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*"))) if f.is_file()]
+    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+def error_line(args: list[str], *inputs: Path) -> str:
+    """Run the CLI; check the exit status, the one error line and the untouched inputs; return the line."""
+    before = _digests(*inputs)
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # not an uncaught error
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, result.output
+    assert _digests(*inputs) == before
+    return errors[0]
+
+
+@pytest.fixture
+def model_dir(blob_store, tmp_path):
+    return write_tiny_model(blob_store, tmp_path / "model")
+
+
+# --- synth -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--snr", "nan"], "invalid --snr nan: must be a number of dB between -100 and 100"),
+        (["--snr", "1e308"], "invalid --snr 1e+308: must be a number of dB between -100 and 100"),
+        (["--hours", "inf"], "invalid --hours inf: must be a finite number > 0"),
+        (["--jobs", "0"], "invalid --jobs 0: must be at least 1"),
+    ],
+)
+def test_synth_bad_values(tmp_path, args, message):
+    assert message in error_line(["synth", tmp_path / "corpus", *args])
+    assert not list(tmp_path.iterdir())
+
+
+# --- evaluate, pretrain, finetune: numbers and devices -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--penalties", "0,nan"], "invalid penalties=[0.0, nan]: every --penalties value must be a finite number"),
+        (["--lm-weights", "nan"], "invalid lm_weights=[nan]: every --lm-weights value must be a finite number >= 0"),
+        (["--lm-weights", "1,inf"], "every --lm-weights value must be a finite number >= 0"),
+        (["--prior-scale", "nan"], "invalid prior_scale=nan: --prior-scale must be a finite number >= 0"),
+        (["--device", "tpu"], "invalid device='tpu': must be cpu, cuda or cuda:N"),
+        (["--device", "cuda:x"], "invalid device='cuda:x': must be cpu, cuda or cuda:N"),
+    ],
+)
+def test_evaluate_bad_values(blob_store, model_dir, args, message):
+    line = error_line(["evaluate", blob_store, "--model", model_dir, *args], blob_store, model_dir)
+    assert message in line
+    assert not (model_dir / "eval-test").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("command", ["evaluate", "pretrain", "finetune"])
+def test_cuda_without_cuda(blob_store, model_dir, tmp_path, command):
+    args = ["--model", model_dir] if command == "evaluate" else ["--out", tmp_path / "out"]
+    line = error_line([command, blob_store, *args, "--device", "cuda"], blob_store, model_dir)
+    assert "invalid device='cuda': CUDA is not available on this machine; use --device cpu" in line
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--device", "tpu"], "invalid device='tpu': must be cpu, cuda or cuda:N"),
+        (["--lr", "nan"], "invalid lr=nan: must be positive"),
+        (["--lr", "-1"], "invalid lr=-1.0: must be positive"),
+        (["--l2", "-1"], "invalid l2=-1.0: must be a finite number >= 0"),
+        (["--l2", "nan"], "invalid l2=nan: must be a finite number >= 0"),
+        (["--momentum-start", "1"], "invalid momentum_start=1.0: must be in [0, 1)"),
+        (["--momentum-end", "nan"], "invalid momentum_end=nan: must be in [0, 1)"),
+    ],
+)
+def test_pretrain_bad_values(blob_store, tmp_path, args, message):
+    assert message in error_line(["pretrain", blob_store, "--out", tmp_path / "pt", *args], blob_store)
+    assert not (tmp_path / "pt").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--device", "tpu"], "invalid device='tpu': must be cpu, cuda or cuda:N"),
+        (["--grad-clip", "-1"], "invalid grad_clip=-1.0: must be a finite number > 0"),
+        (["--grad-clip", "0"], "invalid grad_clip=0.0: must be a finite number > 0"),
+        (["--l2", "-1"], "invalid l2=-1.0: must be a finite number >= 0"),
+        (["--max-norm", "nan"], "invalid max_norm=nan: must be a finite number > 0"),
+        (["--max-norm", "-2"], "invalid max_norm=-2.0: must be a finite number > 0"),
+        (["--dropout", "1"], "invalid dropout=1.0: must be in [0, 1)"),
+        (["--dropout", "-0.1"], "invalid dropout=-0.1: must be in [0, 1)"),
+        (["--lr", "inf"], "invalid lr=inf: must be a finite number > 0"),
+    ],
+)
+def test_finetune_bad_values(blob_store, tmp_path, args, message):
+    assert message in error_line(["finetune", blob_store, "--out", tmp_path / "ft", *args], blob_store)
+    assert not (tmp_path / "ft").exists()
+
+
+# --- inspect, optimal-d --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--activation", "bogus"], "invalid activation='bogus': --activation must be one of sigmoid, tanh, relu"),
+        (["--hidden", "-5"], "invalid hidden=-5: --hidden must be at least 1"),
+        (["--frames", "0"], "invalid frames=0: --frames must be at least 1"),
+        (["--split", "eval"], "invalid split='eval': --split must be one of train, dev, test"),
+        (["--init", "constant:1e308"], "malformed init 'constant:1e308': VALUE must be at most 1000 in magnitude"),
+        (["--init", "normal:inf"], "malformed init 'normal:inf': STD must be a positive finite number"),
+    ],
+)
+def test_inspect_bad_values(blob_store, args, message):
+    assert message in error_line(["inspect", blob_store, *args], blob_store)
+
+
+@pytest.mark.parametrize("option", ["--plot", "--json"])
+def test_optimal_d_output_in_missing_folder(tmp_path, option):
+    line = error_line(["optimal-d", "--samples", "1000", option, tmp_path / "nodir" / "x.png"])
+    assert f"{option} {tmp_path / 'nodir' / 'x.png'}: the folder {tmp_path / 'nodir'} does not exist" in line
+    assert not (tmp_path / "nodir").exists()
+
+
+def test_optimal_d_help_shows_the_whole_criterion_text():
+    result = runner.invoke(app, ["optimal-d", "--help"], env={"COLUMNS": "200"})
+    assert "abs: E|f''|, the paper's; square: E[f''^2]." in result.output, result.output
+
+
+def test_optimal_d_square_criterion_prints_its_formula():
+    result = runner.invoke(app, ["optimal-d", "--criterion", "square", "--samples", "1000"])
+    assert "J(D) = E[f″(z)²], z ~ N(0, D²)" in result.output, result.output
+
+
+# --- damaged stores and models -------------------------------------------------------------
+
+
+@pytest.fixture
+def damaged_store(tiny_store, tmp_path):
+    """A copy of the tiny store (and a model for it) whose manifest places its last utterance past its shard's end."""
+    store = shutil.copytree(tiny_store, tmp_path / "store")
+    records = [json.loads(ln) for ln in (store / "manifest.jsonl").read_text().splitlines()]
+    records[-1]["offset"] = len(np.load(store / "shards" / "feats-00000.npy", mmap_mode="r"))
+    (store / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return store
+
+
+@pytest.mark.parametrize("command", ["pretrain", "evaluate", "inspect"])
+def test_manifest_past_shard_end(damaged_store, tmp_path, command):
+    model = write_tiny_model(damaged_store, tmp_path / "model")
+    args = {
+        "pretrain": ["--out", tmp_path / "pt", "--layers", "1", "--hidden", "8"],
+        "evaluate": ["--model", model, "--frames-only", "--split", "train"],
+        "inspect": ["--frames", "100"],
+    }[command]
+    line = error_line([command, damaged_store, *args], damaged_store, model)
+    assert f"{damaged_store / 'manifest.jsonl'}: utterance " in line
+    assert f"of shard {damaged_store / 'shards' / 'feats-00000.npy'}, which has" in line
+
+
+def test_store_of_another_format_version(blob_store, tmp_path):
+    store = shutil.copytree(blob_store, tmp_path / "store")
+    (store / "config.json").write_text(json.dumps({"corpus": "blobs", "format_version": 99}))
+    line = error_line(["inspect", store], store)
+    assert f"{store / 'config.json'} has format_version 99" in line
+
+
+def test_evaluate_inconsistent_model(blob_store, model_dir):
+    ckpt = load_checkpoint(model_dir / "model.pt")
+    ckpt["state_dict"]["hidden.0.weight"] = torch.zeros(8, 12)
+    save_checkpoint(ckpt, model_dir / "model.pt")
+    line = error_line(["evaluate", blob_store, "--model", model_dir], blob_store, model_dir)
+    assert f"{model_dir / 'model.pt'} is inconsistent: weight hidden.0.weight has shape (8, 12)" in line
+
+
+# --- corpus problems through extract -------------------------------------------------------
+
+
+@pytest.fixture
+def small_corpus(tmp_path):
+    return write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=1)
+
+
+def test_extract_wav_with_nan_samples(small_corpus, tmp_path):
+    wav = small_corpus / "wav" / "spk2-utt0.wav"
+    audio, sr = sf.read(wav, dtype="float32")
+    audio[50] = np.nan
+    sf.write(wav, audio, sr, subtype="FLOAT")
+    line = error_line(["extract", small_corpus, "--out", tmp_path / "s", "--jobs", "1"], small_corpus)
+    assert f"{wav}: audio of utterance spk2-utt0 has 1 sample(s) that are NaN or infinite" in line
+    assert not (tmp_path / "s").exists()
+
+
+def test_extract_ctm_duration_nan(small_corpus, tmp_path):
+    ctm = small_corpus / "phones.ctm"
+    lines = ctm.read_text().splitlines()
+    lines[1] = " ".join(lines[1].split()[:3] + ["nan"] + lines[1].split()[4:])
+    ctm.write_text("\n".join(lines) + "\n")
+    line = error_line(["extract", small_corpus, "--out", tmp_path / "s", "--jobs", "1"], small_corpus)
+    assert f"{ctm}:2: duration 'nan' is not a finite number of seconds" in line
+
+
+# --- outputs: an existing file, a read-only folder, a full disk ----------------------------
+
+
+def test_extract_out_is_an_existing_file(small_corpus, tmp_path):
+    out = tmp_path / "notes.txt"
+    out.write_text("keep me\n")
+    for force in ([], ["--force"]):
+        line = error_line(["extract", small_corpus, "--out", out, "--jobs", "1", *force], small_corpus, out)
+        assert f"--out {out} is an existing file, not a folder" in line
+
+
+def test_evaluate_out_is_an_existing_file(blob_store, model_dir, tmp_path):
+    out = tmp_path / "results"
+    out.write_text("keep me\n")
+    line = error_line(["evaluate", blob_store, "--model", model_dir, "--out", out], blob_store, model_dir, out)
+    assert f"--out {out} is an existing file, not a folder" in line
+
+
+@pytest.fixture
+def read_only(monkeypatch, tmp_path):
+    """A folder in which creating a file fails with EACCES, as a read-only folder does for
+    a user other than root (the tests may run as root, whom permissions do not stop)."""
+    import tempfile
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == folder:
+            raise PermissionError(errno.EACCES, "Permission denied", str(Path(dir) / "x"))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    return folder
+
+
+def test_extract_into_read_only_folder(small_corpus, read_only):
+    line = error_line(["extract", small_corpus, "--out", read_only / "store", "--jobs", "1"], small_corpus)
+    assert f"cannot write to folder {read_only} (Permission denied); choose another --out" in line
+    assert not list(read_only.iterdir())
+
+
+def test_evaluate_into_read_only_folder(blob_store, model_dir, read_only):
+    line = error_line(["evaluate", blob_store, "--model", model_dir, "--out", read_only], blob_store, model_dir)
+    assert f"cannot write to folder {read_only} (Permission denied)" in line
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="permissions do not stop root")
+def test_extract_into_a_folder_without_write_permission(small_corpus, tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        line = error_line(["extract", small_corpus, "--out", folder / "store", "--jobs", "1"], small_corpus)
+    finally:
+        folder.chmod(0o755)
+    assert f"cannot write to folder {folder} (Permission denied)" in line
+    assert not list(folder.iterdir())
+
+
+def test_disk_full_gives_one_line_naming_the_file(monkeypatch, tmp_path):
+    import asr_init.io
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(asr_init.io.os, "fsync", full)
+    out = tmp_path / "d.json"
+    line = error_line(["optimal-d", "--samples", "1000", "--json", out])
+    assert f"error: {out}: No space left on device; free some space and run the command again" == line
+    assert not list(tmp_path.iterdir())  # neither the file nor its temporary
+
+
+def test_other_os_errors_keep_their_traceback(monkeypatch, tmp_path):
+    import asr_init.io
+
+    def broken(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(asr_init.io.os, "fsync", broken)
+    result = runner.invoke(app, ["optimal-d", "--samples", "1000", "--json", str(tmp_path / "d.json")])
+    assert isinstance(result.exception, OSError) and result.exception.errno == errno.EIO
