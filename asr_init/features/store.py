@@ -11,10 +11,17 @@ Layout::
       phones.txt            "id label" per line; states.txt: "id label_position"
       config.json           the corpus, the extraction config as given, the resolved feature
                             settings ("mfcc": sample rate, mel filterbank edges, ...) and the
-                            versions/environment record
+                            versions/environment record; "targets", where present, lists the
+                            target kinds the store holds (default: states, phones)
       stats.json            per-dimension mean and std over the train split, frame counts
       summary.json          utterances, hours and frames per split; the sample rate, how many
                             utterances were resampled, each mel band's level
+
+A store made by `asr-init import-kaldi` (features/kaldi.py) holds Kaldi's own frames and
+other target kinds: "pdfs" (tied HMM states of Kaldi's tree, `ali-to-pdf`) and/or "phones"
+(`ali-to-phones --per-frame`), each with its shards (`pdfs-NNNNN.npy`, int32) and its
+inventory (`pdfs.txt`), and no "states". Every kind is read through `targets(kind, rec)`
+and `labels(kind)`.
 
 Shards are memory-mapped (`np.load(mmap_mode="r")`), so reading a store costs memory
 for the frames in use, not for the whole corpus.
@@ -33,6 +40,10 @@ from asr_init.features.mfcc import MfccConfig
 from asr_init.io import read_json
 
 SPLITS = ("train", "dev", "test")
+# Frame target kinds a store may hold: asr-init's HMM states (3 per phone) and phones (extract),
+# Kaldi's pdf ids and phone ids (import-kaldi).
+TARGET_KINDS = ("states", "phones", "pdfs")
+DEFAULT_TARGETS = ("states", "phones")  # what a store without a "targets" record holds
 
 
 @dataclass(frozen=True)
@@ -94,8 +105,16 @@ class FeatureStore:
         stats = read_json(self.path / "stats.json")
         self.mean = np.asarray(stats["mean"], dtype=np.float32)
         self.std = np.asarray(stats["std"], dtype=np.float32)
-        self.phones = _read_symbols(self.path / "phones.txt")
-        self.states = _read_symbols(self.path / "states.txt")
+        kinds = self.config.get("targets", DEFAULT_TARGETS)
+        if not kinds or any(k not in TARGET_KINDS for k in kinds):
+            raise UserError(
+                f"{self.path / 'config.json'} lists target kinds {kinds!r}; "
+                f"each must be one of {', '.join(TARGET_KINDS)}"
+            )
+        self.target_kinds: tuple[str, ...] = tuple(kinds)
+        self._labels = {kind: _read_symbols(self.path / f"{kind}.txt") for kind in self.target_kinds}
+        self.phones: list[str] = self._labels.get("phones", [])
+        self.states: list[str] = self._labels.get("states", [])
         self.dim = int(self.mean.shape[0])
         self._shards: dict[tuple[str, int], np.ndarray] = {}
 
@@ -126,11 +145,29 @@ class FeatureStore:
         """(frames, dim) float32 view of one utterance's features."""
         return self._shard("feats", rec.shard)[rec.offset : rec.offset + rec.frames]
 
+    def _check_kind(self, kind: str) -> None:
+        if kind not in self.target_kinds:
+            made_by = "import-kaldi" if "kaldi" in self.config else "extract"
+            raise UserError(
+                f"store {self.path} has no {kind} targets (this {made_by} store holds "
+                f"{', '.join(self.target_kinds)}); choose --targets {self.target_kinds[0]}"
+            )
+
+    def labels(self, kind: str) -> list[str]:
+        """The inventory of one target kind: label of class id i at index i."""
+        self._check_kind(kind)
+        return self._labels[kind]
+
+    def targets(self, kind: str, rec: UttRecord) -> np.ndarray:
+        """(frames,) class ids of one target kind for one utterance."""
+        self._check_kind(kind)
+        return self._shard(kind, rec.shard)[rec.offset : rec.offset + rec.frames]
+
     def phone_targets(self, rec: UttRecord) -> np.ndarray:
-        return self._shard("phones", rec.shard)[rec.offset : rec.offset + rec.frames]
+        return self.targets("phones", rec)
 
     def state_targets(self, rec: UttRecord) -> np.ndarray:
-        return self._shard("states", rec.shard)[rec.offset : rec.offset + rec.frames]
+        return self.targets("states", rec)
 
 
 def _read_symbols(path: Path) -> list[str]:
@@ -142,14 +179,17 @@ def _read_symbols(path: Path) -> list[str]:
 
 
 class StoreWriter:
-    """Appends utterances to shards of about `shard_frames` frames each."""
+    """Appends utterances to shards of about `shard_frames` frames each.
 
-    def __init__(self, path: Path, shard_frames: int):
+    `targets` names the target kinds every utterance brings (one shard file per kind)."""
+
+    def __init__(self, path: Path, shard_frames: int, targets: tuple[str, ...] = DEFAULT_TARGETS):
         self.path = Path(path)
         (self.path / "shards").mkdir(parents=True, exist_ok=True)
         self.shard_frames = shard_frames
+        self.kinds = ("feats", *targets)
         self.records: list[UttRecord] = []
-        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending: list[tuple[np.ndarray, ...]] = []
         self._pending_frames = 0
         self._shard = 0
 
@@ -164,9 +204,25 @@ class StoreWriter:
         states: np.ndarray,
         transcript: tuple[str, ...],
     ) -> UttRecord:
+        """Add an utterance of an extract store (phone and state targets)."""
+        return self.add_utterance(
+            utt_id, speaker, split, duration, feats, {"phones": phones, "states": states}, transcript
+        )
+
+    def add_utterance(
+        self,
+        utt_id: str,
+        speaker: str,
+        split: str,
+        duration: float,
+        feats: np.ndarray,
+        targets: dict[str, np.ndarray],
+        transcript: tuple[str, ...],
+    ) -> UttRecord:
+        """Add an utterance: (frames, dim) features and (frames,) ids of every target kind."""
         rec = UttRecord(utt_id, speaker, split, len(feats), self._shard, self._pending_frames, duration, transcript)
         self.records.append(rec)
-        self._pending.append((feats, phones, states))
+        self._pending.append((feats, *(targets[kind] for kind in self.kinds[1:])))
         self._pending_frames += len(feats)
         if self._pending_frames >= self.shard_frames:
             self._flush()
@@ -175,7 +231,7 @@ class StoreWriter:
     def _flush(self) -> None:
         if not self._pending:
             return
-        for k, kind in enumerate(("feats", "phones", "states")):
+        for k, kind in enumerate(self.kinds):
             np.save(self.path / shard_name(kind, self._shard), np.concatenate([p[k] for p in self._pending]))
         self._pending, self._pending_frames = [], 0
         self._shard += 1
