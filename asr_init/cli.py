@@ -190,6 +190,72 @@ def extract(
     )
 
 
+@app.command("import-kaldi", short_help="Kaldi feats + alignments -> feature store (no MFCCs).")
+@user_errors
+def import_kaldi_cmd(
+    data_dir: Path = typer.Argument(
+        ..., help="Kaldi data dir of the train set: feats.scp, utt2spk, and cmvn.scp if CMVN is applied."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Feature store folder to write."),
+    ali: list[str] = typer.Option(
+        [],
+        "--ali",
+        help="Pdf alignments (ali-to-pdf output): an archive (text or binary), a .scp, or a gzipped archive; "
+        "repeat for several files. They may cover every split.",
+    ),
+    phone_ali: list[str] = typer.Option(
+        [], "--phone-ali", help="Phone alignments (ali-to-phones --per-frame output), in the same forms as --ali."
+    ),
+    phones: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="Kaldi's lang/phones.txt, to name the phone ids of --phone-ali."
+    ),
+    num_pdfs: int | None = typer.Option(
+        None,
+        "--num-pdfs",
+        help="Pdfs of the tree (hmm-info final.mdl prints it); default: the highest pdf id in --ali + 1.",
+    ),
+    dev: Path | None = typer.Option(
+        None, help="Kaldi data dir of the dev set (train.sh's cross-validation dir); default: --dev-fraction."
+    ),
+    test: Path | None = typer.Option(None, help="Kaldi data dir of a test set."),
+    dev_fraction: float = typer.Option(0.1, help="Without --dev: share of the train speakers that become dev."),
+    cmvn: bool | None = typer.Option(
+        None,
+        "--cmvn/--no-cmvn",
+        help="Apply each speaker's CMVN stats (cmvn.scp) as apply-cmvn does; default: when cmvn.scp exists.",
+    ),
+    norm_vars: bool = typer.Option(False, "--norm-vars", help="Normalise variances too (apply-cmvn --norm-vars)."),
+    seed: int = typer.Option(0, help="Seed of the --dev-fraction speaker draw."),
+    force: bool = typer.Option(False, help="Replace an existing output folder."),
+):
+    """Make a feature store from Kaldi's own features and alignments (a drop-in for steps/nnet)."""
+    from asr_init.features.extract import summary_table
+    from asr_init.features.kaldi import KaldiImportConfig, import_kaldi
+
+    cfg = KaldiImportConfig(
+        ali=list(ali),
+        phone_ali=list(phone_ali),
+        phones=str(phones) if phones else None,
+        num_pdfs=num_pdfs,
+        dev=str(dev) if dev else None,
+        test=str(test) if test else None,
+        dev_fraction=dev_fraction,
+        cmvn=cmvn,
+        norm_vars=norm_vars,
+        seed=seed,
+    )
+    cfg.validate()
+    console.print(f"import-kaldi {data_dir} -> {out}: {cfg.to_dict()}", highlight=False)
+    summary = import_kaldi(data_dir, out, cfg, force=force)
+    console.print(summary_table(summary))
+    targets = ", ".join(f"{n} {kind}" for kind, n in summary.get("targets", {}).items())
+    console.print(
+        f"{summary['hours']:.3f} h imported ({targets}); "
+        f"{len(summary['skipped'])} utterance(s) without alignment left out",
+        highlight=False,
+    )
+
+
 @app.command("optimal-d", short_help="The optimal net-input spread D* (quadrature, Monte Carlo).")
 @user_errors
 def optimal_d_cmd(

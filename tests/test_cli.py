@@ -13,6 +13,7 @@ runner = CliRunner()
 PIPELINE_ORDER = [
     "synth",
     "extract",
+    "import-kaldi",
     "optimal-d",
     "inits",
     "inspect",
