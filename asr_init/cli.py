@@ -458,7 +458,11 @@ def finetune(
     output_init: str = typer.Option("small-xavier", help="Initialisation of the softmax layer; 'same' = --init."),
     init_from: Path | None = typer.Option(None, help="Take the lower --reuse-layers layers from this model folder."),
     reuse_layers: int = typer.Option(0, help="How many lower layers to take from --init-from."),
-    targets: str = typer.Option("states", help="Output classes: states (3 per phone) or phones."),
+    targets: str | None = typer.Option(
+        None,
+        help="Output classes: states (3 per phone) or phones of an extract store; pdfs or phones of an import-kaldi "
+        "store. Default: states, or pdfs for an import-kaldi store.",
+    ),
     layers: int = typer.Option(6, help="Hidden layers (without --dbn)."),
     hidden: int = typer.Option(1024, help="Units per hidden layer (without --dbn)."),
     activation: str = typer.Option("sigmoid", help="sigmoid, tanh or relu (without --dbn)."),

@@ -76,6 +76,17 @@ def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Pat
     store = FeatureStore(store_path)
     device = torch.device(config.device)
     model, meta = load_model(model_dir, device)
+    if "states" not in store.target_kinds or meta["targets"] not in ("states", "phones"):
+        why = (
+            f"model {model_dir} was trained on Kaldi {meta['targets']}"
+            if meta["targets"] not in ("states", "phones")
+            else f"store {store.path} holds Kaldi targets ({', '.join(store.target_kinds)})"
+        )
+        raise UserError(
+            f"evaluate decodes with asr-init's own phone HMMs (3 states per phone), and {why}; decode with Kaldi "
+            f"instead: 'asr-init export-kaldi {model_dir} --out DIR', then nnet-forward | latgen-faster-mapped "
+            "(README: Kaldi workflow)"
+        )
     FeaturePipeline.from_dict(meta["pipeline"]).check_store(store, f"model {model_dir}")
     if meta["phones"] != store.phones:
         raise UserError(

@@ -52,14 +52,14 @@ SCHEDULES = ("newbob", "constant", "exponential")
 # the same from `xavier-normal` stays on it (measured at 6 x 1024, see the README).
 STARTING_POINT_DEFAULTS = {"dbn": {"lr": 0.008, "momentum": 0.0}, "scratch": {"lr": 0.0004, "momentum": 0.9}}
 CHANCE_MARGIN = 0.01  # a train frame accuracy within this of the most frequent class's share is chance
-TARGETS = ("states", "phones")
+TARGETS = ("states", "phones", "pdfs")  # pdfs: Kaldi tied states, from an import-kaldi store
 
 
 @dataclass
 class FinetuneConfig(ConfigBase):
     """Settings of `asr-init finetune` (see `asr-init finetune --help`)."""
 
-    targets: str = "states"
+    targets: str | None = None  # None: the store's first kind (states from extract, pdfs from import-kaldi)
     init: str = "optimal"  # hidden layers without --dbn (and above --reuse-layers); see STARTING_POINT_DEFAULTS
     output_init: str = "small-xavier"  # the softmax layer; "same" = --init
     layers: int = 6
@@ -98,7 +98,7 @@ class FinetuneConfig(ConfigBase):
             self.momentum = STARTING_POINT_DEFAULTS[start]["momentum"]
 
     def validate(self) -> None:
-        self._check(self.targets in TARGETS, "targets", f"must be one of {', '.join(TARGETS)}")
+        self._check(self.targets is None or self.targets in TARGETS, "targets", f"must be one of {', '.join(TARGETS)}")
         parse_init(self.init)
         if self.output_init != "same":
             parse_init(self.output_init)
@@ -166,11 +166,10 @@ class Newbob:
 
 def class_priors(store: FeatureStore, targets: str, floor: float) -> np.ndarray:
     """Relative frequencies of the targets in the train split, counts floored at `floor`."""
-    n = len(store.states if targets == "states" else store.phones)
+    n = len(store.labels(targets))
     counts = np.zeros(n, dtype=np.float64)
-    get = store.state_targets if targets == "states" else store.phone_targets
     for rec in store.split("train"):
-        counts += np.bincount(np.asarray(get(rec), dtype=np.int64), minlength=n)
+        counts += np.bincount(np.asarray(store.targets(targets, rec), dtype=np.int64), minlength=n)
     counts = np.maximum(counts, floor)
     return counts / counts.sum()
 
@@ -234,13 +233,12 @@ def _evaluate(
     model: DNN, store: FeatureStore, pipeline: FeaturePipeline, split: str, targets: str, device
 ) -> tuple[float, float, int]:
     """(mean cross-entropy, frame accuracy, frames) of a split, utterance by utterance."""
-    get = store.state_targets if targets == "states" else store.phone_targets
     loss, correct, n = 0.0, 0, 0
     model.eval()
     with torch.no_grad():
         for rec in store.split(split):
             x = pipeline.utterance(store.features(rec)).to(device)
-            y = torch.from_numpy(np.asarray(get(rec), dtype=np.int64)).to(device)
+            y = torch.from_numpy(np.asarray(store.targets(targets, rec), dtype=np.int64)).to(device)
             logits = model(x)
             loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
@@ -315,7 +313,9 @@ def finetune(
         pipeline.check_store(store, f"model {config.init_from}")
     else:
         pipeline = FeaturePipeline.from_store(store, config.splice)
-    labels = store.states if config.targets == "states" else store.phones
+    if config.targets is None:
+        config.targets = store.target_kinds[0]
+    labels = store.labels(config.targets)
 
     settings = {"store": str(store.path.resolve()), "config": config.to_dict()}
     done = prepare_run_dir(
