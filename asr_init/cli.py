@@ -453,10 +453,20 @@ def pretrain(
 def finetune(
     store: Path = typer.Argument(..., help="Feature store written by 'asr-init extract'."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for the model, logs and plots."),
-    dbn: Path | None = typer.Option(None, help="Start the hidden layers from this 'asr-init pretrain' folder."),
+    dbn: Path | None = typer.Option(
+        None, help="Start the hidden layers from this 'asr-init pretrain' folder, or a Kaldi nnet1 DBN file (N.dbn)."
+    ),
     init: str = typer.Option("optimal", help="Initialisation of hidden layers not taken from --dbn/--init-from."),
     output_init: str = typer.Option("small-xavier", help="Initialisation of the softmax layer; 'same' = --init."),
-    init_from: Path | None = typer.Option(None, help="Take the lower --reuse-layers layers from this model folder."),
+    init_from: Path | None = typer.Option(
+        None, help="Take the lower --reuse-layers layers from this model folder, or a Kaldi nnet1 file (final.nnet)."
+    ),
+    feature_transform: Path | None = typer.Option(
+        None,
+        exists=True,
+        dir_okay=False,
+        help="Kaldi feature transform of a --dbn/--init-from nnet1 file (default: final.feature_transform beside it).",
+    ),
     reuse_layers: int = typer.Option(0, help="How many lower layers to take from --init-from."),
     targets: str | None = typer.Option(
         None,
@@ -519,6 +529,7 @@ def finetune(
         buffer_frames=buffer_frames,
         dbn=str(dbn) if dbn else None,
         init_from=str(init_from) if init_from else None,
+        feature_transform=str(feature_transform) if feature_transform else None,
         reuse_layers=reuse_layers,
     )
     try:
@@ -572,6 +583,25 @@ def evaluate(
     result = run_evaluate(store, model, cfg, out)
     console.print(results_table(result))
     console.print(f"wrote {(out or model / f'eval-{split}') / 'results.json'} and confusion.png")
+
+
+@app.command("export-kaldi", short_help="A model as Kaldi nnet1 files (final.nnet, counts).")
+@user_errors
+def export_kaldi_cmd(
+    model: Path = typer.Argument(..., help="Folder written by 'asr-init finetune'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write final.nnet, final.feature_transform, ... into."),
+    text: bool = typer.Option(False, "--text", help="Write the nnet1 files as text instead of binary."),
+    force: bool = typer.Option(False, help="Replace exported files already in --out."),
+):
+    """Write a fine-tuned model as Kaldi nnet1 files for nnet-forward and latgen-faster-mapped."""
+    from asr_init.models.export_kaldi import export_kaldi
+
+    summary = export_kaldi(model, out, binary=not text, force=force)
+    console.print(
+        f"[green]wrote {', '.join(summary['files'])} ({summary['format']}) to {out}: "
+        f"{summary['network_input_dim']} inputs, hidden {summary['hidden_sizes']}, "
+        f"{summary['outputs']} {summary['targets']}"
+    )
 
 
 @app.command(short_help="REPORT.md with tables and plots from the logs.")

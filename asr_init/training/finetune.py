@@ -85,8 +85,9 @@ class FinetuneConfig(ConfigBase):
     max_frames: int | None = None
     buffer_frames: int = 200_000
     prior_floor: float = 1.0  # minimum count per class when computing priors
-    dbn: str | None = None
-    init_from: str | None = None
+    dbn: str | None = None  # a pretrain folder, or a Kaldi nnet1 .dbn file
+    init_from: str | None = None  # a pretrain/finetune folder, or a Kaldi nnet1 .nnet file
+    feature_transform: str | None = None  # Kaldi's feature_transform for a --dbn/--init-from nnet1 file
     reuse_layers: int = 0
     stats_frames: int = 2000
 
@@ -113,6 +114,11 @@ class FinetuneConfig(ConfigBase):
         self._check(self.reuse_layers >= 0, "reuse_layers", "must be >= 0")
         self._check(self.reuse_layers == 0 or self.init_from is not None, "reuse_layers", "needs --init-from MODEL")
         self._check(self.dbn is None or self.init_from is None, "init_from", "cannot be combined with --dbn")
+        self._check(
+            self.feature_transform is None or self.dbn is not None or self.init_from is not None,
+            "feature_transform",
+            "belongs to a Kaldi nnet1 file given as --dbn or --init-from",
+        )
         self._check(
             self.dbn is None or self.activation == "sigmoid",
             "activation",
@@ -182,13 +188,13 @@ def build_network(
     source: list[tuple[torch.Tensor, torch.Tensor]] = []
     origin = "init"
     if config.dbn:
-        source = [(layer["W"], layer["b"]) for layer in load_dbn(Path(config.dbn))["layers"]]
+        source = [(layer["W"], layer["b"]) for layer in load_dbn(Path(config.dbn), config.feature_transform)["layers"]]
         origin = "dbn"
         sizes = [w.shape[0] for w, _ in source]
     else:
         sizes = [config.hidden] * config.layers
         if config.init_from:
-            other, _, _ = load_stack(Path(config.init_from))
+            other, _, _ = load_stack(Path(config.init_from), config.feature_transform)
             if config.reuse_layers > len(other):
                 raise UserError(
                     f"--reuse-layers {config.reuse_layers}: {config.init_from} has only {len(other)} hidden layers"
@@ -301,7 +307,7 @@ def finetune(
     if not store.split("train") or not store.split("dev"):
         raise UserError(f"store {store.path} needs train and dev utterances for fine-tuning (newbob uses dev)")
     if config.dbn:
-        dbn = load_dbn(Path(config.dbn))
+        dbn = load_dbn(Path(config.dbn), config.feature_transform)
         pipeline = FeaturePipeline.from_dict(dbn["pipeline"])
         pipeline.check_store(store, f"DBN {config.dbn}")
         if pipeline.dim != dbn["layers"][0]["W"].shape[1]:
@@ -309,7 +315,7 @@ def finetune(
                 f"DBN {config.dbn} takes {dbn['layers'][0]['W'].shape[1]} inputs but its pipeline gives {pipeline.dim}"
             )
     elif config.init_from:
-        _, pipeline, _ = load_stack(Path(config.init_from))
+        _, pipeline, _ = load_stack(Path(config.init_from), config.feature_transform)
         pipeline.check_store(store, f"model {config.init_from}")
     else:
         pipeline = FeaturePipeline.from_store(store, config.splice)
@@ -324,7 +330,12 @@ def finetune(
         settings,
         force,
         finished=("model.pt",),
-        inputs={"feature store": store.path, "--dbn folder": config.dbn, "--init-from folder": config.init_from},
+        inputs={
+            "feature store": store.path,
+            "--dbn folder": config.dbn,
+            "--init-from folder": config.init_from,
+            "--feature-transform": config.feature_transform,
+        },
     )
     if done is not None:
         console.print(f"[green]{out_dir} already holds a finished fine-tuning run with these settings; nothing to do")
