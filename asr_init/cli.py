@@ -178,7 +178,8 @@ def extract(
     summary = run_extract(corpus, out, cfg, force=force)
     console.print(summary_table(summary))
     console.print(
-        f"{summary['hours']:.3f} h extracted at {summary['x_real_time']:.0f}x real time; {len(summary['skipped'])} utterance(s) skipped"
+        f"{summary['hours']:.3f} h extracted at {summary['x_real_time']:.0f}x real time; "
+        f"{len(summary['skipped'])} utterance(s) skipped"
     )
     if "sample_rate" not in summary:  # a store made before the rate was recorded in the summary
         return
@@ -271,7 +272,8 @@ def optimal_d_cmd(
 
     r = spread_report(activation, criterion, samples, seed)
     console.print(
-        f"activation {r.activation}, criterion {r.criterion}: J(D) = E[{'|f″(z)|' if r.criterion == 'abs' else 'f″(z)²'}], z ~ N(0, D²)",
+        f"activation {r.activation}, criterion {r.criterion}: "
+        f"J(D) = E[{'|f″(z)|' if r.criterion == 'abs' else 'f″(z)²'}], z ~ N(0, D²)",
         highlight=False,
     )
     console.print(f"D* (quadrature)        = {r.d_star:.5f}   J(D*) = {r.j_star:.6g}", highlight=False)

@@ -104,7 +104,8 @@ def phone_segments(
         symbol = mnemonic.translate(_STRIP)
         if symbol not in phone_map:
             raise UserError(
-                f"eSpeak phoneme {mnemonic!r} (stripped {symbol!r}) is not in {DATA_DIR / 'espeak_phones.tsv'}; add it there"
+                f"eSpeak phoneme {mnemonic!r} (stripped {symbol!r}) is not in {DATA_DIR / 'espeak_phones.tsv'}; "
+                "add it there"
             )
         phone = phone_map[symbol]
         if phone == "-":

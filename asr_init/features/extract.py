@@ -183,7 +183,8 @@ def assign_splits(corpus: Corpus, config: ExtractConfig) -> dict[str, str | None
         for spk in config.dev_speakers + config.test_speakers:
             if spk not in speakers:
                 raise UserError(
-                    f"speaker {spk} has no utterances in the corpus (known: {', '.join(speakers[:10])}{' ...' if len(speakers) > 10 else ''})"
+                    f"speaker {spk} has no utterances in the corpus (known: {', '.join(speakers[:10])}"
+                    f"{' ...' if len(speakers) > 10 else ''})"
                 )
         return {
             s: "dev" if s in config.dev_speakers else "test" if s in config.test_speakers else "train" for s in speakers
@@ -199,7 +200,8 @@ def assign_splits(corpus: Corpus, config: ExtractConfig) -> dict[str, str | None
     n_test, n_dev = count(config.test_fraction), count(config.dev_fraction)
     if n_test + n_dev >= len(order):
         raise UserError(
-            f"the corpus has {len(order)} speakers, too few for {n_dev} dev + {n_test} test speakers and a train set; lower --dev-fraction/--test-fraction"
+            f"the corpus has {len(order)} speakers, too few for {n_dev} dev + {n_test} test speakers and a train set; "
+            "lower --dev-fraction/--test-fraction"
         )
     split = {s: "test" for s in order[:n_test]}
     split.update({s: "dev" for s in order[n_test : n_test + n_dev]})
@@ -216,7 +218,8 @@ def fold_labels(corpus: Corpus, map_path: Path) -> Corpus:
         for seg in utt.segments:
             if seg.label not in mapping:
                 raise UserError(
-                    f"{utt.source}: utterance {utt.id} has label {seg.label!r}, which is not in the folding map {map_path}"
+                    f"{utt.source}: utterance {utt.id} has label {seg.label!r}, "
+                    f"which is not in the folding map {map_path}"
                 )
             segs.append(dataclasses.replace(seg, label=mapping[seg.label]))
         utterances.append(dataclasses.replace(utt, segments=tuple(segs)))
@@ -247,7 +250,8 @@ def label_inventory(corpus: Corpus, splits: dict[str, str | None], config: Extra
                     and seg.label != config.silence
                 ):
                     raise UserError(
-                        f"{utt.source}: utterance {utt.id} ({splits[utt.speaker]}) has label {seg.label!r}, which never occurs in the training alignments"
+                        f"{utt.source}: utterance {utt.id} ({splits[utt.speaker]}) has label {seg.label!r}, "
+                        "which never occurs in the training alignments"
                     )
         labels = sorted(train_labels)
     if config.silence not in labels:

@@ -117,7 +117,8 @@ def load_audio(utt: Utterance, sample_rate: int) -> np.ndarray:
     stop = info.frames if utt.end is None else int(round(utt.end * info.samplerate))
     if start >= info.frames or stop > info.frames + int(_END_TOLERANCE_S * info.samplerate):
         raise UserError(
-            f"{utt.audio}: region {utt.start:.3f}-{utt.end}s of utterance {utt.id} is past the end of the audio ({file_duration:.3f}s)"
+            f"{utt.audio}: region {utt.start:.3f}-{utt.end}s of utterance {utt.id} is past the end of the audio "
+            f"({file_duration:.3f}s)"
         )
     try:
         audio, rate = sf.read(str(utt.audio), start=start, stop=min(stop, info.frames), dtype="float32", always_2d=True)

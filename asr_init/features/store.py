@@ -85,7 +85,8 @@ class FeatureStore:
         manifest = self.path / "manifest.jsonl"
         if not (self.path / "summary.json").exists() or not manifest.exists():
             raise UserError(
-                f"{self.path} is not a complete feature store (no summary.json/manifest.jsonl); re-run 'asr-init extract'"
+                f"{self.path} is not a complete feature store (no summary.json/manifest.jsonl); "
+                "re-run 'asr-init extract'"
             )
         try:
             self.records = [UttRecord.from_json(ln) for ln in manifest.read_text().splitlines() if ln.strip()]
