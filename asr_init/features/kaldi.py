@@ -384,47 +384,13 @@ def import_kaldi(data_dir: Path, out_dir: Path, config: KaldiImportConfig, force
     An existing complete store made from the same inputs and settings is left as it is."""
     config.validate()
     data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
-    inputs = {"data dir": data_dir, "--dev data dir": config.dev, "--test data dir": config.test}
-    refuse_output_over_inputs(out_dir, inputs)
-    # The identity of the inputs: every path resolved, so that a re-run from another folder matches.
-    resolved = {
-        "ali": [_resolved_spec(spec, "pdf alignments") for spec in config.ali],
-        "phone_ali": [_resolved_spec(spec, "phone alignments") for spec in config.phone_ali],
-        **{k: str(Path(v).resolve()) if v else None for k, v in (("dev", config.dev), ("test", config.test))},
-        "phones": str(Path(config.phones).resolve()) if config.phones else None,
-    }
-    settings = {"corpus": str(data_dir), "kaldi": config.to_dict() | resolved, "targets": list(config.target_kinds)}
-    if out_dir.exists():
-        done = (out_dir / "summary.json").exists() and (out_dir / "config.json").exists()
-        if done and not force:
-            old = read_json(out_dir / "config.json")
-            if {k: old.get(k) for k in settings} == settings:
-                console.print(
-                    f"[green]{out_dir} is already complete with these inputs; nothing to do (--force redoes it)"
-                )
-                return read_json(out_dir / "summary.json")
-        if not force:
-            why = "was made from other inputs or settings" if done else "is not a complete feature store"
-            raise UserError(
-                f"output {out_dir} already exists and {why}; use --force to replace it or choose another --out"
-            )
-
-    dirs = [DataDir.open(data_dir, None if config.dev is None else "train", config.cmvn)]
-    for split, path in (("dev", config.dev), ("test", config.test)):
-        if path is not None:
-            dirs.append(DataDir.open(Path(path), split, config.cmvn))
-    if config.norm_vars:
-        for d in dirs:
-            if d.cmvn is None:
-                raise UserError(f"--norm-vars: Kaldi data dir {d.path} has no cmvn.scp to normalise variances with")
-    applied = [d.cmvn is not None for d in dirs]
-    if any(applied) and not all(applied):
-        missing = ", ".join(str(d.path) for d in dirs if d.cmvn is None)
-        raise UserError(
-            f"{missing} has no cmvn.scp, the other data dirs have; give every one CMVN stats or use --no-cmvn"
-        )
-    # What Kaldi's decoding (steps/nnet/decode.sh) must apply to its features: export-kaldi writes it as cmvn_opts.
-    cmvn_opts = f"--norm-means=true --norm-vars={str(config.norm_vars).lower()}" if all(applied) else None
+    refuse_output_over_inputs(
+        out_dir, {"data dir": data_dir, "--dev data dir": config.dev, "--test data dir": config.test}
+    )
+    settings = _settings(data_dir, config)
+    if _already_imported(out_dir, settings, force):
+        return read_json(out_dir / "summary.json")
+    dirs, cmvn_opts = _open_data_dirs(data_dir, config)
     alignments = [
         Alignments.read(kind, specs) for kind, specs in (("pdfs", config.ali), ("phones", config.phone_ali)) if specs
     ]
@@ -434,71 +400,130 @@ def import_kaldi(data_dir: Path, out_dir: Path, config: KaldiImportConfig, force
         if config.dev is None
         else set()
     )
-
     tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        writer = StoreWriter(tmp, config.shard_frames, config.target_kinds)
         t0 = time.perf_counter()
-        stats = _Moments()
-        skipped: list[str] = []
-        seen: dict[str, Path] = {}
-        dim = None
-        with progress_bar() as bar:
-            for d in dirs:
-                task = bar.add_task(f"importing {d.path.name}", total=d.count(), unit="utt")
-                for utt, feats in d.utterances():
-                    bar.advance(task)
-                    if utt in seen:
-                        raise UserError(
-                            f"utterance {utt} is in both {seen[utt]} and {d.path}; splits must not share utterances"
-                        )
-                    seen[utt] = d.path
-                    if feats.ndim != 2 or not len(feats):
-                        raise UserError(f"{d.path / 'feats.scp'}: {utt} is not a (frames, dim) feature matrix")
-                    if dim is None:
-                        dim = feats.shape[1]
-                    elif feats.shape[1] != dim:
-                        raise UserError(
-                            f"{d.path / 'feats.scp'}: utterance {utt} has {feats.shape[1]}-dim features, the ones "
-                            f"before it {dim}-dim"
-                        )
-                    speaker = d.utt2spk.get(utt)
-                    if speaker is None:
-                        raise UserError(f"utterance {utt} of {d.path / 'feats.scp'} is not in {d.path / 'utt2spk'}")
-                    targets = _targets(utt, len(feats), alignments, d.path, config)
-                    if targets is None:
-                        skipped.append(utt)
-                        continue
-                    split = d.split or ("dev" if speaker in dev_speakers else "train")
-                    x = d.apply_cmvn(utt, speaker, np.asarray(feats, dtype=np.float32), config.norm_vars)
-                    transcript = _transcript(targets.get("phones"), labels.get("phones"))
-                    writer.add_utterance(utt, speaker, split, len(x) * d.frame_shift, x, targets, transcript)
-                    if split == "train":
-                        stats.add(x)
-        writer.close()
-        _check_imported(writer, skipped, dirs, config)
+        importer = _Importer(StoreWriter(tmp, config.shard_frames, config.target_kinds), alignments, labels, config)
+        for d in dirs:
+            importer.add_data_dir(d, dev_speakers)
+        importer.writer.close()
+        _check_imported(importer.writer, importer.skipped, dirs, config)
         for kind, names in labels.items():
             (tmp / f"{kind}.txt").write_text("".join(f"{i} {name}\n" for i, name in enumerate(names)))
-        elapsed = time.perf_counter() - t0
         versions = environment()
         record = {"num_pdfs": len(labels.get("pdfs", [])), "cmvn_opts": cmvn_opts, "versions": versions}
         write_json_atomic(tmp / "config.json", settings | record)
-        write_json_atomic(tmp / "stats.json", stats.result())
-        summary = _summary(writer, skipped, elapsed, labels) | {"versions": versions}
+        write_json_atomic(tmp / "stats.json", importer.stats.result())
+        elapsed = time.perf_counter() - t0
+        summary = _summary(importer.writer, importer.skipped, elapsed, labels) | {"versions": versions}
         write_json_atomic(tmp / "summary.json", summary)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if skipped:
+    if importer.skipped:
         console.print(
-            f"[yellow]warning: {len(skipped)} utterance(s) have no alignment and were left out "
-            f"(first: {', '.join(skipped[:5])})",
+            f"[yellow]warning: {len(importer.skipped)} utterance(s) have no alignment and were left out "
+            f"(first: {', '.join(importer.skipped[:5])})",
             highlight=False,
         )
     return summary
+
+
+def _settings(data_dir: Path, config: KaldiImportConfig) -> dict:
+    """The identity of the inputs, every path resolved (a re-run from another folder matches)."""
+    resolved = {
+        "ali": [_resolved_spec(spec, "pdf alignments") for spec in config.ali],
+        "phone_ali": [_resolved_spec(spec, "phone alignments") for spec in config.phone_ali],
+        **{k: str(Path(v).resolve()) if v else None for k, v in (("dev", config.dev), ("test", config.test))},
+        "phones": str(Path(config.phones).resolve()) if config.phones else None,
+    }
+    return {"corpus": str(data_dir), "kaldi": config.to_dict() | resolved, "targets": list(config.target_kinds)}
+
+
+def _already_imported(out_dir: Path, settings: dict, force: bool) -> bool:
+    """True when `out_dir` is a complete store of these settings; refuses any other existing output."""
+    if not out_dir.exists() or force:
+        return False
+    done = (out_dir / "summary.json").exists() and (out_dir / "config.json").exists()
+    if done:
+        old = read_json(out_dir / "config.json")
+        if {k: old.get(k) for k in settings} == settings:
+            console.print(f"[green]{out_dir} is already complete with these inputs; nothing to do (--force redoes it)")
+            return True
+    why = "was made from other inputs or settings" if done else "is not a complete feature store"
+    raise UserError(f"output {out_dir} already exists and {why}; use --force to replace it or choose another --out")
+
+
+def _open_data_dirs(data_dir: Path, config: KaldiImportConfig) -> tuple[list[DataDir], str | None]:
+    """The train, dev and test data dirs, and the apply-cmvn options applied to all of them (or None)."""
+    dirs = [DataDir.open(data_dir, None if config.dev is None else "train", config.cmvn)]
+    for split, path in (("dev", config.dev), ("test", config.test)):
+        if path is not None:
+            dirs.append(DataDir.open(Path(path), split, config.cmvn))
+    applied = [d.cmvn is not None for d in dirs]
+    if config.norm_vars and not all(applied):
+        missing = next(d.path for d in dirs if d.cmvn is None)
+        raise UserError(f"--norm-vars: Kaldi data dir {missing} has no cmvn.scp to normalise variances with")
+    if any(applied) and not all(applied):
+        missing = ", ".join(str(d.path) for d in dirs if d.cmvn is None)
+        raise UserError(
+            f"{missing} has no cmvn.scp, the other data dirs have; give every one CMVN stats or use --no-cmvn"
+        )
+    # What Kaldi's decoding (steps/nnet/decode.sh) must apply to its features: export-kaldi writes it as cmvn_opts.
+    cmvn_opts = f"--norm-means=true --norm-vars={str(config.norm_vars).lower()}" if all(applied) else None
+    return dirs, cmvn_opts
+
+
+class _Importer:
+    """Checks every utterance of the data dirs, applies CMVN and writes it to the store."""
+
+    def __init__(self, writer: StoreWriter, alignments: list[Alignments], labels: dict, config: KaldiImportConfig):
+        self.writer, self.alignments, self.labels, self.config = writer, alignments, labels, config
+        self.stats = _Moments()  # over the train split's frames
+        self.skipped: list[str] = []
+        self.seen: dict[str, Path] = {}
+        self.dim: int | None = None
+
+    def add_data_dir(self, d: DataDir, dev_speakers: set[str]) -> None:
+        with progress_bar() as bar:
+            task = bar.add_task(f"importing {d.path.name}", total=d.count(), unit="utt")
+            for utt, feats in d.utterances():
+                bar.advance(task)
+                speaker = self._check(d, utt, feats)
+                targets = _targets(utt, len(feats), self.alignments, d.path, self.config)
+                if targets is None:
+                    self.skipped.append(utt)
+                    continue
+                split = d.split or ("dev" if speaker in dev_speakers else "train")
+                x = d.apply_cmvn(utt, speaker, np.asarray(feats, dtype=np.float32), self.config.norm_vars)
+                transcript = _transcript(targets.get("phones"), self.labels.get("phones"))
+                self.writer.add_utterance(utt, speaker, split, len(x) * d.frame_shift, x, targets, transcript)
+                if split == "train":
+                    self.stats.add(x)
+
+    def _check(self, d: DataDir, utt: str, feats: np.ndarray) -> str:
+        """The utterance's speaker, after checking it is new, a feature matrix of the common dimension, in utt2spk."""
+        if utt in self.seen:
+            raise UserError(
+                f"utterance {utt} is in both {self.seen[utt]} and {d.path}; splits must not share utterances"
+            )
+        self.seen[utt] = d.path
+        if feats.ndim != 2 or not len(feats):
+            raise UserError(f"{d.path / 'feats.scp'}: {utt} is not a (frames, dim) feature matrix")
+        if self.dim is None:
+            self.dim = feats.shape[1]
+        elif feats.shape[1] != self.dim:
+            raise UserError(
+                f"{d.path / 'feats.scp'}: utterance {utt} has {feats.shape[1]}-dim features, the ones "
+                f"before it {self.dim}-dim"
+            )
+        speaker = d.utt2spk.get(utt)
+        if speaker is None:
+            raise UserError(f"utterance {utt} of {d.path / 'feats.scp'} is not in {d.path / 'utt2spk'}")
+        return speaker
 
 
 def _resolved_spec(spec: str, what: str) -> str:
