@@ -221,6 +221,72 @@ def extract(
     )
 
 
+@app.command("import-kaldi", short_help="Kaldi feats + alignments -> feature store (no MFCCs).")
+@user_errors
+def import_kaldi_cmd(
+    data_dir: Path = typer.Argument(
+        ..., help="Kaldi data dir of the train set: feats.scp, utt2spk, and cmvn.scp if CMVN is applied."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Feature store folder to write."),
+    ali: list[str] = typer.Option(
+        [],
+        "--ali",
+        help="Pdf alignments (ali-to-pdf output): an archive (text or binary), a .scp, or a gzipped archive; "
+        "repeat for several files. They may cover every split.",
+    ),
+    phone_ali: list[str] = typer.Option(
+        [], "--phone-ali", help="Phone alignments (ali-to-phones --per-frame output), in the same forms as --ali."
+    ),
+    phones: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="Kaldi's lang/phones.txt, to name the phone ids of --phone-ali."
+    ),
+    num_pdfs: int | None = typer.Option(
+        None,
+        "--num-pdfs",
+        help="Pdfs of the tree (hmm-info final.mdl prints it); default: the highest pdf id in --ali + 1.",
+    ),
+    dev: Path | None = typer.Option(
+        None, help="Kaldi data dir of the dev set (train.sh's cross-validation dir); default: --dev-fraction."
+    ),
+    test: Path | None = typer.Option(None, help="Kaldi data dir of a test set."),
+    dev_fraction: float = typer.Option(0.1, help="Without --dev: share of the train speakers that become dev."),
+    cmvn: bool | None = typer.Option(
+        None,
+        "--cmvn/--no-cmvn",
+        help="Apply each speaker's CMVN stats (cmvn.scp) as apply-cmvn does; default: when cmvn.scp exists.",
+    ),
+    norm_vars: bool = typer.Option(False, "--norm-vars", help="Normalise variances too (apply-cmvn --norm-vars)."),
+    seed: int = typer.Option(0, help="Seed of the --dev-fraction speaker draw."),
+    force: bool = typer.Option(False, help="Replace an existing output folder."),
+):
+    """Make a feature store from Kaldi's own features and alignments (a drop-in for steps/nnet)."""
+    from asr_init.features.extract import summary_table
+    from asr_init.features.kaldi import KaldiImportConfig, import_kaldi
+
+    cfg = KaldiImportConfig(
+        ali=list(ali),
+        phone_ali=list(phone_ali),
+        phones=str(phones) if phones else None,
+        num_pdfs=num_pdfs,
+        dev=str(dev) if dev else None,
+        test=str(test) if test else None,
+        dev_fraction=dev_fraction,
+        cmvn=cmvn,
+        norm_vars=norm_vars,
+        seed=seed,
+    )
+    cfg.validate()
+    console.print(f"import-kaldi {data_dir} -> {out}: {cfg.to_dict()}", highlight=False)
+    summary = import_kaldi(data_dir, out, cfg, force=force)
+    console.print(summary_table(summary))
+    targets = ", ".join(f"{n} {kind}" for kind, n in summary.get("targets", {}).items())
+    console.print(
+        f"{summary['hours']:.3f} h imported ({targets}); "
+        f"{len(summary['skipped'])} utterance(s) without alignment left out",
+        highlight=False,
+    )
+
+
 @app.command("optimal-d", short_help="The optimal net-input spread D* (quadrature, Monte Carlo).")
 @user_errors
 def optimal_d_cmd(
@@ -427,12 +493,26 @@ def pretrain(
 def finetune(
     store: Path = typer.Argument(..., help="Feature store written by 'asr-init extract'."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for the model, logs and plots."),
-    dbn: Path | None = typer.Option(None, help="Start the hidden layers from this 'asr-init pretrain' folder."),
+    dbn: Path | None = typer.Option(
+        None, help="Start the hidden layers from this 'asr-init pretrain' folder, or a Kaldi nnet1 DBN file (N.dbn)."
+    ),
     init: str = typer.Option("optimal", help="Initialisation of hidden layers not taken from --dbn/--init-from."),
     output_init: str = typer.Option("small-xavier", help="Initialisation of the softmax layer; 'same' = --init."),
-    init_from: Path | None = typer.Option(None, help="Take the lower --reuse-layers layers from this model folder."),
+    init_from: Path | None = typer.Option(
+        None, help="Take the lower --reuse-layers layers from this model folder, or a Kaldi nnet1 file (final.nnet)."
+    ),
+    feature_transform: Path | None = typer.Option(
+        None,
+        exists=True,
+        dir_okay=False,
+        help="Kaldi feature transform of a --dbn/--init-from nnet1 file (default: final.feature_transform beside it).",
+    ),
     reuse_layers: int = typer.Option(0, help="How many lower layers to take from --init-from."),
-    targets: str = typer.Option("states", help="Output classes: states (3 per phone) or phones."),
+    targets: str | None = typer.Option(
+        None,
+        help="Output classes: states (3 per phone) or phones of an extract store; pdfs or phones of an import-kaldi "
+        "store. Default: states, or pdfs for an import-kaldi store.",
+    ),
     layers: int = typer.Option(6, help="Hidden layers (without --dbn)."),
     hidden: int = typer.Option(1024, help="Units per hidden layer (without --dbn)."),
     activation: str = typer.Option("sigmoid", help="sigmoid, tanh or relu (without --dbn)."),
@@ -489,6 +569,7 @@ def finetune(
         buffer_frames=buffer_frames,
         dbn=str(dbn) if dbn else None,
         init_from=str(init_from) if init_from else None,
+        feature_transform=str(feature_transform) if feature_transform else None,
         reuse_layers=reuse_layers,
     )
     try:
@@ -542,6 +623,25 @@ def evaluate(
     result = run_evaluate(store, model, cfg, out)
     console.print(results_table(result))
     console.print(f"wrote {(out or model / f'eval-{split}') / 'results.json'} and confusion.png")
+
+
+@app.command("export-kaldi", short_help="A model as Kaldi nnet1 files (final.nnet, counts).")
+@user_errors
+def export_kaldi_cmd(
+    model: Path = typer.Argument(..., help="Folder written by 'asr-init finetune'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write final.nnet, final.feature_transform, ... into."),
+    text: bool = typer.Option(False, "--text", help="Write the nnet1 files as text instead of binary."),
+    force: bool = typer.Option(False, help="Replace exported files already in --out."),
+):
+    """Write a fine-tuned model as Kaldi nnet1 files for nnet-forward and latgen-faster-mapped."""
+    from asr_init.models.export_kaldi import export_kaldi
+
+    summary = export_kaldi(model, out, binary=not text, force=force)
+    console.print(
+        f"[green]wrote {', '.join(summary['files'])} ({summary['format']}) to {out}: "
+        f"{summary['network_input_dim']} inputs, hidden {summary['hidden_sizes']}, "
+        f"{summary['outputs']} {summary['targets']}"
+    )
 
 
 @app.command(short_help="REPORT.md with tables and plots from the logs.")

@@ -198,3 +198,51 @@ def write_tiny_model(store_path: Path, model_dir: Path, hidden: int = 8) -> Path
     model_dir.mkdir(parents=True, exist_ok=True)
     save_model(model_dir, model, meta)
     return model_dir
+
+
+def write_kaldi_features(
+    root: Path,
+    speakers: int = 5,
+    utts_per_speaker: int = 3,
+    dim: int = 13,
+    num_pdfs: int = 8,
+    seed: int = 0,
+    prefix: str = "",
+) -> dict:
+    """A Kaldi data dir made of Kaldi's own files, written with kaldiio, and its alignments.
+
+    Frames are Gaussian blobs around one mean per pdf plus a per-speaker offset (which CMVN
+    removes); each pdf belongs to phone 1 + pdf // 2. Writes feats.ark/.scp (binary),
+    cmvn.ark/.scp (per-speaker stats), utt2spk and spk2utt into ROOT, and returns the arrays:
+    {"feats", "pdfs", "phones", "utt2spk", "cmvn"} keyed by utterance (cmvn by speaker)."""
+    import kaldiio
+
+    rng = np.random.default_rng(seed)
+    means = np.random.default_rng(1234).standard_normal((num_pdfs, dim)) * 2  # shared by every data dir
+    root.mkdir(parents=True, exist_ok=True)
+    feats, pdfs, utt2spk, cmvn = {}, {}, {}, {}
+    for s in range(speakers):
+        spk = f"{prefix}spk{s}"
+        offset = rng.standard_normal(dim) * 3
+        for u in range(utts_per_speaker):
+            utt = f"{spk}-utt{u}"
+            seq = []
+            while len(seq) < 40:
+                seq += [int(rng.integers(num_pdfs))] * int(rng.integers(4, 10))
+            ids = np.array(seq, dtype=np.int32)
+            feats[utt] = (means[ids] + offset + 0.3 * rng.standard_normal((len(ids), dim))).astype(np.float32)
+            pdfs[utt], utt2spk[utt] = ids, spk
+    for spk in sorted(set(utt2spk.values())):
+        x = np.concatenate([feats[u] for u in feats if utt2spk[u] == spk]).astype(np.float64)
+        stats = np.zeros((2, dim + 1))
+        stats[0, :dim], stats[1, :dim], stats[0, dim] = x.sum(0), (x**2).sum(0), len(x)
+        cmvn[spk] = stats
+    kaldiio.save_ark(str(root / "feats.ark"), feats, scp=str(root / "feats.scp"))
+    kaldiio.save_ark(str(root / "cmvn.ark"), cmvn, scp=str(root / "cmvn.scp"))
+    (root / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in sorted(utt2spk.items())))
+    spk2utt = {}
+    for u, s in sorted(utt2spk.items()):
+        spk2utt.setdefault(s, []).append(u)
+    (root / "spk2utt").write_text("".join(f"{s} {' '.join(us)}\n" for s, us in spk2utt.items()))
+    phones = {u: (1 + p // 2).astype(np.int32) for u, p in pdfs.items()}
+    return {"feats": feats, "pdfs": pdfs, "phones": phones, "utt2spk": utt2spk, "cmvn": cmvn}

@@ -13,12 +13,14 @@ runner = CliRunner()
 PIPELINE_ORDER = [
     "synth",
     "extract",
+    "import-kaldi",
     "optimal-d",
     "inits",
     "inspect",
     "pretrain",
     "finetune",
     "evaluate",
+    "export-kaldi",
     "report",
     "bench",
 ]

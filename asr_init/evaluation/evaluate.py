@@ -82,12 +82,29 @@ def phone_error_rate(hyps: list[list[int]], refs: list[list[int]]) -> dict:
     return {"per": (s + d + i) / max(n, 1), "substitutions": s, "deletions": d, "insertions": i, "ref_phones": n}
 
 
+def _check_decodable(store: FeatureStore, meta: dict, model_dir: Path) -> None:
+    """Refuse a store or model of Kaldi targets: asr-init's decoder knows only its own 3-state phone HMMs."""
+    if "states" in store.target_kinds and meta["targets"] in ("states", "phones"):
+        return
+    why = (
+        f"model {model_dir} was trained on Kaldi {meta['targets']}"
+        if meta["targets"] not in ("states", "phones")
+        else f"store {store.path} holds Kaldi targets ({', '.join(store.target_kinds)})"
+    )
+    raise UserError(
+        f"evaluate decodes with asr-init's own phone HMMs (3 states per phone), and {why}; decode with Kaldi "
+        f"instead: 'asr-init export-kaldi {model_dir} --out DIR', then nnet-forward | latgen-faster-mapped "
+        "(README: Kaldi workflow)"
+    )
+
+
 def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Path | None = None) -> dict:
     """Evaluate a model on `config.split`; writes results.json and confusion.png to out_dir."""
     config.validate()
     store = FeatureStore(store_path)
     device = torch.device(config.device)
     model, meta = load_model(model_dir, device)
+    _check_decodable(store, meta, model_dir)
     FeaturePipeline.from_dict(meta["pipeline"]).check_store(store, f"model {model_dir}")
     if meta["phones"] != store.phones:
         raise UserError(

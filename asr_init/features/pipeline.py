@@ -138,7 +138,7 @@ class FrameBuffer:
     """Seeded frame-level shuffling of a split through a bounded buffer.
 
     Iterating yields (inputs, targets) mini-batches on `device`: inputs (B, dim) float32,
-    targets (B,) int64 (state or phone ids, or None). The order depends only on the
+    targets (B,) int64 (ids of the store's target kind `targets`, or None). The order depends only on the
     seed and epoch, so a run can be resumed at any batch.
     """
 
@@ -181,8 +181,8 @@ class FrameBuffer:
         hi = torch.repeat_interleave(starts + lengths - 1, lengths).to(self.device)
         y = None
         if self.targets is not None:
-            get = self.store.state_targets if self.targets == "states" else self.store.phone_targets
-            y = torch.from_numpy(np.concatenate([get(r) for r in chunk]).astype(np.int64)).to(self.device)
+            ids = [self.store.targets(self.targets, r) for r in chunk]
+            y = torch.from_numpy(np.concatenate(ids).astype(np.int64)).to(self.device)
         return x, lo, hi, y
 
     def batches(self, seed: int, epoch: int, max_frames: int | None = None, skip: int = 0):

@@ -11,10 +11,17 @@ Layout::
       phones.txt            "id label" per line; states.txt: "id label_position"
       config.json           the corpus, the extraction config as given, the resolved feature
                             settings ("mfcc": sample rate, mel filterbank edges, ...) and the
-                            versions/environment record
+                            versions/environment record; "targets", where present, lists the
+                            target kinds the store holds (default: states, phones)
       stats.json            per-dimension mean and std over the train split, frame counts
       summary.json          utterances, hours and frames per split; the sample rate, how many
                             utterances were resampled, each mel band's level
+
+A store made by `asr-init import-kaldi` (features/kaldi.py) holds Kaldi's own frames and
+other target kinds: "pdfs" (tied HMM states of Kaldi's tree, `ali-to-pdf`) and/or "phones"
+(`ali-to-phones --per-frame`), each with its shards (`pdfs-NNNNN.npy`, int32) and its
+inventory (`pdfs.txt`), and no "states". Every kind is read through `targets(kind, rec)`
+and `labels(kind)`.
 
 Shards are memory-mapped (`np.load(mmap_mode="r")`), so reading a store costs memory
 for the frames in use, not for the whole corpus.
@@ -37,6 +44,10 @@ SPLITS = ("train", "dev", "test")
 # one was written before versions were recorded and has this layout. A reader refuses any
 # other version instead of misreading it.
 STORE_FORMAT_VERSION = 1
+# Frame target kinds a store may hold: asr-init's HMM states (3 per phone) and phones (extract),
+# Kaldi's pdf ids and phone ids (import-kaldi).
+TARGET_KINDS = ("states", "phones", "pdfs")
+DEFAULT_TARGETS = ("states", "phones")  # what a store without a "targets" record holds
 
 
 @dataclass(frozen=True)
@@ -121,8 +132,16 @@ class FeatureStore:
                 f"{stats_path} is corrupt (mean of shape {self.mean.shape}, std of shape {self.std.shape}); "
                 "re-run 'asr-init extract'"
             )
-        self.phones = _read_symbols(self.path / "phones.txt")
-        self.states = _read_symbols(self.path / "states.txt")
+        kinds = self.config.get("targets", DEFAULT_TARGETS)
+        if not kinds or any(k not in TARGET_KINDS for k in kinds):
+            raise UserError(
+                f"{self.path / 'config.json'} lists target kinds {kinds!r}; "
+                f"each must be one of {', '.join(TARGET_KINDS)}"
+            )
+        self.target_kinds: tuple[str, ...] = tuple(kinds)
+        self._labels = {kind: _read_symbols(self.path / f"{kind}.txt") for kind in self.target_kinds}
+        self.phones: list[str] = self._labels.get("phones", [])
+        self.states: list[str] = self._labels.get("states", [])
         self.dim = int(self.mean.shape[0])
         if self.feature_config is not None and self.feature_config.dim != self.dim:
             raise UserError(
@@ -178,11 +197,29 @@ class FeatureStore:
         """(frames, dim) float32 view of one utterance's features."""
         return self._shard("feats", rec.shard)[rec.offset : rec.offset + rec.frames]
 
+    def _check_kind(self, kind: str) -> None:
+        if kind not in self.target_kinds:
+            made_by = "import-kaldi" if "kaldi" in self.config else "extract"
+            raise UserError(
+                f"store {self.path} has no {kind} targets (this {made_by} store holds "
+                f"{', '.join(self.target_kinds)}); choose --targets {self.target_kinds[0]}"
+            )
+
+    def labels(self, kind: str) -> list[str]:
+        """The inventory of one target kind: label of class id i at index i."""
+        self._check_kind(kind)
+        return self._labels[kind]
+
+    def targets(self, kind: str, rec: UttRecord) -> np.ndarray:
+        """(frames,) class ids of one target kind for one utterance."""
+        self._check_kind(kind)
+        return self._shard(kind, rec.shard)[rec.offset : rec.offset + rec.frames]
+
     def phone_targets(self, rec: UttRecord) -> np.ndarray:
-        return self._shard("phones", rec.shard)[rec.offset : rec.offset + rec.frames]
+        return self.targets("phones", rec)
 
     def state_targets(self, rec: UttRecord) -> np.ndarray:
-        return self._shard("states", rec.shard)[rec.offset : rec.offset + rec.frames]
+        return self.targets("states", rec)
 
 
 def _shard_ends(records: list[UttRecord], manifest: Path) -> dict[int, tuple[int, UttRecord]]:
@@ -225,14 +262,17 @@ class _Writes:
 
 
 class StoreWriter:
-    """Appends utterances to shards of about `shard_frames` frames each."""
+    """Appends utterances to shards of about `shard_frames` frames each.
 
-    def __init__(self, path: Path, shard_frames: int):
+    `targets` names the target kinds every utterance brings (one shard file per kind)."""
+
+    def __init__(self, path: Path, shard_frames: int, targets: tuple[str, ...] = DEFAULT_TARGETS):
         self.path = Path(path)
         (self.path / "shards").mkdir(parents=True, exist_ok=True)
         self.shard_frames = shard_frames
+        self.kinds = ("feats", *targets)
         self.records: list[UttRecord] = []
-        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending: list[tuple[np.ndarray, ...]] = []
         self._pending_frames = 0
         self._shard = 0
 
@@ -247,9 +287,25 @@ class StoreWriter:
         states: np.ndarray,
         transcript: tuple[str, ...],
     ) -> UttRecord:
+        """Add an utterance of an extract store (phone and state targets)."""
+        return self.add_utterance(
+            utt_id, speaker, split, duration, feats, {"phones": phones, "states": states}, transcript
+        )
+
+    def add_utterance(
+        self,
+        utt_id: str,
+        speaker: str,
+        split: str,
+        duration: float,
+        feats: np.ndarray,
+        targets: dict[str, np.ndarray],
+        transcript: tuple[str, ...],
+    ) -> UttRecord:
+        """Add an utterance: (frames, dim) features and (frames,) ids of every target kind."""
         rec = UttRecord(utt_id, speaker, split, len(feats), self._shard, self._pending_frames, duration, transcript)
         self.records.append(rec)
-        self._pending.append((feats, phones, states))
+        self._pending.append((feats, *(targets[kind] for kind in self.kinds[1:])))
         self._pending_frames += len(feats)
         if self._pending_frames >= self.shard_frames:
             self._flush()
@@ -258,7 +314,7 @@ class StoreWriter:
     def _flush(self) -> None:
         if not self._pending:
             return
-        for k, kind in enumerate(("feats", "phones", "states")):
+        for k, kind in enumerate(self.kinds):
             path = self.path / shard_name(kind, self._shard)
             try:
                 with open(path, "wb") as fh:
@@ -279,7 +335,7 @@ class StoreWriter:
             raise naming_file(exc, path) from None
 
 
-STORE_METADATA = ("config.json", "manifest.jsonl", "stats.json", "phones.txt", "states.txt")
+STORE_METADATA = ("config.json", "manifest.jsonl", "stats.json") + tuple(f"{kind}.txt" for kind in TARGET_KINDS)
 
 
 def store_identity(path: Path) -> str:

@@ -3,6 +3,9 @@
 `dbn.pt` holds the hidden layers as (W (out, in), b (out,)) pairs, the feature pipeline
 (splice, normalisation statistics, squash), the label inventories of the store and the
 activation. It is all the fine-tuning stage needs to build its network.
+
+A Kaldi nnet1 network file (steps/nnet/pretrain_dbn.sh's N.dbn, train.sh's final.nnet) with
+its feature transform is read in its place wherever a DBN or model folder is (nnet1.py).
 """
 
 from __future__ import annotations
@@ -42,10 +45,16 @@ def save_dbn(
     )
 
 
-def load_dbn(model_dir: Path) -> dict:
+def load_dbn(model_dir: Path, feature_transform: str | Path | None = None) -> dict:
     """The contents of MODEL_DIR/dbn.pt, checked: a file with missing records, or layers whose
     shapes do not chain (W (out, in), b (out,), each layer's in the previous one's out, the
-    first one's in the pipeline's width), is a UserError naming it."""
+    first one's in the pipeline's width), is a UserError naming it. For a Kaldi nnet1 DBN file,
+    the same record made from it and its feature transform (given, or final.feature_transform
+    beside it)."""
+    if Path(model_dir).is_file():
+        from asr_init.models.nnet1 import kaldi_dbn
+
+        return kaldi_dbn(Path(model_dir), feature_transform)
     path = Path(model_dir) / "dbn.pt"
     dbn = load_typed_checkpoint(path, "asr-init-dbn-1", "asr-init pretrain")
     try:
@@ -77,9 +86,15 @@ def _check_dbn(dbn: dict) -> None:
         raise UserError("its phones, states or activation records are malformed")
 
 
-def load_stack(model_dir: Path) -> tuple[Stack, FeaturePipeline, str]:
-    """(hidden layers, pipeline, activation) of a pretrain or finetune output folder."""
+def load_stack(model_dir: Path, feature_transform: str | Path | None = None) -> tuple[Stack, FeaturePipeline, str]:
+    """(hidden layers, pipeline, activation) of a pretrain or finetune output folder, or of a
+    Kaldi nnet1 network file (its hidden layers; the feature transform as for `load_dbn`)."""
     model_dir = Path(model_dir)
+    if model_dir.is_file():
+        from asr_init.models.nnet1 import load_kaldi_network
+
+        net = load_kaldi_network(model_dir, feature_transform)
+        return net.hidden, net.pipeline, net.activation
     if (model_dir / "model.pt").exists():
         from asr_init.models.dnn import load_model
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from asr_init.errors import UserError
+from asr_init.features.store import TARGET_KINDS
 from asr_init.io import load_typed_checkpoint, save_checkpoint
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
@@ -86,7 +87,7 @@ def _build(ckpt: dict) -> tuple[DNN, dict]:
         raise UserError(f"its feature pipeline gives {pipeline.dim} inputs but input_dim is {meta['input_dim']}")
     if len(meta["priors"]) != outputs:
         raise UserError(f"it has {len(meta['priors'])} class priors for {outputs} output classes")
-    if meta["targets"] not in ("states", "phones") or not isinstance(meta["phones"], list):
+    if meta["targets"] not in TARGET_KINDS or not isinstance(meta["phones"], list):
         raise UserError(f"its targets {meta['targets']!r} or phone list are malformed")
     _check_state_dict(model.state_dict(), ckpt["state_dict"])
     model.load_state_dict(ckpt["state_dict"])

@@ -47,14 +47,14 @@ from asr_init.training.schedules import SCHEDULES, make_schedule
 # the same from `xavier-normal` stays on it (measured at 6 x 1024, see the README).
 STARTING_POINT_DEFAULTS = {"dbn": {"lr": 0.008, "momentum": 0.0}, "scratch": {"lr": 0.0004, "momentum": 0.9}}
 CHANCE_MARGIN = 0.01  # a train frame accuracy within this of the most frequent class's share is chance
-TARGETS = ("states", "phones")
+TARGETS = ("states", "phones", "pdfs")  # pdfs: Kaldi tied states, from an import-kaldi store
 
 
 @dataclass
 class FinetuneConfig(ConfigBase):
     """Settings of `asr-init finetune` (see `asr-init finetune --help`)."""
 
-    targets: str = "states"
+    targets: str | None = None  # None: the store's first kind (states from extract, pdfs from import-kaldi)
     init: str = "optimal"  # hidden layers without --dbn (and above --reuse-layers); see STARTING_POINT_DEFAULTS
     output_init: str = "small-xavier"  # the softmax layer; "same" = --init
     layers: int = 6
@@ -80,8 +80,9 @@ class FinetuneConfig(ConfigBase):
     max_frames: int | None = None
     buffer_frames: int = 200_000
     prior_floor: float = 1.0  # minimum count per class when computing priors
-    dbn: str | None = None
-    init_from: str | None = None
+    dbn: str | None = None  # a pretrain folder, or a Kaldi nnet1 .dbn file
+    init_from: str | None = None  # a pretrain/finetune folder, or a Kaldi nnet1 .nnet file
+    feature_transform: str | None = None  # Kaldi's feature_transform for a --dbn/--init-from nnet1 file
     reuse_layers: int = 0
     stats_frames: int = 2000
 
@@ -93,7 +94,7 @@ class FinetuneConfig(ConfigBase):
             self.momentum = STARTING_POINT_DEFAULTS[start]["momentum"]
 
     def validate(self) -> None:
-        self._check(self.targets in TARGETS, "targets", f"must be one of {', '.join(TARGETS)}")
+        self._check(self.targets is None or self.targets in TARGETS, "targets", f"must be one of {', '.join(TARGETS)}")
         parse_init(self.init)
         if self.output_init != "same":
             parse_init(self.output_init)
@@ -117,6 +118,11 @@ class FinetuneConfig(ConfigBase):
         self._check(self.reuse_layers == 0 or self.init_from is not None, "reuse_layers", "needs --init-from MODEL")
         self._check(self.dbn is None or self.init_from is None, "init_from", "cannot be combined with --dbn")
         self._check(
+            self.feature_transform is None or self.dbn is not None or self.init_from is not None,
+            "feature_transform",
+            "belongs to a Kaldi nnet1 file given as --dbn or --init-from",
+        )
+        self._check(
             self.dbn is None or self.activation == "sigmoid",
             "activation",
             "a DBN's layers are sigmoid; use --activation sigmoid with --dbn",
@@ -131,11 +137,10 @@ class FinetuneConfig(ConfigBase):
 
 def class_priors(store: FeatureStore, targets: str, floor: float) -> np.ndarray:
     """Relative frequencies of the targets in the train split, counts floored at `floor`."""
-    n = len(store.states if targets == "states" else store.phones)
+    n = len(store.labels(targets))
     counts = np.zeros(n, dtype=np.float64)
-    get = store.state_targets if targets == "states" else store.phone_targets
     for rec in store.split("train"):
-        counts += np.bincount(np.asarray(get(rec), dtype=np.int64), minlength=n)
+        counts += np.bincount(np.asarray(store.targets(targets, rec), dtype=np.int64), minlength=n)
     counts = np.maximum(counts, floor)
     return counts / counts.sum()
 
@@ -148,13 +153,13 @@ def build_network(
     source: list[tuple[torch.Tensor, torch.Tensor]] = []
     origin = "init"
     if config.dbn:
-        source = [(layer["W"], layer["b"]) for layer in load_dbn(Path(config.dbn))["layers"]]
+        source = [(layer["W"], layer["b"]) for layer in load_dbn(Path(config.dbn), config.feature_transform)["layers"]]
         origin = "dbn"
         sizes = [w.shape[0] for w, _ in source]
     else:
         sizes = [config.hidden] * config.layers
         if config.init_from:
-            other, _, _ = load_stack(Path(config.init_from))
+            other, _, _ = load_stack(Path(config.init_from), config.feature_transform)
             if config.reuse_layers > len(other):
                 raise UserError(
                     f"--reuse-layers {config.reuse_layers}: {config.init_from} has only {len(other)} hidden layers"
@@ -199,13 +204,12 @@ def _evaluate(
     model: DNN, store: FeatureStore, pipeline: FeaturePipeline, split: str, targets: str, device
 ) -> tuple[float, float, int]:
     """(mean cross-entropy, frame accuracy, frames) of a split, utterance by utterance."""
-    get = store.state_targets if targets == "states" else store.phone_targets
     loss, correct, n = 0.0, 0, 0
     model.eval()
     with torch.no_grad():
         for rec in store.split(split):
             x = pipeline.utterance(store.features(rec)).to(device)
-            y = torch.from_numpy(np.asarray(get(rec), dtype=np.int64)).to(device)
+            y = torch.from_numpy(np.asarray(store.targets(targets, rec), dtype=np.int64)).to(device)
             logits = model(x)
             loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
@@ -263,6 +267,8 @@ def finetune(
     if not store.split("train") or not store.split("dev"):
         raise UserError(f"store {store.path} needs train and dev utterances for fine-tuning (newbob uses dev)")
     pipeline = _input_pipeline(config, store)
+    if config.targets is None:
+        config.targets = store.target_kinds[0]
     settings = {
         "store": str(store.path.resolve()),
         "config": config.to_dict(),
@@ -275,7 +281,12 @@ def finetune(
         force,
         finished=("model.pt",),
         started=("checkpoint.pt",),
-        inputs={"feature store": store.path, "--dbn folder": config.dbn, "--init-from folder": config.init_from},
+        inputs={
+            "feature store": store.path,
+            "--dbn folder": config.dbn,
+            "--init-from folder": config.init_from,
+            "--feature-transform": config.feature_transform,
+        },
     ) as done:
         if done is not None:
             console.print(
@@ -294,17 +305,24 @@ def _input_identities(config: FinetuneConfig, store: FeatureStore) -> dict[str, 
     """Digests of what the run reads: the store, and the DBN or model it starts from."""
     ids = {"feature store": store_identity(store.path)}
     if config.dbn:
-        ids["--dbn DBN"] = digest([Path(config.dbn) / "dbn.pt"])
+        ids["--dbn DBN"] = digest(_model_files(Path(config.dbn), ("dbn.pt",)))
     if config.init_from:
-        ids["--init-from model"] = digest([Path(config.init_from) / "model.pt", Path(config.init_from) / "dbn.pt"])
+        ids["--init-from model"] = digest(_model_files(Path(config.init_from), ("model.pt", "dbn.pt")))
+    if config.feature_transform:
+        ids["--feature-transform"] = digest([Path(config.feature_transform)])
     return ids
+
+
+def _model_files(path: Path, names: tuple[str, ...]) -> list[Path]:
+    """An asr-init output folder's model files, or a Kaldi nnet1 file itself."""
+    return [path] if path.is_file() else [path / name for name in names]
 
 
 def _input_pipeline(config: FinetuneConfig, store: FeatureStore) -> FeaturePipeline:
     """The DBN's or the --init-from model's splice and normalisation (checked against the
     store's features), or new ones from the store."""
     if config.dbn:
-        dbn = load_dbn(Path(config.dbn))
+        dbn = load_dbn(Path(config.dbn), config.feature_transform)
         pipeline = FeaturePipeline.from_dict(dbn["pipeline"])
         pipeline.check_store(store, f"DBN {config.dbn}")
         if pipeline.dim != dbn["layers"][0]["W"].shape[1]:
@@ -313,7 +331,7 @@ def _input_pipeline(config: FinetuneConfig, store: FeatureStore) -> FeaturePipel
             )
         return pipeline
     if config.init_from:
-        _, pipeline, _ = load_stack(Path(config.init_from))
+        _, pipeline, _ = load_stack(Path(config.init_from), config.feature_transform)
         pipeline.check_store(store, f"model {config.init_from}")
         return pipeline
     return FeaturePipeline.from_store(store, config.splice)
@@ -337,7 +355,7 @@ class _DnnTrainer(Trainer):
 
     def __init__(self, config: FinetuneConfig, store: FeatureStore, pipeline: FeaturePipeline, out_dir: Path, resume):
         self.config, self.store, self.pipeline, self.out_dir = config, store, pipeline, out_dir
-        self.labels = store.states if config.targets == "states" else store.phones
+        self.labels = store.labels(config.targets)
         self.device = torch.device(config.device)
         self.epochs = config.max_epochs
         sample = sample_frames(store, pipeline, "train", config.stats_frames, seed=config.seed + 1)

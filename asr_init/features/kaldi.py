@@ -1,0 +1,635 @@
+"""The `import-kaldi` stage: Kaldi's own features and alignments into a feature store.
+
+No features are computed here. A Kaldi data dir brings `feats.scp` (any features Kaldi
+made: MFCC, fbank, fMLLR, ...), `utt2spk` and optionally `cmvn.scp`; alignments bring the
+frame targets:
+
+- pdf ids, the tied HMM states of Kaldi's tree, as `ali-to-pdf` writes them, and/or
+- phone ids, as `ali-to-phones --per-frame` writes them,
+
+each as an archive (text or binary), a script file, or a gzipped archive. Files are read
+with kaldiio; asr-init never runs a command taken from its input: a piped specifier
+("... |") is refused, and a `.gz` archive is opened with Python's gzip.
+
+CMVN is applied as Kaldi's `apply-cmvn --utt2spk` does (transform/cmvn.cc, ApplyCmvn): from
+each speaker's stats (count n, sums s, sums of squares q per dimension) x <- x - s/n, and
+with --norm-vars x <- (x - s/n) / sqrt(max(q/n - (s/n)^2, 1e-20)). steps/nnet/train.sh
+takes the frames after that step (its --cmvn-opts) and normalises them globally in its
+feature transform, as asr-init's pipeline does with the store's train statistics.
+
+Splits: the data dir is the train set; `--dev DIR` is train.sh's cross-validation dir
+(utils/subset_data_dir_tr_cv.sh makes one) and `--test DIR` a test set. Without `--dev`, a
+seeded `--dev-fraction` of the train speakers becomes dev. Alignments are looked up by
+utterance id in every alignment file given, so one set of files may cover all splits.
+An utterance without an alignment is skipped and reported (Kaldi's aligners leave out the
+utterances they fail on); one whose alignment has another length is an error.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import random
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from asr_init.config import ConfigBase
+from asr_init.environment import environment
+from asr_init.errors import UserError
+from asr_init.features.store import SPLITS, StoreWriter
+from asr_init.io import read_json, refuse_output_over_inputs, write_json_atomic
+from asr_init.progress import console, progress_bar
+
+VAR_FLOOR = 1e-20  # apply-cmvn's variance floor
+DEFAULT_FRAME_SHIFT = 0.01  # seconds; a data dir's frame_shift file overrides it
+_SPEC = re.compile(r"^(?P<path>.*?)(?P<offset>:\d+)?(?P<range>\[[0-9:,]*\])?$")
+
+
+@dataclass
+class KaldiImportConfig(ConfigBase):
+    """Settings of `asr-init import-kaldi` (see `asr-init import-kaldi --help`)."""
+
+    ali: list[str] = field(default_factory=list)  # pdf alignments (ali-to-pdf), for any split
+    phone_ali: list[str] = field(default_factory=list)  # phone alignments (ali-to-phones --per-frame)
+    phones: str | None = None  # lang/phones.txt: names of the phone ids
+    num_pdfs: int | None = None  # None: the highest pdf id in the alignments + 1
+    dev: str | None = None  # a data dir for dev (train.sh's cross-validation set)
+    test: str | None = None  # a data dir for test
+    dev_fraction: float = 0.1  # without --dev: this share of the train speakers is dev
+    cmvn: bool | None = None  # None: apply CMVN when the data dir has cmvn.scp
+    norm_vars: bool = False
+    seed: int = 0
+    shard_frames: int = 200_000
+
+    def validate(self) -> None:
+        self._check(
+            bool(self.ali or self.phone_ali),
+            "ali",
+            "give --ali (pdf alignments, ali-to-pdf) and/or --phone-ali (ali-to-phones --per-frame)",
+        )
+        self._check(self.num_pdfs is None or self.num_pdfs >= 1, "num_pdfs", "must be at least 1")
+        self._check(0 <= self.dev_fraction < 1, "dev_fraction", "must be in [0, 1)")
+        self._check(self.shard_frames > 0, "shard_frames", "must be positive")
+        self._check(not (self.norm_vars and self.cmvn is False), "norm_vars", "needs CMVN; drop --no-cmvn")
+
+    @property
+    def target_kinds(self) -> tuple[str, ...]:
+        return tuple(kind for kind, given in (("pdfs", self.ali), ("phones", self.phone_ali)) if given)
+
+
+# ---------------------------------------------------------------------------- Kaldi files
+
+
+def _kaldiio():
+    try:
+        import kaldiio
+    except ImportError:  # a dependency of the package; missing only in a hand-made environment
+        raise UserError("reading Kaldi files needs the kaldiio package: pip install 'kaldiio>=2.18'") from None
+    return kaldiio
+
+
+def parse_rspecifier(spec: str, what: str) -> tuple[str, Path]:
+    """("ark" or "scp", path) of a file given as PATH, ark:PATH or scp:PATH (with Kaldi's
+    read options such as ark,s,cs:). A piped specifier is refused: asr-init runs no commands."""
+    text = spec.strip()
+    kind = None
+    m = re.match(r"^(ark|scp)(,[a-z]+)*:(.*)$", text)
+    if m:
+        kind, text = m.group(1), m.group(3).strip()
+    if text.startswith("|") or text.endswith("|") or text == "-":
+        raise UserError(
+            f"{what} {spec!r} is a pipe or standard input; asr-init runs no commands from its input: write the "
+            'alignments to a file first (e.g. ali-to-pdf final.mdl "ark:gunzip -c ali.*.gz|" ark:pdf.ark) '
+            "and give that file"
+        )
+    path = Path(text)
+    if kind is None:
+        kind = "scp" if path.suffix == ".scp" else "ark"
+    if path.is_dir():
+        raise UserError(
+            f"{what} {spec} is a folder; give the alignment files. A Kaldi alignment dir's ali.*.gz hold transition "
+            f'ids: convert them first, e.g. ali-to-pdf {path}/final.mdl "ark:gunzip -c {path}/ali.*.gz|" '
+            "ark,t:pdf.ark (or ali-to-phones --per-frame)"
+        )
+    if not path.is_file():
+        raise UserError(f"{what} {path} does not exist")
+    return kind, path
+
+
+def _open_archive(path: Path) -> io.IOBase:
+    """A binary file object over an archive; a .gz archive is decompressed into memory (its
+    pieces are read with small backward seeks, which a gzip stream would make quadratic)."""
+    if path.suffix == ".gz":
+        try:
+            with gzip.open(path, "rb") as fh:
+                return io.BytesIO(fh.read())
+        except (OSError, EOFError) as exc:
+            raise UserError(f"cannot decompress {path} ({exc}); is it a gzipped Kaldi archive?") from None
+    return open(path, "rb")
+
+
+def read_archive(path: Path, what: str) -> Iterator[tuple[str, np.ndarray]]:
+    """(key, array) of every entry of a Kaldi archive, text or binary, plain or gzipped."""
+    kaldiio = _kaldiio()
+    with _open_archive(path) as fh:
+        entries = kaldiio.load_ark(fh)
+        while True:
+            try:
+                key, value = next(entries)
+            except StopIteration:
+                return
+            except Exception as exc:  # kaldiio raises assertion, value and struct errors on bad input
+                raise UserError(f"{what} {path} is not a readable Kaldi archive ({_describe(exc)})") from None
+            yield key, _array(value, path, key, what)
+
+
+def _describe(exc: Exception) -> str:
+    """The first line of an exception's message, control characters escaped (bad bytes quoted from a file)."""
+    lines = str(exc).strip().splitlines()
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in lines[0]) if lines else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _array(value, path: Path, key: str, what: str) -> np.ndarray:
+    if isinstance(value, tuple) or not isinstance(value, np.ndarray):
+        raise UserError(f"{what} {path}: entry {key} is not a matrix or vector (audio?)")
+    return value
+
+
+def read_script(path: Path, what: str) -> Iterator[tuple[str, np.ndarray]]:
+    """(key, array) of every line of a Kaldi script file ("key rxfilename[:offset][range]").
+
+    A relative file name is found as Kaldi's tools find it, from the current folder, and else
+    from the script's folder and the folders above it (a data dir's scp files name the
+    archives relative to the recipe folder)."""
+    kaldiio = _kaldiio()
+    fds: dict = {}
+    try:
+        for n, line in enumerate(_lines(path), 1):
+            parts = line.split(maxsplit=1)
+            if len(parts) != 2:
+                raise UserError(f"{path}, line {n}: expected 'key rxfilename', found {line[:60]!r}")
+            key, spec = parts[0], parts[1].strip()
+            if spec.startswith("|") or spec.endswith("|"):
+                raise UserError(
+                    f"{path}, line {n}: {key} is read through a command ({spec[:60]!r}); asr-init runs no commands "
+                    "from its input: write the data to an archive (e.g. copy-feats scp:IN ark,scp:OUT.ark,OUT.scp)"
+                )
+            m = _SPEC.match(spec)
+            file = _locate(m.group("path"), path, n)
+            offset, span = m.group("offset") or "", m.group("range") or ""
+            try:
+                if offset:
+                    value = kaldiio.load_mat(f"{file}{offset}{span}", fd_dict=fds)
+                else:
+                    value = kaldiio.load_mat(f"{file}{span}")
+            except Exception as exc:
+                raise UserError(f"{path}, line {n}: cannot read {key} from {spec} ({_describe(exc)})") from None
+            yield key, _array(value, path, key, what)
+    finally:
+        for fh in fds.values():
+            fh.close()
+
+
+def _locate(name: str, script: Path, line: int) -> Path:
+    candidate = Path(name)
+    if candidate.is_absolute():
+        if candidate.is_file():
+            return candidate
+    else:
+        for base in (Path.cwd(), *Path(script).resolve().parents):
+            if (base / candidate).is_file():
+                return base / candidate
+    raise UserError(f"{script}, line {line}: {name} does not exist (relative names are read from the current folder)")
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file (a binary archive given where a list was expected?)") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path} ({exc.strerror})") from None
+    return [ln for ln in text.splitlines() if ln.strip()]
+
+
+def read_table(spec: str, what: str) -> Iterator[tuple[str, np.ndarray]]:
+    """Entries of an archive or script file given as a path or rspecifier."""
+    kind, path = parse_rspecifier(spec, what)
+    return read_script(path, what) if kind == "scp" else read_archive(path, what)
+
+
+def read_utt2spk(data_dir: Path) -> dict[str, str]:
+    path = data_dir / "utt2spk"
+    if not path.is_file():
+        raise UserError(f"Kaldi data dir {data_dir} has no utt2spk (utils/fix_data_dir.sh writes one)")
+    out = {}
+    for n, line in enumerate(_lines(path), 1):
+        parts = line.split()
+        if len(parts) != 2:
+            raise UserError(f"{path}, line {n}: expected 'utterance speaker', found {line[:60]!r}")
+        out[parts[0]] = parts[1]
+    return out
+
+
+def read_phone_symbols(path: Path) -> dict[int, str]:
+    """Kaldi's lang/phones.txt ("symbol id" per line) as id -> symbol."""
+    out = {}
+    for n, line in enumerate(_lines(path), 1):
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise UserError(f"{path}, line {n}: expected 'symbol id' as in Kaldi's phones.txt, found {line[:60]!r}")
+        out[int(parts[1])] = parts[0]
+    return out
+
+
+@dataclass
+class Alignments:
+    """Frame targets of one kind, pooled from every file given, by utterance id."""
+
+    kind: str  # "pdfs" or "phones"
+    by_utt: dict[str, np.ndarray]
+    source: dict[str, str]  # utterance -> the file it came from
+
+    @classmethod
+    def read(cls, kind: str, specs: list[str]) -> Alignments:
+        what = "pdf alignments" if kind == "pdfs" else "phone alignments"
+        by_utt: dict[str, np.ndarray] = {}
+        source: dict[str, str] = {}
+        for spec in specs:
+            for key, ali in read_table(spec, what):
+                if ali.ndim != 1 or not np.issubdtype(ali.dtype, np.integer):
+                    raise UserError(
+                        f"{what} {spec}: entry {key} is not a vector of integers ({ali.dtype}, shape {ali.shape}); "
+                        "give ali-to-pdf / ali-to-phones --per-frame output"
+                    )
+                if key in by_utt and not np.array_equal(by_utt[key], ali):
+                    raise UserError(f"utterance {key} has different {what} in {source[key]} and {spec}")
+                if len(ali) and ali.min() < 0:
+                    raise UserError(f"{what} {spec}: utterance {key} has a negative id {int(ali.min())}")
+                by_utt[key], source[key] = ali.astype(np.int32), spec
+        if not by_utt:
+            raise UserError(f"{what} {', '.join(specs)} hold no utterances")
+        return cls(kind, by_utt, source)
+
+    def max_id(self) -> int:
+        return max(int(a.max()) for a in self.by_utt.values() if len(a))
+
+
+# ---------------------------------------------------------------------------- data dirs
+
+
+@dataclass
+class DataDir:
+    """A Kaldi data dir: its feats.scp entries are read lazily, utterance by utterance."""
+
+    path: Path
+    split: str | None  # None: train and dev by speaker fraction
+    utt2spk: dict[str, str]
+    cmvn: dict[str, np.ndarray] | None
+    frame_shift: float
+
+    @classmethod
+    def open(cls, path: Path, split: str | None, cmvn: bool | None) -> DataDir:
+        path = Path(path)
+        if not path.is_dir():
+            raise UserError(f"Kaldi data dir {path} does not exist")
+        if not (path / "feats.scp").is_file():
+            raise UserError(
+                f"Kaldi data dir {path} has no feats.scp (make features with steps/make_mfcc.sh or steps/make_fbank.sh)"
+            )
+        stats = None
+        has_cmvn = (path / "cmvn.scp").is_file()
+        if cmvn and not has_cmvn:
+            raise UserError(
+                f"--cmvn: Kaldi data dir {path} has no cmvn.scp (steps/compute_cmvn_stats.sh makes it); "
+                "use --no-cmvn for features that need none"
+            )
+        if cmvn or (cmvn is None and has_cmvn):
+            stats = {}
+            for key, s in read_script(path / "cmvn.scp", "CMVN stats"):
+                if s.ndim != 2 or s.shape[0] not in (1, 2):
+                    raise UserError(f"{path / 'cmvn.scp'}: {key} holds a {s.shape} matrix, not CMVN stats (2, dim + 1)")
+                stats[key] = s.astype(np.float64)
+        shift = DEFAULT_FRAME_SHIFT
+        if (path / "frame_shift").is_file():
+            try:
+                shift = float((path / "frame_shift").read_text().split()[0])
+            except (ValueError, IndexError):
+                raise UserError(f"{path / 'frame_shift'} does not hold a frame shift in seconds") from None
+        return cls(path, split, read_utt2spk(path), stats, shift)
+
+    def utterances(self) -> Iterator[tuple[str, np.ndarray]]:
+        return read_script(self.path / "feats.scp", "features")
+
+    def count(self) -> int:
+        return len(_lines(self.path / "feats.scp"))
+
+    def apply_cmvn(self, utt: str, speaker: str, feats: np.ndarray, norm_vars: bool) -> np.ndarray:
+        """apply-cmvn on one utterance: the speaker's stats (or the utterance's, for per-utterance stats)."""
+        if self.cmvn is None:
+            return feats
+        stats = self.cmvn.get(speaker, self.cmvn.get(utt))
+        where = self.path / "cmvn.scp"
+        if stats is None:
+            raise UserError(
+                f"{where} has no stats for speaker {speaker} (utterance {utt}); re-run compute_cmvn_stats.sh"
+            )
+        dim = stats.shape[1] - 1
+        if dim != feats.shape[1]:
+            raise UserError(
+                f"{where}: stats of {speaker} are for {dim}-dim features, utterance {utt} has {feats.shape[1]}"
+            )
+        count = stats[0, dim]
+        if count < 1.0:
+            raise UserError(f"{where}: stats of {speaker} count {count:g} frames, too few for CMVN")
+        mean = stats[0, :dim] / count
+        if not norm_vars:
+            return (feats - mean).astype(np.float32)
+        if stats.shape[0] < 2:
+            raise UserError(f"{where}: --norm-vars needs variance stats, and those of {speaker} have none")
+        var = np.maximum(stats[1, :dim] / count - mean**2, VAR_FLOOR)
+        scale = 1.0 / np.sqrt(var)
+        return (feats * scale - mean * scale).astype(np.float32)
+
+
+def _dev_speakers(speakers: list[str], fraction: float, seed: int, where: Path) -> set[str]:
+    """A seeded share of the speakers for dev (at least one when the fraction is positive)."""
+    if fraction == 0:
+        return set()
+    order = sorted(speakers)
+    random.Random(seed).shuffle(order)
+    n = max(1, round(fraction * len(order)))
+    if n >= len(order):
+        raise UserError(
+            f"{where} has {len(order)} speaker(s), too few for {n} dev speaker(s) and a train set; "
+            "give a separate dev data dir with --dev or lower --dev-fraction"
+        )
+    return set(order[:n])
+
+
+# ---------------------------------------------------------------------------- the stage
+
+
+def import_kaldi(data_dir: Path, out_dir: Path, config: KaldiImportConfig, force: bool = False) -> dict:
+    """Build a feature store at `out_dir` from Kaldi data dirs and alignments; returns the summary.
+
+    An existing complete store made from the same inputs and settings is left as it is."""
+    config.validate()
+    data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
+    refuse_output_over_inputs(
+        out_dir, {"data dir": data_dir, "--dev data dir": config.dev, "--test data dir": config.test}
+    )
+    settings = _settings(data_dir, config)
+    if _already_imported(out_dir, settings, force):
+        return read_json(out_dir / "summary.json")
+    dirs, cmvn_opts = _open_data_dirs(data_dir, config)
+    alignments = [
+        Alignments.read(kind, specs) for kind, specs in (("pdfs", config.ali), ("phones", config.phone_ali)) if specs
+    ]
+    labels = {a.kind: _inventory(a, config) for a in alignments}
+    dev_speakers = (
+        _dev_speakers(sorted(set(dirs[0].utt2spk.values())), config.dev_fraction, config.seed, data_dir)
+        if config.dev is None
+        else set()
+    )
+    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        t0 = time.perf_counter()
+        importer = _Importer(StoreWriter(tmp, config.shard_frames, config.target_kinds), alignments, labels, config)
+        for d in dirs:
+            importer.add_data_dir(d, dev_speakers)
+        importer.writer.close()
+        _check_imported(importer.writer, importer.skipped, dirs, config)
+        for kind, names in labels.items():
+            (tmp / f"{kind}.txt").write_text("".join(f"{i} {name}\n" for i, name in enumerate(names)))
+        versions = environment()
+        record = {"num_pdfs": len(labels.get("pdfs", [])), "cmvn_opts": cmvn_opts, "versions": versions}
+        write_json_atomic(tmp / "config.json", settings | record)
+        write_json_atomic(tmp / "stats.json", importer.stats.result())
+        elapsed = time.perf_counter() - t0
+        summary = _summary(importer.writer, importer.skipped, elapsed, labels) | {"versions": versions}
+        write_json_atomic(tmp / "summary.json", summary)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if importer.skipped:
+        console.print(
+            f"[yellow]warning: {len(importer.skipped)} utterance(s) have no alignment and were left out "
+            f"(first: {', '.join(importer.skipped[:5])})",
+            highlight=False,
+        )
+    return summary
+
+
+def _settings(data_dir: Path, config: KaldiImportConfig) -> dict:
+    """The identity of the inputs, every path resolved (a re-run from another folder matches)."""
+    resolved = {
+        "ali": [_resolved_spec(spec, "pdf alignments") for spec in config.ali],
+        "phone_ali": [_resolved_spec(spec, "phone alignments") for spec in config.phone_ali],
+        **{k: str(Path(v).resolve()) if v else None for k, v in (("dev", config.dev), ("test", config.test))},
+        "phones": str(Path(config.phones).resolve()) if config.phones else None,
+    }
+    return {"corpus": str(data_dir), "kaldi": config.to_dict() | resolved, "targets": list(config.target_kinds)}
+
+
+def _already_imported(out_dir: Path, settings: dict, force: bool) -> bool:
+    """True when `out_dir` is a complete store of these settings; refuses any other existing output."""
+    if not out_dir.exists() or force:
+        return False
+    done = (out_dir / "summary.json").exists() and (out_dir / "config.json").exists()
+    if done:
+        old = read_json(out_dir / "config.json")
+        if {k: old.get(k) for k in settings} == settings:
+            console.print(f"[green]{out_dir} is already complete with these inputs; nothing to do (--force redoes it)")
+            return True
+    why = "was made from other inputs or settings" if done else "is not a complete feature store"
+    raise UserError(f"output {out_dir} already exists and {why}; use --force to replace it or choose another --out")
+
+
+def _open_data_dirs(data_dir: Path, config: KaldiImportConfig) -> tuple[list[DataDir], str | None]:
+    """The train, dev and test data dirs, and the apply-cmvn options applied to all of them (or None)."""
+    dirs = [DataDir.open(data_dir, None if config.dev is None else "train", config.cmvn)]
+    for split, path in (("dev", config.dev), ("test", config.test)):
+        if path is not None:
+            dirs.append(DataDir.open(Path(path), split, config.cmvn))
+    applied = [d.cmvn is not None for d in dirs]
+    if config.norm_vars and not all(applied):
+        missing = next(d.path for d in dirs if d.cmvn is None)
+        raise UserError(f"--norm-vars: Kaldi data dir {missing} has no cmvn.scp to normalise variances with")
+    if any(applied) and not all(applied):
+        missing = ", ".join(str(d.path) for d in dirs if d.cmvn is None)
+        raise UserError(
+            f"{missing} has no cmvn.scp, the other data dirs have; give every one CMVN stats or use --no-cmvn"
+        )
+    # What Kaldi's decoding (steps/nnet/decode.sh) must apply to its features: export-kaldi writes it as cmvn_opts.
+    cmvn_opts = f"--norm-means=true --norm-vars={str(config.norm_vars).lower()}" if all(applied) else None
+    return dirs, cmvn_opts
+
+
+class _Importer:
+    """Checks every utterance of the data dirs, applies CMVN and writes it to the store."""
+
+    def __init__(self, writer: StoreWriter, alignments: list[Alignments], labels: dict, config: KaldiImportConfig):
+        self.writer, self.alignments, self.labels, self.config = writer, alignments, labels, config
+        self.stats = _Moments()  # over the train split's frames
+        self.skipped: list[str] = []
+        self.seen: dict[str, Path] = {}
+        self.dim: int | None = None
+
+    def add_data_dir(self, d: DataDir, dev_speakers: set[str]) -> None:
+        with progress_bar() as bar:
+            task = bar.add_task(f"importing {d.path.name}", total=d.count(), unit="utt")
+            for utt, feats in d.utterances():
+                bar.advance(task)
+                speaker = self._check(d, utt, feats)
+                targets = _targets(utt, len(feats), self.alignments, d.path, self.config)
+                if targets is None:
+                    self.skipped.append(utt)
+                    continue
+                split = d.split or ("dev" if speaker in dev_speakers else "train")
+                x = d.apply_cmvn(utt, speaker, np.asarray(feats, dtype=np.float32), self.config.norm_vars)
+                transcript = _transcript(targets.get("phones"), self.labels.get("phones"))
+                self.writer.add_utterance(utt, speaker, split, len(x) * d.frame_shift, x, targets, transcript)
+                if split == "train":
+                    self.stats.add(x)
+
+    def _check(self, d: DataDir, utt: str, feats: np.ndarray) -> str:
+        """The utterance's speaker, after checking it is new, a feature matrix of the common dimension, in utt2spk."""
+        if utt in self.seen:
+            raise UserError(
+                f"utterance {utt} is in both {self.seen[utt]} and {d.path}; splits must not share utterances"
+            )
+        self.seen[utt] = d.path
+        if feats.ndim != 2 or not len(feats):
+            raise UserError(f"{d.path / 'feats.scp'}: {utt} is not a (frames, dim) feature matrix")
+        if self.dim is None:
+            self.dim = feats.shape[1]
+        elif feats.shape[1] != self.dim:
+            raise UserError(
+                f"{d.path / 'feats.scp'}: utterance {utt} has {feats.shape[1]}-dim features, the ones "
+                f"before it {self.dim}-dim"
+            )
+        speaker = d.utt2spk.get(utt)
+        if speaker is None:
+            raise UserError(f"utterance {utt} of {d.path / 'feats.scp'} is not in {d.path / 'utt2spk'}")
+        return speaker
+
+
+def _resolved_spec(spec: str, what: str) -> str:
+    kind, path = parse_rspecifier(spec, what)
+    return f"{kind}:{path.resolve()}"
+
+
+def _inventory(ali: Alignments, config: KaldiImportConfig) -> list[str]:
+    """The class labels of one target kind: pdf ids 0..N-1, or the phone symbols of lang/phones.txt."""
+    top = ali.max_id()
+    if ali.kind == "pdfs":
+        if config.num_pdfs is None:
+            console.print(
+                f"[yellow]note: {top + 1} pdfs, from the highest pdf id in the alignments; give --num-pdfs (hmm-info "
+                "final.mdl prints it) so that the network's output layer has every pdf of the tree",
+                highlight=False,
+            )
+            return [str(i) for i in range(top + 1)]
+        if top >= config.num_pdfs:
+            utt = next(u for u, a in ali.by_utt.items() if len(a) and a.max() == top)
+            raise UserError(
+                f"utterance {utt} in {ali.source[utt]} has pdf id {top}, but --num-pdfs is {config.num_pdfs}; are "
+                "these transition ids? Convert Kaldi's ali.*.gz with ali-to-pdf final.mdl first"
+            )
+        return [str(i) for i in range(config.num_pdfs)]
+    if top >= 2**15:
+        raise UserError(f"phone alignments hold phone id {top}; phone ids must be below 32768")
+    if config.phones is None:
+        return [str(i) for i in range(top + 1)]
+    symbols = read_phone_symbols(Path(config.phones))
+    missing = sorted({int(i) for a in ali.by_utt.values() for i in np.unique(a)} - set(symbols))
+    if missing:
+        raise UserError(f"phone alignments hold phone id(s) {missing[:5]} that {config.phones} does not list")
+    return [symbols.get(i, str(i)) for i in range(max(max(symbols), top) + 1)]
+
+
+def _targets(utt: str, frames: int, alignments: list[Alignments], where: Path, config: KaldiImportConfig):
+    """{kind: (frames,) ids} of one utterance, or None when an alignment is missing."""
+    out = {}
+    for ali in alignments:
+        ids = ali.by_utt.get(utt)
+        if ids is None:
+            return None
+        if len(ids) != frames:
+            raise UserError(
+                f"utterance {utt}: {where / 'feats.scp'} has {frames} frames but its {ali.kind[:-1]} alignment in "
+                f"{ali.source[utt]} has {len(ids)}; the alignments must be made on these features (same frame "
+                "shift, no frame subsampling)"
+            )
+        out[ali.kind] = ids.astype(np.int32 if ali.kind == "pdfs" else np.int16)
+    return out
+
+
+def _transcript(phones: np.ndarray | None, names: list[str] | None) -> tuple[str, ...]:
+    if phones is None:
+        return ()
+    starts = np.r_[True, phones[1:] != phones[:-1]]
+    return tuple(names[int(p)] for p in phones[starts])
+
+
+def _check_imported(writer: StoreWriter, skipped: list[str], dirs: list[DataDir], config: KaldiImportConfig) -> None:
+    if not any(r.split == "train" for r in writer.records):
+        specs = ", ".join(config.ali + config.phone_ali)
+        raise UserError(
+            f"no utterance of {dirs[0].path / 'feats.scp'} has an alignment in {specs} ({len(skipped)} left out); "
+            "the alignments must be keyed by the same utterance ids"
+        )
+    for d in dirs[1:]:
+        if not any(r.split == d.split for r in writer.records):
+            raise UserError(f"no utterance of the {d.split} data dir {d.path} has an alignment")
+
+
+class _Moments:
+    """Per-dimension mean and standard deviation over frames, accumulated in float64."""
+
+    def __init__(self):
+        self.n, self.s, self.ss = 0, 0.0, 0.0
+
+    def add(self, x: np.ndarray) -> None:
+        x = x.astype(np.float64)
+        self.n += len(x)
+        self.s = self.s + x.sum(0)
+        self.ss = self.ss + (x**2).sum(0)
+
+    def result(self) -> dict:
+        mean = self.s / self.n
+        std = np.sqrt(np.maximum(self.ss / self.n - mean**2, 1e-8))
+        return {"mean": mean.tolist(), "std": std.tolist(), "train_frames": self.n}
+
+
+def _summary(writer: StoreWriter, skipped: list[str], elapsed: float, labels: dict[str, list[str]]) -> dict:
+    per_split = {}
+    for split in SPLITS:
+        recs = [r for r in writer.records if r.split == split]
+        per_split[split] = {
+            "utterances": len(recs),
+            "speakers": len({r.speaker for r in recs}),
+            "frames": sum(r.frames for r in recs),
+            "hours": sum(r.duration for r in recs) / 3600,
+        }
+    return {
+        "layout": "Kaldi",
+        "splits": per_split,
+        "utterances": len(writer.records),
+        "hours": sum(r.duration for r in writer.records) / 3600,
+        "skipped": skipped,
+        "seconds": elapsed,
+        "targets": {kind: len(names) for kind, names in labels.items()},
+    }

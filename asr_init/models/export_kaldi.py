@@ -1,0 +1,134 @@
+"""The `export-kaldi` stage: a fine-tuned model as the files Kaldi's nnet1 decoding reads.
+
+Into the output folder (steps/nnet/decode.sh's model dir):
+
+    final.nnet               the network: <AffineTransform> <Sigmoid> ... <AffineTransform> <Softmax>
+    final.feature_transform  the input pipeline: <Splice> <AddShift> <Rescale> (nnet1.py)
+    ali_train_pdf.counts     the class frame counts of the train split, whose relative
+                             frequencies are the model's priors (nnet-forward --class-frame-counts)
+    cmvn_opts                the apply-cmvn options the store was made with (import-kaldi stores
+                             with CMVN only): decode.sh applies them to its features
+    export.json              what was exported from what
+
+so that `nnet-forward --feature-transform=final.feature_transform --class-frame-counts=
+ali_train_pdf.counts final.nnet FEATS ark:- | latgen-faster-mapped final.mdl HCLG.fst ...`
+decodes with the model. That needs targets that are the pdfs of Kaldi's tree: a model
+trained on an `import-kaldi` store with pdf targets.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from asr_init.environment import environment
+from asr_init.errors import UserError
+from asr_init.features.pipeline import FeaturePipeline
+from asr_init.io import atomic_write, refuse_output_over_inputs, write_json_atomic
+from asr_init.models.dnn import load_model
+from asr_init.models.nnet1 import network_components, transform_components, write_nnet
+from asr_init.progress import console
+
+FILES = ("final.nnet", "final.feature_transform", "ali_train_pdf.counts", "cmvn_opts")
+
+
+def _training_store(model_dir: Path):
+    """The store the model was fine-tuned on (from finetune.json), or None when it is gone."""
+    from asr_init.features.store import FeatureStore
+
+    record = Path(model_dir) / "finetune.json"
+    try:
+        path = json.loads(record.read_text())["store"]
+        return FeatureStore(Path(path))
+    except (OSError, ValueError, KeyError, TypeError, UserError):
+        return None
+
+
+def class_counts(meta: dict, store) -> tuple[np.ndarray, str]:
+    """(counts, where from): the train split's frame count per class, floored as fine-tuning
+    floored them, when the store is there and gives the model's priors; else the priors
+    themselves (nnet-forward normalises the vector, so either gives the same log-priors)."""
+    priors = np.asarray(meta["priors"], dtype=np.float64)
+    targets = meta["targets"]
+    if store is not None and targets in store.target_kinds and store.labels(targets) == meta["outputs"]:
+        counts = np.zeros(len(priors))
+        for rec in store.split("train"):
+            counts += np.bincount(np.asarray(store.targets(targets, rec), dtype=np.int64), minlength=len(priors))
+        store.release()
+        counts = np.maximum(counts, meta["config"].get("prior_floor", 1.0))
+        if np.allclose(counts / counts.sum(), priors, rtol=1e-6, atol=0):
+            return counts, f"train split of {store.path}"
+    return priors, "the model's priors"
+
+
+def _vector_text(values: np.ndarray) -> bytes:
+    """A Kaldi text vector, as analyze-counts --binary=false writes it."""
+    return (" [ " + " ".join(f"{v:.10g}" for v in values) + " ]\n").encode()
+
+
+def export_kaldi(model_dir: Path, out_dir: Path, binary: bool = True, force: bool = False) -> dict:
+    """Write MODEL_DIR's network, feature transform and counts into OUT_DIR; returns export.json."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    model, meta = load_model(model_dir)
+    refuse_output_over_inputs(out_dir, {"model folder": model_dir})
+    present = [name for name in FILES if (out_dir / name).exists()]
+    if present and not force:
+        raise UserError(
+            f"{out_dir} already holds {', '.join(present)}; use --force to replace them or choose another --out"
+        )
+    pipeline = FeaturePipeline.from_dict(meta["pipeline"])
+    network = network_components(
+        model.hidden_stack(), (model.output.weight, model.output.bias), meta["config"]["activation"]
+    )
+    store = _training_store(model_dir)
+    counts, counts_from = class_counts(meta, store)
+    kaldi_store = store is not None and "kaldi" in store.config
+    cmvn_opts = store.config.get("cmvn_opts") if kaldi_store else None
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_nnet(out_dir / "final.nnet", network, binary)
+    write_nnet(out_dir / "final.feature_transform", transform_components(pipeline), binary)
+    atomic_write(out_dir / "ali_train_pdf.counts", lambda fh: fh.write(_vector_text(counts)))
+    if cmvn_opts:
+        atomic_write(out_dir / "cmvn_opts", lambda fh: fh.write((cmvn_opts + "\n").encode()))
+    elif (out_dir / "cmvn_opts").exists():
+        (out_dir / "cmvn_opts").unlink()  # --force over an export with CMVN: decode.sh must not apply it now
+    summary = {
+        "model": str(model_dir.resolve()),
+        "format": "binary" if binary else "text",
+        "files": [name for name in FILES if (out_dir / name).exists()],
+        "targets": meta["targets"],
+        "outputs": len(meta["outputs"]),
+        "input_dim": pipeline.base_dim,
+        "splice": pipeline.splice,
+        "network_input_dim": pipeline.dim,
+        "hidden_sizes": meta["hidden_sizes"],
+        "activation": meta["config"]["activation"],
+        "counts_from": counts_from,
+        "cmvn_opts": cmvn_opts,
+        "store": str(store.path) if store is not None else None,
+        "versions": environment(),
+    }
+    write_json_atomic(out_dir / "export.json", summary)
+    _warn_if_not_kaldi_pdfs(meta, store, kaldi_store)
+    return summary
+
+
+def _warn_if_not_kaldi_pdfs(meta: dict, store, kaldi_store: bool) -> None:
+    """Kaldi's decoders need outputs that are its tree's pdfs, on Kaldi's own features."""
+    if meta["targets"] == "pdfs" and (kaldi_store or store is None):
+        if store is None:
+            console.print(
+                "[yellow]warning: the store this model was fine-tuned on is gone, so cmvn_opts could not be written; "
+                "if the store applied CMVN, write the same apply-cmvn options into cmvn_opts by hand",
+                highlight=False,
+            )
+        return
+    console.print(
+        f"[yellow]warning: this model's outputs are asr-init's {meta['targets']}, not the pdfs of a Kaldi tree; "
+        "nnet-forward can run it, but latgen-faster-mapped needs a model fine-tuned on an 'asr-init import-kaldi' "
+        "store with pdf alignments (--targets pdfs)",
+        highlight=False,
+    )

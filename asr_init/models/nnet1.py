@@ -1,0 +1,633 @@
+"""Kaldi nnet1 networks: read and write them, and convert them to and from asr-init's.
+
+An nnet1 file (`final.nnet`, `N.dbn`, `final.feature_transform`) is a sequence of
+components between `<Nnet>` and `</Nnet>`, each written by Kaldi's `Component::Write`
+(src/nnet/nnet-component.cc) as
+
+    <Marker> OUTPUT_DIM INPUT_DIM  DATA  <!EndOfComponent>
+
+(output dimension first). DATA depends on the component (Kaldi master):
+
+    <AffineTransform>   <LearnRateCoef> f <BiasLearnRateCoef> f <MaxNorm> f, then the weight
+                        matrix (OUTPUT_DIM, INPUT_DIM) and the bias vector (OUTPUT_DIM,)
+                        (nnet-affine-transform.h; the three tokens in any order, each optional)
+    <Sigmoid> <Tanh> <Softmax>   nothing (nnet-activation.h)
+    <Splice>            the frame offsets, an integer vector (nnet-various.h)
+    <AddShift> <Rescale>  [<LearnRateCoef> f] and a vector of INPUT_DIM (nnet-various.h):
+                        out = in + shift, out = in * scale
+
+Numbers follow src/base/io-funcs.cc and src/matrix/kaldi-matrix.cc. A binary file starts
+with "\\0B"; a token is its text and one space; an int32 is the byte 4 and 4 little-endian
+bytes; a float is the byte 4 and a float32 (the byte 8 and a float64 is read too); a
+matrix is the token "FM" (or "DM"), the rows and columns as int32s, then the values row by
+row; a vector is "FV" (or "DV"), the dimension and the values; an integer vector is the byte
+4, the count as 4 raw bytes, then the raw int32s. In a text file tokens and numbers are
+separated by white space, a matrix is " [" then one line per row then "]", a vector
+" [ v1 v2 ... ]" and an integer vector "[ i1 i2 ... ]".
+
+asr-init's network maps to nnet1 one to one: each hidden layer is an <AffineTransform>
+and its <Sigmoid> (or <Tanh>), the output layer an <AffineTransform> and a <Softmax>. Its
+input pipeline (normalise each feature dimension, then splice +-K frames, edge frames
+repeated) is the feature transform Kaldi's steps/nnet/train.sh builds: <Splice> offsets
+-K..K, then <AddShift> -mean and <Rescale> 1/std over the spliced dimensions (the
+normalisation tiled once per offset), then <Sigmoid> for a Bernoulli first RBM layer.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asr_init.errors import UserError
+from asr_init.features.pipeline import FeaturePipeline
+
+# Markers asr-init reads and writes, by their lower-case form (Kaldi matches them case-blind).
+MARKERS = {m.lower(): m for m in ("AffineTransform", "Sigmoid", "Tanh", "Softmax", "Splice", "AddShift", "Rescale")}
+ACTIVATION_OF = {"Sigmoid": "sigmoid", "Tanh": "tanh"}
+MARKER_OF = {a: m for m, a in ACTIVATION_OF.items()}
+_AFFINE_COEFS = {
+    "<LearnRateCoef>": "learn_rate_coef",
+    "<BiasLearnRateCoef>": "bias_learn_rate_coef",
+    "<MaxNorm>": "max_norm",
+}
+
+
+@dataclass
+class Component:
+    """One nnet1 component. `params` holds, by kind: AffineTransform "linearity" (out, in)
+    float32, "bias" (out,), "learn_rate_coef", "bias_learn_rate_coef", "max_norm"; Splice
+    "offsets" (k,) int32; AddShift "shift" (in,), Rescale "scale" (in,), each with "learn_rate_coef"."""
+
+    kind: str
+    output_dim: int
+    input_dim: int
+    params: dict = field(default_factory=dict)
+
+
+def affine(w: np.ndarray, b: np.ndarray) -> Component:
+    """An <AffineTransform> with Kaldi's default coefficients (learn rates 1, no max-norm)."""
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    params = {"linearity": w, "bias": np.asarray(b, dtype=np.float32)}
+    params |= {"learn_rate_coef": 1.0, "bias_learn_rate_coef": 1.0, "max_norm": 0.0}
+    return Component("AffineTransform", w.shape[0], w.shape[1], params)
+
+
+def activation(kind: str, dim: int) -> Component:
+    return Component(kind, dim, dim)
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def write_nnet(path: Path, components: list[Component], binary: bool = True) -> None:
+    """Write `components` as an nnet1 file (binary with Kaldi's "\\0B" header, or text)."""
+    from asr_init.io import atomic_write
+
+    out = _BinaryWriter() if binary else _TextWriter()
+    out.token("<Nnet>")
+    out.newline()
+    for comp in components:
+        out.token(f"<{comp.kind}>")
+        out.int(comp.output_dim)
+        out.int(comp.input_dim)
+        out.newline()
+        p = comp.params
+        if comp.kind == "AffineTransform":
+            for token, key in _AFFINE_COEFS.items():
+                out.token(token)
+                out.float(p[key])
+            out.newline()
+            out.matrix(p["linearity"])
+            out.vector(p["bias"])
+        elif comp.kind == "Splice":
+            out.int_vector(p["offsets"])
+        elif comp.kind in ("AddShift", "Rescale"):
+            out.token("<LearnRateCoef>")
+            out.float(p.get("learn_rate_coef", 0.0))
+            out.vector(p["shift" if comp.kind == "AddShift" else "scale"])
+        out.token("<!EndOfComponent>")
+        out.newline()
+    out.token("</Nnet>")
+    out.newline()
+    data = out.getvalue()
+    atomic_write(Path(path), lambda fh: fh.write(data))
+
+
+class _BinaryWriter:
+    def __init__(self):
+        self.parts = [b"\0B"]
+
+    def token(self, text: str) -> None:
+        self.parts.append(text.encode() + b" ")
+
+    def newline(self) -> None:
+        pass
+
+    def int(self, value: int) -> None:
+        self.parts.append(b"\x04" + struct.pack("<i", value))
+
+    def float(self, value: float) -> None:
+        self.parts.append(b"\x04" + struct.pack("<f", value))
+
+    def matrix(self, m: np.ndarray) -> None:
+        self.token("FM")
+        self.int(m.shape[0])
+        self.int(m.shape[1])
+        self.parts.append(np.ascontiguousarray(m, dtype="<f4").tobytes())
+
+    def vector(self, v: np.ndarray) -> None:
+        self.token("FV")
+        self.int(len(v))
+        self.parts.append(np.asarray(v, dtype="<f4").tobytes())
+
+    def int_vector(self, v: np.ndarray) -> None:
+        self.parts.append(b"\x04" + struct.pack("<i", len(v)) + np.asarray(v, dtype="<i4").tobytes())
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def _numbers(values: np.ndarray) -> str:
+    """float32 values as text that reads back to the same float32s (9 significant digits)."""
+    return " ".join(f"{v:.9g}" for v in np.asarray(values, dtype=np.float32).tolist())
+
+
+class _TextWriter:
+    """Text as Kaldi writes it (numbers with 9 significant digits, so a float32 reads back exactly)."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+
+    def token(self, text: str) -> None:
+        self.parts.append(text + " ")
+
+    def newline(self) -> None:
+        self.parts.append("\n")
+
+    def int(self, value: int) -> None:
+        self.parts.append(f"{value} ")
+
+    def float(self, value: float) -> None:
+        self.parts.append(f"{value:.9g} ")
+
+    def matrix(self, m: np.ndarray) -> None:
+        rows = "".join(f"\n  {_numbers(row)} " for row in np.asarray(m))
+        self.parts.append(f" [{rows}]\n")
+
+    def vector(self, v: np.ndarray) -> None:
+        self.parts.append(f" [ {_numbers(v)} ]\n")
+
+    def int_vector(self, v: np.ndarray) -> None:
+        self.parts.append("[ " + "".join(f"{int(i)} " for i in v) + "]\n")
+
+    def getvalue(self) -> bytes:
+        return "".join(self.parts).encode()
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+class _Malformed(Exception):
+    """A format error inside the reader; read_nnet turns it into a UserError naming the file."""
+
+
+class _Reader:
+    """Kaldi's token / basic-type / matrix reading over the bytes of one file."""
+
+    def __init__(self, data: bytes):
+        self.binary = data[:2] == b"\0B"
+        self.data = data
+        self.pos = 2 if self.binary else 0
+
+    def _skip_space(self) -> None:
+        while self.pos < len(self.data) and self.data[self.pos : self.pos + 1].isspace():
+            self.pos += 1
+
+    def at_end(self) -> bool:
+        self._skip_space()
+        return self.pos >= len(self.data)
+
+    def token(self) -> str:
+        self._skip_space()  # Kaldi's ReadToken reads with operator>>, which skips white space
+        start = self.pos
+        while self.pos < len(self.data) and not self.data[self.pos : self.pos + 1].isspace():
+            self.pos += 1
+        if self.pos == start:
+            raise _Malformed("unexpected end of file")
+        text = self.data[start : self.pos].decode("latin-1")
+        self.pos += 1  # the one space after a token
+        return text
+
+    def peek_token(self) -> str | None:
+        pos = self.pos
+        try:
+            return None if self.at_end() else self.token()
+        finally:
+            self.pos = pos
+
+    def _take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise _Malformed("unexpected end of file")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def int(self) -> int:
+        if not self.binary:
+            return _parse(int, self.token(), "an integer")
+        size = self._take(1)
+        if size != b"\x04":
+            raise _Malformed(f"expected a 32-bit integer at byte {self.pos - 1}, found size byte {size!r}")
+        return struct.unpack("<i", self._take(4))[0]
+
+    def float(self) -> float:
+        if not self.binary:
+            return _parse(float, self.token(), "a number")
+        size = self._take(1)
+        if size == b"\x04":
+            return struct.unpack("<f", self._take(4))[0]
+        if size == b"\x08":
+            return struct.unpack("<d", self._take(8))[0]
+        raise _Malformed(f"expected a float at byte {self.pos - 1}, found size byte {size!r}")
+
+    def _bracketed(self) -> str:
+        """Text between the next "[" and its "]"."""
+        self._skip_space()
+        if self.data[self.pos : self.pos + 1] != b"[":
+            raise _Malformed(f"expected '[' at byte {self.pos}")
+        end = self.data.find(b"]", self.pos)
+        if end < 0:
+            raise _Malformed("a '[' without its ']'")
+        body = self.data[self.pos + 1 : end].decode("latin-1")
+        self.pos = end + 1
+        return body
+
+    def matrix(self) -> np.ndarray:
+        if not self.binary:
+            body = self._bracketed()
+            rows = [line.split() for line in body.splitlines() if line.split()]
+            if len({len(r) for r in rows}) > 1:
+                raise _Malformed("a matrix whose rows differ in length")
+            return _floats(rows).reshape(len(rows), len(rows[0]) if rows else 0)
+        kind = self.token()
+        if kind not in ("FM", "DM"):
+            raise _Malformed(
+                f"expected a matrix (FM or DM), found {kind!r}" + (" (compressed)" if kind[:2] == "CM" else "")
+            )
+        rows, cols = self.int(), self.int()
+        if rows < 0 or cols < 0:
+            raise _Malformed(f"a matrix of {rows} x {cols}")
+        dtype = "<f4" if kind == "FM" else "<f8"
+        width = np.dtype(dtype).itemsize
+        return np.frombuffer(self._take(rows * cols * width), dtype=dtype).reshape(rows, cols).astype(np.float32)
+
+    def vector(self) -> np.ndarray:
+        if not self.binary:
+            return _floats(self._bracketed().split())
+        kind = self.token()
+        if kind not in ("FV", "DV"):
+            raise _Malformed(f"expected a vector (FV or DV), found {kind!r}")
+        dim = self.int()
+        if dim < 0:
+            raise _Malformed(f"a vector of dimension {dim}")
+        dtype = "<f4" if kind == "FV" else "<f8"
+        return np.frombuffer(self._take(dim * np.dtype(dtype).itemsize), dtype=dtype).astype(np.float32)
+
+    def int_vector(self) -> np.ndarray:
+        if not self.binary:
+            return np.array([_parse(int, t, "an integer") for t in self._bracketed().split()], dtype=np.int32)
+        if self._take(1) != b"\x04":
+            raise _Malformed("expected a vector of 32-bit integers")
+        count = struct.unpack("<i", self._take(4))[0]
+        if count < 0:
+            raise _Malformed(f"an integer vector of {count} values")
+        return np.frombuffer(self._take(4 * count), dtype="<i4").astype(np.int32)
+
+
+def _floats(values) -> np.ndarray:
+    try:
+        return np.array(values, dtype=np.float32)
+    except ValueError as exc:
+        raise _Malformed(f"expected numbers ({exc})") from None
+
+
+def _parse(kind, text: str, what: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise _Malformed(f"expected {what}, found {text!r}") from None
+
+
+def read_nnet(path: Path) -> list[Component]:
+    """The components of an nnet1 file (binary or text); a malformed file, or a component
+    asr-init does not know, is a UserError naming the file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read Kaldi network {path} ({exc.strerror})") from None
+    reader = _Reader(data)
+    components: list[Component] = []
+    try:
+        while not reader.at_end():
+            token = reader.token()
+            if token == "<Nnet>":
+                continue
+            if token == "</Nnet>":
+                break
+            kind = MARKERS.get(token.lower().strip("<>")) if token.startswith("<") else None
+            if kind is None:
+                if not token.startswith("<"):
+                    raise _Malformed(f"expected a component marker such as <AffineTransform>, found {token[:40]!r}")
+                raise UserError(
+                    f"Kaldi network {path} has a {token} component, which asr-init cannot convert; it reads "
+                    f"{', '.join(f'<{m}>' for m in MARKERS.values())}"
+                )
+            comp = Component(kind, reader.int(), reader.int())
+            _read_data(reader, comp)
+            if reader.peek_token() == "<!EndOfComponent>":
+                reader.token()
+            if components and components[-1].output_dim != comp.input_dim:
+                raise _Malformed(
+                    f"component {len(components) + 1} ({token}) takes {comp.input_dim} inputs but the one "
+                    f"before it gives {components[-1].output_dim}"
+                )
+            components.append(comp)
+    except _Malformed as exc:
+        raise UserError(f"Kaldi network {path} is malformed: {exc}") from None
+    if not components:
+        raise UserError(f"Kaldi network {path} holds no components")
+    return components
+
+
+def _read_data(reader: _Reader, comp: Component) -> None:
+    p = comp.params
+    if comp.kind == "AffineTransform":
+        p |= {"learn_rate_coef": 1.0, "bias_learn_rate_coef": 1.0, "max_norm": 0.0}
+        while reader.peek_token() in _AFFINE_COEFS:
+            key = _AFFINE_COEFS[reader.token()]
+            p[key] = reader.float()
+        p["linearity"], p["bias"] = reader.matrix(), reader.vector()
+        if p["linearity"].shape != (comp.output_dim, comp.input_dim) or p["bias"].shape != (comp.output_dim,):
+            raise _Malformed(
+                f"<AffineTransform> {comp.output_dim} {comp.input_dim} holds a {p['linearity'].shape} matrix "
+                f"and a {p['bias'].shape} bias"
+            )
+    elif comp.kind == "Splice":
+        p["offsets"] = reader.int_vector()
+        if len(p["offsets"]) * comp.input_dim != comp.output_dim:
+            raise _Malformed(f"<Splice> {comp.output_dim} {comp.input_dim} has {len(p['offsets'])} offsets")
+    elif comp.kind in ("AddShift", "Rescale"):
+        p["learn_rate_coef"] = 1.0
+        if reader.peek_token() == "<LearnRateCoef>":
+            reader.token()
+            p["learn_rate_coef"] = reader.float()
+        key = "shift" if comp.kind == "AddShift" else "scale"
+        p[key] = reader.vector()
+        if len(p[key]) != comp.input_dim or comp.input_dim != comp.output_dim:
+            raise _Malformed(f"<{comp.kind}> {comp.output_dim} {comp.input_dim} holds {len(p[key])} values")
+    elif comp.input_dim != comp.output_dim:
+        raise _Malformed(f"<{comp.kind}> {comp.output_dim} {comp.input_dim}: dimensions must agree")
+
+
+# ---------------------------------------------------------------------------- asr-init -> nnet1
+
+
+def network_components(
+    hidden: list[tuple[torch.Tensor, torch.Tensor]], output, activation_name: str
+) -> list[Component]:
+    """An asr-init DNN as nnet1: (W, b) of each hidden layer with its activation, then the
+    output layer (W, b) and <Softmax>."""
+    if activation_name not in MARKER_OF:
+        raise UserError(
+            f"a {activation_name} network cannot be written as a Kaldi nnet1 network, which has no such component; "
+            f"export supports {', '.join(MARKER_OF)} networks"
+        )
+    comps = []
+    for w, b in hidden:
+        comps += [affine(_np(w), _np(b)), activation(MARKER_OF[activation_name], w.shape[0])]
+    w, b = output
+    return comps + [affine(_np(w), _np(b)), activation("Softmax", w.shape[0])]
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+
+def transform_components(pipeline: FeaturePipeline) -> list[Component]:
+    """The feature transform that does what `pipeline` does: <Splice> -K..K, <AddShift>
+    -mean and <Rescale> 1/std (tiled over the offsets), and <Sigmoid> when it squashes."""
+    d, n = pipeline.base_dim, 2 * pipeline.splice + 1
+    mean = np.asarray(pipeline.mean, dtype=np.float64)
+    std = np.asarray(pipeline.std, dtype=np.float64)
+    offsets = np.arange(-pipeline.splice, pipeline.splice + 1, dtype=np.int32)
+    comps = [
+        Component("Splice", n * d, d, {"offsets": offsets}),
+        Component("AddShift", n * d, n * d, {"shift": np.tile(-mean, n).astype(np.float32), "learn_rate_coef": 0.0}),
+        Component("Rescale", n * d, n * d, {"scale": np.tile(1.0 / std, n).astype(np.float32), "learn_rate_coef": 0.0}),
+    ]
+    if pipeline.squash:
+        comps.append(activation("Sigmoid", n * d))
+    return comps
+
+
+# ---------------------------------------------------------------------------- nnet1 -> asr-init
+
+
+@dataclass
+class KaldiStack:
+    """A Kaldi network as asr-init reads it: hidden layers, their activation, the softmax
+    output layer if the network has one (a .dbn has none), and the input pipeline."""
+
+    hidden: list[tuple[torch.Tensor, torch.Tensor]]
+    activation: str
+    output: tuple[torch.Tensor, torch.Tensor] | None
+    pipeline: FeaturePipeline
+    folded: bool  # the feature transform's per-offset normalisation was folded into layer 1
+
+
+def network_layers(components: list[Component], path: Path):
+    """(hidden (W, b) list, activation, output (W, b) or None) of an nnet1 network of
+    <AffineTransform> + activation pairs, optionally ending in <AffineTransform> <Softmax>."""
+    kinds = [c.kind for c in components]
+    output = None
+    if kinds[-1] == "Softmax":
+        if len(kinds) < 2 or kinds[-2] != "AffineTransform":
+            raise UserError(f"Kaldi network {path}: its <Softmax> does not follow an <AffineTransform>")
+        output = _wb(components[-2])
+        components = components[:-2]
+    hidden, acts = [], set()
+    for i in range(0, len(components), 2):
+        pair = components[i : i + 2]
+        if len(pair) != 2 or pair[0].kind != "AffineTransform" or pair[1].kind not in ACTIVATION_OF:
+            found = " ".join(f"<{c.kind}>" for c in pair)
+            raise UserError(
+                f"Kaldi network {path}: component {i + 1} onwards reads {found}, but asr-init takes a network of "
+                "<AffineTransform> <Sigmoid> (or <Tanh>) pairs, optionally ending in <AffineTransform> <Softmax>"
+            )
+        hidden.append(_wb(pair[0]))
+        acts.add(ACTIVATION_OF[pair[1].kind])
+    if len(acts) > 1:
+        raise UserError(f"Kaldi network {path} mixes {' and '.join(sorted(acts))} layers; asr-init uses one activation")
+    if not hidden and output is None:
+        raise UserError(f"Kaldi network {path} has no layers")
+    return hidden, (acts.pop() if acts else "sigmoid"), output
+
+
+def _wb(comp: Component) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(comp.params["linearity"].copy()), torch.from_numpy(comp.params["bias"].copy())
+
+
+def pipeline_from_transform(components: list[Component], path: Path) -> tuple[FeaturePipeline, np.ndarray, np.ndarray]:
+    """The pipeline a feature transform amounts to, and the per-input (shift, scale) that the
+    transform applies after splicing, beyond what the pipeline does.
+
+    The transform is a <Splice> of offsets -K..K and per-dimension <AddShift>/<Rescale>
+    (before or after the splice), then optionally <Sigmoid>. Kaldi's own transforms normalise
+    each spliced dimension with its own statistics, so the values differ slightly from one
+    offset to the next; asr-init normalises each feature dimension once. The pipeline takes
+    the centre frame's values, and the returned (shift, scale) of the spliced dimensions
+    are the rest: the transform computes (x + shift) * scale on the spliced input x, the
+    pipeline (x - mean) / std. For a transform asr-init wrote they are exactly those.
+    """
+    splice, shift, scale, squash = None, None, None, False
+    base = components[0].input_dim
+    for comp in components:
+        if squash:
+            raise UserError(f"feature transform {path}: <Sigmoid> must be its last component")
+        if comp.kind == "Splice":
+            if splice is not None:
+                raise UserError(f"feature transform {path} has two <Splice> components")
+            offsets = comp.params["offsets"].tolist()
+            k = (len(offsets) - 1) // 2
+            if offsets != list(range(-k, k + 1)):
+                raise UserError(
+                    f"feature transform {path} splices frames {offsets}; asr-init splices a symmetric, "
+                    "contiguous context -K..K (steps/nnet/train.sh --splice K)"
+                )
+            splice = k
+            if shift is not None:  # normalisation before the splice: tile it over the offsets
+                shift = np.tile(shift, len(offsets))
+            if scale is not None:
+                scale = np.tile(scale, len(offsets))
+        elif comp.kind in ("AddShift", "Rescale"):
+            values = comp.params["shift" if comp.kind == "AddShift" else "scale"].astype(np.float64)
+            if comp.kind == "AddShift":
+                if scale is not None:
+                    raise UserError(f"feature transform {path}: <AddShift> after <Rescale> is not supported")
+                shift = values if shift is None else shift + values
+            else:
+                scale = values if scale is None else scale * values
+        elif comp.kind == "Sigmoid":
+            squash = True
+        else:
+            raise UserError(
+                f"feature transform {path} has a <{comp.kind}> component; asr-init reads feature transforms of "
+                "<Splice>, <AddShift>, <Rescale> and a final <Sigmoid>"
+            )
+    k = splice or 0
+    n = 2 * k + 1
+    dim = base * n
+    shift = np.zeros(dim) if shift is None else shift
+    scale = np.ones(dim) if scale is None else scale
+    if shift.shape != (dim,) or scale.shape != (dim,):  # normalisation of the unspliced input, no splice
+        raise UserError(f"feature transform {path}: its <AddShift>/<Rescale> do not match its input dimension")
+    if np.any(scale == 0):
+        raise UserError(f"feature transform {path}: its <Rescale> has zero scales")
+    centre = slice(k * base, (k + 1) * base)
+    mean, std = -shift[centre], 1.0 / scale[centre]
+    pipeline = FeaturePipeline(k, tuple(map(float, mean)), tuple(map(float, np.abs(std))), squash)
+    return pipeline, shift, scale
+
+
+def _tiled(values: np.ndarray, offsets: int) -> bool:
+    """Whether the values of the spliced dimensions repeat exactly from one offset to the next."""
+    blocks = values.reshape(offsets, -1)
+    return bool((blocks == blocks[0]).all())
+
+
+def _fold_into_first_layer(
+    hidden: list[tuple[torch.Tensor, torch.Tensor]], pipeline: FeaturePipeline, shift: np.ndarray, scale: np.ndarray
+) -> None:
+    """Make layer 1 on the pipeline's inputs compute what it computed on the transform's.
+
+    With transform inputs u = (x + s) * r and pipeline inputs v = (x - m) / sd (m, sd tiled),
+    u = r * sd * v + r * (s + m), so W u + b = (W diag(r sd)) v + (b + W (r (s + m)))."""
+    n = 2 * pipeline.splice + 1
+    m = np.tile(np.asarray(pipeline.mean), n)
+    sd = np.tile(np.asarray(pipeline.std), n)
+    if pipeline.squash:
+        raise UserError(
+            "the feature transform normalises its spliced dimensions differently from one offset to the next "
+            "and ends in <Sigmoid>; asr-init can take only one of the two"
+        )
+    w, b = hidden[0]
+    w64 = w.double().numpy()
+    new_w = w64 * (scale * sd)[None, :]
+    new_b = b.double().numpy() + w64 @ (scale * (shift + m))
+    hidden[0] = (torch.from_numpy(new_w.astype(np.float32)), torch.from_numpy(new_b.astype(np.float32)))
+
+
+def find_feature_transform(path: Path, feature_transform: str | Path | None) -> Path:
+    """The feature transform of the network at `path`: the one given, or Kaldi's
+    final.feature_transform beside it (steps/nnet/pretrain_dbn.sh and train.sh put it there)."""
+    if feature_transform is not None:
+        ft = Path(feature_transform)
+        if not ft.is_file():
+            raise UserError(f"feature transform {ft} does not exist")
+        return ft
+    ft = Path(path).parent / "final.feature_transform"
+    if not ft.is_file():
+        raise UserError(
+            f"no feature transform for Kaldi network {path}: there is no {ft}; give it with --feature-transform "
+            "(the final.feature_transform Kaldi wrote with the network)"
+        )
+    return ft
+
+
+def load_kaldi_network(path: Path, feature_transform: str | Path | None = None) -> KaldiStack:
+    """A Kaldi nnet1 network (.dbn, .nnet) and its feature transform as asr-init's layers and pipeline."""
+    path = Path(path)
+    hidden, act, output = network_layers(read_nnet(path), path)
+    ft = find_feature_transform(path, feature_transform)
+    pipeline, shift, scale = pipeline_from_transform(read_nnet(ft), ft)
+    first_in = (hidden[0] if hidden else output)[0].shape[1]
+    if first_in != pipeline.dim:
+        raise UserError(
+            f"Kaldi network {path} takes {first_in} inputs but feature transform {ft} gives {pipeline.dim}; "
+            "give the feature transform the network was trained with"
+        )
+    n = 2 * pipeline.splice + 1
+    folded = not (_tiled(shift, n) and _tiled(scale, n))  # a transform asr-init wrote is tiled: nothing to fold
+    if folded and not hidden:
+        raise UserError(f"feature transform {ft} normalises differently per offset, and {path} has no hidden layer")
+    if folded:
+        _fold_into_first_layer(hidden, pipeline, shift, scale)
+    return KaldiStack(hidden, act, output, pipeline, folded)
+
+
+def kaldi_dbn(path: Path, feature_transform: str | Path | None = None) -> dict:
+    """A Kaldi DBN (steps/nnet/pretrain_dbn.sh's N.dbn: <AffineTransform> <Sigmoid> pairs) as
+    the dict `load_dbn` returns for a dbn.pt, so that `finetune --dbn` takes either."""
+    net = load_kaldi_network(path, feature_transform)
+    if net.output is not None:
+        raise UserError(
+            f"Kaldi network {path} ends in <Softmax>: it is a trained network, not a DBN; "
+            "use --init-from with --reuse-layers to start from its hidden layers"
+        )
+    if net.activation != "sigmoid":
+        raise UserError(f"Kaldi network {path} has {net.activation} layers; a DBN's layers are sigmoid")
+    return {
+        "format": "asr-init-dbn-1",
+        "layers": [{"W": w.contiguous(), "b": b.contiguous()} for w, b in net.hidden],
+        "pipeline": net.pipeline.to_dict(),
+        "phones": [],
+        "states": [],
+        "activation": "sigmoid",
+        "visible": "bernoulli" if net.pipeline.squash else "gauss",
+        "kaldi": {"network": str(path), "feature_transform": str(find_feature_transform(path, feature_transform))},
+    }

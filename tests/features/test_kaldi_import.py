@@ -1,0 +1,231 @@
+"""import-kaldi: a store from Kaldi's own files (written here with kaldiio), checked against them."""
+
+import gzip
+import json
+
+import kaldiio
+import numpy as np
+import pytest
+from conftest import write_kaldi_features
+from typer.testing import CliRunner
+
+from asr_init.cli import app
+from asr_init.errors import UserError
+from asr_init.features.kaldi import KaldiImportConfig, import_kaldi
+from asr_init.features.store import FeatureStore
+
+runner = CliRunner()
+
+
+def _text(result) -> str:
+    return " ".join(result.output.split())
+
+
+def _kaldi_text_ark(path, alignments: dict) -> None:
+    """A text archive as Kaldi's ali-to-pdf ark,t: writes it: 'utt id id id' per line."""
+    path.write_text("".join(f"{u} {' '.join(map(str, a))}\n" for u, a in alignments.items()))
+
+
+def _cmvn(x: np.ndarray, stats: np.ndarray, norm_vars: bool) -> np.ndarray:
+    """apply-cmvn on one utterance, written out from transform/cmvn.cc's ApplyCmvn."""
+    dim = stats.shape[1] - 1
+    count = stats[0, dim]
+    mean = stats[0, :dim] / count
+    if not norm_vars:
+        return x - mean
+    var = np.maximum(stats[1, :dim] / count - mean**2, 1e-20)
+    return (x - mean) / np.sqrt(var)
+
+
+@pytest.fixture
+def kaldi_data(tmp_path):
+    return tmp_path, write_kaldi_features(tmp_path / "data" / "train", speakers=5)
+
+
+def test_store_holds_the_kaldi_features_cmvn_and_alignments(kaldi_data):
+    root, ref = kaldi_data
+    kaldiio.save_ark(str(root / "pdf.ark"), ref["pdfs"], text=True)  # text archive
+    with gzip.open(root / "phones.1.gz", "wb") as fh:  # gzipped binary archive, as Kaldi's ali.N.gz
+        kaldiio.save_ark(fh, ref["phones"])
+    (root / "phones.txt").write_text("<eps> 0\nSIL 1\nAA 2\nIY 3\nS 4\nM 5\n#0 6\n")
+    cfg = KaldiImportConfig(
+        ali=[str(root / "pdf.ark")],
+        phone_ali=[str(root / "phones.1.gz")],
+        phones=str(root / "phones.txt"),
+        num_pdfs=10,
+        dev_fraction=0.2,
+    )
+    summary = import_kaldi(root / "data" / "train", root / "store", cfg)
+    store = FeatureStore(root / "store")
+    assert store.target_kinds == ("pdfs", "phones") and store.dim == 13
+    assert store.labels("pdfs") == [str(i) for i in range(10)]  # --num-pdfs: the tree's, not the highest seen
+    assert store.phones == ["<eps>", "SIL", "AA", "IY", "S", "M", "#0"]
+    assert len(store.records) == 15 and summary["skipped"] == []
+    assert {r.split for r in store.records} == {"train", "dev"}
+    assert len({r.speaker for r in store.split("dev")}) == 1  # 20 % of 5 speakers, none shared with train
+    assert not {r.speaker for r in store.split("dev")} & {r.speaker for r in store.split("train")}
+    for rec in store.records:
+        expected = _cmvn(ref["feats"][rec.id], ref["cmvn"][rec.speaker], norm_vars=False)
+        np.testing.assert_allclose(store.features(rec), expected, atol=1e-5)
+        np.testing.assert_array_equal(store.targets("pdfs", rec), ref["pdfs"][rec.id])
+        np.testing.assert_array_equal(store.phone_targets(rec), ref["phones"][rec.id])
+        merged = [p for i, p in enumerate(ref["phones"][rec.id]) if i == 0 or p != ref["phones"][rec.id][i - 1]]
+        assert rec.transcript == tuple(store.phones[p] for p in merged)
+        assert rec.duration == pytest.approx(rec.frames * 0.01)
+    train = np.concatenate([store.features(r) for r in store.split("train")]).astype(np.float64)
+    stats = json.loads((root / "store" / "stats.json").read_text())
+    np.testing.assert_allclose(stats["mean"], train.mean(0), atol=1e-5)
+    np.testing.assert_allclose(stats["std"], train.std(0), rtol=1e-4)
+    config = json.loads((root / "store" / "config.json").read_text())
+    assert config["cmvn_opts"] == "--norm-means=true --norm-vars=false" and config["num_pdfs"] == 10
+    with pytest.raises(UserError, match="has no states targets .* choose --targets pdfs"):
+        store.state_targets(store.records[0])
+
+
+def test_separate_dev_dir_norm_vars_and_every_alignment_form(kaldi_data):
+    """train.sh's separate cv dir; alignments as a script file, Kaldi's own text lines, and a
+    binary archive behind an rspecifier, pooled over both dirs."""
+    root, ref = kaldi_data
+    dev = write_kaldi_features(root / "data" / "cv", speakers=2, seed=1, prefix="cv")
+    kaldiio.save_ark(str(root / "pdf.ark"), ref["pdfs"], scp=str(root / "pdf.scp"))  # binary ark + scp
+    _kaldi_text_ark(root / "pdf_cv.txt", dev["pdfs"])
+    cfg = KaldiImportConfig(
+        ali=[str(root / "pdf.scp"), f"ark,t:{root / 'pdf_cv.txt'}"], dev=str(root / "data" / "cv"), norm_vars=True
+    )
+    import_kaldi(root / "data" / "train", root / "store", cfg)
+    store = FeatureStore(root / "store")
+    assert store.target_kinds == ("pdfs",) and store.phones == [] and len(store.labels("pdfs")) == 8
+    assert {r.id for r in store.split("train")} == set(ref["feats"])
+    assert {r.id for r in store.split("dev")} == set(dev["feats"])
+    for rec in store.records:
+        source = ref if rec.split == "train" else dev
+        expected = _cmvn(source["feats"][rec.id], source["cmvn"][rec.speaker], norm_vars=True)
+        np.testing.assert_allclose(store.features(rec), expected, atol=1e-4)
+        np.testing.assert_array_equal(store.targets("pdfs", rec), source["pdfs"][rec.id])
+    for spk in {r.speaker for r in store.records}:  # stats of exactly these frames: N(0, 1) per speaker
+        x = np.concatenate([store.features(r) for r in store.records if r.speaker == spk]).astype(np.float64)
+        np.testing.assert_allclose(x.mean(0), 0, atol=1e-4)
+        np.testing.assert_allclose(x.std(0), 1, atol=1e-4)
+
+
+def test_no_cmvn_keeps_the_features_and_missing_alignments_are_left_out(kaldi_data):
+    root, ref = kaldi_data
+    partial = {u: a for i, (u, a) in enumerate(ref["pdfs"].items()) if i != 4}
+    kaldiio.save_ark(str(root / "pdf.ark"), partial)
+    res = runner.invoke(
+        app,
+        ["import-kaldi", str(root / "data" / "train"), "--ali", str(root / "pdf.ark"), "--no-cmvn"]
+        + ["--out", str(root / "store")],
+    )
+    assert res.exit_code == 0, res.output
+    skipped = list(ref["pdfs"])[4]
+    assert f"1 utterance(s) have no alignment and were left out (first: {skipped})" in _text(res)
+    assert "--num-pdfs" in _text(res)  # the note that the pdf count came from the alignments
+    store = FeatureStore(root / "store")
+    assert skipped not in {r.id for r in store.records} and len(store.records) == 14
+    for rec in store.records:
+        np.testing.assert_array_equal(store.features(rec), ref["feats"][rec.id])
+    assert json.loads((root / "store" / "config.json").read_text())["cmvn_opts"] is None
+    again = runner.invoke(
+        app,
+        ["import-kaldi", str(root / "data" / "train"), "--ali", str(root / "pdf.ark"), "--no-cmvn"]
+        + ["--out", str(root / "store")],
+    )
+    assert again.exit_code == 0 and "already complete" in _text(again)
+
+
+def _truncate_one(root, ref):
+    ali = dict(ref["pdfs"])
+    ali["spk2-utt1"] = ali["spk2-utt1"][:-3]
+    kaldiio.save_ark(str(root / "bad.ark"), ali)
+    return ["--ali", str(root / "bad.ark")], "utterance spk2-utt1:"
+
+
+def _transition_ids(root, ref):
+    kaldiio.save_ark(str(root / "bad.ark"), {u: a * 50 + 2 for u, a in ref["pdfs"].items()})
+    return ["--ali", str(root / "bad.ark"), "--num-pdfs", "8"], "are these transition ids?"
+
+
+def _piped(root, ref):
+    return ["--ali", "ark:gunzip -c exp/tri3_ali/ali.1.gz |"], "runs no commands"
+
+
+def _piped_feats(root, ref):
+    scp = root / "data" / "train" / "feats.scp"
+    scp.write_text(scp.read_text() + "spk9-utt0 compute-mfcc-feats scp:wav.scp ark:- |\n")
+    kaldiio.save_ark(str(root / "pdf.ark"), ref["pdfs"])
+    return ["--ali", str(root / "pdf.ark")], "is read through a command"
+
+
+def _alignment_dir(root, ref):
+    (root / "exp" / "tri3_ali").mkdir(parents=True)
+    return ["--ali", str(root / "exp" / "tri3_ali")], "hold transition ids: convert them first"
+
+
+def _garbage(root, ref):
+    (root / "bad.ark").write_bytes(b"spk0-utt0 \0B\x07\x01\x02garbage")
+    return ["--ali", str(root / "bad.ark")], "is not a readable Kaldi archive"
+
+
+def _bad_gzip(root, ref):
+    (root / "ali.1.gz").write_bytes(b"not gzip at all")
+    return ["--ali", str(root / "ali.1.gz")], "cannot decompress"
+
+
+def _features_as_alignments(root, ref):
+    return ["--ali", str(root / "data" / "train" / "feats.ark")], "is not a vector of integers"
+
+
+def _no_utt2spk(root, ref):
+    lines = (root / "data" / "train" / "utt2spk").read_text().splitlines()
+    (root / "data" / "train" / "utt2spk").write_text("\n".join(lines[1:]) + "\n")
+    kaldiio.save_ark(str(root / "pdf.ark"), ref["pdfs"])
+    return ["--ali", str(root / "pdf.ark")], "spk0-utt0 of"
+
+
+def _cmvn_missing(root, ref):
+    (root / "data" / "train" / "cmvn.scp").unlink()
+    kaldiio.save_ark(str(root / "pdf.ark"), ref["pdfs"])
+    return ["--ali", str(root / "pdf.ark"), "--cmvn"], "has no cmvn.scp"
+
+
+def _no_alignments(root, ref):
+    return [], "give --ali"
+
+
+def _missing_file(root, ref):
+    return ["--ali", str(root / "nowhere.ark")], "does not exist"
+
+
+def _wrong_keys(root, ref):
+    kaldiio.save_ark(str(root / "pdf.ark"), {f"other-{u}": a for u, a in ref["pdfs"].items()})
+    return ["--ali", str(root / "pdf.ark")], "has an alignment in"
+
+
+@pytest.mark.parametrize(
+    "breaker",
+    [
+        _truncate_one,
+        _transition_ids,
+        _piped,
+        _piped_feats,
+        _alignment_dir,
+        _garbage,
+        _bad_gzip,
+        _features_as_alignments,
+        _no_utt2spk,
+        _cmvn_missing,
+        _no_alignments,
+        _missing_file,
+        _wrong_keys,
+    ],
+)
+def test_bad_input_gives_one_error_line_and_no_store(kaldi_data, breaker):
+    root, ref = kaldi_data
+    args, message = breaker(root, ref)
+    res = runner.invoke(app, ["import-kaldi", str(root / "data" / "train"), "--out", str(root / "store"), *args])
+    assert res.exit_code == 1, res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in res.output, res.output
+    assert message in _text(res)
+    assert not (root / "store").exists() and not list(root.glob("store.tmp-*"))

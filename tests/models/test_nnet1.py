@@ -1,0 +1,307 @@
+"""Kaldi nnet1 export and import: files read back by a reader written here from Kaldi's format
+documentation (not asr-init's), the forward pass of Kaldi's nnet-forward redone in numpy, and
+round trips."""
+
+import re
+import struct
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from asr_init.cli import app
+from asr_init.errors import UserError
+from asr_init.features.pipeline import FeaturePipeline
+from asr_init.models.dnn import DNN, load_model, save_model
+from asr_init.models.export_kaldi import export_kaldi
+from asr_init.models.nnet1 import Component, affine, load_kaldi_network, read_nnet, write_nnet
+
+runner = CliRunner()
+
+# ------------------------------------------------------------------ an independent nnet1 reader
+#
+# Kaldi's formats (src/base/io-funcs.cc, src/matrix/kaldi-matrix.cc, src/nnet/nnet-*.h):
+# binary: "\0B" header; token = text + " "; int32 = 0x04 + 4 bytes LE; float = 0x04 + float32;
+# matrix = "FM " + int32 rows + int32 cols + row-major float32s; vector = "FV " + int32 dim +
+# float32s; integer vector = 0x04 + raw int32 count + raw int32s. Text: white-space separated,
+# matrix " [\n  row \n  row ]", vector " [ v ... ]", integer vector "[ i ... ]".
+# A component: <Marker> out in DATA <!EndOfComponent>, between <Nnet> and </Nnet>.
+
+
+class BinaryNnet:
+    def __init__(self, data: bytes):
+        assert data[:2] == b"\0B"
+        self.data, self.i = data, 2
+
+    def token(self) -> str:
+        end = self.data.index(b" ", self.i)
+        tok, self.i = self.data[self.i : end].decode(), end + 1
+        return tok
+
+    def int32(self) -> int:
+        assert self.data[self.i] == 4
+        (v,) = struct.unpack_from("<i", self.data, self.i + 1)
+        self.i += 5
+        return v
+
+    def float32(self) -> float:
+        assert self.data[self.i] == 4
+        (v,) = struct.unpack_from("<f", self.data, self.i + 1)
+        self.i += 5
+        return v
+
+    def floats(self, n: int) -> np.ndarray:
+        v = np.frombuffer(self.data, "<f4", n, self.i)
+        self.i += 4 * n
+        return v
+
+    def matrix(self) -> np.ndarray:
+        assert self.token() == "FM"
+        rows, cols = self.int32(), self.int32()
+        return self.floats(rows * cols).reshape(rows, cols)
+
+    def vector(self) -> np.ndarray:
+        assert self.token() == "FV"
+        return self.floats(self.int32())
+
+    def ints(self) -> np.ndarray:
+        assert self.data[self.i] == 4
+        (n,) = struct.unpack_from("<i", self.data, self.i + 1)
+        v = np.frombuffer(self.data, "<i4", n, self.i + 5)
+        self.i += 5 + 4 * n
+        return v
+
+
+class TextNnet:
+    def __init__(self, data: bytes):
+        self.items = re.findall(r"\[[^\]]*\]|\S+", data.decode())
+        self.i = 0
+
+    def token(self) -> str:
+        self.i += 1
+        return self.items[self.i - 1]
+
+    def int32(self) -> int:
+        return int(self.token())
+
+    float32 = lambda self: float(self.token())  # noqa: E731
+
+    def _block(self) -> list[list[str]]:
+        block = self.token()
+        assert block[0] == "[" and block[-1] == "]", block[:20]
+        return [line.split() for line in block[1:-1].split("\n") if line.split()]
+
+    def matrix(self) -> np.ndarray:
+        rows = self._block()  # Kaldi reads one matrix row per line
+        return np.array(rows, dtype=np.float32)
+
+    def vector(self) -> np.ndarray:
+        (row,) = self._block()
+        return np.array(row, dtype=np.float32)
+
+    def ints(self) -> np.ndarray:
+        (row,) = self._block()
+        return np.array(row, dtype=np.int64)
+
+
+def parse_nnet(data: bytes) -> list[tuple]:
+    """[(marker, out, in, payload)] of an nnet1 file, checking every token Kaldi master writes."""
+    r = BinaryNnet(data) if data[:2] == b"\0B" else TextNnet(data)
+    assert r.token() == "<Nnet>"
+    out = []
+    while (marker := r.token()) != "</Nnet>":
+        dim_out, dim_in = r.int32(), r.int32()
+        if marker == "<AffineTransform>":
+            coefs = {}
+            for name in ("<LearnRateCoef>", "<BiasLearnRateCoef>", "<MaxNorm>"):
+                assert r.token() == name
+                coefs[name] = r.float32()
+            w, b = r.matrix(), r.vector()
+            assert w.shape == (dim_out, dim_in) and b.shape == (dim_out,)
+            assert coefs == {"<LearnRateCoef>": 1.0, "<BiasLearnRateCoef>": 1.0, "<MaxNorm>": 0.0}
+            payload = (w, b)
+        elif marker in ("<AddShift>", "<Rescale>"):
+            assert r.token() == "<LearnRateCoef>"
+            r.float32()
+            payload = r.vector()
+            assert payload.shape == (dim_in,) and dim_in == dim_out
+        elif marker == "<Splice>":
+            payload = r.ints()
+            assert len(payload) * dim_in == dim_out
+        else:
+            assert marker in ("<Sigmoid>", "<Tanh>", "<Softmax>") and dim_in == dim_out
+            payload = None
+        assert r.token() == "<!EndOfComponent>"
+        out.append((marker, dim_out, dim_in, payload))
+    return out
+
+
+def nnet_forward(transform: list[tuple], network: list[tuple], feats: np.ndarray) -> np.ndarray:
+    """What nnet-forward --feature-transform computes for one utterance (float64), as log-posteriors."""
+    x = feats.astype(np.float64)
+    for marker, _, _, p in transform + network:
+        if marker == "<Splice>":  # cu::Splice: frame t + offset, clamped to the utterance
+            rows = np.clip(np.arange(len(x))[:, None] + p[None, :], 0, len(x) - 1)
+            x = x[rows].reshape(len(x), -1)
+        elif marker == "<AddShift>":
+            x = x + p
+        elif marker == "<Rescale>":
+            x = x * p
+        elif marker == "<AffineTransform>":
+            x = x @ p[0].T.astype(np.float64) + p[1]
+        elif marker == "<Sigmoid>":
+            x = 1 / (1 + np.exp(-x))
+        elif marker == "<Tanh>":
+            x = np.tanh(x)
+        elif marker == "<Softmax>":
+            e = np.exp(x - x.max(1, keepdims=True))
+            x = e / e.sum(1, keepdims=True)
+    return np.log(x)
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+def make_model(path, activation="sigmoid", splice=2, dim=13, hidden=(24, 16), outputs=9, seed=0):
+    """A model folder as finetune writes one, with random weights and input statistics."""
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    mean, std = rng.normal(0, 2, dim).tolist(), rng.uniform(0.5, 3, dim).tolist()
+    pipeline = FeaturePipeline(splice, tuple(mean), tuple(std))
+    model = DNN(pipeline.dim, list(hidden), outputs, activation)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    priors = rng.dirichlet(np.ones(outputs))
+    meta = {
+        "config": {"activation": activation, "prior_floor": 1.0},
+        "pipeline": pipeline.to_dict(),
+        "input_dim": pipeline.dim,
+        "hidden_sizes": list(hidden),
+        "targets": "pdfs",
+        "outputs": [str(i) for i in range(outputs)],
+        "phones": [],
+        "states": [],
+        "priors": priors.tolist(),
+    }
+    path.mkdir(parents=True)
+    save_model(path, model, meta)
+    return path
+
+
+def model_log_posteriors(model_dir, feats: np.ndarray) -> np.ndarray:
+    model, meta = load_model(model_dir)
+    pipeline = FeaturePipeline.from_dict(meta["pipeline"])
+    with torch.no_grad():
+        return torch.log_softmax(model(pipeline.utterance(feats)), 1).numpy()
+
+
+# ------------------------------------------------------------------ tests
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_export_reproduces_the_model_in_text_and_binary(tmp_path, activation):
+    model_dir = make_model(tmp_path / "model", activation)
+    feats = np.random.default_rng(1).normal(0, 2, (40, 13)).astype(np.float32)
+    expected = model_log_posteriors(model_dir, feats)
+    parsed = {}
+    for form in ("binary", "text"):
+        out = tmp_path / form
+        summary = export_kaldi(model_dir, out, binary=form == "binary")
+        assert summary["files"] == ["final.nnet", "final.feature_transform", "ali_train_pdf.counts"]
+        network = parse_nnet((out / "final.nnet").read_bytes())
+        transform = parse_nnet((out / "final.feature_transform").read_bytes())
+        act = "<Sigmoid>" if activation == "sigmoid" else "<Tanh>"
+        assert [c[0] for c in network] == ["<AffineTransform>", act] * 2 + ["<AffineTransform>", "<Softmax>"]
+        assert [c[:3] for c in transform] == [("<Splice>", 65, 13), ("<AddShift>", 65, 65), ("<Rescale>", 65, 65)]
+        assert transform[0][3].tolist() == [-2, -1, 0, 1, 2]
+        got = nnet_forward(transform, network, feats)
+        assert np.abs(got - expected).max() < 1e-4
+        counts = (out / "ali_train_pdf.counts").read_text()
+        assert counts.startswith(" [ ") and counts.endswith(" ]\n")  # Kaldi's text Vector<double>
+        np.testing.assert_allclose(np.array(counts[3:-3].split(), float), load_model(model_dir)[1]["priors"])
+        parsed[form] = network
+    for (_, _, _, a), (_, _, _, b) in zip(parsed["binary"], parsed["text"]):  # 9 digits: text reads back exactly
+        if a is not None:
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_import_of_an_export_gives_back_identical_weights(tmp_path):
+    model_dir = make_model(tmp_path / "model")
+    model, meta = load_model(model_dir)
+    for binary in (True, False):
+        out = tmp_path / ("bin" if binary else "txt")
+        export_kaldi(model_dir, out, binary=binary)
+        net = load_kaldi_network(out / "final.nnet")  # final.feature_transform found beside it
+        assert not net.folded and net.activation == "sigmoid"
+        for (w, b), layer in zip(net.hidden, model.hidden):
+            assert torch.equal(w, layer.weight.detach()) and torch.equal(b, layer.bias.detach())
+        assert torch.equal(net.output[0], model.output.weight.detach())
+        assert torch.equal(net.output[1], model.output.bias.detach())
+        ours = FeaturePipeline.from_dict(meta["pipeline"])
+        assert net.pipeline.splice == ours.splice and net.pipeline.squash == ours.squash
+        np.testing.assert_allclose(net.pipeline.mean, ours.mean, rtol=1e-6)
+        np.testing.assert_allclose(net.pipeline.std, ours.std, rtol=1e-6)
+        assert [(c.kind, c.output_dim, c.input_dim) for c in read_nnet(out / "final.nnet")][-1] == ("Softmax", 9, 9)
+
+
+def test_kaldi_transform_normalising_each_offset_is_folded_into_layer_one(tmp_path):
+    """steps/nnet/train.sh's transforms normalise every spliced dimension with its own
+    statistics; the imported pipeline plus the adjusted first layer compute the same thing."""
+    rng = np.random.default_rng(3)
+    d, k = 5, 2
+    n = (2 * k + 1) * d
+    transform = [
+        Component("Splice", n, d, {"offsets": np.arange(-k, k + 1, dtype=np.int32)}),
+        Component("AddShift", n, n, {"shift": rng.normal(0, 1, n).astype(np.float32), "learn_rate_coef": 0.0}),
+        Component("Rescale", n, n, {"scale": rng.uniform(0.3, 2, n).astype(np.float32), "learn_rate_coef": 0.0}),
+    ]
+    layers = [affine(rng.normal(0, 0.3, (7, n)), rng.normal(0, 0.3, 7)), Component("Sigmoid", 7, 7)]
+    layers += [affine(rng.normal(0, 0.3, (4, 7)), rng.normal(0, 0.3, 4)), Component("Softmax", 4, 4)]
+    write_nnet(tmp_path / "feature_transform", transform, binary=False)
+    write_nnet(tmp_path / "final.nnet", layers)
+    net = load_kaldi_network(tmp_path / "final.nnet", tmp_path / "feature_transform")
+    assert net.folded and net.pipeline.splice == k
+    feats = rng.normal(0, 2, (30, d)).astype(np.float32)
+    expected = nnet_forward(
+        parse_nnet((tmp_path / "feature_transform").read_bytes()),
+        parse_nnet((tmp_path / "final.nnet").read_bytes()),
+        feats,
+    )
+    x = net.pipeline.utterance(feats).double()
+    for w, b in net.hidden:
+        x = torch.sigmoid(x @ w.double().T + b.double())
+    got = torch.log_softmax(x @ net.output[0].double().T + net.output[1].double(), 1).numpy()
+    assert np.abs(got - expected).max() < 1e-4
+
+
+def test_malformed_and_unsupported_networks_give_one_error_line(blob_store, tmp_path):
+    model_dir = make_model(tmp_path / "model", dim=39, splice=0)
+    export_kaldi(model_dir, tmp_path / "exp")
+    data = (tmp_path / "exp" / "final.nnet").read_bytes()
+    (tmp_path / "exp" / "cut.nnet").write_bytes(data[: len(data) // 2])
+    lstm = b"<Nnet> <LstmProjected> 4 4 <!EndOfComponent> </Nnet> "
+    (tmp_path / "exp" / "lstm.nnet").write_bytes(lstm)
+    cases = [
+        (["--init-from", str(tmp_path / "exp" / "cut.nnet")], "is malformed: unexpected end of file"),
+        (["--init-from", str(tmp_path / "exp" / "lstm.nnet")], "has a <LstmProjected> component"),
+        (["--dbn", str(tmp_path / "exp" / "final.nnet")], "ends in <Softmax>: it is a trained network, not a DBN"),
+    ]
+    for args, message in cases:
+        res = runner.invoke(app, ["finetune", str(blob_store), "--out", str(tmp_path / "ft"), *args])
+        assert res.exit_code == 1, res.output
+        errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and message in " ".join(res.output.split()), res.output
+    (tmp_path / "lone").mkdir()
+    (tmp_path / "lone" / "x.dbn").write_bytes(data)
+    with pytest.raises(UserError, match="no feature transform for Kaldi network .* --feature-transform"):
+        load_kaldi_network(tmp_path / "lone" / "x.dbn")
+    relu = make_model(tmp_path / "relu", "relu")
+    with pytest.raises(UserError, match="relu network cannot be written as a Kaldi nnet1 network"):
+        export_kaldi(relu, tmp_path / "relu-exp")
+    with pytest.raises(UserError, match="already holds final.nnet"):
+        export_kaldi(model_dir, tmp_path / "exp")
+    with pytest.raises(UserError, match="--out .* is the model folder"):
+        export_kaldi(model_dir, model_dir, force=True)
