@@ -153,6 +153,28 @@ def read_kaldi_dir(data_dir: Path, ctm: Path | None = None) -> Corpus:
     relative to the data dir. Piped commands (`cmd |`) are rejected, never executed.
     """
     data_dir = Path(data_dir)
+    recordings = _read_wav_scp(data_dir)
+    utt2spk = _read_utt2spk(data_dir)
+    regions = _read_segments(data_dir, recordings)
+    ctm_path = Path(ctm) if ctm is not None else data_dir / "phones.ctm"
+    aligned = _read_ctm(ctm_path)
+    utterances = []
+    for utt, (rec, start, end) in sorted(regions.items()):
+        if utt not in utt2spk:
+            raise UserError(f"{data_dir / 'utt2spk'}: utterance {utt} has no speaker")
+        if utt not in aligned:
+            raise UserError(f"{ctm_path}: utterance {utt} has no alignment")
+        segs = aligned[utt]
+        check_segments(utt, segs, str(ctm_path))
+        utterances.append(Utterance(utt, utt2spk[utt], recordings[rec], tuple(segs), start, end, None, str(ctm_path)))
+    extra = sorted(set(aligned) - set(regions))
+    if extra:
+        raise UserError(f"{ctm_path}: utterance {extra[0]} is aligned but not in {data_dir / 'wav.scp'}/segments")
+    return Corpus("kaldi", utterances)
+
+
+def _read_wav_scp(data_dir: Path) -> dict[str, Path]:
+    """Recording id -> audio file; a piped command is refused, never run."""
     wav_scp = data_dir / "wav.scp"
     recordings: dict[str, Path] = {}
     for n, line in enumerate(read_text(wav_scp).splitlines(), 1):
@@ -169,7 +191,10 @@ def read_kaldi_dir(data_dir: Path, ctm: Path | None = None) -> Corpus:
             raise UserError(f"{wav_scp}:{n}: recording {key} has {why}")
         path = Path(rest)
         recordings[key] = path if path.is_absolute() else data_dir / path
+    return recordings
 
+
+def _read_utt2spk(data_dir: Path) -> dict[str, str]:
     if not (data_dir / "utt2spk").exists():
         raise UserError(f"{data_dir / 'utt2spk'} is missing (a Kaldi data dir needs wav.scp and utt2spk)")
     utt2spk = {r[0]: r[1] for _, r in _read_table(data_dir / "utt2spk", 2)}
@@ -178,28 +203,35 @@ def read_kaldi_dir(data_dir: Path, ctm: Path | None = None) -> Corpus:
         for _, row in _read_table(spk2utt_path, 1):
             if len(row) == 1:
                 raise UserError(f"{spk2utt_path}: speaker {row[0]} has no utterances")
+    return utt2spk
 
-    regions: dict[str, tuple[str, float, float | None]] = {}
+
+def _read_segments(data_dir: Path, recordings: dict[str, Path]) -> dict[str, tuple[str, float, float | None]]:
+    """Utterance -> (recording, start s, end s or None for the recording's end); without a
+    `segments` file every recording is one utterance."""
     segments_path = data_dir / "segments"
-    if segments_path.exists():
-        for n, row in _read_table(segments_path, 4):
-            utt, rec = row[0], row[1]
-            start = _seconds(segments_path, n, "start time", row[2])
-            end = _seconds(segments_path, n, "end time", row[3])
-            if start < 0 or 0 <= end <= start:
-                raise UserError(
-                    f"{segments_path}:{n}: utterance {utt} runs from {row[2]} to {row[3]} s; the start must be "
-                    "at least 0 and the end after it (or -1: the end of the recording)"
-                )
-            if rec not in recordings:
-                raise UserError(
-                    f"{segments_path}: utterance {utt} refers to recording {rec}, which is not in {wav_scp}"
-                )
-            regions[utt] = (rec, start, None if end < 0 else end)
-    else:
-        regions = {utt: (utt, 0.0, None) for utt in recordings}
+    if not segments_path.exists():
+        return {utt: (utt, 0.0, None) for utt in recordings}
+    regions: dict[str, tuple[str, float, float | None]] = {}
+    for n, row in _read_table(segments_path, 4):
+        utt, rec = row[0], row[1]
+        start = _seconds(segments_path, n, "start time", row[2])
+        end = _seconds(segments_path, n, "end time", row[3])
+        if start < 0 or 0 <= end <= start:
+            raise UserError(
+                f"{segments_path}:{n}: utterance {utt} runs from {row[2]} to {row[3]} s; the start must be "
+                "at least 0 and the end after it (or -1: the end of the recording)"
+            )
+        if rec not in recordings:
+            raise UserError(
+                f"{segments_path}: utterance {utt} refers to recording {rec}, which is not in {data_dir / 'wav.scp'}"
+            )
+        regions[utt] = (rec, start, None if end < 0 else end)
+    return regions
 
-    ctm_path = Path(ctm) if ctm is not None else data_dir / "phones.ctm"
+
+def _read_ctm(ctm_path: Path) -> dict[str, list[PhoneSegment]]:
+    """Utterance -> its phone segments from a CTM (`utt channel start duration phone`)."""
     if not ctm_path.exists():
         raise UserError(
             f"phone alignment {ctm_path} is missing (give --ctm FILE with 'utt channel start duration phone' lines)"
@@ -214,20 +246,7 @@ def read_kaldi_dir(data_dir: Path, ctm: Path | None = None) -> Corpus:
                 "the start must be at least 0 and the duration positive"
             )
         aligned.setdefault(row[0], []).append(PhoneSegment(start, start + dur, row[4]))
-
-    utterances = []
-    for utt, (rec, start, end) in sorted(regions.items()):
-        if utt not in utt2spk:
-            raise UserError(f"{data_dir / 'utt2spk'}: utterance {utt} has no speaker")
-        if utt not in aligned:
-            raise UserError(f"{ctm_path}: utterance {utt} has no alignment")
-        segs = aligned[utt]
-        check_segments(utt, segs, str(ctm_path))
-        utterances.append(Utterance(utt, utt2spk[utt], recordings[rec], tuple(segs), start, end, None, str(ctm_path)))
-    extra = sorted(set(aligned) - set(regions))
-    if extra:
-        raise UserError(f"{ctm_path}: utterance {extra[0]} is aligned but not in {wav_scp}/segments")
-    return Corpus("kaldi", utterances)
+    return aligned
 
 
 # --- TIMIT ----------------------------------------------------------------------------
@@ -376,3 +395,13 @@ def read_corpus(path: Path, ctm: Path | None = None, tier: str = "phones", inclu
     if layout == "timit":
         return read_timit(path, include_sa)
     return read_textgrid_dir(path, tier)
+
+
+def merge_repeats(seq: list) -> list:
+    """`seq` with runs of equal items merged into one: a frame labelling's phone sequence,
+    or an utterance's transcript from its (possibly split) segments."""
+    out: list = []
+    for x in seq:
+        if not out or out[-1] != x:
+            out.append(x)
+    return out

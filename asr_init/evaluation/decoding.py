@@ -121,14 +121,6 @@ def viterbi_batch(
     return results
 
 
-def merge_repeats(seq: list) -> list:
-    out: list = []
-    for x in seq:
-        if not out or out[-1] != x:
-            out.append(x)
-    return out
-
-
 def align_counts(ref: list, hyp: list) -> tuple[int, int, int]:
     """(substitutions, deletions, insertions) of a minimum-edit-distance alignment."""
     n, m = len(ref), len(hyp)

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from asr_init.config import ConfigBase, check_device
+from asr_init.corpora.readers import merge_repeats
 from asr_init.environment import environment
 from asr_init.errors import UserError
-from asr_init.evaluation.decoding import STATES, align_counts, decode, estimate_hmm, merge_repeats
+from asr_init.evaluation.decoding import STATES, align_counts, decode, estimate_hmm
 from asr_init.features.pipeline import FeaturePipeline
 from asr_init.features.store import SPLITS, FeatureStore, store_identity
 from asr_init.io import check_writable_folder, digest, refuse_output_over_inputs, write_json_atomic
@@ -104,76 +105,30 @@ def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Pat
     store = FeatureStore(store_path)
     device = torch.device(config.device)
     model, meta = load_model(model_dir, device)
-    _check_decodable(store, meta, model_dir)
-    FeaturePipeline.from_dict(meta["pipeline"]).check_store(store, f"model {model_dir}")
-    if meta["phones"] != store.phones:
-        raise UserError(
-            f"model {model_dir} was trained on phones {meta['phones'][:5]}... but store {store.path} "
-            f"has {store.phones[:5]}...; evaluate on a store extracted with the same phone set"
-        )
-    if not store.split(config.split):
-        raise UserError(f"store {store.path} has no {config.split} utterances")
-    out_dir = Path(out_dir) if out_dir else Path(model_dir) / f"eval-{config.split}"
-    inside_model = Path(model_dir).resolve() in out_dir.resolve().parents  # MODEL/eval-SPLIT, the default
-    refuse_output_over_inputs(
-        out_dir, {"feature store": store_path, "--model folder": None if inside_model else model_dir}
-    )
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(
-            f"--out {out_dir} is an existing file, not a folder; choose another --out (the file was left as it is)"
-        )
-    check_writable_folder(out_dir, "--out")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    index = {p: i for i, p in enumerate(store.phones)}
+    _check_model_fits_store(store, meta, model_dir, config)
+    out_dir = _output_folder(store_path, model_dir, out_dir, config)
     hmm = estimate_hmm(store) if config.decode else None
-
     t0 = time.perf_counter()
-    tune = (
-        _scores(model, meta, store, config.tune_split, config.prior_scale, device)
-        if config.decode and store.split(config.tune_split)
-        else []
-    )
-    grid = []
-    if tune:
-        refs = [[index[p] for p in rec.transcript] for *_, rec in tune]
-        for w in config.lm_weights:
-            for pen in config.penalties:
-                hyps = decode([t[0] for t in tune], hmm, w, pen)
-                grid.append({"lm_weight": w, "insertion_penalty": pen, **phone_error_rate(hyps, refs)})
-        best = min(grid, key=lambda g: g["per"])
-    else:
-        best = {"lm_weight": 1.0, "insertion_penalty": 0.0, "per": None}
+    tune, grid, best = _tune_decoding(model, meta, store, hmm, config, device)
     tune_seconds = time.perf_counter() - t0
-
     t0 = time.perf_counter()
     scored = _scores(model, meta, store, config.split, config.prior_scale, device)
     forward_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     if config.decode:
         hyps = decode([t[0] for t in scored], hmm, best["lm_weight"], best["insertion_penalty"])
-        refs = [[index[p] for p in rec.transcript] for *_, rec in scored]
-        per = phone_error_rate(hyps, refs)
+        per = phone_error_rate(hyps, _references(store, scored))
     else:
         per = {"per": None, "substitutions": None, "deletions": None, "insertions": None, "ref_phones": None}
     decode_seconds = time.perf_counter() - t0
-
     pred_phone = np.concatenate([p // STATES if meta["targets"] == "states" else p for _, p, _, _, _ in scored])
     ref_phone = np.concatenate([ph for _, _, _, ph, _ in scored])
-    frames = len(ref_phone)
     result = {
         "split": config.split,
         "utterances": len(scored),
-        "frames": int(frames),
+        "frames": len(ref_phone),
         "frame_acc_phones": float((pred_phone == ref_phone).mean()),
-        "frame_acc_states": (
-            float(
-                np.mean(
-                    np.concatenate([p for _, p, _, _, _ in scored]) == np.concatenate([s for _, _, s, _, _ in scored])
-                )
-            )
-            if meta["targets"] == "states"
-            else None
-        ),
+        "frame_acc_states": _state_accuracy(scored) if meta["targets"] == "states" else None,
         **per,
         "lm_weight": best["lm_weight"],
         "insertion_penalty": best["insertion_penalty"],
@@ -192,14 +147,65 @@ def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Pat
     }
     write_json_atomic(out_dir / "results.json", result)
     per_text = f", PER {per['per']:.1%}" if per["per"] is not None else ""
-    _plot_confusion(
-        ref_phone,
-        pred_phone,
-        store.phones,
-        out_dir / "confusion.png",
-        f"{config.split}: frame phone accuracy {result['frame_acc_phones']:.1%}{per_text}",
-    )
+    title = f"{config.split}: frame phone accuracy {result['frame_acc_phones']:.1%}{per_text}"
+    _plot_confusion(ref_phone, pred_phone, store.phones, out_dir / "confusion.png", title)
     return result
+
+
+def _check_model_fits_store(store: FeatureStore, meta: dict, model_dir: Path, config: EvalConfig) -> None:
+    _check_decodable(store, meta, model_dir)
+    FeaturePipeline.from_dict(meta["pipeline"]).check_store(store, f"model {model_dir}")
+    if meta["phones"] != store.phones:
+        raise UserError(
+            f"model {model_dir} was trained on phones {meta['phones'][:5]}... but store {store.path} "
+            f"has {store.phones[:5]}...; evaluate on a store extracted with the same phone set"
+        )
+    if not store.split(config.split):
+        raise UserError(f"store {store.path} has no {config.split} utterances")
+
+
+def _output_folder(store_path: Path, model_dir: Path, out_dir: Path | None, config: EvalConfig) -> Path:
+    """--out (default MODEL/eval-SPLIT), checked and created: never an input, a file or read-only."""
+    out_dir = Path(out_dir) if out_dir else Path(model_dir) / f"eval-{config.split}"
+    inside_model = Path(model_dir).resolve() in out_dir.resolve().parents  # MODEL/eval-SPLIT, the default
+    refuse_output_over_inputs(
+        out_dir, {"feature store": store_path, "--model folder": None if inside_model else model_dir}
+    )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(
+            f"--out {out_dir} is an existing file, not a folder; choose another --out (the file was left as it is)"
+        )
+    check_writable_folder(out_dir, "--out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def _references(store: FeatureStore, scored: list) -> list[list[int]]:
+    index = {p: i for i, p in enumerate(store.phones)}
+    return [[index[p] for p in rec.transcript] for *_, rec in scored]
+
+
+def _tune_decoding(model, meta: dict, store: FeatureStore, hmm, config: EvalConfig, device):
+    """(tuning split's scores, grid of PERs, best grid point): the LM weight and insertion
+    penalty with the lowest PER on `config.tune_split` (defaults when not decoding)."""
+    tune = []
+    if config.decode and store.split(config.tune_split):
+        tune = _scores(model, meta, store, config.tune_split, config.prior_scale, device)
+    grid = []
+    if not tune:
+        return tune, grid, {"lm_weight": 1.0, "insertion_penalty": 0.0, "per": None}
+    refs = _references(store, tune)
+    for w in config.lm_weights:
+        for pen in config.penalties:
+            hyps = decode([t[0] for t in tune], hmm, w, pen)
+            grid.append({"lm_weight": w, "insertion_penalty": pen, **phone_error_rate(hyps, refs)})
+    return tune, grid, min(grid, key=lambda g: g["per"])
+
+
+def _state_accuracy(scored: list) -> float:
+    pred = np.concatenate([p for _, p, _, _, _ in scored])
+    ref = np.concatenate([s for _, _, s, _, _ in scored])
+    return float(np.mean(pred == ref))
 
 
 def _plot_confusion(ref: np.ndarray, hyp: np.ndarray, labels: list[str], path: Path, title: str) -> None:

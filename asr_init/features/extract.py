@@ -36,7 +36,15 @@ import numpy as np
 from rich.markup import escape
 
 from asr_init.config import ConfigBase
-from asr_init.corpora.readers import SILENCE, Corpus, Utterance, read_corpus, read_label_list, read_label_map
+from asr_init.corpora.readers import (
+    SILENCE,
+    Corpus,
+    Utterance,
+    merge_repeats,
+    read_corpus,
+    read_label_list,
+    read_label_map,
+)
 from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.mfcc import (
@@ -341,14 +349,6 @@ def _process(utt: Utterance):
         return str(exc)
 
 
-def _merge_repeats(labels: list[str]) -> tuple[str, ...]:
-    out: list[str] = []
-    for lab in labels:
-        if not out or out[-1] != lab:
-            out.append(lab)
-    return tuple(out)
-
-
 def _normalise_by_speaker(path: Path, writer: StoreWriter, sums: dict[str, np.ndarray]) -> None:
     """Pass 2: apply per-speaker mean/variance normalisation to the shards in place."""
     stats = {}
@@ -417,6 +417,43 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
     rate = resolve_sample_rate(file_rates, config.sample_rate, corpus_path)
     mfcc = config.mfcc(rate)
     settings = {"corpus": str(corpus_path), "extract": config.to_dict(), "mfcc": mfcc.to_dict()}
+    done = _finished_store(out_dir, corpus_path, settings, force)
+    if done is not None:
+        return done
+    corpus, splits, problems, labels = _selected_corpus(corpus, config)
+    utterances = [u for u in corpus.utterances if splits.get(u.speaker) is not None]
+    used_rates = {u.audio: file_rates[u.audio] for u in utterances if u.audio in file_rates}
+    _warn_upsampling(used_rates, rate)
+    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        t0 = time.perf_counter()
+        frames = _extract_utterances(tmp, utterances, splits, labels, mfcc, problems, config)
+        frames.resampled = sum(file_rates.get(u.audio) != rate for u in frames.utterances)
+        if not frames.writer.records:
+            raise UserError(f"no utterance of {corpus_path} could be extracted")
+        if config.cmvn == "speaker":
+            _normalise_by_speaker(tmp, frames.writer, frames.sums)
+        stats = _global_stats(tmp, frames.writer, mfcc.dim)
+        summary = _summary(frames.writer, corpus.layout, problems, time.perf_counter() - t0) | {
+            "sample_rate": rate,
+            "low_freq": mfcc.fmin,
+            "high_freq": mfcc.fmax,
+            "source_rates": {str(r): n for r, n in sorted(Counter(used_rates.values()).items())},
+            "resampled_utterances": int(frames.resampled),
+            **_band_levels(frames.band_power, mfcc),
+        }
+        summary = _write_metadata(tmp, labels, settings, stats, summary)
+        _install(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _warn_empty_bands(summary, mfcc)
+    return summary
+
+
+def _finished_store(out_dir: Path, corpus_path: Path, settings: dict, force: bool) -> dict | None:
+    """The summary of a complete store at `out_dir` made with `settings` (nothing to do), or
+    None after checking that the store may be written there."""
     refuse_output_over_inputs(out_dir, {"corpus": corpus_path})
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(
@@ -441,7 +478,11 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
         for folder in (out_dir, out_dir / "shards"):
             if folder.is_dir():
                 check_writable_folder(folder, "--out", f"--force cannot delete the feature store {out_dir}")
+    return None
 
+
+def _selected_corpus(corpus: Corpus, config: ExtractConfig) -> tuple[Corpus, dict, list[str], list[str]]:
+    """(corpus with folded labels, speaker -> split, problems to report, label inventory)."""
     if config.phone_map:
         corpus = fold_labels(corpus, Path(config.phone_map))
     splits = assign_splits(corpus, config)
@@ -452,80 +493,73 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
         raise UserError(f"{problems[0]}{more} (use --skip-bad to skip such utterances and report them)")
     for message in problems:
         console.print(f"[yellow]skipped: {escape(message)}", highlight=False)
-    labels = label_inventory(corpus, splits, config)
+    return corpus, splits, problems, label_inventory(corpus, splits, config)
+
+
+@dataclass
+class _Frames:
+    """What pass 1 wrote and summed: the shards, per-speaker sums (count, sum, sum of squares)
+    for speaker CMVN, the mel band power for the empty-band check, the utterances kept."""
+
+    writer: StoreWriter
+    sums: dict[str, np.ndarray] = field(default_factory=dict)
+    band_power: np.ndarray | None = None
+    utterances: list[Utterance] = field(default_factory=list)
+    resampled: int = 0
+
+
+def _extract_utterances(tmp, utterances, splits, labels, mfcc, problems: list[str], config) -> _Frames:
+    """Pass 1: features and targets of every utterance (worker processes), into shards at `tmp`.
+    A bad utterance stops extraction, or with --skip-bad is added to `problems`."""
+    frames = _Frames(StoreWriter(tmp, config.shard_frames), band_power=np.zeros(mfcc.n_mels))
     label_ids = {lab: i for i, lab in enumerate(labels)}
-    utterances = [u for u in corpus.utterances if splits.get(u.speaker) is not None]
-    used_rates = {u.audio: file_rates[u.audio] for u in utterances if u.audio in file_rates}
-    _warn_upsampling(used_rates, rate)
+    initargs = (mfcc, label_ids, config.silence, config.cmvn == "utterance")
+    with _mapper(config.jobs, initargs) as mapper, progress_bar() as bar:
+        task = bar.add_task("extracting", total=len(utterances), unit="utt")
+        for utt, result in zip(utterances, mapper(_process, utterances)):
+            bar.advance(task)
+            if isinstance(result, str):
+                if not config.skip_bad:
+                    raise UserError(result + " (use --skip-bad to skip such utterances and report them)")
+                problems.append(result)
+                console.print(f"[yellow]skipped: {escape(result)}", highlight=False)
+                continue
+            feats, phones, states, duration, power = result
+            transcript = tuple(merge_repeats([s.label for s in utt.segments]))
+            frames.writer.add(utt.id, utt.speaker, splits[utt.speaker], duration, feats, phones, states, transcript)
+            acc = frames.sums.setdefault(utt.speaker, np.zeros((3, mfcc.dim)))
+            acc[0] += len(feats)
+            acc[1] += feats.sum(0, dtype=np.float64)
+            acc[2] += (feats.astype(np.float64) ** 2).sum(0)
+            frames.band_power += power
+            frames.utterances.append(utt)
+    frames.writer.close()
+    return frames
 
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        writer = StoreWriter(tmp, config.shard_frames)
-        sums: dict[str, np.ndarray] = {}
-        band_power = np.zeros(mfcc.n_mels)
-        resampled = 0
-        t0 = time.perf_counter()
-        initargs = (mfcc, label_ids, config.silence, config.cmvn == "utterance")
-        with _mapper(config.jobs, initargs) as mapper, progress_bar() as bar:
-            task = bar.add_task("extracting", total=len(utterances), unit="utt")
-            for utt, result in zip(utterances, mapper(_process, utterances)):
-                bar.advance(task)
-                if isinstance(result, str):
-                    if not config.skip_bad:
-                        raise UserError(result + " (use --skip-bad to skip such utterances and report them)")
-                    problems.append(result)
-                    console.print(f"[yellow]skipped: {escape(result)}", highlight=False)
-                    continue
-                feats, phones, states, duration, power = result
-                transcript = _merge_repeats([s.label for s in utt.segments])
-                writer.add(utt.id, utt.speaker, splits[utt.speaker], duration, feats, phones, states, transcript)
-                acc = sums.setdefault(utt.speaker, np.zeros((3, mfcc.dim)))
-                acc[0] += len(feats)
-                acc[1] += feats.sum(0, dtype=np.float64)
-                acc[2] += (feats.astype(np.float64) ** 2).sum(0)
-                band_power += power
-                resampled += file_rates.get(utt.audio) != rate
-        writer.close()
-        if not writer.records:
-            raise UserError(f"no utterance of {corpus_path} could be extracted")
-        if config.cmvn == "speaker":
-            _normalise_by_speaker(tmp, writer, sums)
-        stats = _global_stats(tmp, writer, mfcc.dim)
-        elapsed = time.perf_counter() - t0
 
-        (tmp / "phones.txt").write_text("".join(f"{i} {lab}\n" for i, lab in enumerate(labels)))
-        (tmp / "states.txt").write_text(
-            "".join(
-                f"{i * STATES_PER_PHONE + k} {lab}_{k}\n"
-                for i, lab in enumerate(labels)
-                for k in range(STATES_PER_PHONE)
-            )
+def _write_metadata(tmp: Path, labels: list[str], settings: dict, stats: dict, summary: dict) -> dict:
+    """Label lists, config.json, stats.json and summary.json of the store at `tmp`; returns the summary."""
+    (tmp / "phones.txt").write_text("".join(f"{i} {lab}\n" for i, lab in enumerate(labels)))
+    (tmp / "states.txt").write_text(
+        "".join(
+            f"{i * STATES_PER_PHONE + k} {lab}_{k}\n" for i, lab in enumerate(labels) for k in range(STATES_PER_PHONE)
         )
-        versions = environment()
-        write_json_atomic(
-            tmp / "config.json", settings | {"format_version": STORE_FORMAT_VERSION, "versions": versions}
-        )
-        write_json_atomic(tmp / "stats.json", stats)
-        summary = _summary(writer, corpus.layout, problems, elapsed) | {
-            "sample_rate": rate,
-            "low_freq": mfcc.fmin,
-            "high_freq": mfcc.fmax,
-            "source_rates": {str(r): n for r, n in sorted(Counter(used_rates.values()).items())},
-            "resampled_utterances": int(resampled),
-            **_band_levels(band_power, mfcc),
-            "versions": versions,
-        }
-        write_json_atomic(tmp / "summary.json", summary)
-        old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
-        if out_dir.exists():  # set aside first: the old store stays whole until the new one is in place
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    _warn_empty_bands(summary, mfcc)
+    )
+    versions = environment()
+    write_json_atomic(tmp / "config.json", settings | {"format_version": STORE_FORMAT_VERSION, "versions": versions})
+    write_json_atomic(tmp / "stats.json", stats)
+    summary = summary | {"versions": versions}
+    write_json_atomic(tmp / "summary.json", summary)
     return summary
+
+
+def _install(tmp: Path, out_dir: Path) -> None:
+    """Rename the finished store at `tmp` to `out_dir`; an old store there stays whole until then."""
+    old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def remove_stale_temporaries(out_dir: Path) -> list[Path]:

@@ -84,32 +84,9 @@ class FeatureStore:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        if not self.path.is_dir():
-            raise UserError(f"feature store {self.path} does not exist (run 'asr-init extract' first)")
-        manifest = self.path / "manifest.jsonl"
-        if not (self.path / "summary.json").exists() or not manifest.exists():
-            raise UserError(
-                f"{self.path} is not a complete feature store (no summary.json/manifest.jsonl); "
-                "re-run 'asr-init extract'"
-            )
-        try:
-            self.records = [UttRecord.from_json(ln) for ln in manifest.read_text().splitlines() if ln.strip()]
-        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError, AttributeError) as exc:
-            raise UserError(f"{manifest} is corrupt ({exc})") from None
-        if not self.records:
-            raise UserError(f"feature store {self.path} is empty (no utterances in {manifest})")
-        self._ends = _shard_ends(self.records, manifest)
-        config_path = self.path / "config.json"
-        self.config = read_json(config_path)
-        if not isinstance(self.config, dict):
-            raise UserError(f"{config_path} is corrupt (not a JSON object); re-run 'asr-init extract'")
-        version = self.config.get("format_version", STORE_FORMAT_VERSION)
-        if version != STORE_FORMAT_VERSION:
-            raise UserError(
-                f"{config_path} has format_version {version!r}, but this asr-init reads feature stores of format "
-                f"version {STORE_FORMAT_VERSION}; extract the corpus again with this asr-init, or use the one "
-                "that wrote the store"
-            )
+        self.records = self._read_manifest()
+        self._ends = _shard_ends(self.records, self.path / "manifest.jsonl")
+        self.config = self._read_config()
         # The feature settings (rate, filterbank) the frames were computed with; None for a
         # store written by other means, whose frames can then be checked on dimension only.
         try:
@@ -118,20 +95,7 @@ class FeatureStore:
             raise UserError(
                 f"{self.path / 'config.json'} has a corrupt \"mfcc\" record ({exc}); re-run 'asr-init extract'"
             ) from None
-        stats_path = self.path / "stats.json"
-        stats = read_json(stats_path)
-        try:
-            self.mean = np.asarray(stats["mean"], dtype=np.float32)
-            self.std = np.asarray(stats["std"], dtype=np.float32)
-        except (TypeError, KeyError, ValueError) as exc:
-            raise UserError(
-                f"{stats_path} is corrupt (no numeric mean/std: {exc}); re-run 'asr-init extract'"
-            ) from None
-        if self.mean.ndim != 1 or self.mean.shape != self.std.shape or not len(self.mean):
-            raise UserError(
-                f"{stats_path} is corrupt (mean of shape {self.mean.shape}, std of shape {self.std.shape}); "
-                "re-run 'asr-init extract'"
-            )
+        self.mean, self.std = self._read_stats()
         kinds = self.config.get("targets", DEFAULT_TARGETS)
         if not kinds or any(k not in TARGET_KINDS for k in kinds):
             raise UserError(
@@ -145,11 +109,60 @@ class FeatureStore:
         self.dim = int(self.mean.shape[0])
         if self.feature_config is not None and self.feature_config.dim != self.dim:
             raise UserError(
-                f"{config_path} describes {self.feature_config.dim}-dim frames (n_mfcc {self.feature_config.n_mfcc} "
-                f"x 3), but {stats_path} and the shards hold {self.dim}-dim frames: the file was edited or the "
-                "store is damaged; re-run 'asr-init extract'"
+                f"{self.path / 'config.json'} describes {self.feature_config.dim}-dim frames (n_mfcc "
+                f"{self.feature_config.n_mfcc} x 3), but {self.path / 'stats.json'} and the shards hold "
+                f"{self.dim}-dim frames: the file was edited or the store is damaged; re-run 'asr-init extract'"
             )
         self._shards: dict[tuple[str, int], np.ndarray] = {}
+
+    def _read_manifest(self) -> list[UttRecord]:
+        if not self.path.is_dir():
+            raise UserError(f"feature store {self.path} does not exist (run 'asr-init extract' first)")
+        manifest = self.path / "manifest.jsonl"
+        if not (self.path / "summary.json").exists() or not manifest.exists():
+            raise UserError(
+                f"{self.path} is not a complete feature store (no summary.json/manifest.jsonl); "
+                "re-run 'asr-init extract'"
+            )
+        try:
+            records = [UttRecord.from_json(ln) for ln in manifest.read_text().splitlines() if ln.strip()]
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError, AttributeError) as exc:
+            raise UserError(f"{manifest} is corrupt ({exc})") from None
+        if not records:
+            raise UserError(f"feature store {self.path} is empty (no utterances in {manifest})")
+        return records
+
+    def _read_config(self) -> dict:
+        config_path = self.path / "config.json"
+        config = read_json(config_path)
+        if not isinstance(config, dict):
+            raise UserError(f"{config_path} is corrupt (not a JSON object); re-run 'asr-init extract'")
+        version = config.get("format_version", STORE_FORMAT_VERSION)
+        if version != STORE_FORMAT_VERSION:
+            raise UserError(
+                f"{config_path} has format_version {version!r}, but this asr-init reads feature stores of format "
+                f"version {STORE_FORMAT_VERSION}; extract the corpus again with this asr-init, or use the one "
+                "that wrote the store"
+            )
+        return config
+
+    def _read_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """The global mean and std of the frames (dim,), from stats.json."""
+        stats_path = self.path / "stats.json"
+        stats = read_json(stats_path)
+        try:
+            mean = np.asarray(stats["mean"], dtype=np.float32)
+            std = np.asarray(stats["std"], dtype=np.float32)
+        except (TypeError, KeyError, ValueError) as exc:
+            raise UserError(
+                f"{stats_path} is corrupt (no numeric mean/std: {exc}); re-run 'asr-init extract'"
+            ) from None
+        if mean.ndim != 1 or mean.shape != std.shape or not len(mean):
+            raise UserError(
+                f"{stats_path} is corrupt (mean of shape {mean.shape}, std of shape {std.shape}); "
+                "re-run 'asr-init extract'"
+            )
+        return mean, std
 
     def split(self, name: str) -> list[UttRecord]:
         """The utterances of one split, in manifest order."""

@@ -5,7 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from asr_init.evaluation.decoding import PhoneHmm, align_counts, decode, estimate_hmm, merge_repeats, viterbi_batch
+from asr_init.corpora.readers import merge_repeats
+from asr_init.evaluation.decoding import PhoneHmm, align_counts, decode, estimate_hmm, viterbi_batch
 from asr_init.evaluation.evaluate import phone_error_rate
 from asr_init.features.store import FeatureStore
 
