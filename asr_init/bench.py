@@ -26,7 +26,8 @@ def peak_rss_mib(children: bool = False) -> float:
 def bench_extract(corpus: Path, jobs: int) -> dict:
     """Time `extract` on `corpus` into a scratch folder; returns the figures."""
     from asr_init.config import DATA_DIR
-    from asr_init.features.extract import ExtractConfig, extract
+    from asr_init.features.config import ExtractConfig
+    from asr_init.features.extract import extract
 
     scratch = Path(tempfile.mkdtemp(prefix="asr-init-bench-"))
     try:
@@ -172,7 +173,8 @@ def bench_cd1(n_visible: int, n_hidden: int, batch: int = 256, seconds: float = 
 _RSS_CHILD = """
 import json, resource, sys, tempfile
 from pathlib import Path
-from asr_init.training.pretrain import PretrainConfig, pretrain
+from asr_init.training.pretrain import pretrain
+from asr_init.training.config import PretrainConfig
 store, buffer_frames = sys.argv[1], int(sys.argv[2])
 with tempfile.TemporaryDirectory() as tmp:
     cfg = PretrainConfig(

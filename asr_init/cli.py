@@ -13,8 +13,14 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from asr_init.config import default
+from asr_init.corpora.config import SynthConfig
 from asr_init.errors import UserError
+from asr_init.evaluation.config import EvalConfig
+from asr_init.features.config import ExtractConfig, KaldiImportConfig
+from asr_init.models.config import InspectConfig
 from asr_init.progress import console
+from asr_init.training.config import FinetuneConfig, PretrainConfig
 
 # The front page of `asr-init --help`: commands are registered in pipeline order (the
 # order Typer lists them), each with a one-line summary, and the epilogue shows the chain.
@@ -114,15 +120,17 @@ def _speakers(value: str) -> list[str]:
 @user_errors
 def synth(
     out: Path = typer.Argument(..., help="Folder to write the Kaldi-style corpus into."),
-    hours: float = typer.Option(1.0, help="Amount of speech to generate."),
-    seed: int = typer.Option(0, help="Seed for speakers, sentences and noise."),
-    speakers: int = typer.Option(40, help="Number of distinct synthetic speakers."),
-    snr: float | None = typer.Option(20.0, help="Additive noise SNR in dB; --no-noise for clean speech."),
+    hours: float = typer.Option(default(SynthConfig, "hours"), help="Amount of speech to generate."),
+    seed: int = typer.Option(default(SynthConfig, "seed"), help="Seed for speakers, sentences and noise."),
+    speakers: int = typer.Option(default(SynthConfig, "speakers"), help="Number of distinct synthetic speakers."),
+    snr: float | None = typer.Option(
+        default(SynthConfig, "snr_db"), help="Additive noise SNR in dB; --no-noise for clean speech."
+    ),
     no_noise: bool = typer.Option(False, "--no-noise", help="Generate clean speech."),
-    jobs: int = typer.Option(2, help="Worker processes."),
+    jobs: int = typer.Option(default(SynthConfig, "jobs"), help="Worker processes."),
 ):
     """Generate the embedded eSpeak NG corpus (audio + exact phone alignments)."""
-    from asr_init.corpora.synth import SynthConfig, synthesize_corpus
+    from asr_init.corpora.synth import synthesize_corpus
 
     cfg = SynthConfig(hours=hours, seed=seed, speakers=speakers, snr_db=None if no_noise else snr, jobs=jobs)
     path = synthesize_corpus(out, cfg)
@@ -137,49 +145,68 @@ def extract(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Feature store folder to write."),
     sample_rate: int | None = typer.Option(
-        None,
+        default(ExtractConfig, "sample_rate"),
         "--sample-rate",
         help="Sample rate of the features in Hz; files at other rates are "
         "resampled. Default: the rate most of the corpus's files have, at most 16000.",
     ),
-    low_freq: float = typer.Option(20.0, "--low-freq", help="Lower edge of the mel filterbank in Hz."),
+    low_freq: float = typer.Option(
+        default(ExtractConfig, "low_freq"), "--low-freq", help="Lower edge of the mel filterbank in Hz."
+    ),
     high_freq: float | None = typer.Option(
-        None,
+        default(ExtractConfig, "high_freq"),
         "--high-freq",
         help="Upper edge of the mel filterbank in Hz (default: the Nyquist frequency, half the sample rate).",
     ),
-    cmvn: str = typer.Option("speaker", help="Mean/variance normalisation: speaker, utterance or none."),
-    dev_fraction: float = typer.Option(0.1, help="Fraction of speakers for dev (when no lists are given)."),
-    test_fraction: float = typer.Option(0.1, help="Fraction of speakers for test."),
-    dev_speakers: str = typer.Option("", help="Comma-separated dev speakers (overrides fractions)."),
-    test_speakers: str = typer.Option("", help="Comma-separated test speakers."),
+    cmvn: str = typer.Option(
+        default(ExtractConfig, "cmvn"), help="Mean/variance normalisation: speaker, utterance or none."
+    ),
+    dev_fraction: float = typer.Option(
+        default(ExtractConfig, "dev_fraction"), help="Fraction of speakers for dev (when no lists are given)."
+    ),
+    test_fraction: float = typer.Option(default(ExtractConfig, "test_fraction"), help="Fraction of speakers for test."),
+    dev_speakers: str = typer.Option(
+        ",".join(default(ExtractConfig, "dev_speakers")), help="Comma-separated dev speakers (overrides fractions)."
+    ),
+    test_speakers: str = typer.Option(
+        ",".join(default(ExtractConfig, "test_speakers")), help="Comma-separated test speakers."
+    ),
     phones: Path | None = typer.Option(
-        None, exists=True, dir_okay=False, help="Label list; a label outside it is an error."
+        default(ExtractConfig, "phones"),
+        exists=True,
+        dir_okay=False,
+        help="Label list; a label outside it is an error.",
     ),
     phone_map: Path | None = typer.Option(
-        None,
+        default(ExtractConfig, "phone_map"),
         exists=True,
         dir_okay=False,
         help="Folding map 'from to' applied to the labels; a label outside it is an error.",
     ),
     ctm: Path | None = typer.Option(
-        None, exists=True, dir_okay=False, help="Phone CTM of a Kaldi data dir (default DIR/phones.ctm)."
+        default(ExtractConfig, "ctm"),
+        exists=True,
+        dir_okay=False,
+        help="Phone CTM of a Kaldi data dir (default DIR/phones.ctm).",
     ),
-    tier: str = typer.Option("phones", help="TextGrid tier holding the phone labels."),
-    include_sa: bool = typer.Option(False, help="TIMIT: keep the SA sentences."),
+    tier: str = typer.Option(default(ExtractConfig, "tier"), help="TextGrid tier holding the phone labels."),
+    include_sa: bool = typer.Option(default(ExtractConfig, "include_sa"), help="TIMIT: keep the SA sentences."),
     skip_bad: bool = typer.Option(
-        False, help="Skip utterances with bad audio or alignments and report them, instead of stopping."
+        default(ExtractConfig, "skip_bad"),
+        help="Skip utterances with bad audio or alignments and report them, instead of stopping.",
     ),
-    seed: int = typer.Option(0, help="Seed for the speaker split (and the embedded corpus)."),
-    hours: float = typer.Option(1.0, help="Embedded corpus: hours of speech."),
-    jobs: int = typer.Option(2, help="Worker processes."),
+    seed: int = typer.Option(
+        default(ExtractConfig, "seed"), help="Seed for the speaker split (and the embedded corpus)."
+    ),
+    hours: float = typer.Option(default(SynthConfig, "hours"), help="Embedded corpus: hours of speech."),
+    jobs: int = typer.Option(default(ExtractConfig, "jobs"), help="Worker processes."),
     force: bool = typer.Option(False, help="Replace an existing output folder."),
 ):
     """Turn audio + alignments into normalised MFCC frames with phone/state targets."""
     from asr_init.config import DATA_DIR
-    from asr_init.corpora.synth import SynthConfig, default_corpus
-    from asr_init.features.extract import ExtractConfig, summary_table
+    from asr_init.corpora.synth import default_corpus
     from asr_init.features.extract import extract as run_extract
+    from asr_init.features.extract import summary_table
 
     cfg = ExtractConfig(
         sample_rate=sample_rate,
@@ -238,30 +265,38 @@ def import_kaldi_cmd(
         [], "--phone-ali", help="Phone alignments (ali-to-phones --per-frame output), in the same forms as --ali."
     ),
     phones: Path | None = typer.Option(
-        None, exists=True, dir_okay=False, help="Kaldi's lang/phones.txt, to name the phone ids of --phone-ali."
+        default(KaldiImportConfig, "phones"),
+        exists=True,
+        dir_okay=False,
+        help="Kaldi's lang/phones.txt, to name the phone ids of --phone-ali.",
     ),
     num_pdfs: int | None = typer.Option(
-        None,
+        default(KaldiImportConfig, "num_pdfs"),
         "--num-pdfs",
         help="Pdfs of the tree (hmm-info final.mdl prints it); default: the highest pdf id in --ali + 1.",
     ),
     dev: Path | None = typer.Option(
-        None, help="Kaldi data dir of the dev set (train.sh's cross-validation dir); default: --dev-fraction."
+        default(KaldiImportConfig, "dev"),
+        help="Kaldi data dir of the dev set (train.sh's cross-validation dir); default: --dev-fraction.",
     ),
-    test: Path | None = typer.Option(None, help="Kaldi data dir of a test set."),
-    dev_fraction: float = typer.Option(0.1, help="Without --dev: share of the train speakers that become dev."),
+    test: Path | None = typer.Option(default(KaldiImportConfig, "test"), help="Kaldi data dir of a test set."),
+    dev_fraction: float = typer.Option(
+        default(KaldiImportConfig, "dev_fraction"), help="Without --dev: share of the train speakers that become dev."
+    ),
     cmvn: bool | None = typer.Option(
-        None,
+        default(KaldiImportConfig, "cmvn"),
         "--cmvn/--no-cmvn",
         help="Apply each speaker's CMVN stats (cmvn.scp) as apply-cmvn does; default: when cmvn.scp exists.",
     ),
-    norm_vars: bool = typer.Option(False, "--norm-vars", help="Normalise variances too (apply-cmvn --norm-vars)."),
-    seed: int = typer.Option(0, help="Seed of the --dev-fraction speaker draw."),
+    norm_vars: bool = typer.Option(
+        default(KaldiImportConfig, "norm_vars"), "--norm-vars", help="Normalise variances too (apply-cmvn --norm-vars)."
+    ),
+    seed: int = typer.Option(default(KaldiImportConfig, "seed"), help="Seed of the --dev-fraction speaker draw."),
     force: bool = typer.Option(False, help="Replace an existing output folder."),
 ):
     """Make a feature store from Kaldi's own features and alignments (a drop-in for steps/nnet)."""
     from asr_init.features.extract import summary_table
-    from asr_init.features.kaldi import KaldiImportConfig, import_kaldi
+    from asr_init.features.kaldi import import_kaldi
 
     cfg = KaldiImportConfig(
         ali=list(ali),
@@ -349,15 +384,15 @@ def inits():
 @user_errors
 def inspect(
     store: Path = typer.Argument(..., help="Feature store to draw frames from."),
-    init: str = typer.Option("optimal", help="Initialisation method (see 'asr-init inits')."),
+    init: str = typer.Option(default(InspectConfig, "init"), help="Initialisation method (see 'asr-init inits')."),
     model: Path | None = typer.Option(None, help="A pretrain or finetune output folder instead of --init."),
-    layers: int = typer.Option(3, help="Number of hidden layers (with --init)."),
-    hidden: int = typer.Option(1024, help="Units per hidden layer (with --init)."),
-    splice: int = typer.Option(5, help="Context frames each side (with --init)."),
-    activation: str = typer.Option("sigmoid", help="sigmoid, tanh or relu (with --init)."),
-    frames: int = typer.Option(5000, help="Number of frames to sample."),
-    split: str = typer.Option("train", help="Split to sample from."),
-    seed: int = typer.Option(0, help="Seed for the weights and the frame sample."),
+    layers: int = typer.Option(default(InspectConfig, "layers"), help="Number of hidden layers (with --init)."),
+    hidden: int = typer.Option(default(InspectConfig, "hidden"), help="Units per hidden layer (with --init)."),
+    splice: int = typer.Option(default(InspectConfig, "splice"), help="Context frames each side (with --init)."),
+    activation: str = typer.Option(default(InspectConfig, "activation"), help="sigmoid, tanh or relu (with --init)."),
+    frames: int = typer.Option(default(InspectConfig, "frames"), help="Number of frames to sample."),
+    split: str = typer.Option(default(InspectConfig, "split"), help="Split to sample from."),
+    seed: int = typer.Option(default(InspectConfig, "seed"), help="Seed for the weights and the frame sample."),
 ):
     """Show where each layer's net inputs fall: non-linear region or saturated."""
     import torch
@@ -366,7 +401,7 @@ def inspect(
     from asr_init.features.pipeline import FeaturePipeline, sample_frames
     from asr_init.features.store import FeatureStore
     from asr_init.models.init import init_stack
-    from asr_init.models.nonlinearity import InspectConfig, stack_stats
+    from asr_init.models.nonlinearity import stack_stats
 
     InspectConfig(init, layers, hidden, splice, activation, frames, split, seed, model is not None).validate()
     fs = FeatureStore(store)
@@ -411,34 +446,49 @@ def inspect(
 def pretrain(
     store: Path = typer.Argument(..., help="Feature store written by 'asr-init extract'."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for checkpoints, logs and the DBN."),
-    init: str = typer.Option("optimal", help="Initialisation method for every layer (see 'asr-init inits')."),
-    layers: int = typer.Option(6, help="Number of RBM layers."),
-    hidden: int = typer.Option(1024, help="Hidden units per layer."),
-    splice: int = typer.Option(5, help="Context frames on each side (+-K)."),
-    cd_k: int = typer.Option(1, "--cd-k", help="Gibbs steps of contrastive divergence."),
-    batch_size: int = typer.Option(256, help="Mini-batch size in frames."),
-    epochs: int = typer.Option(2, help="Epochs per Bernoulli-Bernoulli layer."),
-    epochs_gauss: int | None = typer.Option(None, help="Epochs of the Gaussian first layer (default 2 x --epochs)."),
+    init: str = typer.Option(
+        default(PretrainConfig, "init"), help="Initialisation method for every layer (see 'asr-init inits')."
+    ),
+    layers: int = typer.Option(default(PretrainConfig, "layers"), help="Number of RBM layers."),
+    hidden: int = typer.Option(default(PretrainConfig, "hidden"), help="Hidden units per layer."),
+    splice: int = typer.Option(default(PretrainConfig, "splice"), help="Context frames on each side (+-K)."),
+    cd_k: int = typer.Option(default(PretrainConfig, "cd_k"), "--cd-k", help="Gibbs steps of contrastive divergence."),
+    batch_size: int = typer.Option(default(PretrainConfig, "batch_size"), help="Mini-batch size in frames."),
+    epochs: int = typer.Option(default(PretrainConfig, "epochs"), help="Epochs per Bernoulli-Bernoulli layer."),
+    epochs_gauss: int | None = typer.Option(
+        default(PretrainConfig, "epochs_gauss"), help="Epochs of the Gaussian first layer (default 2 x --epochs)."
+    ),
     lr: float = typer.Option(
-        0.04,
+        default(PretrainConfig, "lr"),
         help="Learning rate of Bernoulli-Bernoulli layers (scaled by 1 - momentum); "
         "Kaldi's 0.4 saturates 1024-unit layers (the saturation guard then lowers it).",
     ),
-    lr_gauss: float = typer.Option(0.01, help="Learning rate of the Gaussian-Bernoulli layer."),
-    momentum_start: float = typer.Option(0.5, help="Momentum at the start of each layer."),
-    momentum_end: float = typer.Option(0.9, help="Momentum after the ramp."),
-    momentum_frames: int = typer.Option(1_000_000, help="Frames over which momentum ramps up linearly."),
-    l2: float = typer.Option(0.0002, help="L2 weight penalty."),
-    visible: str = typer.Option(
-        "gauss", help="First-layer visible units: gauss or bernoulli (inputs squashed to (0,1))."
+    lr_gauss: float = typer.Option(
+        default(PretrainConfig, "lr_gauss"), help="Learning rate of the Gaussian-Bernoulli layer."
     ),
-    seed: int = typer.Option(0, help="Seed for weights, sampling and frame order."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
-    max_frames: int | None = typer.Option(None, help="Cut each epoch after this many frames (quick runs)."),
-    report_every: int = typer.Option(50_000, help="Frames between log rows."),
-    buffer_frames: int = typer.Option(200_000, help="Frames in the shuffling buffer (bounds memory)."),
+    momentum_start: float = typer.Option(
+        default(PretrainConfig, "momentum_start"), help="Momentum at the start of each layer."
+    ),
+    momentum_end: float = typer.Option(default(PretrainConfig, "momentum_end"), help="Momentum after the ramp."),
+    momentum_frames: int = typer.Option(
+        default(PretrainConfig, "momentum_frames"), help="Frames over which momentum ramps up linearly."
+    ),
+    l2: float = typer.Option(default(PretrainConfig, "l2"), help="L2 weight penalty."),
+    visible: str = typer.Option(
+        default(PretrainConfig, "visible"),
+        help="First-layer visible units: gauss or bernoulli (inputs squashed to (0,1)).",
+    ),
+    seed: int = typer.Option(default(PretrainConfig, "seed"), help="Seed for weights, sampling and frame order."),
+    device: str = typer.Option(default(PretrainConfig, "device"), help="cpu or cuda."),
+    max_frames: int | None = typer.Option(
+        default(PretrainConfig, "max_frames"), help="Cut each epoch after this many frames (quick runs)."
+    ),
+    report_every: int = typer.Option(default(PretrainConfig, "report_every"), help="Frames between log rows."),
+    buffer_frames: int = typer.Option(
+        default(PretrainConfig, "buffer_frames"), help="Frames in the shuffling buffer (bounds memory)."
+    ),
     sat_guard: float = typer.Option(
-        0.1,
+        default(PretrainConfig, "sat_guard"),
         help="Saturation guard of Bernoulli layers: when more than this share of a mini-batch's hidden "
         "probabilities is within 0.05 of 0 or 1, rescale the weights to spread D*, halve "
         "the learning rate and reset the momentum; 0 switches it off.",
@@ -448,7 +498,6 @@ def pretrain(
 ):
     """Layer-wise RBM pre-training of a DBN, logging reconstruction error."""
     from asr_init.training.interrupts import Interrupted
-    from asr_init.training.pretrain import PretrainConfig
     from asr_init.training.pretrain import pretrain as run_pretrain
 
     cfg = PretrainConfig(
@@ -494,53 +543,72 @@ def finetune(
     store: Path = typer.Argument(..., help="Feature store written by 'asr-init extract'."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for the model, logs and plots."),
     dbn: Path | None = typer.Option(
-        None, help="Start the hidden layers from this 'asr-init pretrain' folder, or a Kaldi nnet1 DBN file (N.dbn)."
+        default(FinetuneConfig, "dbn"),
+        help="Start the hidden layers from this 'asr-init pretrain' folder, or a Kaldi nnet1 DBN file (N.dbn).",
     ),
-    init: str = typer.Option("optimal", help="Initialisation of hidden layers not taken from --dbn/--init-from."),
-    output_init: str = typer.Option("small-xavier", help="Initialisation of the softmax layer; 'same' = --init."),
+    init: str = typer.Option(
+        default(FinetuneConfig, "init"), help="Initialisation of hidden layers not taken from --dbn/--init-from."
+    ),
+    output_init: str = typer.Option(
+        default(FinetuneConfig, "output_init"), help="Initialisation of the softmax layer; 'same' = --init."
+    ),
     init_from: Path | None = typer.Option(
-        None, help="Take the lower --reuse-layers layers from this model folder, or a Kaldi nnet1 file (final.nnet)."
+        default(FinetuneConfig, "init_from"),
+        help="Take the lower --reuse-layers layers from this model folder, or a Kaldi nnet1 file (final.nnet).",
     ),
     feature_transform: Path | None = typer.Option(
-        None,
+        default(FinetuneConfig, "feature_transform"),
         exists=True,
         dir_okay=False,
         help="Kaldi feature transform of a --dbn/--init-from nnet1 file (default: final.feature_transform beside it).",
     ),
-    reuse_layers: int = typer.Option(0, help="How many lower layers to take from --init-from."),
+    reuse_layers: int = typer.Option(
+        default(FinetuneConfig, "reuse_layers"), help="How many lower layers to take from --init-from."
+    ),
     targets: str | None = typer.Option(
-        None,
+        default(FinetuneConfig, "targets"),
         help="Output classes: states (3 per phone) or phones of an extract store; pdfs or phones of an import-kaldi "
         "store. Default: states, or pdfs for an import-kaldi store.",
     ),
-    layers: int = typer.Option(6, help="Hidden layers (without --dbn)."),
-    hidden: int = typer.Option(1024, help="Units per hidden layer (without --dbn)."),
-    activation: str = typer.Option("sigmoid", help="sigmoid, tanh or relu (without --dbn)."),
-    splice: int = typer.Option(5, help="Context frames each side (without --dbn/--init-from)."),
+    layers: int = typer.Option(default(FinetuneConfig, "layers"), help="Hidden layers (without --dbn)."),
+    hidden: int = typer.Option(default(FinetuneConfig, "hidden"), help="Units per hidden layer (without --dbn)."),
+    activation: str = typer.Option(
+        default(FinetuneConfig, "activation"), help="sigmoid, tanh or relu (without --dbn)."
+    ),
+    splice: int = typer.Option(
+        default(FinetuneConfig, "splice"), help="Context frames each side (without --dbn/--init-from)."
+    ),
     lr: float | None = typer.Option(
-        None,
+        default(FinetuneConfig, "lr"),
         help="Initial learning rate, on the gradient summed over the mini-batch "
         "(default 0.008 with --dbn, 0.0004 without).",
     ),
-    batch_size: int = typer.Option(256, help="Mini-batch size in frames."),
-    momentum: float | None = typer.Option(None, help="SGD momentum (default 0 with --dbn, 0.9 without)."),
-    l2: float = typer.Option(0.0, help="L2 weight decay."),
-    dropout: float = typer.Option(0.0, help="Dropout on hidden activations."),
-    max_norm: float | None = typer.Option(None, help="Max-norm constraint on each hidden unit's incoming weights."),
-    grad_clip: float | None = typer.Option(None, help="Clip the global gradient norm."),
-    schedule: str = typer.Option("newbob", help="newbob, constant or exponential."),
-    decay: float = typer.Option(0.5, help="Exponential schedule: lr factor per epoch."),
-    max_epochs: int = typer.Option(20, help="Maximum epochs."),
-    min_epochs: int = typer.Option(1, help="Newbob never stops before this many epochs."),
-    seed: int = typer.Option(0, help="Seed for weights, frame order and dropout."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
-    max_frames: int | None = typer.Option(None, help="Cut each epoch after this many frames."),
-    buffer_frames: int = typer.Option(200_000, help="Frames in the shuffling buffer."),
+    batch_size: int = typer.Option(default(FinetuneConfig, "batch_size"), help="Mini-batch size in frames."),
+    momentum: float | None = typer.Option(
+        default(FinetuneConfig, "momentum"), help="SGD momentum (default 0 with --dbn, 0.9 without)."
+    ),
+    l2: float = typer.Option(default(FinetuneConfig, "l2"), help="L2 weight decay."),
+    dropout: float = typer.Option(default(FinetuneConfig, "dropout"), help="Dropout on hidden activations."),
+    max_norm: float | None = typer.Option(
+        default(FinetuneConfig, "max_norm"), help="Max-norm constraint on each hidden unit's incoming weights."
+    ),
+    grad_clip: float | None = typer.Option(default(FinetuneConfig, "grad_clip"), help="Clip the global gradient norm."),
+    schedule: str = typer.Option(default(FinetuneConfig, "schedule"), help="newbob, constant or exponential."),
+    decay: float = typer.Option(default(FinetuneConfig, "decay"), help="Exponential schedule: lr factor per epoch."),
+    max_epochs: int = typer.Option(default(FinetuneConfig, "max_epochs"), help="Maximum epochs."),
+    min_epochs: int = typer.Option(
+        default(FinetuneConfig, "min_epochs"), help="Newbob never stops before this many epochs."
+    ),
+    seed: int = typer.Option(default(FinetuneConfig, "seed"), help="Seed for weights, frame order and dropout."),
+    device: str = typer.Option(default(FinetuneConfig, "device"), help="cpu or cuda."),
+    max_frames: int | None = typer.Option(
+        default(FinetuneConfig, "max_frames"), help="Cut each epoch after this many frames."
+    ),
+    buffer_frames: int = typer.Option(default(FinetuneConfig, "buffer_frames"), help="Frames in the shuffling buffer."),
     resume: bool = typer.Option(False, help="Continue an interrupted run."),
     force: bool = typer.Option(False, help="Delete an existing output folder and start over."),
 ):
     """Fine-tune a DNN frame classifier (from a DBN, or from any --init)."""
-    from asr_init.training.finetune import FinetuneConfig
     from asr_init.training.finetune import finetune as run_finetune
     from asr_init.training.interrupts import Interrupted
 
@@ -588,22 +656,27 @@ def finetune(
 def evaluate(
     store: Path = typer.Argument(..., help="Feature store to evaluate on."),
     model: Path = typer.Option(..., help="Folder written by 'asr-init finetune'."),
-    split: str = typer.Option("test", help="Split to evaluate."),
-    tune_split: str = typer.Option("dev", help="Split on which the LM weight and insertion penalty are tuned."),
-    prior_scale: float = typer.Option(1.0, help="alpha in log p(s|x) - alpha log p(s)."),
-    lm_weights: str = typer.Option("1,2,4,8,16", help="LM weights tried on the tuning split."),
+    split: str = typer.Option(default(EvalConfig, "split"), help="Split to evaluate."),
+    tune_split: str = typer.Option(
+        default(EvalConfig, "tune_split"), help="Split on which the LM weight and insertion penalty are tuned."
+    ),
+    prior_scale: float = typer.Option(default(EvalConfig, "prior_scale"), help="alpha in log p(s|x) - alpha log p(s)."),
+    lm_weights: str = typer.Option(
+        ",".join(f"{x:g}" for x in default(EvalConfig, "lm_weights")), help="LM weights tried on the tuning split."
+    ),
     penalties: str = typer.Option(
-        "-16,-8,-4,-2,0,2,4", help="Phone insertion penalties (cost per phone) tried on the tuning split."
+        ",".join(f"{x:g}" for x in default(EvalConfig, "penalties")),
+        help="Phone insertion penalties (cost per phone) tried on the tuning split.",
     ),
     out: Path | None = typer.Option(
         None, help="Where to write results.json and confusion.png (default MODEL/eval-SPLIT)."
     ),
     frames_only: bool = typer.Option(False, help="Frame accuracy only: skip decoding (no phone error rate)."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: str = typer.Option(default(EvalConfig, "device"), help="cpu or cuda."),
 ):
     """Frame accuracy (states, phones) and phone error rate by hybrid Viterbi decoding."""
-    from asr_init.evaluation.evaluate import EvalConfig, results_table
     from asr_init.evaluation.evaluate import evaluate as run_evaluate
+    from asr_init.evaluation.evaluate import results_table
 
     def floats(text: str, name: str) -> list[float]:
         try:
@@ -676,7 +749,7 @@ def bench_extract_cmd(
 ):
     """Extraction speed as x real time and frames/s, with peak memory."""
     from asr_init.bench import bench_extract
-    from asr_init.corpora.synth import SynthConfig, default_corpus
+    from asr_init.corpora.synth import default_corpus
 
     if corpus is None:
         corpus = default_corpus(SynthConfig(hours=hours, jobs=jobs))
@@ -731,8 +804,7 @@ def bench_finetune_cmd(
 def _bench_store(hours: float) -> Path:
     """An embedded-corpus feature store in the cache, extracted on first use."""
     from asr_init.config import DATA_DIR
-    from asr_init.corpora.synth import SynthConfig, cache_dir, default_corpus
-    from asr_init.features.extract import ExtractConfig
+    from asr_init.corpora.synth import cache_dir, default_corpus
     from asr_init.features.extract import extract as run_extract
 
     corpus = default_corpus(SynthConfig(hours=hours))

@@ -60,3 +60,16 @@ def check_device(device: str) -> None:
         raise UserError(
             f"invalid device={device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
         )
+
+
+def default(config: type, name: str) -> Any:
+    """The default of field `name` of the dataclass `config`: what a CLI option shows and
+    uses, read from the one place it is written."""
+    for f in dataclasses.fields(config):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            raise ValueError(f"{config.__name__}.{name} has no default")
+    raise ValueError(f"{config.__name__} has no field {name!r}")

@@ -17,8 +17,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from asr_init.errors import UserError
 
 
@@ -62,6 +60,8 @@ def _umask() -> int:
 
 def save_checkpoint(obj: Any, path: Path) -> None:
     """torch.save to a temporary file, then rename."""
+    import torch  # here, not above: the CLI's --help and the config modules stay light
+
     atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
@@ -69,6 +69,8 @@ def load_checkpoint(path: Path) -> Any:
     """torch.load on the CPU with weights_only=True: tensors, numbers, strings, lists and
     dicts only, so no file can run code when it is read. A missing or corrupt file, or one
     that holds other objects, is a UserError naming it."""
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise UserError(f"checkpoint {path} does not exist")

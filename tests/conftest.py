@@ -75,7 +75,8 @@ def kaldi_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory) -> Path:
     """A feature store extracted from a small Kaldi-style corpus (shared, read-only)."""
-    from asr_init.features.extract import ExtractConfig, extract
+    from asr_init.features.config import ExtractConfig
+    from asr_init.features.extract import extract
 
     root = tmp_path_factory.mktemp("tiny")
     corpus = write_kaldi_dir(root / "corpus", speakers=6, utts_per_speaker=4)
@@ -86,7 +87,8 @@ def tiny_store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def espeak_corpus(tmp_path_factory) -> Path:
     """A 2-minute embedded corpus with 4 speakers."""
-    from asr_init.corpora.synth import SynthConfig, synthesize_corpus
+    from asr_init.corpora.config import SynthConfig
+    from asr_init.corpora.synth import synthesize_corpus
 
     root = tmp_path_factory.mktemp("espeak")
     return synthesize_corpus(root / "corpus", SynthConfig(hours=2 / 60, speakers=4, seed=3, jobs=2))

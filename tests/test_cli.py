@@ -57,3 +57,46 @@ def test_help_lists_one_line_per_command_in_pipeline_order_and_the_chain():
     chain = [ln.strip() for ln in lines if ln.strip().startswith("asr-init ")]
     assert [c.split()[1] for c in chain] == ["extract", "pretrain", "finetune", "evaluate", "report"]
     assert "--dbn results/dbn" in chain[2] and "--model results/dnn" in chain[3]
+
+
+def test_every_option_default_is_its_config_fields_default():
+    """The config dataclass is the one home of a default: a CLI option that names a field
+    shows and uses that field's default."""
+    import dataclasses
+
+    import typer
+
+    from asr_init.config import default
+    from asr_init.corpora.config import SynthConfig
+    from asr_init.evaluation.config import EvalConfig
+    from asr_init.features.config import ExtractConfig, KaldiImportConfig
+    from asr_init.models.config import InspectConfig
+    from asr_init.training.config import FinetuneConfig, PretrainConfig
+
+    configs = {
+        "synth": SynthConfig,
+        "extract": ExtractConfig,
+        "import-kaldi": KaldiImportConfig,
+        "inspect": InspectConfig,
+        "pretrain": PretrainConfig,
+        "finetune": FinetuneConfig,
+        "evaluate": EvalConfig,
+    }
+    group = typer.main.get_command(app)
+    checked = 0
+    for name, config in configs.items():
+        fields = {f.name for f in dataclasses.fields(config)}
+        for param in group.commands[name].params:
+            field = {"snr": "snr_db"}.get(param.name, param.name)
+            if field not in fields or param.name in ("out",):
+                continue
+            want = default(config, field)
+            if isinstance(want, list) and getattr(param, "multiple", False):
+                assert list(param.default or []) == want, (name, param.name)
+                checked += 1
+                continue
+            if isinstance(want, list):
+                want = ",".join(f"{x:g}" if isinstance(x, float) else x for x in want)
+            assert param.default == want, (name, param.name, param.default, want)
+            checked += 1
+    assert checked >= 80

@@ -67,7 +67,8 @@ def test_force_never_deletes_an_input(tiny_store, tmp_path):
         assert any(word in text for word in ("is the", "contains the", "lies inside the"))
     assert sorted(p.name for p in tiny_store.iterdir()) == before
     dbn = tmp_path / "dbn"
-    from asr_init.training.pretrain import PretrainConfig, pretrain
+    from asr_init.training.config import PretrainConfig
+    from asr_init.training.pretrain import pretrain
 
     pretrain(tiny_store, PretrainConfig(layers=1, hidden=16, epochs_gauss=1, max_frames=256, stats_frames=100), dbn)
     result = runner.invoke(app, ["finetune", str(tiny_store), "--dbn", str(dbn), "--out", str(dbn), "--force"])
@@ -82,7 +83,8 @@ def test_extract_refuses_an_output_inside_the_corpus(kaldi_dir):
 
 
 def test_evaluate_out_refuses_the_store_and_the_model_folder(blob_store, tmp_path):
-    from asr_init.training.finetune import FinetuneConfig, finetune
+    from asr_init.training.config import FinetuneConfig
+    from asr_init.training.finetune import finetune
 
     model = tmp_path / "m"
     finetune(

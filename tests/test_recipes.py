@@ -128,7 +128,8 @@ def test_device_cuda_runs_full_epochs_on_the_gpu(tmp_path):
 def test_layer2_collapse_script(tiny_store, tmp_path):
     """The measurement behind the saturation guard runs on any pretrain folder and shows
     the collapse at lr 0.4 and the guard preventing it; a missing folder is one error line."""
-    from asr_init.training.pretrain import PretrainConfig, pretrain
+    from asr_init.training.config import PretrainConfig
+    from asr_init.training.pretrain import pretrain
 
     pretrain(tiny_store, PretrainConfig(layers=1, epochs_gauss=1, max_frames=512, stats_frames=200), tmp_path / "pt")
     script = ROOT / "recipes" / "layer2_collapse.py"

@@ -9,7 +9,6 @@ Utterance i always gets the same content, whatever the number of worker processe
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
 import random
@@ -21,6 +20,7 @@ import numpy as np
 import soundfile as sf
 
 from asr_init.config import DATA_DIR
+from asr_init.corpora.config import SynthConfig
 from asr_init.corpora.readers import read_label_map
 from asr_init.corpora.sentences import make_sentence
 from asr_init.errors import UserError
@@ -31,9 +31,6 @@ ACCENTS = ("en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-us-nyc", "en-029")
 MALE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "klatt", "klatt2")
 FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5")
 _STRIP = str.maketrans("", "", "',%=:")
-# The largest |--snr| in dB: the 16-bit WAV files span 96 dB, so noise further below the
-# speech than this is lost in the quantisation, and speech further below the noise is gone.
-MAX_SNR_DB = 100.0
 
 
 @dataclass(frozen=True)
@@ -51,28 +48,6 @@ class SynthSpeaker:
     @property
     def voice(self) -> str:
         return f"{self.accent}+{self.variant}"
-
-
-@dataclass(frozen=True)
-class SynthConfig:
-    hours: float = 1.0
-    seed: int = 0
-    speakers: int = 40
-    snr_db: float | None = 20.0  # None: clean speech
-    jobs: int = 2
-
-    def validate(self) -> None:
-        if not 0 < self.hours < math.inf:
-            raise UserError(f"invalid --hours {self.hours}: must be a finite number > 0")
-        if self.speakers < 3:
-            raise UserError(f"invalid --speakers {self.speakers}: need at least 3 (one each for train, dev, test)")
-        if self.snr_db is not None and not abs(self.snr_db) <= MAX_SNR_DB:
-            raise UserError(
-                f"invalid --snr {self.snr_db}: must be a number of dB between -{MAX_SNR_DB:g} and {MAX_SNR_DB:g} "
-                "(the WAV files are 16-bit, whose 96 dB range holds no larger ratio; --no-noise gives clean speech)"
-            )
-        if self.jobs < 1:
-            raise UserError(f"invalid --jobs {self.jobs}: must be at least 1")
 
 
 def make_speakers(count: int, seed: int) -> list[SynthSpeaker]:

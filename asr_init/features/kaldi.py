@@ -35,14 +35,14 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from asr_init.config import ConfigBase
 from asr_init.environment import environment
 from asr_init.errors import UserError
+from asr_init.features.config import KaldiImportConfig
 from asr_init.features.store import SPLITS, StoreWriter
 from asr_init.io import read_json, refuse_output_over_inputs, write_json_atomic
 from asr_init.progress import console, progress_bar
@@ -50,38 +50,6 @@ from asr_init.progress import console, progress_bar
 VAR_FLOOR = 1e-20  # apply-cmvn's variance floor
 DEFAULT_FRAME_SHIFT = 0.01  # seconds; a data dir's frame_shift file overrides it
 _SPEC = re.compile(r"^(?P<path>.*?)(?P<offset>:\d+)?(?P<range>\[[0-9:,]*\])?$")
-
-
-@dataclass
-class KaldiImportConfig(ConfigBase):
-    """Settings of `asr-init import-kaldi` (see `asr-init import-kaldi --help`)."""
-
-    ali: list[str] = field(default_factory=list)  # pdf alignments (ali-to-pdf), for any split
-    phone_ali: list[str] = field(default_factory=list)  # phone alignments (ali-to-phones --per-frame)
-    phones: str | None = None  # lang/phones.txt: names of the phone ids
-    num_pdfs: int | None = None  # None: the highest pdf id in the alignments + 1
-    dev: str | None = None  # a data dir for dev (train.sh's cross-validation set)
-    test: str | None = None  # a data dir for test
-    dev_fraction: float = 0.1  # without --dev: this share of the train speakers is dev
-    cmvn: bool | None = None  # None: apply CMVN when the data dir has cmvn.scp
-    norm_vars: bool = False
-    seed: int = 0
-    shard_frames: int = 200_000
-
-    def validate(self) -> None:
-        self._check(
-            bool(self.ali or self.phone_ali),
-            "ali",
-            "give --ali (pdf alignments, ali-to-pdf) and/or --phone-ali (ali-to-phones --per-frame)",
-        )
-        self._check(self.num_pdfs is None or self.num_pdfs >= 1, "num_pdfs", "must be at least 1")
-        self._check(0 <= self.dev_fraction < 1, "dev_fraction", "must be in [0, 1)")
-        self._check(self.shard_frames > 0, "shard_frames", "must be positive")
-        self._check(not (self.norm_vars and self.cmvn is False), "norm_vars", "needs CMVN; drop --no-cmvn")
-
-    @property
-    def target_kinds(self) -> tuple[str, ...]:
-        return tuple(kind for kind, given in (("pdfs", self.ali), ("phones", self.phone_ali)) if given)
 
 
 # ---------------------------------------------------------------------------- Kaldi files

@@ -17,8 +17,8 @@ from torch import nn
 from asr_init.errors import UserError
 from asr_init.features.store import TARGET_KINDS
 from asr_init.io import load_typed_checkpoint, save_checkpoint
+from asr_init.models.config import ACTIVATIONS
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu")
 _ACT = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
 
 

@@ -44,9 +44,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from asr_init.models.config import VISIBLE_TYPES
 from asr_init.models.optimal_spread import optimal_d
 
-VISIBLE_TYPES = ("gauss", "bernoulli")
 SATURATION_MARGIN = 0.05  # a probability within this of 0 or 1 is saturated (|net| > 2.944)
 
 

@@ -22,117 +22,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr_init.config import ConfigBase
 from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline, FrameBuffer, sample_frames
 from asr_init.features.store import FeatureStore, store_identity
 from asr_init.io import digest, load_checkpoint, write_csv, write_json_atomic
 from asr_init.models.dbn import load_dbn, load_stack
-from asr_init.models.dnn import ACTIVATIONS, DNN, save_model
-from asr_init.models.init import InitContext, init_weight_, input_power, parse_init
+from asr_init.models.dnn import DNN, save_model
+from asr_init.models.init import InitContext, init_weight_, input_power
 from asr_init.models.nonlinearity import saturated_mask
 from asr_init.progress import console
+from asr_init.training.config import FinetuneConfig
 from asr_init.training.interrupts import StopFlag, catch_signals
 from asr_init.training.loop import Step, Trainer, TrainState
 from asr_init.training.runs import run_folder
-from asr_init.training.schedules import SCHEDULES, make_schedule
+from asr_init.training.schedules import make_schedule
 
-# Learning rate and momentum by starting point, chosen at 6 x 1024 sigmoid units on the
-# 1-hour store. From a DBN, Kaldi nnet1's lr 0.008 on the summed gradient, no momentum.
-# From random weights (no --dbn, or --init-from) that step saturates a deep sigmoid network
-# within an epoch and smaller steps without momentum leave it on the plateau of the
-# class priors, where newbob stops it; lr 0.0004 with momentum 0.9 (an effective step of
-# 0.004) from the `optimal` initialisation leaves the plateau in the second epoch, where
-# the same from `xavier-normal` stays on it (measured at 6 x 1024, see the README).
-STARTING_POINT_DEFAULTS = {"dbn": {"lr": 0.008, "momentum": 0.0}, "scratch": {"lr": 0.0004, "momentum": 0.9}}
 CHANCE_MARGIN = 0.01  # a train frame accuracy within this of the most frequent class's share is chance
-TARGETS = ("states", "phones", "pdfs")  # pdfs: Kaldi tied states, from an import-kaldi store
-
-
-@dataclass
-class FinetuneConfig(ConfigBase):
-    """Settings of `asr-init finetune` (see `asr-init finetune --help`)."""
-
-    targets: str | None = None  # None: the store's first kind (states from extract, pdfs from import-kaldi)
-    init: str = "optimal"  # hidden layers without --dbn (and above --reuse-layers); see STARTING_POINT_DEFAULTS
-    output_init: str = "small-xavier"  # the softmax layer; "same" = --init
-    layers: int = 6
-    hidden: int = 1024
-    activation: str = "sigmoid"
-    splice: int = 5
-    lr: float | None = None  # None: 0.008 from a DBN, 0.0004 from scratch (see STARTING_POINT_DEFAULTS)
-    batch_size: int = 256
-    momentum: float | None = None  # None: 0 from a DBN, 0.9 from scratch
-    l2: float = 0.0
-    dropout: float = 0.0
-    max_norm: float | None = None
-    grad_clip: float | None = None
-    schedule: str = "newbob"
-    decay: float = 0.5  # exponential schedule: lr *= decay every epoch
-    max_epochs: int = 20
-    min_epochs: int = 1
-    start_halving: float = 0.01
-    end_halving: float = 0.001
-    halving_factor: float = 0.5
-    seed: int = 0
-    device: str = "cpu"
-    max_frames: int | None = None
-    buffer_frames: int = 200_000
-    prior_floor: float = 1.0  # minimum count per class when computing priors
-    dbn: str | None = None  # a pretrain folder, or a Kaldi nnet1 .dbn file
-    init_from: str | None = None  # a pretrain/finetune folder, or a Kaldi nnet1 .nnet file
-    feature_transform: str | None = None  # Kaldi's feature_transform for a --dbn/--init-from nnet1 file
-    reuse_layers: int = 0
-    stats_frames: int = 2000
-
-    def __post_init__(self) -> None:
-        start = "dbn" if self.dbn else "scratch"
-        if self.lr is None:
-            self.lr = STARTING_POINT_DEFAULTS[start]["lr"]
-        if self.momentum is None:
-            self.momentum = STARTING_POINT_DEFAULTS[start]["momentum"]
-
-    def validate(self) -> None:
-        self._check(self.targets is None or self.targets in TARGETS, "targets", f"must be one of {', '.join(TARGETS)}")
-        parse_init(self.init)
-        if self.output_init != "same":
-            parse_init(self.output_init)
-        self._check(self.activation in ACTIVATIONS, "activation", f"must be one of {', '.join(ACTIVATIONS)}")
-        self._check(self.layers >= 1 and self.hidden >= 1, "layers", "layers and hidden must be positive")
-        self._check(0 < self.lr < math.inf, "lr", "must be a finite number > 0")
-        self._check(self.batch_size >= 1, "batch_size", "must be positive")
-        self._check(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
-        self._check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
-        self._check(0 <= self.l2 < math.inf, "l2", "must be a finite number >= 0")
-        self._check(self.max_norm is None or 0 < self.max_norm < math.inf, "max_norm", "must be a finite number > 0")
-        self._check(
-            self.grad_clip is None or 0 < self.grad_clip < math.inf,
-            "grad_clip",
-            "must be a finite number > 0 (a gradient norm; leave --grad-clip out for no clipping)",
-        )
-        self._check(0 < self.decay < math.inf, "decay", "must be a finite number > 0")
-        self._check(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
-        self._check(self.max_epochs >= 1, "max_epochs", "must be at least 1")
-        self._check(self.reuse_layers >= 0, "reuse_layers", "must be >= 0")
-        self._check(self.reuse_layers == 0 or self.init_from is not None, "reuse_layers", "needs --init-from MODEL")
-        self._check(self.dbn is None or self.init_from is None, "init_from", "cannot be combined with --dbn")
-        self._check(
-            self.feature_transform is None or self.dbn is not None or self.init_from is not None,
-            "feature_transform",
-            "belongs to a Kaldi nnet1 file given as --dbn or --init-from",
-        )
-        self._check(
-            self.dbn is None or self.activation == "sigmoid",
-            "activation",
-            "a DBN's layers are sigmoid; use --activation sigmoid with --dbn",
-        )
-        self._check(
-            self.max_frames is None or self.max_frames >= self.batch_size, "max_frames", "must be at least one batch"
-        )
-        from asr_init.config import check_device
-
-        check_device(self.device)
 
 
 def class_priors(store: FeatureStore, targets: str, floor: float) -> np.ndarray:

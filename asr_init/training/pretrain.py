@@ -29,17 +29,17 @@ from pathlib import Path
 
 import torch
 
-from asr_init.config import ConfigBase
 from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline, FrameBuffer, sample_frames
 from asr_init.features.store import FeatureStore, store_identity
 from asr_init.io import load_checkpoint, write_csv, write_json_atomic
 from asr_init.models.dbn import Stack, propagate, save_dbn
-from asr_init.models.init import InitContext, init_weight_, input_power, parse_init
+from asr_init.models.init import InitContext, init_weight_, input_power
 from asr_init.models.nonlinearity import net_input_stats
-from asr_init.models.rbm import RBM, VISIBLE_TYPES, UniformSource
+from asr_init.models.rbm import RBM, UniformSource
 from asr_init.progress import console
+from asr_init.training.config import PretrainConfig
 from asr_init.training.interrupts import StopFlag, catch_signals
 from asr_init.training.loop import Step, Trainer, TrainState
 from asr_init.training.runs import run_folder
@@ -66,72 +66,6 @@ CSV_COLUMNS = [
     "guard",
     "guard_scale",
 ]
-
-
-@dataclass
-class PretrainConfig(ConfigBase):
-    """Settings of `asr-init pretrain` (see `asr-init pretrain --help`)."""
-
-    init: str = "optimal"
-    layers: int = 6
-    hidden: int = 1024
-    splice: int = 5
-    cd_k: int = 1
-    batch_size: int = 256
-    epochs: int = 2
-    epochs_gauss: int | None = None  # None: 2 x epochs
-    lr: float = 0.04  # Kaldi's 0.4 saturates 1024-unit layers within ten batches (see rbm.py)
-    lr_gauss: float = 0.01
-    momentum_start: float = 0.5
-    momentum_end: float = 0.9
-    momentum_frames: int = 1_000_000
-    l2: float = 0.0002
-    visible: str = "gauss"
-    seed: int = 0
-    device: str = "cpu"
-    max_frames: int | None = None  # per epoch
-    report_every: int = 50_000
-    buffer_frames: int = 200_000
-    stats_frames: int = 2000
-    sat_guard: float = 0.1  # saturation guard of Bernoulli layers: share of saturated hidden probabilities; 0 = off
-
-    def validate(self) -> None:
-        parse_init(self.init)
-        self._check(self.layers >= 1, "layers", "must be at least 1")
-        self._check(self.hidden >= 1, "hidden", "must be at least 1")
-        self._check(self.splice >= 0, "splice", "must be >= 0")
-        self._check(self.cd_k >= 1, "cd_k", "must be at least 1")
-        self._check(self.batch_size >= 1, "batch_size", "must be at least 1")
-        self._check(self.epochs >= 1, "epochs", "must be at least 1")
-        self._check(self.epochs_gauss is None or self.epochs_gauss >= 1, "epochs_gauss", "must be at least 1")
-        self._check(self.lr > 0 and math.isfinite(self.lr), "lr", "must be positive")
-        self._check(self.lr_gauss > 0 and math.isfinite(self.lr_gauss), "lr_gauss", "must be positive")
-        self._check(0 <= self.momentum_start < 1, "momentum_start", "must be in [0, 1)")
-        self._check(0 <= self.momentum_end < 1, "momentum_end", "must be in [0, 1)")
-        self._check(0 <= self.l2 < math.inf, "l2", "must be a finite number >= 0")
-        self._check(self.visible in VISIBLE_TYPES, "visible", f"must be one of {', '.join(VISIBLE_TYPES)}")
-        self._check(
-            self.max_frames is None or self.max_frames >= self.batch_size, "max_frames", "must be at least one batch"
-        )
-        self._check(self.report_every >= 1, "report_every", "must be positive")
-        self._check(0 <= self.sat_guard < 1, "sat_guard", "must be in [0, 1) (0 switches the guard off)")
-        from asr_init.config import check_device
-
-        check_device(self.device)
-
-    def layer_epochs(self, layer: int) -> int:
-        gauss = layer == 1 and self.visible == "gauss"
-        return (self.epochs_gauss or 2 * self.epochs) if gauss else self.epochs
-
-    def layer_lr(self, layer: int) -> float:
-        return self.lr_gauss if layer == 1 and self.visible == "gauss" else self.lr
-
-    def momentum(self, frames: int) -> float:
-        """Linear ramp from momentum_start to momentum_end over momentum_frames frames."""
-        if self.momentum_frames <= 0:
-            return self.momentum_end
-        t = min(1.0, frames / self.momentum_frames)
-        return self.momentum_start + t * (self.momentum_end - self.momentum_start)
 
 
 _RESUME_NEUTRAL = ("device", "report_every")  # may differ between a run and its resumption

@@ -7,7 +7,8 @@ from conftest import write_fake_timit, write_kaldi_dir
 
 from asr_init.corpora.readers import read_kaldi_dir, read_timit
 from asr_init.errors import UserError
-from asr_init.features.extract import ExtractConfig, extract
+from asr_init.features.config import ExtractConfig
+from asr_init.features.extract import extract
 from asr_init.features.mfcc import load_audio
 
 

@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 
 from asr_init.cli import app
 from asr_init.config import DATA_DIR
+from asr_init.corpora.config import SynthConfig
 from asr_init.corpora.readers import read_kaldi_dir, read_label_list
-from asr_init.corpora.synth import SynthConfig, make_speakers, phone_segments, synthesize_corpus
+from asr_init.corpora.synth import make_speakers, phone_segments, synthesize_corpus
 from asr_init.errors import UserError
 
 

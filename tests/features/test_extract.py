@@ -10,7 +10,8 @@ from conftest import write_kaldi_dir
 from typer.testing import CliRunner
 
 from asr_init.cli import app
-from asr_init.features.extract import ExtractConfig, extract
+from asr_init.features.config import ExtractConfig
+from asr_init.features.extract import extract
 from asr_init.features.store import FeatureStore
 
 runner = CliRunner()

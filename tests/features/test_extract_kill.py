@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import write_kaldi_dir
 
-from asr_init.features.extract import ExtractConfig, extract
+from asr_init.features.config import ExtractConfig
+from asr_init.features.extract import extract
 
 REPO = Path(__file__).resolve().parents[2]
 

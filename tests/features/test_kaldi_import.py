@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from asr_init.cli import app
 from asr_init.errors import UserError
-from asr_init.features.kaldi import KaldiImportConfig, import_kaldi
+from asr_init.features.config import KaldiImportConfig
+from asr_init.features.kaldi import import_kaldi
 from asr_init.features.store import FeatureStore
 
 runner = CliRunner()

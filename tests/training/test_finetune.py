@@ -15,7 +15,8 @@ from asr_init.features.store import FeatureStore
 from asr_init.io import load_checkpoint, read_csv
 from asr_init.models.dbn import save_dbn
 from asr_init.models.dnn import load_model
-from asr_init.training.finetune import FinetuneConfig, class_priors, finetune
+from asr_init.training.config import FinetuneConfig
+from asr_init.training.finetune import class_priors, finetune
 from asr_init.training.interrupts import Interrupted
 
 runner = CliRunner()
@@ -207,8 +208,10 @@ def test_models_refuse_stores_with_other_feature_settings(tmp_path):
     other filterbank): evaluate, finetune --dbn and finetune --init-from say so in one line."""
     from conftest import write_kaldi_dir
 
-    from asr_init.features.extract import ExtractConfig, extract
-    from asr_init.training.pretrain import PretrainConfig, pretrain
+    from asr_init.features.config import ExtractConfig
+    from asr_init.features.extract import extract
+    from asr_init.training.config import PretrainConfig
+    from asr_init.training.pretrain import pretrain
 
     corpus = write_kaldi_dir(tmp_path / "corpus", speakers=5, utts_per_speaker=3, sr=8000)
     split = dict(jobs=1, dev_fraction=0.2, test_fraction=0.2)

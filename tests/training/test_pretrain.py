@@ -13,8 +13,9 @@ from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline, FrameBuffer, splice_frames
 from asr_init.features.store import FeatureStore
 from asr_init.io import load_checkpoint, read_csv
+from asr_init.training.config import PretrainConfig
 from asr_init.training.interrupts import Interrupted
-from asr_init.training.pretrain import PretrainConfig, pretrain
+from asr_init.training.pretrain import pretrain
 
 runner = CliRunner()
 SMALL = dict(layers=2, hidden=32, epochs=1, epochs_gauss=2, batch_size=64, report_every=500, stats_frames=300)

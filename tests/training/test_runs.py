@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 from asr_init.cli import app
 from asr_init.errors import UserError
 from asr_init.io import load_checkpoint
-from asr_init.training.finetune import FinetuneConfig, finetune
+from asr_init.training.config import FinetuneConfig, PretrainConfig
+from asr_init.training.finetune import finetune
 from asr_init.training.interrupts import Interrupted
-from asr_init.training.pretrain import PretrainConfig, pretrain
+from asr_init.training.pretrain import pretrain
 from asr_init.training.runs import run_folder
 
 PRE = dict(layers=2, hidden=16, splice=1, epochs=1, batch_size=32, stats_frames=100)

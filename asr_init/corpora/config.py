@@ -1,0 +1,34 @@
+"""Settings of `asr-init synth`: the one home of its defaults, read by the CLI."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from asr_init.errors import UserError
+
+# The largest |--snr| in dB: the 16-bit WAV files span 96 dB, so noise further below the
+# speech than this is lost in the quantisation, and speech further below the noise is gone.
+MAX_SNR_DB = 100.0
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    hours: float = 1.0
+    seed: int = 0
+    speakers: int = 40
+    snr_db: float | None = 20.0  # None: clean speech
+    jobs: int = 2
+
+    def validate(self) -> None:
+        if not 0 < self.hours < math.inf:
+            raise UserError(f"invalid --hours {self.hours}: must be a finite number > 0")
+        if self.speakers < 3:
+            raise UserError(f"invalid --speakers {self.speakers}: need at least 3 (one each for train, dev, test)")
+        if self.snr_db is not None and not abs(self.snr_db) <= MAX_SNR_DB:
+            raise UserError(
+                f"invalid --snr {self.snr_db}: must be a number of dB between -{MAX_SNR_DB:g} and {MAX_SNR_DB:g} "
+                "(the WAV files are 16-bit, whose 96 dB range holds no larger ratio; --no-noise gives clean speech)"
+            )
+        if self.jobs < 1:
+            raise UserError(f"invalid --jobs {self.jobs}: must be at least 1")

@@ -1,0 +1,37 @@
+"""Settings of `asr-init evaluate`: the one home of its defaults, read by the CLI."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from asr_init.config import ConfigBase, check_device
+from asr_init.features.store import SPLITS
+
+
+@dataclass
+class EvalConfig(ConfigBase):
+    split: str = "test"
+    tune_split: str = "dev"
+    prior_scale: float = 1.0
+    lm_weights: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0, 16.0])
+    penalties: list[float] = field(default_factory=lambda: [-16.0, -8.0, -4.0, -2.0, 0.0, 2.0, 4.0])
+    device: str = "cpu"
+    decode: bool = True  # False: frame accuracy only
+
+    def validate(self) -> None:
+        self._check(self.split in SPLITS, "split", f"must be one of {', '.join(SPLITS)}")
+        self._check(self.tune_split in SPLITS, "tune_split", f"must be one of {', '.join(SPLITS)}")
+        self._check(0 <= self.prior_scale < math.inf, "prior_scale", "--prior-scale must be a finite number >= 0")
+        self._check(bool(self.lm_weights) and bool(self.penalties), "lm_weights", "grids must not be empty")
+        self._check(
+            all(0 <= w < math.inf for w in self.lm_weights),
+            "lm_weights",
+            "every --lm-weights value must be a finite number >= 0",
+        )
+        self._check(
+            all(math.isfinite(p) for p in self.penalties),
+            "penalties",
+            "every --penalties value must be a finite number",
+        )
+        check_device(self.device)

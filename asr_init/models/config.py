@@ -1,0 +1,42 @@
+"""Names the models accept, and the settings of `asr-init inspect`: one home for each default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from asr_init.config import ConfigBase
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu")  # of hidden units (DNN)
+VISIBLE_TYPES = ("gauss", "bernoulli")  # of an RBM's visible units
+
+
+@dataclass
+class InspectConfig(ConfigBase):
+    """Settings of `asr-init inspect` (see `asr-init inspect --help`); the network's shape
+    (init, layers, hidden, splice, activation) is used only without a model folder."""
+
+    init: str = "optimal"
+    layers: int = 3
+    hidden: int = 1024
+    splice: int = 5
+    activation: str = "sigmoid"
+    frames: int = 5000
+    split: str = "train"
+    seed: int = 0
+    from_model: bool = False
+
+    def validate(self) -> None:
+        from asr_init.features.store import SPLITS
+        from asr_init.models.init import parse_init
+
+        self._check(self.frames >= 1, "frames", "--frames must be at least 1")
+        self._check(self.split in SPLITS, "split", f"--split must be one of {', '.join(SPLITS)}")
+        if self.from_model:
+            return
+        parse_init(self.init)
+        self._check(self.layers >= 1, "layers", "--layers must be at least 1")
+        self._check(self.hidden >= 1, "hidden", "--hidden must be at least 1")
+        self._check(self.splice >= 0, "splice", "--splice must be at least 0")
+        self._check(
+            self.activation in ACTIVATIONS, "activation", f"--activation must be one of {', '.join(ACTIVATIONS)}"
+        )
