@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import write_fake_timit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,6 +20,7 @@ def _env(tmp_path: Path, **extra) -> dict:
     return env
 
 
+@pytest.mark.slow  # the whole chain as `make recipes` runs it (QUICK=1); `make test` runs it too
 def test_quick_recipes_end_to_end(tmp_path):
     env = _env(tmp_path)
     run = subprocess.run(["bash", "recipes/run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -54,6 +56,7 @@ def test_quick_recipes_end_to_end(tmp_path):
     assert "136 command(s), 0 to run" in again.stdout
 
 
+@pytest.mark.slow
 def test_timit_recipe_on_fake_tree(tmp_path):
     timit = write_fake_timit(tmp_path / "TIMIT", utts_per_speaker=3)
     env = _env(tmp_path, TIMIT=str(timit))
