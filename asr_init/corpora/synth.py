@@ -161,6 +161,27 @@ def synthesize_corpus(out_dir: Path, config: SynthConfig) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "wav").mkdir(parents=True)
     speakers = make_speakers(config.speakers, config.seed)
+    rows, total = _synthesize_utterances(tmp, speakers, config)
+    _write_data_dir(tmp, rows, speakers)
+    write_json_atomic(
+        tmp / "corpus.json",
+        {
+            "generator": "asr-init synth (eSpeak NG)",
+            "config": vars(config),
+            "utterances": len(rows),
+            "hours": total / 3600.0,
+            "speakers": [vars(s) for s in speakers if s.id in {r[1] for r in rows}],
+        },
+    )
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+def _synthesize_utterances(tmp: Path, speakers: list[SynthSpeaker], config: SynthConfig) -> tuple[list, float]:
+    """WAV files under TMP/wav until `config.hours` of speech; returns (rows sorted by
+    utterance id: (utt, speaker, text, seconds, segments), total seconds)."""
     target = config.hours * 3600.0
     rows = []
     total = 0.0
@@ -184,6 +205,11 @@ def synthesize_corpus(out_dir: Path, config: SynthConfig) -> Path:
                 total += row[3]
                 bar.update(task, completed=min(total, target))
     rows.sort(key=lambda r: r[0])
+    return rows, total
+
+
+def _write_data_dir(tmp: Path, rows: list, speakers: list[SynthSpeaker]) -> None:
+    """wav.scp, utt2spk, spk2utt, spk2gender, text, phones.ctm and phones.txt of the corpus."""
     by_speaker: dict[str, list[str]] = {}
     for utt, spk, *_ in rows:
         by_speaker.setdefault(spk, []).append(utt)
@@ -197,20 +223,6 @@ def synthesize_corpus(out_dir: Path, config: SynthConfig) -> Path:
         "".join(f"{u} 1 {a:.5f} {b - a:.5f} {p}\n" for u, _, _, _, segs in rows for a, b, p in segs)
     )
     shutil.copy(DATA_DIR / "phones39.txt", tmp / "phones.txt")
-    write_json_atomic(
-        tmp / "corpus.json",
-        {
-            "generator": "asr-init synth (eSpeak NG)",
-            "config": vars(config),
-            "utterances": len(rows),
-            "hours": total / 3600.0,
-            "speakers": [vars(s) for s in speakers if s.id in by_speaker],
-        },
-    )
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-    return out_dir
 
 
 def cache_dir() -> Path:
