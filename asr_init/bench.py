@@ -208,8 +208,8 @@ def bench_store_cd1(store_path: Path, seconds: float = 4.0, device: str = "cpu")
     def endless():
         epoch = 1
         while True:
-            for x, _ in buf.batches(0, epoch):
-                yield x
+            for batch in buf.batches(0, epoch):
+                yield batch.inputs
             epoch += 1
 
     rbm, uniforms = _bench_rbm(pipe.dim, 1024, device)

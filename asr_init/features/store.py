@@ -74,7 +74,8 @@ class FeatureStore:
         manifest = self.path / "manifest.jsonl"
         if not (self.path / "summary.json").exists() or not manifest.exists():
             raise UserError(
-                f"{self.path} is not a complete feature store (no summary.json/manifest.jsonl); re-run 'asr-init extract'"
+                f"{self.path} is not a complete feature store (no summary.json/manifest.jsonl); "
+                "re-run 'asr-init extract'"
             )
         try:
             self.records = [UttRecord.from_json(ln) for ln in manifest.read_text().splitlines() if ln.strip()]
@@ -121,6 +122,19 @@ class FeatureStore:
     def release(self) -> None:
         """Drop the shard memory maps (their pages stop counting as this process's memory)."""
         self._shards.clear()
+
+    def gather(self, kind: str, shards: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Row rows[i] of shard shards[i] of `kind` ("feats", "phones" or "states") as out[i],
+        copied from the memory maps: only these rows are read."""
+        maps = {int(s): self._shard(kind, int(s)) for s in np.unique(shards)}
+        if not maps:
+            return np.empty((0, self.dim), np.float32) if kind == "feats" else np.empty(0, np.int16)
+        first = next(iter(maps.values()))
+        out = np.empty((len(rows), *first.shape[1:]), first.dtype)
+        for shard, mapped in maps.items():
+            mine = shards == shard
+            out[mine] = mapped[rows[mine]]
+        return out
 
     def features(self, rec: UttRecord) -> np.ndarray:
         """(frames, dim) float32 view of one utterance's features."""

@@ -396,7 +396,7 @@ class _DnnTrainer(Trainer):
 
     def step(self, batch) -> Step:
         config, model = self.config, self.model
-        x, y = batch
+        x, y = batch.inputs, batch.targets
         if config.dropout > 0:  # dropout masks from a seed of (seed, epoch, batch): resumable
             torch.manual_seed(hash((config.seed, self.state.epoch, self.state.batch)) & 0x7FFFFFFF)
         logits = model(x)
