@@ -178,7 +178,8 @@ def extract(
     summary = run_extract(corpus, out, cfg, force=force)
     console.print(summary_table(summary))
     console.print(
-        f"{summary['hours']:.3f} h extracted at {summary['x_real_time']:.0f}x real time; {len(summary['skipped'])} utterance(s) skipped"
+        f"{summary['hours']:.3f} h extracted at {summary['x_real_time']:.0f}x real time; "
+        f"{len(summary['skipped'])} utterance(s) skipped"
     )
     if "sample_rate" not in summary:  # a store made before the rate was recorded in the summary
         return
@@ -205,7 +206,8 @@ def optimal_d_cmd(
 
     r = spread_report(activation, criterion, samples, seed)
     console.print(
-        f"activation {r.activation}, criterion {r.criterion}: J(D) = E[{'|f″(z)|' if r.criterion == 'abs' else 'f″(z)²'}], z ~ N(0, D²)",
+        f"activation {r.activation}, criterion {r.criterion}: "
+        f"J(D) = E[{'|f″(z)|' if r.criterion == 'abs' else 'f″(z)²'}], z ~ N(0, D²)",
         highlight=False,
     )
     console.print(f"D* (quadrature)        = {r.d_star:.5f}   J(D*) = {r.j_star:.6g}", highlight=False)
@@ -524,7 +526,9 @@ def report(
 
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print speed and memory figures.")
-app.add_typer(bench_app, name="bench", short_help="Speed and memory benchmarks (extract, pretrain, finetune).")
+app.add_typer(
+    bench_app, name="bench", short_help="Speed and memory benchmarks (extract, pretrain, finetune, distributed)."
+)
 
 
 @bench_app.command("extract")
@@ -584,6 +588,32 @@ def bench_finetune_cmd(
     from asr_init.bench import bench_finetune
 
     bench_finetune(layers, hidden, 429, outputs, batch_size, seconds, device)
+
+
+@bench_app.command("distributed")
+@user_errors
+def bench_distributed_cmd(
+    store: Path | None = typer.Option(
+        None,
+        exists=True,
+        file_okay=False,
+        help="Feature store; default: the 1 h embedded-corpus store (made on first use).",
+    ),
+    processes: str = typer.Option("1,2", help="Process counts to compare, the first being the baseline."),
+    frames: int = typer.Option(50_000, help="Frames each stage trains on per measurement."),
+    hidden: int = typer.Option(1024, help="Units per hidden layer."),
+    batch_size: int = typer.Option(256, help="Global mini-batch size."),
+):
+    """Pre-training and fine-tuning frames/s on 1 and N CPU processes (1 thread each) and the scaling efficiency."""
+    from asr_init.bench import bench_distributed
+
+    try:
+        counts = tuple(int(n) for n in processes.split(","))
+    except ValueError:
+        raise UserError(f"invalid --processes {processes!r}: expected comma-separated counts such as 1,2") from None
+    if not counts or min(counts) < 1:
+        raise UserError(f"invalid --processes {processes!r}: counts must be at least 1")
+    bench_distributed(store or _bench_store(1.0), counts, frames, hidden, batch_size)
 
 
 def _bench_store(hours: float) -> Path:
