@@ -5,8 +5,8 @@ command with WORLD_SIZE, RANK and LOCAL_RANK in their environment. `distributed(
 them, joins the process group (NCCL for CUDA, with process r on cuda:LOCAL_RANK; gloo for
 the CPU) and hands the stage a `Dist`: this process's rank, the number of processes, and
 the collective operations the training loops need. Without torchrun (or with one process)
-`Dist` is the single process and every operation is a no-op, so a one-process run takes
-exactly the code path it took before multi-process training existed.
+`Dist` is the single process and every operation is a no-op: a one-process run computes
+what it computed before multi-process training existed, bit for bit.
 
 How the stages divide the work (the learning rates mean the same on 1 and N processes):
 
