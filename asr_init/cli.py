@@ -526,9 +526,7 @@ def report(
 
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print speed and memory figures.")
-app.add_typer(
-    bench_app, name="bench", short_help="Speed and memory benchmarks (extract, pretrain, finetune, distributed)."
-)
+app.add_typer(bench_app, name="bench", short_help="Speed, memory and multi-process scaling benchmarks.")
 
 
 @bench_app.command("extract")
