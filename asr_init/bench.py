@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import resource
 import shutil
 import tempfile
@@ -210,8 +211,8 @@ def bench_store_cd1(store_path: Path, seconds: float = 4.0, device: str = "cpu")
     def endless():
         epoch = 1
         while True:
-            for x, _ in buf.batches(0, epoch):
-                yield x
+            for batch in buf.batches(0, epoch):
+                yield batch.inputs
             epoch += 1
 
     rbm, uniforms = _bench_rbm(pipe.dim, 1024, device)
@@ -327,3 +328,78 @@ def bench_finetune(
         "product (the ceiling)",
     )
     return result
+
+
+def _distributed_worker(store: str, root: str, frames: int, hidden: int, batch_size: int) -> None:
+    """One process of `bench_distributed`: pre-train one layer, then fine-tune one epoch."""
+    from asr_init.progress import console
+    from asr_init.training.finetune import FinetuneConfig, finetune
+    from asr_init.training.pretrain import PretrainConfig, pretrain
+
+    console.quiet = True
+    common = dict(hidden=hidden, batch_size=batch_size, max_frames=frames, stats_frames=500)
+    pretrain(
+        Path(store),
+        PretrainConfig(layers=1, epochs_gauss=1, report_every=10**9, **common),
+        Path(root) / "pretrain",
+    )
+    finetune(Path(store), FinetuneConfig(layers=2, max_epochs=1, **common), Path(root) / "finetune")
+
+
+def bench_distributed(
+    store: Path, processes: tuple[int, ...] = (1, 2), frames: int = 50_000, hidden: int = 1024, batch_size: int = 256
+) -> dict:
+    """Frames/s of pre-training (one 429 x `hidden` Gaussian layer, CD-1) and fine-tuning
+    (429-`hidden`x2-classes) on 1 and N CPU processes of one thread each (gloo), from the
+    logs of real runs on `frames` frames of `store`; scaling efficiency = rate_N / (N rate_1).
+
+    Every process is a fresh one with torch.set_num_threads(1), the one-process figure
+    included, so that the figures compare. On a machine with fewer free cores than
+    processes they measure the contention, not the method.
+    """
+    from rich.table import Table
+
+    from asr_init.features.store import FeatureStore
+    from asr_init.io import read_json
+    from asr_init.training.distributed import run_local
+
+    rows = []
+    scratch = Path(tempfile.mkdtemp(prefix="asr-init-bench-"))
+    try:
+        for n in processes:
+            root = scratch / f"n{n}"
+            run_local(n, _distributed_worker, str(store), str(root), frames, hidden, batch_size, threads=1)
+            layer = read_json(root / "pretrain" / "pretrain.json")["layers"][0]
+            done = min(frames, FeatureStore(store).num_frames("train"))
+            ft = read_json(root / "finetune" / "finetune.json")
+            rows.append({"processes": n, "pretrain": done / layer["seconds"], "finetune": ft["frames_per_s"]})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    base = rows[0]
+    for r in rows:
+        for stage in ("pretrain", "finetune"):
+            r[f"{stage}_efficiency"] = r[stage] / (r["processes"] / base["processes"] * base[stage])
+    table = Table(
+        title=f"frames/s on {', '.join(str(n) for n in processes)} CPU process(es), 1 thread each, gloo; "
+        f"batch {batch_size}, {frames:,} frames per stage; efficiency = rate_N / (N x rate_1)",
+        title_justify="left",
+        box=None,
+        header_style="bold",
+    )
+    for name in ("processes", "pretrain frames/s", "efficiency", "finetune frames/s", "efficiency "):
+        table.add_column(name, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r["processes"]),
+            f"{r['pretrain']:,.0f}",
+            f"{r['pretrain_efficiency']:.0%}",
+            f"{r['finetune']:,.0f}",
+            f"{r['finetune_efficiency']:.0%}",
+        )
+    console.print(table)
+    console.print(
+        f"pre-training: CD-1 of a 429x{hidden} Gaussian layer; fine-tuning: SGD of a 429-{hidden}x2 sigmoid network; "
+        f"this machine has {os.cpu_count()} CPU(s) and a load average of {os.getloadavg()[0]:.1f} now",
+        highlight=False,
+    )
+    return {"rows": rows, "frames": frames, "hidden": hidden, "batch_size": batch_size}

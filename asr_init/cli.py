@@ -737,7 +737,7 @@ def report(
 
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print speed and memory figures.")
-app.add_typer(bench_app, name="bench", short_help="Speed and memory benchmarks (extract, pretrain, finetune).")
+app.add_typer(bench_app, name="bench", short_help="Speed, memory and multi-process scaling benchmarks.")
 
 
 @bench_app.command("extract")
@@ -799,6 +799,32 @@ def bench_finetune_cmd(
     from asr_init.bench import bench_finetune
 
     bench_finetune(layers, hidden, 429, outputs, batch_size, seconds, device)
+
+
+@bench_app.command("distributed")
+@user_errors
+def bench_distributed_cmd(
+    store: Path | None = typer.Option(
+        None,
+        exists=True,
+        file_okay=False,
+        help="Feature store; default: the 1 h embedded-corpus store (made on first use).",
+    ),
+    processes: str = typer.Option("1,2", help="Process counts to compare, the first being the baseline."),
+    frames: int = typer.Option(50_000, help="Frames each stage trains on per measurement."),
+    hidden: int = typer.Option(1024, help="Units per hidden layer."),
+    batch_size: int = typer.Option(256, help="Global mini-batch size."),
+):
+    """Pre-training and fine-tuning frames/s on 1 and N CPU processes (1 thread each) and the scaling efficiency."""
+    from asr_init.bench import bench_distributed
+
+    try:
+        counts = tuple(int(n) for n in processes.split(","))
+    except ValueError:
+        raise UserError(f"invalid --processes {processes!r}: expected comma-separated counts such as 1,2") from None
+    if not counts or min(counts) < 1:
+        raise UserError(f"invalid --processes {processes!r}: counts must be at least 1")
+    bench_distributed(store or _bench_store(1.0), counts, frames, hidden, batch_size)
 
 
 def _bench_store(hours: float) -> Path:

@@ -10,13 +10,15 @@ Training reads frames through a `FrameBuffer`: utterances in a seeded random ord
 are packed into a buffer of at most `buffer_frames` unspliced frames, the buffer is
 shuffled at frame level, and mini-batches are spliced on the fly by index arithmetic
 clipped to each frame's utterance. Memory is bounded by the buffer, not the corpus
-(Kaldi nnet1 does the same with its randomiser buffer).
+(Kaldi nnet1 does the same with its randomiser buffer). On several processes each one
+computes the same order and reads only its rows of every mini-batch (`Batch`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -134,12 +136,37 @@ def splice_frames(x: torch.Tensor, idx: torch.Tensor, lo: torch.Tensor, hi: torc
     return x.index_select(0, rows.view(-1)).view(len(idx), -1)  # index_select: 3x faster than x[rows]
 
 
+class Batch(NamedTuple):
+    """One mini-batch as this process sees it: its rows of the global mini-batch.
+
+    On one process the rows are the whole batch (`start` 0, `size` = len(inputs)); on
+    several, process r has rows [start, start + len(inputs)) of a global batch of `size`
+    frames (see `batch_rows`).
+    """
+
+    inputs: torch.Tensor  # (rows, dim) float32
+    targets: torch.Tensor | None  # (rows,) int64 state or phone ids
+    start: int
+    size: int
+
+
+def batch_rows(size: int, rank: int, world: int) -> tuple[int, int]:
+    """Process `rank`'s rows [start, end) of a global mini-batch of `size` rows split over
+    `world` processes: contiguous parts that differ in length by at most one row."""
+    return rank * size // world, (rank + 1) * size // world
+
+
 class FrameBuffer:
     """Seeded frame-level shuffling of a split through a bounded buffer.
 
-    Iterating yields (inputs, targets) mini-batches on `device`: inputs (B, dim) float32,
-    targets (B,) int64 (ids of the store's target kind `targets`, or None). The order depends only on the
-    seed and epoch, so a run can be resumed at any batch.
+    Iterating yields `Batch`es on `device`: inputs (B, dim) float32, targets (B,) int64
+    (ids of the store's target kind `targets`, or None). The order depends only on the seed and epoch, so a run
+    can be resumed at any batch.
+
+    With `world` > 1 processes, every process computes the same order and keeps its rows
+    of each global batch (`batch_rows`): it reads those frames and their context from
+    the memory-mapped shards and nothing else, where one process reads whole buffers.
+    Both give the same numbers.
     """
 
     def __init__(
@@ -151,12 +178,15 @@ class FrameBuffer:
         buffer_frames: int = 500_000,
         targets: str | None = None,
         device: str | torch.device = "cpu",
+        rank: int = 0,
+        world: int = 1,
     ):
         if not records:
             raise UserError(f"store {store.path} has no utterances in the requested split")
         self.store, self.records, self.pipeline = store, records, pipeline
         self.batch_size, self.buffer_frames = batch_size, max(buffer_frames, batch_size)
         self.targets, self.device = targets, torch.device(device)
+        self.rank, self.world = rank, world
         self.num_frames = sum(r.frames for r in records)
 
     def _buffers(self, rng: np.random.Generator) -> Iterator[list[UttRecord]]:
@@ -185,8 +215,11 @@ class FrameBuffer:
             y = torch.from_numpy(np.concatenate(ids).astype(np.int64)).to(self.device)
         return x, lo, hi, y
 
-    def batches(self, seed: int, epoch: int, max_frames: int | None = None, skip: int = 0):
+    def batches(self, seed: int, epoch: int, max_frames: int | None = None, skip: int = 0) -> Iterator[Batch]:
         """Mini-batches of one epoch; `skip` drops the first batches (for resuming)."""
+        if self.world > 1:
+            yield from self._parts(seed, epoch, max_frames, skip)
+            return
         rng = np.random.default_rng([seed, epoch])
         limit = self.num_frames if max_frames is None else min(max_frames, self.num_frames)
         seen, index = 0, 0
@@ -204,7 +237,60 @@ class FrameBuffer:
                 inputs = self.pipeline.finish(
                     splice_frames(x, idx, lo.index_select(0, idx), hi.index_select(0, idx), self.pipeline.splice)
                 )
-                yield inputs, (y.index_select(0, idx) if y is not None else None)
+                yield Batch(inputs, (y.index_select(0, idx) if y is not None else None), 0, len(idx))
+
+    def _parts(self, seed: int, epoch: int, max_frames: int | None, skip: int) -> Iterator[Batch]:
+        """`batches` on one of several processes: the same order (the same draws from the
+        same generator), this process's rows of every batch, read row by row."""
+        rng = np.random.default_rng([seed, epoch])
+        limit = self.num_frames if max_frames is None else min(max_frames, self.num_frames)
+        seen, index = 0, 0
+        for chunk in self._buffers(rng):
+            where = _FrameIndex(chunk)
+            perm = rng.permutation(where.frames)
+            for b in range(0, len(perm), self.batch_size):
+                if seen >= limit:
+                    self.store.release()
+                    return
+                idx = perm[b : b + self.batch_size][: limit - seen]
+                seen += len(idx)
+                index += 1
+                if index <= skip:
+                    continue
+                start, end = batch_rows(len(idx), self.rank, self.world)
+                yield Batch(*self._read_rows(where, idx[start:end]), start, len(idx))
+            self.store.release()
+
+    def _read_rows(self, where: _FrameIndex, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Inputs (and targets) of the buffer's frames `idx`: each frame's context, clipped
+        to its utterance, gathered from the shards and normalised (normalising is per
+        element, so this equals normalising the whole buffer and splicing it)."""
+        k = self.pipeline.splice
+        rows = np.clip(idx[:, None] + np.arange(-k, k + 1), where.lo[idx, None], where.hi[idx, None]).ravel()
+        feats = self.store.gather("feats", where.shard[rows], where.row[rows])
+        x = torch.from_numpy(self.pipeline.normalise(feats)).view(len(idx), self.pipeline.dim).to(self.device)
+        y = None
+        if self.targets is not None:
+            kind = "states" if self.targets == "states" else "phones"
+            y = torch.from_numpy(self.store.gather(kind, where.shard[idx], where.row[idx]).astype(np.int64))
+            y = y.to(self.device)
+        return self.pipeline.finish(x), y
+
+
+class _FrameIndex:
+    """Where each frame of a buffer of utterances lies, from the manifest alone (nothing is
+    read): shard and row in it, and the buffer positions of its utterance's first and last
+    frames (lo, hi), all (frames,) arrays."""
+
+    def __init__(self, chunk: list[UttRecord]):
+        lengths = np.array([r.frames for r in chunk], dtype=np.int64)
+        starts = np.cumsum(lengths) - lengths
+        self.frames = int(lengths.sum())
+        self.lo = np.repeat(starts, lengths)
+        self.hi = np.repeat(starts + lengths - 1, lengths)
+        self.shard = np.repeat(np.array([r.shard for r in chunk], dtype=np.int64), lengths)
+        offsets = np.array([r.offset for r in chunk], dtype=np.int64)
+        self.row = np.repeat(offsets, lengths) + np.arange(self.frames) - self.lo
 
 
 def sample_frames(store: FeatureStore, pipeline: FeaturePipeline, split: str, num: int, seed: int) -> torch.Tensor:

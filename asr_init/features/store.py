@@ -206,6 +206,19 @@ class FeatureStore:
         """Drop the shard memory maps (their pages stop counting as this process's memory)."""
         self._shards.clear()
 
+    def gather(self, kind: str, shards: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Row rows[i] of shard shards[i] of `kind` ("feats", "phones" or "states") as out[i],
+        copied from the memory maps: only these rows are read."""
+        maps = {int(s): self._shard(kind, int(s)) for s in np.unique(shards)}
+        if not maps:
+            return np.empty((0, self.dim), np.float32) if kind == "feats" else np.empty(0, np.int16)
+        first = next(iter(maps.values()))
+        out = np.empty((len(rows), *first.shape[1:]), first.dtype)
+        for shard, mapped in maps.items():
+            mine = shards == shard
+            out[mine] = mapped[rows[mine]]
+        return out
+
     def features(self, rec: UttRecord) -> np.ndarray:
         """(frames, dim) float32 view of one utterance's features."""
         return self._shard("feats", rec.shard)[rec.offset : rec.offset + rec.frames]

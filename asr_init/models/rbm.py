@@ -39,6 +39,7 @@ pushed past |net| = 3 within ten mini-batches, after which h0 = hk and it never 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,6 +90,17 @@ class StepResult:
     skipped: bool = False  # a guard rejected the update
     guard_scale: float = 1.0
     guard: str = ""  # which guard: "recon_std" (Gaussian) or "saturation"
+
+
+@dataclass
+class BatchPart:
+    """This process's share of a global mini-batch split over several processes: its rows
+    are [start, start + B_r) of `size`, and `all_reduce_` sums a tensor over the processes
+    in place (`Dist.all_reduce_`)."""
+
+    start: int
+    size: int
+    all_reduce_: Callable[[torch.Tensor], torch.Tensor]
 
 
 def _row_length(n: int) -> int:
@@ -154,6 +166,8 @@ class RBM:
         self.dWt, self.dvb, self.dhb = self.dtheta[:-1, :-1], self.dtheta[:-1, -1], self.dtheta[-1, :-1]
         self._theta_t = self.theta.T
         self._buffers: _Work | None = None
+        self._global_uniforms: torch.Tensor | None = None  # (global batch, n_hidden), see _cd_step_part
+        self._stats: torch.Tensor | None = None
 
     @property
     def W(self) -> torch.Tensor:
@@ -207,6 +221,7 @@ class RBM:
         k: int = 1,
         guard: bool = True,
         sat_limit: float = 0.0,
+        part: BatchPart | None = None,
     ) -> StepResult:
         """One CD-k mini-batch update on v0 (B, n_visible); returns the reconstruction error.
 
@@ -217,7 +232,13 @@ class RBM:
         that the rms net input is D*. Either way the momentum buffers are reset and the
         caller lowers the learning rate. The saturated share is returned whenever
         `sat_limit` > 0.
+
+        With `part`, v0 is this process's rows of a global mini-batch (see
+        `_cd_step_part`): the update, the guards' decisions and the returned error are
+        those of the global batch.
         """
+        if part is not None:
+            return self._cd_step_part(v0, lr, momentum, l2, uniforms, k, guard, sat_limit, part)
         w, theta, theta_t = self._work(v0.shape[0]), self.theta, self._theta_t
         w.v0_units.copy_(v0)
         torch.mm(w.v0, theta, out=w.h0).sigmoid_()  # last column: junk, overwritten below
@@ -267,6 +288,104 @@ class RBM:
             self.dWt.add_(self.Wt, alpha=-step_lr * w.batch * l2)
         theta.add_(self.dtheta)
         return StepResult(error_sum, saturated)
+
+    def _cd_step_part(
+        self,
+        v0: torch.Tensor,
+        lr: float,
+        momentum: float,
+        l2: float,
+        uniforms: UniformSource,
+        k: int,
+        guard: bool,
+        sat_limit: float,
+        part: BatchPart,
+    ) -> StepResult:
+        """`cd_step` on rows [start, start + B_r) of a global batch of B rows split over processes.
+
+        The chain runs on this process's rows with the uniforms one process would use for
+        them: every process draws the whole batch's (cheap beside the products) and takes
+        its rows. Then the local statistics (the gradient product [v0 1; vk 1]^T [h0 1; -hk -1],
+        the squared error, the saturated count, the guard's sums of v and v^2, the row count)
+        are summed over the processes in one call; the guards decide on the sums and the
+        update divides by B. Every process makes the same update, so the parameters stay
+        equal, and they equal one process's to rounding (the products are summed in parts).
+        """
+        w, theta, theta_t = self._work(v0.shape[0]), self.theta, self._theta_t
+        nv, nh = self.n_visible, self.n_hidden
+        stats = self._part_stats()
+        grad, extra = stats[: (nv + 1) * (nh + 1)].view(nv + 1, nh + 1), stats[(nv + 1) * (nh + 1) :]
+        w.v0_units.copy_(v0)
+        torch.mm(w.v0, theta, out=w.h0).sigmoid_()
+        p = w.h0_units
+        extra[1] = 0
+        if sat_limit > 0:
+            torch.sub(p, 0.5, out=w.hs_units).abs_().gt_(0.5 - SATURATION_MARGIN)
+            extra[1] = w.hs_units.sum()
+        batch_uniforms = self._batch_uniforms(part.size)
+        mine = batch_uniforms[part.start : part.start + w.batch]
+        for _ in range(k):
+            uniforms.fill_(batch_uniforms)
+            w.hs_units.copy_(mine).lt_(p)
+            torch.mm(w.hs, theta_t, out=w.vk)
+            if self.visible == "bernoulli":
+                w.vk.sigmoid_()
+            w.vk_const.fill_(1)
+            torch.mm(w.vk, theta, out=w.hk).sigmoid_()
+            p = w.hk_units
+        torch.sub(w.vk, w.v0, out=w.diff)
+        extra[0] = torch.dot(w.diff_flat, w.diff_flat)
+        X = w.rows  # [v0 1] and [vk 1] flattened: their sums of squares and sums
+        extra[2:4] = torch.mm(X, X.T).diagonal()
+        extra[4:6] = X.sum(1)
+        extra[6] = w.batch
+        w.H_const.fill_(1)
+        w.hk.neg_()
+        torch.mm(w.V_t, w.H, out=grad)
+        part.all_reduce_(stats)
+        error_sum = extra[0].clone()
+        sat_count, sq0, sqk, sum0, sumk, rows = extra[1:].double().tolist()  # one sync
+        B = round(rows)
+        saturated = torch.tensor(sat_count / (B * nh)) if sat_limit > 0 else None
+        if guard and self.visible == "gauss":
+            pos_std = _std_from_sums(sum0 - B, sq0 - B, B * nv)
+            neg_std = _std_from_sums(sumk - B, sqk - B, B * nv)
+            if neg_std > 2 * pos_std:
+                scale = pos_std / neg_std
+                theta.mul_(scale)
+                self.dtheta.zero_()
+                return StepResult(error_sum, saturated, skipped=True, guard_scale=scale, guard="recon_std")
+        if saturated is not None and float(saturated) > sat_limit:
+            net = torch.addmm(self.hb, w.v0_units, self.Wt)
+            squares = part.all_reduce_(net.pow(2).sum(dtype=torch.float64).reshape(1))
+            rms = math.sqrt(float(squares) / (B * nh))
+            scale = min(1.0, optimal_d("sigmoid") / rms) if rms > 0 else 1.0
+            self.Wt.mul_(scale)
+            self.hb.mul_(scale)
+            self.dtheta.zero_()
+            return StepResult(error_sum, saturated, skipped=True, guard_scale=scale, guard="saturation")
+        step_lr = lr * (1.0 - momentum) / B
+        self.dtheta.mul_(momentum).add_(grad, alpha=step_lr)
+        if l2:
+            self.dWt.add_(self.Wt, alpha=-step_lr * B * l2)
+        theta.add_(self.dtheta)
+        return StepResult(error_sum, saturated)
+
+    def _batch_uniforms(self, size: int) -> torch.Tensor:
+        """A (size, n_hidden) buffer laid out as one process's sample buffer (rows of aligned
+        length), so that a generator fills it with the numbers it gives that buffer."""
+        if self._global_uniforms is None or self._global_uniforms.shape[0] != size:
+            kw = {"device": self.theta.device, "dtype": self.theta.dtype}
+            self._global_uniforms = torch.empty(size, _row_length(self.n_hidden + 1), **kw)[:, : self.n_hidden]
+        return self._global_uniforms
+
+    def _part_stats(self) -> torch.Tensor:
+        """The flat buffer that `_cd_step_part` sums over the processes: the gradient
+        product ((n_visible + 1) x (n_hidden + 1)), then 7 numbers."""
+        if self._stats is None:
+            n = (self.n_visible + 1) * (self.n_hidden + 1) + 7
+            self._stats = torch.empty(n, device=self.theta.device, dtype=self.theta.dtype)
+        return self._stats
 
     def init_visible_bias_from_data(self, mean_input: torch.Tensor, clip: float = 1e-3) -> None:
         """Bernoulli visible biases = logit(mean input), clipped to [clip, 1 - clip]."""

@@ -11,6 +11,11 @@ not improve it is rejected and the weights roll back to the best ones.
 
 Output folder: model.pt (best weights, config, pipeline, labels, priors), priors.txt,
 finetune.json, train.csv, train.png, and checkpoint.pt while training (resumable).
+
+Under torchrun the network is wrapped in DistributedDataParallel with summed gradients,
+each process trains on its rows of every mini-batch and evaluates its share of the dev
+utterances (distributed.py). Dropout masks are drawn per process, so with --dropout a run
+on N processes is not the same numbers as on one.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from asr_init.models.init import InitContext, init_weight_, input_power
 from asr_init.models.nonlinearity import saturated_mask
 from asr_init.progress import console
 from asr_init.training.config import FinetuneConfig
+from asr_init.training.distributed import Dist, distributed
 from asr_init.training.interrupts import StopFlag, catch_signals
 from asr_init.training.loop import Step, Trainer, TrainState
 from asr_init.training.runs import run_folder
@@ -107,13 +113,14 @@ def build_network(
 
 
 def _evaluate(
-    model: DNN, store: FeatureStore, pipeline: FeaturePipeline, split: str, targets: str, device
+    model: DNN, store: FeatureStore, pipeline: FeaturePipeline, split: str, targets: str, device, dist: Dist = Dist()
 ) -> tuple[float, float, int]:
-    """(mean cross-entropy, frame accuracy, frames) of a split, utterance by utterance."""
+    """(mean cross-entropy, frame accuracy, frames) of a split, utterance by utterance; on
+    several processes each takes every world-th utterance and the sums are added up."""
     loss, correct, n = 0.0, 0, 0
     model.eval()
     with torch.no_grad():
-        for rec in store.split(split):
+        for rec in store.split(split)[dist.rank :: dist.world]:
             x = pipeline.utterance(store.features(rec)).to(device)
             y = torch.from_numpy(np.asarray(store.targets(targets, rec), dtype=np.int64)).to(device)
             logits = model(x)
@@ -122,7 +129,8 @@ def _evaluate(
             n += len(y)
     store.release()
     model.train()
-    return loss / max(n, 1), correct / max(n, 1), n
+    loss, correct, n = dist.sum([loss, correct, n])
+    return loss / max(n, 1), correct / max(n, 1), int(n)
 
 
 def _saturation(model: DNN, sample: torch.Tensor) -> list[float]:
@@ -165,11 +173,15 @@ def finetune(
 ) -> dict:
     """Train the DNN; returns the finetune.json summary.
 
+    Under torchrun, the processes share every mini-batch (see distributed.py).
     `interrupt_after` (testing) acts as a signal arriving after that many mini-batches.
     """
     config.validate()
+    return _finetune(store_path, config, Path(out_dir), resume, force, interrupt_after, distributed(config.device))
+
+
+def _finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume, force, interrupt_after, dist) -> dict:
     store = FeatureStore(store_path)
-    out_dir = Path(out_dir)
     if not store.split("train") or not store.split("dev"):
         raise UserError(f"store {store.path} needs train and dev utterances for fine-tuning (newbob uses dev)")
     pipeline = _input_pipeline(config, store)
@@ -193,6 +205,7 @@ def finetune(
             "--init-from folder": config.init_from,
             "--feature-transform": config.feature_transform,
         },
+        dist=dist,
     ) as done:
         if done is not None:
             console.print(
@@ -200,11 +213,13 @@ def finetune(
             )
             return done
         console.print(f"finetune {store.path} -> {out_dir}: {config.to_dict()}", highlight=False)
-        trainer = _DnnTrainer(config, store, pipeline, out_dir, resume)
+        if dist.is_distributed:
+            console.print(f"{dist.world} processes share every batch of {config.batch_size} frames")
+        trainer = _DnnTrainer(config, store, pipeline, out_dir, resume, dist)
         flag = StopFlag(interrupt_after)
         with catch_signals(flag):
             trainer.run(flag)
-        return _write_outputs(trainer)
+        return dist.from_main(lambda: _write_outputs(trainer))
 
 
 def _input_identities(config: FinetuneConfig, store: FeatureStore) -> dict[str, str]:
@@ -259,14 +274,24 @@ class _DnnTrainer(Trainer):
     bar_label = "epoch"
     bar_per_epoch = True
 
-    def __init__(self, config: FinetuneConfig, store: FeatureStore, pipeline: FeaturePipeline, out_dir: Path, resume):
+    def __init__(
+        self,
+        config: FinetuneConfig,
+        store: FeatureStore,
+        pipeline: FeaturePipeline,
+        out_dir: Path,
+        resume: bool,
+        dist: Dist | None = None,
+    ):
         self.config, self.store, self.pipeline, self.out_dir = config, store, pipeline, out_dir
         self.labels = store.labels(config.targets)
-        self.device = torch.device(config.device)
+        dist = dist or Dist(device=torch.device(config.device))
+        self.dist, self.device = dist, dist.device
         self.epochs = config.max_epochs
         sample = sample_frames(store, pipeline, "train", config.stats_frames, seed=config.seed + 1)
         self.model, self.layer_info = build_network(config, store, pipeline, len(self.labels), sample)
         self.model.to(self.device)
+        self.net = dist.wrap(self.model)  # what training steps call: DDP on several processes
         self.sample = sample.to(self.device)
         # Kaldi nnet1 semantics: the loss is summed over the batch, so is the L2 term.
         self.opt = torch.optim.SGD(
@@ -275,14 +300,23 @@ class _DnnTrainer(Trainer):
         self.priors = class_priors(store, config.targets, config.prior_floor)
         splits = store.split("train")
         self.buffer = FrameBuffer(
-            store, splits, pipeline, config.batch_size, config.buffer_frames, targets=config.targets, device=self.device
+            store,
+            splits,
+            pipeline,
+            config.batch_size,
+            config.buffer_frames,
+            targets=config.targets,
+            device=self.device,
+            rank=dist.rank,
+            world=dist.world,
         )
         self.per_epoch = min(config.max_frames or self.buffer.num_frames, self.buffer.num_frames)
         self.schedule = make_schedule(config.schedule, config.to_dict())
         self.weights = [layer.weight for layer in self.model.hidden] + [self.model.output.weight]
-        self.checkpoint_path = out_dir / "checkpoint.pt"
-        if self.checkpoint_path.exists():
-            self._resume(resume)
+        self.checkpoint_path = path = out_dir / "checkpoint.pt"
+        ckpt = dist.from_main(lambda: load_checkpoint(path) if path.exists() else None)
+        if ckpt is not None:
+            self._resume(ckpt, resume)
         else:
             self._start()
 
@@ -296,14 +330,13 @@ class _DnnTrainer(Trainer):
             {"epoch": 0, "lr": self.config.lr, "dev_loss": dev_loss, "dev_acc": dev_acc, "accepted": True} | sat
         ]
 
-    def _resume(self, resume: bool) -> None:
+    def _resume(self, ckpt: dict, resume: bool) -> None:
         path = self.checkpoint_path
         if not resume:
             raise UserError(
                 f"{self.out_dir} holds an interrupted fine-tuning run ({path}); re-run with --resume to continue it "
                 "or --force to start over"
             )
-        ckpt = load_checkpoint(path)
         if "schedule" not in ckpt:
             raise UserError(f"{path} was written by an older asr-init and cannot be resumed; use --force to start over")
         self.model.load_state_dict(ckpt["model"])
@@ -318,7 +351,7 @@ class _DnnTrainer(Trainer):
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
     def _evaluate_dev(self) -> tuple[float, float, int]:
-        return _evaluate(self.model, self.store, self.pipeline, "dev", self.config.targets, self.device)
+        return _evaluate(self.model, self.store, self.pipeline, "dev", self.config.targets, self.device, self.dist)
 
     # --- the stage's part of the loop ----------------------------------------------
 
@@ -328,16 +361,17 @@ class _DnnTrainer(Trainer):
         return self.buffer.batches(seed=self.config.seed, epoch=epoch, max_frames=self.config.max_frames, skip=skip)
 
     def step(self, batch) -> Step:
-        config, model = self.config, self.model
-        x, y = batch
-        if config.dropout > 0:  # dropout masks from a seed of (seed, epoch, batch): resumable
-            torch.manual_seed(hash((config.seed, self.state.epoch, self.state.batch)) & 0x7FFFFFFF)
-        logits = model(x)
+        config, model, dist = self.config, self.model, self.dist
+        x, y = batch.inputs, batch.targets
+        if config.dropout > 0:  # dropout masks from a seed of (seed, epoch, batch[, rank]): resumable
+            key = (config.seed, self.state.epoch, self.state.batch) + ((dist.rank,) if dist.is_distributed else ())
+            torch.manual_seed(hash(key) & 0x7FFFFFFF)
+        logits = self.net(x)
         # Summed over the mini-batch, as Kaldi nnet1 does: lr 0.008 at batch 256 is a
         # step of ~2.0 on the mean gradient.
         loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
         self.opt.zero_grad(set_to_none=False)
-        loss.backward()
+        loss.backward()  # under DDP: the gradient summed over the processes, the same on each
         for i, w in enumerate(self.weights):
             self.sums.grad_sq[i] += float(w.grad.pow(2).sum())
         self.sums.grad_batches += 1
@@ -348,7 +382,10 @@ class _DnnTrainer(Trainer):
             with torch.no_grad():
                 for layer in model.hidden:
                     layer.weight.copy_(torch.renorm(layer.weight, 2, 0, config.max_norm))
-        return Step(len(y), float(loss.detach()) / len(y), (logits, y))
+        loss_sum, correct = float(loss.detach()), int((logits.argmax(1) == y).sum())
+        if dist.is_distributed:  # the global batch's, for the log and the finiteness check
+            loss_sum, correct = dist.sum([loss_sum, correct])
+        return Step(batch.size, loss_sum / batch.size, int(correct))
 
     def diverged(self, step: Step) -> UserError:
         return UserError(
@@ -357,9 +394,8 @@ class _DnnTrainer(Trainer):
         )
 
     def record(self, step: Step) -> None:
-        logits, y = step.extra
         self.sums.loss += step.value * step.frames
-        self.sums.correct += int((logits.argmax(1) == y).sum())
+        self.sums.correct += step.extra
 
     def end_epoch(self) -> None:
         """Evaluate on dev, let the schedule accept or reject the epoch, log it."""
@@ -379,7 +415,8 @@ class _DnnTrainer(Trainer):
             f"{row['frames_per_s']:,.0f} frames/s",
             highlight=False,
         )
-        write_csv(self.out_dir / "train.csv", self.rows, self.columns)
+        if self.dist.is_main:
+            write_csv(self.out_dir / "train.csv", self.rows, self.columns)
         self.state.stopped = stop
         self.sums = _EpochSums(grad_sq=[0.0] * len(self.weights))
 
@@ -467,6 +504,7 @@ def _write_outputs(trainer: _DnnTrainer) -> dict:
         "seconds": seconds,
         "frames_per_s": sum(r["frames_per_s"] * r["seconds"] for r in train_rows) / max(seconds, 1e-9),
         "schedule": {"name": config.schedule, "epochs": trainer.schedule.history},
+        "processes": trainer.dist.world,
         "versions": environment(),
     }
     write_json_atomic(out_dir / "finetune.json", summary)

@@ -5,6 +5,10 @@ every step that training has not diverged, show one progress bar, and on SIGINT/
 write a checkpoint and raise `Interrupted`. They differ in their step and in what happens
 at an epoch's start and end, which a `Trainer` subclass supplies (as icefall's train.py
 splits `train_one_epoch`, `compute_validation_loss`, `save_checkpoint`).
+
+On several processes (distributed.py) every process runs this loop over its rows of the
+same mini-batches and keeps the same state; rank 0 alone writes checkpoints and logs, and
+the processes agree after every batch whether to stop.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from rich.progress import TextColumn
 from asr_init.errors import UserError
 from asr_init.io import save_checkpoint
 from asr_init.progress import progress_bar
+from asr_init.training.distributed import Dist
 from asr_init.training.interrupts import Interrupted, StopFlag
 
 
@@ -52,7 +57,8 @@ class TrainState:
 
 @dataclass
 class Step:
-    """What one mini-batch did: its frame count and the loss to check for finiteness."""
+    """What one mini-batch did: its frame count and the loss to check for finiteness
+    (on several processes: of the global batch, the same on every process)."""
 
     frames: int
     value: float
@@ -64,12 +70,14 @@ class Trainer:
 
     Subclasses set `epochs`, `state`, `checkpoint_path`, `bar_label` and `bar_field` and
     implement `batches`, `step`, `diverged` and `state_dict`; the hooks `start_epoch`,
-    `record`, `after_batch` and `end_epoch` default to doing nothing.
+    `record`, `after_batch`, `end_epoch` and `write_logs` default to doing nothing. `dist`
+    is the single process unless the stage sets it.
     """
 
     epochs: int
     state: TrainState
     checkpoint_path: Path
+    dist: Dist = Dist()
     bar_field = "loss"  # the running figure the progress bar shows
     bar_per_epoch = False  # one bar per epoch (fine-tuning) or one for all epochs (an RBM layer)
 
@@ -103,6 +111,9 @@ class Trainer:
     def end_epoch(self) -> None:
         """After an epoch's last batch, before the checkpoint."""
 
+    def write_logs(self) -> None:
+        """After a checkpoint was written (rank 0 only)."""
+
     def bar_total(self) -> int:
         raise NotImplementedError
 
@@ -112,9 +123,15 @@ class Trainer:
     # --- the skeleton ---------------------------------------------------------------------
 
     def save(self, path: Path | None = None) -> dict:
-        """Write the checkpoint atomically; returns what was written."""
+        """Write the checkpoint atomically (rank 0), then the logs; returns what was written.
+
+        The other processes wait until it is written: then none of them can exit (and make
+        torchrun stop rank 0) before the checkpoint is complete."""
         ckpt = self.state_dict()
-        save_checkpoint(ckpt, path or self.checkpoint_path)
+        if self.dist.is_main:
+            save_checkpoint(ckpt, path or self.checkpoint_path)
+            self.write_logs()
+        self.dist.barrier()
         return ckpt
 
     def interrupted(self, signum: int) -> Interrupted:
@@ -167,6 +184,7 @@ class Trainer:
             self.after_batch()
             bar.update(task, advance=step.frames, value=self.bar_value())
             flag.tick()
-            if flag.signal is not None:
+            signum = self.dist.max(flag.signal or 0)  # a signal to any process stops all after this batch
+            if signum:
                 self.save()
-                raise self.interrupted(flag.signal)
+                raise self.interrupted(signum)

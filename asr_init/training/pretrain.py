@@ -37,9 +37,10 @@ from asr_init.io import load_checkpoint, write_csv, write_json_atomic
 from asr_init.models.dbn import Stack, propagate, save_dbn
 from asr_init.models.init import InitContext, init_weight_, input_power
 from asr_init.models.nonlinearity import net_input_stats
-from asr_init.models.rbm import RBM, UniformSource
+from asr_init.models.rbm import RBM, BatchPart, UniformSource
 from asr_init.progress import console
 from asr_init.training.config import PretrainConfig
+from asr_init.training.distributed import Dist, distributed
 from asr_init.training.interrupts import StopFlag, catch_signals
 from asr_init.training.loop import Step, Trainer, TrainState
 from asr_init.training.runs import run_folder
@@ -81,11 +82,15 @@ def pretrain(
 ) -> dict:
     """Pre-train a DBN; returns the pretrain.json summary.
 
+    Under torchrun, the processes share every mini-batch (see distributed.py).
     `interrupt_after` (testing) acts as a signal arriving after that many mini-batches.
     """
     config.validate()
+    return _pretrain(store_path, config, Path(out_dir), resume, force, interrupt_after, distributed(config.device))
+
+
+def _pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume, force, interrupt_after, dist) -> dict:
     store = FeatureStore(store_path)
-    out_dir = Path(out_dir)
     pipeline = FeaturePipeline.from_store(store, config.splice, squash=config.visible == "bernoulli")
     if not store.split("train"):
         raise UserError(f"store {store.path} has no train utterances")
@@ -103,6 +108,7 @@ def pretrain(
         started=("rbm*.pt",),
         neutral=_RESUME_NEUTRAL,
         inputs={"feature store": store.path},
+        dist=dist,
     ) as done:
         if done is not None:
             console.print(
@@ -110,13 +116,15 @@ def pretrain(
             )
             return done
         console.print(f"pretrain {store.path} -> {out_dir}: {config.to_dict()}", highlight=False)
-        return _train_layers(config, store, pipeline, out_dir, StopFlag(interrupt_after), resume)
+        if dist.is_distributed:
+            console.print(f"{dist.world} processes share every batch of {config.batch_size} frames")
+        return _train_layers(config, store, pipeline, out_dir, StopFlag(interrupt_after), resume, dist)
 
 
-def _train_layers(config, store, pipeline, out_dir: Path, flag: StopFlag, resume: bool) -> dict:
+def _train_layers(config, store, pipeline, out_dir: Path, flag: StopFlag, resume: bool, dist: Dist) -> dict:
     """Train (or load, when finished earlier) every layer in turn; write the DBN and the summary."""
     torch.manual_seed(config.seed)  # nothing should use it; keeps any library default deterministic
-    run = _Run.open(config, store, pipeline, out_dir)
+    run = _Run.open(config, store, pipeline, out_dir, dist)
     t_start = time.perf_counter()
     with catch_signals(flag):
         for layer in range(1, config.layers + 1):
@@ -124,8 +132,9 @@ def _train_layers(config, store, pipeline, out_dir: Path, flag: StopFlag, resume
             run.rows.extend(ckpt["rows"])
             run.layer_info.append(ckpt["info"])
             run.stack.append((rbm.W.detach().clone(), rbm.hb.detach().clone()))
-            write_csv(out_dir / "recon.csv", run.rows, CSV_COLUMNS)
-    return _write_outputs(run, time.perf_counter() - t_start)
+            if dist.is_main:
+                write_csv(out_dir / "recon.csv", run.rows, CSV_COLUMNS)
+    return dist.from_main(lambda: _write_outputs(run, time.perf_counter() - t_start))
 
 
 @dataclass
@@ -136,6 +145,7 @@ class _Run:
     store: FeatureStore
     pipeline: FeaturePipeline
     out_dir: Path
+    dist: Dist
     device: torch.device
     buffer: FrameBuffer
     train_sample: torch.Tensor  # fixed frames for the epoch statistics
@@ -145,16 +155,25 @@ class _Run:
     layer_info: list[dict] = field(default_factory=list)
 
     @classmethod
-    def open(cls, config: PretrainConfig, store: FeatureStore, pipeline: FeaturePipeline, out_dir: Path) -> _Run:
-        device = torch.device(config.device)
+    def open(
+        cls, config: PretrainConfig, store: FeatureStore, pipeline: FeaturePipeline, out_dir: Path, dist: Dist
+    ) -> _Run:
+        device = dist.device
         train = sample_frames(store, pipeline, "train", config.stats_frames, seed=config.seed + 1).to(device)
         dev = None
         if store.split("dev"):
             dev = sample_frames(store, pipeline, "dev", config.stats_frames, seed=config.seed + 2).to(device)
         buffer = FrameBuffer(
-            store, store.split("train"), pipeline, config.batch_size, config.buffer_frames, device=device
+            store,
+            store.split("train"),
+            pipeline,
+            config.batch_size,
+            config.buffer_frames,
+            device=device,
+            rank=dist.rank,
+            world=dist.world,
         )
-        return cls(config, store, pipeline, out_dir, device, buffer, train, dev)
+        return cls(config, store, pipeline, out_dir, dist, device, buffer, train, dev)
 
     def layer_input(self, x: torch.Tensor) -> torch.Tensor:
         """Frames as the next layer sees them: through every finished layer."""
@@ -163,9 +182,9 @@ class _Run:
 
 def _finished_layer(run: _Run, layer: int) -> tuple[RBM, dict] | None:
     path = run.out_dir / f"rbm{layer}.pt"
-    if not path.exists():
+    ckpt = run.dist.from_main(lambda: load_checkpoint(path) if path.exists() else None)
+    if ckpt is None:
         return None
-    ckpt = load_checkpoint(path)
     console.print(f"layer {layer}: finished earlier, loaded {path}")
     return RBM.from_state_dict(ckpt["rbm"], run.device), ckpt
 
@@ -183,6 +202,7 @@ def _write_outputs(run: _Run, wall_seconds: float) -> dict:
         "layers": run.layer_info,
         "seconds": sum(i["seconds"] for i in run.layer_info),
         "wall_seconds_this_run": wall_seconds,
+        "processes": run.dist.world,
         "versions": environment(),
     }
     write_json_atomic(out_dir / "pretrain.json", summary)
@@ -212,7 +232,7 @@ class _LayerTrainer(Trainer):
 
     def __init__(self, run: _Run, layer: int, resume: bool):
         config = run.config
-        self.run_, self.layer, self.config = run, layer, config
+        self.run_, self.layer, self.config, self.dist = run, layer, config, run.dist
         self.visible = config.visible if layer == 1 else "bernoulli"
         self.train_x = run.layer_input(run.train_sample)
         self.dev_x = run.layer_input(run.dev_sample) if run.dev_sample is not None else None
@@ -228,8 +248,10 @@ class _LayerTrainer(Trainer):
         self.warned: set[str] = set()
         self.finished = False
         self.last_error = "-"
-        if self.checkpoint_path.exists():
-            self._resume(resume)
+        partial = self.checkpoint_path
+        ckpt = self.dist.from_main(lambda: load_checkpoint(partial) if partial.exists() else None)
+        if ckpt is not None:
+            self._resume(ckpt, resume)
         else:
             self._start()
 
@@ -260,14 +282,13 @@ class _LayerTrainer(Trainer):
             "seconds": 0.0,
         }
 
-    def _resume(self, resume: bool) -> None:
+    def _resume(self, ckpt: dict, resume: bool) -> None:
         partial = self.checkpoint_path
         if not resume:
             raise UserError(
                 f"layer {self.layer} of {self.run_.out_dir} was interrupted ({partial}); re-run with --resume "
                 "to continue it or --force to start over"
             )
-        ckpt = load_checkpoint(partial)
         if "lr" not in ckpt:
             raise UserError(
                 f"{partial} was written by an older asr-init and cannot be resumed; use --force to start over"
@@ -293,7 +314,8 @@ class _LayerTrainer(Trainer):
         self.run(flag)
         self.finished = True
         ckpt = self.save(self.run_.out_dir / f"rbm{self.layer}.pt")
-        self.checkpoint_path.unlink(missing_ok=True)
+        if self.dist.is_main:
+            self.checkpoint_path.unlink(missing_ok=True)
         s = self.state
         console.print(
             f"layer {self.layer}: done in {s.seconds:.1f} s, final reconstruction error "
@@ -307,13 +329,14 @@ class _LayerTrainer(Trainer):
 
     def step(self, batch) -> Step:
         config = self.config
-        v = self.run_.layer_input(batch[0])
+        v = self.run_.layer_input(batch.inputs)
         self.momentum = config.momentum(self.state.frames)
+        part = BatchPart(batch.start, batch.size, self.dist.all_reduce_) if self.dist.is_distributed else None
         result = self.rbm.cd_step(
-            v, self.lr, self.momentum, config.l2, self.uniforms, k=config.cd_k, sat_limit=self.sat_limit
+            v, self.lr, self.momentum, config.l2, self.uniforms, k=config.cd_k, sat_limit=self.sat_limit, part=part
         )
-        err = float(result.error_sum)
-        return Step(len(v), err if self.rbm.is_finite() else math.nan, (result, err))
+        err = float(result.error_sum)  # of the global batch
+        return Step(batch.size, err if self.rbm.is_finite() else math.nan, (result, err))
 
     def diverged(self, step: Step) -> UserError:
         err = step.extra[1]
@@ -361,10 +384,8 @@ class _LayerTrainer(Trainer):
     def where(self) -> str:
         return f"layer {self.layer}"
 
-    def save(self, path: Path | None = None) -> dict:
-        ckpt = super().save(path)  # an epoch end is a resumable point after a crash
-        self._write_log()
-        return ckpt
+    def write_logs(self) -> None:
+        self._write_log()  # an epoch end is a resumable point after a crash
 
     def state_dict(self) -> dict:
         self.info["seconds"] = self.state.seconds
@@ -387,7 +408,8 @@ class _LayerTrainer(Trainer):
     # --- logs ------------------------------------------------------------------------
 
     def _write_log(self) -> None:
-        write_csv(self.run_.out_dir / "recon.csv", self.run_.rows + self.rows, CSV_COLUMNS)
+        if self.dist.is_main:
+            write_csv(self.run_.out_dir / "recon.csv", self.run_.rows + self.rows, CSV_COLUMNS)
 
     def _epoch_stats(self, kind: str) -> dict:
         """Where the net inputs fall, and train/dev reconstruction error and free energy, on

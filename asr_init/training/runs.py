@@ -8,11 +8,12 @@ import fcntl
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from asr_init.errors import UserError
 from asr_init.io import read_json, refuse_output_over_inputs, write_json_atomic
+from asr_init.training.distributed import Dist
 
 LOCK_NAME = ".lock"
 
@@ -27,6 +28,7 @@ def run_folder(
     started: tuple[str, ...],
     neutral: tuple[str, ...] = ("device",),
     inputs: dict[str, Path | str | None] | None = None,
+    dist: Dist | None = None,
 ) -> Iterator[dict | None]:
     """Hold `out_dir` for one training run; yields the summary if that run already finished.
 
@@ -39,14 +41,22 @@ def run_folder(
     that have changed since is refused, as is a folder holding anything else; `force`
     empties it first. A run that never wrote a checkpoint is replaced by the new settings.
     The run is finished when STAGE.json and `finished` exist.
+
+    On several processes (`dist`), rank 0 alone does all this and holds the lock; the
+    others get its verdict (the summary, None, or its error).
     """
     out_dir = Path(out_dir)
-    refuse_output_over_inputs(out_dir, inputs or {})
-    _make_folder(out_dir)
-    with _locked(out_dir):
+
+    def hold(held: ExitStack) -> dict | None:
+        refuse_output_over_inputs(out_dir, inputs or {})
+        _make_folder(out_dir)
+        held.enter_context(_locked(out_dir))
         if force:
             _empty(out_dir)
-        yield _prepare(out_dir, stage, settings, finished, started, neutral)
+        return _prepare(out_dir, stage, settings, finished, started, neutral)
+
+    with ExitStack() as held:
+        yield (dist or Dist()).from_main(lambda: hold(held))
 
 
 def _make_folder(out_dir: Path) -> None:

@@ -1,13 +1,14 @@
 """RBM learning: Gaussian and Bernoulli visible units, CD against the exact gradient."""
 
 import copy
+import threading
 
 import numpy as np
 import pytest
 import torch
 
 from asr_init.models.optimal_spread import optimal_d
-from asr_init.models.rbm import RBM, UniformSource, cd_step_reference, log_likelihood_gradient
+from asr_init.models.rbm import RBM, BatchPart, UniformSource, cd_step_reference, log_likelihood_gradient
 
 
 def _train(rbm, data, lr, epochs, batch=50, momentum=0.5, seed=0):
@@ -218,3 +219,74 @@ def test_saturation_guard_rescales_to_optimal_spread():
     # Below the limit nothing happens beyond the normal update.
     quiet = RBM(40, 30, "bernoulli")
     assert not quiet.cd_step(v0, 0.1, 0.5, 0.0, UniformSource(1), sat_limit=0.2).skipped
+
+
+class _ThreadSum:
+    """all_reduce over threads: every thread's tensor becomes the sum, added in rank order."""
+
+    def __init__(self, world: int):
+        self.parts: list = [None] * world
+        self.barrier = threading.Barrier(world)
+
+    def for_rank(self, rank: int):
+        def all_reduce_(t: torch.Tensor) -> torch.Tensor:
+            self.parts[rank] = t.clone()
+            self.barrier.wait()
+            total = sum(self.parts[1:], self.parts[0].clone())
+            self.barrier.wait()  # everyone has read the parts before the next call writes them
+            return t.copy_(total)
+
+        return all_reduce_
+
+
+@pytest.mark.parametrize(
+    "visible,lr,sat_limit,sizes",
+    [
+        ("gauss", 0.1, 0.0, [24, 25, 2]),  # 2 rows over 3 processes: one has none
+        ("gauss", 40.0, 0.0, [24, 24, 24]),  # the reconstruction explodes: the Gaussian guard fires
+        ("bernoulli", 0.5, 0.3, [24, 24, 25]),  # the saturation guard fires
+    ],
+)
+def test_cd_step_in_parts_equals_one_step(visible, lr, sat_limit, sizes):
+    """Three processes (threads here) each with their rows of every batch, the statistics
+    summed: the same updates, errors and guard decisions as one step on the whole batch."""
+    g = torch.Generator().manual_seed(7)
+    nv, nh, world = 11, 9, 3
+    whole = RBM(nv, nh, visible)
+    torch.nn.init.normal_(whole.Wt, 0, 2.0 if sat_limit else 0.3, generator=g)
+    whole.vb.normal_(0, 0.2, generator=g)
+    batches = [torch.randn(n, nv, generator=g) if visible == "gauss" else torch.rand(n, nv, generator=g) for n in sizes]
+    parts = [RBM.from_state_dict(whole.state_dict()) for _ in range(world)]
+    results: list = [[None] * len(sizes) for _ in range(world)]
+    total = _ThreadSum(world)
+
+    def train(rank: int) -> None:
+        u, reduce_ = UniformSource(3), total.for_rank(rank)
+        for i, v in enumerate(batches):
+            start, end = rank * len(v) // world, (rank + 1) * len(v) // world
+            part = BatchPart(start, len(v), reduce_)
+            results[rank][i] = parts[rank].cd_step(v[start:end], lr, 0.5, 0.01, u, k=2, sat_limit=sat_limit, part=part)
+
+    threads = [threading.Thread(target=train, args=(r,)) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    u = UniformSource(3)
+    for i, v in enumerate(batches):
+        want = whole.cd_step(v, lr, 0.5, 0.01, u, k=2, sat_limit=sat_limit)
+        for rank in range(world):
+            got = results[rank][i]
+            assert (got.skipped, got.guard) == (want.skipped, want.guard)
+            assert float(got.error_sum) == pytest.approx(float(want.error_sum), rel=1e-5)
+            assert got.guard_scale == pytest.approx(want.guard_scale, rel=1e-5)
+            if sat_limit:
+                assert float(got.saturated) == pytest.approx(float(want.saturated), abs=1e-6)
+    if lr > 1 or sat_limit:
+        assert any(r.skipped for r in results[0])  # the guard was exercised
+    for rbm in parts:
+        for got, ref in zip(
+            (rbm.Wt, rbm.hb, rbm.vb, rbm.dWt, rbm.dhb, rbm.dvb),
+            (whole.Wt, whole.hb, whole.vb, whole.dWt, whole.dhb, whole.dvb),
+        ):
+            torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)

@@ -134,7 +134,7 @@ def test_frame_buffer_splices_within_utterances(tiny_store):
     pipe = FeaturePipeline.from_store(store, splice=3)
     recs = store.split("train")
     buf = FrameBuffer(store, recs, pipe, batch_size=100, buffer_frames=700)
-    got = torch.cat([x for x, _ in buf.batches(seed=0, epoch=1)])
+    got = torch.cat([b.inputs for b in buf.batches(seed=0, epoch=1)])
     want = torch.cat([pipe.utterance(store.features(r)) for r in recs])
     assert got.shape == want.shape == (sum(r.frames for r in recs), 39 * 7)
     key = lambda t: t[np.lexsort(t.numpy().T[::-1])]  # noqa: E731 - sort rows to compare as sets
