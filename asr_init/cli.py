@@ -493,6 +493,10 @@ def pretrain(
         "probabilities is within 0.05 of 0 or 1, rescale the weights to spread D*, halve "
         "the learning rate and reset the momentum; 0 switches it off.",
     ),
+    precision: str = typer.Option(
+        default(PretrainConfig, "precision"),
+        help="Precision of the CD products: fp32, or tf32 (TensorFloat-32 on CUDA; a CPU computes fp32).",
+    ),
     resume: bool = typer.Option(False, help="Continue an interrupted layer from its checkpoint."),
     force: bool = typer.Option(False, help="Delete an existing output folder and start over."),
 ):
@@ -522,6 +526,7 @@ def pretrain(
         report_every=report_every,
         buffer_frames=buffer_frames,
         sat_guard=sat_guard,
+        precision=precision,
     )
     try:
         summary = run_pretrain(store, cfg, out, resume=resume, force=force)
@@ -605,6 +610,11 @@ def finetune(
         default(FinetuneConfig, "max_frames"), help="Cut each epoch after this many frames."
     ),
     buffer_frames: int = typer.Option(default(FinetuneConfig, "buffer_frames"), help="Frames in the shuffling buffer."),
+    precision: str = typer.Option(
+        default(FinetuneConfig, "precision"),
+        help="Precision of the products: fp32; tf32 (TensorFloat-32 on CUDA; a CPU computes fp32); bf16 (forward "
+        "and loss under bfloat16 autocast, parameters and update in fp32).",
+    ),
     resume: bool = typer.Option(False, help="Continue an interrupted run."),
     force: bool = typer.Option(False, help="Delete an existing output folder and start over."),
 ):
@@ -634,6 +644,7 @@ def finetune(
         seed=seed,
         device=device,
         max_frames=max_frames,
+        precision=precision,
         buffer_frames=buffer_frames,
         dbn=str(dbn) if dbn else None,
         init_from=str(init_from) if init_from else None,

@@ -10,6 +10,8 @@ from asr_init.config import ConfigBase, check_device
 from asr_init.models.config import ACTIVATIONS, VISIBLE_TYPES
 from asr_init.training.schedules import SCHEDULES
 
+PRECISIONS = ("fp32", "tf32", "bf16")  # of the matrix products (training/precision.py)
+
 
 @dataclass
 class PretrainConfig(ConfigBase):
@@ -37,6 +39,7 @@ class PretrainConfig(ConfigBase):
     buffer_frames: int = 200_000
     stats_frames: int = 2000
     sat_guard: float = 0.1  # saturation guard of Bernoulli layers: share of saturated hidden probabilities; 0 = off
+    precision: str = "fp32"  # of the CD products: fp32 or tf32 (bf16 is not built for the fused CD step)
 
     def validate(self) -> None:
         from asr_init.models.init import parse_init  # torch: only when a run starts
@@ -62,6 +65,11 @@ class PretrainConfig(ConfigBase):
         self._check(0 <= self.sat_guard < 1, "sat_guard", "must be in [0, 1) (0 switches the guard off)")
 
         check_device(self.device)
+        self._check(
+            self.precision in PRECISIONS[:2],
+            "precision",
+            "--precision must be fp32 or tf32 for pre-training (the fused CD step has no bf16 path yet)",
+        )
 
     def layer_epochs(self, layer: int) -> int:
         gauss = layer == 1 and self.visible == "gauss"
@@ -124,6 +132,7 @@ class FinetuneConfig(ConfigBase):
     dbn: str | None = None  # a pretrain folder, or a Kaldi nnet1 .dbn file
     init_from: str | None = None  # a pretrain/finetune folder, or a Kaldi nnet1 .nnet file
     feature_transform: str | None = None  # Kaldi's feature_transform for a --dbn/--init-from nnet1 file
+    precision: str = "fp32"  # of the products: fp32, tf32 or bf16 (see training/precision.py)
     reuse_layers: int = 0
     stats_frames: int = 2000
 
@@ -175,3 +184,4 @@ class FinetuneConfig(ConfigBase):
         )
 
         check_device(self.device)
+        self._check(self.precision in PRECISIONS, "precision", f"--precision must be one of {', '.join(PRECISIONS)}")

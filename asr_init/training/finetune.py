@@ -41,6 +41,7 @@ from asr_init.training.config import FinetuneConfig
 from asr_init.training.distributed import Dist, distributed
 from asr_init.training.interrupts import StopFlag, catch_signals
 from asr_init.training.loop import Step, Trainer, TrainState
+from asr_init.training.precision import forward_precision, matmul_precision
 from asr_init.training.runs import run_folder
 from asr_init.training.schedules import make_schedule
 
@@ -113,7 +114,14 @@ def build_network(
 
 
 def _evaluate(
-    model: DNN, store: FeatureStore, pipeline: FeaturePipeline, split: str, targets: str, device, dist: Dist = Dist()
+    model: DNN,
+    store: FeatureStore,
+    pipeline: FeaturePipeline,
+    split: str,
+    targets: str,
+    device,
+    dist: Dist = Dist(),
+    precision: str = "fp32",
 ) -> tuple[float, float, int]:
     """(mean cross-entropy, frame accuracy, frames) of a split, utterance by utterance; on
     several processes each takes every world-th utterance and the sums are added up."""
@@ -123,7 +131,8 @@ def _evaluate(
         for rec in store.split(split)[dist.rank :: dist.world]:
             x = pipeline.utterance(store.features(rec)).to(device)
             y = torch.from_numpy(np.asarray(store.targets(targets, rec), dtype=np.int64)).to(device)
-            logits = model(x)
+            with forward_precision(precision, torch.device(device)):
+                logits = model(x).float()
             loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
             n += len(y)
@@ -217,7 +226,7 @@ def _finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume, f
             console.print(f"{dist.world} processes share every batch of {config.batch_size} frames")
         trainer = _DnnTrainer(config, store, pipeline, out_dir, resume, dist)
         flag = StopFlag(interrupt_after)
-        with catch_signals(flag):
+        with catch_signals(flag), matmul_precision(config.precision):
             trainer.run(flag)
         return dist.from_main(lambda: _write_outputs(trainer))
 
@@ -351,7 +360,10 @@ class _DnnTrainer(Trainer):
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
     def _evaluate_dev(self) -> tuple[float, float, int]:
-        return _evaluate(self.model, self.store, self.pipeline, "dev", self.config.targets, self.device, self.dist)
+        config = self.config
+        return _evaluate(
+            self.model, self.store, self.pipeline, "dev", config.targets, self.device, self.dist, config.precision
+        )
 
     # --- the stage's part of the loop ----------------------------------------------
 
@@ -366,10 +378,11 @@ class _DnnTrainer(Trainer):
         if config.dropout > 0:  # dropout masks from a seed of (seed, epoch, batch[, rank]): resumable
             key = (config.seed, self.state.epoch, self.state.batch) + ((dist.rank,) if dist.is_distributed else ())
             torch.manual_seed(hash(key) & 0x7FFFFFFF)
-        logits = self.net(x)
-        # Summed over the mini-batch, as Kaldi nnet1 does: lr 0.008 at batch 256 is a
-        # step of ~2.0 on the mean gradient.
-        loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
+        with forward_precision(config.precision, self.device):
+            logits = self.net(x)
+            # Summed over the mini-batch, as Kaldi nnet1 does: lr 0.008 at batch 256 is a
+            # step of ~2.0 on the mean gradient.
+            loss = torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum")
         self.opt.zero_grad(set_to_none=False)
         loss.backward()  # under DDP: the gradient summed over the processes, the same on each
         for i, w in enumerate(self.weights):

@@ -43,6 +43,7 @@ from asr_init.training.config import PretrainConfig
 from asr_init.training.distributed import Dist, distributed
 from asr_init.training.interrupts import StopFlag, catch_signals
 from asr_init.training.loop import Step, Trainer, TrainState
+from asr_init.training.precision import matmul_precision
 from asr_init.training.runs import run_folder
 
 CSV_COLUMNS = [
@@ -311,7 +312,8 @@ class _LayerTrainer(Trainer):
 
     def train(self, flag: StopFlag) -> tuple[RBM, dict]:
         """Run the layer to its end; returns (rbm, the finished checkpoint rbmN.pt)."""
-        self.run(flag)
+        with matmul_precision(self.config.precision):
+            self.run(flag)
         self.finished = True
         ckpt = self.save(self.run_.out_dir / f"rbm{self.layer}.pt")
         if self.dist.is_main:
