@@ -89,6 +89,32 @@ def matmul_ceiling(
     return best
 
 
+def precision_ceilings(device: str = "cpu") -> dict[str, float]:
+    """The square-product ceiling (FLOP/s) in each --precision: fp32 with TF32 off, fp32
+    storage with TF32 on (tensor cores on CUDA; a CPU computes fp32), bfloat16. Printed so
+    that a figure can be read against the ceiling of the arithmetic it used."""
+    import torch
+
+    from asr_init.training.precision import matmul_precision
+
+    out = {}
+    for precision in ("fp32", "tf32"):
+        with matmul_precision(precision):
+            out[precision] = matmul_ceiling(device, runs=3)
+    # A CPU without bfloat16 arithmetic runs it ~100x slower: one small size is enough to say so.
+    sizes = (1024, 2048) if device.startswith("cuda") else (256,)
+    out["bf16"] = matmul_ceiling(device, sizes=sizes, runs=3, dtype=torch.bfloat16)
+    return out
+
+
+def _print_ceilings(ceilings: dict[str, float], device: str) -> None:
+    console.print(
+        f"matrix-product ceilings on {device}: "
+        + ", ".join(f"{name} {flops / 1e9:,.1f} GFLOP/s" for name, flops in ceilings.items()),
+        highlight=False,
+    )
+
+
 def _sync(device: str) -> None:
     import torch
 
@@ -248,6 +274,8 @@ def bench_pretrain(stores: list[Path], device: str = "cpu", seconds: float = 4.0
     from asr_init.features.store import FeatureStore
 
     check_device(device)
+    ceilings = precision_ceilings(device)
+    _print_ceilings(ceilings, device)
 
     rows = []
     for nv, nh in ((429, 1024), (1024, 1024)):
@@ -275,7 +303,7 @@ def bench_pretrain(stores: list[Path], device: str = "cpu", seconds: float = 4.0
             f"(buffer {buffer_frames:,} frames): {rss:,.0f} MiB",
             highlight=False,
         )
-    return {"throughput": rows, "memory": memory, "device": device}
+    return {"throughput": rows, "memory": memory, "device": device, "ceilings": ceilings}
 
 
 def bench_finetune(
@@ -283,51 +311,60 @@ def bench_finetune(
     hidden: int = 1024,
     inputs: int = 429,
     outputs: int = 117,
-    batch: int = 256,
+    batches: tuple[int, ...] = (256, 1024),
     seconds: float = 4.0,
     device: str = "cpu",
+    precision: str = "fp32",
 ) -> dict:
-    """SGD frames/s of the fine-tuning network on random data, against the matmul ceiling.
+    """SGD frames/s of the fine-tuning network on random data at each batch size, against the
+    matmul ceiling measured in the same run, in `precision` (see training/precision.py).
 
-    FLOPs per frame = 6 x weights (forward 2, backward 4: input and weight gradients).
+    FLOPs per frame = 6 x weights (forward 2, backward 4: input and weight gradients). The
+    ceilings of all three precisions are printed first; each row's share pairs it with
+    windows of the float32 product under the same TF32 switch.
     """
     import torch
 
     from asr_init.config import check_device
     from asr_init.models.dnn import DNN
+    from asr_init.training.precision import forward_precision, matmul_precision
 
     check_device(device)
+    ceilings = precision_ceilings(device)
+    _print_ceilings(ceilings, device)
+    rows = []
+    with matmul_precision(precision):
+        for batch in batches:
+            gen = torch.Generator().manual_seed(0)
+            model = DNN(inputs, [hidden] * layers, outputs, "sigmoid").to(device)
+            opt = torch.optim.SGD(model.parameters(), lr=0.008)
+            x = torch.randn(16 * batch, inputs, generator=gen).to(device)
+            y = torch.randint(0, outputs, (16 * batch,), generator=gen).to(device)
+            weights = sum(p.numel() for n, p in model.named_parameters() if n.endswith("weight"))
+            counter = itertools.count()
 
-    gen = torch.Generator().manual_seed(0)
-    model = DNN(inputs, [hidden] * layers, outputs, "sigmoid").to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.008)
-    x = torch.randn(16 * batch, inputs, generator=gen).to(device)
-    y = torch.randint(0, outputs, (16 * batch,), generator=gen).to(device)
-    weights = sum(p.numel() for n, p in model.named_parameters() if n.endswith("weight"))
+            def timed_step(model=model, opt=opt, x=x, y=y, batch=batch, counter=counter) -> int:
+                i = next(counter) % 16
+                with forward_precision(precision, torch.device(device)):
+                    logits = model(x[i * batch : (i + 1) * batch])
+                    loss = torch.nn.functional.cross_entropy(
+                        logits.float(), y[i * batch : (i + 1) * batch], reduction="sum"
+                    )
+                opt.zero_grad(set_to_none=False)
+                loss.backward()
+                opt.step()
+                return batch
 
-    def step(i: int) -> None:
-        xb, yb = x[(i % 16) * batch : (i % 16 + 1) * batch], y[(i % 16) * batch : (i % 16 + 1) * batch]
-        loss = torch.nn.functional.cross_entropy(model(xb), yb, reduction="sum")
-        opt.zero_grad(set_to_none=False)
-        loss.backward()
-        opt.step()
-
-    counter = itertools.count()
-
-    def timed_step() -> int:
-        step(next(counter))
-        return batch
-
-    result = paired_throughput(timed_step, 6.0 * weights, seconds, device=device)
-    result.update(network=f"{inputs}-{hidden}x{layers}-{outputs}", weights=weights)
-    result["what"] = f"fine-tuning {result['network']}"
+            result = paired_throughput(timed_step, 6.0 * weights, seconds, device=device)
+            network = f"{inputs}-{hidden}x{layers}-{outputs}"
+            result.update(network=network, weights=weights, batch=batch, what=f"fine-tuning {network}, batch {batch}")
+            rows.append(result)
     _print_throughput(
-        [result],
-        f"SGD at batch {batch} on {device}, fp32, 6 x {weights:,} weights FLOPs per frame; "
-        "the share is the median over windows paired with windows of the square matrix "
-        "product (the ceiling)",
+        rows,
+        f"SGD on {device}, {precision}, 6 x {rows[0]['weights']:,} weights FLOPs per frame; each share is the "
+        "median over windows paired with windows of the square float32 product (the ceiling)",
     )
-    return result
+    return {"rows": rows, "ceilings": ceilings, "precision": precision, "device": device}
 
 
 def _distributed_worker(store: str, root: str, frames: int, hidden: int, batch_size: int) -> None:

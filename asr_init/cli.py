@@ -799,8 +799,9 @@ def bench_finetune_cmd(
     layers: int = typer.Option(6, help="Hidden layers."),
     hidden: int = typer.Option(1024, help="Units per hidden layer."),
     outputs: int = typer.Option(117, help="Output classes (39 phones x 3 states)."),
-    batch_size: int = typer.Option(256, help="Mini-batch size."),
+    batch_size: list[int] = typer.Option([256, 1024], help="Mini-batch sizes (repeat the option for several)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    precision: str = typer.Option("fp32", help="fp32, tf32 or bf16 (as finetune --precision)."),
     seconds: float = typer.Option(
         4.0,
         help="Seconds of training to measure, in 0.4 s windows each paired with a 0.4 s window of the matmul ceiling.",
@@ -809,7 +810,7 @@ def bench_finetune_cmd(
     """Fine-tuning frames/s against the same-run matmul ceiling."""
     from asr_init.bench import bench_finetune
 
-    bench_finetune(layers, hidden, 429, outputs, batch_size, seconds, device)
+    bench_finetune(layers, hidden, 429, outputs, tuple(batch_size), seconds, device, precision)
 
 
 @bench_app.command("distributed")

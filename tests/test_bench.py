@@ -20,3 +20,12 @@ def test_paired_throughput_of_the_ceiling_product_is_near_one():
     assert 0.55 < result["of_ceiling"] < 1.25, result
     assert result["of_ceiling_q1"] <= result["of_ceiling"] <= result["of_ceiling_q3"]
     assert result["gflops"] == result["frames_per_s"] * 2.0 * n * n / 1e9
+
+
+def test_bench_finetune_prints_every_ceiling_and_one_row_per_batch_size():
+    from asr_init.bench import bench_finetune
+
+    out = bench_finetune(layers=1, hidden=32, inputs=20, outputs=5, batches=(8, 32), seconds=0.4, precision="bf16")
+    assert set(out["ceilings"]) == {"fp32", "tf32", "bf16"} and all(v > 0 for v in out["ceilings"].values())
+    assert [r["batch"] for r in out["rows"]] == [8, 32]
+    assert all(r["frames_per_s"] > 0 and 0 < r["of_ceiling"] < 1 for r in out["rows"])
