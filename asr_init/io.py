@@ -8,6 +8,8 @@ new one, never half of one.
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -185,6 +187,31 @@ def refuse_output_over_inputs(out_dir: Path, inputs: dict[str, Path | str | None
                 f"--out {out_dir} {relation} the {name} {path}; choose an output folder outside every "
                 "input (nothing was written or deleted)"
             )
+
+
+def refuse_folder_in_use(folder: Path, option: str = "--out") -> None:
+    """Raise if another process holds the lock of run folder `folder` (an flock on
+    FOLDER/.lock, as a running pretrain or finetune holds it): --force must not replace a
+    folder a running stage reads or writes. Only tested, never kept."""
+    path = Path(folder) / ".lock"
+    if not path.is_file():
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+            raise
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        raise UserError(
+            f"{option} {folder} is in use by another asr-init run (pid {owner}); wait for it to finish or "
+            f"choose another {option} (nothing was replaced)"
+        ) from None
+    finally:
+        os.close(fd)
 
 
 def digest(paths: list[Path]) -> str:
