@@ -336,6 +336,8 @@ def optimal_d_cmd(
     from asr_init.io import check_output_file
     from asr_init.models.optimal_spread import plot_spread, spread_report
 
+    if seed < 0:
+        raise UserError(f"invalid --seed {seed}: must be at least 0")
     for path, option in ((plot, "--plot"), (json_out, "--json")):
         if path is not None:
             check_output_file(path, option)

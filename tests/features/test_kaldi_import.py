@@ -198,6 +198,25 @@ def _missing_file(root, ref):
     return ["--ali", str(root / "nowhere.ark")], "does not exist"
 
 
+def _negative_seed(root, ref):
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    return ["--ali", str(root / "pdf.txt"), "--seed", "-1"], "invalid seed=-1: --seed must be at least 0"
+
+
+def _phones_without_phone_ali(root, ref):
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    (root / "phones.txt").write_text("<eps> 0\nSIL 1\n")
+    return ["--ali", str(root / "pdf.txt"), "--phones", str(root / "phones.txt")], "give --phone-ali too"
+
+
+def _absolute_missing_archive(root, ref):
+    scp = root / "data" / "train" / "feats.scp"
+    first = scp.read_text().splitlines()[0].split()[0]
+    scp.write_text(f"{first} /nowhere/raw.ark:12\n")
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    return ["--ali", str(root / "pdf.txt")], "line 1: /nowhere/raw.ark does not exist"
+
+
 def _wrong_keys(root, ref):
     kaldiio.save_ark(str(root / "pdf.ark"), {f"other-{u}": a for u, a in ref["pdfs"].items()})
     return ["--ali", str(root / "pdf.ark")], "has an alignment in"
@@ -219,6 +238,9 @@ def _wrong_keys(root, ref):
         _no_alignments,
         _missing_file,
         _wrong_keys,
+        _negative_seed,
+        _phones_without_phone_ali,
+        _absolute_missing_archive,
     ],
 )
 def test_bad_input_gives_one_error_line_and_no_store(kaldi_data, breaker):
@@ -228,7 +250,7 @@ def test_bad_input_gives_one_error_line_and_no_store(kaldi_data, breaker):
     assert res.exit_code == 1, res.output
     errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in res.output, res.output
-    assert message in _text(res)
+    assert message in _text(res) and "relative names" not in _text(res)
     assert not (root / "store").exists() and not list(root.glob("store.tmp-*"))
 
 
