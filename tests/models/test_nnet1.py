@@ -285,10 +285,14 @@ def test_malformed_and_unsupported_networks_give_one_error_line(blob_store, tmp_
     (tmp_path / "exp" / "cut.nnet").write_bytes(data[: len(data) // 2])
     lstm = b"<Nnet> <LstmProjected> 4 4 <!EndOfComponent> </Nnet> "
     (tmp_path / "exp" / "lstm.nnet").write_bytes(lstm)
+    nan_net = b"<Nnet> <AffineTransform> 2 2 [ 1 nan \n 0 1 ] [ 0 0 ] <Sigmoid> 2 2 </Nnet> "
+    (tmp_path / "exp" / "nan.dbn").write_bytes(nan_net)
+    (tmp_path / "exp" / "nan.feature_transform").write_bytes(b"<Nnet> <AddShift> 2 2 [ 0 0 ] </Nnet> ")
     cases = [
         (["--init-from", str(tmp_path / "exp" / "cut.nnet")], "is malformed: unexpected end of file"),
         (["--init-from", str(tmp_path / "exp" / "lstm.nnet")], "has a <LstmProjected> component"),
         (["--dbn", str(tmp_path / "exp" / "final.nnet")], "ends in <Softmax>: it is a trained network, not a DBN"),
+        (["--dbn", str(tmp_path / "exp" / "nan.dbn")], "component 1 (<AffineTransform>) has a non-finite value (nan)"),
     ]
     for args, message in cases:
         res = runner.invoke(app, ["finetune", str(blob_store), "--out", str(tmp_path / "ft"), *args])
