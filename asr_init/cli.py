@@ -410,7 +410,7 @@ def inspect(
     if model is not None:
         from asr_init.models.dbn import load_stack
 
-        stack, pipeline, activation = load_stack(model)
+        stack, pipeline, activation = load_stack(model, option="--model")
         pipeline.check_store(fs, str(model))
         results = None
     else:

@@ -211,6 +211,27 @@ def test_evaluate_inconsistent_model(blob_store, model_dir):
     assert f"{model_dir / 'model.pt'} is inconsistent: weight hidden.0.weight has shape (8, 12)" in line
 
 
+def test_truncated_model_on_export_is_not_advised_to_be_deleted(model_dir, tmp_path):
+    data = (model_dir / "model.pt").read_bytes()
+    (model_dir / "model.pt").write_bytes(data[: len(data) // 2])
+    line = error_line(["export-kaldi", model_dir, "--out", tmp_path / "exp"], model_dir)
+    assert f"checkpoint {model_dir / 'model.pt'} is unreadable" in line and "delete it" not in line
+    assert "make it again with 'asr-init finetune'" in line
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("--init-from", "--init-from {} does not exist; --init-from takes a pretrain or finetune output folder or"),
+        ("--dbn", "--dbn {} does not exist; --dbn takes a pretrain output folder or a Kaldi nnet1 .dbn file"),
+    ],
+)
+def test_finetune_from_a_missing_path(blob_store, tmp_path, option, message):
+    missing = tmp_path / "nosuch.nnet"
+    line = error_line(["finetune", blob_store, "--out", tmp_path / "ft", option, missing], blob_store)
+    assert message.format(missing) in line
+
+
 # --- corpus problems through extract -------------------------------------------------------
 
 
