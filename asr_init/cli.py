@@ -336,6 +336,8 @@ def optimal_d_cmd(
     from asr_init.io import check_output_file
     from asr_init.models.optimal_spread import plot_spread, spread_report
 
+    if seed < 0:
+        raise UserError(f"invalid --seed {seed}: must be at least 0")
     for path, option in ((plot, "--plot"), (json_out, "--json")):
         if path is not None:
             check_output_file(path, option)
@@ -408,7 +410,7 @@ def inspect(
     if model is not None:
         from asr_init.models.dbn import load_stack
 
-        stack, pipeline, activation = load_stack(model)
+        stack, pipeline, activation = load_stack(model, option="--model")
         pipeline.check_store(fs, str(model))
         results = None
     else:

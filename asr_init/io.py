@@ -8,6 +8,8 @@ new one, never half of one.
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -65,10 +67,11 @@ def save_checkpoint(obj: Any, path: Path) -> None:
     atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
-def load_checkpoint(path: Path) -> Any:
+def load_checkpoint(path: Path, advice: str = "it cannot be used; make it again with the stage that wrote it") -> Any:
     """torch.load on the CPU with weights_only=True: tensors, numbers, strings, lists and
     dicts only, so no file can run code when it is read. A missing or corrupt file, or one
-    that holds other objects, is a UserError naming it."""
+    that holds other objects, is a UserError naming it; `advice` ends the message for a
+    damaged file (a run's own partial checkpoint may be deleted, an input must be re-made)."""
     import torch
 
     path = Path(path)
@@ -82,9 +85,13 @@ def load_checkpoint(path: Path) -> Any:
             f"load (no file may run code when it is read); it was not read ({str(exc).splitlines()[0]})"
         ) from None
     except Exception as exc:  # torch raises many types for a damaged file
-        raise UserError(
-            f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); delete it to start that stage again"
-        ) from None
+        raise UserError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); {advice}") from None
+
+
+def load_run_checkpoint(path: Path) -> Any:
+    """A run's own checkpoint (a finished layer, a partial epoch) to resume from, or None
+    where there is none; a damaged one may be deleted to redo that stage."""
+    return load_checkpoint(path, "delete it to start that stage again") if Path(path).exists() else None
 
 
 def load_typed_checkpoint(path: Path, fmt: str, what: str) -> dict:
@@ -92,7 +99,7 @@ def load_typed_checkpoint(path: Path, fmt: str, what: str) -> dict:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path.parent} has no {path.name} (is it a finished '{what}' output folder?)")
-    obj = load_checkpoint(path)
+    obj = load_checkpoint(path, f"it is damaged and cannot be used; make it again with '{what}'")
     if not isinstance(obj, dict) or obj.get("format") != fmt:
         raise UserError(f"{path} is not a {fmt} file (written by '{what}')")
     return obj
@@ -185,6 +192,31 @@ def refuse_output_over_inputs(out_dir: Path, inputs: dict[str, Path | str | None
                 f"--out {out_dir} {relation} the {name} {path}; choose an output folder outside every "
                 "input (nothing was written or deleted)"
             )
+
+
+def refuse_folder_in_use(folder: Path, option: str = "--out") -> None:
+    """Raise if another process holds the lock of run folder `folder` (an flock on
+    FOLDER/.lock, as a running pretrain or finetune holds it): --force must not replace a
+    folder a running stage reads or writes. Only tested, never kept."""
+    path = Path(folder) / ".lock"
+    if not path.is_file():
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+            raise
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        raise UserError(
+            f"{option} {folder} is in use by another asr-init run (pid {owner}); wait for it to finish or "
+            f"choose another {option} (nothing was replaced)"
+        ) from None
+    finally:
+        os.close(fd)
 
 
 def digest(paths: list[Path]) -> str:

@@ -54,6 +54,7 @@ def model_dir(blob_store, tmp_path):
         (["--snr", "1e308"], "invalid --snr 1e+308: must be a number of dB between -100 and 100"),
         (["--hours", "inf"], "invalid --hours inf: must be a finite number > 0"),
         (["--jobs", "0"], "invalid --jobs 0: must be at least 1"),
+        (["--seed", "-1"], "invalid --seed -1: must be at least 0"),
     ],
 )
 def test_synth_bad_values(tmp_path, args, message):
@@ -99,6 +100,9 @@ def test_cuda_without_cuda(blob_store, model_dir, tmp_path, command):
         (["--l2", "nan"], "invalid l2=nan: must be a finite number >= 0"),
         (["--momentum-start", "1"], "invalid momentum_start=1.0: must be in [0, 1)"),
         (["--momentum-end", "nan"], "invalid momentum_end=nan: must be in [0, 1)"),
+        (["--seed", "-1"], "invalid seed=-1: --seed must be at least 0"),
+        (["--momentum-frames", "-1"], "invalid momentum_frames=-1: must be >= 0"),
+        (["--buffer-frames", "0"], "invalid buffer_frames=0: must be at least one batch"),
     ],
 )
 def test_pretrain_bad_values(blob_store, tmp_path, args, message):
@@ -118,6 +122,11 @@ def test_pretrain_bad_values(blob_store, tmp_path, args, message):
         (["--dropout", "1"], "invalid dropout=1.0: must be in [0, 1)"),
         (["--dropout", "-0.1"], "invalid dropout=-0.1: must be in [0, 1)"),
         (["--lr", "inf"], "invalid lr=inf: must be a finite number > 0"),
+        (["--seed", "-1"], "invalid seed=-1: --seed must be at least 0"),
+        (["--hidden", "0"], "invalid hidden=0: must be at least 1"),
+        (["--min-epochs", "-1"], "invalid min_epochs=-1: must be at least 1"),
+        (["--min-epochs", "5", "--max-epochs", "3"], "invalid min_epochs=5: must be at most --max-epochs 3"),
+        (["--buffer-frames", "0"], "invalid buffer_frames=0: must be at least one batch"),
     ],
 )
 def test_finetune_bad_values(blob_store, tmp_path, args, message):
@@ -134,6 +143,7 @@ def test_finetune_bad_values(blob_store, tmp_path, args, message):
         (["--activation", "bogus"], "invalid activation='bogus': --activation must be one of sigmoid, tanh, relu"),
         (["--hidden", "-5"], "invalid hidden=-5: --hidden must be at least 1"),
         (["--frames", "0"], "invalid frames=0: --frames must be at least 1"),
+        (["--seed", "-1"], "invalid seed=-1: --seed must be at least 0"),
         (["--split", "eval"], "invalid split='eval': --split must be one of train, dev, test"),
         (["--init", "constant:1e308"], "malformed init 'constant:1e308': VALUE must be at most 1000 in magnitude"),
         (["--init", "normal:inf"], "malformed init 'normal:inf': STD must be a positive finite number"),
@@ -199,6 +209,27 @@ def test_evaluate_inconsistent_model(blob_store, model_dir):
     save_checkpoint(ckpt, model_dir / "model.pt")
     line = error_line(["evaluate", blob_store, "--model", model_dir], blob_store, model_dir)
     assert f"{model_dir / 'model.pt'} is inconsistent: weight hidden.0.weight has shape (8, 12)" in line
+
+
+def test_truncated_model_on_export_is_not_advised_to_be_deleted(model_dir, tmp_path):
+    data = (model_dir / "model.pt").read_bytes()
+    (model_dir / "model.pt").write_bytes(data[: len(data) // 2])
+    line = error_line(["export-kaldi", model_dir, "--out", tmp_path / "exp"], model_dir)
+    assert f"checkpoint {model_dir / 'model.pt'} is unreadable" in line and "delete it" not in line
+    assert "make it again with 'asr-init finetune'" in line
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("--init-from", "--init-from {} does not exist; --init-from takes a pretrain or finetune output folder or"),
+        ("--dbn", "--dbn {} does not exist; --dbn takes a pretrain output folder or a Kaldi nnet1 .dbn file"),
+    ],
+)
+def test_finetune_from_a_missing_path(blob_store, tmp_path, option, message):
+    missing = tmp_path / "nosuch.nnet"
+    line = error_line(["finetune", blob_store, "--out", tmp_path / "ft", option, missing], blob_store)
+    assert message.format(missing) in line
 
 
 # --- corpus problems through extract -------------------------------------------------------

@@ -68,6 +68,7 @@ class ExtractConfig(ConfigBase):
         )
         self._check(self.shard_frames > 0, "shard_frames", "must be positive")
         self._check(self.jobs >= 1, "jobs", "must be at least 1")
+        self._check(self.seed >= 0, "seed", "--seed must be at least 0")
         overlap = set(self.dev_speakers) & set(self.test_speakers)
         self._check(not overlap, "dev_speakers", f"speaker(s) {', '.join(sorted(overlap))} also in test_speakers")
 
@@ -116,6 +117,10 @@ class KaldiImportConfig(ConfigBase):
         self._check(0 <= self.dev_fraction < 1, "dev_fraction", "must be in [0, 1)")
         self._check(self.shard_frames > 0, "shard_frames", "must be positive")
         self._check(not (self.norm_vars and self.cmvn is False), "norm_vars", "needs CMVN; drop --no-cmvn")
+        self._check(
+            self.phones is None or bool(self.phone_ali), "phones", "names the ids of --phone-ali; give --phone-ali too"
+        )
+        self._check(self.seed >= 0, "seed", "--seed must be at least 0")
 
     @property
     def target_kinds(self) -> tuple[str, ...]:

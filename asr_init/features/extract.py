@@ -57,7 +57,13 @@ from asr_init.features.mfcc import (
     read_sample_rates,
 )
 from asr_init.features.store import SPLITS, STORE_FORMAT_VERSION, StoreWriter, shard_name
-from asr_init.io import check_writable_folder, read_json, refuse_output_over_inputs, write_json_atomic
+from asr_init.io import (
+    check_writable_folder,
+    read_json,
+    refuse_folder_in_use,
+    refuse_output_over_inputs,
+    write_json_atomic,
+)
 from asr_init.progress import console, progress_bar
 
 # The default rate is the corpus's own up to this: wideband ASR features stop at 8 kHz
@@ -397,6 +403,7 @@ def _finished_store(out_dir: Path, corpus_path: Path, settings: dict, force: boo
     # The store is written beside --out and renamed into place; the old store, if any, is deleted.
     check_writable_folder(out_dir.parent, "--out")
     if out_dir.exists():
+        refuse_folder_in_use(out_dir)
         for folder in (out_dir, out_dir / "shards"):
             if folder.is_dir():
                 check_writable_folder(folder, "--out", f"--force cannot delete the feature store {out_dir}")

@@ -27,6 +27,7 @@ utterances they fail on); one whose alignment has another length is an error.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
@@ -44,7 +45,7 @@ from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.config import KaldiImportConfig
 from asr_init.features.store import SPLITS, StoreWriter
-from asr_init.io import read_json, refuse_output_over_inputs, write_json_atomic
+from asr_init.io import read_json, refuse_folder_in_use, refuse_output_over_inputs, write_json_atomic
 from asr_init.progress import console, progress_bar
 
 VAR_FLOOR = 1e-20  # apply-cmvn's variance floor
@@ -171,6 +172,7 @@ def _locate(name: str, script: Path, line: int) -> Path:
     if candidate.is_absolute():
         if candidate.is_file():
             return candidate
+        raise UserError(f"{script}, line {line}: {name} does not exist")
     else:
         for base in (Path.cwd(), *Path(script).resolve().parents):
             if (base / candidate).is_file():
@@ -352,9 +354,7 @@ def import_kaldi(data_dir: Path, out_dir: Path, config: KaldiImportConfig, force
     An existing complete store made from the same inputs and settings is left as it is."""
     config.validate()
     data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
-    refuse_output_over_inputs(
-        out_dir, {"data dir": data_dir, "--dev data dir": config.dev, "--test data dir": config.test}
-    )
+    _check_out(out_dir, data_dir, config, force)
     settings = _settings(data_dir, config)
     if _already_imported(out_dir, settings, force):
         return read_json(out_dir / "summary.json")
@@ -398,6 +398,50 @@ def import_kaldi(data_dir: Path, out_dir: Path, config: KaldiImportConfig, force
             highlight=False,
         )
     return summary
+
+
+def _check_out(out_dir: Path, data_dir: Path, config: KaldiImportConfig, force: bool) -> None:
+    """Refuse an --out that is a file, that another run holds, or that is, contains or lies
+    inside any input: a data dir, an alignment or phones file, or an archive that a data
+    dir's scp files name (--force would delete it before reading it)."""
+    inputs: list[tuple[str, Path | str | None]] = [
+        ("data dir", data_dir),
+        ("--dev data dir", config.dev),
+        ("--test data dir", config.test),
+        ("--phones file", config.phones),
+    ]
+    for option, specs in (("--ali", config.ali), ("--phone-ali", config.phone_ali)):
+        for spec in specs:
+            kind, path = parse_rspecifier(spec, f"{option} file")
+            inputs.append((f"{option} file", path))
+            if kind == "scp":
+                inputs += [(f"archive named in {path}", a) for a in _scp_archives(path)]
+    for d in (data_dir, config.dev, config.test):
+        for scp in ("feats.scp", "cmvn.scp"):
+            if d is not None and (Path(d) / scp).is_file():
+                inputs += [(f"archive named in {Path(d) / scp}", a) for a in _scp_archives(Path(d) / scp)]
+    for name, path in inputs:
+        refuse_output_over_inputs(out_dir, {name: path})
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(
+            f"--out {out_dir} is an existing file, not a folder; choose another --out (the file was left as it is)"
+        )
+    if out_dir.exists() and force:
+        refuse_folder_in_use(out_dir)
+
+
+def _scp_archives(script: Path) -> set[Path]:
+    """The files a script file names (those that exist; a missing one is reported when read)."""
+    names = set()
+    for line in _lines(script):
+        parts = line.split(maxsplit=1)
+        if len(parts) == 2 and not parts[1].strip().endswith("|"):
+            names.add(_SPEC.match(parts[1].strip()).group("path"))
+    found = set()
+    for name in names:
+        with contextlib.suppress(UserError):
+            found.add(_locate(name, script, 0))
+    return found
 
 
 def _settings(data_dir: Path, config: KaldiImportConfig) -> dict:

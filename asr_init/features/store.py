@@ -178,12 +178,18 @@ class FeatureStore:
             try:
                 shard = np.load(path, mmap_mode="r")
             except (OSError, ValueError) as exc:
-                raise UserError(
-                    f"cannot read shard {path} ({exc}); the store is damaged, re-run 'asr-init extract'"
-                ) from None
+                raise UserError(f"cannot read shard {path} ({exc}); {self._damaged()}") from None
             self._check_shard(kind, index, path, shard)
             self._shards[key] = shard
         return self._shards[key]
+
+    def _damaged(self) -> str:
+        """The advice for a shard that does not fit the manifest read at the start."""
+        command = "import-kaldi" if "kaldi" in self.config else "extract"
+        return (
+            "the store is damaged, or was replaced (--force) while this run read it; re-make it with "
+            f"'asr-init {command}' and run again"
+        )
 
     def _check_shard(self, kind: str, index: int, path: Path, shard: np.ndarray) -> None:
         """Raise if a shard's shape does not fit the store: (frames, dim) features or (frames,)
@@ -192,14 +198,13 @@ class FeatureStore:
         if shard.ndim != (2 if kind == "feats" else 1) or (kind == "feats" and shard.shape[1] != self.dim):
             raise UserError(
                 f"shard {path} has shape {shard.shape}, but the store's frames are {want} (stats.json, "
-                "config.json); the store is damaged, re-run 'asr-init extract'"
+                f"config.json); {self._damaged()}"
             )
         end, rec = self._ends.get(index, (0, None))
         if len(shard) < end:
             raise UserError(
                 f"{self.path / 'manifest.jsonl'}: utterance {rec.id} takes frames {rec.offset} to "
-                f"{rec.offset + rec.frames} of shard {path}, which has {len(shard)} frames; the store is "
-                "damaged, re-run 'asr-init extract'"
+                f"{rec.offset + rec.frames} of shard {path}, which has {len(shard)} frames; {self._damaged()}"
             )
 
     def release(self) -> None:

@@ -30,6 +30,7 @@ class InspectConfig(ConfigBase):
         from asr_init.models.init import parse_init
 
         self._check(self.frames >= 1, "frames", "--frames must be at least 1")
+        self._check(self.seed >= 0, "seed", "--seed must be at least 0")
         self._check(self.split in SPLITS, "split", f"--split must be one of {', '.join(SPLITS)}")
         if self.from_model:
             return

@@ -45,12 +45,16 @@ def save_dbn(
     )
 
 
-def load_dbn(model_dir: Path, feature_transform: str | Path | None = None) -> dict:
+def load_dbn(model_dir: Path, feature_transform: str | Path | None = None, option: str = "--dbn") -> dict:
     """The contents of MODEL_DIR/dbn.pt, checked: a file with missing records, or layers whose
     shapes do not chain (W (out, in), b (out,), each layer's in the previous one's out, the
     first one's in the pipeline's width), is a UserError naming it. For a Kaldi nnet1 DBN file,
     the same record made from it and its feature transform (given, or final.feature_transform
     beside it)."""
+    if not Path(model_dir).exists():
+        raise UserError(
+            f"{option} {model_dir} does not exist; {option} takes a pretrain output folder or a Kaldi nnet1 .dbn file"
+        )
     if Path(model_dir).is_file():
         from asr_init.models.nnet1 import kaldi_dbn
 
@@ -86,10 +90,17 @@ def _check_dbn(dbn: dict) -> None:
         raise UserError("its phones, states or activation records are malformed")
 
 
-def load_stack(model_dir: Path, feature_transform: str | Path | None = None) -> tuple[Stack, FeaturePipeline, str]:
+def load_stack(
+    model_dir: Path, feature_transform: str | Path | None = None, option: str = "--init-from"
+) -> tuple[Stack, FeaturePipeline, str]:
     """(hidden layers, pipeline, activation) of a pretrain or finetune output folder, or of a
     Kaldi nnet1 network file (its hidden layers; the feature transform as for `load_dbn`)."""
     model_dir = Path(model_dir)
+    if not model_dir.exists():
+        raise UserError(
+            f"{option} {model_dir} does not exist; {option} takes a pretrain or finetune output folder or a Kaldi "
+            "nnet1 .nnet file"
+        )
     if model_dir.is_file():
         from asr_init.models.nnet1 import load_kaldi_network
 
@@ -100,6 +111,6 @@ def load_stack(model_dir: Path, feature_transform: str | Path | None = None) -> 
 
         model, meta = load_model(model_dir)
         return model.hidden_stack(), FeaturePipeline.from_dict(meta["pipeline"]), meta["config"]["activation"]
-    dbn = load_dbn(model_dir)
+    dbn = load_dbn(model_dir, option=option)
     stack = [(layer["W"], layer["b"]) for layer in dbn["layers"]]
     return stack, FeaturePipeline.from_dict(dbn["pipeline"]), dbn["activation"]

@@ -34,16 +34,37 @@ from asr_init.progress import console
 FILES = ("final.nnet", "final.feature_transform", "ali_train_pdf.counts", "cmvn_opts")
 
 
-def _training_store(model_dir: Path):
-    """The store the model was fine-tuned on (from finetune.json), or None when it is gone."""
-    from asr_init.features.store import FeatureStore
-
-    record = Path(model_dir) / "finetune.json"
+def _training_store_path(model_dir: Path) -> Path | None:
+    """The path of the store the model was fine-tuned on, from finetune.json (None if not recorded)."""
     try:
-        path = json.loads(record.read_text())["store"]
-        return FeatureStore(Path(path))
-    except (OSError, ValueError, KeyError, TypeError, UserError):
+        return Path(json.loads((Path(model_dir) / "finetune.json").read_text())["store"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _training_store(model_dir: Path, path: Path | None):
+    """The store the model was fine-tuned on, or None when it is gone. A store at that path
+    that is not the one the model was trained on (finetune.config.json records its identity)
+    is refused: its counts and cmvn_opts would not be the model's."""
+    from asr_init.features.store import FeatureStore, store_identity
+
+    if path is None:
+        return None
+    try:
+        store = FeatureStore(path)
+    except UserError:
+        return None
+    try:
+        recorded = json.loads((Path(model_dir) / "finetune.config.json").read_text())["inputs"]["feature store"]
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = None
+    if recorded is not None and recorded != store_identity(path):
+        raise UserError(
+            f"the feature store {path} is no longer the one {model_dir} was fine-tuned on (it was re-made or "
+            "changed since); its class counts and cmvn_opts would not fit the model, so nothing was exported: "
+            "restore that store, or fine-tune again on the new one"
+        )
+    return store
 
 
 def class_counts(meta: dict, store) -> tuple[np.ndarray, str]:
@@ -72,7 +93,8 @@ def export_kaldi(model_dir: Path, out_dir: Path, binary: bool = True, force: boo
     """Write MODEL_DIR's network, feature transform and counts into OUT_DIR; returns export.json."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     model, meta = load_model(model_dir)
-    refuse_output_over_inputs(out_dir, {"model folder": model_dir})
+    store_path = _training_store_path(model_dir)
+    refuse_output_over_inputs(out_dir, {"model folder": model_dir, "training store": store_path})
     present = [name for name in FILES if (out_dir / name).exists()]
     if present and not force:
         raise UserError(
@@ -82,7 +104,7 @@ def export_kaldi(model_dir: Path, out_dir: Path, binary: bool = True, force: boo
     network = network_components(
         model.hidden_stack(), (model.output.weight, model.output.bias), meta["config"]["activation"]
     )
-    store = _training_store(model_dir)
+    store = _training_store(model_dir, store_path)
     counts, counts_from = class_counts(meta, store)
     kaldi_store = store is not None and "kaldi" in store.config
     cmvn_opts = store.config.get("cmvn_opts") if kaldi_store else None

@@ -356,12 +356,24 @@ def read_nnet(path: Path) -> list[Component]:
                     f"component {len(components) + 1} ({token}) takes {comp.input_dim} inputs but the one "
                     f"before it gives {components[-1].output_dim}"
                 )
+            _refuse_non_finite(comp, len(components) + 1, path)
             components.append(comp)
     except _Malformed as exc:
         raise UserError(f"Kaldi network {path} is malformed: {exc}") from None
     if not components:
         raise UserError(f"Kaldi network {path} holds no components")
     return components
+
+
+def _refuse_non_finite(comp: Component, number: int, path: Path) -> None:
+    """A NaN or infinite weight would only show later as a NaN loss; name it where it is."""
+    for key, value in comp.params.items():
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
+            bad = value.flat[int(np.flatnonzero(~np.isfinite(value))[0])]
+            raise UserError(
+                f"Kaldi network {path}: component {number} (<{comp.kind}>) has a non-finite value ({bad}) in its "
+                f"{key}; the file is damaged or comes from a training that diverged"
+            )
 
 
 def _read_data(reader: _Reader, comp: Component) -> None:

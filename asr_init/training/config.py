@@ -62,6 +62,9 @@ class PretrainConfig(ConfigBase):
             self.max_frames is None or self.max_frames >= self.batch_size, "max_frames", "must be at least one batch"
         )
         self._check(self.report_every >= 1, "report_every", "must be positive")
+        self._check(self.momentum_frames >= 0, "momentum_frames", "must be >= 0 (0: no ramp, momentum_end at once)")
+        self._check(self.buffer_frames >= self.batch_size, "buffer_frames", "must be at least one batch (--batch-size)")
+        self._check(self.seed >= 0, "seed", "--seed must be at least 0")
         self._check(0 <= self.sat_guard < 1, "sat_guard", "must be in [0, 1) (0 switches the guard off)")
 
         check_device(self.device)
@@ -151,7 +154,8 @@ class FinetuneConfig(ConfigBase):
         if self.output_init != "same":
             parse_init(self.output_init)
         self._check(self.activation in ACTIVATIONS, "activation", f"must be one of {', '.join(ACTIVATIONS)}")
-        self._check(self.layers >= 1 and self.hidden >= 1, "layers", "layers and hidden must be positive")
+        self._check(self.layers >= 1, "layers", "must be at least 1")
+        self._check(self.hidden >= 1, "hidden", "must be at least 1")
         self._check(0 < self.lr < math.inf, "lr", "must be a finite number > 0")
         self._check(self.batch_size >= 1, "batch_size", "must be positive")
         self._check(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
@@ -166,6 +170,10 @@ class FinetuneConfig(ConfigBase):
         self._check(0 < self.decay < math.inf, "decay", "must be a finite number > 0")
         self._check(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
         self._check(self.max_epochs >= 1, "max_epochs", "must be at least 1")
+        self._check(self.min_epochs >= 1, "min_epochs", "must be at least 1")
+        self._check(self.min_epochs <= self.max_epochs, "min_epochs", f"must be at most --max-epochs {self.max_epochs}")
+        self._check(self.buffer_frames >= self.batch_size, "buffer_frames", "must be at least one batch (--batch-size)")
+        self._check(self.seed >= 0, "seed", "--seed must be at least 0")
         self._check(self.reuse_layers >= 0, "reuse_layers", "must be >= 0")
         self._check(self.reuse_layers == 0 or self.init_from is not None, "reuse_layers", "needs --init-from MODEL")
         self._check(self.dbn is None or self.init_from is None, "init_from", "cannot be combined with --dbn")

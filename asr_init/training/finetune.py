@@ -31,7 +31,7 @@ from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline, FrameBuffer, sample_frames
 from asr_init.features.store import FeatureStore, store_identity
-from asr_init.io import digest, load_checkpoint, write_csv, write_json_atomic
+from asr_init.io import digest, load_run_checkpoint, write_csv, write_json_atomic
 from asr_init.models.dbn import load_dbn, load_stack
 from asr_init.models.dnn import DNN, save_model
 from asr_init.models.init import InitContext, init_weight_, input_power
@@ -323,7 +323,7 @@ class _DnnTrainer(Trainer):
         self.schedule = make_schedule(config.schedule, config.to_dict())
         self.weights = [layer.weight for layer in self.model.hidden] + [self.model.output.weight]
         self.checkpoint_path = path = out_dir / "checkpoint.pt"
-        ckpt = dist.from_main(lambda: load_checkpoint(path) if path.exists() else None)
+        ckpt = dist.from_main(lambda: load_run_checkpoint(path))
         if ckpt is not None:
             self._resume(ckpt, resume)
         else:

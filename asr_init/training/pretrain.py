@@ -33,7 +33,7 @@ from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline, FrameBuffer, sample_frames
 from asr_init.features.store import FeatureStore, store_identity
-from asr_init.io import load_checkpoint, write_csv, write_json_atomic
+from asr_init.io import load_run_checkpoint, write_csv, write_json_atomic
 from asr_init.models.dbn import Stack, propagate, save_dbn
 from asr_init.models.init import InitContext, init_weight_, input_power
 from asr_init.models.nonlinearity import net_input_stats
@@ -183,7 +183,7 @@ class _Run:
 
 def _finished_layer(run: _Run, layer: int) -> tuple[RBM, dict] | None:
     path = run.out_dir / f"rbm{layer}.pt"
-    ckpt = run.dist.from_main(lambda: load_checkpoint(path) if path.exists() else None)
+    ckpt = run.dist.from_main(lambda: load_run_checkpoint(path))
     if ckpt is None:
         return None
     console.print(f"layer {layer}: finished earlier, loaded {path}")
@@ -250,7 +250,7 @@ class _LayerTrainer(Trainer):
         self.finished = False
         self.last_error = "-"
         partial = self.checkpoint_path
-        ckpt = self.dist.from_main(lambda: load_checkpoint(partial) if partial.exists() else None)
+        ckpt = self.dist.from_main(lambda: load_run_checkpoint(partial))
         if ckpt is not None:
             self._resume(ckpt, resume)
         else:

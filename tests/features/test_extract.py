@@ -1,5 +1,6 @@
 """The extract stage: store contents, normalisation, splits, determinism, bad input."""
 
+import fcntl
 import json
 import os
 
@@ -93,9 +94,15 @@ def test_cli_refuses_existing_output_unless_force(kaldi_dir, tmp_path):
     assert again.exit_code == 0 and "already complete" in _text(again)
     other = runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1", "--cmvn", "utterance"])
     assert other.exit_code == 1 and "already exists" in _text(other) and "--force" in _text(other)
-    forced = runner.invoke(
-        app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1", "--cmvn", "utterance", "--force"]
-    )
+    args = ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1", "--cmvn", "utterance", "--force"]
+    with open(out / ".lock", "w") as held:  # a pretrain or finetune running on the store holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        before = (out / "config.json").read_text()
+        locked = runner.invoke(app, args)
+    assert locked.exit_code == 1 and "in use by another asr-init run" in _text(locked), locked.output
+    assert [ln for ln in locked.output.splitlines() if ln.startswith("error:")] and "Traceback" not in locked.output
+    assert (out / "config.json").read_text() == before
+    forced = runner.invoke(app, args)
     assert forced.exit_code == 0
     assert json.loads((out / "config.json").read_text())["extract"]["cmvn"] == "utterance"
 
@@ -362,6 +369,7 @@ def test_rate_ties_go_to_the_lower_rate_and_wideband_is_capped_at_16khz(tmp_path
         (["--low-freq", "-20"], "invalid low_freq=-20.0: --low-freq must be at least 0 Hz"),
         (["--high-freq", "-100"], "invalid high_freq=-100.0: --high-freq must be a positive frequency in Hz"),
         (["--sample-rate", "4000"], "invalid sample_rate=4000: --sample-rate must be at least 8000 Hz"),
+        (["--seed", "-1"], "invalid seed=-1: --seed must be at least 0"),
     ],
 )
 def test_bad_rate_and_filterbank_values_give_one_error_line(tmp_path, args, message):

@@ -198,6 +198,25 @@ def _missing_file(root, ref):
     return ["--ali", str(root / "nowhere.ark")], "does not exist"
 
 
+def _negative_seed(root, ref):
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    return ["--ali", str(root / "pdf.txt"), "--seed", "-1"], "invalid seed=-1: --seed must be at least 0"
+
+
+def _phones_without_phone_ali(root, ref):
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    (root / "phones.txt").write_text("<eps> 0\nSIL 1\n")
+    return ["--ali", str(root / "pdf.txt"), "--phones", str(root / "phones.txt")], "give --phone-ali too"
+
+
+def _absolute_missing_archive(root, ref):
+    scp = root / "data" / "train" / "feats.scp"
+    first = scp.read_text().splitlines()[0].split()[0]
+    scp.write_text(f"{first} /nowhere/raw.ark:12\n")
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    return ["--ali", str(root / "pdf.txt")], "line 1: /nowhere/raw.ark does not exist"
+
+
 def _wrong_keys(root, ref):
     kaldiio.save_ark(str(root / "pdf.ark"), {f"other-{u}": a for u, a in ref["pdfs"].items()})
     return ["--ali", str(root / "pdf.ark")], "has an alignment in"
@@ -219,6 +238,9 @@ def _wrong_keys(root, ref):
         _no_alignments,
         _missing_file,
         _wrong_keys,
+        _negative_seed,
+        _phones_without_phone_ali,
+        _absolute_missing_archive,
     ],
 )
 def test_bad_input_gives_one_error_line_and_no_store(kaldi_data, breaker):
@@ -228,5 +250,74 @@ def test_bad_input_gives_one_error_line_and_no_store(kaldi_data, breaker):
     assert res.exit_code == 1, res.output
     errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in res.output, res.output
-    assert message in _text(res)
+    assert message in _text(res) and "relative names" not in _text(res)
     assert not (root / "store").exists() and not list(root.glob("store.tmp-*"))
+
+
+def _snapshot(root) -> dict:
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _out_holds_alignments(root, ref):
+    (root / "ali").mkdir()
+    _kaldi_text_ark(root / "ali" / "pdf.txt", ref["pdfs"])
+    return root / "data" / "train", ["--ali", str(root / "ali" / "pdf.txt"), "--out", str(root / "ali")], "--ali file"
+
+
+def _out_holds_feature_archive(root, ref):
+    """feats.scp names an archive in another folder (mfcc/, as steps/make_mfcc.sh writes)."""
+    write_kaldi_features(root / "mfcc", speakers=2)
+    data = root / "kdata"
+    data.mkdir()
+    for name in ("feats.scp", "cmvn.scp", "utt2spk"):
+        (data / name).write_text((root / "mfcc" / name).read_text())
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    return data, ["--ali", str(root / "pdf.txt"), "--out", str(root / "mfcc")], "archive named in"
+
+
+def _out_holds_phones(root, ref):
+    (root / "lang").mkdir()
+    (root / "lang" / "phones.txt").write_text("<eps> 0\nSIL 1\nAA 2\nIY 3\nS 4\nM 5\n")
+    _kaldi_text_ark(root / "ph.txt", ref["phones"])
+    args = ["--phone-ali", str(root / "ph.txt"), "--phones", str(root / "lang" / "phones.txt")]
+    return root / "data" / "train", [*args, "--out", str(root / "lang")], "--phones file"
+
+
+def _out_is_a_file(root, ref):
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    (root / "notes.txt").write_text("mine")
+    args = ["--ali", str(root / "pdf.txt"), "--out", str(root / "notes.txt")]
+    return root / "data" / "train", args, "is an existing file"
+
+
+@pytest.mark.parametrize("case", [_out_holds_alignments, _out_holds_feature_archive, _out_holds_phones, _out_is_a_file])
+def test_force_refuses_an_out_over_any_input(kaldi_data, case):
+    root, ref = kaldi_data
+    data, args, message = case(root, ref)
+    before = _snapshot(root)
+    res = runner.invoke(app, ["import-kaldi", str(data), *args, "--force"])
+    assert res.exit_code == 1, res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in res.output, res.output
+    assert message in _text(res)
+    assert _snapshot(root) == before
+
+
+def test_force_refuses_a_store_another_run_holds(kaldi_data):
+    import fcntl
+
+    root, ref = kaldi_data
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    (root / "store").mkdir()
+    (root / "store" / "summary.json").write_text("{}")
+    with open(root / "store" / ".lock", "w") as held:
+        held.write("4242\n")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX)
+        before = _snapshot(root)
+        args = [str(root / "data" / "train"), "--ali", str(root / "pdf.txt"), "--out", str(root / "store")]
+        res = runner.invoke(app, ["import-kaldi", *args, "--force"])
+    assert res.exit_code == 1, res.output
+    assert [ln for ln in res.output.splitlines() if ln.startswith("error:")], res.output
+    assert "in use by another asr-init run (pid 4242)" in _text(res)
+    assert _snapshot(root) == before

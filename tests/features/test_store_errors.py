@@ -83,8 +83,9 @@ def test_shard_of_another_width_is_refused(store_copy):
     path = store_copy / "shards" / "feats-00000.npy"
     np.save(path, np.load(path)[:, :20])
     store = FeatureStore(store_copy)
-    with pytest.raises(UserError, match=r"feats-00000\.npy has shape \(\d+, 20\), but the store's frames are"):
+    with pytest.raises(UserError, match=r"feats-00000\.npy has shape \(\d+, 20\), but the store's frames are") as err:
         store.features(store.records[0])
+    assert "or was replaced (--force) while this run read it; re-make it with 'asr-init extract'" in str(err.value)
 
 
 def test_corrupt_stats_is_refused(store_copy):

@@ -2,6 +2,7 @@
 documentation (not asr-init's), the forward pass of Kaldi's nnet-forward redone in numpy, and
 round trips."""
 
+import json
 import re
 import struct
 
@@ -284,10 +285,14 @@ def test_malformed_and_unsupported_networks_give_one_error_line(blob_store, tmp_
     (tmp_path / "exp" / "cut.nnet").write_bytes(data[: len(data) // 2])
     lstm = b"<Nnet> <LstmProjected> 4 4 <!EndOfComponent> </Nnet> "
     (tmp_path / "exp" / "lstm.nnet").write_bytes(lstm)
+    nan_net = b"<Nnet> <AffineTransform> 2 2 [ 1 nan \n 0 1 ] [ 0 0 ] <Sigmoid> 2 2 </Nnet> "
+    (tmp_path / "exp" / "nan.dbn").write_bytes(nan_net)
+    (tmp_path / "exp" / "nan.feature_transform").write_bytes(b"<Nnet> <AddShift> 2 2 [ 0 0 ] </Nnet> ")
     cases = [
         (["--init-from", str(tmp_path / "exp" / "cut.nnet")], "is malformed: unexpected end of file"),
         (["--init-from", str(tmp_path / "exp" / "lstm.nnet")], "has a <LstmProjected> component"),
         (["--dbn", str(tmp_path / "exp" / "final.nnet")], "ends in <Softmax>: it is a trained network, not a DBN"),
+        (["--dbn", str(tmp_path / "exp" / "nan.dbn")], "component 1 (<AffineTransform>) has a non-finite value (nan)"),
     ]
     for args, message in cases:
         res = runner.invoke(app, ["finetune", str(blob_store), "--out", str(tmp_path / "ft"), *args])
@@ -305,3 +310,20 @@ def test_malformed_and_unsupported_networks_give_one_error_line(blob_store, tmp_
         export_kaldi(model_dir, tmp_path / "exp")
     with pytest.raises(UserError, match="--out .* is the model folder"):
         export_kaldi(model_dir, model_dir, force=True)
+
+
+def test_export_refuses_a_changed_training_store_and_an_out_over_it(blob_store, tmp_path):
+    model_dir = make_model(tmp_path / "model", dim=39, splice=0)
+    (model_dir / "finetune.json").write_text(json.dumps({"store": str(blob_store)}))
+    (model_dir / "finetune.config.json").write_text(json.dumps({"inputs": {"feature store": "0123456789abcdef"}}))
+    before = sorted(p.name for p in blob_store.rglob("*"))
+    for out, message in [
+        (tmp_path / "exp", f"the feature store {blob_store} is no longer the one"),
+        (blob_store / "exp", f"--out {blob_store / 'exp'} lies inside the training store {blob_store}"),
+    ]:
+        res = runner.invoke(app, ["export-kaldi", str(model_dir), "--out", str(out)])
+        assert res.exit_code == 1, res.output
+        errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and message in " ".join(res.output.split()), res.output
+        assert not (out / "final.nnet").exists()
+    assert sorted(p.name for p in blob_store.rglob("*")) == before
