@@ -194,17 +194,12 @@ def refuse_output_over_inputs(out_dir: Path, inputs: dict[str, Path | str | None
             )
 
 
-def refuse_folder_in_use(folder: Path, option: str = "--out") -> None:
-    """Raise if another process holds the lock of run folder `folder` (an flock on
-    FOLDER/.lock, as a running pretrain or finetune holds it): --force must not replace a
-    folder a running stage reads or writes. Only tested, never kept."""
-    path = Path(folder) / ".lock"
-    if not path.is_file():
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
+LOCK_NAME = ".lock"  # a run folder's lock file: an flock on it, the owner's pid in it
+
+
+def lock_or_refuse(fd: int, folder: Path, option: str = "--out", unchanged: str = "nothing was changed") -> None:
+    """Take a non-blocking exclusive flock on the open lock file `fd` of `folder`, or raise a
+    UserError naming the pid written in it: another asr-init run holds the folder."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -213,8 +208,23 @@ def refuse_folder_in_use(folder: Path, option: str = "--out") -> None:
         owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         raise UserError(
             f"{option} {folder} is in use by another asr-init run (pid {owner}); wait for it to finish or "
-            f"choose another {option} (nothing was replaced)"
+            f"choose another {option} ({unchanged})"
         ) from None
+
+
+def refuse_folder_in_use(folder: Path, option: str = "--out") -> None:
+    """Raise if another process holds the lock of run folder `folder` (an flock on
+    FOLDER/.lock, as a running pretrain or finetune holds it): --force must not replace a
+    folder a running stage reads or writes. Only tested, never kept."""
+    path = Path(folder) / LOCK_NAME
+    if not path.is_file():
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        lock_or_refuse(fd, folder, option, "nothing was replaced")
     finally:
         os.close(fd)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -65,7 +66,7 @@ class Step:
     extra: Any = None  # what the stage's `record` needs (e.g. the RBM's guard result)
 
 
-class Trainer:
+class Trainer(ABC):
     """Runs `epochs` epochs from `state`; subclasses define the stage.
 
     Subclasses set `epochs`, `state`, `checkpoint_path`, `bar_label` and `bar_field` and
@@ -83,39 +84,40 @@ class Trainer:
 
     # --- what a stage supplies --------------------------------------------------------
 
+    @abstractmethod
     def batches(self, epoch: int, skip: int) -> Iterable:
         """The epoch's mini-batches after the first `skip` (resumption)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def step(self, batch) -> Step:
         """Train on one mini-batch."""
-        raise NotImplementedError
 
+    @abstractmethod
     def diverged(self, step: Step) -> UserError:
         """The error to raise when a step's value is not finite."""
-        raise NotImplementedError
 
+    @abstractmethod
     def state_dict(self) -> dict:
         """Everything the checkpoint holds (weights, optimiser, RNG, schedule, `state`)."""
-        raise NotImplementedError
 
-    def start_epoch(self) -> None:
+    def start_epoch(self) -> None:  # noqa: B027 - an optional hook
         """Before an epoch's first batch (not called again when resuming inside it)."""
 
-    def record(self, step: Step) -> None:
+    def record(self, step: Step) -> None:  # noqa: B027 - an optional hook
         """Account a finite step; `state` does not count it yet."""
 
-    def after_batch(self) -> None:
+    def after_batch(self) -> None:  # noqa: B027 - an optional hook
         """After `state` counted the batch (interval logs)."""
 
-    def end_epoch(self) -> None:
+    def end_epoch(self) -> None:  # noqa: B027 - an optional hook
         """After an epoch's last batch, before the checkpoint."""
 
-    def write_logs(self) -> None:
+    def write_logs(self) -> None:  # noqa: B027 - an optional hook
         """After a checkpoint was written (rank 0 only)."""
 
+    @abstractmethod
     def bar_total(self) -> int:
-        raise NotImplementedError
+        """Frames the progress bar counts to: one epoch, or all of them."""
 
     def bar_value(self) -> str:
         return "-"

@@ -3,8 +3,6 @@ recorded, finished runs recognised, changed inputs and other runs refused."""
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import shutil
 from collections.abc import Iterator
@@ -12,10 +10,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from asr_init.errors import UserError
-from asr_init.io import read_json, refuse_output_over_inputs, write_json_atomic
+from asr_init.io import LOCK_NAME, lock_or_refuse, read_json, refuse_output_over_inputs, write_json_atomic
 from asr_init.training.distributed import Dist
-
-LOCK_NAME = ".lock"
 
 
 @contextmanager
@@ -76,16 +72,7 @@ def _locked(out_dir: Path) -> Iterator[None]:
     path = out_dir / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                raise
-            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise UserError(
-                f"{out_dir} is in use by another asr-init run (pid {owner}); "
-                "wait for it to finish or choose another --out"
-            ) from None
+        lock_or_refuse(fd, out_dir)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         try:
