@@ -56,7 +56,7 @@ from asr_init.features.mfcc import (
     mfcc_with_deltas,
     read_sample_rates,
 )
-from asr_init.features.store import SPLITS, STORE_FORMAT_VERSION, StoreWriter, shard_name
+from asr_init.features.store import STORE_FORMAT_VERSION, StoreWriter, shard_name, split_table
 from asr_init.io import (
     check_writable_folder,
     read_json,
@@ -565,15 +565,7 @@ def _warn_empty_bands(summary: dict, mfcc: MfccConfig) -> None:
 
 
 def _summary(writer: StoreWriter, layout: str, problems: list[str], elapsed: float) -> dict:
-    per_split = {}
-    for split in SPLITS:
-        recs = [r for r in writer.records if r.split == split]
-        per_split[split] = {
-            "utterances": len(recs),
-            "speakers": len({r.speaker for r in recs}),
-            "frames": sum(r.frames for r in recs),
-            "hours": sum(r.duration for r in recs) / 3600,
-        }
+    per_split = split_table(writer.records)
     hours = sum(r.duration for r in writer.records) / 3600
     return {
         "layout": layout,

@@ -44,7 +44,7 @@ import numpy as np
 from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.config import KaldiImportConfig
-from asr_init.features.store import SPLITS, StoreWriter
+from asr_init.features.store import StoreWriter, split_table
 from asr_init.io import read_json, refuse_folder_in_use, refuse_output_over_inputs, write_json_atomic
 from asr_init.progress import console, progress_bar
 
@@ -627,15 +627,7 @@ class _Moments:
 
 
 def _summary(writer: StoreWriter, skipped: list[str], elapsed: float, labels: dict[str, list[str]]) -> dict:
-    per_split = {}
-    for split in SPLITS:
-        recs = [r for r in writer.records if r.split == split]
-        per_split[split] = {
-            "utterances": len(recs),
-            "speakers": len({r.speaker for r in recs}),
-            "frames": sum(r.frames for r in recs),
-            "hours": sum(r.duration for r in recs) / 3600,
-        }
+    per_split = split_table(writer.records)
     return {
         "layout": "Kaldi",
         "splits": per_split,

@@ -374,3 +374,17 @@ def store_identity(path: Path) -> str:
     label lists. Re-extracting with other settings or data changes it (the statistics are
     sums over every frame), so a later stage can tell that its input is no longer the same."""
     return digest([Path(path) / name for name in STORE_METADATA])
+
+
+def split_table(records: list[UttRecord]) -> dict[str, dict]:
+    """Per split: utterances, speakers, frames and hours, as a store's summary.json lists them."""
+    table = {}
+    for split in SPLITS:
+        recs = [r for r in records if r.split == split]
+        table[split] = {
+            "utterances": len(recs),
+            "speakers": len({r.speaker for r in recs}),
+            "frames": sum(r.frames for r in recs),
+            "hours": sum(r.duration for r in recs) / 3600,
+        }
+    return table
