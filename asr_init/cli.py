@@ -499,6 +499,10 @@ def pretrain(
         default(PretrainConfig, "precision"),
         help="Precision of the CD products: fp32, or tf32 (TensorFloat-32 on CUDA; a CPU computes fp32).",
     ),
+    cuda_graphs: bool = typer.Option(
+        default(PretrainConfig, "cuda_graphs"),
+        help="On a GPU, replay each layer's CD step as a CUDA graph (checked against an eager step first).",
+    ),
     resume: bool = typer.Option(False, help="Continue an interrupted layer from its checkpoint."),
     force: bool = typer.Option(False, help="Delete an existing output folder and start over."),
 ):
@@ -529,6 +533,7 @@ def pretrain(
         buffer_frames=buffer_frames,
         sat_guard=sat_guard,
         precision=precision,
+        cuda_graphs=cuda_graphs,
     )
     try:
         summary = run_pretrain(store, cfg, out, resume=resume, force=force)

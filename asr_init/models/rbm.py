@@ -50,6 +50,10 @@ from asr_init.models.optimal_spread import optimal_d
 
 SATURATION_MARGIN = 0.05  # a probability within this of 0 or 1 is saturated (|net| > 2.944)
 
+# What a guard firing does to the learning rate: Kaldi lowers it by 0.9 after a rescale of a
+# Gaussian layer; a saturated layer needs a real cut (0.4 -> 0.05 takes three firings).
+GUARD_LR_FACTOR = {"recon_std": 0.9, "saturation": 0.5}
+
 
 class UniformSource:
     """Seeded uniforms in [0, 1) for Bernoulli sampling, with a saveable state."""
@@ -271,8 +275,7 @@ class RBM:
                 self.dtheta.zero_()
                 return StepResult(error_sum, saturated, skipped=True, guard_scale=scale, guard="recon_std")
         if saturated is not None and float(saturated) > sat_limit:
-            net = torch.addmm(self.hb, w.v0_units, self.Wt)
-            rms = float(net.pow(2).mean().sqrt())
+            rms = float(self._net_input(w).pow(2).mean().sqrt())
             scale = min(1.0, optimal_d("sigmoid") / rms) if rms > 0 else 1.0
             self.Wt.mul_(scale)
             self.hb.mul_(scale)
@@ -356,8 +359,7 @@ class RBM:
                 self.dtheta.zero_()
                 return StepResult(error_sum, saturated, skipped=True, guard_scale=scale, guard="recon_std")
         if saturated is not None and float(saturated) > sat_limit:
-            net = torch.addmm(self.hb, w.v0_units, self.Wt)
-            squares = part.all_reduce_(net.pow(2).sum(dtype=torch.float64).reshape(1))
+            squares = part.all_reduce_(self._net_input(w).pow(2).sum(dtype=torch.float64).reshape(1))
             rms = math.sqrt(float(squares) / (B * nh))
             scale = min(1.0, optimal_d("sigmoid") / rms) if rms > 0 else 1.0
             self.Wt.mul_(scale)
@@ -370,6 +372,15 @@ class RBM:
             self.dWt.add_(self.Wt, alpha=-step_lr * B * l2)
         theta.add_(self.dtheta)
         return StepResult(error_sum, saturated)
+
+    def _net_input(self, w: _Work) -> torch.Tensor:
+        """The hidden net inputs [v0 1] theta of the batch in `w`, computed into the sample
+        buffer (free once the update is skipped) as the product the step started with:
+        `DeviceCD` takes the same numbers before its sigmoid."""
+        torch.mm(w.v0, self.theta, out=w.hs)
+        net = w.hs_units.clone()
+        w.hs[:, self.n_hidden] = 1
+        return net
 
     def _batch_uniforms(self, size: int) -> torch.Tensor:
         """A (size, n_hidden) buffer laid out as one process's sample buffer (rows of aligned

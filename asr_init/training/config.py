@@ -40,6 +40,7 @@ class PretrainConfig(ConfigBase):
     stats_frames: int = 2000
     sat_guard: float = 0.1  # saturation guard of Bernoulli layers: share of saturated hidden probabilities; 0 = off
     precision: str = "fp32"  # of the CD products: fp32 or tf32 (bf16 is not built for the fused CD step)
+    cuda_graphs: bool = True  # capture the CD step as a CUDA graph on a GPU (models/cd_device.py)
 
     def validate(self) -> None:
         from asr_init.models.init import parse_init  # torch: only when a run starts

@@ -1,7 +1,8 @@
 """The training skeleton pre-training and fine-tuning share.
 
 Both stages run epochs of mini-batches from a resumable position, time them, check after
-every step that training has not diverged, show one progress bar, and on SIGINT/SIGTERM
+every step that training has not diverged (or, where a step leaves its figures on the
+device so as not to wait for it, at the stage's `sync` before every checkpoint), show one progress bar, and on SIGINT/SIGTERM
 write a checkpoint and raise `Interrupted`. They differ in their step and in what happens
 at an epoch's start and end, which a `Trainer` subclass supplies (as icefall's train.py
 splits `train_one_epoch`, `compute_validation_loss`, `save_checkpoint`).
@@ -62,7 +63,7 @@ class Step:
     (on several processes: of the global batch, the same on every process)."""
 
     frames: int
-    value: float
+    value: float | None  # None: left on the device, checked by the stage's `sync`
     extra: Any = None  # what the stage's `record` needs (e.g. the RBM's guard result)
 
 
@@ -115,6 +116,10 @@ class Trainer(ABC):
     def write_logs(self) -> None:  # noqa: B027 - an optional hook
         """After a checkpoint was written (rank 0 only)."""
 
+    def sync(self) -> None:  # noqa: B027 - an optional hook
+        """Bring figures kept on the device to the host and raise `diverged`'s error if
+        training diverged since the last sync; called before every checkpoint."""
+
     @abstractmethod
     def bar_total(self) -> int:
         """Frames the progress bar counts to: one epoch, or all of them."""
@@ -129,6 +134,7 @@ class Trainer(ABC):
 
         The other processes wait until it is written: then none of them can exit (and make
         torchrun stop rank 0) before the checkpoint is complete."""
+        self.sync()
         ckpt = self.state_dict()
         if self.dist.is_main:
             save_checkpoint(ckpt, path or self.checkpoint_path)
@@ -177,7 +183,7 @@ class Trainer(ABC):
             state.seconds += now - t_last
             state.epoch_seconds += now - t_last
             t_last = now
-            if not math.isfinite(step.value):
+            if step.value is not None and not math.isfinite(step.value):
                 raise self.diverged(step)
             self.record(step)
             state.frames += step.frames

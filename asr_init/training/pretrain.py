@@ -34,10 +34,11 @@ from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline, FrameBuffer, sample_frames
 from asr_init.features.store import FeatureStore, store_identity
 from asr_init.io import load_run_checkpoint, write_csv, write_json_atomic
+from asr_init.models.cd_device import CDReport, DeviceCD
 from asr_init.models.dbn import Stack, propagate, save_dbn
 from asr_init.models.init import InitContext, init_weight_, input_power
 from asr_init.models.nonlinearity import net_input_stats
-from asr_init.models.rbm import RBM, BatchPart, UniformSource
+from asr_init.models.rbm import GUARD_LR_FACTOR, RBM, BatchPart, UniformSource
 from asr_init.progress import console
 from asr_init.training.config import PretrainConfig
 from asr_init.training.distributed import Dist, distributed
@@ -70,7 +71,15 @@ CSV_COLUMNS = [
 ]
 
 
-_RESUME_NEUTRAL = ("device", "report_every")  # may differ between a run and its resumption
+_RESUME_NEUTRAL = ("device", "report_every", "cuda_graphs")  # may differ between a run and its resumption
+
+
+def decides_on_device(device: torch.device, dist: Dist) -> bool:
+    """Whether the CD steps keep their guards' decisions and sums on the device (DeviceCD),
+    read back at report intervals, instead of reading them after every step: on a GPU, where
+    a read waits for the step. (On several processes the step sums its statistics over them
+    and reads the sums back anyway.)"""
+    return device.type == "cuda" and not dist.is_distributed
 
 
 def pretrain(
@@ -270,6 +279,7 @@ class _LayerTrainer(Trainer):
             self.rbm.init_visible_bias_from_data(self.train_x.mean(0))
         self.uniforms = UniformSource(self._seed, self.run_.device)
         self.state, self.interval, self.lr, self.rows = TrainState(), _Interval(), config.layer_lr(layer), []
+        self._open_device_cd()
         self.info = {
             "layer": layer,
             "visible": self.visible,
@@ -301,8 +311,25 @@ class _LayerTrainer(Trainer):
         self.state.load_state_dict(ckpt["position"])
         self.interval = _Interval(**ckpt["interval"])
         self.lr, self.rows, self.info = ckpt["lr"], ckpt["rows"], ckpt["info"]
+        self._open_device_cd()
         s = self.state
         console.print(f"layer {self.layer}: resuming at epoch {s.epoch}, batch {s.batch} ({s.frames:,} frames)")
+
+    def _open_device_cd(self) -> None:
+        """Steps decided on the device (see `decides_on_device`), or None: `cd_step` on the host."""
+        self.device_cd, self.pending = None, []  # pending: (frames, epoch, seconds) of each step since the last read
+        if decides_on_device(self.run_.device, self.dist):
+            config = self.config
+            self.device_cd = DeviceCD(
+                self.rbm,
+                self.uniforms,
+                self.lr,
+                config.batch_size,
+                k=config.cd_k,
+                l2=config.l2,
+                sat_limit=self.sat_limit,
+                graphs=config.cuda_graphs,
+            )
 
     @property
     def _seed(self) -> int:
@@ -333,6 +360,9 @@ class _LayerTrainer(Trainer):
         config = self.config
         v = self.run_.layer_input(batch.inputs)
         self.momentum = config.momentum(self.state.frames)
+        if self.device_cd is not None:
+            self.device_cd.step(v, self.momentum)
+            return Step(batch.size, None)
         part = BatchPart(batch.start, batch.size, self.dist.all_reduce_) if self.dist.is_distributed else None
         result = self.rbm.cd_step(
             v, self.lr, self.momentum, config.l2, self.uniforms, k=config.cd_k, sat_limit=self.sat_limit, part=part
@@ -341,7 +371,9 @@ class _LayerTrainer(Trainer):
         return Step(batch.size, err if self.rbm.is_finite() else math.nan, (result, err))
 
     def diverged(self, step: Step) -> UserError:
-        err = step.extra[1]
+        return self._divergence(step.extra[1], self.state.frames, self.state.epoch)
+
+    def _divergence(self, err: float, frames: int, epoch: int) -> UserError:
         setting = "--lr-gauss" if self.visible == "gauss" else "--lr"
         what = f"reconstruction error became {err}" if not math.isfinite(err) else "weights became NaN/Inf"
         out_dir, layer = self.run_.out_dir, self.layer
@@ -349,22 +381,45 @@ class _LayerTrainer(Trainer):
         if kept is None and layer > 1:
             kept = out_dir / f"rbm{layer - 1}.pt"
         return UserError(
-            f"layer {layer}: {what} after {self.state.frames:,} frames (epoch {self.state.epoch}, learning rate "
+            f"layer {layer}: {what} after {frames:,} frames (epoch {epoch}, learning rate "
             f"{self.lr:g}); lower {setting}. "
             + (f"The last good checkpoint {kept} is kept." if kept else "No checkpoint was written for it.")
         )
 
     def record(self, step: Step) -> None:
+        if self.device_cd is not None:
+            self.pending.append((self.state.frames, self.state.epoch, self.state.seconds))
+            self.interval.frames += step.frames
+            return
         result, err = step.extra
         if result.skipped:
-            self._guard_fired(result)
+            s, sat = self.state, None if result.saturated is None else float(result.saturated)
+            self.lr *= GUARD_LR_FACTOR[result.guard]
+            self._guard_fired(result.guard, result.guard_scale, sat, self.lr, (s.frames, s.epoch, s.seconds))
         self.interval.error += err
         if result.saturated is not None:
             self.interval.saturated = (self.interval.saturated or 0.0) + float(result.saturated) * step.frames
         self.interval.frames += step.frames
 
+    def sync(self) -> None:
+        """Steps decided on the device: read their sums and guard firings, raise if one diverged."""
+        if self.device_cd is None or not self.pending:
+            return
+        report: CDReport = self.device_cd.read()
+        pending, self.pending = self.pending, []
+        if report.bad_step is not None:
+            frames, epoch, _ = pending[report.bad_step]
+            raise self._divergence(report.error_sum, frames, epoch)
+        for event in report.events:
+            self._guard_fired(event.guard, event.scale, event.saturated, event.lr, pending[event.step])
+        self.lr = report.lr
+        self.interval.error += report.error_sum
+        if self.sat_limit > 0:
+            self.interval.saturated = (self.interval.saturated or 0.0) + report.saturated_sum
+
     def after_batch(self) -> None:
         if self.interval.frames >= self.config.report_every:
+            self.sync()
             self.rows.append(self._interval_row(self.momentum))
             self.last_error = f"{self.rows[-1]['recon_error']:.3f}"
             self._write_log()
@@ -373,6 +428,7 @@ class _LayerTrainer(Trainer):
         self.rows.append(self._epoch_stats("epoch_start"))
 
     def end_epoch(self) -> None:
+        self.sync()
         if self.interval.frames > 0:
             self.rows.append(self._interval_row(self.config.momentum(self.state.frames)))
         self.rows.append(self._epoch_stats("epoch_end"))
@@ -456,38 +512,33 @@ class _LayerTrainer(Trainer):
         self.interval = _Interval(since_seconds=s.seconds)
         return row
 
-    def _guard_fired(self, result) -> None:
-        """Lower the learning rate after a guard skipped an update; log a guard row, warn once per guard."""
-        self.lr *= _GUARD_LR_FACTOR[result.guard]
-        sat = None if result.saturated is None else float(result.saturated)
-        s = self.state
+    def _guard_fired(self, guard: str, scale: float, sat: float | None, lr: float, when: tuple) -> None:
+        """Log a guard row for a skipped update (the rate already cut to `lr`; `when` is the
+        step's (frames, epoch, seconds)); warn once per guard."""
+        frames, epoch, seconds = when
         self.rows.append(
             {
                 "layer": self.layer,
-                "epoch": s.epoch,
-                "frames": s.frames,
+                "epoch": epoch,
+                "frames": frames,
                 "kind": "guard",
-                "guard": result.guard,
-                "lr": self.lr,
-                "guard_scale": result.guard_scale,
+                "guard": guard,
+                "lr": lr,
+                "guard_scale": scale,
                 "saturated": sat,
-                "elapsed_s": s.seconds,
+                "elapsed_s": seconds,
             }
         )
-        if result.guard in self.warned:
+        if guard in self.warned:
             return
-        self.warned.add(result.guard)
-        if result.guard == "recon_std":
+        self.warned.add(guard)
+        if guard == "recon_std":
             why = "reconstruction std above twice the data's"
         else:
             why = f"{sat:.0%} of the hidden units saturated (limit --sat-guard)"
         console.print(
-            f"[yellow]warning: layer {self.layer}: {why} at {s.frames:,} frames; weights scaled by "
-            f"{result.guard_scale:.3f}, learning rate lowered to {self.lr:.4g}, momentum reset "
+            f"[yellow]warning: layer {self.layer}: {why} at {frames:,} frames; weights scaled by "
+            f"{scale:.3f}, learning rate lowered to {lr:.4g}, momentum reset "
             f"(further firings are logged as kind=guard rows in recon.csv)"
         )
 
-
-# What a guard does to the learning rate: Kaldi lowers it by 0.9 after a rescale of a
-# Gaussian layer; a saturated layer needs a real cut (0.4 -> 0.05 takes three firings).
-_GUARD_LR_FACTOR = {"recon_std": 0.9, "saturation": 0.5}

@@ -243,3 +243,66 @@ def test_saturation_guard_rescues_kaldi_learning_rate(default_shaped_runs):
 def test_sat_guard_option_validated(tiny_store, tmp_path):
     result = runner.invoke(app, ["pretrain", str(tiny_store), "--out", str(tmp_path / "x"), "--sat-guard", "1.5"])
     assert result.exit_code == 1 and "sat_guard=1.5" in _text(result) and "[0, 1)" in _text(result)
+
+
+# --- steps decided on the device (DeviceCD), run here on the CPU -------------------------
+
+GUARDED = SMALL | {"hidden": 64, "lr_gauss": 50.0, "lr": 8.0, "sat_guard": 0.1, "report_every": 700}
+
+
+@pytest.fixture
+def on_device(monkeypatch):
+    """Pre-training as on a GPU: guards decided on the device, sums read at report intervals."""
+    import asr_init.training.pretrain as module
+
+    monkeypatch.setattr(module, "decides_on_device", lambda device, dist: True)
+
+
+def test_device_decisions_give_the_host_run(tiny_store, tmp_path, monkeypatch):
+    """The same log (rows, frames, guard firings with their rates and scales, errors) and
+    the same DBN to float32 rounding, with both guards firing."""
+    cfg = PretrainConfig(**GUARDED)
+    pretrain(tiny_store, cfg, tmp_path / "host")
+    import asr_init.training.pretrain as module
+
+    monkeypatch.setattr(module, "decides_on_device", lambda device, dist: True)
+    pretrain(tiny_store, cfg, tmp_path / "device")
+    host, dev = read_csv(tmp_path / "host" / "recon.csv"), read_csv(tmp_path / "device" / "recon.csv")
+    assert {(r["layer"], r["guard"]) for r in host if r["kind"] == "guard"} == {("1", "recon_std"), ("2", "saturation")}
+    assert [(r["layer"], r["epoch"], r["frames"], r["kind"], r["guard"]) for r in dev] == [
+        (r["layer"], r["epoch"], r["frames"], r["kind"], r["guard"]) for r in host
+    ]
+    for a, b in zip(host, dev, strict=True):
+        for col in ("recon_error", "lr", "guard_scale", "saturated", "train_recon", "net_std"):
+            if a[col] != "":
+                assert float(b[col]) == pytest.approx(float(a[col]), rel=1e-3, abs=1e-6), (col, a, b)
+    wa, wb = (load_checkpoint(tmp_path / d / "dbn.pt")["layers"] for d in ("host", "device"))
+    for la, lb in zip(wa, wb, strict=True):
+        torch.testing.assert_close(lb["W"], la["W"], rtol=1e-3, atol=1e-4)
+
+
+def test_device_decisions_resume_equals_uninterrupted(tiny_store, tmp_path, on_device):
+    cfg = PretrainConfig(**GUARDED)
+    pretrain(tiny_store, cfg, tmp_path / "full")
+    with pytest.raises(Interrupted):
+        pretrain(tiny_store, cfg, tmp_path / "cut", interrupt_after=7)
+    pretrain(tiny_store, cfg, tmp_path / "cut", resume=True)
+    a, b = load_checkpoint(tmp_path / "full" / "dbn.pt"), load_checkpoint(tmp_path / "cut" / "dbn.pt")
+    for la, lb in zip(a["layers"], b["layers"], strict=True):
+        assert torch.equal(la["W"], lb["W"])
+    cols = ("layer", "frames", "kind", "guard", "lr", "recon_error")
+    full, cut = (read_csv(tmp_path / d / "recon.csv") for d in ("full", "cut"))
+    assert [tuple(r[c] for c in cols) for r in full if r["kind"] != "interval"] == [
+        tuple(r[c] for c in cols) for r in cut if r["kind"] != "interval"
+    ]
+
+
+def test_device_decisions_stop_a_diverged_layer_at_the_next_read(tiny_store, tmp_path, on_device):
+    """A NaN is found at the next report interval, named with the frames where it happened;
+    no checkpoint of the diverged layer is written."""
+    cfg = PretrainConfig(**(SMALL | {"lr": 1e25, "sat_guard": 0.0}))
+    with pytest.raises(UserError) as err:
+        pretrain(tiny_store, cfg, tmp_path / "pt")
+    msg = str(err.value)
+    assert "layer 2:" in msg and "frames" in msg and "lower --lr" in msg and "rbm1.pt is kept" in msg
+    assert (tmp_path / "pt" / "rbm1.pt").exists() and not (tmp_path / "pt" / "rbm2.partial.pt").exists()

@@ -1,0 +1,274 @@
+"""CD-k steps decided on the device: no host synchronisation per mini-batch.
+
+`RBM.cd_step` takes its guards' decisions on the host: it reads the reconstruction's
+spread (and the saturated share) back after every mini-batch. On a CPU that costs
+nothing; on a GPU each read stalls the stream until the step is done, and the next step's
+kernels are only queued after it. `DeviceCD` makes the same update with every decision
+taken on the device:
+
+* the Gaussian guard's standard deviations (in float64, from the same sums as
+  `cd_step`), the saturation guard's share and its rescale (the rms of the net input
+  taken from the same product, before the sigmoid), are compared with `torch.where`;
+* a firing skips the update by multiplying it by 0, scales the block, resets the
+  momentum buffers and cuts the learning rate, which lives on the device;
+* the squared error, the saturated share, a first non-finite step and every firing
+  (step, guard, scale, saturated share) are accumulated in small device tensors that the
+  host reads with `read()`, at report intervals.
+
+On the CPU the decisions, scales and firings equal `cd_step`'s, and the parameters equal
+them to float32 rounding: the update is the separate products dtheta * m + G * lr'
+instead of one fused BLAS call (the tests compare step by step, guard firings included).
+
+On CUDA the step of the main batch size is captured once as a CUDA graph and replayed:
+one launch instead of ~40. Everything the graph reads is static: the input rows are
+copied into the work buffer, the uniforms are drawn into a buffer before the replay
+(so the graph holds no random-number generator), the momentum is written into the
+control tensor. The first replay is checked against an eager step on the same inputs; if
+capture fails or they disagree, the layer goes on eagerly with a warning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from asr_init.models.optimal_spread import optimal_d
+from asr_init.models.rbm import GUARD_LR_FACTOR, RBM, SATURATION_MARGIN, UniformSource, _row_length, _Work
+
+GUARDS = ("recon_std", "saturation")  # guard code c (1, 2) is GUARDS[c - 1]
+MAX_EVENTS = 64  # guard firings kept between two reads (more: the last slot is overwritten)
+
+# The control vector (float64): what the host sets, and the sums it reads back.
+_LR, _MOMENTUM, _ERR, _SAT, _STEPS, _BAD_AT, _EVENTS = range(7)
+
+
+@dataclass
+class GuardEvent:
+    """A guard firing: the step (0-based, counted since the last read) and what it did."""
+
+    step: int
+    guard: str
+    scale: float
+    saturated: float | None
+    lr: float  # the learning rate after the cut
+
+
+@dataclass
+class CDReport:
+    """The figures accumulated on the device since the last read."""
+
+    error_sum: float  # summed squared reconstruction error
+    saturated_sum: float  # sum over steps of (saturated share x batch rows); 0 when not watched
+    steps: int
+    lr: float  # the learning rate now
+    bad_step: int | None  # the first step whose error or parameters were not finite
+    events: list[GuardEvent] = field(default_factory=list)
+
+
+class DeviceCD:
+    """CD-k on `rbm` with the guards decided on its device and the figures read back on demand.
+
+    `lr` is the starting learning rate; `batch` the usual mini-batch size (the one a
+    CUDA graph is captured for; other sizes, such as an epoch's last batch, run eagerly).
+    """
+
+    def __init__(
+        self,
+        rbm: RBM,
+        uniforms: UniformSource,
+        lr: float,
+        batch: int,
+        k: int = 1,
+        l2: float = 0.0,
+        guard: bool = True,
+        sat_limit: float = 0.0,
+        graphs: bool = True,
+    ):
+        self.rbm, self.uniforms, self.k, self.l2, self.batch = rbm, uniforms, k, l2, batch
+        self.guard, self.sat_limit = guard and rbm.visible == "gauss", sat_limit
+        device, dtype = rbm.theta.device, rbm.theta.dtype
+        self.ctl = torch.zeros(_EVENTS + 1, dtype=torch.float64, device=device)
+        self.ctl[_LR], self._lr = lr, lr  # _lr: the rate at the last read
+        self.ctl[_BAD_AT] = -1
+        self.events = torch.zeros(MAX_EVENTS, 4, dtype=torch.float64, device=device)
+        nv, nh = rbm.n_visible, rbm.n_hidden
+        self.grad = torch.empty(nv + 1, _row_length(nh + 1), device=device, dtype=dtype)[:, : nh + 1]
+        self._work: dict[int, tuple[_Work, torch.Tensor]] = {}
+        self._d_star = optimal_d("sigmoid")
+        self._factors = torch.tensor([1.0] + [GUARD_LR_FACTOR[g] for g in GUARDS], dtype=torch.float64, device=device)
+        self.graphs = graphs and device.type == "cuda"
+        self._graph = None
+        self.graph_status = "off" if not self.graphs else "not captured yet"
+
+    # --- the host's side -------------------------------------------------------------
+
+    def step(self, v0: torch.Tensor, momentum: float) -> None:
+        """One CD-k update on v0 (B, n_visible); nothing is read back."""
+        w, u = self._buffers(v0.shape[0])
+        w.v0_units.copy_(v0)
+        for i in range(self.k):  # the same draws, in the same order, as cd_step's
+            self.uniforms.fill_(u[i])
+        self.ctl[_MOMENTUM].fill_(momentum)
+        if self.graphs and w.batch == self.batch:
+            if self._graph is None:
+                self._capture(w, u)
+            if self._graph is not None:
+                self._graph.replay()
+                return
+        self._body(w, u)
+
+    def read(self) -> CDReport:
+        """Bring the figures since the last read to the host (one synchronisation) and reset them."""
+        values = torch.cat([self.ctl, self.events.view(-1)]).tolist()
+        ctl, rows = values[: _EVENTS + 1], values[_EVENTS + 1 :]
+        events, lr = [], self._lr
+        for i in range(min(int(ctl[_EVENTS]), MAX_EVENTS)):
+            step, code, scale, sat = rows[4 * i : 4 * i + 4]
+            guard = GUARDS[int(code) - 1]
+            lr *= GUARD_LR_FACTOR[guard]  # the same products as on the device, in the same order
+            events.append(GuardEvent(int(step), guard, scale, sat if self.sat_limit > 0 else None, lr))
+        self.ctl[_ERR : _EVENTS + 1].zero_()
+        self.ctl[_BAD_AT] = -1
+        self._lr = ctl[_LR]
+        bad = int(ctl[_BAD_AT])
+        return CDReport(ctl[_ERR], ctl[_SAT], int(ctl[_STEPS]), ctl[_LR], None if bad < 0 else bad, events)
+
+    # --- the device's side -----------------------------------------------------------
+
+    def _buffers(self, batch: int) -> tuple[_Work, torch.Tensor]:
+        if batch not in self._work:
+            rbm = self.rbm
+            w = _Work(batch, rbm.n_visible, rbm.n_hidden, rbm.theta.device, rbm.theta.dtype)
+            u = torch.empty(self.k, batch, rbm.n_hidden, device=rbm.theta.device, dtype=rbm.theta.dtype)
+            self._work[batch] = (w, u)
+        return self._work[batch]
+
+    def _body(self, w: _Work, u: torch.Tensor) -> None:
+        """The step itself: only device operations, no host reads, no data-dependent branches."""
+        rbm, ctl = self.rbm, self.ctl
+        theta, nh, nv = rbm.theta, rbm.n_hidden, rbm.n_visible
+        torch.mm(w.v0, theta, out=w.h0)
+        rms = w.h0_units.pow(2).mean().sqrt() if self.sat_limit > 0 else None  # before the sigmoid
+        w.h0.sigmoid_()
+        p = w.h0_units
+        saturated = None
+        if self.sat_limit > 0:
+            torch.sub(p, 0.5, out=w.hs_units).abs_().gt_(0.5 - SATURATION_MARGIN)
+            saturated = w.hs_units.sum() / p.numel()
+        for i in range(self.k):
+            torch.lt(u[i], p, out=w.hs_units)
+            torch.mm(w.hs, rbm._theta_t, out=w.vk)
+            if rbm.visible == "bernoulli":
+                w.vk.sigmoid_()
+            w.vk_const.fill_(1)
+            torch.mm(w.vk, theta, out=w.hk).sigmoid_()
+            p = w.hk_units
+        torch.sub(w.vk, w.v0, out=w.diff)
+        error_sum = torch.dot(w.diff_flat, w.diff_flat)
+        code, scale_all, scale_vb = self._decide(w, saturated, rms)
+        ok = (code == 0).to(torch.float64)
+        momentum = ctl[_MOMENTUM]
+        step_lr = ctl[_LR] * (1.0 - momentum) / w.batch * ok
+        w.H_const.fill_(1)
+        w.hk.neg_()
+        torch.mm(w.V_t, w.H, out=self.grad)
+        rbm.dtheta.mul_((momentum * ok).to(theta.dtype)).addcmul_(self.grad, step_lr.to(theta.dtype))
+        if self.l2:
+            rbm.dWt.addcmul_(rbm.Wt, (-step_lr * w.batch * self.l2).to(theta.dtype))
+        theta.add_(rbm.dtheta)
+        theta[:, :nh].mul_(scale_all.to(theta.dtype))
+        theta[:nv, nh].mul_(scale_vb.to(theta.dtype))
+        self._account(w, error_sum, saturated, code, scale_all)
+
+    def _decide(self, w: _Work, saturated, rms):
+        """Which guard fires (0 none, 1 Gaussian, 2 saturation), the scale of the weights and
+        hidden biases, and the scale of the visible biases; as cd_step decides, on the device."""
+        f64 = {"dtype": torch.float64, "device": self.ctl.device}
+        code = torch.zeros((), **f64)
+        scale_all = torch.ones((), **f64)
+        scale_vb = torch.ones((), **f64)
+        if self.guard:
+            X, B, n = w.rows, w.batch, w.batch * self.rbm.n_visible
+            sums = torch.cat([torch.mm(X, X.T).diagonal(), X.sum(1)]).double()
+            pos_std = _std(sums[2] - B, sums[0] - B, n)
+            neg_std = _std(sums[3] - B, sums[1] - B, n)
+            fires = neg_std > 2 * pos_std
+            code = torch.where(fires, 1.0, code)
+            scale_all = scale_vb = torch.where(fires, pos_std / neg_std, scale_all)
+        if self.sat_limit > 0:
+            fires = (code == 0) & (saturated.double() > self.sat_limit)
+            rms = rms.double()
+            sat_scale = torch.where(rms > 0, (self._d_star / rms).clamp(max=1.0), 1.0)
+            code = torch.where(fires, 2.0, code)
+            scale_all = torch.where(fires, sat_scale, scale_all)
+        return code, scale_all, scale_vb
+
+    def _account(self, w: _Work, error_sum, saturated, code, scale) -> None:
+        """Add the step to the sums; log a firing; cut the rate; mark a first non-finite step."""
+        ctl, events = self.ctl, self.events
+        ctl[_ERR] += error_sum.double()
+        sat = saturated.double() if saturated is not None else torch.zeros_like(code)
+        if saturated is not None:
+            ctl[_SAT] += sat * w.batch
+        fired = code > 0
+        slot = ctl[_EVENTS].clamp(max=MAX_EVENTS - 1).long().view(1)
+        row = torch.stack([ctl[_STEPS], code, scale, sat])
+        events.index_copy_(0, slot, torch.where(fired, row, events.index_select(0, slot)[0]).view(1, 4))
+        ctl[_EVENTS] += fired.double()
+        ctl[_LR] *= self._factors.index_select(0, code.long().view(1))[0]
+        finite = torch.isfinite(error_sum) & torch.isfinite(self.rbm._theta.sum())
+        ctl[_BAD_AT] = torch.where((ctl[_BAD_AT] < 0) & ~finite, ctl[_STEPS], ctl[_BAD_AT])
+        ctl[_STEPS] += 1
+
+    # --- CUDA graph ------------------------------------------------------------------
+
+    def _snapshot(self) -> list[torch.Tensor]:
+        return [t.clone() for t in (self.rbm._theta, self.rbm._dtheta, self.ctl, self.events)]
+
+    def _restore(self, saved: list[torch.Tensor]) -> None:
+        for t, s in zip((self.rbm._theta, self.rbm._dtheta, self.ctl, self.events), saved, strict=True):
+            t.copy_(s)
+
+    def _capture(self, w: _Work, u: torch.Tensor) -> None:
+        """Capture the step for `self.batch` rows; check one replay against an eager step.
+
+        Warm-up and check run on copies of the state, which is restored after: the
+        captured run goes on from exactly where it was."""
+        from asr_init.progress import console
+
+        saved = self._snapshot()
+        try:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):  # warm-up: cuBLAS handles and workspaces exist before capture
+                    self._body(w, u)
+            torch.cuda.current_stream().wait_stream(side)
+            self._restore(saved)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._body(w, u)
+            self._restore(saved)
+            self._body(w, u)
+            eager = self._snapshot()
+            self._restore(saved)
+            graph.replay()
+            replayed = self._snapshot()
+            self._restore(saved)
+            agree = all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(eager, replayed, strict=True))
+        except RuntimeError as err:  # capture not possible here: go on eagerly
+            self._restore(saved)
+            self.graphs, self.graph_status = False, f"capture failed ({err}); eager"
+            console.print(f"[yellow]warning: CUDA graph capture of the CD step failed ({err}); running eagerly")
+            return
+        if not agree:
+            self.graphs, self.graph_status = False, "replay disagreed with the eager step; eager"
+            console.print("[yellow]warning: the CUDA graph of the CD step disagreed with the eager step; running eagerly")
+            return
+        self._graph, self.graph_status = graph, f"captured for batch {self.batch}"
+
+
+def _std(total: torch.Tensor, squares: torch.Tensor, n: int) -> torch.Tensor:
+    """`rbm._std_from_sums` on float64 tensors: the same operations, on the device."""
+    return ((squares - total * total / n).clamp(min=0.0) / max(n - 1, 1)).sqrt()
