@@ -264,7 +264,7 @@ class DeviceCD:
             return
         if not agree:
             self.graphs, self.graph_status = False, "replay disagreed with the eager step; eager"
-            console.print("[yellow]warning: the CUDA graph of the CD step disagreed with the eager step; running eagerly")
+            console.print("[yellow]warning: the CUDA graph of the CD step disagreed with the eager step; eager")
             return
         self._graph, self.graph_status = graph, f"captured for batch {self.batch}"
 

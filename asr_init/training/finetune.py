@@ -40,7 +40,7 @@ from asr_init.progress import console
 from asr_init.training.config import FinetuneConfig
 from asr_init.training.distributed import Dist, distributed
 from asr_init.training.interrupts import StopFlag, catch_signals
-from asr_init.training.loop import Step, Trainer, TrainState
+from asr_init.training.loop import Step, Trainer, TrainState, decides_on_device
 from asr_init.training.precision import forward_precision, matmul_precision
 from asr_init.training.runs import run_folder
 from asr_init.training.schedules import make_schedule
@@ -277,6 +277,41 @@ class _EpochSums:
     grad_batches: int = 0
 
 
+class _DeviceSums:
+    """`_EpochSums` kept on the device: the steps add to them without a host read, and
+    `read` brings them back (at `SYNC_EVERY` batches and before every checkpoint). The sums
+    are the same float64 additions of the same float32 numbers in the same order as the
+    host's, so the log is the same to the bit; the first step whose loss was not finite is
+    kept too."""
+
+    def __init__(self, n_weights: int, device: torch.device):
+        self.acc = torch.zeros(4 + n_weights, dtype=torch.float64, device=device)  # loss, correct, steps, bad, grads
+
+    def load(self, sums: _EpochSums, steps: int) -> None:
+        """Go on from the host's sums after `steps` batches of the epoch (resumption)."""
+        self.acc.copy_(torch.tensor([sums.loss, sums.correct, steps, -1.0, *sums.grad_sq], dtype=torch.float64))
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, grad_sq: list[torch.Tensor], size: int) -> None:
+        acc = self.acc
+        acc[0] += loss.double() / size * size  # as the host adds (loss / size) * size
+        acc[1] += correct.double()
+        acc[4:] += torch.stack(grad_sq).double()
+        acc[3] = torch.where((acc[3] < 0) & ~torch.isfinite(loss), acc[2], acc[3])
+        acc[2] += 1
+
+    def read(self) -> tuple[float, int, int | None, list[float]]:
+        """(loss, correct, first non-finite step of the epoch or None, squared gradient norms)."""
+        loss, correct, _, bad, *grad_sq = self.acc.tolist()
+        return loss, int(correct), None if bad < 0 else int(bad), grad_sq
+
+    def reset(self) -> None:
+        self.acc.zero_()
+        self.acc[3] = -1
+
+
+SYNC_EVERY = 200  # batches between reads of the device's sums (divergence found within them)
+
+
 class _DnnTrainer(Trainer):
     """Frame-shuffled mini-batch SGD on cross-entropy, with the schedule deciding per epoch."""
 
@@ -322,6 +357,9 @@ class _DnnTrainer(Trainer):
         self.per_epoch = min(config.max_frames or self.buffer.num_frames, self.buffer.num_frames)
         self.schedule = make_schedule(config.schedule, config.to_dict())
         self.weights = [layer.weight for layer in self.model.hidden] + [self.model.output.weight]
+        self.device_sums = _DeviceSums(len(self.weights), self.device) if decides_on_device(self.device) else None
+        if self.device_sums is not None:
+            self.device_sums.reset()
         self.checkpoint_path = path = out_dir / "checkpoint.pt"
         ckpt = dist.from_main(lambda: load_run_checkpoint(path))
         if ckpt is not None:
@@ -354,6 +392,8 @@ class _DnnTrainer(Trainer):
         self.state = TrainState()
         self.state.load_state_dict(ckpt["position"])
         self.best, self.sums, self.rows = ckpt["best"], _EpochSums(**ckpt["sums"]), ckpt["rows"]
+        if self.device_sums is not None:
+            self.device_sums.load(self.sums, self.state.batch)
         console.print(f"resuming at epoch {self.state.epoch}, batch {self.state.batch}")
 
     def _copy_weights(self) -> dict:
@@ -385,8 +425,7 @@ class _DnnTrainer(Trainer):
             loss = torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum")
         self.opt.zero_grad(set_to_none=False)
         loss.backward()  # under DDP: the gradient summed over the processes, the same on each
-        for i, w in enumerate(self.weights):
-            self.sums.grad_sq[i] += float(w.grad.pow(2).sum())
+        grad_sq = [w.grad.pow(2).sum() for w in self.weights]  # before clipping
         self.sums.grad_batches += 1
         if config.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -395,23 +434,50 @@ class _DnnTrainer(Trainer):
             with torch.no_grad():
                 for layer in model.hidden:
                     layer.weight.copy_(torch.renorm(layer.weight, 2, 0, config.max_norm))
-        loss_sum, correct = float(loss.detach()), int((logits.argmax(1) == y).sum())
+        correct = (logits.argmax(1) == y).sum()
+        if self.device_sums is not None:  # nothing is read back: see sync
+            self.device_sums.add(loss.detach(), correct, grad_sq, batch.size)
+            return Step(batch.size, None)
+        for i, g in enumerate(grad_sq):
+            self.sums.grad_sq[i] += float(g)
+        loss_sum, correct = float(loss.detach()), int(correct)
         if dist.is_distributed:  # the global batch's, for the log and the finiteness check
             loss_sum, correct = dist.sum([loss_sum, correct])
         return Step(batch.size, loss_sum / batch.size, int(correct))
 
     def diverged(self, step: Step) -> UserError:
+        return self._divergence(step.value, self.state.epoch_frames)
+
+    def _divergence(self, value: float, frames: int) -> UserError:
         return UserError(
-            f"fine-tuning loss became {step.value} in epoch {self.state.epoch} after {self.state.epoch_frames:,} "
+            f"fine-tuning loss became {value} in epoch {self.state.epoch} after {frames:,} "
             f"frames (learning rate {self.schedule.lr:g}); lower --lr. The best model so far is not written over."
         )
 
     def record(self, step: Step) -> None:
-        self.sums.loss += step.value * step.frames
-        self.sums.correct += step.extra
+        if self.device_sums is None:
+            self.sums.loss += step.value * step.frames
+            self.sums.correct += step.extra
+
+    def after_batch(self) -> None:
+        if self.device_sums is not None and self.state.batch % SYNC_EVERY == 0:
+            self.sync()
+
+    def sync(self) -> None:
+        """Sums kept on the device: bring them to the host; raise if a step's loss was not finite."""
+        if self.device_sums is None:
+            return
+        loss, correct, bad, grad_sq = self.device_sums.read()
+        if self.dist.max(int(bad is not None)):  # every process stops when one diverged
+            frames = self.config.batch_size * (bad if bad is not None else self.state.batch)
+            raise self._divergence(loss if bad is not None else math.nan, frames)
+        if self.dist.is_distributed:  # the global batches' (the host path sums every batch's)
+            loss, correct = self.dist.sum([loss, correct])
+        self.sums.loss, self.sums.correct, self.sums.grad_sq = loss, int(correct), grad_sq
 
     def end_epoch(self) -> None:
         """Evaluate on dev, let the schedule accept or reject the epoch, log it."""
+        self.sync()
         lr = self.schedule.lr
         dev_loss, dev_acc, _ = self._evaluate_dev()
         accepted, stop = self.schedule.step(dev_loss)
@@ -432,6 +498,8 @@ class _DnnTrainer(Trainer):
             write_csv(self.out_dir / "train.csv", self.rows, self.columns)
         self.state.stopped = stop
         self.sums = _EpochSums(grad_sq=[0.0] * len(self.weights))
+        if self.device_sums is not None:
+            self.device_sums.reset()
 
     def _epoch_row(self, lr: float, dev_loss: float, dev_acc: float, accepted: bool) -> dict:
         s, sums = self.state, self.sums

@@ -2,10 +2,10 @@
 
 Both stages run epochs of mini-batches from a resumable position, time them, check after
 every step that training has not diverged (or, where a step leaves its figures on the
-device so as not to wait for it, at the stage's `sync` before every checkpoint), show one progress bar, and on SIGINT/SIGTERM
-write a checkpoint and raise `Interrupted`. They differ in their step and in what happens
-at an epoch's start and end, which a `Trainer` subclass supplies (as icefall's train.py
-splits `train_one_epoch`, `compute_validation_loss`, `save_checkpoint`).
+device so as not to wait for it, at the stage's `sync` before every checkpoint), show one
+progress bar, and on SIGINT/SIGTERM write a checkpoint and raise `Interrupted`. They
+differ in their step and in what happens at an epoch's start and end, which a `Trainer`
+subclass supplies (as icefall's train.py splits `train_one_epoch`, `compute_validation_loss`, `save_checkpoint`).
 
 On several processes (distributed.py) every process runs this loop over its rows of the
 same mini-batches and keeps the same state; rank 0 alone writes checkpoints and logs, and
@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.progress import TextColumn
 
 from asr_init.errors import UserError
@@ -29,6 +30,14 @@ from asr_init.io import save_checkpoint
 from asr_init.progress import progress_bar
 from asr_init.training.distributed import Dist
 from asr_init.training.interrupts import Interrupted, StopFlag
+
+
+def decides_on_device(device: torch.device) -> bool:
+    """Whether a stage keeps its per-step figures (losses, sums, guard decisions) on the
+    device and reads them back only now and then: on a GPU, where reading a number waits
+    for every queued kernel and leaves the GPU idle while the next step is queued. On the
+    CPU a read costs nothing and the host decides after every step."""
+    return device.type == "cuda"
 
 
 @dataclass

@@ -40,6 +40,7 @@ from asr_init.models.init import InitContext, init_weight_, input_power
 from asr_init.models.nonlinearity import net_input_stats
 from asr_init.models.rbm import GUARD_LR_FACTOR, RBM, BatchPart, UniformSource
 from asr_init.progress import console
+from asr_init.training import loop
 from asr_init.training.config import PretrainConfig
 from asr_init.training.distributed import Dist, distributed
 from asr_init.training.interrupts import StopFlag, catch_signals
@@ -76,10 +77,9 @@ _RESUME_NEUTRAL = ("device", "report_every", "cuda_graphs")  # may differ betwee
 
 def decides_on_device(device: torch.device, dist: Dist) -> bool:
     """Whether the CD steps keep their guards' decisions and sums on the device (DeviceCD),
-    read back at report intervals, instead of reading them after every step: on a GPU, where
-    a read waits for the step. (On several processes the step sums its statistics over them
-    and reads the sums back anyway.)"""
-    return device.type == "cuda" and not dist.is_distributed
+    read back at report intervals (see loop.decides_on_device). Not on several processes:
+    there the step sums its statistics over them and reads the sums back anyway."""
+    return loop.decides_on_device(device) and not dist.is_distributed
 
 
 def pretrain(
@@ -541,4 +541,3 @@ class _LayerTrainer(Trainer):
             f"{scale:.3f}, learning rate lowered to {lr:.4g}, momentum reset "
             f"(further firings are logged as kind=guard rows in recon.csv)"
         )
-

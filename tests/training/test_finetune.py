@@ -277,3 +277,60 @@ def test_pipeline_records_feature_settings_and_reads_old_records(blob_store, tin
     assert FeaturePipeline.from_dict(old).feature_config is None
     FeaturePipeline.from_dict(old).check_store(store, "model old")  # checked on dimension only: no error
     assert FeatureStore(blob_store).feature_config is None  # a store made without extract records none
+
+
+# --- sums kept on the device (run here on the CPU) ----------------------------------------
+
+
+@pytest.fixture
+def on_device(monkeypatch):
+    """Fine-tuning as on a GPU: losses, counts and gradient norms summed on the device."""
+    import asr_init.training.finetune as module
+
+    monkeypatch.setattr(module, "decides_on_device", lambda device: True)
+    monkeypatch.setattr(module, "SYNC_EVERY", 7)  # several reads per epoch
+
+
+def _numbers(out):
+    rows = read_csv(out / "train.csv")
+    return [{k: v for k, v in r.items() if k not in ("seconds", "frames_per_s")} for r in rows]
+
+
+def test_device_sums_give_the_host_log_bit_for_bit(blob_store, tmp_path, monkeypatch):
+    cfg = FinetuneConfig(**(QUICK | {"grad_clip": 50.0, "max_norm": 3.0}))
+    finetune(blob_store, cfg, tmp_path / "host")
+    import asr_init.training.finetune as module
+
+    monkeypatch.setattr(module, "decides_on_device", lambda device: True)
+    monkeypatch.setattr(module, "SYNC_EVERY", 7)
+    finetune(blob_store, cfg, tmp_path / "device")
+    assert _numbers(tmp_path / "device") == _numbers(tmp_path / "host")
+    a, b = load_model(tmp_path / "host")[0].state_dict(), load_model(tmp_path / "device")[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_device_sums_resume_equals_uninterrupted(blob_store, tmp_path, on_device):
+    cfg = FinetuneConfig(**QUICK)
+    finetune(blob_store, cfg, tmp_path / "full")
+    with pytest.raises(Interrupted):
+        finetune(blob_store, cfg, tmp_path / "cut", interrupt_after=40)
+    finetune(blob_store, cfg, tmp_path / "cut", resume=True)
+    assert _numbers(tmp_path / "cut") == _numbers(tmp_path / "full")
+
+
+def test_device_sums_stop_a_diverged_run_at_the_next_read(blob_store, tmp_path, monkeypatch):
+    """The host stops at the step whose loss is not finite; with the sums on the device the
+    run stops at the next read and names the same step."""
+    cfg = FinetuneConfig(**(QUICK | {"lr": 1e38}))
+    with pytest.raises(UserError) as host:
+        finetune(blob_store, cfg, tmp_path / "host")
+    import asr_init.training.finetune as module
+
+    monkeypatch.setattr(module, "decides_on_device", lambda device: True)
+    monkeypatch.setattr(module, "SYNC_EVERY", 7)
+    with pytest.raises(UserError) as device:
+        finetune(blob_store, cfg, tmp_path / "device")
+    want = " ".join(str(host.value).split())
+    assert "fine-tuning loss became nan in epoch 1 after" in want and "lower --lr" in want
+    assert " ".join(str(device.value).split()) == want
+    assert not list((tmp_path / "device").glob("*.pt"))
