@@ -497,7 +497,8 @@ def pretrain(
     ),
     precision: str = typer.Option(
         default(PretrainConfig, "precision"),
-        help="Precision of the CD products: fp32, or tf32 (TensorFloat-32 on CUDA; a CPU computes fp32).",
+        help="Precision of the CD products: fp32; tf32 (TensorFloat-32 on CUDA; a CPU computes fp32); or bf16 "
+        "(bfloat16 inputs, float32 accumulation; parameters and updates stay float32).",
     ),
     cuda_graphs: bool = typer.Option(
         default(PretrainConfig, "cuda_graphs"),

@@ -19,6 +19,9 @@ On the CPU the decisions, scales and firings equal `cd_step`'s, and the paramete
 them to float32 rounding: the update is the separate products dtheta * m + G * lr'
 instead of one fused BLAS call (the tests compare step by step, guard firings included).
 
+With `bf16` the four products of a step take bfloat16 inputs (see `_products`); the
+parameters, the momentum and the update stay float32.
+
 On CUDA the step of the main batch size is captured once as a CUDA graph and replayed:
 one launch instead of ~40. Everything the graph reads is static: the input rows are
 copied into the work buffer, the uniforms are drawn into a buffer before the replay
@@ -84,6 +87,7 @@ class DeviceCD:
         guard: bool = True,
         sat_limit: float = 0.0,
         graphs: bool = True,
+        bf16: bool = False,
     ):
         self.rbm, self.uniforms, self.k, self.l2, self.batch = rbm, uniforms, k, l2, batch
         self.guard, self.sat_limit = guard and rbm.visible == "gauss", sat_limit
@@ -97,6 +101,7 @@ class DeviceCD:
         self._work: dict[int, tuple[_Work, torch.Tensor]] = {}
         self._d_star = optimal_d("sigmoid")
         self._factors = torch.tensor([1.0] + [GUARD_LR_FACTOR[g] for g in GUARDS], dtype=torch.float64, device=device)
+        self.bf16 = bf16
         self.graphs = graphs and device.type == "cuda"
         self._graph = None
         self.graph_status = "off" if not self.graphs else "not captured yet"
@@ -148,7 +153,8 @@ class DeviceCD:
         """The step itself: only device operations, no host reads, no data-dependent branches."""
         rbm, ctl = self.rbm, self.ctl
         theta, nh, nv = rbm.theta, rbm.n_hidden, rbm.n_visible
-        torch.mm(w.v0, theta, out=w.h0)
+        mm, theta_p = self._products(theta)
+        mm(w.v0, theta_p, w.h0)
         rms = w.h0_units.pow(2).mean().sqrt() if self.sat_limit > 0 else None  # before the sigmoid
         w.h0.sigmoid_()
         p = w.h0_units
@@ -158,11 +164,11 @@ class DeviceCD:
             saturated = w.hs_units.sum() / p.numel()
         for i in range(self.k):
             torch.lt(u[i], p, out=w.hs_units)
-            torch.mm(w.hs, rbm._theta_t, out=w.vk)
+            mm(w.hs, theta_p.T, w.vk)
             if rbm.visible == "bernoulli":
                 w.vk.sigmoid_()
             w.vk_const.fill_(1)
-            torch.mm(w.vk, theta, out=w.hk).sigmoid_()
+            mm(w.vk, theta_p, w.hk).sigmoid_()
             p = w.hk_units
         torch.sub(w.vk, w.v0, out=w.diff)
         error_sum = torch.dot(w.diff_flat, w.diff_flat)
@@ -172,7 +178,7 @@ class DeviceCD:
         step_lr = ctl[_LR] * (1.0 - momentum) / w.batch * ok
         w.H_const.fill_(1)
         w.hk.neg_()
-        torch.mm(w.V_t, w.H, out=self.grad)
+        mm(w.V_t, w.H, self.grad)
         rbm.dtheta.mul_((momentum * ok).to(theta.dtype)).addcmul_(self.grad, step_lr.to(theta.dtype))
         if self.l2:
             rbm.dWt.addcmul_(rbm.Wt, (-step_lr * w.batch * self.l2).to(theta.dtype))
@@ -180,6 +186,20 @@ class DeviceCD:
         theta[:, :nh].mul_(scale_all.to(theta.dtype))
         theta[:nv, nh].mul_(scale_vb.to(theta.dtype))
         self._account(w, error_sum, saturated, code, scale_all)
+
+    def _products(self, theta: torch.Tensor):
+        """The matrix product the step uses, and the parameter block as it enters it:
+        float32 throughout, or (bf16) inputs rounded to bfloat16, the products accumulated
+        in float32 by the GEMM and returned in bfloat16, widened into the float32 buffers;
+        the parameters, their update and the guards' statistics stay float32."""
+        if not self.bf16:
+            return (lambda a, b, out: torch.mm(a, b, out=out)), theta
+        half = torch.bfloat16
+
+        def mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+            return out.copy_(torch.mm(a.to(half), b if b.dtype == half else b.to(half)))
+
+        return mm, theta.to(half)
 
     def _decide(self, w: _Work, saturated, rms):
         """Which guard fires (0 none, 1 Gaussian, 2 saturation), the scale of the weights and

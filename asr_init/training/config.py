@@ -39,7 +39,7 @@ class PretrainConfig(ConfigBase):
     buffer_frames: int = 200_000
     stats_frames: int = 2000
     sat_guard: float = 0.1  # saturation guard of Bernoulli layers: share of saturated hidden probabilities; 0 = off
-    precision: str = "fp32"  # of the CD products: fp32 or tf32 (bf16 is not built for the fused CD step)
+    precision: str = "fp32"  # of the CD products: fp32, tf32 or bf16 (see training/precision.py)
     cuda_graphs: bool = True  # capture the CD step as a CUDA graph on a GPU (models/cd_device.py)
 
     def validate(self) -> None:
@@ -69,11 +69,7 @@ class PretrainConfig(ConfigBase):
         self._check(0 <= self.sat_guard < 1, "sat_guard", "must be in [0, 1) (0 switches the guard off)")
 
         check_device(self.device)
-        self._check(
-            self.precision in PRECISIONS[:2],
-            "precision",
-            "--precision must be fp32 or tf32 for pre-training (the fused CD step has no bf16 path yet)",
-        )
+        self._check(self.precision in PRECISIONS, "precision", f"--precision must be one of {', '.join(PRECISIONS)}")
 
     def layer_epochs(self, layer: int) -> int:
         gauss = layer == 1 and self.visible == "gauss"

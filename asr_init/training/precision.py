@@ -3,9 +3,11 @@
 - fp32: float32 products (the default; the numbers every test and figure is measured with).
 - tf32: TensorFloat-32 tensor-core products on CUDA (inputs rounded to a 10-bit mantissa,
   float32 accumulation and storage). A CPU has no TF32 and computes fp32, bit for bit.
-- bf16: the forward products and the loss under `torch.autocast` in bfloat16 (8-bit
-  mantissa inputs, float32 accumulation); parameters, gradients, optimiser state and the
-  update stay float32, as mixed-precision training does.
+- bf16: fine-tuning runs the forward products and the loss under `torch.autocast` in
+  bfloat16 (8-bit mantissa inputs, float32 accumulation); parameters, gradients, optimiser
+  state and the update stay float32, as mixed-precision training does. Pre-training gives
+  the four products of each CD step bfloat16 inputs the same way (models/cd_device.py);
+  its parameters, momentum, update and guard statistics stay float32.
 """
 
 from __future__ import annotations

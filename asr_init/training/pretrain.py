@@ -318,7 +318,8 @@ class _LayerTrainer(Trainer):
     def _open_device_cd(self) -> None:
         """Steps decided on the device (see `decides_on_device`), or None: `cd_step` on the host."""
         self.device_cd, self.pending = None, []  # pending: (frames, epoch, seconds) of each step since the last read
-        if decides_on_device(self.run_.device, self.dist):
+        bf16 = self.config.precision == "bf16"  # built on the device-decided step only (on any device)
+        if decides_on_device(self.run_.device, self.dist) or bf16:
             config = self.config
             self.device_cd = DeviceCD(
                 self.rbm,
@@ -329,6 +330,7 @@ class _LayerTrainer(Trainer):
                 l2=config.l2,
                 sat_limit=self.sat_limit,
                 graphs=config.cuda_graphs,
+                bf16=bf16,
             )
 
     @property

@@ -1,14 +1,18 @@
-"""--precision: tf32 is fp32 on a CPU, bf16 fine-tuning trains in mixed precision, pre-training refuses bf16."""
+"""--precision: tf32 is fp32 on a CPU; bf16 fine-tuning and pre-training train in mixed precision."""
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from asr_init.cli import app
+from asr_init.io import load_checkpoint, read_csv
+from asr_init.models.cd_device import DeviceCD
 from asr_init.models.dnn import load_model
-from asr_init.training.config import FinetuneConfig
+from asr_init.models.rbm import RBM, UniformSource
+from asr_init.training.config import FinetuneConfig, PretrainConfig
 from asr_init.training.finetune import finetune
 from asr_init.training.precision import forward_precision, matmul_precision
+from asr_init.training.pretrain import pretrain
 
 QUICK = dict(layers=2, hidden=32, splice=1, batch_size=32, max_epochs=2, stats_frames=200)
 
@@ -50,10 +54,46 @@ def test_precision_contexts_restore_the_tf32_switch_and_autocast_only_for_bf16()
 def test_bad_precision_is_one_error_line(blob_store, tmp_path):
     runner = CliRunner()
     for command, value, says in (
-        ("pretrain", "bf16", "fp32 or tf32 for pre-training"),
+        ("pretrain", "fp16", "--precision must be one of fp32, tf32, bf16"),
         ("finetune", "fp16", "--precision must be one of fp32, tf32, bf16"),
     ):
         result = runner.invoke(app, [command, str(blob_store), "--out", str(tmp_path / command), "--precision", value])
         lines = [line for line in result.output.splitlines() if line.startswith("error:")]
         assert result.exit_code == 1 and len(lines) == 1 and says in " ".join(result.output.split()), result.output
         assert not (tmp_path / command).exists()
+
+
+def test_bf16_cd_step_rounds_the_products_and_keeps_float32_parameters():
+    """Against the float32 step on the same data: bfloat16 inputs change the numbers by
+    about their rounding (2^-8), not more, and the parameters and momentum stay float32."""
+    g = torch.Generator().manual_seed(0)
+    data = torch.randn(40 * 64, 39, generator=g) @ torch.randn(39, 39, generator=g) * 0.3
+    rbms = {}
+    for bf16 in (False, True):
+        rbm = RBM(39, 128, "gauss")
+        torch.nn.init.normal_(rbm.Wt, 0, 1.40784 / 39**0.5, generator=torch.Generator().manual_seed(1))
+        cd = DeviceCD(rbm, UniformSource(2), 0.01, 64, l2=2e-4, bf16=bf16)
+        errors = []
+        for i in range(40):
+            cd.step(data[i * 64 : (i + 1) * 64], 0.5)
+            errors.append(cd.read().error_sum)
+        rbms[bf16] = (rbm, errors)
+    (a, err_a), (b, err_b) = rbms[False], rbms[True]
+    assert b.theta.dtype == torch.float32 and b.dtheta.dtype == torch.float32
+    assert not torch.equal(a.theta, b.theta)
+    assert err_b[-1] < err_b[0] / 2  # it learns
+    assert sum(err_b[-10:]) == pytest.approx(sum(err_a[-10:]), rel=0.005)
+    assert float((a.W - b.W).abs().max() / a.W.abs().max()) < 0.01
+
+
+def test_bf16_pretraining_runs_and_stays_close_to_fp32(tiny_store, tmp_path):
+    cfg = dict(layers=2, hidden=32, epochs=1, epochs_gauss=2, batch_size=64, report_every=500, stats_frames=300)
+    for precision in ("fp32", "bf16"):
+        pretrain(tiny_store, PretrainConfig(**cfg, precision=precision), tmp_path / precision)
+    end = {
+        p: [float(r["train_recon"]) for r in read_csv(tmp_path / p / "recon.csv") if r["kind"] == "epoch_end"]
+        for p in ("fp32", "bf16")
+    }
+    assert len(end["bf16"]) == 3 and end["bf16"] == pytest.approx(end["fp32"], rel=0.03)
+    layers = load_checkpoint(tmp_path / "bf16" / "dbn.pt")["layers"]
+    assert all(layer["W"].dtype == torch.float32 for layer in layers)
