@@ -623,6 +623,11 @@ def finetune(
         help="Precision of the products: fp32; tf32 (TensorFloat-32 on CUDA; a CPU computes fp32); bf16 (forward "
         "and loss under bfloat16 autocast, parameters and update in fp32).",
     ),
+    cuda_graphs: bool = typer.Option(
+        default(FinetuneConfig, "cuda_graphs"),
+        help="On a GPU, replay the training step as a CUDA graph (checked against an eager step first; "
+        "not with --dropout).",
+    ),
     resume: bool = typer.Option(False, help="Continue an interrupted run."),
     force: bool = typer.Option(False, help="Delete an existing output folder and start over."),
 ):
@@ -653,6 +658,7 @@ def finetune(
         device=device,
         max_frames=max_frames,
         precision=precision,
+        cuda_graphs=cuda_graphs,
         buffer_frames=buffer_frames,
         dbn=str(dbn) if dbn else None,
         init_from=str(init_from) if init_from else None,

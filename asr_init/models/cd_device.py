@@ -243,50 +243,17 @@ class DeviceCD:
 
     # --- CUDA graph ------------------------------------------------------------------
 
-    def _snapshot(self) -> list[torch.Tensor]:
-        return [t.clone() for t in (self.rbm._theta, self.rbm._dtheta, self.ctl, self.events)]
-
-    def _restore(self, saved: list[torch.Tensor]) -> None:
-        for t, s in zip((self.rbm._theta, self.rbm._dtheta, self.ctl, self.events), saved, strict=True):
-            t.copy_(s)
-
     def _capture(self, w: _Work, u: torch.Tensor) -> None:
-        """Capture the step for `self.batch` rows; check one replay against an eager step.
-
-        Warm-up and check run on copies of the state, which is restored after: the
-        captured run goes on from exactly where it was."""
+        """Capture the step for `self.batch` rows (cuda_graphs.capture_checked); eager if it fails."""
+        from asr_init.cuda_graphs import capture_checked
         from asr_init.progress import console
 
-        saved = self._snapshot()
-        try:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):  # warm-up: cuBLAS handles and workspaces exist before capture
-                    self._body(w, u)
-            torch.cuda.current_stream().wait_stream(side)
-            self._restore(saved)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self._body(w, u)
-            self._restore(saved)
-            self._body(w, u)
-            eager = self._snapshot()
-            self._restore(saved)
-            graph.replay()
-            replayed = self._snapshot()
-            self._restore(saved)
-            agree = all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(eager, replayed, strict=True))
-        except RuntimeError as err:  # capture not possible here: go on eagerly
-            self._restore(saved)
-            self.graphs, self.graph_status = False, f"capture failed ({err}); eager"
-            console.print(f"[yellow]warning: CUDA graph capture of the CD step failed ({err}); running eagerly")
-            return
-        if not agree:
-            self.graphs, self.graph_status = False, "replay disagreed with the eager step; eager"
-            console.print("[yellow]warning: the CUDA graph of the CD step disagreed with the eager step; eager")
-            return
-        self._graph, self.graph_status = graph, f"captured for batch {self.batch}"
+        rbm = self.rbm
+        graph, status = capture_checked(lambda: self._body(w, u), [rbm._theta, rbm._dtheta, self.ctl, self.events])
+        self._graph, self.graphs = graph, graph is not None
+        self.graph_status = f"{status} for batch {self.batch}" if graph is not None else f"{status}; eager"
+        if graph is None:
+            console.print(f"[yellow]warning: CUDA graph of the CD step: {status}; running eagerly")
 
 
 def _std(total: torch.Tensor, squares: torch.Tensor, n: int) -> torch.Tensor:

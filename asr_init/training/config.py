@@ -133,6 +133,7 @@ class FinetuneConfig(ConfigBase):
     init_from: str | None = None  # a pretrain/finetune folder, or a Kaldi nnet1 .nnet file
     feature_transform: str | None = None  # Kaldi's feature_transform for a --dbn/--init-from nnet1 file
     precision: str = "fp32"  # of the products: fp32, tf32 or bf16 (see training/precision.py)
+    cuda_graphs: bool = True  # replay the step as a CUDA graph on a GPU (finetune._GraphedStep)
     reuse_layers: int = 0
     stats_frames: int = 2000
 

@@ -208,6 +208,7 @@ def _finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume, f
         force,
         finished=("model.pt",),
         started=("checkpoint.pt",),
+        neutral=("device", "cuda_graphs"),
         inputs={
             "feature store": store.path,
             "--dbn folder": config.dbn,
@@ -312,6 +313,68 @@ class _DeviceSums:
 SYNC_EVERY = 200  # batches between reads of the device's sums (divergence found within them)
 
 
+def _graphs_possible(config: FinetuneConfig, device: torch.device, dist: Dist) -> bool:
+    """The fine-tuning step can be a CUDA graph: on CUDA with --cuda-graphs, one process
+    (DDP's gradient hooks are not captured here), no dropout (its masks are seeded per batch)."""
+    return (
+        config.cuda_graphs
+        and decides_on_device(device)
+        and device.type == "cuda"
+        and not dist.is_distributed
+        and config.dropout == 0
+    )
+
+
+class _GraphedStep:
+    """The fine-tuning step of full mini-batches replayed as a CUDA graph (cuda_graphs.py).
+
+    Captured after the first eager step (when the optimiser's buffers exist), again after
+    the learning rate changes (SGD reads it as a number when the graph is recorded)."""
+
+    def __init__(self, trainer: _DnnTrainer):
+        self.trainer, self.graph, self.lr, self.eager_steps = trainer, None, None, 0
+        self.enabled, self.status = True, "not captured yet"
+        size, dim = trainer.config.batch_size, trainer.pipeline.dim
+        self.x = torch.empty(size, dim, device=trainer.device)
+        self.y = torch.empty(size, dtype=torch.long, device=trainer.device)
+
+    def run(self, x: torch.Tensor, y: torch.Tensor) -> bool:
+        """Replay the step on (x, y); False when the caller must run it eagerly."""
+        trainer = self.trainer
+        if not self.enabled or len(x) != len(self.x):
+            return False
+        lr = trainer.opt.param_groups[0]["lr"]
+        if self.graph is None or lr != self.lr:
+            if self.eager_steps == 0:
+                self.eager_steps += 1
+                return False
+            self.x.copy_(x)
+            self.y.copy_(y)
+            self._capture(lr)
+            if self.graph is None:
+                return False
+        self.x.copy_(x)
+        self.y.copy_(y)
+        self.graph.replay()
+        return True
+
+    def _capture(self, lr: float) -> None:
+        from asr_init.cuda_graphs import capture_checked
+
+        trainer = self.trainer
+        params = list(trainer.model.parameters())
+        state = params + [p.grad for p in params] + [trainer.device_sums.acc]
+        state += [trainer.opt.state[p]["momentum_buffer"] for p in params if "momentum_buffer" in trainer.opt.state[p]]
+        size = len(self.x)
+        self.graph, self.status = capture_checked(
+            lambda: trainer.device_sums.add(*trainer.update(self.x, self.y), size), state
+        )
+        self.lr = lr
+        if self.graph is None:
+            self.enabled = False
+            console.print(f"[yellow]warning: CUDA graph of the fine-tuning step: {self.status}; running eagerly")
+
+
 class _DnnTrainer(Trainer):
     """Frame-shuffled mini-batch SGD on cross-entropy, with the schedule deciding per epoch."""
 
@@ -360,6 +423,7 @@ class _DnnTrainer(Trainer):
         self.device_sums = _DeviceSums(len(self.weights), self.device) if decides_on_device(self.device) else None
         if self.device_sums is not None:
             self.device_sums.reset()
+        self.graph = _GraphedStep(self) if _graphs_possible(config, self.device, dist) else None
         self.checkpoint_path = path = out_dir / "checkpoint.pt"
         ckpt = dist.from_main(lambda: load_run_checkpoint(path))
         if ckpt is not None:
@@ -412,12 +476,10 @@ class _DnnTrainer(Trainer):
             group["lr"] = self.schedule.lr
         return self.buffer.batches(seed=self.config.seed, epoch=epoch, max_frames=self.config.max_frames, skip=skip)
 
-    def step(self, batch) -> Step:
-        config, model, dist = self.config, self.model, self.dist
-        x, y = batch.inputs, batch.targets
-        if config.dropout > 0:  # dropout masks from a seed of (seed, epoch, batch[, rank]): resumable
-            key = (config.seed, self.state.epoch, self.state.batch) + ((dist.rank,) if dist.is_distributed else ())
-            torch.manual_seed(hash(key) & 0x7FFFFFFF)
+    def update(self, x: torch.Tensor, y: torch.Tensor):
+        """Forward, summed cross-entropy, backward, clipping, SGD, max-norm: device work only.
+        Returns the loss, the count of correct frames and the squared gradient norms (tensors)."""
+        config, model = self.config, self.model
         with forward_precision(config.precision, self.device):
             logits = self.net(x)
             # Summed over the mini-batch, as Kaldi nnet1 does: lr 0.008 at batch 256 is a
@@ -426,7 +488,6 @@ class _DnnTrainer(Trainer):
         self.opt.zero_grad(set_to_none=False)
         loss.backward()  # under DDP: the gradient summed over the processes, the same on each
         grad_sq = [w.grad.pow(2).sum() for w in self.weights]  # before clipping
-        self.sums.grad_batches += 1
         if config.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         self.opt.step()
@@ -434,10 +495,20 @@ class _DnnTrainer(Trainer):
             with torch.no_grad():
                 for layer in model.hidden:
                     layer.weight.copy_(torch.renorm(layer.weight, 2, 0, config.max_norm))
-        correct = (logits.argmax(1) == y).sum()
+        return loss.detach(), (logits.argmax(1) == y).sum(), grad_sq
+
+    def step(self, batch) -> Step:
+        config, dist = self.config, self.dist
+        x, y = batch.inputs, batch.targets
+        if config.dropout > 0:  # dropout masks from a seed of (seed, epoch, batch[, rank]): resumable
+            key = (config.seed, self.state.epoch, self.state.batch) + ((dist.rank,) if dist.is_distributed else ())
+            torch.manual_seed(hash(key) & 0x7FFFFFFF)
+        self.sums.grad_batches += 1
         if self.device_sums is not None:  # nothing is read back: see sync
-            self.device_sums.add(loss.detach(), correct, grad_sq, batch.size)
+            if self.graph is None or not self.graph.run(x, y):
+                self.device_sums.add(*self.update(x, y), batch.size)
             return Step(batch.size, None)
+        loss, correct, grad_sq = self.update(x, y)
         for i, g in enumerate(grad_sq):
             self.sums.grad_sq[i] += float(g)
         loss_sum, correct = float(loss.detach()), int(correct)

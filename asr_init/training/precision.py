@@ -37,5 +37,6 @@ def matmul_precision(precision: str) -> Iterator[None]:
 def forward_precision(precision: str, device: torch.device):
     """The context for a forward pass and its loss: bfloat16 autocast for `bf16`, else nothing."""
     if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        # No cast cache: a CUDA graph must not keep casts made while it was recorded.
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=False)
     return nullcontext()

@@ -1,0 +1,80 @@
+"""CUDA graphs for training steps, captured only after a check, with an eager fallback.
+
+A step of a few milliseconds of arithmetic is made of tens to hundreds of kernels; queued
+one by one from Python it is bound by launch overhead, not by the GPU. A CUDA graph
+(`torch.cuda.CUDAGraph`) records the step once and replays it with one launch. What a
+graph reads must sit at fixed addresses: the caller copies each batch into static input
+tensors, keeps per-step numbers (learning rate, momentum) in device tensors, and draws no
+random numbers inside (or draws them before the replay).
+
+`capture_checked` captures a step body after two warm-up runs (which create cuBLAS
+handles and autograd's buffers) on a side stream, as PyTorch's whole-network capture
+recipe does. Warm-up, capture and the check run on the state as it was and restore it
+after, so training goes on from exactly where it was. The check replays the graph once
+and runs the body eagerly once on the same inputs and state: if their results differ, or
+capture raises, the caller gets None and runs eagerly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+WARMUP = 2
+
+
+def _snapshot(state: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [t.detach().clone() for t in state]
+
+
+def _restore(state: list[torch.Tensor], saved: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for t, s in zip(state, saved, strict=True):
+            t.copy_(s)
+
+
+def capture_checked(
+    body: Callable[[], None], state: list[torch.Tensor], rtol: float = 1e-5, atol: float = 1e-6
+) -> tuple[torch.cuda.CUDAGraph | None, str]:
+    """Capture `body` (device work only, on static tensors) as a CUDA graph.
+
+    `state` lists every tensor `body` changes (parameters, gradients, optimiser buffers,
+    sums). Returns (graph, what happened); graph is None when capture failed or the replay
+    did not match the eager body. `state` is left as it was either way.
+    """
+    saved = _snapshot(state)
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(WARMUP):
+                body()
+        torch.cuda.current_stream().wait_stream(side)
+        _restore(state, saved)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            body()
+        _restore(state, saved)
+        body()
+        eager = _snapshot(state)
+        _restore(state, saved)
+        graph.replay()
+        replayed = _snapshot(state)
+        _restore(state, saved)
+    except RuntimeError as err:  # e.g. an operation that cannot be captured
+        _restore(state, saved)
+        return None, f"capture failed ({str(err).splitlines()[0]})"
+    worst = _largest_difference(eager, replayed, rtol, atol)
+    if worst is not None:
+        return None, f"the replay differed from the eager step by {worst:.3g}"
+    return graph, "captured"
+
+
+def _largest_difference(a: list[torch.Tensor], b: list[torch.Tensor], rtol: float, atol: float) -> float | None:
+    """None when every pair agrees within atol + rtol |a| (NaN where both are NaN agrees),
+    else the largest absolute difference."""
+    for x, y in zip(a, b, strict=True):
+        if not torch.allclose(x, y, rtol=rtol, atol=atol, equal_nan=True):
+            return float((x.double() - y.double()).abs().nan_to_num(nan=float("inf")).max())
+    return None
