@@ -162,15 +162,39 @@ def paired_throughput(
     }
 
 
-def _cd1_step(rbm, batches, uniforms):
-    """A `step` for paired_throughput: CD-1 on the next batch of an endless iterator."""
+READ_EVERY = 200  # steps between reads of the device-side sums in the benches (as a report interval)
 
-    def step() -> int:
+
+def _cd1_step(rbm, batches, uniforms, batch: int, device: str, precision: str = "fp32"):
+    """A `step` for paired_throughput: CD-1 on the next batch of an endless iterator, as
+    pre-training runs it on `device`: on a CPU `cd_step` with its per-step read; on a GPU
+    (and in bf16) the device-decided step (DeviceCD, replayed as a CUDA graph), its sums read
+    every READ_EVERY steps."""
+    import torch
+
+    from asr_init.models.cd_device import DeviceCD
+    from asr_init.training.loop import decides_on_device
+
+    if not decides_on_device(torch.device(device)) and precision != "bf16":
+
+        def step() -> int:
+            x = next(batches)
+            float(rbm.cd_step(x, 0.01, 0.5, 2e-4, uniforms).error_sum)
+            rbm.is_finite()
+            return len(x)
+
+        return step
+    cd = DeviceCD(rbm, uniforms, 0.01, batch, l2=2e-4, bf16=precision == "bf16")
+    counter = itertools.count(1)
+
+    def device_step() -> int:
         x = next(batches)
-        float(rbm.cd_step(x, 0.01, 0.5, 2e-4, uniforms).error_sum)
+        cd.step(x, 0.5)
+        if next(counter) % READ_EVERY == 0:
+            cd.read()
         return len(x)
 
-    return step
+    return device_step
 
 
 def _bench_rbm(n_visible: int, n_hidden: int, device: str):
@@ -183,7 +207,14 @@ def _bench_rbm(n_visible: int, n_hidden: int, device: str):
     return rbm, UniformSource(0, device)
 
 
-def bench_cd1(n_visible: int, n_hidden: int, batch: int = 256, seconds: float = 4.0, device: str = "cpu") -> dict:
+def bench_cd1(
+    n_visible: int,
+    n_hidden: int,
+    batch: int = 256,
+    seconds: float = 4.0,
+    device: str = "cpu",
+    precision: str = "fp32",
+) -> dict:
     """CD-1 throughput of one Gaussian-Bernoulli layer on random N(0, 1) data (see paired_throughput)."""
     import torch
 
@@ -192,9 +223,8 @@ def bench_cd1(n_visible: int, n_hidden: int, batch: int = 256, seconds: float = 
     rbm, uniforms = _bench_rbm(n_visible, n_hidden, device)
     data = torch.randn(64 * batch, n_visible, generator=torch.Generator().manual_seed(1)).to(device)
     batches = itertools.cycle([data[i * batch : (i + 1) * batch] for i in range(64)])
-    return paired_throughput(
-        _cd1_step(rbm, batches, uniforms), cd1_flops_per_frame(n_visible, n_hidden), seconds, device=device
-    )
+    step = _cd1_step(rbm, batches, uniforms, batch, device, precision)
+    return paired_throughput(step, cd1_flops_per_frame(n_visible, n_hidden), seconds, device=device)
 
 
 _RSS_CHILD = """
@@ -224,7 +254,9 @@ def peak_rss_of_pretraining(store: Path, buffer_frames: int) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mib"]
 
 
-def bench_store_cd1(store_path: Path, seconds: float = 4.0, device: str = "cpu") -> dict:
+def bench_store_cd1(
+    store_path: Path, seconds: float = 4.0, device: str = "cpu", batch: int = 256, precision: str = "fp32"
+) -> dict:
     """CD-1 throughput of a 429x1024 Gaussian layer fed by the real input pipeline (FrameBuffer)."""
     from asr_init.features.pipeline import FeaturePipeline, FrameBuffer
     from asr_init.features.store import FeatureStore
@@ -232,7 +264,7 @@ def bench_store_cd1(store_path: Path, seconds: float = 4.0, device: str = "cpu")
 
     store = FeatureStore(store_path)
     pipe = FeaturePipeline.from_store(store, 5)
-    buf = FrameBuffer(store, store.split("train"), pipe, 256, device=device)
+    buf = FrameBuffer(store, store.split("train"), pipe, batch, device=device)
 
     def endless():
         epoch = 1
@@ -242,9 +274,8 @@ def bench_store_cd1(store_path: Path, seconds: float = 4.0, device: str = "cpu")
             epoch += 1
 
     rbm, uniforms = _bench_rbm(pipe.dim, 1024, device)
-    return paired_throughput(
-        _cd1_step(rbm, endless(), uniforms), cd1_flops_per_frame(pipe.dim, 1024), seconds, device=device
-    )
+    step = _cd1_step(rbm, endless(), uniforms, batch, device, precision)
+    return paired_throughput(step, cd1_flops_per_frame(pipe.dim, 1024), seconds, device=device)
 
 
 def _print_throughput(rows: list[dict], title: str) -> None:
@@ -268,31 +299,39 @@ def _print_throughput(rows: list[dict], title: str) -> None:
     console.print(table)
 
 
-def bench_pretrain(stores: list[Path], device: str = "cpu", seconds: float = 4.0, buffer_frames: int = 50_000) -> dict:
-    """Print CD-1 throughput against the matmul ceiling, and peak memory for two store sizes."""
+def bench_pretrain(
+    stores: list[Path],
+    device: str = "cpu",
+    seconds: float = 4.0,
+    buffer_frames: int = 50_000,
+    batches: tuple[int, ...] = (256, 1024),
+    precision: str = "fp32",
+) -> dict:
+    """Print CD-1 throughput against the matmul ceiling, and peak memory for two store sizes.
+
+    Per batch size: CD-1 429x1024 and 1024x1024 on random data, and 429x1024 fed by the
+    input pipeline from the first store, with the store-fed rate as a share of the
+    random-data rate."""
     from asr_init.config import check_device
     from asr_init.features.store import FeatureStore
+    from asr_init.training.precision import matmul_precision
 
     check_device(device)
     ceilings = precision_ceilings(device)
     _print_ceilings(ceilings, device)
 
     rows = []
-    for nv, nh in ((429, 1024), (1024, 1024)):
-        rows.append({"what": f"CD-1 {nv}x{nh}, random data", **bench_cd1(nv, nh, device=device, seconds=seconds)})
-    if stores:
-        rows.append(
-            {
-                "what": f"CD-1 429x1024, store {Path(stores[0]).name}",
-                **bench_store_cd1(stores[0], seconds=seconds, device=device),
-            }
-        )
+    with matmul_precision(precision):
+        for batch in batches:
+            rows.extend(_cd1_rows(stores[:1], device, seconds, batch, precision))
     _print_throughput(
         rows,
-        f"CD-1 at batch 256 on {device}, fp32, 10 x n_visible x n_hidden FLOPs per frame; "
-        "each share is the median over windows of CD-1 paired with windows of the square "
-        "matrix product (the ceiling)",
+        f"CD-1 on {device}, {precision}, 10 x n_visible x n_hidden FLOPs per frame; each share is the median "
+        "over windows of CD-1 paired with windows of the square float32 product (the ceiling)",
     )
+    for row in rows:
+        if "of_random" in row:
+            console.print(f"{row['what']}: {row['of_random']:.1%} of the random-data rate", highlight=False)
     memory = []
     for store in stores:
         frames = FeatureStore(store).num_frames("train")
@@ -303,7 +342,20 @@ def bench_pretrain(stores: list[Path], device: str = "cpu", seconds: float = 4.0
             f"(buffer {buffer_frames:,} frames): {rss:,.0f} MiB",
             highlight=False,
         )
-    return {"throughput": rows, "memory": memory, "device": device, "ceilings": ceilings}
+    return {"throughput": rows, "memory": memory, "device": device, "ceilings": ceilings, "precision": precision}
+
+
+def _cd1_rows(stores: list[Path], device: str, seconds: float, batch: int, precision: str) -> list[dict]:
+    rows = []
+    for nv, nh in ((429, 1024), (1024, 1024)):
+        figures = bench_cd1(nv, nh, batch=batch, device=device, seconds=seconds, precision=precision)
+        rows.append({"what": f"CD-1 {nv}x{nh}, batch {batch}, random data", "batch": batch, **figures})
+    if stores:
+        figures = bench_store_cd1(stores[0], seconds=seconds, device=device, batch=batch, precision=precision)
+        row = {"what": f"CD-1 429x1024, batch {batch}, store {Path(stores[0]).name}", "batch": batch, **figures}
+        row["of_random"] = row["frames_per_s"] / rows[0]["frames_per_s"]
+        rows.append(row)
+    return rows
 
 
 def bench_finetune(
@@ -327,7 +379,7 @@ def bench_finetune(
 
     from asr_init.config import check_device
     from asr_init.models.dnn import DNN
-    from asr_init.training.precision import forward_precision, matmul_precision
+    from asr_init.training.precision import matmul_precision
 
     check_device(device)
     ceilings = precision_ceilings(device)
@@ -341,21 +393,8 @@ def bench_finetune(
             x = torch.randn(16 * batch, inputs, generator=gen).to(device)
             y = torch.randint(0, outputs, (16 * batch,), generator=gen).to(device)
             weights = sum(p.numel() for n, p in model.named_parameters() if n.endswith("weight"))
-            counter = itertools.count()
-
-            def timed_step(model=model, opt=opt, x=x, y=y, batch=batch, counter=counter) -> int:
-                i = next(counter) % 16
-                with forward_precision(precision, torch.device(device)):
-                    logits = model(x[i * batch : (i + 1) * batch])
-                    loss = torch.nn.functional.cross_entropy(
-                        logits.float(), y[i * batch : (i + 1) * batch], reduction="sum"
-                    )
-                opt.zero_grad(set_to_none=False)
-                loss.backward()
-                opt.step()
-                return batch
-
-            result = paired_throughput(timed_step, 6.0 * weights, seconds, device=device)
+            step = _finetune_step(model, opt, x, y, batch, device, precision)
+            result = paired_throughput(step, 6.0 * weights, seconds, device=device)
             network = f"{inputs}-{hidden}x{layers}-{outputs}"
             result.update(network=network, weights=weights, batch=batch, what=f"fine-tuning {network}, batch {batch}")
             rows.append(result)
@@ -365,6 +404,52 @@ def bench_finetune(
         "median over windows paired with windows of the square float32 product (the ceiling)",
     )
     return {"rows": rows, "ceilings": ceilings, "precision": precision, "device": device}
+
+
+def _finetune_step(model, opt, x, y, batch: int, device: str, precision: str):
+    """A `step` for paired_throughput: fine-tuning's own step (finetune.sgd_update) on the
+    next of 16 batches, as `asr-init finetune` runs it: on a CPU with its per-step reads of
+    the loss, correct count and gradient norms; on a GPU with those sums on the device, read
+    every READ_EVERY steps, and the step replayed as a CUDA graph."""
+    import torch
+
+    from asr_init.cuda_graphs import capture_checked
+    from asr_init.training.finetune import DeviceSums, sgd_update
+    from asr_init.training.loop import decides_on_device
+
+    weights = [layer.weight for layer in model.hidden] + [model.output.weight]
+    counter = itertools.count()
+    if not decides_on_device(torch.device(device)):
+
+        def host_step() -> int:
+            i = next(counter) % 16
+            rows = slice(i * batch, (i + 1) * batch)
+            loss, correct, grad_sq = sgd_update(model, model, opt, x[rows], y[rows], precision, weights=weights)
+            float(loss), int(correct), [float(g) for g in grad_sq]  # the reads the host path makes
+            return batch
+
+        return host_step
+    sums = DeviceSums(len(weights), torch.device(device))
+    sx, sy, steps = x[:batch].clone(), y[:batch].clone(), itertools.count(1)
+
+    def body() -> None:
+        sums.add(*sgd_update(model, model, opt, sx, sy, precision, weights=weights), batch)
+
+    body()  # the optimiser's state exists before capture
+    params = list(model.parameters())
+    graph, status = capture_checked(body, params + [p.grad for p in params] + [sums.acc])
+    console.print(f"batch {batch}: CUDA graph {status}", highlight=False)
+
+    def device_step() -> int:
+        i = next(counter) % 16
+        sx.copy_(x[i * batch : (i + 1) * batch])
+        sy.copy_(y[i * batch : (i + 1) * batch])
+        graph.replay() if graph is not None else body()
+        if next(steps) % READ_EVERY == 0:
+            sums.read()
+        return batch
+
+    return device_step
 
 
 def _distributed_worker(store: str, root: str, frames: int, hidden: int, batch_size: int) -> None:

@@ -797,14 +797,19 @@ def bench_pretrain_cmd(
         "paired with a 0.4 s window of the matmul ceiling.",
     ),
     buffer_frames: int = typer.Option(50_000, help="Shuffling buffer for the memory runs."),
+    batch_size: list[int] = typer.Option([256, 1024], help="Mini-batch sizes (repeat the option for several)."),
+    precision: str = typer.Option("fp32", help="fp32, tf32 or bf16 (as pretrain --precision)."),
 ):
     """CD-1 frames/s against the same-run matmul ceiling; peak memory for two store sizes."""
     from asr_init.bench import bench_pretrain
     from asr_init.config import check_device
+    from asr_init.training.config import PRECISIONS
 
     check_device(device)  # before the default stores are extracted
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     stores = list(store) or [_bench_store(0.25), _bench_store(1.0)]
-    bench_pretrain(stores, device=device, seconds=seconds, buffer_frames=buffer_frames)
+    bench_pretrain(stores, device, seconds, buffer_frames, tuple(batch_size), precision)
 
 
 @bench_app.command("finetune")

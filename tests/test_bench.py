@@ -29,3 +29,17 @@ def test_bench_finetune_prints_every_ceiling_and_one_row_per_batch_size():
     assert set(out["ceilings"]) == {"fp32", "tf32", "bf16"} and all(v > 0 for v in out["ceilings"].values())
     assert [r["batch"] for r in out["rows"]] == [8, 32]
     assert all(r["frames_per_s"] > 0 and 0 < r["of_ceiling"] < 1 for r in out["rows"])
+
+
+def test_bench_pretrain_rows_per_batch_and_the_store_fed_share(tiny_store, monkeypatch):
+    """Random-data and store-fed CD-1 rows for each batch size; the store-fed row carries its
+    share of the random-data rate. bf16 runs the device-decided step (DeviceCD) on a CPU."""
+    import asr_init.bench as bench
+
+    monkeypatch.setattr(bench, "peak_rss_of_pretraining", lambda store, buffer_frames: 123.0)
+    out = bench.bench_pretrain([tiny_store], seconds=0.4, batches=(64,), precision="bf16")
+    rows = out["throughput"]
+    assert [r["batch"] for r in rows] == [64, 64, 64] and out["precision"] == "bf16"
+    assert all(r["frames_per_s"] > 0 and 0 < r["of_ceiling"] < 1.5 for r in rows)
+    assert rows[2]["of_random"] == rows[2]["frames_per_s"] / rows[0]["frames_per_s"]
+    assert out["memory"][0]["peak_rss_mib"] == 123.0

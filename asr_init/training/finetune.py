@@ -278,7 +278,7 @@ class _EpochSums:
     grad_batches: int = 0
 
 
-class _DeviceSums:
+class DeviceSums:
     """`_EpochSums` kept on the device: the steps add to them without a host read, and
     `read` brings them back (at `SYNC_EVERY` batches and before every checkpoint). The sums
     are the same float64 additions of the same float32 numbers in the same order as the
@@ -311,6 +311,40 @@ class _DeviceSums:
 
 
 SYNC_EVERY = 200  # batches between reads of the device's sums (divergence found within them)
+
+
+def sgd_update(
+    net: torch.nn.Module,
+    model: DNN,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    precision: str = "fp32",
+    grad_clip: float | None = None,
+    max_norm: float | None = None,
+    weights: list[torch.Tensor] | None = None,
+):
+    """One fine-tuning step on (x, y): forward, cross-entropy summed over the batch,
+    backward, gradient clipping, SGD, max-norm. Device work only (it reads nothing back),
+    so it can be captured as a CUDA graph. `net` is `model` or its DDP wrapper. Returns
+    the loss, the count of correct frames and the squared norms of `weights`' gradients
+    before clipping, as tensors."""
+    with forward_precision(precision, x.device):
+        logits = net(x)
+        # Summed over the mini-batch, as Kaldi nnet1 does: lr 0.008 at batch 256 is a
+        # step of ~2.0 on the mean gradient.
+        loss = torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum")
+    opt.zero_grad(set_to_none=False)
+    loss.backward()  # under DDP: the gradient summed over the processes, the same on each
+    grad_sq = [w.grad.pow(2).sum() for w in weights or ()]
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    if max_norm:
+        with torch.no_grad():
+            for layer in model.hidden:
+                layer.weight.copy_(torch.renorm(layer.weight, 2, 0, max_norm))
+    return loss.detach(), (logits.argmax(1) == y).sum(), grad_sq
 
 
 def _graphs_possible(config: FinetuneConfig, device: torch.device, dist: Dist) -> bool:
@@ -420,7 +454,7 @@ class _DnnTrainer(Trainer):
         self.per_epoch = min(config.max_frames or self.buffer.num_frames, self.buffer.num_frames)
         self.schedule = make_schedule(config.schedule, config.to_dict())
         self.weights = [layer.weight for layer in self.model.hidden] + [self.model.output.weight]
-        self.device_sums = _DeviceSums(len(self.weights), self.device) if decides_on_device(self.device) else None
+        self.device_sums = DeviceSums(len(self.weights), self.device) if decides_on_device(self.device) else None
         if self.device_sums is not None:
             self.device_sums.reset()
         self.graph = _GraphedStep(self) if _graphs_possible(config, self.device, dist) else None
@@ -477,25 +511,11 @@ class _DnnTrainer(Trainer):
         return self.buffer.batches(seed=self.config.seed, epoch=epoch, max_frames=self.config.max_frames, skip=skip)
 
     def update(self, x: torch.Tensor, y: torch.Tensor):
-        """Forward, summed cross-entropy, backward, clipping, SGD, max-norm: device work only.
-        Returns the loss, the count of correct frames and the squared gradient norms (tensors)."""
-        config, model = self.config, self.model
-        with forward_precision(config.precision, self.device):
-            logits = self.net(x)
-            # Summed over the mini-batch, as Kaldi nnet1 does: lr 0.008 at batch 256 is a
-            # step of ~2.0 on the mean gradient.
-            loss = torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum")
-        self.opt.zero_grad(set_to_none=False)
-        loss.backward()  # under DDP: the gradient summed over the processes, the same on each
-        grad_sq = [w.grad.pow(2).sum() for w in self.weights]  # before clipping
-        if config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        self.opt.step()
-        if config.max_norm:
-            with torch.no_grad():
-                for layer in model.hidden:
-                    layer.weight.copy_(torch.renorm(layer.weight, 2, 0, config.max_norm))
-        return loss.detach(), (logits.argmax(1) == y).sum(), grad_sq
+        """`sgd_update` with this run's network, optimiser and settings."""
+        config = self.config
+        return sgd_update(
+            self.net, self.model, self.opt, x, y, config.precision, config.grad_clip, config.max_norm, self.weights
+        )
 
     def step(self, batch) -> Step:
         config, dist = self.config, self.dist
