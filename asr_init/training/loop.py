@@ -201,7 +201,19 @@ class Trainer(ABC):
             self.after_batch()
             bar.update(task, advance=step.frames, value=self.bar_value())
             flag.tick()
-            signum = self.dist.max(flag.signal or 0)  # a signal to any process stops all after this batch
+            signum = self._agreed_signal(flag)
             if signum:
                 self.save()
                 raise self.interrupted(signum)
+
+    def _agreed_signal(self, flag: StopFlag) -> int:
+        """A signal to any process stops all after the same batch. On several GPUs the
+        processes agree every AGREE_EVERY batches only: each agreement is a collective that
+        waits for the step (one process alone asks itself, which costs nothing)."""
+        dist = self.dist
+        if dist.is_distributed and decides_on_device(dist.device) and self.state.batch % AGREE_EVERY:
+            return 0
+        return dist.max(flag.signal or 0)
+
+
+AGREE_EVERY = 16
