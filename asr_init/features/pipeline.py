@@ -11,13 +11,15 @@ are packed into a buffer of at most `buffer_frames` unspliced frames, the buffer
 shuffled at frame level, and mini-batches are spliced on the fly by index arithmetic
 clipped to each frame's utterance (one gather per batch with row indices computed once
 per buffer). Memory is bounded by the buffer, not the corpus (Kaldi nnet1 does the same
-with its randomiser buffer). On several processes each one computes the same order and
+with its randomiser buffer); on a GPU the next buffer is read in the background while
+the current one is used. On several processes each one computes the same order and
 reads only its rows of every mini-batch (`Batch`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -170,7 +172,13 @@ class FrameBuffer:
     can be resumed at any batch.
 
     One process reads whole buffers. Per buffer it computes once, on the device, the clipped
-    splice rows of every frame in shuffled order, so that a mini-batch is one gather.
+    splice rows of every frame in shuffled order, so that a mini-batch is one gather. With
+    `prefetch` (None: on for a CUDA device, off for the CPU, where the compute already uses
+    every core and the memory of one buffer matters more) a background thread reads and
+    normalises the next buffer while the current one is used, and on CUDA copies it from
+    pinned memory on a side stream: at most two buffers are then resident, the one in use
+    and the next. While a prefetching epoch runs, only its thread reads the store. The
+    batches are the same, bit for bit, with prefetch on or off.
 
     With `world` > 1 processes, every process computes the same order and keeps its rows
     of each global batch (`batch_rows`): it reads those frames and their context from
@@ -189,6 +197,7 @@ class FrameBuffer:
         device: str | torch.device = "cpu",
         rank: int = 0,
         world: int = 1,
+        prefetch: bool | None = None,
     ):
         if not records:
             raise UserError(f"store {store.path} has no utterances in the requested split")
@@ -196,6 +205,7 @@ class FrameBuffer:
         self.batch_size, self.buffer_frames = batch_size, max(buffer_frames, batch_size)
         self.targets, self.device = targets, torch.device(device)
         self.rank, self.world = rank, world
+        self.prefetch = self.device.type == "cuda" if prefetch is None else bool(prefetch)
         self.num_frames = sum(r.frames for r in records)
 
     def _buffers(self, rng: np.random.Generator) -> Iterator[list[UttRecord]]:
@@ -242,18 +252,17 @@ class FrameBuffer:
         chunks = list(self._buffers(rng))  # the utterance order is the first draw
         plan = self._plan(chunks, max_frames, skip)
         wanted = [c for c, p in enumerate(plan) if p is not None]
-        for c in range(wanted[-1] + 1 if wanted else 0):
-            # Every buffer's permutation is drawn, in order: frame counts come from the
-            # manifest, so a skipped buffer's draw needs no read.
-            perm = rng.permutation(sum(r.frames for r in chunks[c]))
-            if plan[c] is not None:
-                used, skipped = plan[c]
-                yield from self._buffer_batches(self._load(chunks[c]), chunks[c], perm[:used], skipped)
-
-    def _load(self, chunk: list[UttRecord]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A buffer's frames and targets (`_read`) on the device."""
-        x, y = self._read(chunk)
-        return x.to(self.device), (y.to(self.device) if y is not None else None)
+        loader = _BufferLoader(self, [chunks[c] for c in wanted], self.prefetch)
+        try:
+            for c in range(wanted[-1] + 1 if wanted else 0):
+                # Every buffer's permutation is drawn, in order, in this thread: frame counts
+                # come from the manifest, so the draws do not wait for (or depend on) the reads.
+                perm = rng.permutation(sum(r.frames for r in chunks[c]))
+                if plan[c] is not None:
+                    used, skipped = plan[c]
+                    yield from self._buffer_batches(loader.next(), chunks[c], perm[:used], skipped)
+        finally:
+            loader.close()
 
     def _buffer_batches(
         self, data: tuple[torch.Tensor, torch.Tensor | None], chunk: list[UttRecord], perm: np.ndarray, skip: int
@@ -316,6 +325,66 @@ class FrameBuffer:
             y = torch.from_numpy(self.store.gather(kind, where.shard[idx], where.row[idx]).astype(np.int64))
             y = y.to(self.device)
         return self.pipeline.finish(x), y
+
+
+class _BufferLoader:
+    """The buffers of one epoch on the device, in order: read when asked for or, with
+    `prefetch`, each one read by a background thread while the one before it is used.
+
+    The thread is the only reader of the store while it runs (a FeatureStore's memory maps
+    are not shared between threads); `close` joins it. A read's exception (a damaged shard)
+    is raised again in the caller of `next`. On CUDA the thread copies the buffer from pinned
+    memory on a side stream; `next` makes the caller's stream wait for that copy."""
+
+    def __init__(self, buffer: FrameBuffer, chunks: list[list[UttRecord]], prefetch: bool):
+        self._buffer, self._chunks, self._device = buffer, iter(chunks), buffer.device
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="asr-init-prefetch") if prefetch else None
+        self._stream = None
+        if prefetch and self._device.type == "cuda":
+            if self._device.index is None:  # "cuda" is the caller's current device, not the thread's
+                self._device = torch.device("cuda", torch.cuda.current_device())
+            self._stream = torch.cuda.Stream(self._device)
+        self._pending = self._submit()
+
+    def _submit(self) -> Future | None:
+        if self._pool is None:
+            return None
+        chunk = next(self._chunks, None)
+        return None if chunk is None else self._pool.submit(self._load, chunk)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The next buffer's frames (frames, base_dim) and targets (frames,) or None, on the device."""
+        if self._pool is None:
+            x, y = self._buffer._read(next(self._chunks))
+            return x.to(self._device), (y.to(self._device) if y is not None else None)
+        x, y, ready = self._pending.result()  # the thread's exception, if any, is raised here
+        self._pending = self._submit()
+        if ready is not None:
+            stream = torch.cuda.current_stream(self._device)
+            stream.wait_event(ready)
+            for t in (x, y):
+                if t is not None:
+                    t.record_stream(stream)  # its memory is not reused before this stream is done with it
+        return x, y
+
+    def _load(self, chunk: list[UttRecord]) -> tuple[torch.Tensor, torch.Tensor | None, torch.cuda.Event | None]:
+        """In the thread: read one buffer and move it to the device (with the event that marks
+        the copy done on CUDA)."""
+        x, y = self._buffer._read(chunk)
+        if self._stream is None:
+            return x.to(self._device), (y.to(self._device) if y is not None else None), None
+        with torch.cuda.device(self._device), torch.cuda.stream(self._stream):
+            x = x.pin_memory().to(self._device, non_blocking=True)
+            y = y.pin_memory().to(self._device, non_blocking=True) if y is not None else None
+            ready = torch.cuda.Event()
+            ready.record(self._stream)
+        ready.synchronize()  # the pinned host copies outlive the transfer; this thread alone waits
+        return x, y, ready
+
+    def close(self) -> None:
+        """Stop reading ahead and join the thread (after the read in progress, if any)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _FrameIndex:

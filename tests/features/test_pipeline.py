@@ -1,10 +1,13 @@
-"""FrameBuffer on one process: one gather per batch, with the batches of the
-straightforward pipeline, bit for bit."""
+"""FrameBuffer on one process: one gather per batch and the next buffer read ahead, with
+the batches of the straightforward pipeline, bit for bit."""
+
+import threading
 
 import numpy as np
 import pytest
 import torch
 
+from asr_init.errors import UserError
 from asr_init.features.pipeline import Batch, FeaturePipeline, FrameBuffer
 from asr_init.features.store import FeatureStore
 
@@ -63,6 +66,11 @@ def _assert_same(got: list[Batch], want: list[Batch]) -> None:
         assert (g.start, g.size) == (w.start, w.size)
 
 
+def _prefetch_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("asr-init-prefetch")]
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
 @pytest.mark.parametrize(
     "splice, targets, squash, skip, max_frames",
     [
@@ -73,8 +81,8 @@ def _assert_same(got: list[Batch], want: list[Batch]) -> None:
         (0, "states", True, 10_000, None),  # resumed past the end: nothing
     ],
 )
-def test_frame_buffer_batches_equal_the_reference(blob_store, splice, targets, squash, skip, max_frames):
-    buf = _buffer(blob_store, splice, squash, targets=targets)
+def test_frame_buffer_batches_equal_the_reference(blob_store, prefetch, splice, targets, squash, skip, max_frames):
+    buf = _buffer(blob_store, splice, squash, targets=targets, prefetch=prefetch)
     assert len(list(buf._buffers(np.random.default_rng(0)))) >= 4
     for seed, epoch in [(0, 1), (7, 3)]:
         want = list(_reference_batches(buf, seed, epoch, max_frames, skip))
@@ -83,3 +91,70 @@ def test_frame_buffer_batches_equal_the_reference(blob_store, splice, targets, s
         if skip < 100:
             assert len(got) > 5 and got[0].inputs.shape[1] == 39 * (2 * splice + 1)
             assert any(b.size < 64 for b in got)  # short batches at the ends of buffers
+    assert not _prefetch_threads()
+
+
+def test_prefetch_is_on_for_cuda_only(blob_store):
+    assert _buffer(blob_store).prefetch is False
+    assert _buffer(blob_store, prefetch=True).prefetch is True
+    assert _buffer(blob_store, device="cuda").prefetch is True  # nothing is put on the device before an epoch
+
+
+def test_prefetch_thread_is_the_stores_only_reader(blob_store, monkeypatch):
+    buf = _buffer(blob_store, targets="states", prefetch=True)
+    readers: set[str] = set()
+    for name in ("features", "targets", "release"):
+        method = getattr(buf.store, name)
+
+        def traced(*a, method=method):
+            readers.add(threading.current_thread().name)
+            return method(*a)
+
+        monkeypatch.setattr(buf.store, name, traced)
+    assert len(list(buf.batches(0, 1))) > 5
+    assert len(readers) == 1 and next(iter(readers)).startswith("asr-init-prefetch")
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_an_epoch_left_early_leaves_no_thread(blob_store, prefetch):
+    buf = _buffer(blob_store, prefetch=prefetch)
+    before = set(threading.enumerate())
+    gen = buf.batches(0, 1)
+    for i, _ in enumerate(gen):
+        if i == 1:
+            break
+    assert len(_prefetch_threads()) == int(prefetch)  # reading the second buffer, or done with it
+    gen.close()
+    assert set(threading.enumerate()) <= before
+    for _ in zip(range(2), buf.batches(0, 2)):  # dropped unfinished: closed when collected
+        pass
+    assert set(threading.enumerate()) <= before
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_a_read_error_in_the_prefetch_thread_reaches_the_consumer(blob_store, monkeypatch, prefetch):
+    buf = _buffer(blob_store, prefetch=prefetch)
+    second = {r.id for r in list(buf._buffers(np.random.default_rng([0, 1])))[1]}
+    features = buf.store.features
+
+    def damaged(rec):
+        if rec.id in second:
+            raise UserError(f"cannot read shard for {rec.id}; the store is damaged")
+        return features(rec)
+
+    monkeypatch.setattr(buf.store, "features", damaged)
+    got = []
+    with pytest.raises(UserError, match="the store is damaged"):
+        for batch in buf.batches(0, 1):
+            got.append(batch)
+    assert got and sum(b.size for b in got) < buf.num_frames  # the first buffer's batches came first
+    assert not _prefetch_threads()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_cuda_batches_equal_cpu_batches(blob_store, prefetch):
+    cpu = _buffer(blob_store, 5, True, targets="states", prefetch=False)
+    gpu = _buffer(blob_store, 5, True, targets="states", prefetch=prefetch, device="cuda")
+    got = [Batch(b.inputs.cpu(), b.targets.cpu(), b.start, b.size) for b in gpu.batches(3, 2, max_frames=1000, skip=2)]
+    _assert_same(got, list(cpu.batches(3, 2, max_frames=1000, skip=2)))
