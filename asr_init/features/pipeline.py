@@ -9,14 +9,17 @@ that they are probabilities in (0, 1).
 Training reads frames through a `FrameBuffer`: utterances in a seeded random order
 are packed into a buffer of at most `buffer_frames` unspliced frames, the buffer is
 shuffled at frame level, and mini-batches are spliced on the fly by index arithmetic
-clipped to each frame's utterance. Memory is bounded by the buffer, not the corpus
-(Kaldi nnet1 does the same with its randomiser buffer). On several processes each one
-computes the same order and reads only its rows of every mini-batch (`Batch`).
+clipped to each frame's utterance (one gather per batch with row indices computed once
+per buffer). Memory is bounded by the buffer, not the corpus (Kaldi nnet1 does the same
+with its randomiser buffer); on a GPU the next buffer is read in the background while
+the current one is used. On several processes each one computes the same order and
+reads only its rows of every mini-batch (`Batch`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -129,10 +132,15 @@ class FeaturePipeline:
         return spliced.sigmoid_() if self.squash else spliced
 
 
+def splice_rows(idx: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, k: int) -> torch.Tensor:
+    """Rows idx-K..idx+K of each frame, clipped to its [lo, hi] -> (B, 2K+1) int64."""
+    offsets = torch.arange(-k, k + 1, device=idx.device)
+    return (idx[:, None] + offsets[None, :]).clamp(min=lo[:, None], max=hi[:, None])
+
+
 def splice_frames(x: torch.Tensor, idx: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, k: int) -> torch.Tensor:
     """Gather frames idx-K..idx+K of `x` (N, d), clipped to [lo, hi] per frame -> (B, (2K+1) d)."""
-    offsets = torch.arange(-k, k + 1, device=x.device)
-    rows = (idx[:, None] + offsets[None, :]).clamp(min=lo[:, None], max=hi[:, None])
+    rows = splice_rows(idx, lo, hi, k)
     return x.index_select(0, rows.view(-1)).view(len(idx), -1)  # index_select: 3x faster than x[rows]
 
 
@@ -163,6 +171,15 @@ class FrameBuffer:
     (ids of the store's target kind `targets`, or None). The order depends only on the seed and epoch, so a run
     can be resumed at any batch.
 
+    One process reads whole buffers. Per buffer it computes once, on the device, the clipped
+    splice rows of every frame in shuffled order, so that a mini-batch is one gather. With
+    `prefetch` (None: on for a CUDA device, off for the CPU, where the compute already uses
+    every core and the memory of one buffer matters more) a background thread reads and
+    normalises the next buffer while the current one is used, and on CUDA copies it from
+    pinned memory on a side stream: at most two buffers are then resident, the one in use
+    and the next. While a prefetching epoch runs, only its thread reads the store. The
+    batches are the same, bit for bit, with prefetch on or off.
+
     With `world` > 1 processes, every process computes the same order and keeps its rows
     of each global batch (`batch_rows`): it reads those frames and their context from
     the memory-mapped shards and nothing else, where one process reads whole buffers.
@@ -180,6 +197,7 @@ class FrameBuffer:
         device: str | torch.device = "cpu",
         rank: int = 0,
         world: int = 1,
+        prefetch: bool | None = None,
     ):
         if not records:
             raise UserError(f"store {store.path} has no utterances in the requested split")
@@ -187,6 +205,7 @@ class FrameBuffer:
         self.batch_size, self.buffer_frames = batch_size, max(buffer_frames, batch_size)
         self.targets, self.device = targets, torch.device(device)
         self.rank, self.world = rank, world
+        self.prefetch = self.device.type == "cuda" if prefetch is None else bool(prefetch)
         self.num_frames = sum(r.frames for r in records)
 
     def _buffers(self, rng: np.random.Generator) -> Iterator[list[UttRecord]]:
@@ -201,43 +220,74 @@ class FrameBuffer:
         if chunk:
             yield chunk
 
-    def _load(self, chunk: list[UttRecord]):
+    def _read(self, chunk: list[UttRecord]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A buffer on the host: normalised frames (frames, base_dim) float32 and targets
+        (frames,) int64 or None, utterance after utterance in the buffer's order."""
         feats = np.concatenate([self.store.features(r) for r in chunk])
-        self.store.release()  # unmap the shards: resident memory stays bounded by the buffer
-        x = torch.from_numpy(self.pipeline.normalise(feats)).to(self.device)
-        lengths = torch.tensor([r.frames for r in chunk])
-        starts = torch.cumsum(lengths, 0) - lengths
-        lo = torch.repeat_interleave(starts, lengths).to(self.device)
-        hi = torch.repeat_interleave(starts + lengths - 1, lengths).to(self.device)
         y = None
         if self.targets is not None:
-            ids = [self.store.targets(self.targets, r) for r in chunk]
-            y = torch.from_numpy(np.concatenate(ids).astype(np.int64)).to(self.device)
-        return x, lo, hi, y
+            y = torch.from_numpy(np.concatenate([self.store.targets(self.targets, r) for r in chunk]).astype(np.int64))
+        self.store.release()  # unmap the shards: resident memory stays bounded by the buffer
+        return torch.from_numpy(self.pipeline.normalise(feats)), y
+
+    def _plan(self, chunks: list[list[UttRecord]], max_frames: int | None, skip: int) -> list[tuple[int, int] | None]:
+        """Per buffer, from the manifest alone: (frames that go into batches, leading batches
+        skipped), or None where none of its batches is yielded (all skipped, or past `max_frames`)."""
+        limit = self.num_frames if max_frames is None else min(max_frames, self.num_frames)
+        plan, seen, index = [], 0, 0
+        for chunk in chunks:
+            used = max(0, min(sum(r.frames for r in chunk), limit - seen))
+            count = -(-used // self.batch_size)
+            plan.append((used, max(0, skip - index)) if count and index + count > skip else None)
+            seen, index = seen + used, index + count
+        return plan
 
     def batches(self, seed: int, epoch: int, max_frames: int | None = None, skip: int = 0) -> Iterator[Batch]:
-        """Mini-batches of one epoch; `skip` drops the first batches (for resuming)."""
+        """Mini-batches of one epoch; `skip` drops the first batches (for resuming): buffers
+        with no batch left to yield are not read."""
         if self.world > 1:
             yield from self._parts(seed, epoch, max_frames, skip)
             return
         rng = np.random.default_rng([seed, epoch])
-        limit = self.num_frames if max_frames is None else min(max_frames, self.num_frames)
-        seen, index = 0, 0
-        for chunk in self._buffers(rng):
-            x, lo, hi, y = self._load(chunk)
-            perm = torch.from_numpy(rng.permutation(len(x))).to(self.device)
-            for b in range(0, len(perm), self.batch_size):
-                if seen >= limit:
-                    return
-                idx = perm[b : b + self.batch_size][: limit - seen]
-                seen += len(idx)
-                index += 1
-                if index <= skip:
-                    continue
-                inputs = self.pipeline.finish(
-                    splice_frames(x, idx, lo.index_select(0, idx), hi.index_select(0, idx), self.pipeline.splice)
-                )
-                yield Batch(inputs, (y.index_select(0, idx) if y is not None else None), 0, len(idx))
+        chunks = list(self._buffers(rng))  # the utterance order is the first draw
+        plan = self._plan(chunks, max_frames, skip)
+        wanted = [c for c, p in enumerate(plan) if p is not None]
+        loader = _BufferLoader(self, [chunks[c] for c in wanted], self.prefetch)
+        try:
+            for c in range(wanted[-1] + 1 if wanted else 0):
+                # Every buffer's permutation is drawn, in order, in this thread: frame counts
+                # come from the manifest, so the draws do not wait for (or depend on) the reads.
+                perm = rng.permutation(sum(r.frames for r in chunks[c]))
+                if plan[c] is not None:
+                    used, skipped = plan[c]
+                    yield from self._buffer_batches(loader.next(), chunks[c], perm[:used], skipped)
+        finally:
+            loader.close()
+
+    def _buffer_batches(
+        self, data: tuple[torch.Tensor, torch.Tensor | None], chunk: list[UttRecord], perm: np.ndarray, skip: int
+    ) -> Iterator[Batch]:
+        """The batches of one buffer: frames `perm` in that order, after the first `skip` batches.
+        Its frames (x) and targets (y) on the device are let go when the last batch is made."""
+        x, y = data
+        idx = torch.from_numpy(perm).to(self.device)
+        rows = self._splice_rows(chunk, idx)
+        size = self.batch_size
+        for b in range(skip * size, len(idx), size):
+            n = min(size, len(idx) - b)
+            inputs = x.index_select(0, rows[b : b + n].view(-1)).view(n, self.pipeline.dim)
+            targets = y.index_select(0, idx[b : b + n]) if y is not None else None
+            yield Batch(self.pipeline.finish(inputs), targets, 0, n)
+
+    def _splice_rows(self, chunk: list[UttRecord], idx: torch.Tensor) -> torch.Tensor:
+        """(len(idx), 2K+1) int64 on the device: the buffer rows of the context of frames `idx`,
+        in that order, clipped to each frame's utterance (`splice_rows`)."""
+        lengths = torch.tensor([r.frames for r in chunk], device=self.device)
+        starts = torch.cumsum(lengths, 0) - lengths
+        frames = sum(r.frames for r in chunk)  # output_size: no wait for the device to count them
+        lo = torch.repeat_interleave(starts, lengths, output_size=frames).index_select(0, idx)
+        hi = torch.repeat_interleave(starts + lengths - 1, lengths, output_size=frames).index_select(0, idx)
+        return splice_rows(idx, lo, hi, self.pipeline.splice)
 
     def _parts(self, seed: int, epoch: int, max_frames: int | None, skip: int) -> Iterator[Batch]:
         """`batches` on one of several processes: the same order (the same draws from the
@@ -275,6 +325,66 @@ class FrameBuffer:
             y = torch.from_numpy(self.store.gather(kind, where.shard[idx], where.row[idx]).astype(np.int64))
             y = y.to(self.device)
         return self.pipeline.finish(x), y
+
+
+class _BufferLoader:
+    """The buffers of one epoch on the device, in order: read when asked for or, with
+    `prefetch`, each one read by a background thread while the one before it is used.
+
+    The thread is the only reader of the store while it runs (a FeatureStore's memory maps
+    are not shared between threads); `close` joins it. A read's exception (a damaged shard)
+    is raised again in the caller of `next`. On CUDA the thread copies the buffer from pinned
+    memory on a side stream; `next` makes the caller's stream wait for that copy."""
+
+    def __init__(self, buffer: FrameBuffer, chunks: list[list[UttRecord]], prefetch: bool):
+        self._buffer, self._chunks, self._device = buffer, iter(chunks), buffer.device
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="asr-init-prefetch") if prefetch else None
+        self._stream = None
+        if prefetch and self._device.type == "cuda":
+            if self._device.index is None:  # "cuda" is the caller's current device, not the thread's
+                self._device = torch.device("cuda", torch.cuda.current_device())
+            self._stream = torch.cuda.Stream(self._device)
+        self._pending = self._submit()
+
+    def _submit(self) -> Future | None:
+        if self._pool is None:
+            return None
+        chunk = next(self._chunks, None)
+        return None if chunk is None else self._pool.submit(self._load, chunk)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The next buffer's frames (frames, base_dim) and targets (frames,) or None, on the device."""
+        if self._pool is None:
+            x, y = self._buffer._read(next(self._chunks))
+            return x.to(self._device), (y.to(self._device) if y is not None else None)
+        x, y, ready = self._pending.result()  # the thread's exception, if any, is raised here
+        self._pending = self._submit()
+        if ready is not None:
+            stream = torch.cuda.current_stream(self._device)
+            stream.wait_event(ready)
+            for t in (x, y):
+                if t is not None:
+                    t.record_stream(stream)  # its memory is not reused before this stream is done with it
+        return x, y
+
+    def _load(self, chunk: list[UttRecord]) -> tuple[torch.Tensor, torch.Tensor | None, torch.cuda.Event | None]:
+        """In the thread: read one buffer and move it to the device (with the event that marks
+        the copy done on CUDA)."""
+        x, y = self._buffer._read(chunk)
+        if self._stream is None:
+            return x.to(self._device), (y.to(self._device) if y is not None else None), None
+        with torch.cuda.device(self._device), torch.cuda.stream(self._stream):
+            x = x.pin_memory().to(self._device, non_blocking=True)
+            y = y.pin_memory().to(self._device, non_blocking=True) if y is not None else None
+            ready = torch.cuda.Event()
+            ready.record(self._stream)
+        ready.synchronize()  # the pinned host copies outlive the transfer; this thread alone waits
+        return x, y, ready
+
+    def close(self) -> None:
+        """Stop reading ahead and join the thread (after the read in progress, if any)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _FrameIndex:
