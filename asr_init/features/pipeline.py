@@ -174,9 +174,9 @@ class FrameBuffer:
     One process reads whole buffers. Per buffer it computes once, on the device, the clipped
     splice rows of every frame in shuffled order, so that a mini-batch is one gather. With
     `prefetch` (None: on for a CUDA device, off for the CPU, where the compute already uses
-    every core and the memory of one buffer matters more) a background thread reads and
-    normalises the next buffer while the current one is used, and on CUDA copies it from
-    pinned memory on a side stream: at most two buffers are then resident, the one in use
+    every core and the memory of one buffer matters more) a background thread reads the
+    next buffer while the current one is used (on CUDA: copies its raw frames from pinned
+    memory on a side stream and normalises them on the GPU): at most two buffers are then resident, the one in use
     and the next. While a prefetching epoch runs, only its thread reads the store. The
     batches are the same, bit for bit, with prefetch on or off.
 
@@ -220,15 +220,15 @@ class FrameBuffer:
         if chunk:
             yield chunk
 
-    def _read(self, chunk: list[UttRecord]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A buffer on the host: normalised frames (frames, base_dim) float32 and targets
-        (frames,) int64 or None, utterance after utterance in the buffer's order."""
+    def _read(self, chunk: list[UttRecord], normalise: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A buffer on the host: frames (frames, base_dim) float32, normalised unless told
+        not to, and targets (frames,) int64 or None, utterance after utterance in the buffer's order."""
         feats = np.concatenate([self.store.features(r) for r in chunk])
         y = None
         if self.targets is not None:
             y = torch.from_numpy(np.concatenate([self.store.targets(self.targets, r) for r in chunk]).astype(np.int64))
         self.store.release()  # unmap the shards: resident memory stays bounded by the buffer
-        return torch.from_numpy(self.pipeline.normalise(feats)), y
+        return torch.from_numpy(self.pipeline.normalise(feats) if normalise else feats), y
 
     def _plan(self, chunks: list[list[UttRecord]], max_frames: int | None, skip: int) -> list[tuple[int, int] | None]:
         """Per buffer, from the manifest alone: (frames that go into batches, leading batches
@@ -333,8 +333,9 @@ class _BufferLoader:
 
     The thread is the only reader of the store while it runs (a FeatureStore's memory maps
     are not shared between threads); `close` joins it. A read's exception (a damaged shard)
-    is raised again in the caller of `next`. On CUDA the thread copies the buffer from pinned
-    memory on a side stream; `next` makes the caller's stream wait for that copy."""
+    is raised again in the caller of `next`. On CUDA the thread copies the buffer's raw frames
+    from pinned memory on a side stream and normalises them there; `next` makes the caller's
+    stream wait for that work."""
 
     def __init__(self, buffer: FrameBuffer, chunks: list[list[UttRecord]], prefetch: bool):
         self._buffer, self._chunks, self._device = buffer, iter(chunks), buffer.device
@@ -344,6 +345,9 @@ class _BufferLoader:
             if self._device.index is None:  # "cuda" is the caller's current device, not the thread's
                 self._device = torch.device("cuda", torch.cuda.current_device())
             self._stream = torch.cuda.Stream(self._device)
+            pipe = buffer.pipeline  # normalised on the GPU: the same float32 operations as normalise()
+            self._mean = torch.tensor(pipe.mean, dtype=torch.float32, device=self._device)
+            self._std = torch.tensor(pipe.std, dtype=torch.float32, device=self._device)
         self._pending = self._submit()
 
     def _submit(self) -> Future | None:
@@ -370,11 +374,12 @@ class _BufferLoader:
     def _load(self, chunk: list[UttRecord]) -> tuple[torch.Tensor, torch.Tensor | None, torch.cuda.Event | None]:
         """In the thread: read one buffer and move it to the device (with the event that marks
         the copy done on CUDA)."""
-        x, y = self._buffer._read(chunk)
         if self._stream is None:
+            x, y = self._buffer._read(chunk)
             return x.to(self._device), (y.to(self._device) if y is not None else None), None
+        x, y = self._buffer._read(chunk, normalise=False)
         with torch.cuda.device(self._device), torch.cuda.stream(self._stream):
-            x = x.pin_memory().to(self._device, non_blocking=True)
+            x = x.pin_memory().to(self._device, non_blocking=True).sub_(self._mean).div_(self._std)
             y = y.pin_memory().to(self._device, non_blocking=True) if y is not None else None
             ready = torch.cuda.Event()
             ready.record(self._stream)
