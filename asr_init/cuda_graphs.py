@@ -44,16 +44,19 @@ def capture_checked(
     did not match the eager body. `state` is left as it was either way.
     """
     saved = _snapshot(state)
+    main = torch.cuda.current_stream()
     try:
         side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
+        side.wait_stream(main)
         with torch.cuda.stream(side):
             for _ in range(WARMUP):
                 body()
-        torch.cuda.current_stream().wait_stream(side)
+        main.wait_stream(side)
         _restore(state, saved)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: the input pipeline's thread may allocate (pinned) memory meanwhile,
+        # which the default "global" mode would turn into an error in that thread.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             body()
         _restore(state, saved)
         body()
@@ -63,6 +66,9 @@ def capture_checked(
         replayed = _snapshot(state)
         _restore(state, saved)
     except RuntimeError as err:  # e.g. an operation that cannot be captured
+        # A failed capture can leave its stream current and warm-up work queued elsewhere.
+        torch.cuda.set_stream(main)
+        torch.cuda.synchronize()
         _restore(state, saved)
         return None, f"capture failed ({str(err).splitlines()[0]})"
     worst = _largest_difference(eager, replayed, rtol, atol)

@@ -9,8 +9,8 @@ taken on the device:
 * the Gaussian guard's standard deviations (in float64, from the same sums as
   `cd_step`), the saturation guard's share and its rescale (the rms of the net input
   taken from the same product, before the sigmoid), are compared with `torch.where`;
-* a firing skips the update by multiplying it by 0, scales the block, resets the
-  momentum buffers and cuts the learning rate, which lives on the device;
+* a firing skips the update (masks it to 0), scales the block, resets the momentum
+  buffers and cuts the learning rate, which lives on the device;
 * the squared error, the saturated share, a first non-finite step and every firing
   (step, guard, scale, saturated share) are accumulated in small device tensors that the
   host reads with `read()`, at report intervals.
@@ -40,10 +40,11 @@ from asr_init.models.optimal_spread import optimal_d
 from asr_init.models.rbm import GUARD_LR_FACTOR, RBM, SATURATION_MARGIN, UniformSource, _row_length, _Work
 
 GUARDS = ("recon_std", "saturation")  # guard code c (1, 2) is GUARDS[c - 1]
-MAX_EVENTS = 64  # guard firings kept between two reads (more: the last slot is overwritten)
+MAX_EVENTS = 64  # default room for guard firings between two reads (see `read` for more)
 
-# The control vector (float64): what the host sets, and the sums it reads back.
-_LR, _MOMENTUM, _ERR, _SAT, _STEPS, _BAD_AT, _EVENTS = range(7)
+# The control vector (float64): what the host sets, and the sums it reads back; for the
+# first non-finite step, its index, its error and whether the parameters were finite.
+_LR, _MOMENTUM, _ERR, _SAT, _STEPS, _BAD_AT, _BAD_ERR, _BAD_WEIGHTS, _EVENTS = range(9)
 
 
 @dataclass
@@ -66,14 +67,25 @@ class CDReport:
     steps: int
     lr: float  # the learning rate now
     bad_step: int | None  # the first step whose error or parameters were not finite
+    bad_error: float = 0.0  # that step's error
+    bad_weights: bool = False  # whether its parameters were not finite
     events: list[GuardEvent] = field(default_factory=list)
+    lost_events: int = 0  # firings beyond the log's room, between the logged ones and the last
+
+    def lr_before(self, step: int, lr_at_read: float) -> float:
+        """The learning rate `step` trained with: the rate at the last read cut by the firings before it."""
+        for event in self.events:
+            if event.step < step:
+                lr_at_read *= GUARD_LR_FACTOR[event.guard]
+        return lr_at_read
 
 
 class DeviceCD:
     """CD-k on `rbm` with the guards decided on its device and the figures read back on demand.
 
     `lr` is the starting learning rate; `batch` the usual mini-batch size (the one a
-    CUDA graph is captured for; other sizes, such as an epoch's last batch, run eagerly).
+    CUDA graph is captured for; other sizes, such as an epoch's last batch, run eagerly);
+    `max_events` the guard firings the log has room for between two reads.
     """
 
     def __init__(
@@ -88,6 +100,7 @@ class DeviceCD:
         sat_limit: float = 0.0,
         graphs: bool = True,
         bf16: bool = False,
+        max_events: int = MAX_EVENTS,
     ):
         self.rbm, self.uniforms, self.k, self.l2, self.batch = rbm, uniforms, k, l2, batch
         self.guard, self.sat_limit = guard and rbm.visible == "gauss", sat_limit
@@ -95,10 +108,10 @@ class DeviceCD:
         self.ctl = torch.zeros(_EVENTS + 1, dtype=torch.float64, device=device)
         self.ctl[_LR], self._lr = lr, lr  # _lr: the rate at the last read
         self.ctl[_BAD_AT] = -1
-        self.events = torch.zeros(MAX_EVENTS, 4, dtype=torch.float64, device=device)
+        self.events = torch.zeros(max(max_events, 2), 4, dtype=torch.float64, device=device)
         nv, nh = rbm.n_visible, rbm.n_hidden
         self.grad = torch.empty(nv + 1, _row_length(nh + 1), device=device, dtype=dtype)[:, : nh + 1]
-        self._work: dict[int, tuple[_Work, torch.Tensor]] = {}
+        self._work: dict[int, tuple[_Work, torch.Tensor]] = {}  # the main batch size and one other
         self._d_star = optimal_d("sigmoid")
         self._factors = torch.tensor([1.0] + [GUARD_LR_FACTOR[g] for g in GUARDS], dtype=torch.float64, device=device)
         self.bf16 = bf16
@@ -127,22 +140,37 @@ class DeviceCD:
         """Bring the figures since the last read to the host (one synchronisation) and reset them."""
         values = torch.cat([self.ctl, self.events.view(-1)]).tolist()
         ctl, rows = values[: _EVENTS + 1], values[_EVENTS + 1 :]
+        room, fired = len(self.events), int(ctl[_EVENTS])
         events, lr = [], self._lr
-        for i in range(min(int(ctl[_EVENTS]), MAX_EVENTS)):
+        for i in range(min(fired, room)):
             step, code, scale, sat = rows[4 * i : 4 * i + 4]
             guard = GUARDS[int(code) - 1]
             lr *= GUARD_LR_FACTOR[guard]  # the same products as on the device, in the same order
             events.append(GuardEvent(int(step), guard, scale, sat if self.sat_limit > 0 else None, lr))
+        if fired > room:  # the last slot holds the last firing; the ones between are lost, the rate is not
+            events[-1].lr = ctl[_LR]
         self.ctl[_ERR : _EVENTS + 1].zero_()
         self.ctl[_BAD_AT] = -1
         self._lr = ctl[_LR]
         bad = int(ctl[_BAD_AT])
-        return CDReport(ctl[_ERR], ctl[_SAT], int(ctl[_STEPS]), ctl[_LR], None if bad < 0 else bad, events)
+        return CDReport(
+            ctl[_ERR],
+            ctl[_SAT],
+            int(ctl[_STEPS]),
+            ctl[_LR],
+            None if bad < 0 else bad,
+            ctl[_BAD_ERR],
+            bool(ctl[_BAD_WEIGHTS]),
+            events,
+            max(0, fired - room),
+        )
 
     # --- the device's side -----------------------------------------------------------
 
     def _buffers(self, batch: int) -> tuple[_Work, torch.Tensor]:
         if batch not in self._work:
+            for size in [b for b in self._work if b != self.batch]:  # buffers' last batches vary in size
+                del self._work[size]
             rbm = self.rbm
             w = _Work(batch, rbm.n_visible, rbm.n_hidden, rbm.theta.device, rbm.theta.dtype)
             u = torch.empty(self.k, batch, rbm.n_hidden, device=rbm.theta.device, dtype=rbm.theta.dtype)
@@ -173,15 +201,15 @@ class DeviceCD:
         torch.sub(w.vk, w.v0, out=w.diff)
         error_sum = torch.dot(w.diff_flat, w.diff_flat)
         code, scale_all, scale_vb = self._decide(w, saturated, rms)
-        ok = (code == 0).to(torch.float64)
         momentum = ctl[_MOMENTUM]
-        step_lr = ctl[_LR] * (1.0 - momentum) / w.batch * ok
+        step_lr = ctl[_LR] * (1.0 - momentum) / w.batch
         w.H_const.fill_(1)
         w.hk.neg_()
         mm(w.V_t, w.H, self.grad)
-        rbm.dtheta.mul_((momentum * ok).to(theta.dtype)).addcmul_(self.grad, step_lr.to(theta.dtype))
+        rbm.dtheta.mul_(momentum.to(theta.dtype)).addcmul_(self.grad, step_lr.to(theta.dtype))
         if self.l2:
             rbm.dWt.addcmul_(rbm.Wt, (-step_lr * w.batch * self.l2).to(theta.dtype))
+        rbm.dtheta.masked_fill_(code > 0, 0.0)  # a guarded step: no update, momentum reset
         theta.add_(rbm.dtheta)
         theta[:, :nh].mul_(scale_all.to(theta.dtype))
         theta[:nv, nh].mul_(scale_vb.to(theta.dtype))
@@ -232,13 +260,16 @@ class DeviceCD:
         if saturated is not None:
             ctl[_SAT] += sat * w.batch
         fired = code > 0
-        slot = ctl[_EVENTS].clamp(max=MAX_EVENTS - 1).long().view(1)
+        slot = ctl[_EVENTS].clamp(max=len(events) - 1).long().view(1)
         row = torch.stack([ctl[_STEPS], code, scale, sat])
         events.index_copy_(0, slot, torch.where(fired, row, events.index_select(0, slot)[0]).view(1, 4))
         ctl[_EVENTS] += fired.double()
         ctl[_LR] *= self._factors.index_select(0, code.long().view(1))[0]
-        finite = torch.isfinite(error_sum) & torch.isfinite(self.rbm._theta.sum())
-        ctl[_BAD_AT] = torch.where((ctl[_BAD_AT] < 0) & ~finite, ctl[_STEPS], ctl[_BAD_AT])
+        weights = torch.isfinite(self.rbm._theta.sum())
+        first = (ctl[_BAD_AT] < 0) & ~(torch.isfinite(error_sum) & weights)
+        ctl[_BAD_ERR] = torch.where(first, error_sum.double(), ctl[_BAD_ERR])
+        ctl[_BAD_WEIGHTS] = torch.where(first, (~weights).double(), ctl[_BAD_WEIGHTS])
+        ctl[_BAD_AT] = torch.where(first, ctl[_STEPS], ctl[_BAD_AT])
         ctl[_STEPS] += 1
 
     # --- CUDA graph ------------------------------------------------------------------

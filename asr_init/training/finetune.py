@@ -282,15 +282,20 @@ class DeviceSums:
     """`_EpochSums` kept on the device: the steps add to them without a host read, and
     `read` brings them back (at `SYNC_EVERY` batches and before every checkpoint). The sums
     are the same float64 additions of the same float32 numbers in the same order as the
-    host's, so the log is the same to the bit; the first step whose loss was not finite is
-    kept too."""
+    host's, so the log is the same to the bit; the epoch's frame count at the first step
+    whose loss was not finite is kept too. On several processes each one sums its own
+    rows' loss and correct frames (`sync` adds them up); the gradient norms are of the
+    summed gradient, the same on every process."""
 
     def __init__(self, n_weights: int, device: torch.device):
-        self.acc = torch.zeros(4 + n_weights, dtype=torch.float64, device=device)  # loss, correct, steps, bad, grads
+        # loss, correct, frames of the epoch, frames before the first non-finite loss, gradient norms
+        self.acc = torch.zeros(4 + n_weights, dtype=torch.float64, device=device)
 
-    def load(self, sums: _EpochSums, steps: int) -> None:
-        """Go on from the host's sums after `steps` batches of the epoch (resumption)."""
-        self.acc.copy_(torch.tensor([sums.loss, sums.correct, steps, -1.0, *sums.grad_sq], dtype=torch.float64))
+    def load(self, sums: _EpochSums, frames: int, main: bool = True) -> None:
+        """Go on from the host's sums after `frames` frames of the epoch (resumption); the
+        loss and correct frames, global sums, go to the main process only."""
+        loss, correct = (sums.loss, sums.correct) if main else (0.0, 0)
+        self.acc.copy_(torch.tensor([loss, correct, frames, -1.0, *sums.grad_sq], dtype=torch.float64))
 
     def add(self, loss: torch.Tensor, correct: torch.Tensor, grad_sq: list[torch.Tensor], size: int) -> None:
         acc = self.acc
@@ -298,10 +303,10 @@ class DeviceSums:
         acc[1] += correct.double()
         acc[4:] += torch.stack(grad_sq).double()
         acc[3] = torch.where((acc[3] < 0) & ~torch.isfinite(loss), acc[2], acc[3])
-        acc[2] += 1
+        acc[2] += size
 
     def read(self) -> tuple[float, int, int | None, list[float]]:
-        """(loss, correct, first non-finite step of the epoch or None, squared gradient norms)."""
+        """(loss, correct, frames of the epoch before the first non-finite loss or None, squared gradient norms)."""
         loss, correct, _, bad, *grad_sq = self.acc.tolist()
         return loss, int(correct), None if bad < 0 else int(bad), grad_sq
 
@@ -491,7 +496,7 @@ class _DnnTrainer(Trainer):
         self.state.load_state_dict(ckpt["position"])
         self.best, self.sums, self.rows = ckpt["best"], _EpochSums(**ckpt["sums"]), ckpt["rows"]
         if self.device_sums is not None:
-            self.device_sums.load(self.sums, self.state.batch)
+            self.device_sums.load(self.sums, self.state.epoch_frames, self.dist.is_main)
         console.print(f"resuming at epoch {self.state.epoch}, batch {self.state.batch}")
 
     def _copy_weights(self) -> dict:
@@ -560,8 +565,9 @@ class _DnnTrainer(Trainer):
             return
         loss, correct, bad, grad_sq = self.device_sums.read()
         if self.dist.max(int(bad is not None)):  # every process stops when one diverged
-            frames = self.config.batch_size * (bad if bad is not None else self.state.batch)
-            raise self._divergence(loss if bad is not None else math.nan, frames)
+            raise self._divergence(
+                loss if bad is not None else math.nan, bad if bad is not None else self.state.epoch_frames
+            )
         if self.dist.is_distributed:  # the global batches' (the host path sums every batch's)
             loss, correct = self.dist.sum([loss, correct])
         self.sums.loss, self.sums.correct, self.sums.grad_sq = loss, int(correct), grad_sq

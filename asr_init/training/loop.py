@@ -205,6 +205,11 @@ class Trainer(ABC):
             if signum:
                 self.save()
                 raise self.interrupted(signum)
+        if decides_on_device(self.dist.device):  # the epoch's time includes the work still queued
+            torch.cuda.synchronize(self.dist.device)
+            wait = time.perf_counter() - t_last
+            state.seconds += wait
+            state.epoch_seconds += wait
 
     def _agreed_signal(self, flag: StopFlag) -> int:
         """A signal to any process stops all after the same batch. On several GPUs the

@@ -100,6 +100,8 @@ def pretrain(
 
 
 def _pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume, force, interrupt_after, dist) -> dict:
+    if config.precision == "bf16" and dist.is_distributed:
+        raise UserError("pretrain --precision bf16 runs on one process; use fp32 or tf32 under torchrun")
     store = FeatureStore(store_path)
     pipeline = FeaturePipeline.from_store(store, config.splice, squash=config.visible == "bernoulli")
     if not store.split("train"):
@@ -331,6 +333,9 @@ class _LayerTrainer(Trainer):
                 sat_limit=self.sat_limit,
                 graphs=config.cuda_graphs,
                 bf16=bf16,
+                # Room for a firing at every step between two reads: a read comes after
+                # report_every frames, and only the last batch of a buffer is short.
+                max_events=2 * -(-config.report_every // config.batch_size) + 8,
             )
 
     @property
@@ -411,9 +416,15 @@ class _LayerTrainer(Trainer):
         pending, self.pending = self.pending, []
         if report.bad_step is not None:
             frames, epoch, _ = pending[report.bad_step]
-            raise self._divergence(report.error_sum, frames, epoch)
+            self.lr = report.lr_before(report.bad_step, self.lr)  # the rate the step trained with
+            raise self._divergence(report.bad_error, frames, epoch)  # as the host words it
         for event in report.events:
             self._guard_fired(event.guard, event.scale, event.saturated, event.lr, pending[event.step])
+        if report.lost_events:
+            console.print(
+                f"[yellow]warning: layer {self.layer}: {report.lost_events} guard firings before "
+                f"{pending[-1][0]:,} frames are not in recon.csv (more than its log holds between two reads)"
+            )
         self.lr = report.lr
         self.interval.error += report.error_sum
         if self.sat_limit > 0:

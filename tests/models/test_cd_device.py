@@ -132,7 +132,27 @@ def test_a_non_finite_step_is_reported_at_the_next_read():
         cd.step(v, 0.5)
     report = cd.read()
     assert report.bad_step == 2 and report.steps == 4 and np.isnan(report.error_sum)
+    assert np.isnan(report.bad_error) and report.bad_weights  # a NaN frame poisons the update too
     assert cd.read().bad_step is None  # reset after a read
+
+
+def test_weights_gone_non_finite_with_a_finite_error_are_named_as_such():
+    """An update too large for float32: the step's error (computed before it) is finite,
+    its weights are not; the host words that "weights became NaN/Inf"."""
+    rbm = _rbm(24, 40, "gauss", 0.1, 1)
+    cd = DeviceCD(rbm, UniformSource(1), 1e40, 16, guard=False)
+    cd.step(_data(16, 24, "gauss", seed=1), 0.5)
+    report = cd.read()
+    assert report.bad_step == 0 and report.bad_weights and np.isfinite(report.bad_error)
+
+
+def test_work_buffers_kept_for_the_main_batch_size_and_one_other():
+    rbm = _rbm(24, 40, "gauss", 0.1, 1)
+    cd = DeviceCD(rbm, UniformSource(1), 0.05, 16)
+    data = _data(64, 24, "gauss", seed=1)
+    for n in (16, 7, 16, 9, 11, 16):
+        cd.step(data[:n], 0.5)
+    assert sorted(cd._work) == [11, 16]
 
 
 def test_more_firings_than_slots_are_all_counted_in_the_rate():
@@ -144,8 +164,16 @@ def test_more_firings_than_slots_are_all_counted_in_the_rate():
         rbm.Wt.mul_(50)  # explode again before every step
         cd.step(data, 0.5)
     report = cd.read()
-    assert len(report.events) == MAX_EVENTS
+    assert len(report.events) == MAX_EVENTS and report.lost_events == 3
     assert report.lr == pytest.approx(0.9 ** (MAX_EVENTS + 3), rel=1e-12)
+    assert [e.step for e in report.events] == list(range(MAX_EVENTS - 1)) + [MAX_EVENTS + 2]  # the last one
+    assert report.events[-2].lr == pytest.approx(0.9 ** (MAX_EVENTS - 1), rel=1e-12)
+    assert report.events[-1].lr == report.lr
+    roomy = DeviceCD(_rbm(20, 30, "gauss", 3.0, 7), UniformSource(1), 1.0, 8, max_events=100)
+    for _ in range(MAX_EVENTS + 3):
+        roomy.rbm.Wt.mul_(50)
+        roomy.step(data, 0.5)
+    assert len(roomy.read().events) == MAX_EVENTS + 3
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
