@@ -19,6 +19,10 @@ On the CPU the decisions, scales and firings equal `cd_step`'s, and the paramete
 them to float32 rounding: the update is the separate products dtheta * m + G * lr'
 instead of one fused BLAS call (the tests compare step by step, guard firings included).
 
+On several processes (`step(..., part=...)`) the step runs on this process's rows and sums
+its statistics (gradient product, error, saturated count, guard sums, squared net inputs)
+with one collective before deciding, as `RBM._cd_step_part` does, without reading them.
+
 With `bf16` the four products of a step take bfloat16 inputs (see `_products`); the
 parameters, the momentum and the update stay float32.
 
@@ -37,7 +41,15 @@ from dataclasses import dataclass, field
 import torch
 
 from asr_init.models.optimal_spread import optimal_d
-from asr_init.models.rbm import GUARD_LR_FACTOR, RBM, SATURATION_MARGIN, UniformSource, _row_length, _Work
+from asr_init.models.rbm import (
+    GUARD_LR_FACTOR,
+    RBM,
+    SATURATION_MARGIN,
+    BatchPart,
+    UniformSource,
+    _row_length,
+    _Work,
+)
 
 GUARDS = ("recon_std", "saturation")  # guard code c (1, 2) is GUARDS[c - 1]
 MAX_EVENTS = 64  # default room for guard firings between two reads (see `read` for more)
@@ -111,7 +123,8 @@ class DeviceCD:
         self.events = torch.zeros(max(max_events, 2), 4, dtype=torch.float64, device=device)
         nv, nh = rbm.n_visible, rbm.n_hidden
         self.grad = torch.empty(nv + 1, _row_length(nh + 1), device=device, dtype=dtype)[:, : nh + 1]
-        self._work: dict[int, tuple[_Work, torch.Tensor]] = {}  # the main batch size and one other
+        self._work: dict[tuple[int, int], tuple[_Work, torch.Tensor]] = {}  # the main batch size and one other
+        self._stats: torch.Tensor | None = None  # statistics summed over processes (see _summed)
         self._d_star = optimal_d("sigmoid")
         self._factors = torch.tensor([1.0] + [GUARD_LR_FACTOR[g] for g in GUARDS], dtype=torch.float64, device=device)
         self.bf16 = bf16
@@ -121,13 +134,18 @@ class DeviceCD:
 
     # --- the host's side -------------------------------------------------------------
 
-    def step(self, v0: torch.Tensor, momentum: float) -> None:
-        """One CD-k update on v0 (B, n_visible); nothing is read back."""
-        w, u = self._buffers(v0.shape[0])
+    def step(self, v0: torch.Tensor, momentum: float, part: BatchPart | None = None) -> None:
+        """One CD-k update on v0 (B, n_visible); nothing is read back. With `part`, v0 is
+        this process's rows of a global batch (as for `RBM.cd_step`): every process makes the
+        update of the global batch, with its statistics summed by one collective."""
+        w, u = self._buffers(v0.shape[0], None if part is None else part.size)
         w.v0_units.copy_(v0)
         for i in range(self.k):  # the same draws, in the same order, as cd_step's
             self.uniforms.fill_(u[i])
         self.ctl[_MOMENTUM].fill_(momentum)
+        if part is not None:  # eager: no collective inside a graph
+            self._body(w, u, part)
+            return
         if self.graphs and w.batch == self.batch:
             if self._graph is None:
                 self._capture(w, u)
@@ -167,53 +185,100 @@ class DeviceCD:
 
     # --- the device's side -----------------------------------------------------------
 
-    def _buffers(self, batch: int) -> tuple[_Work, torch.Tensor]:
-        if batch not in self._work:
-            for size in [b for b in self._work if b != self.batch]:  # buffers' last batches vary in size
-                del self._work[size]
+    def _buffers(self, batch: int, size: int | None = None) -> tuple[_Work, torch.Tensor]:
+        """Work buffers for `batch` rows and uniforms for `size` (the global batch; default `batch`)."""
+        size = batch if size is None else size
+        key = (batch, size)
+        if key not in self._work:
+            for other in [b for b in self._work if b != (self.batch, self.batch)]:  # last batches vary in size
+                del self._work[other]
             rbm = self.rbm
             w = _Work(batch, rbm.n_visible, rbm.n_hidden, rbm.theta.device, rbm.theta.dtype)
-            u = torch.empty(self.k, batch, rbm.n_hidden, device=rbm.theta.device, dtype=rbm.theta.dtype)
-            self._work[batch] = (w, u)
-        return self._work[batch]
+            u = torch.empty(self.k, size, rbm.n_hidden, device=rbm.theta.device, dtype=rbm.theta.dtype)
+            self._work[key] = (w, u)
+        return self._work[key]
 
-    def _body(self, w: _Work, u: torch.Tensor) -> None:
-        """The step itself: only device operations, no host reads, no data-dependent branches."""
+    def _body(self, w: _Work, u: torch.Tensor, part: BatchPart | None = None) -> None:
+        """The step itself: only device operations, no host reads, no data-dependent branches.
+        With `part`, w holds this process's rows of the global batch and u the whole batch's
+        uniforms; the statistics are summed over the processes before anything is decided."""
         rbm, ctl = self.rbm, self.ctl
         theta, nh, nv = rbm.theta, rbm.n_hidden, rbm.n_visible
         mm, theta_p = self._products(theta)
         mm(w.v0, theta_p, w.h0)
-        rms = w.h0_units.pow(2).mean().sqrt() if self.sat_limit > 0 else None  # before the sigmoid
+        net = w.h0_units.pow(2) if self.sat_limit > 0 else None  # squared net inputs, before the sigmoid
         w.h0.sigmoid_()
-        p = w.h0_units
-        saturated = None
+        sat_count = None
         if self.sat_limit > 0:
-            torch.sub(p, 0.5, out=w.hs_units).abs_().gt_(0.5 - SATURATION_MARGIN)
-            saturated = w.hs_units.sum() / p.numel()
-        for i in range(self.k):
-            torch.lt(u[i], p, out=w.hs_units)
-            mm(w.hs, theta_p.T, w.vk)
-            if rbm.visible == "bernoulli":
-                w.vk.sigmoid_()
-            w.vk_const.fill_(1)
-            mm(w.vk, theta_p, w.hk).sigmoid_()
-            p = w.hk_units
+            torch.sub(w.h0_units, 0.5, out=w.hs_units).abs_().gt_(0.5 - SATURATION_MARGIN)
+            sat_count = w.hs_units.sum()
+        start = 0 if part is None else part.start
+        self._gibbs(w, u[:, start : start + w.batch], mm, theta_p)
         torch.sub(w.vk, w.v0, out=w.diff)
         error_sum = torch.dot(w.diff_flat, w.diff_flat)
-        code, scale_all, scale_vb = self._decide(w, saturated, rms)
-        momentum = ctl[_MOMENTUM]
-        step_lr = ctl[_LR] * (1.0 - momentum) / w.batch
+        X = w.rows  # [v0 1] and [vk 1] flattened: the Gaussian guard's sums of squares and sums
+        sums = torch.cat([torch.mm(X, X.T).diagonal(), X.sum(1)]) if self.guard else None
         w.H_const.fill_(1)
         w.hk.neg_()
-        mm(w.V_t, w.H, self.grad)
-        rbm.dtheta.mul_(momentum.to(theta.dtype)).addcmul_(self.grad, step_lr.to(theta.dtype))
+        if part is None:
+            B, grad = w.batch, self.grad
+            mm(w.V_t, w.H, grad)
+            saturated = sat_count / (B * nh) if net is not None else None
+            rms = net.mean().sqrt() if net is not None else None
+        else:
+            B = part.size
+            grad, error_sum, saturated, rms, sums = self._summed(w, mm, error_sum, sat_count, net, sums, part)
+        code, scale_all, scale_vb = self._decide(sums, B, saturated, rms)
+        momentum = ctl[_MOMENTUM]
+        step_lr = ctl[_LR] * (1.0 - momentum) / B
+        rbm.dtheta.mul_(momentum.to(theta.dtype)).addcmul_(grad, step_lr.to(theta.dtype))
         if self.l2:
-            rbm.dWt.addcmul_(rbm.Wt, (-step_lr * w.batch * self.l2).to(theta.dtype))
+            rbm.dWt.addcmul_(rbm.Wt, (-step_lr * B * self.l2).to(theta.dtype))
         rbm.dtheta.masked_fill_(code > 0, 0.0)  # a guarded step: no update, momentum reset
         theta.add_(rbm.dtheta)
         theta[:, :nh].mul_(scale_all.to(theta.dtype))
         theta[:nv, nh].mul_(scale_vb.to(theta.dtype))
-        self._account(w, error_sum, saturated, code, scale_all)
+        self._account(B, error_sum, saturated, code, scale_all)
+
+    def _gibbs(self, w: _Work, u: torch.Tensor, mm, theta_p: torch.Tensor) -> None:
+        """k Gibbs steps from p(h0): sampled hiddens, reconstruction vk, p(hk) into w."""
+        p = w.h0_units
+        for i in range(self.k):
+            torch.lt(u[i], p, out=w.hs_units)
+            mm(w.hs, theta_p.T, w.vk)
+            if self.rbm.visible == "bernoulli":
+                w.vk.sigmoid_()
+            w.vk_const.fill_(1)
+            mm(w.vk, theta_p, w.hk).sigmoid_()
+            p = w.hk_units
+
+    def _summed(self, w: _Work, mm, error_sum, sat_count, net, sums, part: BatchPart):
+        """This process's statistics packed into one buffer and summed over the processes
+        (one collective, on the device); returns the global gradient product, error,
+        saturated share, rms net input and guard sums, as `RBM._cd_step_part` computes them."""
+        nv, nh = self.rbm.n_visible, self.rbm.n_hidden
+        stats = self._part_stats()
+        n = (nv + 1) * (nh + 1)
+        grad, extra = stats[:n].view(nv + 1, nh + 1), stats[n:]
+        mm(w.V_t, w.H, grad)
+        extra.zero_()
+        extra[0] = error_sum
+        if net is not None:
+            extra[1] = sat_count
+            extra[6] = net.sum(dtype=torch.float64)
+        if sums is not None:
+            extra[2:6] = sums
+        part.all_reduce_(stats)
+        B = part.size
+        saturated = (extra[1].double() / (B * nh)).float() if net is not None else None
+        rms = (extra[6].double() / (B * nh)).sqrt() if net is not None else None
+        return grad, extra[0].clone(), saturated, rms, extra[2:6].clone() if sums is not None else None
+
+    def _part_stats(self) -> torch.Tensor:
+        if self._stats is None:
+            n = (self.rbm.n_visible + 1) * (self.rbm.n_hidden + 1) + 7
+            self._stats = torch.empty(n, device=self.rbm.theta.device, dtype=self.rbm.theta.dtype)
+        return self._stats
 
     def _products(self, theta: torch.Tensor):
         """The matrix product the step uses, and the parameter block as it enters it:
@@ -229,16 +294,16 @@ class DeviceCD:
 
         return mm, theta.to(half)
 
-    def _decide(self, w: _Work, saturated, rms):
+    def _decide(self, sums, B: int, saturated, rms):
         """Which guard fires (0 none, 1 Gaussian, 2 saturation), the scale of the weights and
-        hidden biases, and the scale of the visible biases; as cd_step decides, on the device."""
+        hidden biases, and the scale of the visible biases; as cd_step decides, on the device.
+        `sums` are the Gaussian guard's sums of squares and sums of [v0 1] and [vk 1]."""
         f64 = {"dtype": torch.float64, "device": self.ctl.device}
         code = torch.zeros((), **f64)
         scale_all = torch.ones((), **f64)
         scale_vb = torch.ones((), **f64)
         if self.guard:
-            X, B, n = w.rows, w.batch, w.batch * self.rbm.n_visible
-            sums = torch.cat([torch.mm(X, X.T).diagonal(), X.sum(1)]).double()
+            n, sums = B * self.rbm.n_visible, sums.double()
             pos_std = _std(sums[2] - B, sums[0] - B, n)
             neg_std = _std(sums[3] - B, sums[1] - B, n)
             fires = neg_std > 2 * pos_std
@@ -252,13 +317,13 @@ class DeviceCD:
             scale_all = torch.where(fires, sat_scale, scale_all)
         return code, scale_all, scale_vb
 
-    def _account(self, w: _Work, error_sum, saturated, code, scale) -> None:
+    def _account(self, B: int, error_sum, saturated, code, scale) -> None:
         """Add the step to the sums; log a firing; cut the rate; mark a first non-finite step."""
         ctl, events = self.ctl, self.events
         ctl[_ERR] += error_sum.double()
         sat = saturated.double() if saturated is not None else torch.zeros_like(code)
         if saturated is not None:
-            ctl[_SAT] += sat * w.batch
+            ctl[_SAT] += sat * B
         fired = code > 0
         slot = ctl[_EVENTS].clamp(max=len(events) - 1).long().view(1)
         row = torch.stack([ctl[_STEPS], code, scale, sat])

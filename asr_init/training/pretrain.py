@@ -77,9 +77,9 @@ _RESUME_NEUTRAL = ("device", "report_every", "cuda_graphs")  # may differ betwee
 
 def decides_on_device(device: torch.device, dist: Dist) -> bool:
     """Whether the CD steps keep their guards' decisions and sums on the device (DeviceCD),
-    read back at report intervals (see loop.decides_on_device). Not on several processes:
-    there the step sums its statistics over them and reads the sums back anyway."""
-    return loop.decides_on_device(device) and not dist.is_distributed
+    read back at report intervals (see loop.decides_on_device); on several GPUs too, where
+    the statistics are summed by a collective on the device."""
+    return loop.decides_on_device(device)
 
 
 def pretrain(
@@ -100,8 +100,6 @@ def pretrain(
 
 
 def _pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume, force, interrupt_after, dist) -> dict:
-    if config.precision == "bf16" and dist.is_distributed:
-        raise UserError("pretrain --precision bf16 runs on one process; use fp32 or tf32 under torchrun")
     store = FeatureStore(store_path)
     pipeline = FeaturePipeline.from_store(store, config.splice, squash=config.visible == "bernoulli")
     if not store.split("train"):
@@ -367,10 +365,10 @@ class _LayerTrainer(Trainer):
         config = self.config
         v = self.run_.layer_input(batch.inputs)
         self.momentum = config.momentum(self.state.frames)
-        if self.device_cd is not None:
-            self.device_cd.step(v, self.momentum)
-            return Step(batch.size, None)
         part = BatchPart(batch.start, batch.size, self.dist.all_reduce_) if self.dist.is_distributed else None
+        if self.device_cd is not None:
+            self.device_cd.step(v, self.momentum, part=part)
+            return Step(batch.size, None)
         result = self.rbm.cd_step(
             v, self.lr, self.momentum, config.l2, self.uniforms, k=config.cd_k, sat_limit=self.sat_limit, part=part
         )

@@ -152,7 +152,7 @@ def test_work_buffers_kept_for_the_main_batch_size_and_one_other():
     data = _data(64, 24, "gauss", seed=1)
     for n in (16, 7, 16, 9, 11, 16):
         cd.step(data[:n], 0.5)
-    assert sorted(cd._work) == [11, 16]
+    assert sorted(cd._work) == [(11, 11), (16, 16)]
 
 
 def test_more_firings_than_slots_are_all_counted_in_the_rate():
@@ -174,6 +174,94 @@ def test_more_firings_than_slots_are_all_counted_in_the_rate():
         roomy.rbm.Wt.mul_(50)
         roomy.step(data, 0.5)
     assert len(roomy.read().events) == MAX_EVENTS + 3
+
+
+@pytest.mark.parametrize(
+    "visible,weight_std,lr,sat_limit,sizes",
+    [
+        ("gauss", 0.1, 0.05, 0.0, [24, 25, 2]),  # 2 rows over 3 processes: one has none
+        ("gauss", 1.5, 0.05, 0.0, [24, 24, 24]),  # the Gaussian guard fires
+        ("bernoulli", 2.5, 2.0, 0.2, [24, 24, 25]),  # the saturation guard fires
+    ],
+)
+def test_device_decisions_in_parts_equal_the_host_parts_and_one_process(visible, weight_std, lr, sat_limit, sizes):
+    """Three processes (threads) with their rows of every batch, statistics summed by one
+    collective: the same firings, rates and errors as the host-decided parts
+    (`RBM.cd_step(part=...)`) and as one process on the whole batch, the same parameters
+    to float32 rounding, equal on every process."""
+    import threading
+
+    from asr_init.models.rbm import BatchPart
+
+    nv, nh, world = 11, 9, 3
+    data = _data(sum(sizes), nv, visible, seed=5)
+    batches, at = [], 0
+    for n in sizes:
+        batches.append(data[at : at + n])
+        at += n
+    total = _ThreadSum(world)
+    runs = {}
+    for mode in ("host", "device"):
+        rbms, reports = [_rbm(nv, nh, visible, weight_std, 4) for _ in range(world)], [None] * world
+
+        def train(rank, mode=mode, rbms=rbms, reports=reports):
+            u, reduce_ = UniformSource(3), total.for_rank(rank)
+            cd = DeviceCD(rbms[rank], UniformSource(3), lr, len(batches[0]), k=2, l2=0.01, sat_limit=sat_limit)
+            rate, fired = lr, []
+            for i, v in enumerate(batches):
+                start, end = rank * len(v) // world, (rank + 1) * len(v) // world
+                part = BatchPart(start, len(v), reduce_)
+                if mode == "device":
+                    cd.step(v[start:end], 0.5, part=part)
+                    continue
+                r = rbms[rank].cd_step(v[start:end], rate, 0.5, 0.01, u, k=2, sat_limit=sat_limit, part=part)
+                if r.skipped:
+                    rate *= GUARD_LR_FACTOR[r.guard]
+                    fired.append((i, r.guard))
+            if mode == "device":
+                report = cd.read()
+                reports[rank] = ([(e.step, e.guard) for e in report.events], report.lr)
+            else:
+                reports[rank] = (fired, rate)
+
+        threads = [threading.Thread(target=train, args=(r,)) for r in range(world)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        runs[mode] = (rbms, reports)
+    one = _rbm(nv, nh, visible, weight_std, 4)
+    cd = DeviceCD(one, UniformSource(3), lr, len(batches[0]), k=2, l2=0.01, sat_limit=sat_limit)
+    for v in batches:
+        cd.step(v, 0.5)
+    single = cd.read()
+    (host, host_reports), (dev, dev_reports) = runs["host"], runs["device"]
+    assert dev_reports == host_reports == [([(e.step, e.guard) for e in single.events], single.lr)] * world
+    assert bool(single.events) == (weight_std > 1 or sat_limit > 0)  # the guards were exercised
+    for rank in range(world):
+        torch.testing.assert_close(dev[rank].theta, dev[0].theta, rtol=0, atol=0)
+        torch.testing.assert_close(dev[rank].theta, host[rank].theta, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(dev[rank].theta, one.theta, rtol=1e-5, atol=1e-5)
+
+
+class _ThreadSum:
+    """all_reduce over threads: every thread's tensor becomes the sum, added in rank order."""
+
+    def __init__(self, world: int):
+        import threading
+
+        self.parts: list = [None] * world
+        self.barrier = threading.Barrier(world)
+
+    def for_rank(self, rank: int):
+        def all_reduce_(t: torch.Tensor) -> torch.Tensor:
+            self.parts[rank] = t.clone()
+            self.barrier.wait()
+            total = sum(self.parts[1:], self.parts[0].clone())
+            self.barrier.wait()
+            return t.copy_(total)
+
+        return all_reduce_
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

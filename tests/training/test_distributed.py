@@ -38,6 +38,16 @@ def _jobs(tiny_store: str, blob_store: str, root: str) -> None:
     pretrain(Path(tiny_store), PretrainConfig(**PRETRAIN), root / "pt-cut", resume=True)
     with pytest.raises(Interrupted):
         finetune(Path(blob_store), FinetuneConfig(**FINETUNE), root / "ft-cut", interrupt_after=FINETUNE_CUT)
+    # The GPU paths, run here on the CPU: the device-decided CD step (bf16) with its statistics
+    # summed by a collective, and fine-tuning's sums kept on the device, interrupted and resumed.
+    pretrain(Path(tiny_store), PretrainConfig(**PRETRAIN, precision="bf16"), root / "pt-bf16")
+    import asr_init.training.finetune as finetune_module
+
+    finetune_module.decides_on_device = lambda device: True
+    finetune_module.SYNC_EVERY = 7
+    with pytest.raises(Interrupted):
+        finetune(Path(blob_store), FinetuneConfig(**FINETUNE), root / "ft-dev", interrupt_after=FINETUNE_CUT)
+    finetune(Path(blob_store), FinetuneConfig(**FINETUNE), root / "ft-dev", resume=True)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +57,7 @@ def runs(tiny_store, blob_store, tmp_path_factory) -> Path:
     run_local(2, _jobs, str(tiny_store), str(blob_store), str(root), threads=1)
     pretrain(tiny_store, PretrainConfig(**PRETRAIN), root / "one" / "pt")
     finetune(blob_store, FinetuneConfig(**FINETUNE), root / "one" / "ft")
+    pretrain(tiny_store, PretrainConfig(**PRETRAIN, precision="bf16"), root / "one" / "pt-bf16")
     return root
 
 
@@ -82,6 +93,33 @@ def test_pretraining_on_two_processes_equals_one(runs):
                 assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-4), (key, a, b)
     summary = load_checkpoint(runs / "pt" / "rbm1.pt")
     assert summary["position"]["frames"] == load_checkpoint(runs / "one" / "pt" / "rbm1.pt")["position"]["frames"]
+
+
+def test_device_decided_pretraining_on_two_processes_equals_one(runs):
+    """bf16 pre-training runs the device-decided step: on two processes its statistics are
+    summed by one collective per step; the same log rows and, to bf16 rounding of the
+    partial products, the same weights as one process."""
+    assert _recon_rows(runs / "pt-bf16") == _recon_rows(runs / "one" / "pt-bf16")
+    la = load_checkpoint(runs / "pt-bf16" / "dbn.pt")["layers"]
+    lb = load_checkpoint(runs / "one" / "pt-bf16" / "dbn.pt")["layers"]
+    for x, y in zip(la, lb, strict=True):
+        torch.testing.assert_close(x["W"], y["W"], rtol=0, atol=2e-3)
+    two, one = read_csv(runs / "pt-bf16" / "recon.csv"), read_csv(runs / "one" / "pt-bf16" / "recon.csv")
+    for a, b in zip(two, one):
+        if b["recon_error"]:
+            assert float(a["recon_error"]) == pytest.approx(float(b["recon_error"]), rel=1e-3)
+
+
+def test_device_sums_on_two_processes_resumed_equal_one_process(runs):
+    """Fine-tuning's sums kept on the device on two processes, interrupted and resumed: the
+    train loss and accuracy are the global batches' (not counted once per process)."""
+    two, one = read_csv(runs / "ft-dev" / "train.csv"), read_csv(runs / "one" / "ft" / "train.csv")
+    assert [(r["epoch"], r["lr"], r["accepted"]) for r in two] == [(r["epoch"], r["lr"], r["accepted"]) for r in one]
+    for a, b in zip(two, one):
+        if b["train_loss"]:
+            assert float(a["train_loss"]) == pytest.approx(float(b["train_loss"]), rel=1e-5)
+            assert float(a["train_acc"]) == pytest.approx(float(b["train_acc"]), abs=1e-9)
+            assert float(a["grad_norm_1"]) == pytest.approx(float(b["grad_norm_1"]), rel=1e-4)
 
 
 def test_finetuning_on_two_processes_equals_one(runs):

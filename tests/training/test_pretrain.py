@@ -306,14 +306,3 @@ def test_device_decisions_stop_a_diverged_layer_at_the_next_read(tiny_store, tmp
     msg = str(err.value)
     assert "layer 2:" in msg and "frames" in msg and "lower --lr" in msg and "rbm1.pt is kept" in msg
     assert (tmp_path / "pt" / "rbm1.pt").exists() and not (tmp_path / "pt" / "rbm2.partial.pt").exists()
-
-
-def test_bf16_pretraining_on_several_processes_is_refused(tiny_store, tmp_path):
-    """The bf16 step is the device-decided one, which does not sum its statistics over processes."""
-    from asr_init.training.distributed import Dist
-    from asr_init.training.pretrain import _pretrain
-
-    cfg = PretrainConfig(**(SMALL | {"precision": "bf16"}))
-    with pytest.raises(UserError, match="--precision bf16 runs on one process"):
-        _pretrain(tiny_store, cfg, tmp_path / "pt", False, False, None, Dist(rank=0, world=2))
-    assert not (tmp_path / "pt").exists()
