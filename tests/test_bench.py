@@ -43,3 +43,28 @@ def test_bench_pretrain_rows_per_batch_and_the_store_fed_share(tiny_store, monke
     assert all(r["frames_per_s"] > 0 and 0 < r["of_ceiling"] < 1.5 for r in rows)
     assert rows[2]["of_random"] == rows[2]["frames_per_s"] / rows[0]["frames_per_s"]
     assert out["memory"][0]["peak_rss_mib"] == 123.0
+
+
+def test_bench_finetune_gpu_step_runs_the_graphed_trainer_step(monkeypatch):
+    """The bench's GPU step, run here on the CPU with a stand-in for the captured graph:
+    one eager step before capture, then replays of fine-tuning's own step on static
+    buffers, the sums read every READ_EVERY steps."""
+    import asr_init.bench as bench
+    import asr_init.cuda_graphs as cuda_graphs
+    import asr_init.training.loop as loop
+
+    replays = []
+
+    class Replayer:
+        def __init__(self, body):
+            self.body = body
+
+        def replay(self):
+            replays.append(1)
+            self.body()
+
+    monkeypatch.setattr(loop, "decides_on_device", lambda device: True)
+    monkeypatch.setattr(cuda_graphs, "capture_checked", lambda body, state: (Replayer(body), "captured"))
+    monkeypatch.setattr(bench, "READ_EVERY", 5)
+    out = bench.bench_finetune(layers=1, hidden=16, inputs=20, outputs=5, batches=(8,), seconds=0.4)
+    assert replays and out["rows"][0]["frames_per_s"] > 0 and out["rows"][0]["batch"] == 8
