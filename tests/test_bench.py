@@ -68,3 +68,28 @@ def test_bench_finetune_gpu_step_runs_the_graphed_trainer_step(monkeypatch):
     monkeypatch.setattr(bench, "READ_EVERY", 5)
     out = bench.bench_finetune(layers=1, hidden=16, inputs=20, outputs=5, batches=(8,), seconds=0.4)
     assert replays and out["rows"][0]["frames_per_s"] > 0 and out["rows"][0]["batch"] == 8
+
+
+def test_gpu_check_script_names_existing_tests_and_options():
+    """scripts/gpu-check.sh runs on a GPU machine only; here: it parses, its test files
+    exist, and every bench option it passes is one the CLI has."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from asr_init.cli import app
+
+    root = Path(__file__).resolve().parent.parent
+    script = (root / "scripts" / "gpu-check.sh").read_text()
+    subprocess.run(["bash", "-n", str(root / "scripts" / "gpu-check.sh")], check=True)
+    test_files = re.findall(r"tests/\S+\.py", script)
+    benches = re.findall(r"asr_init\.cli bench (\w+) (.*?)\\?\n", script)
+    assert len(test_files) == 3 and [c for c, _ in benches] == ["pretrain", "finetune"]
+    for test_file in test_files:
+        assert (root / test_file).exists(), test_file
+    for command, options in benches:
+        help_text = CliRunner().invoke(app, ["bench", command, "--help"], terminal_width=200).output
+        for option in re.findall(r"--[a-z-]+", options):
+            assert option in help_text, (command, option)
