@@ -828,6 +828,10 @@ def bench_finetune_cmd(
 ):
     """Fine-tuning frames/s against the same-run matmul ceiling."""
     from asr_init.bench import bench_finetune
+    from asr_init.training.config import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
 
     bench_finetune(layers, hidden, 429, outputs, tuple(batch_size), seconds, device, precision)
 

@@ -93,3 +93,14 @@ def test_gpu_check_script_names_existing_tests_and_options():
         help_text = CliRunner().invoke(app, ["bench", command, "--help"], terminal_width=200).output
         for option in re.findall(r"--[a-z-]+", options):
             assert option in help_text, (command, option)
+
+
+def test_bench_precision_is_checked_before_anything_runs():
+    from typer.testing import CliRunner
+
+    from asr_init.cli import app
+
+    for args in (["pretrain", "--store", "nowhere"], ["finetune"]):
+        result = CliRunner().invoke(app, ["bench", *args, "--precision", "fp16"])
+        lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert result.exit_code == 1 and lines == ["error: --precision must be one of fp32, tf32, bf16, not 'fp16'"]
