@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -248,3 +249,28 @@ def write_kaldi_features(
     (root / "spk2utt").write_text("".join(f"{s} {' '.join(us)}\n" for s, us in spk2utt.items()))
     phones = {u: (1 + p // 2).astype(np.int32) for u, p in pdfs.items()}
     return {"feats": feats, "pdfs": pdfs, "phones": phones, "utt2spk": utt2spk, "cmvn": cmvn}
+
+
+class ThreadSum:
+    """all_reduce over threads standing for processes: every thread's tensor becomes the
+    sum, added in rank order (as a collective would)."""
+
+    def __init__(self, world: int):
+        self.parts: list = [None] * world
+        self.barrier = threading.Barrier(world)
+
+    def for_rank(self, rank: int):
+        def all_reduce_(t):
+            self.parts[rank] = t.clone()
+            self.barrier.wait()
+            total = sum(self.parts[1:], self.parts[0].clone())
+            self.barrier.wait()  # everyone has read the parts before the next call writes them
+            return t.copy_(total)
+
+        return all_reduce_
+
+
+@pytest.fixture
+def thread_sum():
+    """The ThreadSum class: `thread_sum(world).for_rank(r)` is rank r's all_reduce_."""
+    return ThreadSum

@@ -184,7 +184,9 @@ def test_more_firings_than_slots_are_all_counted_in_the_rate():
         ("bernoulli", 2.5, 2.0, 0.2, [24, 24, 25]),  # the saturation guard fires
     ],
 )
-def test_device_decisions_in_parts_equal_the_host_parts_and_one_process(visible, weight_std, lr, sat_limit, sizes):
+def test_device_decisions_in_parts_equal_the_host_parts_and_one_process(
+    visible, weight_std, lr, sat_limit, sizes, thread_sum
+):
     """Three processes (threads) with their rows of every batch, statistics summed by one
     collective: the same firings, rates and errors as the host-decided parts
     (`RBM.cd_step(part=...)`) and as one process on the whole batch, the same parameters
@@ -199,7 +201,7 @@ def test_device_decisions_in_parts_equal_the_host_parts_and_one_process(visible,
     for n in sizes:
         batches.append(data[at : at + n])
         at += n
-    total = _ThreadSum(world)
+    total = thread_sum(world)
     runs = {}
     for mode in ("host", "device"):
         rbms, reports = [_rbm(nv, nh, visible, weight_std, 4) for _ in range(world)], [None] * world
@@ -242,26 +244,6 @@ def test_device_decisions_in_parts_equal_the_host_parts_and_one_process(visible,
         torch.testing.assert_close(dev[rank].theta, dev[0].theta, rtol=0, atol=0)
         torch.testing.assert_close(dev[rank].theta, host[rank].theta, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(dev[rank].theta, one.theta, rtol=1e-5, atol=1e-5)
-
-
-class _ThreadSum:
-    """all_reduce over threads: every thread's tensor becomes the sum, added in rank order."""
-
-    def __init__(self, world: int):
-        import threading
-
-        self.parts: list = [None] * world
-        self.barrier = threading.Barrier(world)
-
-    def for_rank(self, rank: int):
-        def all_reduce_(t: torch.Tensor) -> torch.Tensor:
-            self.parts[rank] = t.clone()
-            self.barrier.wait()
-            total = sum(self.parts[1:], self.parts[0].clone())
-            self.barrier.wait()
-            return t.copy_(total)
-
-        return all_reduce_
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

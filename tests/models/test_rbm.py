@@ -221,24 +221,6 @@ def test_saturation_guard_rescales_to_optimal_spread():
     assert not quiet.cd_step(v0, 0.1, 0.5, 0.0, UniformSource(1), sat_limit=0.2).skipped
 
 
-class _ThreadSum:
-    """all_reduce over threads: every thread's tensor becomes the sum, added in rank order."""
-
-    def __init__(self, world: int):
-        self.parts: list = [None] * world
-        self.barrier = threading.Barrier(world)
-
-    def for_rank(self, rank: int):
-        def all_reduce_(t: torch.Tensor) -> torch.Tensor:
-            self.parts[rank] = t.clone()
-            self.barrier.wait()
-            total = sum(self.parts[1:], self.parts[0].clone())
-            self.barrier.wait()  # everyone has read the parts before the next call writes them
-            return t.copy_(total)
-
-        return all_reduce_
-
-
 @pytest.mark.parametrize(
     "visible,lr,sat_limit,sizes",
     [
@@ -247,7 +229,7 @@ class _ThreadSum:
         ("bernoulli", 0.5, 0.3, [24, 24, 25]),  # the saturation guard fires
     ],
 )
-def test_cd_step_in_parts_equals_one_step(visible, lr, sat_limit, sizes):
+def test_cd_step_in_parts_equals_one_step(visible, lr, sat_limit, sizes, thread_sum):
     """Three processes (threads here) each with their rows of every batch, the statistics
     summed: the same updates, errors and guard decisions as one step on the whole batch."""
     g = torch.Generator().manual_seed(7)
@@ -258,7 +240,7 @@ def test_cd_step_in_parts_equals_one_step(visible, lr, sat_limit, sizes):
     batches = [torch.randn(n, nv, generator=g) if visible == "gauss" else torch.rand(n, nv, generator=g) for n in sizes]
     parts = [RBM.from_state_dict(whole.state_dict()) for _ in range(world)]
     results: list = [[None] * len(sizes) for _ in range(world)]
-    total = _ThreadSum(world)
+    total = thread_sum(world)
 
     def train(rank: int) -> None:
         u, reduce_ = UniformSource(3), total.for_rank(rank)
