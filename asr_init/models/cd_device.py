@@ -124,7 +124,6 @@ class DeviceCD:
         nv, nh = rbm.n_visible, rbm.n_hidden
         self.grad = torch.empty(nv + 1, _row_length(nh + 1), device=device, dtype=dtype)[:, : nh + 1]
         self._work: dict[tuple[int, int], tuple[_Work, torch.Tensor]] = {}  # the main batch size and one other
-        self._stats: torch.Tensor | None = None  # statistics summed over processes (see _summed)
         self._d_star = optimal_d("sigmoid")
         self._factors = torch.tensor([1.0] + [GUARD_LR_FACTOR[g] for g in GUARDS], dtype=torch.float64, device=device)
         self.bf16 = bf16
@@ -257,7 +256,7 @@ class DeviceCD:
         (one collective, on the device); returns the global gradient product, error,
         saturated share, rms net input and guard sums, as `RBM._cd_step_part` computes them."""
         nv, nh = self.rbm.n_visible, self.rbm.n_hidden
-        stats = self._part_stats()
+        stats = self.rbm._part_stats()  # RBM._cd_step_part's buffer; its 7th number here: squared net inputs
         n = (nv + 1) * (nh + 1)
         grad, extra = stats[:n].view(nv + 1, nh + 1), stats[n:]
         mm(w.V_t, w.H, grad)
@@ -273,12 +272,6 @@ class DeviceCD:
         saturated = (extra[1].double() / (B * nh)).float() if net is not None else None
         rms = (extra[6].double() / (B * nh)).sqrt() if net is not None else None
         return grad, extra[0].clone(), saturated, rms, extra[2:6].clone() if sums is not None else None
-
-    def _part_stats(self) -> torch.Tensor:
-        if self._stats is None:
-            n = (self.rbm.n_visible + 1) * (self.rbm.n_hidden + 1) + 7
-            self._stats = torch.empty(n, device=self.rbm.theta.device, dtype=self.rbm.theta.dtype)
-        return self._stats
 
     def _products(self, theta: torch.Tensor):
         """The matrix product the step uses, and the parameter block as it enters it:
