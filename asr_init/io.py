@@ -16,6 +16,7 @@ import json
 import os
 import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,7 @@ def load_checkpoint(path: Path, advice: str = "it cannot be used; make it again 
     path = Path(path)
     if not path.exists():
         raise UserError(f"checkpoint {path} does not exist")
+    _check_records(path, advice)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -86,6 +88,26 @@ def load_checkpoint(path: Path, advice: str = "it cannot be used; make it again 
         ) from None
     except Exception as exc:  # torch raises many types for a damaged file
         raise UserError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); {advice}") from None
+
+
+def _check_records(path: Path, advice: str) -> None:
+    """Refuse a checkpoint whose records could unpack to more than the file holds: torch.save
+    writes a zip archive of uncompressed records, so a record that is compressed, or larger
+    than the file, was not written by it (a kilobyte that would inflate to gigabytes). Checked
+    in the zip directory, before anything is read."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UserError(f"checkpoint {path} is not a torch.save file ({exc}); {advice}") from None
+    size = path.stat().st_size
+    for info in records:
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size > size:
+            raise UserError(
+                f"checkpoint {path} holds a record {info.filename} of {info.file_size:,} bytes packed into "
+                f"{info.compress_size:,}; torch.save stores records uncompressed, so the file was not written by "
+                f"it and was not read; {advice}"
+            )
 
 
 def load_run_checkpoint(path: Path) -> Any:
@@ -103,6 +125,18 @@ def load_typed_checkpoint(path: Path, fmt: str, what: str) -> dict:
     if not isinstance(obj, dict) or obj.get("format") != fmt:
         raise UserError(f"{path} is not a {fmt} file (written by '{what}')")
     return obj
+
+
+def unique(items, what: str) -> dict:
+    """{key: value} of (key, where, value) items, `where` naming the line or entry; a key
+    given twice is a UserError naming both places (the last one would otherwise win silently)."""
+    out: dict = {}
+    places: dict = {}
+    for key, where, value in items:
+        if key in out:
+            raise UserError(f"{what} {key} is given twice, at {places[key]} and at {where}; each may be given once")
+        out[key], places[key] = value, where
+    return out
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:

@@ -113,7 +113,7 @@ class KaldiImportConfig(ConfigBase):
             "ali",
             "give --ali (pdf alignments, ali-to-pdf) and/or --phone-ali (ali-to-phones --per-frame)",
         )
-        self._check(self.num_pdfs is None or self.num_pdfs >= 1, "num_pdfs", "must be at least 1")
+        self._check(self.num_pdfs is None or 1 <= self.num_pdfs <= 1 << 20, "num_pdfs", "must be from 1 to 1,048,576")
         self._check(0 <= self.dev_fraction < 1, "dev_fraction", "must be in [0, 1)")
         self._check(self.shard_frames > 0, "shard_frames", "must be positive")
         self._check(not (self.norm_vars and self.cmvn is False), "norm_vars", "needs CMVN; drop --no-cmvn")

@@ -8,8 +8,9 @@ frame targets:
 - phone ids, as `ali-to-phones --per-frame` writes them,
 
 each as an archive (text or binary), a script file, or a gzipped archive. Files are read
-with kaldiio; asr-init never runs a command taken from its input: a piped specifier
-("... |") is refused, and a `.gz` archive is opened with Python's gzip.
+by asr_init.kaldi_io: no command taken from the input is run (a piped specifier is refused),
+no size written in a file is trusted, and a `.gz` archive is decompressed as it is read.
+Only the alignments of the utterances feats.scp lists are kept.
 
 CMVN is applied as Kaldi's `apply-cmvn --utt2spk` does (transform/cmvn.cc, ApplyCmvn): from
 each speaker's stats (count n, sums s, sums of squares q per dimension) x <- x - s/n, and
@@ -28,8 +29,6 @@ utterances they fail on); one whose alignment has another length is an error.
 from __future__ import annotations
 
 import contextlib
-import gzip
-import io
 import os
 import random
 import re
@@ -41,27 +40,21 @@ from pathlib import Path
 
 import numpy as np
 
+from asr_init import kaldi_io
 from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.config import KaldiImportConfig
 from asr_init.features.store import StoreWriter, split_table
-from asr_init.io import read_json, refuse_folder_in_use, refuse_output_over_inputs, write_json_atomic
+from asr_init.io import read_json, refuse_folder_in_use, refuse_output_over_inputs, unique, write_json_atomic
 from asr_init.progress import console, progress_bar
 
 VAR_FLOOR = 1e-20  # apply-cmvn's variance floor
 DEFAULT_FRAME_SHIFT = 0.01  # seconds; a data dir's frame_shift file overrides it
-_SPEC = re.compile(r"^(?P<path>.*?)(?P<offset>:\d+)?(?P<range>\[[0-9:,]*\])?$")
+MAX_PHONES = 1 << 15  # phone ids are stored as int16
+MAX_PDFS = 1 << 20  # pdf ids: Kaldi trees have thousands; more would make an output layer of gigabytes
 
 
 # ---------------------------------------------------------------------------- Kaldi files
-
-
-def _kaldiio():
-    try:
-        import kaldiio
-    except ImportError:  # a dependency of the package; missing only in a hand-made environment
-        raise UserError("reading Kaldi files needs the kaldiio package: pip install 'kaldiio>=2.18'") from None
-    return kaldiio
 
 
 def parse_rspecifier(spec: str, what: str) -> tuple[str, Path]:
@@ -92,79 +85,41 @@ def parse_rspecifier(spec: str, what: str) -> tuple[str, Path]:
     return kind, path
 
 
-def _open_archive(path: Path) -> io.IOBase:
-    """A binary file object over an archive; a .gz archive is decompressed into memory (its
-    pieces are read with small backward seeks, which a gzip stream would make quadratic)."""
-    if path.suffix == ".gz":
-        try:
-            with gzip.open(path, "rb") as fh:
-                return io.BytesIO(fh.read())
-        except (OSError, EOFError) as exc:
-            raise UserError(f"cannot decompress {path} ({exc}); is it a gzipped Kaldi archive?") from None
-    return open(path, "rb")
+def read_archive(path: Path, what: str) -> Iterator[tuple[str, str, np.ndarray]]:
+    """(key, where, array) of every entry of a Kaldi archive, text or binary, plain or
+    gzipped (decompressed as it is read); `where` names the entry in messages."""
+    try:
+        for key, n, value in kaldi_io.read_archive(path):
+            yield key, f"{path}, entry {n}", value
+    except kaldi_io.KaldiFormatError as exc:
+        raise UserError(f"{what} {path} is not a readable Kaldi archive ({exc})") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path} ({exc.strerror or exc})") from None
 
 
-def read_archive(path: Path, what: str) -> Iterator[tuple[str, np.ndarray]]:
-    """(key, array) of every entry of a Kaldi archive, text or binary, plain or gzipped."""
-    kaldiio = _kaldiio()
-    with _open_archive(path) as fh:
-        entries = kaldiio.load_ark(fh)
-        while True:
-            try:
-                key, value = next(entries)
-            except StopIteration:
-                return
-            except Exception as exc:  # kaldiio raises assertion, value and struct errors on bad input
-                raise UserError(f"{what} {path} is not a readable Kaldi archive ({_describe(exc)})") from None
-            yield key, _array(value, path, key, what)
+def read_script(path: Path, what: str) -> Iterator[tuple[str, str, np.ndarray]]:
+    """(key, where, array) of every line of a Kaldi script file ("key rxfilename[:offset][range]").
 
-
-def _describe(exc: Exception) -> str:
-    """The first line of an exception's message, control characters escaped (bad bytes quoted from a file)."""
-    lines = str(exc).strip().splitlines()
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in lines[0]) if lines else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _array(value, path: Path, key: str, what: str) -> np.ndarray:
-    if isinstance(value, tuple) or not isinstance(value, np.ndarray):
-        raise UserError(f"{what} {path}: entry {key} is not a matrix or vector (audio?)")
-    return value
-
-
-def read_script(path: Path, what: str) -> Iterator[tuple[str, np.ndarray]]:
-    """(key, array) of every line of a Kaldi script file ("key rxfilename[:offset][range]").
-
-    A relative file name is found as Kaldi's tools find it, from the current folder, and else
-    from the script's folder and the folders above it (a data dir's scp files name the
-    archives relative to the recipe folder)."""
-    kaldiio = _kaldiio()
-    fds: dict = {}
+    Each entry is resolved to a file, an offset and a range here and the file is opened
+    directly (kaldi_io): nothing in a script file reaches a shell. A relative file name is found
+    as Kaldi's tools find it, from the current folder, and else from the script's folder and the
+    folders above it (a data dir's scp files name the archives relative to the recipe folder)."""
+    files = kaldi_io.ObjectFiles()
     try:
         for n, line in enumerate(_lines(path), 1):
-            parts = line.split(maxsplit=1)
-            if len(parts) != 2:
-                raise UserError(f"{path}, line {n}: expected 'key rxfilename', found {line[:60]!r}")
-            key, spec = parts[0], parts[1].strip()
-            if spec.startswith("|") or spec.endswith("|"):
-                raise UserError(
-                    f"{path}, line {n}: {key} is read through a command ({spec[:60]!r}); asr-init runs no commands "
-                    "from its input: write the data to an archive (e.g. copy-feats scp:IN ark,scp:OUT.ark,OUT.scp)"
-                )
-            m = _SPEC.match(spec)
-            file = _locate(m.group("path"), path, n)
-            offset, span = m.group("offset") or "", m.group("range") or ""
+            file = None
             try:
-                if offset:
-                    value = kaldiio.load_mat(f"{file}{offset}{span}", fd_dict=fds)
-                else:
-                    value = kaldiio.load_mat(f"{file}{span}")
-            except Exception as exc:
-                raise UserError(f"{path}, line {n}: cannot read {key} from {spec} ({_describe(exc)})") from None
-            yield key, _array(value, path, key, what)
+                key, name, offset, span = kaldi_io.parse_script_line(line)
+                file = _locate(name, path, n)
+                value = files.read(file, offset)
+                value = kaldi_io.apply_range(value, span) if span else value
+            except kaldi_io.KaldiFormatError as exc:
+                raise UserError(f"{path}, line {n}: cannot read {what} ({exc})") from None
+            except OSError as exc:
+                raise UserError(f"{path}, line {n}: cannot read {file or line} ({exc.strerror or exc})") from None
+            yield key, f"{path}, line {n}", value
     finally:
-        for fh in fds.values():
-            fh.close()
+        files.close()
 
 
 def _locate(name: str, script: Path, line: int) -> Path:
@@ -190,8 +145,8 @@ def _lines(path: Path) -> list[str]:
     return [ln for ln in text.splitlines() if ln.strip()]
 
 
-def read_table(spec: str, what: str) -> Iterator[tuple[str, np.ndarray]]:
-    """Entries of an archive or script file given as a path or rspecifier."""
+def read_table(spec: str, what: str) -> Iterator[tuple[str, str, np.ndarray]]:
+    """(key, where, array) of an archive or script file given as a path or rspecifier."""
     kind, path = parse_rspecifier(spec, what)
     return read_script(path, what) if kind == "scp" else read_archive(path, what)
 
@@ -200,24 +155,28 @@ def read_utt2spk(data_dir: Path) -> dict[str, str]:
     path = data_dir / "utt2spk"
     if not path.is_file():
         raise UserError(f"Kaldi data dir {data_dir} has no utt2spk (utils/fix_data_dir.sh writes one)")
-    out = {}
+    rows = []
     for n, line in enumerate(_lines(path), 1):
         parts = line.split()
         if len(parts) != 2:
             raise UserError(f"{path}, line {n}: expected 'utterance speaker', found {line[:60]!r}")
-        out[parts[0]] = parts[1]
-    return out
+        rows.append((parts[0], f"{path}, line {n}", parts[1]))
+    return unique(rows, "utterance")
 
 
 def read_phone_symbols(path: Path) -> dict[int, str]:
-    """Kaldi's lang/phones.txt ("symbol id" per line) as id -> symbol."""
-    out = {}
+    """Kaldi's lang/phones.txt ("symbol id" per line) as id -> symbol; ids are below MAX_PHONES
+    and neither an id nor a symbol may be given twice."""
+    rows = []
     for n, line in enumerate(_lines(path), 1):
         parts = line.split()
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+        if len(parts) != 2 or not parts[1].isdigit():
             raise UserError(f"{path}, line {n}: expected 'symbol id' as in Kaldi's phones.txt, found {line[:60]!r}")
-        out[int(parts[1])] = parts[0]
-    return out
+        if int(parts[1]) >= MAX_PHONES:
+            raise UserError(f"{path}, line {n}: phone id {parts[1]} is not below {MAX_PHONES:,}, the most read")
+        rows.append((int(parts[1]), f"{path}, line {n}", parts[0]))
+    unique(((symbol, where, i) for i, where, symbol in rows), "phone symbol")
+    return unique(rows, "phone id")
 
 
 @dataclass
@@ -229,28 +188,43 @@ class Alignments:
     source: dict[str, str]  # utterance -> the file it came from
 
     @classmethod
-    def read(cls, kind: str, specs: list[str]) -> Alignments:
+    def read(cls, kind: str, specs: list[str], keep: set[str]) -> Alignments:
+        """The alignments of the utterances in `keep` (those of the data dirs) from every
+        file of `specs`; the others are read past, not kept, so memory follows the data dirs."""
         what = "pdf alignments" if kind == "pdfs" else "phone alignments"
         by_utt: dict[str, np.ndarray] = {}
         source: dict[str, str] = {}
         for spec in specs:
-            for key, ali in read_table(spec, what):
+            seen: dict[str, str] = {}
+            for key, where, ali in read_table(spec, what):
+                if key in seen:
+                    raise UserError(f"utterance {key} is given twice, at {seen[key]} and at {where}; give it once")
+                seen[key] = where
+                if key not in keep:
+                    continue
                 if ali.ndim != 1 or not np.issubdtype(ali.dtype, np.integer):
                     raise UserError(
-                        f"{what} {spec}: entry {key} is not a vector of integers ({ali.dtype}, shape {ali.shape}); "
+                        f"{what} {where}: entry {key} is not a vector of integers ({ali.dtype}, shape {ali.shape}); "
                         "give ali-to-pdf / ali-to-phones --per-frame output"
                     )
                 if key in by_utt and not np.array_equal(by_utt[key], ali):
-                    raise UserError(f"utterance {key} has different {what} in {source[key]} and {spec}")
+                    raise UserError(f"utterance {key} has different {what} in {source[key]} and {where}")
                 if len(ali) and ali.min() < 0:
-                    raise UserError(f"{what} {spec}: utterance {key} has a negative id {int(ali.min())}")
-                by_utt[key], source[key] = ali.astype(np.int32), spec
+                    raise UserError(f"{what} {where}: utterance {key} has a negative id {int(ali.min())}")
+                by_utt[key], source[key] = ali.astype(np.int32), where
         if not by_utt:
-            raise UserError(f"{what} {', '.join(specs)} hold no utterances")
+            raise UserError(
+                f"{what} {', '.join(specs)} hold no utterance that the data dirs' feats.scp list; the alignments "
+                "must be keyed by the same utterance ids"
+            )
         return cls(kind, by_utt, source)
 
     def max_id(self) -> int:
-        return max(int(a.max()) for a in self.by_utt.values() if len(a))
+        return max((int(a.max()) for a in self.by_utt.values() if len(a)), default=0)
+
+    def utt_with(self, target: int) -> str:
+        """The first utterance whose alignment holds id `target`."""
+        return next(u for u, a in self.by_utt.items() if len(a) and (a == target).any())
 
 
 # ---------------------------------------------------------------------------- data dirs
@@ -283,11 +257,14 @@ class DataDir:
                 "use --no-cmvn for features that need none"
             )
         if cmvn or (cmvn is None and has_cmvn):
-            stats = {}
-            for key, s in read_script(path / "cmvn.scp", "CMVN stats"):
-                if s.ndim != 2 or s.shape[0] not in (1, 2):
-                    raise UserError(f"{path / 'cmvn.scp'}: {key} holds a {s.shape} matrix, not CMVN stats (2, dim + 1)")
-                stats[key] = s.astype(np.float64)
+            rows = []
+            for key, where, s in read_script(path / "cmvn.scp", "CMVN stats"):
+                if s.ndim != 2 or s.shape[0] not in (1, 2) or s.shape[1] < 2:
+                    raise UserError(f"{where}: {key} holds a {s.shape} matrix, not CMVN stats (2, dim + 1)")
+                if not np.isfinite(s).all():
+                    raise UserError(f"{where}: the CMVN stats of {key} hold NaN or infinite values; recompute them")
+                rows.append((key, where, s.astype(np.float64)))
+            stats = unique(rows, "speaker")
         shift = DEFAULT_FRAME_SHIFT
         if (path / "frame_shift").is_file():
             try:
@@ -296,11 +273,20 @@ class DataDir:
                 raise UserError(f"{path / 'frame_shift'} does not hold a frame shift in seconds") from None
         return cls(path, split, read_utt2spk(path), stats, shift)
 
-    def utterances(self) -> Iterator[tuple[str, np.ndarray]]:
+    def utterances(self) -> Iterator[tuple[str, str, np.ndarray]]:
+        """(utterance, where, features) of every line of feats.scp, read one at a time."""
         return read_script(self.path / "feats.scp", "features")
 
-    def count(self) -> int:
-        return len(_lines(self.path / "feats.scp"))
+    def utterance_ids(self) -> list[str]:
+        """The utterances feats.scp lists (nothing is read); one listed twice is an error."""
+        path = self.path / "feats.scp"
+        rows = []
+        for n, line in enumerate(_lines(path), 1):
+            try:
+                rows.append((kaldi_io.parse_script_line(line)[0], f"{path}, line {n}", None))
+            except kaldi_io.KaldiFormatError as exc:
+                raise UserError(f"{path}, line {n}: {exc}") from None
+        return list(unique(rows, "utterance"))
 
     def apply_cmvn(self, utt: str, speaker: str, feats: np.ndarray, norm_vars: bool) -> np.ndarray:
         """apply-cmvn on one utterance: the speaker's stats (or the utterance's, for per-utterance stats)."""
@@ -359,8 +345,11 @@ def import_kaldi(data_dir: Path, out_dir: Path, config: KaldiImportConfig, force
     if _already_imported(out_dir, settings, force):
         return read_json(out_dir / "summary.json")
     dirs, cmvn_opts = _open_data_dirs(data_dir, config)
+    listed = {utt for d in dirs for utt in d.utterance_ids()}
     alignments = [
-        Alignments.read(kind, specs) for kind, specs in (("pdfs", config.ali), ("phones", config.phone_ali)) if specs
+        Alignments.read(kind, specs, listed)
+        for kind, specs in (("pdfs", config.ali), ("phones", config.phone_ali))
+        if specs
     ]
     labels = {a.kind: _inventory(a, config) for a in alignments}
     dev_speakers = (
@@ -434,9 +423,8 @@ def _scp_archives(script: Path) -> set[Path]:
     """The files a script file names (those that exist; a missing one is reported when read)."""
     names = set()
     for line in _lines(script):
-        parts = line.split(maxsplit=1)
-        if len(parts) == 2 and not parts[1].strip().endswith("|"):
-            names.add(_SPEC.match(parts[1].strip()).group("path"))
+        with contextlib.suppress(kaldi_io.KaldiFormatError):  # a bad line is reported when it is read
+            names.add(kaldi_io.parse_script_line(line)[1])
     found = set()
     for name in names:
         with contextlib.suppress(UserError):
@@ -496,15 +484,15 @@ class _Importer:
         self.writer, self.alignments, self.labels, self.config = writer, alignments, labels, config
         self.stats = _Moments()  # over the train split's frames
         self.skipped: list[str] = []
-        self.seen: dict[str, Path] = {}
+        self.seen: dict[str, str] = {}
         self.dim: int | None = None
 
     def add_data_dir(self, d: DataDir, dev_speakers: set[str]) -> None:
         with progress_bar() as bar:
-            task = bar.add_task(f"importing {d.path.name}", total=d.count(), unit="utt")
-            for utt, feats in d.utterances():
+            task = bar.add_task(f"importing {d.path.name}", total=len(d.utterance_ids()), unit="utt")
+            for utt, where, feats in d.utterances():
                 bar.advance(task)
-                speaker = self._check(d, utt, feats)
+                speaker = self._check(d, utt, where, feats)
                 targets = _targets(utt, len(feats), self.alignments, d.path, self.config)
                 if targets is None:
                     self.skipped.append(utt)
@@ -516,15 +504,19 @@ class _Importer:
                 if split == "train":
                     self.stats.add(x)
 
-    def _check(self, d: DataDir, utt: str, feats: np.ndarray) -> str:
-        """The utterance's speaker, after checking it is new, a feature matrix of the common dimension, in utt2spk."""
+    def _check(self, d: DataDir, utt: str, where: str, feats: np.ndarray) -> str:
+        """The utterance's speaker, after checking it is new, a finite feature matrix of the
+        common dimension, in utt2spk."""
         if utt in self.seen:
             raise UserError(
-                f"utterance {utt} is in both {self.seen[utt]} and {d.path}; splits must not share utterances"
+                f"utterance {utt} is given twice, at {self.seen[utt]} and at {where}; splits must not share utterances"
             )
-        self.seen[utt] = d.path
+        self.seen[utt] = where
         if feats.ndim != 2 or not len(feats):
-            raise UserError(f"{d.path / 'feats.scp'}: {utt} is not a (frames, dim) feature matrix")
+            raise UserError(f"{where}: {utt} is not a (frames, dim) feature matrix")
+        if not np.isfinite(feats).all():
+            row = int(np.flatnonzero(~np.isfinite(feats).all(1))[0])
+            raise UserError(f"{where}: the features of {utt} hold NaN or infinite values (first in frame {row})")
         if self.dim is None:
             self.dim = feats.shape[1]
         elif feats.shape[1] != self.dim:
@@ -547,6 +539,18 @@ def _inventory(ali: Alignments, config: KaldiImportConfig) -> list[str]:
     """The class labels of one target kind: pdf ids 0..N-1, or the phone symbols of lang/phones.txt."""
     top = ali.max_id()
     if ali.kind == "pdfs":
+        if top >= MAX_PDFS:
+            raise UserError(
+                f"utterance {ali.utt_with(top)} in {ali.source[ali.utt_with(top)]} has pdf id {top:,}; asr-init "
+                f"reads pdf ids below {MAX_PDFS:,} (are these transition ids? convert them with ali-to-pdf first)"
+            )
+        distinct = len(np.unique(np.concatenate(list(ali.by_utt.values()))))
+        if config.num_pdfs is None and top + 1 > 2 * distinct + 100:
+            raise UserError(
+                f"pdf ids run up to {top:,} (utterance {ali.utt_with(top)} in {ali.source[ali.utt_with(top)]}) but "
+                f"only {distinct:,} distinct ids occur; give the tree's number of pdfs with --num-pdfs (hmm-info "
+                "final.mdl prints it), or check that these are pdf ids (ali-to-pdf), not transition ids"
+            )
         if config.num_pdfs is None:
             console.print(
                 f"[yellow]note: {top + 1} pdfs, from the highest pdf id in the alignments; give --num-pdfs (hmm-info "
@@ -555,14 +559,17 @@ def _inventory(ali: Alignments, config: KaldiImportConfig) -> list[str]:
             )
             return [str(i) for i in range(top + 1)]
         if top >= config.num_pdfs:
-            utt = next(u for u, a in ali.by_utt.items() if len(a) and a.max() == top)
+            utt = ali.utt_with(top)
             raise UserError(
                 f"utterance {utt} in {ali.source[utt]} has pdf id {top}, but --num-pdfs is {config.num_pdfs}; are "
                 "these transition ids? Convert Kaldi's ali.*.gz with ali-to-pdf final.mdl first"
             )
         return [str(i) for i in range(config.num_pdfs)]
-    if top >= 2**15:
-        raise UserError(f"phone alignments hold phone id {top}; phone ids must be below 32768")
+    if top >= MAX_PHONES:
+        raise UserError(
+            f"utterance {ali.utt_with(top)} in {ali.source[ali.utt_with(top)]} has phone id {top:,}; phone ids must be "
+            f"below {MAX_PHONES:,}"
+        )
     if config.phones is None:
         return [str(i) for i in range(top + 1)]
     symbols = read_phone_symbols(Path(config.phones))

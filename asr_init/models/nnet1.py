@@ -44,6 +44,7 @@ import torch
 
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline
+from asr_init.kaldi_io import KaldiFormatError, Reader
 
 # Markers asr-init reads and writes, by their lower-case form (Kaldi matches them case-blind).
 MARKERS = {m.lower(): m for m in ("AffineTransform", "Sigmoid", "Tanh", "Softmax", "Splice", "AddShift", "Rescale")}
@@ -191,135 +192,7 @@ class _TextWriter:
 # ---------------------------------------------------------------------------- reading
 
 
-class _Malformed(Exception):
-    """A format error inside the reader; read_nnet turns it into a UserError naming the file."""
-
-
-class _Reader:
-    """Kaldi's token / basic-type / matrix reading over the bytes of one file."""
-
-    def __init__(self, data: bytes):
-        self.binary = data[:2] == b"\0B"
-        self.data = data
-        self.pos = 2 if self.binary else 0
-
-    def _skip_space(self) -> None:
-        while self.pos < len(self.data) and self.data[self.pos : self.pos + 1].isspace():
-            self.pos += 1
-
-    def at_end(self) -> bool:
-        self._skip_space()
-        return self.pos >= len(self.data)
-
-    def token(self) -> str:
-        self._skip_space()  # Kaldi's ReadToken reads with operator>>, which skips white space
-        start = self.pos
-        while self.pos < len(self.data) and not self.data[self.pos : self.pos + 1].isspace():
-            self.pos += 1
-        if self.pos == start:
-            raise _Malformed("unexpected end of file")
-        text = self.data[start : self.pos].decode("latin-1")
-        self.pos += 1  # the one space after a token
-        return text
-
-    def peek_token(self) -> str | None:
-        pos = self.pos
-        try:
-            return None if self.at_end() else self.token()
-        finally:
-            self.pos = pos
-
-    def _take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise _Malformed("unexpected end of file")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def int(self) -> int:
-        if not self.binary:
-            return _parse(int, self.token(), "an integer")
-        size = self._take(1)
-        if size != b"\x04":
-            raise _Malformed(f"expected a 32-bit integer at byte {self.pos - 1}, found size byte {size!r}")
-        return struct.unpack("<i", self._take(4))[0]
-
-    def float(self) -> float:
-        if not self.binary:
-            return _parse(float, self.token(), "a number")
-        size = self._take(1)
-        if size == b"\x04":
-            return struct.unpack("<f", self._take(4))[0]
-        if size == b"\x08":
-            return struct.unpack("<d", self._take(8))[0]
-        raise _Malformed(f"expected a float at byte {self.pos - 1}, found size byte {size!r}")
-
-    def _bracketed(self) -> str:
-        """Text between the next "[" and its "]"."""
-        self._skip_space()
-        if self.data[self.pos : self.pos + 1] != b"[":
-            raise _Malformed(f"expected '[' at byte {self.pos}")
-        end = self.data.find(b"]", self.pos)
-        if end < 0:
-            raise _Malformed("a '[' without its ']'")
-        body = self.data[self.pos + 1 : end].decode("latin-1")
-        self.pos = end + 1
-        return body
-
-    def matrix(self) -> np.ndarray:
-        if not self.binary:
-            body = self._bracketed()
-            rows = [line.split() for line in body.splitlines() if line.split()]
-            if len({len(r) for r in rows}) > 1:
-                raise _Malformed("a matrix whose rows differ in length")
-            return _floats(rows).reshape(len(rows), len(rows[0]) if rows else 0)
-        kind = self.token()
-        if kind not in ("FM", "DM"):
-            raise _Malformed(
-                f"expected a matrix (FM or DM), found {kind!r}" + (" (compressed)" if kind[:2] == "CM" else "")
-            )
-        rows, cols = self.int(), self.int()
-        if rows < 0 or cols < 0:
-            raise _Malformed(f"a matrix of {rows} x {cols}")
-        dtype = "<f4" if kind == "FM" else "<f8"
-        width = np.dtype(dtype).itemsize
-        return np.frombuffer(self._take(rows * cols * width), dtype=dtype).reshape(rows, cols).astype(np.float32)
-
-    def vector(self) -> np.ndarray:
-        if not self.binary:
-            return _floats(self._bracketed().split())
-        kind = self.token()
-        if kind not in ("FV", "DV"):
-            raise _Malformed(f"expected a vector (FV or DV), found {kind!r}")
-        dim = self.int()
-        if dim < 0:
-            raise _Malformed(f"a vector of dimension {dim}")
-        dtype = "<f4" if kind == "FV" else "<f8"
-        return np.frombuffer(self._take(dim * np.dtype(dtype).itemsize), dtype=dtype).astype(np.float32)
-
-    def int_vector(self) -> np.ndarray:
-        if not self.binary:
-            return np.array([_parse(int, t, "an integer") for t in self._bracketed().split()], dtype=np.int32)
-        if self._take(1) != b"\x04":
-            raise _Malformed("expected a vector of 32-bit integers")
-        count = struct.unpack("<i", self._take(4))[0]
-        if count < 0:
-            raise _Malformed(f"an integer vector of {count} values")
-        return np.frombuffer(self._take(4 * count), dtype="<i4").astype(np.int32)
-
-
-def _floats(values) -> np.ndarray:
-    try:
-        return np.array(values, dtype=np.float32)
-    except ValueError as exc:
-        raise _Malformed(f"expected numbers ({exc})") from None
-
-
-def _parse(kind, text: str, what: str):
-    try:
-        return kind(text)
-    except ValueError:
-        raise _Malformed(f"expected {what}, found {text!r}") from None
+_Malformed = KaldiFormatError
 
 
 def read_nnet(path: Path) -> list[Component]:
@@ -330,7 +203,10 @@ def read_nnet(path: Path) -> list[Component]:
         data = path.read_bytes()
     except OSError as exc:
         raise UserError(f"cannot read Kaldi network {path} ({exc.strerror})") from None
-    reader = _Reader(data)
+    reader = Reader.of_bytes(data)
+    if reader.peek(2) == b"\0B":
+        reader.take(2)
+        reader.binary = True
     components: list[Component] = []
     try:
         while not reader.at_end():
@@ -347,7 +223,7 @@ def read_nnet(path: Path) -> list[Component]:
                     f"Kaldi network {path} has a {token} component, which asr-init cannot convert; it reads "
                     f"{', '.join(f'<{m}>' for m in MARKERS.values())}"
                 )
-            comp = Component(kind, reader.int(), reader.int())
+            comp = Component(kind, reader.int32(), reader.int32())
             _read_data(reader, comp)
             if reader.peek_token() == "<!EndOfComponent>":
                 reader.token()
@@ -376,14 +252,14 @@ def _refuse_non_finite(comp: Component, number: int, path: Path) -> None:
             )
 
 
-def _read_data(reader: _Reader, comp: Component) -> None:
+def _read_data(reader: Reader, comp: Component) -> None:
     p = comp.params
     if comp.kind == "AffineTransform":
         p |= {"learn_rate_coef": 1.0, "bias_learn_rate_coef": 1.0, "max_norm": 0.0}
         while reader.peek_token() in _AFFINE_COEFS:
             key = _AFFINE_COEFS[reader.token()]
             p[key] = reader.float()
-        p["linearity"], p["bias"] = reader.matrix(), reader.vector()
+        p["linearity"], p["bias"] = reader.matrix((comp.output_dim, comp.input_dim)), reader.vector()
         if p["linearity"].shape != (comp.output_dim, comp.input_dim) or p["bias"].shape != (comp.output_dim,):
             raise _Malformed(
                 f"<AffineTransform> {comp.output_dim} {comp.input_dim} holds a {p['linearity'].shape} matrix "
@@ -606,13 +482,16 @@ def load_kaldi_network(path: Path, feature_transform: str | Path | None = None) 
     path = Path(path)
     hidden, act, output = network_layers(read_nnet(path), path)
     ft = find_feature_transform(path, feature_transform)
-    pipeline, shift, scale = pipeline_from_transform(read_nnet(ft), ft)
+    transform = read_nnet(ft)
     first_in = (hidden[0] if hidden else output)[0].shape[1]
-    if first_in != pipeline.dim:
+    # The dimensions a transform declares need no data behind them (<Splice> 50000000 ...):
+    # they are compared with the network's, which its weights back, before any array is made.
+    if transform[-1].output_dim != first_in:
         raise UserError(
-            f"Kaldi network {path} takes {first_in} inputs but feature transform {ft} gives {pipeline.dim}; "
-            "give the feature transform the network was trained with"
+            f"Kaldi network {path} takes {first_in} inputs but feature transform {ft} gives "
+            f"{transform[-1].output_dim}; give the feature transform the network was trained with"
         )
+    pipeline, shift, scale = pipeline_from_transform(transform, ft)
     n = 2 * pipeline.splice + 1
     folded = not (_tiled(shift, n) and _tiled(scale, n))  # a transform asr-init wrote is tiled: nothing to fold
     if folded and not hidden:

@@ -219,7 +219,7 @@ def _absolute_missing_archive(root, ref):
 
 def _wrong_keys(root, ref):
     kaldiio.save_ark(str(root / "pdf.ark"), {f"other-{u}": a for u, a in ref["pdfs"].items()})
-    return ["--ali", str(root / "pdf.ark")], "has an alignment in"
+    return ["--ali", str(root / "pdf.ark")], "keyed by the same utterance ids"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,405 @@
+"""Kaldi's archives, script files and network files, read without a shell or a trusted size.
+
+Kaldi's tools read a script-file entry "key rxfilename" through a shell when the name ends in
+"|", and kaldiio also opens names that merely contain one ("x; cmd |:8") and unpickles
+entries marked "PKL". asr-init reads them itself:
+
+- a script-file entry is resolved here to a plain file, a byte offset and a row/column range,
+  and the file is opened directly; an entry read through a command ("cmd |", "| cmd", "-") is
+  refused with a message that says how to write it to an archive;
+- only Kaldi's numeric types are read: matrices and vectors (FM, FV, DM, DV, the compressed
+  CM, CM2, CM3, and their text forms) and integer vectors; a file holding anything else is an
+  error, so no file can run code when it is read;
+- every count written in a file (rows, columns, a vector's length) is compared with the bytes
+  left in the file before anything is allocated; in a gzipped archive, whose length is not
+  known until it is read, with MAX_STREAM_OBJECT; an integer vector (an alignment) with more
+  than MAX_FRAMES entries is refused wherever it is.
+
+Compressed matrices are expanded with kaldiio's own header classes (kaldiio.compression_header),
+on bytes whose size was checked first.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+import struct
+import warnings
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+MAX_TOKEN = 4096  # bytes in a key or a token
+MAX_FRAMES = 1 << 22  # entries of one integer vector: 4,194,304 frames, 11.6 hours at 10 ms
+MAX_STREAM_OBJECT = 1 << 30  # bytes of one object in a gzipped archive
+_TEXT_INT_BYTES = 12  # the longest int32 written as text, with its separator
+_MATRIX_TYPES = {"FM": "<f4", "DM": "<f8", "FV": "<f4", "DV": "<f8"}
+_SCP = re.compile(r"^(?P<path>.+?)(?::(?P<offset>\d+))?(?:\[(?P<range>[0-9:,\s]*)\])?$")
+
+
+class KaldiFormatError(ValueError):
+    """A malformed Kaldi object; the caller names the file it came from."""
+
+
+class Reader:
+    """Kaldi's tokens and basic types read forward from a binary file object.
+
+    `size` is the number of bytes in the stream (None: not known, as for a gzip stream); every
+    count read from the stream is checked against the bytes left before it is used. Bytes
+    looked at ahead are kept here, so that any file object (gzip's too) can be read."""
+
+    def __init__(self, fh, size: int | None, pos: int = 0):
+        self.fh, self.size, self.binary = fh, size, False
+        self._ahead = b""
+        self._pos = pos  # where the stream is, in bytes
+
+    @classmethod
+    def of_bytes(cls, data: bytes) -> Reader:
+        return cls(io.BytesIO(data), len(data))
+
+    def room(self) -> int:
+        """The most bytes the next object may take."""
+        return MAX_STREAM_OBJECT if self.size is None else self.size - self._pos
+
+    def peek(self, n: int = 1) -> bytes:
+        """The next `n` bytes (fewer at the end of the stream), not consumed."""
+        while len(self._ahead) < n:
+            more = self.fh.read(max(n - len(self._ahead), 1 << 16))
+            if not more:
+                break
+            self._ahead += more
+        return self._ahead[:n]
+
+    def _consume(self, n: int) -> bytes:
+        self.peek(n)
+        out, self._ahead = self._ahead[:n], self._ahead[n:]
+        self._pos += len(out)
+        return out
+
+    def take(self, n: int, what: str = "an object") -> bytes:
+        if n < 0 or n > self.room():
+            where = "the stream allows" if self.size is None else "are left in the file"
+            raise KaldiFormatError(f"{what} of {n:,} bytes, but {self.room():,} bytes {where}")
+        if len(self._ahead) >= n:
+            return self._consume(n)
+        head = self._consume(len(self._ahead))
+        data = head + self.fh.read(n - len(head))
+        self._pos += len(data) - len(head)
+        if len(data) < n:
+            raise KaldiFormatError(f"unexpected end of file in {what}")
+        return data
+
+    def skip_space(self) -> None:
+        while True:
+            c = self.peek(1)
+            if not c or not c.isspace():
+                return
+            self._consume(1)
+
+    def at_end(self) -> bool:
+        self.skip_space()
+        return not self.peek(1)
+
+    def token(self) -> str:
+        """A token: the bytes up to the next white space, which is consumed (Kaldi's ReadToken)."""
+        text = self.peek_token()
+        if text is None:
+            raise KaldiFormatError("unexpected end of file")
+        self._consume(len(text.encode("latin-1")) + 1)
+        return text
+
+    def peek_token(self) -> str | None:
+        """The next token without consuming it (None at the end of the stream)."""
+        self.skip_space()
+        head = self.peek(MAX_TOKEN + 1)
+        if not head:
+            return None
+        text = head.split(None, 1)[0]
+        if len(text) > MAX_TOKEN:
+            raise KaldiFormatError(f"a token longer than {MAX_TOKEN} bytes (not a Kaldi file?)")
+        return text.decode("latin-1")
+
+    # --- basic types ----------------------------------------------------------------------
+
+    def int32(self) -> int:
+        if not self.binary:
+            return _parse(int, self.token(), "an integer")
+        if self.take(1) != b"\x04":
+            raise KaldiFormatError("expected a 32-bit integer")
+        return struct.unpack("<i", self.take(4))[0]
+
+    def float(self) -> float:
+        if not self.binary:
+            return _parse(float, self.token(), "a number")
+        size = self.take(1)
+        if size not in (b"\x04", b"\x08"):
+            raise KaldiFormatError(f"expected a float, found size byte {size!r}")
+        return struct.unpack("<f" if size == b"\x04" else "<d", self.take(ord(size)))[0]
+
+    def count(self, what: str, width: int) -> int:
+        """A length or dimension from the file, checked against the bytes left for `width` bytes each."""
+        n = self.int32()
+        if n < 0 or n * width > self.room():
+            raise KaldiFormatError(f"{what} of {n:,}, more than the {self.room():,} bytes left can hold")
+        return n
+
+    # --- vectors and matrices -------------------------------------------------------------
+
+    def matrix(self, shape: tuple[int, int] | None = None, kind: str | None = None) -> np.ndarray:
+        """A float matrix as float32 (rows, cols); `shape`, where known, is checked before
+        reading; `kind` is the binary type token where the caller has read it."""
+        if not self.binary:
+            return _text_matrix(self._bracketed(), shape)
+        kind = kind or self.token()
+        if kind in ("CM", "CM2", "CM3"):
+            out = self._compressed(kind)
+        elif kind in ("FM", "DM"):
+            width = np.dtype(_MATRIX_TYPES[kind]).itemsize
+            rows = self.count("a matrix's row count", 0)
+            cols = self.count("a matrix's column count", 0)
+            if shape is not None and (rows, cols) != tuple(shape):
+                raise KaldiFormatError(f"a {rows} x {cols} matrix where {shape[0]} x {shape[1]} is expected")
+            data = self.take(rows * cols * width, f"a {rows:,} x {cols:,} matrix")
+            out = np.frombuffer(data, _MATRIX_TYPES[kind]).reshape(rows, cols).astype(np.float32)
+        else:
+            raise KaldiFormatError(f"expected a matrix (FM, DM, CM, CM2, CM3), found {kind[:20]!r}")
+        if shape is not None and out.shape != tuple(shape):
+            raise KaldiFormatError(f"a {out.shape} matrix where {tuple(shape)} is expected")
+        return out
+
+    def vector(self, kind: str | None = None) -> np.ndarray:
+        if not self.binary:
+            return _text_numbers(self._bracketed(), np.float32)
+        kind = kind or self.token()
+        if kind not in ("FV", "DV"):
+            raise KaldiFormatError(f"expected a vector (FV or DV), found {kind[:20]!r}")
+        width = np.dtype(_MATRIX_TYPES[kind]).itemsize
+        dim = self.count("a vector's dimension", width)
+        return np.frombuffer(self.take(dim * width), _MATRIX_TYPES[kind]).astype(np.float32)
+
+    def int_vector(self) -> np.ndarray:
+        """An integer vector as nnet1 components write it (WriteIntegerVector: raw int32s)."""
+        if not self.binary:
+            return _text_numbers(self._bracketed(), np.int64).astype(np.int32)
+        if self.take(1) != b"\x04":
+            raise KaldiFormatError("expected a vector of 32-bit integers")
+        n = struct.unpack("<i", self.take(4))[0]
+        if n < 0 or 4 * n > self.room():
+            raise KaldiFormatError(f"an integer vector of {n:,} values, more than the bytes left can hold")
+        return np.frombuffer(self.take(4 * n), "<i4").astype(np.int32)
+
+    def _compressed(self, kind: str) -> np.ndarray:
+        from kaldiio.compression_header import GlobalHeader, PerColHeader
+
+        lo, span, rows, cols = struct.unpack("<ffii", self.take(16, "a compressed matrix header"))
+        if rows < 0 or cols < 0:
+            raise KaldiFormatError(f"a compressed matrix of {rows} x {cols}")
+        head = GlobalHeader(kind, lo, span, rows, cols)
+        if kind == "CM":  # per column: 4 uint16 percentiles, then one byte per value, column-major
+            cols_header = PerColHeader.read(io.BytesIO(self.take(8 * cols, "a compressed matrix")), head)
+            data = np.frombuffer(self.take(rows * cols, f"a {rows:,} x {cols:,} compressed matrix"), "u1")
+            return cols_header.char_to_float(data.reshape(cols, rows)).T.astype(np.float32)
+        width = 2 if kind == "CM2" else 1
+        data = self.take(rows * cols * width, f"a {rows:,} x {cols:,} compressed matrix")
+        values = np.frombuffer(data, "<u2" if width == 2 else "u1").reshape(rows, cols)
+        return head.uint_to_float(values).astype(np.float32)
+
+    def _bracketed(self) -> bytes:
+        """The text between the next "[" and its "]", at most `room()` bytes."""
+        self.skip_space()
+        if self.take(1) != b"[":
+            raise KaldiFormatError("expected '['")
+        return self._until(b"]", "a bracketed matrix or vector", self.room())
+
+    def _until(self, stop: bytes, what: str, limit: int) -> bytes:
+        """The bytes up to `stop` (consumed, not returned; or to the end of the stream for a
+        line), at most `limit` bytes."""
+        scanned = 0
+        while True:
+            end = self._ahead.find(stop, scanned)
+            if end >= 0:
+                if end > limit:
+                    break
+                out = self._consume(end)
+                self._consume(1)
+                return out
+            scanned = len(self._ahead)
+            if scanned > limit:
+                break
+            if len(self.peek(scanned + 1)) <= scanned:  # the end of the stream
+                if stop == b"\n":
+                    return self._consume(scanned)
+                raise KaldiFormatError(f"{what} without its {stop.decode()!r}")
+        raise KaldiFormatError(f"{what} longer than the {limit:,} bytes allowed")
+
+    # --- archive and script-file objects ----------------------------------------------
+
+    def kaldi_object(self) -> np.ndarray:
+        """One object of an archive or script file: a matrix, a vector or an integer vector,
+        binary ("\\0B" first) or text."""
+        if self.peek(2) == b"\0B":
+            self.take(2)
+            self.binary = True
+            if self.peek(1) == b"\x04":  # an integer vector, as Kaldi's int32 vector holder writes it
+                return self._holder_int_vector()
+            kind = self.token()
+            return self.vector(kind) if kind in ("FV", "DV") else self.matrix(kind=kind)
+        self.binary = False
+        while self.peek(1) in (b" ", b"\t"):
+            self._consume(1)
+        if self.peek(1) == b"[":
+            body = self._bracketed()
+            if self.peek(1) == b"\n":
+                self._consume(1)
+            if b"\n" in body.strip():
+                return _text_matrix(body, None)
+            if re.fullmatch(rb"[\s0-9+-]*", body):  # an integer vector, as kaldiio writes one
+                return _text_numbers(body, np.int64).astype(np.int32)
+            return _text_numbers(body, np.float32)
+        line = self._until(b"\n", "a text line", min(self.room(), MAX_FRAMES * _TEXT_INT_BYTES))
+        return _text_numbers(line, np.int64, MAX_FRAMES).astype(np.int32)
+
+    def _holder_int_vector(self) -> np.ndarray:
+        n = self.int32()
+        if n < 0 or n > MAX_FRAMES:
+            raise KaldiFormatError(f"an integer vector of {n:,} entries (at most {MAX_FRAMES:,} are read)")
+        data = np.frombuffer(self.take(5 * n, f"an integer vector of {n:,} entries"), [("size", "u1"), ("v", "<i4")])
+        if n and (data["size"] != 4).any():
+            raise KaldiFormatError("an integer vector whose entries are not 32-bit integers")
+        return data["v"].astype(np.int32)
+
+
+def _parse(kind, text: str, what: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise KaldiFormatError(f"expected {what}, found {text[:40]!r}") from None
+
+
+def _text_numbers(body: bytes, dtype, limit: int | None = None) -> np.ndarray:
+    """White-space separated numbers (C parsing: no Python object per number)."""
+    text = body.decode("latin-1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            values = np.fromstring(text, dtype=dtype, sep=" ") if text.strip() else np.zeros(0, dtype)
+        except (ValueError, DeprecationWarning):
+            raise KaldiFormatError(f"expected numbers, found {text.strip()[:40]!r}") from None
+    if limit is not None and len(values) > limit:
+        raise KaldiFormatError(f"a vector of {len(values):,} entries (at most {limit:,} are read)")
+    return values
+
+
+def _text_matrix(body: bytes, shape: tuple[int, int] | None) -> np.ndarray:
+    rows = [line for line in body.split(b"\n") if line.strip()]
+    values = _text_numbers(body, np.float32)
+    cols = len(rows[0].split()) if rows else 0
+    if len(values) != len(rows) * cols:
+        raise KaldiFormatError("a text matrix whose rows differ in length")
+    out = values.reshape(len(rows), cols)
+    if shape is not None and out.shape != tuple(shape):
+        raise KaldiFormatError(f"a {out.shape[0]} x {out.shape[1]} matrix where {shape[0]} x {shape[1]} is expected")
+    return out
+
+
+# ------------------------------------------------------------------------------ archives
+
+
+def open_stream(path: Path) -> tuple[io.IOBase, int | None]:
+    """A binary file object and its size in bytes; a .gz file is decompressed as it is read
+    (its size is then unknown: None)."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb"), None
+    fh = open(path, "rb", buffering=0)  # noqa: SIM115 - the caller closes it
+    return fh, os.fstat(fh.fileno()).st_size
+
+
+def read_archive(path: Path) -> Iterator[tuple[str, int, np.ndarray]]:
+    """(key, entry number from 1, object) of every entry of an archive, binary or text, plain
+    or gzipped; raises KaldiFormatError (with the entry number) on a malformed one."""
+    fh, size = open_stream(path)
+    with fh:
+        reader, n = Reader(fh, size), 0
+        try:
+            while not reader.at_end():
+                n += 1
+                key = reader.token()
+                yield key, n, reader.kaldi_object()
+        except KaldiFormatError as exc:
+            raise KaldiFormatError(f"entry {n}: {exc}") from None
+        except (OSError, EOFError, zlib.error) as exc:
+            if size is not None:
+                raise
+            raise KaldiFormatError(f"cannot decompress entry {n} ({exc}); is it a gzipped Kaldi archive?") from None
+
+
+def parse_script_line(line: str) -> tuple[str, str, int | None, str | None]:
+    """(key, file, byte offset or None, range or None) of a script-file line "key rxfilename";
+    a command ("cmd |", "| cmd") or standard input ("-") is a KaldiFormatError."""
+    parts = line.split(maxsplit=1)
+    if len(parts) != 2:
+        raise KaldiFormatError(f"expected 'key rxfilename', found {line[:60]!r}")
+    key, spec = parts[0], parts[1].strip()
+    m = _SCP.match(spec)
+    name = m.group("path").strip() if m else spec
+    if spec.endswith("|") or name.startswith("|") or name.endswith("|") or name == "-":
+        raise KaldiFormatError(
+            f"{key} is read through a command or standard input ({spec[:60]!r}); asr-init runs no commands from "
+            "its input: write the data to an archive first (e.g. copy-feats scp:IN ark,scp:OUT.ark,OUT.scp)"
+        )
+    offset = int(m.group("offset")) if m.group("offset") else None
+    return key, name, offset, m.group("range")
+
+
+def apply_range(value: np.ndarray, spec: str) -> np.ndarray:
+    """Kaldi's "[r1:r2]" / "[r1:r2,c1:c2]" selection (inclusive ends; an empty part is all)."""
+    parts = [p.strip() for p in spec.split(",")]
+    if len(parts) > value.ndim:
+        raise KaldiFormatError(f"range [{spec}] has more parts than the object has dimensions")
+    index = []
+    for part, length in zip(parts, value.shape):
+        if not part:
+            index.append(slice(None))
+            continue
+        lo, _, hi = part.partition(":")
+        a, b = _parse(int, lo, "a range start"), _parse(int, hi, "a range end") if hi else None
+        b = a if b is None else b
+        if not 0 <= a <= b < length:
+            raise KaldiFormatError(f"range [{spec}] lies outside the object's {length} rows or columns")
+        index.append(slice(a, b + 1))
+    return value[tuple(index)]
+
+
+class ObjectFiles:
+    """Reads objects at byte offsets of files, keeping the most recent files open."""
+
+    def __init__(self, keep: int = 8):
+        self._open: OrderedDict[Path, tuple] = OrderedDict()
+        self.keep = keep
+
+    def read(self, path: Path, offset: int | None) -> np.ndarray:
+        if path not in self._open:
+            if len(self._open) >= self.keep:
+                self._open.popitem(last=False)[1][0].close()
+            fh, size = open_stream(path)
+            if size is None:
+                fh.close()
+                raise KaldiFormatError(f"{path} is gzipped; a script file must name plain archives")
+            self._open[path] = (fh, size)
+        self._open.move_to_end(path)
+        fh, size = self._open[path]
+        if offset is not None and offset > size:
+            raise KaldiFormatError(f"offset {offset:,} lies past the end of {path} ({size:,} bytes)")
+        fh.seek(offset or 0)
+        return Reader(fh, size, offset or 0).kaldi_object()
+
+    def close(self) -> None:
+        for fh, _ in self._open.values():
+            fh.close()
+        self._open.clear()
