@@ -162,39 +162,29 @@ def paired_throughput(
     }
 
 
-READ_EVERY = 200  # steps between reads of the device-side sums in the benches (as a report interval)
-
-
 def _cd1_step(rbm, batches, uniforms, batch: int, device: str, precision: str = "fp32"):
-    """A `step` for paired_throughput: CD-1 on the next batch of an endless iterator, as
-    pre-training runs it on `device`: on a CPU `cd_step` with its per-step read of the error
-    (the trainer's per-step finiteness check, one sum over the block, is left out); on a GPU
-    (and in bf16) the device-decided step (DeviceCD, replayed as a CUDA graph), its sums read
-    every READ_EVERY steps."""
+    """A `step` for paired_throughput: pre-training's own CD-1 step (ContrastiveDivergence) on
+    the next batch of an endless iterator, as `asr-init pretrain` runs it on `device`
+    (Strategy.for_device): read every step on a CPU; on a GPU replayed as a CUDA graph and
+    read every READ_EVERY steps."""
     import torch
 
-    from asr_init.models.cd_device import DeviceCD
-    from asr_init.training.loop import decides_on_device
+    from asr_init.models.rbm import ContrastiveDivergence
+    from asr_init.training.loop import Strategy
 
-    if not decides_on_device(torch.device(device)) and precision != "bf16":
-
-        def step() -> int:
-            x = next(batches)
-            float(rbm.cd_step(x, 0.01, 0.5, 2e-4, uniforms).error_sum)
-            return len(x)
-
-        return step
-    cd = DeviceCD(rbm, uniforms, 0.01, batch, l2=2e-4, bf16=precision == "bf16")
+    strategy = Strategy.for_device(torch.device(device))
+    cd = ContrastiveDivergence(rbm, uniforms, 0.01, batch, l2=2e-4, bf16=precision == "bf16",
+                               read_every=strategy.read_every, capture=strategy.capture)  # fmt: skip
     counter = itertools.count(1)
 
-    def device_step() -> int:
+    def step() -> int:
         x = next(batches)
         cd.step(x, 0.5)
-        if next(counter) % READ_EVERY == 0:
+        if next(counter) % strategy.read_every == 0:
             cd.read()
         return len(x)
 
-    return device_step
+    return step
 
 
 def _bench_rbm(n_visible: int, n_hidden: int, device: str):
@@ -410,49 +400,45 @@ def bench_finetune(
 
 
 def _finetune_step(model, opt, x, y, batch: int, device: str, precision: str):
-    """A `step` for paired_throughput: fine-tuning's own step (finetune.sgd_update) on the
-    next of 16 batches, as `asr-init finetune` runs it: on a CPU with its per-step reads of
-    the loss, correct count and gradient norms; on a GPU with those sums on the device, read
-    every READ_EVERY steps, and the step replayed as a CUDA graph."""
+    """A `step` for paired_throughput: fine-tuning's own step (sgd_update and the EpochSums it
+    adds to) on the next of 16 batches, as `asr-init finetune` runs it on `device`
+    (Strategy.for_device): read every step on a CPU; on a GPU replayed as a CUDA graph and
+    read every READ_EVERY steps."""
     import torch
 
-    from asr_init.cuda_graphs import capture_checked
-    from asr_init.training.finetune import DeviceSums, sgd_update
-    from asr_init.training.loop import decides_on_device
+    from asr_init.training.distributed import Dist
+    from asr_init.training.finetune import EpochSums, sgd_update
+    from asr_init.training.loop import Strategy
 
+    strategy = Strategy.for_device(torch.device(device))
     weights = [layer.weight for layer in model.hidden] + [model.output.weight]
-    counter = itertools.count()
-    if not decides_on_device(torch.device(device)):
-
-        def host_step() -> int:
-            i = next(counter) % 16
-            rows = slice(i * batch, (i + 1) * batch)
-            loss, correct, grad_sq = sgd_update(model, model, opt, x[rows], y[rows], precision, weights=weights)
-            float(loss), int(correct), [float(g) for g in grad_sq]  # the reads the host path makes
-            return batch
-
-        return host_step
-    sums = DeviceSums(len(weights), torch.device(device))
-    sx, sy, steps = x[:batch].clone(), y[:batch].clone(), itertools.count(1)
+    sums = EpochSums(grad_sq=[0.0] * len(weights))
+    sums.on(torch.device(device))
+    sx, sy, counter = x[:batch].clone(), y[:batch].clone(), itertools.count(1)
 
     def body() -> None:
         sums.add(*sgd_update(model, model, opt, sx, sy, precision, weights=weights), batch)
 
-    body()  # the optimiser's state exists before capture
-    params = list(model.parameters())
-    graph, status = capture_checked(body, params + [p.grad for p in params] + [sums.acc])
-    console.print(f"batch {batch}: CUDA graph {status}", highlight=False)
+    graph = None
+    if strategy.capture is not None:
+        body()  # the optimiser's state exists before capture
+        params = list(model.parameters())
+        graph = strategy.capture(body, params + [p.grad for p in params] + [sums.acc], "the fine-tuning step")
 
-    def device_step() -> int:
-        i = next(counter) % 16
-        sx.copy_(x[i * batch : (i + 1) * batch])
-        sy.copy_(y[i * batch : (i + 1) * batch])
-        graph.replay() if graph is not None else body()
-        if next(steps) % READ_EVERY == 0:
-            sums.read()
+    def step() -> int:
+        i = next(counter)
+        rows = slice((i % 16) * batch, (i % 16 + 1) * batch)
+        if graph is not None:
+            sx.copy_(x[rows])
+            sy.copy_(y[rows])
+            graph.replay()
+        else:
+            sums.add(*sgd_update(model, model, opt, x[rows], y[rows], precision, weights=weights), batch)
+        if i % strategy.read_every == 0:
+            sums.read(Dist())
         return batch
 
-    return device_step
+    return step
 
 
 def _distributed_worker(store: str, root: str, frames: int, hidden: int, batch_size: int) -> None:

@@ -62,14 +62,12 @@ def check_device(device: str) -> None:
         )
 
 
-def default(config: type, name: str) -> Any:
-    """The default of field `name` of the dataclass `config`: what a CLI option shows and
-    uses, read from the one place it is written."""
-    for f in dataclasses.fields(config):
-        if f.name == name:
-            if f.default is not dataclasses.MISSING:
-                return f.default
-            if f.default_factory is not dataclasses.MISSING:
-                return f.default_factory()
-            raise ValueError(f"{config.__name__}.{name} has no default")
-    raise ValueError(f"{config.__name__} has no field {name!r}")
+def option(default: Any, help: str, flag: str | None = None, **cli: Any) -> Any:
+    """A config field that is also a command-line option: its default, its help and (where
+    the field's name does not give it) its flag are written here, once; the CLI derives the
+    option from the field (cli.py). `cli` holds further typer settings: repeat=True for an
+    option given once per value (a list), path=True for an existing file."""
+    meta = {"help": help, "flag": flag, **cli}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)

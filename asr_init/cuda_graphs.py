@@ -34,15 +34,13 @@ def _restore(state: list[torch.Tensor], saved: list[torch.Tensor]) -> None:
             t.copy_(s)
 
 
-def capture_checked(
-    body: Callable[[], None], state: list[torch.Tensor], rtol: float = 1e-5, atol: float = 1e-6
-) -> tuple[torch.cuda.CUDAGraph | None, str]:
-    """Capture `body` (device work only, on static tensors) as a CUDA graph.
+def capture_checked(body: Callable[[], None], state: list[torch.Tensor], what: str, rtol: float = 1e-5,
+                    atol: float = 1e-6) -> torch.cuda.CUDAGraph | None:  # fmt: skip
+    """Capture `body` (device work only, on static tensors) as a CUDA graph, or None (with a
+    warning naming `what`) when capture fails or the replay does not match the eager body.
 
     `state` lists every tensor `body` changes (parameters, gradients, optimiser buffers,
-    sums). Returns (graph, what happened); graph is None when capture failed or the replay
-    did not match the eager body. `state` is left as it was either way.
-    """
+    sums); it is left as it was either way."""
     saved = _snapshot(state)
     main = torch.cuda.current_stream()
     try:
@@ -70,11 +68,17 @@ def capture_checked(
         torch.cuda.set_stream(main)
         torch.cuda.synchronize()
         _restore(state, saved)
-        return None, f"capture failed ({str(err).splitlines()[0]})"
+        return _eager(what, f"capture failed ({str(err).splitlines()[0]})")
     worst = _largest_difference(eager, replayed, rtol, atol)
     if worst is not None:
-        return None, f"the replay differed from the eager step by {worst:.3g}"
-    return graph, "captured"
+        return _eager(what, f"the replay differed from the eager step by {worst:.3g}")
+    return graph
+
+
+def _eager(what: str, why: str) -> None:
+    from asr_init.progress import console
+
+    console.print(f"[yellow]warning: CUDA graph of {what}: {why}; running it eagerly", highlight=False)
 
 
 def _largest_difference(a: list[torch.Tensor], b: list[torch.Tensor], rtol: float, atol: float) -> float | None:

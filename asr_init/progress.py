@@ -1,6 +1,7 @@
 """Rich progress bars with rate and ETA, and one console for messages.
 
-Messages go through `console` so they print above a live bar instead of breaking it.
+Messages go through `console` (stderr) so they print above a live bar instead of breaking
+it; results through `results` (stdout), so that `asr-init inits > methods.txt` holds them.
 Bars are shown on a terminal and stay quiet (no control codes) when output is piped,
 as in CI logs.
 """
@@ -19,7 +20,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # progress and messages
+results = Console(soft_wrap=True)  # what a command produces: tables and figures, on stdout
 
 
 class RateColumn(ProgressColumn):

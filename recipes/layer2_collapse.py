@@ -23,7 +23,7 @@ from asr_init.features.pipeline import FeaturePipeline, sample_frames
 from asr_init.features.store import FeatureStore
 from asr_init.io import load_checkpoint
 from asr_init.models.init import InitContext, init_weight_, input_power
-from asr_init.models.rbm import RBM, UniformSource, cd_step_reference
+from asr_init.models.rbm import RBM, ContrastiveDivergence, UniformSource, cd_step_reference
 
 
 def layer2_inputs(store: Path, pretrain_dir: Path, frames: int) -> torch.Tensor:
@@ -62,7 +62,7 @@ def train(
         torch.zeros(1024),
         torch.zeros(v.shape[1]),
     ]
-    uniforms, order, marks, frames = UniformSource(7), torch.Generator().manual_seed(3), [], 0
+    uniforms, order, marks, frames, cd = UniformSource(7), torch.Generator().manual_seed(3), [], 0, None
     for step in range(1, steps + 1):
         v0 = v[torch.randint(0, len(v), (batch,), generator=order)]
         if binary:
@@ -72,8 +72,9 @@ def train(
             *ref, _ = cd_step_reference(*ref, v0, lr, m, l2, uniforms)
             net = v0 @ ref[0].T + ref[1]
         else:
-            if rbm.cd_step(v0, lr, m, l2, uniforms, sat_limit=sat_limit).skipped:
-                lr *= 0.5
+            cd = cd or ContrastiveDivergence(rbm, uniforms, lr, batch, l2=l2, sat_limit=sat_limit)
+            cd.step(v0, m)
+            cd.read()
             net = torch.addmm(rbm.hb, v0, rbm.Wt)
         frames += batch
         if step in (10, 25, 50) or step % 100 == 0:

@@ -11,7 +11,7 @@ py=${PYTHON:-python}
 mkdir -p "$out"
 "$py" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())" \
     | tee "$out/device.txt" || exit 1
-"$py" -m pytest -q -rs tests/test_cuda_graphs.py tests/models/test_cd_device.py tests/features/test_pipeline.py \
+"$py" -m pytest -q -rs tests/test_cuda_graphs.py tests/models/test_rbm.py tests/features/test_pipeline.py \
     2>&1 | tee "$out/tests.txt"
 tests=${PIPESTATUS[0]}
 for precision in fp32 tf32 bf16; do

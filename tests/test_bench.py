@@ -33,7 +33,7 @@ def test_bench_finetune_prints_every_ceiling_and_one_row_per_batch_size():
 
 def test_bench_pretrain_rows_per_batch_and_the_store_fed_share(tiny_store, monkeypatch):
     """Random-data and store-fed CD-1 rows for each batch size; the store-fed row carries its
-    share of the random-data rate. bf16 runs the device-decided step (DeviceCD) on a CPU."""
+    share of the random-data rate. bf16 rounds the products of the same step."""
     import asr_init.bench as bench
 
     monkeypatch.setattr(bench, "peak_rss_of_pretraining", lambda store, buffer_frames: 123.0)
@@ -45,29 +45,33 @@ def test_bench_pretrain_rows_per_batch_and_the_store_fed_share(tiny_store, monke
     assert out["memory"][0]["peak_rss_mib"] == 123.0
 
 
-def test_bench_finetune_gpu_step_runs_the_graphed_trainer_step(monkeypatch):
-    """The bench's GPU step, run here on the CPU with a stand-in for the captured graph:
-    one eager step before capture, then replays of fine-tuning's own step on static
-    buffers, the sums read every READ_EVERY steps."""
+class _Replayer:
+    """Stands for a captured graph: replay() runs the captured body."""
+
+    replays = 0
+
+    def __init__(self, body):
+        self.body = body
+
+    def replay(self):
+        _Replayer.replays += 1
+        self.body()
+
+
+def test_bench_steps_on_a_gpu_are_the_trainers_graphed_steps(monkeypatch):
+    """The benches' GPU steps, run here on the CPU with a stand-in for the captured graph and
+    the GPU's strategy: replays of the trainers' own steps, figures read every 5 steps."""
     import asr_init.bench as bench
-    import asr_init.cuda_graphs as cuda_graphs
-    import asr_init.training.loop as loop
+    from asr_init.training.loop import Strategy
 
-    replays = []
-
-    class Replayer:
-        def __init__(self, body):
-            self.body = body
-
-        def replay(self):
-            replays.append(1)
-            self.body()
-
-    monkeypatch.setattr(loop, "decides_on_device", lambda device: True)
-    monkeypatch.setattr(cuda_graphs, "capture_checked", lambda body, state: (Replayer(body), "captured"))
-    monkeypatch.setattr(bench, "READ_EVERY", 5)
+    strategy = Strategy(read_every=5, capture=lambda body, state, what: _Replayer(body))
+    monkeypatch.setattr(Strategy, "for_device", classmethod(lambda cls, device, graphs=True: strategy))
+    _Replayer.replays = 0
     out = bench.bench_finetune(layers=1, hidden=16, inputs=20, outputs=5, batches=(8,), seconds=0.4)
-    assert replays and out["rows"][0]["frames_per_s"] > 0 and out["rows"][0]["batch"] == 8
+    assert _Replayer.replays and out["rows"][0]["frames_per_s"] > 0 and out["rows"][0]["batch"] == 8
+    _Replayer.replays = 0
+    figures = bench.bench_cd1(20, 16, batch=8, seconds=0.4)
+    assert _Replayer.replays and figures["frames_per_s"] > 0
 
 
 def test_gpu_check_script_names_existing_tests_and_options():

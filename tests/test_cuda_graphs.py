@@ -1,7 +1,7 @@
 """CUDA-graph plumbing: what the steps do around capture and replay.
 
-Capture itself needs a GPU (the last test). The others replace `capture_checked` with a
-recorder whose "graph" runs the captured body when replayed: they check that the steps
+Capture itself needs a GPU (the last test). The others pass a recorder as the strategy's
+capture function, whose "graph" runs the captured body when replayed: they check that the steps
 copy each batch into their static inputs, capture only full batches, capture again when
 the learning rate changes, and give the numbers of the eager steps.
 """
@@ -11,11 +11,11 @@ import torch
 
 import asr_init.cuda_graphs as cuda_graphs
 from asr_init.io import read_csv
-from asr_init.models.cd_device import DeviceCD
 from asr_init.models.dnn import load_model
-from asr_init.models.rbm import RBM, UniformSource
+from asr_init.models.rbm import RBM, ContrastiveDivergence, UniformSource
 from asr_init.training.config import FinetuneConfig
 from asr_init.training.finetune import finetune
+from asr_init.training.loop import Strategy
 
 
 class _Replayer:
@@ -29,56 +29,45 @@ class _Replayer:
         self.body()
 
 
-@pytest.fixture
-def fake_capture(monkeypatch):
-    captured = []
+def _recorder(captured: list, check=None):
+    def capture(body, state, what):
+        if check:
+            check(state)
+        captured.append(_Replayer(body))
+        return captured[-1]
 
-    def capture(body, state, rtol=1e-5, atol=1e-6):
-        graph = _Replayer(body)
-        captured.append(graph)
-        return graph, "captured"
-
-    monkeypatch.setattr(cuda_graphs, "capture_checked", capture)
-    return captured
+    return capture
 
 
-def test_graphed_cd_step_replays_full_batches_and_equals_eager_steps(fake_capture):
+def test_graphed_cd_step_replays_full_batches_and_equals_eager_steps():
     g = torch.Generator().manual_seed(0)
     data = torch.randn(10 * 32 + 5, 24, generator=g)
-    runs = {}
-    for graphs in (False, True):
+    runs, captured = {}, []
+    for capture in (None, _recorder(captured)):
         rbm = RBM(24, 40, "gauss")
         torch.nn.init.normal_(rbm.Wt, 0, 1.5, generator=torch.Generator().manual_seed(1))
-        cd = DeviceCD(rbm, UniformSource(3), 0.05, 32)
-        cd.graphs = graphs  # on a CPU the constructor turns graphs off
+        cd = ContrastiveDivergence(rbm, UniformSource(3), 0.05, 32, read_every=11, capture=capture)
         for i in range(11):
             cd.step(data[i * 32 : (i + 1) * 32], 0.5 + 0.03 * i)  # the last batch has 5 rows: eager
-        runs[graphs] = (rbm.theta.clone(), cd.read())
-    assert len(fake_capture) == 1 and fake_capture[0].replays == 10
-    (a, ra), (b, rb) = runs[False], runs[True]
+        runs[capture is None] = (rbm.theta.clone(), cd.read())
+    assert len(captured) == 1 and captured[0].replays == 10
+    (a, ra), (b, rb) = runs[True], runs[False]
     assert torch.equal(a, b) and ra.error_sum == rb.error_sum
     assert [e.step for e in ra.events] == [e.step for e in rb.events] and ra.events  # the guard fired
     assert ra.lr == rb.lr
 
 
-def test_graphed_finetune_step_captures_per_learning_rate_and_equals_eager(blob_store, tmp_path, monkeypatch):
+def test_graphed_finetune_step_captures_per_learning_rate_and_equals_eager(blob_store, tmp_path):
     """Eager first step, then replays; newbob's halving makes a new capture; the log and the
     model are the eager run's bit for bit."""
-    import asr_init.training.finetune as module
-
     cfg = FinetuneConfig(layers=2, hidden=32, splice=1, batch_size=32, max_epochs=4, stats_frames=200, momentum=0.5)
-    monkeypatch.setattr(module, "decides_on_device", lambda device: True)
-    finetune(blob_store, cfg, tmp_path / "eager")
+    finetune(blob_store, cfg, tmp_path / "eager", strategy=Strategy(read_every=200))
     captured = []
 
-    def capture(body, state, rtol=1e-5, atol=1e-6):
-        assert any(t.dim() == 2 and t.shape[1] == 32 for t in state)  # parameters, grads, momentum, sums
-        captured.append(_Replayer(body))
-        return captured[-1], "captured"
+    def check(state):  # parameters, grads, momentum, sums
+        assert any(t.dim() == 2 and t.shape[1] == 32 for t in state)
 
-    monkeypatch.setattr(cuda_graphs, "capture_checked", capture)
-    monkeypatch.setattr(module, "_graphs_possible", lambda config, device, dist: True)
-    finetune(blob_store, cfg, tmp_path / "graphed")
+    finetune(blob_store, cfg, tmp_path / "graphed", strategy=Strategy(200, _recorder(captured, check)))
     rows = read_csv(tmp_path / "graphed" / "train.csv")
     lrs = {r["lr"] for r in rows if r["epoch"] != "0"}
     assert len(captured) == len(lrs) >= 2 and all(g.replays > 0 for g in captured)
@@ -97,8 +86,8 @@ def test_capture_checked_restores_the_state_and_replays_the_body():
     def body():
         acc.add_(x * 2)
 
-    graph, status = cuda_graphs.capture_checked(body, [acc])
-    assert graph is not None and status == "captured" and float(acc.sum()) == 0.0
+    graph = cuda_graphs.capture_checked(body, [acc], "a test body")
+    assert graph is not None and float(acc.sum()) == 0.0
     graph.replay()
     graph.replay()
     assert float(acc.sum()) == 64 * 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from asr_init.config import option
 from asr_init.errors import UserError
 
 # The largest |--snr| in dB: the 16-bit WAV files span 96 dB, so noise further below the
@@ -14,11 +15,13 @@ MAX_SNR_DB = 100.0
 
 @dataclass(frozen=True)
 class SynthConfig:
-    hours: float = 1.0
-    seed: int = 0
-    speakers: int = 40
-    snr_db: float | None = 20.0  # None: clean speech
-    jobs: int = 2
+    """Settings of `asr-init synth` (and of the embedded corpus `extract` makes)."""
+
+    hours: float = option(1.0, "Amount of speech to generate.")
+    seed: int = option(0, "Seed for speakers, sentences and noise.")
+    speakers: int = option(40, "Number of distinct synthetic speakers.")
+    snr_db: float | None = option(20.0, "Additive noise SNR in dB; --no-noise for clean speech.", "--snr")
+    jobs: int = option(2, "Worker processes.")
 
     def validate(self) -> None:
         if not 0 < self.hours < math.inf:

@@ -24,6 +24,7 @@ from asr_init.corpora.config import SynthConfig
 from asr_init.corpora.readers import read_label_map
 from asr_init.corpora.sentences import make_sentence
 from asr_init.errors import UserError
+from asr_init.folders import output_folder
 from asr_init.io import write_json_atomic
 from asr_init.progress import progress_bar
 
@@ -147,36 +148,24 @@ def _synthesize_one(task: tuple[int, SynthSpeaker, SynthConfig, str]):
     return utt_id, speaker.id, text, len(audio) / sr, segments
 
 
-def synthesize_corpus(out_dir: Path, config: SynthConfig) -> Path:
-    """Generate the embedded corpus into `out_dir` (a Kaldi-style data dir).
-
-    Written under a temporary name and renamed when complete, so an interrupted run
-    leaves no half corpus. Returns `out_dir`.
-    """
+def synthesize_corpus(out_dir: Path, config: SynthConfig, force: bool = False) -> Path:
+    """Generate the embedded corpus into `out_dir` (a Kaldi-style data dir), built aside and
+    swapped in when complete (folders.py); a corpus of the same settings there is kept.
+    Returns `out_dir`."""
     config.validate()
-    out_dir = Path(out_dir)
-    if (out_dir / "corpus.json").exists():
-        raise UserError(f"{out_dir} already holds a corpus; remove it or choose another folder")
-    tmp = out_dir.with_name(out_dir.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "wav").mkdir(parents=True)
-    speakers = make_speakers(config.speakers, config.seed)
-    rows, total = _synthesize_utterances(tmp, speakers, config)
-    _write_data_dir(tmp, rows, speakers)
-    write_json_atomic(
-        tmp / "corpus.json",
-        {
-            "generator": "asr-init synth (eSpeak NG)",
-            "config": vars(config),
-            "utterances": len(rows),
-            "hours": total / 3600.0,
-            "speakers": [vars(s) for s in speakers if s.id in {r[1] for r in rows}],
-        },
-    )
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-    return out_dir
+    settings = {"config": {k: v for k, v in vars(config).items() if k != "jobs"}}
+    with output_folder(out_dir, settings, record="corpus.json", finished=("corpus.json",), force=force,
+                       what="a synthesised corpus") as output:  # fmt: skip
+        if output.done is None:
+            (output.path / "wav").mkdir()
+            speakers = make_speakers(config.speakers, config.seed)
+            rows, total = _synthesize_utterances(output.path, speakers, config)
+            _write_data_dir(output.path, rows, speakers)
+            used = {r[1] for r in rows}
+            record = {"generator": "asr-init synth (eSpeak NG)", "utterances": len(rows), "hours": total / 3600.0,
+                      "speakers": [vars(s) for s in speakers if s.id in used]}  # fmt: skip
+            write_json_atomic(output.path / "corpus.json", settings | record)
+    return Path(out_dir)
 
 
 def _synthesize_utterances(tmp: Path, speakers: list[SynthSpeaker], config: SynthConfig) -> tuple[list, float]:
@@ -238,7 +227,4 @@ def default_corpus(config: SynthConfig) -> Path:
     config.validate()
     snr = "clean" if config.snr_db is None else f"snr{config.snr_db:g}"
     path = cache_dir() / f"espeak-{config.hours:g}h-{config.speakers}spk-{snr}-seed{config.seed}"
-    if not (path / "corpus.json").exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        synthesize_corpus(path, config)
-    return path
+    return path if (path / "corpus.json").is_file() else synthesize_corpus(path, config)

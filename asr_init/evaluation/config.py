@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from asr_init.config import ConfigBase, check_device
+from asr_init.config import ConfigBase, check_device, option
 from asr_init.features.store import SPLITS
 
 
 @dataclass
 class EvalConfig(ConfigBase):
-    split: str = "test"
-    tune_split: str = "dev"
-    prior_scale: float = 1.0
-    lm_weights: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0, 16.0])
-    penalties: list[float] = field(default_factory=lambda: [-16.0, -8.0, -4.0, -2.0, 0.0, 2.0, 4.0])
-    device: str = "cpu"
-    decode: bool = True  # False: frame accuracy only
+    """Settings of `asr-init evaluate`."""
+
+    split: str = option("test", "Split to evaluate.")
+    tune_split: str = option("dev", "Split on which the LM weight and insertion penalty are tuned.")
+    prior_scale: float = option(1.0, "alpha in log p(s|x) - alpha log p(s).")
+    lm_weights: list[float] = option([1.0, 2.0, 4.0, 8.0, 16.0], "LM weights tried on the tuning split.")
+    penalties: list[float] = option(
+        [-16.0, -8.0, -4.0, -2.0, 0.0, 2.0, 4.0], "Phone insertion penalties (cost per phone) tried on the tuning split"
+    )
+    device: str = option("cpu", "cpu, cuda or cuda:N.")
+    decode: bool = option(True, "Decode for the phone error rate, or frame accuracy only.", "--decode/--frames-only")
 
     def validate(self) -> None:
         self._check(self.split in SPLITS, "split", f"must be one of {', '.join(SPLITS)}")

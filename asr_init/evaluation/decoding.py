@@ -35,8 +35,19 @@ class PhoneHmm:
         return len(self.initial)
 
 
+def phone_states(phones: np.ndarray) -> np.ndarray:
+    """(frames,) 3 * phone + position: each run of a phone split into three equal parts, as
+    extract makes its states (for a store of phone alignments only)."""
+    phones = np.asarray(phones, dtype=np.int64)
+    starts = np.r_[0, np.flatnonzero(np.diff(phones)) + 1] if len(phones) else np.zeros(0, np.int64)
+    lengths = np.diff(np.r_[starts, len(phones)])
+    offset = np.arange(len(phones)) - np.repeat(starts, lengths)
+    return phones * STATES + (offset * STATES) // np.repeat(lengths, lengths)
+
+
 def estimate_hmm(store: FeatureStore, smoothing: float = 1.0) -> PhoneHmm:
-    """Self-loop probabilities from the train state alignments, bigram from train transcripts."""
+    """Self-loop probabilities from the train state alignments (or phone alignments split into
+    three), bigram from train transcripts."""
     num_phones = len(store.phones)
     num_states = STATES * num_phones
     frames = np.zeros(num_states)
@@ -45,7 +56,10 @@ def estimate_hmm(store: FeatureStore, smoothing: float = 1.0) -> PhoneHmm:
     first = np.full(num_phones, smoothing)
     pairs = np.full((num_phones, num_phones), smoothing)
     for rec in store.split("train"):
-        s = np.asarray(store.state_targets(rec), dtype=np.int64)
+        if "states" in store.target_kinds:
+            s = np.asarray(store.targets("states", rec), dtype=np.int64)
+        else:
+            s = phone_states(store.targets("phones", rec))
         frames += np.bincount(s, minlength=num_states)
         starts = np.r_[True, s[1:] != s[:-1]]
         runs += np.bincount(s[starts], minlength=num_states)

@@ -1,11 +1,13 @@
 """The `evaluate` stage: frame accuracy and phone error rate of a fine-tuned model.
 
-Frame accuracy compares the DNN's best class per frame with the alignment (states, and
-phones by mapping each state to its phone). The phone error rate comes from hybrid
-decoding (decoding.py): the language-model weight and phone insertion penalty are
-tuned on the dev split over a small grid, then applied to the evaluated split; the
-hypothesis and reference phone sequences (consecutive repeats merged) are aligned by
-minimum edit distance: PER = (S + D + I) / N.
+Frame accuracy compares the DNN's best class per frame with the alignment, for every target
+kind of the store that the model's outputs give: its own kind, and phones from states
+(a state's phone) or from pdfs (each pdf mapped to the phone it is aligned with most often in
+the train split, an import-kaldi store with phone alignments). The phone error rate comes
+from hybrid decoding (decoding.py) wherever the store has phone alignments: the
+language-model weight and phone insertion penalty are tuned on the dev split over a small
+grid, then applied to the evaluated split; hypothesis and reference phone sequences
+(repeats merged) are aligned by minimum edit distance: PER = (S + D + I) / N.
 """
 
 from __future__ import annotations
@@ -23,26 +25,129 @@ from asr_init.evaluation.config import EvalConfig
 from asr_init.evaluation.decoding import STATES, align_counts, decode, estimate_hmm
 from asr_init.features.pipeline import FeaturePipeline
 from asr_init.features.store import FeatureStore, store_identity
-from asr_init.io import check_writable_folder, digest, refuse_output_over_inputs, write_json_atomic
+from asr_init.folders import output_folder, reading
+from asr_init.io import digest, write_json_atomic
 from asr_init.models.dnn import load_model
 
 
-def _scores(model, meta, store: FeatureStore, split: str, prior_scale: float, device):
-    """Per utterance: (state log-likelihoods (T, 3P), predicted class, reference states, phones)."""
-    pipeline = FeaturePipeline.from_dict(meta["pipeline"])
-    log_prior = torch.log(torch.tensor(meta["priors"], dtype=torch.float32, device=device))
-    out = []
-    with torch.no_grad():
-        for rec in store.split(split):
-            x = pipeline.utterance(store.features(rec)).to(device)
-            logp = torch.log_softmax(model(x), 1)
-            pred = logp.argmax(1).cpu().numpy()
-            ll = (logp - prior_scale * log_prior).cpu().numpy()
-            if meta["targets"] == "phones":  # one score per phone: every state of it shares it
-                ll = np.repeat(ll, STATES, axis=1)
-            out.append((ll, pred, np.asarray(store.state_targets(rec)), np.asarray(store.phone_targets(rec)), rec))
-    store.release()
-    return out
+def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Path | None = None) -> dict:
+    """Evaluate a model on `config.split`; writes results.json and confusion.png to `out_dir`
+    (default MODEL/eval-SPLIT), replacing an earlier evaluation there (and nothing else)."""
+    config.validate()
+    out_dir = Path(out_dir) if out_dir else Path(model_dir) / f"eval-{config.split}"
+    with reading(store_path, model_dir):
+        store, device = FeatureStore(store_path), torch.device(config.device)
+        model, meta = load_model(model_dir, device)
+        scorer = _Scorer(model, meta, store, config, device, Path(model_dir))
+        inside = Path(model_dir).resolve() in out_dir.resolve().parents  # MODEL/eval-SPLIT, the default
+        inputs = {"feature store": store.path, "--model folder": None if inside else model_dir}
+        settings = {"config": config.to_dict(), "inputs": _identities(store, model_dir)}
+        redo = not out_dir.exists() or (out_dir / "results.json").is_file()  # an evaluation is redone, nothing else
+        with output_folder(out_dir, settings, record="results.json", finished=("results.json",), force=redo,
+                           inputs=inputs, what="evaluation results") as output:  # fmt: skip
+            result = scorer.run(settings)
+            write_json_atomic(output.path / "results.json", result)
+            kind = "phones" if "phones" in result["frame_acc"] else meta["targets"]
+            per = f", PER {result['per']:.1%}" if result["per"] is not None else ""
+            title = f"{config.split}: frame {kind[:-1]} accuracy {result['frame_acc'][kind]:.1%}{per}"
+            ref, hyp = scorer.frame_labels(kind)
+            _plot_confusion(ref, hyp, store.labels(kind), output.path / "confusion.png", title)
+    return result
+
+
+def _identities(store: FeatureStore, model_dir: Path) -> dict:
+    return {"feature store": store_identity(store.path), "model": digest([Path(model_dir) / "model.pt"])}
+
+
+class _Scorer:
+    """The model's frame scores on a store: predicted classes, and phone log-likelihoods for decoding."""
+
+    def __init__(self, model, meta: dict, store: FeatureStore, config: EvalConfig, device, model_dir: Path):
+        self.model, self.meta, self.store, self.config, self.device = model, meta, store, config, device
+        self.targets, self.model_dir = meta["targets"], model_dir
+        _check_fits(store, meta, model_dir, config)
+        self.decodes = config.decode and "phones" in store.target_kinds
+        self.pdf_phone = _pdf_phones(store) if self.targets == "pdfs" and "phones" in store.target_kinds else None
+
+    def kinds(self) -> list[str]:
+        """The store's target kinds the model's outputs give."""
+        derived = {"states": ["states", "phones"], "phones": ["phones"], "pdfs": ["pdfs", "phones"]}[self.targets]
+        return [kind for kind in derived if kind in self.store.target_kinds and (kind != "phones" or self._phones())]
+
+    def _phones(self) -> bool:
+        return self.targets != "pdfs" or self.pdf_phone is not None
+
+    def run(self, settings: dict) -> dict:
+        config, t0 = self.config, time.perf_counter()
+        hmm = estimate_hmm(self.store) if self.decodes else None
+        tune, grid, best = self._tune(hmm)
+        tune_seconds, t0 = time.perf_counter() - t0, time.perf_counter()
+        self.scored = self._scores(config.split)
+        forward_seconds, t0 = time.perf_counter() - t0, time.perf_counter()
+        per = {"per": None, "substitutions": None, "deletions": None, "insertions": None, "ref_phones": None}
+        if self.decodes:
+            hyps = decode([s[0] for s in self.scored], hmm, best["lm_weight"], best["insertion_penalty"])
+            per = phone_error_rate(hyps, _references(self.store, self.scored))
+        frame_acc = {kind: float(np.mean(np.equal(*self.frame_labels(kind)))) for kind in self.kinds()}
+        return {
+            "split": config.split, "utterances": len(self.scored), "frames": sum(len(s[1]) for s in self.scored),
+            "targets": self.targets, "frame_acc": frame_acc, "frame_acc_states": frame_acc.get("states"),
+            "frame_acc_phones": frame_acc.get("phones"), "frame_acc_pdfs": frame_acc.get("pdfs"),
+            "phones_from_pdfs": "each pdf counts as the phone it is aligned with most often in train"
+            if self.pdf_phone is not None else None, **per,
+            "lm_weight": best["lm_weight"], "insertion_penalty": best["insertion_penalty"],
+            "tuned_on": config.tune_split if tune else None, "tune_per": best["per"], "tuning_grid": grid,
+            "prior_scale": config.prior_scale, "decode_seconds": time.perf_counter() - t0,
+            "forward_seconds": forward_seconds, "tune_seconds": tune_seconds, "model": str(self.model_dir),
+            "store": str(self.store.path), "inputs": settings["inputs"], "versions": environment(),
+        }  # fmt: skip
+
+    def frame_labels(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """(reference, predicted) class ids of `kind` over every frame of the evaluated split."""
+        ref = np.concatenate([np.asarray(self.store.targets(kind, rec)) for *_, rec in self.scored])
+        pred = np.concatenate([pred for _, pred, _ in self.scored])
+        if kind != self.targets:  # phones from states or pdfs
+            pred = pred // STATES if self.targets == "states" else self.pdf_phone[pred]
+        return ref.astype(np.int64), pred.astype(np.int64)
+
+    def _scores(self, split: str) -> list[tuple[np.ndarray, np.ndarray, object]]:
+        """Per utterance: (phone-state log-likelihoods (T, 3P) or None, predicted class, record)."""
+        pipeline = FeaturePipeline.from_dict(self.meta["pipeline"])
+        log_prior = torch.log(torch.tensor(self.meta["priors"], dtype=torch.float32, device=self.device))
+        out = []
+        with torch.no_grad():
+            for rec in self.store.split(split):
+                logp = torch.log_softmax(self.model(pipeline.utterance(self.store.features(rec)).to(self.device)), 1)
+                out.append((self._loglik(logp, log_prior) if self.decodes else None, logp.argmax(1).cpu().numpy(), rec))
+        self.store.release()
+        return out
+
+    def _loglik(self, logp: torch.Tensor, log_prior: torch.Tensor) -> np.ndarray:
+        """Scaled likelihoods log p(s|x) - alpha log p(s) per phone state (T, 3P): a phones or
+        pdfs model's score of a phone is shared by its three states."""
+        alpha = self.config.prior_scale
+        if self.targets == "pdfs":  # a phone's posterior and prior: the sums over its pdfs
+            index = torch.from_numpy(self.pdf_phone).to(logp.device)
+            phones = len(self.store.phones)
+            post = torch.zeros(len(logp), phones, device=logp.device).index_add_(1, index, logp.exp())
+            prior = torch.zeros(phones, device=logp.device).index_add_(0, index, log_prior.exp())
+            logp, log_prior = post.clamp(min=1e-30).log(), prior.clamp(min=1e-30).log()
+        ll = (logp - alpha * log_prior).cpu().numpy()
+        return ll if self.targets == "states" else np.repeat(ll, STATES, axis=1)
+
+    def _tune(self, hmm):
+        """(tuning split's scores, grid of PERs, best grid point): the LM weight and insertion
+        penalty with the lowest PER on the tuning split (defaults when not decoding)."""
+        config, store = self.config, self.store
+        tune = self._scores(config.tune_split) if self.decodes and store.split(config.tune_split) else []
+        if not tune:
+            return tune, [], {"lm_weight": 1.0, "insertion_penalty": 0.0, "per": None}
+        refs, grid = _references(store, tune), []
+        for w in config.lm_weights:
+            for pen in config.penalties:
+                hyps = decode([t[0] for t in tune], hmm, w, pen)
+                grid.append({"lm_weight": w, "insertion_penalty": pen, **phone_error_rate(hyps, refs)})
+        return tune, grid, min(grid, key=lambda g: g["per"])
 
 
 def phone_error_rate(hyps: list[list[int]], refs: list[list[int]]) -> dict:
@@ -53,79 +158,34 @@ def phone_error_rate(hyps: list[list[int]], refs: list[list[int]]) -> dict:
     return {"per": (s + d + i) / max(n, 1), "substitutions": s, "deletions": d, "insertions": i, "ref_phones": n}
 
 
-def _check_decodable(store: FeatureStore, meta: dict, model_dir: Path) -> None:
-    """Refuse a store or model of Kaldi targets: asr-init's decoder knows only its own 3-state phone HMMs."""
-    if "states" in store.target_kinds and meta["targets"] in ("states", "phones"):
-        return
-    why = (
-        f"model {model_dir} was trained on Kaldi {meta['targets']}"
-        if meta["targets"] not in ("states", "phones")
-        else f"store {store.path} holds Kaldi targets ({', '.join(store.target_kinds)})"
-    )
-    raise UserError(
-        f"evaluate decodes with asr-init's own phone HMMs (3 states per phone), and {why}; decode with Kaldi "
-        f"instead: 'asr-init export-kaldi {model_dir} --out DIR', then nnet-forward | latgen-faster-mapped "
-        "(README: Kaldi workflow)"
-    )
+def _pdf_phones(store: FeatureStore) -> np.ndarray:
+    """(pdfs,) the phone each pdf is aligned with most often in the train split (a pdf never
+    seen there: the most frequent phone)."""
+    pdfs, phones = len(store.labels("pdfs")), len(store.phones)
+    joint = np.zeros((pdfs, phones))
+    for rec in store.split("train"):
+        np.add.at(joint, (np.asarray(store.targets("pdfs", rec)), np.asarray(store.targets("phones", rec))), 1)
+    store.release()
+    seen = joint.sum(1) > 0
+    return np.where(seen, joint.argmax(1), joint.sum(0).argmax()).astype(np.int64)
 
 
-def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Path | None = None) -> dict:
-    """Evaluate a model on `config.split`; writes results.json and confusion.png to out_dir."""
-    config.validate()
-    store = FeatureStore(store_path)
-    device = torch.device(config.device)
-    model, meta = load_model(model_dir, device)
-    _check_model_fits_store(store, meta, model_dir, config)
-    out_dir = _output_folder(store_path, model_dir, out_dir, config)
-    hmm = estimate_hmm(store) if config.decode else None
-    t0 = time.perf_counter()
-    tune, grid, best = _tune_decoding(model, meta, store, hmm, config, device)
-    tune_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    scored = _scores(model, meta, store, config.split, config.prior_scale, device)
-    forward_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    if config.decode:
-        hyps = decode([t[0] for t in scored], hmm, best["lm_weight"], best["insertion_penalty"])
-        per = phone_error_rate(hyps, _references(store, scored))
-    else:
-        per = {"per": None, "substitutions": None, "deletions": None, "insertions": None, "ref_phones": None}
-    decode_seconds = time.perf_counter() - t0
-    pred_phone = np.concatenate([p // STATES if meta["targets"] == "states" else p for _, p, _, _, _ in scored])
-    ref_phone = np.concatenate([ph for _, _, _, ph, _ in scored])
-    result = {
-        "split": config.split,
-        "utterances": len(scored),
-        "frames": len(ref_phone),
-        "frame_acc_phones": float((pred_phone == ref_phone).mean()),
-        "frame_acc_states": _state_accuracy(scored) if meta["targets"] == "states" else None,
-        **per,
-        "lm_weight": best["lm_weight"],
-        "insertion_penalty": best["insertion_penalty"],
-        "tuned_on": config.tune_split if tune else None,
-        "tune_per": best["per"],
-        "tuning_grid": grid,
-        "prior_scale": config.prior_scale,
-        "decode_seconds": decode_seconds,
-        "forward_seconds": forward_seconds,
-        "tune_seconds": tune_seconds,
-        "model": str(model_dir),
-        "store": str(store.path),
-        # what was evaluated: digests of the store's metadata and of model.pt
-        "inputs": {"feature store": store_identity(store.path), "model": digest([Path(model_dir) / "model.pt"])},
-        "versions": environment(),
-    }
-    write_json_atomic(out_dir / "results.json", result)
-    per_text = f", PER {per['per']:.1%}" if per["per"] is not None else ""
-    title = f"{config.split}: frame phone accuracy {result['frame_acc_phones']:.1%}{per_text}"
-    _plot_confusion(ref_phone, pred_phone, store.phones, out_dir / "confusion.png", title)
-    return result
-
-
-def _check_model_fits_store(store: FeatureStore, meta: dict, model_dir: Path, config: EvalConfig) -> None:
-    _check_decodable(store, meta, model_dir)
+def _check_fits(store: FeatureStore, meta: dict, model_dir: Path, config: EvalConfig) -> None:
+    """The model's pipeline, classes and phones fit the store, and the split is there."""
     FeaturePipeline.from_dict(meta["pipeline"]).check_store(store, f"model {model_dir}")
-    if meta["phones"] != store.phones:
+    targets = meta["targets"]
+    if targets not in store.target_kinds:
+        raise UserError(
+            f"model {model_dir} was trained on {targets}, but store {store.path} holds "
+            f"{', '.join(store.target_kinds)}; evaluate it on a store with {targets} alignments"
+        )
+    if meta["outputs"] != store.labels(targets):
+        raise UserError(
+            f"model {model_dir} has {len(meta['outputs'])} {targets} ({meta['outputs'][:3]}...) but store "
+            f"{store.path} lists {len(store.labels(targets))} ({store.labels(targets)[:3]}...); evaluate on a store "
+            "made with the same inventory"
+        )
+    if meta["phones"] and store.phones and meta["phones"] != store.phones:
         raise UserError(
             f"model {model_dir} was trained on phones {meta['phones'][:5]}... but store {store.path} "
             f"has {store.phones[:5]}...; evaluate on a store extracted with the same phone set"
@@ -134,53 +194,21 @@ def _check_model_fits_store(store: FeatureStore, meta: dict, model_dir: Path, co
         raise UserError(f"store {store.path} has no {config.split} utterances")
 
 
-def _output_folder(store_path: Path, model_dir: Path, out_dir: Path | None, config: EvalConfig) -> Path:
-    """--out (default MODEL/eval-SPLIT), checked and created: never an input, a file or read-only."""
-    out_dir = Path(out_dir) if out_dir else Path(model_dir) / f"eval-{config.split}"
-    inside_model = Path(model_dir).resolve() in out_dir.resolve().parents  # MODEL/eval-SPLIT, the default
-    refuse_output_over_inputs(
-        out_dir, {"feature store": store_path, "--model folder": None if inside_model else model_dir}
-    )
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(
-            f"--out {out_dir} is an existing file, not a folder; choose another --out (the file was left as it is)"
-        )
-    check_writable_folder(out_dir, "--out")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return out_dir
-
-
 def _references(store: FeatureStore, scored: list) -> list[list[int]]:
     index = {p: i for i, p in enumerate(store.phones)}
     return [[index[p] for p in rec.transcript] for *_, rec in scored]
 
 
-def _tune_decoding(model, meta: dict, store: FeatureStore, hmm, config: EvalConfig, device):
-    """(tuning split's scores, grid of PERs, best grid point): the LM weight and insertion
-    penalty with the lowest PER on `config.tune_split` (defaults when not decoding)."""
-    tune = []
-    if config.decode and store.split(config.tune_split):
-        tune = _scores(model, meta, store, config.tune_split, config.prior_scale, device)
-    grid = []
-    if not tune:
-        return tune, grid, {"lm_weight": 1.0, "insertion_penalty": 0.0, "per": None}
-    refs = _references(store, tune)
-    for w in config.lm_weights:
-        for pen in config.penalties:
-            hyps = decode([t[0] for t in tune], hmm, w, pen)
-            grid.append({"lm_weight": w, "insertion_penalty": pen, **phone_error_rate(hyps, refs)})
-    return tune, grid, min(grid, key=lambda g: g["per"])
-
-
-def _state_accuracy(scored: list) -> float:
-    pred = np.concatenate([p for _, p, _, _, _ in scored])
-    ref = np.concatenate([s for _, _, s, _, _ in scored])
-    return float(np.mean(pred == ref))
-
-
 def _plot_confusion(ref: np.ndarray, hyp: np.ndarray, labels: list[str], path: Path, title: str) -> None:
+    """The frame confusion matrix, rows normalised; of the 80 most frequent reference classes
+    where there are more (a pdf inventory of thousands)."""
     from asr_init.plots import plt
 
+    top = np.argsort(-np.bincount(ref, minlength=len(labels)), kind="stable")[:80]
+    index = np.full(len(labels), -1)
+    index[top] = np.arange(len(top))
+    keep = (index[ref] >= 0) & (index[hyp] >= 0)
+    ref, hyp, labels = index[ref[keep]], index[hyp[keep]], [labels[i] for i in top]
     n = len(labels)
     cm = np.zeros((n, n))
     np.add.at(cm, (ref, hyp), 1)
@@ -189,10 +217,10 @@ def _plot_confusion(ref: np.ndarray, hyp: np.ndarray, labels: list[str], path: P
     im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
     ax.set_yticks(range(n), labels, fontsize=7)
-    ax.set_xlabel("predicted phone (frame)")
-    ax.set_ylabel("reference phone (frame)")
+    ax.set_xlabel("predicted (frame)")
+    ax.set_ylabel("reference (frame)")
     ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the reference phone's frames")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the reference class's frames")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -201,26 +229,19 @@ def _plot_confusion(ref: np.ndarray, hyp: np.ndarray, labels: list[str], path: P
 def results_table(result: dict):
     from rich.table import Table
 
-    table = Table(
-        title=f"evaluation on {result['split']} ({result['utterances']} utterances, {result['frames']:,} frames)"
-    )
+    split, utterances, frames = result["split"], result["utterances"], result["frames"]
+    table = Table(title=f"evaluation on {split} ({utterances} utterances, {frames:,} frames)")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    if result["frame_acc_states"] is not None:
-        table.add_row("frame accuracy, states", f"{result['frame_acc_states']:.2%}")
-    table.add_row("frame accuracy, phones", f"{result['frame_acc_phones']:.2%}")
+    for kind, acc in result.get("frame_acc", {}).items():
+        table.add_row(f"frame accuracy, {kind}", f"{acc:.2%}")
     if result["per"] is None:
         return table
     table.add_row("phone error rate", f"{result['per']:.2%}")
-    table.add_row(
-        "  substitutions / deletions / insertions",
-        f"{result['substitutions']} / {result['deletions']} / {result['insertions']}",
-    )
+    table.add_row("  substitutions / deletions / insertions",
+                  f"{result['substitutions']} / {result['deletions']} / {result['insertions']}")  # fmt: skip
     table.add_row("  reference phones", f"{result['ref_phones']}")
-    table.add_row(
-        "LM weight / insertion penalty",
-        f"{result['lm_weight']:g} / {result['insertion_penalty']:g}"
-        + (f" (tuned on {result['tuned_on']}: PER {result['tune_per']:.2%})" if result["tuned_on"] else ""),
-    )
+    tuned = f" (tuned on {result['tuned_on']}: PER {result['tune_per']:.2%})" if result["tuned_on"] else ""
+    table.add_row("LM weight / insertion penalty", f"{result['lm_weight']:g} / {result['insertion_penalty']:g}{tuned}")
     table.add_row("decoding time", f"{result['decode_seconds']:.2f} s")
     return table

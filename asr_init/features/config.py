@@ -3,9 +3,9 @@ read by the CLI (this module imports nothing heavy, so `asr-init --help` stays f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from asr_init.config import ConfigBase
+from asr_init.config import ConfigBase, option
 from asr_init.corpora.readers import SILENCE
 from asr_init.features.mfcc import MfccConfig
 
@@ -17,26 +17,32 @@ MIN_SAMPLE_RATE = 8000
 
 @dataclass
 class ExtractConfig(ConfigBase):
-    """Settings of `asr-init extract` (see `asr-init extract --help`)."""
+    """Settings of `asr-init extract`."""
 
-    sample_rate: int | None = None  # None: the corpus's own rate (most files'), at most 16 kHz
-    low_freq: float = 20.0  # lower edge of the mel filterbank, Hz
-    high_freq: float | None = None  # upper edge, Hz; None: the Nyquist frequency
-    cmvn: str = "speaker"
-    dev_fraction: float = 0.1
-    test_fraction: float = 0.1
-    dev_speakers: list[str] = field(default_factory=list)
-    test_speakers: list[str] = field(default_factory=list)
-    seed: int = 0
-    phones: str | None = None  # a label list: labels outside it are an error
-    phone_map: str | None = None  # a folding map "from to": labels outside it are an error
-    ctm: str | None = None
-    tier: str = "phones"
-    include_sa: bool = False
-    silence: str = SILENCE
-    skip_bad: bool = False
-    shard_frames: int = 200_000
-    jobs: int = 2
+    sample_rate: int | None = option(
+        None,
+        "Sample rate of the features in Hz; files at other rates are resampled. Default: the rate most of the "
+        "corpus's files have, at most 16000.",
+    )
+    low_freq: float = option(20.0, "Lower edge of the mel filterbank in Hz.")
+    high_freq: float | None = option(None, "Upper edge of the mel filterbank in Hz (default: the Nyquist frequency).")
+    cmvn: str = option("speaker", "Mean/variance normalisation: speaker, utterance or none.")
+    dev_fraction: float = option(0.1, "Fraction of speakers for dev (when no lists are given).")
+    test_fraction: float = option(0.1, "Fraction of speakers for test.")
+    dev_speakers: list[str] = option([], "Comma-separated dev speakers (overrides the fractions).")
+    test_speakers: list[str] = option([], "Comma-separated test speakers.")
+    seed: int = option(0, "Seed for the speaker split (and the embedded corpus).")
+    phones: str | None = option(None, "Label list; a label outside it is an error.", path=True)
+    phone_map: str | None = option(
+        None, "Folding map 'from to' applied to the labels; a label outside it is an error.", path=True
+    )
+    ctm: str | None = option(None, "Phone CTM of a Kaldi data dir (default DIR/phones.ctm).", path=True)
+    tier: str = option("phones", "TextGrid tier holding the phone labels.")
+    include_sa: bool = option(False, "TIMIT: keep the SA sentences.")
+    silence: str = option(SILENCE, "The label of silence (frames outside every segment).")
+    skip_bad: bool = option(False, "Skip utterances with bad audio or alignments and report them, instead of stopping.")
+    shard_frames: int = option(200_000, "Frames per shard of the store.")
+    jobs: int = option(2, "Worker processes.")
 
     def validate(self) -> None:
         self._check(
@@ -72,6 +78,11 @@ class ExtractConfig(ConfigBase):
         overlap = set(self.dev_speakers) & set(self.test_speakers)
         self._check(not overlap, "dev_speakers", f"speaker(s) {', '.join(sorted(overlap))} also in test_speakers")
 
+    def settings(self) -> dict:
+        """What the store's frames depend on, as its config.json records them: the rate and the
+        filterbank's edges are recorded resolved (in "mfcc"); the worker count changes nothing."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("sample_rate", "low_freq", "high_freq", "jobs")}
+
     def mfcc(self, sample_rate: int) -> MfccConfig:
         """The feature settings at `sample_rate` (the resolved rate), the filterbank's edges
         checked against its Nyquist frequency."""
@@ -93,19 +104,31 @@ class ExtractConfig(ConfigBase):
 
 @dataclass
 class KaldiImportConfig(ConfigBase):
-    """Settings of `asr-init import-kaldi` (see `asr-init import-kaldi --help`)."""
+    """Settings of `asr-init import-kaldi`."""
 
-    ali: list[str] = field(default_factory=list)  # pdf alignments (ali-to-pdf), for any split
-    phone_ali: list[str] = field(default_factory=list)  # phone alignments (ali-to-phones --per-frame)
-    phones: str | None = None  # lang/phones.txt: names of the phone ids
-    num_pdfs: int | None = None  # None: the highest pdf id in the alignments + 1
-    dev: str | None = None  # a data dir for dev (train.sh's cross-validation set)
-    test: str | None = None  # a data dir for test
-    dev_fraction: float = 0.1  # without --dev: this share of the train speakers is dev
-    cmvn: bool | None = None  # None: apply CMVN when the data dir has cmvn.scp
-    norm_vars: bool = False
-    seed: int = 0
-    shard_frames: int = 200_000
+    ali: list[str] = option(
+        [],
+        "Pdf alignments (ali-to-pdf output): an archive (text or binary), a .scp, or a gzipped archive; repeat for "
+        "several files. They may cover every split.",
+        repeat=True,
+    )
+    phone_ali: list[str] = option(
+        [], "Phone alignments (ali-to-phones --per-frame output), in the same forms as --ali.", repeat=True
+    )
+    phones: str | None = option(None, "Kaldi's lang/phones.txt, to name the phone ids of --phone-ali.", path=True)
+    num_pdfs: int | None = option(
+        None, "Pdfs of the tree (hmm-info final.mdl prints it); default: the highest pdf id in --ali + 1."
+    )
+    dev: str | None = option(None, "Kaldi data dir of the dev set (train.sh's cross-validation dir).")
+    test: str | None = option(None, "Kaldi data dir of a test set.")
+    dev_fraction: float = option(0.1, "Without --dev: share of the train speakers that become dev.")
+    cmvn: bool | None = option(
+        None, "Apply each speaker's CMVN stats (cmvn.scp) as apply-cmvn does; default: when cmvn.scp exists.",
+        "--cmvn/--no-cmvn",
+    )  # fmt: skip
+    norm_vars: bool = option(False, "Normalise variances too (apply-cmvn --norm-vars).", "--norm-vars")
+    seed: int = option(0, "Seed of the --dev-fraction speaker draw.")
+    shard_frames: int = option(200_000, "Frames per shard of the store.")
 
     def validate(self) -> None:
         self._check(

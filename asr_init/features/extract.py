@@ -21,7 +21,6 @@ import dataclasses
 import functools
 import os
 import random
-import shutil
 import signal
 import sys
 import threading
@@ -57,13 +56,8 @@ from asr_init.features.mfcc import (
     read_sample_rates,
 )
 from asr_init.features.store import STORE_FORMAT_VERSION, StoreWriter, shard_name, split_table
-from asr_init.io import (
-    check_writable_folder,
-    read_json,
-    refuse_folder_in_use,
-    refuse_output_over_inputs,
-    write_json_atomic,
-)
+from asr_init.folders import output_folder, reading
+from asr_init.io import write_json_atomic
 from asr_init.progress import console, progress_bar
 
 # The default rate is the corpus's own up to this: wideband ASR features stop at 8 kHz
@@ -311,31 +305,13 @@ def _global_stats(path: Path, writer: StoreWriter, dim: int) -> dict:
     return {"mean": mean.tolist(), "std": np.sqrt(np.maximum(ss / n - mean**2, 1e-8)).tolist(), "train_frames": n}
 
 
-def _same_store(old: dict, new: dict) -> bool:
-    """Whether a store's config.json describes the store `new` settings would make.
-
-    The corpus and the extraction settings must match, with the rate and filterbank
-    compared as resolved (--sample-rate 8000 and the default on an 8 kHz corpus make the
-    same store); the versions record does not count. Stores written before the rate
-    could be left to the corpus recorded sample_rate in "extract" and no low/high_freq:
-    their "mfcc" record holds what those resolved to.
-    """
-    given = ("sample_rate", "low_freq", "high_freq")
-    if old.get("corpus") != new["corpus"] or "mfcc" not in old:
-        return False
-    old_extract = {k: v for k, v in old.get("extract", {}).items() if k not in given}
-    new_extract = {k: v for k, v in new["extract"].items() if k not in given}
-    return old_extract == new_extract and MfccConfig.from_dict(old["mfcc"]) == MfccConfig.from_dict(new["mfcc"])
-
-
 def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool = False) -> dict:
     """Extract `corpus_path` into a feature store at `out_dir`; returns the summary.
 
     An existing complete store made with the same corpus and settings is left as it is
-    (the stage is done); a different one is replaced only with `force`.
-    """
+    (the stage is done); a different one is replaced only with `force` (folders.py)."""
     config.validate()
-    corpus_path, out_dir = Path(corpus_path).resolve(), Path(out_dir)
+    corpus_path = Path(corpus_path).resolve()
     corpus = read_corpus(
         corpus_path, ctm=Path(config.ctm) if config.ctm else None, tier=config.tier, include_sa=config.include_sa
     )
@@ -344,70 +320,54 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
     file_rates = read_sample_rates(u.audio for u in corpus.utterances)
     rate = resolve_sample_rate(file_rates, config.sample_rate, corpus_path)
     mfcc = config.mfcc(rate)
-    settings = {"corpus": str(corpus_path), "extract": config.to_dict(), "mfcc": mfcc.to_dict()}
-    done = _finished_store(out_dir, corpus_path, settings, force)
-    if done is not None:
-        return done
-    corpus, splits, problems, labels = _selected_corpus(corpus, config)
-    utterances = [u for u in corpus.utterances if splits.get(u.speaker) is not None]
-    used_rates = {u.audio: file_rates[u.audio] for u in utterances if u.audio in file_rates}
-    _warn_upsampling(used_rates, rate)
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        t0 = time.perf_counter()
-        frames = _extract_utterances(tmp, utterances, splits, labels, mfcc, problems, config)
-        frames.resampled = sum(file_rates.get(u.audio) != rate for u in frames.utterances)
-        if not frames.writer.records:
-            raise UserError(f"no utterance of {corpus_path} could be extracted")
-        if config.cmvn == "speaker":
-            _normalise_by_speaker(tmp, frames.writer, frames.sums)
-        stats = _global_stats(tmp, frames.writer, mfcc.dim)
-        summary = _summary(frames.writer, corpus.layout, problems, time.perf_counter() - t0) | {
-            "sample_rate": rate,
-            "low_freq": mfcc.fmin,
-            "high_freq": mfcc.fmax,
-            "source_rates": {str(r): n for r, n in sorted(Counter(used_rates.values()).items())},
-            "resampled_utterances": int(frames.resampled),
-            **_band_levels(frames.band_power, mfcc),
-        }
-        summary = _write_metadata(tmp, labels, settings, stats, summary)
-        _install(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    settings = {"corpus": str(corpus_path), "extract": config.settings(), "mfcc": mfcc.to_dict()}
+    inputs = [("corpus", corpus_path), ("--ctm file", config.ctm), ("--phones file", config.phones),
+              ("--phone-map file", config.phone_map)]  # fmt: skip
+    inputs += [("audio file", u.audio) for u in {u.audio.parent: u for u in corpus.utterances}.values()]
+    with reading(corpus_path), output_folder(out_dir, settings, record="config.json", finished=("summary.json",),
+                                             force=force, inputs=inputs, summary="summary.json",
+                                             what="a feature store", upgrade=_upgrade) as output:  # fmt: skip
+        if output.done is not None:
+            console.print(f"[green]{out_dir} is already complete with these settings (--force redoes it)")
+            return output.done
+        summary = _extract_into(output.path, corpus, corpus_path, config, file_rates, rate, settings)
     _warn_empty_bands(summary, mfcc)
     return summary
 
 
-def _finished_store(out_dir: Path, corpus_path: Path, settings: dict, force: bool) -> dict | None:
-    """The summary of a complete store at `out_dir` made with `settings` (nothing to do), or
-    None after checking that the store may be written there."""
-    refuse_output_over_inputs(out_dir, {"corpus": corpus_path})
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(
-            f"--out {out_dir} is an existing file, not a folder; choose another --out (the file was left as it is)"
-        )
-    remove_stale_temporaries(out_dir)
-    if out_dir.exists():
-        done = (out_dir / "summary.json").exists() and (out_dir / "config.json").exists()
-        if done and not force and _same_store(read_json(out_dir / "config.json"), settings):
-            console.print(
-                f"[green]{out_dir} is already complete with these settings; nothing to do (use --force to redo)"
-            )
-            return read_json(out_dir / "summary.json")
-        if not force:
-            why = "was made with other settings" if done else "is not a complete feature store"
-            raise UserError(
-                f"output {out_dir} already exists and {why}; use --force to replace it or choose another --out"
-            )
-    # The store is written beside --out and renamed into place; the old store, if any, is deleted.
-    check_writable_folder(out_dir.parent, "--out")
-    if out_dir.exists():
-        refuse_folder_in_use(out_dir)
-        for folder in (out_dir, out_dir / "shards"):
-            if folder.is_dir():
-                check_writable_folder(folder, "--out", f"--force cannot delete the feature store {out_dir}")
-    return None
+def _upgrade(record: dict) -> dict:
+    """A store's config.json as today's extract writes it: stores written before the filterbank's
+    upper edge was recorded used the Nyquist frequency, which `MfccConfig.from_dict` fills in."""
+    if isinstance(record.get("mfcc"), dict):
+        record["mfcc"] = MfccConfig.from_dict(record["mfcc"]).to_dict()
+    return record
+
+
+def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractConfig, file_rates: dict, rate: int,
+                  settings: dict) -> dict:  # fmt: skip
+    """Both passes into the folder `tmp`; returns the summary."""
+    mfcc = config.mfcc(rate)
+    corpus, splits, problems, labels = _selected_corpus(corpus, config)
+    utterances = [u for u in corpus.utterances if splits.get(u.speaker) is not None]
+    used_rates = {u.audio: file_rates[u.audio] for u in utterances if u.audio in file_rates}
+    _warn_upsampling(used_rates, rate)
+    t0 = time.perf_counter()
+    frames = _extract_utterances(tmp, utterances, splits, labels, mfcc, problems, config)
+    frames.resampled = sum(file_rates.get(u.audio) != rate for u in frames.utterances)
+    if not frames.writer.records:
+        raise UserError(f"no utterance of {corpus_path} could be extracted")
+    if config.cmvn == "speaker":
+        _normalise_by_speaker(tmp, frames.writer, frames.sums)
+    stats = _global_stats(tmp, frames.writer, mfcc.dim)
+    summary = _summary(frames.writer, corpus.layout, problems, time.perf_counter() - t0) | {
+        "sample_rate": rate,
+        "low_freq": mfcc.fmin,
+        "high_freq": mfcc.fmax,
+        "source_rates": {str(r): n for r, n in sorted(Counter(used_rates.values()).items())},
+        "resampled_utterances": int(frames.resampled),
+        **_band_levels(frames.band_power, mfcc),
+    }
+    return _write_metadata(tmp, labels, settings, stats, summary)
 
 
 def _selected_corpus(corpus: Corpus, config: ExtractConfig) -> tuple[Corpus, dict, list[str], list[str]]:
@@ -480,58 +440,6 @@ def _write_metadata(tmp: Path, labels: list[str], settings: dict, stats: dict, s
     summary = summary | {"versions": versions}
     write_json_atomic(tmp / "summary.json", summary)
     return summary
-
-
-def _install(tmp: Path, out_dir: Path) -> None:
-    """Rename the finished store at `tmp` to `out_dir`; an old store there stays whole until then."""
-    old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def remove_stale_temporaries(out_dir: Path) -> list[Path]:
-    """Delete the folders an earlier extract into `out_dir` left behind when it was killed
-    (SIGKILL, a power cut): `OUT.tmp-PID` (the store being written) and `OUT.old-PID` (the
-    store being replaced), where process PID no longer runs. A folder of a living process,
-    a concurrent extract, is never touched. Returns the folders deleted."""
-    out_dir = Path(out_dir)
-    if not out_dir.parent.is_dir():
-        return []
-    removed = []
-    for path in sorted(out_dir.parent.iterdir()):
-        prefix, dot, pid = path.name.rpartition("-")
-        if not dot or prefix not in (f"{out_dir.name}.tmp", f"{out_dir.name}.old") or not pid.isdigit():
-            continue
-        if not path.is_dir() or path.is_symlink() or _process_alive(int(pid)):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        if not path.exists():
-            removed.append(path)
-            console.print(
-                f"removed {path}, left behind by an extract (process {pid}) that did not finish",
-                markup=False,
-                highlight=False,
-            )
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process `pid` exists and is not a zombie (a zombie has ended)."""
-    if pid <= 0:
-        return True  # not a process id: leave the folder alone
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _band_levels(band_power: np.ndarray, mfcc: MfccConfig) -> dict:

@@ -29,10 +29,8 @@ utterances they fail on); one whose alignment has another length is an error.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,7 +43,8 @@ from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.config import KaldiImportConfig
 from asr_init.features.store import StoreWriter, split_table
-from asr_init.io import read_json, refuse_folder_in_use, refuse_output_over_inputs, unique, write_json_atomic
+from asr_init.folders import output_folder
+from asr_init.io import unique, write_json_atomic
 from asr_init.progress import console, progress_bar
 
 VAR_FLOOR = 1e-20  # apply-cmvn's variance floor
@@ -339,28 +338,24 @@ def import_kaldi(data_dir: Path, out_dir: Path, config: KaldiImportConfig, force
 
     An existing complete store made from the same inputs and settings is left as it is."""
     config.validate()
-    data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
-    _check_out(out_dir, data_dir, config, force)
+    data_dir = Path(data_dir).resolve()
     settings = _settings(data_dir, config)
-    if _already_imported(out_dir, settings, force):
-        return read_json(out_dir / "summary.json")
-    dirs, cmvn_opts = _open_data_dirs(data_dir, config)
-    listed = {utt for d in dirs for utt in d.utterance_ids()}
-    alignments = [
-        Alignments.read(kind, specs, listed)
-        for kind, specs in (("pdfs", config.ali), ("phones", config.phone_ali))
-        if specs
-    ]
-    labels = {a.kind: _inventory(a, config) for a in alignments}
-    dev_speakers = (
-        _dev_speakers(sorted(set(dirs[0].utt2spk.values())), config.dev_fraction, config.seed, data_dir)
-        if config.dev is None
-        else set()
-    )
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        t0 = time.perf_counter()
+    inputs = _inputs(data_dir, config)
+    with output_folder(out_dir, settings, record="config.json", finished=("summary.json",), force=force,
+                       inputs=inputs, summary="summary.json", what="a feature store") as output:  # fmt: skip
+        if output.done is not None:
+            console.print(f"[green]{out_dir} is already complete with these inputs; nothing to do (--force redoes it)")
+            return output.done
+        dirs, cmvn_opts = _open_data_dirs(data_dir, config)
+        listed = {utt for d in dirs for utt in d.utterance_ids()}
+        given = (("pdfs", config.ali), ("phones", config.phone_ali))
+        alignments = [Alignments.read(kind, specs, listed) for kind, specs in given if specs]
+        labels = {a.kind: _inventory(a, config) for a in alignments}
+        dev_speakers = set()
+        if not config.dev:
+            speakers = sorted(set(dirs[0].utt2spk.values()))
+            dev_speakers = _dev_speakers(speakers, config.dev_fraction, config.seed, data_dir)
+        t0, tmp = time.perf_counter(), output.path
         importer = _Importer(StoreWriter(tmp, config.shard_frames, config.target_kinds), alignments, labels, config)
         for d in dirs:
             importer.add_data_dir(d, dev_speakers)
@@ -372,14 +367,8 @@ def import_kaldi(data_dir: Path, out_dir: Path, config: KaldiImportConfig, force
         record = {"num_pdfs": len(labels.get("pdfs", [])), "cmvn_opts": cmvn_opts, "versions": versions}
         write_json_atomic(tmp / "config.json", settings | record)
         write_json_atomic(tmp / "stats.json", importer.stats.result())
-        elapsed = time.perf_counter() - t0
-        summary = _summary(importer.writer, importer.skipped, elapsed, labels) | {"versions": versions}
+        summary = _summary(importer.writer, importer.skipped, time.perf_counter() - t0, labels) | {"versions": versions}
         write_json_atomic(tmp / "summary.json", summary)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     if importer.skipped:
         console.print(
             f"[yellow]warning: {len(importer.skipped)} utterance(s) have no alignment and were left out "
@@ -389,34 +378,20 @@ def import_kaldi(data_dir: Path, out_dir: Path, config: KaldiImportConfig, force
     return summary
 
 
-def _check_out(out_dir: Path, data_dir: Path, config: KaldiImportConfig, force: bool) -> None:
-    """Refuse an --out that is a file, that another run holds, or that is, contains or lies
-    inside any input: a data dir, an alignment or phones file, or an archive that a data
-    dir's scp files name (--force would delete it before reading it)."""
-    inputs: list[tuple[str, Path | str | None]] = [
-        ("data dir", data_dir),
-        ("--dev data dir", config.dev),
-        ("--test data dir", config.test),
-        ("--phones file", config.phones),
-    ]
+def _inputs(data_dir: Path, config: KaldiImportConfig) -> list[tuple[str, Path | str | None]]:
+    """Everything import-kaldi reads, for the output-over-inputs check: the data dirs, the
+    alignment and phones files, and every archive their script files name."""
+    inputs = [("data dir", data_dir), ("--dev data dir", config.dev), ("--test data dir", config.test),
+              ("--phones file", config.phones)]  # fmt: skip
+    scripts = [Path(d) / scp for d in (data_dir, config.dev, config.test) if d for scp in ("feats.scp", "cmvn.scp")]
     for option, specs in (("--ali", config.ali), ("--phone-ali", config.phone_ali)):
         for spec in specs:
             kind, path = parse_rspecifier(spec, f"{option} file")
             inputs.append((f"{option} file", path))
-            if kind == "scp":
-                inputs += [(f"archive named in {path}", a) for a in _scp_archives(path)]
-    for d in (data_dir, config.dev, config.test):
-        for scp in ("feats.scp", "cmvn.scp"):
-            if d is not None and (Path(d) / scp).is_file():
-                inputs += [(f"archive named in {Path(d) / scp}", a) for a in _scp_archives(Path(d) / scp)]
-    for name, path in inputs:
-        refuse_output_over_inputs(out_dir, {name: path})
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(
-            f"--out {out_dir} is an existing file, not a folder; choose another --out (the file was left as it is)"
-        )
-    if out_dir.exists() and force:
-        refuse_folder_in_use(out_dir)
+            scripts += [path] if kind == "scp" else []
+    for script in (s for s in scripts if s.is_file()):
+        inputs += [(f"archive named in {script}", archive) for archive in _scp_archives(script)]
+    return inputs
 
 
 def _scp_archives(script: Path) -> set[Path]:
@@ -441,20 +416,6 @@ def _settings(data_dir: Path, config: KaldiImportConfig) -> dict:
         "phones": str(Path(config.phones).resolve()) if config.phones else None,
     }
     return {"corpus": str(data_dir), "kaldi": config.to_dict() | resolved, "targets": list(config.target_kinds)}
-
-
-def _already_imported(out_dir: Path, settings: dict, force: bool) -> bool:
-    """True when `out_dir` is a complete store of these settings; refuses any other existing output."""
-    if not out_dir.exists() or force:
-        return False
-    done = (out_dir / "summary.json").exists() and (out_dir / "config.json").exists()
-    if done:
-        old = read_json(out_dir / "config.json")
-        if {k: old.get(k) for k in settings} == settings:
-            console.print(f"[green]{out_dir} is already complete with these inputs; nothing to do (--force redoes it)")
-            return True
-    why = "was made from other inputs or settings" if done else "is not a complete feature store"
-    raise UserError(f"output {out_dir} already exists and {why}; use --force to replace it or choose another --out")
 
 
 def _open_data_dirs(data_dir: Path, config: KaldiImportConfig) -> tuple[list[DataDir], str | None]:

@@ -12,8 +12,9 @@ shuffled at frame level, and mini-batches are spliced on the fly by index arithm
 clipped to each frame's utterance (one gather per batch with row indices computed once
 per buffer). Memory is bounded by the buffer, not the corpus (Kaldi nnet1 does the same
 with its randomiser buffer); on a GPU the next buffer is read in the background while
-the current one is used. On several processes each one computes the same order and
-reads only its rows of every mini-batch (`Batch`).
+the current one is used. On several processes every one reads the same buffers in the
+same order and keeps its rows of every mini-batch (`Batch`): one path for any number of
+processes.
 """
 
 from __future__ import annotations
@@ -171,19 +172,14 @@ class FrameBuffer:
     (ids of the store's target kind `targets`, or None). The order depends only on the seed and epoch, so a run
     can be resumed at any batch.
 
-    One process reads whole buffers. Per buffer it computes once, on the device, the clipped
-    splice rows of every frame in shuffled order, so that a mini-batch is one gather. With
-    `prefetch` (None: on for a CUDA device, off for the CPU, where the compute already uses
-    every core and the memory of one buffer matters more) a background thread reads the
-    next buffer while the current one is used (on CUDA: copies its raw frames from pinned
-    memory on a side stream and normalises them on the GPU): at most two buffers are then resident, the one in use
-    and the next. While a prefetching epoch runs, only its thread reads the store. The
-    batches are the same, bit for bit, with prefetch on or off.
-
-    With `world` > 1 processes, every process computes the same order and keeps its rows
-    of each global batch (`batch_rows`): it reads those frames and their context from
-    the memory-mapped shards and nothing else, where one process reads whole buffers.
-    Both give the same numbers.
+    Per buffer the clipped splice rows of every frame in shuffled order are computed once,
+    on the device, so that a mini-batch is one gather. With `prefetch` (None: on for a CUDA
+    device, off for the CPU, where the compute already uses every core) a background thread
+    reads the next buffer while the current one is used (on CUDA: copies its raw frames
+    from pinned memory on a side stream and normalises them on the GPU): at most two
+    buffers are then resident. The batches are the same, bit for bit, with prefetch on or
+    off. With `world` > 1 processes, process `rank` keeps its rows of every global batch
+    (`batch_rows`).
     """
 
     def __init__(
@@ -245,9 +241,6 @@ class FrameBuffer:
     def batches(self, seed: int, epoch: int, max_frames: int | None = None, skip: int = 0) -> Iterator[Batch]:
         """Mini-batches of one epoch; `skip` drops the first batches (for resuming): buffers
         with no batch left to yield are not read."""
-        if self.world > 1:
-            yield from self._parts(seed, epoch, max_frames, skip)
-            return
         rng = np.random.default_rng([seed, epoch])
         chunks = list(self._buffers(rng))  # the utterance order is the first draw
         plan = self._plan(chunks, max_frames, skip)
@@ -267,17 +260,20 @@ class FrameBuffer:
     def _buffer_batches(
         self, data: tuple[torch.Tensor, torch.Tensor | None], chunk: list[UttRecord], perm: np.ndarray, skip: int
     ) -> Iterator[Batch]:
-        """The batches of one buffer: frames `perm` in that order, after the first `skip` batches.
-        Its frames (x) and targets (y) on the device are let go when the last batch is made."""
+        """This process's rows of the batches of one buffer: frames `perm` in that order, after
+        the first `skip` batches. Its frames (x) and targets (y) on the device are let go when
+        the last batch is made."""
         x, y = data
         idx = torch.from_numpy(perm).to(self.device)
         rows = self._splice_rows(chunk, idx)
         size = self.batch_size
         for b in range(skip * size, len(idx), size):
             n = min(size, len(idx) - b)
-            inputs = x.index_select(0, rows[b : b + n].view(-1)).view(n, self.pipeline.dim)
-            targets = y.index_select(0, idx[b : b + n]) if y is not None else None
-            yield Batch(self.pipeline.finish(inputs), targets, 0, n)
+            start, end = batch_rows(n, self.rank, self.world)
+            mine = slice(b + start, b + end)
+            inputs = x.index_select(0, rows[mine].reshape(-1)).view(end - start, self.pipeline.dim)
+            targets = y.index_select(0, idx[mine]) if y is not None else None
+            yield Batch(self.pipeline.finish(inputs), targets, start, n)
 
     def _splice_rows(self, chunk: list[UttRecord], idx: torch.Tensor) -> torch.Tensor:
         """(len(idx), 2K+1) int64 on the device: the buffer rows of the context of frames `idx`,
@@ -288,43 +284,6 @@ class FrameBuffer:
         lo = torch.repeat_interleave(starts, lengths, output_size=frames).index_select(0, idx)
         hi = torch.repeat_interleave(starts + lengths - 1, lengths, output_size=frames).index_select(0, idx)
         return splice_rows(idx, lo, hi, self.pipeline.splice)
-
-    def _parts(self, seed: int, epoch: int, max_frames: int | None, skip: int) -> Iterator[Batch]:
-        """`batches` on one of several processes: the same order (the same draws from the
-        same generator), this process's rows of every batch, read row by row."""
-        rng = np.random.default_rng([seed, epoch])
-        limit = self.num_frames if max_frames is None else min(max_frames, self.num_frames)
-        seen, index = 0, 0
-        for chunk in self._buffers(rng):
-            where = _FrameIndex(chunk)
-            perm = rng.permutation(where.frames)
-            for b in range(0, len(perm), self.batch_size):
-                if seen >= limit:
-                    self.store.release()
-                    return
-                idx = perm[b : b + self.batch_size][: limit - seen]
-                seen += len(idx)
-                index += 1
-                if index <= skip:
-                    continue
-                start, end = batch_rows(len(idx), self.rank, self.world)
-                yield Batch(*self._read_rows(where, idx[start:end]), start, len(idx))
-            self.store.release()
-
-    def _read_rows(self, where: _FrameIndex, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Inputs (and targets) of the buffer's frames `idx`: each frame's context, clipped
-        to its utterance, gathered from the shards and normalised (normalising is per
-        element, so this equals normalising the whole buffer and splicing it)."""
-        k = self.pipeline.splice
-        rows = np.clip(idx[:, None] + np.arange(-k, k + 1), where.lo[idx, None], where.hi[idx, None]).ravel()
-        feats = self.store.gather("feats", where.shard[rows], where.row[rows])
-        x = torch.from_numpy(self.pipeline.normalise(feats)).view(len(idx), self.pipeline.dim).to(self.device)
-        y = None
-        if self.targets is not None:
-            kind = "states" if self.targets == "states" else "phones"
-            y = torch.from_numpy(self.store.gather(kind, where.shard[idx], where.row[idx]).astype(np.int64))
-            y = y.to(self.device)
-        return self.pipeline.finish(x), y
 
 
 class _BufferLoader:
@@ -390,22 +349,6 @@ class _BufferLoader:
         """Stop reading ahead and join the thread (after the read in progress, if any)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-class _FrameIndex:
-    """Where each frame of a buffer of utterances lies, from the manifest alone (nothing is
-    read): shard and row in it, and the buffer positions of its utterance's first and last
-    frames (lo, hi), all (frames,) arrays."""
-
-    def __init__(self, chunk: list[UttRecord]):
-        lengths = np.array([r.frames for r in chunk], dtype=np.int64)
-        starts = np.cumsum(lengths) - lengths
-        self.frames = int(lengths.sum())
-        self.lo = np.repeat(starts, lengths)
-        self.hi = np.repeat(starts + lengths - 1, lengths)
-        self.shard = np.repeat(np.array([r.shard for r in chunk], dtype=np.int64), lengths)
-        offsets = np.array([r.offset for r in chunk], dtype=np.int64)
-        self.row = np.repeat(offsets, lengths) + np.arange(self.frames) - self.lo
 
 
 def sample_frames(store: FeatureStore, pipeline: FeaturePipeline, split: str, num: int, seed: int) -> torch.Tensor:

@@ -211,19 +211,6 @@ class FeatureStore:
         """Drop the shard memory maps (their pages stop counting as this process's memory)."""
         self._shards.clear()
 
-    def gather(self, kind: str, shards: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Row rows[i] of shard shards[i] of `kind` ("feats", "phones" or "states") as out[i],
-        copied from the memory maps: only these rows are read."""
-        maps = {int(s): self._shard(kind, int(s)) for s in np.unique(shards)}
-        if not maps:
-            return np.empty((0, self.dim), np.float32) if kind == "feats" else np.empty(0, np.int16)
-        first = next(iter(maps.values()))
-        out = np.empty((len(rows), *first.shape[1:]), first.dtype)
-        for shard, mapped in maps.items():
-            mine = shards == shard
-            out[mine] = mapped[rows[mine]]
-        return out
-
     def features(self, rec: UttRecord) -> np.ndarray:
         """(frames, dim) float32 view of one utterance's features."""
         return self._shard("feats", rec.shard)[rec.offset : rec.offset + rec.frames]
@@ -242,15 +229,25 @@ class FeatureStore:
         return self._labels[kind]
 
     def targets(self, kind: str, rec: UttRecord) -> np.ndarray:
-        """(frames,) class ids of one target kind for one utterance."""
+        """(frames,) class ids of one target kind for one utterance; an id outside the
+        inventory (KIND.txt) is an error naming the utterance."""
         self._check_kind(kind)
-        return self._shard(kind, rec.shard)[rec.offset : rec.offset + rec.frames]
+        ids = self._shard(kind, rec.shard)[rec.offset : rec.offset + rec.frames]
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(self._labels[kind])):
+            bad = int(ids.min()) if ids.min() < 0 else int(ids.max())
+            raise UserError(
+                f"store {self.path}: utterance {rec.id} has {kind} id {bad}, outside {kind}.txt (ids 0 to "
+                f"{len(self._labels[kind]) - 1}); {self._damaged()}"
+            )
+        return ids
 
-    def phone_targets(self, rec: UttRecord) -> np.ndarray:
-        return self.targets("phones", rec)
-
-    def state_targets(self, rec: UttRecord) -> np.ndarray:
-        return self.targets("states", rec)
+    def class_counts(self, kind: str, split: str) -> np.ndarray:
+        """(classes,) float64 frames per class of target kind `kind` in `split`."""
+        counts = np.zeros(len(self.labels(kind)))
+        for rec in self.split(split):
+            counts += np.bincount(np.asarray(self.targets(kind, rec), dtype=np.int64), minlength=len(counts))
+        self.release()
+        return counts
 
 
 def _shard_ends(records: list[UttRecord], manifest: Path) -> dict[int, tuple[int, UttRecord]]:

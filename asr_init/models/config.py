@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from asr_init.config import ConfigBase
+from asr_init.config import ConfigBase, option
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")  # of hidden units (DNN)
 VISIBLE_TYPES = ("gauss", "bernoulli")  # of an RBM's visible units
@@ -15,15 +15,15 @@ class InspectConfig(ConfigBase):
     """Settings of `asr-init inspect` (see `asr-init inspect --help`); the network's shape
     (init, layers, hidden, splice, activation) is used only without a model folder."""
 
-    init: str = "optimal"
-    layers: int = 3
-    hidden: int = 1024
-    splice: int = 5
-    activation: str = "sigmoid"
-    frames: int = 5000
-    split: str = "train"
-    seed: int = 0
-    from_model: bool = False
+    init: str = option("optimal", "Initialisation method (see 'asr-init inits').")
+    layers: int = option(3, "Number of hidden layers (with --init).")
+    hidden: int = option(1024, "Units per hidden layer (with --init).")
+    splice: int = option(5, "Context frames each side (with --init).")
+    activation: str = option("sigmoid", "sigmoid, tanh or relu (with --init).")
+    frames: int = option(5000, "Number of frames to sample.")
+    split: str = option("train", "Split to sample from.")
+    seed: int = option(0, "Seed for the weights and the frame sample.")
+    from_model: bool = False  # set by the CLI when --model is given
 
     def validate(self) -> None:
         from asr_init.features.store import SPLITS

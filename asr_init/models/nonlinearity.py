@@ -81,3 +81,41 @@ def stack_stats(
             rows.append(net_input_stats(net, activation, i))
             h = activate(net, activation)
     return rows
+
+
+def inspect_network(store_path, model, config):
+    """`asr-init inspect`: a table of where each layer's net inputs fall on a sample of the
+    store's frames, for a pretrain/finetune folder `model` or for `config.init` layers."""
+    from rich.table import Table
+
+    from asr_init.features.pipeline import FeaturePipeline, sample_frames
+    from asr_init.features.store import FeatureStore
+    from asr_init.folders import reading
+    from asr_init.models.init import init_stack
+
+    config.validate()
+    with reading(store_path, model):
+        store, results = FeatureStore(store_path), None
+        if model is not None:
+            from asr_init.models.dbn import load_stack
+
+            stack, pipeline, activation = load_stack(model, option="--model")
+            pipeline.check_store(store, str(model))
+        else:
+            pipeline, activation = FeaturePipeline.from_store(store, config.splice), config.activation
+        x = sample_frames(store, pipeline, config.split, config.frames, config.seed)
+    if model is None:
+        sizes = [pipeline.dim] + [config.hidden] * config.layers
+        stack, results = init_stack(sizes, config.init, torch.Generator().manual_seed(config.seed), activation, x)
+    table = Table(title=f"net inputs on {len(x):,} {config.split} frames ({model or config.init})")
+    for col in ("layer", "in→out", "w std", "D", "net mean", "net std", "non-lin", "satur"):
+        table.add_column(col, justify="right")
+    for i, (row, (w, _)) in enumerate(zip(stack_stats(x, stack, activation), stack)):
+        spread = f"{results[i].spread:.3f}" if results else "-"
+        table.add_row(str(row.layer), f"{w.shape[1]}→{w.shape[0]}", f"{float(w.std()):.4f}", spread,
+                      f"{row.mean:+.3f}", f"{row.std:.3f}", f"{row.nonlinear:.1%}", f"{row.saturated:.1%}")  # fmt: skip
+    table.caption = (
+        "D: net-input spread the weights give for N(0,1) inputs (optimal-data: for the measured inputs); non-lin: "
+        "share of net inputs where |f''| >= max/2; satur: share of outputs within 0.05 of 0 or 1"
+    )
+    return table

@@ -1,60 +1,71 @@
 """Settings of `asr-init pretrain` and `asr-init finetune`: the one home of every training
-default, read by the CLI (this module imports nothing heavy, so `asr-init --help` stays fast)."""
+default and option (the CLI derives its options from these fields; this module imports
+nothing heavy, so `asr-init --help` stays fast)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from asr_init.config import ConfigBase, check_device
+from asr_init.config import ConfigBase, check_device, option
 from asr_init.models.config import ACTIVATIONS, VISIBLE_TYPES
 from asr_init.training.schedules import SCHEDULES
 
 PRECISIONS = ("fp32", "tf32", "bf16")  # of the matrix products (training/precision.py)
+_PRECISION = (
+    "Precision of the products: fp32; tf32 (TensorFloat-32 on CUDA; a CPU computes fp32); bf16 (bfloat16 inputs, "
+    "float32 accumulation; parameters and updates stay float32)."
+)
 
 
 @dataclass
 class PretrainConfig(ConfigBase):
-    """Settings of `asr-init pretrain` (see `asr-init pretrain --help`)."""
+    """Settings of `asr-init pretrain`."""
 
-    init: str = "optimal"
-    layers: int = 6
-    hidden: int = 1024
-    splice: int = 5
-    cd_k: int = 1
-    batch_size: int = 256
-    epochs: int = 2
-    epochs_gauss: int | None = None  # None: 2 x epochs
-    lr: float = 0.04  # Kaldi's 0.4 saturates 1024-unit layers within ten batches (see rbm.py)
-    lr_gauss: float = 0.01
-    momentum_start: float = 0.5
-    momentum_end: float = 0.9
-    momentum_frames: int = 1_000_000
-    l2: float = 0.0002
-    visible: str = "gauss"
-    seed: int = 0
-    device: str = "cpu"
-    max_frames: int | None = None  # per epoch
-    report_every: int = 50_000
-    buffer_frames: int = 200_000
-    stats_frames: int = 2000
-    sat_guard: float = 0.1  # saturation guard of Bernoulli layers: share of saturated hidden probabilities; 0 = off
-    precision: str = "fp32"  # of the CD products: fp32, tf32 or bf16 (see training/precision.py)
-    cuda_graphs: bool = True  # capture the CD step as a CUDA graph on a GPU (models/cd_device.py)
+    init: str = option("optimal", "Initialisation method for every layer (see 'asr-init inits').")
+    layers: int = option(6, "Number of RBM layers.")
+    hidden: int = option(1024, "Hidden units per layer.")
+    splice: int = option(5, "Context frames on each side (+-K).")
+    cd_k: int = option(1, "Gibbs steps of contrastive divergence.", "--cd-k")
+    batch_size: int = option(256, "Mini-batch size in frames.")
+    epochs: int = option(2, "Epochs per Bernoulli-Bernoulli layer.")
+    epochs_gauss: int | None = option(None, "Epochs of the Gaussian first layer (default 2 x --epochs).")
+    lr: float = option(
+        0.04,
+        "Learning rate of Bernoulli-Bernoulli layers (scaled by 1 - momentum); Kaldi's 0.4 saturates 1024-unit "
+        "layers (the saturation guard then lowers it).",
+    )
+    lr_gauss: float = option(0.01, "Learning rate of the Gaussian-Bernoulli layer.")
+    momentum_start: float = option(0.5, "Momentum at the start of each layer.")
+    momentum_end: float = option(0.9, "Momentum after the ramp.")
+    momentum_frames: int = option(1_000_000, "Frames over which momentum ramps up linearly.")
+    l2: float = option(0.0002, "L2 weight penalty.")
+    visible: str = option("gauss", "First-layer visible units: gauss or bernoulli (inputs squashed to (0,1)).")
+    seed: int = option(0, "Seed for weights, sampling and frame order.")
+    device: str = option("cpu", "cpu, cuda or cuda:N.")
+    max_frames: int | None = option(None, "Cut each epoch after this many frames (quick runs).")
+    report_every: int = option(50_000, "Frames between log rows.")
+    buffer_frames: int = option(200_000, "Frames in the shuffling buffer (bounds memory).")
+    stats_frames: int = option(2000, "Frames sampled for the net-input and reconstruction statistics of each epoch.")
+    sat_guard: float = option(
+        0.1,
+        "Saturation guard of Bernoulli layers: when more than this share of a mini-batch's hidden probabilities is "
+        "within 0.05 of 0 or 1, rescale the weights to spread D*, halve the learning rate and reset the momentum; "
+        "0 switches it off.",
+    )
+    precision: str = option("fp32", _PRECISION)
+    cuda_graphs: bool = option(True, "On a GPU, replay each layer's CD step as a CUDA graph (checked first).")
 
     def validate(self) -> None:
         from asr_init.models.init import parse_init  # torch: only when a run starts
 
         parse_init(self.init)
-        self._check(self.layers >= 1, "layers", "must be at least 1")
-        self._check(self.hidden >= 1, "hidden", "must be at least 1")
+        for name in ("layers", "hidden", "cd_k", "batch_size", "epochs", "report_every", "stats_frames"):
+            self._check(getattr(self, name) >= 1, name, "must be at least 1")
         self._check(self.splice >= 0, "splice", "must be >= 0")
-        self._check(self.cd_k >= 1, "cd_k", "must be at least 1")
-        self._check(self.batch_size >= 1, "batch_size", "must be at least 1")
-        self._check(self.epochs >= 1, "epochs", "must be at least 1")
         self._check(self.epochs_gauss is None or self.epochs_gauss >= 1, "epochs_gauss", "must be at least 1")
-        self._check(self.lr > 0 and math.isfinite(self.lr), "lr", "must be positive")
-        self._check(self.lr_gauss > 0 and math.isfinite(self.lr_gauss), "lr_gauss", "must be positive")
+        self._check(0 < self.lr < math.inf, "lr", "must be a finite number > 0")
+        self._check(0 < self.lr_gauss < math.inf, "lr_gauss", "must be a finite number > 0")
         self._check(0 <= self.momentum_start < 1, "momentum_start", "must be in [0, 1)")
         self._check(0 <= self.momentum_end < 1, "momentum_end", "must be in [0, 1)")
         self._check(0 <= self.l2 < math.inf, "l2", "must be a finite number >= 0")
@@ -62,12 +73,10 @@ class PretrainConfig(ConfigBase):
         self._check(
             self.max_frames is None or self.max_frames >= self.batch_size, "max_frames", "must be at least one batch"
         )
-        self._check(self.report_every >= 1, "report_every", "must be positive")
         self._check(self.momentum_frames >= 0, "momentum_frames", "must be >= 0 (0: no ramp, momentum_end at once)")
         self._check(self.buffer_frames >= self.batch_size, "buffer_frames", "must be at least one batch (--batch-size)")
         self._check(self.seed >= 0, "seed", "--seed must be at least 0")
         self._check(0 <= self.sat_guard < 1, "sat_guard", "must be in [0, 1) (0 switches the guard off)")
-
         check_device(self.device)
         self._check(self.precision in PRECISIONS, "precision", f"--precision must be one of {', '.join(PRECISIONS)}")
 
@@ -86,56 +95,67 @@ class PretrainConfig(ConfigBase):
         return self.momentum_start + t * (self.momentum_end - self.momentum_start)
 
 
-# Learning rate and momentum by starting point, chosen at 6 x 1024 sigmoid units on the
-# 1-hour store. From a DBN, Kaldi nnet1's lr 0.008 on the summed gradient, no momentum.
-# From random weights (no --dbn, or --init-from) that step saturates a deep sigmoid network
-# within an epoch and smaller steps without momentum leave it on the plateau of the
-# class priors, where newbob stops it; lr 0.0004 with momentum 0.9 (an effective step of
-# 0.004) from the `optimal` initialisation leaves the plateau in the second epoch, where
-# the same from `xavier-normal` stays on it (measured at 6 x 1024, see the README).
+# Learning rate and momentum by starting point, chosen at 6 x 1024 sigmoid units on the 1-hour
+# store (docs/findings.md): from a DBN, Kaldi nnet1's lr 0.008 on the summed gradient, no momentum;
+# from random weights (no --dbn, or --init-from), lr 0.0004 with momentum 0.9.
 STARTING_POINT_DEFAULTS = {"dbn": {"lr": 0.008, "momentum": 0.0}, "scratch": {"lr": 0.0004, "momentum": 0.9}}
-
-
 TARGETS = ("states", "phones", "pdfs")  # pdfs: Kaldi tied states, from an import-kaldi store
 
 
 @dataclass
 class FinetuneConfig(ConfigBase):
-    """Settings of `asr-init finetune` (see `asr-init finetune --help`)."""
+    """Settings of `asr-init finetune`."""
 
-    targets: str | None = None  # None: the store's first kind (states from extract, pdfs from import-kaldi)
-    init: str = "optimal"  # hidden layers without --dbn (and above --reuse-layers); see STARTING_POINT_DEFAULTS
-    output_init: str = "small-xavier"  # the softmax layer; "same" = --init
-    layers: int = 6
-    hidden: int = 1024
-    activation: str = "sigmoid"
-    splice: int = 5
-    lr: float | None = None  # None: 0.008 from a DBN, 0.0004 from scratch (see STARTING_POINT_DEFAULTS)
-    batch_size: int = 256
-    momentum: float | None = None  # None: 0 from a DBN, 0.9 from scratch
-    l2: float = 0.0
-    dropout: float = 0.0
-    max_norm: float | None = None
-    grad_clip: float | None = None
-    schedule: str = "newbob"
-    decay: float = 0.5  # exponential schedule: lr *= decay every epoch
-    max_epochs: int = 20
-    min_epochs: int = 1
-    start_halving: float = 0.01
-    end_halving: float = 0.001
-    halving_factor: float = 0.5
-    seed: int = 0
-    device: str = "cpu"
-    max_frames: int | None = None
-    buffer_frames: int = 200_000
-    prior_floor: float = 1.0  # minimum count per class when computing priors
-    dbn: str | None = None  # a pretrain folder, or a Kaldi nnet1 .dbn file
-    init_from: str | None = None  # a pretrain/finetune folder, or a Kaldi nnet1 .nnet file
-    feature_transform: str | None = None  # Kaldi's feature_transform for a --dbn/--init-from nnet1 file
-    precision: str = "fp32"  # of the products: fp32, tf32 or bf16 (see training/precision.py)
-    cuda_graphs: bool = True  # replay the step as a CUDA graph on a GPU (finetune._GraphedStep)
-    reuse_layers: int = 0
-    stats_frames: int = 2000
+    dbn: str | None = option(
+        None, "Start the hidden layers from this 'asr-init pretrain' folder, or a Kaldi nnet1 DBN file (N.dbn)."
+    )
+    init: str = option("optimal", "Initialisation of hidden layers not taken from --dbn/--init-from.")
+    output_init: str = option("small-xavier", "Initialisation of the softmax layer; 'same' = --init.")
+    init_from: str | None = option(
+        None, "Take the lower --reuse-layers layers from this model folder, or a Kaldi nnet1 file (final.nnet)."
+    )
+    feature_transform: str | None = option(
+        None,
+        "Kaldi feature transform of a --dbn/--init-from nnet1 file (default: final.feature_transform beside it).",
+        path=True,
+    )
+    reuse_layers: int = option(0, "How many lower layers to take from --init-from.")
+    targets: str | None = option(
+        None,
+        "Output classes: states (3 per phone) or phones of an extract store; pdfs or phones of an import-kaldi "
+        "store. Default: states, or pdfs for an import-kaldi store.",
+    )
+    layers: int = option(6, "Hidden layers (without --dbn).")
+    hidden: int = option(1024, "Units per hidden layer (without --dbn).")
+    activation: str = option("sigmoid", "sigmoid, tanh or relu (without --dbn).")
+    splice: int = option(5, "Context frames each side (without --dbn/--init-from).")
+    lr: float | None = option(
+        None, "Initial learning rate, on the gradient summed over the mini-batch (default 0.008 with --dbn, 0.0004 "
+        "without)."
+    )  # fmt: skip
+    batch_size: int = option(256, "Mini-batch size in frames.")
+    momentum: float | None = option(None, "SGD momentum (default 0 with --dbn, 0.9 without).")
+    l2: float = option(0.0, "L2 weight decay.")
+    dropout: float = option(0.0, "Dropout on hidden activations.")
+    max_norm: float | None = option(None, "Max-norm constraint on each hidden unit's incoming weights.")
+    grad_clip: float | None = option(None, "Clip the global gradient norm.")
+    schedule: str = option("newbob", "newbob, constant or exponential.")
+    decay: float = option(0.5, "Exponential schedule: lr factor per epoch.")
+    max_epochs: int = option(20, "Maximum epochs (Kaldi's --max-iters); with --resume, continues a finished run.")
+    min_epochs: int = option(1, "Newbob neither stops nor halves before this many epochs (Kaldi's --min-iters).")
+    start_halving: float = option(
+        0.01, "Newbob: halve the rate from the epoch whose relative dev-loss gain is below this (--start-halving-impr)."
+    )
+    end_halving: float = option(0.001, "Newbob: stop when halving and the gain is below this (--end-halving-impr).")
+    halving_factor: float = option(0.5, "Newbob: the factor of each halving (Kaldi's --halving-factor).")
+    seed: int = option(0, "Seed for weights, frame order and dropout.")
+    device: str = option("cpu", "cpu, cuda or cuda:N.")
+    max_frames: int | None = option(None, "Cut each epoch after this many frames.")
+    buffer_frames: int = option(200_000, "Frames in the shuffling buffer.")
+    prior_floor: float = option(1.0, "Smallest frame count per class in the priors (Kaldi's class-frame-counts).")
+    stats_frames: int = option(2000, "Frames sampled for each epoch's saturation figures.")
+    precision: str = option("fp32", _PRECISION.replace("bf16 (bfloat16 inputs", "bf16 (autocast: bfloat16 inputs"))
+    cuda_graphs: bool = option(True, "On a GPU, replay the training step as a CUDA graph (not with --dropout).")
 
     def __post_init__(self) -> None:
         start = "dbn" if self.dbn else "scratch"
@@ -152,23 +172,21 @@ class FinetuneConfig(ConfigBase):
         if self.output_init != "same":
             parse_init(self.output_init)
         self._check(self.activation in ACTIVATIONS, "activation", f"must be one of {', '.join(ACTIVATIONS)}")
-        self._check(self.layers >= 1, "layers", "must be at least 1")
-        self._check(self.hidden >= 1, "hidden", "must be at least 1")
-        self._check(0 < self.lr < math.inf, "lr", "must be a finite number > 0")
-        self._check(self.batch_size >= 1, "batch_size", "must be positive")
+        for name in ("layers", "hidden", "batch_size", "max_epochs", "min_epochs", "stats_frames"):
+            self._check(getattr(self, name) >= 1, name, "must be at least 1")
+        for name in ("lr", "decay", "halving_factor"):
+            self._check(0 < getattr(self, name) < math.inf, name, "must be a finite number > 0")
+        for name in ("l2", "start_halving", "end_halving", "prior_floor"):
+            self._check(0 <= getattr(self, name) < math.inf, name, "must be a finite number >= 0")
         self._check(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
         self._check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
-        self._check(0 <= self.l2 < math.inf, "l2", "must be a finite number >= 0")
         self._check(self.max_norm is None or 0 < self.max_norm < math.inf, "max_norm", "must be a finite number > 0")
         self._check(
             self.grad_clip is None or 0 < self.grad_clip < math.inf,
             "grad_clip",
             "must be a finite number > 0 (a gradient norm; leave --grad-clip out for no clipping)",
         )
-        self._check(0 < self.decay < math.inf, "decay", "must be a finite number > 0")
         self._check(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
-        self._check(self.max_epochs >= 1, "max_epochs", "must be at least 1")
-        self._check(self.min_epochs >= 1, "min_epochs", "must be at least 1")
         self._check(self.min_epochs <= self.max_epochs, "min_epochs", f"must be at most --max-epochs {self.max_epochs}")
         self._check(self.buffer_frames >= self.batch_size, "buffer_frames", "must be at least one batch (--batch-size)")
         self._check(self.seed >= 0, "seed", "--seed must be at least 0")
@@ -188,6 +206,5 @@ class FinetuneConfig(ConfigBase):
         self._check(
             self.max_frames is None or self.max_frames >= self.batch_size, "max_frames", "must be at least one batch"
         )
-
         check_device(self.device)
         self._check(self.precision in PRECISIONS, "precision", f"--precision must be one of {', '.join(PRECISIONS)}")

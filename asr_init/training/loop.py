@@ -1,43 +1,55 @@
 """The training skeleton pre-training and fine-tuning share.
 
-Both stages run epochs of mini-batches from a resumable position, time them, check after
-every step that training has not diverged (or, where a step leaves its figures on the
-device so as not to wait for it, at the stage's `sync` before every checkpoint), show one
-progress bar, and on SIGINT/SIGTERM write a checkpoint and raise `Interrupted`. They
-differ in their step and in what happens at an epoch's start and end, which a `Trainer`
-subclass supplies (as icefall's train.py splits `train_one_epoch`, `compute_validation_loss`, `save_checkpoint`).
+Both stages run epochs of mini-batches from a resumable position, time them, read the
+figures their steps leave where they ran every `Strategy.read_every` steps and before every
+checkpoint (`sync`, which raises if training diverged), show one progress bar, and on
+SIGINT/SIGTERM write a checkpoint and raise `Interrupted`. They differ in their step and in
+what happens at an epoch's start and end, which a `Trainer` subclass supplies (as icefall's
+train.py splits `train_one_epoch`, `compute_validation_loss`, `save_checkpoint`).
 
 On several processes (distributed.py) every process runs this loop over its rows of the
 same mini-batches and keeps the same state; rank 0 alone writes checkpoints and logs, and
-the processes agree after every batch whether to stop.
+the processes agree at every read whether to stop.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from rich.progress import TextColumn
 
-from asr_init.errors import UserError
 from asr_init.io import save_checkpoint
 from asr_init.progress import progress_bar
 from asr_init.training.distributed import Dist
 from asr_init.training.interrupts import Interrupted, StopFlag
 
+READ_EVERY = 200  # steps between the host's reads on a GPU
 
-def decides_on_device(device: torch.device) -> bool:
-    """Whether a stage keeps its per-step figures (losses, sums, guard decisions) on the
-    device and reads them back only now and then: on a GPU, where reading a number waits
-    for every queued kernel and leaves the GPU idle while the next step is queued. On the
-    CPU a read costs nothing and the host decides after every step."""
-    return device.type == "cuda"
+
+@dataclass(frozen=True)
+class Strategy:
+    """How a stage's steps run where they run.
+
+    `read_every`: steps between the host's reads of the sums and decisions a step leaves on
+    its device: 1 on a CPU, where a read costs nothing; READ_EVERY on a GPU, where a read waits
+    for every queued kernel. `capture(body, state, what)`: records a step as a CUDA graph
+    (cuda_graphs.capture_checked), or None for eager steps."""
+
+    read_every: int = 1
+    capture: Callable | None = None
+
+    @classmethod
+    def for_device(cls, device: torch.device, graphs: bool = True) -> Strategy:
+        if device.type != "cuda":
+            return cls()
+        from asr_init.cuda_graphs import capture_checked
+
+        return cls(READ_EVERY, capture_checked if graphs else None)
 
 
 @dataclass
@@ -59,62 +71,58 @@ class TrainState:
         for key, value in state.items():
             setattr(self, key, value)
 
+    def count(self, frames: int, seconds: float, batches: int = 1) -> None:
+        """Add a step's (or a wait's) frames, seconds and batches."""
+        self.frames += frames
+        self.epoch_frames += frames
+        self.batch += batches
+        self.seconds += seconds
+        self.epoch_seconds += seconds
+
     def next_epoch(self) -> None:
-        self.epoch += 1
-        self.batch = 0
-        self.epoch_frames = 0
-        self.epoch_seconds = 0.0
-
-
-@dataclass
-class Step:
-    """What one mini-batch did: its frame count and the loss to check for finiteness
-    (on several processes: of the global batch, the same on every process)."""
-
-    frames: int
-    value: float | None  # None: left on the device, checked by the stage's `sync`
-    extra: Any = None  # what the stage's `record` needs (e.g. the RBM's guard result)
+        self.epoch, self.batch, self.epoch_frames, self.epoch_seconds = self.epoch + 1, 0, 0, 0.0
 
 
 class Trainer(ABC):
     """Runs `epochs` epochs from `state`; subclasses define the stage.
 
-    Subclasses set `epochs`, `state`, `checkpoint_path`, `bar_label` and `bar_field` and
-    implement `batches`, `step`, `diverged` and `state_dict`; the hooks `start_epoch`,
-    `record`, `after_batch`, `end_epoch` and `write_logs` default to doing nothing. `dist`
-    is the single process unless the stage sets it.
+    Subclasses set `epochs`, `state`, `checkpoint_path`, `bar_label` and `strategy` and
+    implement `batches`, `step`, `sync`, `state_dict` and `bar_total`; the hooks
+    `start_epoch`, `after_batch`, `end_epoch` and `write_logs` default to doing nothing.
+    `dist` is the single process unless the stage sets it.
     """
 
     epochs: int
     state: TrainState
     checkpoint_path: Path
+    strategy: Strategy = Strategy()
     dist: Dist = Dist()
     bar_field = "loss"  # the running figure the progress bar shows
     bar_per_epoch = False  # one bar per epoch (fine-tuning) or one for all epochs (an RBM layer)
-
-    # --- what a stage supplies --------------------------------------------------------
+    unread = 0  # steps since the last sync
 
     @abstractmethod
     def batches(self, epoch: int, skip: int) -> Iterable:
         """The epoch's mini-batches after the first `skip` (resumption)."""
 
     @abstractmethod
-    def step(self, batch) -> Step:
-        """Train on one mini-batch."""
+    def step(self, batch) -> int:
+        """Train on one mini-batch; returns its (global) frame count."""
 
     @abstractmethod
-    def diverged(self, step: Step) -> UserError:
-        """The error to raise when a step's value is not finite."""
+    def sync(self) -> None:
+        """Read the figures of the steps since the last sync and raise a UserError if one diverged."""
 
     @abstractmethod
     def state_dict(self) -> dict:
         """Everything the checkpoint holds (weights, optimiser, RNG, schedule, `state`)."""
 
+    @abstractmethod
+    def bar_total(self) -> int:
+        """Frames the progress bar counts to: one epoch, or all of them."""
+
     def start_epoch(self) -> None:  # noqa: B027 - an optional hook
         """Before an epoch's first batch (not called again when resuming inside it)."""
-
-    def record(self, step: Step) -> None:  # noqa: B027 - an optional hook
-        """Account a finite step; `state` does not count it yet."""
 
     def after_batch(self) -> None:  # noqa: B027 - an optional hook
         """After `state` counted the batch (interval logs)."""
@@ -125,25 +133,17 @@ class Trainer(ABC):
     def write_logs(self) -> None:  # noqa: B027 - an optional hook
         """After a checkpoint was written (rank 0 only)."""
 
-    def sync(self) -> None:  # noqa: B027 - an optional hook
-        """Bring figures kept on the device to the host and raise `diverged`'s error if
-        training diverged since the last sync; called before every checkpoint."""
-
-    @abstractmethod
-    def bar_total(self) -> int:
-        """Frames the progress bar counts to: one epoch, or all of them."""
-
     def bar_value(self) -> str:
         return "-"
 
-    # --- the skeleton ---------------------------------------------------------------------
+    def where(self) -> str:
+        return f"epoch {self.state.epoch}"
 
     def save(self, path: Path | None = None) -> dict:
-        """Write the checkpoint atomically (rank 0), then the logs; returns what was written.
-
-        The other processes wait until it is written: then none of them can exit (and make
-        torchrun stop rank 0) before the checkpoint is complete."""
-        self.sync()
+        """Read the steps' figures, write the checkpoint atomically (rank 0), then the logs;
+        returns what was written. The other processes wait until it is written: then none of
+        them can exit (and make torchrun stop rank 0) before the checkpoint is complete."""
+        self._read()
         ckpt = self.state_dict()
         if self.dist.is_main:
             save_checkpoint(ckpt, path or self.checkpoint_path)
@@ -151,32 +151,21 @@ class Trainer(ABC):
         self.dist.barrier()
         return ckpt
 
-    def interrupted(self, signum: int) -> Interrupted:
-        return Interrupted(
-            f"stopped by signal {signum} in {self.where()} after {self.state.frames:,} frames; "
-            f"state saved to {self.checkpoint_path}; continue with --resume"
-        )
-
-    def where(self) -> str:
-        return f"epoch {self.state.epoch}"
-
     def run(self, flag: StopFlag) -> None:
         """Train until `epochs` epochs are done or the schedule stops; checkpoint after every epoch."""
         with progress_bar(TextColumn(f"{self.bar_field} " + "{task.fields[value]}")) as bar:
             task = None
             if not self.bar_per_epoch:
-                task = bar.add_task(
-                    self.bar_label, total=self.bar_total(), value="-", unit="frames", completed=self.state.frames
-                )
+                task = bar.add_task(self.bar_label, total=self.bar_total(), value="-", unit="frames",
+                                    completed=self.state.frames)  # fmt: skip
             while self.state.epoch <= self.epochs and not self.state.stopped:
                 if self.bar_per_epoch:
-                    label = f"{self.bar_label} {self.state.epoch}/{self.epochs}"
-                    task = bar.add_task(
-                        label, total=self.bar_total(), value="-", unit="frames", completed=self.state.epoch_frames
-                    )
+                    label, done = f"{self.bar_label} {self.state.epoch}/{self.epochs}", self.state.epoch_frames
+                    task = bar.add_task(label, total=self.bar_total(), value="-", unit="frames", completed=done)
                 self._train_one_epoch(flag, bar, task)
                 if self.bar_per_epoch:
                     bar.remove_task(task)
+                self._read()
                 self.end_epoch()
                 self.state.next_epoch()
                 self.save()
@@ -187,38 +176,27 @@ class Trainer(ABC):
             self.start_epoch()
         t_last = time.perf_counter()
         for batch in self.batches(state.epoch, state.batch):
-            step = self.step(batch)
+            frames = self.step(batch)
             now = time.perf_counter()
-            state.seconds += now - t_last
-            state.epoch_seconds += now - t_last
+            state.count(frames, now - t_last)
             t_last = now
-            if step.value is not None and not math.isfinite(step.value):
-                raise self.diverged(step)
-            self.record(step)
-            state.frames += step.frames
-            state.epoch_frames += step.frames
-            state.batch += 1
+            self.unread += 1
+            if self.unread >= self.strategy.read_every:
+                self._read()
             self.after_batch()
-            bar.update(task, advance=step.frames, value=self.bar_value())
+            bar.update(task, advance=frames, value=self.bar_value())
             flag.tick()
-            signum = self._agreed_signal(flag)
-            if signum:
+            signum = self.dist.max(flag.signal or 0) if self.unread == 0 or not self.dist.is_distributed else 0
+            if signum:  # a signal to any process stops all after the same batch
                 self.save()
-                raise self.interrupted(signum)
-        if decides_on_device(self.dist.device):  # the epoch's time includes the work still queued
+                raise Interrupted(
+                    f"stopped by signal {signum} in {self.where()} after {state.frames:,} frames; "
+                    f"state saved to {self.checkpoint_path}; continue with --resume"
+                )
+        if self.dist.device.type == "cuda":  # the epoch's time includes the work still queued
             torch.cuda.synchronize(self.dist.device)
-            wait = time.perf_counter() - t_last
-            state.seconds += wait
-            state.epoch_seconds += wait
+            state.count(0, time.perf_counter() - t_last, batches=0)
 
-    def _agreed_signal(self, flag: StopFlag) -> int:
-        """A signal to any process stops all after the same batch. On several GPUs the
-        processes agree every AGREE_EVERY batches only: each agreement is a collective that
-        waits for the step (one process alone asks itself, which costs nothing)."""
-        dist = self.dist
-        if dist.is_distributed and decides_on_device(dist.device) and self.state.batch % AGREE_EVERY:
-            return 0
-        return dist.max(flag.signal or 0)
-
-
-AGREE_EVERY = 16
+    def _read(self) -> None:
+        self.unread = 0
+        self.sync()

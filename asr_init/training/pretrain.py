@@ -15,14 +15,12 @@ Output folder::
     rbmN.pt                finished layer N: RBM state, log rows, init info, pipeline (that layer only)
     rbmN.partial.pt        layer N in progress (epoch ends, Ctrl-C/SIGTERM): resumable
     dbn.pt                 the stacked DBN (see dbn.py)
-    pretrain.json          config, pipeline, init method, D and sigma per layer, timings, and the
-                           versions/environment record (environment.py)
+    pretrain.json          config, pipeline, init method, D and sigma per layer, timings, versions
     recon.csv, recon.png   reconstruction error against frames seen
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,118 +31,54 @@ from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline, FrameBuffer, sample_frames
 from asr_init.features.store import FeatureStore, store_identity
+from asr_init.folders import output_folder, reading
 from asr_init.io import load_run_checkpoint, write_csv, write_json_atomic
-from asr_init.models.cd_device import CDReport, DeviceCD
 from asr_init.models.dbn import Stack, propagate, save_dbn
 from asr_init.models.init import InitContext, init_weight_, input_power
 from asr_init.models.nonlinearity import net_input_stats
-from asr_init.models.rbm import GUARD_LR_FACTOR, RBM, BatchPart, UniformSource
+from asr_init.models.rbm import RBM, BatchPart, CDReport, ContrastiveDivergence, UniformSource
 from asr_init.progress import console
-from asr_init.training import loop
 from asr_init.training.config import PretrainConfig
 from asr_init.training.distributed import Dist, distributed
 from asr_init.training.interrupts import StopFlag, catch_signals
-from asr_init.training.loop import Step, Trainer, TrainState
+from asr_init.training.loop import Strategy, Trainer, TrainState
 from asr_init.training.precision import matmul_precision
-from asr_init.training.runs import run_folder
 
-CSV_COLUMNS = [
-    "layer",
-    "epoch",
-    "frames",
-    "kind",
-    "recon_error",
-    "lr",
-    "momentum",
-    "elapsed_s",
-    "frames_per_s",
-    "net_mean",
-    "net_std",
-    "nonlinear",
-    "saturated",
-    "train_recon",
-    "dev_recon",
-    "train_free_energy",
-    "dev_free_energy",
-    "input_var",
-    "guard",
-    "guard_scale",
-]
+CSV_COLUMNS = ["layer", "epoch", "frames", "kind", "recon_error", "lr", "momentum", "elapsed_s", "frames_per_s",
+               "net_mean", "net_std", "nonlinear", "saturated", "train_recon", "dev_recon", "train_free_energy",
+               "dev_free_energy", "input_var", "guard", "guard_scale"]  # fmt: skip
+RESUME_NEUTRAL = ("device", "report_every", "cuda_graphs")  # may differ between a run and its resumption
 
 
-_RESUME_NEUTRAL = ("device", "report_every", "cuda_graphs")  # may differ between a run and its resumption
-
-
-def decides_on_device(device: torch.device, dist: Dist) -> bool:
-    """Whether the CD steps keep their guards' decisions and sums on the device (DeviceCD),
-    read back at report intervals (see loop.decides_on_device); on several GPUs too, where
-    the statistics are summed by a collective on the device."""
-    return loop.decides_on_device(device)
-
-
-def pretrain(
-    store_path: Path,
-    config: PretrainConfig,
-    out_dir: Path,
-    resume: bool = False,
-    force: bool = False,
-    interrupt_after: int | None = None,
-) -> dict:
+def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bool = False, force: bool = False,
+             interrupt_after: int | None = None, strategy: Strategy | None = None) -> dict:  # fmt: skip
     """Pre-train a DBN; returns the pretrain.json summary.
 
-    Under torchrun, the processes share every mini-batch (see distributed.py).
-    `interrupt_after` (testing) acts as a signal arriving after that many mini-batches.
-    """
+    Under torchrun the processes share every mini-batch (see distributed.py). `strategy`
+    (default: Strategy.for_device) says how often the host reads the steps' figures and
+    whether steps are CUDA graphs; `interrupt_after` (testing) acts as a signal arriving
+    after that many mini-batches."""
     config.validate()
-    return _pretrain(store_path, config, Path(out_dir), resume, force, interrupt_after, distributed(config.device))
-
-
-def _pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume, force, interrupt_after, dist) -> dict:
+    dist = distributed(config.device)
+    strategy = strategy or Strategy.for_device(dist.device, config.cuda_graphs and not dist.is_distributed)
     store = FeatureStore(store_path)
     pipeline = FeaturePipeline.from_store(store, config.splice, squash=config.visible == "bernoulli")
     if not store.split("train"):
         raise UserError(f"store {store.path} has no train utterances")
-    settings = {
-        "store": str(store.path.resolve()),
-        "config": config.to_dict(),
-        "inputs": {"feature store": store_identity(store.path)},
-    }
-    with run_folder(
-        out_dir,
-        "pretrain",
-        settings,
-        force,
-        finished=("dbn.pt",),
-        started=("rbm*.pt",),
-        neutral=_RESUME_NEUTRAL,
-        inputs={"feature store": store.path},
-        dist=dist,
-    ) as done:
-        if done is not None:
-            console.print(
-                f"[green]{out_dir} already holds a finished pre-training run with these settings; nothing to do"
-            )
-            return done
-        console.print(f"pretrain {store.path} -> {out_dir}: {config.to_dict()}", highlight=False)
+    settings = {"store": str(store.path.resolve()), "config": config.to_dict(),
+                "inputs": {"feature store": store_identity(store.path)}}  # fmt: skip
+    with reading(store.path), output_folder(
+        out_dir, settings, record="pretrain.config.json", finished=("pretrain.json", "dbn.pt"), force=force,
+        inputs={"feature store": store.path}, in_place=True, started=("rbm*.pt",), neutral=RESUME_NEUTRAL,
+        summary="pretrain.json", what="a pretrain run", dist=dist,
+    ) as output:  # fmt: skip
+        if output.done is not None:
+            console.print(f"[green]{out_dir} already holds a finished pre-training run with these settings")
+            return output.done
         if dist.is_distributed:
             console.print(f"{dist.world} processes share every batch of {config.batch_size} frames")
-        return _train_layers(config, store, pipeline, out_dir, StopFlag(interrupt_after), resume, dist)
-
-
-def _train_layers(config, store, pipeline, out_dir: Path, flag: StopFlag, resume: bool, dist: Dist) -> dict:
-    """Train (or load, when finished earlier) every layer in turn; write the DBN and the summary."""
-    torch.manual_seed(config.seed)  # nothing should use it; keeps any library default deterministic
-    run = _Run.open(config, store, pipeline, out_dir, dist)
-    t_start = time.perf_counter()
-    with catch_signals(flag):
-        for layer in range(1, config.layers + 1):
-            rbm, ckpt = _finished_layer(run, layer) or _LayerTrainer(run, layer, resume).train(flag)
-            run.rows.extend(ckpt["rows"])
-            run.layer_info.append(ckpt["info"])
-            run.stack.append((rbm.W.detach().clone(), rbm.hb.detach().clone()))
-            if dist.is_main:
-                write_csv(out_dir / "recon.csv", run.rows, CSV_COLUMNS)
-    return dist.from_main(lambda: _write_outputs(run, time.perf_counter() - t_start))
+        run = _Run.open(config, store, pipeline, Path(out_dir), dist, strategy)
+        return _train_layers(run, StopFlag(interrupt_after), resume)
 
 
 @dataclass
@@ -156,7 +90,7 @@ class _Run:
     pipeline: FeaturePipeline
     out_dir: Path
     dist: Dist
-    device: torch.device
+    strategy: Strategy
     buffer: FrameBuffer
     train_sample: torch.Tensor  # fixed frames for the epoch statistics
     dev_sample: torch.Tensor | None
@@ -165,38 +99,40 @@ class _Run:
     layer_info: list[dict] = field(default_factory=list)
 
     @classmethod
-    def open(
-        cls, config: PretrainConfig, store: FeatureStore, pipeline: FeaturePipeline, out_dir: Path, dist: Dist
-    ) -> _Run:
-        device = dist.device
-        train = sample_frames(store, pipeline, "train", config.stats_frames, seed=config.seed + 1).to(device)
+    def open(cls, config, store, pipeline, out_dir: Path, dist: Dist, strategy: Strategy) -> _Run:
+        device, seed = dist.device, config.seed
+        train = sample_frames(store, pipeline, "train", config.stats_frames, seed=seed + 1).to(device)
         dev = None
         if store.split("dev"):
-            dev = sample_frames(store, pipeline, "dev", config.stats_frames, seed=config.seed + 2).to(device)
-        buffer = FrameBuffer(
-            store,
-            store.split("train"),
-            pipeline,
-            config.batch_size,
-            config.buffer_frames,
-            device=device,
-            rank=dist.rank,
-            world=dist.world,
-        )
-        return cls(config, store, pipeline, out_dir, dist, device, buffer, train, dev)
+            dev = sample_frames(store, pipeline, "dev", config.stats_frames, seed=seed + 2).to(device)
+        buffer = FrameBuffer(store, store.split("train"), pipeline, config.batch_size, config.buffer_frames,
+                             device=device, rank=dist.rank, world=dist.world)  # fmt: skip
+        return cls(config, store, pipeline, out_dir, dist, strategy, buffer, train, dev)
 
     def layer_input(self, x: torch.Tensor) -> torch.Tensor:
         """Frames as the next layer sees them: through every finished layer."""
         return propagate(x, self.stack) if self.stack else x
 
 
-def _finished_layer(run: _Run, layer: int) -> tuple[RBM, dict] | None:
-    path = run.out_dir / f"rbm{layer}.pt"
-    ckpt = run.dist.from_main(lambda: load_run_checkpoint(path))
-    if ckpt is None:
-        return None
-    console.print(f"layer {layer}: finished earlier, loaded {path}")
-    return RBM.from_state_dict(ckpt["rbm"], run.device), ckpt
+def _train_layers(run: _Run, flag: StopFlag, resume: bool) -> dict:
+    """Train (or load, when finished earlier) every layer in turn; write the DBN and the summary."""
+    torch.manual_seed(run.config.seed)  # nothing should use it; keeps any library default deterministic
+    t_start = time.perf_counter()
+    with catch_signals(flag):
+        for layer in range(1, run.config.layers + 1):
+            path = run.out_dir / f"rbm{layer}.pt"
+            ckpt = run.dist.from_main(lambda path=path: load_run_checkpoint(path))
+            if ckpt is not None:
+                console.print(f"layer {layer}: finished earlier, loaded {path}")
+                rbm = RBM.from_state_dict(ckpt["rbm"], run.dist.device)
+            else:
+                rbm, ckpt = _LayerTrainer(run, layer, resume).train(flag)
+            run.rows.extend(ckpt["rows"])
+            run.layer_info.append(ckpt["info"])
+            run.stack.append((rbm.W.detach().clone(), rbm.hb.detach().clone()))
+            if run.dist.is_main:
+                write_csv(run.out_dir / "recon.csv", run.rows, CSV_COLUMNS)
+    return run.dist.from_main(lambda: _write_outputs(run, time.perf_counter() - t_start))
 
 
 def _write_outputs(run: _Run, wall_seconds: float) -> dict:
@@ -231,9 +167,6 @@ class _Interval:
     saturated: float | None = None  # frame-weighted sum of the batches' saturated shares
     since_seconds: float = 0.0  # TrainState.seconds when the interval began
 
-    def state_dict(self) -> dict:
-        return asdict(self)
-
 
 class _LayerTrainer(Trainer):
     """CD-k training of RBM layer `layer` on the outputs of the finished layers below."""
@@ -241,106 +174,60 @@ class _LayerTrainer(Trainer):
     bar_field = "err"
 
     def __init__(self, run: _Run, layer: int, resume: bool):
-        config = run.config
-        self.run_, self.layer, self.config, self.dist = run, layer, config, run.dist
+        config = self.config = run.config
+        self.run_, self.layer, self.dist, self.strategy = run, layer, run.dist, run.strategy
         self.visible = config.visible if layer == 1 else "bernoulli"
         self.train_x = run.layer_input(run.train_sample)
         self.dev_x = run.layer_input(run.dev_sample) if run.dev_sample is not None else None
         self.checkpoint_path = run.out_dir / f"rbm{layer}.partial.pt"
         self.epochs = config.layer_epochs(layer)
-        per_epoch = (
-            run.buffer.num_frames if config.max_frames is None else min(config.max_frames, run.buffer.num_frames)
-        )
-        self.total_frames = self.epochs * per_epoch
+        self.total_frames = self.epochs * min(config.max_frames or run.buffer.num_frames, run.buffer.num_frames)
         self.bar_label = f"layer {layer}/{config.layers} ({self.visible})"
         # The saturation guard watches Bernoulli-Bernoulli layers; a Gaussian layer has Kaldi's guard.
         self.sat_limit = config.sat_guard if self.visible == "bernoulli" else 0.0
         self.warned: set[str] = set()
-        self.finished = False
-        self.last_error = "-"
+        self.finished, self.last_error, self.pending = False, "-", []  # pending: (frames, epoch, s) of unread steps
+        self.seed = config.seed * 1000 + layer
         partial = self.checkpoint_path
         ckpt = self.dist.from_main(lambda: load_run_checkpoint(partial))
-        if ckpt is not None:
-            self._resume(ckpt, resume)
-        else:
-            self._start()
-
-    # --- start or resume -----------------------------------------------------------
+        self._resume(ckpt, resume) if ckpt is not None else self._start()
+        self.cd = ContrastiveDivergence(self.rbm, self.uniforms, self.lr, config.batch_size, k=config.cd_k,
+                                        l2=config.l2, sat_limit=self.sat_limit, bf16=config.precision == "bf16",
+                                        read_every=self.strategy.read_every, capture=self.strategy.capture)  # fmt: skip
 
     def _start(self) -> None:
-        config, layer = self.config, self.layer
+        config, layer, device = self.config, self.layer, self.run_.dist.device
         n_in = self.run_.pipeline.dim if layer == 1 else config.hidden
-        self.rbm = RBM(n_in, config.hidden, self.visible, self.run_.device)
+        self.rbm = RBM(n_in, config.hidden, self.visible, device)
         w = torch.empty(config.hidden, n_in)
         power = input_power(self.train_x.cpu())
-        res = init_weight_(w, config.init, torch.Generator().manual_seed(self._seed), InitContext("sigmoid", power))
+        res = init_weight_(w, config.init, torch.Generator().manual_seed(self.seed), InitContext("sigmoid", power))
         self.rbm.Wt.copy_(w.T)
         if self.visible == "bernoulli":
             self.rbm.init_visible_bias_from_data(self.train_x.mean(0))
-        self.uniforms = UniformSource(self._seed, self.run_.device)
+        self.uniforms = UniformSource(self.seed, device)
         self.state, self.interval, self.lr, self.rows = TrainState(), _Interval(), config.layer_lr(layer), []
-        self._open_device_cd()
-        self.info = {
-            "layer": layer,
-            "visible": self.visible,
-            "n_visible": n_in,
-            "n_hidden": config.hidden,
-            "init": config.init,
-            "weight_std": res.std,
-            "D": res.spread,
-            "sigma": res.std,
-            "input_power": power,
-            "seconds": 0.0,
-        }
+        self.info = {"layer": layer, "visible": self.visible, "n_visible": n_in, "n_hidden": config.hidden,
+                     "init": config.init, "weight_std": res.std, "D": res.spread, "sigma": res.std,
+                     "input_power": power, "seconds": 0.0}  # fmt: skip
 
     def _resume(self, ckpt: dict, resume: bool) -> None:
-        partial = self.checkpoint_path
         if not resume:
             raise UserError(
-                f"layer {self.layer} of {self.run_.out_dir} was interrupted ({partial}); re-run with --resume "
-                "to continue it or --force to start over"
+                f"layer {self.layer} of {self.run_.out_dir} was interrupted ({self.checkpoint_path}); re-run with "
+                "--resume to continue it or --force to start over"
             )
-        if "lr" not in ckpt:
-            raise UserError(
-                f"{partial} was written by an older asr-init and cannot be resumed; use --force to start over"
-            )
-        self.rbm = RBM.from_state_dict(ckpt["rbm"], self.run_.device)
-        self.uniforms = UniformSource(0, self.run_.device)
-        self.uniforms.load_state_dict(ckpt["uniforms"])
+        if not isinstance(ckpt.get("uniforms"), dict) or "kind" not in ckpt["uniforms"]:
+            raise UserError(f"{self.checkpoint_path} was written by an older asr-init; use --force to start over")
+        device = self.run_.dist.device
+        self.rbm = RBM.from_state_dict(ckpt["rbm"], device)
+        self.uniforms = UniformSource.from_state_dict(ckpt["uniforms"], device)
         self.state = TrainState()
         self.state.load_state_dict(ckpt["position"])
         self.interval = _Interval(**ckpt["interval"])
         self.lr, self.rows, self.info = ckpt["lr"], ckpt["rows"], ckpt["info"]
-        self._open_device_cd()
         s = self.state
         console.print(f"layer {self.layer}: resuming at epoch {s.epoch}, batch {s.batch} ({s.frames:,} frames)")
-
-    def _open_device_cd(self) -> None:
-        """Steps decided on the device (see `decides_on_device`), or None: `cd_step` on the host."""
-        self.device_cd, self.pending = None, []  # pending: (frames, epoch, seconds) of each step since the last read
-        bf16 = self.config.precision == "bf16"  # built on the device-decided step only (on any device)
-        if decides_on_device(self.run_.device, self.dist) or bf16:
-            config = self.config
-            self.device_cd = DeviceCD(
-                self.rbm,
-                self.uniforms,
-                self.lr,
-                config.batch_size,
-                k=config.cd_k,
-                l2=config.l2,
-                sat_limit=self.sat_limit,
-                graphs=config.cuda_graphs,
-                bf16=bf16,
-                # Room for a firing at every step between two reads: a read comes after
-                # report_every frames, and only the last batch of a buffer is short.
-                max_events=2 * -(-config.report_every // config.batch_size) + 8,
-            )
-
-    @property
-    def _seed(self) -> int:
-        return self.config.seed * 1000 + self.layer
-
-    # --- the stage's part of the loop ----------------------------------------------
 
     def train(self, flag: StopFlag) -> tuple[RBM, dict]:
         """Run the layer to its end; returns (rbm, the finished checkpoint rbmN.pt)."""
@@ -358,88 +245,54 @@ class _LayerTrainer(Trainer):
         return self.rbm, ckpt
 
     def batches(self, epoch: int, skip: int):
-        config = self.config
-        return self.run_.buffer.batches(seed=self._seed, epoch=epoch, max_frames=config.max_frames, skip=skip)
+        return self.run_.buffer.batches(seed=self.seed, epoch=epoch, max_frames=self.config.max_frames, skip=skip)
 
-    def step(self, batch) -> Step:
-        config = self.config
-        v = self.run_.layer_input(batch.inputs)
-        self.momentum = config.momentum(self.state.frames)
-        part = BatchPart(batch.start, batch.size, self.dist.all_reduce_) if self.dist.is_distributed else None
-        if self.device_cd is not None:
-            self.device_cd.step(v, self.momentum, part=part)
-            return Step(batch.size, None)
-        result = self.rbm.cd_step(
-            v, self.lr, self.momentum, config.l2, self.uniforms, k=config.cd_k, sat_limit=self.sat_limit, part=part
-        )
-        err = float(result.error_sum)  # of the global batch
-        return Step(batch.size, err if self.rbm.is_finite() else math.nan, (result, err))
-
-    def diverged(self, step: Step) -> UserError:
-        return self._divergence(step.extra[1], self.state.frames, self.state.epoch)
-
-    def _divergence(self, err: float, frames: int, epoch: int) -> UserError:
-        setting = "--lr-gauss" if self.visible == "gauss" else "--lr"
-        what = f"reconstruction error became {err}" if not math.isfinite(err) else "weights became NaN/Inf"
-        out_dir, layer = self.run_.out_dir, self.layer
-        kept = self.checkpoint_path if self.checkpoint_path.exists() else None
-        if kept is None and layer > 1:
-            kept = out_dir / f"rbm{layer - 1}.pt"
-        return UserError(
-            f"layer {layer}: {what} after {frames:,} frames (epoch {epoch}, learning rate "
-            f"{self.lr:g}); lower {setting}. "
-            + (f"The last good checkpoint {kept} is kept." if kept else "No checkpoint was written for it.")
-        )
-
-    def record(self, step: Step) -> None:
-        if self.device_cd is not None:
-            self.pending.append((self.state.frames, self.state.epoch, self.state.seconds))
-            self.interval.frames += step.frames
-            return
-        result, err = step.extra
-        if result.skipped:
-            s, sat = self.state, None if result.saturated is None else float(result.saturated)
-            self.lr *= GUARD_LR_FACTOR[result.guard]
-            self._guard_fired(result.guard, result.guard_scale, sat, self.lr, (s.frames, s.epoch, s.seconds))
-        self.interval.error += err
-        if result.saturated is not None:
-            self.interval.saturated = (self.interval.saturated or 0.0) + float(result.saturated) * step.frames
-        self.interval.frames += step.frames
+    def step(self, batch) -> int:
+        self.momentum = self.config.momentum(self.state.frames)
+        part = BatchPart(batch.start, batch.size, self.dist.all_reduce_ if self.dist.is_distributed else None)
+        self.cd.step(self.run_.layer_input(batch.inputs), self.momentum, part)
+        self.pending.append((self.state.frames, self.state.epoch, self.state.seconds))
+        self.interval.frames += batch.size
+        return batch.size
 
     def sync(self) -> None:
-        """Steps decided on the device: read their sums and guard firings, raise if one diverged."""
-        if self.device_cd is None or not self.pending:
+        """Read the steps' figures: the error and saturation sums, guard firings, divergence."""
+        if not self.pending:
             return
-        report: CDReport = self.device_cd.read()
+        report: CDReport = self.cd.read()
         pending, self.pending = self.pending, []
         if report.bad_step is not None:
             frames, epoch, _ = pending[report.bad_step]
-            self.lr = report.lr_before(report.bad_step, self.lr)  # the rate the step trained with
-            raise self._divergence(report.bad_error, frames, epoch)  # as the host words it
+            raise self._diverged(f"reconstruction error became {report.bad_error}", frames, epoch,
+                                 report.lr_before(report.bad_step, self.lr))  # fmt: skip
         for event in report.events:
             self._guard_fired(event.guard, event.scale, event.saturated, event.lr, pending[event.step])
-        if report.lost_events:
-            console.print(
-                f"[yellow]warning: layer {self.layer}: {report.lost_events} guard firings before "
-                f"{pending[-1][0]:,} frames are not in recon.csv (more than its log holds between two reads)"
-            )
         self.lr = report.lr
         self.interval.error += report.error_sum
         if self.sat_limit > 0:
             self.interval.saturated = (self.interval.saturated or 0.0) + report.saturated_sum
 
+    def _diverged(self, what: str, frames: int, epoch: int, lr: float) -> UserError:
+        setting = "--lr-gauss" if self.visible == "gauss" else "--lr"
+        kept = self.checkpoint_path if self.checkpoint_path.exists() else None
+        kept = kept or (self.run_.out_dir / f"rbm{self.layer - 1}.pt" if self.layer > 1 else None)
+        kept = f"The last good checkpoint {kept} is kept." if kept else "No checkpoint was written for it."
+        return UserError(
+            f"layer {self.layer}: {what} after {frames:,} frames (epoch {epoch}, learning rate {lr:g}); lower "
+            f"{setting}. {kept}"
+        )
+
     def after_batch(self) -> None:
         if self.interval.frames >= self.config.report_every:
-            self.sync()
+            self._read()
             self.rows.append(self._interval_row(self.momentum))
             self.last_error = f"{self.rows[-1]['recon_error']:.3f}"
-            self._write_log()
+            self.write_logs()
 
     def start_epoch(self) -> None:
         self.rows.append(self._epoch_stats("epoch_start"))
 
     def end_epoch(self) -> None:
-        self.sync()
         if self.interval.frames > 0:
             self.rows.append(self._interval_row(self.config.momentum(self.state.frames)))
         self.rows.append(self._epoch_stats("epoch_end"))
@@ -454,52 +307,31 @@ class _LayerTrainer(Trainer):
         return f"layer {self.layer}"
 
     def write_logs(self) -> None:
-        self._write_log()  # an epoch end is a resumable point after a crash
-
-    def state_dict(self) -> dict:
-        self.info["seconds"] = self.state.seconds
-        run = self.run_
-        return {
-            "rbm": self.rbm.state_dict(),
-            "uniforms": self.uniforms.state_dict(),
-            "position": self.state.state_dict(),
-            "interval": self.interval.state_dict(),
-            "lr": self.lr,
-            "rows": self.rows,
-            "info": self.info,
-            "config": self.config.to_dict(),
-            "pipeline": run.pipeline.to_dict(),
-            "phones": run.store.phones,
-            "states": run.store.states,
-            "finished": self.finished,
-        }
-
-    # --- logs ------------------------------------------------------------------------
-
-    def _write_log(self) -> None:
         if self.dist.is_main:
             write_csv(self.run_.out_dir / "recon.csv", self.run_.rows + self.rows, CSV_COLUMNS)
+
+    def state_dict(self) -> dict:
+        if not self.rbm.is_finite():  # no checkpoint of a diverged layer
+            raise self._diverged("weights became NaN/Inf", self.state.frames, self.state.epoch, self.lr)
+        self.info["seconds"] = self.state.seconds
+        run = self.run_
+        return {"rbm": self.rbm.state_dict(), "uniforms": self.uniforms.state_dict(),
+                "position": self.state.state_dict(), "interval": asdict(self.interval), "lr": self.lr,
+                "rows": self.rows, "info": self.info, "config": self.config.to_dict(),
+                "pipeline": run.pipeline.to_dict(), "phones": run.store.phones, "states": run.store.states,
+                "finished": self.finished}  # fmt: skip
 
     def _epoch_stats(self, kind: str) -> dict:
         """Where the net inputs fall, and train/dev reconstruction error and free energy, on
         the fixed frame samples."""
-        rbm, train, dev = self.rbm, self.train_x, self.dev_x
+        rbm, train, dev, s = self.rbm, self.train_x, self.dev_x, self.state
         with torch.no_grad():
-            s = net_input_stats(torch.addmm(rbm.hb, train, rbm.Wt), "sigmoid", self.layer)
-            row = {
-                "layer": self.layer,
-                "epoch": self.state.epoch,
-                "frames": self.state.frames,
-                "kind": kind,
-                "elapsed_s": self.state.seconds,
-                "net_mean": s.mean,
-                "net_std": s.std,
-                "nonlinear": s.nonlinear,
-                "saturated": s.saturated,
-                "train_recon": float((rbm.reconstruct(train) - train).pow(2).sum(1).mean()),
-                "input_var": float(train.var(0).sum()),  # the error of predicting the mean: a baseline
-                "train_free_energy": float(rbm.free_energy(train).mean()),
-            }
+            net = net_input_stats(torch.addmm(rbm.hb, train, rbm.Wt), "sigmoid", self.layer)
+            row = {"layer": self.layer, "epoch": s.epoch, "frames": s.frames, "kind": kind, "elapsed_s": s.seconds,
+                   "net_mean": net.mean, "net_std": net.std, "nonlinear": net.nonlinear, "saturated": net.saturated,
+                   "train_recon": float((rbm.reconstruct(train) - train).pow(2).sum(1).mean()),
+                   "input_var": float(train.var(0).sum()),  # the error of predicting the mean: a baseline
+                   "train_free_energy": float(rbm.free_energy(train).mean())}  # fmt: skip
             if dev is not None:
                 row["dev_recon"] = float((rbm.reconstruct(dev) - dev).pow(2).sum(1).mean())
                 row["dev_free_energy"] = float(rbm.free_energy(dev).mean())
@@ -507,17 +339,9 @@ class _LayerTrainer(Trainer):
 
     def _interval_row(self, momentum: float) -> dict:
         iv, s = self.interval, self.state
-        row = {
-            "layer": self.layer,
-            "epoch": s.epoch,
-            "frames": s.frames,
-            "kind": "interval",
-            "recon_error": iv.error / iv.frames,
-            "lr": self.lr,
-            "momentum": momentum,
-            "elapsed_s": s.seconds,
-            "frames_per_s": iv.frames / max(s.seconds - iv.since_seconds, 1e-9),
-        }
+        row = {"layer": self.layer, "epoch": s.epoch, "frames": s.frames, "kind": "interval",
+               "recon_error": iv.error / iv.frames, "lr": self.lr, "momentum": momentum, "elapsed_s": s.seconds,
+               "frames_per_s": iv.frames / max(s.seconds - iv.since_seconds, 1e-9)}  # fmt: skip
         if iv.saturated is not None:  # mean share of saturated hidden probabilities over the interval's batches
             row["saturated"] = iv.saturated / iv.frames
         self.interval = _Interval(since_seconds=s.seconds)
@@ -527,28 +351,14 @@ class _LayerTrainer(Trainer):
         """Log a guard row for a skipped update (the rate already cut to `lr`; `when` is the
         step's (frames, epoch, seconds)); warn once per guard."""
         frames, epoch, seconds = when
-        self.rows.append(
-            {
-                "layer": self.layer,
-                "epoch": epoch,
-                "frames": frames,
-                "kind": "guard",
-                "guard": guard,
-                "lr": lr,
-                "guard_scale": scale,
-                "saturated": sat,
-                "elapsed_s": seconds,
-            }
-        )
+        self.rows.append({"layer": self.layer, "epoch": epoch, "frames": frames, "kind": "guard", "guard": guard,
+                          "lr": lr, "guard_scale": scale, "saturated": sat, "elapsed_s": seconds})  # fmt: skip
         if guard in self.warned:
             return
         self.warned.add(guard)
-        if guard == "recon_std":
-            why = "reconstruction std above twice the data's"
-        else:
-            why = f"{sat:.0%} of the hidden units saturated (limit --sat-guard)"
+        why = "reconstruction std above twice the data's" if guard == "recon_std" else (
+            f"{sat:.0%} of the hidden units saturated (limit --sat-guard)")  # fmt: skip
         console.print(
-            f"[yellow]warning: layer {self.layer}: {why} at {frames:,} frames; weights scaled by "
-            f"{scale:.3f}, learning rate lowered to {lr:.4g}, momentum reset "
-            f"(further firings are logged as kind=guard rows in recon.csv)"
+            f"[yellow]warning: layer {self.layer}: {why} at {frames:,} frames; weights scaled by {scale:.3f}, learning "
+            f"rate lowered to {lr:.4g}, momentum reset (further firings are logged as kind=guard rows in recon.csv)"
         )

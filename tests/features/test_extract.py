@@ -14,6 +14,7 @@ from asr_init.cli import app
 from asr_init.features.config import ExtractConfig
 from asr_init.features.extract import extract
 from asr_init.features.store import FeatureStore
+from asr_init.folders import lock_path
 
 runner = CliRunner()
 
@@ -31,7 +32,7 @@ def test_store_contents(tiny_store):
     summary = json.loads((tiny_store / "summary.json").read_text())
     assert summary["utterances"] == 24
     for rec in store.records:
-        feats, phones, states = store.features(rec), store.phone_targets(rec), store.state_targets(rec)
+        feats, phones, states = store.features(rec), store.targets("phones", rec), store.targets("states", rec)
         assert feats.shape == (rec.frames, 39) and phones.shape == states.shape == (rec.frames,)
         assert isinstance(feats, np.memmap)
         assert rec.transcript[0] == "sil" and rec.transcript[-1] == "sil"
@@ -68,7 +69,7 @@ def test_frame_targets_in_store_follow_ctm(kaldi_dir, tmp_path):
     extract(kaldi_dir, tmp_path / "s", ExtractConfig(jobs=1))
     store = FeatureStore(tmp_path / "s")
     rec = next(r for r in store.records if r.id == "spk0-utt0")
-    phones = np.asarray(store.phone_targets(rec))
+    phones = np.asarray(store.targets("phones", rec))
     ctm = [ln.split() for ln in (kaldi_dir / "phones.ctm").read_text().splitlines() if ln.startswith("spk0-utt0 ")]
     for prev, row in zip(ctm, ctm[1:]):
         if prev[4] == row[4]:
@@ -93,13 +94,14 @@ def test_cli_refuses_existing_output_unless_force(kaldi_dir, tmp_path):
     again = runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1"])
     assert again.exit_code == 0 and "already complete" in _text(again)
     other = runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1", "--cmvn", "utterance"])
-    assert other.exit_code == 1 and "already exists" in _text(other) and "--force" in _text(other)
+    assert other.exit_code == 1 and "--force" in _text(other)
+    assert "holds a feature store made with other settings (cmvn: 'speaker' then, 'utterance' now)" in _text(other)
     args = ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1", "--cmvn", "utterance", "--force"]
-    with open(out / ".lock", "w") as held:  # a pretrain or finetune running on the store holds it
-        fcntl.flock(held, fcntl.LOCK_EX)
+    with open(lock_path(out), "w") as held:  # a pretrain or finetune running on the store holds it
+        fcntl.flock(held, fcntl.LOCK_SH)
         before = (out / "config.json").read_text()
         locked = runner.invoke(app, args)
-    assert locked.exit_code == 1 and "in use by another asr-init run" in _text(locked), locked.output
+    assert locked.exit_code == 1 and "is being read by another asr-init run" in _text(locked), locked.output
     assert [ln for ln in locked.output.splitlines() if ln.startswith("error:")] and "Traceback" not in locked.output
     assert (out / "config.json").read_text() == before
     forced = runner.invoke(app, args)
@@ -329,7 +331,7 @@ def test_mixed_rates_resampled_to_the_majority_rate(tmp_path, majority, minority
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert summary["sample_rate"] == majority
     assert summary["source_rates"] == {str(majority): 9, str(minority): 3} and summary["resampled_utterances"] == 3
-    assert f"3 utterance(s) resampled (audio files by rate in Hz: {min(majority, minority)}: " in _text(result)
+    assert f"3 resampled (audio files by rate in Hz: {min(majority, minority)}: " in _text(result)
     assert ("3 of 12 audio files (8000 Hz) are upsampled to 16000 Hz" in _text(result)) == upsampled
     assert summary["empty_mel_bands"] == []  # 3 upsampled files of 12 still leave signal in every band
     store = FeatureStore(tmp_path / "s")
@@ -387,11 +389,11 @@ def test_store_from_before_rates_were_recorded_is_still_complete(kaldi_dir, tmp_
     out = tmp_path / "s"
     extract(kaldi_dir, out, ExtractConfig(jobs=1))
     config = json.loads((out / "config.json").read_text())
-    del config["versions"], config["extract"]["low_freq"], config["extract"]["high_freq"], config["mfcc"]["fmax"]
+    del config["versions"], config["mfcc"]["fmax"]
     config["extract"]["sample_rate"] = 16000
     (out / "config.json").write_text(json.dumps(config))
     result = runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1"])
     assert result.exit_code == 0 and "already complete" in _text(result), result.output
     assert FeatureStore(out).feature_config.fmax == 8000.0
     other = runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1", "--high-freq", "7000"])
-    assert other.exit_code == 1 and "was made with other settings" in _text(other)
+    assert other.exit_code == 1 and "made with other settings (fmax: 8000.0 then, 7000.0 now)" in _text(other)

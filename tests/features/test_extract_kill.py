@@ -95,7 +95,7 @@ def test_sigkill_leaves_no_workers_and_next_extract_removes_the_stale_folder(tmp
 
 
 def test_stale_folders_of_ended_processes_only_are_removed(tmp_path):
-    from asr_init.features.extract import remove_stale_temporaries
+    from asr_init.folders import remove_stale_temporaries
 
     ended = subprocess.Popen(["true"])
     ended.wait()

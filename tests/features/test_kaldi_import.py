@@ -69,7 +69,7 @@ def test_store_holds_the_kaldi_features_cmvn_and_alignments(kaldi_data):
         expected = _cmvn(ref["feats"][rec.id], ref["cmvn"][rec.speaker], norm_vars=False)
         np.testing.assert_allclose(store.features(rec), expected, atol=1e-5)
         np.testing.assert_array_equal(store.targets("pdfs", rec), ref["pdfs"][rec.id])
-        np.testing.assert_array_equal(store.phone_targets(rec), ref["phones"][rec.id])
+        np.testing.assert_array_equal(store.targets("phones", rec), ref["phones"][rec.id])
         merged = [p for i, p in enumerate(ref["phones"][rec.id]) if i == 0 or p != ref["phones"][rec.id][i - 1]]
         assert rec.transcript == tuple(store.phones[p] for p in merged)
         assert rec.duration == pytest.approx(rec.frames * 0.01)
@@ -80,7 +80,7 @@ def test_store_holds_the_kaldi_features_cmvn_and_alignments(kaldi_data):
     config = json.loads((root / "store" / "config.json").read_text())
     assert config["cmvn_opts"] == "--norm-means=true --norm-vars=false" and config["num_pdfs"] == 10
     with pytest.raises(UserError, match="has no states targets .* choose --targets pdfs"):
-        store.state_targets(store.records[0])
+        store.targets("states", store.records[0])
 
 
 def test_separate_dev_dir_norm_vars_and_every_alignment_form(kaldi_data):
@@ -287,7 +287,7 @@ def _out_is_a_file(root, ref):
     _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
     (root / "notes.txt").write_text("mine")
     args = ["--ali", str(root / "pdf.txt"), "--out", str(root / "notes.txt")]
-    return root / "data" / "train", args, "is an existing file"
+    return root / "data" / "train", args, "is a file, not a folder"
 
 
 @pytest.mark.parametrize("case", [_out_holds_alignments, _out_holds_feature_archive, _out_holds_phones, _out_is_a_file])
@@ -310,7 +310,7 @@ def test_force_refuses_a_store_another_run_holds(kaldi_data):
     _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
     (root / "store").mkdir()
     (root / "store" / "summary.json").write_text("{}")
-    with open(root / "store" / ".lock", "w") as held:
+    with open(root / ".store.lock", "w") as held:
         held.write("4242\n")
         held.flush()
         fcntl.flock(held, fcntl.LOCK_EX)
@@ -319,5 +319,5 @@ def test_force_refuses_a_store_another_run_holds(kaldi_data):
         res = runner.invoke(app, ["import-kaldi", *args, "--force"])
     assert res.exit_code == 1, res.output
     assert [ln for ln in res.output.splitlines() if ln.startswith("error:")], res.output
-    assert "in use by another asr-init run (pid 4242)" in _text(res)
+    assert "is being written by another asr-init run (pid 4242)" in _text(res)
     assert _snapshot(root) == before

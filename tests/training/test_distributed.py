@@ -1,7 +1,10 @@
-"""Training on several processes (torchrun, gloo on the CPU): the same numbers as one process.
+"""Where the paths meet: target kinds x processes x read interval x interruption.
 
-One module-scoped fixture runs every two-process job in one pair of spawned processes
-(starting them costs seconds); the tests compare the outputs with one-process runs.
+Every cell trains on tiny stores with 1 or 2 processes (torchrun's set-up, gloo on the CPU),
+reading the steps' figures every step (the CPU's path) or every 5 steps (the GPU's), straight
+through, interrupted and resumed, or interrupted and resumed on the other path; every cell
+must give the one-process, every-step, uninterrupted run (1e-5) and read the targets asked
+for. The two-process cells run in one spawned pair of processes (starting them costs seconds).
 """
 
 import signal
@@ -10,142 +13,138 @@ import sys
 import time
 from pathlib import Path
 
+import kaldiio
 import numpy as np
 import pytest
 import torch
+from conftest import write_kaldi_features
 
+from asr_init.features.config import KaldiImportConfig
+from asr_init.features.kaldi import import_kaldi
 from asr_init.features.pipeline import FeaturePipeline, FrameBuffer, batch_rows
 from asr_init.features.store import FeatureStore
 from asr_init.io import load_checkpoint, read_csv
 from asr_init.training.distributed import run_local
 from asr_init.training.finetune import FinetuneConfig, finetune
 from asr_init.training.interrupts import Interrupted
+from asr_init.training.loop import Strategy
 from asr_init.training.pretrain import PretrainConfig, pretrain
 
-# A Gaussian layer and a Bernoulli layer (saturation guard on), and two fine-tuning epochs.
-PRETRAIN = dict(layers=2, hidden=32, epochs=1, epochs_gauss=2, batch_size=64, report_every=500, stats_frames=300)
-FINETUNE = dict(layers=2, hidden=32, splice=1, batch_size=32, max_epochs=2, lr=0.004, momentum=0.5, stats_frames=200)
-PRETRAIN_CUT, FINETUNE_CUT = 50, 45  # mini-batches before the simulated signal: inside layer 1 / epoch 2
+PRETRAIN = dict(layers=2, hidden=16, epochs=1, epochs_gauss=2, batch_size=64, report_every=500, stats_frames=200)
+FINETUNE = dict(layers=2, hidden=16, splice=1, batch_size=32, max_epochs=2, lr=0.004, momentum=0.5, stats_frames=100)
+TARGETS = [("blob", "states"), ("blob", "phones"), ("pdfs", "pdfs"), ("pdfs+phones", "pdfs")]
+PATHS = {"every step": Strategy(), "every 5": Strategy(read_every=5)}
+MODES = ("whole", "resumed", "resumed on the other path")
 
 
-def _jobs(tiny_store: str, blob_store: str, root: str) -> None:
-    """What each of the two processes runs (module level: spawned processes import it)."""
-    root = Path(root)
-    pretrain(Path(tiny_store), PretrainConfig(**PRETRAIN), root / "pt")
-    finetune(Path(blob_store), FinetuneConfig(**FINETUNE), root / "ft")
-    with pytest.raises(Interrupted):
-        pretrain(Path(tiny_store), PretrainConfig(**PRETRAIN), root / "pt-cut", interrupt_after=PRETRAIN_CUT)
-    pretrain(Path(tiny_store), PretrainConfig(**PRETRAIN), root / "pt-cut", resume=True)
-    with pytest.raises(Interrupted):
-        finetune(Path(blob_store), FinetuneConfig(**FINETUNE), root / "ft-cut", interrupt_after=FINETUNE_CUT)
-    # The GPU paths, run here on the CPU: the device-decided CD step (bf16) with its statistics
-    # summed by a collective, and fine-tuning's sums kept on the device, interrupted and resumed.
-    pretrain(Path(tiny_store), PretrainConfig(**PRETRAIN, precision="bf16"), root / "pt-bf16")
-    import asr_init.training.finetune as finetune_module
+def _cut(stage: str, store: Path) -> int:
+    """Mini-batches before the simulated signal: inside layer 1, or half way through epoch 2."""
+    per_epoch = -(-FeatureStore(store).num_frames("train") // FINETUNE["batch_size"])
+    return 30 if stage == "pretrain" else per_epoch + per_epoch // 2
 
-    finetune_module.decides_on_device = lambda device: True
-    finetune_module.SYNC_EVERY = 7
-    with pytest.raises(Interrupted):
-        finetune(Path(blob_store), FinetuneConfig(**FINETUNE), root / "ft-dev", interrupt_after=FINETUNE_CUT)
-    finetune(Path(blob_store), FinetuneConfig(**FINETUNE), root / "ft-dev", resume=True)
+
+def _train(stage: str, store: Path, config, out: Path, path: str, mode: str) -> None:
+    run = pretrain if stage == "pretrain" else finetune
+    if mode != "whole":
+        with pytest.raises(Interrupted):
+            run(store, config, out, interrupt_after=_cut(stage, store), strategy=PATHS[path])
+        path = [p for p in PATHS if p != path][0] if mode == "resumed on the other path" else path
+    run(store, config, out, resume=mode != "whole", strategy=PATHS[path])
+
+
+def _cells(stores: dict, root: str, world: int) -> None:
+    """Every cell of `world` processes (module level: spawned processes import it)."""
+    for path in PATHS:
+        for mode in MODES:
+            out = Path(root) / f"pt-{world}-{path}-{mode}"
+            _train("pretrain", Path(stores["blob"]), PretrainConfig(**PRETRAIN), out, path, mode)
+            for store, targets in TARGETS:
+                out = Path(root) / f"ft-{store}-{targets}-{world}-{path}-{mode}"
+                _train("finetune", Path(stores[store]), FinetuneConfig(**FINETUNE, targets=targets), out, path, mode)
+    if world == 2:  # stopped here, resumed on one process by a test
+        with pytest.raises(Interrupted):
+            finetune(Path(stores["blob"]), FinetuneConfig(**FINETUNE, targets="states"), Path(root) / "ft-cut-2",
+                     interrupt_after=_cut("finetune", Path(stores["blob"])), strategy=PATHS["every 5"])  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_store, blob_store, tmp_path_factory) -> Path:
-    """Two-process runs under root/{pt, ft, pt-cut, ft-cut} and one-process runs under root/one."""
-    root = tmp_path_factory.mktemp("ddp")
-    run_local(2, _jobs, str(tiny_store), str(blob_store), str(root), threads=1)
-    pretrain(tiny_store, PretrainConfig(**PRETRAIN), root / "one" / "pt")
-    finetune(blob_store, FinetuneConfig(**FINETUNE), root / "one" / "ft")
-    pretrain(tiny_store, PretrainConfig(**PRETRAIN, precision="bf16"), root / "one" / "pt-bf16")
+def kaldi_stores(tmp_path_factory) -> dict:
+    """Stores of Kaldi targets: pdfs only, and pdfs with phones."""
+    root = tmp_path_factory.mktemp("kaldi")
+    ref = write_kaldi_features(root / "data", speakers=5, utts_per_speaker=4)
+    kaldiio.save_ark(str(root / "pdf.ark"), ref["pdfs"])
+    kaldiio.save_ark(str(root / "phones.ark"), ref["phones"])
+    pdfs = KaldiImportConfig(ali=[str(root / "pdf.ark")], num_pdfs=8, dev_fraction=0.2)
+    import_kaldi(root / "data", root / "pdfs", pdfs)
+    both = KaldiImportConfig(**(pdfs.to_dict() | {"phone_ali": [str(root / "phones.ark")]}))
+    import_kaldi(root / "data", root / "both", both)
+    return {"pdfs": root / "pdfs", "pdfs+phones": root / "both"}
+
+
+@pytest.fixture(scope="module")
+def cells(blob_store, kaldi_stores, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cells")
+    stores = {"blob": str(blob_store), **{k: str(v) for k, v in kaldi_stores.items()}}
+    run_local(2, _cells, stores, str(root), 2, threads=1)
+    _cells(stores, str(root), 1)
     return root
 
 
-def _assert_same_dbn(a: Path, b: Path) -> None:
-    la, lb = load_checkpoint(a / "dbn.pt")["layers"], load_checkpoint(b / "dbn.pt")["layers"]
-    assert len(la) == len(lb) == 2
-    for x, y in zip(la, lb):
-        torch.testing.assert_close(x["W"], y["W"], rtol=0, atol=1e-5)
-        torch.testing.assert_close(x["b"], y["b"], rtol=0, atol=1e-5)
-        assert not torch.equal(x["W"], torch.zeros_like(x["W"]))
+def _same_tensors(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-5)
+        assert bool(a[k].abs().sum() > 0)
 
 
-def _assert_same_model(a: Path, b: Path) -> None:
-    sa, sb = load_checkpoint(a / "model.pt")["state_dict"], load_checkpoint(b / "model.pt")["state_dict"]
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=1e-5)
-
-
-def _recon_rows(folder: Path) -> list[tuple]:
-    return [(r["layer"], r["epoch"], r["frames"], r["kind"], r["guard"]) for r in read_csv(folder / "recon.csv")]
-
-
-def test_pretraining_on_two_processes_equals_one(runs):
-    """Layer 1 Gaussian, layer 2 Bernoulli with the saturation guard: the same weights, the
-    same log rows (frames are counted globally) and reconstruction errors."""
-    _assert_same_dbn(runs / "pt", runs / "one" / "pt")
-    assert _recon_rows(runs / "pt") == _recon_rows(runs / "one" / "pt")
-    two, one = read_csv(runs / "pt" / "recon.csv"), read_csv(runs / "one" / "pt" / "recon.csv")
-    for a, b in zip(two, one):
-        for key in ("recon_error", "train_recon", "dev_recon"):
-            if b[key]:
-                assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-4), (key, a, b)
-    summary = load_checkpoint(runs / "pt" / "rbm1.pt")
-    assert summary["position"]["frames"] == load_checkpoint(runs / "one" / "pt" / "rbm1.pt")["position"]["frames"]
-
-
-def test_device_decided_pretraining_on_two_processes_equals_one(runs):
-    """bf16 pre-training runs the device-decided step: on two processes its statistics are
-    summed by one collective per step; the same log rows and, to bf16 rounding of the
-    partial products, the same weights as one process."""
-    assert _recon_rows(runs / "pt-bf16") == _recon_rows(runs / "one" / "pt-bf16")
-    la = load_checkpoint(runs / "pt-bf16" / "dbn.pt")["layers"]
-    lb = load_checkpoint(runs / "one" / "pt-bf16" / "dbn.pt")["layers"]
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("world", [1, 2])
+def test_pretraining_cell_equals_one_process_every_step(cells, world, path, mode):
+    """Layer 1 Gaussian, layer 2 Bernoulli with the saturation guard: the same weights and
+    log rows (frames counted globally) as one process reading every step."""
+    got, want = cells / f"pt-{world}-{path}-{mode}", cells / "pt-1-every step-whole"
+    la, lb = load_checkpoint(got / "dbn.pt")["layers"], load_checkpoint(want / "dbn.pt")["layers"]
     for x, y in zip(la, lb, strict=True):
-        torch.testing.assert_close(x["W"], y["W"], rtol=0, atol=2e-3)
-    two, one = read_csv(runs / "pt-bf16" / "recon.csv"), read_csv(runs / "one" / "pt-bf16" / "recon.csv")
-    for a, b in zip(two, one):
+        _same_tensors(x, y)
+    rows = [(r["layer"], r["epoch"], r["frames"], r["kind"], r["guard"]) for r in read_csv(got / "recon.csv")]
+    assert rows == [(r["layer"], r["epoch"], r["frames"], r["kind"], r["guard"]) for r in read_csv(want / "recon.csv")]
+    for a, b in zip(read_csv(got / "recon.csv"), read_csv(want / "recon.csv")):
         if b["recon_error"]:
-            assert float(a["recon_error"]) == pytest.approx(float(b["recon_error"]), rel=1e-3)
+            assert float(a["recon_error"]) == pytest.approx(float(b["recon_error"]), rel=1e-4)
 
 
-def test_device_sums_on_two_processes_resumed_equal_one_process(runs):
-    """Fine-tuning's sums kept on the device on two processes, interrupted and resumed: the
-    train loss and accuracy are the global batches' (not counted once per process)."""
-    two, one = read_csv(runs / "ft-dev" / "train.csv"), read_csv(runs / "one" / "ft" / "train.csv")
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("world", [1, 2])
+@pytest.mark.parametrize("store, targets", TARGETS)
+def test_finetuning_cell_equals_one_process_every_step(cells, store, targets, world, path, mode, blob_store,
+                                                       kaldi_stores):  # fmt: skip
+    """The same weights, the same newbob decisions on the same dev figures, the same train
+    sums, and an output layer over the targets asked for."""
+    got = cells / f"ft-{store}-{targets}-{world}-{path}-{mode}"
+    want = cells / f"ft-{store}-{targets}-1-every step-whole"
+    a, b = load_checkpoint(got / "model.pt"), load_checkpoint(want / "model.pt")
+    _same_tensors(a["state_dict"], b["state_dict"])
+    labels = FeatureStore({"blob": blob_store, **kaldi_stores}[store]).labels(targets)
+    assert a["meta"]["targets"] == targets and a["meta"]["outputs"] == labels
+    assert a["state_dict"]["output.weight"].shape[0] == len(labels)
+    two, one = read_csv(got / "train.csv"), read_csv(want / "train.csv")
     assert [(r["epoch"], r["lr"], r["accepted"]) for r in two] == [(r["epoch"], r["lr"], r["accepted"]) for r in one]
-    for a, b in zip(two, one):
-        if b["train_loss"]:
-            assert float(a["train_loss"]) == pytest.approx(float(b["train_loss"]), rel=1e-5)
-            assert float(a["train_acc"]) == pytest.approx(float(b["train_acc"]), abs=1e-9)
-            assert float(a["grad_norm_1"]) == pytest.approx(float(b["grad_norm_1"]), rel=1e-4)
+    for x, y in zip(two, one):
+        for key in ("dev_loss", "train_loss", "train_acc", "grad_norm_1"):
+            if y[key]:
+                assert float(x[key]) == pytest.approx(float(y[key]), rel=1e-5, abs=1e-9), key
 
 
-def test_finetuning_on_two_processes_equals_one(runs):
-    """DDP with summed gradients and the dev loss summed over the processes' utterances:
-    the same weights, and newbob took the same decisions on the same dev figures."""
-    _assert_same_model(runs / "ft", runs / "one" / "ft")
-    two, one = read_csv(runs / "ft" / "train.csv"), read_csv(runs / "one" / "ft" / "train.csv")
-    assert [(r["epoch"], r["lr"], r["accepted"]) for r in two] == [(r["epoch"], r["lr"], r["accepted"]) for r in one]
-    for a, b in zip(two, one):
-        assert float(a["dev_loss"]) == pytest.approx(float(b["dev_loss"]), rel=1e-5)
-        assert float(a["dev_acc"]) == pytest.approx(float(b["dev_acc"]), abs=1e-9)
-        if b["train_loss"]:
-            assert float(a["train_loss"]) == pytest.approx(float(b["train_loss"]), rel=1e-5)
-            assert float(a["train_acc"]) == pytest.approx(float(b["train_acc"]), abs=1e-9)
-
-
-def test_interrupted_two_process_runs_resume_on_two_or_one(runs, blob_store):
-    """Pre-training stopped mid-layer and resumed on two processes, fine-tuning stopped in
-    epoch 2 and resumed on one: both end where the uninterrupted one-process run ends."""
-    _assert_same_dbn(runs / "pt-cut", runs / "one" / "pt")
-    assert _recon_rows(runs / "pt-cut") == _recon_rows(runs / "one" / "pt")
-    ckpt = load_checkpoint(runs / "ft-cut" / "checkpoint.pt")
-    per_epoch = -(-FeatureStore(blob_store).num_frames("train") // FINETUNE["batch_size"])
-    assert ckpt["position"]["epoch"] == 2 and ckpt["position"]["batch"] == FINETUNE_CUT - per_epoch
-    finetune(blob_store, FinetuneConfig(**FINETUNE), runs / "ft-cut", resume=True)
-    _assert_same_model(runs / "ft-cut", runs / "one" / "ft")
+def test_two_processes_interrupted_resume_on_one(cells, blob_store):
+    """Checkpoints hold global positions: a two-process run stopped in epoch 2 ends on one
+    process where the one-process run ends."""
+    cut = cells / "ft-cut-2"
+    assert load_checkpoint(cut / "checkpoint.pt")["position"]["epoch"] == 2
+    finetune(blob_store, FinetuneConfig(**FINETUNE, targets="states"), cut, resume=True)
+    want = load_checkpoint(cells / "ft-blob-states-1-every step-whole" / "model.pt")["state_dict"]
+    _same_tensors(load_checkpoint(cut / "model.pt")["state_dict"], want)
 
 
 def test_batch_rows_split_every_batch_into_contiguous_parts():
@@ -156,23 +155,15 @@ def test_batch_rows_split_every_batch_into_contiguous_parts():
         assert max(e - s for s, e in parts) - min(e - s for s, e in parts) <= 1
 
 
-def test_frame_buffer_parts_are_the_rows_of_the_whole_batches(tiny_store, monkeypatch):
-    """Three processes' batches, put together, are one process's batches, bit for bit; a
-    process reads its rows (with their context) and never a whole utterance."""
+@pytest.mark.parametrize("targets", ["states", "phones"])
+def test_frame_buffer_parts_are_the_rows_of_the_whole_batches(tiny_store, targets):
+    """Three processes' batches, put together, are one process's batches, bit for bit, with
+    the targets of the kind asked for."""
     store = FeatureStore(tiny_store)
     pipe = FeaturePipeline.from_store(store, splice=2)
     recs = store.split("train")
-    args = dict(batch_size=50, buffer_frames=600, targets="states")
+    args = dict(batch_size=50, buffer_frames=600, targets=targets)
     whole = list(FrameBuffer(store, recs, pipe, **args).batches(seed=3, epoch=2, max_frames=1234, skip=4))
-    read: list[int] = []
-    gather = FeatureStore.gather
-
-    def counted(self, kind, shards, rows):
-        read.append(len(rows))
-        return gather(self, kind, shards, rows)
-
-    monkeypatch.setattr(FeatureStore, "gather", counted)
-    monkeypatch.setattr(FeatureStore, "features", lambda *a: pytest.fail("a process read a whole utterance"))
     parts = [
         list(FrameBuffer(store, recs, pipe, **args, rank=r, world=3).batches(seed=3, epoch=2, max_frames=1234, skip=4))
         for r in range(3)
@@ -181,13 +172,11 @@ def test_frame_buffer_parts_are_the_rows_of_the_whole_batches(tiny_store, monkey
     assert any(b.size < 50 for b in whole)  # short batches at the ends of buffers are split too
     for i, batch in enumerate(whole):
         mine = [p[i] for p in parts]
-        assert [(b.start, b.size) for b in mine] == [
-            (s, batch.size) for s, _ in map(batch_rows, [batch.size] * 3, (0, 1, 2), [3] * 3)
-        ]
+        assert [(b.start, b.size) for b in mine] == [(batch_rows(batch.size, r, 3)[0], batch.size) for r in range(3)]
         assert torch.equal(torch.cat([b.inputs for b in mine]), batch.inputs)
         assert torch.equal(torch.cat([b.targets for b in mine]), batch.targets)
-    rows = sum(len(b.inputs) for p in parts for b in p)
-    assert rows == sum(b.size for b in whole) and sum(read) == rows * (2 * 2 + 1) + rows  # inputs with context, targets
+    ids = np.concatenate([store.targets(targets, r) for r in recs])
+    assert set(torch.cat([b.targets for b in whole]).tolist()) <= set(ids.tolist())
 
 
 def test_sigterm_to_torchrun_checkpoints_and_resumes_on_one_process(tiny_store, tmp_path):
@@ -216,9 +205,6 @@ def test_sigterm_to_torchrun_checkpoints_and_resumes_on_one_process(tiny_store, 
     assert not (out / "dbn.pt").exists()
     pretrain(tiny_store, cfg, out, resume=True)
     pretrain(tiny_store, cfg, tmp_path / "one")
-    w, w1 = (
-        load_checkpoint(out / "dbn.pt")["layers"][0]["W"],
-        load_checkpoint(tmp_path / "one" / "dbn.pt")["layers"][0]["W"],
-    )
+    w, w1 = (load_checkpoint(p / "dbn.pt")["layers"][0]["W"] for p in (out, tmp_path / "one"))
     torch.testing.assert_close(w, w1, rtol=0, atol=1e-5)
     assert np.isfinite(w.numpy()).all()

@@ -18,6 +18,7 @@ from asr_init.models.dnn import load_model
 from asr_init.training.config import FinetuneConfig
 from asr_init.training.finetune import class_priors, finetune
 from asr_init.training.interrupts import Interrupted
+from asr_init.training.loop import Strategy
 
 runner = CliRunner()
 QUICK = dict(layers=2, hidden=32, splice=1, batch_size=32, max_epochs=4, stats_frames=200)
@@ -198,7 +199,11 @@ def test_warns_when_training_sits_at_chance(blob_store, tmp_path):
     text = _text(stuck)
     assert "warning: epoch 1: train frame accuracy" in text and "is at chance" in text
     assert "saturated layers (share of units) 1: " in text and "2: " in text
-    assert "Lower --lr (now 1e-07)" in text and "--momentum" in text and "--dbn" in text
+    assert "lower --lr (now 1e-07) or start from a DBN (--dbn)" in text and "plateau" not in text
+    flat = runner.invoke(app, args + ["--out", str(tmp_path / "flat"), "--init", "zeros", "--lr", "1e-7"])
+    text = _text(flat)
+    assert "no layer has over 10 % saturated units" in text and "plateau of the class priors" in text
+    assert "raise --momentum (now 0.9) or --lr (now 1e-07)" in text and "lower --lr" not in text
     fine = runner.invoke(app, args + ["--out", str(tmp_path / "fine"), "--lr", "0.02", "--momentum", "0"])
     assert fine.exit_code == 0 and "at chance" not in _text(fine)
 
@@ -279,16 +284,9 @@ def test_pipeline_records_feature_settings_and_reads_old_records(blob_store, tin
     assert FeatureStore(blob_store).feature_config is None  # a store made without extract records none
 
 
-# --- sums kept on the device (run here on the CPU) ----------------------------------------
+# --- sums read every N steps (as on a GPU), run here on the CPU ---------------------------
 
-
-@pytest.fixture
-def on_device(monkeypatch):
-    """Fine-tuning as on a GPU: losses, counts and gradient norms summed on the device."""
-    import asr_init.training.finetune as module
-
-    monkeypatch.setattr(module, "decides_on_device", lambda device: True)
-    monkeypatch.setattr(module, "SYNC_EVERY", 7)  # several reads per epoch
+EVERY_7 = Strategy(read_every=7)
 
 
 def _numbers(out):
@@ -296,43 +294,36 @@ def _numbers(out):
     return [{k: v for k, v in r.items() if k not in ("seconds", "frames_per_s")} for r in rows]
 
 
-def test_device_sums_give_the_host_log_bit_for_bit(blob_store, tmp_path, monkeypatch):
+def test_reading_every_n_steps_gives_the_log_read_every_step_bit_for_bit(blob_store, tmp_path):
     cfg = FinetuneConfig(**(QUICK | {"grad_clip": 50.0, "max_norm": 3.0}))
     finetune(blob_store, cfg, tmp_path / "host")
-    import asr_init.training.finetune as module
-
-    monkeypatch.setattr(module, "decides_on_device", lambda device: True)
-    monkeypatch.setattr(module, "SYNC_EVERY", 7)
-    finetune(blob_store, cfg, tmp_path / "device")
+    finetune(blob_store, cfg, tmp_path / "device", strategy=EVERY_7)
     assert _numbers(tmp_path / "device") == _numbers(tmp_path / "host")
     a, b = load_model(tmp_path / "host")[0].state_dict(), load_model(tmp_path / "device")[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_device_sums_resume_equals_uninterrupted(blob_store, tmp_path, on_device):
+@pytest.mark.parametrize("first, second", [(EVERY_7, EVERY_7), (EVERY_7, Strategy()), (Strategy(), EVERY_7)])
+def test_resume_on_either_read_interval_equals_uninterrupted(blob_store, tmp_path, first, second):
     cfg = FinetuneConfig(**QUICK)
     finetune(blob_store, cfg, tmp_path / "full")
     with pytest.raises(Interrupted):
-        finetune(blob_store, cfg, tmp_path / "cut", interrupt_after=40)
-    finetune(blob_store, cfg, tmp_path / "cut", resume=True)
+        finetune(blob_store, cfg, tmp_path / "cut", interrupt_after=40, strategy=first)
+    finetune(blob_store, cfg, tmp_path / "cut", resume=True, strategy=second)
     assert _numbers(tmp_path / "cut") == _numbers(tmp_path / "full")
 
 
-def test_device_sums_stop_a_diverged_run_at_the_next_read(blob_store, tmp_path, monkeypatch):
-    """The host stops at the step whose loss is not finite; with the sums on the device the
-    run stops at the next read and names the same step."""
+def test_a_diverged_run_stops_at_the_next_read_naming_the_step(blob_store, tmp_path):
+    """Read every step the run stops at the step whose loss is not finite; read every 7 it
+    stops at the next read and names the same step; no checkpoint is written."""
     cfg = FinetuneConfig(**(QUICK | {"lr": 1e34, "buffer_frames": 45}))  # short last batches in every buffer
     with pytest.raises(UserError) as host:
         finetune(blob_store, cfg, tmp_path / "host")
-    import asr_init.training.finetune as module
-
-    monkeypatch.setattr(module, "decides_on_device", lambda device: True)
-    monkeypatch.setattr(module, "SYNC_EVERY", 7)
     with pytest.raises(UserError) as device:
-        finetune(blob_store, cfg, tmp_path / "device")
+        finetune(blob_store, cfg, tmp_path / "device", strategy=EVERY_7)
     want = " ".join(str(host.value).split())
     frames = int(want.split(" after ")[1].split(" frames")[0].replace(",", ""))
-    assert "fine-tuning loss became inf in epoch 1 after" in want and "lower --lr" in want
+    assert "fine-tuning loss became" in want and "in epoch 1 after" in want and "lower --lr" in want
     assert frames % 32 != 0  # short batches went before the step that diverged
-    assert " ".join(str(device.value).split()) == want
+    assert want.split(" in epoch")[1] == " ".join(str(device.value).split()).split(" in epoch")[1]
     assert not list((tmp_path / "device").glob("*.pt"))

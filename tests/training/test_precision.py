@@ -6,9 +6,8 @@ from typer.testing import CliRunner
 
 from asr_init.cli import app
 from asr_init.io import load_checkpoint, read_csv
-from asr_init.models.cd_device import DeviceCD
 from asr_init.models.dnn import load_model
-from asr_init.models.rbm import RBM, UniformSource
+from asr_init.models.rbm import RBM, ContrastiveDivergence, UniformSource
 from asr_init.training.config import FinetuneConfig, PretrainConfig
 from asr_init.training.finetune import finetune
 from asr_init.training.precision import forward_precision, matmul_precision
@@ -72,7 +71,7 @@ def test_bf16_cd_step_rounds_the_products_and_keeps_float32_parameters():
     for bf16 in (False, True):
         rbm = RBM(39, 128, "gauss")
         torch.nn.init.normal_(rbm.Wt, 0, 1.40784 / 39**0.5, generator=torch.Generator().manual_seed(1))
-        cd = DeviceCD(rbm, UniformSource(2), 0.01, 64, l2=2e-4, bf16=bf16)
+        cd = ContrastiveDivergence(rbm, UniformSource(2), 0.01, 64, l2=2e-4, bf16=bf16)
         errors = []
         for i in range(40):
             cd.step(data[i * 64 : (i + 1) * 64], 0.5)

@@ -1,4 +1,5 @@
-"""Run folders: one writer at a time, changed inputs refused, failed starts replaced, file modes."""
+"""Output folders, one protocol for every command: one writer at a time, readers' locks,
+inputs never written over, settings compared and named, atomic swaps, stale temporaries."""
 
 import hashlib
 import os
@@ -13,12 +14,12 @@ from typer.testing import CliRunner
 
 from asr_init.cli import app
 from asr_init.errors import UserError
+from asr_init.folders import lock_path, output_folder, reading
 from asr_init.io import load_checkpoint
 from asr_init.training.config import FinetuneConfig, PretrainConfig
 from asr_init.training.finetune import finetune
 from asr_init.training.interrupts import Interrupted
 from asr_init.training.pretrain import pretrain
-from asr_init.training.runs import run_folder
 
 PRE = dict(layers=2, hidden=16, splice=1, epochs=1, batch_size=32, stats_frames=100)
 FT = dict(layers=1, hidden=16, splice=1, batch_size=32, max_epochs=1, stats_frames=100)
@@ -65,18 +66,58 @@ def test_fine_tuning_refuses_a_dbn_that_was_trained_again(tmp_path):
 def test_a_second_run_on_a_locked_folder_is_refused_and_a_dead_owner_is_taken_over(blob_store, tmp_path):
     out = tmp_path / "dbn"
     settings = {"store": str(blob_store), "config": {}}
-    with run_folder(out, "pretrain", settings, False, finished=("dbn.pt",), started=("rbm*.pt",)):
-        assert (out / ".lock").read_text().strip() == str(os.getpid())
+    with output_folder(out, settings, record="pretrain.config.json", finished=("dbn.pt",), force=False, in_place=True):
+        assert lock_path(out).read_text().strip() == str(os.getpid())
         result = CliRunner().invoke(app, ["pretrain", str(blob_store), "--out", str(out), "--force", "--hidden", "8"])
         text = _one_error(result)
-        assert f"{out} is in use by another asr-init run (pid {os.getpid()})" in text
+        assert f"--out {out} is being written by another asr-init run (pid {os.getpid()})" in text
         assert (out / "pretrain.config.json").exists()  # --force deleted nothing
-    # A killed owner leaves its pid in .lock but no flock: the next run takes the folder over.
+    # A killed owner leaves its pid in the lock file but no flock: the next run takes the folder over.
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (out / ".lock").write_text(f"{dead.pid}\n")
+    lock_path(out).write_text(f"{dead.pid}\n")
     pretrain(blob_store, PretrainConfig(**PRE), out)
     assert (out / "dbn.pt").exists()
+
+
+def test_force_cannot_replace_a_store_a_running_stage_reads(blob_store, tmp_path):
+    """A stage holds a shared lock on what it reads: --force on that store (extract, or
+    pretrain --out over it) is refused while it runs, and allowed after."""
+    store = tmp_path / "store"
+    shutil.copytree(blob_store, store)
+    with reading(store):
+        result = CliRunner().invoke(app, ["extract", str(tmp_path / "nowhere"), "--out", str(store), "--force"])
+        assert "nowhere is not a folder" in _one_error(result)  # the corpus is checked first
+        with pytest.raises(UserError, match=f"--out {store} is being read by another asr-init run"):
+            output_folder(store, {}, record="config.json", finished=("summary.json",), force=True).__enter__()
+    with output_folder(store, {}, record="config.json", finished=("summary.json",), force=True) as output:
+        assert output.path.name.startswith("store.tmp-")
+        (output.path / "summary.json").write_text("{}")
+    assert sorted(p.name for p in store.iterdir()) == ["summary.json"]  # swapped in whole
+
+
+def test_a_failed_build_leaves_the_old_output_whole_and_stale_temporaries_go(tmp_path):
+    out = tmp_path / "out"
+    with output_folder(out, {"a": 1}, record="r.json", finished=("r.json",), force=False) as output:
+        (output.path / "r.json").write_text('{"a": 1}')
+    with pytest.raises(RuntimeError), output_folder(out, {"a": 2}, record="r.json", finished=(), force=True) as o:
+        (o.path / "r.json").write_text('{"a": 2}')
+        raise RuntimeError("killed half way")
+    assert (out / "r.json").read_text() == '{"a": 1}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for stale in (f"out.tmp-{dead.pid}", f"out.old-{dead.pid}", f"out.tmp-{os.getpid()}x"):
+        (tmp_path / stale).mkdir()
+    with output_folder(out, {"a": 1}, record="r.json", finished=("r.json",), force=False) as output:
+        assert output.done == {"a": 1}  # the same settings: nothing to do
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out", f"out.tmp-{os.getpid()}x"]
+    message = r"holds a test output made with other settings \(a: 1 then, 3 now\)"
+    with (
+        pytest.raises(UserError, match=message),
+        output_folder(out, {"a": 3}, record="r.json", finished=("r.json",), force=False, what="a test output"),
+    ):
+        pass
 
 
 def test_two_processes_on_one_folder(blob_store, tmp_path):
@@ -95,7 +136,7 @@ def test_two_processes_on_one_folder(blob_store, tmp_path):
             [sys.executable, "-c", code, str(blob_store), str(out)], capture_output=True, text=True, timeout=60
         )
         assert second.returncode == 1
-        assert f"is in use by another asr-init run (pid {first.pid})" in " ".join(second.stderr.split())
+        assert f"is being written by another asr-init run (pid {first.pid})" in " ".join(second.stderr.split())
     finally:
         first.kill()
         first.wait()

@@ -1,0 +1,264 @@
+"""Output folders: one protocol for every command that writes one, and the locks readers hold.
+
+A folder OUT is written under an exclusive lock on PARENT/.OUT.lock (the writer's pid in
+it); a stage that reads a store, a DBN or a model holds a shared lock on the same file while
+it reads (`reading`), so that `--force` cannot replace a folder a running stage reads and two
+commands cannot write one folder. `output_folder`:
+
+1. refuses an OUT that is a file, or that is, contains or lies inside one of the command's
+   inputs (every file and folder it reads), before anything is touched;
+2. takes the lock and removes the temporaries OUT.tmp-PID and OUT.old-PID of dead processes;
+3. compares the settings with those OUT records: the same settings and a finished OUT leave
+   nothing to do; other settings, or an unfinished OUT, are refused without `force`, naming
+   the settings that differ;
+4. builds a complete output (a corpus, a store, evaluation results) in OUT.tmp-PID and swaps
+   it in atomically (OUT -> OUT.old-PID, OUT.tmp-PID -> OUT, then OUT.old-PID is removed), so
+   an interruption leaves the old OUT or the new one; a training run is built in OUT itself
+   (`in_place`), where its checkpoints accumulate and from where it resumes.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from asr_init.errors import UserError
+from asr_init.io import check_writable_folder, read_json, write_json_atomic
+
+
+def lock_path(folder: Path) -> Path:
+    folder = Path(folder).absolute()
+    return folder.parent / f".{folder.name}.lock"
+
+
+@contextmanager
+def _locked(folder: Path, exclusive: bool, option: str) -> Iterator[None]:
+    """A non-blocking flock on FOLDER's lock file, or a UserError naming the holder. A reader
+    of a folder whose lock file cannot be made (a read-only place) reads without one: nothing
+    can write there either."""
+    path = lock_path(folder)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        if exclusive:
+            raise UserError(f"cannot write beside {option} {folder} ({exc.strerror}); choose another") from None
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            doing = f"written by another asr-init run (pid {owner})" if owner else "read by another asr-init run"
+            raise UserError(f"{option} {folder} is being {doing}; wait for it to finish or choose another") from None
+        if exclusive:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            if exclusive:
+                os.ftruncate(fd, 0)  # the file stays: unlinking it would let two runs lock two files
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def reading(*folders: Path | str | None) -> Iterator[None]:
+    """Hold shared locks on the folders a stage reads (None and files are skipped)."""
+    with ExitStack() as stack:
+        for folder in folders:
+            if folder is not None and Path(folder).is_dir():
+                stack.enter_context(_locked(Path(folder), False, "input"))
+        yield
+
+
+def refuse_output_over_inputs(out: Path, inputs) -> None:
+    """Raise if `out` is, contains, or lies inside one of the named inputs ({name: path} or
+    (name, path) pairs): writing there (and --force deleting it first) would destroy what the
+    command reads."""
+    target = Path(out).resolve()
+    for name, path in inputs.items() if isinstance(inputs, dict) else inputs:
+        if path is None:
+            continue
+        src = Path(path).resolve()
+        relation = "is" if target == src else "contains" if target in src.parents else None
+        relation = relation or ("lies inside" if src in target.parents else None)
+        if relation:
+            raise UserError(
+                f"--out {out} {relation} the {name} {path}; choose an output folder outside every input "
+                "(nothing was written or deleted)"
+            )
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Delete OUT.tmp-PID and OUT.old-PID folders of processes that no longer run (a killed
+    command's); a living process's are never touched. Returns those deleted."""
+    out = Path(out)
+    removed = []
+    for path in sorted(out.parent.glob(f"{out.name}.*-*")) if out.parent.is_dir() else []:
+        prefix, _, pid = path.name.rpartition("-")
+        if prefix not in (f"{out.name}.tmp", f"{out.name}.old") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (a zombie has ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or not a pid): leave its folder alone
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@dataclass
+class Output:
+    """Where a command writes (OUT.tmp-PID, or OUT itself in place) and, when OUT already holds
+    a finished output of the same settings, its record (the command then has nothing to do)."""
+
+    path: Path
+    done: dict | None = None
+
+
+@contextmanager
+def output_folder(out: Path, settings: dict, *, record: str, finished: tuple[str, ...], force: bool,
+                  inputs=None, in_place: bool = False, started: tuple[str, ...] = (),
+                  neutral: tuple[str, ...] = (), summary: str | None = None, what: str = "output",
+                  upgrade=None, dist=None) -> Iterator[Output]:  # fmt: skip
+    """Hold OUT for one command (see the module's protocol). `settings` are compared with the
+    same keys of OUT/`record` (a nested "config" dict key by key, `neutral` ones left out; an
+    "inputs" dict of identities names a changed input); `finished` files mark a complete OUT,
+    whose `summary` file (default: `record`) is yielded as `done`; `upgrade` turns a record an
+    older asr-init wrote into today's form before they are compared. In place, `record` is
+    written with `settings` at the start and `started` files mark a run that may be resumed.
+
+    On several processes (`dist`), rank 0 alone does all this and holds the lock; the others
+    get its verdict and write nothing."""
+    out = Path(out)
+    with ExitStack() as held:
+
+        def hold() -> Output:
+            refuse_output_over_inputs(out, inputs or {})
+            if out.exists() and not out.is_dir():
+                raise UserError(f"--out {out} is a file, not a folder; choose another --out (the file is kept)")
+            _make(out.parent)
+            if out.is_dir():  # what a user cannot change, a command does not replace
+                check_writable_folder(out)
+            held.enter_context(_locked(out, True, "--out"))
+            remove_stale_temporaries(out)
+            rules = (record, finished, started, neutral, force, in_place, what, upgrade)
+            if _existing(out, settings, *rules) is not None:
+                return Output(out, read_json(out / (summary or record)))
+            if in_place:
+                _make(out)
+                write_json_atomic(out / record, settings)
+                return Output(out)
+            tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            _make(tmp)
+            return Output(tmp)
+
+        output = dist.from_main(hold) if dist is not None else hold()
+        if dist is not None and not dist.is_main:
+            yield output
+            return
+        swap = not in_place and output.done is None
+        try:
+            yield output
+        except BaseException:
+            if swap:
+                shutil.rmtree(output.path, ignore_errors=True)
+            raise
+        if swap:
+            old = out.with_name(f"{out.name}.old-{os.getpid()}")
+            if out.exists():
+                os.replace(out, old)
+            os.replace(output.path, out)
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _make(folder: Path) -> None:
+    check_writable_folder(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _existing(out: Path, settings: dict, record: str, finished, started, neutral, force, in_place, what,
+              upgrade):  # fmt: skip
+    """True when OUT holds a finished output of these settings; None when the command may go
+    on (nothing there, a run to resume, or `force`). Anything else is refused."""
+    if not out.is_dir() or not any(child.name != ".lock" for child in out.iterdir()):
+        return None
+    is_run = (out / record).is_file() and any(any(out.glob(p)) for p in (*started, *finished))
+    if force:
+        if in_place:
+            _empty(out)
+        return None
+    if not is_run and in_place and (out / record).is_file():  # stopped before its first checkpoint
+        _empty(out)
+        return None
+    if not is_run and not (out / record).is_file():
+        raise UserError(f"output {out} exists and is not {what}; use --force to replace it or choose another --out")
+    old = read_json(out / record) if (out / record).is_file() else {}
+    old = upgrade(old) if upgrade else old
+    for name, identity in settings.get("inputs", {}).items():
+        if name in old.get("inputs", {}) and old["inputs"][name] != identity:
+            raise UserError(
+                f"the {name} changed since {out} was made from it (identity {old['inputs'][name]} then, {identity} "
+                "now); "
+                "its outputs would mix the two: use --force to start over or choose another --out"
+            )
+    diffs = _differences(old, {k: v for k, v in settings.items() if k != "inputs"}, neutral)
+    if diffs:
+        raise UserError(
+            f"{out} holds {what} made with other settings ({'; '.join(diffs)}); use --force to replace it or "
+            "choose another --out"
+        )
+    complete = all((out / name).exists() for name in finished)
+    if complete or in_place:
+        return True if complete else None
+    raise UserError(f"output {out} is not a complete {what}; use --force to replace it or choose another --out")
+
+
+def _differences(old: dict, new: dict, neutral: tuple[str, ...]) -> list[str]:
+    """'name: then -> now' for every setting of `new` that `old` records otherwise (a dict's
+    keys one by one, `neutral` ones left out)."""
+
+    def short(value) -> str:
+        text = repr(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    diffs = []
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            diffs += [f"{k}: {short(before.get(k))} then, {short(v)} now" for k, v in value.items()
+                      if k not in neutral and before.get(k) != v]  # fmt: skip
+        elif before != value:
+            diffs.append(f"{key}: {short(before)} then, {short(value)} now")
+    return diffs
+
+
+def _empty(out: Path) -> None:
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
