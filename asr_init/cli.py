@@ -242,8 +242,8 @@ def optimal_d(activation: str, criterion: str, samples: int, seed: int, plot: Pa
     from asr_init.io import check_output_file, write_json_atomic
     from asr_init.models.optimal_spread import plot_spread, spread_report
 
-    if seed < 0 or not 1 <= samples <= 100_000_000:
-        raise UserError(f"invalid --seed {seed} or --samples {samples}: the seed >= 0, from 1 to 100,000,000 samples")
+    if not 0 <= seed < 2**32 or not 1 <= samples <= 100_000_000:
+        raise UserError(f"invalid --seed {seed} or --samples {samples}: a seed from 0 to 4294967295, 1 to 1e8 samples")
     for path, option in ((plot, "--plot"), (json_out, "--json")):
         if path is not None:
             check_output_file(path, option)

@@ -42,6 +42,19 @@ class ConfigBase:
             raise UserError(f"invalid {field}={getattr(self, field)!r}: {why}")
 
 
+SEED_RANGE = "--seed must be from 0 to 4294967295"
+LIMITS = {"layers": 64, "hidden": 1 << 16, "splice": 100, "batch_size": 1 << 20, "stats_frames": 1 << 24}
+
+
+def check_limits(config) -> None:
+    """Refuse sizes beyond the stated LIMITS before anything is allocated (a --hidden of 10**9
+    would ask for gigabytes at once)."""
+    for name, top in LIMITS.items():
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > top:
+            raise UserError(f"invalid {name}={value}: at most {top:,} (--{name.replace('_', '-')})")
+
+
 def check_device(device: str) -> None:
     """Raise UserError unless `device` is one this machine can run on: 'cpu', or 'cuda' /
     'cuda:N' where torch sees a CUDA device (N below the device count). Every stage's config

@@ -152,11 +152,13 @@ def output_folder(out: Path, settings: dict, *, record: str, finished: tuple[str
 
     On several processes (`dist`), rank 0 alone does all this and holds the lock; the others
     get its verdict and write nothing."""
-    out = Path(out)
+    given, out = out, Path(os.path.abspath(out))  # "sub/.." is the folder it names
     with ExitStack() as held:
 
         def hold() -> Output:
             refuse_output_over_inputs(out, inputs or {})
+            if out == Path.cwd() or out in Path.cwd().parents:
+                raise UserError(f"--out {given} is the current folder or holds it; choose another --out")
             if out.exists() and not out.is_dir():
                 raise UserError(f"--out {out} is a file, not a folder; choose another --out (the file is kept)")
             _make(out.parent)
@@ -206,24 +208,23 @@ def _existing(out: Path, settings: dict, record: str, finished, started, neutral
     on (nothing there, a run to resume, or `force`). Anything else is refused."""
     if not out.is_dir() or not any(child.name != ".lock" for child in out.iterdir()):
         return None
-    is_run = (out / record).is_file() and any(any(out.glob(p)) for p in (*started, *finished))
+    if not (out / record).is_file():  # --force replaces only what an asr-init command made
+        raise UserError(f"output {out} exists and is not {what}; choose another --out (it is left as it is)")
+    is_run = any(any(out.glob(p)) for p in (*started, *finished))
     if force:
         if in_place:
             _empty(out)
         return None
-    if not is_run and in_place and (out / record).is_file():  # stopped before its first checkpoint
+    if not is_run and in_place:  # stopped before its first checkpoint
         _empty(out)
         return None
-    if not is_run and not (out / record).is_file():
-        raise UserError(f"output {out} exists and is not {what}; use --force to replace it or choose another --out")
-    old = read_json(out / record) if (out / record).is_file() else {}
+    old = read_json(out / record)
     old = upgrade(old) if upgrade else old
     for name, identity in settings.get("inputs", {}).items():
         if name in old.get("inputs", {}) and old["inputs"][name] != identity:
             raise UserError(
                 f"the {name} changed since {out} was made from it (identity {old['inputs'][name]} then, {identity} "
-                "now); "
-                "its outputs would mix the two: use --force to start over or choose another --out"
+                "now); its outputs would mix the two: use --force to start over or choose another --out"
             )
     diffs = _differences(old, {k: v for k, v in settings.items() if k != "inputs"}, neutral)
     if diffs:

@@ -8,8 +8,6 @@ new one, never half of one.
 from __future__ import annotations
 
 import csv
-import errno
-import fcntl
 import hashlib
 import io
 import json
@@ -62,10 +60,13 @@ def _umask() -> int:
 
 
 def save_checkpoint(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file, then rename."""
+    """torch.save into memory, then written atomically: a full disk is an OSError naming the
+    file (torch's own writer reports it as "unexpected pos"), and the old checkpoint stays."""
     import torch  # here, not above: the CLI's --help and the config modules stay light
 
-    atomic_write(path, lambda fh: torch.save(obj, fh))
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, lambda fh: fh.write(buffer.getbuffer()))
 
 
 def load_checkpoint(path: Path, advice: str = "it cannot be used; make it again with the stage that wrote it") -> Any:
@@ -208,59 +209,6 @@ def check_output_file(path: Path, option: str) -> None:
     if not path.parent.is_dir():
         raise UserError(f"{option} {path}: the folder {path.parent} does not exist; create it first or choose another")
     check_writable_folder(path.parent, option)
-
-
-def refuse_output_over_inputs(out_dir: Path, inputs: dict[str, Path | str | None]) -> None:
-    """Raise if `out_dir` is, contains, or lies inside one of the named inputs: writing
-    there (and --force deleting it first) would destroy what the run reads."""
-    out = Path(out_dir).resolve()
-    for name, path in inputs.items():
-        if path is None:
-            continue
-        src = Path(path).resolve()
-        relation = (
-            "is" if out == src else "contains" if out in src.parents else "lies inside" if src in out.parents else None
-        )
-        if relation:
-            raise UserError(
-                f"--out {out_dir} {relation} the {name} {path}; choose an output folder outside every "
-                "input (nothing was written or deleted)"
-            )
-
-
-LOCK_NAME = ".lock"  # a run folder's lock file: an flock on it, the owner's pid in it
-
-
-def lock_or_refuse(fd: int, folder: Path, option: str = "--out", unchanged: str = "nothing was changed") -> None:
-    """Take a non-blocking exclusive flock on the open lock file `fd` of `folder`, or raise a
-    UserError naming the pid written in it: another asr-init run holds the folder."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-            raise
-        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        raise UserError(
-            f"{option} {folder} is in use by another asr-init run (pid {owner}); wait for it to finish or "
-            f"choose another {option} ({unchanged})"
-        ) from None
-
-
-def refuse_folder_in_use(folder: Path, option: str = "--out") -> None:
-    """Raise if another process holds the lock of run folder `folder` (an flock on
-    FOLDER/.lock, as a running pretrain or finetune holds it): --force must not replace a
-    folder a running stage reads or writes. Only tested, never kept."""
-    path = Path(folder) / LOCK_NAME
-    if not path.is_file():
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        lock_or_refuse(fd, folder, option, "nothing was replaced")
-    finally:
-        os.close(fd)
 
 
 def digest(paths: list[Path]) -> str:

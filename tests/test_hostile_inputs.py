@@ -1,6 +1,8 @@
 """Hostile inputs: nothing read from a file reaches a shell, and no small file makes a command
-allocate gigabytes. Every command runs in a child process under a memory limit
-(resource.setrlimit) and must stop with one 'error:' line."""
+allocate gigabytes. Commands run in child processes under a memory limit (resource.setrlimit)
+and must stop with one 'error:' line naming the problem: a few cases one process each, and a
+table of every command against small hostile files of every kind it reads (scp, ark, gz, nnet1
+transform and network, pt, npy, manifest, label lists, JSON) in one child process."""
 
 from __future__ import annotations
 
@@ -205,3 +207,293 @@ def test_a_checkpoint_whose_records_inflate_is_refused_before_loading(blob_store
     result = run_limited(["inspect", blob_store, "--model", bomb], tmp_path)
     one_error(result, "torch.save stores records uncompressed")
     assert torch.load(tmp_path / "dbn" / "dbn.pt", weights_only=True)["format"] == "asr-init-dbn-1"
+
+
+# ------------------------------------------------- every command x every kind of file it reads
+
+_CHILD = """
+import json, resource, sys
+from typer.testing import CliRunner
+from asr_init.cli import app
+limit = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+out = []
+for case in json.load(open(sys.argv[1])):
+    result = CliRunner().invoke(app, case["args"])
+    out.append({"code": result.exit_code, "output": result.output, "error": repr(result.exception)})
+print(json.dumps(out))
+"""
+
+
+def _corrupt(path: Path, find: bytes, replace: bytes) -> None:
+    data = path.read_bytes()
+    assert find in data, (path, find)
+    path.write_bytes(data.replace(find, replace, 1))
+
+
+def _table(root: Path, blob: Path, tiny: Path) -> dict:
+    """{case: (args, message)}: each case's files made under `root`."""
+    import json
+    import os
+    import shutil
+
+    from conftest import write_kaldi_dir, write_tiny_model
+
+    from asr_init.models.export_kaldi import export_kaldi
+    from asr_init.training.config import PretrainConfig
+    from asr_init.training.pretrain import pretrain
+
+    def store(name: str, change) -> Path:
+        copy = root / name
+        shutil.copytree(blob, copy)
+        change(copy)
+        return copy
+
+    def manifest(edit):
+        def change(copy):
+            lines = [json.loads(ln) for ln in (copy / "manifest.jsonl").read_text().splitlines()]
+            (copy / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in edit(lines)))
+
+        return change
+
+    def corpus(name: str, change) -> Path:
+        d = write_kaldi_dir(root / name, speakers=4, utts_per_speaker=1)
+        change(d)
+        return d
+
+    ref = write_kaldi_features(root / "kd" / "data", speakers=3, utts_per_speaker=2)
+    kaldiio.save_ark(str(root / "kd" / "pdf.ark"), ref["pdfs"])
+    kd = root / "kd"
+    model = write_tiny_model(blob, root / "model")
+    export_kaldi(model, root / "exp")
+    pretrain(blob, PretrainConfig(layers=1, hidden=8, epochs_gauss=1, max_frames=256, stats_frames=100), root / "dbn")
+    bomb_dbn, bomb_model = root / "bomb-dbn", root / "bomb-model"
+    for src, dst, name in ((root / "dbn", bomb_dbn, "dbn.pt"), (model, bomb_model, "model.pt")):
+        shutil.copytree(src, dst)
+        _deflated_checkpoint(src / name, dst / name, 1 << 30)
+    kaldi = ["import-kaldi", kd / "data", "--out", root / "ks", "--ali", kd / "pdf.ark"]
+    fifo = root / "fifo.wav"
+    os.mkfifo(fifo)
+    cases = {
+        "scp through a shell": (kaldi, "asr-init runs no commands from its input"),
+        "ark matrix of 2^28 rows": (kaldi, "x 13 matrix of"),
+        "ark alignment of 2^30 ids": (kaldi, "integer vector of 1,073,741,824"),
+        "gz that inflates to 1 GiB": ([*kaldi[:3], root / "ks-gz", "--ali", root / "bomb.gz"], "a token longer than"),
+        "phones.txt id 20000000": (
+            [
+                *kaldi[:3],
+                root / "ks-ph",
+                "--ali",
+                kd / "pdf.ark",
+                "--phone-ali",
+                kd / "pdf.ark",
+                "--phones",
+                root / "ph.txt",
+            ],
+            "is not below 32,768",
+        ),  # fmt: skip
+        "NaN CMVN stats": (kaldi, "hold NaN or infinite values"),
+        "wav.scp line twice": (
+            ["extract", corpus("c1", lambda d: _append(d / "wav.scp", 0)), "--out", root / "x1"],
+            "is given twice",
+        ),  # fmt: skip
+        "utt2spk line twice": (
+            ["extract", corpus("c2", lambda d: _append(d / "utt2spk", 1)), "--out", root / "x2"],
+            "utterance spk1-utt0 is given twice",
+        ),  # fmt: skip
+        "wav.scp names a pipe": (
+            ["extract", corpus("c3", lambda d: _replace_wav(d, fifo)), "--out", root / "x3"],
+            "is not a regular file",
+        ),  # fmt: skip
+        "label list twice": (
+            [
+                "extract",
+                corpus("c4", lambda d: None),
+                "--out",
+                root / "x4",
+                "--phones",
+                _write(root / "list.txt", "sil\naa\niy\ns\nm\naa\n"),
+            ],
+            "label aa is given twice",
+        ),  # fmt: skip
+        "label map conflict": (
+            [
+                "extract",
+                corpus("c5", lambda d: None),
+                "--out",
+                root / "x5",
+                "--phone-map",
+                _write(root / "map.txt", "aa aa\niy iy\ns s\nm m\nsil sil\naa iy\n"),
+            ],
+            "label aa is given twice",
+        ),  # fmt: skip
+        "transform <Splice> 50000000": (
+            [
+                "finetune",
+                blob,
+                "--out",
+                root / "f1",
+                "--init-from",
+                root / "t1" / "final.nnet",
+                "--reuse-layers",
+                1,
+                "--layers",
+                1,
+                "--hidden",
+                8,
+            ],
+            "gives 50000000",
+        ),  # fmt: skip
+        "nnet1 matrix without data": (
+            ["finetune", blob, "--out", root / "f2", "--init-from", root / "big.nnet"],
+            "bytes, but",
+        ),  # fmt: skip
+        "deflated dbn.pt": (["finetune", blob, "--out", root / "f3", "--dbn", bomb_dbn], "records uncompressed"),
+        "deflated model.pt, evaluate": (["evaluate", blob, "--model", bomb_model], "records uncompressed"),
+        "deflated model.pt, export": (["export-kaldi", bomb_model, "--out", root / "e"], "records uncompressed"),
+        "deflated dbn.pt, inspect": (["inspect", blob, "--model", bomb_dbn], "records uncompressed"),
+        "npy header of 2^40 rows": (["pretrain", store("s1", _huge_shard), "--out", root / "p1"], "cannot read shard"),
+        "manifest id twice": (
+            ["pretrain", store("s2", manifest(lambda r: r + r[:1])), "--out", root / "p2"],
+            "is given twice",
+        ),  # fmt: skip
+        "manifest 0 frames": (
+            ["finetune", store("s3", manifest(lambda r: [r[0] | {"frames": 0}] + r[1:])), "--out", root / "p3"],
+            "at least 1 frame",
+        ),  # fmt: skip
+        "manifest offset 10^15": (
+            ["evaluate", store("s4", manifest(lambda r: r[:-1] + [r[-1] | {"offset": 10**15}])), "--model", model],
+            "takes frames",
+        ),  # fmt: skip
+        "stats.json NaN": (["pretrain", store("s5", _nan_stats), "--out", root / "p5"], "cannot be normalised"),
+        "states.txt one line short": (
+            ["finetune", store("s6", _short_states), "--out", root / "p6"],
+            "outside states.txt",
+        ),  # fmt: skip
+        "NaN frame": (["evaluate", store("s7", _nan_frame), "--model", model], "NaN or infinite features"),
+        "truncated results JSON": (["report", _truncated_results(root / "r")], "is not valid JSON"),
+    }
+    _prepare(root, kd, cases)
+    return {name: ([str(a) for a in args], message) for name, (args, message) in cases.items()}
+
+
+def _append(path: Path, line: int) -> None:
+    path.write_text(path.read_text() + path.read_text().splitlines()[line] + "\n")
+
+
+def _replace_wav(d: Path, target: Path) -> None:
+    first = (d / "wav.scp").read_text().splitlines()[0].split()
+    (d / "wav.scp").write_text((d / "wav.scp").read_text().replace(" ".join(first), f"{first[0]} {target}"))
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _huge_shard(store: Path) -> None:
+    _corrupt(store / "shards" / "feats-00000.npy", b"'shape': (", b"'shape': (1099511627776, 39), 'x': (")
+
+
+def _nan_stats(store: Path) -> None:
+    import json
+
+    stats = json.loads((store / "stats.json").read_text())
+    stats["std"][3] = 0.0
+    (store / "stats.json").write_text(json.dumps(stats))
+
+
+def _short_states(store: Path) -> None:
+    (store / "states.txt").write_text("".join((store / "states.txt").read_text().splitlines(keepends=True)[:-1]))
+
+
+def _nan_frame(store: Path) -> None:
+    import numpy as np
+
+    for shard in sorted((store / "shards").glob("feats-*.npy")):
+        x = np.load(shard)
+        x[-3, 2] = np.nan
+        np.save(shard, x)
+
+
+def _truncated_results(root: Path) -> Path:
+    (root / "paper").mkdir(parents=True)
+    (root / "paper" / "optimal_d.json").write_text('{"d_star": 1.40')
+    return root
+
+
+def _prepare(root: Path, kd: Path, cases: dict) -> None:
+    """The Kaldi files the import-kaldi and nnet1 cases read, each made hostile for its case."""
+    import shutil
+
+    def kaldi_copy(name: str) -> Path:
+        shutil.copytree(kd, root / name)
+        for scp in (root / name).rglob("*.scp"):  # naming the copy's archives, not the original's
+            scp.write_text(scp.read_text().replace(str(kd), str(root / name)))
+        return root / name
+
+    def retarget(name: str, new: Path) -> None:
+        swap = {kd / "data": new / "data", kd / "pdf.ark": new / "pdf.ark", root / "ks": new / "store"}
+        cases[name] = ([swap.get(a, a) if isinstance(a, Path) else a for a in cases[name][0]], cases[name][1])
+
+    k1 = kaldi_copy("k1")
+    lines = (k1 / "data" / "feats.scp").read_text().splitlines()
+    (k1 / "data" / "feats.scp").write_text("\n".join([f"{lines[0].split()[0]} touch PWNED |", *lines[1:]]) + "\n")
+    retarget("scp through a shell", k1)
+    k2 = kaldi_copy("k2")
+    data = bytearray((k2 / "data" / "feats.ark").read_bytes())
+    at = data.index(b"FM ") + 4
+    data[at : at + 4] = struct.pack("<i", 1 << 28)
+    (k2 / "data" / "feats.ark").write_bytes(bytes(data))
+    retarget("ark matrix of 2^28 rows", k2)
+    k3 = kaldi_copy("k3")
+    (k3 / "pdf.ark").write_bytes(b"spk0-utt0 \0B\x04" + struct.pack("<i", 1 << 30) + b"\x04\x01\x00\x00\x00")
+    retarget("ark alignment of 2^30 ids", k3)
+    with gzip.open(root / "bomb.gz", "wb", compresslevel=9) as fh:
+        for _ in range(1024):
+            fh.write(b"0" * (1 << 20))
+    (root / "ph.txt").write_text("<eps> 0\nzz 20000000\n")
+    k4 = kaldi_copy("k4")
+    stats = {spk: s.copy() for spk, s in kaldiio.load_scp(str(k4 / "data" / "cmvn.scp")).items()}
+    next(iter(stats.values()))[0, 0] = float("nan")
+    kaldiio.save_ark(str(k4 / "data" / "cmvn.ark"), stats, scp=str(k4 / "data" / "cmvn.scp"))
+    retarget("NaN CMVN stats", k4)
+    shutil.copytree(root / "exp", root / "t1")
+    (root / "t1" / "final.feature_transform").write_bytes(b"<Nnet> <Splice> 50000000 50000000 [ 0 ] </Nnet> ")
+    (root / "big.nnet").write_bytes(b"\0B<Nnet> <AffineTransform> \x04" + struct.pack("<i", 1000000) + b"\x04"
+                                    + struct.pack("<i", 1000000) + b" FM \x04" + struct.pack("<i", 1000000) + b"\x04"
+                                    + struct.pack("<i", 1000000))  # fmt: skip
+    shutil.copy(root / "exp" / "final.feature_transform", root / "final.feature_transform")
+
+
+@pytest.fixture(scope="module")
+def table_runs(blob_store, tiny_store, tmp_path_factory):
+    import json
+
+    root = tmp_path_factory.mktemp("hostile")
+    table = _table(root, blob_store, tiny_store)
+    (root / "cases.json").write_text(json.dumps([{"args": args} for args, _ in table.values()]))
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(root / "cases.json"), str(LIMIT)], capture_output=True,
+                          text=True, cwd=root, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {name: (result, message) for (name, (_, message)), result in zip(table.items(), results)}, root
+
+
+CASES = ["scp through a shell", "ark matrix of 2^28 rows", "ark alignment of 2^30 ids", "gz that inflates to 1 GiB",
+         "phones.txt id 20000000", "NaN CMVN stats", "wav.scp line twice", "utt2spk line twice", "wav.scp names a pipe",
+         "label list twice", "label map conflict", "transform <Splice> 50000000", "nnet1 matrix without data",
+         "deflated dbn.pt", "deflated model.pt, evaluate", "deflated model.pt, export", "deflated dbn.pt, inspect",
+         "npy header of 2^40 rows", "manifest id twice", "manifest 0 frames", "manifest offset 10^15",
+         "stats.json NaN", "states.txt one line short", "NaN frame", "truncated results JSON"]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_command_meets_hostile_files_with_one_error_line_within_the_memory_limit(table_runs, case):
+    results, root = table_runs
+    result, message = results[case]
+    errors = [ln for ln in result["output"].splitlines() if ln.startswith("error:")]
+    text = " ".join(result["output"].split())
+    assert result["code"] == 1 and len(errors) == 1, (result["error"], result["output"][-2000:])
+    assert message in text and "MemoryError" not in result["error"], text[-1500:]
+    assert not list(root.rglob("PWNED"))

@@ -33,7 +33,7 @@ class SynthConfig:
                 f"invalid --snr {self.snr_db}: must be a number of dB between -{MAX_SNR_DB:g} and {MAX_SNR_DB:g} "
                 "(the WAV files are 16-bit, whose 96 dB range holds no larger ratio; --no-noise gives clean speech)"
             )
-        if self.seed < 0:
-            raise UserError(f"invalid --seed {self.seed}: must be at least 0")
+        if not 0 <= self.seed < 2**32:
+            raise UserError(f"invalid --seed {self.seed}: must be from 0 to 4294967295")
         if self.jobs < 1:
             raise UserError(f"invalid --jobs {self.jobs}: must be at least 1")

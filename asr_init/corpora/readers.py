@@ -15,6 +15,7 @@ from pathlib import Path
 
 from asr_init.config import DATA_DIR
 from asr_init.errors import UserError
+from asr_init.io import unique
 
 SILENCE = "sil"
 # Segment order tolerance: CTMs written with 2-3 decimals round boundaries.
@@ -80,26 +81,27 @@ def read_text(path: Path, what: str = "") -> str:
 
 
 def read_label_map(path: Path) -> dict[str, str]:
-    """Read a two-column TSV (`from<TAB>to`), ignoring blank lines and `#` comments."""
-    mapping: dict[str, str] = {}
-    lines = read_text(path, "label map").splitlines()
-    for n, line in enumerate(lines, 1):
+    """Read a two-column map (`from to`), ignoring blank lines and `#` comments; a label
+    mapped twice is an error naming both lines."""
+    rows = []
+    for n, line in enumerate(read_text(path, "label map").splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split()
         if len(parts) != 2:
             raise UserError(f"{path}:{n}: expected 'from to', got {line!r}")
-        mapping[parts[0]] = parts[1]
-    return mapping
+        rows.append((parts[0], f"{path}:{n}", parts[1]))
+    return unique(rows, "label")
 
 
 def read_label_list(path: Path) -> tuple[str, ...]:
-    """Read one label per line (first column), ignoring blank lines and `#` comments."""
+    """Read one label per line (first column), ignoring blank lines and `#` comments; a label
+    listed twice is an error naming both lines."""
     lines = read_text(path, "label list").splitlines()
-    labels = [ln.split()[0] for ln in lines if ln.strip() and not ln.startswith("#")]
-    if not labels:
+    rows = [(ln.split()[0], f"{path}:{n}", None) for n, ln in enumerate(lines, 1) if ln.strip() and ln[0] != "#"]
+    if not rows:
         raise UserError(f"label list {path} is empty")
-    return tuple(dict.fromkeys(labels))
+    return tuple(unique(rows, "label"))
 
 
 def check_segments(utt_id: str, segments: list[PhoneSegment], source: str) -> None:
@@ -176,7 +178,7 @@ def read_kaldi_dir(data_dir: Path, ctm: Path | None = None) -> Corpus:
 def _read_wav_scp(data_dir: Path) -> dict[str, Path]:
     """Recording id -> audio file; a piped command is refused, never run."""
     wav_scp = data_dir / "wav.scp"
-    recordings: dict[str, Path] = {}
+    recordings = []
     for n, line in enumerate(read_text(wav_scp).splitlines(), 1):
         if not line.strip():
             continue
@@ -190,14 +192,15 @@ def _read_wav_scp(data_dir: Path) -> dict[str, Path]:
             )
             raise UserError(f"{wav_scp}:{n}: recording {key} has {why}")
         path = Path(rest)
-        recordings[key] = path if path.is_absolute() else data_dir / path
-    return recordings
+        recordings.append((key, f"{wav_scp}:{n}", path if path.is_absolute() else data_dir / path))
+    return unique(recordings, "recording")
 
 
 def _read_utt2spk(data_dir: Path) -> dict[str, str]:
     if not (data_dir / "utt2spk").exists():
         raise UserError(f"{data_dir / 'utt2spk'} is missing (a Kaldi data dir needs wav.scp and utt2spk)")
-    utt2spk = {r[0]: r[1] for _, r in _read_table(data_dir / "utt2spk", 2)}
+    utt2spk = unique([(r[0], f"{data_dir / 'utt2spk'}:{n}", r[1]) for n, r in _read_table(data_dir / "utt2spk", 2)],
+                     "utterance")  # fmt: skip
     spk2utt_path = data_dir / "spk2utt"
     if spk2utt_path.exists():
         for _, row in _read_table(spk2utt_path, 1):
@@ -212,7 +215,7 @@ def _read_segments(data_dir: Path, recordings: dict[str, Path]) -> dict[str, tup
     segments_path = data_dir / "segments"
     if not segments_path.exists():
         return {utt: (utt, 0.0, None) for utt in recordings}
-    regions: dict[str, tuple[str, float, float | None]] = {}
+    regions = []
     for n, row in _read_table(segments_path, 4):
         utt, rec = row[0], row[1]
         start = _seconds(segments_path, n, "start time", row[2])
@@ -226,8 +229,8 @@ def _read_segments(data_dir: Path, recordings: dict[str, Path]) -> dict[str, tup
             raise UserError(
                 f"{segments_path}: utterance {utt} refers to recording {rec}, which is not in {data_dir / 'wav.scp'}"
             )
-        regions[utt] = (rec, start, None if end < 0 else end)
-    return regions
+        regions.append((utt, f"{segments_path}:{n}", (rec, start, None if end < 0 else end)))
+    return unique(regions, "utterance")
 
 
 def _read_ctm(ctm_path: Path) -> dict[str, list[PhoneSegment]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from asr_init.config import ConfigBase, option
+from asr_init.config import SEED_RANGE, ConfigBase, option
 from asr_init.corpora.readers import SILENCE
 from asr_init.features.mfcc import MfccConfig
 
@@ -74,7 +74,7 @@ class ExtractConfig(ConfigBase):
         )
         self._check(self.shard_frames > 0, "shard_frames", "must be positive")
         self._check(self.jobs >= 1, "jobs", "must be at least 1")
-        self._check(self.seed >= 0, "seed", "--seed must be at least 0")
+        self._check(0 <= self.seed < 2**32, "seed", SEED_RANGE)
         overlap = set(self.dev_speakers) & set(self.test_speakers)
         self._check(not overlap, "dev_speakers", f"speaker(s) {', '.join(sorted(overlap))} also in test_speakers")
 
@@ -143,7 +143,7 @@ class KaldiImportConfig(ConfigBase):
         self._check(
             self.phones is None or bool(self.phone_ali), "phones", "names the ids of --phone-ali; give --phone-ali too"
         )
-        self._check(self.seed >= 0, "seed", "--seed must be at least 0")
+        self._check(0 <= self.seed < 2**32, "seed", SEED_RANGE)
 
     @property
     def target_kinds(self) -> tuple[str, ...]:

@@ -90,7 +90,7 @@ def read_sample_rates(paths: Iterable[Path]) -> dict[Path, int]:
     """
     rates: dict[Path, int] = {}
     for path in paths:
-        if path in rates:
+        if path in rates or not path.is_file():  # a pipe or a device would block or never end
             continue
         try:
             rates[path] = int(sf.info(str(path)).samplerate)
@@ -105,7 +105,8 @@ def load_audio(utt: Utterance, sample_rate: int) -> np.ndarray:
     Raises UserError for a missing, unreadable or empty file, or a region past its end.
     """
     if not utt.audio.is_file():
-        raise UserError(f"{utt.audio}: audio file of utterance {utt.id} does not exist")
+        what = "is not a regular file (a pipe or a device?)" if utt.audio.exists() else "does not exist"
+        raise UserError(f"{utt.audio}: audio file of utterance {utt.id} {what}")
     try:
         info = sf.info(str(utt.audio))
     except (sf.LibsndfileError, RuntimeError) as exc:

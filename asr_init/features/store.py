@@ -37,7 +37,7 @@ import numpy as np
 
 from asr_init.errors import UserError
 from asr_init.features.mfcc import MfccConfig
-from asr_init.io import digest, naming_file, read_json
+from asr_init.io import digest, naming_file, read_json, unique
 
 SPLITS = ("train", "dev", "test")
 # The layout version `extract` writes into config.json ("format_version"); a store without
@@ -125,11 +125,13 @@ class FeatureStore:
                 "re-run 'asr-init extract'"
             )
         try:
-            records = [UttRecord.from_json(ln) for ln in manifest.read_text().splitlines() if ln.strip()]
+            lines = [(n, ln) for n, ln in enumerate(manifest.read_text().splitlines(), 1) if ln.strip()]
+            records = [UttRecord.from_json(ln) for _, ln in lines]
         except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError, AttributeError) as exc:
             raise UserError(f"{manifest} is corrupt ({exc})") from None
         if not records:
             raise UserError(f"feature store {self.path} is empty (no utterances in {manifest})")
+        unique([(r.id, f"{manifest}:{n}", r) for (n, _), r in zip(lines, records)], "utterance")
         return records
 
     def _read_config(self) -> dict:
@@ -162,6 +164,12 @@ class FeatureStore:
                 f"{stats_path} is corrupt (mean of shape {mean.shape}, std of shape {std.shape}); "
                 "re-run 'asr-init extract'"
             )
+        bad = np.flatnonzero(~np.isfinite(mean) | ~np.isfinite(std) | (std <= 0))
+        if len(bad):
+            raise UserError(
+                f"{stats_path} gives dimension {bad[0]} a mean of {mean[bad[0]]:g} and a standard deviation of "
+                f"{std[bad[0]]:g}; frames cannot be normalised with them: the store is damaged, {self._remake()}"
+            )
         return mean, std
 
     def split(self, name: str) -> list[UttRecord]:
@@ -183,13 +191,12 @@ class FeatureStore:
             self._shards[key] = shard
         return self._shards[key]
 
+    def _remake(self) -> str:
+        return f"re-make it with 'asr-init {'import-kaldi' if 'kaldi' in self.config else 'extract'} --force'"
+
     def _damaged(self) -> str:
         """The advice for a shard that does not fit the manifest read at the start."""
-        command = "import-kaldi" if "kaldi" in self.config else "extract"
-        return (
-            "the store is damaged, or was replaced (--force) while this run read it; re-make it with "
-            f"'asr-init {command}' and run again"
-        )
+        return f"the store is damaged, or was replaced while this run read it; {self._remake()} and run again"
 
     def _check_shard(self, kind: str, index: int, path: Path, shard: np.ndarray) -> None:
         """Raise if a shard's shape does not fit the store: (frames, dim) features or (frames,)
@@ -212,8 +219,16 @@ class FeatureStore:
         self._shards.clear()
 
     def features(self, rec: UttRecord) -> np.ndarray:
-        """(frames, dim) float32 view of one utterance's features."""
-        return self._shard("feats", rec.shard)[rec.offset : rec.offset + rec.frames]
+        """(frames, dim) float32 view of one utterance's features; NaN or infinite values are an
+        error naming the utterance (training would otherwise blame its learning rate)."""
+        feats = self._shard("feats", rec.shard)[rec.offset : rec.offset + rec.frames]
+        if not np.isfinite(feats.sum()) and not np.isfinite(feats).all():
+            frame = int(np.flatnonzero(~np.isfinite(feats).all(1))[0])
+            raise UserError(
+                f"store {self.path}: utterance {rec.id} has NaN or infinite features (frame {frame}); the store is "
+                f"damaged, {self._remake()}"
+            )
+        return feats
 
     def _check_kind(self, kind: str) -> None:
         if kind not in self.target_kinds:
@@ -256,10 +271,11 @@ def _shard_ends(records: list[UttRecord], manifest: Path) -> dict[int, tuple[int
     ends: dict[int, tuple[int, UttRecord]] = {}
     for rec in records:
         fields = (rec.shard, rec.offset, rec.frames)
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in fields):
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in fields) or rec.frames < 1:
             raise UserError(
                 f"{manifest}: utterance {rec.id} has shard {rec.shard!r}, offset {rec.offset!r}, frames "
-                f"{rec.frames!r}; each must be an integer >= 0 (the store is damaged, re-run 'asr-init extract')"
+                f"{rec.frames!r}; each must be an integer, at least 0 (at least 1 frame); the store is damaged, "
+                "re-make it"
             )
         end = rec.offset + rec.frames
         if end > ends.get(rec.shard, (-1, None))[0]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from asr_init.config import ConfigBase, option
+from asr_init.config import SEED_RANGE, ConfigBase, check_limits, option
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")  # of hidden units (DNN)
 VISIBLE_TYPES = ("gauss", "bernoulli")  # of an RBM's visible units
@@ -30,8 +30,9 @@ class InspectConfig(ConfigBase):
         from asr_init.models.init import parse_init
 
         self._check(self.frames >= 1, "frames", "--frames must be at least 1")
-        self._check(self.seed >= 0, "seed", "--seed must be at least 0")
+        self._check(0 <= self.seed < 2**32, "seed", SEED_RANGE)
         self._check(self.split in SPLITS, "split", f"--split must be one of {', '.join(SPLITS)}")
+        check_limits(self)
         if self.from_model:
             return
         parse_init(self.init)

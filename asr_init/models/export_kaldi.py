@@ -26,7 +26,8 @@ import numpy as np
 from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline
-from asr_init.io import atomic_write, refuse_output_over_inputs, write_json_atomic
+from asr_init.folders import refuse_output_over_inputs
+from asr_init.io import atomic_write, write_json_atomic
 from asr_init.models.dnn import load_model
 from asr_init.models.nnet1 import network_components, transform_components, write_nnet
 from asr_init.progress import console

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr_init.io import read_csv
+from asr_init.io import read_csv, read_json
 
 
 def init_name(folder: str) -> str:
@@ -168,9 +168,7 @@ def load_nopretrain(folder: Path) -> list[dict]:
         train = read_csv(model / "train.csv") if (model / "train.csv").exists() else []
         epochs = [r for r in train if int(r["epoch"]) > 0]
         res = (
-            json.loads((model / "eval-test" / "results.json").read_text())
-            if (model / "eval-test" / "results.json").exists()
-            else None
+            read_json(model / "eval-test" / "results.json") if (model / "eval-test" / "results.json").exists() else None
         )
         rows.append(
             {
@@ -189,7 +187,7 @@ def load_nopretrain(folder: Path) -> list[dict]:
 def load_am(folder: Path) -> list[dict]:
     rows = []
     for model in sorted(Path(folder).glob("dnn-*")):
-        ft = json.loads((model / "finetune.json").read_text()) if (model / "finetune.json").exists() else None
+        ft = read_json(model / "finetune.json") if (model / "finetune.json").exists() else None
         if ft is None:
             continue
         row = {
@@ -202,11 +200,11 @@ def load_am(folder: Path) -> list[dict]:
         if ft["config"].get("dbn"):
             pj = Path(ft["config"]["dbn"]) / "pretrain.json"
             if pj.exists():
-                row["pretrain_s"] = json.loads(pj.read_text())["seconds"]
+                row["pretrain_s"] = read_json(pj)["seconds"]
         for split in ("dev", "test"):
             path = model / f"eval-{split}" / "results.json"
             if path.exists():
-                res = json.loads(path.read_text())
+                res = read_json(path)
                 row[f"{split}_states"] = res["frame_acc_states"]
                 row[f"{split}_phones"] = res["frame_acc_phones"]
                 row[f"{split}_per"] = res["per"]

@@ -7,13 +7,13 @@ numbers (`conclusions`), so the text changes when the numbers do.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
 import shutil
 from pathlib import Path
 
+from asr_init.io import read_json
 from asr_init.reporting.conclusions import (
     conclude_am,
     conclude_dbn,
@@ -117,7 +117,7 @@ def _what_was_run(results: Path) -> list[str]:
     ]
     summary = results / "store" / "summary.json"
     if summary.exists():
-        s = json.loads(summary.read_text())
+        s = read_json(summary)
         md += [
             f"- Corpus: {s['layout']} layout, {s['hours']:.2f} h, "
             + ", ".join(f"{k} {v['speakers']} speakers / {v['frames']:,} frames" for k, v in s["splits"].items())
@@ -168,14 +168,14 @@ def _d_star(paper: Path, figs: Path) -> tuple[float, list[str]]:
     """D* as recipe 1 computed it (the sigmoid's known value when it did not), and its lines."""
     if not (paper / "optimal_d.json").exists():
         return 1.40784, []
-    d = json.loads((paper / "optimal_d.json").read_text())
+    d = read_json(paper / "optimal_d.json")
     line = (
         f"D* (quadrature) = **{d['d_star']:.5f}** for the logistic sigmoid; "
         f"Monte Carlo ({d['mc_samples']:,} samples) = {d['d_mc']:.5f}; "
         f"the paper's D = {d['paper_d']:g} loses {d['paper_loss']:.1e} of the objective."
     )
     if (paper / "optimal_d_tanh.json").exists():
-        t = json.loads((paper / "optimal_d_tanh.json").read_text())
+        t = read_json(paper / "optimal_d_tanh.json")
         line += f" For tanh D* = {t['d_star']:.5f}."
     md = [line]
     if (paper / "optimal_d.png").exists():
@@ -368,7 +368,7 @@ def _timit(results: Path) -> list[str]:
         return md + ["Skipped: no TIMIT path was given (`TIMIT=/path/to/timit make recipes`).", ""]
     res_path = timit / "dnn-pretrained-optimal" / "eval-test" / "results.json"
     if res_path.exists():
-        res = json.loads(res_path.read_text())
+        res = read_json(res_path)
         md += [
             f"Core test set: state frame accuracy {_fmt(res['frame_acc_states'], '.2%')}, phone frame accuracy "
             f"{res['frame_acc_phones']:.2%}, PER {_fmt(res['per'], '.2%')} "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from asr_init.config import ConfigBase, check_device, option
+from asr_init.config import SEED_RANGE, ConfigBase, check_device, check_limits, option
 from asr_init.models.config import ACTIVATIONS, VISIBLE_TYPES
 from asr_init.training.schedules import SCHEDULES
 
@@ -75,8 +75,9 @@ class PretrainConfig(ConfigBase):
         )
         self._check(self.momentum_frames >= 0, "momentum_frames", "must be >= 0 (0: no ramp, momentum_end at once)")
         self._check(self.buffer_frames >= self.batch_size, "buffer_frames", "must be at least one batch (--batch-size)")
-        self._check(self.seed >= 0, "seed", "--seed must be at least 0")
+        self._check(0 <= self.seed < 2**32, "seed", SEED_RANGE)
         self._check(0 <= self.sat_guard < 1, "sat_guard", "must be in [0, 1) (0 switches the guard off)")
+        check_limits(self)
         check_device(self.device)
         self._check(self.precision in PRECISIONS, "precision", f"--precision must be one of {', '.join(PRECISIONS)}")
 
@@ -189,7 +190,7 @@ class FinetuneConfig(ConfigBase):
         self._check(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
         self._check(self.min_epochs <= self.max_epochs, "min_epochs", f"must be at most --max-epochs {self.max_epochs}")
         self._check(self.buffer_frames >= self.batch_size, "buffer_frames", "must be at least one batch (--batch-size)")
-        self._check(self.seed >= 0, "seed", "--seed must be at least 0")
+        self._check(0 <= self.seed < 2**32, "seed", SEED_RANGE)
         self._check(self.reuse_layers >= 0, "reuse_layers", "must be >= 0")
         self._check(self.reuse_layers == 0 or self.init_from is not None, "reuse_layers", "needs --init-from MODEL")
         self._check(self.dbn is None or self.init_from is None, "init_from", "cannot be combined with --dbn")
@@ -206,5 +207,6 @@ class FinetuneConfig(ConfigBase):
         self._check(
             self.max_frames is None or self.max_frames >= self.batch_size, "max_frames", "must be at least one batch"
         )
+        check_limits(self)
         check_device(self.device)
         self._check(self.precision in PRECISIONS, "precision", f"--precision must be one of {', '.join(PRECISIONS)}")

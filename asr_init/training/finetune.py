@@ -510,9 +510,9 @@ def _write_outputs(trainer: _DnnTrainer) -> dict:
                "frames_per_s": sum(r["frames_per_s"] * r["seconds"] for r in train_rows) / max(seconds, 1e-9),
                "schedule": {"name": config.schedule, "epochs": trainer.schedule.history},
                "processes": trainer.dist.world, "versions": environment()}  # fmt: skip
-    write_json_atomic(out_dir / "finetune.json", summary)
     from asr_init.plots import plot_training
 
     start = "DBN" if config.dbn else config.init
     plot_training(rows, out_dir / "train.png", title=f"fine-tuning ({start}, {config.activation})")
+    write_json_atomic(out_dir / "finetune.json", summary)  # last: the run is finished when it exists
     return summary

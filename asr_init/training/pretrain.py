@@ -151,10 +151,10 @@ def _write_outputs(run: _Run, wall_seconds: float) -> dict:
         "processes": run.dist.world,
         "versions": environment(),
     }
-    write_json_atomic(out_dir / "pretrain.json", summary)
     from asr_init.plots import plot_recon
 
     plot_recon(run.rows, out_dir / "recon.png", title=f"RBM pre-training, init {config.init}")
+    write_json_atomic(out_dir / "pretrain.json", summary)  # last: the run is finished when it exists
     return summary
 
 

@@ -371,7 +371,7 @@ def test_rate_ties_go_to_the_lower_rate_and_wideband_is_capped_at_16khz(tmp_path
         (["--low-freq", "-20"], "invalid low_freq=-20.0: --low-freq must be at least 0 Hz"),
         (["--high-freq", "-100"], "invalid high_freq=-100.0: --high-freq must be a positive frequency in Hz"),
         (["--sample-rate", "4000"], "invalid sample_rate=4000: --sample-rate must be at least 8000 Hz"),
-        (["--seed", "-1"], "invalid seed=-1: --seed must be at least 0"),
+        (["--seed", "-1"], "invalid seed=-1: --seed must be from 0 to 4294967295"),
     ],
 )
 def test_bad_rate_and_filterbank_values_give_one_error_line(tmp_path, args, message):

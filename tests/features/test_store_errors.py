@@ -70,12 +70,13 @@ def test_manifest_offset_past_the_shard_end(store_copy):
     assert f"of shard {store_copy / 'shards' / 'feats-00000.npy'}, which has {shard_frames} frames" in message
 
 
-@pytest.mark.parametrize("field, value", [("offset", -5), ("frames", "12"), ("shard", 0.5)])
+@pytest.mark.parametrize("field, value", [("offset", -5), ("frames", "12"), ("shard", 0.5), ("frames", 0)])
 def test_manifest_fields_must_be_non_negative_integers(store_copy, field, value):
     records = _manifest_records(store_copy)
     records[1][field] = value
     _write_manifest(store_copy, records)
-    with pytest.raises(UserError, match=rf"manifest\.jsonl: utterance {records[1]['id']} has shard .* integer >= 0"):
+    message = rf"manifest\.jsonl: utterance {records[1]['id']} has shard .* integer, at least 0 \(at least 1 frame\)"
+    with pytest.raises(UserError, match=message):
         FeatureStore(store_copy)
 
 
@@ -85,7 +86,7 @@ def test_shard_of_another_width_is_refused(store_copy):
     store = FeatureStore(store_copy)
     with pytest.raises(UserError, match=r"feats-00000\.npy has shape \(\d+, 20\), but the store's frames are") as err:
         store.features(store.records[0])
-    assert "or was replaced (--force) while this run read it; re-make it with 'asr-init extract'" in str(err.value)
+    assert "or was replaced while this run read it; re-make it with 'asr-init extract --force'" in str(err.value)
 
 
 def test_corrupt_stats_is_refused(store_copy):
