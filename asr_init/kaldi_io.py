@@ -307,6 +307,55 @@ def _text_matrix(body: bytes, shape: tuple[int, int] | None) -> np.ndarray:
     return out
 
 
+class Writer:
+    """Kaldi's tokens and basic types, binary (after "\\0B") or text, as Kaldi writes them
+    (text numbers with 9 significant digits, so that a float32 reads back exactly)."""
+
+    def __init__(self, binary: bool):
+        self.binary, self.parts = binary, [b"\0B" if binary else b""]
+
+    def _text(self, text: str, newline: bool = False) -> None:
+        self.parts.append((text + ("\n" if newline and not self.binary else "")).encode())
+
+    def token(self, text: str, newline: bool = False) -> None:
+        self._text(text + " ", newline)
+
+    def int32(self, value: int, newline: bool = False) -> None:
+        self.parts.append(b"\x04" + struct.pack("<i", value)) if self.binary else self._text(f"{value} ", newline)
+
+    def float(self, value: float, newline: bool = False) -> None:
+        self.parts.append(b"\x04" + struct.pack("<f", value)) if self.binary else self._text(f"{value:.9g} ", newline)
+
+    def matrix(self, m: np.ndarray) -> None:
+        m = np.ascontiguousarray(m, dtype="<f4")
+        if not self.binary:
+            return self._text(" [" + "".join(f"\n  {_numbers(row)} " for row in m) + "]", newline=True)
+        self.token("FM")
+        self.int32(m.shape[0])
+        self.int32(m.shape[1])
+        self.parts.append(m.tobytes())
+
+    def vector(self, v: np.ndarray) -> None:
+        if not self.binary:
+            return self._text(f" [ {_numbers(v)} ]", newline=True)
+        self.token("FV")
+        self.int32(len(v))
+        self.parts.append(np.asarray(v, dtype="<f4").tobytes())
+
+    def int_vector(self, v: np.ndarray) -> None:
+        if not self.binary:
+            return self._text("[ " + "".join(f"{int(i)} " for i in v) + "]", newline=True)
+        self.parts.append(b"\x04" + struct.pack("<i", len(v)) + np.asarray(v, dtype="<i4").tobytes())
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def _numbers(values: np.ndarray) -> str:
+    """float32 values as text that reads back to the same float32s (9 significant digits)."""
+    return " ".join(f"{v:.9g}" for v in np.asarray(values, dtype=np.float32).tolist())
+
+
 # ------------------------------------------------------------------------------ archives
 
 

@@ -35,7 +35,6 @@ normalisation tiled once per offset), then <Sigmoid> for a Bernoulli first RBM l
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +43,7 @@ import torch
 
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline
-from asr_init.kaldi_io import KaldiFormatError, Reader
+from asr_init.kaldi_io import KaldiFormatError, Reader, Writer
 
 # Markers asr-init reads and writes, by their lower-case form (Kaldi matches them case-blind).
 MARKERS = {m.lower(): m for m in ("AffineTransform", "Sigmoid", "Tanh", "Softmax", "Splice", "AddShift", "Rescale")}
@@ -88,20 +87,17 @@ def write_nnet(path: Path, components: list[Component], binary: bool = True) -> 
     """Write `components` as an nnet1 file (binary with Kaldi's "\\0B" header, or text)."""
     from asr_init.io import atomic_write
 
-    out = _BinaryWriter() if binary else _TextWriter()
-    out.token("<Nnet>")
-    out.newline()
+    out = Writer(binary)
+    out.token("<Nnet>", newline=True)
     for comp in components:
         out.token(f"<{comp.kind}>")
-        out.int(comp.output_dim)
-        out.int(comp.input_dim)
-        out.newline()
+        out.int32(comp.output_dim)
+        out.int32(comp.input_dim, newline=True)
         p = comp.params
         if comp.kind == "AffineTransform":
             for token, key in _AFFINE_COEFS.items():
                 out.token(token)
-                out.float(p[key])
-            out.newline()
+                out.float(p[key], newline=token == "<MaxNorm>")
             out.matrix(p["linearity"])
             out.vector(p["bias"])
         elif comp.kind == "Splice":
@@ -110,83 +106,10 @@ def write_nnet(path: Path, components: list[Component], binary: bool = True) -> 
             out.token("<LearnRateCoef>")
             out.float(p.get("learn_rate_coef", 0.0))
             out.vector(p["shift" if comp.kind == "AddShift" else "scale"])
-        out.token("<!EndOfComponent>")
-        out.newline()
-    out.token("</Nnet>")
-    out.newline()
+        out.token("<!EndOfComponent>", newline=True)
+    out.token("</Nnet>", newline=True)
     data = out.getvalue()
     atomic_write(Path(path), lambda fh: fh.write(data))
-
-
-class _BinaryWriter:
-    def __init__(self):
-        self.parts = [b"\0B"]
-
-    def token(self, text: str) -> None:
-        self.parts.append(text.encode() + b" ")
-
-    def newline(self) -> None:
-        pass
-
-    def int(self, value: int) -> None:
-        self.parts.append(b"\x04" + struct.pack("<i", value))
-
-    def float(self, value: float) -> None:
-        self.parts.append(b"\x04" + struct.pack("<f", value))
-
-    def matrix(self, m: np.ndarray) -> None:
-        self.token("FM")
-        self.int(m.shape[0])
-        self.int(m.shape[1])
-        self.parts.append(np.ascontiguousarray(m, dtype="<f4").tobytes())
-
-    def vector(self, v: np.ndarray) -> None:
-        self.token("FV")
-        self.int(len(v))
-        self.parts.append(np.asarray(v, dtype="<f4").tobytes())
-
-    def int_vector(self, v: np.ndarray) -> None:
-        self.parts.append(b"\x04" + struct.pack("<i", len(v)) + np.asarray(v, dtype="<i4").tobytes())
-
-    def getvalue(self) -> bytes:
-        return b"".join(self.parts)
-
-
-def _numbers(values: np.ndarray) -> str:
-    """float32 values as text that reads back to the same float32s (9 significant digits)."""
-    return " ".join(f"{v:.9g}" for v in np.asarray(values, dtype=np.float32).tolist())
-
-
-class _TextWriter:
-    """Text as Kaldi writes it (numbers with 9 significant digits, so a float32 reads back exactly)."""
-
-    def __init__(self):
-        self.parts: list[str] = []
-
-    def token(self, text: str) -> None:
-        self.parts.append(text + " ")
-
-    def newline(self) -> None:
-        self.parts.append("\n")
-
-    def int(self, value: int) -> None:
-        self.parts.append(f"{value} ")
-
-    def float(self, value: float) -> None:
-        self.parts.append(f"{value:.9g} ")
-
-    def matrix(self, m: np.ndarray) -> None:
-        rows = "".join(f"\n  {_numbers(row)} " for row in np.asarray(m))
-        self.parts.append(f" [{rows}]\n")
-
-    def vector(self, v: np.ndarray) -> None:
-        self.parts.append(f" [ {_numbers(v)} ]\n")
-
-    def int_vector(self, v: np.ndarray) -> None:
-        self.parts.append("[ " + "".join(f"{int(i)} " for i in v) + "]\n")
-
-    def getvalue(self) -> bytes:
-        return "".join(self.parts).encode()
 
 
 # ---------------------------------------------------------------------------- reading

@@ -292,8 +292,9 @@ class ContrastiveDivergence:
         part = part or BatchPart(0, len(v0))
         w = self._buffers(len(v0), part.size)
         w.v0_units.copy_(v0)
-        for i in range(self.k):  # the whole batch's draws, in order, on every process
-            self.uniforms.fill_(w.u[i])
+        if self.read_every > 1 or part.all_reduce_ is not None:  # the whole batch's draws, on every process
+            for i in range(self.k):
+                self.uniforms.fill_(w.u[i])
         if self.read_every == 1:
             self._body(w, part, momentum)
             return
@@ -318,7 +319,8 @@ class ContrastiveDivergence:
         w.h0.sigmoid_()
         if self.sat_limit > 0:  # |p - 1/2| > 1/2 - margin, counted in the sample buffer before it is filled
             self.extra[_SAT] = torch.sub(w.h0_units, 0.5, out=w.hs_units).abs_().gt_(0.5 - SATURATION_MARGIN).sum()
-        self._gibbs(w, w.u[:, part.start : part.start + w.batch], mm, theta)
+        own = momentum is not None and part.all_reduce_ is None  # drawn in place, as the chain needs them
+        self._gibbs(w, None if own else w.u[:, part.start : part.start + w.batch], mm, theta)
         torch.sub(w.vk, w.v0, out=w.diff)
         self.extra[_ERR] = torch.dot(w.diff_flat, w.diff_flat)
         if self.guard:  # sums of squares and sums of [v0 1] and [vk 1], for their standard deviations
@@ -350,11 +352,15 @@ class ContrastiveDivergence:
             self.lr *= GUARD_LR_FACTOR[GUARDS[int(code)]]
         self._rows.append([err, sat, code, scale, float(math.isfinite(err)), part.size])
 
-    def _gibbs(self, w: _Work, u: torch.Tensor, mm, theta: torch.Tensor) -> None:
-        """k Gibbs steps from p(h0): sampled hiddens, reconstruction vk, p(hk) into w."""
+    def _gibbs(self, w: _Work, u: torch.Tensor | None, mm, theta: torch.Tensor) -> None:
+        """k Gibbs steps from p(h0): sampled hiddens (against the uniforms `u`, or ones drawn
+        into the sample buffer), reconstruction vk, p(hk) into w."""
         p = w.h0_units
         for i in range(self.k):
-            torch.lt(u[i], p, out=w.hs_units)
+            if u is None:
+                self.uniforms.fill_(w.hs_units).lt_(p)
+            else:
+                torch.lt(u[i], p, out=w.hs_units)
             mm(w.hs, theta.T, w.vk)
             if self.rbm.visible == "bernoulli":
                 w.vk.sigmoid_()

@@ -143,7 +143,8 @@ class FinetuneConfig(ConfigBase):
     schedule: str = option("newbob", "newbob, constant or exponential.")
     decay: float = option(0.5, "Exponential schedule: lr factor per epoch.")
     max_epochs: int = option(20, "Maximum epochs (Kaldi's --max-iters); with --resume, continues a finished run.")
-    min_epochs: int = option(1, "Newbob neither stops nor halves before this many epochs (Kaldi's --min-iters).")
+    min_epochs: int = option(0, "Newbob: epochs always accepted and never the last (Kaldi's --min-iters).")
+    keep_lr_epochs: int = option(0, "Newbob: first epochs at the initial rate, always accepted (--keep-lr-iters).")
     start_halving: float = option(
         0.01, "Newbob: halve the rate from the epoch whose relative dev-loss gain is below this (--start-halving-impr)."
     )
@@ -173,8 +174,9 @@ class FinetuneConfig(ConfigBase):
         if self.output_init != "same":
             parse_init(self.output_init)
         self._check(self.activation in ACTIVATIONS, "activation", f"must be one of {', '.join(ACTIVATIONS)}")
-        for name in ("layers", "hidden", "batch_size", "max_epochs", "min_epochs", "stats_frames"):
+        for name in ("layers", "hidden", "batch_size", "max_epochs", "stats_frames"):
             self._check(getattr(self, name) >= 1, name, "must be at least 1")
+        self._check(self.min_epochs >= 0 and self.keep_lr_epochs >= 0, "min_epochs", "epoch counts must be >= 0")
         for name in ("lr", "decay", "halving_factor"):
             self._check(0 < getattr(self, name) < math.inf, name, "must be a finite number > 0")
         for name in ("l2", "start_halving", "end_halving", "prior_floor"):

@@ -502,7 +502,7 @@ def _write_outputs(trainer: _DnnTrainer) -> dict:
     save_model(out_dir, model, meta)
     (out_dir / "priors.txt").write_text("".join(f"{lab} {p:.8g}\n" for lab, p in zip(labels, priors)))
     train_rows = [r for r in rows if r["epoch"] > 0]
-    best = min(rows, key=lambda r: r["dev_loss"])
+    best = [r for r in rows if r["accepted"]][-1]  # the weights model.pt holds
     seconds = sum(r["seconds"] for r in train_rows)
     summary = {"config": config.to_dict(), "store": str(store.path.resolve()), "layers": trainer.layer_info,
                "epochs": len(train_rows), "stopped": trainer.state.stopped, "best_epoch": best["epoch"],

@@ -47,7 +47,8 @@ from asr_init.training.precision import matmul_precision
 CSV_COLUMNS = ["layer", "epoch", "frames", "kind", "recon_error", "lr", "momentum", "elapsed_s", "frames_per_s",
                "net_mean", "net_std", "nonlinear", "saturated", "train_recon", "dev_recon", "train_free_energy",
                "dev_free_energy", "input_var", "guard", "guard_scale"]  # fmt: skip
-RESUME_NEUTRAL = ("device", "report_every", "cuda_graphs")  # may differ between a run and its resumption
+# May differ between a run and its resumption (more epochs: --resume goes on with the last layer).
+RESUME_NEUTRAL = ("device", "report_every", "cuda_graphs", "epochs", "epochs_gauss")
 
 
 def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bool = False, force: bool = False,
@@ -72,9 +73,10 @@ def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bo
         inputs={"feature store": store.path}, in_place=True, started=("rbm*.pt",), neutral=RESUME_NEUTRAL,
         summary="pretrain.json", what="a pretrain run", dist=dist,
     ) as output:  # fmt: skip
-        if output.done is not None:
+        done = output.done
+        if done is not None and not (resume and dist.from_main(lambda: _more_epochs(Path(out_dir), config))):
             console.print(f"[green]{out_dir} already holds a finished pre-training run with these settings")
-            return output.done
+            return done
         if dist.is_distributed:
             console.print(f"{dist.world} processes share every batch of {config.batch_size} frames")
         run = _Run.open(config, store, pipeline, Path(out_dir), dist, strategy)
@@ -114,15 +116,25 @@ class _Run:
         return propagate(x, self.stack) if self.stack else x
 
 
+def _more_epochs(out_dir: Path, config: PretrainConfig) -> bool:
+    """Whether the finished last layer trained fewer epochs than `config` asks (--resume adds them)."""
+    ckpt = load_run_checkpoint(out_dir / f"rbm{config.layers}.pt")
+    return ckpt is not None and ckpt["position"]["epoch"] <= config.layer_epochs(config.layers)
+
+
 def _train_layers(run: _Run, flag: StopFlag, resume: bool) -> dict:
-    """Train (or load, when finished earlier) every layer in turn; write the DBN and the summary."""
+    """Train (or load, when finished earlier) every layer in turn; write the DBN and the summary.
+    With `resume`, a finished last layer trained for fewer epochs than asked goes on."""
     torch.manual_seed(run.config.seed)  # nothing should use it; keeps any library default deterministic
     t_start = time.perf_counter()
     with catch_signals(flag):
         for layer in range(1, run.config.layers + 1):
             path = run.out_dir / f"rbm{layer}.pt"
             ckpt = run.dist.from_main(lambda path=path: load_run_checkpoint(path))
-            if ckpt is not None:
+            more = ckpt is not None and resume and layer == run.config.layers
+            if more and ckpt["position"]["epoch"] <= run.config.layer_epochs(layer):
+                rbm, ckpt = _LayerTrainer(run, layer, resume, ckpt).train(flag)
+            elif ckpt is not None:
                 console.print(f"layer {layer}: finished earlier, loaded {path}")
                 rbm = RBM.from_state_dict(ckpt["rbm"], run.dist.device)
             else:
@@ -173,7 +185,7 @@ class _LayerTrainer(Trainer):
 
     bar_field = "err"
 
-    def __init__(self, run: _Run, layer: int, resume: bool):
+    def __init__(self, run: _Run, layer: int, resume: bool, finished: dict | None = None):
         config = self.config = run.config
         self.run_, self.layer, self.dist, self.strategy = run, layer, run.dist, run.strategy
         self.visible = config.visible if layer == 1 else "bernoulli"
@@ -189,7 +201,7 @@ class _LayerTrainer(Trainer):
         self.finished, self.last_error, self.pending = False, "-", []  # pending: (frames, epoch, s) of unread steps
         self.seed = config.seed * 1000 + layer
         partial = self.checkpoint_path
-        ckpt = self.dist.from_main(lambda: load_run_checkpoint(partial))
+        ckpt = finished or self.dist.from_main(lambda: load_run_checkpoint(partial))
         self._resume(ckpt, resume) if ckpt is not None else self._start()
         self.cd = ContrastiveDivergence(self.rbm, self.uniforms, self.lr, config.batch_size, k=config.cd_k,
                                         l2=config.l2, sat_limit=self.sat_limit, bf16=config.precision == "bf16",
@@ -313,7 +325,7 @@ class _LayerTrainer(Trainer):
     def state_dict(self) -> dict:
         if not self.rbm.is_finite():  # no checkpoint of a diverged layer
             raise self._diverged("weights became NaN/Inf", self.state.frames, self.state.epoch, self.lr)
-        self.info["seconds"] = self.state.seconds
+        self.info["seconds"], self.info["epochs"] = self.state.seconds, self.state.epoch - 1
         run = self.run_
         return {"rbm": self.rbm.state_dict(), "uniforms": self.uniforms.state_dict(),
                 "position": self.state.state_dict(), "interval": asdict(self.interval), "lr": self.lr,

@@ -34,7 +34,7 @@ class Schedule:
         """After an epoch with dev `loss`: (accepted, stop). Sets `lr` for the next epoch."""
         self.epoch += 1
         before = self.best
-        accepted = loss < self.best
+        accepted = loss < self.best or self._forced()
         if accepted:
             self.best = loss
         rel = (before - self.best) / before if before not in (0, math.inf) else 1.0
@@ -46,6 +46,10 @@ class Schedule:
 
     def _next(self, rel: float) -> bool:
         """Update `lr` after an epoch whose relative improvement was `rel`; True to stop."""
+        return False
+
+    def _forced(self) -> bool:
+        """Whether this epoch is accepted even if it did not improve the dev loss."""
         return False
 
     def state_dict(self) -> dict:
@@ -81,23 +85,32 @@ class Exponential(Schedule):
 class Newbob(Schedule):
     """Kaldi nnet1's newbob (steps/nnet/train_scheduler.sh) on a dev loss, lower is better.
 
-    rel = (best_before - best_after) / best_before; once halving is on and rel < `end_halving`
-    (and more than `min_epochs` epochs ran), training stops; when rel < `start_halving`,
-    halving turns on; while it is on, lr is multiplied by `factor` after every epoch. A
-    rejected epoch rolls the weights back to the best ones.
+    An epoch is accepted when it lowers the dev loss, and always within the first
+    `keep_lr_epochs` or `min_epochs` epochs (Kaldi's keep_lr_iters, min_iters); a rejected
+    epoch rolls the weights back to the last accepted ones. rel = (loss_before -
+    loss_after) / loss_before. Within `keep_lr_epochs` the rate stays. Once halving is on and
+    rel < `end_halving` training stops, or, within `min_epochs`, goes on without halving;
+    when rel < `start_halving` halving turns on; while it is on, lr is multiplied by `factor`
+    after every epoch.
     """
 
     start_halving: float = 0.01
     end_halving: float = 0.001
     factor: float = 0.5
-    min_epochs: int = 1
+    min_epochs: int = 0
+    keep_lr_epochs: int = 0
     halving: bool = False
 
     rolls_back = True
 
+    def _forced(self) -> bool:
+        return self.epoch <= max(self.keep_lr_epochs, self.min_epochs)
+
     def _next(self, rel: float) -> bool:
-        if self.halving and rel < self.end_halving and self.epoch > self.min_epochs:
-            return True
+        if self.epoch <= self.keep_lr_epochs:
+            return False
+        if self.halving and rel < self.end_halving:
+            return self.epoch > self.min_epochs
         if rel < self.start_halving:
             self.halving = True
         if self.halving:
@@ -117,6 +130,7 @@ def make_schedule(name: str, settings: dict) -> Schedule:
             end_halving=settings["end_halving"],
             factor=settings["halving_factor"],
             min_epochs=settings["min_epochs"],
+            keep_lr_epochs=settings["keep_lr_epochs"],
         )
     if name == "exponential":
         return Exponential(lr, decay=settings["decay"])

@@ -327,3 +327,14 @@ def test_a_diverged_run_stops_at_the_next_read_naming_the_step(blob_store, tmp_p
     assert frames % 32 != 0  # short batches went before the step that diverged
     assert want.split(" in epoch")[1] == " ".join(str(device.value).split()).split(" in epoch")[1]
     assert not list((tmp_path / "device").glob("*.pt"))
+
+
+def test_resume_with_more_epochs_continues_a_finished_run(blob_store, tmp_path):
+    """--resume --max-epochs 3 on a finished 2-epoch run: the model and log of a 3-epoch run."""
+    cfg = QUICK | {"schedule": "constant"}
+    finetune(blob_store, FinetuneConfig(**(cfg | {"max_epochs": 2})), tmp_path / "a")
+    summary = finetune(blob_store, FinetuneConfig(**(cfg | {"max_epochs": 3})), tmp_path / "a", resume=True)
+    finetune(blob_store, FinetuneConfig(**(cfg | {"max_epochs": 3})), tmp_path / "b")
+    assert summary["epochs"] == 3 and _numbers(tmp_path / "a") == _numbers(tmp_path / "b")
+    a, b = load_model(tmp_path / "a")[0].state_dict(), load_model(tmp_path / "b")[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

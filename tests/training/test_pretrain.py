@@ -298,3 +298,18 @@ def test_a_diverged_layer_stops_at_the_next_read_without_a_checkpoint(tiny_store
     msg = str(err.value)
     assert "layer 2:" in msg and "frames" in msg and "lower --lr" in msg and "rbm1.pt is kept" in msg
     assert (tmp_path / "pt" / "rbm1.pt").exists() and not (tmp_path / "pt" / "rbm2.partial.pt").exists()
+
+
+def test_resume_with_more_epochs_continues_a_finished_last_layer(tiny_store, tmp_path):
+    """--resume --epochs-gauss 3 on a finished one-layer run trained for 2: the same DBN as a
+    run made for 3 epochs; without more epochs, --resume has nothing to do."""
+    small = dict(layers=1, hidden=16, batch_size=64, report_every=500, stats_frames=200)
+    pretrain(tiny_store, PretrainConfig(**small, epochs_gauss=2), tmp_path / "a")
+    pretrain(tiny_store, PretrainConfig(**small, epochs_gauss=3), tmp_path / "a", resume=True)
+    pretrain(tiny_store, PretrainConfig(**small, epochs_gauss=3), tmp_path / "b")
+    a, b = (load_checkpoint(tmp_path / d / "dbn.pt")["layers"][0]["W"] for d in ("a", "b"))
+    assert torch.equal(a, b)
+    assert [r["epoch"] for r in read_csv(tmp_path / "a" / "recon.csv") if r["kind"] == "epoch_end"] == ["1", "2", "3"]
+    before = (tmp_path / "a" / "dbn.pt").read_bytes()
+    pretrain(tiny_store, PretrainConfig(**small, epochs_gauss=3), tmp_path / "a", resume=True)
+    assert (tmp_path / "a" / "dbn.pt").read_bytes() == before

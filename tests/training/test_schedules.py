@@ -23,14 +23,19 @@ def test_newbob_halves_and_stops_as_scripted():
     assert nb2.step(1.2) == (False, True)
 
 
-def test_newbob_respects_min_epochs():
+def test_newbob_min_epochs_and_keep_lr_epochs_as_kaldis_train_scheduler():
+    """min_iters: accepted whatever the loss, halving starts as usual, and where it would stop
+    the epoch goes on without halving; keep_lr_iters: accepted at the initial rate."""
     nb = Newbob(lr=1.0, min_epochs=3)
     nb.start(1.0)
-    assert nb.step(1.0) == (False, False)  # no improvement: halving starts, but too early to stop
-    assert nb.step(1.0) == (False, False)
-    assert nb.step(1.0) == (False, False)
-    assert nb.step(1.0) == (False, True)
-    assert nb.lr == pytest.approx(1 / 8)
+    assert nb.step(1.0) == (True, False) and nb.lr == 0.5  # no gain: halving starts
+    assert nb.step(1.1) == (True, False) and nb.lr == 0.5  # worse but accepted; would stop: goes on, no halving
+    assert nb.step(1.1) == (True, False) and nb.lr == 0.5
+    assert nb.step(1.1) == (False, True)  # past min_iters: rejected, and stops
+    keep = Newbob(lr=1.0, keep_lr_epochs=2)
+    keep.start(1.0)
+    assert [keep.step(loss) for loss in (1.2, 0.9, 0.9)] == [(True, False), (True, False), (False, False)]
+    assert [h["next_lr"] for h in keep.history] == [1.0, 1.0, 0.5] and keep.best == 0.9
 
 
 def test_constant_and_exponential_keep_the_best_and_never_stop():
@@ -56,6 +61,7 @@ def test_schedule_state_round_trips_through_a_checkpoint_dict():
         "end_halving": 0.001,
         "halving_factor": 0.5,
         "min_epochs": 1,
+        "keep_lr_epochs": 0,
     }
     a = make_schedule("newbob", settings)
     a.start(2.0)
