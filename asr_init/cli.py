@@ -17,6 +17,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from asr_init.config import DEVICE_HELP
 from asr_init.corpora.config import SynthConfig
 from asr_init.errors import UserError
 from asr_init.evaluation.config import EvalConfig
@@ -34,6 +35,27 @@ EPILOG = (
     "  asr-init report results\n\n"
     "'asr-init COMMAND --help' for options, 'asr-init --version' for bug reports."
 )
+
+
+def _classic_help() -> None:
+    """Help in the usual notation: an argument in the usage line as STORE ([STORE] when
+    optional), flags without a value type. (Typer 0.29 writes {STORE} and `<bool>`.)"""
+    from typer import core
+
+    def usage_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    def value_type(self, ctx):
+        return None if self.is_flag else original(self, ctx)
+
+    if hasattr(core.TyperArgument, "_usage_display_name") and hasattr(core.TyperOption, "display_type_rich"):
+        original = core.TyperOption.display_type_rich
+        core.TyperArgument._usage_display_name = usage_name
+        core.TyperOption.display_type_rich = value_type
+
+
+_classic_help()
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, epilog=EPILOG,
                   help="Train hybrid DNN-HMM acoustic models and measure what weight initialisation does.")  # fmt: skip
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print speed and memory figures.")
@@ -115,8 +137,11 @@ def arg(name: str, help: str, default=..., kind=Path) -> inspect.Parameter:
 
 
 def opt(name: str, default, help: str, *decls: str, kind=None, **extra) -> inspect.Parameter:
-    """An option of a command that no config holds (--out, --force, --resume, ...)."""
+    """An option of a command that no config holds (--out, --force, --resume, ...). A switch
+    that is off by default is a plain flag (--force, no --no-force)."""
     kind = kind or type(default)
+    if kind is bool and default is False and not decls:
+        decls = ("--" + name.replace("_", "-"),)
     return _P(name, _P.KEYWORD_ONLY, annotation=kind, default=typer.Option(default, *decls, help=help, **extra))
 
 
@@ -190,12 +215,12 @@ def synth(cfg: SynthConfig, out: Path, no_noise: bool, force: bool) -> None:
     results.print(f"corpus in {path}")
 
 
-@command("extract", "Audio + alignments -> feature store (MFCC frames, targets).", ExtractConfig,
+@command("extract", "Audio + alignments -> feature store (MFCC/fbank, targets).", ExtractConfig,
          arg("corpus", "Corpus folder (Kaldi data dir, TIMIT, or audio + TextGrids); default: the embedded corpus.",
              None, Path | None),
          OUT, opt("hours", SynthConfig.hours, "Embedded corpus: hours of speech."), FORCE)  # fmt: skip
 def extract(cfg: ExtractConfig, corpus: Path | None, out: Path, hours: float, force: bool) -> None:
-    """Turn audio + alignments into normalised MFCC frames with phone/state targets."""
+    """Turn audio + alignments into normalised feature frames with phone/state targets."""
     from asr_init.config import DATA_DIR
     from asr_init.corpora.synth import default_corpus
     from asr_init.features.extract import extract as run
@@ -206,9 +231,10 @@ def extract(cfg: ExtractConfig, corpus: Path | None, out: Path, hours: float, fo
         corpus = default_corpus(SynthConfig(hours=hours, seed=cfg.seed, jobs=cfg.jobs))
         cfg.phones = cfg.phones or str(DATA_DIR / "phones39.txt")
     summary = run(corpus, out, cfg, force=force)
+    kind = summary.get("features", "librosa-mfcc")  # a store made before --features: librosa's
     results.print(summary_table(summary))
     results.print(
-        f"{summary['hours']:,.3f} h extracted at {summary['x_real_time']:,.0f}x real time, features at "
+        f"{summary['hours']:,.3f} h extracted at {summary['x_real_time']:,.0f}x real time, {kind} at "
         f"{summary['sample_rate']:,} Hz (mel bands {summary['low_freq']:g}-{summary['high_freq']:g} Hz); "
         f"{len(summary['skipped'])} utterances skipped, {summary['resampled_utterances']:,} resampled (audio files "
         f"by rate in Hz: {', '.join(f'{r}: {n:,}' for r, n in summary['source_rates'].items())})",
@@ -365,20 +391,25 @@ def report(results_dir: Path, best_init: bool) -> None:
 # --- benchmarks --------------------------------------------------------------------------
 
 app.add_typer(bench_app, name="bench", short_help="Speed, memory and multi-process scaling benchmarks.")
-DEVICE, PRECISION = opt("device", "cpu", "cpu, cuda or cuda:N."), opt("precision", "fp32", "fp32, tf32 or bf16.")
+DEVICE, PRECISION = opt("device", "auto", DEVICE_HELP), opt("precision", "fp32", "fp32, tf32 or bf16.")
 BATCHES = opt("batch_size", [256, 1024], "Mini-batch sizes (repeat the option for several).", kind=list[int])
 
 
 @command("extract", "Extraction speed as x real time, with peak memory.", None,
          arg("corpus", "Corpus to extract; default: the embedded corpus.", None, Path | None),
          opt("hours", 1.0, "Embedded corpus: hours of speech."), opt("jobs", 2, "Worker processes."),
-         group=bench_app)  # fmt: skip
-def bench_extract(corpus: Path | None, hours: float, jobs: int) -> None:
+         opt("features", ExtractConfig.features, "kaldi-mfcc, kaldi-fbank or librosa-mfcc."),
+         opt("runs", 3, "Extractions to time; the median is the figure."), group=bench_app)  # fmt: skip
+def bench_extract(corpus: Path | None, hours: float, jobs: int, features: str, runs: int) -> None:
     """Extraction speed as x real time and frames/s, with peak memory."""
     from asr_init.bench import bench_extract as run
     from asr_init.corpora.synth import default_corpus
 
-    run(corpus or default_corpus(SynthConfig(hours=hours, jobs=jobs)), jobs)
+    config = ExtractConfig(jobs=jobs, features=features)
+    config.validate()
+    if runs < 1:
+        raise UserError(f"invalid --runs {runs}: at least 1")
+    run(corpus or default_corpus(SynthConfig(hours=hours, jobs=jobs)), config, runs)
 
 
 @command("pretrain", "CD-1 frames/s against the same-run matmul ceiling; peak memory.", None,
@@ -392,7 +423,7 @@ def bench_pretrain(store, device, seconds, buffer_frames, batch_size, precision)
     """CD-1 frames/s against the same-run matmul ceiling; peak memory for two store sizes."""
     from asr_init.bench import bench_pretrain as run
 
-    _check_bench(device, precision)
+    device = _check_bench(device, precision)
     run(list(store) or [_bench_store(0.25), _bench_store(1.0)], device, seconds, buffer_frames, tuple(batch_size),
         precision)  # fmt: skip
 
@@ -406,7 +437,7 @@ def bench_finetune(layers, hidden, outputs, batch_size, device, precision, secon
     """Fine-tuning frames/s against the same-run matmul ceiling."""
     from asr_init.bench import bench_finetune as run
 
-    _check_bench(device, precision)
+    device = _check_bench(device, precision)
     run(layers, hidden, 429, outputs, tuple(batch_size), seconds, device, precision)
 
 
@@ -430,13 +461,15 @@ def bench_distributed(store, processes: str, frames: int, hidden: int, batch_siz
     run(store or _bench_store(1.0), counts, frames, hidden, batch_size)
 
 
-def _check_bench(device: str, precision: str) -> None:
-    from asr_init.config import check_device
+def _check_bench(device: str, precision: str) -> str:
+    """The device to measure on (checked before the default stores are extracted)."""
+    from asr_init.config import check_device, resolve_device
     from asr_init.training.config import PRECISIONS
 
-    check_device(device)  # before the default stores are extracted
+    check_device(device)
     if precision not in PRECISIONS:
         raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    return str(resolve_device(device))
 
 
 def _bench_store(hours: float) -> Path:

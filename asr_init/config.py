@@ -42,6 +42,7 @@ class ConfigBase:
             raise UserError(f"invalid {field}={getattr(self, field)!r}: {why}")
 
 
+SPLITS = ("train", "dev", "test")
 SEED_RANGE = "--seed must be from 0 to 4294967295"
 LIMITS = {"layers": 64, "hidden": 1 << 16, "splice": 100, "batch_size": 1 << 20, "stats_frames": 1 << 24}
 
@@ -55,17 +56,40 @@ def check_limits(config) -> None:
             raise UserError(f"invalid {name}={value}: at most {top:,} (--{name.replace('_', '-')})")
 
 
+DEVICE_HELP = "auto (CUDA when usable, else the CPU), cpu, cuda or cuda:N."
+
+
+def resolve_device(device: str, say: bool = True):
+    """The torch.device `device` names; 'auto' is cuda when torch can use a CUDA device here,
+    else the CPU, and (with `say`) one line tells which."""
+    import torch
+
+    if device != "auto":
+        return torch.device(device)
+    from asr_init.progress import console
+
+    if torch.cuda.is_available():
+        chosen = torch.device("cuda")
+        why = torch.cuda.get_device_name(0)
+    else:
+        chosen = torch.device("cpu")
+        why = "no usable CUDA device" if torch.version.cuda else "this torch is a CPU build"
+    if say:
+        console.print(f"device: {chosen.type} ({why}; --device cpu|cuda chooses)", highlight=False)
+    return chosen
+
+
 def check_device(device: str) -> None:
-    """Raise UserError unless `device` is one this machine can run on: 'cpu', or 'cuda' /
+    """Raise UserError unless `device` is one this machine can run on: 'auto', 'cpu', or 'cuda' /
     'cuda:N' where torch sees a CUDA device (N below the device count). Every stage's config
     calls this from validate(), so a bad --device stops the run before it reads anything."""
     import torch
 
     name, _, index = str(device).partition(":")
-    if name == "cpu" and not index:
+    if name in ("cpu", "auto") and not index:
         return
     if name != "cuda" or (index and not index.isdigit()):
-        raise UserError(f"invalid device={device!r}: must be cpu, cuda or cuda:N (an index of a CUDA device)")
+        raise UserError(f"invalid device={device!r}: must be auto, cpu, cuda or cuda:N (an index of a CUDA device)")
     if not torch.cuda.is_available():
         raise UserError(f"invalid device={device!r}: CUDA is not available on this machine; use --device cpu")
     count = torch.cuda.device_count()

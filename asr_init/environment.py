@@ -17,7 +17,7 @@ from importlib import metadata
 from asr_init import __version__
 
 # Packages whose versions change what a run computes (features, training) or how it reads files.
-_PACKAGES = ("numpy", "scipy", "librosa", "soundfile")
+_PACKAGES = ("numpy", "scipy", "librosa", "soundfile", "soxr")
 
 
 def _package_version(name: str) -> str | None:
@@ -50,20 +50,22 @@ def usable_devices() -> list[str]:
     return devices
 
 
-def environment() -> dict:
-    """The version/environment record: package versions, torch build, usable devices, threads, platform."""
+def environment(torch_details: bool = True) -> dict:
+    """The version/environment record: package versions, torch build, usable devices, threads,
+    platform. Without `torch_details` (extract, which does not use torch) torch is not imported,
+    which takes longer than extracting an hour of audio: its version is read from its metadata."""
     import soundfile
-    import torch
 
+    if torch_details:
+        import torch
     return {
         "asr_init": __version__,
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_build": torch_build(),
+        "torch": torch.__version__ if torch_details else _package_version("torch"),
+        **({"torch_build": torch_build()} if torch_details else {}),
         **{name: _package_version(name) for name in _PACKAGES},
         "libsndfile": soundfile.__libsndfile_version__,
-        "devices": usable_devices(),
-        "threads": torch.get_num_threads(),
+        **({"devices": usable_devices(), "threads": torch.get_num_threads()} if torch_details else {}),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),

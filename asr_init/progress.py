@@ -11,7 +11,6 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
     TextColumn,
@@ -20,8 +19,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
-console = Console(stderr=True)  # progress and messages
-results = Console(soft_wrap=True)  # what a command produces: tables and figures, on stdout
+console = Console(
+    stderr=True, highlight=False
+)  # progress and messages (no automatic colouring of numbers, paths, "(s)")
+results = Console(soft_wrap=True, highlight=False)  # what a command produces: tables and figures, on stdout
 
 
 class RateColumn(ProgressColumn):
@@ -36,12 +37,20 @@ class RateColumn(ProgressColumn):
         return Text(f"{text} {unit}/s", style="progress.data.speed")
 
 
+class CountColumn(ProgressColumn):
+    """Done/total with thousands separators (290,415, not 290415)."""
+
+    def render(self, task) -> Text:
+        total = "?" if task.total is None else f"{int(task.total):,}"
+        return Text(f"{int(task.completed):,}/{total}", style="progress.download")
+
+
 def progress_bar(*extra: ProgressColumn | str) -> Progress:
     """A progress bar: description, bar, done/total, rate, elapsed, ETA, plus `extra` columns."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        CountColumn(),
         RateColumn(),
         TimeElapsedColumn(),
         TextColumn("ETA"),

@@ -59,6 +59,25 @@ def write_kaldi_dir(root: Path, speakers: int = 5, utts_per_speaker: int = 3, sr
     return root
 
 
+def kaldi_native_features(audio: np.ndarray, c) -> np.ndarray:
+    """Kaldi's MFCC or fbank of `audio` (float, +-1) with FeatureConfig `c`'s options, dither 0,
+    computed by kaldi-native-fbank (k2-fsa's C++ copy of Kaldi's feature code)."""
+    import kaldi_native_fbank as knf
+
+    c = c.resolved()
+    opts = knf.MfccOptions() if c.kind == "kaldi-mfcc" else knf.FbankOptions()
+    if c.kind == "kaldi-mfcc":
+        opts.num_ceps, opts.cepstral_lifter = c.num_ceps, c.cepstral_lifter
+    opts.use_energy, opts.raw_energy = c.use_energy, c.raw_energy
+    opts.mel_opts.num_bins, opts.mel_opts.low_freq, opts.mel_opts.high_freq = c.num_mel_bins, c.low_freq, c.high_freq
+    frame = opts.frame_opts
+    frame.dither, frame.snip_edges, frame.samp_freq, frame.window_type = 0.0, c.snip_edges, c.sample_rate, c.window
+    computer = (knf.OnlineMfcc if c.kind == "kaldi-mfcc" else knf.OnlineFbank)(opts)
+    computer.accept_waveform(c.sample_rate, (audio * 32768).tolist())
+    computer.input_finished()
+    return np.array([computer.get_frame(i) for i in range(computer.num_frames_ready)], dtype=np.float32)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
     """Generated corpora go to a per-session cache, never the user's."""

@@ -108,3 +108,20 @@ def test_bench_precision_is_checked_before_anything_runs():
         result = CliRunner().invoke(app, ["bench", *args, "--precision", "fp16"])
         lines = [line for line in result.output.splitlines() if line.startswith("error:")]
         assert result.exit_code == 1 and lines == ["error: --precision must be one of fp32, tf32, bf16, not 'fp16'"]
+
+
+def test_bench_extract_times_whole_extractions_and_reports_the_median(kaldi_dir):
+    """x real time of the median run over the audio the store holds, and both peaks."""
+    from typer.testing import CliRunner
+
+    from asr_init.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "extract", str(kaldi_dir), "--runs", "3", "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    runs = [float(word[:-1].replace(",", "")) for word in text.split() if word.endswith("x") and word[:-1][0].isdigit()]
+    assert len(runs) == 4 and runs[-1] == sorted(runs[:3])[1]  # three runs, then the median's figure
+    assert "extract (kaldi-mfcc): 0.0" in text and "h of audio in" in text and "(median of 3)" in text
+    assert "MiB (main)" in text and "MiB (largest worker)" in text
+    bad = CliRunner().invoke(app, ["bench", "extract", str(kaldi_dir), "--features", "plp"])
+    assert bad.exit_code == 1 and "invalid features='plp'" in bad.output

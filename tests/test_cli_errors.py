@@ -73,8 +73,8 @@ def test_synth_bad_values(tmp_path, args, message):
         (["--lm-weights", "nan"], "invalid lm_weights=[nan]: every --lm-weights value must be a finite number >= 0"),
         (["--lm-weights", "1,inf"], "every --lm-weights value must be a finite number >= 0"),
         (["--prior-scale", "nan"], "invalid prior_scale=nan: --prior-scale must be a finite number >= 0"),
-        (["--device", "tpu"], "invalid device='tpu': must be cpu, cuda or cuda:N"),
-        (["--device", "cuda:x"], "invalid device='cuda:x': must be cpu, cuda or cuda:N"),
+        (["--device", "tpu"], "invalid device='tpu': must be auto, cpu, cuda or cuda:N"),
+        (["--device", "cuda:x"], "invalid device='cuda:x': must be auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_evaluate_bad_values(blob_store, model_dir, args, message):
@@ -94,7 +94,7 @@ def test_cuda_without_cuda(blob_store, model_dir, tmp_path, command):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--device", "tpu"], "invalid device='tpu': must be cpu, cuda or cuda:N"),
+        (["--device", "tpu"], "invalid device='tpu': must be auto, cpu, cuda or cuda:N"),
         (["--lr", "nan"], "invalid lr=nan: must be a finite number > 0"),
         (["--lr", "-1"], "invalid lr=-1.0: must be a finite number > 0"),
         (["--l2", "-1"], "invalid l2=-1.0: must be a finite number >= 0"),
@@ -114,7 +114,7 @@ def test_pretrain_bad_values(blob_store, tmp_path, args, message):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--device", "tpu"], "invalid device='tpu': must be cpu, cuda or cuda:N"),
+        (["--device", "tpu"], "invalid device='tpu': must be auto, cpu, cuda or cuda:N"),
         (["--grad-clip", "-1"], "invalid grad_clip=-1.0: must be a finite number > 0"),
         (["--grad-clip", "0"], "invalid grad_clip=0.0: must be a finite number > 0"),
         (["--l2", "-1"], "invalid l2=-1.0: must be a finite number >= 0"),
@@ -125,7 +125,7 @@ def test_pretrain_bad_values(blob_store, tmp_path, args, message):
         (["--lr", "inf"], "invalid lr=inf: must be a finite number > 0"),
         (["--seed", "-1"], "invalid seed=-1: --seed must be from 0 to 4294967295"),
         (["--hidden", "0"], "invalid hidden=0: must be at least 1"),
-        (["--min-epochs", "-1"], "invalid min_epochs=-1: must be at least 1"),
+        (["--min-epochs", "-1"], "invalid min_epochs=-1: epoch counts must be >= 0"),
         (["--min-epochs", "5", "--max-epochs", "3"], "invalid min_epochs=5: must be at most --max-epochs 3"),
         (["--buffer-frames", "0"], "invalid buffer_frames=0: must be at least one batch"),
     ],

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from asr_init.config import ConfigBase, check_device, option
-from asr_init.features.store import SPLITS
+from asr_init.config import DEVICE_HELP, SPLITS, ConfigBase, check_device, option
 
 
 @dataclass
@@ -20,7 +19,7 @@ class EvalConfig(ConfigBase):
     penalties: list[float] = option(
         [-16.0, -8.0, -4.0, -2.0, 0.0, 2.0, 4.0], "Phone insertion penalties (cost per phone) tried on the tuning split"
     )
-    device: str = option("cpu", "cpu, cuda or cuda:N.")
+    device: str = option("auto", DEVICE_HELP)
     decode: bool = option(True, "Decode for the phone error rate, or frame accuracy only.", "--decode/--frames-only")
 
     def validate(self) -> None:

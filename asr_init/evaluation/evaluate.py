@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asr_init.config import resolve_device
 from asr_init.corpora.readers import merge_repeats
 from asr_init.environment import environment
 from asr_init.errors import UserError
@@ -28,6 +29,7 @@ from asr_init.features.store import FeatureStore, store_identity
 from asr_init.folders import output_folder, reading
 from asr_init.io import digest, write_json_atomic
 from asr_init.models.dnn import load_model
+from asr_init.progress import progress_bar
 
 
 def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Path | None = None) -> dict:
@@ -36,8 +38,9 @@ def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Pat
     config.validate()
     out_dir = Path(out_dir) if out_dir else Path(model_dir) / f"eval-{config.split}"
     with reading(store_path, model_dir):
-        store, device = FeatureStore(store_path), torch.device(config.device)
+        store, device = FeatureStore(store_path), resolve_device(config.device, say=False)
         model, meta = load_model(model_dir, device)
+        resolve_device(config.device)  # the line saying which, once the inputs have been read
         scorer = _Scorer(model, meta, store, config, device, Path(model_dir))
         inside = Path(model_dir).resolve() in out_dir.resolve().parents  # MODEL/eval-SPLIT, the default
         inputs = {"feature store": store.path, "--model folder": None if inside else model_dir}
@@ -79,15 +82,21 @@ class _Scorer:
 
     def run(self, settings: dict) -> dict:
         config, t0 = self.config, time.perf_counter()
-        hmm = estimate_hmm(self.store) if self.decodes else None
-        tune, grid, best = self._tune(hmm)
-        tune_seconds, t0 = time.perf_counter() - t0, time.perf_counter()
-        self.scored = self._scores(config.split)
-        forward_seconds, t0 = time.perf_counter() - t0, time.perf_counter()
-        per = {"per": None, "substitutions": None, "deletions": None, "insertions": None, "ref_phones": None}
-        if self.decodes:
-            hyps = decode([s[0] for s in self.scored], hmm, best["lm_weight"], best["insertion_penalty"])
-            per = phone_error_rate(hyps, _references(self.store, self.scored))
+        tuning = self.decodes and bool(self.store.split(config.tune_split))
+        steps = len(self.store.split(config.split)) + len(self.store.split(config.tune_split)) * tuning
+        steps += (len(config.lm_weights) * len(config.penalties)) * tuning + self.decodes
+        with progress_bar() as bar:
+            self._bar, self._task = bar, bar.add_task("evaluating", total=steps, unit="steps")
+            hmm = estimate_hmm(self.store) if self.decodes else None
+            tune, grid, best = self._tune(hmm)
+            tune_seconds, t0 = time.perf_counter() - t0, time.perf_counter()
+            self.scored = self._scores(config.split)
+            forward_seconds, t0 = time.perf_counter() - t0, time.perf_counter()
+            per = {"per": None, "substitutions": None, "deletions": None, "insertions": None, "ref_phones": None}
+            if self.decodes:
+                hyps = decode([s[0] for s in self.scored], hmm, best["lm_weight"], best["insertion_penalty"])
+                per = phone_error_rate(hyps, _references(self.store, self.scored))
+                bar.advance(self._task)
         frame_acc = {kind: float(np.mean(np.equal(*self.frame_labels(kind)))) for kind in self.kinds()}
         return {
             "split": config.split, "utterances": len(self.scored), "frames": sum(len(s[1]) for s in self.scored),
@@ -119,6 +128,7 @@ class _Scorer:
             for rec in self.store.split(split):
                 logp = torch.log_softmax(self.model(pipeline.utterance(self.store.features(rec)).to(self.device)), 1)
                 out.append((self._loglik(logp, log_prior) if self.decodes else None, logp.argmax(1).cpu().numpy(), rec))
+                self._bar.advance(self._task)
         self.store.release()
         return out
 
@@ -147,6 +157,7 @@ class _Scorer:
             for pen in config.penalties:
                 hyps = decode([t[0] for t in tune], hmm, w, pen)
                 grid.append({"lm_weight": w, "insertion_penalty": pen, **phone_error_rate(hyps, refs)})
+                self._bar.advance(self._task)
         return tune, grid, min(grid, key=lambda g: g["per"])
 
 

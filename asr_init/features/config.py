@@ -4,12 +4,13 @@ read by the CLI (this module imports nothing heavy, so `asr-init --help` stays f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from asr_init.config import SEED_RANGE, ConfigBase, option
 from asr_init.corpora.readers import SILENCE
-from asr_init.features.mfcc import MfccConfig
 
 CMVN_MODES = ("speaker", "utterance", "none")
+KINDS = ("kaldi-mfcc", "kaldi-fbank", "librosa-mfcc")  # frontend.KINDS (this module imports nothing heavy)
 
 
 MIN_SAMPLE_RATE = 8000
@@ -17,21 +18,45 @@ MIN_SAMPLE_RATE = 8000
 
 @dataclass
 class ExtractConfig(ConfigBase):
-    """Settings of `asr-init extract`."""
+    """Settings of `asr-init extract`. The feature options carry Kaldi's names and, left unset
+    (None), Kaldi's defaults (compute-mfcc-feats, compute-fbank-feats) or those of a
+    --mfcc-config file; one given on the command line wins over the file, as in Kaldi."""
 
+    features: str = option("kaldi-mfcc", "Features: kaldi-mfcc, kaldi-fbank (Kaldi's own) or librosa-mfcc.")
+    mfcc_config: str | None = option(
+        None, "A Kaldi feature config (conf/mfcc.conf or conf/fbank.conf): its options, under the command line's.",
+        path=True,
+    )  # fmt: skip
     sample_rate: int | None = option(
         None,
-        "Sample rate of the features in Hz; files at other rates are resampled. Default: the rate most of the "
-        "corpus's files have, at most 16000.",
+        "Sample rate of the features in Hz (Kaldi's --sample-frequency); files at other rates are resampled. "
+        "Default: the rate most of the corpus's files have, at most 16000.",
     )
-    low_freq: float = option(20.0, "Lower edge of the mel filterbank in Hz.")
-    high_freq: float | None = option(None, "Upper edge of the mel filterbank in Hz (default: the Nyquist frequency).")
-    cmvn: str = option("speaker", "Mean/variance normalisation: speaker, utterance or none.")
+    num_ceps: int | None = option(None, "Cepstra per frame (kaldi-mfcc, librosa-mfcc). Default 13.")
+    num_mel_bins: int | None = option(None, "Mel bands. Default 23 (Kaldi's), 40 for librosa-mfcc.")
+    use_energy: bool | None = option(
+        None, "Log energy as the first coefficient (fbank: an extra one). Default: on for kaldi-mfcc.",
+        "--use-energy/--no-use-energy",
+    )  # fmt: skip
+    dither: float | None = option(None, "Dither in 16-bit sample units, seeded per utterance. Default 1.0.")
+    snip_edges: bool | None = option(
+        None, "Whole frames only (true, Kaldi's default), or frames centred on every 10 ms with the edges "
+        "reflected (--no-snip-edges).", "--snip-edges/--no-snip-edges",
+    )  # fmt: skip
+    low_freq: float | None = option(None, "Lower edge of the mel filterbank in Hz. Default 20.")
+    high_freq: float | None = option(
+        None, "Upper edge of the mel filterbank in Hz; 0 or less: that far below the Nyquist frequency. Default 0."
+    )
+    cmvn: str = option("speaker", "Mean (and variance) normalisation per speaker, per utterance, or none.")
+    norm_vars: bool | None = option(
+        None, "Normalise variances too (apply-cmvn --norm-vars). Default: off for Kaldi's features, on for "
+        "librosa-mfcc.", "--norm-vars/--no-norm-vars",
+    )  # fmt: skip
     dev_fraction: float = option(0.1, "Fraction of speakers for dev (when no lists are given).")
     test_fraction: float = option(0.1, "Fraction of speakers for test.")
     dev_speakers: list[str] = option([], "Comma-separated dev speakers (overrides the fractions).")
     test_speakers: list[str] = option([], "Comma-separated test speakers.")
-    seed: int = option(0, "Seed for the speaker split (and the embedded corpus).")
+    seed: int = option(0, "Seed for the speaker split, the dither (and the embedded corpus).")
     phones: str | None = option(None, "Label list; a label outside it is an error.", path=True)
     phone_map: str | None = option(
         None, "Folding map 'from to' applied to the labels; a label outside it is an error.", path=True
@@ -50,21 +75,9 @@ class ExtractConfig(ConfigBase):
             "sample_rate",
             f"--sample-rate must be at least {MIN_SAMPLE_RATE} Hz",
         )
-        self._check(self.low_freq >= 0, "low_freq", "--low-freq must be at least 0 Hz")
-        self._check(
-            self.high_freq is None or self.high_freq > 0,
-            "high_freq",
-            "--high-freq must be a positive frequency in Hz (Kaldi's negative values, "
-            "offsets from the Nyquist frequency, are not accepted)",
-        )
-        self._check(
-            self.high_freq is None or self.low_freq < self.high_freq,
-            "low_freq",
-            f"--low-freq must be below --high-freq {self.high_freq} Hz",
-        )
-        if self.sample_rate is not None:
-            self.mfcc(self.sample_rate)  # the edges against this rate's Nyquist frequency
+        self._check(self.features in KINDS, "features", f"must be one of {', '.join(KINDS)}")
         self._check(self.cmvn in CMVN_MODES, "cmvn", f"must be one of {', '.join(CMVN_MODES)}")
+        self._check(not (self.norm_vars and self.cmvn == "none"), "norm_vars", "needs CMVN; drop --cmvn none")
         self._check(0 <= self.dev_fraction < 1, "dev_fraction", "must be in [0, 1)")
         self._check(0 <= self.test_fraction < 1, "test_fraction", "must be in [0, 1)")
         self._check(
@@ -77,29 +90,44 @@ class ExtractConfig(ConfigBase):
         self._check(0 <= self.seed < 2**32, "seed", SEED_RANGE)
         overlap = set(self.dev_speakers) & set(self.test_speakers)
         self._check(not overlap, "dev_speakers", f"speaker(s) {', '.join(sorted(overlap))} also in test_speakers")
+        self.feature_config(self.requested_rate() or 16000)
 
     def settings(self) -> dict:
-        """What the store's frames depend on, as its config.json records them: the rate and the
-        filterbank's edges are recorded resolved (in "mfcc"); the worker count changes nothing."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("sample_rate", "low_freq", "high_freq", "jobs")}
+        """What the store depends on besides the feature settings and CMVN (recorded resolved,
+        in "features"); the worker count changes nothing."""
+        dropped = FEATURE_OPTIONS + ("features", "mfcc_config", "sample_rate", "cmvn", "norm_vars", "jobs")
+        return {k: v for k, v in self.to_dict().items() if k not in dropped}
 
-    def mfcc(self, sample_rate: int) -> MfccConfig:
-        """The feature settings at `sample_rate` (the resolved rate), the filterbank's edges
-        checked against its Nyquist frequency."""
-        nyquist = sample_rate / 2
-        high = nyquist if self.high_freq is None else float(self.high_freq)
-        rate_from = "" if self.sample_rate is not None else " (the corpus's own rate; --sample-rate sets another)"
-        self._check(
-            high <= nyquist,
-            "high_freq",
-            f"--high-freq must be at most the Nyquist frequency, {nyquist:g} Hz at {sample_rate} Hz{rate_from}",
-        )
-        self._check(
-            self.low_freq < high,
-            "low_freq",
-            f"--low-freq must be below the filterbank's upper edge, {high:g} Hz (--high-freq)",
-        )
-        return MfccConfig(sample_rate=sample_rate, fmin=float(self.low_freq), fmax=high)
+    def file_settings(self) -> dict:
+        """The FeatureConfig fields the --mfcc-config file sets."""
+        from asr_init.features.frontend import read_kaldi_conf
+
+        return read_kaldi_conf(Path(self.mfcc_config)) if self.mfcc_config else {}
+
+    def requested_rate(self) -> int | None:
+        """--sample-rate, else the file's --sample-frequency, else None (the corpus's own)."""
+        return self.sample_rate or self.file_settings().get("sample_rate")
+
+    def feature_config(self, sample_rate: int):
+        """The feature settings at `sample_rate` (the resolved rate): Kaldi's defaults, under the
+        --mfcc-config file's, under the options given; checked."""
+        from asr_init.features.frontend import FeatureConfig
+
+        given = {name: getattr(self, name) for name in FEATURE_OPTIONS if getattr(self, name) is not None}
+        config = FeatureConfig(**{**self.file_settings(), **given, "kind": self.features, "sample_rate": sample_rate,
+                                  "cmvn": self.cmvn, "norm_vars": self.cmvn_vars()})  # fmt: skip
+        config.check()
+        return config.resolved()
+
+    def cmvn_vars(self) -> bool:
+        """Whether CMVN normalises variances: --norm-vars, else only for librosa-mfcc (as asr-init did)."""
+        if self.cmvn == "none":
+            return False
+        return self.norm_vars if self.norm_vars is not None else self.features == "librosa-mfcc"
+
+
+# ExtractConfig's fields that are FeatureConfig's.
+FEATURE_OPTIONS = ("num_ceps", "num_mel_bins", "use_energy", "dither", "snip_edges", "low_freq", "high_freq")
 
 
 @dataclass

@@ -45,14 +45,14 @@ from asr_init.corpora.readers import (
 from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.config import MIN_SAMPLE_RATE, ExtractConfig
-from asr_init.features.mfcc import (
+from asr_init.features.frontend import (
     STATES_PER_PHONE,
-    MfccConfig,
+    FeatureConfig,
+    Frontend,
+    apply_cmvn,
+    cmvn_stats,
     frame_targets,
-    load_audio,
     mel_band_edges,
-    mel_power,
-    mfcc_with_deltas,
     read_sample_rates,
 )
 from asr_init.features.store import STORE_FORMAT_VERSION, StoreWriter, shard_name, split_table
@@ -197,16 +197,34 @@ def label_inventory(corpus: Corpus, splits: dict[str, str | None], config: Extra
 _W: dict = {}
 
 
-def _init_worker(
-    mfcc: MfccConfig, label_ids: dict[str, int], silence: str, per_utt_cmvn: bool, one_thread: bool = True
-) -> None:
+def _init_worker(features: FeatureConfig, seed: int, label_ids: dict[str, int], silence: str,
+                 one_thread: bool = True) -> None:  # fmt: skip
     if one_thread:
         # One BLAS thread per worker: the pool already uses every core, and oversubscribed
         # BLAS threads made extraction 1.8x slower on 2 cores.
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)
-    _W.update(mfcc=mfcc, label_ids=label_ids, silence=silence, per_utt_cmvn=per_utt_cmvn)
+    _reuse_freed_memory()
+    _W.update(frontend=Frontend(features, seed), label_ids=label_ids, silence=silence)
+
+
+def _reuse_freed_memory() -> None:
+    """Have glibc's malloc serve arrays up to 32 MiB from its heap and keep freed memory there.
+    By default it maps every array over 128 KiB afresh and unmaps it when freed, and the page
+    faults of mapping a frame block's few MB again and again took a fifth of extraction's time.
+    (The worker's peak memory is unchanged: the heap holds what its largest arrays needed.)"""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+        libc.mallopt(m_mmap_threshold, 32 << 20)
+        libc.mallopt(m_trim_threshold, 256 << 20)
+    except (OSError, AttributeError):
+        pass  # another C library: its own allocator
 
 
 def _init_pool_worker(parent: int, *initargs) -> None:
@@ -250,59 +268,53 @@ def _mapper(jobs: int, initargs: tuple):
         yield map
         return
     with ProcessPoolExecutor(jobs, initializer=_init_pool_worker, initargs=(os.getpid(), *initargs)) as pool:
-        yield functools.partial(pool.map, chunksize=8)
+        yield functools.partial(pool.map, chunksize=16)
 
 
 def _process(utt: Utterance):
     """Worker: (features, phones, states, duration, per-band mel power summed over the
-    frames (n_mels,)) for one utterance, or the error text."""
+    frames (bins,)) for one utterance, or the error text."""
     try:
-        audio = load_audio(utt, _W["mfcc"].sample_rate)
-        mel = mel_power(audio, _W["mfcc"])
-        feats = mfcc_with_deltas(audio, _W["mfcc"], mel)
-        if _W["per_utt_cmvn"]:
-            feats = (feats - feats.mean(0)) / np.sqrt(feats.var(0) + 1e-8)
-        phones, states = frame_targets(
-            utt.segments, len(feats), _W["mfcc"].hop_ms / 1000, _W["label_ids"], _W["silence"]
-        )
-        band_power = mel.sum(axis=1, dtype=np.float64)
-        return feats.astype(np.float32), phones, states, len(audio) / _W["mfcc"].sample_rate, band_power
+        frontend: Frontend = _W["frontend"]
+        feats, band_power, duration = frontend(utt)
+        if frontend.c.cmvn == "utterance":
+            apply_cmvn(cmvn_stats(feats[:, : frontend.c.static_dim]), feats, frontend.c.norm_vars)
+        phones, states = frame_targets(utt.segments, len(feats), frontend.c, _W["label_ids"], _W["silence"])
+        return feats, phones, states, duration, band_power
     except UserError as exc:
         return str(exc)
 
 
-def _normalise_by_speaker(path: Path, writer: StoreWriter, sums: dict[str, np.ndarray]) -> None:
-    """Pass 2: apply per-speaker mean/variance normalisation to the shards in place."""
-    stats = {}
-    for spk, acc in sums.items():
-        n, s, ss = acc[0, 0], acc[1], acc[2]
-        mean = s / n
-        stats[spk] = (mean, np.sqrt(np.maximum(ss / n - mean**2, 1e-8)))
+_BLOCK = 1 << 16  # frames normalised or summed at a time in pass 2: memory bounded whatever an utterance's length
+
+
+def _normalise_by_speaker(path: Path, writer: StoreWriter, stats: dict[str, np.ndarray], norm_vars: bool) -> None:
+    """Pass 2: each speaker's CMVN (apply-cmvn with the speaker's stats) on the shards in place."""
     for shard in sorted({r.shard for r in writer.records}):
         feats = np.load(path / shard_name("feats", shard), mmap_mode="r+")
         for rec in (r for r in writer.records if r.shard == shard):
-            mean, std = stats[rec.speaker]
-            block = feats[rec.offset : rec.offset + rec.frames]
-            block[:] = ((block - mean) / std).astype(np.float32)
+            for at in range(rec.offset, rec.offset + rec.frames, _BLOCK):
+                end = min(at + _BLOCK, rec.offset + rec.frames)
+                feats[at:end] = apply_cmvn(stats[rec.speaker], np.array(feats[at:end]), norm_vars)
         feats.flush()
         del feats
 
 
 def _global_stats(path: Path, writer: StoreWriter, dim: int) -> dict:
     """Per-dimension mean/std over the train split (float64 accumulation), one read per shard."""
-    n, s, ss = 0, np.zeros(dim), np.zeros(dim)
+    total = np.zeros((2, dim + 1))
     for shard in sorted({r.shard for r in writer.records}):
         feats = np.load(path / shard_name("feats", shard), mmap_mode="r")
         for rec in (r for r in writer.records if r.shard == shard and r.split == "train"):
-            x = feats[rec.offset : rec.offset + rec.frames].astype(np.float64)
-            n += len(x)
-            s += x.sum(0)
-            ss += (x**2).sum(0)
+            for at in range(rec.offset, rec.offset + rec.frames, _BLOCK):
+                total += cmvn_stats(feats[at : min(at + _BLOCK, rec.offset + rec.frames)])
         del feats
+    n = int(total[0, -1])
     if n == 0:
         raise UserError("no training frames were extracted; check the split settings and --skip-bad report")
-    mean = s / n
-    return {"mean": mean.tolist(), "std": np.sqrt(np.maximum(ss / n - mean**2, 1e-8)).tolist(), "train_frames": n}
+    mean = total[0, :-1] / n
+    return {"mean": mean.tolist(), "std": np.sqrt(np.maximum(total[1, :-1] / n - mean**2, 1e-8)).tolist(),
+            "train_frames": n}  # fmt: skip
 
 
 def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool = False) -> dict:
@@ -318,9 +330,9 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
     if not corpus.utterances:
         raise UserError(f"corpus {corpus_path} has no utterances")
     file_rates = read_sample_rates(u.audio for u in corpus.utterances)
-    rate = resolve_sample_rate(file_rates, config.sample_rate, corpus_path)
-    mfcc = config.mfcc(rate)
-    settings = {"corpus": str(corpus_path), "extract": config.settings(), "mfcc": mfcc.to_dict()}
+    rate = resolve_sample_rate(file_rates, config.requested_rate(), corpus_path)
+    features = _feature_config(config, rate)
+    settings = {"corpus": str(corpus_path), "extract": config.settings(), "features": features.to_dict()}
     inputs = [("corpus", corpus_path), ("--ctm file", config.ctm), ("--phones file", config.phones),
               ("--phone-map file", config.phone_map)]  # fmt: skip
     inputs += [("audio file", u.audio) for u in {u.audio.parent: u for u in corpus.utterances}.values()]
@@ -331,41 +343,56 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
             console.print(f"[green]{out_dir} is already complete with these settings (--force redoes it)")
             return output.done
         summary = _extract_into(output.path, corpus, corpus_path, config, file_rates, rate, settings)
-    _warn_empty_bands(summary, mfcc)
+    _warn_empty_bands(summary, features)
     return summary
 
 
+def _feature_config(config: ExtractConfig, rate: int) -> FeatureConfig:
+    """The feature settings at the resolved rate; where the rate is the corpus's own, an error
+    about the filterbank's edges says so."""
+    try:
+        return config.feature_config(rate)
+    except UserError as exc:
+        if config.requested_rate() is not None:
+            raise
+        raise UserError(f"{exc} (at {rate} Hz, the corpus's own rate; --sample-rate sets another)") from None
+
+
 def _upgrade(record: dict) -> dict:
-    """A store's config.json as today's extract writes it: stores written before the filterbank's
-    upper edge was recorded used the Nyquist frequency, which `MfccConfig.from_dict` fills in."""
-    if isinstance(record.get("mfcc"), dict):
-        record["mfcc"] = MfccConfig.from_dict(record["mfcc"]).to_dict()
+    """A store's config.json as today's extract writes it: an older store's "mfcc" record (librosa's
+    MFCC, the only features then, and the CMVN it had) becomes a "features" record."""
+    if isinstance(record.get("mfcc"), dict) and isinstance(record.get("extract"), dict):
+        record["features"] = FeatureConfig.from_store_config(record).to_dict()
+        del record["mfcc"]
+        record["extract"].pop("cmvn", None)
     return record
 
 
 def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractConfig, file_rates: dict, rate: int,
                   settings: dict) -> dict:  # fmt: skip
     """Both passes into the folder `tmp`; returns the summary."""
-    mfcc = config.mfcc(rate)
+    features = _feature_config(config, rate)
     corpus, splits, problems, labels = _selected_corpus(corpus, config)
     utterances = [u for u in corpus.utterances if splits.get(u.speaker) is not None]
     used_rates = {u.audio: file_rates[u.audio] for u in utterances if u.audio in file_rates}
     _warn_upsampling(used_rates, rate)
     t0 = time.perf_counter()
-    frames = _extract_utterances(tmp, utterances, splits, labels, mfcc, problems, config)
+    frames = _extract_utterances(tmp, utterances, splits, labels, features, problems, config)
     frames.resampled = sum(file_rates.get(u.audio) != rate for u in frames.utterances)
     if not frames.writer.records:
         raise UserError(f"no utterance of {corpus_path} could be extracted")
     if config.cmvn == "speaker":
-        _normalise_by_speaker(tmp, frames.writer, frames.sums)
-    stats = _global_stats(tmp, frames.writer, mfcc.dim)
-    summary = _summary(frames.writer, corpus.layout, problems, time.perf_counter() - t0) | {
+        _normalise_by_speaker(tmp, frames.writer, frames.sums, features.norm_vars)
+    stats = _global_stats(tmp, frames.writer, features.dim)
+    layout = "embedded" if (corpus_path / "corpus.json").is_file() else corpus.layout  # synth writes a Kaldi dir
+    summary = _summary(frames.writer, layout, problems, time.perf_counter() - t0) | {
+        "features": features.kind,
         "sample_rate": rate,
-        "low_freq": mfcc.fmin,
-        "high_freq": mfcc.fmax,
+        "low_freq": features.low_freq,
+        "high_freq": features.high_freq,
         "source_rates": {str(r): n for r, n in sorted(Counter(used_rates.values()).items())},
         "resampled_utterances": int(frames.resampled),
-        **_band_levels(frames.band_power, mfcc),
+        **_band_levels(frames.band_power),
     }
     return _write_metadata(tmp, labels, settings, stats, summary)
 
@@ -387,8 +414,8 @@ def _selected_corpus(corpus: Corpus, config: ExtractConfig) -> tuple[Corpus, dic
 
 @dataclass
 class _Frames:
-    """What pass 1 wrote and summed: the shards, per-speaker sums (count, sum, sum of squares)
-    for speaker CMVN, the mel band power for the empty-band check, the utterances kept."""
+    """What pass 1 wrote and summed: the shards, per-speaker CMVN stats (cmvn_stats), the mel
+    band power for the empty-band check, the utterances kept."""
 
     writer: StoreWriter
     sums: dict[str, np.ndarray] = field(default_factory=dict)
@@ -397,12 +424,14 @@ class _Frames:
     resampled: int = 0
 
 
-def _extract_utterances(tmp, utterances, splits, labels, mfcc, problems: list[str], config) -> _Frames:
+def _extract_utterances(tmp, utterances, splits, labels, features: FeatureConfig, problems: list[str],
+                        config: ExtractConfig) -> _Frames:  # fmt: skip
     """Pass 1: features and targets of every utterance (worker processes), into shards at `tmp`.
     A bad utterance stops extraction, or with --skip-bad is added to `problems`."""
-    frames = _Frames(StoreWriter(tmp, config.shard_frames), band_power=np.zeros(mfcc.n_mels))
+    frames = _Frames(StoreWriter(tmp, config.shard_frames), band_power=np.zeros(features.num_mel_bins))
     label_ids = {lab: i for i, lab in enumerate(labels)}
-    initargs = (mfcc, label_ids, config.silence, config.cmvn == "utterance")
+    initargs = (features, config.seed, label_ids, config.silence)
+    width = features.static_dim
     with _mapper(config.jobs, initargs) as mapper, progress_bar() as bar:
         task = bar.add_task("extracting", total=len(utterances), unit="utt")
         for utt, result in zip(utterances, mapper(_process, utterances)):
@@ -416,10 +445,8 @@ def _extract_utterances(tmp, utterances, splits, labels, mfcc, problems: list[st
             feats, phones, states, duration, power = result
             transcript = tuple(merge_repeats([s.label for s in utt.segments]))
             frames.writer.add(utt.id, utt.speaker, splits[utt.speaker], duration, feats, phones, states, transcript)
-            acc = frames.sums.setdefault(utt.speaker, np.zeros((3, mfcc.dim)))
-            acc[0] += len(feats)
-            acc[1] += feats.sum(0, dtype=np.float64)
-            acc[2] += (feats.astype(np.float64) ** 2).sum(0)
+            stats = cmvn_stats(feats[:, :width])
+            frames.sums[utt.speaker] = frames.sums[utt.speaker] + stats if utt.speaker in frames.sums else stats
             frames.band_power += power
             frames.utterances.append(utt)
     frames.writer.close()
@@ -434,7 +461,7 @@ def _write_metadata(tmp: Path, labels: list[str], settings: dict, stats: dict, s
             f"{i * STATES_PER_PHONE + k} {lab}_{k}\n" for i, lab in enumerate(labels) for k in range(STATES_PER_PHONE)
         )
     )
-    versions = environment()
+    versions = environment(torch_details=False)
     write_json_atomic(tmp / "config.json", settings | {"format_version": STORE_FORMAT_VERSION, "versions": versions})
     write_json_atomic(tmp / "stats.json", stats)
     summary = summary | {"versions": versions}
@@ -442,7 +469,7 @@ def _write_metadata(tmp: Path, labels: list[str], settings: dict, stats: dict, s
     return summary
 
 
-def _band_levels(band_power: np.ndarray, mfcc: MfccConfig) -> dict:
+def _band_levels(band_power: np.ndarray) -> dict:
     """Each mel band's long-term power in dB below the strongest band's (floored at -200 dB),
     and the bands (1-based) more than EMPTY_BAND_DB below it: those carry no signal."""
     peak = float(band_power.max())
@@ -455,15 +482,15 @@ def _band_levels(band_power: np.ndarray, mfcc: MfccConfig) -> dict:
     }
 
 
-def _warn_empty_bands(summary: dict, mfcc: MfccConfig) -> None:
+def _warn_empty_bands(summary: dict, features: FeatureConfig) -> None:
     """Warn when mel bands carry no signal, naming their frequencies and the fix."""
     empty = summary["empty_mel_bands"]
     if not empty:
         return
-    edges = mel_band_edges(mfcc)
+    edges = mel_band_edges(features)
     lowest = min(empty)
     console.print(
-        f"[yellow]warning: {len(empty)} of {mfcc.n_mels} mel bands (bands {', '.join(map(str, empty))}, from "
+        f"[yellow]warning: {len(empty)} of {features.num_mel_bins} mel bands (bands {', '.join(map(str, empty))}, from "
         f"{edges[lowest - 1]:.0f} Hz) carry no signal: their power is more than {-EMPTY_BAND_DB:g} dB below the "
         f"strongest band's (summary.json: mel_band_db). The audio holds nothing there (upsampled, or recorded "
         f"band-limited); --high-freq {edges[lowest - 1]:.0f} or a lower --sample-rate puts every band where "

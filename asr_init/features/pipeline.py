@@ -28,22 +28,25 @@ import numpy as np
 import torch
 
 from asr_init.errors import UserError
-from asr_init.features.mfcc import MfccConfig
+from asr_init.features.frontend import KALDI_OPTIONS, FeatureConfig
 from asr_init.features.store import FeatureStore, UttRecord
 
-# Feature settings that `asr-init extract` options set: (option, name in messages).
-_OPTION = {
-    "sample_rate": ("--sample-rate", "sample rate"),
-    "fmin": ("--low-freq", "low freq"),
-    "fmax": ("--high-freq", "high freq"),
-}
+# Feature settings that `asr-init extract` options set: field -> option.
+_OPTION = {field: f"--{name}" for name, field in KALDI_OPTIONS.items()} | {
+    "kind": "--features", "sample_rate": "--sample-rate"}  # fmt: skip
 
 
 def _describe(name: str, value) -> str:
     """'sample rate 16000 Hz' for a feature setting named in an error message."""
-    if name in _OPTION:
-        return f"{_OPTION[name][1]} {value:g} Hz"
-    return f"{name} {value:g}" if isinstance(value, (int, float)) else f"{name} {value}"
+    if name in ("sample_rate", "low_freq", "high_freq"):
+        return f"{name.replace('_', ' ')} {value:g} Hz"
+    return f"{name.replace('_', ' ')} {value}"
+
+
+def _as_option(name: str, value) -> str:
+    if isinstance(value, bool):
+        return f"--{'' if value else 'no-'}{_OPTION[name][2:]}"
+    return f"{_OPTION[name]} {value:g}" if isinstance(value, float) else f"{_OPTION[name]} {value}"
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class FeaturePipeline:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     squash: bool = False
-    feature_config: MfccConfig | None = None
+    feature_config: FeatureConfig | None = None
 
     @classmethod
     def from_store(cls, store: FeatureStore, splice: int, squash: bool = False) -> FeaturePipeline:
@@ -86,7 +89,7 @@ class FeaturePipeline:
 
     @classmethod
     def from_dict(cls, d: dict) -> FeaturePipeline:
-        features = MfccConfig.from_dict(d["features"]) if d.get("features") else None
+        features = FeatureConfig.from_dict(d["features"]) if d.get("features") else None
         return cls(int(d["splice"]), tuple(d["mean"]), tuple(d["std"]), bool(d.get("squash", False)), features)
 
     def check_store(self, store: FeatureStore, where: str) -> None:
@@ -99,7 +102,7 @@ class FeaturePipeline:
                 ours = ", ".join(_describe(name, a) for name, a, _ in diffs)
                 theirs = ", ".join(_describe(name, b) for name, _, b in diffs)
                 if all(name in _OPTION for name, _, _ in diffs):
-                    fix = "extract the corpus with " + " ".join(f"{_OPTION[name][0]} {a:g}" for name, a, _ in diffs)
+                    fix = "extract the corpus with " + " ".join(_as_option(name, a) for name, a, _ in diffs)
                 else:
                     fix = "extract the corpus with the model's feature settings"
                 raise UserError(

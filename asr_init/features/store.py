@@ -10,7 +10,7 @@ Layout::
       shards/states-NNNNN.npy  (frames,) int16 HMM-state ids (3 * phone + position)
       phones.txt            "id label" per line; states.txt: "id label_position"
       config.json           the corpus, the extraction config as given, the resolved feature
-                            settings ("mfcc": sample rate, mel filterbank edges, ...) and the
+                            settings ("features": kind, sample rate, mel bands, ...) and the
                             versions/environment record; "targets", where present, lists the
                             target kinds the store holds (default: states, phones)
       stats.json            per-dimension mean and std over the train split, frame counts
@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
+from asr_init.config import SPLITS
 from asr_init.errors import UserError
-from asr_init.features.mfcc import MfccConfig
+from asr_init.features.frontend import FeatureConfig
 from asr_init.io import digest, naming_file, read_json, unique
 
-SPLITS = ("train", "dev", "test")
 # The layout version `extract` writes into config.json ("format_version"); a store without
 # one was written before versions were recorded and has this layout. A reader refuses any
 # other version instead of misreading it.
@@ -89,11 +89,12 @@ class FeatureStore:
         self.config = self._read_config()
         # The feature settings (rate, filterbank) the frames were computed with; None for a
         # store written by other means, whose frames can then be checked on dimension only.
+        record = "features" if "features" in self.config else "mfcc"
         try:
-            self.feature_config = MfccConfig.from_dict(self.config["mfcc"]) if "mfcc" in self.config else None
-        except (TypeError, KeyError) as exc:
+            self.feature_config = FeatureConfig.from_store_config(self.config)
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
             raise UserError(
-                f"{self.path / 'config.json'} has a corrupt \"mfcc\" record ({exc}); re-run 'asr-init extract'"
+                f"{self.path / 'config.json'} has a corrupt \"{record}\" record ({exc}); re-run 'asr-init extract'"
             ) from None
         self.mean, self.std = self._read_stats()
         kinds = self.config.get("targets", DEFAULT_TARGETS)
@@ -109,8 +110,8 @@ class FeatureStore:
         self.dim = int(self.mean.shape[0])
         if self.feature_config is not None and self.feature_config.dim != self.dim:
             raise UserError(
-                f"{self.path / 'config.json'} describes {self.feature_config.dim}-dim frames (n_mfcc "
-                f"{self.feature_config.n_mfcc} x 3), but {self.path / 'stats.json'} and the shards hold "
+                f"{self.path / 'config.json'} describes {self.feature_config.dim}-dim frames "
+                f"({self.feature_config.kind}), but {self.path / 'stats.json'} and the shards hold "
                 f"{self.dim}-dim frames: the file was edited or the store is damaged; re-run 'asr-init extract'"
             )
         self._shards: dict[tuple[str, int], np.ndarray] = {}
@@ -296,15 +297,6 @@ def _read_symbols(path: Path) -> list[str]:
         raise UserError(f"{path} is corrupt (lines must be 'id label'); re-run 'asr-init extract'") from None
 
 
-class _Writes:
-    """A file that numpy can only `write()` to. On a real file np.save uses tofile(), whose
-    failure on a full disk is a bare OSError ("N requested and M written") without the errno;
-    through write() it is OSError(ENOSPC), which the command line reports in one line."""
-
-    def __init__(self, fh):
-        self.write = fh.write
-
-
 class StoreWriter:
     """Appends utterances to shards of about `shard_frames` frames each.
 
@@ -360,9 +352,14 @@ class StoreWriter:
             return
         for k, kind in enumerate(self.kinds):
             path = self.path / shard_name(kind, self._shard)
-            try:
+            parts = [np.ascontiguousarray(p[k]) for p in self._pending]
+            header = {"descr": np.lib.format.dtype_to_descr(parts[0].dtype), "fortran_order": False,
+                      "shape": (self._pending_frames, *parts[0].shape[1:])}  # fmt: skip
+            try:  # the parts one after another, without a copy of them all
                 with open(path, "wb") as fh:
-                    np.save(_Writes(fh), np.concatenate([p[k] for p in self._pending]))
+                    np.lib.format.write_array_header_1_0(fh, header)
+                    for part in parts:
+                        fh.write(memoryview(part).cast("B"))
             except OSError as exc:  # a full disk: the error names the shard
                 raise naming_file(exc, path) from None
         self._pending, self._pending_frames = [], 0

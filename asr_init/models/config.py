@@ -26,7 +26,7 @@ class InspectConfig(ConfigBase):
     from_model: bool = False  # set by the CLI when --model is given
 
     def validate(self) -> None:
-        from asr_init.features.store import SPLITS
+        from asr_init.config import SPLITS
         from asr_init.models.init import parse_init
 
         self._check(self.frames >= 1, "frames", "--frames must be at least 1")

@@ -6,8 +6,12 @@ Into the output folder (steps/nnet/decode.sh's model dir):
     final.feature_transform  the input pipeline: <Splice> <AddShift> <Rescale> (nnet1.py)
     ali_train_pdf.counts     the class frame counts of the train split, whose relative
                              frequencies are the model's priors (nnet-forward --class-frame-counts)
-    cmvn_opts                the apply-cmvn options the store was made with (import-kaldi stores
-                             with CMVN only): decode.sh applies them to its features
+    cmvn_opts                the apply-cmvn options the store was made with (where it applied CMVN):
+                             decode.sh applies them to its features
+    delta_opts               the add-deltas options (stores extracted with Kaldi's features):
+                             decode.sh adds deltas after CMVN, as extract did
+    conf/mfcc.conf           compute-mfcc-feats' options (conf/fbank.conf: compute-fbank-feats'),
+                             for steps/make_mfcc.sh (make_fbank.sh) to make the model's features
     export.json              what was exported from what
 
 so that `nnet-forward --feature-transform=final.feature_transform --class-frame-counts=
@@ -32,7 +36,8 @@ from asr_init.models.dnn import load_model
 from asr_init.models.nnet1 import network_components, transform_components, write_nnet
 from asr_init.progress import console
 
-FILES = ("final.nnet", "final.feature_transform", "ali_train_pdf.counts", "cmvn_opts")
+FILES = ("final.nnet", "final.feature_transform", "ali_train_pdf.counts", "cmvn_opts", "delta_opts", "conf/mfcc.conf",
+         "conf/fbank.conf")  # fmt: skip
 
 
 def _training_store_path(model_dir: Path) -> Path | None:
@@ -108,16 +113,18 @@ def export_kaldi(model_dir: Path, out_dir: Path, binary: bool = True, force: boo
     store = _training_store(model_dir, store_path)
     counts, counts_from = class_counts(meta, store)
     kaldi_store = store is not None and "kaldi" in store.config
-    cmvn_opts = store.config.get("cmvn_opts") if kaldi_store else None
+    texts = _feature_files(pipeline, store if kaldi_store else None)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_nnet(out_dir / "final.nnet", network, binary)
     write_nnet(out_dir / "final.feature_transform", transform_components(pipeline), binary)
     atomic_write(out_dir / "ali_train_pdf.counts", lambda fh: fh.write(_vector_text(counts)))
-    if cmvn_opts:
-        atomic_write(out_dir / "cmvn_opts", lambda fh: fh.write((cmvn_opts + "\n").encode()))
-    elif (out_dir / "cmvn_opts").exists():
-        (out_dir / "cmvn_opts").unlink()  # --force over an export with CMVN: decode.sh must not apply it now
+    for name in FILES[3:]:  # --force over another export: decode.sh must not apply what this model did not have
+        if name in texts:
+            (out_dir / name).parent.mkdir(exist_ok=True)
+            atomic_write(out_dir / name, lambda fh, text=texts[name]: fh.write(text.encode()))
+        elif (out_dir / name).exists():
+            (out_dir / name).unlink()
     summary = {
         "model": str(model_dir.resolve()),
         "format": "binary" if binary else "text",
@@ -130,13 +137,46 @@ def export_kaldi(model_dir: Path, out_dir: Path, binary: bool = True, force: boo
         "hidden_sizes": meta["hidden_sizes"],
         "activation": meta["config"]["activation"],
         "counts_from": counts_from,
-        "cmvn_opts": cmvn_opts,
+        "cmvn_opts": texts.get("cmvn_opts", "").strip() or None,
+        "features": None if pipeline.feature_config is None else pipeline.feature_config.kind,
         "store": str(store.path) if store is not None else None,
         "versions": environment(),
     }
     write_json_atomic(out_dir / "export.json", summary)
     _warn_if_not_kaldi_pdfs(meta, store, kaldi_store)
+    _warn_about_features(pipeline, kaldi_store)
     return summary
+
+
+def _feature_files(pipeline: FeaturePipeline, kaldi_store) -> dict[str, str]:
+    """The text of cmvn_opts, delta_opts and conf/*.conf for this model's features: an
+    import-kaldi store's cmvn_opts, or what extract recorded of Kaldi's features."""
+    if kaldi_store is not None:
+        opts = kaldi_store.config.get("cmvn_opts")
+        return {"cmvn_opts": opts + "\n"} if opts else {}
+    features = pipeline.feature_config
+    if features is None or features.kind == "librosa-mfcc":
+        return {}
+    conf = "conf/mfcc.conf" if features.kind == "kaldi-mfcc" else "conf/fbank.conf"
+    return {name: text + "\n" for name, text in features.kaldi_opts().items()} | {conf: features.kaldi_conf()}
+
+
+def _warn_about_features(pipeline: FeaturePipeline, kaldi_store: bool) -> None:
+    features = pipeline.feature_config
+    if kaldi_store or features is None:
+        return
+    if features.kind == "librosa-mfcc":
+        console.print(
+            "[yellow]warning: this model was trained on librosa's MFCCs, which no Kaldi tool computes: nnet-forward "
+            "runs it only on frames asr-init made; extract with --features kaldi-mfcc for a model Kaldi can feed",
+            highlight=False,
+        )
+    elif features.cmvn == "utterance":
+        console.print(
+            "[yellow]warning: the model's frames had per-utterance CMVN: make cmvn.scp with one entry per utterance "
+            "(compute-cmvn-stats without --spk2utt, and utt2spk mapping each utterance to itself)",
+            highlight=False,
+        )
 
 
 def _warn_if_not_kaldi_pdfs(meta: dict, store, kaldi_store: bool) -> None:

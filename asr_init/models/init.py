@@ -58,11 +58,13 @@ class Method:
 
 
 def _optimal_d(param: float | None, ctx: InitContext) -> float:
-    return (
-        param
-        if param is not None
-        else optimal_d(ctx.activation if ctx.activation in ("sigmoid", "tanh") else "sigmoid")
-    )
+    """D: the given one, else D* of the layer's activation (sigmoid for a softmax layer; a ReLU
+    layer has none, which FinetuneConfig refuses before this)."""
+    if param is not None:
+        return param
+    if ctx.activation == "relu":
+        raise UserError("init 'optimal' has no D* for ReLU units; give the spread as optimal:D")
+    return optimal_d(ctx.activation if ctx.activation == "tanh" else "sigmoid")
 
 
 def _optimal(w, param, g, ctx):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from asr_init.config import SEED_RANGE, ConfigBase, check_device, check_limits, option
+from asr_init.config import DEVICE_HELP, SEED_RANGE, ConfigBase, check_device, check_limits, option
 from asr_init.models.config import ACTIVATIONS, VISIBLE_TYPES
 from asr_init.training.schedules import SCHEDULES
 
@@ -42,7 +42,7 @@ class PretrainConfig(ConfigBase):
     l2: float = option(0.0002, "L2 weight penalty.")
     visible: str = option("gauss", "First-layer visible units: gauss or bernoulli (inputs squashed to (0,1)).")
     seed: int = option(0, "Seed for weights, sampling and frame order.")
-    device: str = option("cpu", "cpu, cuda or cuda:N.")
+    device: str = option("auto", DEVICE_HELP)
     max_frames: int | None = option(None, "Cut each epoch after this many frames (quick runs).")
     report_every: int = option(50_000, "Frames between log rows.")
     buffer_frames: int = option(200_000, "Frames in the shuffling buffer (bounds memory).")
@@ -151,7 +151,7 @@ class FinetuneConfig(ConfigBase):
     end_halving: float = option(0.001, "Newbob: stop when halving and the gain is below this (--end-halving-impr).")
     halving_factor: float = option(0.5, "Newbob: the factor of each halving (Kaldi's --halving-factor).")
     seed: int = option(0, "Seed for weights, frame order and dropout.")
-    device: str = option("cpu", "cpu, cuda or cuda:N.")
+    device: str = option("auto", DEVICE_HELP)
     max_frames: int | None = option(None, "Cut each epoch after this many frames.")
     buffer_frames: int = option(200_000, "Frames in the shuffling buffer.")
     prior_floor: float = option(1.0, "Smallest frame count per class in the priors (Kaldi's class-frame-counts).")
@@ -209,6 +209,14 @@ class FinetuneConfig(ConfigBase):
         self._check(
             self.max_frames is None or self.max_frames >= self.batch_size, "max_frames", "must be at least one batch"
         )
+        for name in ("init", "output_init"):
+            spec = getattr(self, name)
+            self._check(
+                self.activation != "relu" or spec.split(":")[0] not in ("optimal", "optimal-data") or ":" in spec,
+                name,
+                "D* maximises E|f''(net)| of a sigmoid or tanh unit; a ReLU's f'' is zero but at 0, so it has no D*: "
+                "give the spread (optimal:D) or choose another method (he-normal is ReLU's)",
+            )
         check_limits(self)
         check_device(self.device)
         self._check(self.precision in PRECISIONS, "precision", f"--precision must be one of {', '.join(PRECISIONS)}")

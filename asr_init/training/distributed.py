@@ -138,11 +138,15 @@ def distributed(device: str) -> Dist:
     but 0 is silenced for the rest of the process, so that the command's closing lines are
     printed once too.
     """
+    from asr_init.config import resolve_device
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    chosen = resolve_device(device, say=rank == 0)
     if world <= 1:
-        return Dist(device=torch.device(device))
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.device(device).type == "cuda"
+        return Dist(device=chosen)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = chosen.type == "cuda"
     if cuda:
         visible = torch.cuda.device_count()
         if local_rank >= visible:

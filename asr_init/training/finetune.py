@@ -194,10 +194,28 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
         if dist.is_distributed:
             console.print(f"{dist.world} processes share every batch of {config.batch_size} frames")
         trainer = _DnnTrainer(config, store, pipeline, Path(out_dir), resume or done is not None, dist, strategy)
+        console.print(settings_line(trainer), highlight=False)
         flag = StopFlag(interrupt_after)
         with catch_signals(flag), matmul_precision(config.precision):
             trainer.run(flag)
         return dist.from_main(lambda: _write_outputs(trainer))
+
+
+def settings_line(trainer: _DnnTrainer) -> str:
+    """The settings the run uses, in one line (finetune.config.json holds them all)."""
+    config, sizes = trainer.config, [layer.weight.shape[0] for layer in trainer.model.hidden]
+    origins = {"dbn": f"DBN {config.dbn}", "init-from": f"{config.init_from}", "init": f"init {config.init}"}
+    sources = ", ".join(dict.fromkeys(origins.get(i["from"], i["from"]) for i in trainer.layer_info[:-1]))
+    shape = f"{len(sizes)} x {sizes[0]}" if len(set(sizes)) == 1 else " / ".join(map(str, sizes))
+    schedule = {
+        "newbob": f"newbob (halving from {config.start_halving:g}, stop at {config.end_halving:g})",
+        "exponential": f"exponential (x{config.decay:g} per epoch)",
+    }.get(config.schedule, config.schedule)
+    return (
+        f"finetune: {shape} {config.activation} from {sources}, softmax over {len(trainer.labels)} "
+        f"{config.targets}; lr {config.lr:g}, momentum {config.momentum:g}, {schedule}, batch "
+        f"{config.batch_size}, up to {config.max_epochs} epochs, {config.precision} on {trainer.device}"
+    )
 
 
 def _identities(config: FinetuneConfig, store: FeatureStore) -> dict[str, str]:

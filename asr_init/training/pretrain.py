@@ -80,7 +80,18 @@ def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bo
         if dist.is_distributed:
             console.print(f"{dist.world} processes share every batch of {config.batch_size} frames")
         run = _Run.open(config, store, pipeline, Path(out_dir), dist, strategy)
+        console.print(settings_line(config, pipeline, dist.device), highlight=False)
         return _train_layers(run, StopFlag(interrupt_after), resume)
+
+
+def settings_line(config: PretrainConfig, pipeline: FeaturePipeline, device) -> str:
+    """The settings the run uses, in one line (pretrain.config.json holds them all)."""
+    first = "Gaussian" if config.visible == "gauss" else "Bernoulli"
+    return (f"pretrain: {config.layers} x {config.hidden} RBMs on {pipeline.dim} inputs (splice +-{config.splice}), "
+            f"init {config.init}; layer 1 {first}, {config.layer_epochs(1)} epochs at lr {config.layer_lr(1):g}; "
+            f"layers 2-{config.layers} Bernoulli, {config.epochs} epochs at lr {config.lr:g}; CD-{config.cd_k}, "
+            f"batch {config.batch_size}, l2 {config.l2:g}, saturation guard {config.sat_guard:g}, {config.precision} "
+            f"on {device}")  # fmt: skip
 
 
 @dataclass

@@ -9,7 +9,7 @@ from asr_init.corpora.readers import read_kaldi_dir, read_timit
 from asr_init.errors import UserError
 from asr_init.features.config import ExtractConfig
 from asr_init.features.extract import extract
-from asr_init.features.mfcc import load_audio
+from asr_init.features.frontend import audio_blocks
 
 
 @pytest.fixture
@@ -129,7 +129,7 @@ def test_wav_with_non_finite_samples(small_kaldi, value):
     with pytest.raises(
         UserError, match=r"spk1-utt0\.wav: audio of utterance spk1-utt0 has 3 sample\(s\) that are NaN or infinite"
     ):
-        load_audio(utt, 16000)
+        list(audio_blocks(utt, 16000))
 
 
 def test_wav_with_nan_samples_stops_extract_or_is_skipped(small_kaldi, tmp_path):

@@ -70,19 +70,19 @@ def test_extract_default_corpus_via_cli(tmp_path):
     result = runner.invoke(app, ["extract", "--out", str(out), "--hours", "0.02", "--jobs", "2"])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["layout"] == "kaldi" and summary["hours"] == pytest.approx(0.02, abs=0.003)
+    assert summary["layout"] == "embedded" and summary["hours"] == pytest.approx(0.02, abs=0.003)
     assert all(summary["splits"][s]["utterances"] > 0 for s in ("train", "dev", "test"))
     assert (out / "phones.txt").read_text().splitlines()[-1] == "38 sil"
     # eSpeak NG speaks at 22,050 Hz; the default rate (the corpus's own, at most 16 kHz)
-    # extracts it at 16 kHz with the filterbank it always had, 20-8000 Hz.
+    # extracts it at 16 kHz with Kaldi's filterbank, 20-8000 Hz.
     assert (
         summary["source_rates"] == {"22050": summary["utterances"]}
         and summary["resampled_utterances"] == summary["utterances"]
     )
-    mfcc = json.loads((out / "config.json").read_text())["mfcc"]
-    assert (mfcc["sample_rate"], mfcc["fmin"], mfcc["fmax"]) == (16000, 20.0, 8000.0) and summary[
-        "empty_mel_bands"
-    ] == []
+    features = json.loads((out / "config.json").read_text())["features"]
+    assert (features["kind"], features["sample_rate"], features["low_freq"], features["high_freq"]) == (
+        "kaldi-mfcc", 16000, 20.0, 8000.0)  # fmt: skip
+    assert summary["empty_mel_bands"] == []
 
 
 def test_synthesis_is_deterministic_across_processes(tmp_path):

@@ -36,15 +36,30 @@ def test_store_contents(tiny_store):
         assert feats.shape == (rec.frames, 39) and phones.shape == states.shape == (rec.frames,)
         assert isinstance(feats, np.memmap)
         assert rec.transcript[0] == "sil" and rec.transcript[-1] == "sil"
-        assert rec.frames == 1 + int(round(rec.duration * 16000)) // 160
+        assert rec.frames == 1 + (int(round(rec.duration * 16000)) - 400) // 160  # Kaldi's snip_edges
 
 
-def test_per_speaker_normalisation(tiny_store):
+def _by_speaker(store: FeatureStore) -> dict[str, np.ndarray]:
+    speakers = sorted({r.speaker for r in store.records})
+    return {s: np.concatenate([store.features(r) for r in store.records if r.speaker == s]) for s in speakers}
+
+
+def test_per_speaker_cmvn_is_kaldis_means_only_by_default(tiny_store):
+    """apply-cmvn's default: each speaker's statics have mean 0 and keep their spread."""
     store = FeatureStore(tiny_store)
-    for spk in {r.speaker for r in store.records}:
-        x = np.concatenate([store.features(r) for r in store.records if r.speaker == spk]).astype(np.float64)
-        np.testing.assert_allclose(x.mean(0), 0, atol=1e-3)
-        np.testing.assert_allclose(x.std(0), 1, atol=1e-3)
+    for x in _by_speaker(store).values():
+        np.testing.assert_allclose(x[:, :13].astype(np.float64).mean(0), 0, atol=1e-3)
+        assert x[:, 1:13].std(0).max() > 3  # cepstra keep their scale: not variance-normalised
+    assert store.feature_config.cmvn == "speaker" and store.feature_config.norm_vars is False
+
+
+def test_norm_vars_normalises_each_speakers_variance_too(kaldi_dir, tmp_path):
+    summary = extract(kaldi_dir, tmp_path / "s", ExtractConfig(jobs=1, norm_vars=True))
+    store = FeatureStore(tmp_path / "s")
+    assert summary["utterances"] == 15 and store.feature_config.norm_vars is True
+    for x in _by_speaker(store).values():
+        np.testing.assert_allclose(x[:, :13].astype(np.float64).mean(0), 0, atol=1e-3)
+        np.testing.assert_allclose(x[:, :13].astype(np.float64).std(0), 1, atol=1e-3)
 
 
 def test_splits_are_speaker_disjoint(tiny_store):
@@ -106,7 +121,7 @@ def test_cli_refuses_existing_output_unless_force(kaldi_dir, tmp_path):
     assert (out / "config.json").read_text() == before
     forced = runner.invoke(app, args)
     assert forced.exit_code == 0
-    assert json.loads((out / "config.json").read_text())["extract"]["cmvn"] == "utterance"
+    assert json.loads((out / "config.json").read_text())["features"]["cmvn"] == "utterance"
 
 
 # --- bad input: one clear message naming the file, exit 1, no store written ------------
@@ -247,9 +262,9 @@ def _rewrite_at(path, sr: int) -> None:
     sf.write(path, librosa.resample(audio, orig_sr=rate, target_sr=sr, res_type="soxr_hq"), sr)
 
 
-def _band_db(audio: np.ndarray, sr: int, fmax: float) -> np.ndarray:
-    """Long-term power of each of 40 mel bands in dB below the strongest, computed with
-    librosa directly (independently of asr_init) with the store's framing at `sr`."""
+def _band_db(audio: np.ndarray, sr: int, high: float, bands: int = 23) -> np.ndarray:
+    """Long-term power of each of Kaldi's mel bands (HTK's mel scale, unnormalised triangles) in dB
+    below the strongest, computed with librosa directly (independently of asr_init)."""
     import librosa
 
     win = round(sr * 0.025)
@@ -259,42 +274,44 @@ def _band_db(audio: np.ndarray, sr: int, fmax: float) -> np.ndarray:
         n_fft=1 << (win - 1).bit_length(),
         hop_length=round(sr * 0.01),
         win_length=win,
-        n_mels=40,
+        n_mels=bands,
         fmin=20.0,
-        fmax=fmax,
+        fmax=high,
+        htk=True,
+        norm=None,
     )
     power = mel.mean(axis=1)
     return 10 * np.log10(power / power.max())
 
 
 def test_8khz_corpus_stays_at_8khz_with_every_mel_band_filled(tmp_path):
-    import librosa
+    from conftest import kaldi_native_features
 
     d = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=2, sr=8000)
-    summary = extract(d, tmp_path / "s", ExtractConfig(jobs=1, cmvn="none"))
+    summary = extract(d, tmp_path / "s", ExtractConfig(jobs=1, cmvn="none", dither=0.0))
     assert summary["sample_rate"] == 8000 and summary["low_freq"] == 20.0 and summary["high_freq"] == 4000.0
     assert summary["source_rates"] == {"8000": 8} and summary["resampled_utterances"] == 0
-    config = json.loads((tmp_path / "s" / "config.json").read_text())
-    assert config["mfcc"]["sample_rate"] == 8000 and config["mfcc"]["fmax"] == 4000.0 and config["mfcc"]["fmin"] == 20.0
+    features = json.loads((tmp_path / "s" / "config.json").read_text())["features"]
+    assert (features["sample_rate"], features["low_freq"], features["high_freq"]) == (8000, 20.0, 4000.0)
     store = FeatureStore(tmp_path / "s")
-    assert store.feature_config.sample_rate == 8000 and store.feature_config.n_fft == 256
+    assert store.feature_config.sample_rate == 8000 and store.feature_config.fft_size == 256
     # Every band carries signal: within 60 dB of the strongest over the whole store ...
-    assert summary["empty_mel_bands"] == [] and len(summary["mel_band_db"]) == 40
-    assert min(summary["mel_band_db"]) > -40
-    # ... and, recomputed with librosa from the audio of one utterance, with the store's
-    # MFCCs being those of exactly these bands (cmvn none: the store holds raw MFCCs).
+    assert summary["empty_mel_bands"] == [] and len(summary["mel_band_db"]) == 23
+    assert min(summary["mel_band_db"]) > -50
+    # ... and, recomputed from the audio of one utterance, with the store's frames being Kaldi's
+    # MFCCs of exactly these bands (cmvn none, dither 0: the store holds compute-mfcc-feats' frames).
     rec = next(r for r in store.records if r.id == "spk0-utt0")
     audio, sr = sf.read(d / "wav" / "spk0-utt0.wav", dtype="float32")
-    assert sr == 8000 and rec.frames == 1 + len(audio) // 80
+    assert sr == 8000 and rec.frames == 1 + (len(audio) - 200) // 80
     assert _band_db(audio, 8000, 4000.0).min() > -60
-    reference = librosa.feature.mfcc(
-        y=audio, sr=8000, n_mfcc=13, n_fft=256, hop_length=80, win_length=200, n_mels=40, fmin=20.0, fmax=4000.0
-    )
-    np.testing.assert_allclose(store.features(rec)[:, :13], reference.T, rtol=1e-5, atol=1e-3)
+    reference = kaldi_native_features(audio, store.feature_config)
+    np.testing.assert_allclose(store.features(rec)[:, :13], reference, rtol=1e-2, atol=2e-2)
 
 
 def test_upsampling_8khz_audio_empties_the_bands_above_4khz_and_warns_once(tmp_path):
     import librosa
+
+    from asr_init.features.frontend import FeatureConfig, mel_band_edges
 
     d = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=2, sr=8000)
     result = runner.invoke(
@@ -309,12 +326,13 @@ def test_upsampling_8khz_audio_empties_the_bands_above_4khz_and_warns_once(tmp_p
     )
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert summary["sample_rate"] == 16000 and summary["resampled_utterances"] == 8
-    # Exactly the bands that lie wholly above the audio's own 4 kHz Nyquist frequency are empty.
-    edges = librosa.mel_frequencies(n_mels=42, fmin=20.0, fmax=8000.0)
-    above = [k + 1 for k in range(40) if edges[k] >= 4000]
-    assert len(above) == 8 and summary["empty_mel_bands"] == above
+    # Exactly the bands above the audio's own 4 kHz Nyquist frequency are empty: bands 20-23 wholly,
+    # band 19 (3966-5043 Hz) all but the first 34 Hz of its rising edge.
+    edges = mel_band_edges(FeatureConfig(sample_rate=16000))
+    above = [k + 1 for k in range(23) if edges[k] >= 3950]
+    assert len(above) == 5 and summary["empty_mel_bands"] == above
     assert all(summary["mel_band_db"][k - 1] < -60 for k in above)
-    assert "8 of 40 mel bands (bands 33, 34, 35, 36, 37, 38, 39, 40" in text
+    assert f"5 of 23 mel bands (bands {', '.join(map(str, above))}" in text
     # The same criterion, computed independently, finds them empty in the audio too.
     audio, _ = sf.read(d / "wav" / "spk0-utt0.wav", dtype="float32")
     up = librosa.resample(audio, orig_sr=8000, target_sr=16000, res_type="soxr_hq")
@@ -336,7 +354,7 @@ def test_mixed_rates_resampled_to_the_majority_rate(tmp_path, majority, minority
     assert summary["empty_mel_bands"] == []  # 3 upsampled files of 12 still leave signal in every band
     store = FeatureStore(tmp_path / "s")
     for rec in store.records:  # every utterance framed at the store's rate
-        assert rec.frames == 1 + int(round(rec.duration * majority)) // (majority // 100)
+        assert rec.frames == 1 + (int(round(rec.duration * majority)) - majority // 40) // (majority // 100)
 
 
 def test_rate_ties_go_to_the_lower_rate_and_wideband_is_capped_at_16khz(tmp_path):
@@ -349,31 +367,26 @@ def test_rate_ties_go_to_the_lower_rate_and_wideband_is_capped_at_16khz(tmp_path
     assert resolve_sample_rate({tmp_path / "a.wav": 8000}, 22050, tmp_path) == 22050
 
 
+EDGES = "invalid feature settings: the mel bands' edges must satisfy 0 <= --low-freq"
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
-        (
-            ["--high-freq", "5000"],
-            "invalid high_freq=5000.0: --high-freq must be at most the Nyquist frequency, 4000 Hz at 8000 Hz",
-        ),
-        (
-            ["--sample-rate", "16000", "--high-freq", "8001"],
-            "--high-freq must be at most the Nyquist frequency, 8000 Hz at 16000 Hz",
-        ),
-        (
-            ["--low-freq", "3000", "--high-freq", "3000"],
-            "invalid low_freq=3000.0: --low-freq must be below --high-freq 3000.0 Hz",
-        ),
-        (
-            ["--low-freq", "4000"],
-            "invalid low_freq=4000.0: --low-freq must be below the filterbank's upper edge, 4000 Hz",
-        ),
-        (["--low-freq", "-20"], "invalid low_freq=-20.0: --low-freq must be at least 0 Hz"),
-        (["--high-freq", "-100"], "invalid high_freq=-100.0: --high-freq must be a positive frequency in Hz"),
+        (["--high-freq", "5000"], f"{EDGES} (20) < --high-freq (5000) <= the Nyquist frequency 4000 Hz (at 8000 Hz, "
+         "the corpus's own rate; --sample-rate sets another)"),
+        (["--sample-rate", "16000", "--high-freq", "8001"], "< --high-freq (8001) <= the Nyquist frequency 8000 Hz"),
+        (["--low-freq", "3000", "--high-freq", "3000"], f"{EDGES} (3000) < --high-freq (3000)"),
+        (["--low-freq", "4000"], f"{EDGES} (4000) < --high-freq (4000) <= the Nyquist frequency 4000 Hz"),
+        (["--low-freq", "-20"], f"{EDGES} (-20)"),
+        (["--high-freq", "-4000"], f"{EDGES} (20) < --high-freq (0)"),  # Kaldi's: 4000 Hz below the Nyquist
+        (["--num-ceps", "30"], "--num-ceps must be from 1 to --num-mel-bins (23)"),
+        (["--features", "mfcc"], "invalid features='mfcc': must be one of kaldi-mfcc, kaldi-fbank, librosa-mfcc"),
+        (["--cmvn", "none", "--norm-vars"], "invalid norm_vars=True: needs CMVN; drop --cmvn none"),
         (["--sample-rate", "4000"], "invalid sample_rate=4000: --sample-rate must be at least 8000 Hz"),
         (["--seed", "-1"], "invalid seed=-1: --seed must be from 0 to 4294967295"),
     ],
-)
+)  # fmt: skip
 def test_bad_rate_and_filterbank_values_give_one_error_line(tmp_path, args, message):
     d = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=1, sr=8000)
     result = runner.invoke(app, ["extract", str(d), "--out", str(tmp_path / "s"), "--jobs", "1", *args])
@@ -383,17 +396,51 @@ def test_bad_rate_and_filterbank_values_give_one_error_line(tmp_path, args, mess
     assert not (tmp_path / "s").exists()
 
 
-def test_store_from_before_rates_were_recorded_is_still_complete(kaldi_dir, tmp_path):
-    """A store written before --sample-rate defaulted to the corpus's rate recorded
-    sample_rate 16000 and no filterbank edges; the same corpus and settings are done."""
+def test_store_from_before_kaldis_features_is_still_complete(kaldi_dir, tmp_path):
+    """A store made before --features recorded librosa's MFCC under "mfcc" (without its upper
+    edge, before that was an option) and the CMVN in "extract": the same corpus extracted with
+    --features librosa-mfcc is done, and other settings are named."""
     out = tmp_path / "s"
-    extract(kaldi_dir, out, ExtractConfig(jobs=1))
+    extract(kaldi_dir, out, ExtractConfig(jobs=1, features="librosa-mfcc"))
     config = json.loads((out / "config.json").read_text())
-    del config["versions"], config["mfcc"]["fmax"]
-    config["extract"]["sample_rate"] = 16000
+    del config["versions"], config["features"]
+    config["mfcc"] = {"sample_rate": 16000, "n_mfcc": 13, "n_mels": 40, "win_ms": 25.0, "hop_ms": 10.0,
+                      "delta_width": 5, "fmin": 20.0}  # fmt: skip
+    config["extract"] |= {"cmvn": "speaker", "sample_rate": 16000}
     (out / "config.json").write_text(json.dumps(config))
-    result = runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1"])
+    store = FeatureStore(out)
+    assert (store.feature_config.kind, store.feature_config.high_freq, store.feature_config.norm_vars) == (
+        "librosa-mfcc", 8000.0, True)  # fmt: skip
+    result = runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1", "--features",
+                                 "librosa-mfcc"])  # fmt: skip
     assert result.exit_code == 0 and "already complete" in _text(result), result.output
-    assert FeatureStore(out).feature_config.fmax == 8000.0
-    other = runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1", "--high-freq", "7000"])
-    assert other.exit_code == 1 and "made with other settings (fmax: 8000.0 then, 7000.0 now)" in _text(other)
+    args = ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1", "--features", "librosa-mfcc"]
+    other = runner.invoke(app, [*args, "--high-freq", "7000"])
+    assert other.exit_code == 1 and "made with other settings (high_freq: 8000.0 then, 7000.0 now)" in _text(other)
+    kaldi = runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1"])
+    assert kaldi.exit_code == 1 and "kind: 'librosa-mfcc' then, 'kaldi-mfcc' now" in _text(kaldi), kaldi.output
+
+
+def test_kaldi_config_file_sets_the_features_and_the_command_line_wins(kaldi_dir, tmp_path):
+    conf = tmp_path / "mfcc.conf"
+    conf.write_text("--use-energy=false\n--num-ceps=20\n--num-mel-bins=30\n--sample-frequency=8000  # telephone\n")
+    args = ["extract", str(kaldi_dir), "--jobs", "1", "--mfcc-config", str(conf)]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "a"), "--num-ceps", "15"])
+    assert result.exit_code == 0, result.output
+    features = FeatureStore(tmp_path / "a").feature_config
+    assert (features.num_ceps, features.num_mel_bins, features.use_energy, features.sample_rate) == (
+        15,
+        30,
+        False,
+        8000,
+    )
+    assert FeatureStore(tmp_path / "a").dim == 45
+    fbank = runner.invoke(app, ["extract", str(kaldi_dir), "--jobs", "1", "--features", "kaldi-fbank", "--num-mel-bins",
+                                "40", "--out", str(tmp_path / "f")])  # fmt: skip
+    assert fbank.exit_code == 0 and FeatureStore(tmp_path / "f").dim == 120, fbank.output
+    conf.write_text("--use-energy=false\n--vtln-warp=1.05\n")
+    bad = runner.invoke(app, [*args, "--out", str(tmp_path / "b")])
+    errors = [ln for ln in bad.output.splitlines() if ln.startswith("error:")]
+    assert bad.exit_code == 1 and len(errors) == 1 and f"{conf}:2: '--vtln-warp=1.05' is not a feature option" in (
+        " ".join(bad.output.split()))  # fmt: skip
+    assert not (tmp_path / "b").exists()

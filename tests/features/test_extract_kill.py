@@ -21,11 +21,11 @@ REPO = Path(__file__).resolve().parents[2]
 SLOW_EXTRACT = """
 import sys, time
 import asr_init.features.extract as ex
-real = ex.mel_power
+real = ex.frame_targets
 def slow(*args, **kwargs):
     time.sleep(0.5)
     return real(*args, **kwargs)
-ex.mel_power = slow
+ex.frame_targets = slow
 from asr_init.cli import app
 app(sys.argv[1:])
 """

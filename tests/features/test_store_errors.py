@@ -40,10 +40,10 @@ def test_store_without_format_version_is_version_1(store_copy):
     assert FeatureStore(store_copy).dim == 39
 
 
-def test_edited_n_mfcc_is_refused(store_copy):
-    _edit_json(store_copy / "config.json", mfcc__n_mfcc=20)
+def test_edited_num_ceps_is_refused(store_copy):
+    _edit_json(store_copy / "config.json", features__num_ceps=20)
     with pytest.raises(
-        UserError, match=r"config\.json describes 60-dim frames \(n_mfcc 20 x 3\), but .*stats\.json .* 39-dim"
+        UserError, match=r"config\.json describes 60-dim frames \(kaldi-mfcc\), but .*stats\.json .* 39-dim"
     ):
         FeatureStore(store_copy)
 

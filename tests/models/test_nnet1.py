@@ -164,12 +164,13 @@ def nnet_forward(transform: list[tuple], network: list[tuple], feats: np.ndarray
 # ------------------------------------------------------------------ fixtures
 
 
-def make_model(path, activation="sigmoid", splice=2, dim=13, hidden=(24, 16), outputs=9, seed=0):
-    """A model folder as finetune writes one, with random weights and input statistics."""
+def make_model(path, activation="sigmoid", splice=2, dim=13, hidden=(24, 16), outputs=9, seed=0, features=None):
+    """A model folder as finetune writes one, with random weights and input statistics (and
+    the FeatureConfig `features` of the frames it was trained on)."""
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     mean, std = rng.normal(0, 2, dim).tolist(), rng.uniform(0.5, 3, dim).tolist()
-    pipeline = FeaturePipeline(splice, tuple(mean), tuple(std))
+    pipeline = FeaturePipeline(splice, tuple(mean), tuple(std), feature_config=features)
     model = DNN(pipeline.dim, list(hidden), outputs, activation)
     with torch.no_grad():
         for p in model.parameters():
@@ -227,6 +228,36 @@ def test_export_reproduces_the_model_in_text_and_binary(tmp_path, activation):
         if a is not None:
             np.testing.assert_array_equal(a[0], b[0])
             np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_export_writes_the_feature_options_kaldi_needs_to_make_the_models_frames(tmp_path):
+    """A model trained on Kaldi's features exports steps/make_mfcc.sh's config and decode.sh's
+    cmvn_opts and delta_opts; one on librosa's MFCCs none of them (and a warning), and --force
+    over an earlier export removes what no longer applies."""
+    from asr_init.features.frontend import FeatureConfig
+
+    kaldi = FeatureConfig(sample_rate=8000, use_energy=False, dither=0.0, cmvn="speaker", norm_vars=True)
+    model_dir = make_model(tmp_path / "kaldi", dim=39, splice=1, features=kaldi)
+    summary = export_kaldi(model_dir, tmp_path / "exp")
+    assert summary["files"] == ["final.nnet", "final.feature_transform", "ali_train_pdf.counts", "cmvn_opts",
+                                "delta_opts", "conf/mfcc.conf"]  # fmt: skip
+    assert (tmp_path / "exp" / "cmvn_opts").read_text() == "--norm-means=true --norm-vars=true\n"
+    assert (tmp_path / "exp" / "delta_opts").read_text() == "--delta-order=2 --delta-window=2\n"
+    conf = (tmp_path / "exp" / "conf" / "mfcc.conf").read_text().splitlines()
+    for line in ("--sample-frequency=8000", "--use-energy=false", "--dither=0.0", "--num-ceps=13", "--num-mel-bins=23",
+                 "--high-freq=4000.0", "--snip-edges=true", "--window-type=povey"):  # fmt: skip
+        assert line in conf
+    fbank_features = FeatureConfig(kind="kaldi-fbank", num_mel_bins=40, cmvn="none")
+    fbank = make_model(tmp_path / "fbank", dim=120, splice=0, features=fbank_features)
+    assert export_kaldi(fbank, tmp_path / "exp", force=True)["files"] == [
+        "final.nnet", "final.feature_transform", "ali_train_pdf.counts", "delta_opts", "conf/fbank.conf"]  # fmt: skip
+    assert not (tmp_path / "exp" / "cmvn_opts").exists() and not (tmp_path / "exp" / "conf" / "mfcc.conf").exists()
+    librosa = make_model(tmp_path / "librosa", dim=39, splice=0, features=FeatureConfig(kind="librosa-mfcc"))
+    res = runner.invoke(app, ["export-kaldi", str(librosa), "--out", str(tmp_path / "exp"), "--force"])
+    assert res.exit_code == 0, res.output
+    assert "trained on librosa's MFCCs, which no Kaldi tool computes" in " ".join(res.output.split())
+    assert sorted(p.name for p in (tmp_path / "exp").rglob("*") if p.is_file()) == [
+        "ali_train_pdf.counts", "export.json", "final.feature_transform", "final.nnet"]  # fmt: skip
 
 
 def test_import_of_an_export_gives_back_identical_weights(tmp_path):

@@ -1,0 +1,250 @@
+"""The feature front end: Kaldi's MFCC and fbank against kaldi-native-fbank (k2-fsa's C++ copy
+of Kaldi's feature code), block streaming, add-deltas, apply-cmvn, frame targets, Kaldi config
+files, and librosa's MFCC as asr-init computed it before."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import kaldi_native_features, make_audio, random_segments
+
+from asr_init.corpora.readers import PhoneSegment
+from asr_init.errors import UserError
+from asr_init.features.frontend import (
+    FeatureConfig,
+    KaldiFeatures,
+    add_deltas,
+    apply_cmvn,
+    cmvn_stats,
+    frame_targets,
+    librosa_mfcc,
+    read_kaldi_conf,
+)
+
+
+def _audio(sr: int, seconds_of_phones: int = 20, seed: int = 1) -> np.ndarray:
+    """Tones and noise, quantised to 16 bits as a WAV file holds them."""
+    audio = make_audio(random_segments(np.random.default_rng(seed), seconds_of_phones), sr, seed=seed)
+    return (np.round(audio * 32767) / 32768).astype(np.float32)
+
+
+KALDI_CASES = [
+    ("kaldi-mfcc", 16000, {}),
+    ("kaldi-mfcc", 16000, {"snip_edges": False}),
+    ("kaldi-mfcc", 8000, {"use_energy": False, "low_freq": 64.0, "high_freq": -400.0, "num_mel_bins": 15}),
+    ("kaldi-mfcc", 16000, {"window": "hamming", "raw_energy": False, "num_ceps": 20, "num_mel_bins": 30}),
+    ("kaldi-fbank", 16000, {"num_mel_bins": 40}),
+    ("kaldi-fbank", 8000, {"use_energy": True, "snip_edges": False}),
+]
+
+
+@pytest.mark.parametrize("kind,sr,options", KALDI_CASES)
+def test_kaldi_features_match_kaldi_native_fbank(kind, sr, options):
+    """Same frame count, and every coefficient within float32 FFT rounding of Kaldi's (in quiet
+    mel bands of these pure tones the rounding reaches 1e-2; a wrong window, lifter or mel bank
+    is off by whole units, as the last check shows)."""
+    audio = _audio(sr)
+    config = FeatureConfig(kind=kind, sample_rate=sr, dither=0.0, **options)
+    ours, _ = KaldiFeatures(config)([audio])
+    reference = kaldi_native_features(audio, config)
+    assert ours.shape == reference.shape and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, reference, rtol=1e-2, atol=2e-2)
+    other = dataclasses.replace(config, window="hanning" if config.window != "hanning" else "povey")
+    assert np.abs(KaldiFeatures(other)([audio])[0] - reference).max() > 0.5
+
+
+@pytest.mark.parametrize("snip_edges", [True, False])
+def test_frame_counts_are_kaldis(snip_edges):
+    """snip_edges: 1 + (n - 400) // 160 whole frames (none under 400 samples); otherwise one frame
+    per 160 samples, rounded: (n + 80) // 160."""
+    kf = KaldiFeatures(FeatureConfig(dither=0.0, snip_edges=snip_edges))
+    for n in (1, 200, 399, 400, 401, 559, 560, 16000, 16079, 16080):
+        frames, _ = kf([np.full(n, 0.01, np.float32)])
+        expected = (1 + (n - 400) // 160 if n >= 400 else 0) if snip_edges else (n + 80) // 160
+        assert len(frames) == expected, n
+
+
+@pytest.mark.parametrize("snip_edges", [True, False])
+def test_blocks_of_any_size_give_the_same_frames(snip_edges):
+    """Audio arrives in blocks (extract reads 30 s at a time): where the blocks end changes no
+    frame, dither included (it is read from its table by sample position)."""
+    audio = _audio(16000, 30)
+    kf = KaldiFeatures(FeatureConfig(dither=1.0, snip_edges=snip_edges), seed=3)
+    whole, power = kf([audio], 7)
+    cuts = np.sort(np.random.default_rng(0).choice(len(audio), 9, replace=False))
+    blocked, blocked_power = kf(np.split(audio, cuts), 7)
+    np.testing.assert_allclose(blocked, whole, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(blocked_power, power, rtol=1e-6)
+    tiny, _ = kf([audio[i : i + 100] for i in range(0, len(audio), 100)], 7)
+    np.testing.assert_allclose(tiny, whole, rtol=1e-5, atol=1e-4)
+
+
+def test_dither_is_seeded_and_small():
+    audio = _audio(16000)
+    plain, _ = KaldiFeatures(FeatureConfig(dither=0.0))([audio])
+    a, _ = KaldiFeatures(FeatureConfig(dither=1.0), seed=1)([audio], 5)
+    b, _ = KaldiFeatures(FeatureConfig(dither=1.0), seed=1)([audio], 5)
+    c, _ = KaldiFeatures(FeatureConfig(dither=1.0), seed=2)([audio], 5)
+    d, _ = KaldiFeatures(FeatureConfig(dither=1.0), seed=1)([audio], 6)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c) and not np.array_equal(a, d)
+    assert 0 < np.median(np.abs(a - plain)) < 0.1  # one 16-bit step of noise on speech-level audio
+
+
+def _deltas_by_definition(x: np.ndarray, order: int, window: int) -> np.ndarray:
+    """add-deltas (feat/feature-functions.cc) written out: the i-th order's filter is the first's
+    convolved with itself; frame t - j before the start is frame 0, after the end the last."""
+    first = np.array([j / (2.0 * sum(k * k for k in range(1, window + 1))) for j in range(-window, window + 1)])
+    filters, out = [np.ones(1)], [x]
+    for _ in range(order):
+        filters.append(np.convolve(filters[-1], first))
+        half = (len(filters[-1]) - 1) // 2
+        rows = [
+            sum(w * x[min(max(t + j - half, 0), len(x) - 1)] for j, w in enumerate(filters[-1])) for t in range(len(x))
+        ]
+        out.append(np.array(rows))
+    return np.concatenate(out, 1)
+
+
+@pytest.mark.parametrize("order,window,frames", [(2, 2, 40), (1, 3, 5), (2, 2, 1), (3, 1, 12)])
+def test_add_deltas_is_kaldis(order, window, frames):
+    x = np.random.default_rng(0).standard_normal((frames, 13)).astype(np.float32)
+    np.testing.assert_allclose(add_deltas(x, order, window), _deltas_by_definition(x, order, window), atol=1e-5)
+    assert add_deltas(x, order, window).shape == (frames, 13 * (order + 1))
+
+
+@pytest.mark.parametrize("norm_vars", [False, True])
+def test_cmvn_then_deltas_is_deltas_then_cmvn_of_the_statics(norm_vars):
+    """Kaldi's recipes apply CMVN to the statics and add deltas after; extract adds deltas in
+    its workers and applies the speaker's CMVN later, with stats of the statics: the same frames."""
+    rng = np.random.default_rng(1)
+    statics = (rng.standard_normal((300, 13)) * rng.uniform(1, 9, 13) + rng.uniform(-40, 40, 13)).astype(np.float32)
+    stats = cmvn_stats(statics)
+    kaldi_order = add_deltas(apply_cmvn(stats, statics.copy(), norm_vars), 2, 2)
+    ours = apply_cmvn(stats, add_deltas(statics, 2, 2), norm_vars)
+    np.testing.assert_allclose(ours, kaldi_order, atol=2e-4)
+    np.testing.assert_allclose(ours[:, :13].mean(0), 0, atol=1e-4)
+    spread = ours[:, :13].std(0)
+    assert np.allclose(spread, 1, atol=1e-3) if norm_vars else np.allclose(spread, statics.std(0), rtol=1e-3)
+
+
+def _targets_by_definition(segments, num_frames, shift, offset, ids, silence):
+    """The rule, one segment at a time: frame i belongs to the segment holding (i + offset) * shift,
+    a later segment winning a frame two claim; each run split into thirds."""
+    times = (np.arange(num_frames) + offset) * shift
+    phones, owner = np.full(num_frames, ids[silence]), np.full(num_frames, -1)
+    for k, seg in enumerate(segments):
+        inside = (times >= seg.start) & (times < seg.end)
+        phones[inside], owner[inside] = ids[seg.label], k
+    states = np.empty(num_frames, int)
+    start = 0
+    for i in range(1, num_frames + 1):
+        if i == num_frames or owner[i] != owner[start]:
+            n = i - start
+            states[start:i] = phones[start:i] * 3 + (np.arange(n) * 3) // n
+            start = i
+    return phones, states
+
+
+@pytest.mark.parametrize("kind,offset", [("kaldi-mfcc", 0.5), ("librosa-mfcc", 0.0)])
+def test_frame_targets_follow_the_rule_with_rounded_ends(kind, offset):
+    """Kaldi's frames are labelled at the middle of their 10 ms (a CTM Kaldi writes from frame
+    indices gives back its own labels), librosa's at their centre; an end that passes the next
+    start by a rounding error (start + duration in a CTM) gives the frame to the next segment."""
+    rng = np.random.default_rng(0)
+    ids = {"sil": 0, "aa": 1, "s": 2}
+    config = FeatureConfig(kind=kind)
+    for _ in range(300):
+        t, segments = float(rng.uniform(0, 0.3)), []
+        for _ in range(int(rng.integers(0, 12))):
+            gap, length = float(rng.uniform(0, 0.05)) * (rng.random() < 0.3), float(rng.uniform(0.001, 0.2))
+            rounding = float(rng.choice([0.0, 1e-9, -1e-9]))
+            segments.append(PhoneSegment(t + gap, t + gap + length + rounding, str(rng.choice(list(ids)))))
+            t += gap + length
+        frames = int(rng.integers(0, int(t * 100) + 30))
+        phones, states = frame_targets(tuple(segments), frames, config, ids, "sil")
+        want_phones, want_states = _targets_by_definition(segments, frames, 0.01, offset, ids, "sil")
+        np.testing.assert_array_equal(phones, want_phones)
+        np.testing.assert_array_equal(states, want_states)
+        assert phones.dtype == states.dtype == np.int16
+
+
+def test_kaldi_config_files_round_trip_and_bad_lines_are_named(tmp_path):
+    config = FeatureConfig(sample_rate=8000, num_ceps=20, num_mel_bins=30, use_energy=False, snip_edges=False,
+                           dither=0.5, low_freq=40.0, high_freq=-200.0)  # fmt: skip
+    conf = tmp_path / "mfcc.conf"
+    conf.write_text("# written by hand\n" + config.kaldi_conf() + "--allow-downsample=true\n\n")
+    again = FeatureConfig(**read_kaldi_conf(conf))
+    assert again.resolved() == config.resolved() and again.resolved().high_freq == 3800.0
+    assert read_kaldi_conf(_write(tmp_path, "--use-energy=false  # as in egs/*/conf/mfcc.conf")) == {
+        "use_energy": False
+    }
+    for text, message in [
+        ("--vtln-warp=1.1", "is not a feature option asr-init computes with"),
+        ("--num-ceps=thirteen", "'thirteen' is not a int"),
+        ("--use-energy=maybe", "'maybe' is not a bool"),
+        ("num-ceps=13", "is not a feature option"),
+        ("--htk-compat=true", "is not a feature option"),
+    ]:
+        with pytest.raises(UserError, match=message) as err:
+            read_kaldi_conf(_write(tmp_path, f"--sample-frequency=16000\n{text}"))
+        assert ":2:" in str(err.value)
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "x.conf"
+    path.write_text(text + "\n")
+    return path
+
+
+def test_fbank_config_has_no_cepstral_options_and_checks_refuse_bad_banks():
+    conf = FeatureConfig(kind="kaldi-fbank", num_mel_bins=40).kaldi_conf()
+    assert "--num-mel-bins=40" in conf and "num-ceps" not in conf and "cepstral-lifter" not in conf
+    assert FeatureConfig(kind="kaldi-fbank", num_mel_bins=40).dim == 120
+    assert FeatureConfig(kind="kaldi-fbank", num_mel_bins=40, use_energy=True).dim == 123
+    assert FeatureConfig().dim == 39 and FeatureConfig().static_dim == 13
+    for bad, message in [
+        ({"high_freq": 9000.0}, "Nyquist"),
+        ({"num_ceps": 30}, "--num-ceps must be from 1 to --num-mel-bins"),
+        ({"kind": "mfcc"}, "--features must be one of"),
+        ({"window": "kaiser"}, "--window-type"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            FeatureConfig(**bad).check()
+
+
+def test_records_from_before_kaldis_features_read_as_librosa_mfcc():
+    """Stores and models made before --features recorded librosa's MFCC under "mfcc", with the
+    CMVN in the store's "extract" record; they read as what they were."""
+    old = {
+        "delta_width": 5,
+        "fmin": 20.0,
+        "hop_ms": 10.0,
+        "n_mels": 40,
+        "n_mfcc": 13,
+        "sample_rate": 16000,
+        "win_ms": 25.0,
+    }
+    config = FeatureConfig.from_store_config({"mfcc": old, "extract": {"cmvn": "utterance"}})
+    assert (config.kind, config.num_mel_bins, config.high_freq, config.dim) == ("librosa-mfcc", 40, 8000.0, 39)
+    assert (config.cmvn, config.norm_vars) == ("utterance", True)
+    model_side = FeatureConfig.from_dict(old)  # a model's pipeline record has no CMVN: not compared
+    assert model_side.differences(config) == []
+    assert FeatureConfig.from_store_config({}) is None
+    assert config.differences(dataclasses.replace(config, cmvn="speaker")) == [("cmvn", "utterance", "speaker")]
+
+
+@pytest.mark.parametrize("sr", [8000, 16000])
+def test_librosa_mfcc_is_librosas(sr):
+    """--features librosa-mfcc is librosa.feature.mfcc(y=...) bit for bit, as stores were made before."""
+    import librosa
+
+    config = FeatureConfig(kind="librosa-mfcc", sample_rate=sr).resolved()
+    audio = (0.1 * np.random.default_rng(1).standard_normal(sr)).astype(np.float32)
+    reference = librosa.feature.mfcc(y=audio, sr=sr, n_mfcc=13, n_fft=config.fft_size, hop_length=config.frame_shift,
+                                     win_length=config.frame_length, n_mels=40, fmin=20.0, center=True)  # fmt: skip
+    feats, power = librosa_mfcc(audio, config)
+    np.testing.assert_array_equal(feats[:, :13], reference.T.astype(np.float32))
+    assert feats.shape == (1 + sr // config.frame_shift, 39) and power.shape == (40,)
