@@ -10,9 +10,11 @@ RESULTS ?= results
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# The set-up pins torch to the CPU build here (pip's default torch pulls CUDA packages);
-	# the package itself asks only for a range, so it installs beside a user's own torch.
-	$(BIN)/pip install --quiet torch==2.13.0
+	# torch 2.13.0's CPU build (about 200 MB) from PyTorch's own CPU wheel index; where that index
+	# cannot be reached in 15 s, the default index (on Linux: a CUDA build with several GB of CUDA
+	# libraries). The package itself asks only for a range, so it installs beside a user's own torch.
+	$(BIN)/pip install --quiet --retries 0 --timeout 15 --index-url https://download.pytorch.org/whl/cpu \
+		torch==2.13.0 || $(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 

@@ -18,6 +18,18 @@ def _num(row: dict, key: str) -> float | None:
     return float(value)
 
 
+def readable_axes(ax, values, epochs: bool = True) -> None:
+    """Whole epochs on the x axis; a log y axis where the values span more than 100x (one
+    diverging run would otherwise flatten the others into a line at 0)."""
+    import math
+
+    if epochs:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    finite = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    if finite and max(finite) > 100 * min(finite):
+        ax.set_yscale("log")
+
+
 def plot_recon(rows: list[dict], path: Path, title: str = "RBM pre-training") -> None:
     """Reconstruction error against frames seen, one panel per layer (rows as in recon.csv)."""
     layers = sorted({int(r["layer"]) for r in rows})
@@ -80,6 +92,8 @@ def plot_training(rows: list[dict], path: Path, title: str = "fine-tuning") -> N
     ax2.plot([_num(r, "epoch") for r in dev], [100 * _num(r, "dev_acc") for r in dev], "s--", label="dev")
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("frame accuracy (%)")
+    readable_axes(ax1, [_num(r, "train_loss") for r in train] + [_num(r, "dev_loss") for r in dev])
+    readable_axes(ax2, [])
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

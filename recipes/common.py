@@ -207,6 +207,7 @@ def write_manifest(recipe: str, commands: list[tuple[list[str], str | None]]) ->
     """RESULTS/<recipe>/commands.txt: the exact command lines of a recipe, for the report."""
     folder = RESULTS / recipe
     folder.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "scale.json").write_text(json.dumps({"quick": QUICK, "device": DEVICE, "scale": SCALE}, indent=1))
     (folder / "commands.txt").write_text(
         "".join("asr-init " + " ".join(shlex.quote(a) for a in args) + "\n" for args, _ in commands)
     )

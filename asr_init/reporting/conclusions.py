@@ -14,6 +14,8 @@ import numpy as np
 from asr_init.errors import UserError
 from asr_init.reporting.logs import CurveSummary, is_sweep, load_layer1
 
+TIE = 0.01  # test frame accuracies closer than this (1 point) are not ranked
+
 
 def target_error(summaries: list[CurveSummary]) -> float:
     """The common target: the median over initialisations of the final mean error."""
@@ -26,8 +28,13 @@ def conclude_layer1(visible: str, lr: float, summaries: list[CurveSummary]) -> s
     ranked = sorted(named, key=lambda s: s.auc)
     best, second = ranked[0], ranked[1] if len(ranked) > 1 else None
     opt = next((s for s in named if s.init == "optimal"), None)
+    if len(ranked) > 1 and all(s.auc - best.auc <= max(best.auc_std, s.auc_std) for s in ranked[1:]):
+        return (
+            f"The {len(ranked)} named initialisations end within the spread over seeds of each other (mean "
+            f"reconstruction error over the run {best.auc:.4g} to {ranked[-1].auc:.4g}): no ranking at this setting."
+        )
     text = (
-        f"**{visible} visible units, learning rate {lr:g}:** `{best.init}` converged fastest "
+        f"`{best.init}` converged fastest "
         f"(mean reconstruction error over the run {best.auc:.4g} ± {best.auc_std:.2g} over {best.seeds} seeds"
     )
     if second is not None:
@@ -41,7 +48,8 @@ def conclude_layer1(visible: str, lr: float, summaries: list[CurveSummary]) -> s
         gap = (opt.auc - best.auc) / opt.auc
         within = opt.auc - best.auc <= max(best.auc_std, opt.auc_std)
         text += (
-            f" The paper's `optimal` ranked {rank} of {len(ranked)}, with a mean error {gap:.2%} above "
+            f" The paper's `optimal` ranked {rank} of the {len(ranked)} named initialisations, with a mean error "
+            f"{gap:.2%} above "
             f"`{best.init}`{' (within the seed spread)' if within else ''}: at this setting the measurement "
             f"{'does not clearly separate them' if within else 'goes against the claim that it converges fastest'}."
         )
@@ -144,6 +152,12 @@ def conclude_nopretrain(rows: list[dict]) -> list[str]:
             continue
         best = max(ok, key=lambda r: r["test_acc"])
         worst = min(ok, key=lambda r: r["test_acc"])
+        if best["test_acc"] - worst["test_acc"] < TIE:
+            out.append(
+                f"**{act}:** every initialisation ends within {100 * TIE:g} point of the others "
+                f"({worst['test_acc']:.1%} to {best['test_acc']:.1%} test frame accuracy): no ranking."
+            )
+            continue
         text = (
             f"**{act}:** `{best['init']}` reached the best test frame accuracy ({best['test_acc']:.1%}); "
             f"the worst was `{worst['init']}` ({worst['test_acc']:.1%})."
@@ -177,6 +191,6 @@ def conclude_am(rows: list[dict]) -> str | None:
     return (
         f"Pre-training ({best_pre['model']}, the pre-trained model with the lowest dev PER) {verb} the test phone "
         f"error rate from {base['test_per']:.2%} (not pre-trained: {base['model']}, likewise chosen on dev) "
-        f"to {best_pre['test_per']:.2%} ({diff:+.2%} absolute); "
+        f"to {best_pre['test_per']:.2%} ({100 * diff:+.2f} percentage points); "
         f"test state frame accuracy {base['test_states']:.2%} → {best_pre['test_states']:.2%}."
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import NullLocator
 
-from asr_init.plots import plt
+from asr_init.plots import plt, readable_axes
 from asr_init.reporting.logs import CurveSummary, is_sweep
 
 
@@ -107,6 +107,9 @@ def plot_nopretrain(rows: list[dict], path: Path) -> None:
         axes[1][j].set_title(f"{act}: dev frame accuracy")
         axes[0][j].set_ylabel("cross-entropy (nats/frame)")
         axes[1][j].set_ylabel("frame accuracy (%)")
+        costs = [float(e["train_loss"]) for r in rows if r["activation"] == act for e in r["epochs"]]
+        readable_axes(axes[0][j], costs)
+        readable_axes(axes[1][j], [])
         for ax in (axes[0][j], axes[1][j]):
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)

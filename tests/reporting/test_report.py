@@ -46,3 +46,35 @@ def test_best_init_on_a_folder_without_recipe1_is_one_error_line(tmp_path):
         assert res.exit_code == 1, res.output
         (line,) = res.output.splitlines()  # the error and nothing else: no init is printed
         assert line.startswith("error:") and str(results) in line and missing in line, res.output
+
+
+def test_report_of_a_users_own_runs(tiny_store, tmp_path):
+    """Pointed at a folder of the user's own runs (no recipes), the report shows each of them."""
+    runs = tmp_path / "mine"
+    runner = CliRunner()
+    for args in (
+        ["pretrain", str(tiny_store), "--out", str(runs / "dbn"), "--layers", "2", "--hidden", "16", "--epochs", "1"],
+        ["finetune", str(tiny_store), "--out", str(runs / "dnn"), "--dbn", str(runs / "dbn"), "--max-epochs", "2"],
+        ["evaluate", str(tiny_store), "--model", str(runs / "dnn")],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["report", str(runs)])
+    assert result.exit_code == 0, result.output
+    text = (runs / "REPORT.md").read_text()
+    assert text.startswith(f"# asr-init runs in {runs}") and "## 1. Paper replication" not in text
+    assert (
+        "### Pre-training `dbn`" in text and "2 layers of 16, 16 units, init `optimal`" in text and "| layer |" in text
+    )
+    assert "### Fine-tuning `dnn`" in text and "epochs in" in text and "best on dev: epoch" in text
+    assert "| `dnn/eval-test` | test | states " in text and "phones)" in text
+    for png in ("run_dbn_recon.png", "run_dnn_train.png"):
+        assert (runs / "report" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_smoke_run_report_says_so_and_ranks_nothing(tmp_path):
+    write_fake_layer1(tmp_path / "paper", {"optimal": FAST, "hinton": SLOW})
+    (tmp_path / "scale.json").write_text(json.dumps({"quick": True}))
+    text = write_report(tmp_path).read_text()
+    assert "> **A smoke run** (`make recipes QUICK=1`)" in text and "Smoke run: not ranked" in text
+    assert "converged fastest" not in text and "| `optimal` |" in text  # the table is still there
