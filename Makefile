@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 QUICK ?=
 RESULTS ?= results
+FSDD ?=
+TIMIT ?=
 
 .PHONY: test recipes bench clean
 
@@ -24,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 recipes: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH QUICK=$(QUICK) RESULTS=$(RESULTS) bash recipes/run.sh
+	PATH=$(abspath $(BIN)):$$PATH QUICK=$(QUICK) RESULTS=$(RESULTS) FSDD=$(FSDD) TIMIT=$(TIMIT) bash recipes/run.sh
 
 bench: $(STAMP)
 	$(BIN)/asr-init bench extract

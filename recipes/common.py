@@ -53,6 +53,13 @@ SCALE = {
         "am_pre_epochs": None,
         "am_max_epochs": 4,
         "am_fine_frames": 100_000,
+        # Recipe 5 (FSDD, 79,000 train frames): whole epochs at the widths users train.
+        "fsdd_inits": None,  # None: every init and the sweep of recipe 1
+        "fsdd_hidden": 1024,
+        "fsdd_dbn_layers": 3,
+        "fsdd_am_layers": 6,
+        "fsdd_max_epochs": 10,
+        "fsdd_report": 4_000,
     },
     "quick": {
         "seeds": [0, 1],
@@ -76,6 +83,12 @@ SCALE = {
         "am_pre_epochs": 1,
         "am_max_epochs": 3,
         "am_fine_frames": None,
+        "fsdd_inits": ["optimal", "xavier-normal", "hinton", "optimal:0.5", "optimal:2"],
+        "fsdd_hidden": 32,
+        "fsdd_dbn_layers": 2,
+        "fsdd_am_layers": 2,
+        "fsdd_max_epochs": 2,
+        "fsdd_report": 500,
     },
 }["quick" if QUICK else "full"]
 if DEVICE.startswith("cuda") and not QUICK:  # a GPU affords full epochs where 2 CPU cores cut them

@@ -8,6 +8,8 @@ guard is off here (`--sat-guard 0`): it would rescale a saturating initialisatio
 and this recipe measures what each initialisation does by itself.
 """
 
+from pathlib import Path
+
 from common import RESULTS, SCALE, STORE, cut, label, run_commands, steps_on_device, write_manifest
 
 INITS = [
@@ -27,84 +29,56 @@ LEARNING_RATES = {"gauss": [0.01, 0.05], "bernoulli": [0.1, 0.4]}  # the same fo
 OUT = RESULTS / "paper"
 
 
+def layer1_commands(store: Path, out: Path, rates: dict[str, list[float]], inits: list[str], seeds: list[int],
+                    hidden: int, cut_epoch: list[str], report_every: int) -> list[tuple[list[str], Path]]:  # fmt: skip
+    """The first RBM layer pre-trained with each init at each visible type's learning rates, per seed
+    (saturation guard off), into OUT/layer1/VISIBLE/lrLR/INIT/seedS: the layout the report reads."""
+    commands = []
+    for visible, lrs in rates.items():
+        for lr in lrs:
+            for init in inits:
+                for seed in seeds:
+                    run = out / "layer1" / visible / f"lr{lr:g}" / label(init) / f"seed{seed}"
+                    args = ["pretrain", str(store), "--out", str(run), "--init", init, "--visible", visible,
+                            "--layers", "1", "--hidden", str(hidden), "--epochs", "1", "--epochs-gauss", "1",
+                            *cut_epoch, "--report-every", str(report_every),
+                            "--lr-gauss" if visible == "gauss" else "--lr", f"{lr:g}", "--sat-guard", "0",
+                            "--seed", str(seed), "--resume"]  # fmt: skip
+                    commands.append((args, run / "pretrain.json"))
+    return commands
+
+
+def dbn_commands(store: Path, out: Path, inits: list[str], seeds: list[int], layers: int, hidden: int,
+                 cut_epoch: list[str], report_every: int) -> list[tuple[list[str], Path]]:  # fmt: skip
+    """A DBN per init and seed, one epoch a layer, saturation guard off, into OUT/dbn/INIT/seedS."""
+    commands = []
+    for init in inits:
+        for seed in seeds:
+            run = out / "dbn" / label(init) / f"seed{seed}"
+            args = ["pretrain", str(store), "--out", str(run), "--init", init, "--layers", str(layers),
+                    "--hidden", str(hidden), "--epochs", "1", "--epochs-gauss", "1", *cut_epoch,
+                    "--report-every", str(report_every), "--sat-guard", "0", "--seed", str(seed),
+                    "--resume"]  # fmt: skip
+            commands.append((args, run / "pretrain.json"))
+    return commands
+
+
+def spread_commands(out: Path) -> list[tuple[list[str], Path]]:
+    """D* for the sigmoid (with its plot) and for tanh."""
+    return [
+        (["optimal-d", "--plot", str(out / "optimal_d.png"), "--json", str(out / "optimal_d.json")],
+         out / "optimal_d.json"),
+        (["optimal-d", "--activation", "tanh", "--json", str(out / "optimal_d_tanh.json")],
+         out / "optimal_d_tanh.json"),
+    ]  # fmt: skip
+
+
 def main() -> None:
-    spread = [
-        (
-            ["optimal-d", "--plot", str(OUT / "optimal_d.png"), "--json", str(OUT / "optimal_d.json")],
-            OUT / "optimal_d.json",
-        ),
-        (
-            ["optimal-d", "--activation", "tanh", "--json", str(OUT / "optimal_d_tanh.json")],
-            OUT / "optimal_d_tanh.json",
-        ),
-    ]
-
-    layer1 = []
-    for visible, rates in LEARNING_RATES.items():
-        for lr in rates:
-            for init in INITS + SWEEP:
-                for seed in SCALE["seeds"]:
-                    out = OUT / "layer1" / visible / f"lr{lr:g}" / label(init) / f"seed{seed}"
-                    args = [
-                        "pretrain",
-                        str(STORE),
-                        "--out",
-                        str(out),
-                        "--init",
-                        init,
-                        "--visible",
-                        visible,
-                        "--layers",
-                        "1",
-                        "--hidden",
-                        str(SCALE["layer1_hidden"]),
-                        "--epochs",
-                        "1",
-                        "--epochs-gauss",
-                        "1",
-                        *cut("--max-frames", SCALE["layer1_frames"]),
-                        "--report-every",
-                        str(SCALE["layer1_report"]),
-                        "--lr-gauss" if visible == "gauss" else "--lr",
-                        f"{lr:g}",
-                        "--sat-guard",
-                        "0",
-                        "--seed",
-                        str(seed),
-                        "--resume",
-                    ]
-                    layer1.append((args, out / "pretrain.json"))
-
-    dbn = []
-    for init in INITS:
-        for seed in SCALE["seeds"]:
-            out = OUT / "dbn" / label(init) / f"seed{seed}"
-            args = [
-                "pretrain",
-                str(STORE),
-                "--out",
-                str(out),
-                "--init",
-                init,
-                "--layers",
-                str(SCALE["dbn_layers"]),
-                "--hidden",
-                str(SCALE["dbn_hidden"]),
-                "--epochs",
-                "1",
-                "--epochs-gauss",
-                "1",
-                *cut("--max-frames", SCALE["dbn_frames"]),
-                "--report-every",
-                str(SCALE["dbn_report"]),
-                "--sat-guard",
-                "0",
-                "--seed",
-                str(seed),
-                "--resume",
-            ]
-            dbn.append((args, out / "pretrain.json"))
-
+    spread = spread_commands(OUT)
+    layer1 = layer1_commands(STORE, OUT, LEARNING_RATES, INITS + SWEEP, SCALE["seeds"], SCALE["layer1_hidden"],
+                             cut("--max-frames", SCALE["layer1_frames"]), SCALE["layer1_report"])  # fmt: skip
+    dbn = dbn_commands(STORE, OUT, INITS, SCALE["seeds"], SCALE["dbn_layers"], SCALE["dbn_hidden"],
+                       cut("--max-frames", SCALE["dbn_frames"]), SCALE["dbn_report"])  # fmt: skip
     layer1, dbn = steps_on_device(layer1, dbn)
     write_manifest("paper", spread + layer1 + dbn)
     run_commands("recipe 1: optimal spread D*", spread, jobs=1)

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The main job: the embedded corpus, then the four recipes, then REPORT.md.
+# The main job: the embedded corpus, then the recipes, then REPORT.md.
 # Every command a recipe runs is skipped when its output is complete, so re-running
 # after an interruption continues where it stopped.
 #
 #   bash recipes/run.sh                 # full scale (about 1 hour of speech)
 #   QUICK=1 bash recipes/run.sh         # tiny scale, a few minutes
 #   TIMIT=/path/to/timit bash recipes/run.sh   # also recipe 4
+#   FSDD=/path/to/fsdd bash recipes/run.sh      # also recipe 5 (the Free Spoken Digit Dataset)
 # Environment: RESULTS (default results), JOBS (parallel commands, default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,8 @@ echo "== stage 3: DNN-HMM acoustic model, pre-trained or not"
 python recipes/dnn_hmm.py
 echo "== stage 4: TIMIT"
 python recipes/timit.py
+echo "== stage 5: real recorded speech (FSDD)"
+python recipes/fsdd.py
 
 echo "== report"
 asr-init report "$RESULTS"

@@ -293,3 +293,19 @@ class ThreadSum:
 def thread_sum():
     """The ThreadSum class: `thread_sum(world).for_rank(r)` is rank r's all_reduce_."""
     return ThreadSum
+
+
+def write_fake_fsdd(root: Path, speakers=("jackson", "theo", "lucas", "nicolas"), per_digit: int = 1) -> Path:
+    """FSDD's layout: ROOT/recordings/{digit}_{speaker}_{index}.wav at 8 kHz, one tone per digit
+    (the digit sets its pitch, the speaker shifts it), 0.3-0.5 s each."""
+    rng = np.random.default_rng(0)
+    folder = root / "recordings"
+    folder.mkdir(parents=True, exist_ok=True)
+    for s, speaker in enumerate(speakers):
+        for digit in range(10):
+            for index in range(per_digit):
+                n = int(8000 * rng.uniform(0.3, 0.5))
+                t = np.arange(n) / 8000
+                audio = 0.3 * np.sin(2 * np.pi * (300 + 150 * digit + 20 * s) * t) + 0.01 * rng.standard_normal(n)
+                sf.write(folder / f"{digit}_{speaker}_{index}.wav", audio.astype(np.float32), 8000, subtype="PCM_16")
+    return root

@@ -152,3 +152,30 @@ def test_layer2_collapse_script(tiny_store, tmp_path):
         [sys.executable, str(script), str(tiny_store), str(tmp_path)], capture_output=True, text=True
     )
     assert missing.returncode == 1 and missing.stderr.strip().startswith("error:") and "rbm1.pt" in missing.stderr
+
+
+@pytest.mark.slow
+def test_fsdd_recipe_on_generated_recordings(tmp_path):
+    """Recipe 5 on FSDD's layout (4 speakers x 10 digits x 2, 8 kHz): held-out theo and lucas,
+    every stage, and the report section beside recipe 1's (absent here: dashes)."""
+    from conftest import write_fake_fsdd
+
+    fsdd = write_fake_fsdd(tmp_path / "fsdd", per_digit=2)
+    env = _env(tmp_path, FSDD=str(fsdd))
+    run = subprocess.run(["bash", "recipes/fsdd.sh", str(fsdd)], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = tmp_path / "results" / "fsdd"
+    summary = json.loads((out / "store" / "summary.json").read_text())
+    assert summary["layout"] == "fsdd" and summary["sample_rate"] == 8000 and summary["resampled_utterances"] == 0
+    assert {k: v["speakers"] for k, v in summary["splits"].items()} == {"train": 2, "dev": 1, "test": 1}
+    result = json.loads((out / "am" / "dnn-pretrained" / "seed0" / "eval-test" / "results.json").read_text())
+    assert result["targets"] == "phones" and 0 <= result["frame_acc"]["phones"] <= 1
+    report = (tmp_path / "results" / "REPORT.md").read_text()
+    assert "## 5. Real recorded speech (FSDD)" in report and "8,000 Hz" in report
+    assert re.search(r"\| `optimal` \| — \| [\d.]+ \(\d\) \|", report)  # FSDD's rank beside no eSpeak NG run
+    assert re.search(r"\| pretrained \| [\d.]+% ± [\d.]+% \| 2 \|", report)
+    assert "Smoke run: not ranked" in report
+    skipped = subprocess.run([sys.executable, "recipes/fsdd.py"], cwd=ROOT, env=_env(tmp_path / "none"),
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert skipped.returncode == 0 and "recipe 5 (FSDD): skipped" in skipped.stdout

@@ -373,6 +373,51 @@ def read_textgrid_dir(root: Path, tier: str = "phones") -> Corpus:
     return Corpus("textgrid", utterances)
 
 
+# --- Free Spoken Digit Dataset ---------------------------------------------------------
+
+_FSDD_NAME = re.compile(r"^([0-9])_([A-Za-z]+)_([0-9]+)\.wav$")
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def _fsdd_folder(path: Path) -> Path | None:
+    """The folder of FSDD's recordings: `path` itself or its `recordings/`, when every .wav
+    file in it is named {digit}_{speaker}_{index}.wav (and there is one)."""
+    for folder in (path, path / "recordings"):
+        names = [p.name for p in folder.glob("*.wav")] if folder.is_dir() else []
+        if names and all(_FSDD_NAME.match(n) for n in names):
+            return folder
+    return None
+
+
+def read_fsdd(root: Path) -> Corpus:
+    """Read the Free Spoken Digit Dataset: `{digit}_{speaker}_{index}.wav` (8 kHz, one spoken
+    digit each, trimmed to near-minimal silence). It has no alignments: every frame of a
+    recording is labelled with its digit ("zero" ... "nine"), which the trimming makes nearly
+    true. Utterance ids put the speaker first (`jackson-3-12`), so that a speaker's utterances
+    sort together as Kaldi's tools expect."""
+    import soundfile as sf
+
+    folder = _fsdd_folder(Path(root))
+    if folder is None:
+        raise UserError(f"{root}: no FSDD recordings ({{digit}}_{{speaker}}_{{index}}.wav) in it or in recordings/")
+    utterances, problems = [], []
+    for audio in sorted(folder.glob("*.wav")):
+        digit, speaker, index = _FSDD_NAME.match(audio.name).groups()
+        utt_id = f"{speaker}-{digit}-{int(index):03d}"
+        try:
+            duration = sf.info(str(audio)).duration
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            problems.append((speaker, f"{audio}: cannot read audio of utterance {utt_id} ({exc})"))
+            continue
+        if duration <= 0:
+            problems.append((speaker, f"{audio}: audio file of utterance {utt_id} is empty (0 samples)"))
+            continue
+        segment = PhoneSegment(0.0, duration, DIGITS[int(digit)])
+        utterances.append(Utterance(utt_id, speaker, audio, (segment,), source=str(audio)))
+    unique([(u.id, u.source, u) for u in utterances], "utterance")
+    return Corpus("fsdd", sorted(utterances, key=lambda u: u.id), labels=DIGITS, problems=problems)
+
+
 def detect_layout(path: Path) -> str:
     """Name the layout of a corpus folder, or raise a UserError saying what was expected."""
     path = Path(path)
@@ -384,9 +429,12 @@ def detect_layout(path: Path) -> str:
         return "timit"
     if next(path.rglob("*.TextGrid"), None) is not None:
         return "textgrid"
+    if _fsdd_folder(path) is not None:
+        return "fsdd"
     raise UserError(
         f"unknown corpus layout at {path}: expected a Kaldi data dir (wav.scp, utt2spk, phones.ctm), "
-        "a TIMIT tree (TRAIN/, TEST/) or audio files with .TextGrid alignments"
+        "a TIMIT tree (TRAIN/, TEST/), audio files with .TextGrid alignments, or FSDD's recordings "
+        "({digit}_{speaker}_{index}.wav)"
     )
 
 
@@ -397,6 +445,8 @@ def read_corpus(path: Path, ctm: Path | None = None, tier: str = "phones", inclu
         return read_kaldi_dir(path, ctm)
     if layout == "timit":
         return read_timit(path, include_sa)
+    if layout == "fsdd":
+        return read_fsdd(path)
     return read_textgrid_dir(path, tier)
 
 

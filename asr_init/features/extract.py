@@ -521,5 +521,5 @@ def summary_table(summary: dict):
     for col in ("split", "speakers", "utterances", "hours", "frames"):
         table.add_column(col, justify="right")
     for split, s in summary["splits"].items():
-        table.add_row(split, str(s["speakers"]), str(s["utterances"]), f"{s['hours']:.3f}", f"{s['frames']:,}")
+        table.add_row(split, f"{s['speakers']:,}", f"{s['utterances']:,}", f"{s['hours']:.3f}", f"{s['frames']:,}")
     return table

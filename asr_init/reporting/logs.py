@@ -213,6 +213,30 @@ def load_am(folder: Path) -> list[dict]:
     return rows
 
 
+def load_seed_rows(folder: Path) -> dict[str, list[dict]]:
+    """FOLDER/dnn-ROW/seedS -> row -> per seed: held-out frame accuracy of the model's targets,
+    best dev accuracy, epochs (recipe 5's classification runs)."""
+    out: dict[str, list[dict]] = {}
+    for run in sorted(Path(folder).glob("dnn-*/seed*")):
+        ft, res = run / "finetune.json", run / "eval-test" / "results.json"
+        if not (ft.exists() and res.exists()):
+            continue
+        summary, result = read_json(ft), read_json(res)
+        out.setdefault(run.parent.name[4:], []).append({
+            "seed": run.name, "test_acc": result["frame_acc"][result["targets"]], "dev_acc": summary["best_dev_acc"],
+            "epochs": summary["epochs"]})  # fmt: skip
+    return out
+
+
+def default_dbn_saturation(folder: Path) -> dict[int, list[float]]:
+    """FOLDER/SEED*/recon.csv -> layer -> the share saturated at its last epoch end, one per seed."""
+    out: dict[int, list[float]] = {}
+    for recon in sorted(Path(folder).glob("*/recon.csv")):
+        for layer, shares in epoch_end_saturation(recon).items():
+            out.setdefault(layer, []).append(shares[-1])
+    return out
+
+
 def stage_times(results: Path) -> dict[str, dict]:
     """Per stage: wall time (summed over the runs that did work) and summed command time."""
     times: dict[str, dict] = {}

@@ -25,6 +25,7 @@ from asr_init.reporting.conclusions import (
 from asr_init.reporting.figures import plot_dbn, plot_layer1, plot_nopretrain, plot_sweep
 from asr_init.reporting.logs import (
     CurveSummary,
+    default_dbn_saturation,
     epoch_end_saturation,
     guard_firings,
     is_sweep,
@@ -33,6 +34,7 @@ from asr_init.reporting.logs import (
     load_dbn_saturation,
     load_layer1,
     load_nopretrain,
+    load_seed_rows,
     stage_times,
 )
 
@@ -120,6 +122,7 @@ def write_report(results: Path) -> Path:
         md += _without_pretraining(results, figs)
         md += _acoustic_model(results, figs)
         md += _timit(results)
+        md += _fsdd(results, figs)
     md += _own_runs(results, figs)
     path = results / "REPORT.md"
     path.write_text("\n".join(md) + "\n")
@@ -464,3 +467,130 @@ def _timit(results: Path) -> list[str]:
             "",
         ]
     return md + _commands_block(results, "timit")
+
+
+# --- recipe 5 -------------------------------------------------------------------------------
+
+
+def _fsdd(results: Path, figs: Path) -> list[str]:
+    """Recipe 5: the findings on real recorded speech (FSDD) beside the embedded corpus's, row for row."""
+    fsdd, md = results / "fsdd", ["## 5. Real recorded speech (FSDD)", ""]
+    if (fsdd / "SKIPPED.txt").exists() or not (fsdd / "store" / "summary.json").exists():
+        return md + ["Skipped: no FSDD folder was given (`make recipes FSDD=DIR`).", ""]
+    s = read_json(fsdd / "store" / "summary.json")
+    md += [
+        f"The Free Spoken Digit Dataset: {s['hours']:.2f} h of real recordings at {s['sample_rate']:,} Hz, every "
+        "frame labelled with its recording's digit; "
+        + ", ".join(f"{k} {v['speakers']} speaker(s) / {v['frames']:,} frames" for k, v in s["splits"].items())
+        + ". Beside each figure, the same measurement on the embedded eSpeak NG corpus (recipes 1 and 3).",
+        "",
+    ]
+    md += _fsdd_layer1(load_layer1(results / "paper"), load_layer1(fsdd), figs)
+    md += _fsdd_dbn(load_dbn_saturation(results / "paper"), load_dbn_saturation(fsdd))
+    md += _fsdd_classification(fsdd, results / "am")
+    return md + _commands_block(results, "fsdd")
+
+
+def _ranks(summaries: list[CurveSummary]) -> dict[str, tuple[int, float]]:
+    named = sorted((s for s in summaries if not is_sweep(s.init)), key=lambda s: s.auc)
+    return {s.init: (i + 1, s.auc) for i, s in enumerate(named)}
+
+
+def _fsdd_layer1(espeak: dict, fsdd: dict, figs: Path) -> list[str]:
+    md = []
+    for (visible, lr), summaries in sorted(fsdd.items()):
+        name = f"recipe5_layer1_{visible}_lr{lr:g}.png"
+        plot_layer1(summaries, figs / name, f"FSDD first layer, {visible} visible units, lr {lr:g}")
+        ours, theirs = _ranks(summaries), _ranks(espeak.get((visible, lr), []))
+        md += [f"### First layer, {visible} visible units, learning rate {lr:g}", "", f"![FSDD layer 1](report/{name})",
+               "", "| init | eSpeak NG: mean error over the run (rank) | FSDD: mean error over the run (rank) |",
+               "|---|---|---|"]  # fmt: skip
+        for init, (rank, auc) in sorted(ours.items(), key=lambda kv: kv[1][0]):
+            other = f"{theirs[init][1]:.4g} ({theirs[init][0]})" if init in theirs else "—"
+            md.append(f"| `{init}` | {other} | {auc:.4g} ({rank}) |")
+        md += ["", _ranked(_agreement(ours, theirs, summaries, espeak.get((visible, lr), []))) or "", ""]
+    return md
+
+
+def _agreement(ours: dict, theirs: dict, summaries: list, espeak: list) -> str:
+    """Where the first-layer findings agree on the two corpora: the fastest, optimal's rank, the sweep's best D."""
+    fastest = min(ours, key=lambda k: ours[k][0])
+    text = f"On FSDD `{fastest}` converged fastest of {len(ours)}"
+    if theirs:
+        other = min(theirs, key=lambda k: theirs[k][0])
+        text += f"; on eSpeak NG `{other}` of {len(theirs)}: {'the same' if other == fastest else 'they differ'}."
+    else:
+        text += "."
+    if "optimal" in ours:
+        text += f" `optimal` ranked {ours['optimal'][0]} on FSDD"
+        text += f" and {theirs['optimal'][0]} on eSpeak NG." if "optimal" in theirs else "."
+    best = {}
+    for corpus, group in (("FSDD", summaries), ("eSpeak NG", espeak)):
+        sweep = [(float(s.init.split(":")[1]), s.auc) for s in group if is_sweep(s.init)]
+        if sweep:
+            best[corpus] = min(sweep, key=lambda t: t[1])[0]
+    if best:
+        text += " The sweep's fastest D: " + ", ".join(f"{d:g} on {c}" for c, d in best.items()) + " (D* = 1.408)."
+    return text
+
+
+def _fsdd_dbn(espeak: dict, fsdd: dict) -> list[str]:
+    if not fsdd:
+        return []
+    layers = sorted({k for shares in fsdd.values() for k in shares})
+    md = ["### DBNs of 1024 units: saturation at the end of each layer (guard off, mean over seeds)", "",
+          "| init | " + " | ".join(f"layer {k}: eSpeak NG / FSDD" for k in layers) + " |",
+          "|---|" + "---|" * len(layers)]  # fmt: skip
+    for init, shares in fsdd.items():
+        other = espeak.get(init, {})
+        md.append(f"| `{init}` | " + " | ".join(
+            f"{_fmt(other.get(k), '.1%')} / {shares[k]:.1%}" for k in layers if k in shares) + " |")  # fmt: skip
+    if 2 in layers:
+        worst = max(fsdd, key=lambda i: fsdd[i].get(2, 0.0))
+        text = f"Layer 2 saturates most from `{worst}` on FSDD ({fsdd[worst][2]:.1%})"
+        if espeak:
+            other = max(espeak, key=lambda i: espeak[i].get(2, 0.0))
+            text += f" and from `{other}` on eSpeak NG ({espeak[other].get(2, 0.0):.1%})"
+        if "optimal" in fsdd:
+            text += f"; `optimal` leaves it {fsdd['optimal'][2]:.1%} saturated on FSDD"
+            text += f", {espeak['optimal'][2]:.1%} on eSpeak NG." if 2 in espeak.get("optimal", {}) else "."
+        md += ["", _ranked(text + ".") if not text.endswith(".") else _ranked(text)]
+    return md + [""]
+
+
+def _spread(values: list[float]) -> str:
+    import numpy as np
+
+    return f"{np.mean(values):.2%} ± {np.std(values):.2%}" if len(values) > 1 else f"{values[0]:.2%}"
+
+
+def _fsdd_classification(fsdd: Path, am: Path) -> list[str]:
+    rows, sat = load_seed_rows(fsdd / "am"), default_dbn_saturation(fsdd / "am" / "dbn-default")
+    md = ["### Digit frame classification of the held-out speaker", ""]
+    if sat:
+        md += ["The default 6 x 1024 DBN (every default of `pretrain`) on FSDD, saturated share at the end of each "
+               "layer (mean ± std over seeds): " + ", ".join(f"layer {k} {_spread(v)}" for k, v in sorted(sat.items()))
+               + ".", ""]  # fmt: skip
+        recon = am / "dbn-optimal" / "recon.csv"  # recipe 3's DBN with every default
+        espeak = epoch_end_saturation(recon) if recon.exists() else {}
+        if espeak:
+            md += ["The same DBN on eSpeak NG (recipe 3): " + ", ".join(
+                f"layer {k} {v[-1]:.1%}" for k, v in sorted(espeak.items())) + ".", ""]  # fmt: skip
+    if not rows:
+        return md + ["Not run.", ""]
+    md += ["| start | held-out digit frame accuracy, mean ± std over seeds | seeds | epochs |", "|---|---|---|---|"]
+    for row, runs in rows.items():
+        md.append(f"| {row} | {_spread([r['test_acc'] for r in runs])} | {len(runs)} | "
+                  f"{', '.join(str(r['epochs']) for r in runs)} |")  # fmt: skip
+    if "pretrained" in rows and len(rows) > 1:
+        import numpy as np
+
+        mean = {row: float(np.mean([r["test_acc"] for r in runs])) for row, runs in rows.items()}
+        spread = {row: float(np.std([r["test_acc"] for r in runs])) for row, runs in rows.items()}
+        best = max(mean, key=mean.get)
+        others = [r for r in mean if r != best]
+        clear = all(mean[best] - mean[r] > spread[best] + spread[r] for r in others)
+        md += ["", _ranked(f"Held out, `{best}` classified best ({mean[best]:.2%})"
+                           + (", beyond the seed spread of the others." if clear else
+                              ", but within the seed spread of another start."))]  # fmt: skip
+    return md + [""]

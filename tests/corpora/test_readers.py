@@ -105,3 +105,26 @@ def test_unknown_layout(tmp_path):
     (tmp_path / "x.txt").write_text("hello")
     with pytest.raises(UserError, match="unknown corpus layout"):
         detect_layout(tmp_path)
+
+
+def test_fsdd_layout_every_frame_its_digit(tmp_path):
+    from conftest import write_fake_fsdd
+
+    from asr_init.corpora.readers import DIGITS, detect_layout, read_corpus
+
+    root = write_fake_fsdd(tmp_path / "fsdd", per_digit=2)
+    assert detect_layout(root) == "fsdd" and detect_layout(root / "recordings") == "fsdd"
+    corpus = read_corpus(root)
+    assert corpus.layout == "fsdd" and corpus.labels == DIGITS and len(corpus.utterances) == 4 * 10 * 2
+    utt = next(u for u in corpus.utterances if u.id == "theo-7-001")
+    assert utt.speaker == "theo" and utt.audio.name == "7_theo_1.wav"
+    (segment,) = utt.segments
+    assert (segment.start, segment.label) == (0.0, "seven") and 0.3 <= segment.end <= 0.5
+    assert [u.id for u in corpus.utterances] == sorted(u.id for u in corpus.utterances)
+    (root / "recordings" / "notes.wav").write_bytes(b"")  # another name: not FSDD's layout
+    with pytest.raises(UserError, match="unknown corpus layout .* FSDD's recordings"):
+        read_corpus(root)
+    (root / "recordings" / "notes.wav").unlink()
+    (root / "recordings" / "3_theo_01.wav").write_bytes((root / "recordings" / "3_theo_1.wav").read_bytes())
+    with pytest.raises(UserError, match="utterance theo-3-001 is given twice"):
+        read_corpus(root)

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Recipe 5 alone: the findings on the Free Spoken Digit Dataset, then the report.
+#   bash recipes/fsdd.sh FSDD_DIR        (make recipes FSDD=DIR runs it with the others)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ $# -ne 1 ]; then echo "usage: recipes/fsdd.sh FSDD_DIR" >&2; exit 2; fi
+export FSDD=$1 RESULTS=${RESULTS:-results} QUICK=${QUICK:-}
+python recipes/fsdd.py
+asr-init report "$RESULTS"
