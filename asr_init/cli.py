@@ -185,15 +185,19 @@ def make_config(config: type, values: dict):
     return config(**kwargs)
 
 
-def command(name: str, short_help: str, config: type | None, *params: inspect.Parameter, group=app):
+def command(name: str, short_help: str, config: type | None, *params: inspect.Parameter, group=app,
+            exclude: dict | None = None):  # fmt: skip
     """Register the decorated `run(cfg, **params)` as command `name`: its `params`, then one
-    option per field of `config`."""
+    option per field of `config` but those of `exclude`, which the command sets (to these values)."""
+    exclude = exclude or {}
 
     def register(run):
         def cli(**values):
+            values.update(exclude)
             return run(make_config(config, values), **values) if config else run(**values)
 
-        cli.__signature__ = inspect.Signature([*params, *(config_options(config) if config else [])])
+        options = [p for p in config_options(config) if p.name not in exclude] if config else []
+        cli.__signature__ = inspect.Signature([*params, *options])
         cli.__doc__ = run.__doc__
         group.command(name, short_help=short_help)(user_errors(cli))
         return run
@@ -356,6 +360,33 @@ def evaluate(cfg: EvalConfig, store: Path, model: Path, out: Path | None) -> Non
     result = run(store, model, cfg, out)
     results.print(results_table(result))
     console.print(f"wrote {(out or model / f'eval-{cfg.split}') / 'results.json'} and confusion.png")
+
+
+@command(
+    "prune",
+    "Magnitude pruning at several sparsities, each fine-tuned with its mask held.",
+    FinetuneConfig,
+    arg("model", "Folder written by 'asr-init finetune': the network to prune."),
+    OUT,
+    opt("sparsities", "0.5,0.7,0.9", "Shares of the hidden weights to prune, comma-separated.", "--sparsity"),
+    opt("store", None, "Feature store (default: the one MODEL was fine-tuned on).", kind=Path | None),
+    FORCE,
+    exclude={"sparsity": 0.5, "init_from": None, "reuse_layers": 0, "dbn": None, "feature_transform": None},
+)  # fmt: skip  (0.5: any share: a trained model's defaults apply)
+def prune(cfg: FinetuneConfig, model: Path, out: Path, sparsities: str, store: Path | None, force: bool) -> None:
+    """Prune MODEL's hidden layers by magnitude to each sparsity, fine-tune each with its mask
+    held, evaluate each on test; prune.json, prune.csv and sparsity.png in OUT."""
+    from asr_init.training.prune import prune as run
+    from asr_init.training.prune import prune_table
+
+    try:
+        shares = [float(v) for v in sparsities.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(
+            f"invalid --sparsity {sparsities!r}: expected comma-separated shares such as 0.5,0.7,0.9"
+        ) from None
+    summary = run(model, out, cfg, shares, store, force)
+    results.print(prune_table(summary))
 
 
 @command("export-kaldi", "A model as Kaldi nnet1 files (final.nnet, counts).", None,

@@ -52,8 +52,39 @@ def check_limits(config) -> None:
     would ask for gigabytes at once)."""
     for name, top in LIMITS.items():
         value = getattr(config, name, None)
-        if isinstance(value, int) and value > top:
+        largest = max(value, default=0) if isinstance(value, list) else value
+        if isinstance(largest, int) and largest > top:
             raise UserError(f"invalid {name}={value}: at most {top:,} (--{name.replace('_', '-')})")
+
+
+HIDDEN_HELP = "Units per hidden layer: one number for every layer, or one per layer (1024,1024,512,256)."
+
+
+class Widths:
+    """`layers` and `hidden` of a network's hidden layers: `hidden` one width for every layer
+    (`layers` of them, DEFAULT_LAYERS when None) or one per layer, whose count `layers`, where
+    given, must be. A plain int is one width."""
+
+    DEFAULT_LAYERS = 6
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hidden, int):
+            self.hidden = [self.hidden]
+
+    @property
+    def sizes(self) -> list[int]:
+        if len(self.hidden) == 1:
+            return list(self.hidden) * (self.layers if self.layers is not None else self.DEFAULT_LAYERS)
+        return list(self.hidden)
+
+    def _check_widths(self) -> None:
+        self._check(bool(self.hidden) and min(self.hidden) >= 1, "hidden", "every width must be at least 1")
+        self._check(self.layers is None or self.layers >= 1, "layers", "must be at least 1")
+        self._check(
+            len(self.hidden) == 1 or self.layers in (None, len(self.hidden)),
+            "layers",
+            f"--hidden lists {len(self.hidden)} widths; drop --layers or make it {len(self.hidden)}",
+        )
 
 
 DEVICE_HELP = "auto (CUDA when usable, else the CPU), cpu, cuda or cuda:N."

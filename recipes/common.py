@@ -53,7 +53,13 @@ SCALE = {
         "am_pre_epochs": None,
         "am_max_epochs": 4,
         "am_fine_frames": 100_000,
-        # Recipe 5 (FSDD, 79,000 train frames): whole epochs at the widths users train.
+        # Recipe 4 (the remedies): the same budget for every row, 3 epochs of 100,000 frames.
+        "rem_layers": 6,
+        "rem_hidden": 1024,
+        "rem_seeds": [0, 1],
+        "rem_epochs": 3,
+        "rem_frames": 100_000,
+        # Recipe 6 (FSDD, 79,000 train frames): whole epochs at the widths users train.
         "fsdd_inits": None,  # None: every init and the sweep of recipe 1
         "fsdd_hidden": 1024,
         "fsdd_dbn_layers": 3,
@@ -83,6 +89,11 @@ SCALE = {
         "am_pre_epochs": 1,
         "am_max_epochs": 3,
         "am_fine_frames": None,
+        "rem_layers": 2,
+        "rem_hidden": 64,
+        "rem_seeds": [0],
+        "rem_epochs": 1,
+        "rem_frames": 3_000,
         "fsdd_inits": ["optimal", "xavier-normal", "hinton", "optimal:0.5", "optimal:2"],
         "fsdd_hidden": 32,
         "fsdd_dbn_layers": 2,
@@ -99,6 +110,7 @@ if DEVICE.startswith("cuda") and not QUICK:  # a GPU affords full epochs where 2
         deep_frames=None,
         am_max_epochs=None,
         am_fine_frames=None,
+        rem_frames=None,
     )
 
 

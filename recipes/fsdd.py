@@ -1,4 +1,4 @@
-"""Recipe 5: the findings on real recorded speech, the Free Spoken Digit Dataset (FSDD=DIR).
+"""Recipe 6: the findings on real recorded speech, the Free Spoken Digit Dataset (FSDD=DIR).
 
 FSDD: 3,000 recordings of the digits 0-9 by 6 speakers, 8 kHz, trimmed; every frame is
 labelled with its recording's digit. Held out: `theo` for test and `lucas` for dev, each
@@ -49,8 +49,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     fsdd = os.environ.get("FSDD")
     if not fsdd:
-        (OUT / "SKIPPED.txt").write_text("recipe 5 skipped: no FSDD folder given (run with FSDD=DIR)\n")
-        print("recipe 5 (FSDD): skipped, no FSDD folder given (make recipes FSDD=DIR)")
+        (OUT / "SKIPPED.txt").write_text("recipe 6 skipped: no FSDD folder given (run with FSDD=DIR)\n")
+        print("recipe 6 (FSDD): skipped, no FSDD folder given (make recipes FSDD=DIR)")
         return
     (OUT / "SKIPPED.txt").unlink(missing_ok=True)
     store, seeds = OUT / "store", SCALE["seeds"]
@@ -64,11 +64,11 @@ def main() -> None:
     dbns, train, evaluate = _classification(store, seeds)
     layer1, dbn, dbns, train, evaluate = steps_on_device(layer1, dbn, dbns, train, evaluate)
     write_manifest("fsdd", extract + layer1 + dbn + dbns + train + evaluate)
-    run_commands("recipe 5: FSDD store", extract, jobs=1)
-    run_commands("recipe 5: FSDD first-layer pre-training", layer1)
-    run_commands("recipe 5: FSDD DBN pre-training", dbn + dbns)
-    run_commands("recipe 5: FSDD digit classification", train)
-    run_commands("recipe 5: FSDD evaluation", evaluate)
+    run_commands("recipe 6: FSDD store", extract, jobs=1)
+    run_commands("recipe 6: FSDD first-layer pre-training", layer1)
+    run_commands("recipe 6: FSDD DBN pre-training", dbn + dbns)
+    run_commands("recipe 6: FSDD digit classification", train)
+    run_commands("recipe 6: FSDD evaluation", evaluate)
 
 
 if __name__ == "__main__":

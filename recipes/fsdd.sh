@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Recipe 5 alone: the findings on the Free Spoken Digit Dataset, then the report.
+# Recipe 6 alone: the findings on the Free Spoken Digit Dataset, then the report.
 #   bash recipes/fsdd.sh FSDD_DIR        (make recipes FSDD=DIR runs it with the others)
 set -euo pipefail
 cd "$(dirname "$0")/.."

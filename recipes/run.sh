@@ -5,8 +5,8 @@
 #
 #   bash recipes/run.sh                 # full scale (about 1 hour of speech)
 #   QUICK=1 bash recipes/run.sh         # tiny scale, a few minutes
-#   TIMIT=/path/to/timit bash recipes/run.sh   # also recipe 4
-#   FSDD=/path/to/fsdd bash recipes/run.sh      # also recipe 5 (the Free Spoken Digit Dataset)
+#   TIMIT=/path/to/timit bash recipes/run.sh   # also recipe 5
+#   FSDD=/path/to/fsdd bash recipes/run.sh      # also recipe 6 (the Free Spoken Digit Dataset)
 # Environment: RESULTS (default results), JOBS (parallel commands, default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,9 +26,11 @@ echo "== stage 2: initialisation without pre-training"
 python recipes/init_without_pretraining.py
 echo "== stage 3: DNN-HMM acoustic model, pre-trained or not"
 python recipes/dnn_hmm.py
-echo "== stage 4: TIMIT"
+echo "== stage 4: instead of pre-training (batch norm, LSUV, ReLU, pruning)"
+python recipes/remedies.py
+echo "== stage 5: TIMIT"
 python recipes/timit.py
-echo "== stage 5: real recorded speech (FSDD)"
+echo "== stage 6: real recorded speech (FSDD)"
 python recipes/fsdd.py
 
 echo "== report"

@@ -1,4 +1,4 @@
-"""Recipe 4: the same pipeline on TIMIT, for users who have it (TIMIT=/path/to/timit).
+"""Recipe 5: the same pipeline on TIMIT, for users who have it (TIMIT=/path/to/timit).
 
 Standard protocol: 61 phones folded to 39, SA sentences excluded, the 24-speaker core
 test set and the 50-speaker dev set. Without a TIMIT path the recipe says so and stops.
@@ -16,8 +16,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     timit = os.environ.get("TIMIT")
     if not timit:
-        (OUT / "SKIPPED.txt").write_text("recipe 4 skipped: no TIMIT path given (run with TIMIT=/path/to/timit)\n")
-        print("recipe 4 (TIMIT): skipped, no TIMIT path given (set TIMIT=/path/to/timit)")
+        (OUT / "SKIPPED.txt").write_text("recipe 5 skipped: no TIMIT path given (run with TIMIT=/path/to/timit)\n")
+        print("recipe 5 (TIMIT): skipped, no TIMIT path given (set TIMIT=/path/to/timit)")
         return
     (OUT / "SKIPPED.txt").unlink(missing_ok=True)
     store, dbn, model = OUT / "store", OUT / "dbn-optimal", OUT / "dnn-pretrained-optimal"
@@ -62,7 +62,7 @@ def main() -> None:
     ]
     write_manifest("timit", steps)
     for i, step in enumerate(steps):
-        run_commands(f"recipe 4: TIMIT step {i + 1}", [step], jobs=1)
+        run_commands(f"recipe 5: TIMIT step {i + 1}", [step], jobs=1)
 
 
 if __name__ == "__main__":

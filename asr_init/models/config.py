@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from asr_init.config import SEED_RANGE, ConfigBase, check_limits, option
+from asr_init.config import HIDDEN_HELP, SEED_RANGE, ConfigBase, Widths, check_limits, option
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")  # of hidden units (DNN)
 VISIBLE_TYPES = ("gauss", "bernoulli")  # of an RBM's visible units
 
 
 @dataclass
-class InspectConfig(ConfigBase):
+class InspectConfig(Widths, ConfigBase):
     """Settings of `asr-init inspect` (see `asr-init inspect --help`); the network's shape
     (init, layers, hidden, splice, activation) is used only without a model folder."""
 
+    DEFAULT_LAYERS = 3
     init: str = option("optimal", "Initialisation method (see 'asr-init inits').")
-    layers: int = option(3, "Number of hidden layers (with --init).")
-    hidden: int = option(1024, "Units per hidden layer (with --init).")
+    layers: int | None = option(None, "Number of hidden layers with --init (default 3, or as many as --hidden lists).")
+    hidden: list[int] = option([1024], HIDDEN_HELP + " With --init.")
     splice: int = option(5, "Context frames each side (with --init).")
     activation: str = option("sigmoid", "sigmoid, tanh or relu (with --init).")
     frames: int = option(5000, "Number of frames to sample.")
@@ -36,8 +37,7 @@ class InspectConfig(ConfigBase):
         if self.from_model:
             return
         parse_init(self.init)
-        self._check(self.layers >= 1, "layers", "--layers must be at least 1")
-        self._check(self.hidden >= 1, "hidden", "--hidden must be at least 1")
+        self._check_widths()
         self._check(self.splice >= 0, "splice", "--splice must be at least 0")
         self._check(
             self.activation in ACTIVATIONS, "activation", f"--activation must be one of {', '.join(ACTIVATIONS)}"

@@ -23,32 +23,55 @@ _ACT = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 class DNN(nn.Module):
-    """Fully connected network: input (B, in) -> logits (B, outputs)."""
+    """Fully connected network: input (B, in) -> logits (B, outputs).
 
-    def __init__(
-        self, input_dim: int, hidden: list[int], outputs: int, activation: str = "sigmoid", dropout: float = 0.0
-    ):
+    With `batch_norm` each hidden layer normalises its net input over the mini-batch before
+    the non-linearity (Ioffe & Szegedy's place): the net input is what decides whether a
+    sigmoid unit works in its non-linear region, and a normalisation right after the affine
+    transform folds into it exactly at inference (`hidden_stack`)."""
+
+    def __init__(self, input_dim: int, hidden: list[int], outputs: int, activation: str = "sigmoid",
+                 dropout: float = 0.0, batch_norm: bool = False):  # fmt: skip
         super().__init__()
         if activation not in ACTIVATIONS:
             raise UserError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
         self.activation = activation
         sizes = [input_dim] + list(hidden)
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(b) for b in sizes[1:]) if batch_norm else None
         self.act = _ACT[activation]()
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.output = nn.Linear(sizes[-1], outputs)
 
+    def net_input(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Hidden layer i's net input (batch-normalised where the network has batch norm)."""
+        z = self.hidden[i](x)
+        return self.norms[i](z) if self.norms is not None else z
+
     def forward(self, x: torch.Tensor, keep: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Logits; with `keep`, the hidden activations are appended to it (for statistics)."""
-        for layer in self.hidden:
-            x = self.act(layer(x))
+        for i in range(len(self.hidden)):
+            x = self.act(self.net_input(i, x))
             if keep is not None:
                 keep.append(x)
             x = self.drop(x)
         return self.output(x)
 
     def hidden_stack(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [(layer.weight.detach().cpu(), layer.bias.detach().cpu()) for layer in self.hidden]
+        """Each hidden layer as one affine map (W, b), a batch norm folded in with its running
+        statistics: gamma (W x + b - mu) / sqrt(var + eps) + beta."""
+        out = []
+        for i, layer in enumerate(self.hidden):
+            w, b = layer.weight.detach().double().cpu(), layer.bias.detach().double().cpu()
+            if self.norms is not None:
+                bn = self.norms[i]
+                scale = bn.weight.detach().double().cpu() / (bn.running_var.double().cpu() + bn.eps).sqrt()
+                w, b = (
+                    w * scale[:, None],
+                    (b - bn.running_mean.double().cpu()) * scale + bn.bias.detach().double().cpu(),
+                )
+            out.append((w.float(), b.float()))
+        return out
 
 
 def save_model(model_dir: Path, model: DNN, meta: dict) -> None:
@@ -81,7 +104,8 @@ def _build(ckpt: dict) -> tuple[DNN, dict]:
 
     meta = ckpt["meta"]
     outputs = len(meta["outputs"])
-    model = DNN(int(meta["input_dim"]), [int(h) for h in meta["hidden_sizes"]], outputs, meta["config"]["activation"])
+    model = DNN(int(meta["input_dim"]), [int(h) for h in meta["hidden_sizes"]], outputs, meta["config"]["activation"],
+                batch_norm=bool(meta["config"].get("batch_norm", False)))  # fmt: skip
     pipeline = FeaturePipeline.from_dict(meta["pipeline"])
     if pipeline.dim != model.hidden[0].in_features:
         raise UserError(f"its feature pipeline gives {pipeline.dim} inputs but input_dim is {meta['input_dim']}")

@@ -35,10 +35,15 @@ class InitContext:
 
     activation: the layer's hidden non-linearity (selects D* for `optimal`).
     input_power: sum_i E[x_i^2] of the layer's actual inputs (for `optimal-data`).
+    inputs: a sample of the layer's actual inputs (frames, fan_in), for the data-dependent
+        methods (`lsuv`, `data-dependent`), which read it to size the weights.
+    bias: the layer's bias, which `data-dependent` sets (every other method leaves it at 0).
     """
 
     activation: str = "sigmoid"
     input_power: float | None = None
+    inputs: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,41 @@ def _optimal_data(w, param, g, ctx):
 
 def _normal(std: float):
     return lambda w, p, g, c: torch.nn.init.normal_(w, 0.0, std, generator=g)
+
+
+def _inputs(ctx: InitContext, name: str) -> torch.Tensor:
+    if ctx.inputs is None or len(ctx.inputs) < 2:
+        raise UserError(f"init {name!r} reads a sample of the layer's inputs from the store, and none was given")
+    return ctx.inputs.double()
+
+
+LSUV_TOLERANCE, LSUV_STEPS = 0.01, 10
+
+
+def _lsuv(w, param, g, ctx):
+    """Mishkin & Matas 2016: an orthogonal start, then the weights scaled on the sample until the
+    variance of the layer's net input, over frames and units, is within 1 % of 1."""
+    x = _inputs(ctx, "lsuv")
+    torch.nn.init.orthogonal_(w, generator=g)
+    for _ in range(LSUV_STEPS):
+        var = float((x @ w.double().T).var())
+        if abs(var - 1.0) < LSUV_TOLERANCE or var == 0:
+            break
+        w.mul_(1.0 / math.sqrt(var))
+
+
+def _data_dependent(w, param, g, ctx):
+    """Krähenbühl et al. 2016: Gaussian weights, then each unit's weights scaled so that its net
+    input on the sample has spread D (default D* of the activation) and its bias set so that
+    the net input has mean 0: the data-driven form of the optimal spread."""
+    x = _inputs(ctx, "data-dependent")
+    spread = _optimal_d(param, ctx)
+    torch.nn.init.normal_(w, 0.0, 1.0, generator=g)
+    net = x @ w.double().T
+    scale = spread / net.std(0).clamp(min=1e-12)
+    w.mul_(scale.to(w.dtype)[:, None])
+    if ctx.bias is not None:
+        ctx.bias.copy_(-(net.mean(0) * scale).to(ctx.bias.dtype))
 
 
 METHODS: dict[str, Method] = {
@@ -169,6 +209,21 @@ METHODS: dict[str, Method] = {
             False,
             _optimal_data,
         ),
+        Method(
+            "lsuv",
+            "orthogonal W, scaled until the net input's variance on real frames is 1 (Mishkin & Matas 2016)",
+            None,
+            False,
+            _lsuv,
+        ),
+        Method(
+            "data-dependent",
+            "W ~ N(0, 1), each unit scaled so its net input on real frames has spread D* (default) and its bias "
+            "set so it has mean 0 (Krähenbühl et al. 2016); data-dependent:D uses the given D",
+            "D",
+            False,
+            _data_dependent,
+        ),
     )
 }
 
@@ -196,7 +251,7 @@ def parse_init(spec: str) -> tuple[Method, float | None]:
         value = float(raw)
     except ValueError:
         raise UserError(f"malformed init {spec!r}: {method.param} must be a number, e.g. {name}:0.1") from None
-    positive = name in ("normal", "uniform", "optimal", "optimal-data")
+    positive = name in ("normal", "uniform", "optimal", "optimal-data", "data-dependent")
     if not math.isfinite(value) or (positive and value <= 0):
         raise UserError(
             f"malformed init {spec!r}: {method.param} must be a {'positive ' if positive else ''}finite number"
@@ -218,11 +273,18 @@ def init_weight_(
     with torch.no_grad():
         method.fill(weight, param, generator, context)
         fan_in, _ = fan_in_and_fan_out(weight)
+        std = float(weight.double().std()) if weight.numel() > 1 else 0.0
+        if method.name in DATA_DEPENDENT:  # the spread of the net inputs on the sample, over frames and units
+            bias = context.bias.double() if context.bias is not None else 0.0
+            return InitResult(spec, std, float((context.inputs.double() @ weight.double().T + bias).std()))
         # Net-input spread of the drawn weights: sqrt(mean_j sum_i W_ji^2 E[x_i^2]), with
         # E[x_i^2] = 1 (normalised inputs) or the measured mean input power.
         power = context.input_power if method.name == "optimal-data" else fan_in
         rms = float(weight.double().pow(2).mean().sqrt())
-        return InitResult(spec, float(weight.double().std()) if weight.numel() > 1 else 0.0, rms * math.sqrt(power))
+        return InitResult(spec, std, rms * math.sqrt(power))
+
+
+DATA_DEPENDENT = ("lsuv", "data-dependent")  # methods that read a sample of the layer's inputs
 
 
 def input_power(x: torch.Tensor) -> float:
@@ -248,7 +310,7 @@ def init_stack(
     h = sample
     for fan_in, fan_out in zip(sizes, sizes[1:]):
         w, b = torch.empty(fan_out, fan_in), torch.zeros(fan_out)
-        ctx = InitContext(activation, input_power(h) if h is not None else None)
+        ctx = InitContext(activation, input_power(h) if h is not None else None, h, b)
         results.append(init_weight_(w, spec, generator, ctx))
         layers.append((w, b))
         if h is not None:

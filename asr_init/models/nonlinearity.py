@@ -105,7 +105,7 @@ def inspect_network(store_path, model, config):
             pipeline, activation = FeaturePipeline.from_store(store, config.splice), config.activation
         x = sample_frames(store, pipeline, config.split, config.frames, config.seed)
     if model is None:
-        sizes = [pipeline.dim] + [config.hidden] * config.layers
+        sizes = [pipeline.dim] + config.sizes
         stack, results = init_stack(sizes, config.init, torch.Generator().manual_seed(config.seed), activation, x)
     table = Table(title=f"net inputs on {len(x):,} {config.split} frames ({model or config.init})")
     for col in ("layer", "in→out", "w std", "D", "net mean", "net std", "non-lin", "satur"):

@@ -237,6 +237,25 @@ def default_dbn_saturation(folder: Path) -> dict[int, list[float]]:
     return out
 
 
+def load_remedies(folder: Path) -> dict[str, list[dict]]:
+    """Recipe 4: row (dbn, or VARIANT/INIT) -> per seed: dev accuracy per epoch, best dev accuracy,
+    test state accuracy and PER, the saturated share of each layer after the first epoch."""
+    out: dict[str, list[dict]] = {}
+    for run in sorted(Path(folder).glob("**/seed*")):
+        ft, res = run / "finetune.json", run / "eval-test" / "results.json"
+        if not (ft.exists() and res.exists() and (run / "train.csv").exists()):
+            continue
+        rows, result = read_csv(run / "train.csv"), read_json(res)
+        first = next((r for r in rows if r["epoch"] == "1"), {})
+        keys = sorted((k for k in first if k.startswith("sat_") and k[4:].isdigit()), key=lambda k: int(k[4:]))
+        sat = [float(first[k]) for k in keys if first[k]]
+        out.setdefault(run.parent.relative_to(folder).as_posix(), []).append({
+            "dev_acc": [float(r["dev_acc"]) for r in rows if int(r["epoch"]) > 0],
+            "best_dev": read_json(ft)["best_dev_acc"], "test_states": result["frame_acc_states"],
+            "test_per": result["per"], "sat_epoch1": sat})  # fmt: skip
+    return out
+
+
 def stage_times(results: Path) -> dict[str, dict]:
     """Per stage: wall time (summed over the runs that did work) and summed command time."""
     times: dict[str, dict] = {}

@@ -34,6 +34,7 @@ from asr_init.reporting.logs import (
     load_dbn_saturation,
     load_layer1,
     load_nopretrain,
+    load_remedies,
     load_seed_rows,
     stage_times,
 )
@@ -121,6 +122,7 @@ def write_report(results: Path) -> Path:
         md += _paper_replication(results, figs)
         md += _without_pretraining(results, figs)
         md += _acoustic_model(results, figs)
+        md += _remedies(results, figs)
         md += _timit(results)
         md += _fsdd(results, figs)
     md += _own_runs(results, figs)
@@ -372,7 +374,7 @@ def _without_pretraining(results: Path, figs: Path) -> list[str]:
     if not rows:
         return md + ["Not run.", ""] + _commands_block(results, "nopretrain")
     plot_nopretrain(rows, figs / "recipe2.png")
-    md += [_ranked(line) for line in conclude_nopretrain(rows)]
+    md += list(dict.fromkeys(_ranked(line) for line in conclude_nopretrain(rows)))
     md += [
         "",
         "![no pre-training](report/recipe2.png)",
@@ -447,12 +449,12 @@ def _am_figures(am: list[dict], am_dir: Path, figs: Path) -> list[str]:
     return md + [""]
 
 
-# --- recipe 4 -------------------------------------------------------------------------------
+# --- recipe 5 (TIMIT) ---------------------------------------------------------------------
 
 
 def _timit(results: Path) -> list[str]:
-    """Recipe 4: the pre-trained model on TIMIT's core test set, or why it was skipped."""
-    md = ["## 4. TIMIT", ""]
+    """Recipe 5: the pre-trained model on TIMIT's core test set, or why it was skipped."""
+    md = ["## 5. TIMIT", ""]
     timit = results / "timit"
     if (timit / "SKIPPED.txt").exists() or not timit.exists():
         return md + ["Skipped: no TIMIT path was given (`TIMIT=/path/to/timit make recipes`).", ""]
@@ -469,12 +471,12 @@ def _timit(results: Path) -> list[str]:
     return md + _commands_block(results, "timit")
 
 
-# --- recipe 5 -------------------------------------------------------------------------------
+# --- recipe 6 (FSDD) ----------------------------------------------------------------------
 
 
 def _fsdd(results: Path, figs: Path) -> list[str]:
-    """Recipe 5: the findings on real recorded speech (FSDD) beside the embedded corpus's, row for row."""
-    fsdd, md = results / "fsdd", ["## 5. Real recorded speech (FSDD)", ""]
+    """Recipe 6: the findings on real recorded speech (FSDD) beside the embedded corpus's, row for row."""
+    fsdd, md = results / "fsdd", ["## 6. Real recorded speech (FSDD)", ""]
     if (fsdd / "SKIPPED.txt").exists() or not (fsdd / "store" / "summary.json").exists():
         return md + ["Skipped: no FSDD folder was given (`make recipes FSDD=DIR`).", ""]
     s = read_json(fsdd / "store" / "summary.json")
@@ -499,7 +501,7 @@ def _ranks(summaries: list[CurveSummary]) -> dict[str, tuple[int, float]]:
 def _fsdd_layer1(espeak: dict, fsdd: dict, figs: Path) -> list[str]:
     md = []
     for (visible, lr), summaries in sorted(fsdd.items()):
-        name = f"recipe5_layer1_{visible}_lr{lr:g}.png"
+        name = f"recipe6_layer1_{visible}_lr{lr:g}.png"
         plot_layer1(summaries, figs / name, f"FSDD first layer, {visible} visible units, lr {lr:g}")
         ours, theirs = _ranks(summaries), _ranks(espeak.get((visible, lr), []))
         md += [f"### First layer, {visible} visible units, learning rate {lr:g}", "", f"![FSDD layer 1](report/{name})",
@@ -594,3 +596,84 @@ def _fsdd_classification(fsdd: Path, am: Path) -> list[str]:
                            + (", beyond the seed spread of the others." if clear else
                               ", but within the seed spread of another start."))]  # fmt: skip
     return md + [""]
+
+
+# --- recipe 4 (remedies) --------------------------------------------------------------------
+
+
+def _remedies(results: Path, figs: Path) -> list[str]:
+    """Recipe 4: initialisations with batch norm and ReLU, the default DBN, the same budget; pruning."""
+    import numpy as np
+
+    folder, md = results / "remedies", ["## 4. Instead of pre-training: batch norm, LSUV, ReLU, pruning", ""]
+    rows = {k: v for k, v in load_remedies(folder).items() if not k.startswith(("dense", "pruned"))}
+    if not rows:
+        return md + ["Not run.", ""] + _commands_block(results, "remedies")
+    target = float(np.median([np.mean([r["best_dev"] for r in runs]) for runs in rows.values()]))
+    layers = max(len(r["sat_epoch1"]) for runs in rows.values() for r in runs)
+    md += [f"Every row has the same fine-tuning budget; the common dev accuracy is the median over rows of the best "
+           f"dev accuracy, {target:.2%}. Saturated share of each hidden layer after the first epoch (dead units "
+           "for ReLU).", "",
+           f"| start | seeds | epochs to {target:.1%} dev | best dev states | test states | test PER | saturated after "
+           f"epoch 1, layers 1-{layers} |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for row, runs in rows.items():
+        reach = [next((i + 1 for i, a in enumerate(r["dev_acc"]) if a >= target), None) for r in runs]
+        reached = [e for e in reach if e is not None]
+        epochs = f"{np.mean(reached):.1f}" + (f" ({len(reached)} of {len(runs)})" if len(reached) < len(runs) else "")
+        sat = np.mean([r["sat_epoch1"] for r in runs if len(r["sat_epoch1"]) == layers], axis=0)
+        md.append(f"| {row} | {len(runs)} | {epochs if reached else 'not reached'} | "
+                  f"{_spread([r['best_dev'] for r in runs])} | {_spread([r['test_states'] for r in runs])} | "
+                  f"{_spread([r['test_per'] for r in runs if r['test_per'] is not None] or [float('nan')])} | "
+                  + ", ".join(f"{v:.0%}" for v in np.atleast_1d(sat)) + " |")  # fmt: skip
+    md += ["", *dict.fromkeys(_ranked(line) for line in _remedy_conclusions(rows)), ""]
+    return md + _pruning(folder, figs) + _commands_block(results, "remedies")
+
+
+def _remedy_conclusions(rows: dict[str, list[dict]]) -> list[str]:
+    """Per variant: does the choice of initialisation separate beyond the seed spread; does the DBN win."""
+    import numpy as np
+
+    mean = {k: float(np.mean([r["test_states"] for r in v])) for k, v in rows.items()}
+    std = {k: float(np.std([r["test_states"] for r in v])) for k, v in rows.items()}
+    out = []
+    for variant in sorted({k.split("/")[0] for k in rows if "/" in k}):
+        mine = {k.split("/")[1]: k for k in rows if k.startswith(variant + "/")}
+        best, worst = max(mine, key=lambda i: mean[mine[i]]), min(mine, key=lambda i: mean[mine[i]])
+        gap, noise = mean[mine[best]] - mean[mine[worst]], 2 * max(std[k] for k in mine.values())
+        out.append(f"{variant}: the initialisations span {gap:.2%} of test accuracy (`{best}` best, `{worst}` "
+                   f"worst); " + ("beyond" if gap > noise else "within") + " twice the largest seed spread "
+                   f"({noise:.2%}), so here the initialisation " + ("matters." if gap > noise else "does not clearly "
+                   "matter."))  # fmt: skip
+    if "dbn" in mean:
+        others = {k: v for k, v in mean.items() if k != "dbn"}
+        best = max(others, key=others.get)
+        wins = mean["dbn"] - others[best] > std["dbn"] + std[best]
+        out.append(
+            f"The default DBN reached {mean['dbn']:.2%} test accuracy against {others[best]:.2%} for the best "
+            f"row without pre-training (`{best}`): pre-training "
+            + ("still pays, beyond the seed spread." if wins else "is not clearly ahead, within the spread.")
+        )
+    return out
+
+
+def _pruning(folder: Path, figs: Path) -> list[str]:
+    prune = folder / "pruned" / "prune.json"
+    if not prune.exists():
+        return []
+    summary = read_json(prune)
+    dense = {}
+    for run in sorted((folder / "dense").glob("sparsity-*")):
+        res, ft = run / "eval-test" / "results.json", run / "finetune.json"
+        if res.exists() and ft.exists():
+            sizes = read_json(ft)["config"]["hidden"]
+            width = ", ".join(map(str, dict.fromkeys(sizes))) if isinstance(sizes, list) else str(sizes)
+            dense[float(run.name.split("-")[1])] = (read_json(res)["frame_acc_states"], width)
+    md = ["### Pruning", "", f"The default DBN's model (seed 0) pruned by magnitude ({summary['scope']}-wise) and "
+          "fine-tuned with the mask held, against a dense network with as many hidden weights trained from scratch "
+          "with the same budget:", "",
+          "| pruned | test states, pruned | dense network | test states, dense |", "|---|---|---|---|"]  # fmt: skip
+    for r in summary["rows"]:
+        width = dense.get(r["sparsity"])
+        cell = f"{width[1]} wide | {width[0]:.2%}" if width else "— | —"
+        md.append(f"| {r['sparsity']:.0%} | {_fmt(r['test_states'], '.2%')} | {cell} |")
+    return md + [""] + _copied(folder / "pruned" / "sparsity.png", figs, "recipe4_pruning.png", "pruning")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from asr_init.config import DEVICE_HELP, SEED_RANGE, ConfigBase, check_device, check_limits, option
+from asr_init.config import DEVICE_HELP, HIDDEN_HELP, SEED_RANGE, ConfigBase, Widths, check_device, check_limits, option
 from asr_init.models.config import ACTIVATIONS, VISIBLE_TYPES
 from asr_init.training.schedules import SCHEDULES
 
@@ -19,12 +19,12 @@ _PRECISION = (
 
 
 @dataclass
-class PretrainConfig(ConfigBase):
+class PretrainConfig(Widths, ConfigBase):
     """Settings of `asr-init pretrain`."""
 
     init: str = option("optimal", "Initialisation method for every layer (see 'asr-init inits').")
-    layers: int = option(6, "Number of RBM layers.")
-    hidden: int = option(1024, "Hidden units per layer.")
+    layers: int | None = option(None, "Number of RBM layers (default 6, or as many as --hidden lists).")
+    hidden: list[int] = option([1024], HIDDEN_HELP)
     splice: int = option(5, "Context frames on each side (+-K).")
     cd_k: int = option(1, "Gibbs steps of contrastive divergence.", "--cd-k")
     batch_size: int = option(256, "Mini-batch size in frames.")
@@ -60,7 +60,8 @@ class PretrainConfig(ConfigBase):
         from asr_init.models.init import parse_init  # torch: only when a run starts
 
         parse_init(self.init)
-        for name in ("layers", "hidden", "cd_k", "batch_size", "epochs", "report_every", "stats_frames"):
+        self._check_widths()
+        for name in ("cd_k", "batch_size", "epochs", "report_every", "stats_frames"):
             self._check(getattr(self, name) >= 1, name, "must be at least 1")
         self._check(self.splice >= 0, "splice", "must be >= 0")
         self._check(self.epochs_gauss is None or self.epochs_gauss >= 1, "epochs_gauss", "must be at least 1")
@@ -104,7 +105,7 @@ TARGETS = ("states", "phones", "pdfs")  # pdfs: Kaldi tied states, from an impor
 
 
 @dataclass
-class FinetuneConfig(ConfigBase):
+class FinetuneConfig(Widths, ConfigBase):
     """Settings of `asr-init finetune`."""
 
     dbn: str | None = option(
@@ -126,18 +127,29 @@ class FinetuneConfig(ConfigBase):
         "Output classes: states (3 per phone) or phones of an extract store; pdfs or phones of an import-kaldi "
         "store. Default: states, or pdfs for an import-kaldi store.",
     )
-    layers: int = option(6, "Hidden layers (without --dbn).")
-    hidden: int = option(1024, "Units per hidden layer (without --dbn).")
+    layers: int | None = option(None, "Hidden layers without --dbn (default 6, or as many as --hidden lists).")
+    hidden: list[int] = option([1024], HIDDEN_HELP + " Without --dbn.")
     activation: str = option("sigmoid", "sigmoid, tanh or relu (without --dbn).")
     splice: int = option(5, "Context frames each side (without --dbn/--init-from).")
     lr: float | None = option(
-        None, "Initial learning rate, on the gradient summed over the mini-batch (default 0.008 with --dbn, 0.0004 "
-        "without)."
+        None, "Initial learning rate, on the gradient summed over the mini-batch (default 0.008 with --dbn or "
+        "--sparsity, 0.0004 from random weights)."
     )  # fmt: skip
     batch_size: int = option(256, "Mini-batch size in frames.")
-    momentum: float | None = option(None, "SGD momentum (default 0 with --dbn, 0.9 without).")
+    momentum: float | None = option(None, "SGD momentum (default 0 with --dbn or --sparsity, 0.9 from random weights).")
     l2: float = option(0.0, "L2 weight decay.")
     dropout: float = option(0.0, "Dropout on hidden activations.")
+    sparsity: float = option(
+        0.0, "Prune: start from the whole --init-from model (softmax too), zero this share of its hidden weights by "
+        "magnitude and fine-tune with them held at zero.",
+    )  # fmt: skip
+    prune_scope: str = option(
+        "layer", "Prune each hidden layer to --sparsity (layer) or all of them together (global)."
+    )
+    batch_norm: bool = option(
+        False, "Batch-normalise each hidden layer's net input, before its non-linearity (folded into the affine "
+        "transform at export).",
+    )  # fmt: skip
     max_norm: float | None = option(None, "Max-norm constraint on each hidden unit's incoming weights.")
     grad_clip: float | None = option(None, "Clip the global gradient norm.")
     schedule: str = option("newbob", "newbob, constant or exponential.")
@@ -160,7 +172,8 @@ class FinetuneConfig(ConfigBase):
     cuda_graphs: bool = option(True, "On a GPU, replay the training step as a CUDA graph (not with --dropout).")
 
     def __post_init__(self) -> None:
-        start = "dbn" if self.dbn else "scratch"
+        super().__post_init__()
+        start = "dbn" if self.dbn or self.sparsity > 0 else "scratch"  # a pruned model was trained already
         if self.lr is None:
             self.lr = STARTING_POINT_DEFAULTS[start]["lr"]
         if self.momentum is None:
@@ -174,7 +187,8 @@ class FinetuneConfig(ConfigBase):
         if self.output_init != "same":
             parse_init(self.output_init)
         self._check(self.activation in ACTIVATIONS, "activation", f"must be one of {', '.join(ACTIVATIONS)}")
-        for name in ("layers", "hidden", "batch_size", "max_epochs", "stats_frames"):
+        self._check_widths()
+        for name in ("batch_size", "max_epochs", "stats_frames"):
             self._check(getattr(self, name) >= 1, name, "must be at least 1")
         self._check(self.min_epochs >= 0 and self.keep_lr_epochs >= 0, "min_epochs", "epoch counts must be >= 0")
         for name in ("lr", "decay", "halving_factor"):
@@ -217,6 +231,11 @@ class FinetuneConfig(ConfigBase):
                 "D* maximises E|f''(net)| of a sigmoid or tanh unit; a ReLU's f'' is zero but at 0, so it has no D*: "
                 "give the spread (optimal:D) or choose another method (he-normal is ReLU's)",
             )
+        self._check(0 <= self.sparsity < 1, "sparsity", "must be in [0, 1)")
+        self._check(self.prune_scope in ("layer", "global"), "prune_scope", "must be layer or global")
+        self._check(
+            self.sparsity == 0 or self.init_from is not None, "sparsity", "prunes a model: give --init-from MODEL"
+        )
         check_limits(self)
         check_device(self.device)
         self._check(self.precision in PRECISIONS, "precision", f"--precision must be one of {', '.join(PRECISIONS)}")

@@ -35,7 +35,7 @@ from asr_init.features.store import FeatureStore, store_identity
 from asr_init.folders import output_folder, reading
 from asr_init.io import digest, load_run_checkpoint, write_csv, write_json_atomic
 from asr_init.models.dbn import load_dbn, load_stack
-from asr_init.models.dnn import DNN, save_model
+from asr_init.models.dnn import DNN, load_model, save_model
 from asr_init.models.init import InitContext, init_weight_, input_power
 from asr_init.models.nonlinearity import saturated_mask
 from asr_init.progress import console
@@ -56,14 +56,49 @@ def class_priors(store: FeatureStore, targets: str, floor: float) -> np.ndarray:
     return counts / counts.sum()
 
 
+def magnitude_masks(weights: list[torch.Tensor], sparsity: float, scope: str = "layer") -> list[torch.Tensor]:
+    """0/1 masks zeroing the `sparsity` share of smallest-magnitude weights: of each weight
+    matrix (`layer`), or of all of them together (`global`)."""
+    if scope == "global":
+        magnitudes = torch.cat([w.detach().abs().flatten() for w in weights])
+        k = int(sparsity * len(magnitudes))
+        cut = magnitudes.kthvalue(k).values if k else magnitudes.new_tensor(-1.0)
+        return [(w.detach().abs() > cut).to(w.dtype) for w in weights]
+    masks = []
+    for w in weights:
+        k = int(sparsity * w.numel())
+        cut = w.detach().abs().flatten().kthvalue(k).values if k else w.new_tensor(-1.0)
+        masks.append((w.detach().abs() > cut).to(w.dtype))
+    return masks
+
+
+def _pruned_network(config: FinetuneConfig, pipeline: FeaturePipeline, labels: list[str]):
+    """(the whole --init-from model with `config.sparsity` of its hidden weights zeroed, info, masks)."""
+    model, meta = load_model(Path(config.init_from))
+    if meta["outputs"] != labels or bool(meta["config"].get("batch_norm")) != config.batch_norm:
+        raise UserError(
+            f"--sparsity prunes the whole of {config.init_from}, which has {len(meta['outputs'])} {meta['targets']} "
+            f"outputs{' and batch norm' if meta['config'].get('batch_norm') else ''}: fine-tune it with the same "
+            "--targets and --batch-norm setting"
+        )
+    model.train()
+    masks = magnitude_masks([layer.weight for layer in model.hidden], config.sparsity, config.prune_scope)
+    with torch.no_grad():
+        for layer, mask in zip(model.hidden, masks):
+            layer.weight.mul_(mask)
+    info = [{"layer": i + 1, "from": "init-from", "sparsity": float(1 - m.mean())} for i, m in enumerate(masks)]
+    return model, info + [{"layer": "output", "from": "init-from"}], masks
+
+
 def build_network(config: FinetuneConfig, pipeline: FeaturePipeline, outputs: int, sample: torch.Tensor):
     """(the DNN with its hidden layers from the DBN, another model, or `config.init`; per-layer info)."""
     gen = torch.Generator().manual_seed(config.seed)
     source, origin, sizes = _source_layers(config, pipeline)
-    model = DNN(pipeline.dim, sizes, outputs, config.activation, config.dropout)
+    model = DNN(pipeline.dim, sizes, outputs, config.activation, config.dropout, config.batch_norm)
     info, h = [], sample
     with torch.no_grad():
         for i, layer in enumerate(model.hidden):
+            layer.bias.zero_()
             if i < len(source):
                 w, b = source[i]
                 if tuple(w.shape) != tuple(layer.weight.shape):
@@ -75,13 +110,15 @@ def build_network(config: FinetuneConfig, pipeline: FeaturePipeline, outputs: in
                 layer.bias.copy_(b)
                 info.append({"layer": i + 1, "from": origin})
             else:
-                res = init_weight_(layer.weight, config.init, gen, InitContext(config.activation, input_power(h)))
-                layer.bias.zero_()
+                ctx = InitContext(config.activation, input_power(h), h, layer.bias)
+                res = init_weight_(layer.weight, config.init, gen, ctx)
                 info.append({"layer": i + 1, "from": "init", "init": config.init, "std": res.std, "D": res.spread})
-            h = model.act(layer(h))
+            z = layer(h)
+            h = model.act((z - z.mean(0)) / z.std(0).clamp(min=1e-5) if config.batch_norm else z)  # the batch's norm
         spec = config.init if config.output_init == "same" else config.output_init
-        res = init_weight_(model.output.weight, spec, gen, InitContext(config.activation, input_power(h)))
         model.output.bias.zero_()
+        res = init_weight_(model.output.weight, spec, gen, InitContext(config.activation, input_power(h), h,
+                                                                       model.output.bias))  # fmt: skip
         info.append({"layer": "output", "from": "init", "init": spec, "std": res.std})
     return model, info
 
@@ -91,7 +128,7 @@ def _source_layers(config: FinetuneConfig, pipeline: FeaturePipeline):
     if config.dbn:
         source = [(layer["W"], layer["b"]) for layer in load_dbn(Path(config.dbn), config.feature_transform)["layers"]]
         return source, "dbn", [w.shape[0] for w, _ in source]
-    sizes = [config.hidden] * config.layers
+    sizes = config.sizes
     if not config.init_from:
         return [], "init", sizes
     other, _, _ = load_stack(Path(config.init_from), config.feature_transform)
@@ -147,12 +184,12 @@ def _warn_if_at_chance(row: dict, majority: float, layers: int, config: Finetune
     saturated = [f"{i}: {s:.0%}" for i, s in shares if s > 0.1]
     if saturated:
         where = "saturated layers (share of units) " + ", ".join(saturated)
-        advice = f"lower --lr (now {config.lr:g}) or start from a DBN (--dbn)"
+        advice = f"lower --lr (now {config.lr:g})" + ("" if config.dbn else " or start from a DBN (--dbn)")
     else:
         where = f"no layer has over 10 % saturated units (most: {max(s for _, s in shares):.0%})"
         advice = (
             f"the network sits on the plateau of the class priors: raise --momentum (now {config.momentum:g}) or "
-            f"--lr (now {config.lr:g}), train more epochs, or start from a DBN (--dbn)"
+            f"--lr (now {config.lr:g}), or train more epochs" + ("" if config.dbn else ", or start from a DBN (--dbn)")
         )
     console.print(
         f"[yellow]warning: epoch {row['epoch']}: train frame accuracy {row['train_acc']:.2%} is at chance (the most "
@@ -294,9 +331,10 @@ class EpochSums:
 
 def sgd_update(net: torch.nn.Module, model: DNN, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                precision: str = "fp32", grad_clip: float | None = None, max_norm: float | None = None,
-               weights: list[torch.Tensor] | None = None):  # fmt: skip
+               weights: list[torch.Tensor] | None = None, masks: list[torch.Tensor] | None = None):  # fmt: skip
     """One fine-tuning step on (x, y): forward, cross-entropy summed over the batch,
-    backward, gradient clipping, SGD, max-norm. Device work only (it reads nothing back),
+    backward, gradient clipping, SGD, max-norm, and with `masks` (pruning) the pruned hidden
+    weights put back to zero. Device work only (it reads nothing back),
     so it can be captured as a CUDA graph. `net` is `model` or its DDP wrapper. Returns
     the loss, the count of correct frames and the squared norms of `weights`' gradients
     before clipping, as tensors."""
@@ -313,6 +351,10 @@ def sgd_update(net: torch.nn.Module, model: DNN, opt: torch.optim.Optimizer, x: 
         with torch.no_grad():
             for layer in model.hidden:
                 layer.weight.copy_(torch.renorm(layer.weight, 2, 0, max_norm))
+    if masks:
+        with torch.no_grad():
+            for layer, mask in zip(model.hidden, masks):
+                layer.weight.mul_(mask)
     return loss.detach(), (logits.argmax(1) == y).sum(), grad_sq
 
 
@@ -365,8 +407,13 @@ class _DnnTrainer(Trainer):
         self.labels = store.labels(config.targets)
         self.epochs = config.max_epochs
         sample = sample_frames(store, pipeline, "train", config.stats_frames, seed=config.seed + 1)
-        self.model, self.layer_info = build_network(config, pipeline, len(self.labels), sample)
+        self.masks = None
+        if config.sparsity > 0:
+            self.model, self.layer_info, self.masks = _pruned_network(config, pipeline, self.labels)
+        else:
+            self.model, self.layer_info = build_network(config, pipeline, len(self.labels), sample)
         self.model.to(self.device)
+        self.masks = [m.to(self.device) for m in self.masks] if self.masks else None
         self.net = dist.wrap(self.model)  # what training steps call: DDP on several processes
         self.sample = sample.to(self.device)
         # Kaldi nnet1 semantics: the loss is summed over the batch, so is the L2 term.
@@ -429,7 +476,7 @@ class _DnnTrainer(Trainer):
         """`sgd_update` with this run's network, optimiser and settings."""
         config = self.config
         return sgd_update(self.net, self.model, self.opt, x, y, config.precision, config.grad_clip, config.max_norm,
-                          self.weights)  # fmt: skip
+                          self.weights, self.masks)  # fmt: skip
 
     def step(self, batch) -> int:
         config, dist = self.config, self.dist

@@ -87,9 +87,11 @@ def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bo
 def settings_line(config: PretrainConfig, pipeline: FeaturePipeline, device) -> str:
     """The settings the run uses, in one line (pretrain.config.json holds them all)."""
     first = "Gaussian" if config.visible == "gauss" else "Bernoulli"
-    return (f"pretrain: {config.layers} x {config.hidden} RBMs on {pipeline.dim} inputs (splice +-{config.splice}), "
+    sizes = config.sizes
+    shape = f"{len(sizes)} x {sizes[0]}" if len(set(sizes)) == 1 else " / ".join(map(str, sizes))
+    return (f"pretrain: {shape} RBMs on {pipeline.dim} inputs (splice +-{config.splice}), "
             f"init {config.init}; layer 1 {first}, {config.layer_epochs(1)} epochs at lr {config.layer_lr(1):g}; "
-            f"layers 2-{config.layers} Bernoulli, {config.epochs} epochs at lr {config.lr:g}; CD-{config.cd_k}, "
+            f"layers 2-{len(sizes)} Bernoulli, {config.epochs} epochs at lr {config.lr:g}; CD-{config.cd_k}, "
             f"batch {config.batch_size}, l2 {config.l2:g}, saturation guard {config.sat_guard:g}, {config.precision} "
             f"on {device}")  # fmt: skip
 
@@ -129,8 +131,9 @@ class _Run:
 
 def _more_epochs(out_dir: Path, config: PretrainConfig) -> bool:
     """Whether the finished last layer trained fewer epochs than `config` asks (--resume adds them)."""
-    ckpt = load_run_checkpoint(out_dir / f"rbm{config.layers}.pt")
-    return ckpt is not None and ckpt["position"]["epoch"] <= config.layer_epochs(config.layers)
+    last = len(config.sizes)
+    ckpt = load_run_checkpoint(out_dir / f"rbm{last}.pt")
+    return ckpt is not None and ckpt["position"]["epoch"] <= config.layer_epochs(last)
 
 
 def _train_layers(run: _Run, flag: StopFlag, resume: bool) -> dict:
@@ -139,10 +142,10 @@ def _train_layers(run: _Run, flag: StopFlag, resume: bool) -> dict:
     torch.manual_seed(run.config.seed)  # nothing should use it; keeps any library default deterministic
     t_start = time.perf_counter()
     with catch_signals(flag):
-        for layer in range(1, run.config.layers + 1):
+        for layer in range(1, len(run.config.sizes) + 1):
             path = run.out_dir / f"rbm{layer}.pt"
             ckpt = run.dist.from_main(lambda path=path: load_run_checkpoint(path))
-            more = ckpt is not None and resume and layer == run.config.layers
+            more = ckpt is not None and resume and layer == len(run.config.sizes)
             if more and ckpt["position"]["epoch"] <= run.config.layer_epochs(layer):
                 rbm, ckpt = _LayerTrainer(run, layer, resume, ckpt).train(flag)
             elif ckpt is not None:
@@ -205,7 +208,7 @@ class _LayerTrainer(Trainer):
         self.checkpoint_path = run.out_dir / f"rbm{layer}.partial.pt"
         self.epochs = config.layer_epochs(layer)
         self.total_frames = self.epochs * min(config.max_frames or run.buffer.num_frames, run.buffer.num_frames)
-        self.bar_label = f"layer {layer}/{config.layers} ({self.visible})"
+        self.bar_label = f"layer {layer}/{len(config.sizes)} ({self.visible})"
         # The saturation guard watches Bernoulli-Bernoulli layers; a Gaussian layer has Kaldi's guard.
         self.sat_limit = config.sat_guard if self.visible == "bernoulli" else 0.0
         self.warned: set[str] = set()
@@ -220,17 +223,21 @@ class _LayerTrainer(Trainer):
 
     def _start(self) -> None:
         config, layer, device = self.config, self.layer, self.run_.dist.device
-        n_in = self.run_.pipeline.dim if layer == 1 else config.hidden
-        self.rbm = RBM(n_in, config.hidden, self.visible, device)
-        w = torch.empty(config.hidden, n_in)
+        n_in = self.run_.pipeline.dim if layer == 1 else config.sizes[layer - 2]
+        n_hidden = config.sizes[layer - 1]
+        self.rbm = RBM(n_in, n_hidden, self.visible, device)
+        w = torch.empty(n_hidden, n_in)
         power = input_power(self.train_x.cpu())
-        res = init_weight_(w, config.init, torch.Generator().manual_seed(self.seed), InitContext("sigmoid", power))
+        bias = torch.zeros(n_hidden)
+        ctx = InitContext("sigmoid", power, self.train_x.cpu(), bias)
+        res = init_weight_(w, config.init, torch.Generator().manual_seed(self.seed), ctx)
         self.rbm.Wt.copy_(w.T)
+        self.rbm.hb.copy_(bias)
         if self.visible == "bernoulli":
             self.rbm.init_visible_bias_from_data(self.train_x.mean(0))
         self.uniforms = UniformSource(self.seed, device)
         self.state, self.interval, self.lr, self.rows = TrainState(), _Interval(), config.layer_lr(layer), []
-        self.info = {"layer": layer, "visible": self.visible, "n_visible": n_in, "n_hidden": config.hidden,
+        self.info = {"layer": layer, "visible": self.visible, "n_visible": n_in, "n_hidden": n_hidden,
                      "init": config.init, "weight_std": res.std, "D": res.spread, "sigma": res.std,
                      "input_power": power, "seconds": 0.0}  # fmt: skip
 
