@@ -364,7 +364,7 @@ def evaluate(cfg: EvalConfig, store: Path, model: Path, out: Path | None) -> Non
 
 @command(
     "prune",
-    "Magnitude pruning at several sparsities, each fine-tuned with its mask held.",
+    "Magnitude pruning at several sparsities, fine-tuned masked.",
     FinetuneConfig,
     arg("model", "Folder written by 'asr-init finetune': the network to prune."),
     OUT,
@@ -376,8 +376,8 @@ def evaluate(cfg: EvalConfig, store: Path, model: Path, out: Path | None) -> Non
 def prune(cfg: FinetuneConfig, model: Path, out: Path, sparsities: str, store: Path | None, force: bool) -> None:
     """Prune MODEL's hidden layers by magnitude to each sparsity, fine-tune each with its mask
     held, evaluate each on test; prune.json, prune.csv and sparsity.png in OUT."""
-    from asr_init.training.prune import prune as run
-    from asr_init.training.prune import prune_table
+    from asr_init.evaluation.prune import prune as run
+    from asr_init.evaluation.prune import prune_table
 
     try:
         shares = [float(v) for v in sparsities.split(",") if v.strip()]

@@ -78,7 +78,9 @@ class Widths:
         return list(self.hidden)
 
     def _check_widths(self) -> None:
-        self._check(bool(self.hidden) and min(self.hidden) >= 1, "hidden", "every width must be at least 1")
+        if not self.hidden or min(self.hidden) < 1:  # named as given: --hidden 0 or --hidden 512,0
+            given = ",".join(str(w) for w in self.hidden)
+            raise UserError(f"invalid hidden={given}: every width must be at least 1")
         self._check(self.layers is None or self.layers >= 1, "layers", "must be at least 1")
         self._check(
             len(self.hidden) == 1 or self.layers in (None, len(self.hidden)),

@@ -20,6 +20,7 @@ PIPELINE_ORDER = [
     "pretrain",
     "finetune",
     "evaluate",
+    "prune",
     "export-kaldi",
     "report",
     "bench",

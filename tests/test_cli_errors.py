@@ -124,7 +124,7 @@ def test_pretrain_bad_values(blob_store, tmp_path, args, message):
         (["--dropout", "-0.1"], "invalid dropout=-0.1: must be in [0, 1)"),
         (["--lr", "inf"], "invalid lr=inf: must be a finite number > 0"),
         (["--seed", "-1"], "invalid seed=-1: --seed must be from 0 to 4294967295"),
-        (["--hidden", "0"], "invalid hidden=0: must be at least 1"),
+        (["--hidden", "0"], "invalid hidden=0: every width must be at least 1"),
         (["--min-epochs", "-1"], "invalid min_epochs=-1: epoch counts must be >= 0"),
         (["--min-epochs", "5", "--max-epochs", "3"], "invalid min_epochs=5: must be at most --max-epochs 3"),
         (["--buffer-frames", "0"], "invalid buffer_frames=0: must be at least one batch"),
@@ -142,7 +142,7 @@ def test_finetune_bad_values(blob_store, tmp_path, args, message):
     "args, message",
     [
         (["--activation", "bogus"], "invalid activation='bogus': --activation must be one of sigmoid, tanh, relu"),
-        (["--hidden", "-5"], "invalid hidden=-5: --hidden must be at least 1"),
+        (["--hidden", "512,-5"], "invalid hidden=512,-5: every width must be at least 1"),
         (["--frames", "0"], "invalid frames=0: --frames must be at least 1"),
         (["--seed", "-1"], "invalid seed=-1: --seed must be from 0 to 4294967295"),
         (["--split", "eval"], "invalid split='eval': --split must be one of train, dev, test"),
