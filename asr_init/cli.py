@@ -11,6 +11,7 @@ import dataclasses
 import errno
 import functools
 import inspect
+import sys
 import typing
 from pathlib import Path
 
@@ -55,7 +56,26 @@ def _classic_help() -> None:
         core.TyperOption.display_type_rich = value_type
 
 
+def _one_line_usage_errors() -> None:
+    """A mistyped option (`--samples 1e10`, `--lr abc`, an unknown option) gives one `error:`
+    line naming the option, as every other bad input does, instead of Typer's usage box; the
+    exit status stays 2, a usage error's."""
+    from typer import rich_utils
+
+    def one_line(exc) -> None:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            return
+        ctx = getattr(exc, "ctx", None)
+        path = " ".join(["asr-init", *ctx.command_path.split()[1:]]) if ctx is not None else ""
+        where = f" ('{path} --help' for options)" if ctx is not None else ""
+        message = exc.format_message().rstrip(".")
+        print(f"error: {message[:1].lower()}{message[1:]}{where}", file=sys.stderr)
+
+    rich_utils.rich_format_error = one_line
+
+
 _classic_help()
+_one_line_usage_errors()
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, epilog=EPILOG,
                   help="Train hybrid DNN-HMM acoustic models and measure what weight initialisation does.")  # fmt: skip
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print speed and memory figures.")

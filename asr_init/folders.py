@@ -208,7 +208,8 @@ def _existing(out: Path, settings: dict, record: str, finished, started, neutral
     on (nothing there, a run to resume, or `force`). Anything else is refused."""
     if not out.is_dir() or not any(child.name != ".lock" for child in out.iterdir()):
         return None
-    if not (out / record).is_file():  # --force replaces only what an asr-init command made
+    old = _ours(out / record, settings, upgrade)
+    if old is None:  # --force replaces only what an asr-init command made
         raise UserError(f"output {out} exists and is not {what}; choose another --out (it is left as it is)")
     is_run = any(any(out.glob(p)) for p in (*started, *finished))
     if force:
@@ -218,8 +219,6 @@ def _existing(out: Path, settings: dict, record: str, finished, started, neutral
     if not is_run and in_place:  # stopped before its first checkpoint
         _empty(out)
         return None
-    old = read_json(out / record)
-    old = upgrade(old) if upgrade else old
     for name, identity in settings.get("inputs", {}).items():
         if name in old.get("inputs", {}) and old["inputs"][name] != identity:
             raise UserError(
@@ -236,6 +235,21 @@ def _existing(out: Path, settings: dict, record: str, finished, started, neutral
     if complete or in_place:
         return True if complete else None
     raise UserError(f"output {out} is not a complete {what}; use --force to replace it or choose another --out")
+
+
+def _ours(record: Path, settings: dict, upgrade) -> dict | None:
+    """The record an asr-init command wrote (upgraded to today's form), or None: a file of that
+    name that is not JSON, or that lacks any of the keys the command records but its inputs' identities, which
+    older records lack (a project's own
+    config.json, a results.json of another tool), does not make its folder an asr-init output."""
+    if not record.is_file():
+        return None
+    try:
+        old = read_json(record)
+        old = upgrade(old) if upgrade else old
+    except (UserError, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return old if isinstance(old, dict) and set(settings) - {"inputs"} <= set(old) else None
 
 
 def _differences(old: dict, new: dict, neutral: tuple[str, ...]) -> list[str]:

@@ -343,3 +343,21 @@ def test_other_os_errors_keep_their_traceback(monkeypatch, tmp_path):
     monkeypatch.setattr(asr_init.io.os, "fsync", broken)
     result = runner.invoke(app, ["optimal-d", "--samples", "1000", "--json", str(tmp_path / "d.json")])
     assert isinstance(result.exception, OSError) and result.exception.errno == errno.EIO
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["optimal-d", "--samples", "1e10"], "error: invalid value for '--samples': Input should be a valid integer"),
+        (["pretrain", "store", "--layers", "six"], "error: invalid value for '--layers'"),
+        (["pretrain", "store", "--bogus"], "error: no such option: --bogus"),
+        (["pretrain"], "error: missing argument 'STORE' ('asr-init pretrain --help' for options)"),
+        (["pretrian"], "error: no such command 'pretrian'"),
+    ],
+)
+def test_a_mistyped_command_line_is_one_error_line(args, message):
+    """What the command line itself rejects gets the same one line as any other bad input
+    (exit status 2, a usage error's), not a usage box."""
+    result = runner.invoke(app, args)
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith(message), result.output

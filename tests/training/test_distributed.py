@@ -208,3 +208,32 @@ def test_sigterm_to_torchrun_checkpoints_and_resumes_on_one_process(tiny_store, 
     w, w1 = (load_checkpoint(p / "dbn.pt")["layers"][0]["W"] for p in (out, tmp_path / "one"))
     torch.testing.assert_close(w, w1, rtol=0, atol=1e-5)
     assert np.isfinite(w.numpy()).all()
+
+
+@pytest.mark.parametrize("targets", ["pdfs", "phones"])
+def test_every_process_reads_the_target_kind_asked_for(kaldi_stores, targets):
+    """On a store with pdf and phone alignments, the rows of two processes together are one
+    process's batch, and their targets are that kind's ids frame for frame (the reader once
+    took phone shards for every kind but states)."""
+    store = FeatureStore(kaldi_stores["pdfs+phones"])
+    records = store.split("train")
+    pipeline = FeaturePipeline.from_store(store, splice=1)
+
+    def epoch(rank: int, world: int) -> list:
+        buffer = FrameBuffer(store, records, pipeline, 32, buffer_frames=64, targets=targets, rank=rank, world=world)
+        return [(b.inputs, b.targets) for b in buffer.batches(seed=3, epoch=1)]
+
+    one, parts = epoch(0, 1), [epoch(r, 2) for r in range(2)]
+    for (x, y), (x0, y0), (x1, y1) in zip(one, *parts, strict=True):
+        assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([y0, y1]), y)
+    # Each frame's spliced centre identifies it: its target must be the store's id of that kind.
+    by_frame = {}
+    for rec in records:
+        feats, ids = pipeline.normalise(store.features(rec)), store.targets(targets, rec)
+        by_frame.update({row.tobytes(): int(t) for row, t in zip(feats.astype(np.float32), ids)})
+    base = pipeline.base_dim
+    centre = slice(base * pipeline.splice, base * (pipeline.splice + 1))
+    got = [(x[i, centre].numpy().tobytes(), int(y[i])) for x, y in one for i in range(len(y))]
+    assert len(got) == store.num_frames("train") and all(by_frame[key] == t for key, t in got)
+    other = [int(t) for r in records for t in store.targets("phones" if targets == "pdfs" else "pdfs", r)]
+    assert sorted(t for _, t in got) != sorted(other)  # the two kinds differ on this store: the check can fail

@@ -1,0 +1,40 @@
+"""Evaluating a model of Kaldi pdfs: frame accuracy on pdfs and, where the store has phone
+alignments, on phones and the phone error rate through the pdf -> phone map."""
+
+import json
+
+import kaldiio
+import numpy as np
+from conftest import write_kaldi_features
+from typer.testing import CliRunner
+
+from asr_init.cli import app
+from asr_init.evaluation.evaluate import _pdf_phones
+from asr_init.features.config import KaldiImportConfig
+from asr_init.features.kaldi import import_kaldi
+from asr_init.features.store import FeatureStore
+from asr_init.training.config import FinetuneConfig
+from asr_init.training.finetune import finetune
+
+
+def test_a_pdf_model_gets_phone_accuracy_and_per_through_the_pdf_phone_map(tmp_path):
+    ref = write_kaldi_features(tmp_path / "data", speakers=5, utts_per_speaker=4)
+    kaldiio.save_ark(str(tmp_path / "pdf.ark"), ref["pdfs"])
+    kaldiio.save_ark(str(tmp_path / "phones.ark"), ref["phones"])
+    config = KaldiImportConfig(ali=[str(tmp_path / "pdf.ark")], phone_ali=[str(tmp_path / "phones.ark")],
+                               num_pdfs=8, dev_fraction=0.2)  # fmt: skip
+    import_kaldi(tmp_path / "data", tmp_path / "store", config)
+    store = FeatureStore(tmp_path / "store")
+    # write_kaldi_features puts pdf p in phone 1 + p // 2: the map read off the train alignments.
+    np.testing.assert_array_equal(_pdf_phones(store), [1 + p // 2 for p in range(8)])
+    small = FinetuneConfig(layers=1, hidden=16, splice=1, batch_size=32, max_epochs=3, lr=0.004, momentum=0.5)
+    finetune(tmp_path / "store", small, tmp_path / "dnn")
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "store"), "--model", str(tmp_path / "dnn"),
+                                      "--split", "dev", "--tune-split", "dev"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    got = json.loads((tmp_path / "dnn" / "eval-dev" / "results.json").read_text())
+    assert got["targets"] == "pdfs" and got["phones_from_pdfs"] and got["per"] is not None
+    # A frame whose pdf is right has its phone right too; the blobs are separable, so well above chance.
+    assert got["frame_acc_phones"] >= got["frame_acc_pdfs"] > 0.5
+    assert 0 <= got["per"] < 1 and got["ref_phones"] > 0
+    assert "phone error rate" in result.output
