@@ -17,7 +17,8 @@ from pathlib import Path
 from asr_init.errors import UserError
 from asr_init.evaluation.config import EvalConfig
 from asr_init.evaluation.evaluate import evaluate
-from asr_init.io import write_csv, write_json_atomic
+from asr_init.folders import output_folder
+from asr_init.io import digest, write_csv, write_json_atomic
 from asr_init.training.config import FinetuneConfig
 from asr_init.training.finetune import finetune
 
@@ -29,17 +30,24 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
     if not sparsities or any(not 0 < s < 1 for s in sparsities):
         raise UserError(f"invalid --sparsity {sparsities}: each share must be in (0, 1)")
     store = Path(store) if store else _training_store(model)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = [_evaluated(store, model, out / "dense-eval", 0.0, None)]
-    for share in sparsities:
-        run = out / f"sparsity-{share:g}"
-        pruned = dataclasses.replace(config, init_from=str(model), sparsity=share, reuse_layers=0)
-        finetune(store, pruned, run, force=force)
-        rows.append(_evaluated(store, run, None, share, json.loads((run / "finetune.json").read_text())))
-    summary = {"model": str(model.resolve()), "store": str(store), "scope": config.prune_scope, "rows": rows}
-    write_csv(out / "prune.csv", rows, list(rows[0]))
-    _plot(rows, out / "sparsity.png", model)
-    write_json_atomic(out / "prune.json", summary)
+    settings = {"model": str(model.resolve()), "store": str(Path(store).resolve()), "sparsities": sparsities,
+                "config": config.to_dict(), "inputs": {"model": digest([model / "model.pt"])}}  # fmt: skip
+    inputs = {"model folder": model, "feature store": store}
+    with output_folder(out, settings, record="prune.config.json", finished=("prune.json",), force=force,
+                       inputs=inputs, in_place=True, started=("sparsity-*", "dense-eval"), summary="prune.json",
+                       what="a prune run") as output:  # fmt: skip
+        if output.done is not None:
+            return output.done
+        rows = [_evaluated(store, model, out / "dense-eval", 0.0, None)]
+        for share in sparsities:  # each a finetune run of its own: an interrupted one resumes, a finished one is kept
+            run = out / f"sparsity-{share:g}"
+            pruned = dataclasses.replace(config, init_from=str(model), sparsity=share, reuse_layers=0)
+            finetune(store, pruned, run, resume=(run / "finetune.config.json").exists())
+            rows.append(_evaluated(store, run, None, share, json.loads((run / "finetune.json").read_text())))
+        summary = {"model": str(model.resolve()), "store": str(store), "scope": config.prune_scope, "rows": rows}
+        write_csv(out / "prune.csv", rows, list(rows[0]))
+        _plot(rows, out / "sparsity.png", model)
+        write_json_atomic(out / "prune.json", summary)  # last: it marks the run finished
     return summary
 
 

@@ -11,6 +11,9 @@ from asr_init.config import DEVICE_HELP, HIDDEN_HELP, SEED_RANGE, ConfigBase, Wi
 from asr_init.models.config import ACTIVATIONS, VISIBLE_TYPES
 from asr_init.training.schedules import SCHEDULES
 
+# A learning rate multiplies float32 parameters: one that float32 cannot hold would overflow inside torch.
+MAX_LR = 3.4e38
+LR_RANGE = "must be a finite number > 0 that float32 holds (at most 3.4e38)"
 PRECISIONS = ("fp32", "tf32", "bf16")  # of the matrix products (training/precision.py)
 _PRECISION = (
     "Precision of the products: fp32; tf32 (TensorFloat-32 on CUDA; a CPU computes fp32); bf16 (bfloat16 inputs, "
@@ -65,8 +68,8 @@ class PretrainConfig(Widths, ConfigBase):
             self._check(getattr(self, name) >= 1, name, "must be at least 1")
         self._check(self.splice >= 0, "splice", "must be >= 0")
         self._check(self.epochs_gauss is None or self.epochs_gauss >= 1, "epochs_gauss", "must be at least 1")
-        self._check(0 < self.lr < math.inf, "lr", "must be a finite number > 0")
-        self._check(0 < self.lr_gauss < math.inf, "lr_gauss", "must be a finite number > 0")
+        self._check(0 < self.lr <= MAX_LR, "lr", LR_RANGE)
+        self._check(0 < self.lr_gauss <= MAX_LR, "lr_gauss", LR_RANGE)
         self._check(0 <= self.momentum_start < 1, "momentum_start", "must be in [0, 1)")
         self._check(0 <= self.momentum_end < 1, "momentum_end", "must be in [0, 1)")
         self._check(0 <= self.l2 < math.inf, "l2", "must be a finite number >= 0")
@@ -191,7 +194,8 @@ class FinetuneConfig(Widths, ConfigBase):
         for name in ("batch_size", "max_epochs", "stats_frames"):
             self._check(getattr(self, name) >= 1, name, "must be at least 1")
         self._check(self.min_epochs >= 0 and self.keep_lr_epochs >= 0, "min_epochs", "epoch counts must be >= 0")
-        for name in ("lr", "decay", "halving_factor"):
+        self._check(0 < self.lr <= MAX_LR, "lr", LR_RANGE)
+        for name in ("decay", "halving_factor"):
             self._check(0 < getattr(self, name) < math.inf, name, "must be a finite number > 0")
         for name in ("l2", "start_halving", "end_halving", "prior_floor"):
             self._check(0 <= getattr(self, name) < math.inf, name, "must be a finite number >= 0")

@@ -164,3 +164,16 @@ def test_pruned_weights_stay_zero_through_fine_tuning_and_prune_writes_its_plot(
     assert "│      90% │" in result.output
     bad = runner.invoke(app, ["finetune", str(tiny_store), "--out", str(tmp_path / "x"), "--sparsity", "0.5"])
     assert bad.exit_code == 1 and "prunes a model: give --init-from MODEL" in bad.output
+    # The output-folder protocol of every other command: the same settings again have nothing
+    # to do, other settings are refused and named, and a folder asr-init did not make is kept.
+    again = runner.invoke(app, ["prune", str(tmp_path / "dense"), "--out", str(tmp_path / "pruned"), "--sparsity",
+                                "0.5,0.9", "--max-epochs", "2", "--prune-scope", "global"])  # fmt: skip
+    assert again.exit_code == 0 and json.loads((tmp_path / "pruned" / "prune.json").read_text()) == summary
+    other = runner.invoke(app, ["prune", str(tmp_path / "dense"), "--out", str(tmp_path / "pruned"), "--sparsity",
+                                "0.7"])  # fmt: skip
+    assert other.exit_code == 1 and "made with other settings" in other.output and "sparsities" in other.output
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    foreign = runner.invoke(app, ["prune", str(tmp_path / "dense"), "--out", str(tmp_path / "mine"), "--force"])
+    assert foreign.exit_code == 1 and "is not a prune run" in foreign.output
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

@@ -1,0 +1,609 @@
+"""Issue 22's classes of hostile input that tests/test_hostile_inputs.py leaves out: --force over
+inputs outside the corpus folder, folders that merely hold a file named like an asr-init record,
+keys given twice, non-finite data and target ids outside the inventory, one-line errors for
+long names, the current folder and huge values, a device named as audio, a full disk while a
+checkpoint is written, an interrupt while the plot is drawn, and prune and bench under a memory
+limit. Every bad input gets one 'error:' line, a non-zero exit and no lost file."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import pytest
+from conftest import write_kaldi_dir, write_kaldi_features, write_tiny_model
+from test_hostile_inputs import LIMIT, _deflated_checkpoint, _huge_shard
+from typer.testing import CliRunner
+
+from asr_init.cli import app
+
+runner = CliRunner()
+
+# Tiny runs (a fraction of a second each); PRE and FT without the network's size.
+PRE = ["--max-frames", "256", "--epochs-gauss", "1", "--stats-frames", "100", "--device", "cpu"]
+FT = ["--max-frames", "256", "--max-epochs", "1", "--stats-frames", "100", "--device", "cpu"]
+PRETRAIN, FINETUNE = ["--layers", "1", "--hidden", "8", *PRE], ["--layers", "1", "--hidden", "8", *FT]
+
+
+def _sized(command: str, args: list[str]) -> list[str]:
+    """The tiny run's options for `command` with `args`, --layers 1 and --hidden 8 where `args` lacks them."""
+    base = list(PRE if command == "pretrain" else FT)
+    base += [] if "--layers" in args else ["--layers", "1"]
+    base += [] if "--hidden" in args else ["--hidden", "8"]
+    return [*base, *args]
+
+
+def _digests(*paths: Path) -> dict[str, str]:
+    """sha256 of every file under `paths`, by path (output locks left out)."""
+    files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*"))) if f.is_file()]
+    files = [f for f in files if not (f.name.startswith(".") and f.name.endswith(".lock"))]
+    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+def error_line(args: list, *inputs: Path, code: int = 1) -> str:
+    """Run the CLI; check the exit status, the one error line, no traceback and the untouched
+    inputs (every file under them, same bytes, none gone); return the line."""
+    before = _digests(*inputs)
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, result.output[-3000:]
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # not an uncaught error
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output[-3000:]
+    assert _digests(*inputs) == before
+    return errors[0]
+
+
+def _rewrite_paths(folder: Path, old: Path, new: Path) -> None:
+    """Make the .scp files under `folder` name the archives under `new` instead of `old`."""
+    for scp in folder.rglob("*.scp"):
+        scp.write_text(scp.read_text().replace(str(old), str(new)))
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    return write_kaldi_dir(tmp_path / "corpus", speakers=3, utts_per_speaker=1)
+
+
+@pytest.fixture
+def kaldi(tmp_path: Path) -> dict:
+    """A Kaldi data dir (feats, cmvn, utt2spk) at KD/data with pdf alignments KD/pdf.ark."""
+    kd = tmp_path / "kd"
+    ref = write_kaldi_features(kd / "data", speakers=3, utts_per_speaker=2)
+    kaldiio.save_ark(str(kd / "pdf.ark"), ref["pdfs"])
+    return {"dir": kd, **ref}
+
+
+# ------------------------------------------------------------ 1. --force over inputs outside the corpus
+
+
+@pytest.mark.parametrize("out_is", ["the audio folder", "the folder above it"])
+def test_extract_force_never_replaces_audio_named_by_absolute_path(corpus, tmp_path, out_is):
+    audio = tmp_path / "media" / "audio"
+    audio.parent.mkdir()
+    shutil.move(corpus / "wav", audio)
+    lines = (corpus / "wav.scp").read_text().splitlines()
+    (corpus / "wav.scp").write_text("".join(f"{ln.split()[0]} {audio / Path(ln.split()[1]).name}\n" for ln in lines))
+    out = audio if out_is == "the audio folder" else audio.parent
+    wavs = sorted(p.name for p in audio.iterdir())
+    line = error_line(["extract", corpus, "--out", out, "--force", "--jobs", "1"], corpus, audio)
+    assert f"--out {out} contains the audio file {audio}" in line and "nothing was written or deleted" in line
+    assert sorted(p.name for p in audio.iterdir()) == wavs and len(wavs) == 3
+
+
+@pytest.mark.parametrize("where", ["phones.ctm", "alignments/phones.ctm"])
+def test_extract_force_never_replaces_a_store_holding_the_ctm(corpus, tiny_store, tmp_path, where):
+    """The --out folder is a real feature store (which --force may replace) that also holds the CTM."""
+    out = shutil.copytree(tiny_store, tmp_path / "store")
+    ctm = out / where
+    ctm.parent.mkdir(exist_ok=True)
+    shutil.move(corpus / "phones.ctm", ctm)
+    line = error_line(["extract", corpus, "--ctm", ctm, "--out", out, "--force", "--jobs", "1"], corpus, out)
+    assert f"--out {out} contains the --ctm file {ctm}" in line
+
+
+@pytest.mark.parametrize(
+    "option, text",
+    [("--phones", "sil\naa\niy\ns\nm\n"), ("--phone-map", "aa aa\niy iy\ns s\nm m\nsil sil\n")],
+)
+def test_extract_force_never_replaces_a_label_file_inside_out(corpus, tiny_store, tmp_path, option, text):
+    out = shutil.copytree(tiny_store, tmp_path / "store")
+    labels = out / "labels.txt"
+    labels.write_text(text)
+    line = error_line(["extract", corpus, option, labels, "--out", out, "--force", "--jobs", "1"], corpus, out)
+    assert f"--out {out} contains the {option} file {labels}" in line
+
+
+# ------------------------------------------------- 2. a file named like a record is not an output
+
+
+def _project(folder: Path, record: str, text: str) -> Path:
+    """A user's folder: `record` (named like an asr-init record, written by someone else) and more."""
+    (folder / "data").mkdir(parents=True)
+    (folder / record).write_text(text)
+    (folder / "README.md").write_text("# my project\n")
+    (folder / "data" / "table.csv").write_text("a,b\n1,2\n")
+    return folder
+
+
+@pytest.mark.parametrize("text", ['{"name": "my project"}', "not JSON at all", '["a", "list"]'])
+def test_extract_force_refuses_a_project_folder_with_its_own_config_json(corpus, tmp_path, text):
+    project = _project(tmp_path / "project", "config.json", text)
+    for force in (["--force"], []):
+        line = error_line(["extract", corpus, "--out", project, "--jobs", "1", *force], corpus, project)
+        assert f"output {project} exists and is not a feature store" in line
+
+
+def test_import_kaldi_force_refuses_a_project_folder_with_its_own_config_json(kaldi, tmp_path):
+    project = _project(tmp_path / "project", "config.json", '{"name": "my project"}')
+    args = ["import-kaldi", kaldi["dir"] / "data", "--out", project, "--ali", kaldi["dir"] / "pdf.ark", "--force"]
+    line = error_line(args, kaldi["dir"], project)
+    assert f"output {project} exists and is not a feature store" in line
+
+
+def test_evaluate_refuses_a_folder_with_another_tools_results_json(blob_store, tmp_path):
+    model = write_tiny_model(blob_store, tmp_path / "model")
+    out = _project(tmp_path / "scoring", "results.json", '{"wer": 12.5, "tool": "sclite"}')
+    line = error_line(["evaluate", blob_store, "--model", model, "--out", out, "--frames-only", "--device", "cpu"],
+                      blob_store, model, out)  # fmt: skip
+    assert f"output {out} exists and is not evaluation results" in line
+
+
+@pytest.mark.parametrize(
+    "command, record, extra",
+    [("pretrain", "pretrain.config.json", PRETRAIN), ("finetune", "finetune.config.json", FINETUNE)],
+)
+def test_training_force_refuses_a_folder_with_a_foreign_record(blob_store, tmp_path, command, record, extra):
+    out = _project(tmp_path / "run", record, '{"lr": 0.1, "written by": "another trainer"}')
+    line = error_line([command, blob_store, "--out", out, "--force", *extra], blob_store, out)
+    assert f"output {out} exists and is not a {command} run" in line
+
+
+# ---------------------------------------------------------------------------- 3. keys given twice
+
+
+@pytest.mark.parametrize("second", ["the same line", "another region"])
+def test_extract_refuses_a_segments_line_given_twice(corpus, tmp_path, second):
+    recordings = [ln.split()[0] for ln in (corpus / "wav.scp").read_text().splitlines()]
+    lines = [f"{r} {r} 0.00 0.50" for r in recordings]
+    lines.append(lines[1] if second == "the same line" else f"{recordings[1]} {recordings[1]} 0.10 0.40")
+    (corpus / "segments").write_text("\n".join(lines) + "\n")
+    line = error_line(["extract", corpus, "--out", tmp_path / "store", "--jobs", "1"], corpus)
+    segments = corpus / "segments"
+    assert f"utterance {recordings[1]} is given twice, at {segments}:2 and at {segments}:4" in line
+    assert not (tmp_path / "store").exists()
+
+
+def test_import_kaldi_refuses_a_feats_scp_key_given_twice(kaldi, tmp_path):
+    scp = kaldi["dir"] / "data" / "feats.scp"
+    lines = scp.read_text().splitlines()
+    scp.write_text("\n".join([*lines, lines[1]]) + "\n")
+    args = ["import-kaldi", kaldi["dir"] / "data", "--out", tmp_path / "store", "--ali", kaldi["dir"] / "pdf.ark"]
+    line = error_line(args, kaldi["dir"])
+    utt = lines[1].split()[0]
+    assert f"utterance {utt} is given twice, at {scp}, line 2 and at {scp}, line {len(lines) + 1}" in line
+    assert not (tmp_path / "store").exists()
+
+
+def test_import_kaldi_refuses_a_cmvn_speaker_given_twice(kaldi, tmp_path):
+    scp = kaldi["dir"] / "data" / "cmvn.scp"
+    lines = scp.read_text().splitlines()
+    scp.write_text("\n".join([*lines, lines[0]]) + "\n")
+    args = ["import-kaldi", kaldi["dir"] / "data", "--out", tmp_path / "store", "--ali", kaldi["dir"] / "pdf.ark"]
+    line = error_line(args, kaldi["dir"])
+    assert f"{lines[0].split()[0]} is given twice" in line and str(scp) in line
+
+
+@pytest.mark.parametrize("form", ["binary ark", "text ark", "two --ali files that disagree"])
+def test_import_kaldi_refuses_an_alignment_key_given_twice(kaldi, tmp_path, form):
+    kd, pdfs = kaldi["dir"], kaldi["pdfs"]
+    first = sorted(pdfs)[0]
+    ali = [kd / "pdf.ark"]
+    if form == "binary ark":
+        with open(kd / "pdf.ark", "ab") as fh:
+            kaldiio.save_ark(fh, {first: pdfs[first]})
+    elif form == "text ark":
+        ali = [kd / "pdf.txt"]
+        entries = [*sorted(pdfs), first]
+        ali[0].write_text("".join(f"{u} {' '.join(map(str, pdfs[u]))}\n" for u in entries))
+    else:
+        ali.append(kd / "more.ark")
+        kaldiio.save_ark(str(ali[1]), {first: pdfs[first][::-1].copy()})  # identical ones are taken once
+    args = ["import-kaldi", kd / "data", "--out", tmp_path / "store"] + [x for a in ali for x in ("--ali", a)]
+    line = error_line(args, kd)
+    if len(ali) == 2:
+        assert f"utterance {first} has different pdf alignments in {ali[0]}, entry 1 and {ali[1]}, entry 1" in line
+    else:
+        assert f"utterance {first} is given twice, at {ali[0]}, entry 1 and at {ali[0]}, entry {len(pdfs) + 1}" in line
+    assert not (tmp_path / "store").exists()
+
+
+# ------------------------------------------------------------------ 4. non-finite data, ids out of range
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("where", ["train", "--dev"])
+def test_import_kaldi_refuses_non_finite_features(kaldi, tmp_path, value, where):
+    kd = kaldi["dir"]
+    data = kd / "data"
+    args = ["import-kaldi", data, "--out", tmp_path / "store", "--ali", kd / "pdf.ark"]
+    if where == "--dev":
+        dev = write_kaldi_features(kd / "dev", speakers=2, utts_per_speaker=1, prefix="dev-")
+        kaldiio.save_ark(str(kd / "pdf.ark"), {**kaldi["pdfs"], **dev["pdfs"]})
+        data, feats, args = kd / "dev", dev["feats"], [*args, "--dev", kd / "dev"]
+    else:
+        feats = kaldi["feats"]
+    bad = sorted(feats)[1]
+    feats = {u: f.copy() for u, f in feats.items()}
+    feats[bad][5, 3] = value
+    kaldiio.save_ark(str(data / "feats.ark"), feats, scp=str(data / "feats.scp"))
+    line = error_line(args, kd)
+    assert f"{data / 'feats.scp'}, line 2: the features of {bad} hold NaN or infinite values (first in frame 5)" in line
+    assert not (tmp_path / "store").exists()
+
+
+def _edited_stats(store: Path, field: str, value: float) -> Path:
+    stats = json.loads((store / "stats.json").read_text())
+    stats[field][2] = value
+    (store / "stats.json").write_text(json.dumps(stats))
+    return store
+
+
+@pytest.mark.parametrize(
+    "command, field, value, shown",
+    [("pretrain", "mean", float("nan"), "a mean of nan"), ("pretrain", "std", float("inf"), "deviation of inf"),
+     ("pretrain", "std", -1.0, "deviation of -1"), ("finetune", "mean", float("nan"), "a mean of nan")],
+)  # fmt: skip
+def test_training_refuses_a_store_whose_stats_are_not_finite(blob_store, tmp_path, command, field, value, shown):
+    store = _edited_stats(shutil.copytree(blob_store, tmp_path / "store"), field, value)
+    extra = PRETRAIN if command == "pretrain" else FINETUNE
+    line = error_line([command, store, "--out", tmp_path / "run", *extra], store)
+    assert f"{store / 'stats.json'} gives dimension 2" in line and shown in line
+    assert "cannot be normalised" in line and "--lr" not in line
+    assert not (tmp_path / "run" / "pretrain.json").exists() and not (tmp_path / "run" / "finetune.json").exists()
+
+
+@pytest.mark.parametrize(
+    "kind, value, labels",
+    [("states", -1, 12), ("states", 12, 12), ("states", 30000, 12), ("phones", 4, 4), ("phones", -7, 4)],
+)
+def test_finetune_refuses_a_target_id_outside_the_inventory(blob_store, tmp_path, kind, value, labels):
+    store = shutil.copytree(blob_store, tmp_path / "store")
+    shard = store / "shards" / f"{kind}-00000.npy"
+    ids = np.load(shard)
+    ids[3] = value
+    np.save(shard, ids)
+    line = error_line(["finetune", store, "--out", tmp_path / "ft", "--targets", kind, *FINETUNE], store)
+    assert f"store {store}: utterance u000 has {kind} id {value}, outside {kind}.txt (ids 0 to {labels - 1})" in line
+    assert not (tmp_path / "ft" / "model.pt").exists()
+
+
+# -------------------------------------------------------- 5. names, the current folder, huge values
+
+
+@pytest.mark.parametrize(
+    "command, name",
+    [("pretrain", "x" * 256), ("extract", "é" * 128), ("pretrain", "y" * 256 + "/sub")],
+)
+def test_an_out_name_too_long_for_the_file_system(blob_store, corpus, tmp_path, command, name):
+    out = tmp_path / "outs" / name
+    out.parents[len(Path(name).parts) - 1].mkdir()
+    args = (
+        [command, corpus, "--out", out, "--jobs", "1"]
+        if command == "extract"
+        else [command, blob_store, "--out", out, *PRETRAIN]
+    )
+    line = error_line(args, corpus, blob_store)
+    assert "File name too long; choose a shorter name" in line and name.split("/")[0] in line
+    assert not list((tmp_path / "outs").iterdir())
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """The current folder: a temporary one holding a user's files."""
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    (work / "notes.txt").write_text("keep me\n")
+    (work / "sub" / "data.bin").write_bytes(bytes(range(256)))
+    monkeypatch.chdir(work)
+    return work
+
+
+@pytest.mark.parametrize("out", [".", "sub/..", "./sub/../."])
+@pytest.mark.parametrize("command", ["pretrain", "extract"])
+def test_force_never_replaces_the_current_folder(blob_store, corpus, workdir, command, out):
+    args = [command, corpus, "--jobs", "1"] if command == "extract" else [command, blob_store, *PRETRAIN]
+    line = error_line([*args, "--out", out, "--force"], workdir, corpus)
+    assert "is the current folder or holds it; choose another --out" in line
+    assert sorted(p.name for p in workdir.iterdir()) == ["notes.txt", "sub"]
+
+
+@pytest.mark.parametrize("out", ["sub/..", "."])
+def test_import_kaldi_force_never_replaces_the_current_folder(kaldi, workdir, out):
+    args = ["import-kaldi", kaldi["dir"] / "data", "--out", out, "--force", "--ali", kaldi["dir"] / "pdf.ark"]
+    line = error_line(args, workdir, kaldi["dir"])
+    assert f"--out {out} is the current folder or holds it" in line
+    assert sorted(p.name for p in workdir.iterdir()) == ["notes.txt", "sub"]
+
+
+def test_force_never_replaces_a_folder_above_the_current_one(blob_store, workdir):
+    (workdir / "sub" / "deeper").mkdir()
+    os.chdir(workdir / "sub" / "deeper")  # undone by the fixture's monkeypatch.chdir
+    line = error_line(["pretrain", blob_store, "--out", "../..", "--force", *PRETRAIN], workdir)
+    assert "--out ../.. is the current folder or holds it" in line
+
+
+_HUGE = [
+    (["--hidden", "1000000000"], "invalid hidden=[1000000000]: at most 65,536 (--hidden)"),
+    (["--splice", "1000000"], "invalid splice=1000000: at most 100 (--splice)"),
+    (["--seed", str(2**64)], f"invalid seed={2**64}: --seed must be from 0 to 4294967295"),
+    (["--seed", str(2**32)], f"invalid seed={2**32}: --seed must be from 0 to 4294967295"),
+    (["--layers", "100000"], "invalid layers=100000: at most 64 (--layers)"),
+    (["--stats-frames", str(10**20)], f"invalid stats_frames={10**20}: at most 16,777,216 (--stats-frames)"),
+]
+
+
+@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+@pytest.mark.parametrize("args, message", _HUGE)
+def test_training_refuses_huge_values_in_one_line(blob_store, tmp_path, command, args, message):
+    line = error_line([command, blob_store, "--out", tmp_path / "run", *_sized(command, args)], blob_store)
+    assert message in line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--hidden", "8,1000000000"], "at most 65,536 (--hidden)"),
+        (["--layers", "2", "--hidden", "8", "--splice", str(10**30)], "at most 100 (--splice)"),
+    ],
+)
+def test_pretrain_refuses_huge_values_given_otherwise(blob_store, tmp_path, args, message):
+    assert message in error_line(["pretrain", blob_store, "--out", tmp_path / "run", *PRE, *args], blob_store)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["inspect", "{store}", "--hidden", "1000000000"], "at most 65,536 (--hidden)"),
+        (["inspect", "{store}", "--seed", str(2**64)], "--seed must be from 0 to 4294967295"),
+        (["extract", "{corpus}", "--out", "{tmp}/s", "--seed", str(2**64)], "--seed must be from 0 to 4294967295"),
+        (["optimal-d", "--samples", "10000000000"], "--samples 10000000000: a seed from 0 to 4294967295, 1 to 1e8"),
+        (["optimal-d", "--seed", str(2**64)], f"invalid --seed {2**64}"),
+    ],
+)
+def test_other_commands_refuse_huge_values_in_one_line(blob_store, corpus, tmp_path, args, message):
+    args = [a.format(store=blob_store, corpus=corpus, tmp=tmp_path) for a in args]
+    assert message in error_line(args, blob_store, corpus)
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("value", ["1e10", "lots", "1.5"])
+def test_optimal_d_samples_that_are_not_an_integer_are_a_usage_error_of_one_line(value):
+    line = error_line(["optimal-d", "--samples", value], code=2)
+    assert "invalid value for '--samples'" in line and "optimal-d --help" in line
+
+
+@pytest.mark.parametrize(
+    "command, args",
+    [
+        ("pretrain", ["--lr-gauss", "1e300"]),
+        ("pretrain", ["--layers", "2", "--lr", "1e300"]),
+        ("finetune", ["--lr", "1e300"]),
+    ],
+)
+def test_a_huge_learning_rate_stops_with_one_line(blob_store, tmp_path, command, args):
+    result = runner.invoke(app, [command, str(blob_store), "--out", str(tmp_path / "run"), *_sized(command, args)])
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), repr(result.exception)
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output[-3000:]
+    assert "lr" in errors[0] and "1e+300" in errors[0] and "float32 holds" in errors[0], errors[0]
+
+
+# ---------------------------------------------------------------- 7. a full disk while checkpointing
+
+
+def _full_disk_at(monkeypatch, name: str, folder: Path) -> dict:
+    """Make atomic_write fail with ENOSPC, half-way through, when it writes `name`; return the
+    digests of `folder`, taken at that moment, in the dict returned."""
+    import asr_init.io
+
+    real, seen = asr_init.io.atomic_write, {}
+
+    def atomic_write(path, write):
+        if Path(path).name != name:
+            return real(path, write)
+        seen.update(_digests(folder))
+        seen["names"] = sorted(p.name for p in folder.iterdir())
+
+        def half(fh):
+            fh.write(b"\0" * 1000)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        return real(path, half)
+
+    monkeypatch.setattr(asr_init.io, "atomic_write", atomic_write)
+    return seen
+
+
+@pytest.mark.parametrize("checkpoint, layers", [("dbn.pt", "1"), ("rbm2.pt", "2")])
+def test_a_full_disk_while_pretrain_writes_a_checkpoint(blob_store, tmp_path, monkeypatch, checkpoint, layers):
+    out = tmp_path / "dbn"
+    args = ["pretrain", blob_store, "--out", out, *_sized("pretrain", ["--layers", layers])]
+    seen = _full_disk_at(monkeypatch, checkpoint, out)
+    line = error_line(args, blob_store)
+    assert line == f"error: {out / checkpoint}: No space left on device; free some space and run the command again"
+    names = seen.pop("names")
+    assert "rbm1.pt" in names and "pretrain.config.json" in names
+    assert sorted(p.name for p in out.iterdir()) == names  # no temporary, no half checkpoint
+    assert _digests(out) == seen  # the run's earlier files as they were
+    monkeypatch.undo()
+    result = runner.invoke(app, [str(a) for a in [*args, "--resume"]])  # space freed: on from rbm1.pt
+    assert result.exit_code == 0, result.output[-3000:]
+    assert "layer 1: finished earlier" in result.output
+    assert _digests(out / "rbm1.pt") == {str(out / "rbm1.pt"): seen[str(out / "rbm1.pt")]}
+    assert (out / "pretrain.json").is_file() and (out / "recon.png").is_file()
+
+
+def test_a_full_disk_while_finetune_writes_its_model(blob_store, tmp_path, monkeypatch):
+    out = tmp_path / "ft"
+    seen = _full_disk_at(monkeypatch, "model.pt", out)
+    line = error_line(["finetune", blob_store, "--out", out, *FINETUNE], blob_store)
+    assert line == f"error: {out / 'model.pt'}: No space left on device; free some space and run the command again"
+    names = seen.pop("names")
+    assert "checkpoint.pt" in names and "model.pt" not in names
+    assert sorted(p.name for p in out.iterdir()) == names and _digests(out) == seen
+
+
+# ------------------------------------------------------------------- 8. an interrupt while plotting
+
+
+def _interrupt_once(monkeypatch, name: str) -> list:
+    """Make asr_init.plots.`name` raise KeyboardInterrupt on its first call; the list counts calls."""
+    import asr_init.plots
+
+    real, calls = getattr(asr_init.plots, name), []
+
+    def plot(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(asr_init.plots, name, plot)
+    return calls
+
+
+@pytest.mark.parametrize("again", [["--resume"], []])
+@pytest.mark.parametrize(
+    "command, plot, summary, png",
+    [
+        ("pretrain", "plot_recon", "pretrain.json", "recon.png"),
+        ("finetune", "plot_training", "finetune.json", "train.png"),
+    ],
+)
+def test_an_interrupt_while_plotting_leaves_a_run_that_is_not_finished(
+    blob_store, tmp_path, monkeypatch, command, plot, summary, png, again
+):
+    """A run is finished when its summary exists: written after the plot, so a run stopped while
+    plotting is not finished, and its next run draws the plot and writes the summary."""
+    out = tmp_path / "run"
+    args = [command, str(blob_store), "--out", str(out), *(PRETRAIN if command == "pretrain" else FINETUNE)]
+    calls = _interrupt_once(monkeypatch, plot)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 130 and "interrupted" in result.output, result.output[-3000:]
+    assert "Traceback" not in result.output and len(calls) == 1
+    assert not (out / summary).exists() and not (out / png).exists()
+    result = runner.invoke(app, args + again)
+    if result.exit_code == 1 and not again:  # an interrupted run goes on only when asked to
+        errors = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and "re-run with --resume" in errors[0], result.output[-3000:]
+        result = runner.invoke(app, [*args, "--resume"])
+    assert result.exit_code == 0, result.output[-3000:]
+    assert "already holds a finished" not in result.output and len(calls) == 2
+    assert (out / summary).is_file() and (out / png).is_file()
+    json.loads((out / summary).read_text())
+
+
+# ---------------------------------------------- 6 and 9. devices as audio; prune and bench, memory-limited
+
+_CHILD = """
+import json, resource, sys
+from typer.testing import CliRunner
+import asr_init.bench
+from asr_init.cli import app
+limit = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+# bench's timings of random data say nothing about a store: fixed figures, so that the store is read at once
+figures = {"frames_per_s": 1.0, "gflops": 0.0, "of_ceiling": 0.0, "of_ceiling_q1": 0.0, "of_ceiling_q3": 0.0,
+           "ceiling_flops": 1e9}
+asr_init.bench.precision_ceilings = lambda device="cpu": {"fp32": 1e9, "tf32": 1e9, "bf16": 1e9}
+asr_init.bench.bench_cd1 = lambda *a, **k: dict(figures)
+out = []
+for case in json.load(open(sys.argv[1])):
+    result = CliRunner().invoke(app, case["args"])
+    out.append({"code": result.exit_code, "output": result.output, "error": repr(result.exception)})
+print(json.dumps(out))
+"""
+
+
+def _limited_cases(root: Path, blob: Path) -> dict:
+    """{case: (args, message, files that must stay)}: each case's files made under `root`."""
+
+    def store(name: str, change) -> Path:
+        copy = shutil.copytree(blob, root / name)
+        change(copy)
+        return copy
+
+    def offset(copy: Path) -> None:  # a train utterance placed 10^15 frames into its shard
+        records = [json.loads(ln) for ln in (copy / "manifest.jsonl").read_text().splitlines()]
+        records[1]["offset"] = 10**15
+        (copy / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    def device_corpus(name: str, target: str) -> Path:
+        d = write_kaldi_dir(root / name, speakers=3, utts_per_speaker=1)
+        lines = (d / "wav.scp").read_text().splitlines()
+        lines[1] = f"{lines[1].split()[0]} {target}"
+        (d / "wav.scp").write_text("\n".join(lines) + "\n")
+        return d
+
+    model = write_tiny_model(blob, root / "model")
+    bomb = shutil.copytree(model, root / "bomb-model")
+    _deflated_checkpoint(model / "model.pt", bomb / "model.pt", 1 << 30)
+    huge, far = store("huge-shard", _huge_shard), store("far-offset", offset)
+    (root / "a-folder").mkdir()
+    tiny = ["--sparsity", "0.5", "--layers", "1", "--hidden", "8", "--max-frames", "256", "--max-epochs", "1"]
+    bench = ["--seconds", "0.4", "--batch-size", "256", "--device", "cpu"]
+    cases = {
+        "prune, deflated model.pt": (["prune", bomb, "--out", root / "pr1", "--store", blob, *tiny],
+                                     "torch.save stores records uncompressed", [bomb, blob]),
+        "prune, npy header of 2^40 rows": (["prune", model, "--out", root / "pr2", "--store", huge, *tiny],
+                                           "cannot read shard", [model, huge]),
+        "bench pretrain, npy header of 2^40 rows": (["bench", "pretrain", "--store", huge, *bench],
+                                                    "cannot read shard", [huge]),
+        "bench pretrain, manifest offset 10^15": (["bench", "pretrain", "--store", far, *bench],
+                                                  "takes frames", [far]),
+    }  # fmt: skip
+    for target in ("/dev/zero", "/dev/null", "/dev/urandom", root / "a-folder"):
+        d = device_corpus(f"corpus-{Path(target).name}", str(target))
+        message = f"{target}: audio file of utterance spk1-utt0 is not a regular file"
+        for jobs in ("1", "2"):
+            args = ["extract", d, "--out", root / f"s-{Path(target).name}-{jobs}", "--jobs", jobs]
+            cases[f"wav.scp names {Path(target).name}, --jobs {jobs}"] = (args, message, [d])
+    return {name: ([str(a) for a in case[0]], *case[1:]) for name, case in cases.items()}
+
+
+@pytest.fixture(scope="module")
+def limited_runs(blob_store, tmp_path_factory):
+    root = tmp_path_factory.mktemp("limited")
+    cases = _limited_cases(root, blob_store)
+    keep = {name: _digests(*case[2]) for name, case in cases.items()}
+    (root / "cases.json").write_text(json.dumps([{"args": case[0]} for case in cases.values()]))
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(root / "cases.json"), str(LIMIT)], capture_output=True,
+                          text=True, cwd=root, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {name: (result, case, keep[name]) for (name, case), result in zip(cases.items(), results)}
+
+
+LIMITED = ["prune, deflated model.pt", "prune, npy header of 2^40 rows", "bench pretrain, npy header of 2^40 rows",
+           "bench pretrain, manifest offset 10^15"] + [f"wav.scp names {t}, --jobs {j}" for t in
+           ("zero", "null", "urandom", "a-folder") for j in (1, 2)]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", LIMITED)
+def test_prune_bench_and_devices_meet_hostile_files_with_one_error_line_within_the_memory_limit(limited_runs, case):
+    result, (args, message, inputs), before = limited_runs[case]
+    errors = [ln for ln in result["output"].splitlines() if ln.startswith("error:")]
+    text = " ".join(result["output"].split())
+    assert result["code"] == 1 and len(errors) == 1, (result["error"], result["output"][-2000:])
+    assert "Traceback" not in result["output"] and "MemoryError" not in result["error"], result["output"][-2000:]
+    assert message in text, text[-1500:]
+    assert _digests(*inputs) == before
