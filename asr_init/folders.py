@@ -101,12 +101,17 @@ def refuse_output_over_inputs(out: Path, inputs) -> None:
 
 def remove_stale_temporaries(out: Path) -> list[Path]:
     """Delete OUT.tmp-PID and OUT.old-PID folders of processes that no longer run (a killed
-    command's); a living process's are never touched. Returns those deleted."""
+    command's); a living process's are never touched. A command killed between the two
+    renames of its swap left no OUT: its OUT.old-PID, the output as it was, becomes OUT again
+    rather than being deleted. Returns those deleted."""
     out = Path(out)
     removed = []
     for path in sorted(out.parent.glob(f"{out.name}.*-*")) if out.parent.is_dir() else []:
         prefix, _, pid = path.name.rpartition("-")
         if prefix not in (f"{out.name}.tmp", f"{out.name}.old") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if prefix.endswith(".old") and not out.exists() and path.is_dir() and not path.is_symlink():
+            os.replace(path, out)
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)

@@ -175,3 +175,19 @@ def test_each_layer_checkpoint_stores_one_layer_and_outputs_follow_the_umask(blo
     for name in ("dbn.pt", "rbm1.pt", "pretrain.json", "recon.csv"):
         assert (tmp_path / "a" / name).stat().st_mode & 0o777 == 0o644, name
         assert (tmp_path / "b" / name).stat().st_mode & 0o777 == 0o640, name
+
+
+def test_a_kill_between_the_swaps_two_renames_loses_neither_output(tmp_path):
+    """Killed after OUT -> OUT.old-PID and before OUT.tmp-PID -> OUT: no OUT is left, and the
+    next command puts the old output back instead of deleting both."""
+    out = tmp_path / "out"
+    with output_folder(out, {"a": 1}, record="r.json", finished=("r.json",), force=False) as output:
+        (output.path / "r.json").write_text('{"a": 1}')
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    os.replace(out, tmp_path / f"out.old-{dead.pid}")  # the first rename of a swap ...
+    (tmp_path / f"out.tmp-{dead.pid}").mkdir()  # ... whose new output was never renamed in
+    (tmp_path / f"out.tmp-{dead.pid}" / "r.json").write_text('{"a": 2}')
+    with output_folder(out, {"a": 1}, record="r.json", finished=("r.json",), force=False) as output:
+        assert output.done == {"a": 1}  # the old output, back in place and complete: nothing to do
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
