@@ -182,6 +182,16 @@ class FinetuneConfig(Widths, ConfigBase):
         if self.momentum is None:
             self.momentum = STARTING_POINT_DEFAULTS[start]["momentum"]
 
+    def _check_relu_spread(self) -> None:
+        for name in ("init", "output_init"):
+            spec = getattr(self, name)
+            self._check(
+                self.activation != "relu" or spec.split(":")[0] not in ("optimal", "optimal-data") or ":" in spec,
+                name,
+                "D* maximises E|f''(net)| of a sigmoid or tanh unit; a ReLU's f'' is zero but at 0, so it has no D*: "
+                "give the spread (optimal:D) or choose another method (he-normal is ReLU's)",
+            )
+
     def validate(self) -> None:
         from asr_init.models.init import parse_init  # torch: only when a run starts
 
@@ -227,14 +237,7 @@ class FinetuneConfig(Widths, ConfigBase):
         self._check(
             self.max_frames is None or self.max_frames >= self.batch_size, "max_frames", "must be at least one batch"
         )
-        for name in ("init", "output_init"):
-            spec = getattr(self, name)
-            self._check(
-                self.activation != "relu" or spec.split(":")[0] not in ("optimal", "optimal-data") or ":" in spec,
-                name,
-                "D* maximises E|f''(net)| of a sigmoid or tanh unit; a ReLU's f'' is zero but at 0, so it has no D*: "
-                "give the spread (optimal:D) or choose another method (he-normal is ReLU's)",
-            )
+        self._check_relu_spread()
         self._check(0 <= self.sparsity < 1, "sparsity", "must be in [0, 1)")
         self._check(self.prune_scope in ("layer", "global"), "prune_scope", "must be layer or global")
         self._check(
