@@ -106,8 +106,8 @@ def test_stale_folders_of_ended_processes_only_are_removed(tmp_path):
         "store.tmp-x",
         "other.tmp-1",
     ]
-    for name in names:
+    for name in ["store", *names]:  # with a store in place (without one, store.old-PID would become it again)
         (tmp_path / name).mkdir()
     removed = remove_stale_temporaries(tmp_path / "store")
     assert sorted(p.name for p in removed) == sorted(names[:2])
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["store", *names[2:]])
