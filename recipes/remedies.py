@@ -2,7 +2,8 @@
 initialisation still matters with it.
 
 6 x 1024 without pre-training, every row with the same fine-tuning budget (3 epochs of
-100,000 frames on 2 CPU cores; full epochs on a GPU) and two seeds: the initialisations
+60,000 frames on 2 CPU cores, so that the whole of `make recipes` stays within 2 hours; full
+epochs on a GPU) and two seeds: the initialisations
 {optimal, xavier-normal, lsuv, data-dependent} x {sigmoid, sigmoid with batch norm, ReLU}
 (ReLU has no D*: no `optimal` row, and `data-dependent` gives its net inputs unit spread, as
 LSUV does), and the default DBN (recipe 3's) fine-tuned with the same budget. Then pruning:
