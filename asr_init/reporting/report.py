@@ -647,11 +647,12 @@ def _remedy_conclusions(rows: dict[str, list[dict]]) -> list[str]:
     if "dbn" in mean:
         others = {k: v for k, v in mean.items() if k != "dbn"}
         best = max(others, key=others.get)
-        wins = mean["dbn"] - others[best] > std["dbn"] + std[best]
+        gap, noise = mean["dbn"] - others[best], std["dbn"] + std[best]
+        verdict = ("still pays, beyond the seed spread." if gap > noise else "falls behind, beyond the seed spread."
+                   if gap < -noise else "is neither ahead nor behind, within the spread.")  # fmt: skip
         out.append(
             f"The default DBN reached {mean['dbn']:.2%} test accuracy against {others[best]:.2%} for the best "
-            f"row without pre-training (`{best}`): pre-training "
-            + ("still pays, beyond the seed spread." if wins else "is not clearly ahead, within the spread.")
+            f"row without pre-training (`{best}`): with this budget pre-training {verdict}"
         )
     return out
 

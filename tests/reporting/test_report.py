@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from fakes import FAST, SLOW, write_fake_layer1, write_fake_run
 from typer.testing import CliRunner
 
@@ -78,3 +79,17 @@ def test_a_smoke_run_report_says_so_and_ranks_nothing(tmp_path):
     text = write_report(tmp_path).read_text()
     assert "> **A smoke run** (`make recipes QUICK=1`)" in text and "Smoke run: not ranked" in text
     assert "converged fastest" not in text and "| `optimal` |" in text  # the table is still there
+
+
+@pytest.mark.parametrize(
+    "dbn, verdict",
+    [([0.70, 0.71], "still pays"), ([0.54, 0.55], "falls behind"), ([0.60, 0.66], "is neither ahead nor behind")],
+)
+def test_the_remedies_verdict_on_pre_training_says_which_way_it_went(dbn, verdict):
+    from asr_init.reporting.report import _remedy_conclusions
+
+    rows = {"dbn": [{"test_states": a} for a in dbn],
+            "sigmoid/optimal": [{"test_states": 0.62}, {"test_states": 0.63}],
+            "sigmoid/lsuv": [{"test_states": 0.60}, {"test_states": 0.61}]}  # fmt: skip
+    last = _remedy_conclusions(rows)[-1]
+    assert f"with this budget pre-training {verdict}" in last and "`sigmoid/optimal`" in last
