@@ -158,12 +158,13 @@ def conclude_nopretrain(rows: list[dict]) -> list[str]:
                 f"({worst['test_acc']:.1%} to {best['test_acc']:.1%} test frame accuracy): no ranking."
             )
             continue
-        text = (
-            f"**{act}:** `{best['init']}` reached the best test frame accuracy ({best['test_acc']:.1%}); "
-            f"the worst was `{worst['init']}` ({worst['test_acc']:.1%})."
-        )
+        top = sorted((r for r in ok if best["test_acc"] - r["test_acc"] < TIE), key=lambda r: -r["test_acc"])
+        lead = (f"`{best['init']}` reached the best test frame accuracy ({best['test_acc']:.1%})" if len(top) == 1
+                else ", ".join(f"`{r['init']}`" for r in top) + f" tie at the top ({top[-1]['test_acc']:.1%} to "
+                f"{best['test_acc']:.1%}, within {100 * TIE:g} point: not ranked)")  # fmt: skip
+        text = f"**{act}:** {lead}; the worst was `{worst['init']}` ({worst['test_acc']:.1%})."
         opt = next((r for r in ok if r["init"] == "optimal"), None)
-        if opt is not None and opt is not best:
+        if opt is not None and opt not in top:
             text += (
                 f" `optimal` reached {opt['test_acc']:.1%}, {best['test_acc'] - opt['test_acc']:.1%} below the best."
             )

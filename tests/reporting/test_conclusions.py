@@ -74,6 +74,12 @@ def test_am_and_nopretrain_conclusions():
     (text,) = conclude_nopretrain(rows)
     assert "`optimal` reached the best test frame accuracy (40.0%)" in text and "`zeros` (5.0%)" in text
     assert "Diverged (loss NaN/Inf): `large`" in text
+    # Inits within a point of the best tie at the top and are not ranked among themselves.
+    accs = (("xavier-normal", 0.7129), ("he-normal", 0.7066), ("optimal", 0.70), ("zeros", 0.037))
+    rows = [{"activation": "relu", "init": i, "diverged": False, "test_acc": a} for i, a in accs]
+    (text,) = conclude_nopretrain(rows)
+    assert "`xavier-normal`, `he-normal` tie at the top (70.7% to 71.3%, within 1 point: not ranked)" in text
+    assert "`optimal` reached 70.0%, 1.3% below the best" in text and "reached the best" not in text
 
 
 def test_best_init_needs_recipe1_logs(tmp_path):
