@@ -130,6 +130,19 @@ def steps_on_device(*steps: list[tuple[list[str], Path | None]]) -> list[list[tu
     return [[(on_device(args), done) for args, done in step] for step in steps]
 
 
+def corpus_or_skip(out: Path, variable: str, recipe: str, what: str) -> Path | None:
+    """The corpus folder named by environment variable `variable` for a recipe on an outside
+    corpus, or None after writing OUT/SKIPPED.txt and saying so (the report reads it)."""
+    out.mkdir(parents=True, exist_ok=True)
+    given = os.environ.get(variable)
+    if not given:
+        (out / "SKIPPED.txt").write_text(f"{recipe} skipped: no {what} given (run with {variable}=DIR)\n")
+        print(f"{recipe}: skipped, no {what} given (make recipes {variable}=DIR)")
+        return None
+    (out / "SKIPPED.txt").unlink(missing_ok=True)
+    return Path(given)
+
+
 def label(init: str) -> str:
     """A folder name for an init spec: optimal:1.392 -> optimal_1.392."""
     return init.replace(":", "_")

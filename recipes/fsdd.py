@@ -13,10 +13,9 @@ speaker from the default 6 x 1024 DBN, and without pre-training from `optimal` a
 `xavier-normal` (three seeds each; fine-tuning cut to 10 epochs). Without FSDD=DIR it says so.
 """
 
-import os
 from pathlib import Path
 
-from common import RESULTS, SCALE, run_commands, steps_on_device, write_manifest
+from common import RESULTS, SCALE, corpus_or_skip, run_commands, steps_on_device, write_manifest
 from paper_replication import INITS, SWEEP, dbn_commands, layer1_commands
 
 OUT = RESULTS / "fsdd"
@@ -46,16 +45,12 @@ def _classification(store: Path, seeds: list[int]) -> tuple[list, list, list]:
 
 
 def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    fsdd = os.environ.get("FSDD")
-    if not fsdd:
-        (OUT / "SKIPPED.txt").write_text("recipe 6 skipped: no FSDD folder given (run with FSDD=DIR)\n")
-        print("recipe 6 (FSDD): skipped, no FSDD folder given (make recipes FSDD=DIR)")
+    fsdd = corpus_or_skip(OUT, "FSDD", "recipe 6 (FSDD)", "FSDD folder")
+    if fsdd is None:
         return
-    (OUT / "SKIPPED.txt").unlink(missing_ok=True)
     store, seeds = OUT / "store", SCALE["seeds"]
     inits = SCALE["fsdd_inits"] or INITS + SWEEP
-    extract = [(["extract", str(Path(fsdd)), "--out", str(store), "--test-speakers", TEST, "--dev-speakers", DEV],
+    extract = [(["extract", str(fsdd), "--out", str(store), "--test-speakers", TEST, "--dev-speakers", DEV],
                 store / "summary.json")]  # fmt: skip
     hidden, report = SCALE["fsdd_hidden"], SCALE["fsdd_report"]
     layer1 = layer1_commands(store, OUT, RATES, inits, seeds, hidden, [], report)

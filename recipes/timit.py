@@ -4,26 +4,19 @@ Standard protocol: 61 phones folded to 39, SA sentences excluded, the 24-speaker
 test set and the 50-speaker dev set. Without a TIMIT path the recipe says so and stops.
 """
 
-import os
-from pathlib import Path
-
-from common import RESULTS, SCALE, cut, on_device, run_commands, write_manifest
+from common import RESULTS, SCALE, corpus_or_skip, cut, on_device, run_commands, write_manifest
 
 OUT = RESULTS / "timit"
 
 
 def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    timit = os.environ.get("TIMIT")
-    if not timit:
-        (OUT / "SKIPPED.txt").write_text("recipe 5 skipped: no TIMIT path given (run with TIMIT=/path/to/timit)\n")
-        print("recipe 5 (TIMIT): skipped, no TIMIT path given (set TIMIT=/path/to/timit)")
+    timit = corpus_or_skip(OUT, "TIMIT", "recipe 5 (TIMIT)", "TIMIT path")
+    if timit is None:
         return
-    (OUT / "SKIPPED.txt").unlink(missing_ok=True)
     store, dbn, model = OUT / "store", OUT / "dbn-optimal", OUT / "dnn-pretrained-optimal"
     size = ["--layers", str(SCALE["am_layers"]), "--hidden", str(SCALE["am_hidden"])]
     steps = [
-        (["extract", str(Path(timit)), "--out", str(store)], store / "summary.json"),
+        (["extract", str(timit), "--out", str(store)], store / "summary.json"),
         (
             on_device(
                 [
