@@ -45,6 +45,21 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _group(pgid: int) -> list[int]:
+    """Processes of process group `pgid` that have not ended (zombies excluded), read from /proc:
+    every process the extract forked, however late, is in its group."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                found.append(int(entry.name))
+    return found
+
+
 def _running(pid: int) -> bool:
     """Whether process `pid` exists and is not a zombie (an ended process not yet reaped)."""
     try:
@@ -68,7 +83,7 @@ def test_sigkill_leaves_no_workers_and_next_extract_removes_the_stale_folder(tmp
     out = tmp_path / "store"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-c", SLOW_EXTRACT, "extract", str(corpus), "--out", str(out), "--jobs", "2"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         tmp = tmp_path / f"store.tmp-{proc.pid}"
         busy = _wait_for(lambda: len(_children(proc.pid)) >= 2 and tmp.is_dir() or proc.poll() is not None, 30)
@@ -80,8 +95,9 @@ def test_sigkill_leaves_no_workers_and_next_extract_removes_the_stale_folder(tmp
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    orphans_gone = _wait_for(lambda: not any(_running(w) for w in workers), 5)
-    for w in workers if not orphans_gone else []:  # do not leave them behind when the test fails
+    # every process it forked, also one forked after the snapshot above, ends with it
+    orphans_gone = _wait_for(lambda: not any(_running(w) for w in workers) and not _group(proc.pid), 10)
+    for w in _group(proc.pid) if not orphans_gone else []:  # do not leave them behind when the test fails
         with contextlib.suppress(ProcessLookupError):
             os.kill(w, signal.SIGKILL)
     assert orphans_gone, "workers outlived the killed extract"
