@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import multiprocessing
 import os
 import random
 import signal
@@ -267,7 +268,10 @@ def _mapper(jobs: int, initargs: tuple):
         _init_worker(*initargs, one_thread=False)
         yield map
         return
-    with ProcessPoolExecutor(jobs, initializer=_init_pool_worker, initargs=(os.getpid(), *initargs)) as pool:
+    # forked workers (not Python 3.14's forkserver default): their parent is this process, which
+    # _die_with_parent watches, and they start without importing anything again
+    fork = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(jobs, fork, _init_pool_worker, (os.getpid(), *initargs)) as pool:
         yield functools.partial(pool.map, chunksize=16)
 
 

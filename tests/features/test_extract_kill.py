@@ -127,3 +127,16 @@ def test_stale_folders_of_ended_processes_only_are_removed(tmp_path):
     removed = remove_stale_temporaries(tmp_path / "store")
     assert sorted(p.name for p in removed) == sorted(names[:2])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["store", *names[2:]])
+
+
+def test_workers_are_forked_whatever_the_default_start_method(tmp_path):
+    """Python 3.14 starts pool workers from a forkserver by default: a worker's parent would be
+    the server, not extract, and the watch on the parent would end every worker at once."""
+    corpus = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=2)
+    code = "import multiprocessing, sys\nmultiprocessing.set_start_method('forkserver', force=True)\n"
+    code += "from asr_init.cli import app\napp(sys.argv[1:])\n"
+    out = tmp_path / "store"
+    cmd = [sys.executable, "-c", code, "extract", str(corpus), "--out", str(out), "--jobs", "2"]
+    done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (out / "summary.json").exists()

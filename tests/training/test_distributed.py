@@ -179,16 +179,33 @@ def test_frame_buffer_parts_are_the_rows_of_the_whole_batches(tiny_store, target
     assert set(torch.cat([b.targets for b in whole]).tolist()) <= set(ids.tolist())
 
 
+# `asr-init` with each pre-training batch slowed down, so that a signal sent after the first
+# epoch's checkpoint reaches the workers while they train (six epochs of 20 batches take 2.4 s
+# more, not a fraction of a second); the workers inherit nothing else.
+SLOW_PRETRAIN = """
+import sys, time
+import asr_init.training.pretrain as pt
+real = pt._LayerTrainer.step
+def slow(self, batch):
+    time.sleep(0.02)
+    return real(self, batch)
+pt._LayerTrainer.step = slow
+from asr_init.cli import app
+app(sys.argv[1:])
+"""
+
+
 def test_sigterm_to_torchrun_checkpoints_and_resumes_on_one_process(tiny_store, tmp_path):
-    """`torchrun --nproc-per-node 2 --no-python asr-init pretrain ...`, then SIGTERM to torchrun:
+    """`torchrun --nproc-per-node 2 asr-init pretrain ...`, then SIGTERM to torchrun:
     it forwards the signal, both workers stop after the same batch, rank 0 writes the
     checkpoint and prints the message once; one process then finishes the run, with the
     weights of an uninterrupted one-process run."""
     out = tmp_path / "pt"
     cfg = PretrainConfig(layers=1, hidden=16, epochs_gauss=6, batch_size=32, max_frames=640)
-    asr_init = str(Path(sys.executable).parent / "asr-init")
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--no-python"]
-    args += [asr_init, "pretrain", str(tiny_store), "--out", str(out), "--layers", "1", "--hidden", "16"]
+    slow = tmp_path / "slow_pretrain.py"  # asr-init with every batch 20 ms longer: the signal lands mid-run
+    slow.write_text(SLOW_PRETRAIN)
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(slow)]
+    args += ["pretrain", str(tiny_store), "--out", str(out), "--layers", "1", "--hidden", "16"]
     args += ["--epochs-gauss", "6", "--batch-size", "32", "--max-frames", "640"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
