@@ -1,25 +1,30 @@
-"""The benchmark's accounting: a step that is the ceiling's own product scores about 100 %."""
-
-import torch
+"""The benchmark's accounting: shares of the ceiling paired window by window, and the rows each bench prints."""
 
 from asr_init.bench import paired_throughput
 
 
-def test_paired_throughput_of_the_ceiling_product_is_near_one():
-    n = 1024
-    a, b, c = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+def test_paired_throughput_pairs_each_window_with_its_own_ceiling(monkeypatch):
+    """On a clock that only the step moves (each step: 0.125 s, 100 frames) and ceilings that
+    drift window by window, every ratio is the window's rate over the ceiling measured just
+    before it, and the figure is their median, not a rate over a median ceiling."""
+    import itertools
+
+    import asr_init.bench as bench
+
+    clock = [0.0]
 
     def step() -> int:
-        torch.mm(a, b, out=c)
-        return n  # "frames": n rows of 2 n^2 FLOPs each
+        clock[0] += 0.125
+        return 100
 
-    result = paired_throughput(step, flops_per_frame=2.0 * n * n, seconds=1.2, window=0.2)
+    ceilings = itertools.cycle([1.6e9, 1.0e9, 0.8e9])
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(bench, "matmul_ceiling", lambda *args, **kwargs: next(ceilings))
+    result = paired_throughput(step, flops_per_frame=1e6, seconds=3.0, window=0.5)
     assert result["pairs"] == 6
-    # The ceiling is the best of the 1024 and 2048 products, so the share is at most ~1;
-    # a FLOP-count or rate mistake would be off by 2x or more.
-    assert 0.55 < result["of_ceiling"] < 1.25, result
-    assert result["of_ceiling_q1"] <= result["of_ceiling"] <= result["of_ceiling_q3"]
-    assert result["gflops"] == result["frames_per_s"] * 2.0 * n * n / 1e9
+    assert result["frames_per_s"] == 800.0 and result["gflops"] == 0.8  # 400 frames in each 0.5 s window
+    assert result["ceiling_flops"] == 1.0e9
+    assert (result["of_ceiling_q1"], result["of_ceiling"], result["of_ceiling_q3"]) == (0.5, 0.8, 1.0)
 
 
 def test_bench_finetune_prints_every_ceiling_and_one_row_per_batch_size():

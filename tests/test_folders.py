@@ -124,7 +124,8 @@ def test_two_processes_on_one_folder(blob_store, tmp_path):
     out = tmp_path / "dnn"
     code = (
         "import sys; from asr_init.cli import main; sys.argv = ['asr-init', 'finetune', sys.argv[1], '--out', "
-        "sys.argv[2], '--layers', '1', '--hidden', '16', '--splice', '1', '--max-epochs', '200', '--batch-size', '8']; "
+        "sys.argv[2], '--layers', '1', '--hidden', '16', '--splice', '1', '--max-epochs', '200', "
+        "'--schedule', 'constant', '--batch-size', '8']; "
         "main()"
     )
     first = subprocess.Popen([sys.executable, "-c", code, str(blob_store), str(out)], stderr=subprocess.PIPE)
@@ -132,6 +133,7 @@ def test_two_processes_on_one_folder(blob_store, tmp_path):
         deadline = time.time() + 60
         while not (out / "finetune.config.json").exists() and time.time() < deadline:
             time.sleep(0.1)
+        assert first.poll() is None, first.stderr.read().decode()  # 200 epochs at a constant rate: still training
         second = subprocess.run(
             [sys.executable, "-c", code, str(blob_store), str(out)], capture_output=True, text=True, timeout=60
         )
