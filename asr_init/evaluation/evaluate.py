@@ -214,7 +214,7 @@ def _references(store: FeatureStore, scored: list) -> list[list[int]]:
 def _plot_confusion(ref: np.ndarray, hyp: np.ndarray, labels: list[str], path: Path, title: str) -> None:
     """The frame confusion matrix, rows normalised; of the 80 most frequent reference classes
     where there are more (a pdf inventory of thousands)."""
-    from asr_init.plots import plt
+    from asr_init.plots import fixed_margins, plt
 
     top = np.argsort(-np.bincount(ref, minlength=len(labels)), kind="stable")[:80]
     index = np.full(len(labels), -1)
@@ -232,8 +232,8 @@ def _plot_confusion(ref: np.ndarray, hyp: np.ndarray, labels: list[str], path: P
     ax.set_xlabel("predicted (frame)")
     ax.set_ylabel("reference (frame)")
     ax.set_title(title)
+    fixed_margins(fig, 1, 1, left=0.9, right=0.9, bottom=0.9, top=0.4)  # tick labels of up to ~8 characters
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of the reference class's frames")
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
