@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 recipes: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH QUICK=$(QUICK) RESULTS=$(RESULTS) FSDD=$(FSDD) TIMIT=$(TIMIT) bash recipes/run.sh

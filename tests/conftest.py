@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from pathlib import Path
+
+# make test runs one pytest-xdist worker a core: each computes on one thread, and so do the
+# commands its tests start (two workers of two threads each would fight over two cores).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import pytest
@@ -76,6 +83,24 @@ def kaldi_native_features(audio: np.ndarray, c) -> np.ndarray:
     computer.accept_waveform(c.sample_rate, (audio * 32768).tolist())
     computer.input_finished()
     return np.array([computer.get_frame(i) for i in range(computer.num_frames_ready)], dtype=np.float32)
+
+
+# The files that take longest (seconds on 2 cores, measured with --durations=0), run first:
+# under pytest-xdist (make test) a worker that starts one late would finish alone, long after
+# the others have run out of tests.
+LONGEST_FIRST = ("test_recipes.py", "test_hostile_inputs.py", "test_recipe_scripts.py", "test_distributed.py",
+                 "test_pretrain.py", "test_bench.py", "test_synth.py", "test_hostile_classes.py")  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """The end-to-end recipe runs (marked slow, minutes each) first, then the longest files,
+    then the rest in their order."""
+
+    def cost(item) -> tuple[bool, int]:
+        name = item.path.name
+        return item.get_closest_marker("slow") is None, LONGEST_FIRST.index(name) if name in LONGEST_FIRST else 99
+
+    items.sort(key=cost)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -309,3 +334,11 @@ def write_fake_fsdd(root: Path, speakers=("jackson", "theo", "lucas", "nicolas")
                 audio = 0.3 * np.sin(2 * np.pi * (300 + 150 * digit + 20 * s) * t) + 0.01 * rng.standard_normal(n)
                 sf.write(folder / f"{digit}_{speaker}_{index}.wav", audio.astype(np.float32), 8000, subtype="PCM_16")
     return root
+
+
+def recipe_env(tmp_path: Path, **extra) -> dict:
+    """The environment of a QUICK recipe run writing under `tmp_path`, with this venv's commands first."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # asr-init and python of this venv
+    env.update({"QUICK": "1", "RESULTS": str(tmp_path / "results"), "ASR_INIT_CACHE": str(tmp_path / "cache")} | extra)
+    return env

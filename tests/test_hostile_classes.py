@@ -556,7 +556,7 @@ def _limited_cases(root: Path, blob: Path) -> dict:
 
     model = write_tiny_model(blob, root / "model")
     bomb = shutil.copytree(model, root / "bomb-model")
-    _deflated_checkpoint(model / "model.pt", bomb / "model.pt", 1 << 30)
+    _deflated_checkpoint(model / "model.pt", bomb / "model.pt", 1 << 28)
     huge, far = store("huge-shard", _huge_shard), store("far-offset", offset)
     (root / "a-folder").mkdir()
     tiny = ["--sparsity", "0.5", "--layers", "1", "--hidden", "8", "--max-frames", "256", "--max-epochs", "1"]

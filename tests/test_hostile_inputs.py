@@ -199,7 +199,7 @@ def test_a_checkpoint_whose_records_inflate_is_refused_before_loading(blob_store
     pretrain(blob_store, PretrainConfig(layers=1, hidden=8, epochs_gauss=1, max_frames=256), tmp_path / "dbn")
     bomb = tmp_path / "bomb"
     bomb.mkdir()
-    _deflated_checkpoint(tmp_path / "dbn" / "dbn.pt", bomb / "dbn.pt", 1 << 30)
+    _deflated_checkpoint(tmp_path / "dbn" / "dbn.pt", bomb / "dbn.pt", 1 << 28)
     assert (bomb / "dbn.pt").stat().st_size < 4 << 20
     (bomb / "pretrain.json").write_text((tmp_path / "dbn" / "pretrain.json").read_text())
     result = run_limited(["finetune", blob_store, "--dbn", bomb, "--out", tmp_path / "ft"], tmp_path)
@@ -270,7 +270,7 @@ def _table(root: Path, blob: Path, tiny: Path) -> dict:
     bomb_dbn, bomb_model = root / "bomb-dbn", root / "bomb-model"
     for src, dst, name in ((root / "dbn", bomb_dbn, "dbn.pt"), (model, bomb_model, "model.pt")):
         shutil.copytree(src, dst)
-        _deflated_checkpoint(src / name, dst / name, 1 << 30)
+        _deflated_checkpoint(src / name, dst / name, 1 << 28)
     kaldi = ["import-kaldi", kd / "data", "--out", root / "ks", "--ali", kd / "pdf.ark"]
     fifo = root / "fifo.wav"
     os.mkfifo(fifo)

@@ -1,23 +1,14 @@
-"""The recipes end to end at QUICK scale, and the TIMIT recipe on a fake TIMIT tree."""
+"""The recipes end to end at QUICK scale (`make recipes QUICK=1`) and their commands at full scale."""
 
-import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_fake_timit
+from conftest import recipe_env as _env
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _env(tmp_path: Path, **extra) -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # asr-init and python of this venv
-    env.update({"QUICK": "1", "RESULTS": str(tmp_path / "results"), "ASR_INIT_CACHE": str(tmp_path / "cache")} | extra)
-    return env
 
 
 @pytest.mark.slow  # the whole chain as `make recipes` runs it (QUICK=1); `make test` runs it too
@@ -56,32 +47,6 @@ def test_quick_recipes_end_to_end(tmp_path):
     again = subprocess.run(["bash", "recipes/run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "136 command(s), 0 to run" in again.stdout
-
-
-@pytest.mark.slow
-def test_timit_recipe_on_fake_tree(tmp_path):
-    timit = write_fake_timit(tmp_path / "TIMIT", utts_per_speaker=3)
-    env = _env(tmp_path, TIMIT=str(timit))
-    run = subprocess.run(
-        [sys.executable, "recipes/timit.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    out = tmp_path / "results" / "timit"
-    summary = json.loads((out / "store" / "summary.json").read_text())
-    assert summary["layout"] == "timit"
-    assert {k: v["speakers"] for k, v in summary["splits"].items()} == {"train": 3, "dev": 1, "test": 1}
-    assert summary["utterances"] == 5 * 3  # SA sentences excluded, MXYZ0 in neither dev nor test
-    result = json.loads((out / "dnn-pretrained-optimal" / "eval-test" / "results.json").read_text())
-    assert result["per"] >= 0 and result["ref_phones"] > 0
-    skipped = subprocess.run(
-        [sys.executable, "recipes/timit.py"],
-        cwd=ROOT,
-        env=_env(tmp_path / "other"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert skipped.returncode == 0 and "skipped, no TIMIT path given" in skipped.stdout
 
 
 _DRY_RUN = """
@@ -128,56 +93,3 @@ def test_device_cuda_runs_full_epochs_on_the_gpu(tmp_path):
     lines = _full_scale_commands(tmp_path, "cuda")
     assert lines and all(line.endswith("--device cuda") for line in lines)
     assert not any("--max-frames" in line for line in lines)
-
-
-def test_layer2_collapse_script(tiny_store, tmp_path):
-    """The measurement behind the saturation guard runs on any pretrain folder and shows
-    the collapse at lr 0.4 and the guard preventing it; a missing folder is one error line."""
-    from asr_init.training.config import PretrainConfig
-    from asr_init.training.pretrain import pretrain
-
-    pretrain(tiny_store, PretrainConfig(layers=1, epochs_gauss=1, max_frames=512, stats_frames=200), tmp_path / "pt")
-    script = ROOT / "recipes" / "layer2_collapse.py"
-    run = subprocess.run(
-        [sys.executable, str(script), str(tiny_store), str(tmp_path / "pt"), "--steps", "25"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    rows = {line[:28].strip(): line[28:].split() for line in run.stdout.splitlines()[2:]}
-    assert rows["fast step, lr 0.4"][-1].startswith("25:100%")
-    assert rows["textbook CD-1, lr 0.4"][-1].startswith("25:100%")
-    guarded = int(rows["lr 0.4 + saturation guard"][-1].split(":")[1].split("%")[0])
-    assert guarded <= 10
-    missing = subprocess.run(
-        [sys.executable, str(script), str(tiny_store), str(tmp_path)], capture_output=True, text=True
-    )
-    assert missing.returncode == 1 and missing.stderr.strip().startswith("error:") and "rbm1.pt" in missing.stderr
-
-
-@pytest.mark.slow
-def test_fsdd_recipe_on_generated_recordings(tmp_path):
-    """Recipe 6 on FSDD's layout (4 speakers x 10 digits x 2, 8 kHz): held-out theo and lucas,
-    every stage, and the report section beside recipe 1's (absent here: dashes)."""
-    from conftest import write_fake_fsdd
-
-    fsdd = write_fake_fsdd(tmp_path / "fsdd", per_digit=2)
-    env = _env(tmp_path, FSDD=str(fsdd))
-    run = subprocess.run(["bash", "recipes/fsdd.sh", str(fsdd)], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=600)  # fmt: skip
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    out = tmp_path / "results" / "fsdd"
-    summary = json.loads((out / "store" / "summary.json").read_text())
-    assert summary["layout"] == "fsdd" and summary["sample_rate"] == 8000 and summary["resampled_utterances"] == 0
-    assert {k: v["speakers"] for k, v in summary["splits"].items()} == {"train": 2, "dev": 1, "test": 1}
-    result = json.loads((out / "am" / "dnn-pretrained" / "seed0" / "eval-test" / "results.json").read_text())
-    assert result["targets"] == "phones" and 0 <= result["frame_acc"]["phones"] <= 1
-    report = (tmp_path / "results" / "REPORT.md").read_text()
-    assert "## 6. Real recorded speech (FSDD)" in report and "8,000 Hz" in report
-    assert re.search(r"\| `optimal` \| — \| [\d.]+ \(\d\) \|", report)  # FSDD's rank beside no eSpeak NG run
-    assert re.search(r"\| pretrained \| [\d.]+% ± [\d.]+% \| 2 \|", report)
-    assert "Smoke run: not ranked" in report
-    skipped = subprocess.run([sys.executable, "recipes/fsdd.py"], cwd=ROOT, env=_env(tmp_path / "none"),
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert skipped.returncode == 0 and "recipe 6 (FSDD): skipped" in skipped.stdout
