@@ -42,11 +42,12 @@ def test_sigterm_writes_resumable_checkpoint(tiny_store, tmp_path):
     assert state["position"]["frames"] > 0 and not state["finished"]
     assert not (out / "dbn.pt").exists()
     # --resume continues from the saved position (stopped again here to keep the test short).
-    stamp = (out / "rbm1.partial.pt").stat().st_mtime_ns
+    inode = (out / "rbm1.partial.pt").stat().st_ino  # each checkpoint is a new file moved in place
     resumed = subprocess.Popen(args + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
-    while (out / "rbm1.partial.pt").stat().st_mtime_ns == stamp and time.time() < deadline:
+    while (out / "rbm1.partial.pt").stat().st_ino == inode and time.time() < deadline and resumed.poll() is None:
         time.sleep(0.2)  # a new epoch-end checkpoint: the resumed run is training, its handler set
+    assert resumed.poll() is None and (out / "rbm1.partial.pt").stat().st_ino != inode, "the resumed run did not train"
     resumed.send_signal(signal.SIGTERM)
     output, _ = resumed.communicate(timeout=60)
     assert resumed.returncode == 130 and "resuming at epoch" in " ".join(output.split())
