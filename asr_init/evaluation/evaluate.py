@@ -232,7 +232,8 @@ def _plot_confusion(ref: np.ndarray, hyp: np.ndarray, labels: list[str], path: P
     ax.set_xlabel("predicted (frame)")
     ax.set_ylabel("reference (frame)")
     ax.set_title(title)
-    fixed_margins(fig, 1, 1, left=0.9, right=0.9, bottom=0.9, top=0.4)  # tick labels of up to ~8 characters
+    room = 0.5 + 0.06 * max(map(len, labels), default=1)  # axis label + tick labels at 7 pt, ~0.06 in a character
+    fixed_margins(fig, 1, 1, left=room, right=0.9, bottom=room, top=0.4)
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of the reference class's frames")
     fig.savefig(path, dpi=110)
     plt.close(fig)
