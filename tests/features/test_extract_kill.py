@@ -31,41 +31,27 @@ app(sys.argv[1:])
 """
 
 
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is `pid`, read from /proc."""
-    found = []
+def _stats() -> dict[int, list[str]]:
+    """Every process's /proc/PID/stat fields after its command name: state, ppid, pgrp, ..."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                stat = (entry / "stat").read_text()
+                found[int(entry.name)] = (entry / "stat").read_text().rpartition(")")[2].split()
             except OSError:
                 continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                found.append(int(entry.name))
     return found
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is `pid`."""
+    return [p for p, fields in _stats().items() if int(fields[1]) == pid]
 
 
 def _group(pgid: int) -> list[int]:
-    """Processes of process group `pgid` that have not ended (zombies excluded), read from /proc:
-    every process the extract forked, however late, is in its group."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if fields[0] != "Z" and int(fields[2]) == pgid:
-                found.append(int(entry.name))
-    return found
-
-
-def _running(pid: int) -> bool:
-    """Whether process `pid` exists and is not a zombie (an ended process not yet reaped)."""
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
+    """Processes of process group `pgid` that have not ended (zombies, ended but not yet reaped,
+    excluded): every process the extract forked, however late, is in its group."""
+    return [p for p, fields in _stats().items() if fields[0] != "Z" and int(fields[2]) == pgid]
 
 
 def _wait_for(condition, timeout: float) -> bool:
@@ -88,15 +74,14 @@ def test_sigkill_leaves_no_workers_and_next_extract_removes_the_stale_folder(tmp
         tmp = tmp_path / f"store.tmp-{proc.pid}"
         busy = _wait_for(lambda: len(_children(proc.pid)) >= 2 and tmp.is_dir() or proc.poll() is not None, 30)
         assert busy and proc.poll() is None, f"extract did not start its workers: {proc.stderr.read().decode()}"
-        workers = _children(proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    # every process it forked, also one forked after the snapshot above, ends with it
-    orphans_gone = _wait_for(lambda: not any(_running(w) for w in workers) and not _group(proc.pid), 10)
+    # every process it forked (its process group), however late, ends with it
+    orphans_gone = _wait_for(lambda: not _group(proc.pid), 10)
     for w in _group(proc.pid) if not orphans_gone else []:  # do not leave them behind when the test fails
         with contextlib.suppress(ProcessLookupError):
             os.kill(w, signal.SIGKILL)
