@@ -342,3 +342,24 @@ def recipe_env(tmp_path: Path, **extra) -> dict:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # asr-init and python of this venv
     env.update({"QUICK": "1", "RESULTS": str(tmp_path / "results"), "ASR_INIT_CACHE": str(tmp_path / "cache")} | extra)
     return env
+
+
+def slowed_cli(target: str, seconds: float) -> str:
+    """Python code that runs asr-init's command line (its arguments from sys.argv) with `target`,
+    "module:function" or "module:Class.method", sleeping `seconds` before each call: so that a
+    test can signal or kill a run while it works. Forked workers inherit the patch."""
+    return f"""
+import importlib, sys, time
+module, _, path = {target!r}.partition(":")
+*parents, name = path.split(".")
+owner = importlib.import_module(module)
+for part in parents:
+    owner = getattr(owner, part)
+real = getattr(owner, name)
+def slow(*args, **kwargs):
+    time.sleep({seconds!r})
+    return real(*args, **kwargs)
+setattr(owner, name, slow)
+from asr_init.cli import app
+app(sys.argv[1:])
+"""

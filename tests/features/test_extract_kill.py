@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_kaldi_dir
+from conftest import slowed_cli, write_kaldi_dir
 
 from asr_init.features.config import ExtractConfig
 from asr_init.features.extract import extract
@@ -18,17 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # extract with every utterance's feature computation slowed down, so that the test can
 # kill it while its worker processes are busy (they are forked: they inherit the patch).
-SLOW_EXTRACT = """
-import sys, time
-import asr_init.features.extract as ex
-real = ex.frame_targets
-def slow(*args, **kwargs):
-    time.sleep(0.5)
-    return real(*args, **kwargs)
-ex.frame_targets = slow
-from asr_init.cli import app
-app(sys.argv[1:])
-"""
+SLOW_EXTRACT = slowed_cli("asr_init.features.extract:frame_targets", 0.5)
 
 
 def _stats() -> dict[int, list[str]]:

@@ -17,7 +17,7 @@ import kaldiio
 import numpy as np
 import pytest
 import torch
-from conftest import write_kaldi_features
+from conftest import slowed_cli, write_kaldi_features
 
 from asr_init.features.config import KaldiImportConfig
 from asr_init.features.kaldi import import_kaldi
@@ -182,17 +182,7 @@ def test_frame_buffer_parts_are_the_rows_of_the_whole_batches(tiny_store, target
 # `asr-init` with each pre-training batch slowed down, so that a signal sent after the first
 # epoch's checkpoint reaches the workers while they train (six epochs of 20 batches take 2.4 s
 # more, not a fraction of a second); the workers inherit nothing else.
-SLOW_PRETRAIN = """
-import sys, time
-import asr_init.training.pretrain as pt
-real = pt._LayerTrainer.step
-def slow(self, batch):
-    time.sleep(0.02)
-    return real(self, batch)
-pt._LayerTrainer.step = slow
-from asr_init.cli import app
-app(sys.argv[1:])
-"""
+SLOW_PRETRAIN = slowed_cli("asr_init.training.pretrain:_LayerTrainer.step", 0.02)
 
 
 def test_sigterm_to_torchrun_checkpoints_and_resumes_on_one_process(tiny_store, tmp_path):
