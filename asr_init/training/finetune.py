@@ -308,6 +308,13 @@ class EpochSums:
         values = [loss, correct, self.frames, -1.0, *self.grad_sq]
         self.acc = torch.tensor(values, dtype=torch.float64, device=device)
 
+    def reset(self) -> None:
+        """Start the next epoch's sums from zero, in the same device tensor (a step captured as a
+        CUDA graph keeps adding to the tensor it was captured on)."""
+        self.loss, self.correct, self.grad_sq, self.grad_batches, self.frames = 0.0, 0, [0.0] * len(self.grad_sq), 0, 0
+        self.acc.zero_()
+        self.acc[3] = -1.0
+
     def add(self, loss: torch.Tensor, correct: torch.Tensor, grad_sq: list[torch.Tensor], size: int) -> None:
         """Add a step on this process's rows of a global batch of `size` frames."""
         acc = self.acc
@@ -385,7 +392,8 @@ class _GraphedStep:
             params = list(trainer.model.parameters())
             state = params + [p.grad for p in params] + [trainer.sums.acc]
             state += [trainer.opt.state[p]["momentum_buffer"] for p in params if trainer.opt.state[p]]
-            body = lambda: trainer.sums.add(*trainer.update(self.x, self.y), len(self.x))  # noqa: E731
+            sums = trainer.sums  # a graph writes to the tensors it was captured on, as this body does
+            body = lambda: sums.add(*trainer.update(self.x, self.y), len(self.x))  # noqa: E731
             self.graph, self.lr = trainer.strategy.capture(body, state, "the fine-tuning step"), lr
             self.enabled = self.graph is not None
             if self.graph is None:
@@ -519,8 +527,7 @@ class _DnnTrainer(Trainer):
         if self.dist.is_main:
             write_csv(self.out_dir / "train.csv", self.rows, self.columns)
         self.state.stopped = stop
-        self.sums = EpochSums(grad_sq=[0.0] * len(self.weights))
-        self.sums.on(self.device, self.dist.is_main)
+        self.sums.reset()
 
     def _epoch_row(self, lr: float, dev_loss: float, dev_acc: float, accepted: bool) -> dict:
         s, sums = self.state, self.sums
