@@ -6,6 +6,7 @@ a number.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -409,40 +410,29 @@ def bench_finetune(
 
 
 def _finetune_step(model, opt, x, y, batch: int, device: str, precision: str):
-    """A `step` for paired_throughput: fine-tuning's own step (sgd_update and the EpochSums it
-    adds to) on the next of 16 batches, as `asr-init finetune` runs it on `device`
-    (Strategy.for_device): read every step on a CPU; on a GPU replayed as a CUDA graph and
-    read every READ_EVERY steps."""
+    """A `step` for paired_throughput: fine-tuning's own step (sgd_update, the EpochSums it adds
+    to, GraphedStep on a GPU) on the next of 16 batches, as `asr-init finetune` runs it on
+    `device` (Strategy.for_device): read every step on a CPU; on a GPU replayed as a CUDA graph
+    and read every READ_EVERY steps."""
     import torch
 
     from asr_init.training.distributed import Dist
-    from asr_init.training.finetune import EpochSums, sgd_update
+    from asr_init.training.finetune import EpochSums, GraphedStep, sgd_update
     from asr_init.training.loop import Strategy
 
     strategy = Strategy.for_device(torch.device(device))
     weights = [layer.weight for layer in model.hidden] + [model.output.weight]
     sums = EpochSums(grad_sq=[0.0] * len(weights))
     sums.on(torch.device(device))
-    sx, sy, counter = x[:batch].clone(), y[:batch].clone(), itertools.count(1)
-
-    def body() -> None:
-        sums.add(*sgd_update(model, model, opt, sx, sy, precision, weights=weights), batch)
-
-    graph = None
-    if strategy.capture is not None:
-        body()  # the optimiser's state exists before capture
-        params = list(model.parameters())
-        graph = strategy.capture(body, params + [p.grad for p in params] + [sums.acc], "the fine-tuning step")
+    update = functools.partial(sgd_update, model, model, opt, precision=precision, weights=weights)
+    graph = strategy.capture and GraphedStep(update, model, opt, strategy.capture, batch, x.shape[1], x.device)
+    counter = itertools.count(1)
 
     def step() -> int:
         i = next(counter)
         rows = slice((i % 16) * batch, (i % 16 + 1) * batch)
-        if graph is not None:
-            sx.copy_(x[rows])
-            sy.copy_(y[rows])
-            graph.replay()
-        else:
-            sums.add(*sgd_update(model, model, opt, x[rows], y[rows], precision, weights=weights), batch)
+        if not graph or not graph.run(x[rows], y[rows], sums):
+            sums.add(*update(x[rows], y[rows]), batch)
         if i % strategy.read_every == 0:
             sums.read(Dist())
         return batch

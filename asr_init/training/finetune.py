@@ -365,36 +365,37 @@ def sgd_update(net: torch.nn.Module, model: DNN, opt: torch.optim.Optimizer, x: 
     return loss.detach(), (logits.argmax(1) == y).sum(), grad_sq
 
 
-class _GraphedStep:
-    """The fine-tuning step of full mini-batches replayed as a CUDA graph (`Strategy.capture`).
+class GraphedStep:
+    """`update` on full mini-batches, with its sums, replayed as a CUDA graph made by `capture`
+    (`Strategy.capture`); the trainer's step and the bench's.
 
     Captured after the first eager step (when the optimiser's buffers exist), again after the
-    learning rate changes (SGD reads it as a number when the graph is recorded)."""
+    learning rate changes (SGD reads it as a number when the graph is recorded) or when the
+    sums are another object (a graph writes to the tensors it was captured on)."""
 
-    def __init__(self, trainer: _DnnTrainer):
-        self.trainer, self.graph, self.lr, self.eager_steps, self.enabled = trainer, None, None, 0, True
-        size, dim = trainer.config.batch_size, trainer.pipeline.dim
-        self.x = torch.empty(size, dim, device=trainer.device)
-        self.y = torch.empty(size, dtype=torch.long, device=trainer.device)
+    def __init__(self, update, model: torch.nn.Module, opt: torch.optim.Optimizer, capture, size: int, dim: int,
+                 device: torch.device):  # fmt: skip
+        self.update, self.model, self.opt, self.capture = update, model, opt, capture
+        self.graph, self.lr, self.acc, self.eager_steps, self.enabled = None, None, None, 0, True
+        self.x = torch.empty(size, dim, device=device)
+        self.y = torch.empty(size, dtype=torch.long, device=device)
 
-    def run(self, x: torch.Tensor, y: torch.Tensor) -> bool:
-        """Replay the step on (x, y); False when the caller must run it eagerly."""
-        trainer = self.trainer
+    def run(self, x: torch.Tensor, y: torch.Tensor, sums: EpochSums) -> bool:
+        """Replay the step on (x, y) into `sums`; False when the caller must run it eagerly."""
         if not self.enabled or len(x) != len(self.x):
             return False
-        lr = trainer.opt.param_groups[0]["lr"]
+        lr = self.opt.param_groups[0]["lr"]
         self.x.copy_(x)
         self.y.copy_(y)
-        if self.graph is None or lr != self.lr:
+        if self.graph is None or lr != self.lr or sums.acc is not self.acc:
             if self.eager_steps == 0:
                 self.eager_steps += 1
                 return False
-            params = list(trainer.model.parameters())
-            state = params + [p.grad for p in params] + [trainer.sums.acc]
-            state += [trainer.opt.state[p]["momentum_buffer"] for p in params if trainer.opt.state[p]]
-            sums = trainer.sums  # a graph writes to the tensors it was captured on, as this body does
-            body = lambda: sums.add(*trainer.update(self.x, self.y), len(self.x))  # noqa: E731
-            self.graph, self.lr = trainer.strategy.capture(body, state, "the fine-tuning step"), lr
+            params = list(self.model.parameters())
+            state = params + [p.grad for p in params] + [sums.acc]
+            state += [self.opt.state[p]["momentum_buffer"] for p in params if self.opt.state[p]]
+            body = lambda: sums.add(*self.update(self.x, self.y), len(self.x))  # noqa: E731
+            self.graph, self.lr, self.acc = self.capture(body, state, "the fine-tuning step"), lr, sums.acc
             self.enabled = self.graph is not None
             if self.graph is None:
                 return False
@@ -434,7 +435,10 @@ class _DnnTrainer(Trainer):
         self.per_epoch = min(config.max_frames or self.buffer.num_frames, self.buffer.num_frames)
         self.schedule = make_schedule(config.schedule, config.to_dict())
         self.weights = [layer.weight for layer in self.model.hidden] + [self.model.output.weight]
-        self.graph = _GraphedStep(self) if strategy.capture is not None else None
+        self.graph = None
+        if strategy.capture is not None:
+            self.graph = GraphedStep(self.update, self.model, self.opt, strategy.capture, config.batch_size,
+                                     pipeline.dim, self.device)  # fmt: skip
         self.checkpoint_path = path = out_dir / "checkpoint.pt"
         ckpt = dist.from_main(lambda: load_run_checkpoint(path))
         self._resume(ckpt, resume) if ckpt is not None else self._start()
@@ -492,7 +496,7 @@ class _DnnTrainer(Trainer):
             key = (config.seed, self.state.epoch, self.state.batch) + ((dist.rank,) if dist.is_distributed else ())
             torch.manual_seed(hash(key) & 0x7FFFFFFF)
         self.sums.grad_batches += 1
-        if self.graph is None or not self.graph.run(batch.inputs, batch.targets):
+        if self.graph is None or not self.graph.run(batch.inputs, batch.targets, self.sums):
             self.sums.add(*self.update(batch.inputs, batch.targets), batch.size)
         return batch.size
 
