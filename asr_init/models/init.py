@@ -82,10 +82,6 @@ def _optimal_data(w, param, g, ctx):
     torch.nn.init.normal_(w, 0.0, _optimal_d(param, ctx) / math.sqrt(ctx.input_power), generator=g)
 
 
-def _normal(std: float):
-    return lambda w, p, g, c: torch.nn.init.normal_(w, 0.0, std, generator=g)
-
-
 def _inputs(ctx: InitContext, name: str) -> torch.Tensor:
     if ctx.inputs is None or len(ctx.inputs) < 2:
         raise UserError(f"init {name!r} reads a sample of the layer's inputs from the store, and none was given")
@@ -121,111 +117,49 @@ def _data_dependent(w, param, g, ctx):
         ctx.bias.copy_(-(net.mean(0) * scale).to(ctx.bias.dtype))
 
 
-METHODS: dict[str, Method] = {
-    m.name: m
-    for m in (
-        Method(
-            "zeros",
-            "W = 0 (every hidden unit identical: shows the symmetry problem)",
-            None,
-            False,
-            lambda w, p, g, c: torch.nn.init.zeros_(w),
-        ),
-        Method("constant", "W = VALUE", "VALUE", True, lambda w, p, g, c: torch.nn.init.constant_(w, p)),
-        Method(
-            "normal", "W ~ N(0, STD^2)", "STD", True, lambda w, p, g, c: torch.nn.init.normal_(w, 0.0, p, generator=g)
-        ),
-        Method(
-            "uniform",
-            "W ~ U(-LIMIT, LIMIT)",
-            "LIMIT",
-            True,
-            lambda w, p, g, c: torch.nn.init.uniform_(w, -p, p, generator=g),
-        ),
-        Method("hinton", "W ~ N(0, 0.01^2) (Hinton's practical guide to RBMs)", None, False, _normal(0.01)),
-        Method("kaldi", "W ~ N(0, 0.1^2) (Kaldi's RBM pre-training default)", None, False, _normal(0.1)),
-        Method("large", "W ~ N(0, 1) x 10 (far too large: saturates every unit)", None, False, _normal(10.0)),
-        Method(
-            "xavier-normal",
-            "W ~ N(0, 2 / (fan_in + fan_out)) (Glorot & Bengio 2010)",
-            None,
-            False,
-            lambda w, p, g, c: torch.nn.init.xavier_normal_(w, generator=g),
-        ),
-        Method(
-            "xavier-uniform",
-            "W ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)",
-            None,
-            False,
-            lambda w, p, g, c: torch.nn.init.xavier_uniform_(w, generator=g),
-        ),
-        Method(
-            "small-xavier",
-            "W ~ 0.1 x N(0, 2 / (fan_in + fan_out)) (the new softmax layer of fine-tuning)",
-            None,
-            False,
-            lambda w, p, g, c: torch.nn.init.xavier_normal_(w, gain=0.1, generator=g),
-        ),
-        Method(
-            "he-normal",
-            "W ~ N(0, 2 / fan_in) (He et al. 2015)",
-            None,
-            False,
-            lambda w, p, g, c: torch.nn.init.kaiming_normal_(w, nonlinearity="relu", generator=g),
-        ),
-        Method(
-            "he-uniform",
-            "W ~ U(-a, a), a = sqrt(6 / fan_in) (He et al. 2015)",
-            None,
-            False,
-            lambda w, p, g, c: torch.nn.init.kaiming_uniform_(w, nonlinearity="relu", generator=g),
-        ),
-        Method(
-            "lecun-normal",
-            "W ~ N(0, 1 / fan_in) (LeCun et al. 1998)",
-            None,
-            False,
-            lambda w, p, g, c: torch.nn.init.normal_(w, 0.0, 1 / math.sqrt(fan_in_and_fan_out(w)[0]), generator=g),
-        ),
-        Method(
-            "orthogonal",
-            "W = GAIN x (semi-)orthogonal matrix (Saxe et al. 2014); GAIN default 1",
-            "GAIN",
-            False,
-            lambda w, p, g, c: torch.nn.init.orthogonal_(w, gain=1.0 if p is None else p, generator=g),
-        ),
-        Method(
-            "optimal",
-            "W ~ N(0, (D*/sqrt(fan_in))^2), D* = argmax_D E|f''(z)|, z ~ N(0, D^2): "
-            "1.40784 sigmoid, 0.70392 tanh; optimal:D uses the given D",
-            "D",
-            False,
-            _optimal,
-        ),
-        Method(
-            "optimal-data",
-            "W ~ N(0, D*^2 / sum_i E[x_i^2]) with E[x_i^2] measured on the layer's real inputs",
-            "D",
-            False,
-            _optimal_data,
-        ),
-        Method(
-            "lsuv",
-            "orthogonal W, scaled until the net input's variance on real frames is 1 (Mishkin & Matas 2016)",
-            None,
-            False,
-            _lsuv,
-        ),
-        Method(
-            "data-dependent",
-            "W ~ N(0, 1), each unit scaled so its net input on real frames has spread D* (default) and its bias "
-            "set so it has mean 0 (Krähenbühl et al. 2016); data-dependent:D uses the given D",
-            "D",
-            False,
-            _data_dependent,
-        ),
-    )
-}
+def _seeded(fill: Callable, *args, **kwargs):
+    """A `torch.nn.init` function, drawing from the method's generator, as a method's fill."""
+    return lambda w, p, g, c: fill(w, *args, generator=g, **kwargs)
+
+
+_XAVIER, _HE = "(Glorot & Bengio 2010)", "(He et al. 2015)"
+_init = torch.nn.init
+# name, formula, parameter after ':' (or None), whether it must be given, the fill
+METHODS: dict[str, Method] = {m.name: m for m in [
+    Method("zeros", "W = 0 (every hidden unit identical: shows the symmetry problem)", None, False,
+           lambda w, p, g, c: _init.zeros_(w)),
+    Method("constant", "W = VALUE", "VALUE", True, lambda w, p, g, c: _init.constant_(w, p)),
+    Method("normal", "W ~ N(0, STD^2)", "STD", True, lambda w, p, g, c: _init.normal_(w, 0.0, p, generator=g)),
+    Method("uniform", "W ~ U(-LIMIT, LIMIT)", "LIMIT", True, lambda w, p, g, c: _init.uniform_(w, -p, p, generator=g)),
+    Method("hinton", "W ~ N(0, 0.01^2) (Hinton's practical guide to RBMs)", None, False,
+           _seeded(_init.normal_, 0.0, 0.01)),
+    Method("kaldi", "W ~ N(0, 0.1^2) (Kaldi's RBM pre-training default)", None, False,
+           _seeded(_init.normal_, 0.0, 0.1)),
+    Method("large", "W ~ N(0, 1) x 10 (far too large: saturates every unit)", None, False,
+           _seeded(_init.normal_, 0.0, 10.0)),
+    Method("xavier-normal", f"W ~ N(0, 2 / (fan_in + fan_out)) {_XAVIER}", None, False, _seeded(_init.xavier_normal_)),
+    Method("xavier-uniform", f"W ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)) {_XAVIER}", None, False,
+           _seeded(_init.xavier_uniform_)),
+    Method("small-xavier", "W ~ 0.1 x N(0, 2 / (fan_in + fan_out)) (the new softmax layer of fine-tuning)", None,
+           False, _seeded(_init.xavier_normal_, gain=0.1)),
+    Method("he-normal", f"W ~ N(0, 2 / fan_in) {_HE}", None, False,
+           _seeded(_init.kaiming_normal_, nonlinearity="relu")),
+    Method("he-uniform", f"W ~ U(-a, a), a = sqrt(6 / fan_in) {_HE}", None, False,
+           _seeded(_init.kaiming_uniform_, nonlinearity="relu")),
+    Method("lecun-normal", "W ~ N(0, 1 / fan_in) (LeCun et al. 1998)", None, False,
+           lambda w, p, g, c: _init.normal_(w, 0.0, 1 / math.sqrt(fan_in_and_fan_out(w)[0]), generator=g)),
+    Method("orthogonal", "W = GAIN x (semi-)orthogonal matrix (Saxe et al. 2014); GAIN default 1", "GAIN", False,
+           lambda w, p, g, c: _init.orthogonal_(w, gain=1.0 if p is None else p, generator=g)),
+    Method("optimal", "W ~ N(0, (D*/sqrt(fan_in))^2), D* = argmax_D E|f''(z)|, z ~ N(0, D^2): 1.40784 sigmoid, "
+           "0.70392 tanh; optimal:D uses the given D", "D", False, _optimal),
+    Method("optimal-data", "W ~ N(0, D*^2 / sum_i E[x_i^2]) with E[x_i^2] measured on the layer's real inputs", "D",
+           False, _optimal_data),
+    Method("lsuv", "orthogonal W, scaled until the net input's variance on real frames is 1 (Mishkin & Matas 2016)",
+           None, False, _lsuv),
+    Method("data-dependent", "W ~ N(0, 1), each unit scaled so its net input on real frames has spread D* (default) "
+           "and its bias set so it has mean 0 (Krähenbühl et al. 2016); data-dependent:D uses the given D", "D",
+           False, _data_dependent),
+]}  # fmt: skip
 
 
 # The largest |PARAM| of NAME:PARAM. Every parameter scales the weights, which act on inputs of
