@@ -14,7 +14,6 @@ from asr_init.models.rbm import (
     ContrastiveDivergence,
     UniformSource,
     cd_step_reference,
-    log_likelihood_gradient,
 )
 
 
@@ -59,6 +58,25 @@ def _merge(reports):
         events += [(e.step + offset, e.guard, e.scale, e.lr) for e in r.events]
         offset += r.steps
     return err, sat, events, reports[-1].lr
+
+
+def log_likelihood_gradient(rbm: RBM, data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Exact d log p(data) / d(W, hb, vb) of a tiny Bernoulli-Bernoulli RBM by enumeration of
+    all 2^(n_visible) visible vectors; for checking CD on small models only."""
+    nv = rbm.n_visible
+    if rbm.visible != "bernoulli" or nv > 16:
+        raise ValueError("exact gradients only for Bernoulli RBMs with at most 16 visible units")
+    W, hb, vb = rbm.W.double(), rbm.hb.double(), rbm.vb.double()
+    states = torch.tensor([[(i >> j) & 1 for j in range(nv)] for i in range(2**nv)], dtype=torch.float64)
+    free = -(states @ vb) - torch.nn.functional.softplus(states @ W.T + hb).sum(1)
+    p_model = torch.softmax(-free, 0)
+    h_model = torch.sigmoid(states @ W.T + hb)
+    d = data.double()
+    h_data = torch.sigmoid(d @ W.T + hb)
+    gW = h_data.T @ d / len(d) - (h_model * p_model[:, None]).T @ states
+    ghb = h_data.mean(0) - (h_model * p_model[:, None]).sum(0)
+    gvb = d.mean(0) - (states * p_model[:, None]).sum(0)
+    return gW, ghb, gvb
 
 
 def test_gaussian_rbm_learns_low_rank_data():
