@@ -392,7 +392,7 @@ class GraphedStep:
                 self.eager_steps += 1
                 return False
             params = list(self.model.parameters())
-            state = params + [p.grad for p in params] + [sums.acc]
+            state = params + [p.grad for p in params] + list(self.model.buffers()) + [sums.acc]  # buffers: batch norm
             state += [self.opt.state[p]["momentum_buffer"] for p in params if self.opt.state[p]]
             body = lambda: sums.add(*self.update(self.x, self.y), len(self.x))  # noqa: E731
             self.graph, self.lr, self.acc = self.capture(body, state, "the fine-tuning step"), lr, sums.acc
