@@ -144,6 +144,8 @@ def distributed(device: str) -> Dist:
     rank = int(os.environ.get("RANK", "0"))
     chosen = resolve_device(device, say=rank == 0)
     if world <= 1:
+        if chosen.type == "cuda" and chosen.index is not None:
+            torch.cuda.set_device(chosen)  # the current device: where graph captures record and streams are made
         return Dist(device=chosen)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = chosen.type == "cuda"

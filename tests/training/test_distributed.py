@@ -244,3 +244,19 @@ def test_every_process_reads_the_target_kind_asked_for(kaldi_stores, targets):
     assert len(got) == store.num_frames("train") and all(by_frame[key] == t for key, t in got)
     other = [int(t) for r in records for t in store.targets("phones" if targets == "pdfs" else "pdfs", r)]
     assert sorted(t for _, t in got) != sorted(other)  # the two kinds differ on this store: the check can fail
+
+
+def test_one_process_on_cuda_n_makes_it_the_current_device(monkeypatch):
+    """--device cuda:1 without torchrun: the process's current CUDA device becomes cuda:1, on
+    which cuda_graphs records its captures and makes its streams (else on cuda:0, where the
+    step's kernels do not run: an empty graph and a fallback to eager steps)."""
+    import asr_init.training.distributed as distributed_module
+
+    chosen = []
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    dist = distributed_module.distributed("cuda:1")
+    assert dist.device == torch.device("cuda", 1) and chosen == [torch.device("cuda", 1)]
+    chosen.clear()
+    distributed_module.distributed("cpu")
+    assert chosen == []
