@@ -230,11 +230,12 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
             return done
         if dist.is_distributed:
             console.print(f"{dist.world} processes share every batch of {config.batch_size} frames")
-        trainer = _DnnTrainer(config, store, pipeline, Path(out_dir), resume or done is not None, dist, strategy)
-        console.print(settings_line(trainer), highlight=False)
         flag = StopFlag(interrupt_after)
-        with catch_signals(flag), matmul_precision(config.precision):
-            trainer.run(flag)
+        with matmul_precision(config.precision):  # the start's dev loss and initialisation too
+            trainer = _DnnTrainer(config, store, pipeline, Path(out_dir), resume or done is not None, dist, strategy)
+            console.print(settings_line(trainer), highlight=False)
+            with catch_signals(flag):
+                trainer.run(flag)
         return dist.from_main(lambda: _write_outputs(trainer))
 
 

@@ -6,7 +6,7 @@
 - bf16: fine-tuning runs the forward products and the loss under `torch.autocast` in
   bfloat16 (8-bit mantissa inputs, float32 accumulation); parameters, gradients, optimiser
   state and the update stay float32, as mixed-precision training does. Pre-training gives
-  the four products of each CD step bfloat16 inputs the same way (models/cd_device.py);
+  the four products of each CD step bfloat16 inputs the same way (models/rbm.py);
   its parameters, momentum, update and guard statistics stay float32.
 """
 

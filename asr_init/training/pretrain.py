@@ -141,7 +141,7 @@ def _train_layers(run: _Run, flag: StopFlag, resume: bool) -> dict:
     With `resume`, a finished last layer trained for fewer epochs than asked goes on."""
     torch.manual_seed(run.config.seed)  # nothing should use it; keeps any library default deterministic
     t_start = time.perf_counter()
-    with catch_signals(flag):
+    with catch_signals(flag), matmul_precision(run.config.precision):  # each layer's initialisation too
         for layer in range(1, len(run.config.sizes) + 1):
             path = run.out_dir / f"rbm{layer}.pt"
             ckpt = run.dist.from_main(lambda path=path: load_run_checkpoint(path))
@@ -261,8 +261,7 @@ class _LayerTrainer(Trainer):
 
     def train(self, flag: StopFlag) -> tuple[RBM, dict]:
         """Run the layer to its end; returns (rbm, the finished checkpoint rbmN.pt)."""
-        with matmul_precision(self.config.precision):
-            self.run(flag)
+        self.run(flag)
         self.finished = True
         ckpt = self.save(self.run_.out_dir / f"rbm{self.layer}.pt")
         if self.dist.is_main:

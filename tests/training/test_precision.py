@@ -35,6 +35,30 @@ def test_tf32_on_a_cpu_is_fp32_bit_for_bit_and_bf16_stays_close(blob_store, tmp_
     assert runs["bf16"][0]["best_dev_acc"] == pytest.approx(runs["fp32"][0]["best_dev_acc"], abs=0.03)
 
 
+def test_tf32_covers_the_work_before_the_first_step(blob_store, tmp_path, monkeypatch):
+    """With --precision tf32 the products before training (fine-tuning's epoch-0 dev loss, which
+    newbob compares epoch 1 with; each RBM layer's initialisation) run under the TF32 switch too."""
+    import asr_init.training.finetune as finetune_module
+    import asr_init.training.pretrain as pretrain_module
+
+    seen = []
+
+    def recording(real):
+        def wrapper(*args, **kwargs):
+            seen.append(torch.backends.cuda.matmul.allow_tf32)
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(finetune_module, "evaluate_split", recording(finetune_module.evaluate_split))
+    monkeypatch.setattr(pretrain_module, "init_weight_", recording(pretrain_module.init_weight_))
+    finetune(blob_store, FinetuneConfig(**QUICK, precision="tf32"), tmp_path / "dnn")
+    pretrain(blob_store, PretrainConfig(layers=2, hidden=16, epochs=1, stats_frames=100, precision="tf32"),
+             tmp_path / "dbn")  # fmt: skip
+    assert len(seen) >= 2 + 2 and all(seen)  # dev at epochs 0, 1, 2; two layers' initialisations
+    assert not torch.backends.cuda.matmul.allow_tf32  # put back after the runs
+
+
 def test_precision_contexts_restore_the_tf32_switch_and_autocast_only_for_bf16():
     before = torch.backends.cuda.matmul.allow_tf32
     with matmul_precision("tf32"):
