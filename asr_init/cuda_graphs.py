@@ -22,6 +22,7 @@ from collections.abc import Callable
 import torch
 
 WARMUP = 2
+_FAILED: list[str] = []  # a capture that failed in this process: the later ones stay eager
 
 
 def _snapshot(state: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -40,7 +41,10 @@ def capture_checked(body: Callable[[], None], state: list[torch.Tensor], what: s
     warning naming `what`) when capture fails or the replay does not match the eager body.
 
     `state` lists every tensor `body` changes (parameters, gradients, optimiser buffers,
-    sums); it is left as it was either way."""
+    sums); it is left as it was either way. After a capture has failed in this process, every
+    later one is eager: a failed capture can leave the caching allocator's capture state behind."""
+    if _FAILED:
+        return _eager(what, f"an earlier capture in this process failed ({_FAILED[0]})")
     saved = _snapshot(state)
     main = torch.cuda.current_stream()
     try:
@@ -68,7 +72,8 @@ def capture_checked(body: Callable[[], None], state: list[torch.Tensor], what: s
         torch.cuda.set_stream(main)
         torch.cuda.synchronize()
         _restore(state, saved)
-        return _eager(what, f"capture failed ({str(err).splitlines()[0]})")
+        _FAILED.append(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return _eager(what, f"capture failed ({_FAILED[0]})")
     worst = _largest_difference(eager, replayed, rtol, atol)
     if worst is not None:
         return _eager(what, f"the replay differed from the eager step by {worst:.3g}")

@@ -112,3 +112,27 @@ def test_capture_checked_restores_the_state_and_replays_the_body():
     graph.replay()
     graph.replay()
     assert float(acc.sum()) == 64 * 4
+
+
+def test_after_a_failed_capture_every_later_step_stays_eager(monkeypatch, capsys):
+    """A capture that raises leaves the state as it was and returns None (eager steps); later
+    captures in the process are not tried."""
+    tried = []
+
+    def failing_stream():
+        tried.append(1)
+        raise RuntimeError("operation not permitted when stream is capturing\ndetails")
+
+    monkeypatch.setattr(cuda_graphs, "_FAILED", [])
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: None)
+    monkeypatch.setattr(torch.cuda, "Stream", failing_stream)
+    monkeypatch.setattr(torch.cuda, "set_stream", lambda stream: None)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    acc = torch.arange(4.0)
+    assert cuda_graphs.capture_checked(lambda: acc.add_(1), [acc], "the first step") is None
+    assert cuda_graphs.capture_checked(lambda: acc.add_(1), [acc], "the second step") is None
+    assert tried == [1] and torch.equal(acc, torch.arange(4.0))
+    printed = capsys.readouterr()
+    out = " ".join((printed.out + printed.err).split())  # the console wraps lines
+    assert "the first step: capture failed (operation not permitted when stream is capturing)" in out
+    assert "the second step: an earlier capture in this process failed" in out
