@@ -84,24 +84,14 @@ class Espeak:
         self._lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         self._lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-        self._lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p,
-            ctypes.c_size_t,
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_uint,
-            ctypes.c_uint,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-        ]
-        rate = self._lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS,
-            0,
-            espeakng_loader.get_data_path().encode(),
-            _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT,
-        )
+        # espeak_Synth(text, size, position, position_type, end_position, flags, unique_identifier, user_data)
+        synth_args = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint]
+        self._lib.espeak_Synth.argtypes = [*synth_args, ctypes.c_void_p, ctypes.c_void_p]
+        data_path = espeakng_loader.get_data_path()
+        flags = _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT
+        rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), flags)
         if rate <= 0:
-            raise UserError(f"eSpeak NG failed to initialise from {espeakng_loader.get_data_path()}")
+            raise UserError(f"eSpeak NG failed to initialise from {data_path}")
         self.sample_rate = int(rate)
         self._chunks: list[np.ndarray] = []
         self._events: list[tuple[int, str]] = []
@@ -119,11 +109,8 @@ class Espeak:
         return 0
 
     def seed(self, seed: int) -> None:
-        """Seed eSpeak NG's random sources (breath noise of some voices, jitter).
-
-        Both its own generator and the C library's rand(): without this, voices with
-        breath noise (the female variants) came out differently in every run.
-        """
+        """Seed eSpeak NG's random sources (breath noise of some voices, jitter): its own
+        generator and the C library's rand()."""
         self._lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
         ctypes.CDLL(None).srand(ctypes.c_uint(seed & 0xFFFFFFFF))
 

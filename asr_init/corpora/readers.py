@@ -83,22 +83,14 @@ def read_text(path: Path, what: str = "") -> str:
 def read_label_map(path: Path) -> dict[str, str]:
     """Read a two-column map (`from to`), ignoring blank lines and `#` comments; a label
     mapped twice is an error naming both lines."""
-    rows = []
-    for n, line in enumerate(read_text(path, "label map").splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        parts = line.split()
-        if len(parts) != 2:
-            raise UserError(f"{path}:{n}: expected 'from to', got {line!r}")
-        rows.append((parts[0], f"{path}:{n}", parts[1]))
-    return unique(rows, "label")
+    return unique([(key, where, value) for where, (key, value) in _read_table(path, 2, "label map", "'from to'")],
+                  "label")  # fmt: skip
 
 
 def read_label_list(path: Path) -> tuple[str, ...]:
     """Read one label per line (first column), ignoring blank lines and `#` comments; a label
     listed twice is an error naming both lines."""
-    lines = read_text(path, "label list").splitlines()
-    rows = [(ln.split()[0], f"{path}:{n}", None) for n, ln in enumerate(lines, 1) if ln.strip() and ln[0] != "#"]
+    rows = [(parts[0], where, None) for where, parts in _read_table(path, 1, "label list")]
     if not rows:
         raise UserError(f"label list {path} is empty")
     return tuple(unique(rows, "label"))
@@ -120,27 +112,29 @@ def check_segments(utt_id: str, segments: list[PhoneSegment], source: str) -> No
         prev_end = seg.end
 
 
-def _read_table(path: Path, min_fields: int) -> list[tuple[int, list[str]]]:
-    """(line number, whitespace-separated fields) of each non-blank line."""
+def _read_table(path: Path, min_fields: int, what: str = "", form: str = "") -> list[tuple[str, list[str]]]:
+    """("PATH:N", the line's whitespace-separated fields) of each non-blank line; with `what` (a label
+    file) `#` comment lines are passed over too. With `form` ('from to') a line has exactly
+    `min_fields` fields."""
     rows = []
-    for n, line in enumerate(read_text(path).splitlines(), 1):
-        if not line.strip():
+    for n, line in enumerate(read_text(path, what).splitlines(), 1):
+        if not line.strip() or (what and line.startswith("#")):
             continue
         parts = line.split()
-        if len(parts) < min_fields:
-            raise UserError(f"{path}:{n}: expected at least {min_fields} fields, got {line!r}")
-        rows.append((n, parts))
+        if len(parts) < min_fields or (form and len(parts) != min_fields):
+            raise UserError(f"{path}:{n}: expected {form or f'at least {min_fields} fields'}, got {line!r}")
+        rows.append((f"{path}:{n}", parts))
     return rows
 
 
-def _seconds(path: Path, n: int, name: str, text: str) -> float:
-    """A time field in seconds: a finite number, else a UserError naming the file and line."""
+def _seconds(where: str, name: str, text: str) -> float:
+    """A time field in seconds: a finite number, else a UserError naming the file and line (`where`)."""
     try:
         value = float(text)
     except ValueError:
-        raise UserError(f"{path}:{n}: {name} {text!r} is not a number (seconds)") from None
+        raise UserError(f"{where}: {name} {text!r} is not a number (seconds)") from None
     if not math.isfinite(value):
-        raise UserError(f"{path}:{n}: {name} {text!r} is not a finite number of seconds")
+        raise UserError(f"{where}: {name} {text!r} is not a finite number of seconds")
     return value
 
 
@@ -199,8 +193,7 @@ def _read_wav_scp(data_dir: Path) -> dict[str, Path]:
 def _read_utt2spk(data_dir: Path) -> dict[str, str]:
     if not (data_dir / "utt2spk").exists():
         raise UserError(f"{data_dir / 'utt2spk'} is missing (a Kaldi data dir needs wav.scp and utt2spk)")
-    utt2spk = unique([(r[0], f"{data_dir / 'utt2spk'}:{n}", r[1]) for n, r in _read_table(data_dir / "utt2spk", 2)],
-                     "utterance")  # fmt: skip
+    utt2spk = unique([(r[0], where, r[1]) for where, r in _read_table(data_dir / "utt2spk", 2)], "utterance")
     spk2utt_path = data_dir / "spk2utt"
     if spk2utt_path.exists():
         for _, row in _read_table(spk2utt_path, 1):
@@ -216,20 +209,20 @@ def _read_segments(data_dir: Path, recordings: dict[str, Path]) -> dict[str, tup
     if not segments_path.exists():
         return {utt: (utt, 0.0, None) for utt in recordings}
     regions = []
-    for n, row in _read_table(segments_path, 4):
+    for where, row in _read_table(segments_path, 4):
         utt, rec = row[0], row[1]
-        start = _seconds(segments_path, n, "start time", row[2])
-        end = _seconds(segments_path, n, "end time", row[3])
+        start = _seconds(where, "start time", row[2])
+        end = _seconds(where, "end time", row[3])
         if start < 0 or 0 <= end <= start:
             raise UserError(
-                f"{segments_path}:{n}: utterance {utt} runs from {row[2]} to {row[3]} s; the start must be "
+                f"{where}: utterance {utt} runs from {row[2]} to {row[3]} s; the start must be "
                 "at least 0 and the end after it (or -1: the end of the recording)"
             )
         if rec not in recordings:
             raise UserError(
                 f"{segments_path}: utterance {utt} refers to recording {rec}, which is not in {data_dir / 'wav.scp'}"
             )
-        regions.append((utt, f"{segments_path}:{n}", (rec, start, None if end < 0 else end)))
+        regions.append((utt, where, (rec, start, None if end < 0 else end)))
     return unique(regions, "utterance")
 
 
@@ -240,12 +233,12 @@ def _read_ctm(ctm_path: Path) -> dict[str, list[PhoneSegment]]:
             f"phone alignment {ctm_path} is missing (give --ctm FILE with 'utt channel start duration phone' lines)"
         )
     aligned: dict[str, list[PhoneSegment]] = {}
-    for n, row in _read_table(ctm_path, 5):
-        start = _seconds(ctm_path, n, "start time", row[2])
-        dur = _seconds(ctm_path, n, "duration", row[3])
+    for where, row in _read_table(ctm_path, 5):
+        start = _seconds(where, "start time", row[2])
+        dur = _seconds(where, "duration", row[3])
         if start < 0 or dur <= 0:
             raise UserError(
-                f"{ctm_path}:{n}: utterance {row[0]}: segment {row[4]!r} has start {row[2]} s and duration {row[3]} s; "
+                f"{where}: utterance {row[0]}: segment {row[4]!r} has start {row[2]} s and duration {row[3]} s; "
                 "the start must be at least 0 and the duration positive"
             )
         aligned.setdefault(row[0], []).append(PhoneSegment(start, start + dur, row[4]))
@@ -300,7 +293,7 @@ def read_timit(root: Path, include_sa: bool = False) -> Corpus:
             if wav is None:
                 problems.append((spk, f"{phn}: alignment of utterance {utt_id} has no .WAV file beside it"))
                 continue
-            segs = [_phn_segment(phn, n, row, folding) for n, row in _read_table(phn, 3)]
+            segs = [_phn_segment(where, row, folding) for where, row in _read_table(phn, 3)]
             check_segments(utt_id, segs, str(phn))
             if part == "TRAIN":
                 split = "train"
@@ -312,20 +305,20 @@ def read_timit(root: Path, include_sa: bool = False) -> Corpus:
     return Corpus("timit", utterances, labels=read_label_list(DATA_DIR / "phones39.txt"), problems=problems)
 
 
-def _phn_segment(phn: Path, n: int, row: list[str], folding: dict[str, str]) -> PhoneSegment:
+def _phn_segment(where: str, row: list[str], folding: dict[str, str]) -> PhoneSegment:
     """One .PHN line, 'begin end phone' in samples at 16 kHz, as a folded segment in seconds."""
     label = row[2].lower()
     if label not in folding:
-        raise UserError(f"{phn}:{n}: phone {row[2]!r} is not a TIMIT phone (see data/timit_61_to_39.tsv)")
+        raise UserError(f"{where}: phone {row[2]!r} is not a TIMIT phone (see data/timit_61_to_39.tsv)")
     try:
         begin, end = int(row[0]), int(row[1])
     except ValueError:
         raise UserError(
-            f"{phn}:{n}: sample numbers {row[0]!r} {row[1]!r} are not both integers "
+            f"{where}: sample numbers {row[0]!r} {row[1]!r} are not both integers "
             "(a .PHN line is 'begin end phone', in samples at 16 kHz)"
         ) from None
     if begin < 0:
-        raise UserError(f"{phn}:{n}: sample number {begin} is negative")
+        raise UserError(f"{where}: sample number {begin} is negative")
     rate = 16000.0  # TIMIT .PHN sample indices are at 16 kHz
     return PhoneSegment(begin / rate, end / rate, folding[label])
 

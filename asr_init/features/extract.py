@@ -56,19 +56,21 @@ from asr_init.features.frontend import (
     mel_band_edges,
     read_sample_rates,
 )
-from asr_init.features.store import STORE_FORMAT_VERSION, StoreWriter, shard_name, split_table
+from asr_init.features.store import (
+    STORE_FORMAT_VERSION,
+    FrameMoments,
+    StoreWriter,
+    shard_name,
+    store_summary,
+    write_metadata,
+)
 from asr_init.folders import output_folder, reading
-from asr_init.io import write_json_atomic
 from asr_init.progress import console, progress_bar
 
-# The default rate is the corpus's own up to this: wideband ASR features stop at 8 kHz
-# (16 kHz is TIMIT's rate and Kaldi's default --sample-frequency), and the embedded corpus,
-# synthesised at eSpeak NG's 22,050 Hz, has always been extracted at 16 kHz.
+# The default rate is the corpus's own up to this: wideband ASR features stop at 8 kHz.
 MAX_DEFAULT_SAMPLE_RATE = 16000
-# A mel band whose long-term power is this far below the strongest band's carries no
-# signal. Speech keeps every band within about 40 dB of the strongest (the embedded
-# corpus: 29 dB at most); the bands above 4 kHz of 8 kHz audio upsampled to 16 kHz by
-# soxr lie 91-113 dB below it (measured on the tests' synthetic audio).
+# A mel band whose long-term power is this far below the strongest band's carries no signal
+# (speech keeps every band within about 40 dB of it).
 EMPTY_BAND_DB = -60.0
 
 
@@ -165,30 +167,18 @@ def fold_labels(corpus: Corpus, map_path: Path) -> Corpus:
 def label_inventory(corpus: Corpus, splits: dict[str, str | None], config: ExtractConfig) -> list[str]:
     """The label set: a given list, the layout's (or folding map's) own, or the labels of the training alignments."""
     fixed = read_label_list(Path(config.phones)) if config.phones else corpus.labels
-    if fixed is not None:
-        allowed = set(fixed)
-        for utt in corpus.utterances:
-            for seg in utt.segments:
-                if seg.label not in allowed:
-                    source = config.phones or "the layout's phone set"
-                    raise UserError(
-                        f"{utt.source}: utterance {utt.id} has label {seg.label!r}, which is not in {source}"
-                    )
-        labels = list(fixed)
-    else:
-        train_labels = {s.label for u in corpus.utterances if splits.get(u.speaker) == "train" for s in u.segments}
-        for utt in corpus.utterances:
-            for seg in utt.segments:
-                if (
-                    seg.label not in train_labels
-                    and splits.get(utt.speaker) is not None
-                    and seg.label != config.silence
-                ):
-                    raise UserError(
-                        f"{utt.source}: utterance {utt.id} ({splits[utt.speaker]}) has label {seg.label!r}, "
-                        "which never occurs in the training alignments"
-                    )
-        labels = sorted(train_labels)
+    train_labels = {s.label for u in corpus.utterances if splits.get(u.speaker) == "train" for s in u.segments}
+    allowed = train_labels if fixed is None else set(fixed)
+    for utt, seg in ((u, s) for u in corpus.utterances for s in u.segments if s.label not in allowed):
+        if fixed is not None:
+            source = config.phones or "the layout's phone set"
+            raise UserError(f"{utt.source}: utterance {utt.id} has label {seg.label!r}, which is not in {source}")
+        if splits.get(utt.speaker) is not None and seg.label != config.silence:
+            raise UserError(
+                f"{utt.source}: utterance {utt.id} ({splits[utt.speaker]}) has label {seg.label!r}, "
+                "which never occurs in the training alignments"
+            )
+    labels = sorted(train_labels) if fixed is None else list(fixed)
     if config.silence not in labels:
         labels.append(config.silence)
     return labels
@@ -200,9 +190,7 @@ _W: dict = {}
 
 def _init_worker(features: FeatureConfig, seed: int, label_ids: dict[str, int], silence: str,
                  one_thread: bool = True) -> None:  # fmt: skip
-    if one_thread:
-        # One BLAS thread per worker: the pool already uses every core, and oversubscribed
-        # BLAS threads made extraction 1.8x slower on 2 cores.
+    if one_thread:  # one BLAS thread per worker: the pool already uses every core
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)
@@ -211,10 +199,8 @@ def _init_worker(features: FeatureConfig, seed: int, label_ids: dict[str, int], 
 
 
 def _reuse_freed_memory() -> None:
-    """Have glibc's malloc serve arrays up to 32 MiB from its heap and keep freed memory there.
-    By default it maps every array over 128 KiB afresh and unmaps it when freed, and the page
-    faults of mapping a frame block's few MB again and again took a fifth of extraction's time.
-    (The worker's peak memory is unchanged: the heap holds what its largest arrays needed.)"""
+    """Have glibc's malloc serve arrays up to 32 MiB from its heap and keep freed memory there,
+    instead of mapping every array over 128 KiB afresh (page faults) and unmapping it when freed."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -292,33 +278,31 @@ def _process(utt: Utterance):
 _BLOCK = 1 << 16  # frames normalised or summed at a time in pass 2: memory bounded whatever an utterance's length
 
 
+def _blocks(path: Path, records: list, mmap_mode: str):
+    """(record, its shard memory-mapped, a slice of at most _BLOCK of its frames) for every
+    record, shard by shard: each shard is read once (and with "r+" flushed when done)."""
+    for shard in sorted({r.shard for r in records}):
+        feats = np.load(path / shard_name("feats", shard), mmap_mode=mmap_mode)
+        for rec in (r for r in records if r.shard == shard):
+            for at in range(rec.offset, rec.offset + rec.frames, _BLOCK):
+                yield rec, feats, slice(at, min(at + _BLOCK, rec.offset + rec.frames))
+        if mmap_mode == "r+":
+            feats.flush()
+        del feats
+
+
 def _normalise_by_speaker(path: Path, writer: StoreWriter, stats: dict[str, np.ndarray], norm_vars: bool) -> None:
     """Pass 2: each speaker's CMVN (apply-cmvn with the speaker's stats) on the shards in place."""
-    for shard in sorted({r.shard for r in writer.records}):
-        feats = np.load(path / shard_name("feats", shard), mmap_mode="r+")
-        for rec in (r for r in writer.records if r.shard == shard):
-            for at in range(rec.offset, rec.offset + rec.frames, _BLOCK):
-                end = min(at + _BLOCK, rec.offset + rec.frames)
-                feats[at:end] = apply_cmvn(stats[rec.speaker], np.array(feats[at:end]), norm_vars)
-        feats.flush()
-        del feats
+    for rec, feats, block in _blocks(path, writer.records, "r+"):
+        feats[block] = apply_cmvn(stats[rec.speaker], np.array(feats[block]), norm_vars)
 
 
-def _global_stats(path: Path, writer: StoreWriter, dim: int) -> dict:
-    """Per-dimension mean/std over the train split (float64 accumulation), one read per shard."""
-    total = np.zeros((2, dim + 1))
-    for shard in sorted({r.shard for r in writer.records}):
-        feats = np.load(path / shard_name("feats", shard), mmap_mode="r")
-        for rec in (r for r in writer.records if r.shard == shard and r.split == "train"):
-            for at in range(rec.offset, rec.offset + rec.frames, _BLOCK):
-                total += cmvn_stats(feats[at : min(at + _BLOCK, rec.offset + rec.frames)])
-        del feats
-    n = int(total[0, -1])
-    if n == 0:
-        raise UserError("no training frames were extracted; check the split settings and --skip-bad report")
-    mean = total[0, :-1] / n
-    return {"mean": mean.tolist(), "std": np.sqrt(np.maximum(total[1, :-1] / n - mean**2, 1e-8)).tolist(),
-            "train_frames": n}  # fmt: skip
+def _global_stats(path: Path, writer: StoreWriter) -> dict:
+    """Per-dimension mean/std over the train split (FrameMoments)."""
+    moments = FrameMoments()
+    for _, feats, block in _blocks(path, [r for r in writer.records if r.split == "train"], "r"):
+        moments.add(feats[block])
+    return moments.result()
 
 
 def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool = False) -> dict:
@@ -387,9 +371,12 @@ def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractC
         raise UserError(f"no utterance of {corpus_path} could be extracted")
     if config.cmvn == "speaker":
         _normalise_by_speaker(tmp, frames.writer, frames.sums, features.norm_vars)
-    stats = _global_stats(tmp, frames.writer, features.dim)
+    stats = _global_stats(tmp, frames.writer)
     layout = "embedded" if (corpus_path / "corpus.json").is_file() else corpus.layout  # synth writes a Kaldi dir
-    summary = _summary(frames.writer, layout, problems, time.perf_counter() - t0) | {
+    elapsed = time.perf_counter() - t0
+    summary = store_summary(frames.writer.records, layout, problems, elapsed)
+    summary |= {
+        "x_real_time": summary["hours"] * 3600 / max(elapsed, 1e-9),
         "features": features.kind,
         "sample_rate": rate,
         "low_freq": features.low_freq,
@@ -398,7 +385,10 @@ def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractC
         "resampled_utterances": int(frames.resampled),
         **_band_levels(frames.band_power),
     }
-    return _write_metadata(tmp, labels, settings, stats, summary)
+    states = [f"{lab}_{k}" for lab in labels for k in range(STATES_PER_PHONE)]
+    record = settings | {"format_version": STORE_FORMAT_VERSION}
+    versions = environment(torch_details=False)
+    return write_metadata(tmp, {"phones": labels, "states": states}, record, stats, summary, versions)
 
 
 def _selected_corpus(corpus: Corpus, config: ExtractConfig) -> tuple[Corpus, dict, list[str], list[str]]:
@@ -457,22 +447,6 @@ def _extract_utterances(tmp, utterances, splits, labels, features: FeatureConfig
     return frames
 
 
-def _write_metadata(tmp: Path, labels: list[str], settings: dict, stats: dict, summary: dict) -> dict:
-    """Label lists, config.json, stats.json and summary.json of the store at `tmp`; returns the summary."""
-    (tmp / "phones.txt").write_text("".join(f"{i} {lab}\n" for i, lab in enumerate(labels)))
-    (tmp / "states.txt").write_text(
-        "".join(
-            f"{i * STATES_PER_PHONE + k} {lab}_{k}\n" for i, lab in enumerate(labels) for k in range(STATES_PER_PHONE)
-        )
-    )
-    versions = environment(torch_details=False)
-    write_json_atomic(tmp / "config.json", settings | {"format_version": STORE_FORMAT_VERSION, "versions": versions})
-    write_json_atomic(tmp / "stats.json", stats)
-    summary = summary | {"versions": versions}
-    write_json_atomic(tmp / "summary.json", summary)
-    return summary
-
-
 def _band_levels(band_power: np.ndarray) -> dict:
     """Each mel band's long-term power in dB below the strongest band's (floored at -200 dB),
     and the bands (1-based) more than EMPTY_BAND_DB below it: those carry no signal."""
@@ -501,20 +475,6 @@ def _warn_empty_bands(summary: dict, features: FeatureConfig) -> None:
         f"there is signal.",
         highlight=False,
     )
-
-
-def _summary(writer: StoreWriter, layout: str, problems: list[str], elapsed: float) -> dict:
-    per_split = split_table(writer.records)
-    hours = sum(r.duration for r in writer.records) / 3600
-    return {
-        "layout": layout,
-        "splits": per_split,
-        "utterances": len(writer.records),
-        "hours": hours,
-        "skipped": problems,
-        "seconds": elapsed,
-        "x_real_time": hours * 3600 / max(elapsed, 1e-9),
-    }
 
 
 def summary_table(summary: dict):

@@ -7,13 +7,11 @@ the edges reflected), dither, DC removal, the raw log energy, pre-emphasis, a wi
 by default), an FFT padded to a power of two, the power spectrum, Kaldi's triangular mel
 banks (mel = 1127 ln(1 + f / 700)), log, and for MFCC a DCT-II, liftering and the energy in
 place of c0. They are written here in numpy, a block of frames at a time: the tests hold them
-against kaldi-native-fbank and, where built, against Kaldi's own binaries. (kaldi-native-fbank's
-Python binding converts each sample to a Python float: 500x real time on one core here,
-against 1,400x for these arrays.) Audio is read, resampled (soxr) and framed in blocks, so
-memory does not grow with an utterance's length. Dither is Gaussian noise of `dither` 16-bit
-sample units added to each sample, read from a table of 2^18 draws made once from the seed,
-from a start given by the utterance's id (Kaldi draws new noise for every frame, unseeded):
-the same frames on every run, for the price of an addition.
+against kaldi-native-fbank and, where built, against Kaldi's own binaries. Audio is read,
+resampled (soxr) and framed in blocks, so memory does not grow with an utterance's length.
+Dither is Gaussian noise of `dither` 16-bit sample units added to each sample, read from a
+table of 2^18 draws made once from the seed, from a start given by the utterance's id (Kaldi
+draws new noise for every frame, unseeded): the same frames on every run.
 
 Deltas are add-deltas' (window `delta_window`, order `delta_order`: the i-th order's filter
 is the first's convolved with itself i times, edge frames repeated); CMVN is apply-cmvn's.

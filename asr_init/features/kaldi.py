@@ -42,9 +42,9 @@ from asr_init import kaldi_io
 from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.config import KaldiImportConfig
-from asr_init.features.store import StoreWriter, split_table
+from asr_init.features.store import FrameMoments, StoreWriter, store_summary, write_metadata
 from asr_init.folders import output_folder
-from asr_init.io import unique, write_json_atomic
+from asr_init.io import unique
 from asr_init.progress import console, progress_bar
 
 VAR_FLOOR = 1e-20  # apply-cmvn's variance floor
@@ -105,33 +105,33 @@ def read_script(path: Path, what: str) -> Iterator[tuple[str, str, np.ndarray]]:
     folders above it (a data dir's scp files name the archives relative to the recipe folder)."""
     files = kaldi_io.ObjectFiles()
     try:
-        for n, line in enumerate(_lines(path), 1):
+        for where, line in _numbered(path):
             file = None
             try:
                 key, name, offset, span = kaldi_io.parse_script_line(line)
-                file = _locate(name, path, n)
+                file = _locate(name, path, where)
                 value = files.read(file, offset)
                 value = kaldi_io.apply_range(value, span) if span else value
             except kaldi_io.KaldiFormatError as exc:
-                raise UserError(f"{path}, line {n}: cannot read {what} ({exc})") from None
+                raise UserError(f"{where}: cannot read {what} ({exc})") from None
             except OSError as exc:
-                raise UserError(f"{path}, line {n}: cannot read {file or line} ({exc.strerror or exc})") from None
-            yield key, f"{path}, line {n}", value
+                raise UserError(f"{where}: cannot read {file or line} ({exc.strerror or exc})") from None
+            yield key, where, value
     finally:
         files.close()
 
 
-def _locate(name: str, script: Path, line: int) -> Path:
+def _locate(name: str, script: Path, where: str) -> Path:
+    """The file that a line of `script` (`where` names it in messages) names, found as Kaldi's tools find it."""
     candidate = Path(name)
     if candidate.is_absolute():
         if candidate.is_file():
             return candidate
-        raise UserError(f"{script}, line {line}: {name} does not exist")
-    else:
-        for base in (Path.cwd(), *Path(script).resolve().parents):
-            if (base / candidate).is_file():
-                return base / candidate
-    raise UserError(f"{script}, line {line}: {name} does not exist (relative names are read from the current folder)")
+        raise UserError(f"{where}: {name} does not exist")
+    for base in (Path.cwd(), *Path(script).resolve().parents):
+        if (base / candidate).is_file():
+            return base / candidate
+    raise UserError(f"{where}: {name} does not exist (relative names are read from the current folder)")
 
 
 def _lines(path: Path) -> list[str]:
@@ -142,6 +142,11 @@ def _lines(path: Path) -> list[str]:
     except OSError as exc:
         raise UserError(f"cannot read {path} ({exc.strerror})") from None
     return [ln for ln in text.splitlines() if ln.strip()]
+
+
+def _numbered(path: Path) -> list[tuple[str, str]]:
+    """("PATH, line N", line) of each non-blank line (N counts those lines only)."""
+    return [(f"{path}, line {n}", line) for n, line in enumerate(_lines(path), 1)]
 
 
 def read_table(spec: str, what: str) -> Iterator[tuple[str, str, np.ndarray]]:
@@ -155,11 +160,11 @@ def read_utt2spk(data_dir: Path) -> dict[str, str]:
     if not path.is_file():
         raise UserError(f"Kaldi data dir {data_dir} has no utt2spk (utils/fix_data_dir.sh writes one)")
     rows = []
-    for n, line in enumerate(_lines(path), 1):
+    for where, line in _numbered(path):
         parts = line.split()
         if len(parts) != 2:
-            raise UserError(f"{path}, line {n}: expected 'utterance speaker', found {line[:60]!r}")
-        rows.append((parts[0], f"{path}, line {n}", parts[1]))
+            raise UserError(f"{where}: expected 'utterance speaker', found {line[:60]!r}")
+        rows.append((parts[0], where, parts[1]))
     return unique(rows, "utterance")
 
 
@@ -167,13 +172,13 @@ def read_phone_symbols(path: Path) -> dict[int, str]:
     """Kaldi's lang/phones.txt ("symbol id" per line) as id -> symbol; ids are below MAX_PHONES
     and neither an id nor a symbol may be given twice."""
     rows = []
-    for n, line in enumerate(_lines(path), 1):
+    for where, line in _numbered(path):
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit():
-            raise UserError(f"{path}, line {n}: expected 'symbol id' as in Kaldi's phones.txt, found {line[:60]!r}")
+            raise UserError(f"{where}: expected 'symbol id' as in Kaldi's phones.txt, found {line[:60]!r}")
         if int(parts[1]) >= MAX_PHONES:
-            raise UserError(f"{path}, line {n}: phone id {parts[1]} is not below {MAX_PHONES:,}, the most read")
-        rows.append((int(parts[1]), f"{path}, line {n}", parts[0]))
+            raise UserError(f"{where}: phone id {parts[1]} is not below {MAX_PHONES:,}, the most read")
+        rows.append((int(parts[1]), where, parts[0]))
     unique(((symbol, where, i) for i, where, symbol in rows), "phone symbol")
     return unique(rows, "phone id")
 
@@ -221,9 +226,10 @@ class Alignments:
     def max_id(self) -> int:
         return max((int(a.max()) for a in self.by_utt.values() if len(a)), default=0)
 
-    def utt_with(self, target: int) -> str:
-        """The first utterance whose alignment holds id `target`."""
-        return next(u for u, a in self.by_utt.items() if len(a) and (a == target).any())
+    def holder(self, target: int) -> str:
+        """ "utterance U in FILE": the first utterance whose alignment holds id `target`."""
+        utt = next(u for u, a in self.by_utt.items() if len(a) and (a == target).any())
+        return f"utterance {utt} in {self.source[utt]}"
 
 
 # ---------------------------------------------------------------------------- data dirs
@@ -278,13 +284,12 @@ class DataDir:
 
     def utterance_ids(self) -> list[str]:
         """The utterances feats.scp lists (nothing is read); one listed twice is an error."""
-        path = self.path / "feats.scp"
         rows = []
-        for n, line in enumerate(_lines(path), 1):
+        for where, line in _numbered(self.path / "feats.scp"):
             try:
-                rows.append((kaldi_io.parse_script_line(line)[0], f"{path}, line {n}", None))
+                rows.append((kaldi_io.parse_script_line(line)[0], where, None))
             except kaldi_io.KaldiFormatError as exc:
-                raise UserError(f"{path}, line {n}: {exc}") from None
+                raise UserError(f"{where}: {exc}") from None
         return list(unique(rows, "utterance"))
 
     def apply_cmvn(self, utt: str, speaker: str, feats: np.ndarray, norm_vars: bool) -> np.ndarray:
@@ -361,14 +366,10 @@ def import_kaldi(data_dir: Path, out_dir: Path, config: KaldiImportConfig, force
             importer.add_data_dir(d, dev_speakers)
         importer.writer.close()
         _check_imported(importer.writer, importer.skipped, dirs, config)
-        for kind, names in labels.items():
-            (tmp / f"{kind}.txt").write_text("".join(f"{i} {name}\n" for i, name in enumerate(names)))
-        versions = environment()
-        record = {"num_pdfs": len(labels.get("pdfs", [])), "cmvn_opts": cmvn_opts, "versions": versions}
-        write_json_atomic(tmp / "config.json", settings | record)
-        write_json_atomic(tmp / "stats.json", importer.stats.result())
-        summary = _summary(importer.writer, importer.skipped, time.perf_counter() - t0, labels) | {"versions": versions}
-        write_json_atomic(tmp / "summary.json", summary)
+        record = settings | {"num_pdfs": len(labels.get("pdfs", [])), "cmvn_opts": cmvn_opts}
+        summary = store_summary(importer.writer.records, "Kaldi", importer.skipped, time.perf_counter() - t0)
+        summary["targets"] = {kind: len(names) for kind, names in labels.items()}
+        summary = write_metadata(tmp, labels, record, importer.stats.result(), summary, environment())
     if importer.skipped:
         console.print(
             f"[yellow]warning: {len(importer.skipped)} utterance(s) have no alignment and were left out "
@@ -403,17 +404,16 @@ def _scp_archives(script: Path) -> set[Path]:
     found = set()
     for name in names:
         with contextlib.suppress(UserError):
-            found.add(_locate(name, script, 0))
+            found.add(_locate(name, script, ""))
     return found
 
 
 def _settings(data_dir: Path, config: KaldiImportConfig) -> dict:
     """The identity of the inputs, every path resolved (a re-run from another folder matches)."""
-    resolved = {
+    paths = {"dev": config.dev, "test": config.test, "phones": config.phones}
+    resolved = {k: str(Path(v).resolve()) if v else None for k, v in paths.items()} | {
         "ali": [_resolved_spec(spec, "pdf alignments") for spec in config.ali],
         "phone_ali": [_resolved_spec(spec, "phone alignments") for spec in config.phone_ali],
-        **{k: str(Path(v).resolve()) if v else None for k, v in (("dev", config.dev), ("test", config.test))},
-        "phones": str(Path(config.phones).resolve()) if config.phones else None,
     }
     return {"corpus": str(data_dir), "kaldi": config.to_dict() | resolved, "targets": list(config.target_kinds)}
 
@@ -443,7 +443,7 @@ class _Importer:
 
     def __init__(self, writer: StoreWriter, alignments: list[Alignments], labels: dict, config: KaldiImportConfig):
         self.writer, self.alignments, self.labels, self.config = writer, alignments, labels, config
-        self.stats = _Moments()  # over the train split's frames
+        self.stats = FrameMoments()  # over the train split's frames
         self.skipped: list[str] = []
         self.seen: dict[str, str] = {}
         self.dim: int | None = None
@@ -502,15 +502,15 @@ def _inventory(ali: Alignments, config: KaldiImportConfig) -> list[str]:
     if ali.kind == "pdfs":
         if top >= MAX_PDFS:
             raise UserError(
-                f"utterance {ali.utt_with(top)} in {ali.source[ali.utt_with(top)]} has pdf id {top:,}; asr-init "
-                f"reads pdf ids below {MAX_PDFS:,} (are these transition ids? convert them with ali-to-pdf first)"
+                f"{ali.holder(top)} has pdf id {top:,}; asr-init reads pdf ids below {MAX_PDFS:,} (are these "
+                "transition ids? convert them with ali-to-pdf first)"
             )
         distinct = len(np.unique(np.concatenate(list(ali.by_utt.values()))))
         if config.num_pdfs is None and top + 1 > 2 * distinct + 100:
             raise UserError(
-                f"pdf ids run up to {top:,} (utterance {ali.utt_with(top)} in {ali.source[ali.utt_with(top)]}) but "
-                f"only {distinct:,} distinct ids occur; give the tree's number of pdfs with --num-pdfs (hmm-info "
-                "final.mdl prints it), or check that these are pdf ids (ali-to-pdf), not transition ids"
+                f"pdf ids run up to {top:,} ({ali.holder(top)}) but only {distinct:,} distinct ids occur; give the "
+                "tree's number of pdfs with --num-pdfs (hmm-info final.mdl prints it), or check that these are pdf ids "
+                "(ali-to-pdf), not transition ids"
             )
         if config.num_pdfs is None:
             console.print(
@@ -520,17 +520,13 @@ def _inventory(ali: Alignments, config: KaldiImportConfig) -> list[str]:
             )
             return [str(i) for i in range(top + 1)]
         if top >= config.num_pdfs:
-            utt = ali.utt_with(top)
             raise UserError(
-                f"utterance {utt} in {ali.source[utt]} has pdf id {top}, but --num-pdfs is {config.num_pdfs}; are "
-                "these transition ids? Convert Kaldi's ali.*.gz with ali-to-pdf final.mdl first"
+                f"{ali.holder(top)} has pdf id {top}, but --num-pdfs is {config.num_pdfs}; are these transition "
+                "ids? Convert Kaldi's ali.*.gz with ali-to-pdf final.mdl first"
             )
         return [str(i) for i in range(config.num_pdfs)]
     if top >= MAX_PHONES:
-        raise UserError(
-            f"utterance {ali.utt_with(top)} in {ali.source[ali.utt_with(top)]} has phone id {top:,}; phone ids must be "
-            f"below {MAX_PHONES:,}"
-        )
+        raise UserError(f"{ali.holder(top)} has phone id {top:,}; phone ids must be below {MAX_PHONES:,}")
     if config.phones is None:
         return [str(i) for i in range(top + 1)]
     symbols = read_phone_symbols(Path(config.phones))
@@ -574,34 +570,3 @@ def _check_imported(writer: StoreWriter, skipped: list[str], dirs: list[DataDir]
     for d in dirs[1:]:
         if not any(r.split == d.split for r in writer.records):
             raise UserError(f"no utterance of the {d.split} data dir {d.path} has an alignment")
-
-
-class _Moments:
-    """Per-dimension mean and standard deviation over frames, accumulated in float64."""
-
-    def __init__(self):
-        self.n, self.s, self.ss = 0, 0.0, 0.0
-
-    def add(self, x: np.ndarray) -> None:
-        x = x.astype(np.float64)
-        self.n += len(x)
-        self.s = self.s + x.sum(0)
-        self.ss = self.ss + (x**2).sum(0)
-
-    def result(self) -> dict:
-        mean = self.s / self.n
-        std = np.sqrt(np.maximum(self.ss / self.n - mean**2, 1e-8))
-        return {"mean": mean.tolist(), "std": std.tolist(), "train_frames": self.n}
-
-
-def _summary(writer: StoreWriter, skipped: list[str], elapsed: float, labels: dict[str, list[str]]) -> dict:
-    per_split = split_table(writer.records)
-    return {
-        "layout": "Kaldi",
-        "splits": per_split,
-        "utterances": len(writer.records),
-        "hours": sum(r.duration for r in writer.records) / 3600,
-        "skipped": skipped,
-        "seconds": elapsed,
-        "targets": {kind: len(names) for kind, names in labels.items()},
-    }

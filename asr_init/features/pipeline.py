@@ -123,13 +123,13 @@ class FeaturePipeline:
         out /= std
         return out
 
-    def utterance(self, feats: np.ndarray) -> torch.Tensor:
-        """(frames, base_dim) store frames -> (frames, dim) spliced, normalised inputs."""
+    def utterance(self, feats: np.ndarray, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """(frames, base_dim) store frames -> (frames, dim) spliced, normalised inputs (of the
+        frames `idx` only, where given)."""
         x = torch.from_numpy(self.normalise(feats))
-        n = len(x)
-        lo = torch.zeros(n, dtype=torch.long)
-        hi = torch.full((n,), n - 1, dtype=torch.long)
-        return self.finish(splice_frames(x, torch.arange(n), lo, hi, self.splice))
+        idx = torch.arange(len(x)) if idx is None else idx
+        lo, hi = torch.zeros_like(idx), torch.full_like(idx, len(x) - 1)
+        return self.finish(splice_frames(x, idx, lo, hi, self.splice))
 
     def finish(self, spliced: torch.Tensor) -> torch.Tensor:
         """The last step on spliced inputs: the logistic squash, if any (in place)."""
@@ -321,8 +321,7 @@ class _BufferLoader:
     def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The next buffer's frames (frames, base_dim) and targets (frames,) or None, on the device."""
         if self._pool is None:
-            x, y = self._buffer._read(next(self._chunks))
-            return x.to(self._device), (y.to(self._device) if y is not None else None)
+            return self._on_device(*self._buffer._read(next(self._chunks)))
         x, y, ready = self._pending.result()  # the thread's exception, if any, is raised here
         self._pending = self._submit()
         if ready is not None:
@@ -337,8 +336,7 @@ class _BufferLoader:
         """In the thread: read one buffer and move it to the device (with the event that marks
         the copy done on CUDA)."""
         if self._stream is None:
-            x, y = self._buffer._read(chunk)
-            return x.to(self._device), (y.to(self._device) if y is not None else None), None
+            return *self._on_device(*self._buffer._read(chunk)), None
         x, y = self._buffer._read(chunk, normalise=False)
         with torch.cuda.device(self._device), torch.cuda.stream(self._stream):
             x = x.pin_memory().to(self._device, non_blocking=True).sub_(self._mean).div_(self._std)
@@ -347,6 +345,9 @@ class _BufferLoader:
             ready.record(self._stream)
         ready.synchronize()  # the pinned host copies outlive the transfer; this thread alone waits
         return x, y, ready
+
+    def _on_device(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return x.to(self._device), (y.to(self._device) if y is not None else None)
 
     def close(self) -> None:
         """Stop reading ahead and join the thread (after the read in progress, if any)."""
@@ -366,10 +367,7 @@ def sample_frames(store: FeatureStore, pipeline: FeaturePipeline, split: str, nu
     for rec in records:
         sel = chosen[(chosen >= start) & (chosen < start + rec.frames)] - start
         if len(sel):
-            x = torch.from_numpy(pipeline.normalise(store.features(rec)))
-            idx = torch.from_numpy(sel)
-            lo, hi = torch.zeros_like(idx), torch.full_like(idx, rec.frames - 1)
-            out.append(pipeline.finish(splice_frames(x, idx, lo, hi, pipeline.splice)))
+            out.append(pipeline.utterance(store.features(rec), torch.from_numpy(sel)))
         start += rec.frames
     store.release()
     return torch.cat(out)

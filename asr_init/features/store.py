@@ -37,8 +37,8 @@ import numpy as np
 
 from asr_init.config import SPLITS
 from asr_init.errors import UserError
-from asr_init.features.frontend import FeatureConfig
-from asr_init.io import digest, naming_file, read_json, unique
+from asr_init.features.frontend import FeatureConfig, cmvn_stats
+from asr_init.io import digest, naming_file, read_json, unique, write_json_atomic
 
 # The layout version `extract` writes into config.json ("format_version"); a store without
 # one was written before versions were recorded and has this layout. A reader refuses any
@@ -312,32 +312,14 @@ class StoreWriter:
         self._pending_frames = 0
         self._shard = 0
 
-    def add(
-        self,
-        utt_id: str,
-        speaker: str,
-        split: str,
-        duration: float,
-        feats: np.ndarray,
-        phones: np.ndarray,
-        states: np.ndarray,
-        transcript: tuple[str, ...],
-    ) -> UttRecord:
+    def add(self, utt_id: str, speaker: str, split: str, duration: float, feats: np.ndarray, phones: np.ndarray,
+            states: np.ndarray, transcript: tuple[str, ...]) -> UttRecord:  # fmt: skip
         """Add an utterance of an extract store (phone and state targets)."""
-        return self.add_utterance(
-            utt_id, speaker, split, duration, feats, {"phones": phones, "states": states}, transcript
-        )
+        targets = {"phones": phones, "states": states}
+        return self.add_utterance(utt_id, speaker, split, duration, feats, targets, transcript)
 
-    def add_utterance(
-        self,
-        utt_id: str,
-        speaker: str,
-        split: str,
-        duration: float,
-        feats: np.ndarray,
-        targets: dict[str, np.ndarray],
-        transcript: tuple[str, ...],
-    ) -> UttRecord:
+    def add_utterance(self, utt_id: str, speaker: str, split: str, duration: float, feats: np.ndarray,
+                      targets: dict[str, np.ndarray], transcript: tuple[str, ...]) -> UttRecord:  # fmt: skip
         """Add an utterance: (frames, dim) features and (frames,) ids of every target kind."""
         rec = UttRecord(utt_id, speaker, split, len(feats), self._shard, self._pending_frames, duration, transcript)
         self.records.append(rec)
@@ -398,3 +380,48 @@ def split_table(records: list[UttRecord]) -> dict[str, dict]:
             "hours": sum(r.duration for r in recs) / 3600,
         }
     return table
+
+
+def store_summary(records: list[UttRecord], layout: str, skipped: list[str], elapsed: float) -> dict:
+    """The summary.json record every store has: its layout, the splits (split_table), utterances,
+    hours, the utterances skipped and the seconds taken."""
+    return {
+        "layout": layout,
+        "splits": split_table(records),
+        "utterances": len(records),
+        "hours": sum(r.duration for r in records) / 3600,
+        "skipped": skipped,
+        "seconds": elapsed,
+    }
+
+
+def write_metadata(path: Path, labels: dict[str, list[str]], config: dict, stats: dict, summary: dict,
+                   versions: dict) -> dict:  # fmt: skip
+    """The label lists (KIND.txt: "id label" per line), config.json, stats.json and summary.json
+    of the store at `path`, config and summary with the `versions` record; returns the summary."""
+    for kind, names in labels.items():
+        (path / f"{kind}.txt").write_text("".join(f"{i} {name}\n" for i, name in enumerate(names)))
+    write_json_atomic(path / "config.json", config | {"versions": versions})
+    write_json_atomic(path / "stats.json", stats)
+    summary = summary | {"versions": versions}
+    write_json_atomic(path / "summary.json", summary)
+    return summary
+
+
+class FrameMoments:
+    """Per-dimension mean and standard deviation over blocks of frames (stats.json), accumulated
+    in float64 as cmvn_stats sums them."""
+
+    def __init__(self):
+        self.total = 0.0
+
+    def add(self, frames: np.ndarray) -> None:
+        self.total = self.total + cmvn_stats(frames)
+
+    def result(self) -> dict:
+        n = int(self.total[0, -1]) if np.ndim(self.total) else 0
+        if n == 0:
+            raise UserError("no training frames were extracted; check the split settings and --skip-bad report")
+        mean = self.total[0, :-1] / n
+        std = np.sqrt(np.maximum(self.total[1, :-1] / n - mean**2, 1e-8))
+        return {"mean": mean.tolist(), "std": std.tolist(), "train_frames": n}
