@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -13,16 +14,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def _num(row: dict, key: str) -> float | None:
     value = row.get(key)
-    if value in (None, ""):
-        return None
-    return float(value)
+    return None if value in (None, "") else float(value)
 
 
 def readable_axes(ax, values, epochs: bool = True) -> None:
     """Whole epochs on the x axis; a log y axis where the values span more than 100x (one
     diverging run would otherwise flatten the others into a line at 0)."""
-    import math
-
     if epochs:
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     finite = [v for v in values if v is not None and math.isfinite(v) and v > 0]
@@ -33,12 +30,32 @@ def readable_axes(ax, values, epochs: bool = True) -> None:
 def fixed_margins(fig, nrows: int, ncols: int, left: float = 0.85, right: float = 0.15, bottom: float = 0.5,
                   top: float = 0.6, wgap: float = 0.95, hgap: float = 0.85) -> None:  # fmt: skip
     """Margins and gaps fixed in inches: room for tick and axis labels left of and below each
-    panel and for the title above. (tight_layout measures the labels by drawing the figure
-    once more: a third of the plotting time, which is most of a short run's time.)"""
+    panel and for the title above (tight_layout would draw the figure once more to measure them)."""
     w, h = fig.get_size_inches()
     aw, ah = (w - left - right - (ncols - 1) * wgap) / ncols, (h - top - bottom - (nrows - 1) * hgap) / nrows
     fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
                         wspace=wgap / aw, hspace=hgap / ah)  # fmt: skip
+
+
+def label_axes(ax, xlabel: str, ylabel: str | None = None, title: str | None = None, grid: str = "major") -> None:
+    """An axes' labels and title, and a light grid at its `grid` ("major" or "both") ticks."""
+    ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title)
+    ax.grid(alpha=0.3, which=grid)
+
+
+def save(fig, path: Path, panels: tuple[int, int] | None = None) -> None:
+    """Lay the figure out (`fixed_margins` for a grid of (rows, columns) panels, else tight_layout),
+    write it at 110 dpi and close it."""
+    if panels:
+        fixed_margins(fig, *panels)
+    else:
+        fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot_recon(rows: list[dict], path: Path, title: str = "RBM pre-training") -> None:
@@ -53,32 +70,19 @@ def plot_recon(rows: list[dict], path: Path, title: str = "RBM pre-training") ->
         mine = [r for r in rows if int(r["layer"]) == layer]
         pts = [(_num(r, "frames"), _num(r, "recon_error")) for r in mine if r["kind"] == "interval"]
         if pts:
-            ax.plot(
-                [p[0] for p in pts], [p[1] for p in pts], marker=".", label="CD reconstruction (train, interval mean)"
-            )
-        for key, style, label in (
-            ("train_recon", "o--", "mean-field, train sample"),
-            ("dev_recon", "s--", "mean-field, dev sample"),
-        ):
-            ep = [
-                (_num(r, "frames"), _num(r, key))
-                for r in mine
-                if r["kind"] in ("epoch_start", "epoch_end") and _num(r, key) is not None
-            ]
-            if ep:
-                ax.plot([p[0] for p in ep], [p[1] for p in ep], style, ms=4, label=label)
-        ax.set_title(f"layer {layer}")
-        ax.set_xlabel("frames seen")
-        ax.set_ylabel("reconstruction error Σ(v−v̂)² / frame")
-        ax.grid(alpha=0.3)
+            ax.plot(*zip(*pts), marker=".", label="CD reconstruction (train, interval mean)")
+        for key, style, label in (("train_recon", "o--", "train"), ("dev_recon", "s--", "dev")):
+            ends = [(_num(r, "frames"), _num(r, key)) for r in mine if r["kind"] in ("epoch_start", "epoch_end")]
+            ends = [p for p in ends if p[1] is not None]
+            if ends:
+                ax.plot(*zip(*ends), style, ms=4, label=f"mean-field, {label} sample")
+        label_axes(ax, "frames seen", "reconstruction error Σ(v−v̂)² / frame", f"layer {layer}")
         ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter())
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(layers) :]:
         ax.axis("off")
     fig.suptitle(title)
-    fixed_margins(fig, nrows, cols)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, (nrows, cols))
 
 
 def plot_training(rows: list[dict], path: Path, title: str = "fine-tuning") -> None:
@@ -86,29 +90,23 @@ def plot_training(rows: list[dict], path: Path, title: str = "fine-tuning") -> N
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     train = [r for r in rows if _num(r, "train_loss") is not None]
     dev = [r for r in rows if _num(r, "dev_loss") is not None]
-    ax1.plot([_num(r, "epoch") for r in train], [_num(r, "train_loss") for r in train], "o-", label="train")
-    ax1.plot([_num(r, "epoch") for r in dev], [_num(r, "dev_loss") for r in dev], "s--", label="dev")
+
+    def by_epoch(some: list[dict], key: str, scale: float = 1.0) -> tuple[list, list]:
+        return [_num(r, "epoch") for r in some], [scale * _num(r, key) for r in some]
+
+    for ax, measure, scale, ylabel in (
+        (ax1, "loss", 1.0, "cross-entropy (nats/frame)"),
+        (ax2, "acc", 100, "frame accuracy (%)"),
+    ):
+        ax.plot(*by_epoch(train, f"train_{measure}", scale), "o-", label="train")
+        ax.plot(*by_epoch(dev, f"dev_{measure}", scale), "s--", label="dev")
+        label_axes(ax, "epoch", ylabel)
     rejected = [r for r in dev if str(r.get("accepted")) in ("False", "false", "0")]
     if rejected:
-        ax1.plot(
-            [_num(r, "epoch") for r in rejected],
-            [_num(r, "dev_loss") for r in rejected],
-            "rx",
-            ms=9,
-            label="rejected epoch",
-        )
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("cross-entropy (nats/frame)")
-    ax2.plot([_num(r, "epoch") for r in train], [100 * _num(r, "train_acc") for r in train], "o-", label="train")
-    ax2.plot([_num(r, "epoch") for r in dev], [100 * _num(r, "dev_acc") for r in dev], "s--", label="dev")
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("frame accuracy (%)")
+        ax1.plot(*by_epoch(rejected, "dev_loss"), "rx", ms=9, label="rejected epoch")
     readable_axes(ax1, [_num(r, "train_loss") for r in train] + [_num(r, "dev_loss") for r in dev])
     readable_axes(ax2, [])
     for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    fixed_margins(fig, 1, 2)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, (1, 2))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from asr_init.errors import UserError
-from asr_init.reporting.logs import CurveSummary, is_sweep, load_layer1
+from asr_init.reporting.logs import CurveSummary, is_sweep, load_layer1, sweep_points
 
 TIE = 0.01  # test frame accuracies closer than this (1 point) are not ranked
 
@@ -22,34 +22,33 @@ def target_error(summaries: list[CurveSummary]) -> float:
     return float(np.median([s.final for s in summaries]))
 
 
+def _within(best: CurveSummary, other: CurveSummary) -> bool:
+    """`other`'s mean error over the run is above `best`'s by no more than the larger spread over seeds."""
+    return other.auc - best.auc <= max(best.auc_std, other.auc_std)
+
+
 def conclude_layer1(visible: str, lr: float, summaries: list[CurveSummary]) -> str:
     """One paragraph: which initialisation converged fastest at this setting, by how much."""
     named = [s for s in summaries if not is_sweep(s.init)] or summaries
     ranked = sorted(named, key=lambda s: s.auc)
     best, second = ranked[0], ranked[1] if len(ranked) > 1 else None
     opt = next((s for s in named if s.init == "optimal"), None)
-    if len(ranked) > 1 and all(s.auc - best.auc <= max(best.auc_std, s.auc_std) for s in ranked[1:]):
+    if len(ranked) > 1 and all(_within(best, s) for s in ranked[1:]):
         return (
             f"The {len(ranked)} named initialisations end within the spread over seeds of each other (mean "
             f"reconstruction error over the run {best.auc:.4g} to {ranked[-1].auc:.4g}): no ranking at this setting."
         )
-    text = (
-        f"`{best.init}` converged fastest "
-        f"(mean reconstruction error over the run {best.auc:.4g} ± {best.auc_std:.2g} over {best.seeds} seeds"
-    )
+    text = f"`{best.init}` converged fastest (mean reconstruction error over the run {best.auc:.4g} ± "
+    text += f"{best.auc_std:.2g} over {best.seeds} seeds"
     if second is not None:
-        gap = (second.auc - best.auc) / second.auc
-        text += f"; {gap:.2%} below the runner-up `{second.init}`, {second.auc:.4g}"
-        if second.auc - best.auc <= max(best.auc_std, second.auc_std):
-            text += ", a gap within the spread over seeds"
+        text += f"; {(second.auc - best.auc) / second.auc:.2%} below the runner-up `{second.init}`, {second.auc:.4g}"
+        text += ", a gap within the spread over seeds" if _within(best, second) else ""
     text += ")."
     if opt is not None and opt is not best:
-        rank = ranked.index(opt) + 1
-        gap = (opt.auc - best.auc) / opt.auc
-        within = opt.auc - best.auc <= max(best.auc_std, opt.auc_std)
+        within = _within(best, opt)
         text += (
-            f" The paper's `optimal` ranked {rank} of the {len(ranked)} named initialisations, with a mean error "
-            f"{gap:.2%} above "
+            f" The paper's `optimal` ranked {ranked.index(opt) + 1} of the {len(ranked)} named initialisations, "
+            f"with a mean error {(opt.auc - best.auc) / opt.auc:.2%} above "
             f"`{best.init}`{' (within the seed spread)' if within else ''}: at this setting the measurement "
             f"{'does not clearly separate them' if within else 'goes against the claim that it converges fastest'}."
         )
@@ -67,14 +66,8 @@ def conclude_layer1(visible: str, lr: float, summaries: list[CurveSummary]) -> s
 
 
 def conclude_sweep(visible: str, lr: float, summaries: list[CurveSummary], d_star: float) -> str | None:
-    sweep = sorted(
-        (
-            (float(s.init.split(":")[1]), s)
-            for s in summaries
-            if s.init.startswith("optimal:") and s.init != "optimal:1.392"
-        ),
-        key=lambda t: t[0],
-    )
+    """The sweep of D at one setting: where its mean error was lowest, against D*."""
+    sweep = sweep_points(summaries)
     if len(sweep) < 2:
         return None
     best_d, best = min(sweep, key=lambda t: t[1].auc)
@@ -84,11 +77,9 @@ def conclude_sweep(visible: str, lr: float, summaries: list[CurveSummary], d_sta
         f"at D ≈ D* = {d_star:.4f} (D = {near[0]:g}) it was {near[1].auc:.4g}"
     )
     if best_d == near[0]:
-        text += ", so the optimum of the pre-training speed coincides with D*."
-    else:
-        side = "larger" if best_d > near[0] else "smaller"
-        text += f", {(near[1].auc - best.auc) / near[1].auc:.1%} higher: the fastest spread was {side} than D*."
-    return text
+        return text + ", so the optimum of the pre-training speed coincides with D*."
+    side = "larger" if best_d > near[0] else "smaller"
+    return text + f", {(near[1].auc - best.auc) / near[1].auc:.1%} higher: the fastest spread was {side} than D*."
 
 
 def best_pretraining_init(paper: Path, visible: str = "gauss") -> str:
@@ -150,8 +141,7 @@ def conclude_nopretrain(rows: list[dict]) -> list[str]:
             diverged = all(r["diverged"] for r in mine)
             out.append(f"**{act}:** {'every run diverged' if diverged else 'no test results'}.")
             continue
-        best = max(ok, key=lambda r: r["test_acc"])
-        worst = min(ok, key=lambda r: r["test_acc"])
+        best, worst = max(ok, key=lambda r: r["test_acc"]), min(ok, key=lambda r: r["test_acc"])
         if best["test_acc"] - worst["test_acc"] < TIE:
             out.append(
                 f"**{act}:** every initialisation ends within {100 * TIE:g} point of the others "

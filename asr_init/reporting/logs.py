@@ -65,10 +65,8 @@ def _curve(path: Path, layer: int = 1, relative: bool = False) -> tuple[np.ndarr
     if relative:
         var = [float(r["input_var"]) for r in rows if r["kind"] == "epoch_start" and r.get("input_var")]
         scale = var[0] if var and var[0] > 0 else math.nan
-    return (
-        np.array([float(r["frames"]) for r in interval]),
-        np.array([float(r["recon_error"]) / scale for r in interval]),
-    )
+    frames, errors = (np.array([float(r[key]) for r in interval]) for key in ("frames", "recon_error"))
+    return frames, errors / scale
 
 
 def summarise_curves(
@@ -82,21 +80,10 @@ def summarise_curves(
     ys = np.array([np.interp(grid, f, e) for f, e in curves])
     finite = np.isfinite(ys).all(1)
     ys = ys[finite] if finite.any() else ys
-    span = grid[-1] - grid[0]
-    aucs = np.array([np.trapezoid(y, grid) / span for y in ys])
-    return CurveSummary(
-        visible,
-        lr,
-        init,
-        len(ys),
-        grid,
-        ys.mean(0),
-        ys.std(0),
-        float(aucs.mean()),
-        float(aucs.std()),
-        float(ys[:, -1].mean()),
-        float(ys[:, -1].std()),
-    )
+    aucs = np.array([np.trapezoid(y, grid) / (grid[-1] - grid[0]) for y in ys])
+    # the mean and spread over seeds of the mean error over the run, then of the final error
+    spreads = [float(stat(x)) for x in (aucs, ys[:, -1]) for stat in (np.mean, np.std)]
+    return CurveSummary(visible, lr, init, len(ys), grid, ys.mean(0), ys.std(0), *spreads)
 
 
 def load_layer1(paper: Path) -> dict[tuple[str, float], list[CurveSummary]]:
@@ -116,23 +103,25 @@ def is_sweep(init: str) -> bool:
     return init.startswith("optimal:") and init != "optimal:1.392"
 
 
-def load_dbn_runs(paper: Path) -> dict[str, dict[int, CurveSummary]]:
-    out: dict[str, dict[int, CurveSummary]] = {}
+def sweep_points(summaries: list[CurveSummary]) -> list[tuple[float, CurveSummary]]:
+    """(D, summary) of each run of the sweep of the spread D, by increasing D."""
+    return sorted(((float(s.init.split(":")[1]), s) for s in summaries if is_sweep(s.init)), key=lambda t: t[0])
+
+
+def _dbn_seeds(paper: Path):
+    """paper/dbn/INIT/seedS/recon.csv -> (init, the recon.csv of each of its seeds) per init folder."""
     for init_dir in sorted(Path(paper).glob("dbn/*")):
-        files = sorted(init_dir.glob("seed*/recon.csv"))
-        if not files:
-            continue
-        layers = sorted({int(r["layer"]) for r in read_csv(files[0])})
-        out[init_name(init_dir.name)] = {
-            layer: s
-            for layer in layers
-            if (
-                s := summarise_curves(
-                    "dbn", 0.0, init_name(init_dir.name), [_curve(f, layer, relative=True) for f in files]
-                )
-            )
-            is not None
-        }
+        yield init_name(init_dir.name), sorted(init_dir.glob("seed*/recon.csv"))
+
+
+def load_dbn_runs(paper: Path) -> dict[str, dict[int, CurveSummary]]:
+    """Init -> layer -> its reconstruction error relative to the layer's input variance, over seeds."""
+    out: dict[str, dict[int, CurveSummary]] = {}
+    for init, files in _dbn_seeds(paper):
+        if files:
+            layers = sorted({int(r["layer"]) for r in read_csv(files[0])})
+            runs = {k: summarise_curves("dbn", 0.0, init, [_curve(f, k, relative=True) for f in files]) for k in layers}
+            out[init] = {k: s for k, s in runs.items() if s is not None}
     return out
 
 
@@ -153,85 +142,78 @@ def guard_firings(recon_csv: Path) -> int:
 def load_dbn_saturation(paper: Path) -> dict[str, dict[int, float]]:
     """Init -> layer -> saturated share at the end of the layer's training, mean over seeds."""
     out: dict[str, dict[int, float]] = {}
-    for init_dir in sorted(Path(paper).glob("dbn/*")):
-        per_seed = [epoch_end_saturation(f) for f in sorted(init_dir.glob("seed*/recon.csv"))]
-        layers = sorted({k for s in per_seed for k in s})
-        out[init_name(init_dir.name)] = {k: float(np.mean([s[k][-1] for s in per_seed if k in s])) for k in layers}
+    for init, files in _dbn_seeds(paper):
+        out[init] = {k: float(np.mean(shares)) for k, shares in sorted(last_saturation(files).items())}
     return out
 
 
+def read_json_if(path: Path) -> dict | None:
+    """The JSON file at `path`, or None where there is none."""
+    return read_json(path) if path.exists() else None
+
+
 def load_nopretrain(folder: Path) -> list[dict]:
+    """Recipe 2: per ACTIVATION/INIT model, its epochs (train.csv), whether it diverged, its last
+    epoch's train cost and dev accuracy, its test state accuracy."""
     rows = []
-    for model in sorted(Path(folder).glob("*/*")):
-        if not model.is_dir():
-            continue
+    for model in (m for m in sorted(Path(folder).glob("*/*")) if m.is_dir()):
         train = read_csv(model / "train.csv") if (model / "train.csv").exists() else []
         epochs = [r for r in train if int(r["epoch"]) > 0]
-        res = (
-            read_json(model / "eval-test" / "results.json") if (model / "eval-test" / "results.json").exists() else None
-        )
-        rows.append(
-            {
-                "activation": model.parent.name,
-                "init": init_name(model.name),
-                "epochs": epochs,
-                "diverged": (model / "failed.json").exists(),
-                "final_train_loss": float(epochs[-1]["train_loss"]) if epochs else math.nan,
-                "final_dev_acc": float(epochs[-1]["dev_acc"]) if epochs else math.nan,
-                "test_acc": res["frame_acc_states"] if res else math.nan,
-            }
-        )
+        res = read_json_if(model / "eval-test" / "results.json")
+        rows.append({
+            "activation": model.parent.name, "init": init_name(model.name), "epochs": epochs,
+            "diverged": (model / "failed.json").exists(),
+            "final_train_loss": float(epochs[-1]["train_loss"]) if epochs else math.nan,
+            "final_dev_acc": float(epochs[-1]["dev_acc"]) if epochs else math.nan,
+            "test_acc": res["frame_acc_states"] if res else math.nan})  # fmt: skip
     return rows
 
 
 def load_am(folder: Path) -> list[dict]:
+    """Recipe 3: per fine-tuned model (dnn-*), its pre-training and fine-tuning times and its
+    dev and test results (state and phone frame accuracy, PER, decoding time)."""
     rows = []
     for model in sorted(Path(folder).glob("dnn-*")):
-        ft = read_json(model / "finetune.json") if (model / "finetune.json").exists() else None
+        ft = read_json_if(model / "finetune.json")
         if ft is None:
             continue
-        row = {
-            "model": model.name,
-            "pretrained": "not-pretrained" not in model.name,
-            "finetune_s": ft["seconds"],
-            "epochs": ft["epochs"],
-            "pretrain_s": None,
-        }
-        if ft["config"].get("dbn"):
-            pj = Path(ft["config"]["dbn"]) / "pretrain.json"
-            if pj.exists():
-                row["pretrain_s"] = read_json(pj)["seconds"]
+        pretrain = read_json_if(Path(ft["config"]["dbn"]) / "pretrain.json") if ft["config"].get("dbn") else None
+        row = {"model": model.name, "pretrained": "not-pretrained" not in model.name, "finetune_s": ft["seconds"],
+               "epochs": ft["epochs"], "pretrain_s": pretrain["seconds"] if pretrain is not None else None}  # fmt: skip
         for split in ("dev", "test"):
-            path = model / f"eval-{split}" / "results.json"
-            if path.exists():
-                res = read_json(path)
-                row[f"{split}_states"] = res["frame_acc_states"]
-                row[f"{split}_phones"] = res["frame_acc_phones"]
-                row[f"{split}_per"] = res["per"]
-                row[f"{split}_decode_s"] = res["decode_seconds"]
+            res = read_json_if(model / f"eval-{split}" / "results.json")
+            if res is not None:
+                for key, name in (("states", "frame_acc_states"), ("phones", "frame_acc_phones"),
+                                  ("per", "per"), ("decode_s", "decode_seconds")):  # fmt: skip
+                    row[f"{split}_{key}"] = res[name]
         rows.append(row)
     return rows
+
+
+def finished_runs(folder: Path, pattern: str, *needed: str):
+    """(run, its finetune.json, its eval-test/results.json) of each run folder matching `pattern`
+    that has both (and the files `needed`)."""
+    for run in sorted(Path(folder).glob(pattern)):
+        ft, res = run / "finetune.json", run / "eval-test" / "results.json"
+        if ft.exists() and res.exists() and all((run / name).exists() for name in needed):
+            yield run, read_json(ft), read_json(res)
 
 
 def load_seed_rows(folder: Path) -> dict[str, list[dict]]:
     """FOLDER/dnn-ROW/seedS -> row -> per seed: held-out frame accuracy of the model's targets,
     best dev accuracy, epochs (recipe 5's classification runs)."""
     out: dict[str, list[dict]] = {}
-    for run in sorted(Path(folder).glob("dnn-*/seed*")):
-        ft, res = run / "finetune.json", run / "eval-test" / "results.json"
-        if not (ft.exists() and res.exists()):
-            continue
-        summary, result = read_json(ft), read_json(res)
+    for run, summary, result in finished_runs(folder, "dnn-*/seed*"):
         out.setdefault(run.parent.name[4:], []).append({
             "seed": run.name, "test_acc": result["frame_acc"][result["targets"]], "dev_acc": summary["best_dev_acc"],
             "epochs": summary["epochs"]})  # fmt: skip
     return out
 
 
-def default_dbn_saturation(folder: Path) -> dict[int, list[float]]:
-    """FOLDER/SEED*/recon.csv -> layer -> the share saturated at its last epoch end, one per seed."""
+def last_saturation(recon_csvs: list[Path]) -> dict[int, list[float]]:
+    """Layer -> the share saturated at its last epoch end, one per recon.csv (seed) that has the layer."""
     out: dict[int, list[float]] = {}
-    for recon in sorted(Path(folder).glob("*/recon.csv")):
+    for recon in recon_csvs:
         for layer, shares in epoch_end_saturation(recon).items():
             out.setdefault(layer, []).append(shares[-1])
     return out
@@ -241,18 +223,14 @@ def load_remedies(folder: Path) -> dict[str, list[dict]]:
     """Recipe 4: row (dbn, or VARIANT/INIT) -> per seed: dev accuracy per epoch, best dev accuracy,
     test state accuracy and PER, the saturated share of each layer after the first epoch."""
     out: dict[str, list[dict]] = {}
-    for run in sorted(Path(folder).glob("**/seed*")):
-        ft, res = run / "finetune.json", run / "eval-test" / "results.json"
-        if not (ft.exists() and res.exists() and (run / "train.csv").exists()):
-            continue
-        rows, result = read_csv(run / "train.csv"), read_json(res)
+    for run, summary, result in finished_runs(folder, "**/seed*", "train.csv"):
+        rows = read_csv(run / "train.csv")
         first = next((r for r in rows if r["epoch"] == "1"), {})
         keys = sorted((k for k in first if k.startswith("sat_") and k[4:].isdigit()), key=lambda k: int(k[4:]))
-        sat = [float(first[k]) for k in keys if first[k]]
         out.setdefault(run.parent.relative_to(folder).as_posix(), []).append({
             "dev_acc": [float(r["dev_acc"]) for r in rows if int(r["epoch"]) > 0],
-            "best_dev": read_json(ft)["best_dev_acc"], "test_states": result["frame_acc_states"],
-            "test_per": result["per"], "sat_epoch1": sat})  # fmt: skip
+            "best_dev": summary["best_dev_acc"], "test_states": result["frame_acc_states"],
+            "test_per": result["per"], "sat_epoch1": [float(first[k]) for k in keys if first[k]]})  # fmt: skip
     return out
 
 
@@ -265,7 +243,6 @@ def stage_times(results: Path) -> dict[str, dict]:
             if line.strip():
                 r = json.loads(line)
                 t = times.setdefault(r["stage"], {"wall_s": 0.0, "command_s": 0.0, "commands": 0})
-                t["wall_s"] += r["wall_s"]
-                t["command_s"] += r["command_s"]
-                t["commands"] += r["commands"]
+                for key in t:
+                    t[key] += r[key]
     return times
