@@ -305,16 +305,18 @@ class EpochSums:
     def on(self, device: torch.device, main: bool = True) -> None:
         """Start the device's sums from these (the loss and correct frames, global sums, on the
         main process only) and the epoch's frames so far (for the first non-finite step)."""
+        self.acc = torch.tensor(self._values(main), dtype=torch.float64, device=device)
+
+    def _values(self, main: bool) -> list[float]:
+        """The device vector's layout: loss, correct, frames, first non-finite frame (-1: none), grad_sq."""
         loss, correct = (self.loss, self.correct) if main else (0.0, 0)
-        values = [loss, correct, self.frames, -1.0, *self.grad_sq]
-        self.acc = torch.tensor(values, dtype=torch.float64, device=device)
+        return [loss, correct, self.frames, -1.0, *self.grad_sq]
 
     def reset(self) -> None:
         """Start the next epoch's sums from zero, in the same device tensor (a step captured as a
         CUDA graph keeps adding to the tensor it was captured on)."""
         self.loss, self.correct, self.grad_sq, self.grad_batches, self.frames = 0.0, 0, [0.0] * len(self.grad_sq), 0, 0
-        self.acc.zero_()
-        self.acc[3] = -1.0
+        self.acc.copy_(torch.tensor(self._values(True), dtype=torch.float64))
 
     def add(self, loss: torch.Tensor, correct: torch.Tensor, grad_sq: list[torch.Tensor], size: int) -> None:
         """Add a step on this process's rows of a global batch of `size` frames."""
