@@ -16,6 +16,7 @@ def test_quick_recipes_end_to_end(tmp_path):
     env = _env(tmp_path)
     run = subprocess.run(["bash", "recipes/run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Warning" not in run.stdout + run.stderr  # nothing the user should not see (a mean of nothing in the report)
     results = tmp_path / "results"
     report = (results / "REPORT.md").read_text()
     # Every section is there and holds numbers, not placeholders.

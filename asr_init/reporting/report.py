@@ -564,11 +564,12 @@ def _remedy_row(runs: list[dict], target: float, layers: int, row: str) -> list[
     """One row of recipe 4 over its seeds: epochs to the common dev accuracy, accuracies, PER, saturation."""
     reach = [next((i + 1 for i, a in enumerate(r["dev_acc"]) if a >= target), None) for r in runs]
     reached = [e for e in reach if e is not None]
-    epochs = f"{np.mean(reached):.1f}" + (f" ({len(reached)} of {len(runs)})" if len(reached) < len(runs) else "")
+    epochs = (f"{np.mean(reached):.1f}" + (f" ({len(reached)} of {len(runs)})" if len(reached) < len(runs) else "")
+              if reached else "not reached")  # fmt: skip
     sat = np.mean([r["sat_epoch1"] for r in runs if len(r["sat_epoch1"]) == layers], axis=0)
     per = _spread([r["test_per"] for r in runs if r["test_per"] is not None] or [float("nan")])
     states = [_spread([r[key] for r in runs]) for key in ("best_dev", "test_states")]
-    return [row, len(runs), epochs if reached else "not reached", *states, per,
+    return [row, len(runs), epochs, *states, per,
             ", ".join(f"{v:.0%}" for v in np.atleast_1d(sat))]  # fmt: skip
 
 
