@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 recipes: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH QUICK=$(QUICK) RESULTS=$(RESULTS) FSDD=$(FSDD) TIMIT=$(TIMIT) bash recipes/run.sh

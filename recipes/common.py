@@ -13,6 +13,7 @@ cuda, default cpu; on cuda the full scale runs full epochs: no --max-frames cuts
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shlex
@@ -148,6 +149,19 @@ def label(init: str) -> str:
     return init.replace(":", "_")
 
 
+_POOLS: dict = {}
+
+
+def _pool(jobs: int):
+    """`jobs` worker processes, started once per recipe script and kept for all its stages:
+    each worker imports torch (and torch's compiler, which an optimiser loads) once, not once a stage."""
+    if jobs not in _POOLS:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        _POOLS[jobs] = get_context("spawn").Pool(jobs, initializer=_worker_init, initargs=(threads,))
+        atexit.register(_POOLS[jobs].terminate)
+    return _POOLS[jobs]
+
+
 def _worker_init(threads: int) -> None:
     import torch
 
@@ -200,13 +214,11 @@ def run_commands(
     if jobs == 1 or todo <= 1:
         results = [_run_one(t) for t in tasks]
     else:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with get_context("spawn").Pool(jobs, initializer=_worker_init, initargs=(threads,)) as pool:
-            results = []
-            for i, r in enumerate(pool.imap(_run_one, tasks), 1):
-                results.append(r)
-                if not r["skipped"]:
-                    print(f"  [{i}/{len(tasks)}] {r['seconds']:6.1f} s  exit {r['exit']}  {r['command']}", flush=True)
+        results = []
+        for i, r in enumerate(_pool(jobs).imap(_run_one, tasks), 1):
+            results.append(r)
+            if not r["skipped"]:
+                print(f"  [{i}/{len(tasks)}] {r['seconds']:6.1f} s  exit {r['exit']}  {r['command']}", flush=True)
     with open(RESULTS / "commands.jsonl", "a") as fh:
         for r in results:
             if not r["skipped"]:
