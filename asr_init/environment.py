@@ -3,7 +3,8 @@
 `environment()` is written as "versions" into every stage's summary JSON (the store's
 config.json and summary.json, pretrain.json, finetune.json, evaluate's results.json), and
 `asr-init --version` prints it. It says which torch build ran (CPU or CUDA x.y), which
-devices it could use and how many threads it had: the things that change numbers and
+devices it could use and how many threads it had, and the environment variables that
+override the run's precision on CUDA where they are set: the things that change numbers and
 speed from one machine to another, and that a user who brings their own torch may not
 know they have.
 """
@@ -18,6 +19,9 @@ from asr_init import __version__
 
 # Packages whose versions change what a run computes (features, training) or how it reads files.
 _PACKAGES = ("numpy", "scipy", "librosa", "soundfile", "soxr")
+# Environment variables that change what CUDA computes whatever the options say: TF32 forced on
+# (torch) or off (NVIDIA's libraries) under any --precision, cuBLAS's workspace (its sums' order).
+NUMERIC_VARIABLES = ("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "NVIDIA_TF32_OVERRIDE", "CUBLAS_WORKSPACE_CONFIG")
 
 
 def _package_version(name: str) -> str | None:
@@ -58,6 +62,7 @@ def environment(torch_details: bool = True) -> dict:
 
     if torch_details:
         import torch
+    variables = {name: os.environ[name] for name in NUMERIC_VARIABLES if name in os.environ}
     return {
         "asr_init": __version__,
         "python": platform.python_version(),
@@ -69,6 +74,7 @@ def environment(torch_details: bool = True) -> dict:
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        **({"environment_variables": variables} if variables else {}),
     }
 
 
@@ -83,5 +89,6 @@ def version_text(env: dict) -> str:
             f"threads: {env['threads']} (torch intra-op) on {env['cpu_count']} CPU cores",
             f"python {env['python']}, {packages}, libsndfile {env['libsndfile']}",
             f"platform: {env['platform']} ({env['processor']})",
+            *(f"set: {name}={value}" for name, value in env.get("environment_variables", {}).items()),
         ]
     )

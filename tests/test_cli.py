@@ -1,5 +1,6 @@
 """The command line's front page: --version and --help."""
 
+import os
 import re
 
 import torch
@@ -7,6 +8,7 @@ from typer.testing import CliRunner
 
 from asr_init import __version__
 from asr_init.cli import app
+from asr_init.environment import NUMERIC_VARIABLES, environment
 
 runner = CliRunner()
 
@@ -41,6 +43,19 @@ def test_version_says_what_a_bug_report_needs():
     )
     assert re.fullmatch(rf"threads: {torch.get_num_threads()} \(torch intra-op\) on \d+ CPU cores", lines[3])
     assert lines[4].startswith("python ") and "librosa " in lines[4] and "libsndfile " in lines[4]
+    assert not [line for line in lines if line.startswith("set: ")] or any(map(os.environ.get, NUMERIC_VARIABLES))
+
+
+def test_version_names_a_variable_that_overrides_the_precision(monkeypatch):
+    """TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 makes `--precision fp32` TF32 on CUDA: the record says so."""
+    for name in NUMERIC_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert "environment_variables" not in environment()
+    monkeypatch.setenv("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "1")
+    assert environment()["environment_variables"] == {"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1"}
+    assert environment(torch_details=False)["environment_variables"] == {"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1"}
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.splitlines()[-1] == "set: TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1"
 
 
 def test_help_lists_one_line_per_command_in_pipeline_order_and_the_chain():
