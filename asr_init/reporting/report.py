@@ -304,11 +304,8 @@ def _layer1_table(summaries: list[CurveSummary]) -> list[str]:
 def _full_dbn(paper: Path, dbn: dict[str, dict[int, CurveSummary]], figs: Path) -> list[str]:
     """Every layer of the DBNs: conclusion, plot, relative errors, saturation."""
     plot_dbn(dbn, figs / "recipe1_dbn.png")
-    layers = sorted(next(iter(dbn.values())))
+    layers, rows = _by_layer(dbn, lambda s: f"{s.auc:.4g} / {s.final:.4g}")
     header = ["init", *(f"layer {k} mean / final relative error" for k in layers)]
-    rows = [
-        [f"`{init}`", *(f"{s.auc:.4g} / {s.final:.4g}" for _, s in sorted(runs.items()))] for init, runs in dbn.items()
-    ]
     md = _paragraphs(
         "### Full DBN",
         _ranked(conclude_dbn(dbn)) or "",
@@ -318,12 +315,19 @@ def _full_dbn(paper: Path, dbn: dict[str, dict[int, CurveSummary]], figs: Path) 
     return md + _table(header, rows) + _dbn_saturation_table(paper)
 
 
+def _by_layer(per_init: dict[str, dict[int, object]], cell) -> tuple[list[int], list[list[str]]]:
+    """The layers of every init's runs, and a row per init with a cell per layer ("—" where
+    its runs have none: an interrupted DBN beside finished ones)."""
+    layers = sorted({k for runs in per_init.values() for k in runs})
+    return layers, [[f"`{init}`", *(cell(runs[k]) if k in runs else "—" for k in layers)]
+                    for init, runs in per_init.items()]  # fmt: skip
+
+
 def _dbn_saturation_table(paper: Path) -> list[str]:
     saturation = load_dbn_saturation(paper)
     if not saturation:
         return []
-    layers = sorted(next(iter(saturation.values())))
-    rows = [[f"`{init}`", *(f"{v:.1%}" for _, v in sorted(shares.items()))] for init, shares in saturation.items()]
+    layers, rows = _by_layer(saturation, lambda v: f"{v:.1%}")
     intro = _paragraphs(
         "Share of saturated hidden units (output within 0.05 of 0 or 1) at the end of each layer's training, "
         "mean over seeds (the saturation guard is off in this recipe):"

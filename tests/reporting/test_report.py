@@ -1,13 +1,16 @@
 """REPORT.md from fabricated results: its tables, sentences and plots."""
 
 import json
+import re
 
 import pytest
 from fakes import FAST, SLOW, write_fake_layer1, write_fake_run
 from typer.testing import CliRunner
 
 from asr_init.cli import app
+from asr_init.io import read_csv, write_csv
 from asr_init.reporting.report import write_report
+from asr_init.training.pretrain import CSV_COLUMNS
 
 
 def test_write_report_from_fabricated_results(tmp_path):
@@ -93,3 +96,20 @@ def test_the_remedies_verdict_on_pre_training_says_which_way_it_went(dbn, verdic
             "sigmoid/lsuv": [{"test_states": 0.60}, {"test_states": 0.61}]}  # fmt: skip
     last = _remedy_conclusions(rows)[-1]
     assert f"with this budget pre-training {verdict}" in last and "`sigmoid/optimal`" in last
+
+
+def test_dbn_tables_of_an_interrupted_dbn_beside_finished_ones(tmp_path):
+    """`hinton`'s DBN stopped after layer 1, `optimal`'s finished 2: a column per layer of any
+    run, a dash where a run has none (the first init's layers used to set the columns)."""
+    paper = tmp_path / "paper"
+    write_fake_layer1(paper, {"optimal": FAST})
+    for init in ("hinton", "optimal"):
+        write_fake_run(paper / "dbn" / init / "seed0", FAST, saturated=0.02)
+    finished = paper / "dbn" / "optimal" / "seed0" / "recon.csv"
+    rows = read_csv(finished)
+    write_csv(finished, rows + [r | {"layer": "2", "saturated": r["saturated"] and "0.04"} for r in rows], CSV_COLUMNS)
+    text = write_report(tmp_path).read_text()
+    assert "| init | layer 1 mean / final relative error | layer 2 mean / final relative error |" in text
+    assert re.search(r"\| `hinton` \| [\d.]+ / [\d.]+ \| — \|", text)
+    assert re.search(r"\| `optimal` \| [\d.]+ / [\d.]+ \| [\d.]+ / [\d.]+ \|", text)
+    assert "| `hinton` | 2.0% | — |" in text and "| `optimal` | 2.0% | 4.0% |" in text
