@@ -275,15 +275,18 @@ def _model_files(path: Path, names: tuple[str, ...]) -> list[Path]:
 
 def _input_pipeline(config: FinetuneConfig, store: FeatureStore) -> FeaturePipeline:
     """The DBN's or the --init-from model's splice and normalisation (checked against the
-    store's features), or new ones from the store."""
+    store's features), or new ones from the store. A pruned model (--sparsity) is the whole
+    --init-from network: its activation is that model's, whatever --activation says."""
     if config.dbn:
         dbn = load_dbn(Path(config.dbn), config.feature_transform)
         pipeline = FeaturePipeline.from_dict(dbn["pipeline"])
         pipeline.check_store(store, f"DBN {config.dbn}")
         return pipeline
     if config.init_from:
-        _, pipeline, _ = load_stack(Path(config.init_from), config.feature_transform)
+        _, pipeline, activation = load_stack(Path(config.init_from), config.feature_transform)
         pipeline.check_store(store, f"model {config.init_from}")
+        if config.sparsity > 0:
+            config.activation = activation
         return pipeline
     return FeaturePipeline.from_store(store, config.splice)
 

@@ -177,3 +177,21 @@ def test_pruned_weights_stay_zero_through_fine_tuning_and_prune_writes_its_plot(
     foreign = runner.invoke(app, ["prune", str(tmp_path / "dense"), "--out", str(tmp_path / "mine"), "--force"])
     assert foreign.exit_code == 1 and "is not a prune run" in foreign.output
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_pruning_keeps_the_activation_of_the_model_it_prunes(blob_store, tmp_path):
+    """A tanh (or ReLU) model pruned without --activation stays tanh: model.pt records the
+    activation its weights were trained with, so evaluation gives the accuracy fine-tuning saw."""
+    from asr_init.features.pipeline import FeaturePipeline
+    from asr_init.features.store import FeatureStore
+    from asr_init.training.finetune import evaluate_split
+
+    base = dict(layers=2, hidden=16, splice=1, max_epochs=1, stats_frames=200)
+    finetune(blob_store, FinetuneConfig(**base, activation="tanh", lr=0.002), tmp_path / "tanh")
+    summary = finetune(blob_store, FinetuneConfig(max_epochs=1, init_from=str(tmp_path / "tanh"), sparsity=0.3),
+                       tmp_path / "pruned")  # fmt: skip
+    model, meta = load_model(tmp_path / "pruned")
+    assert meta["config"]["activation"] == "tanh" and model.activation == "tanh"
+    store = FeatureStore(blob_store)
+    _, acc, _ = evaluate_split(model, store, FeaturePipeline.from_dict(meta["pipeline"]), "dev", "states", "cpu")
+    assert acc == pytest.approx(summary["best_dev_acc"])
