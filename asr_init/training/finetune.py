@@ -562,9 +562,6 @@ class _DnnTrainer(Trainer):
     def bar_value(self) -> str:
         return f"{self.sums.loss / max(self.state.epoch_frames, 1):.3f}"
 
-    def where(self) -> str:
-        return f"epoch {self.state.epoch} after {self.state.epoch_frames:,} frames"
-
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "best": self.best,
                 "schedule": self.schedule.state_dict(), "position": self.state.state_dict(),

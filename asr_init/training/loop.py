@@ -137,7 +137,7 @@ class Trainer(ABC):
         return "-"
 
     def where(self) -> str:
-        return f"epoch {self.state.epoch}"
+        return f"epoch {self.state.epoch} after {self.state.epoch_frames:,} frames"
 
     def save(self, path: Path | None = None) -> dict:
         """Read the steps' figures, write the checkpoint atomically (rank 0), then the logs;
@@ -190,7 +190,7 @@ class Trainer(ABC):
             if signum:  # a signal to any process stops all after the same batch
                 self.save()
                 raise Interrupted(
-                    f"stopped by signal {signum} in {self.where()} after {state.frames:,} frames; "
+                    f"stopped by signal {signum} in {self.where()}; "
                     f"state saved to {self.checkpoint_path}; continue with --resume"
                 )
         if self.dist.device.type == "cuda":  # the epoch's time includes the work still queued

@@ -333,7 +333,7 @@ class _LayerTrainer(Trainer):
         return self.last_error
 
     def where(self) -> str:
-        return f"layer {self.layer}"
+        return f"layer {self.layer}, {super().where()}"
 
     def write_logs(self) -> None:
         if self.dist.is_main:

@@ -81,7 +81,7 @@ def test_resume_equals_uninterrupted(tiny_store, tmp_path, where):
     per_epoch = -(-FeatureStore(tiny_store).num_frames("train") // cfg.batch_size)  # one buffer holds the split
     interrupt_after = {"layer 1, epoch 1": 5, "layer 1, epoch 2": per_epoch + 3, "layer 2": 2 * per_epoch + 3}[where]
     pretrain(tiny_store, cfg, tmp_path / "full")
-    with pytest.raises(Interrupted, match="continue with --resume"):
+    with pytest.raises(Interrupted, match=r"in layer \d, epoch \d after [\d,]+ frames; .* continue with --resume"):
         pretrain(tiny_store, cfg, tmp_path / "cut", interrupt_after=interrupt_after)
     partial = list((tmp_path / "cut").glob("rbm*.partial.pt"))
     assert len(partial) == 1
