@@ -44,9 +44,16 @@ class DNN(nn.Module):
         self.output = nn.Linear(sizes[-1], outputs)
 
     def net_input(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        """Hidden layer i's net input (batch-normalised where the network has batch norm)."""
+        """Hidden layer i's net input (batch-normalised where the network has batch norm). A
+        training batch of under two frames (an epoch's or a process's last rows) has no batch
+        statistics: the running ones normalise it, and it does not update them."""
         z = self.hidden[i](x)
-        return self.norms[i](z) if self.norms is not None else z
+        if self.norms is None:
+            return z
+        bn = self.norms[i]
+        if bn.training and len(z) < 2:
+            return nn.functional.batch_norm(z, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        return bn(z)
 
     def forward(self, x: torch.Tensor, keep: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Logits; with `keep`, the hidden activations are appended to it (for statistics)."""

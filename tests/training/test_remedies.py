@@ -134,6 +134,21 @@ def test_dnn_with_batch_norm_normalises_the_net_input_before_the_non_linearity()
     assert torch.allclose(z.mean(0), torch.zeros(7), atol=1e-5) and torch.allclose(z.std(0), torch.ones(7), atol=1e-2)
 
 
+def test_batch_norm_trains_on_a_mini_batch_of_one_frame(blob_store, tmp_path):
+    """An epoch (or a buffer, or one process's rows of a batch under torchrun) whose last
+    mini-batch holds one frame has no batch statistics: the running ones normalise it."""
+    model = DNN(5, [7], 3, batch_norm=True)
+    model.train()
+    for rows in (1, 0):
+        x = torch.randn(rows, 5)
+        with torch.no_grad():
+            want = model.eval()(x)
+        assert torch.equal(model.train()(x), want)
+    config = FinetuneConfig(layers=1, hidden=8, splice=0, batch_size=32, max_frames=33, max_epochs=1, batch_norm=True)
+    summary = finetune(blob_store, config, tmp_path / "bn")
+    assert summary["epochs"] == 1
+
+
 def test_magnitude_masks_layer_and_global():
     weights = [torch.arange(1.0, 101.0).reshape(10, 10), torch.arange(1.0, 11.0).reshape(2, 5) * 100]
     layer = magnitude_masks(weights, 0.7, "layer")
