@@ -37,7 +37,7 @@ import torch
 import torch.distributed as tdist
 
 from asr_init.errors import UserError
-from asr_init.progress import console
+from asr_init.progress import console, results
 
 T = TypeVar("T")
 
@@ -134,9 +134,9 @@ def distributed(device: str) -> Dist:
 
     Joins the process group (once per process: a later stage in the same process uses it
     again, as re-joining on the same port can meet the previous group's store) and picks
-    this process's device (cuda:LOCAL_RANK for `device` cuda). The console of every rank
-    but 0 is silenced for the rest of the process, so that the command's closing lines are
-    printed once too.
+    this process's device (cuda:LOCAL_RANK for `device` cuda). The consoles (messages and
+    results) of every rank but 0 are silenced for the rest of the process, so that the
+    command's closing lines are printed once too.
     """
     from asr_init.config import resolve_device
 
@@ -169,7 +169,7 @@ def distributed(device: str) -> Dist:
     if tdist.get_world_size() != world:
         raise UserError(f"WORLD_SIZE is {world} but the process group has {tdist.get_world_size()} processes")
     if rank != 0:
-        console.quiet = True
+        console.quiet = results.quiet = True
     return Dist(rank, world, local_rank, torch.device("cuda", local_rank) if cuda else torch.device("cpu"))
 
 

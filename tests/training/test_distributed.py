@@ -217,6 +217,17 @@ def test_sigterm_to_torchrun_checkpoints_and_resumes_on_one_process(tiny_store, 
     assert np.isfinite(w.numpy()).all()
 
 
+def test_torchrun_prints_the_closing_lines_once(blob_store, tmp_path):
+    """`torchrun --nproc-per-node 2 asr-init finetune ...`: the result (stdout) comes from rank 0
+    alone, as the messages do."""
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+            "asr_init.cli", "finetune", str(blob_store), "--out", str(tmp_path / "ft"), "--layers", "1", "--hidden",
+            "8", "--splice", "0", "--max-epochs", "1"]  # fmt: skip
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("best epoch 1") == 1, proc.stdout
+
+
 @pytest.mark.parametrize("targets", ["pdfs", "phones"])
 def test_every_process_reads_the_target_kind_asked_for(kaldi_stores, targets):
     """On a store with pdf and phone alignments, the rows of two processes together are one
