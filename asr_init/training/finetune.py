@@ -74,14 +74,15 @@ def magnitude_masks(weights: list[torch.Tensor], sparsity: float, scope: str = "
 
 def _pruned_network(config: FinetuneConfig, pipeline: FeaturePipeline, labels: list[str]):
     """(the whole --init-from model with `config.sparsity` of its hidden weights zeroed, info, masks)."""
-    model, meta = load_model(Path(config.init_from))
+    source, meta = load_model(Path(config.init_from))
     if meta["outputs"] != labels or bool(meta["config"].get("batch_norm")) != config.batch_norm:
         raise UserError(
             f"--sparsity prunes the whole of {config.init_from}, which has {len(meta['outputs'])} {meta['targets']} "
             f"outputs{' and batch norm' if meta['config'].get('batch_norm') else ''}: fine-tune it with the same "
             "--targets and --batch-norm setting"
         )
-    model.train()
+    model = DNN(pipeline.dim, meta["hidden_sizes"], len(labels), config.activation, config.dropout, config.batch_norm)
+    model.load_state_dict(source.state_dict())  # the run's network (its --dropout too), the model's weights
     masks = magnitude_masks([layer.weight for layer in model.hidden], config.sparsity, config.prune_scope)
     with torch.no_grad():
         for layer, mask in zip(model.hidden, masks):

@@ -134,6 +134,19 @@ def test_dnn_with_batch_norm_normalises_the_net_input_before_the_non_linearity()
     assert torch.allclose(z.mean(0), torch.zeros(7), atol=1e-5) and torch.allclose(z.std(0), torch.ones(7), atol=1e-2)
 
 
+def test_pruned_fine_tuning_applies_dropout(blob_store, tmp_path):
+    """--dropout with --sparsity (or 'asr-init prune --dropout') drops hidden units as it does
+    for any other fine-tuning run, instead of being recorded and ignored."""
+    base = dict(layers=1, hidden=16, splice=0, max_epochs=1, stats_frames=100)
+    finetune(blob_store, FinetuneConfig(**base), tmp_path / "dense")
+    pruned = dict(max_epochs=1, stats_frames=100, init_from=str(tmp_path / "dense"), sparsity=0.5)
+    finetune(blob_store, FinetuneConfig(**pruned), tmp_path / "plain")
+    finetune(blob_store, FinetuneConfig(**pruned, dropout=0.5), tmp_path / "dropout")
+    plain, _ = load_model(tmp_path / "plain")
+    dropped, _ = load_model(tmp_path / "dropout")
+    assert not torch.equal(plain.output.weight, dropped.output.weight)
+
+
 def test_batch_norm_trains_on_a_mini_batch_of_one_frame(blob_store, tmp_path):
     """An epoch (or a buffer, or one process's rows of a batch under torchrun) whose last
     mini-batch holds one frame has no batch statistics: the running ones normalise it."""
