@@ -14,12 +14,14 @@ import dataclasses
 import json
 from pathlib import Path
 
+from asr_init.config import check_device
 from asr_init.errors import UserError
 from asr_init.evaluation.config import EvalConfig
 from asr_init.evaluation.evaluate import evaluate
 from asr_init.folders import output_folder
 from asr_init.io import digest, write_csv, write_json_atomic
 from asr_init.training.config import FinetuneConfig
+from asr_init.training.distributed import distributed
 from asr_init.training.finetune import finetune
 
 
@@ -33,21 +35,24 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
     settings = {"model": str(model.resolve()), "store": str(Path(store).resolve()), "sparsities": sparsities,
                 "config": config.to_dict(), "inputs": {"model": digest([model / "model.pt"])}}  # fmt: skip
     inputs = {"model folder": model, "feature store": store}
+    check_device(config.device)
+    dist = distributed(config.device)  # under torchrun the fine-tuning is shared; rank 0 evaluates and writes
     with output_folder(out, settings, record="prune.config.json", finished=("prune.json",), force=force,
                        inputs=inputs, in_place=True, started=("sparsity-*", "dense-eval"), summary="prune.json",
-                       what="a prune run") as output:  # fmt: skip
+                       what="a prune run", dist=dist) as output:  # fmt: skip
         if output.done is not None:
             return output.done
-        rows = [_evaluated(store, model, out / "dense-eval", 0.0, None)]
+        rows = [dist.from_main(lambda: _evaluated(store, model, out / "dense-eval", 0.0))]
         for share in sparsities:  # each a finetune run of its own: an interrupted one resumes, a finished one is kept
             run = out / f"sparsity-{share:g}"
             pruned = dataclasses.replace(config, init_from=str(model), sparsity=share, reuse_layers=0)
-            finetune(store, pruned, run, resume=(run / "finetune.config.json").exists())
-            rows.append(_evaluated(store, run, None, share, json.loads((run / "finetune.json").read_text())))
+            finetune(store, pruned, run, resume=dist.from_main((run / "finetune.config.json").exists))
+            rows.append(dist.from_main(lambda run=run, share=share: _evaluated(store, run, None, share)))
         summary = {"model": str(model.resolve()), "store": str(store), "scope": config.prune_scope, "rows": rows}
-        write_csv(out / "prune.csv", rows, list(rows[0]))
-        _plot(rows, out / "sparsity.png", model)
-        write_json_atomic(out / "prune.json", summary)  # last: it marks the run finished
+        if dist.is_main:
+            write_csv(out / "prune.csv", rows, list(rows[0]))
+            _plot(rows, out / "sparsity.png", model)
+            write_json_atomic(out / "prune.json", summary)  # last: it marks the run finished
     return summary
 
 
@@ -58,7 +63,9 @@ def _training_store(model: Path) -> Path:
         raise UserError(f"{model} has no finetune.json naming its store; give --store") from None
 
 
-def _evaluated(store: Path, model: Path, out: Path | None, share: float, ft: dict | None) -> dict:
+def _evaluated(store: Path, model: Path, out: Path | None, share: float) -> dict:
+    """A row of prune.csv: the dense model (share 0), or a pruned one with its fine-tuning's figures."""
+    ft = json.loads((model / "finetune.json").read_text()) if share else None
     result = evaluate(store, model, EvalConfig(), out)
     return {"sparsity": share, "model": str(model), "test_states": result.get("frame_acc_states"),
             "test_phones": result.get("frame_acc_phones"), "test_per": result["per"],

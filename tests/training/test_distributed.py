@@ -7,6 +7,7 @@ must give the one-process, every-step, uninterrupted run (1e-5) and read the tar
 for. The two-process cells run in one spawned pair of processes (starting them costs seconds).
 """
 
+import json
 import signal
 import subprocess
 import sys
@@ -226,6 +227,21 @@ def test_torchrun_prints_the_closing_lines_once(blob_store, tmp_path):
     proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("best epoch 1") == 1, proc.stdout
+
+
+def test_prune_under_torchrun_shares_the_fine_tuning_and_writes_once(tiny_store, tmp_path):
+    """`torchrun --nproc-per-node 2 asr-init prune ...`: both processes fine-tune each sparsity,
+    rank 0 alone evaluates and writes (the second process once met the first's lock)."""
+    finetune(tiny_store, FinetuneConfig(layers=1, hidden=8, splice=0, max_epochs=1), tmp_path / "dense")
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+            "asr_init.cli", "prune", str(tmp_path / "dense"), "--out", str(tmp_path / "pruned"), "--sparsity", "0.5",
+            "--max-epochs", "1"]  # fmt: skip
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "pruned" / "prune.json").read_text())
+    assert [r["sparsity"] for r in summary["rows"]] == [0.0, 0.5]
+    assert json.loads((tmp_path / "pruned" / "sparsity-0.5" / "finetune.json").read_text())["processes"] == 2
+    assert proc.stdout.count("pruning ") == 1, proc.stdout
 
 
 @pytest.mark.parametrize("targets", ["pdfs", "phones"])
