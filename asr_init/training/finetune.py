@@ -132,9 +132,14 @@ def _source_layers(config: FinetuneConfig, pipeline: FeaturePipeline):
     sizes = config.sizes
     if not config.init_from:
         return [], "init", sizes
-    other, _, _ = load_stack(Path(config.init_from), config.feature_transform)
+    other, _, activation = load_stack(Path(config.init_from), config.feature_transform)
     if config.reuse_layers > len(other):
         raise UserError(f"--reuse-layers {config.reuse_layers}: {config.init_from} has only {len(other)} hidden layers")
+    if config.reuse_layers and activation != config.activation:  # its layers' weights were trained for it
+        raise UserError(
+            f"--init-from {config.init_from} has {activation} hidden layers, but --activation is {config.activation}; "
+            f"give --activation {activation} to reuse them"
+        )
     for i, (w, _) in enumerate(other[: config.reuse_layers]):
         want = (sizes[i], pipeline.dim if i == 0 else sizes[i - 1])
         if tuple(w.shape) != want:

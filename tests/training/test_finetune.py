@@ -118,6 +118,20 @@ def test_init_from_reuses_lower_layers(blob_store, tmp_path):
         )
 
 
+def test_init_from_refuses_reused_layers_of_another_activation(blob_store, tmp_path):
+    """Reused layers keep the non-linearity they were trained with: a tanh model's layers under
+    the default --activation sigmoid are refused, in one line saying what to give."""
+    finetune(blob_store, FinetuneConfig(**(QUICK | {"max_epochs": 1, "activation": "tanh", "lr": 0.002})),
+             tmp_path / "tanh")  # fmt: skip
+    reuse = QUICK | {"max_epochs": 1, "init_from": str(tmp_path / "tanh"), "reuse_layers": 1}
+    with pytest.raises(UserError, match=r"--init-from \S+tanh has tanh hidden layers, but --activation is sigmoid; "
+                                        "give --activation tanh to reuse them"):  # fmt: skip
+        finetune(blob_store, FinetuneConfig(**reuse), tmp_path / "sigmoid")
+    _, meta = load_model(tmp_path / "tanh")
+    finetune(blob_store, FinetuneConfig(**(reuse | {"activation": "tanh"})), tmp_path / "again")
+    assert load_model(tmp_path / "again")[1]["config"]["activation"] == meta["config"]["activation"] == "tanh"
+
+
 def test_end_to_end_cli(kaldi_dir, tmp_path):
     store, dbn, model = tmp_path / "store", tmp_path / "dbn", tmp_path / "model"
     steps = [
