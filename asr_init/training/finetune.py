@@ -48,6 +48,9 @@ from asr_init.training.schedules import make_schedule
 
 CHANCE_MARGIN = 0.01  # a train frame accuracy within this of the most frequent class's share is chance
 RESUME_NEUTRAL = ("device", "cuda_graphs", "max_epochs")  # may differ between a run and its resumption
+# A --dbn's (or a pruned model's) splice and widths: recorded as the run used them, compared by the source's
+# digest (asr-init once recorded the options it ignored there, so a record may hold those).
+SOURCE_SHAPE = ("splice", "layers", "hidden")
 
 
 def class_priors(store: FeatureStore, targets: str, floor: float) -> np.ndarray:
@@ -227,8 +230,8 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
               "--feature-transform": config.feature_transform}  # fmt: skip
     with reading(store.path, config.dbn, config.init_from), output_folder(
         out_dir, settings, record="finetune.config.json", finished=("finetune.json", "model.pt"), force=force,
-        inputs=inputs, in_place=True, started=("checkpoint.pt",), neutral=RESUME_NEUTRAL, summary="finetune.json",
-        what="a finetune run", dist=dist,
+        inputs=inputs, in_place=True, started=("checkpoint.pt",), neutral=RESUME_NEUTRAL + _from_source(config),
+        summary="finetune.json", what="a finetune run", dist=dist,
     ) as output:  # fmt: skip
         done = output.done
         if done is not None and not (resume and done["epochs"] < config.max_epochs and not done.get("stopped", 1)):
@@ -243,6 +246,11 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
             with catch_signals(flag):
                 trainer.run(flag)
         return dist.from_main(lambda: _write_outputs(trainer))
+
+
+def _from_source(config: FinetuneConfig) -> tuple[str, ...]:
+    """The settings a run's --dbn or --init-from decides (and its digest identifies)."""
+    return SOURCE_SHAPE if config.dbn or config.sparsity > 0 else SOURCE_SHAPE[:1] if config.init_from else ()
 
 
 def settings_line(trainer: _DnnTrainer) -> str:
@@ -282,17 +290,22 @@ def _model_files(path: Path, names: tuple[str, ...]) -> list[Path]:
 def _input_pipeline(config: FinetuneConfig, store: FeatureStore) -> FeaturePipeline:
     """The DBN's or the --init-from model's splice and normalisation (checked against the
     store's features), or new ones from the store. A pruned model (--sparsity) is the whole
-    --init-from network: its activation is that model's, whatever --activation says."""
+    --init-from network: its activation is that model's, whatever --activation says. The
+    config records the splice (and the widths) the source gives, not the options it overrides."""
     if config.dbn:
         dbn = load_dbn(Path(config.dbn), config.feature_transform)
         pipeline = FeaturePipeline.from_dict(dbn["pipeline"])
         pipeline.check_store(store, f"DBN {config.dbn}")
+        widths = [int(layer["W"].shape[0]) for layer in dbn["layers"]]
+        config.splice, config.layers, config.hidden = pipeline.splice, len(widths), widths  # recorded as used
         return pipeline
     if config.init_from:
-        _, pipeline, activation = load_stack(Path(config.init_from), config.feature_transform)
+        stack, pipeline, activation = load_stack(Path(config.init_from), config.feature_transform)
         pipeline.check_store(store, f"model {config.init_from}")
+        config.splice = pipeline.splice
         if config.sparsity > 0:
-            config.activation = activation
+            widths = [int(w.shape[0]) for w, _ in stack]
+            config.activation, config.layers, config.hidden = activation, len(widths), widths
         return pipeline
     return FeaturePipeline.from_store(store, config.splice)
 

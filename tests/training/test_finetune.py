@@ -100,6 +100,30 @@ def test_dbn_input_mismatch_and_missing_targets(blob_store, tmp_path):
     assert res.exit_code == 1 and "has no dbn.pt" in _text(res)
 
 
+def test_a_dbn_run_records_the_dbns_splice_and_widths_not_the_options_it_ignores(blob_store, tmp_path):
+    """With --dbn the network's splice, layers and widths are the DBN's: finetune.config.json,
+    finetune.json and model.pt record those whatever --splice/--layers/--hidden said, and the
+    run still resumes, and is still found finished from a record written before."""
+    store = FeatureStore(blob_store)
+    pipe, gen = FeaturePipeline.from_store(store, splice=1), torch.Generator().manual_seed(0)
+    layers = [
+        (torch.randn(16, pipe.dim, generator=gen) * 0.1, torch.zeros(16)),
+        (torch.randn(8, 16, generator=gen) * 0.1, torch.zeros(8)),
+    ]
+    (tmp_path / "dbn").mkdir()
+    save_dbn(tmp_path / "dbn" / "dbn.pt", layers, pipe, store.phones, store.states, "gauss")
+    cfg = dict(dbn=str(tmp_path / "dbn"), splice=4, layers=3, hidden=32, batch_size=32, max_epochs=2, stats_frames=200)
+    with pytest.raises(Interrupted):
+        finetune(blob_store, FinetuneConfig(**cfg), tmp_path / "ft", interrupt_after=10)
+    summary = finetune(blob_store, FinetuneConfig(**cfg), tmp_path / "ft", resume=True)
+    record = json.loads((tmp_path / "ft" / "finetune.config.json").read_text())
+    for config in (record["config"], summary["config"], load_model(tmp_path / "ft")[1]["config"]):
+        assert (config["splice"], config["layers"], config["hidden"]) == (1, 2, [16, 8])
+    record["config"] |= {"splice": 4, "layers": 3, "hidden": [32]}  # as asr-init recorded them before
+    (tmp_path / "ft" / "finetune.config.json").write_text(json.dumps(record))
+    assert finetune(blob_store, FinetuneConfig(**cfg), tmp_path / "ft")["epochs"] == summary["epochs"]
+
+
 def test_init_from_reuses_lower_layers(blob_store, tmp_path):
     finetune(blob_store, FinetuneConfig(**(QUICK | {"max_epochs": 1})), tmp_path / "a")
     cfg = FinetuneConfig(
