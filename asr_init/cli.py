@@ -395,7 +395,8 @@ def evaluate(cfg: EvalConfig, store: Path, model: Path, out: Path | None) -> Non
 )  # fmt: skip  (0.5: any share: a trained model's defaults apply)
 def prune(cfg: FinetuneConfig, model: Path, out: Path, sparsities: str, store: Path | None, force: bool) -> None:
     """Prune MODEL's hidden layers by magnitude to each sparsity, fine-tune each with its mask
-    held, evaluate each on test; prune.json, prune.csv and sparsity.png in OUT."""
+    held, evaluate each on test (dev where the store has none); prune.json, prune.csv and
+    sparsity.png in OUT."""
     from asr_init.evaluation.prune import prune as run
     from asr_init.evaluation.prune import prune_table
 

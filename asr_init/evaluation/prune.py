@@ -4,8 +4,9 @@ For each sparsity, `finetune --init-from MODEL --sparsity S` takes the whole net
 too), zeroes that share of its hidden weights by magnitude (per layer, or over all of them
 with --prune-scope global), and fine-tunes it with the pruned weights held at zero; each
 result is a model folder like any other (evaluate, export-kaldi). The dense model and every
-pruned one are evaluated on the test split; OUT holds prune.json, prune.csv and
-sparsity.png (test state frame accuracy against sparsity).
+pruned one are evaluated, on the run's --device, on the test split (on dev where the store
+has none, as an import-kaldi store of Kaldi's train and cv sets); OUT holds prune.json,
+prune.csv and sparsity.png (state frame accuracy against sparsity), each naming the split.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from asr_init.config import check_device
 from asr_init.errors import UserError
 from asr_init.evaluation.config import EvalConfig
 from asr_init.evaluation.evaluate import evaluate
+from asr_init.features.store import FeatureStore
 from asr_init.folders import output_folder
 from asr_init.io import digest, write_csv, write_json_atomic
 from asr_init.training.config import FinetuneConfig
@@ -36,22 +38,25 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
                 "config": config.to_dict(), "inputs": {"model": digest([model / "model.pt"])}}  # fmt: skip
     inputs = {"model folder": model, "feature store": store}
     check_device(config.device)
+    split = "test" if FeatureStore(store).split("test") else "dev"  # Kaldi's cv set where there is no test set
+    evaluation = EvalConfig(split=split, device=config.device)
     dist = distributed(config.device)  # under torchrun the fine-tuning is shared; rank 0 evaluates and writes
     with output_folder(out, settings, record="prune.config.json", finished=("prune.json",), force=force,
                        inputs=inputs, in_place=True, started=("sparsity-*", "dense-eval"), summary="prune.json",
                        what="a prune run", dist=dist) as output:  # fmt: skip
         if output.done is not None:
             return output.done
-        rows = [dist.from_main(lambda: _evaluated(store, model, out / "dense-eval", 0.0))]
+        rows = [dist.from_main(lambda: _evaluated(store, model, out / "dense-eval", 0.0, evaluation))]
         for share in sparsities:  # each a finetune run of its own: an interrupted one resumes, a finished one is kept
             run = out / f"sparsity-{share:g}"
             pruned = dataclasses.replace(config, init_from=str(model), sparsity=share, reuse_layers=0)
             finetune(store, pruned, run, resume=dist.from_main((run / "finetune.config.json").exists))
-            rows.append(dist.from_main(lambda run=run, share=share: _evaluated(store, run, None, share)))
-        summary = {"model": str(model.resolve()), "store": str(store), "scope": config.prune_scope, "rows": rows}
+            rows.append(dist.from_main(lambda run=run, share=share: _evaluated(store, run, None, share, evaluation)))
+        summary = {"model": str(model.resolve()), "store": str(store), "scope": config.prune_scope, "split": split,
+                   "rows": rows}  # fmt: skip
         if dist.is_main:
             write_csv(out / "prune.csv", rows, list(rows[0]))
-            _plot(rows, out / "sparsity.png", model)
+            _plot(rows, out / "sparsity.png", model, split)
             write_json_atomic(out / "prune.json", summary)  # last: it marks the run finished
     return summary
 
@@ -63,25 +68,25 @@ def _training_store(model: Path) -> Path:
         raise UserError(f"{model} has no finetune.json naming its store; give --store") from None
 
 
-def _evaluated(store: Path, model: Path, out: Path | None, share: float) -> dict:
+def _evaluated(store: Path, model: Path, out: Path | None, share: float, config: EvalConfig) -> dict:
     """A row of prune.csv: the dense model (share 0), or a pruned one with its fine-tuning's figures."""
     ft = json.loads((model / "finetune.json").read_text()) if share else None
-    result = evaluate(store, model, EvalConfig(), out)
-    return {"sparsity": share, "model": str(model), "test_states": result.get("frame_acc_states"),
-            "test_phones": result.get("frame_acc_phones"), "test_per": result["per"],
+    result, split = evaluate(store, model, config, out), config.split
+    return {"sparsity": share, "model": str(model), f"{split}_states": result.get("frame_acc_states"),
+            f"{split}_phones": result.get("frame_acc_phones"), f"{split}_per": result["per"],
             "epochs": ft["epochs"] if ft else 0, "best_dev_acc": ft["best_dev_acc"] if ft else None}  # fmt: skip
 
 
-def _plot(rows: list[dict], path: Path, model: Path) -> None:
+def _plot(rows: list[dict], path: Path, model: Path, split: str) -> None:
     from asr_init.plots import plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for key, label in (("test_states", "states"), ("test_phones", "phones")):
-        points = [(100 * r["sparsity"], 100 * r[key]) for r in rows if r[key] is not None]
+    for kind in ("states", "phones"):
+        points = [(100 * r["sparsity"], 100 * r[f"{split}_{kind}"]) for r in rows if r[f"{split}_{kind}"] is not None]
         if points:
-            ax.plot(*zip(*points), "o-", label=label)
+            ax.plot(*zip(*points), "o-", label=kind)
     ax.set_xlabel("pruned share of the hidden weights (%)")
-    ax.set_ylabel("test frame accuracy (%)")
+    ax.set_ylabel(f"{split} frame accuracy (%)")
     ax.set_title(f"magnitude pruning of {model.name}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -93,10 +98,11 @@ def _plot(rows: list[dict], path: Path, model: Path) -> None:
 def prune_table(summary: dict):
     from rich.table import Table
 
+    split = summary.get("split", "test")  # a prune.json from before it was recorded: test
     table = Table(title=f"pruning {summary['model']} ({summary['scope']})")
-    for col in ("sparsity", "epochs", "test states", "test phones", "test PER"):
+    for col in ("sparsity", "epochs", f"{split} states", f"{split} phones", f"{split} PER"):
         table.add_column(col, justify="right")
     for r in summary["rows"]:
-        cells = [r["test_states"], r["test_phones"], r["test_per"]]
+        cells = [r[f"{split}_states"], r[f"{split}_phones"], r[f"{split}_per"]]
         table.add_row(f"{r['sparsity']:.0%}", str(r["epochs"]), *("—" if v is None else f"{v:.2%}" for v in cells))
     return table

@@ -1,0 +1,36 @@
+"""`asr-init prune` (asr_init/evaluation/prune.py): what its evaluations run on.
+
+The fine-tuning at each sparsity is tested in tests/training/test_remedies.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from asr_init.evaluation import prune as prune_module
+from asr_init.training.config import FinetuneConfig
+from asr_init.training.finetune import finetune
+
+TINY = dict(layers=1, hidden=8, splice=0, max_epochs=1, stats_frames=100)
+
+
+def test_prune_evaluates_on_the_runs_device_and_on_dev_when_the_store_has_no_test_split(blob_store, tmp_path,
+                                                                                       monkeypatch):  # fmt: skip
+    """A store of train and dev (an import-kaldi store of Kaldi's tr90 and cv sets) is pruned
+    and evaluated on dev, which prune.json, prune.csv and the table name; every evaluation runs
+    on the run's --device."""
+    store = tmp_path / "store"
+    shutil.copytree(blob_store, store)
+    manifest = store / "manifest.jsonl"
+    manifest.write_text(manifest.read_text().replace('"split": "test"', '"split": "dev"'))
+    finetune(store, FinetuneConfig(**TINY), tmp_path / "dense")
+    seen, evaluate = [], prune_module.evaluate
+    monkeypatch.setattr(prune_module, "evaluate", lambda *a: seen.append(a[2]) or evaluate(*a))
+    config = FinetuneConfig(max_epochs=1, stats_frames=100, device="cpu")
+    summary = prune_module.prune(tmp_path / "dense", tmp_path / "pruned", config, [0.5])
+    assert [(c.device, c.split) for c in seen] == [("cpu", "dev"), ("cpu", "dev")]
+    assert summary["split"] == "dev" and [r["sparsity"] for r in summary["rows"]] == [0.0, 0.5]
+    assert all(r["dev_states"] is not None and "test_states" not in r for r in summary["rows"])
+    assert json.loads((tmp_path / "pruned" / "prune.json").read_text())["split"] == "dev"
+    assert (tmp_path / "pruned" / "prune.csv").read_text().startswith("sparsity,model,dev_states,dev_phones,dev_per")
+    assert "dev states" in str([c.header for c in prune_module.prune_table(summary).columns])
