@@ -290,7 +290,8 @@ def _model_files(path: Path, names: tuple[str, ...]) -> list[Path]:
 def _input_pipeline(config: FinetuneConfig, store: FeatureStore) -> FeaturePipeline:
     """The DBN's or the --init-from model's splice and normalisation (checked against the
     store's features), or new ones from the store. A pruned model (--sparsity) is the whole
-    --init-from network: its activation is that model's, whatever --activation says. The
+    --init-from network: its activation is that model's, whatever --activation says, and so
+    are its batch norm and targets where --batch-norm and --targets are not given. The
     config records the splice (and the widths) the source gives, not the options it overrides."""
     if config.dbn:
         dbn = load_dbn(Path(config.dbn), config.feature_transform)
@@ -306,6 +307,9 @@ def _input_pipeline(config: FinetuneConfig, store: FeatureStore) -> FeaturePipel
         if config.sparsity > 0:
             widths = [int(w.shape[0]) for w, _ in stack]
             config.activation, config.layers, config.hidden = activation, len(widths), widths
+            meta = load_model(Path(config.init_from))[1]  # a --targets or --batch-norm given otherwise is refused
+            config.batch_norm = config.batch_norm or bool(meta["config"].get("batch_norm"))
+            config.targets = config.targets or meta["targets"]
         return pipeline
     return FeaturePipeline.from_store(store, config.splice)
 

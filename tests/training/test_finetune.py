@@ -156,6 +156,21 @@ def test_init_from_refuses_reused_layers_of_another_activation(blob_store, tmp_p
     assert load_model(tmp_path / "again")[1]["config"]["activation"] == meta["config"]["activation"] == "tanh"
 
 
+def test_pruning_takes_batch_norm_and_targets_from_the_model_and_refuses_others_given(blob_store, tmp_path):
+    """--sparsity (and so 'asr-init prune') fine-tunes the whole --init-from model: its batch
+    norm and its targets come with it; a --targets or --batch-norm that contradicts it is refused."""
+    tiny = dict(layers=1, hidden=8, splice=0, max_epochs=1, stats_frames=100)
+    finetune(blob_store, FinetuneConfig(**tiny, batch_norm=True, targets="phones"), tmp_path / "bn")
+    finetune(blob_store, FinetuneConfig(**tiny), tmp_path / "plain")
+    pruned = dict(max_epochs=1, stats_frames=100, sparsity=0.5)
+    finetune(blob_store, FinetuneConfig(**pruned, init_from=str(tmp_path / "bn")), tmp_path / "pruned")
+    model, meta = load_model(tmp_path / "pruned")
+    assert meta["config"]["batch_norm"] and model.norms is not None and meta["targets"] == "phones"
+    for given, source in (({"targets": "states"}, "bn"), ({"batch_norm": True}, "plain")):
+        with pytest.raises(UserError, match="fine-tune it with the same --targets and --batch-norm setting"):
+            finetune(blob_store, FinetuneConfig(**pruned, **given, init_from=str(tmp_path / source)), tmp_path / "x")
+
+
 def test_end_to_end_cli(kaldi_dir, tmp_path):
     store, dbn, model = tmp_path / "store", tmp_path / "dbn", tmp_path / "model"
     steps = [
