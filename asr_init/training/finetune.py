@@ -37,6 +37,7 @@ from asr_init.io import digest, load_run_checkpoint, write_csv, write_json_atomi
 from asr_init.models.dbn import load_dbn, load_stack
 from asr_init.models.dnn import DNN, load_model, save_model
 from asr_init.models.init import InitContext, init_weight_, input_power
+from asr_init.models.nnet1 import find_feature_transform
 from asr_init.models.nonlinearity import saturated_mask
 from asr_init.progress import console
 from asr_init.training.config import FinetuneConfig
@@ -271,14 +272,16 @@ def settings_line(trainer: _DnnTrainer) -> str:
 
 
 def _identities(config: FinetuneConfig, store: FeatureStore) -> dict[str, str]:
-    """Digests of what the run reads: the store, and the DBN or model it starts from."""
+    """Digests of what the run reads: the store, and the DBN or model it starts from (with a
+    Kaldi network's feature transform)."""
     ids = {"feature store": store_identity(store.path)}
     if config.dbn:
         ids["--dbn DBN"] = digest(_model_files(Path(config.dbn), ("dbn.pt",)))
     if config.init_from:
         ids["--init-from model"] = digest(_model_files(Path(config.init_from), ("model.pt", "dbn.pt")))
-    if config.feature_transform:
-        ids["--feature-transform"] = digest([Path(config.feature_transform)])
+    source = config.dbn or config.init_from
+    if config.feature_transform or (source and Path(source).is_file()):  # a Kaldi file's, given or found beside it
+        ids["--feature-transform"] = digest([find_feature_transform(Path(source), config.feature_transform)])
     return ids
 
 

@@ -124,6 +124,24 @@ def test_a_dbn_run_records_the_dbns_splice_and_widths_not_the_options_it_ignores
     assert finetune(blob_store, FinetuneConfig(**cfg), tmp_path / "ft")["epochs"] == summary["epochs"]
 
 
+def test_a_changed_kaldi_feature_transform_found_beside_the_network_refuses_resumption(blob_store, tmp_path):
+    """The final.feature_transform a Kaldi --dbn (or --init-from) file uses by default is part
+    of the run's identity, as a --feature-transform given is: changed, --resume is refused."""
+    from asr_init.models.export_kaldi import export_kaldi
+    from asr_init.models.nnet1 import read_nnet, write_nnet
+
+    finetune(blob_store, FinetuneConfig(layers=1, hidden=8, splice=0, max_epochs=1, stats_frames=100), tmp_path / "a")
+    export_kaldi(tmp_path / "a", tmp_path / "exp")
+    write_nnet(tmp_path / "exp" / "1.dbn", read_nnet(tmp_path / "exp" / "final.nnet")[:-2])
+    cfg = FinetuneConfig(dbn=str(tmp_path / "exp" / "1.dbn"), batch_size=32, max_epochs=2, stats_frames=100)
+    with pytest.raises(Interrupted):
+        finetune(blob_store, cfg, tmp_path / "ft", interrupt_after=5)
+    transform = tmp_path / "exp" / "final.feature_transform"
+    write_nnet(transform, read_nnet(transform), binary=False)  # rewritten: another file
+    with pytest.raises(UserError, match="the --feature-transform changed since"):
+        finetune(blob_store, cfg, tmp_path / "ft", resume=True)
+
+
 def test_init_from_reuses_lower_layers(blob_store, tmp_path):
     finetune(blob_store, FinetuneConfig(**(QUICK | {"max_epochs": 1})), tmp_path / "a")
     cfg = FinetuneConfig(
