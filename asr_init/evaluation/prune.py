@@ -24,7 +24,7 @@ from asr_init.folders import output_folder
 from asr_init.io import digest, write_csv, write_json_atomic
 from asr_init.training.config import FinetuneConfig
 from asr_init.training.distributed import distributed
-from asr_init.training.finetune import finetune
+from asr_init.training.finetune import finetune, input_pipeline
 
 
 def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float], store: Path | None = None,
@@ -34,11 +34,14 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
     if not sparsities or any(not 0 < s < 1 for s in sparsities):
         raise UserError(f"invalid --sparsity {sparsities}: each share must be in (0, 1)")
     store = Path(store) if store else _training_store(model)
+    features = FeatureStore(store)
+    first = dataclasses.replace(config, init_from=str(model), sparsity=sparsities[0], reuse_layers=0)
+    input_pipeline(first, features)  # a --targets or --batch-norm the model contradicts: refused before any writing
     settings = {"model": str(model.resolve()), "store": str(Path(store).resolve()), "sparsities": sparsities,
                 "config": config.to_dict(), "inputs": {"model": digest([model / "model.pt"])}}  # fmt: skip
     inputs = {"model folder": model, "feature store": store}
     check_device(config.device)
-    split = "test" if FeatureStore(store).split("test") else "dev"  # Kaldi's cv set where there is no test set
+    split = "test" if features.split("test") else "dev"  # Kaldi's cv set where there is no test set
     evaluation = EvalConfig(split=split, device=config.device)
     dist = distributed(config.device)  # under torchrun the fine-tuning is shared; rank 0 evaluates and writes
     with output_folder(out, settings, record="prune.config.json", finished=("prune.json",), force=force,

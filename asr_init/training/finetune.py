@@ -78,13 +78,7 @@ def magnitude_masks(weights: list[torch.Tensor], sparsity: float, scope: str = "
 
 def _pruned_network(config: FinetuneConfig, pipeline: FeaturePipeline, labels: list[str]):
     """(the whole --init-from model with `config.sparsity` of its hidden weights zeroed, info, masks)."""
-    source, meta = load_model(Path(config.init_from))
-    if meta["outputs"] != labels or bool(meta["config"].get("batch_norm")) != config.batch_norm:
-        raise UserError(
-            f"--sparsity prunes the whole of {config.init_from}, which has {len(meta['outputs'])} {meta['targets']} "
-            f"outputs{' and batch norm' if meta['config'].get('batch_norm') else ''}: fine-tune it with the same "
-            "--targets and --batch-norm setting"
-        )
+    source, meta = load_model(Path(config.init_from))  # its outputs and batch norm: checked by input_pipeline
     model = DNN(pipeline.dim, meta["hidden_sizes"], len(labels), config.activation, config.dropout, config.batch_norm)
     model.load_state_dict(source.state_dict())  # the run's network (its --dropout too), the model's weights
     masks = magnitude_masks([layer.weight for layer in model.hidden], config.sparsity, config.prune_scope)
@@ -223,7 +217,7 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
     store = FeatureStore(store_path)
     if not store.split("train") or not store.split("dev"):
         raise UserError(f"store {store.path} needs train and dev utterances for fine-tuning (newbob uses dev)")
-    pipeline = _input_pipeline(config, store)
+    pipeline = input_pipeline(config, store)
     config.targets = config.targets or store.target_kinds[0]
     store.labels(config.targets)  # the store has them
     settings = {"store": str(store.path.resolve()), "config": config.to_dict(), "inputs": _identities(config, store)}
@@ -290,7 +284,7 @@ def _model_files(path: Path, names: tuple[str, ...]) -> list[Path]:
     return [path] if path.is_file() else [path / name for name in names]
 
 
-def _input_pipeline(config: FinetuneConfig, store: FeatureStore) -> FeaturePipeline:
+def input_pipeline(config: FinetuneConfig, store: FeatureStore) -> FeaturePipeline:
     """The DBN's or the --init-from model's splice and normalisation (checked against the
     store's features), or new ones from the store. A pruned model (--sparsity) is the whole
     --init-from network: its activation is that model's, whatever --activation says, and so
@@ -310,9 +304,15 @@ def _input_pipeline(config: FinetuneConfig, store: FeatureStore) -> FeaturePipel
         if config.sparsity > 0:
             widths = [int(w.shape[0]) for w, _ in stack]
             config.activation, config.layers, config.hidden = activation, len(widths), widths
-            meta = load_model(Path(config.init_from))[1]  # a --targets or --batch-norm given otherwise is refused
-            config.batch_norm = config.batch_norm or bool(meta["config"].get("batch_norm"))
-            config.targets = config.targets or meta["targets"]
+            meta = load_model(Path(config.init_from))[1]
+            norm = bool(meta["config"].get("batch_norm"))
+            config.batch_norm, config.targets = config.batch_norm or norm, config.targets or meta["targets"]
+            if meta["outputs"] != store.labels(config.targets) or config.batch_norm != norm:
+                raise UserError(
+                    f"--sparsity prunes the whole of {config.init_from}, which has {len(meta['outputs'])} "
+                    f"{meta['targets']} outputs{' and batch norm' if norm else ''}: fine-tune it with the same "
+                    "--targets and --batch-norm setting"
+                )
         return pipeline
     return FeaturePipeline.from_store(store, config.splice)
 

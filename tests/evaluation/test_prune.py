@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
+from asr_init.errors import UserError
 from asr_init.evaluation import prune as prune_module
 from asr_init.training.config import FinetuneConfig
 from asr_init.training.finetune import finetune
@@ -34,3 +37,17 @@ def test_prune_evaluates_on_the_runs_device_and_on_dev_when_the_store_has_no_tes
     assert json.loads((tmp_path / "pruned" / "prune.json").read_text())["split"] == "dev"
     assert (tmp_path / "pruned" / "prune.csv").read_text().startswith("sparsity,model,dev_states,dev_phones,dev_per")
     assert "dev states" in str([c.header for c in prune_module.prune_table(summary).columns])
+
+
+def test_a_setting_the_model_contradicts_is_refused_before_anything_is_written(blob_store, tmp_path):
+    """`prune --targets states` of a phones model stops before the dense model's evaluation, so
+    the corrected command runs in the same --out (it used to find prune.config.json there and
+    ask for --force)."""
+    finetune(blob_store, FinetuneConfig(**TINY, targets="phones"), tmp_path / "dense")
+    contradicting = FinetuneConfig(max_epochs=1, stats_frames=100, targets="states")
+    with pytest.raises(UserError, match="fine-tune it with the same --targets and --batch-norm setting"):
+        prune_module.prune(tmp_path / "dense", tmp_path / "pruned", contradicting, [0.5])
+    assert not (tmp_path / "pruned").exists()
+    corrected = FinetuneConfig(max_epochs=1, stats_frames=100)
+    summary = prune_module.prune(tmp_path / "dense", tmp_path / "pruned", corrected, [0.5])
+    assert [r["sparsity"] for r in summary["rows"]] == [0.0, 0.5] and summary["rows"][1]["test_phones"] is not None
