@@ -143,7 +143,7 @@ def _source_layers(config: FinetuneConfig, pipeline: FeaturePipeline):
         if tuple(w.shape) != want:
             raise UserError(
                 f"layer {i + 1} of {config.init_from} is {w.shape[1]}->{w.shape[0]}, but this network needs "
-                f"{want[1]}->{want[0]}; match --layers/--hidden/--splice"
+                f"{want[1]}->{want[0]}; match --layers/--hidden (its inputs are the model's splice)"
             )
     return other[: config.reuse_layers], "init-from", sizes
 

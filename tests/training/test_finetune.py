@@ -152,6 +152,9 @@ def test_init_from_reuses_lower_layers(blob_store, tmp_path):
     b, meta = load_model(tmp_path / "b")
     assert torch.allclose(a.hidden[0].weight, b.hidden[0].weight, atol=1e-6)
     assert meta["layers"][0]["from"] == "init-from" and meta["layers"][1]["from"] == "init"
+    with pytest.raises(UserError, match=r"layer 2 of \S+ is 32->32, but this network needs 32->8; match "
+                                        r"--layers/--hidden \(its inputs are the model's splice\)"):  # fmt: skip
+        finetune(blob_store, FinetuneConfig(**(cfg.to_dict() | {"reuse_layers": 2, "hidden": [32, 8]})), tmp_path / "w")
     with pytest.raises(UserError, match="has only 2 hidden layers"):
         finetune(
             blob_store,
