@@ -15,8 +15,8 @@ entries marked "PKL". asr-init reads them itself:
   known until it is read, with MAX_STREAM_OBJECT; an integer vector (an alignment) with more
   than MAX_FRAMES entries is refused wherever it is.
 
-Compressed matrices are expanded with kaldiio's own header classes (kaldiio.compression_header),
-on bytes whose size was checked first.
+Compressed matrices are expanded with Kaldi's own arithmetic (CompressedMatrix::CopyToMat), on
+bytes whose size was checked first.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import numpy as np
 MAX_TOKEN = 4096  # bytes in a key or a token
 MAX_FRAMES = 1 << 22  # entries of one integer vector: 4,194,304 frames, 11.6 hours at 10 ms
 MAX_STREAM_OBJECT = 1 << 30  # bytes of one object in a gzipped archive
+ROW_TOLERANCE = 3  # rows a script-file range may run past the end (kaldi-holder.cc)
 _TEXT_INT_BYTES = 12  # the longest int32 written as text, with its separator
 _MATRIX_TYPES = {"FM": "<f4", "DM": "<f8", "FV": "<f4", "DV": "<f8"}
 _SCP = re.compile(r"^(?P<path>.+?)(?::(?P<offset>\d+))?(?:\[(?P<range>[0-9:,\s]*)\])?$")
@@ -194,20 +195,23 @@ class Reader:
         return np.frombuffer(self.take(4 * n), "<i4").astype(np.int32)
 
     def _compressed(self, kind: str) -> np.ndarray:
-        from kaldiio.compression_header import GlobalHeader, PerColHeader
-
+        """A compressed matrix expanded as Kaldi's CompressedMatrix::CopyToMat does, operation by
+        operation in float32 (and float64 where Kaldi's constants are doubles), so that the values
+        are Kaldi's to the bit."""
         lo, span, rows, cols = struct.unpack("<ffii", self.take(16, "a compressed matrix header"))
         if rows < 0 or cols < 0:
             raise KaldiFormatError(f"a compressed matrix of {rows} x {cols}")
-        head = GlobalHeader(kind, lo, span, rows, cols)
+        lo, span = np.float32(lo), np.float32(span)
         if kind == "CM":  # per column: 4 uint16 percentiles, then one byte per value, column-major
-            cols_header = PerColHeader.read(io.BytesIO(self.take(8 * cols, "a compressed matrix")), head)
+            heads = np.frombuffer(self.take(8 * cols, "a compressed matrix"), "<u2").reshape(cols, 4)
+            p0, p25, p75, p100 = (lo + span * np.float32(1.52590218966964e-05) * heads.astype(np.float32)).T
             data = np.frombuffer(self.take(rows * cols, f"a {rows:,} x {cols:,} compressed matrix"), "u1")
-            return cols_header.char_to_float(data.reshape(cols, rows)).T.astype(np.float32)
+            return _char_to_float(data.reshape(cols, rows).T, p0, p25, p75, p100)
         width = 2 if kind == "CM2" else 1
         data = self.take(rows * cols * width, f"a {rows:,} x {cols:,} compressed matrix")
         values = np.frombuffer(data, "<u2" if width == 2 else "u1").reshape(rows, cols)
-        return head.uint_to_float(values).astype(np.float32)
+        increment = np.float32(np.float64(span) * (1.0 / (65535.0 if width == 2 else 255.0)))
+        return lo + values.astype(np.float32) * increment
 
     def _bracketed(self) -> bytes:
         """The text between the next "[" and its "]", at most `room()` bytes."""
@@ -272,6 +276,19 @@ class Reader:
         if n and (data["size"] != 4).any():
             raise KaldiFormatError("an integer vector whose entries are not 32-bit integers")
         return data["v"].astype(np.int32)
+
+
+def _char_to_float(data: np.ndarray, p0, p25, p75, p100) -> np.ndarray:
+    """Kaldi's CompressedMatrix::CharToFloat of (rows, cols) bytes with each column's percentiles:
+    the float product of the step and the byte's offset, scaled and added in double, rounded to float."""
+    out = np.empty(data.shape, np.float32)
+    for low, high, base, top, scale in ((0, 64, p0, p25, 1 / 64.0), (64, 192, p25, p75, 1 / 128.0),
+                                        (192, 255, p75, p100, 1 / 63.0)):  # fmt: skip
+        part = (data >= low + (low > 0)) & (data <= high)
+        step = (top - base) * (data.astype(np.float32) - np.float32(low))  # float32, as Kaldi's float * int
+        exact = base.astype(np.float64) + step.astype(np.float64) * scale
+        out[part] = np.broadcast_to(exact, data.shape)[part]
+    return out
 
 
 def _parse(kind, text: str, what: str):
@@ -407,21 +424,23 @@ def parse_script_line(line: str) -> tuple[str, str, int | None, str | None]:
 
 
 def apply_range(value: np.ndarray, spec: str) -> np.ndarray:
-    """Kaldi's "[r1:r2]" / "[r1:r2,c1:c2]" selection (inclusive ends; an empty part is all)."""
+    """Kaldi's "[r1:r2]" / "[r1:r2,c1:c2]" selection (inclusive ends; ":" or an empty part is all).
+    As Kaldi's ExtractObjectRange, a row range may end up to ROW_TOLERANCE rows past the last
+    row (segments cut at 10 ms from 25 ms frames) and then stops at the last row."""
     parts = [p.strip() for p in spec.split(",")]
     if len(parts) > value.ndim:
         raise KaldiFormatError(f"range [{spec}] has more parts than the object has dimensions")
     index = []
-    for part, length in zip(parts, value.shape):
-        if not part:
+    for axis, (part, length) in enumerate(zip(parts, value.shape)):
+        if part in ("", ":"):
             index.append(slice(None))
             continue
         lo, _, hi = part.partition(":")
         a, b = _parse(int, lo, "a range start"), _parse(int, hi, "a range end") if hi else None
         b = a if b is None else b
-        if not 0 <= a <= b < length:
+        if not (0 <= a < length and a <= b < length + (ROW_TOLERANCE if axis == 0 else 0)):
             raise KaldiFormatError(f"range [{spec}] lies outside the object's {length} rows or columns")
-        index.append(slice(a, b + 1))
+        index.append(slice(a, min(b, length - 1) + 1))
     return value[tuple(index)]
 
 

@@ -135,3 +135,40 @@ def test_exported_model_gives_its_frame_accuracy_on_kaldi_made_features(tmp_path
     assert agree / frames >= 0.99, (agree, frames)
     assert abs(ours_right - kaldi_right) / frames <= 0.005
     assert ours_right / frames > 0.3  # the model learnt something (15 classes: chance is under 0.2)
+
+
+def _ranged(scp: Path, rows: dict[str, int]) -> None:
+    """feats.scp with the ranges Kaldi's scripts write (utils/data/subsegment_data_dir.sh): one
+    running 2 rows past the last (Kaldi allows 3 and stops at the last), the rest whole or ':'."""
+    lines = scp.read_text().splitlines()
+    ranges = [f"[1:{rows[line.split()[0]] + 1}]" if i == 0 else "[:,0:38]" if i == 1 else "[:]"
+              for i, line in enumerate(lines)]  # fmt: skip
+    scp.write_text("".join(line + r + "\n" for line, r in zip(lines, ranges)))
+
+
+@pytest.mark.skipif(not (BIN / "copy-feats").is_file(), reason="needs copy-feats in ASR_INIT_KALDI_BIN")
+@pytest.mark.parametrize("method", [*range(1, 8), "ranges"])
+def test_imported_frames_are_what_copy_feats_reads(tmp_path, method):
+    """import-kaldi of a feats.scp of compressed matrices (copy-feats --compress=true, every
+    --compression-method) or with row/column ranges holds, bit for bit, what Kaldi's copy-feats
+    reads from the same feats.scp."""
+    corpus = write_kaldi_dir(tmp_path / "c", speakers=2, utts_per_speaker=2)
+    kaldi = _kaldi_pipeline(corpus, tmp_path / "k", "compute-mfcc-feats", ["--dither=0"], [], [])
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "utt2spk").write_text((corpus / "utt2spk").read_text())
+    compress = ["--compress=true", f"--compression-method={method}"] if method != "ranges" else []
+    kaldiio.save_ark(str(tmp_path / "feats.ark"), kaldi)
+    _kaldi("copy-feats", *compress, "ark:feats.ark", f"ark,scp:{data / 'c.ark'},{data / 'feats.scp'}", cwd=tmp_path)
+    if method == "ranges":
+        _ranged(data / "feats.scp", {utt: len(x) for utt, x in kaldi.items()})
+    _kaldi("copy-feats", f"scp:{data / 'feats.scp'}", "ark:read.ark", cwd=tmp_path)
+    read = dict(kaldiio.load_ark(str(tmp_path / "read.ark")))
+    kaldiio.save_ark(str(tmp_path / "pdf.ark"), {utt: np.arange(len(x), dtype=np.int32) % 3 for utt, x in read.items()})
+    args = ["import-kaldi", str(data), "--ali", str(tmp_path / "pdf.ark"), "--no-cmvn", "--dev-fraction", "0.5"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "store")])
+    assert result.exit_code == 0, result.output
+    store = FeatureStore(tmp_path / "store")
+    assert sorted(r.id for r in store.records) == sorted(read)
+    for rec in store.records:
+        np.testing.assert_array_equal(store.features(rec), read[rec.id])
