@@ -12,6 +12,7 @@ grid, then applied to the evaluated split; hypothesis and reference phone sequen
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -123,26 +124,28 @@ class _Scorer:
     def _scores(self, split: str) -> list[tuple[np.ndarray, np.ndarray, object]]:
         """Per utterance: (phone-state log-likelihoods (T, 3P) or None, predicted class, record)."""
         pipeline = FeaturePipeline.from_dict(self.meta["pipeline"])
-        log_prior = torch.log(torch.tensor(self.meta["priors"], dtype=torch.float32, device=self.device))
+        prior = torch.tensor(self.meta["priors"], dtype=torch.float32, device=self.device)
         out = []
         with torch.no_grad():
             for rec in self.store.split(split):
                 logp = torch.log_softmax(self.model(pipeline.utterance(self.store.features(rec)).to(self.device)), 1)
-                out.append((self._loglik(logp, log_prior) if self.decodes else None, logp.argmax(1).cpu().numpy(), rec))
+                out.append((self._loglik(logp, prior) if self.decodes else None, logp.argmax(1).cpu().numpy(), rec))
                 self._bar.advance(self._task)
         self.store.release()
         return out
 
-    def _loglik(self, logp: torch.Tensor, log_prior: torch.Tensor) -> np.ndarray:
+    def _loglik(self, logp: torch.Tensor, prior: torch.Tensor) -> np.ndarray:
         """Scaled likelihoods log p(s|x) - alpha log p(s) per phone state (T, 3P): a phones or
-        pdfs model's score of a phone is shared by its three states."""
+        pdfs model's score of a phone is shared by its three states. A class of prior 0 (no train
+        frame, --prior-floor 0) gets Kaldi's log-prior sqrt(FLT_MAX) (pdf-prior.cc): it never wins."""
         alpha = self.config.prior_scale
         if self.targets == "pdfs":  # a phone's posterior and prior: the sums over its pdfs
             index = torch.from_numpy(self.pdf_phone).to(logp.device)
             phones = len(self.store.phones)
             post = torch.zeros(len(logp), phones, device=logp.device).index_add_(1, index, logp.exp())
-            prior = torch.zeros(phones, device=logp.device).index_add_(0, index, log_prior.exp())
-            logp, log_prior = post.clamp(min=1e-30).log(), prior.clamp(min=1e-30).log()
+            prior = torch.zeros(phones, device=logp.device).index_add_(0, index, prior)
+            logp = post.clamp(min=1e-30).log()
+        log_prior = torch.where(prior > 0, prior.log(), math.sqrt(torch.finfo(torch.float32).max))
         ll = (logp - alpha * log_prior).cpu().numpy()
         return ll if self.targets == "states" else np.repeat(ll, STATES, axis=1)
 

@@ -111,3 +111,25 @@ def test_estimated_hmm(blob_store):
     np.testing.assert_allclose(np.exp(hmm.bigram).sum(1), 1.0, rtol=1e-9)
     np.testing.assert_allclose(np.exp(hmm.initial).sum(), 1.0, rtol=1e-9)
     assert np.argmax(hmm.initial) == 0  # every blob utterance starts with sil
+
+
+def test_a_class_of_prior_zero_is_never_decoded(blob_store, tmp_path, monkeypatch):
+    """A state without a train frame (priors of --prior-floor 0) has likelihood 0, as Kaldi's
+    pdf-prior.cc makes it (log-prior sqrt(FLT_MAX)): it used to score +inf and win every frame."""
+    from conftest import write_tiny_model
+
+    from asr_init.evaluation import evaluate as evaluation
+    from asr_init.evaluation.config import EvalConfig
+    from asr_init.models.dnn import load_model, save_model
+
+    model_dir = write_tiny_model(blob_store, tmp_path / "m")
+    model, meta = load_model(model_dir)
+    silent = range(3, 6)  # the states of phone 1
+    meta["priors"] = [0.0 if s in silent else 1 / (len(meta["priors"]) - 3) for s in range(len(meta["priors"]))]
+    save_model(model_dir, model, meta)
+    decoded = []
+    per = evaluation.phone_error_rate
+    monkeypatch.setattr(evaluation, "phone_error_rate", lambda hyps, refs: decoded.extend(hyps) or per(hyps, refs))
+    result = evaluation.evaluate(blob_store, model_dir, EvalConfig(), tmp_path / "eval")
+    assert decoded and all(1 not in hyp for hyp in decoded)
+    assert sum(map(len, decoded)) > 0 and 0 <= result["per"] < 1
