@@ -331,8 +331,9 @@ class KaldiFeatures:
         k, m = np.arange(c.num_ceps)[:, None], np.arange(c.num_mel_bins)
         dct = np.sqrt(2.0 / c.num_mel_bins) * np.cos(np.pi / c.num_mel_bins * (m + 0.5) * k)
         dct[0] = np.sqrt(1.0 / c.num_mel_bins)
-        lifter = 1 + 0.5 * c.cepstral_lifter * np.sin(np.pi * np.arange(c.num_ceps) / c.cepstral_lifter)
-        self.dct = (dct.T * (lifter if c.cepstral_lifter else 1)).astype(np.float32)  # (bins, ceps), liftered
+        q = c.cepstral_lifter  # 0: none
+        lifter = 1 + 0.5 * q * np.sin(np.pi * np.arange(c.num_ceps) / q) if q else 1
+        self.dct = (dct.T * lifter).astype(np.float32)  # (bins, ceps), liftered
         table = np.random.default_rng(seed).standard_normal(DITHER_TABLE, dtype=np.float32) * np.float32(c.dither)
         self.dither = table if c.dither else np.zeros(0, np.float32)
 
