@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from asr_init.config import DEVICE_HELP, HIDDEN_HELP, SEED_RANGE, ConfigBase, Widths, check_device, check_limits, option
 from asr_init.models.config import ACTIVATIONS, VISIBLE_TYPES
@@ -243,6 +244,10 @@ class FinetuneConfig(Widths, ConfigBase):
         self._check(
             self.sparsity == 0 or self.init_from is not None, "sparsity", "prunes a model: give --init-from MODEL"
         )
+        self._check(self.sparsity == 0 or not Path(self.init_from).is_file(), "sparsity",
+                    f"prunes a whole 'asr-init finetune' model folder (its output layer and priors too), and "
+                    f"{self.init_from} is a network file: fine-tune from it first (--init-from {self.init_from} "
+                    "--reuse-layers N)")  # fmt: skip
         check_limits(self)
         check_device(self.device)
         self._check(self.precision in PRECISIONS, "precision", f"--precision must be one of {', '.join(PRECISIONS)}")

@@ -223,3 +223,18 @@ def test_pruning_keeps_the_activation_of_the_model_it_prunes(blob_store, tmp_pat
     store = FeatureStore(blob_store)
     _, acc, _ = evaluate_split(model, store, FeaturePipeline.from_dict(meta["pipeline"]), "dev", "states", "cpu")
     assert acc == pytest.approx(summary["best_dev_acc"])
+
+
+def test_pruning_a_kaldi_network_file_says_what_to_do(blob_store, tmp_path):
+    """--init-from takes a Kaldi nnet1 file, but --sparsity prunes a whole model folder: one
+    line saying so (it used to say the file had no model.pt)."""
+    from conftest import write_tiny_model
+
+    from asr_init.models.export_kaldi import export_kaldi
+
+    export_kaldi(write_tiny_model(blob_store, tmp_path / "m"), tmp_path / "exp")
+    nnet = tmp_path / "exp" / "final.nnet"
+    with pytest.raises(UserError, match=rf"{nnet} is a network file: fine-tune from it first \(--init-from {nnet} "
+                                        r"--reuse-layers N\)"):  # fmt: skip
+        finetune(blob_store, FinetuneConfig(init_from=str(nnet), sparsity=0.5), tmp_path / "pruned")
+    assert not (tmp_path / "pruned").exists()
