@@ -216,6 +216,7 @@ def _reuse_freed_memory() -> None:
 
 def _init_pool_worker(parent: int, *initargs) -> None:
     _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends the workers
     _init_worker(*initargs)
 
 
@@ -258,7 +259,14 @@ def _mapper(jobs: int, initargs: tuple):
     # _die_with_parent watches, and they start without importing anything again
     fork = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(jobs, fork, _init_pool_worker, (os.getpid(), *initargs)) as pool:
-        yield functools.partial(pool.map, chunksize=16)
+        try:
+            yield functools.partial(pool.map, chunksize=16)
+        except BaseException:  # an error or an interrupt: the queued utterances are not computed
+            workers = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for worker in workers:
+                worker.terminate()
+            raise
 
 
 def _process(utt: Utterance):

@@ -115,3 +115,43 @@ def test_workers_are_forked_whatever_the_default_start_method(tmp_path):
     done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert (out / "summary.json").exists()
+
+
+def _interrupted_extract(tmp_path, to_group: bool) -> tuple[subprocess.CompletedProcess, float, Path]:
+    """A slowed extract with --jobs 2 and 32 utterances (about 32 s of work) given SIGINT once
+    its workers are busy: to its whole process group (Ctrl-C in a terminal) or to it alone."""
+    corpus = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=8)
+    out = tmp_path / "store"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    code = slowed_cli("asr_init.features.extract:frame_targets", 2.0)
+    cmd = [sys.executable, "-c", code, "extract", str(corpus), "--out", str(out), "--jobs", "2"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        busy = _wait_for(lambda: len(_children(proc.pid)) >= 2 and (tmp_path / f"store.tmp-{proc.pid}").is_dir(), 30)
+        assert busy and proc.poll() is None, "extract did not start its workers"
+        time.sleep(0.5)
+        (os.killpg if to_group else os.kill)(proc.pid, signal.SIGINT)
+        start = time.monotonic()
+        output = proc.communicate(timeout=60)[0].decode()
+        return subprocess.CompletedProcess(cmd, proc.returncode, output), time.monotonic() - start, out
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_ctrl_c_with_workers_prints_one_line_and_leaves_nothing(tmp_path):
+    done, _, out = _interrupted_extract(tmp_path, to_group=True)
+    assert done.returncode == 130, done.stdout
+    assert "Traceback" not in done.stdout and "KeyboardInterrupt" not in done.stdout, done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "interrupted"
+    assert not out.exists() and not list(tmp_path.glob("store.tmp-*"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_sigint_to_extract_alone_stops_its_workers_at_once(tmp_path):
+    done, seconds, out = _interrupted_extract(tmp_path, to_group=False)
+    assert done.returncode == 130, done.stdout
+    assert seconds < 10, f"extract computed the queued utterances before it stopped ({seconds:.1f} s)"
+    assert not out.exists() and not list(tmp_path.glob("store.tmp-*"))
