@@ -23,8 +23,10 @@ import errno
 import fcntl
 import os
 import shutil
+import signal
+import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,7 +191,8 @@ def output_folder(out: Path, settings: dict, *, record: str, finished: tuple[str
             return
         swap = not in_place and output.done is None
         try:
-            yield output
+            with _terminate_as_interrupt() if swap else nullcontext():
+                yield output
         except BaseException:
             if swap:
                 shutil.rmtree(output.path, ignore_errors=True)
@@ -200,6 +203,30 @@ def output_folder(out: Path, settings: dict, *, record: str, finished: tuple[str
                 os.replace(out, old)
             os.replace(output.path, out)
             shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops this process as Ctrl-C does (KeyboardInterrupt), so that the temporary
+    output it builds is removed; a process forked meanwhile keeps SIGTERM's default action.
+    A handler set by whoever runs asr-init is left in place."""
+    owner = os.getpid()
+
+    def handler(signum, frame) -> None:
+        if os.getpid() != owner:  # a forked worker ends as SIGTERM's default ends it
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _make(folder: Path) -> None:

@@ -193,3 +193,39 @@ def test_a_kill_between_the_swaps_two_renames_loses_neither_output(tmp_path):
     with output_folder(out, {"a": 1}, record="r.json", finished=("r.json",), force=False) as output:
         assert output.done == {"a": 1}  # the old output, back in place and complete: nothing to do
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
+
+
+def test_sigterm_while_an_output_is_built_removes_its_temporary_and_keeps_the_old(tmp_path):
+    """SIGTERM (what `timeout`, `kill` and job schedulers send) stops the build as Ctrl-C does:
+    OUT.tmp-PID is removed, OUT stays as it was, and a process forked meanwhile still ends by SIGTERM."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("kept")
+    (out / "r.json").write_text("{}")
+    code = f"""
+import multiprocessing, signal, sys, time
+from pathlib import Path
+from asr_init.folders import output_folder
+with output_folder(Path({str(out)!r}), {{}}, record="r.json", finished=("r.json",), force=True) as o:
+    (o.path / "half").write_text("x")
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+    child.start()
+    print(child.pid, flush=True)
+    child.terminate()
+    child.join()
+    print(child.exitcode, flush=True)
+    time.sleep(60)
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.stdout.readline()
+        assert int(proc.stdout.readline()) == -15  # the forked child ended by SIGTERM, as by default
+        proc.terminate()
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not list(tmp_path.glob("out.tmp-*"))
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt", "r.json"] and (out / "old.txt").read_text() == "kept"
+    assert "KeyboardInterrupt" in proc.stderr.read().decode()
