@@ -206,10 +206,16 @@ def test_sigterm_while_an_output_is_built_removes_its_temporary_and_keeps_the_ol
 import multiprocessing, signal, sys, time
 from pathlib import Path
 from asr_init.folders import output_folder
+def nap(ready):
+    ready.set()  # after the fork's own signal set-up, which drops a signal that arrives during it
+    time.sleep(60)
+fork = multiprocessing.get_context("fork")
 with output_folder(Path({str(out)!r}), {{}}, record="r.json", finished=("r.json",), force=True) as o:
     (o.path / "half").write_text("x")
-    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+    ready = fork.Event()
+    child = fork.Process(target=nap, args=(ready,))
     child.start()
+    ready.wait(60)
     print(child.pid, flush=True)
     child.terminate()
     child.join()

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import random
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,7 +182,8 @@ def _synthesize_utterances(tmp: Path, speakers: list[SynthSpeaker], config: Synt
     # utterance therefore runs in a fresh forked process (maxtasksperchild=1), which
     # makes utterance i identical whatever ran before it and however many jobs there are.
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(max(1, config.jobs), maxtasksperchild=1) as pool, progress_bar() as bar:
+    quiet = (signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: leaving the pool ends the workers
+    with ctx.Pool(max(1, config.jobs), signal.signal, quiet, maxtasksperchild=1) as pool, progress_bar() as bar:
         task = bar.add_task("synthesising", total=round(target), unit="s audio")
         while total < target:
             tasks = [(i, speakers[i % len(speakers)], config, str(tmp / "wav")) for i in range(index, index + batch)]

@@ -1,4 +1,5 @@
-"""extract killed with SIGKILL: its workers end with it, and the next extract removes its folder."""
+"""extract (and synth) killed or interrupted: their workers end with them, one line is printed, and
+no half-made output stays (the next extract removes a SIGKILLed one's folder)."""
 
 import contextlib
 import os
@@ -155,3 +156,28 @@ def test_sigint_to_extract_alone_stops_its_workers_at_once(tmp_path):
     assert done.returncode == 130, done.stdout
     assert seconds < 10, f"extract computed the queued utterances before it stopped ({seconds:.1f} s)"
     assert not out.exists() and not list(tmp_path.glob("store.tmp-*"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_ctrl_c_during_synth_with_workers_prints_one_line(tmp_path):
+    """synth's eSpeak workers leave Ctrl-C to it: one 'interrupted' line, no worker's traceback
+    (they printed KeyboardInterrupt, from eSpeak's ctypes callback too), no half-made corpus."""
+    code = slowed_cli("asr_init.corpora.synth:_synthesize_one", 0.5)
+    out = tmp_path / "corpus"
+    cmd = [sys.executable, "-c", code, "synth", str(out), "--hours", "0.2", "--jobs", "2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        busy = _wait_for(lambda: len(_children(proc.pid)) >= 2, 30)
+        assert busy and proc.poll() is None, "synth did not start its workers"
+        time.sleep(1.0)  # the workers past their start (SIGINT ignored) and into an utterance
+        os.killpg(proc.pid, signal.SIGINT)
+        output = proc.communicate(timeout=60)[0].decode()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert output.strip().splitlines()[-1] == "interrupted"
+    assert not out.exists() and not list(tmp_path.glob("corpus.tmp-*"))
