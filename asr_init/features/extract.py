@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from rich.markup import escape
 
+from asr_init.config import SPLITS
 from asr_init.corpora.readers import (
     Corpus,
     Utterance,
@@ -492,6 +493,7 @@ def summary_table(summary: dict):
     table = Table(title=f"feature store ({summary['layout']} corpus)")
     for col in ("split", "speakers", "utterances", "hours", "frames"):
         table.add_column(col, justify="right")
-    for split, s in summary["splits"].items():
+    for split in [name for name in SPLITS if name in summary["splits"]]:  # summary.json sorts them by name
+        s = summary["splits"][split]
         table.add_row(split, f"{s['speakers']:,}", f"{s['utterances']:,}", f"{s['hours']:.3f}", f"{s['frames']:,}")
     return table

@@ -62,6 +62,22 @@ def test_norm_vars_normalises_each_speakers_variance_too(kaldi_dir, tmp_path):
         np.testing.assert_allclose(x[:, :13].astype(np.float64).std(0), 1, atol=1e-3)
 
 
+def test_the_summary_table_lists_train_dev_test_as_extracted_and_as_reread(tiny_store):
+    """A re-run of a finished extract prints its summary.json, whose keys are sorted by name."""
+    from rich.console import Console
+
+    from asr_init.features.extract import summary_table
+
+    console = Console(width=100, record=True)
+    console.print(summary_table(json.loads((tiny_store / "summary.json").read_text())))
+    rows = [
+        line.split()[1]
+        for line in console.export_text().splitlines()
+        if line.split()[1:2] in (["train"], ["dev"], ["test"])
+    ]
+    assert rows == ["train", "dev", "test"]
+
+
 def test_splits_are_speaker_disjoint(tiny_store):
     store = FeatureStore(tiny_store)
     by_split = {s: {r.speaker for r in store.split(s)} for s in ("train", "dev", "test")}
