@@ -263,10 +263,9 @@ def _mapper(jobs: int, initargs: tuple):
         try:
             yield functools.partial(pool.map, chunksize=16)
         except BaseException:  # an error or an interrupt: the queued utterances are not computed
-            workers = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for worker in workers:
+            for worker in list((getattr(pool, "_processes", None) or {}).values()):
                 worker.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)  # its manager thread ended before the process ends
             raise
 
 
