@@ -35,8 +35,11 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
         raise UserError(f"invalid --sparsity {sparsities}: each share must be in (0, 1)")
     store = Path(store) if store else _training_store(model)
     features = FeatureStore(store)
-    first = dataclasses.replace(config, init_from=str(model), sparsity=sparsities[0], reuse_layers=0)
-    input_pipeline(first, features)  # a --targets or --batch-norm the model contradicts: refused before any writing
+
+    def pruned(share: float) -> FinetuneConfig:  # the fine-tuning run of one sparsity
+        return dataclasses.replace(config, init_from=str(model), sparsity=share, reuse_layers=0)
+
+    input_pipeline(pruned(sparsities[0]), features)  # a --targets or --batch-norm the model contradicts: refused now
     settings = {"model": str(model.resolve()), "store": str(Path(store).resolve()), "sparsities": sparsities,
                 "config": config.to_dict(), "inputs": {"model": digest([model / "model.pt"])}}  # fmt: skip
     inputs = {"model folder": model, "feature store": store}
@@ -52,8 +55,7 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
         rows = [dist.from_main(lambda: _evaluated(store, model, out / "dense-eval", 0.0, evaluation))]
         for share in sparsities:  # each a finetune run of its own: an interrupted one resumes, a finished one is kept
             run = out / f"sparsity-{share:g}"
-            pruned = dataclasses.replace(config, init_from=str(model), sparsity=share, reuse_layers=0)
-            finetune(store, pruned, run, resume=dist.from_main((run / "finetune.config.json").exists))
+            finetune(store, pruned(share), run, resume=dist.from_main((run / "finetune.config.json").exists))
             rows.append(dist.from_main(lambda run=run, share=share: _evaluated(store, run, None, share, evaluation)))
         summary = {"model": str(model.resolve()), "store": str(store), "scope": config.prune_scope, "split": split,
                    "rows": rows}  # fmt: skip
