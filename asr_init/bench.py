@@ -57,13 +57,13 @@ def bench_extract(corpus: Path, config, runs: int = 3) -> dict:
         "frames_per_s": frames / wall,
         "jobs": config.jobs,
         "peak_rss_mib_main": peak_rss_mib(),
-        "peak_rss_mib_worker": peak_rss_mib(children=True),
+        "peak_rss_mib_worker": peak_rss_mib(children=True) if config.jobs > 1 else None,  # jobs=1: no worker
     }
+    workers = f", {figures['peak_rss_mib_worker']:,.0f} MiB (largest worker)" if config.jobs > 1 else " (no workers)"
     console.print(
         f"extract ({config.features}): {figures['audio_hours']:.3f} h of audio in {wall:.1f} s (median of {runs}) = "
         f"{figures['x_real_time']:,.0f}x real time, {figures['frames_per_s']:,.0f} frames/s with {config.jobs} job(s); "
-        f"peak RSS {figures['peak_rss_mib_main']:,.0f} MiB (main), {figures['peak_rss_mib_worker']:,.0f} MiB "
-        "(largest worker)",
+        f"peak RSS {figures['peak_rss_mib_main']:,.0f} MiB (main){workers}",
         highlight=False,
     )
     return figures
