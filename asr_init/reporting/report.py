@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from asr_init.io import read_json
+from asr_init.folders import remove_stale_temporaries
+from asr_init.io import atomic_write, read_json
 from asr_init.reporting.conclusions import (
     conclude_am,
     conclude_dbn,
@@ -117,10 +118,32 @@ RECIPE_FOLDERS = ("paper", "nopretrain", "am", "timit", "fsdd", "remedies")
 
 def write_report(results: Path) -> Path:
     """Write RESULTS/REPORT.md and RESULTS/report/*.png: the recipes' sections where the recipes
-    ran there, and every other pre-training, fine-tuning and evaluation run found under it."""
+    ran there, and every other pre-training, fine-tuning and evaluation run found under it. The
+    figures are made in report.tmp-PID and swapped in, then REPORT.md is written atomically: a
+    report that fails leaves the old one as it was."""
     results = Path(results)
     figs = results / "report"
-    figs.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(figs)
+    building = figs.with_name(f"{figs.name}.tmp-{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    try:
+        md = _report(results, building)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    old = figs.with_name(f"{figs.name}.old-{os.getpid()}")
+    if figs.exists():
+        os.replace(figs, old)
+    os.replace(building, figs)
+    shutil.rmtree(old, ignore_errors=True)
+    path = results / "REPORT.md"
+    atomic_write(path, lambda fh: fh.write(("\n".join(md) + "\n").encode()))
+    return path
+
+
+def _report(results: Path, figs: Path) -> list[str]:
+    """REPORT.md's lines, its figures written into `figs`."""
     recipes = any((results / name).is_dir() for name in RECIPE_FOLDERS)
     md = _paragraphs(
         "# asr-init: does the optimal initialisation pay off?" if recipes else f"# asr-init runs in {results}",
@@ -139,10 +162,7 @@ def write_report(results: Path) -> Path:
     if recipes:
         for section in (_paper_replication, _without_pretraining, _acoustic_model, _remedies, _timit, _fsdd):
             md += section(results, figs)
-    md += _own_runs(results, figs)
-    path = results / "REPORT.md"
-    path.write_text("\n".join(md) + "\n")
-    return path
+    return md + _own_runs(results, figs)
 
 
 def _own_runs(results: Path, figs: Path) -> list[str]:

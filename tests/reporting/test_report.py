@@ -113,3 +113,20 @@ def test_dbn_tables_of_an_interrupted_dbn_beside_finished_ones(tmp_path):
     assert re.search(r"\| `hinton` \| [\d.]+ / [\d.]+ \| — \|", text)
     assert re.search(r"\| `optimal` \| [\d.]+ / [\d.]+ \| [\d.]+ / [\d.]+ \|", text)
     assert "| `hinton` | 2.0% | — |" in text and "| `optimal` | 2.0% | 4.0% |" in text
+
+
+def test_a_report_that_fails_leaves_the_old_report_as_it_was(tmp_path):
+    """The figures are built aside and swapped in with REPORT.md only when the whole report is made."""
+    paper = tmp_path / "paper"
+    write_fake_layer1(paper, {"optimal": FAST, "hinton": SLOW})
+    write_report(tmp_path)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "report").iterdir()}
+    text = (tmp_path / "REPORT.md").read_text()
+    write_fake_layer1(paper, {"optimal": SLOW, "hinton": FAST})  # other figures
+    (tmp_path / "am" / "dnn-optimal").mkdir(parents=True)
+    (tmp_path / "am" / "dnn-optimal" / "finetune.json").write_text('{"seconds": 1')  # read after recipe 1's figures
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 1 and result.output.startswith("error:"), result.output
+    assert (tmp_path / "REPORT.md").read_text() == text
+    assert {p.name: p.read_bytes() for p in (tmp_path / "report").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("report")) == ["report"]
