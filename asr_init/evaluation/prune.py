@@ -19,7 +19,7 @@ from asr_init.config import check_device
 from asr_init.errors import UserError
 from asr_init.evaluation.config import EvalConfig
 from asr_init.evaluation.evaluate import evaluate
-from asr_init.features.store import FeatureStore
+from asr_init.features.store import FeatureStore, store_identity
 from asr_init.folders import output_folder
 from asr_init.io import digest, write_csv, write_json_atomic
 from asr_init.training.config import FinetuneConfig
@@ -41,7 +41,8 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
 
     input_pipeline(pruned(sparsities[0]), features)  # a --targets or --batch-norm the model contradicts: refused now
     settings = {"model": str(model.resolve()), "store": str(Path(store).resolve()), "sparsities": sparsities,
-                "config": config.to_dict(), "inputs": {"model": digest([model / "model.pt"])}}  # fmt: skip
+                "config": config.to_dict(),
+                "inputs": {"model": digest([model / "model.pt"]), "feature store": store_identity(store)}}  # fmt: skip
     inputs = {"model folder": model, "feature store": store}
     check_device(config.device)
     split = "test" if features.split("test") else "dev"  # Kaldi's cv set where there is no test set

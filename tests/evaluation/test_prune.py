@@ -37,6 +37,10 @@ def test_prune_evaluates_on_the_runs_device_and_on_dev_when_the_store_has_no_tes
     assert json.loads((tmp_path / "pruned" / "prune.json").read_text())["split"] == "dev"
     assert (tmp_path / "pruned" / "prune.csv").read_text().startswith("sparsity,model,dev_states,dev_phones,dev_per")
     assert "dev states" in str([c.header for c in prune_module.prune_table(summary).columns])
+    stats = store / "stats.json"  # the store made again from other data: the dense row would be another store's
+    stats.write_text(stats.read_text().replace("{", '{"other": 1, ', 1))
+    with pytest.raises(UserError, match="the feature store changed since .*pruned was made from it"):
+        prune_module.prune(tmp_path / "dense", tmp_path / "pruned", config, [0.5])
 
 
 def test_a_setting_the_model_contradicts_is_refused_before_anything_is_written(blob_store, tmp_path):
