@@ -116,6 +116,11 @@ def parse_nnet(data: bytes) -> list[tuple]:
         elif marker == "<Splice>":
             payload = r.ints()
             assert len(payload) * dim_in == dim_out
+        elif marker == "<ParametricRelu>":  # nnet-parametric-relu.h: two learn-rate coefficients, alpha, beta
+            for name in ("<AlphaLearnRateCoef>", "<BetaLearnRateCoef>"):
+                assert r.token() == name and r.float32() == 0.0
+            payload = (r.vector(), r.vector())
+            assert payload[0].shape == payload[1].shape == (dim_out,) and dim_in == dim_out
         else:
             assert marker in ("<Sigmoid>", "<Tanh>", "<Softmax>") and dim_in == dim_out
             payload = None
@@ -141,6 +146,8 @@ def nnet_forward(transform: list[tuple], network: list[tuple], feats: np.ndarray
             x = 1 / (1 + np.exp(-x))
         elif marker == "<Tanh>":
             x = np.tanh(x)
+        elif marker == "<ParametricRelu>":  # cu-kernels.cu: alpha * x where x > 0, beta * x elsewhere
+            x = np.where(x > 0, p[0] * x, p[1] * x)
         elif marker == "<Softmax>":
             e = np.exp(x - x.max(1, keepdims=True))
             x = e / e.sum(1, keepdims=True)

@@ -172,3 +172,24 @@ def test_imported_frames_are_what_copy_feats_reads(tmp_path, method):
     assert sorted(r.id for r in store.records) == sorted(read)
     for rec in store.records:
         np.testing.assert_array_equal(store.features(rec), read[rec.id])
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+@pytest.mark.parametrize("binary", [True, False])
+def test_nnet_forward_reads_every_activations_export(tmp_path, activation, binary):
+    """Kaldi's nnet-forward on an exported model (a ReLU one as <ParametricRelu> alpha 1, beta 0)
+    gives asr-init's posteriors. (Compared as probabilities: nnet-forward --apply-log takes the
+    log of p + 1e-20, which moves the log of a probability under 1e-18 by more than float error.)"""
+    from models.test_nnet1 import make_model, model_log_posteriors
+
+    from asr_init.models.export_kaldi import export_kaldi
+
+    model = make_model(tmp_path / "model", activation)
+    export_kaldi(model, tmp_path / "exp", binary=binary)
+    feats = {f"u{i}": np.random.default_rng(i).normal(0, 2, (30 + i, 13)).astype(np.float32) for i in range(3)}
+    kaldiio.save_ark(str(tmp_path / "feats.ark"), feats)
+    _kaldi("nnet-forward", f"--feature-transform={tmp_path / 'exp' / 'final.feature_transform'}",
+           str(tmp_path / "exp" / "final.nnet"), "ark:feats.ark", "ark:out.ark", cwd=tmp_path)  # fmt: skip
+    theirs = dict(kaldiio.load_ark(str(tmp_path / "out.ark")))
+    for utt, x in feats.items():
+        np.testing.assert_allclose(theirs[utt], np.exp(model_log_posteriors(model, x)), atol=2e-6)

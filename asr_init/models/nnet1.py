@@ -12,6 +12,9 @@ components between `<Nnet>` and `</Nnet>`, each written by Kaldi's `Component::W
                         matrix (OUTPUT_DIM, INPUT_DIM) and the bias vector (OUTPUT_DIM,)
                         (nnet-affine-transform.h; the three tokens in any order, each optional)
     <Sigmoid> <Tanh> <Softmax>   nothing (nnet-activation.h)
+    <ParametricRelu>    <AlphaLearnRateCoef> f <BetaLearnRateCoef> f (in any order, each
+                        optional), then the vectors alpha and beta (OUTPUT_DIM,): out = alpha * in
+                        where in > 0, beta * in elsewhere (nnet-parametric-relu.h, cu-kernels.cu)
     <Splice>            the frame offsets, an integer vector (nnet-various.h)
     <AddShift> <Rescale>  [<LearnRateCoef> f] and a vector of INPUT_DIM (nnet-various.h):
                         out = in + shift, out = in * scale
@@ -25,12 +28,13 @@ row; a vector is "FV" (or "DV"), the dimension and the values; an integer vector
 separated by white space, a matrix is " [" then one line per row then "]", a vector
 " [ v1 v2 ... ]" and an integer vector "[ i1 i2 ... ]".
 
-asr-init's network maps to nnet1 one to one: each hidden layer is an <AffineTransform>
-and its <Sigmoid> (or <Tanh>), the output layer an <AffineTransform> and a <Softmax>. Its
-input pipeline (normalise each feature dimension, then splice +-K frames, edge frames
-repeated) is the feature transform Kaldi's steps/nnet/train.sh builds: <Splice> offsets
--K..K, then <AddShift> -mean and <Rescale> 1/std over the spliced dimensions (the
-normalisation tiled once per offset), then <Sigmoid> for a Bernoulli first RBM layer.
+asr-init's network maps to nnet1 one to one: each hidden layer is an <AffineTransform> and
+its <Sigmoid> (or <Tanh>, or for ReLU a <ParametricRelu> of alpha 1 and beta 0), the
+output layer an <AffineTransform> and a <Softmax>. Its input pipeline (normalise each
+feature dimension, then splice +-K frames, edge frames repeated) is the feature transform
+Kaldi's steps/nnet/train.sh builds: <Splice> offsets -K..K, then <AddShift> -mean and
+<Rescale> 1/std over the spliced dimensions (the normalisation tiled once per offset),
+then <Sigmoid> for a Bernoulli first RBM layer.
 """
 
 from __future__ import annotations
@@ -46,21 +50,24 @@ from asr_init.features.pipeline import FeaturePipeline
 from asr_init.kaldi_io import KaldiFormatError, Reader, Writer
 
 # Markers asr-init reads and writes, by their lower-case form (Kaldi matches them case-blind).
-MARKERS = {m.lower(): m for m in ("AffineTransform", "Sigmoid", "Tanh", "Softmax", "Splice", "AddShift", "Rescale")}
-ACTIVATION_OF = {"Sigmoid": "sigmoid", "Tanh": "tanh"}
+MARKERS = {m.lower(): m for m in ("AffineTransform", "Sigmoid", "Tanh", "ParametricRelu", "Softmax", "Splice",
+                                   "AddShift", "Rescale")}  # fmt: skip
+ACTIVATION_OF = {"Sigmoid": "sigmoid", "Tanh": "tanh", "ParametricRelu": "relu"}
 MARKER_OF = {a: m for m, a in ACTIVATION_OF.items()}
 _AFFINE_COEFS = {
     "<LearnRateCoef>": "learn_rate_coef",
     "<BiasLearnRateCoef>": "bias_learn_rate_coef",
     "<MaxNorm>": "max_norm",
 }
+_RELU_COEFS = {"<AlphaLearnRateCoef>": "alpha_learn_rate_coef", "<BetaLearnRateCoef>": "beta_learn_rate_coef"}
 
 
 @dataclass
 class Component:
     """One nnet1 component. `params` holds, by kind: AffineTransform "linearity" (out, in)
     float32, "bias" (out,), "learn_rate_coef", "bias_learn_rate_coef", "max_norm"; Splice
-    "offsets" (k,) int32; AddShift "shift" (in,), Rescale "scale" (in,), each with "learn_rate_coef"."""
+    "offsets" (k,) int32; AddShift "shift" (in,), Rescale "scale" (in,), each with "learn_rate_coef";
+    ParametricRelu "alpha" and "beta" (out,) with "alpha_learn_rate_coef" and "beta_learn_rate_coef"."""
 
     kind: str
     output_dim: int
@@ -77,7 +84,11 @@ def affine(w: np.ndarray, b: np.ndarray) -> Component:
 
 
 def activation(kind: str, dim: int) -> Component:
-    return Component(kind, dim, dim)
+    """An activation component; a <ParametricRelu> is ReLU (alpha 1, beta 0, both held fixed)."""
+    if kind != "ParametricRelu":
+        return Component(kind, dim, dim)
+    params = {"alpha": np.ones(dim, np.float32), "beta": np.zeros(dim, np.float32)}
+    return Component(kind, dim, dim, params | {"alpha_learn_rate_coef": 0.0, "beta_learn_rate_coef": 0.0})
 
 
 # ---------------------------------------------------------------------------- writing
@@ -106,6 +117,12 @@ def write_nnet(path: Path, components: list[Component], binary: bool = True) -> 
             out.token("<LearnRateCoef>")
             out.float(p.get("learn_rate_coef", 0.0))
             out.vector(p["shift" if comp.kind == "AddShift" else "scale"])
+        elif comp.kind == "ParametricRelu":
+            for token, key in _RELU_COEFS.items():
+                out.token(token)
+                out.float(p[key], newline=key.startswith("beta"))
+            out.vector(p["alpha"])
+            out.vector(p["beta"])
         out.token("<!EndOfComponent>", newline=True)
     out.token("</Nnet>", newline=True)
     data = out.getvalue()
@@ -203,6 +220,16 @@ def _read_data(reader: Reader, comp: Component) -> None:
             raise _Malformed(f"<{comp.kind}> {comp.output_dim} {comp.input_dim} holds {len(p[key])} values")
     elif comp.input_dim != comp.output_dim:
         raise _Malformed(f"<{comp.kind}> {comp.output_dim} {comp.input_dim}: dimensions must agree")
+    elif comp.kind == "ParametricRelu":
+        p |= {"alpha_learn_rate_coef": 0.0, "beta_learn_rate_coef": 0.0}
+        while reader.peek_token() in _RELU_COEFS:
+            key = _RELU_COEFS[reader.token()]
+            p[key] = reader.float()
+        p["alpha"], p["beta"] = reader.vector(), reader.vector()
+        if p["alpha"].shape != (comp.output_dim,) or p["beta"].shape != (comp.output_dim,):
+            raise _Malformed(
+                f"<ParametricRelu> {comp.output_dim} holds {len(p['alpha'])} alphas and {len(p['beta'])} betas"
+            )
 
 
 # ---------------------------------------------------------------------------- asr-init -> nnet1
@@ -213,11 +240,6 @@ def network_components(
 ) -> list[Component]:
     """An asr-init DNN as nnet1: (W, b) of each hidden layer with its activation, then the
     output layer (W, b) and <Softmax>."""
-    if activation_name not in MARKER_OF:
-        raise UserError(
-            f"a {activation_name} network cannot be written as a Kaldi nnet1 network, which has no such component; "
-            f"export supports {', '.join(MARKER_OF)} networks"
-        )
     comps = []
     for w, b in hidden:
         comps += [affine(_np(w), _np(b)), activation(MARKER_OF[activation_name], w.shape[0])]
@@ -278,7 +300,14 @@ def network_layers(components: list[Component], path: Path):
             found = " ".join(f"<{c.kind}>" for c in pair)
             raise UserError(
                 f"Kaldi network {path}: component {i + 1} onwards reads {found}, but asr-init takes a network of "
-                "<AffineTransform> <Sigmoid> (or <Tanh>) pairs, optionally ending in <AffineTransform> <Softmax>"
+                "<AffineTransform> <Sigmoid> (or <Tanh>, <ParametricRelu>) pairs, optionally ending in "
+                "<AffineTransform> <Softmax>"
+            )
+        relu = pair[1].params
+        if relu and not ((relu["alpha"] == 1).all() and (relu["beta"] == 0).all()):
+            raise UserError(
+                f"Kaldi network {path}: the <ParametricRelu> of component {i + 2} is a leaky or learnt ReLU (an alpha "
+                "other than 1 or a beta other than 0); asr-init's ReLU is alpha 1, beta 0"
             )
         hidden.append(_wb(pair[0]))
         acts.add(ACTIVATION_OF[pair[1].kind])

@@ -60,7 +60,7 @@ def model_log_posteriors(model_dir, feats: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ tests
 
 
-@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
 def test_export_reproduces_the_model_in_text_and_binary(tmp_path, activation):
     model_dir = make_model(tmp_path / "model", activation)
     feats = np.random.default_rng(1).normal(0, 2, (40, 13)).astype(np.float32)
@@ -72,7 +72,7 @@ def test_export_reproduces_the_model_in_text_and_binary(tmp_path, activation):
         assert summary["files"] == ["final.nnet", "final.feature_transform", "ali_train_pdf.counts"]
         network = parse_nnet((out / "final.nnet").read_bytes())
         transform = parse_nnet((out / "final.feature_transform").read_bytes())
-        act = "<Sigmoid>" if activation == "sigmoid" else "<Tanh>"
+        act = {"sigmoid": "<Sigmoid>", "tanh": "<Tanh>", "relu": "<ParametricRelu>"}[activation]
         assert [c[0] for c in network] == ["<AffineTransform>", act] * 2 + ["<AffineTransform>", "<Softmax>"]
         assert [c[:3] for c in transform] == [("<Splice>", 65, 13), ("<AddShift>", 65, 65), ("<Rescale>", 65, 65)]
         assert transform[0][3].tolist() == [-2, -1, 0, 1, 2]
@@ -192,9 +192,15 @@ def test_malformed_and_unsupported_networks_give_one_error_line(blob_store, tmp_
     (tmp_path / "lone" / "x.dbn").write_bytes(data)
     with pytest.raises(UserError, match="no feature transform for Kaldi network .* --feature-transform"):
         load_kaldi_network(tmp_path / "lone" / "x.dbn")
-    relu = make_model(tmp_path / "relu", "relu")
-    with pytest.raises(UserError, match="relu network cannot be written as a Kaldi nnet1 network"):
-        export_kaldi(relu, tmp_path / "relu-exp")
+    export_kaldi(make_model(tmp_path / "relu", "relu"), tmp_path / "relu-exp", binary=False)
+    text = (tmp_path / "relu-exp" / "final.nnet").read_text()
+    assert (
+        "<ParametricRelu> 24 24" in text
+        and load_kaldi_network(tmp_path / "relu-exp" / "final.nnet").activation == "relu"
+    )
+    (tmp_path / "relu-exp" / "final.nnet").write_text(text.replace("[ 0 0 0", "[ 0.01 0.01 0.01", 1))  # leaky
+    with pytest.raises(UserError, match="<ParametricRelu> of component 2 is a leaky or learnt ReLU"):
+        load_kaldi_network(tmp_path / "relu-exp" / "final.nnet")
     with pytest.raises(UserError, match="already holds final.nnet"):
         export_kaldi(model_dir, tmp_path / "exp")
     with pytest.raises(UserError, match="--out .* is the model folder"):

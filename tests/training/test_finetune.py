@@ -15,6 +15,7 @@ from asr_init.features.store import FeatureStore
 from asr_init.io import load_checkpoint, read_csv
 from asr_init.models.dbn import save_dbn
 from asr_init.models.dnn import load_model
+from asr_init.models.nnet1 import load_kaldi_network
 from asr_init.training.config import FinetuneConfig
 from asr_init.training.finetune import class_priors, finetune
 from asr_init.training.interrupts import Interrupted
@@ -175,6 +176,29 @@ def test_init_from_refuses_reused_layers_of_another_activation(blob_store, tmp_p
     _, meta = load_model(tmp_path / "tanh")
     finetune(blob_store, FinetuneConfig(**(reuse | {"activation": "tanh"})), tmp_path / "again")
     assert load_model(tmp_path / "again")[1]["config"]["activation"] == meta["config"]["activation"] == "tanh"
+
+
+def test_a_relu_models_kaldi_export_starts_a_relu_network(blob_store, tmp_path):
+    """export-kaldi writes a ReLU model's layers as <ParametricRelu>; --init-from the exported
+    file reuses them, bit for bit, under --activation relu and refuses them under sigmoid."""
+    from asr_init.models.export_kaldi import export_kaldi
+
+    finetune(
+        blob_store,
+        FinetuneConfig(**(QUICK | {"max_epochs": 1, "activation": "relu", "init": "he-normal"})),
+        tmp_path / "relu",
+    )
+    export_kaldi(tmp_path / "relu", tmp_path / "exp")
+    reuse = QUICK | {"max_epochs": 1, "init_from": str(tmp_path / "exp" / "final.nnet"), "reuse_layers": 2}
+    with pytest.raises(UserError, match="has relu hidden layers, but --activation is sigmoid; give --activation relu"):
+        finetune(blob_store, FinetuneConfig(**reuse), tmp_path / "sigmoid")
+    net = load_kaldi_network(tmp_path / "exp" / "final.nnet")
+    for (w, b), layer in zip(net.hidden, load_model(tmp_path / "relu")[0].hidden, strict=True):
+        assert torch.equal(w, layer.weight) and torch.equal(b, layer.bias)
+    finetune(blob_store, FinetuneConfig(**(reuse | {"activation": "relu", "init": "he-normal"})), tmp_path / "again")
+    meta = load_model(tmp_path / "again")[1]
+    assert [layer["from"] for layer in meta["layers"][:2]] == ["init-from"] * 2
+    assert meta["config"]["activation"] == "relu"
 
 
 def test_pruning_takes_batch_norm_and_targets_from_the_model_and_refuses_others_given(blob_store, tmp_path):
