@@ -193,3 +193,27 @@ def test_nnet_forward_reads_every_activations_export(tmp_path, activation, binar
     theirs = dict(kaldiio.load_ark(str(tmp_path / "out.ark")))
     for utt, x in feats.items():
         np.testing.assert_allclose(theirs[utt], np.exp(model_log_posteriors(model, x)), atol=2e-6)
+
+
+def test_nnet_forward_passes_through_the_dropout_the_import_leaves_out(tmp_path):
+    """The <Dropout> components (both of Kaldi's spellings of the rate) that the import skips are
+    ones nnet-forward reads and passes through: its posteriors are the network's without them."""
+    import re
+
+    from models.test_nnet1 import make_model
+
+    from asr_init.models.export_kaldi import export_kaldi
+
+    export_kaldi(make_model(tmp_path / "model"), tmp_path / "exp", binary=False)
+    text = (tmp_path / "exp" / "final.nnet").read_text()
+    rates = iter(["<DropoutRate> 0.2", "<DropoutRetention> 0.9"])
+    dropped = re.sub(r"<Sigmoid> (\d+) \d+ \n<!EndOfComponent>", lambda m: f"{m[0]}\n<Dropout> {m[1]} {m[1]} "
+                     f"{next(rates)} <!EndOfComponent>", text)  # fmt: skip
+    (tmp_path / "exp" / "dropout.nnet").write_text(dropped)
+    feats = {"u": np.random.default_rng(0).normal(0, 2, (40, 13)).astype(np.float32)}
+    kaldiio.save_ark(str(tmp_path / "feats.ark"), feats)
+    for name in ("final", "dropout"):
+        _kaldi("nnet-forward", f"--feature-transform={tmp_path / 'exp' / 'final.feature_transform'}",
+               str(tmp_path / "exp" / f"{name}.nnet"), "ark:feats.ark", f"ark:{name}.ark", cwd=tmp_path)  # fmt: skip
+    out = {name: dict(kaldiio.load_ark(str(tmp_path / f"{name}.ark")))["u"] for name in ("final", "dropout")}
+    assert "<Dropout>" in dropped and np.array_equal(out["final"], out["dropout"])

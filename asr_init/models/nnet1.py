@@ -12,6 +12,8 @@ components between `<Nnet>` and `</Nnet>`, each written by Kaldi's `Component::W
                         matrix (OUTPUT_DIM, INPUT_DIM) and the bias vector (OUTPUT_DIM,)
                         (nnet-affine-transform.h; the three tokens in any order, each optional)
     <Sigmoid> <Tanh> <Softmax>   nothing (nnet-activation.h)
+    <Dropout>           [<DropoutRate> f] (or an older <DropoutRetention> f); nnet-forward
+                        passes its input through, and asr-init reads it so (nnet-activation.h)
     <ParametricRelu>    <AlphaLearnRateCoef> f <BetaLearnRateCoef> f (in any order, each
                         optional), then the vectors alpha and beta (OUTPUT_DIM,): out = alpha * in
                         where in > 0, beta * in elsewhere (nnet-parametric-relu.h, cu-kernels.cu)
@@ -51,7 +53,7 @@ from asr_init.kaldi_io import KaldiFormatError, Reader, Writer
 
 # Markers asr-init reads and writes, by their lower-case form (Kaldi matches them case-blind).
 MARKERS = {m.lower(): m for m in ("AffineTransform", "Sigmoid", "Tanh", "ParametricRelu", "Softmax", "Splice",
-                                   "AddShift", "Rescale")}  # fmt: skip
+                                   "AddShift", "Rescale", "Dropout")}  # fmt: skip
 ACTIVATION_OF = {"Sigmoid": "sigmoid", "Tanh": "tanh", "ParametricRelu": "relu"}
 MARKER_OF = {a: m for m, a in ACTIVATION_OF.items()}
 _AFFINE_COEFS = {
@@ -220,6 +222,10 @@ def _read_data(reader: Reader, comp: Component) -> None:
             raise _Malformed(f"<{comp.kind}> {comp.output_dim} {comp.input_dim} holds {len(p[key])} values")
     elif comp.input_dim != comp.output_dim:
         raise _Malformed(f"<{comp.kind}> {comp.output_dim} {comp.input_dim}: dimensions must agree")
+    elif comp.kind == "Dropout":  # train.sh --proto-opts --with-dropout; its rate matters only in training
+        while reader.peek_token() in ("<DropoutRate>", "<DropoutRetention>"):
+            key = reader.token().strip("<>")
+            p[key] = reader.float()
     elif comp.kind == "ParametricRelu":
         p |= {"alpha_learn_rate_coef": 0.0, "beta_learn_rate_coef": 0.0}
         while reader.peek_token() in _RELU_COEFS:
@@ -285,7 +291,11 @@ class KaldiStack:
 
 def network_layers(components: list[Component], path: Path):
     """(hidden (W, b) list, activation, output (W, b) or None) of an nnet1 network of
-    <AffineTransform> + activation pairs, optionally ending in <AffineTransform> <Softmax>."""
+    <AffineTransform> + activation pairs, optionally ending in <AffineTransform> <Softmax>
+    (a <Dropout> anywhere is left out, as nnet-forward passes its input through)."""
+    components = [c for c in components if c.kind != "Dropout"]
+    if not components:
+        raise UserError(f"Kaldi network {path} has no layers")
     kinds = [c.kind for c in components]
     output = None
     if kinds[-1] == "Softmax":

@@ -3,6 +3,7 @@ documentation (not asr-init's), the forward pass of Kaldi's nnet-forward redone 
 round trips."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -135,6 +136,22 @@ def test_import_of_an_export_gives_back_identical_weights(tmp_path):
         np.testing.assert_allclose(net.pipeline.mean, ours.mean, rtol=1e-6)
         np.testing.assert_allclose(net.pipeline.std, ours.std, rtol=1e-6)
         assert [(c.kind, c.output_dim, c.input_dim) for c in read_nnet(out / "final.nnet")][-1] == ("Softmax", 9, 9)
+
+
+def test_a_kaldi_network_trained_with_dropout_reads_as_the_same_layers(tmp_path):
+    """train.sh --proto-opts --with-dropout puts <Dropout> after each activation: nnet-forward
+    passes through it, and so does the import (its rate in either of Kaldi's spellings)."""
+    export_kaldi(make_model(tmp_path / "model"), tmp_path / "exp", binary=False)
+    text = (tmp_path / "exp" / "final.nnet").read_text()
+    rates = iter(["<DropoutRate> 0.2", "<DropoutRetention> 0.9"])
+    dropped = re.sub(r"<Sigmoid> (\d+) \d+ \n<!EndOfComponent>", lambda m: f"{m[0]}\n<Dropout> {m[1]} {m[1]} "
+                     f"{next(rates)} <!EndOfComponent>", text)  # fmt: skip
+    assert dropped.count("<Dropout>") == 2
+    (tmp_path / "exp" / "dropout.nnet").write_text(dropped)
+    plain, net = (load_kaldi_network(tmp_path / "exp" / name) for name in ("final.nnet", "dropout.nnet"))
+    assert net.activation == "sigmoid" and len(net.hidden) == len(plain.hidden) == 2
+    for (w, b), (w0, b0) in zip([*net.hidden, net.output], [*plain.hidden, plain.output]):
+        assert torch.equal(w, w0) and torch.equal(b, b0)
 
 
 def test_kaldi_transform_normalising_each_offset_is_folded_into_layer_one(tmp_path):
