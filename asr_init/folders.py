@@ -24,6 +24,7 @@ import fcntl
 import os
 import shutil
 import signal
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
@@ -45,14 +46,18 @@ def _locked(folder: Path, exclusive: bool, option: str) -> Iterator[None]:
     of a folder whose lock file cannot be made (a read-only place) reads without one: nothing
     can write there either."""
     path = lock_path(folder)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:  # never through a link: truncating the lock would empty whatever file it points to
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"lock file {path} is a symbolic link; remove it (asr-init makes its own)") from None
         if exclusive:
             raise UserError(f"cannot write beside {option} {folder} ({exc.strerror}); choose another") from None
         yield
         return
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UserError(f"lock file {path} is not a regular file; remove it (asr-init makes its own)")
         try:
             fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except OSError as exc:

@@ -80,6 +80,32 @@ def test_a_second_run_on_a_locked_folder_is_refused_and_a_dead_owner_is_taken_ov
     assert (out / "dbn.pt").exists()
 
 
+def test_a_lock_file_that_is_a_link_or_a_fifo_is_refused_and_what_it_names_is_untouched(blob_store, tmp_path):
+    """A link planted where a lock goes would have had its target truncated (or, dangling,
+    created); a FIFO could block. Writers and readers both refuse it in one line."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious data\n")
+    (tmp_path / "runs").mkdir()
+    lock_path(tmp_path / "runs" / "ft").symlink_to(victim)
+    lock_path(tmp_path / "runs" / "dangling").symlink_to(tmp_path / "created-by-lock")
+    os.mkfifo(lock_path(tmp_path / "runs" / "fifo"))
+    for name, what in (
+        ("ft", "is a symbolic link"),
+        ("dangling", "is a symbolic link"),
+        ("fifo", "is not a regular file"),
+    ):
+        args = ["pretrain", str(blob_store), "--out", str(tmp_path / "runs" / name), "--hidden", "8"]
+        assert f"lock file {lock_path(tmp_path / 'runs' / name)} {what}; remove it" in _one_error(
+            CliRunner().invoke(app, args)
+        )
+    (tmp_path / "runs" / "store").mkdir()
+    lock_path(tmp_path / "runs" / "store").symlink_to(victim)
+    with pytest.raises(UserError, match="is a symbolic link; remove it"), reading(tmp_path / "runs" / "store"):
+        pass
+    assert victim.read_text() == "precious data\n" and not (tmp_path / "created-by-lock").exists()
+    assert not (tmp_path / "runs" / "ft").exists()
+
+
 def test_force_cannot_replace_a_store_a_running_stage_reads(blob_store, tmp_path):
     """A stage holds a shared lock on what it reads: --force on that store (extract, or
     pretrain --out over it) is refused while it runs, and allowed after."""
