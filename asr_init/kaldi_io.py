@@ -40,6 +40,7 @@ MAX_STREAM_OBJECT = 1 << 30  # bytes of one object in a gzipped archive
 ROW_TOLERANCE = 3  # rows a script-file range may run past the end (kaldi-holder.cc)
 _TEXT_INT_BYTES = 12  # the longest int32 written as text, with its separator
 _MATRIX_TYPES = {"FM": "<f4", "DM": "<f8", "FV": "<f4", "DV": "<f8"}
+_ALI_HINT = "; give ali-to-pdf or ali-to-phones --per-frame output"
 _SCP = re.compile(r"^(?P<path>.+?)(?::(?P<offset>\d+))?(?:\[(?P<range>[0-9:,\s]*)\])?$")
 
 
@@ -69,11 +70,15 @@ class Reader:
 
     def peek(self, n: int = 1) -> bytes:
         """The next `n` bytes (fewer at the end of the stream), not consumed."""
-        while len(self._ahead) < n:
-            more = self.fh.read(max(n - len(self._ahead), 1 << 16))
-            if not more:
-                break
-            self._ahead += more
+        if len(self._ahead) < n:
+            parts, have = [self._ahead], len(self._ahead)
+            while have < n:
+                more = self.fh.read(max(n - have, 1 << 16))
+                if not more:
+                    break
+                parts.append(more)
+                have += len(more)
+            self._ahead = b"".join(parts)  # once: joining per read would copy the buffer again each time
         return self._ahead[:n]
 
     def _consume(self, n: int) -> bytes:
@@ -100,7 +105,7 @@ class Reader:
             c = self.peek(1)
             if not c or not c.isspace():
                 return
-            self._consume(1)
+            self._consume(len(self._ahead) - len(self._ahead.lstrip()))  # every space looked at ahead, at once
 
     def at_end(self) -> bool:
         self.skip_space()
@@ -213,12 +218,12 @@ class Reader:
         increment = np.float32(np.float64(span) * (1.0 / (65535.0 if width == 2 else 255.0)))
         return lo + values.astype(np.float32) * increment
 
-    def _bracketed(self) -> bytes:
-        """The text between the next "[" and its "]", at most `room()` bytes."""
+    def _bracketed(self, limit: int | None = None) -> bytes:
+        """The text between the next "[" and its "]", at most `room()` bytes (and `limit`)."""
         self.skip_space()
         if self.take(1) != b"[":
             raise KaldiFormatError("expected '['")
-        return self._until(b"]", "a bracketed matrix or vector", self.room())
+        return self._until(b"]", "a bracketed matrix or vector", min(self.room(), limit or self.room()))
 
     def _until(self, stop: bytes, what: str, limit: int) -> bytes:
         """The bytes up to `stop` (consumed, not returned; or to the end of the stream for a
@@ -235,7 +240,7 @@ class Reader:
             scanned = len(self._ahead)
             if scanned > limit:
                 break
-            if len(self.peek(scanned + 1)) <= scanned:  # the end of the stream
+            if len(self.peek(2 * scanned + 1)) <= scanned:  # the end of the stream (doubling: linear time)
                 if stop == b"\n":
                     return self._consume(scanned)
                 raise KaldiFormatError(f"{what} without its {stop.decode()!r}")
@@ -243,28 +248,36 @@ class Reader:
 
     # --- archive and script-file objects ----------------------------------------------
 
-    def kaldi_object(self) -> np.ndarray:
+    def kaldi_object(self, ints: bool = False) -> np.ndarray:
         """One object of an archive or script file: a matrix, a vector or an integer vector,
-        binary ("\\0B" first) or text."""
+        binary ("\\0B" first) or text. With `ints` (alignments) only an integer vector of at most
+        MAX_FRAMES entries is read: anything else is refused before its data is read."""
         if self.peek(2) == b"\0B":
             self.take(2)
             self.binary = True
             if self.peek(1) == b"\x04":  # an integer vector, as Kaldi's int32 vector holder writes it
                 return self._holder_int_vector()
             kind = self.token()
+            if ints:
+                raise KaldiFormatError(f"a {kind[:20]!r} object, not a vector of integers{_ALI_HINT}")
             return self.vector(kind) if kind in ("FV", "DV") else self.matrix(kind=kind)
         self.binary = False
         while self.peek(1) in (b" ", b"\t"):
             self._consume(1)
         if self.peek(1) == b"[":
-            body = self._bracketed()
+            body = self._bracketed(MAX_FRAMES * _TEXT_INT_BYTES if ints else None)
             if self.peek(1) == b"\n":
                 self._consume(1)
+            integers = b"\n" not in body.strip() and re.fullmatch(rb"[\s0-9+-]*", body)  # as kaldiio writes one
+            if ints and not integers:
+                raise KaldiFormatError(f"a text matrix or float vector, not a vector of integers{_ALI_HINT}")
             if b"\n" in body.strip():
                 return _text_matrix(body, None)
-            if re.fullmatch(rb"[\s0-9+-]*", body):  # an integer vector, as kaldiio writes one
-                return _text_numbers(body, np.int64).astype(np.int32)
-            return _text_numbers(body, np.float32)
+            return (
+                _text_numbers(body, np.int64, MAX_FRAMES).astype(np.int32)
+                if integers
+                else _text_numbers(body, np.float32)
+            )
         line = self._until(b"\n", "a text line", min(self.room(), MAX_FRAMES * _TEXT_INT_BYTES))
         return _text_numbers(line, np.int64, MAX_FRAMES).astype(np.int32)
 
@@ -280,14 +293,18 @@ class Reader:
 
 def _char_to_float(data: np.ndarray, p0, p25, p75, p100) -> np.ndarray:
     """Kaldi's CompressedMatrix::CharToFloat of (rows, cols) bytes with each column's percentiles:
-    the float product of the step and the byte's offset, scaled and added in double, rounded to float."""
+    the float product of the step and the byte's offset, scaled and added in double, rounded to float.
+    Rows are expanded in blocks, so that the temporaries stay small beside the matrix."""
     out = np.empty(data.shape, np.float32)
-    for low, high, base, top, scale in ((0, 64, p0, p25, 1 / 64.0), (64, 192, p25, p75, 1 / 128.0),
-                                        (192, 255, p75, p100, 1 / 63.0)):  # fmt: skip
-        part = (data >= low + (low > 0)) & (data <= high)
-        step = (top - base) * (data.astype(np.float32) - np.float32(low))  # float32, as Kaldi's float * int
-        exact = base.astype(np.float64) + step.astype(np.float64) * scale
-        out[part] = np.broadcast_to(exact, data.shape)[part]
+    block = max(1, (1 << 18) // max(1, data.shape[1]))
+    for start in range(0, data.shape[0], block):
+        rows, into = data[start : start + block], out[start : start + block]
+        for low, high, base, top, scale in ((0, 64, p0, p25, 1 / 64.0), (64, 192, p25, p75, 1 / 128.0),
+                                            (192, 255, p75, p100, 1 / 63.0)):  # fmt: skip
+            part = (rows >= low + (low > 0)) & (rows <= high)
+            step = (top - base) * (rows.astype(np.float32) - np.float32(low))  # float32, as Kaldi's float * int
+            exact = base.astype(np.float64) + step.astype(np.float64) * scale
+            into[part] = np.broadcast_to(exact, rows.shape)[part]
     return out
 
 
@@ -316,7 +333,7 @@ def _text_matrix(body: bytes, shape: tuple[int, int] | None) -> np.ndarray:
     rows = [line for line in body.split(b"\n") if line.strip()]
     values = _text_numbers(body, np.float32)
     cols = len(rows[0].split()) if rows else 0
-    if len(values) != len(rows) * cols:
+    if len(values) != len(rows) * cols or any(len(row.split()) != cols for row in rows):
         raise KaldiFormatError("a text matrix whose rows differ in length")
     out = values.reshape(len(rows), cols)
     if shape is not None and out.shape != tuple(shape):
@@ -386,9 +403,10 @@ def open_stream(path: Path) -> tuple[io.IOBase, int | None]:
     return fh, os.fstat(fh.fileno()).st_size
 
 
-def read_archive(path: Path) -> Iterator[tuple[str, int, np.ndarray]]:
+def read_archive(path: Path, ints: bool = False) -> Iterator[tuple[str, int, np.ndarray]]:
     """(key, entry number from 1, object) of every entry of an archive, binary or text, plain
-    or gzipped; raises KaldiFormatError (with the entry number) on a malformed one."""
+    or gzipped (`ints`: of integer vectors only); raises KaldiFormatError (with the entry number)
+    on a malformed one."""
     fh, size = open_stream(path)
     with fh:
         reader, n = Reader(fh, size), 0
@@ -396,7 +414,7 @@ def read_archive(path: Path) -> Iterator[tuple[str, int, np.ndarray]]:
             while not reader.at_end():
                 n += 1
                 key = reader.token()
-                yield key, n, reader.kaldi_object()
+                yield key, n, reader.kaldi_object(ints)
         except KaldiFormatError as exc:
             raise KaldiFormatError(f"entry {n}: {exc}") from None
         except (OSError, EOFError, zlib.error) as exc:
@@ -451,7 +469,7 @@ class ObjectFiles:
         self._open: OrderedDict[Path, tuple] = OrderedDict()
         self.keep = keep
 
-    def read(self, path: Path, offset: int | None) -> np.ndarray:
+    def read(self, path: Path, offset: int | None, ints: bool = False) -> np.ndarray:
         if path not in self._open:
             if len(self._open) >= self.keep:
                 self._open.popitem(last=False)[1][0].close()
@@ -465,7 +483,7 @@ class ObjectFiles:
         if offset is not None and offset > size:
             raise KaldiFormatError(f"offset {offset:,} lies past the end of {path} ({size:,} bytes)")
         fh.seek(offset or 0)
-        return Reader(fh, size, offset or 0).kaldi_object()
+        return Reader(fh, size, offset or 0).kaldi_object(ints)
 
     def close(self) -> None:
         for fh, _ in self._open.values():

@@ -95,15 +95,11 @@ def test_a_script_entry_naming_an_odd_file_reads_the_file_itself(kaldi_data):
 # ------------------------------------------------------------------ sizes from files
 
 
-def test_a_gzip_bomb_alignment_is_read_as_a_stream(kaldi_data):
-    """1 MB of gzip that inflates to 1 GiB: refused within the memory limit, entry named."""
-    root, _ = kaldi_data
-    with gzip.open(root / "bomb.gz", "wb", compresslevel=9) as fh:
-        block = b"0" * (1 << 20)
-        for _ in range(1024):
-            fh.write(block)
-    assert (root / "bomb.gz").stat().st_size < 2 << 20
-    one_error(run_limited(_import(root)[:-2] + ["--ali", root / "bomb.gz"], root), "a token longer than")
+def _gzip_bomb(path: Path) -> None:
+    """1 MB of gzip that inflates to 1 GiB of "0": 1,024 members of one compressed MiB each."""
+    member = gzip.compress(b"0" * (1 << 20), compresslevel=9)
+    path.write_bytes(member * 1024)
+    assert path.stat().st_size < 2 << 20
 
 
 def test_a_gzip_of_valid_entries_past_the_per_utterance_limit_is_refused(kaldi_data):
@@ -279,6 +275,14 @@ def _table(root: Path, blob: Path, tiny: Path) -> dict:
         "ark matrix of 2^28 rows": (kaldi, "x 13 matrix of"),
         "ark alignment of 2^30 ids": (kaldi, "integer vector of 1,073,741,824"),
         "gz that inflates to 1 GiB": ([*kaldi[:3], root / "ks-gz", "--ali", root / "bomb.gz"], "a token longer than"),
+        "gz alignment holding a CM matrix": (
+            [*kaldi[:3], root / "ks-cm", "--ali", kd / "pdf.ark", "--ali", root / "cm.ark.gz"],
+            "entry 1: a 'CM' object, not a vector of integers",
+        ),  # fmt: skip
+        "gz alignment, [ text ] of 5M ids": (
+            [*kaldi[:3], root / "ks-tv", "--ali", kd / "pdf.ark", "--ali", root / "tv.ark.gz"],
+            "(at most 4,194,304 are read)",
+        ),  # fmt: skip
         "phones.txt id 20000000": (
             [
                 *kaldi[:3],
@@ -449,9 +453,13 @@ def _prepare(root: Path, kd: Path, cases: dict) -> None:
     k3 = kaldi_copy("k3")
     (k3 / "pdf.ark").write_bytes(b"spk0-utt0 \0B\x04" + struct.pack("<i", 1 << 30) + b"\x04\x01\x00\x00\x00")
     retarget("ark alignment of 2^30 ids", k3)
-    with gzip.open(root / "bomb.gz", "wb", compresslevel=9) as fh:
-        for _ in range(1024):
-            fh.write(b"0" * (1 << 20))
+    _gzip_bomb(root / "bomb.gz")
+    with gzip.open(root / "cm.ark.gz", "wb", compresslevel=1) as fh:  # 100,000 x 1,000 bytes: 3 GB as float32 sums
+        fh.write(b"another-utt \0BCM " + struct.pack("<ffii", 0.0, 1.0, 100_000, 1000) + b"\0" * 8000)
+        for _ in range(100):
+            fh.write(b"\x05" * 1_000_000)
+    with gzip.open(root / "tv.ark.gz", "wb") as fh:  # was read in quadratic time, with no limit on its length
+        fh.write(b"another-utt [ " + b"0 " * (5 << 20) + b"]\n")
     (root / "ph.txt").write_text("<eps> 0\nzz 20000000\n")
     k4 = kaldi_copy("k4")
     stats = {spk: s.copy() for spk, s in kaldiio.load_scp(str(k4 / "data" / "cmvn.scp")).items()}
@@ -481,6 +489,7 @@ def table_runs(blob_store, tiny_store, tmp_path_factory):
 
 
 CASES = ["scp through a shell", "ark matrix of 2^28 rows", "ark alignment of 2^30 ids", "gz that inflates to 1 GiB",
+         "gz alignment holding a CM matrix", "gz alignment, [ text ] of 5M ids",
          "phones.txt id 20000000", "NaN CMVN stats", "wav.scp line twice", "utt2spk line twice", "wav.scp names a pipe",
          "label list twice", "label map conflict", "transform <Splice> 50000000", "nnet1 matrix without data",
          "deflated dbn.pt", "deflated model.pt, evaluate", "deflated model.pt, export", "deflated dbn.pt, inspect",

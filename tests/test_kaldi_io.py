@@ -41,3 +41,35 @@ def test_a_two_byte_compressed_matrix_expands_to_kaldis_values():
     reader.take(2)
     reader.binary = True
     np.testing.assert_array_equal(reader.matrix(), [[-64.0, 0.0, -32768.0], [32767.0, -1.0, -32767.0]])
+
+
+def test_a_ragged_text_matrix_is_refused_even_when_its_count_fits():
+    """2 + 1 + 3 values are 3 rows of 2 in total, but not row by row: no value may move between frames."""
+    with pytest.raises(KaldiFormatError, match="rows differ in length"):
+        Reader.of_bytes(b"[\n 1 2\n 3\n 4 5 6 ]\n").kaldi_object()
+
+
+@pytest.mark.parametrize(
+    "data", [b"\0BFM \x04" + struct.pack("<i", 1 << 28) + b"\x04\x02\x00\x00\x00", b"[\n 1 2\n 3 4 ]\n", b"[ 1.5 2 ]\n"]
+)
+def test_an_alignment_reader_refuses_other_objects_before_reading_them(data):
+    """With ints (alignments) a matrix or float vector is refused from its type, unread and unexpanded."""
+    assert Reader.of_bytes(b"[ 1 2 3 ]\n").kaldi_object(ints=True).tolist() == [1, 2, 3]
+    with pytest.raises(KaldiFormatError, match="not a vector of integers; give ali-to-pdf"):
+        Reader.of_bytes(data).kaldi_object(ints=True)
+
+
+def test_a_large_compressed_matrix_expands_block_by_block_to_the_values_of_its_rows_alone():
+    """Rows across the expansion's block boundary (2**18 values) expand as the same rows do in a small matrix."""
+    rows, cols = 300_000, 2
+    heads = struct.pack("<8H", 0, 20000, 40000, 65535, 100, 30000, 50000, 60000)
+    values = np.random.default_rng(0).integers(0, 256, (cols, rows), dtype=np.uint8)  # column-major
+
+    def expand(part: np.ndarray) -> np.ndarray:
+        data = b"\0BCM " + struct.pack("<ffii", -3.0, 7.5, part.shape[1], cols) + heads + part.tobytes()
+        return Reader.of_bytes(data).kaldi_object()
+
+    whole = expand(values)
+    at = (1 << 18) // cols
+    np.testing.assert_array_equal(whole[at - 5 : at + 5], expand(np.ascontiguousarray(values[:, at - 5 : at + 5])))
+    assert whole.shape == (rows, cols) and whole.dtype == np.float32

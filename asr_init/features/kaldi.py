@@ -84,11 +84,12 @@ def parse_rspecifier(spec: str, what: str) -> tuple[str, Path]:
     return kind, path
 
 
-def read_archive(path: Path, what: str) -> Iterator[tuple[str, str, np.ndarray]]:
+def read_archive(path: Path, what: str, ints: bool = False) -> Iterator[tuple[str, str, np.ndarray]]:
     """(key, where, array) of every entry of a Kaldi archive, text or binary, plain or
-    gzipped (decompressed as it is read); `where` names the entry in messages."""
+    gzipped (decompressed as it is read); `where` names the entry in messages; `ints`: an
+    archive of integer vectors (alignments), whose other objects are refused unread."""
     try:
-        for key, n, value in kaldi_io.read_archive(path):
+        for key, n, value in kaldi_io.read_archive(path, ints):
             yield key, f"{path}, entry {n}", value
     except kaldi_io.KaldiFormatError as exc:
         raise UserError(f"{what} {path} is not a readable Kaldi archive ({exc})") from None
@@ -96,7 +97,7 @@ def read_archive(path: Path, what: str) -> Iterator[tuple[str, str, np.ndarray]]
         raise UserError(f"cannot read {what} {path} ({exc.strerror or exc})") from None
 
 
-def read_script(path: Path, what: str) -> Iterator[tuple[str, str, np.ndarray]]:
+def read_script(path: Path, what: str, ints: bool = False) -> Iterator[tuple[str, str, np.ndarray]]:
     """(key, where, array) of every line of a Kaldi script file ("key rxfilename[:offset][range]").
 
     Each entry is resolved to a file, an offset and a range here and the file is opened
@@ -110,7 +111,7 @@ def read_script(path: Path, what: str) -> Iterator[tuple[str, str, np.ndarray]]:
             try:
                 key, name, offset, span = kaldi_io.parse_script_line(line)
                 file = _locate(name, path, where)
-                value = files.read(file, offset)
+                value = files.read(file, offset, ints)
                 value = kaldi_io.apply_range(value, span) if span else value
             except kaldi_io.KaldiFormatError as exc:
                 raise UserError(f"{where}: cannot read {what} ({exc})") from None
@@ -149,10 +150,10 @@ def _numbered(path: Path) -> list[tuple[str, str]]:
     return [(f"{path}, line {n}", line) for n, line in enumerate(_lines(path), 1)]
 
 
-def read_table(spec: str, what: str) -> Iterator[tuple[str, str, np.ndarray]]:
+def read_table(spec: str, what: str, ints: bool = False) -> Iterator[tuple[str, str, np.ndarray]]:
     """(key, where, array) of an archive or script file given as a path or rspecifier."""
     kind, path = parse_rspecifier(spec, what)
-    return read_script(path, what) if kind == "scp" else read_archive(path, what)
+    return read_script(path, what, ints) if kind == "scp" else read_archive(path, what, ints)
 
 
 def read_utt2spk(data_dir: Path) -> dict[str, str]:
@@ -200,17 +201,12 @@ class Alignments:
         source: dict[str, str] = {}
         for spec in specs:
             seen: dict[str, str] = {}
-            for key, where, ali in read_table(spec, what):
+            for key, where, ali in read_table(spec, what, ints=True):
                 if key in seen:
                     raise UserError(f"utterance {key} is given twice, at {seen[key]} and at {where}; give it once")
                 seen[key] = where
                 if key not in keep:
                     continue
-                if ali.ndim != 1 or not np.issubdtype(ali.dtype, np.integer):
-                    raise UserError(
-                        f"{what} {where}: entry {key} is not a vector of integers ({ali.dtype}, shape {ali.shape}); "
-                        "give ali-to-pdf / ali-to-phones --per-frame output"
-                    )
                 if key in by_utt and not np.array_equal(by_utt[key], ali):
                     raise UserError(f"utterance {key} has different {what} in {source[key]} and {where}")
                 if len(ali) and ali.min() < 0:

@@ -174,7 +174,7 @@ def _bad_gzip(root, ref):
 
 
 def _features_as_alignments(root, ref):
-    return ["--ali", str(root / "data" / "train" / "feats.ark")], "is not a vector of integers"
+    return ["--ali", str(root / "data" / "train" / "feats.ark")], "not a vector of integers; give ali-to-pdf"
 
 
 def _no_utt2spk(root, ref):
