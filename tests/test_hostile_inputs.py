@@ -348,6 +348,10 @@ def _table(root: Path, blob: Path, tiny: Path) -> dict:
             ],
             "gives 50000000",
         ),  # fmt: skip
+        "nnet1 layer of 0 rows, 20M columns": (
+            ["finetune", blob, "--out", root / "f4", "--dbn", root / "zero" / "zero.dbn"],
+            "component 1 (<AffineTransform>) is 0 x 20000000",
+        ),  # fmt: skip
         "nnet1 matrix without data": (
             ["finetune", blob, "--out", root / "f2", "--init-from", root / "big.nnet"],
             "bytes, but",
@@ -472,6 +476,13 @@ def _prepare(root: Path, kd: Path, cases: dict) -> None:
                                     + struct.pack("<i", 1000000) + b" FM \x04" + struct.pack("<i", 1000000) + b"\x04"
                                     + struct.pack("<i", 1000000))  # fmt: skip
     shutil.copy(root / "exp" / "final.feature_transform", root / "final.feature_transform")
+    (root / "zero").mkdir()  # 170 bytes that made the transform's 20M dimensions allocate 2.5 GB
+    i32 = lambda v: b"\x04" + struct.pack("<i", v)  # noqa: E731
+    layer = b"<AffineTransform> " + i32(0) + i32(20_000_000) + b"FM " + i32(0) + i32(20_000_000) + b"FV " + i32(0)
+    end = b"<!EndOfComponent> "
+    sigmoid = b"<Sigmoid> " + i32(0) + i32(0)
+    (root / "zero" / "zero.dbn").write_bytes(b"\0B<Nnet> " + layer + end + sigmoid + end + b"</Nnet> ")
+    (root / "zero" / "final.feature_transform").write_text("<Nnet> <Splice> 20000000 20000000 [ 0 ] </Nnet>\n")
 
 
 @pytest.fixture(scope="module")
@@ -491,7 +502,8 @@ def table_runs(blob_store, tiny_store, tmp_path_factory):
 CASES = ["scp through a shell", "ark matrix of 2^28 rows", "ark alignment of 2^30 ids", "gz that inflates to 1 GiB",
          "gz alignment holding a CM matrix", "gz alignment, [ text ] of 5M ids",
          "phones.txt id 20000000", "NaN CMVN stats", "wav.scp line twice", "utt2spk line twice", "wav.scp names a pipe",
-         "label list twice", "label map conflict", "transform <Splice> 50000000", "nnet1 matrix without data",
+         "label list twice", "label map conflict", "transform <Splice> 50000000", "nnet1 layer of 0 rows, 20M columns",
+         "nnet1 matrix without data",
          "deflated dbn.pt", "deflated model.pt, evaluate", "deflated model.pt, export", "deflated dbn.pt, inspect",
          "npy header of 2^40 rows", "manifest id twice", "manifest 0 frames", "manifest offset 10^15",
          "stats.json NaN", "states.txt one line short", "NaN frame", "truncated results JSON"]  # fmt: skip

@@ -166,6 +166,8 @@ def read_nnet(path: Path) -> list[Component]:
                     f"{', '.join(f'<{m}>' for m in MARKERS.values())}"
                 )
             comp = Component(kind, reader.int32(), reader.int32())
+            if comp.output_dim < 1 or comp.input_dim < 1:  # a 0-row matrix would back any column count in 0 bytes
+                raise _Malformed(f"component {len(components) + 1} ({token}) is {comp.output_dim} x {comp.input_dim}")
             _read_data(reader, comp)
             if reader.peek_token() == "<!EndOfComponent>":
                 reader.token()
