@@ -359,6 +359,10 @@ def _table(root: Path, blob: Path, tiny: Path) -> dict:
         "deflated dbn.pt": (["finetune", blob, "--out", root / "f3", "--dbn", bomb_dbn], "records uncompressed"),
         "deflated model.pt, evaluate": (["evaluate", blob, "--model", bomb_model], "records uncompressed"),
         "deflated model.pt, export": (["export-kaldi", bomb_model, "--out", root / "e"], "records uncompressed"),
+        "model.pt recording 30,000-unit layers": (
+            ["evaluate", blob, "--model", _inflated_sizes(model, root / "sizes")],
+            "weight hidden.0.weight has shape",
+        ),  # fmt: skip
         "deflated dbn.pt, inspect": (["inspect", blob, "--model", bomb_dbn], "records uncompressed"),
         "npy header of 2^40 rows": (["pretrain", store("s1", _huge_shard), "--out", root / "p1"], "cannot read shard"),
         "manifest id twice": (
@@ -422,6 +426,19 @@ def _nan_frame(store: Path) -> None:
         x = np.load(shard)
         x[-3, 2] = np.nan
         np.save(shard, x)
+
+
+def _inflated_sizes(model: Path, out: Path) -> Path:
+    """A copy of `model` whose records claim two 30,000-unit layers (3.6 GB of weights) over its small weights."""
+    import shutil
+
+    import torch
+
+    shutil.copytree(model, out)
+    ckpt = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    ckpt["meta"]["hidden_sizes"] = [30_000, 30_000]
+    torch.save(ckpt, out / "model.pt")
+    return out
 
 
 def _truncated_results(root: Path) -> Path:
@@ -500,13 +517,13 @@ def table_runs(blob_store, tiny_store, tmp_path_factory):
 
 
 CASES = ["scp through a shell", "ark matrix of 2^28 rows", "ark alignment of 2^30 ids", "gz that inflates to 1 GiB",
-         "gz alignment holding a CM matrix", "gz alignment, [ text ] of 5M ids",
-         "phones.txt id 20000000", "NaN CMVN stats", "wav.scp line twice", "utt2spk line twice", "wav.scp names a pipe",
-         "label list twice", "label map conflict", "transform <Splice> 50000000", "nnet1 layer of 0 rows, 20M columns",
-         "nnet1 matrix without data",
-         "deflated dbn.pt", "deflated model.pt, evaluate", "deflated model.pt, export", "deflated dbn.pt, inspect",
-         "npy header of 2^40 rows", "manifest id twice", "manifest 0 frames", "manifest offset 10^15",
-         "stats.json NaN", "states.txt one line short", "NaN frame", "truncated results JSON"]  # fmt: skip
+         "gz alignment holding a CM matrix", "gz alignment, [ text ] of 5M ids", "phones.txt id 20000000",
+         "NaN CMVN stats", "wav.scp line twice", "utt2spk line twice", "wav.scp names a pipe", "label list twice",
+         "label map conflict", "transform <Splice> 50000000", "nnet1 layer of 0 rows, 20M columns",
+         "nnet1 matrix without data", "deflated dbn.pt", "deflated model.pt, evaluate", "deflated model.pt, export",
+         "model.pt recording 30,000-unit layers", "deflated dbn.pt, inspect", "npy header of 2^40 rows",
+         "manifest id twice", "manifest 0 frames", "manifest offset 10^15", "stats.json NaN",
+         "states.txt one line short", "NaN frame", "truncated results JSON"]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -111,8 +111,9 @@ def _build(ckpt: dict) -> tuple[DNN, dict]:
 
     meta = ckpt["meta"]
     outputs = len(meta["outputs"])
-    model = DNN(int(meta["input_dim"]), [int(h) for h in meta["hidden_sizes"]], outputs, meta["config"]["activation"],
-                batch_norm=bool(meta["config"].get("batch_norm", False)))  # fmt: skip
+    with torch.device("meta"):  # shapes only: the sizes a file records allocate nothing until its weights agree
+        model = DNN(int(meta["input_dim"]), [int(h) for h in meta["hidden_sizes"]], outputs,
+                    meta["config"]["activation"], batch_norm=bool(meta["config"].get("batch_norm", False)))  # fmt: skip
     pipeline = FeaturePipeline.from_dict(meta["pipeline"])
     if pipeline.dim != model.hidden[0].in_features:
         raise UserError(f"its feature pipeline gives {pipeline.dim} inputs but input_dim is {meta['input_dim']}")
@@ -121,7 +122,7 @@ def _build(ckpt: dict) -> tuple[DNN, dict]:
     if meta["targets"] not in TARGET_KINDS or not isinstance(meta["phones"], list):
         raise UserError(f"its targets {meta['targets']!r} or phone list are malformed")
     _check_state_dict(model.state_dict(), ckpt["state_dict"])
-    model.load_state_dict(ckpt["state_dict"])
+    model.to_empty(device="cpu").load_state_dict(ckpt["state_dict"])
     return model, meta
 
 
