@@ -29,6 +29,7 @@ utterances they fail on); one whose alignment has another length is an error.
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import re
 import time
@@ -271,7 +272,9 @@ class DataDir:
             try:
                 shift = float((path / "frame_shift").read_text().split()[0])
             except (ValueError, IndexError):
-                raise UserError(f"{path / 'frame_shift'} does not hold a frame shift in seconds") from None
+                shift = math.nan
+            if not 0 < shift <= 1:  # NaN too; a frame is 10 ms (30 ms in chain models)
+                raise UserError(f"{path / 'frame_shift'} does not hold a frame shift in seconds (over 0, at most 1)")
         return cls(path, split, read_utt2spk(path), stats, shift)
 
     def utterances(self) -> Iterator[tuple[str, str, np.ndarray]]:
@@ -469,8 +472,9 @@ class _Importer:
                 f"utterance {utt} is given twice, at {self.seen[utt]} and at {where}; splits must not share utterances"
             )
         self.seen[utt] = where
-        if feats.ndim != 2 or not len(feats):
-            raise UserError(f"{where}: {utt} is not a (frames, dim) feature matrix")
+        if feats.ndim != 2 or not feats.size:
+            shape = " x ".join(map(str, feats.shape))
+            raise UserError(f"{where}: {utt} is not a (frames, dim) feature matrix of at least 1 x 1 ({shape})")
         if not np.isfinite(feats).all():
             row = int(np.flatnonzero(~np.isfinite(feats).all(1))[0])
             raise UserError(f"{where}: the features of {utt} hold NaN or infinite values (first in frame {row})")

@@ -222,9 +222,29 @@ def _wrong_keys(root, ref):
     return ["--ali", str(root / "pdf.ark")], "keyed by the same utterance ids"
 
 
+def _zero_dim_features(root, ref):
+    feats = {u: np.zeros((len(a), 0), np.float32) for u, a in ref["pdfs"].items()}
+    kaldiio.save_ark(str(root / "data" / "train" / "feats.ark"), feats, scp=str(root / "data" / "train" / "feats.scp"))
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    return ["--ali", str(root / "pdf.txt"), "--no-cmvn"], "is not a (frames, dim) feature matrix of at least 1 x 1"
+
+
+@pytest.mark.parametrize("shift", ["nan", "-1", "0", "1e308"])
+def test_a_frame_shift_that_is_not_a_duration_is_refused(kaldi_data, shift):
+    """Each made hours NaN, negative or infinite in summary.json and manifest.jsonl (not JSON)."""
+    root, ref = kaldi_data
+    (root / "data" / "train" / "frame_shift").write_text(f"{shift}\n")
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    res = runner.invoke(app, ["import-kaldi", str(root / "data" / "train"), "--out", str(root / "store"), "--ali",
+                              str(root / "pdf.txt")])  # fmt: skip
+    assert res.exit_code == 1 and "frame_shift does not hold a frame shift in seconds (over 0, at most 1)" in _text(res)
+    assert not (root / "store").exists()
+
+
 @pytest.mark.parametrize(
     "breaker",
     [
+        _zero_dim_features,
         _truncate_one,
         _transition_ids,
         _piped,
