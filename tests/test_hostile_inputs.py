@@ -365,6 +365,19 @@ def _table(root: Path, blob: Path, tiny: Path) -> dict:
         ),  # fmt: skip
         "deflated dbn.pt, inspect": (["inspect", blob, "--model", bomb_dbn], "records uncompressed"),
         "npy header of 2^40 rows": (["pretrain", store("s1", _huge_shard), "--out", root / "p1"], "cannot read shard"),
+        "feature shard of strings": (
+            [
+                "pretrain",
+                store("s8", lambda c: _corrupt(c / "shards" / "feats-00000.npy", b"'<f4'", b"'<U1'")),
+                "--out",
+                root / "p8",
+            ],
+            "(it holds values of type <U1)",
+        ),  # fmt: skip
+        "target shard that is an .npz": (
+            ["finetune", store("s9", _npz_targets), "--out", root / "p9"],
+            "(it holds no single array)",
+        ),  # fmt: skip
         "manifest id twice": (
             ["pretrain", store("s2", manifest(lambda r: r + r[:1])), "--out", root / "p2"],
             "is given twice",
@@ -401,6 +414,14 @@ def _replace_wav(d: Path, target: Path) -> None:
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def _npz_targets(store: Path) -> None:
+    import numpy as np
+
+    shard = next((store / "shards").glob("states-00000.npy"))
+    np.savez(shard.with_suffix(".tmp.npz"), np.load(shard))
+    shard.with_suffix(".tmp.npz").replace(shard)
 
 
 def _huge_shard(store: Path) -> None:
@@ -522,8 +543,9 @@ CASES = ["scp through a shell", "ark matrix of 2^28 rows", "ark alignment of 2^3
          "label map conflict", "transform <Splice> 50000000", "nnet1 layer of 0 rows, 20M columns",
          "nnet1 matrix without data", "deflated dbn.pt", "deflated model.pt, evaluate", "deflated model.pt, export",
          "model.pt recording 30,000-unit layers", "deflated dbn.pt, inspect", "npy header of 2^40 rows",
-         "manifest id twice", "manifest 0 frames", "manifest offset 10^15", "stats.json NaN",
-         "states.txt one line short", "NaN frame", "truncated results JSON"]  # fmt: skip
+         "feature shard of strings", "target shard that is an .npz", "manifest id twice", "manifest 0 frames",
+         "manifest offset 10^15", "stats.json NaN", "states.txt one line short", "NaN frame",
+         "truncated results JSON"]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES)

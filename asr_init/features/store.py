@@ -203,6 +203,10 @@ class FeatureStore:
         """Raise if a shard's shape does not fit the store: (frames, dim) features or (frames,)
         targets, with every frame the manifest places in it."""
         want = f"(frames, {self.dim})" if kind == "feats" else "(frames,)"
+        kinds = "f" if kind == "feats" else "iu"  # float features, integer targets
+        if not isinstance(shard, np.ndarray) or shard.dtype.kind not in kinds:
+            what = f"values of type {shard.dtype}" if isinstance(shard, np.ndarray) else "no single array"
+            raise UserError(f"cannot read shard {path} (it holds {what}); {self._damaged()}")
         if shard.ndim != (2 if kind == "feats" else 1) or (kind == "feats" and shard.shape[1] != self.dim):
             raise UserError(
                 f"shard {path} has shape {shard.shape}, but the store's frames are {want} (stats.json, "
