@@ -25,6 +25,9 @@ from asr_init.io import digest, write_csv, write_json_atomic
 from asr_init.training.config import FinetuneConfig
 from asr_init.training.distributed import distributed
 from asr_init.training.finetune import finetune, input_pipeline
+from asr_init.training.interrupts import Interrupted
+
+_KINDS = ("states", "phones", "pdfs")  # the frame accuracies a row gives, where the store has the targets
 
 
 def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float], store: Path | None = None,
@@ -56,7 +59,10 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
         rows = [dist.from_main(lambda: _evaluated(store, model, out / "dense-eval", 0.0, evaluation))]
         for share in sparsities:  # each a finetune run of its own: an interrupted one resumes, a finished one is kept
             run = out / f"sparsity-{share:g}"
-            finetune(store, pruned(share), run, resume=dist.from_main((run / "finetune.config.json").exists))
+            try:
+                finetune(store, pruned(share), run, resume=dist.from_main((run / "finetune.config.json").exists))
+            except Interrupted as exc:  # prune has no --resume: it resumes by itself
+                raise Interrupted(exc.what, "run the same prune command again to continue") from None
             rows.append(dist.from_main(lambda run=run, share=share: _evaluated(store, run, None, share, evaluation)))
         summary = {"model": str(model.resolve()), "store": str(store), "scope": config.prune_scope, "split": split,
                    "rows": rows}  # fmt: skip
@@ -78,8 +84,10 @@ def _evaluated(store: Path, model: Path, out: Path | None, share: float, config:
     """A row of prune.csv: the dense model (share 0), or a pruned one with its fine-tuning's figures."""
     ft = json.loads((model / "finetune.json").read_text()) if share else None
     result, split = evaluate(store, model, config, out), config.split
-    return {"sparsity": share, "model": str(model), f"{split}_states": result.get("frame_acc_states"),
-            f"{split}_phones": result.get("frame_acc_phones"), f"{split}_per": result["per"],
+    accuracy = {f"{split}_{kind}": result.get(f"frame_acc_{kind}") for kind in _KINDS}
+    if accuracy[f"{split}_pdfs"] is None:  # a store without pdfs: the columns a prune.csv has always had
+        del accuracy[f"{split}_pdfs"]
+    return {"sparsity": share, "model": str(model), **accuracy, f"{split}_per": result["per"],
             "epochs": ft["epochs"] if ft else 0, "best_dev_acc": ft["best_dev_acc"] if ft else None}  # fmt: skip
 
 
@@ -87,8 +95,9 @@ def _plot(rows: list[dict], path: Path, model: Path, split: str) -> None:
     from asr_init.plots import plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for kind in ("states", "phones"):
-        points = [(100 * r["sparsity"], 100 * r[f"{split}_{kind}"]) for r in rows if r[f"{split}_{kind}"] is not None]
+    for kind in _KINDS:
+        key = f"{split}_{kind}"
+        points = [(100 * r["sparsity"], 100 * r[key]) for r in rows if r.get(key) is not None]
         if points:
             ax.plot(*zip(*points), "o-", label=kind)
     ax.set_xlabel("pruned share of the hidden weights (%)")
@@ -106,9 +115,10 @@ def prune_table(summary: dict):
 
     split = summary.get("split", "test")  # a prune.json from before it was recorded: test
     table = Table(title=f"pruning {summary['model']} ({summary['scope']})")
-    for col in ("sparsity", "epochs", f"{split} states", f"{split} phones", f"{split} PER"):
+    kinds = [kind for kind in _KINDS if any(r.get(f"{split}_{kind}") is not None for r in summary["rows"])]
+    for col in ("sparsity", "epochs", *(f"{split} {kind}" for kind in kinds), f"{split} PER"):
         table.add_column(col, justify="right")
     for r in summary["rows"]:
-        cells = [r[f"{split}_states"], r[f"{split}_phones"], r[f"{split}_per"]]
+        cells = [*(r[f"{split}_{kind}"] for kind in kinds), r[f"{split}_per"]]
         table.add_row(f"{r['sparsity']:.0%}", str(r["epochs"]), *("—" if v is None else f"{v:.2%}" for v in cells))
     return table

@@ -11,7 +11,12 @@ from contextlib import contextmanager
 
 
 class Interrupted(Exception):
-    """Training stopped by a signal after writing a resumable checkpoint."""
+    """Training stopped by a signal after writing a resumable checkpoint: `what` happened, and
+    `how` to continue (the command that ran it says, where it is not the stage's --resume)."""
+
+    def __init__(self, what: str, how: str = "continue with --resume"):
+        super().__init__(f"{what}; {how}")
+        self.what = what
 
 
 class StopFlag:

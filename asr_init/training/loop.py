@@ -189,10 +189,8 @@ class Trainer(ABC):
             signum = self.dist.max(flag.signal or 0) if self.unread == 0 or not self.dist.is_distributed else 0
             if signum:  # a signal to any process stops all after the same batch
                 self.save()
-                raise Interrupted(
-                    f"stopped by signal {signum} in {self.where()}; "
-                    f"state saved to {self.checkpoint_path}; continue with --resume"
-                )
+                where = self.where()
+                raise Interrupted(f"stopped by signal {signum} in {where}; state saved to {self.checkpoint_path}")
         if self.dist.device.type == "cuda":  # the epoch's time includes the work still queued
             torch.cuda.synchronize(self.dist.device)
             state.count(0, time.perf_counter() - t_last, batches=0)

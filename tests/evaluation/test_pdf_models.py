@@ -38,3 +38,10 @@ def test_a_pdf_model_gets_phone_accuracy_and_per_through_the_pdf_phone_map(tmp_p
     assert got["frame_acc_phones"] >= got["frame_acc_pdfs"] > 0.5
     assert 0 <= got["per"] < 1 and got["ref_phones"] > 0
     assert "phone error rate" in result.output
+    pruned = CliRunner().invoke(app, ["prune", str(tmp_path / "dnn"), "--out", str(tmp_path / "pruned"), "--sparsity",
+                                      "0.5", "--max-epochs", "1"])  # fmt: skip
+    assert pruned.exit_code == 0, pruned.output
+    rows = json.loads((tmp_path / "pruned" / "prune.json").read_text())["rows"]  # the model's own pdfs, and phones
+    assert [r["dev_pdfs"] for r in rows][0] == got["frame_acc_pdfs"] and all(r["dev_pdfs"] > 0.3 for r in rows)
+    assert all(r["dev_phones"] is not None and r["dev_states"] is None for r in rows)
+    assert "dev pdfs" in pruned.output and "dev states" not in pruned.output

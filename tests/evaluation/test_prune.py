@@ -55,3 +55,23 @@ def test_a_setting_the_model_contradicts_is_refused_before_anything_is_written(b
     corrected = FinetuneConfig(max_epochs=1, stats_frames=100)
     summary = prune_module.prune(tmp_path / "dense", tmp_path / "pruned", corrected, [0.5])
     assert [r["sparsity"] for r in summary["rows"]] == [0.0, 0.5] and summary["rows"][1]["test_phones"] is not None
+
+
+def test_an_interrupted_prune_says_to_run_the_same_command_again(blob_store, tmp_path, monkeypatch):
+    """prune has no --resume (it resumes by itself): the interruption's advice is its own."""
+    from typer.testing import CliRunner
+
+    from asr_init.cli import app
+    from asr_init.training.interrupts import Interrupted
+
+    finetune(blob_store, FinetuneConfig(**TINY), tmp_path / "dense")
+
+    def stopped(store, config, out, resume):
+        raise Interrupted(f"stopped by signal 2 in epoch 1; state saved to {out}/checkpoint.pt")
+
+    monkeypatch.setattr(prune_module, "finetune", stopped)
+    args = ["prune", str(tmp_path / "dense"), "--out", str(tmp_path / "p"), "--sparsity", "0.5"]
+    result = CliRunner().invoke(app, args)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 130 and "pt; run the same prune command again to continue" in text, text
+    assert "--resume" not in text
