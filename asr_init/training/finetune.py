@@ -21,6 +21,7 @@ on N processes is not the same numbers as on one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,6 +286,16 @@ def _model_files(path: Path, names: tuple[str, ...]) -> list[Path]:
 
 
 def input_pipeline(config: FinetuneConfig, store: FeatureStore) -> FeaturePipeline:
+    """The pipeline of `_source_pipeline`, with the store's feature settings where its source
+    records none (a Kaldi network's transform does not), so that export and the checks of later
+    stores know the features the model is trained on."""
+    pipeline = _source_pipeline(config, store)
+    if pipeline.feature_config is None:
+        pipeline = dataclasses.replace(pipeline, feature_config=store.feature_config)
+    return pipeline
+
+
+def _source_pipeline(config: FinetuneConfig, store: FeatureStore) -> FeaturePipeline:
     """The DBN's or the --init-from model's splice and normalisation (checked against the
     store's features), or new ones from the store. A pruned model (--sparsity) is the whole
     --init-from network: its activation is that model's, whatever --activation says, and so

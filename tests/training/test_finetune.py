@@ -201,6 +201,24 @@ def test_a_relu_models_kaldi_export_starts_a_relu_network(blob_store, tmp_path):
     assert meta["config"]["activation"] == "relu"
 
 
+def test_a_model_started_from_a_kaldi_network_keeps_the_stores_feature_settings(tiny_store, tmp_path):
+    """A Kaldi transform records no feature settings: a model started from a Kaldi .dbn takes the
+    store's, so that its export writes cmvn_opts, delta_opts and the feature config as the
+    model's own does (it wrote none of them), and later stores are checked against them."""
+    from asr_init.models.export_kaldi import export_kaldi
+    from asr_init.models.nnet1 import read_nnet, write_nnet
+
+    finetune(tiny_store, FinetuneConfig(**(QUICK | {"max_epochs": 1})), tmp_path / "m")
+    files = export_kaldi(tmp_path / "m", tmp_path / "k")["files"]
+    # nnet-copy --remove-last-components=2: the hidden layers as a Kaldi DBN
+    write_nnet(tmp_path / "k" / "2.dbn", read_nnet(tmp_path / "k" / "final.nnet")[:-2])
+    cfg = FinetuneConfig(max_epochs=1, batch_size=32, stats_frames=200, dbn=str(tmp_path / "k" / "2.dbn"))
+    finetune(tiny_store, cfg, tmp_path / "f")
+    features = load_model(tmp_path / "f")[1]["pipeline"]["features"]
+    assert features is not None and features == load_model(tmp_path / "m")[1]["pipeline"]["features"]
+    assert export_kaldi(tmp_path / "f", tmp_path / "fk")["files"] == files and "cmvn_opts" in files
+
+
 def test_pruning_takes_batch_norm_and_targets_from_the_model_and_refuses_others_given(blob_store, tmp_path):
     """--sparsity (and so 'asr-init prune') fine-tunes the whole --init-from model: its batch
     norm and its targets come with it; a --targets or --batch-norm that contradicts it is refused."""
