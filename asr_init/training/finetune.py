@@ -230,7 +230,13 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
         summary="finetune.json", what="a finetune run", dist=dist,
     ) as output:  # fmt: skip
         done = output.done
-        if done is not None and not (resume and done["epochs"] < config.max_epochs and not done.get("stopped", 1)):
+        more = done is not None and done["epochs"] < config.max_epochs and not done.get("stopped", 1)
+        if more and not resume:
+            raise UserError(
+                f"{out_dir} holds a finished fine-tuning run of {done['epochs']} epochs: add --resume to continue it "
+                f"to --max-epochs {config.max_epochs}, or --force to start over"
+            )
+        if done is not None and not more:
             console.print(f"[green]{out_dir} already holds a finished fine-tuning run with these settings")
             return done
         if dist.is_distributed:

@@ -74,7 +74,13 @@ def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bo
         summary="pretrain.json", what="a pretrain run", dist=dist,
     ) as output:  # fmt: skip
         done = output.done
-        if done is not None and not (resume and dist.from_main(lambda: _more_epochs(Path(out_dir), config))):
+        more = done is not None and dist.from_main(lambda: _more_epochs(Path(out_dir), config))
+        if more and not resume:
+            raise UserError(
+                f"{out_dir} holds a finished pre-training run whose last layer trained fewer epochs than asked: add "
+                "--resume to continue it, or --force to start over"
+            )
+        if done is not None and not more:
             console.print(f"[green]{out_dir} already holds a finished pre-training run with these settings")
             return done
         if dist.is_distributed:

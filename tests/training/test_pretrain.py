@@ -305,6 +305,8 @@ def test_resume_with_more_epochs_continues_a_finished_last_layer(tiny_store, tmp
     run made for 3 epochs; without more epochs, --resume has nothing to do."""
     small = dict(layers=1, hidden=16, batch_size=64, report_every=500, stats_frames=200)
     pretrain(tiny_store, PretrainConfig(**small, epochs_gauss=2), tmp_path / "a")
+    with pytest.raises(UserError, match="last layer trained fewer epochs than asked: add --resume to continue it"):
+        pretrain(tiny_store, PretrainConfig(**small, epochs_gauss=3), tmp_path / "a")
     pretrain(tiny_store, PretrainConfig(**small, epochs_gauss=3), tmp_path / "a", resume=True)
     pretrain(tiny_store, PretrainConfig(**small, epochs_gauss=3), tmp_path / "b")
     a, b = (load_checkpoint(tmp_path / d / "dbn.pt")["layers"][0]["W"] for d in ("a", "b"))
