@@ -39,7 +39,6 @@ from asr_init.config import SPLITS
 from asr_init.corpora.readers import (
     Corpus,
     Utterance,
-    merge_repeats,
     read_corpus,
     read_label_list,
     read_label_map,
@@ -271,14 +270,14 @@ def _mapper(jobs: int, initargs: tuple):
 
 def _process(utt: Utterance):
     """Worker: (features, phones, states, duration, per-band mel power summed over the
-    frames (bins,)) for one utterance, or the error text."""
+    frames (bins,), transcript) for one utterance, or the error text."""
     try:
         frontend: Frontend = _W["frontend"]
         feats, band_power, duration = frontend(utt)
         if frontend.c.cmvn == "utterance":
             apply_cmvn(cmvn_stats(feats[:, : frontend.c.static_dim]), feats, frontend.c.norm_vars)
-        phones, states = frame_targets(utt.segments, len(feats), frontend.c, _W["label_ids"], _W["silence"])
-        return feats, phones, states, duration, band_power
+        phones, states, transcript = frame_targets(utt.segments, len(feats), frontend.c, _W["label_ids"], _W["silence"])
+        return feats, phones, states, duration, band_power, transcript
     except UserError as exc:
         return str(exc)
 
@@ -444,8 +443,7 @@ def _extract_utterances(tmp, utterances, splits, labels, features: FeatureConfig
                 problems.append(result)
                 console.print(f"[yellow]skipped: {escape(result)}", highlight=False)
                 continue
-            feats, phones, states, duration, power = result
-            transcript = tuple(merge_repeats([s.label for s in utt.segments]))
+            feats, phones, states, duration, power, transcript = result
             frames.writer.add(utt.id, utt.speaker, splits[utt.speaker], duration, feats, phones, states, transcript)
             stats = cmvn_stats(feats[:, :width])
             frames.sums[utt.speaker] = frames.sums[utt.speaker] + stats if utt.speaker in frames.sums else stats

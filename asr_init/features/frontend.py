@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr_init.corpora.readers import PhoneSegment, Utterance
+from asr_init.corpora.readers import PhoneSegment, Utterance, merge_repeats
 from asr_init.errors import UserError
 
 KINDS = ("kaldi-mfcc", "kaldi-fbank", "librosa-mfcc")
@@ -544,10 +544,12 @@ def mel_band_edges(c: FeatureConfig) -> np.ndarray:
 
 
 def frame_targets(segments: tuple[PhoneSegment, ...], num_frames: int, c: FeatureConfig, label_ids: dict[str, int],
-                  silence: str) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Phone and HMM-state ids per frame, each (num_frames,) int16. State id = 3 * phone id +
-    position (0 begin, 1 middle, 2 end) within the phone's run: a run of n frames has state k
-    on frames [k n/3, (k+1) n/3). Frames outside every segment are silence."""
+                  silence: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:  # fmt: skip
+    """Phone and HMM-state ids per frame, each (num_frames,) int16, and the utterance's phone
+    transcript. State id = 3 * phone id + position (0 begin, 1 middle, 2 end) within the phone's
+    run: a run of n frames has state k on frames [k n/3, (k+1) n/3). Frames outside every segment
+    are silence, and so the transcript (the segments' labels, repeats merged) has `silence` where
+    such frames are (a CTM or TextGrid that leaves silence out as gaps)."""
     shift = c.frame_shift_ms / 1000
     times = (np.arange(num_frames) + (0.0 if c.kind == "librosa-mfcc" else 0.5)) * shift
     ids = np.array([label_ids[seg.label] for seg in segments] + [label_ids[silence]], dtype=np.int16)
@@ -569,4 +571,18 @@ def frame_targets(segments: tuple[PhoneSegment, ...], num_frames: int, c: Featur
     lengths = np.diff(np.r_[starts, num_frames])
     position = (np.arange(num_frames) - starts[run]) * STATES_PER_PHONE // lengths[run]
     states = (phones * STATES_PER_PHONE + position).astype(np.int16)
-    return phones, states
+    return phones, states, _transcript(segments, seg_index, silence)
+
+
+def _transcript(segments: tuple[PhoneSegment, ...], seg_index: np.ndarray, silence: str) -> tuple[str, ...]:
+    """The segments' labels with `silence` before each one (or at the end) that a run of frames
+    outside every segment precedes; repeats merged. (`seg_index`: each frame's segment, -1 outside.)"""
+    n = len(segments)
+    outside = seg_index < 0
+    after = np.minimum.accumulate(np.where(outside, n, seg_index)[::-1])[::-1]  # the next frame's segment
+    run_starts = outside & ~np.r_[False, outside[:-1]]
+    gaps = set(after[run_starts].tolist())
+    labels = []
+    for k in range(n + 1):
+        labels += ([silence] if k in gaps else []) + ([segments[k].label] if k < n else [])
+    return tuple(merge_repeats(labels))

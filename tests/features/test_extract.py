@@ -110,6 +110,24 @@ def test_frame_targets_in_store_follow_ctm(kaldi_dir, tmp_path):
         assert lab in phones[max(k - 1, 0) : k + 2], f"boundary at {t}s not at frame {k}+-1"
 
 
+def test_silence_a_ctm_leaves_out_as_gaps_is_in_the_transcript_as_in_the_frames(kaldi_dir, tmp_path):
+    """Frames outside every segment are silence, and so is the reference that PER is counted
+    against: a CTM without its 'sil' lines gives the store (frames, labels, transcripts) of the CTM with them."""
+    import shutil
+
+    shutil.copytree(kaldi_dir, tmp_path / "gaps")
+    ctm = tmp_path / "gaps" / "phones.ctm"
+    ctm.write_text("".join(ln + "\n" for ln in ctm.read_text().splitlines() if not ln.endswith(" sil")))
+    (tmp_path / "phones.txt").write_text("sil\naa\niy\ns\nm\n")  # one phone set for both
+    for name, corpus in (("full", kaldi_dir), ("gaps", tmp_path / "gaps")):
+        extract(corpus, tmp_path / f"s-{name}", ExtractConfig(jobs=1, phones=str(tmp_path / "phones.txt")))
+    full, gaps = (FeatureStore(tmp_path / f"s-{name}") for name in ("full", "gaps"))
+    assert [r.transcript for r in gaps.records] == [r.transcript for r in full.records]
+    assert all(r.transcript[0] == r.transcript[-1] == "sil" for r in gaps.records)
+    for a, b in zip(full.records, gaps.records):
+        np.testing.assert_array_equal(full.targets("phones", a), gaps.targets("phones", b))
+
+
 def test_determinism(kaldi_dir, tmp_path):
     for name in ("a", "b"):
         extract(kaldi_dir, tmp_path / name, ExtractConfig(jobs=2, shard_frames=500))

@@ -147,14 +147,15 @@ def _targets_by_definition(segments, num_frames, shift, offset, ids, silence):
             n = i - start
             states[start:i] = phones[start:i] * 3 + (np.arange(n) * 3) // n
             start = i
-    return phones, states
+    return phones, states, owner
 
 
 @pytest.mark.parametrize("kind,offset", [("kaldi-mfcc", 0.5), ("librosa-mfcc", 0.0)])
 def test_frame_targets_follow_the_rule_with_rounded_ends(kind, offset):
     """Kaldi's frames are labelled at the middle of their 10 ms (a CTM Kaldi writes from frame
     indices gives back its own labels), librosa's at their centre; an end that passes the next
-    start by a rounding error (start + duration in a CTM) gives the frame to the next segment."""
+    start by a rounding error (start + duration in a CTM) gives the frame to the next segment.
+    The transcript keeps every segment and has silence where frames outside them are."""
     rng = np.random.default_rng(0)
     ids = {"sil": 0, "aa": 1, "s": 2}
     config = FeatureConfig(kind=kind)
@@ -166,10 +167,19 @@ def test_frame_targets_follow_the_rule_with_rounded_ends(kind, offset):
             segments.append(PhoneSegment(t + gap, t + gap + length + rounding, str(rng.choice(list(ids)))))
             t += gap + length
         frames = int(rng.integers(0, int(t * 100) + 30))
-        phones, states = frame_targets(tuple(segments), frames, config, ids, "sil")
-        want_phones, want_states = _targets_by_definition(segments, frames, 0.01, offset, ids, "sil")
+        phones, states, transcript = frame_targets(tuple(segments), frames, config, ids, "sil")
+        want_phones, want_states, owner = _targets_by_definition(segments, frames, 0.01, offset, ids, "sil")
         np.testing.assert_array_equal(phones, want_phones)
         np.testing.assert_array_equal(states, want_states)
+        # The transcript: every segment in order, and silence before the segment that follows a frame
+        # no segment holds (at the end after the last); repeats merged.
+        follows = {next((int(o) for o in owner[i:] if o >= 0), len(segments)) for i in range(frames) if owner[i] < 0}
+        want = [
+            lab
+            for k in range(len(segments) + 1)
+            for lab in ["sil"] * (k in follows) + [s.label for s in segments[k : k + 1]]
+        ]
+        assert list(transcript) == [lab for i, lab in enumerate(want) if i == 0 or want[i - 1] != lab]
         assert phones.dtype == states.dtype == np.int16
 
 
