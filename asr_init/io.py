@@ -13,6 +13,7 @@ import io
 import json
 import os
 import pickle
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
@@ -176,6 +177,22 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path} is missing") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def read_regular_file(path: Path, what: str = "") -> bytes:
+    """The bytes of an input file, which must be a regular file once symlinks are followed: a FIFO
+    would block the read and a device such as /dev/zero never end it. Such a path, a folder, or a
+    file that cannot be read is a UserError naming it (`what` says what it is, e.g. "label list")."""
+    name = f"{what} {path}" if what else str(path)
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise UserError(
+                f"{name} is not a regular file (a pipe or a device?); save its content to a file and give that"
+            )
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise UserError(f"cannot read {name}: {exc.strerror}") from None
 
 
 def check_writable_folder(folder: Path, option: str = "--out", why: str | None = None) -> None:

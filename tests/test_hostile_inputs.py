@@ -309,6 +309,27 @@ def _table(root: Path, blob: Path, tiny: Path) -> dict:
             ["extract", corpus("c3", lambda d: _replace_wav(d, fifo)), "--out", root / "x3"],
             "is not a regular file",
         ),  # fmt: skip
+        "phones.ctm is /dev/zero": (
+            ["extract", corpus("c6", lambda d: _link(d / "phones.ctm", "/dev/zero")), "--out", root / "x6"],
+            "phones.ctm is not a regular file",
+        ),  # fmt: skip
+        "--mfcc-config /dev/zero": (
+            ["extract", corpus("c7", lambda d: None), "--out", root / "x7", "--mfcc-config", "/dev/zero"],
+            "Kaldi feature config /dev/zero is not a regular file",
+        ),  # fmt: skip
+        "import-kaldi --phones /dev/zero": (
+            [
+                *kaldi[:3],
+                root / "ks-zero",
+                "--ali",
+                kd / "pdf.ark",
+                "--phone-ali",
+                kd / "pdf.ark",
+                "--phones",
+                "/dev/zero",
+            ],
+            "/dev/zero is not a regular file",
+        ),  # fmt: skip
         "label list twice": (
             [
                 "extract",
@@ -409,6 +430,11 @@ def _append(path: Path, line: int) -> None:
 def _replace_wav(d: Path, target: Path) -> None:
     first = (d / "wav.scp").read_text().splitlines()[0].split()
     (d / "wav.scp").write_text((d / "wav.scp").read_text().replace(" ".join(first), f"{first[0]} {target}"))
+
+
+def _link(path: Path, target: str) -> None:
+    path.unlink()
+    path.symlink_to(target)
 
 
 def _write(path: Path, text: str) -> Path:
@@ -539,7 +565,8 @@ def table_runs(blob_store, tiny_store, tmp_path_factory):
 
 CASES = ["scp through a shell", "ark matrix of 2^28 rows", "ark alignment of 2^30 ids", "gz that inflates to 1 GiB",
          "gz alignment holding a CM matrix", "gz alignment, [ text ] of 5M ids", "phones.txt id 20000000",
-         "NaN CMVN stats", "wav.scp line twice", "utt2spk line twice", "wav.scp names a pipe", "label list twice",
+         "NaN CMVN stats", "wav.scp line twice", "utt2spk line twice", "wav.scp names a pipe",
+         "phones.ctm is /dev/zero", "--mfcc-config /dev/zero", "import-kaldi --phones /dev/zero", "label list twice",
          "label map conflict", "transform <Splice> 50000000", "nnet1 layer of 0 rows, 20M columns",
          "nnet1 matrix without data", "deflated dbn.pt", "deflated model.pt, evaluate", "deflated model.pt, export",
          "model.pt recording 30,000-unit layers", "deflated dbn.pt, inspect", "npy header of 2^40 rows",

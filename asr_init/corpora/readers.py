@@ -15,7 +15,7 @@ from pathlib import Path
 
 from asr_init.config import DATA_DIR
 from asr_init.errors import UserError
-from asr_init.io import unique
+from asr_init.io import read_regular_file, unique
 
 SILENCE = "sil"
 # Segment order tolerance: CTMs written with 2-3 decimals round boundaries.
@@ -62,13 +62,11 @@ class Corpus:
 
 
 def read_text(path: Path, what: str = "") -> str:
-    """The text of `path`, which must be UTF-8 (a byte-order mark is dropped). A file that
-    cannot be read, or is not UTF-8, is a UserError naming it and the line and byte."""
+    """The text of `path`, which must be a regular file (io.read_regular_file) of UTF-8 (a
+    byte-order mark is dropped). A file that cannot be read, or is not UTF-8, is a UserError
+    naming it and the line and byte."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"cannot read {what + ' ' if what else ''}{path}: {exc.strerror}") from None
+    data = read_regular_file(path, what)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

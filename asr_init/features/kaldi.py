@@ -45,7 +45,7 @@ from asr_init.errors import UserError
 from asr_init.features.config import KaldiImportConfig
 from asr_init.features.store import FrameMoments, StoreWriter, store_summary, write_metadata
 from asr_init.folders import output_folder
-from asr_init.io import unique
+from asr_init.io import read_regular_file, unique
 from asr_init.progress import console, progress_bar
 
 VAR_FLOOR = 1e-20  # apply-cmvn's variance floor
@@ -137,12 +137,11 @@ def _locate(name: str, script: Path, where: str) -> Path:
 
 
 def _lines(path: Path) -> list[str]:
+    """The non-blank lines of a text file (a regular file: io.read_regular_file)."""
     try:
-        text = Path(path).read_text()
+        text = read_regular_file(path).decode()
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a text file (a binary archive given where a list was expected?)") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {path} ({exc.strerror})") from None
     return [ln for ln in text.splitlines() if ln.strip()]
 
 

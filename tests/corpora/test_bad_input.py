@@ -1,5 +1,9 @@
 """Corpus files that are wrong: one UserError naming the file and line, or a skipped utterance."""
 
+import contextlib
+import os
+import threading
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -59,6 +63,41 @@ def test_non_utf8_file_names_line_and_byte(small_kaldi, name):
     lines[0] = lines[0][:4] + b"\xe9" + lines[0][4:]  # Latin-1 'é'
     path.write_bytes(b"\n".join(lines))
     with pytest.raises(UserError, match=rf"{name}:1: not UTF-8 text \(byte 0xe9 at byte offset 4, column 5\)"):
+        read_kaldi_dir(small_kaldi)
+
+
+@pytest.fixture
+def unblock():
+    """Register FIFOs to be opened for writing (and closed) while a reader waits on them: a
+    reader that should have refused a FIFO then reads an empty file and fails the test
+    instead of hanging it."""
+    fifos: list = []
+    done = threading.Event()
+
+    def open_and_close() -> None:
+        while not done.wait(0.2):
+            for fifo in fifos:
+                with contextlib.suppress(OSError):  # ENXIO: no reader waits on it
+                    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    thread = threading.Thread(target=open_and_close, daemon=True)
+    thread.start()
+    yield fifos.append
+    done.set()
+    thread.join()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+@pytest.mark.parametrize("name", ["wav.scp", "utt2spk", "spk2utt", "segments", "phones.ctm"])
+def test_a_corpus_file_that_is_not_a_regular_file_is_refused(small_kaldi, unblock, name, kind):
+    path = small_kaldi / name
+    path.unlink(missing_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+        unblock(path)
+    else:
+        path.symlink_to("/dev/null")
+    with pytest.raises(UserError, match=rf"^{path} is not a regular file \(a pipe or a device\?\)"):
         read_kaldi_dir(small_kaldi)
 
 
