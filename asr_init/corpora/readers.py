@@ -95,9 +95,17 @@ def read_label_list(path: Path) -> tuple[str, ...]:
 
 
 def check_segments(utt_id: str, segments: list[PhoneSegment], source: str) -> None:
-    """Raise if segments are unsorted, overlapping or of non-positive length."""
+    """Raise if a segment's time is not a finite number of seconds (a NaN compares false with
+    everything, so it would pass the other checks), or if segments are unsorted, overlapping
+    or of non-positive length."""
     prev_end = 0.0
     for seg in segments:
+        for name, value in (("start time", seg.start), ("end time", seg.end)):
+            if not math.isfinite(value):
+                raise UserError(
+                    f"{source}: utterance {utt_id}: segment {seg.label!r} from {seg.start} to {seg.end} s: "
+                    f"{name} {value} is not a finite number of seconds"
+                )
         if seg.end <= seg.start:
             raise UserError(
                 f"{source}: utterance {utt_id}: segment {seg.label!r} at {seg.start:.3f}s has non-positive duration"

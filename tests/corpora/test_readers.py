@@ -1,5 +1,6 @@
 """Corpus readers: Kaldi data dir, TIMIT (SPHERE audio), TextGrid folders."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,26 @@ def test_textgrid_reader(tmp_path):
     assert [(s.start, s.end, s.label) for s in utt.segments] == [(0.3, 0.45, "AA1"), (0.45, 0.6, "M")]
     with pytest.raises(UserError, match="no tier named 'phonemes'"):
         read_textgrid_dir(tmp_path / "mfa", tier="phonemes")
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ('[0, 0.5, "sil"], [0.5, NaN, "aa"], [NaN, 1.0, "sil"]', "segment 'aa' from 0.5 to nan s: end time nan"),
+        ('[0, 0.5, "sil"], [0.5, 1.0, "aa"], [1.0, Infinity, "sil"]', "segment 'sil' from 1.0 to inf s: end time inf"),
+    ],
+)
+def test_textgrid_times_must_be_finite(tmp_path, entries, message):
+    """praatio reads NaN and Infinity in a TextGrid (here its JSON form), and every comparison
+    with a NaN is false: the segment check must refuse them, naming the file."""
+    d = tmp_path / "mfa" / "alice"
+    d.mkdir(parents=True)
+    sf.write(d / "u1.wav", make_audio([(0, 1.0, "sil")]), 16000)
+    tier = f'{{"class": "IntervalTier", "name": "phones", "xmin": 0, "xmax": 1.0, "entries": [{entries}]}}'
+    (d / "u1.TextGrid").write_text(f'{{"xmin": 0, "xmax": 1.0, "tiers": [{tier}]}}')
+    expected = re.escape(f"{d / 'u1.TextGrid'}: utterance alice_u1: {message} is not a finite number of seconds")
+    with pytest.raises(UserError, match=f"^{expected}"):
+        read_textgrid_dir(tmp_path / "mfa")
 
 
 def test_unknown_layout(tmp_path):
