@@ -176,14 +176,15 @@ def read_kaldi_dir(data_dir: Path, ctm: Path | None = None) -> Corpus:
 
 
 def _read_wav_scp(data_dir: Path) -> dict[str, Path]:
-    """Recording id -> audio file; a piped command is refused, never run."""
+    """Recording id -> audio file; the id ends at the first run of spaces or tabs, as in Kaldi.
+    A piped command is refused, never run."""
     wav_scp = data_dir / "wav.scp"
     recordings = []
     for n, line in enumerate(read_text(wav_scp).splitlines(), 1):
         if not line.strip():
             continue
-        key, _, rest = line.strip().partition(" ")
-        rest = rest.strip()
+        fields = line.split(maxsplit=1)
+        key, rest = fields[0], fields[1].strip() if len(fields) > 1 else ""
         if rest.endswith("|") or not rest:
             why = (
                 "a piped command (asr-init never executes commands from wav.scp; convert the audio to files first)"

@@ -37,6 +37,23 @@ def test_kaldi_rejects_piped_command(kaldi_dir):
         read_kaldi_dir(kaldi_dir)
 
 
+@pytest.mark.parametrize("gap", ["\t", " \t ", "\t\t"])
+def test_kaldi_files_separated_by_tabs(kaldi_dir, gap):
+    """Kaldi splits a line's key from the rest at the first run of whitespace, tabs included:
+    the same corpus read with tabs for spaces gives the same utterances."""
+    before = read_kaldi_dir(kaldi_dir).utterances
+    keys = [line.split()[0] for line in (kaldi_dir / "wav.scp").read_text().splitlines()]
+    (kaldi_dir / "segments").write_text("".join(f"{k} {k} 0 -1\n" for k in keys))
+    (kaldi_dir / "spk2utt").write_text("spk0 spk0-utt0 spk0-utt1 spk0-utt2\n")
+    for name in ("wav.scp", "utt2spk", "segments", "spk2utt", "phones.ctm"):
+        path = kaldi_dir / name
+        path.write_text(path.read_text().replace(" ", gap))
+    assert read_kaldi_dir(kaldi_dir).utterances == before
+    (kaldi_dir / "wav.scp").write_text(f"spk0-utt0{gap}sox x.wav -t wav -{gap}|\n")
+    with pytest.raises(UserError, match=r"wav\.scp:1: recording spk0-utt0 has a piped command"):
+        read_kaldi_dir(kaldi_dir)
+
+
 def _write_timit(root: Path) -> Path:
     """A tiny TIMIT tree: NIST SPHERE audio, .PHN in samples, a core-test and a dev speaker."""
     entries = [
