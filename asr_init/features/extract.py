@@ -89,15 +89,16 @@ def resolve_sample_rate(file_rates: dict[Path, int], requested: int | None, corp
     if rate < MIN_SAMPLE_RATE:
         raise UserError(
             f"most audio files of {corpus_path} are at {rate} Hz, below the lowest rate extract "
-            f"accepts ({MIN_SAMPLE_RATE} Hz); give --sample-rate {MIN_SAMPLE_RATE} to upsample them"
+            f"reads ({MIN_SAMPLE_RATE} Hz); resample them to at least {MIN_SAMPLE_RATE} Hz first"
         )
     return min(rate, MAX_DEFAULT_SAMPLE_RATE)
 
 
 def _warn_upsampling(file_rates: dict[Path, int], rate: int) -> None:
     """One warning when files below the extraction rate are upsampled: their mel bands
-    above their own Nyquist frequency will hold no signal."""
-    low = Counter(r for r in file_rates.values() if r < rate)
+    above their own Nyquist frequency will hold no signal. Files below MIN_SAMPLE_RATE are
+    not upsampled but refused, each where it is read."""
+    low = Counter(r for r in file_rates.values() if MIN_SAMPLE_RATE <= r < rate)
     if not low:
         return
     rates = ", ".join(f"{r} Hz" for r in sorted(low))

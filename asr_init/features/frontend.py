@@ -36,6 +36,7 @@ import numpy as np
 
 from asr_init.corpora.readers import PhoneSegment, Utterance, merge_repeats
 from asr_init.errors import UserError
+from asr_init.features.config import MIN_SAMPLE_RATE
 
 KINDS = ("kaldi-mfcc", "kaldi-fbank", "librosa-mfcc")
 WINDOWS = ("povey", "hamming", "hanning", "rectangular", "blackman")
@@ -276,7 +277,8 @@ def audio_blocks(utt: Utterance, rate: int, block_seconds: float = 30.0) -> Iter
 
 
 def _open_audio(utt: Utterance):
-    """The utterance's audio file, open (soundfile.SoundFile), its region checked against its length."""
+    """The utterance's audio file, open (soundfile.SoundFile), its rate checked against MIN_SAMPLE_RATE
+    (a header that claims 1 Hz would be resampled into hours of samples) and its region against its length."""
     import soundfile as sf
 
     if not utt.audio.is_file():
@@ -291,6 +293,10 @@ def _open_audio(utt: Utterance):
     problem = None
     if fh.frames == 0:
         problem = f"{utt.audio}: audio file of utterance {utt.id} is empty (0 samples)"
+    elif fh.samplerate < MIN_SAMPLE_RATE:
+        problem = (f"{utt.audio}: audio file of utterance {utt.id} is at {fh.samplerate} Hz, below the lowest rate "
+                   f"extract reads ({MIN_SAMPLE_RATE} Hz); resample it to at least {MIN_SAMPLE_RATE} Hz, or mend its "
+                   "header if the rate is wrong")  # fmt: skip
     elif start >= fh.frames or stop <= start or stop > fh.frames + int(_END_TOLERANCE_S * fh.samplerate):
         problem = (f"{utt.audio}: region {utt.start:.3f}-{utt.end}s of utterance {utt.id} is past the end of the "
                    f"audio ({fh.frames / fh.samplerate:.3f}s)")  # fmt: skip

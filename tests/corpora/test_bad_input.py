@@ -171,6 +171,19 @@ def test_wav_with_non_finite_samples(small_kaldi, value):
         list(audio_blocks(utt, 16000))
 
 
+@pytest.mark.parametrize("rate, samples", [(1, 10_000), (4000, 8000)])
+def test_wav_below_the_lowest_sample_rate(small_kaldi, rate, samples):
+    """A header that claims 1 Hz must not be resampled into hours of samples: refused on opening."""
+    sf.write(small_kaldi / "wav" / "spk1-utt0.wav", np.zeros(samples, np.float32), rate)
+    utt = next(u for u in read_kaldi_dir(small_kaldi).utterances if u.id == "spk1-utt0")
+    with pytest.raises(
+        UserError,
+        match=rf"spk1-utt0\.wav: audio file of utterance spk1-utt0 is at {rate} Hz, below the lowest rate extract "
+        r"reads \(8000 Hz\); resample it",
+    ):
+        next(audio_blocks(utt, 16000))
+
+
 def test_wav_with_nan_samples_stops_extract_or_is_skipped(small_kaldi, tmp_path):
     _nan_audio(small_kaldi)
     with pytest.raises(UserError, match=r"spk1-utt0\.wav: .* NaN or infinite.*--skip-bad"):

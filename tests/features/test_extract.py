@@ -391,6 +391,26 @@ def test_mixed_rates_resampled_to_the_majority_rate(tmp_path, majority, minority
         assert rec.frames == 1 + (int(round(rec.duration * majority)) - majority // 40) // (majority // 100)
 
 
+def test_a_file_below_the_lowest_rate_stops_extract_or_is_skipped_not_upsampled(tmp_path):
+    d = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=1)
+    sf.write(d / "wav" / "spk1-utt0.wav", np.zeros(100, np.float32), 1)  # "100 s" at 1 Hz
+    message = f"{d}/wav/spk1-utt0.wav: audio file of utterance spk1-utt0 is at 1 Hz, below the lowest rate"
+    result = runner.invoke(app, ["extract", str(d), "--out", str(tmp_path / "s"), "--jobs", "1"])
+    assert result.exit_code == 1 and message in _text(result), result.output
+    assert not (tmp_path / "s").exists()
+    result = runner.invoke(app, ["extract", str(d), "--out", str(tmp_path / "s"), "--jobs", "1", "--skip-bad"])
+    assert result.exit_code == 0, result.output
+    assert "upsampled" not in _text(result)  # refused, not upsampled: no warning about its empty bands
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["utterances"] == 3 and summary["resampled_utterances"] == 0
+    assert len(summary["skipped"]) == 1 and summary["skipped"][0].startswith(message)
+    from asr_init.errors import UserError
+    from asr_init.features.extract import resolve_sample_rate
+
+    with pytest.raises(UserError, match=r"at 1 Hz, below the lowest rate extract reads \(8000 Hz\); resample them"):
+        resolve_sample_rate({d / "a.wav": 1, d / "b.wav": 1, d / "c.wav": 16000}, None, d)  # not "upsample them"
+
+
 def test_rate_ties_go_to_the_lower_rate_and_wideband_is_capped_at_16khz(tmp_path):
     from asr_init.features.extract import resolve_sample_rate
 
