@@ -169,15 +169,28 @@ def load_nopretrain(folder: Path) -> list[dict]:
     return rows
 
 
+def recorded_path(recorded: str, folder: Path) -> Path:
+    """A path a run recorded as it was typed (e.g. finetune.json's config.dbn), found from the run's
+    `folder`: an absolute path as it is; a relative one under the nearest ancestor of `folder` that
+    holds it (the folder the command ran in is one of them), else under the current folder. So a
+    report of RESULTS reads the runs under RESULTS wherever it is made."""
+    path = Path(recorded)
+    if path.is_absolute():
+        return path
+    return next((base / path for base in Path(folder).absolute().parents if (base / path).exists()), path)
+
+
 def load_am(folder: Path) -> list[dict]:
-    """Recipe 3: per fine-tuned model (dnn-*), its pre-training and fine-tuning times and its
-    dev and test results (state and phone frame accuracy, PER, decoding time)."""
+    """Recipe 3: per fine-tuned model (dnn-*), its pre-training time (its DBN found by `recorded_path`),
+    fine-tuning time and epochs, its dev and test results (state and phone frame accuracy, PER,
+    decoding time)."""
     rows = []
     for model in sorted(Path(folder).glob("dnn-*")):
         ft = read_json_if(model / "finetune.json")
         if ft is None:
             continue
-        pretrain = read_json_if(Path(ft["config"]["dbn"]) / "pretrain.json") if ft["config"].get("dbn") else None
+        dbn = ft["config"].get("dbn")
+        pretrain = read_json_if(recorded_path(dbn, model) / "pretrain.json") if dbn else None
         row = {"model": model.name, "pretrained": "not-pretrained" not in model.name, "finetune_s": ft["seconds"],
                "epochs": ft["epochs"], "pretrain_s": pretrain["seconds"] if pretrain is not None else None}  # fmt: skip
         for split in ("dev", "test"):

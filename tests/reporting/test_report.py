@@ -130,3 +130,22 @@ def test_a_report_that_fails_leaves_the_old_report_as_it_was(tmp_path):
     assert (tmp_path / "REPORT.md").read_text() == text
     assert {p.name: p.read_bytes() for p in (tmp_path / "report").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("report")) == ["report"]
+
+
+def test_recipe3_pre_training_time_does_not_depend_on_the_current_folder(tmp_path, monkeypatch):
+    """finetune.json records its --dbn as typed (relative to the folder the recipe ran in): the report
+    finds it from the model's folder, not from wherever the report is made (it showed `— s`, or the
+    time of another results/am/dbn-optimal under the current folder)."""
+    ran_in, elsewhere = tmp_path / "R", tmp_path / "elsewhere"
+    am = ran_in / "results" / "am"
+    for folder, seconds in ((am / "dbn-optimal", 7.0), (elsewhere / "results" / "am" / "dbn-optimal", 99.0)):
+        write_fake_run(folder, FAST)
+        (folder / "pretrain.json").write_text(json.dumps({"seconds": seconds}))
+    (am / "dnn-optimal").mkdir()
+    finetune = {"seconds": 3.0, "epochs": 2, "config": {"dbn": "results/am/dbn-optimal"}}
+    (am / "dnn-optimal" / "finetune.json").write_text(json.dumps(finetune))
+    absolute = str(ran_in / "results")
+    for cwd, results in ((ran_in, "results"), (elsewhere, absolute), (tmp_path, absolute)):
+        monkeypatch.chdir(cwd)
+        text = write_report(results).read_text()
+        assert "| dnn-optimal | 7 s | 3 s (2) |" in text, cwd
