@@ -28,14 +28,10 @@ def peak_rss_mib(children: bool = False) -> float:
 def bench_extract(corpus: Path, config, runs: int = 3) -> dict:
     """Time `extract` (the whole stage: reading the corpus, the worker pool, both passes, the
     metadata) on `corpus` into a scratch folder `runs` times; returns the figures of the median run."""
-    import dataclasses
     import statistics
 
-    from asr_init.config import DATA_DIR
     from asr_init.features.extract import extract
 
-    if (corpus / "corpus.json").exists():  # the embedded corpus: its phone set
-        config = dataclasses.replace(config, phones=config.phones or str(DATA_DIR / "phones39.txt"))
     walls = []
     for run in range(runs):
         scratch = Path(tempfile.mkdtemp(prefix="asr-init-bench-"))

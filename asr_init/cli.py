@@ -245,7 +245,6 @@ def synth(cfg: SynthConfig, out: Path, no_noise: bool, force: bool) -> None:
          OUT, opt("hours", SynthConfig.hours, "Embedded corpus: hours of speech."), FORCE)  # fmt: skip
 def extract(cfg: ExtractConfig, corpus: Path | None, out: Path, hours: float, force: bool) -> None:
     """Turn audio + alignments into normalised feature frames with phone/state targets."""
-    from asr_init.config import DATA_DIR
     from asr_init.corpora.synth import default_corpus
     from asr_init.features.extract import extract as run
     from asr_init.features.extract import summary_table
@@ -253,7 +252,6 @@ def extract(cfg: ExtractConfig, corpus: Path | None, out: Path, hours: float, fo
     cfg.validate()
     if corpus is None:
         corpus = default_corpus(SynthConfig(hours=hours, seed=cfg.seed, jobs=cfg.jobs))
-        cfg.phones = cfg.phones or str(DATA_DIR / "phones39.txt")
     summary = run(corpus, out, cfg, force=force)
     kind = summary.get("features", "librosa-mfcc")  # a store made before --features: librosa's
     results.print(summary_table(summary))
@@ -526,13 +524,12 @@ def _check_bench(device: str, precision: str) -> str:
 
 def _bench_store(hours: float) -> Path:
     """An embedded-corpus feature store in the cache, extracted on first use."""
-    from asr_init.config import DATA_DIR
     from asr_init.corpora.synth import cache_dir, default_corpus
     from asr_init.features.extract import extract as run
 
     corpus = default_corpus(SynthConfig(hours=hours))
     out = cache_dir() / f"store-{corpus.name}"
-    run(corpus, out, ExtractConfig(phones=str(DATA_DIR / "phones39.txt")))
+    run(corpus, out, ExtractConfig())
     return out
 
 

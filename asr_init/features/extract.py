@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from rich.markup import escape
 
-from asr_init.config import SPLITS
+from asr_init.config import DATA_DIR, SPLITS
 from asr_init.corpora.readers import (
     Corpus,
     Utterance,
@@ -313,13 +313,22 @@ def _global_stats(path: Path, writer: StoreWriter) -> dict:
     return moments.result()
 
 
+def is_embedded(corpus_path: Path) -> bool:
+    """Whether `corpus_path` is the embedded corpus: a folder `asr-init synth` wrote (it holds corpus.json)."""
+    return (Path(corpus_path) / "corpus.json").is_file()
+
+
 def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool = False) -> dict:
     """Extract `corpus_path` into a feature store at `out_dir`; returns the summary.
 
-    An existing complete store made with the same corpus and settings is left as it is
-    (the stage is done); a different one is replaced only with `force` (folders.py)."""
+    The embedded corpus, without --phones, has the fixed 39-phone set data/phones39.txt (recorded
+    in the store's settings as --phones). An existing complete store made with the same corpus
+    and settings is left as it is (the stage is done); a different one is replaced only with
+    `force` (folders.py)."""
     config.validate()
     corpus_path = Path(corpus_path).resolve()
+    if config.phones is None and is_embedded(corpus_path):
+        config = dataclasses.replace(config, phones=str(DATA_DIR / "phones39.txt"))
     corpus = read_corpus(
         corpus_path, ctm=Path(config.ctm) if config.ctm else None, tier=config.tier, include_sa=config.include_sa
     )
@@ -380,7 +389,7 @@ def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractC
     if config.cmvn == "speaker":
         _normalise_by_speaker(tmp, frames.writer, frames.sums, features.norm_vars)
     stats = _global_stats(tmp, frames.writer)
-    layout = "embedded" if (corpus_path / "corpus.json").is_file() else corpus.layout  # synth writes a Kaldi dir
+    layout = "embedded" if is_embedded(corpus_path) else corpus.layout  # synth writes a Kaldi dir
     elapsed = time.perf_counter() - t0
     summary = store_summary(frames.writer.records, layout, problems, elapsed)
     summary |= {

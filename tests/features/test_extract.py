@@ -11,6 +11,8 @@ from conftest import write_kaldi_dir
 from typer.testing import CliRunner
 
 from asr_init.cli import app
+from asr_init.config import DATA_DIR
+from asr_init.corpora.readers import read_label_list
 from asr_init.features.config import ExtractConfig
 from asr_init.features.extract import extract
 from asr_init.features.store import FeatureStore
@@ -259,6 +261,19 @@ def test_label_outside_phone_list(tmp_path):
     result = runner.invoke(app, ["extract", str(d), "--out", str(tmp_path / "s"), "--phones", str(phones)])
     assert result.exit_code == 1
     assert "has label 'm', which is not in" in _text(result)
+
+
+def test_a_synth_folder_has_the_embedded_corpus_phone_set(espeak_corpus, tmp_path):
+    """A folder `asr-init synth` wrote (it holds corpus.json) is the embedded corpus: without --phones
+    its store has the fixed 39-phone set in data/phones39.txt's order, as `extract --hours` gives, and
+    records it as --phones (it had the training alignments' labels, sorted, or refused a dev label
+    they lacked)."""
+    out = tmp_path / "s"
+    result = runner.invoke(app, ["extract", str(espeak_corpus), "--out", str(out), "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    phones = [line.split()[1] for line in (out / "phones.txt").read_text().splitlines()]
+    assert phones == list(read_label_list(DATA_DIR / "phones39.txt"))
+    assert json.loads((out / "config.json").read_text())["extract"]["phones"] == str(DATA_DIR / "phones39.txt")
 
 
 def test_unknown_speaker_in_list(kaldi_dir, tmp_path):
