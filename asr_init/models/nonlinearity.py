@@ -3,8 +3,8 @@
 For each layer of a stack, on a sample of frames: the mean and std of the net input,
 the fraction of net inputs in the non-linear region (|f''| at least half its maximum:
 0.407 <= |z| <= 2.793 for the sigmoid, 0.203 <= |z| <= 1.396 for tanh), and the fraction
-of saturated outputs (sigmoid output < 0.05 or > 0.95; tanh beyond +-0.9, the same
-region of the underlying logistic).
+of saturated outputs (`saturated_mask`: sigmoid output < 0.05 or > 0.95; tanh beyond +-0.9,
+the same region of the underlying logistic; ReLU output 0, a dead unit).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class NetInputStats:
     mean: float
     std: float
     nonlinear: float  # fraction of net inputs with |f''| >= max/2
-    saturated: float  # fraction of outputs within 0.05 of the asymptotes
+    saturated: float  # fraction of saturated outputs (saturated_mask)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -44,9 +44,17 @@ def activate(net: torch.Tensor, activation: str) -> torch.Tensor:
     raise ValueError(f"unknown activation {activation!r}; valid: sigmoid, tanh, relu")
 
 
+# What `saturated_mask` counts as saturated, per activation, in words (inspect's caption).
+SATURATED = {
+    "sigmoid": "outputs below 0.05 or above 0.95",
+    "tanh": "outputs beyond ±0.9",
+    "relu": "outputs at 0 (dead units)",
+}
+
+
 def saturated_mask(out: torch.Tensor, activation: str) -> torch.Tensor:
-    """Which outputs are saturated: a sigmoid output below 0.05 or above 0.95, a tanh output
-    beyond +-0.9 (the same region of the underlying logistic), a ReLU output at 0 (dead)."""
+    """Which outputs are saturated (`SATURATED`): a sigmoid output below 0.05 or above 0.95, a
+    tanh output beyond +-0.9 (the same region of the underlying logistic), a ReLU output at 0 (dead)."""
     if activation == "sigmoid":
         return (out < 0.05) | (out > 0.95)
     if activation == "tanh":
@@ -116,6 +124,6 @@ def inspect_network(store_path, model, config):
                       f"{row.mean:+.3f}", f"{row.std:.3f}", f"{row.nonlinear:.1%}", f"{row.saturated:.1%}")  # fmt: skip
     table.caption = (
         "D: net-input spread the weights give for N(0,1) inputs (optimal-data: for the measured inputs); non-lin: "
-        "share of net inputs where |f''| >= max/2; satur: share of outputs within 0.05 of 0 or 1"
+        f"share of net inputs where |f''| >= max/2; satur: share of {activation} {SATURATED[activation]}"
     )
     return table

@@ -196,3 +196,19 @@ def test_cli_inits_and_inspect(tiny_store):
     assert len(saturated) == 2 and min(saturated) > 90
     bad = runner.invoke(app, ["inspect", str(tiny_store), "--init", "normal:abc"])
     assert bad.exit_code == 1 and "malformed init" in bad.output
+
+
+@pytest.mark.parametrize(
+    "activation, saturated",
+    [("sigmoid", "outputs below 0.05 or above 0.95"), ("tanh", "outputs beyond ±0.9"),
+     ("relu", "outputs at 0 (dead units)")],
+)  # fmt: skip
+def test_inspect_caption_says_what_satur_counts_for_its_activation(tiny_store, activation, saturated):
+    """saturated_mask counts |out| > 0.9 for tanh and dead units for ReLU: the caption said
+    "within 0.05 of 0 or 1" for every activation."""
+    from asr_init.models.config import InspectConfig
+    from asr_init.models.nonlinearity import inspect_network
+
+    config = InspectConfig(init="he-normal", activation=activation, layers=1, hidden=[16], frames=100)
+    caption = inspect_network(tiny_store, None, config).caption
+    assert caption.endswith(f"satur: share of {activation} {saturated}") and "0.05 of 0 or 1" not in caption
