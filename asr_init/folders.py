@@ -180,7 +180,11 @@ def output_folder(out: Path, settings: dict, *, record: str, finished: tuple[str
             remove_stale_temporaries(out)
             rules = (record, finished, started, neutral, force, in_place, what, upgrade)
             if _existing(out, settings, *rules) is not None:
-                return Output(out, read_json(out / (summary or record)))
+                done = read_json(out / (summary or record))
+                if not isinstance(done, dict):
+                    raise UserError(f"{out / (summary or record)} is damaged (not a JSON object); use --force to make "
+                                    f"{what} again")  # fmt: skip
+                return Output(out, done)
             if in_place:
                 _make(out)
                 write_json_atomic(out / record, settings)
@@ -286,7 +290,8 @@ def _ours(record: Path, settings: dict, upgrade) -> dict | None:
         old = upgrade(old) if upgrade else old
     except (UserError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return old if isinstance(old, dict) and set(settings) - {"inputs"} <= set(old) else None
+    ours = isinstance(old, dict) and set(settings) - {"inputs"} <= set(old)
+    return old if ours and isinstance(old.get("inputs", {}), dict) else None
 
 
 def _differences(old: dict, new: dict, neutral: tuple[str, ...]) -> list[str]:

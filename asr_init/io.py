@@ -177,6 +177,8 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path} is missing") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise UserError(f"{path} is not a record asr-init wrote (JSON nested too deeply)") from None
 
 
 def read_regular_file(path: Path, what: str = "") -> bytes:

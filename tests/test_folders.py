@@ -2,7 +2,9 @@
 inputs never written over, settings compared and named, atomic swaps, stale temporaries."""
 
 import hashlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -261,3 +263,25 @@ with output_folder(Path({str(out)!r}), {{}}, record="r.json", finished=("r.json"
     assert not list(tmp_path.glob("out.tmp-*"))
     assert sorted(p.name for p in out.iterdir()) == ["old.txt", "r.json"] and (out / "old.txt").read_text() == "kept"
     assert "KeyboardInterrupt" in proc.stderr.read().decode()
+
+
+@pytest.mark.parametrize(
+    "record, summary, message",
+    [
+        ({"config": {}, "inputs": "feature store"}, {}, "exists and is not output; choose another --out"),
+        ({"config": {}}, [], "summary.json is damaged (not a JSON object); use --force"),
+        ({"config": {}}, "[" * 100_000 + "]" * 100_000, "not a record asr-init wrote (JSON nested too deeply)"),
+    ],
+)
+def test_records_of_another_shape_than_asr_init_writes_are_one_error(tmp_path, record, summary, message):
+    """A finished folder whose record or summary is JSON of another shape (an "inputs" that is
+    not a dict, a summary that is not an object, nesting past Python's recursion) is refused in
+    one line; it raised TypeError, KeyError or RecursionError in the command that used it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "record.json").write_text(json.dumps(record))
+    (out / "summary.json").write_text(summary if isinstance(summary, str) else json.dumps(summary))
+    held = output_folder(out, {"config": {}}, record="record.json", finished=("summary.json",), force=False,
+                         summary="summary.json")  # fmt: skip
+    with pytest.raises(UserError, match=re.escape(message)), held:
+        pass

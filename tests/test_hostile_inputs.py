@@ -403,6 +403,19 @@ def _table(root: Path, blob: Path, tiny: Path) -> dict:
             ["pretrain", store("s2", manifest(lambda r: r + r[:1])), "--out", root / "p2"],
             "is given twice",
         ),  # fmt: skip
+        "manifest id a list": (
+            ["pretrain", store("s10", manifest(lambda r: [r[0] | {"id": ["x"]}] + r[1:])), "--out", root / "p10"],
+            "manifest.jsonl:1 is corrupt (an utterance's id, speaker and split are strings)",
+        ),  # fmt: skip
+        "stats.json nested 100,000 deep": (
+            [
+                "pretrain",
+                store("s11", lambda c: (c / "stats.json").write_text("[" * 100_000 + "]" * 100_000)),
+                "--out",
+                root / "p11",
+            ],
+            "is not a record asr-init wrote (JSON nested too deeply)",
+        ),  # fmt: skip
         "manifest 0 frames": (
             ["finetune", store("s3", manifest(lambda r: [r[0] | {"frames": 0}] + r[1:])), "--out", root / "p3"],
             "at least 1 frame",
@@ -570,9 +583,9 @@ CASES = ["scp through a shell", "ark matrix of 2^28 rows", "ark alignment of 2^3
          "label map conflict", "transform <Splice> 50000000", "nnet1 layer of 0 rows, 20M columns",
          "nnet1 matrix without data", "deflated dbn.pt", "deflated model.pt, evaluate", "deflated model.pt, export",
          "model.pt recording 30,000-unit layers", "deflated dbn.pt, inspect", "npy header of 2^40 rows",
-         "feature shard of strings", "target shard that is an .npz", "manifest id twice", "manifest 0 frames",
-         "manifest offset 10^15", "stats.json NaN", "states.txt one line short", "NaN frame",
-         "truncated results JSON"]  # fmt: skip
+         "feature shard of strings", "target shard that is an .npz", "manifest id twice", "manifest id a list",
+         "stats.json nested 100,000 deep", "manifest 0 frames", "manifest offset 10^15", "stats.json NaN",
+         "states.txt one line short", "NaN frame", "truncated results JSON"]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -128,8 +128,11 @@ class FeatureStore:
         try:
             lines = [(n, ln) for n, ln in enumerate(manifest.read_text().splitlines(), 1) if ln.strip()]
             records = [UttRecord.from_json(ln) for _, ln in lines]
-        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError, AttributeError) as exc:
-            raise UserError(f"{manifest} is corrupt ({exc})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            raise UserError(f"{manifest} is corrupt ({str(exc)[:200]})") from None
+        for (n, _), r in zip(lines, records):  # names are keys and file names: text, not JSON's other values
+            if not all(isinstance(v, str) for v in (r.id, r.speaker, r.split)):
+                raise UserError(f"{manifest}:{n} is corrupt (an utterance's id, speaker and split are strings)")
         if not records:
             raise UserError(f"feature store {self.path} is empty (no utterances in {manifest})")
         unique([(r.id, f"{manifest}:{n}", r) for (n, _), r in zip(lines, records)], "utterance")
