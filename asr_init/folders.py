@@ -180,11 +180,7 @@ def output_folder(out: Path, settings: dict, *, record: str, finished: tuple[str
             remove_stale_temporaries(out)
             rules = (record, finished, started, neutral, force, in_place, what, upgrade)
             if _existing(out, settings, *rules) is not None:
-                done = read_json(out / (summary or record))
-                if not isinstance(done, dict):
-                    raise UserError(f"{out / (summary or record)} is damaged (not a JSON object); use --force to make "
-                                    f"{what} again")  # fmt: skip
-                return Output(out, done)
+                return Output(out, _summary(out / (summary or record), what))
             if in_place:
                 _make(out)
                 write_json_atomic(out / record, settings)
@@ -276,6 +272,14 @@ def _existing(out: Path, settings: dict, record: str, finished, started, neutral
     if complete or in_place:
         return True if complete else None
     raise UserError(f"output {out} is not a complete {what}; use --force to replace it or choose another --out")
+
+
+def _summary(path: Path, what: str) -> dict:
+    """A finished output's summary record, which a command reads its results from."""
+    done = read_json(path)
+    if not isinstance(done, dict):
+        raise UserError(f"{path} is damaged (not a JSON object); use --force to make {what} again")
+    return done
 
 
 def _ours(record: Path, settings: dict, upgrade) -> dict | None:
