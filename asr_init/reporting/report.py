@@ -70,7 +70,10 @@ def _copied(png: Path, figs: Path, name: str, title: str) -> list[str]:
 
 
 def dbn_saturation_lines(dbn_dir: Path) -> list[str]:
-    """The saturation table of one pre-training run: every layer's every epoch end, guard firings."""
+    """The saturation table of one pre-training run: every layer's every epoch end, guard firings
+    (nothing for a run that has not written recon.csv yet)."""
+    if not (dbn_dir / "recon.csv").is_file():
+        return []
     sat = epoch_end_saturation(dbn_dir / "recon.csv")
     if not sat:
         return []

@@ -149,3 +149,12 @@ def test_recipe3_pre_training_time_does_not_depend_on_the_current_folder(tmp_pat
         monkeypatch.chdir(cwd)
         text = write_report(results).read_text()
         assert "| dnn-optimal | 7 s | 3 s (2) |" in text, cwd
+
+
+def test_a_dbn_that_has_not_written_its_log_yet_is_left_out_of_the_tables(tmp_path):
+    """A recipe-3 DBN folder without recon.csv (a run that stopped before its first interval):
+    the report is made without it (it stopped with FileNotFoundError)."""
+    write_fake_run(tmp_path / "am" / "dbn-optimal", FAST, saturated=0.031)
+    (tmp_path / "am" / "dbn-xavier-normal").mkdir()
+    text = write_report(tmp_path).read_text()
+    assert "`dbn-optimal`: the largest share" in text and "dbn-xavier-normal`: the largest" not in text
