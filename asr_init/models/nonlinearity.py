@@ -50,6 +50,8 @@ SATURATED = {
     "tanh": "outputs beyond ±0.9",
     "relu": "outputs at 0 (dead units)",
 }
+# What `net_input_stats` counts as the non-linear region, in the words of the inspect caption.
+NONLINEAR = {"sigmoid": "where |f''| >= max/2", "tanh": "where |f''| >= max/2", "relu": "within 1e-3 of the kink at 0"}
 
 
 def saturated_mask(out: torch.Tensor, activation: str) -> torch.Tensor:
@@ -124,6 +126,6 @@ def inspect_network(store_path, model, config):
                       f"{row.mean:+.3f}", f"{row.std:.3f}", f"{row.nonlinear:.1%}", f"{row.saturated:.1%}")  # fmt: skip
     table.caption = (
         "D: net-input spread the weights give for N(0,1) inputs (optimal-data: for the measured inputs); non-lin: "
-        f"share of net inputs where |f''| >= max/2; satur: share of {activation} {SATURATED[activation]}"
+        f"share of net inputs {NONLINEAR[activation]}; satur: share of {activation} {SATURATED[activation]}"
     )
     return table

@@ -212,3 +212,5 @@ def test_inspect_caption_says_what_satur_counts_for_its_activation(tiny_store, a
     config = InspectConfig(init="he-normal", activation=activation, layers=1, hidden=[16], frames=100)
     caption = inspect_network(tiny_store, None, config).caption
     assert caption.endswith(f"satur: share of {activation} {saturated}") and "0.05 of 0 or 1" not in caption
+    kink = "non-lin: share of net inputs within 1e-3 of the kink at 0;"  # ReLU's f'' is 0 but at its kink
+    assert (kink in caption) == (activation == "relu") and ("|f''| >= max/2" in caption) == (activation != "relu")
