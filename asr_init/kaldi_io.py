@@ -40,6 +40,7 @@ MAX_STREAM_OBJECT = 1 << 30  # bytes of one object in a gzipped archive
 ROW_TOLERANCE = 3  # rows a script-file range may run past the end (kaldi-holder.cc)
 _TEXT_INT_BYTES = 12  # the longest int32 written as text, with its separator
 _MATRIX_TYPES = {"FM": "<f4", "DM": "<f8", "FV": "<f4", "DV": "<f8"}
+_SPACES = re.compile(rb"\s*")  # bytes.isspace()'s characters
 _ALI_HINT = "; give ali-to-pdf or ali-to-phones --per-frame output"
 _SCP = re.compile(r"^(?P<path>.+?)(?::(?P<offset>\d+))?(?:\[(?P<range>[0-9:,\s]*)\])?$")
 
@@ -57,7 +58,7 @@ class Reader:
 
     def __init__(self, fh, size: int | None, pos: int = 0):
         self.fh, self.size, self.binary = fh, size, False
-        self._ahead = b""
+        self._ahead = bytearray()  # read, not consumed: consumed from the front in place, never copied whole
         self._pos = pos  # where the stream is, in bytes
 
     @classmethod
@@ -70,20 +71,17 @@ class Reader:
 
     def peek(self, n: int = 1) -> bytes:
         """The next `n` bytes (fewer at the end of the stream), not consumed."""
-        if len(self._ahead) < n:
-            parts, have = [self._ahead], len(self._ahead)
-            while have < n:
-                more = self.fh.read(max(n - have, 1 << 16))
-                if not more:
-                    break
-                parts.append(more)
-                have += len(more)
-            self._ahead = b"".join(parts)  # once: joining per read would copy the buffer again each time
-        return self._ahead[:n]
+        while len(self._ahead) < n:
+            more = self.fh.read(max(n - len(self._ahead), 1 << 16))
+            if not more:
+                break
+            self._ahead += more
+        return bytes(self._ahead[:n])
 
     def _consume(self, n: int) -> bytes:
         self.peek(n)
-        out, self._ahead = self._ahead[:n], self._ahead[n:]
+        out = bytes(self._ahead[:n])
+        del self._ahead[:n]
         self._pos += len(out)
         return out
 
@@ -105,7 +103,7 @@ class Reader:
             c = self.peek(1)
             if not c or not c.isspace():
                 return
-            self._consume(len(self._ahead) - len(self._ahead.lstrip()))  # every space looked at ahead, at once
+            self._consume(_SPACES.match(self._ahead).end())  # every space looked at ahead, at once
 
     def at_end(self) -> bool:
         self.skip_space()
@@ -240,7 +238,7 @@ class Reader:
             scanned = len(self._ahead)
             if scanned > limit:
                 break
-            if len(self.peek(2 * scanned + 1)) <= scanned:  # the end of the stream (doubling: linear time)
+            if len(self.peek(min(2 * scanned + 1, limit + 2))) <= scanned:  # the end (doubling: linear time)
                 if stop == b"\n":
                     return self._consume(scanned)
                 raise KaldiFormatError(f"{what} without its {stop.decode()!r}")

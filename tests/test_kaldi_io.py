@@ -73,3 +73,15 @@ def test_a_large_compressed_matrix_expands_block_by_block_to_the_values_of_its_r
     at = (1 << 18) // cols
     np.testing.assert_array_equal(whole[at - 5 : at + 5], expand(np.ascontiguousarray(values[:, at - 5 : at + 5])))
     assert whole.shape == (rows, cols) and whole.dtype == np.float32
+
+
+def test_entries_after_a_long_text_line_are_read_from_the_look_ahead_exactly(tmp_path):
+    """The look-ahead grows by doubling to find a long line's end and then holds the entries after
+    it: they are read from it, in order, to the last byte of the file."""
+    from asr_init.kaldi_io import read_archive
+
+    path = tmp_path / "ali.ark"
+    path.write_bytes(b"big " + b"1 " * 300_000 + b"\n" + b"".join(b"u%d \t %d 2 3\n" % (i, i) for i in range(5000)))
+    entries = list(read_archive(path, ints=True))
+    assert len(entries) == 5001 and len(entries[0][2]) == 300_000
+    assert [(k, v.tolist()) for k, _, v in entries[1:]] == [(f"u{i}", [i, 2, 3]) for i in range(5000)]
