@@ -582,12 +582,15 @@ def frame_targets(segments: tuple[PhoneSegment, ...], num_frames: int, c: Featur
 
 def _transcript(segments: tuple[PhoneSegment, ...], seg_index: np.ndarray, silence: str) -> tuple[str, ...]:
     """The segments' labels with `silence` before each one (or at the end) that a run of frames
-    outside every segment precedes; repeats merged. (`seg_index`: each frame's segment, -1 outside.)"""
+    outside every segment precedes, a run as long as the shortest phone the decoder gives
+    (STATES_PER_PHONE frames: a shorter gap is a boundary's rounding); repeats merged.
+    (`seg_index`: each frame's segment, -1 outside.)"""
     n = len(segments)
-    outside = seg_index < 0
-    after = np.minimum.accumulate(np.where(outside, n, seg_index)[::-1])[::-1]  # the next frame's segment
-    run_starts = outside & ~np.r_[False, outside[:-1]]
-    gaps = set(after[run_starts].tolist())
+    outside = np.r_[seg_index < 0, False]
+    after = np.minimum.accumulate(np.where(outside[:-1], n, seg_index)[::-1])[::-1]  # the next frame's segment
+    edges = np.flatnonzero(np.diff(np.r_[False, outside].astype(np.int8)))  # run starts and ends, alternately
+    starts, ends = edges[::2], edges[1::2]
+    gaps = set(after[starts[ends - starts >= STATES_PER_PHONE]].tolist())
     labels = []
     for k in range(n + 1):
         labels += ([silence] if k in gaps else []) + ([segments[k].label] if k < n else [])
