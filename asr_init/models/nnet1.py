@@ -295,6 +295,7 @@ def network_layers(components: list[Component], path: Path):
     """(hidden (W, b) list, activation, output (W, b) or None) of an nnet1 network of
     <AffineTransform> + activation pairs, optionally ending in <AffineTransform> <Softmax>
     (a <Dropout> anywhere is left out, as nnet-forward passes its input through)."""
+    number = [k for k, c in enumerate(components, 1) if c.kind != "Dropout"]  # each one's place in the file
     components = [c for c in components if c.kind != "Dropout"]
     if not components:
         raise UserError(f"Kaldi network {path} has no layers")
@@ -311,15 +312,15 @@ def network_layers(components: list[Component], path: Path):
         if len(pair) != 2 or pair[0].kind != "AffineTransform" or pair[1].kind not in ACTIVATION_OF:
             found = " ".join(f"<{c.kind}>" for c in pair)
             raise UserError(
-                f"Kaldi network {path}: component {i + 1} onwards reads {found}, but asr-init takes a network of "
+                f"Kaldi network {path}: component {number[i]} onwards reads {found}, but asr-init takes a network of "
                 "<AffineTransform> <Sigmoid> (or <Tanh>, <ParametricRelu>) pairs, optionally ending in "
                 "<AffineTransform> <Softmax>"
             )
         relu = pair[1].params
         if relu and not ((relu["alpha"] == 1).all() and (relu["beta"] == 0).all()):
             raise UserError(
-                f"Kaldi network {path}: the <ParametricRelu> of component {i + 2} is a leaky or learnt ReLU (an alpha "
-                "other than 1 or a beta other than 0); asr-init's ReLU is alpha 1, beta 0"
+                f"Kaldi network {path}: the <ParametricRelu> of component {number[i + 1]} is a leaky or learnt ReLU "
+                "(an alpha other than 1 or a beta other than 0); asr-init's ReLU is alpha 1, beta 0"
             )
         hidden.append(_wb(pair[0]))
         acts.add(ACTIVATION_OF[pair[1].kind])

@@ -215,8 +215,9 @@ def test_malformed_and_unsupported_networks_give_one_error_line(blob_store, tmp_
         "<ParametricRelu> 24 24" in text
         and load_kaldi_network(tmp_path / "relu-exp" / "final.nnet").activation == "relu"
     )
-    (tmp_path / "relu-exp" / "final.nnet").write_text(text.replace("[ 0 0 0", "[ 0.01 0.01 0.01", 1))  # leaky
-    with pytest.raises(UserError, match="<ParametricRelu> of component 2 is a leaky or learnt ReLU"):
+    leaky = text.replace("[ 0 0 0", "[ 0.01 0.01 0.01", 1).replace("<Nnet> ", "<Nnet> <Dropout> 65 65 ", 1)
+    (tmp_path / "relu-exp" / "final.nnet").write_text(leaky)  # numbered as in the file, the dropout counted
+    with pytest.raises(UserError, match="<ParametricRelu> of component 3 is a leaky or learnt ReLU"):
         load_kaldi_network(tmp_path / "relu-exp" / "final.nnet")
     with pytest.raises(UserError, match="already holds final.nnet"):
         export_kaldi(model_dir, tmp_path / "exp")
