@@ -9,6 +9,7 @@ Utterance i always gets the same content, whatever the number of worker processe
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import random
@@ -149,6 +150,18 @@ def _synthesize_one(task: tuple[int, SynthSpeaker, SynthConfig, str]):
     return utt_id, speaker.id, text, len(audio) / sr, segments
 
 
+GENERATOR = "asr-init synth (eSpeak NG)"  # corpus.json's mark of a corpus synth wrote
+
+
+def is_embedded(corpus_path: Path) -> bool:
+    """Whether `corpus_path` is the embedded corpus: a folder `asr-init synth` wrote, whose
+    corpus.json says so (another corpus may hold a corpus.json of its own)."""
+    try:
+        return json.loads((Path(corpus_path) / "corpus.json").read_text()).get("generator") == GENERATOR
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def synthesize_corpus(out_dir: Path, config: SynthConfig, force: bool = False) -> Path:
     """Generate the embedded corpus into `out_dir` (a Kaldi-style data dir), built aside and
     swapped in when complete (folders.py); a corpus of the same settings there is kept.
@@ -163,7 +176,7 @@ def synthesize_corpus(out_dir: Path, config: SynthConfig, force: bool = False) -
             rows, total = _synthesize_utterances(output.path, speakers, config)
             _write_data_dir(output.path, rows, speakers)
             used = {r[1] for r in rows}
-            record = {"generator": "asr-init synth (eSpeak NG)", "utterances": len(rows), "hours": total / 3600.0,
+            record = {"generator": GENERATOR, "utterances": len(rows), "hours": total / 3600.0,
                       "speakers": [vars(s) for s in speakers if s.id in used]}  # fmt: skip
             write_json_atomic(output.path / "corpus.json", settings | record)
     return Path(out_dir)

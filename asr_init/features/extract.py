@@ -43,6 +43,7 @@ from asr_init.corpora.readers import (
     read_label_list,
     read_label_map,
 )
+from asr_init.corpora.synth import is_embedded
 from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.config import MIN_SAMPLE_RATE, ExtractConfig
@@ -311,11 +312,6 @@ def _global_stats(path: Path, writer: StoreWriter) -> dict:
     for _, feats, block in _blocks(path, [r for r in writer.records if r.split == "train"], "r"):
         moments.add(feats[block])
     return moments.result()
-
-
-def is_embedded(corpus_path: Path) -> bool:
-    """Whether `corpus_path` is the embedded corpus: a folder `asr-init synth` wrote (it holds corpus.json)."""
-    return (Path(corpus_path) / "corpus.json").is_file()
 
 
 def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool = False) -> dict:

@@ -276,6 +276,18 @@ def test_a_synth_folder_has_the_embedded_corpus_phone_set(espeak_corpus, tmp_pat
     assert json.loads((out / "config.json").read_text())["extract"]["phones"] == str(DATA_DIR / "phones39.txt")
 
 
+def test_a_corpus_json_that_synth_did_not_write_is_a_corpus_of_its_own(kaldi_dir, tmp_path):
+    """Only synth's corpus.json (its generator) makes a folder the embedded corpus: a Kaldi data dir
+    with a corpus.json of its own keeps its labels and its layout."""
+    import shutil
+
+    shutil.copytree(kaldi_dir, tmp_path / "mine")
+    (tmp_path / "mine" / "corpus.json").write_text('{"name": "my corpus", "hours": 0.1}')
+    summary = extract(tmp_path / "mine", tmp_path / "s", ExtractConfig(jobs=1))
+    assert summary["layout"] == "kaldi"
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["extract"]["phones"] is None
+
+
 def test_unknown_speaker_in_list(kaldi_dir, tmp_path):
     result = runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(tmp_path / "s"), "--test-speakers", "nobody"])
     assert result.exit_code == 1 and "speaker nobody has no utterances" in _text(result)
