@@ -187,7 +187,10 @@ def read_regular_file(path: Path, what: str = "") -> bytes:
     file that cannot be read is a UserError naming it (`what` says what it is, e.g. "label list")."""
     name = f"{what} {path}" if what else str(path)
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise UserError(f"{name} is a folder; give the file in it")
+        if not stat.S_ISREG(mode):
             raise UserError(
                 f"{name} is not a regular file (a pipe or a device?); save its content to a file and give that"
             )

@@ -104,3 +104,10 @@ def test_evaluate_out_refuses_the_store_and_the_model_folder(blob_store, tmp_pat
     assert sorted(p.name for p in blob_store.iterdir()) == before
     ok = runner.invoke(app, ["evaluate", str(blob_store), "--model", str(model), "--frames-only"])
     assert ok.exit_code == 0 and (model / "eval-test" / "results.json").exists()
+
+
+def test_a_folder_given_for_a_text_file_is_named_a_folder(tmp_path):
+    from asr_init.io import read_regular_file
+
+    with pytest.raises(UserError, match=f"label list {tmp_path} is a folder; give the file in it"):
+        read_regular_file(tmp_path, "label list")

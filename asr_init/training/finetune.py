@@ -230,10 +230,11 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
         summary="finetune.json", what="a finetune run", dist=dist,
     ) as output:  # fmt: skip
         done = output.done
-        more = done is not None and done["epochs"] < config.max_epochs and not done.get("stopped", 1)
+        epochs = done.get("epochs") if done is not None else None
+        more = isinstance(epochs, int) and epochs < config.max_epochs and not done.get("stopped", 1)
         if more and not resume:
             raise UserError(
-                f"{out_dir} holds a finished fine-tuning run of {done['epochs']} epochs: add --resume to continue it "
+                f"{out_dir} holds a finished fine-tuning run of {epochs} epochs: add --resume to continue it "
                 f"to --max-epochs {config.max_epochs}, or --force to start over"
             )
         if done is not None and not more:

@@ -74,7 +74,7 @@ def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bo
         summary="pretrain.json", what="a pretrain run", dist=dist,
     ) as output:  # fmt: skip
         done = output.done
-        more = done is not None and dist.from_main(lambda: _more_epochs(Path(out_dir), config))
+        more = done is not None and dist.from_main(lambda: _more_epochs(Path(out_dir), config, resume))
         if more and not resume:
             raise UserError(
                 f"{out_dir} holds a finished pre-training run whose last layer trained fewer epochs than asked: add "
@@ -135,10 +135,16 @@ class _Run:
         return propagate(x, self.stack) if self.stack else x
 
 
-def _more_epochs(out_dir: Path, config: PretrainConfig) -> bool:
-    """Whether the finished last layer trained fewer epochs than `config` asks (--resume adds them)."""
+def _more_epochs(out_dir: Path, config: PretrainConfig, resume: bool) -> bool:
+    """Whether the finished last layer trained fewer epochs than `config` asks (--resume adds them;
+    without it, a damaged layer checkpoint of a finished run is not this check's to report)."""
     last = len(config.sizes)
-    ckpt = load_run_checkpoint(out_dir / f"rbm{last}.pt")
+    try:
+        ckpt = load_run_checkpoint(out_dir / f"rbm{last}.pt")
+    except UserError:
+        if resume:
+            raise
+        return False
     return ckpt is not None and ckpt["position"]["epoch"] <= config.layer_epochs(last)
 
 

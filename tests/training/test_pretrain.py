@@ -315,3 +315,7 @@ def test_resume_with_more_epochs_continues_a_finished_last_layer(tiny_store, tmp
     before = (tmp_path / "a" / "dbn.pt").read_bytes()
     pretrain(tiny_store, PretrainConfig(**small, epochs_gauss=3), tmp_path / "a", resume=True)
     assert (tmp_path / "a" / "dbn.pt").read_bytes() == before
+    (tmp_path / "a" / "rbm1.pt").write_bytes(b"damaged")  # a plain re-run of the finished run reads its summary
+    assert pretrain(tiny_store, PretrainConfig(**small, epochs_gauss=3), tmp_path / "a")["layers"]
+    with pytest.raises(UserError, match="rbm1.pt .*delete it to start that stage again"):
+        pretrain(tiny_store, PretrainConfig(**small, epochs_gauss=3), tmp_path / "a", resume=True)
