@@ -235,12 +235,14 @@ def check_output_file(path: Path, option: str) -> None:
 
 def digest(paths: list[Path]) -> str:
     """The identity of a set of files: the first 16 hex digits of a SHA-256 over their names
-    and contents (a missing file counts as empty), so any edit or rewrite changes it."""
+    and contents (a missing file counts as empty, and so does one that is not a regular file:
+    a FIFO or a device is refused where it is read, not read here without end), so any edit or
+    rewrite changes it."""
     h = hashlib.sha256()
     for path in paths:
         path = Path(path)
         h.update(path.name.encode() + b"\0")
-        if path.exists():
+        if path.is_file():
             with open(path, "rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     h.update(block)

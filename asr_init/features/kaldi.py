@@ -29,6 +29,7 @@ utterances they fail on); one whose alignment has another length is an error.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import random
 import re
@@ -45,7 +46,7 @@ from asr_init.errors import UserError
 from asr_init.features.config import KaldiImportConfig
 from asr_init.features.store import FrameMoments, StoreWriter, store_summary, write_metadata
 from asr_init.folders import output_folder
-from asr_init.io import read_regular_file, unique
+from asr_init.io import digest, read_regular_file, unique
 from asr_init.progress import console, progress_bar
 
 VAR_FLOOR = 1e-20  # apply-cmvn's variance floor
@@ -342,8 +343,8 @@ def import_kaldi(data_dir: Path, out_dir: Path, config: KaldiImportConfig, force
     An existing complete store made from the same inputs and settings is left as it is."""
     config.validate()
     data_dir = Path(data_dir).resolve()
-    settings = _settings(data_dir, config)
     inputs = _inputs(data_dir, config)
+    settings = _settings(data_dir, config) | {"inputs": _identities(inputs)}
     with output_folder(out_dir, settings, record="config.json", finished=("summary.json",), force=force,
                        inputs=inputs, summary="summary.json", what="a feature store") as output:  # fmt: skip
         if output.done is not None:
@@ -391,6 +392,26 @@ def _inputs(data_dir: Path, config: KaldiImportConfig) -> list[tuple[str, Path |
     for script in (s for s in scripts if s.is_file()):
         inputs += [(f"archive named in {script}", archive) for archive in _scp_archives(script)]
     return inputs
+
+
+def _identities(inputs: list[tuple[str, Path | str | None]]) -> dict[str, str]:
+    """What a store is made from, so that a re-run after Kaldi made them again (features with
+    deltas, a new alignment) is refused: the data dirs' lists and the alignment and phones files
+    by content, the archives their script files name by size and modification time (a digest of
+    gigabytes of features would read them all once more)."""
+    lists, archives = [], []
+    for what, path in inputs:
+        if path is None:
+            continue
+        if what.endswith("data dir"):
+            lists += [Path(path) / name for name in ("feats.scp", "cmvn.scp", "utt2spk", "frame_shift")]
+        elif what.startswith("archive"):
+            stat = Path(path).stat()
+            archives.append(f"{Path(path).resolve()} {stat.st_size} {stat.st_mtime_ns}\n")
+        else:
+            lists.append(Path(path))
+    stats = hashlib.sha256("".join(sorted(archives)).encode()).hexdigest()[:16]
+    return {"Kaldi lists and alignments": digest(lists), "archives the script files name": stats}
 
 
 def _scp_archives(script: Path) -> set[Path]:

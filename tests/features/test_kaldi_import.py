@@ -133,6 +133,18 @@ def test_no_cmvn_keeps_the_features_and_missing_alignments_are_left_out(kaldi_da
         + ["--out", str(root / "store")],
     )
     assert again.exit_code == 0 and "already complete" in _text(again)
+    kaldiio.save_ark(str(root / "pdf.ark"), {u: (a + 1) % 8 for u, a in partial.items()})  # aligned again
+    realigned = runner.invoke(app, ["import-kaldi", str(root / "data" / "train"), "--ali", str(root / "pdf.ark"),
+                                    "--no-cmvn", "--out", str(root / "store")])  # fmt: skip
+    assert realigned.exit_code == 1 and "the Kaldi lists and alignments changed since" in _text(realigned)
+    kaldiio.save_ark(str(root / "pdf.ark"), partial)
+    data = root / "data" / "train"  # the features made again (add-deltas into a new archive): the same scp text
+    feats = {u: np.tile(x, (1, 3)) for u, x in kaldiio.load_scp(str(data / "feats.scp")).items()}
+    kaldiio.save_ark(str(root / "deltas.ark"), feats)
+    (root / "deltas.ark").replace(next(iter({p for p in data.glob("*.ark") if p.name.startswith("feats")})))
+    remade = runner.invoke(app, ["import-kaldi", str(data), "--ali", str(root / "pdf.ark"), "--no-cmvn", "--out",
+                                 str(root / "store")])  # fmt: skip
+    assert remade.exit_code == 1 and "the archives the script files name changed since" in _text(remade), remade.output
 
 
 def _truncate_one(root, ref):
