@@ -218,25 +218,20 @@ def test_sigterm_to_torchrun_checkpoints_and_resumes_on_one_process(tiny_store, 
     assert np.isfinite(w.numpy()).all()
 
 
-def test_torchrun_prints_the_closing_lines_once(blob_store, tmp_path):
-    """`torchrun --nproc-per-node 2 asr-init finetune ...`: the result (stdout) comes from rank 0
-    alone, as the messages do."""
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
-            "asr_init.cli", "finetune", str(blob_store), "--out", str(tmp_path / "ft"), "--layers", "1", "--hidden",
-            "8", "--splice", "0", "--max-epochs", "1"]  # fmt: skip
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+def test_torchrun_fine_tuning_and_pruning_print_once_and_write_once(tiny_store, tmp_path):
+    """`torchrun --nproc-per-node 2 asr-init finetune ...`, then `... prune ...` of its model: the
+    result (stdout) comes from rank 0 alone, as the messages do; both processes fine-tune each
+    sparsity, rank 0 alone evaluates and writes (the second process once met the first's lock)."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+                "asr_init.cli"]  # fmt: skip
+    args = ["finetune", str(tiny_store), "--out", str(tmp_path / "dense"), "--layers", "1", "--hidden", "8",
+            "--splice", "0", "--max-epochs", "1"]  # fmt: skip
+    proc = subprocess.run(torchrun + args, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("best epoch 1") == 1, proc.stdout
-
-
-def test_prune_under_torchrun_shares_the_fine_tuning_and_writes_once(tiny_store, tmp_path):
-    """`torchrun --nproc-per-node 2 asr-init prune ...`: both processes fine-tune each sparsity,
-    rank 0 alone evaluates and writes (the second process once met the first's lock)."""
-    finetune(tiny_store, FinetuneConfig(layers=1, hidden=8, splice=0, max_epochs=1), tmp_path / "dense")
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
-            "asr_init.cli", "prune", str(tmp_path / "dense"), "--out", str(tmp_path / "pruned"), "--sparsity", "0.5",
-            "--max-epochs", "1"]  # fmt: skip
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=180)
+    args = ["prune", str(tmp_path / "dense"), "--out", str(tmp_path / "pruned"), "--sparsity", "0.5"]
+    args += ["--max-epochs", "1"]
+    proc = subprocess.run(torchrun + args, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "pruned" / "prune.json").read_text())
     assert [r["sparsity"] for r in summary["rows"]] == [0.0, 0.5]
