@@ -29,9 +29,13 @@ def test_paired_throughput_pairs_each_window_with_its_own_ceiling(monkeypatch):
     assert (result["of_ceiling_q1"], result["of_ceiling"], result["of_ceiling_q3"]) == (0.5, 0.8, 1.0)
 
 
-def test_bench_finetune_prints_every_ceiling_and_one_row_per_batch_size():
+def test_bench_finetune_prints_every_ceiling_and_one_row_per_batch_size(monkeypatch):
+    import asr_init.bench as bench
     from asr_init.bench import bench_finetune
 
+    real = bench.matmul_ceiling  # measured, on products small and short enough for a test
+    small = lambda device="cpu", dtype=None, **_: real(device, (128,), 1, 0.02, dtype)  # noqa: E731
+    monkeypatch.setattr(bench, "matmul_ceiling", small)
     out = bench_finetune(layers=1, hidden=32, inputs=20, outputs=5, batches=(8, 32), seconds=0.4, precision="bf16")
     assert set(out["ceilings"]) == {"fp32", "tf32", "bf16"} and all(v > 0 for v in out["ceilings"].values())
     assert [r["batch"] for r in out["rows"]] == [8, 32]

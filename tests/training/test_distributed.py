@@ -218,13 +218,13 @@ def test_sigterm_to_torchrun_checkpoints_and_resumes_on_one_process(tiny_store, 
     assert np.isfinite(w.numpy()).all()
 
 
-def test_torchrun_fine_tuning_and_pruning_print_once_and_write_once(tiny_store, tmp_path):
+def test_torchrun_fine_tuning_and_pruning_print_once_and_write_once(blob_store, tmp_path):
     """`torchrun --nproc-per-node 2 asr-init finetune ...`, then `... prune ...` of its model: the
     result (stdout) comes from rank 0 alone, as the messages do; both processes fine-tune each
     sparsity, rank 0 alone evaluates and writes (the second process once met the first's lock)."""
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
                 "asr_init.cli"]  # fmt: skip
-    args = ["finetune", str(tiny_store), "--out", str(tmp_path / "dense"), "--layers", "1", "--hidden", "8",
+    args = ["finetune", str(blob_store), "--out", str(tmp_path / "dense"), "--layers", "1", "--hidden", "8",
             "--splice", "0", "--max-epochs", "1"]  # fmt: skip
     proc = subprocess.run(torchrun + args, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
