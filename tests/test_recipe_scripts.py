@@ -50,15 +50,15 @@ def test_layer2_collapse_script(tiny_store, tmp_path):
     pretrain(tiny_store, PretrainConfig(layers=1, epochs_gauss=1, max_frames=512, stats_frames=200), tmp_path / "pt")
     script = ROOT / "recipes" / "layer2_collapse.py"
     run = subprocess.run(
-        [sys.executable, str(script), str(tiny_store), str(tmp_path / "pt"), "--steps", "25"],
+        [sys.executable, str(script), str(tiny_store), str(tmp_path / "pt"), "--steps", "10"],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     rows = {line[:28].strip(): line[28:].split() for line in run.stdout.splitlines()[2:]}
-    assert rows["fast step, lr 0.4"][-1].startswith("25:100%")
-    assert rows["textbook CD-1, lr 0.4"][-1].startswith("25:100%")
+    assert rows["fast step, lr 0.4"][-1].startswith("10:100%"), rows
+    assert rows["textbook CD-1, lr 0.4"][-1].startswith("10:100%"), rows
     guarded = int(rows["lr 0.4 + saturation guard"][-1].split(":")[1].split("%")[0])
     assert guarded <= 10
     missing = subprocess.run(
