@@ -205,10 +205,10 @@ def _epoch_end_saturation(out) -> dict[tuple[int, int], float]:
 
 @pytest.fixture(scope="module")
 def default_shaped_runs(tiny_store, tmp_path_factory):
-    """6 x 1024 with every default but the epoch length (16 mini-batches): as shipped, at
+    """6 x 1024 with every default but the epoch length (8 mini-batches): as shipped, at
     Kaldi's lr 0.4 with the saturation guard, and at lr 0.4 without it."""
     root = tmp_path_factory.mktemp("default-shaped")
-    short = dict(max_frames=4096, stats_frames=500)
+    short = dict(max_frames=2048, stats_frames=500)
     runs = {
         "default": PretrainConfig(**short),
         "kaldi-lr": PretrainConfig(lr=0.4, **short),
