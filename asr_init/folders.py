@@ -185,7 +185,7 @@ def output_folder(out: Path, settings: dict, *, record: str, finished: tuple[str
                 _make(out)
                 write_json_atomic(out / record, settings)
                 return Output(out)
-            tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+            tmp = temporary(out)
             shutil.rmtree(tmp, ignore_errors=True)
             _make(tmp)
             return Output(tmp)
@@ -203,11 +203,23 @@ def output_folder(out: Path, settings: dict, *, record: str, finished: tuple[str
                 shutil.rmtree(output.path, ignore_errors=True)
             raise
         if swap:
-            old = out.with_name(f"{out.name}.old-{os.getpid()}")
-            if out.exists():
-                os.replace(out, old)
-            os.replace(output.path, out)
-            shutil.rmtree(old, ignore_errors=True)
+            swap_in(output.path, out)
+
+
+def temporary(out: Path) -> Path:
+    """OUT.tmp-PID: where this process builds OUT (remove_stale_temporaries removes a dead one's)."""
+    return out.with_name(f"{out.name}.tmp-{os.getpid()}")
+
+
+def swap_in(built: Path, out: Path) -> None:
+    """Put the folder `built` in OUT's place: OUT -> OUT.old-PID, `built` -> OUT, then the old one
+    is removed, so an interruption leaves the old OUT or the new one (a killed swap's OUT.old-PID
+    becomes OUT again in remove_stale_temporaries)."""
+    old = out.with_name(f"{out.name}.old-{os.getpid()}")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(built, out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr_init.folders import remove_stale_temporaries
+from asr_init.folders import remove_stale_temporaries, swap_in, temporary
 from asr_init.io import atomic_write, read_json
 from asr_init.reporting.conclusions import (
     conclude_am,
@@ -127,7 +127,7 @@ def write_report(results: Path) -> Path:
     results = Path(results)
     figs = results / "report"
     remove_stale_temporaries(figs)
-    building = figs.with_name(f"{figs.name}.tmp-{os.getpid()}")
+    building = temporary(figs)
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)
     try:
@@ -135,11 +135,7 @@ def write_report(results: Path) -> Path:
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
-    old = figs.with_name(f"{figs.name}.old-{os.getpid()}")
-    if figs.exists():
-        os.replace(figs, old)
-    os.replace(building, figs)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in(building, figs)
     path = results / "REPORT.md"
     atomic_write(path, lambda fh: fh.write(("\n".join(md) + "\n").encode()))
     return path
