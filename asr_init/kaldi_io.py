@@ -266,10 +266,11 @@ class Reader:
             body = self._bracketed(MAX_FRAMES * _TEXT_INT_BYTES if ints else None)
             if self.peek(1) == b"\n":
                 self._consume(1)
-            integers = b"\n" not in body.strip() and re.fullmatch(rb"[\s0-9+-]*", body)  # as kaldiio writes one
+            matrix = b"\n" in body.strip()
+            integers = not matrix and re.fullmatch(rb"[\s0-9+-]*", body)  # an integer vector, as kaldiio writes one
             if ints and not integers:
                 raise KaldiFormatError(f"a text matrix or float vector, not a vector of integers{_ALI_HINT}")
-            if b"\n" in body.strip():
+            if matrix:
                 return _text_matrix(body, None)
             return (
                 _text_numbers(body, np.int64, MAX_FRAMES).astype(np.int32)
@@ -331,7 +332,7 @@ def _text_matrix(body: bytes, shape: tuple[int, int] | None) -> np.ndarray:
     rows = [line for line in body.split(b"\n") if line.strip()]
     values = _text_numbers(body, np.float32)
     cols = len(rows[0].split()) if rows else 0
-    if len(values) != len(rows) * cols or any(len(row.split()) != cols for row in rows):
+    if any(len(row.split()) != cols for row in rows):  # each row's count (their sum is len(values))
         raise KaldiFormatError("a text matrix whose rows differ in length")
     out = values.reshape(len(rows), cols)
     if shape is not None and out.shape != tuple(shape):

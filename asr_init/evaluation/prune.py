@@ -84,9 +84,11 @@ def _evaluated(store: Path, model: Path, out: Path | None, share: float, config:
     """A row of prune.csv: the dense model (share 0), or a pruned one with its fine-tuning's figures."""
     ft = json.loads((model / "finetune.json").read_text()) if share else None
     result, split = evaluate(store, model, config, out), config.split
-    accuracy = {f"{split}_{kind}": result.get(f"frame_acc_{kind}") for kind in _KINDS}
-    if accuracy[f"{split}_pdfs"] is None:  # a store without pdfs: the columns a prune.csv has always had
-        del accuracy[f"{split}_pdfs"]
+    accuracy = {
+        f"{split}_{kind}": result.get(f"frame_acc_{kind}")
+        for kind in _KINDS
+        if kind != "pdfs" or result.get("frame_acc_pdfs") is not None
+    }  # no pdfs: a prune.csv's columns as ever
     return {"sparsity": share, "model": str(model), **accuracy, f"{split}_per": result["per"],
             "epochs": ft["epochs"] if ft else 0, "best_dev_acc": ft["best_dev_acc"] if ft else None}  # fmt: skip
 

@@ -44,7 +44,7 @@ from asr_init.progress import console
 from asr_init.training.config import FinetuneConfig
 from asr_init.training.distributed import Dist, distributed
 from asr_init.training.interrupts import StopFlag, catch_signals
-from asr_init.training.loop import Strategy, Trainer, TrainState
+from asr_init.training.loop import Strategy, Trainer, TrainState, already_finished
 from asr_init.training.precision import forward_precision, matmul_precision
 from asr_init.training.schedules import make_schedule
 
@@ -232,13 +232,8 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
         done = output.done
         epochs = done.get("epochs") if done is not None else None
         more = isinstance(epochs, int) and epochs < config.max_epochs and not done.get("stopped", 1)
-        if more and not resume:
-            raise UserError(
-                f"{out_dir} holds a finished fine-tuning run of {epochs} epochs: add --resume to continue it "
-                f"to --max-epochs {config.max_epochs}, or --force to start over"
-            )
-        if done is not None and not more:
-            console.print(f"[green]{out_dir} already holds a finished fine-tuning run with these settings")
+        if already_finished(out_dir, done, more, resume, "fine-tuning run", f" of {epochs} epochs",
+                            f" to --max-epochs {config.max_epochs}"):  # fmt: skip
             return done
         if dist.is_distributed:
             console.print(f"{dist.world} processes share every batch of {config.batch_size} frames")

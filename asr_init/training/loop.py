@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 from rich.progress import TextColumn
 
+from asr_init.errors import UserError
 from asr_init.io import save_checkpoint
-from asr_init.progress import progress_bar
+from asr_init.progress import console, progress_bar
 from asr_init.training.distributed import Dist
 from asr_init.training.interrupts import Interrupted, StopFlag
 
@@ -81,6 +82,21 @@ class TrainState:
 
     def next_epoch(self) -> None:
         self.epoch, self.batch, self.epoch_frames, self.epoch_seconds = self.epoch + 1, 0, 0, 0.0
+
+
+def already_finished(out_dir: Path, done: dict | None, more: bool, resume: bool, run: str, shortfall: str,
+                     to: str = "") -> bool:  # fmt: skip
+    """Whether OUT's finished `run` (its summary `done`) is the command's answer: it is, unless it
+    trained fewer epochs than asked (`more`, the `shortfall` in words), which --resume continues
+    (`to` what) and a command without --resume is refused for."""
+    if more and not resume:
+        raise UserError(
+            f"{out_dir} holds a finished {run}{shortfall}: add --resume to continue it{to}, or --force to start over"
+        )
+    if done is not None and not more:
+        console.print(f"[green]{out_dir} already holds a finished {run} with these settings")
+        return True
+    return False
 
 
 class Trainer(ABC):

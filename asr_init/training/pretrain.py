@@ -41,7 +41,7 @@ from asr_init.progress import console
 from asr_init.training.config import PretrainConfig
 from asr_init.training.distributed import Dist, distributed
 from asr_init.training.interrupts import StopFlag, catch_signals
-from asr_init.training.loop import Strategy, Trainer, TrainState
+from asr_init.training.loop import Strategy, Trainer, TrainState, already_finished
 from asr_init.training.precision import matmul_precision
 
 CSV_COLUMNS = ["layer", "epoch", "frames", "kind", "recon_error", "lr", "momentum", "elapsed_s", "frames_per_s",
@@ -75,13 +75,8 @@ def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bo
     ) as output:  # fmt: skip
         done = output.done
         more = done is not None and dist.from_main(lambda: _more_epochs(Path(out_dir), config, resume))
-        if more and not resume:
-            raise UserError(
-                f"{out_dir} holds a finished pre-training run whose last layer trained fewer epochs than asked: add "
-                "--resume to continue it, or --force to start over"
-            )
-        if done is not None and not more:
-            console.print(f"[green]{out_dir} already holds a finished pre-training run with these settings")
+        shortfall = " whose last layer trained fewer epochs than asked"
+        if already_finished(out_dir, done, more, resume, "pre-training run", shortfall):
             return done
         if dist.is_distributed:
             console.print(f"{dist.world} processes share every batch of {config.batch_size} frames")
