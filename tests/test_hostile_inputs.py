@@ -212,8 +212,9 @@ def _table(root: Path, blob: Path, tiny: Path) -> dict:
         shutil.copytree(src, dst)
         _deflated_checkpoint(src / name, dst / name, 1 << 28)
     kaldi = ["import-kaldi", kd / "data", "--out", root / "ks", "--ali", kd / "pdf.ark"]
-    fifo = root / "fifo.wav"
+    fifo, pipe = root / "fifo.wav", root / "pipe.nnet"
     os.mkfifo(fifo)
+    os.mkfifo(pipe)
     cases = {
         "scp through a shell": (kaldi, "asr-init runs no commands from its input"),
         "ark matrix of 2^28 rows": (kaldi, "x 13 matrix of 13,958,643,712 bytes, but"),
@@ -338,6 +339,32 @@ def _table(root: Path, blob: Path, tiny: Path) -> dict:
             ["finetune", blob, "--out", root / "f2", "--init-from", root / "big.nnet"],
             "bytes, but",
         ),  # fmt: skip
+        "--init-from names a pipe": (
+            ["finetune", blob, "--out", root / "f6", "--init-from", pipe],
+            f"Kaldi network {pipe} is not a regular file",
+        ),  # fmt: skip
+        "--dbn /dev/zero": (
+            ["finetune", blob, "--out", root / "f7", "--dbn", "/dev/zero"],
+            "Kaldi network /dev/zero is not a regular file",
+        ),  # fmt: skip
+        "final.feature_transform a pipe": (
+            ["finetune", blob, "--out", root / "f8", "--init-from", root / "t3" / "final.nnet"],
+            "final.feature_transform is not a regular file",
+        ),  # fmt: skip
+        "--feature-transform /dev/zero": (
+            [
+                "finetune",
+                blob,
+                "--out",
+                root / "f9",
+                "--init-from",
+                root / "exp" / "final.nnet",
+                "--feature-transform",
+                "/dev/zero",
+            ],
+            "Kaldi network /dev/zero is not a regular file",
+        ),  # fmt: skip
+        "inspect --model names a pipe": (["inspect", blob, "--model", pipe], "is not a regular file"),
         "deflated dbn.pt": (["finetune", blob, "--out", root / "f3", "--dbn", bomb_dbn], "records uncompressed"),
         "deflated model.pt, evaluate": (["evaluate", blob, "--model", bomb_model], "records uncompressed"),
         "deflated model.pt, export": (["export-kaldi", bomb_model, "--out", root / "e"], "records uncompressed"),
@@ -468,6 +495,7 @@ def _truncated_results(root: Path) -> Path:
 
 def _prepare(root: Path, kd: Path, cases: dict) -> None:
     """The Kaldi files the import-kaldi and nnet1 cases read, each made hostile for its case."""
+    import os
     import shutil
 
     def kaldi_copy(name: str) -> Path:
@@ -521,6 +549,9 @@ def _prepare(root: Path, kd: Path, cases: dict) -> None:
     (root / "t1" / "final.feature_transform").write_bytes(b"<Nnet> <Splice> 50000000 50000000 [ 0 ] </Nnet> ")
     shutil.copytree(root / "exp", root / "t2")
     (root / "t2" / "final.feature_transform").write_bytes(b"<Nnet> <Splice> 1073741824 1073741824 [ 0 ] </Nnet> ")
+    shutil.copytree(root / "exp", root / "t3")
+    (root / "t3" / "final.feature_transform").unlink()
+    os.mkfifo(root / "t3" / "final.feature_transform")
     (root / "big.nnet").write_bytes(b"\0B<Nnet> <AffineTransform> \x04" + struct.pack("<i", 1000000) + b"\x04"
                                     + struct.pack("<i", 1000000) + b" FM \x04" + struct.pack("<i", 1000000) + b"\x04"
                                     + struct.pack("<i", 1000000))  # fmt: skip
@@ -553,7 +584,9 @@ CASES = ["scp through a shell", "ark matrix of 2^28 rows", "ark alignment of 2^3
          "NaN CMVN stats", "wav.scp line twice", "utt2spk line twice", "wav.scp names a pipe",
          "phones.ctm is /dev/zero", "--mfcc-config /dev/zero", "import-kaldi --phones /dev/zero", "label list twice",
          "label map conflict", "transform <Splice> 50000000", "transform <Splice> 2^30",
-         "nnet1 layer of 0 rows, 20M columns", "nnet1 matrix without data", "deflated dbn.pt",
+         "nnet1 layer of 0 rows, 20M columns", "nnet1 matrix without data", "--init-from names a pipe",
+         "--dbn /dev/zero", "final.feature_transform a pipe", "--feature-transform /dev/zero",
+         "inspect --model names a pipe", "deflated dbn.pt",
          "deflated model.pt, evaluate", "deflated model.pt, export", "model.pt recording 30,000-unit layers",
          "deflated dbn.pt, inspect", "npy header of 2^40 rows", "feature shard of strings",
          "target shard that is an .npz", "manifest id twice", "manifest id a list", "stats.json nested 100,000 deep",

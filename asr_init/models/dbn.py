@@ -55,7 +55,7 @@ def load_dbn(model_dir: Path, feature_transform: str | Path | None = None, optio
         raise UserError(
             f"{option} {model_dir} does not exist; {option} takes a pretrain output folder or a Kaldi nnet1 .dbn file"
         )
-    if Path(model_dir).is_file():
+    if not Path(model_dir).is_dir():  # a Kaldi file; a pipe or a device is refused where it is read
         from asr_init.models.nnet1 import kaldi_dbn
 
         return kaldi_dbn(Path(model_dir), feature_transform)
@@ -101,7 +101,7 @@ def load_stack(
             f"{option} {model_dir} does not exist; {option} takes a pretrain or finetune output folder or a Kaldi "
             "nnet1 .nnet file"
         )
-    if model_dir.is_file():
+    if not model_dir.is_dir():  # as in load_dbn
         from asr_init.models.nnet1 import load_kaldi_network
 
         net = load_kaldi_network(model_dir, feature_transform)

@@ -140,11 +140,10 @@ _Malformed = KaldiFormatError
 def read_nnet(path: Path) -> list[Component]:
     """The components of an nnet1 file (binary or text); a malformed file, or a component
     asr-init does not know, is a UserError naming the file."""
+    from asr_init.io import read_regular_file
+
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"cannot read Kaldi network {path} ({exc.strerror})") from None
+    data = read_regular_file(path, "Kaldi network")  # a pipe or a device would never end the read
     reader = Reader.of_bytes(data)
     if reader.peek(2) == b"\0B":
         reader.take(2)
@@ -430,11 +429,11 @@ def find_feature_transform(path: Path, feature_transform: str | Path | None) -> 
     final.feature_transform beside it (steps/nnet/pretrain_dbn.sh and train.sh put it there)."""
     if feature_transform is not None:
         ft = Path(feature_transform)
-        if not ft.is_file():
+        if not ft.exists():  # a pipe or a device is refused where it is read
             raise UserError(f"feature transform {ft} does not exist")
         return ft
     ft = Path(path).parent / "final.feature_transform"
-    if not ft.is_file():
+    if not ft.exists():
         raise UserError(
             f"no feature transform for Kaldi network {path}: there is no {ft}; give it with --feature-transform "
             "(the final.feature_transform Kaldi wrote with the network)"
