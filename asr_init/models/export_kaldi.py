@@ -189,8 +189,12 @@ def _warn_if_not_kaldi_pdfs(meta: dict, store, kaldi_store: bool) -> None:
                 highlight=False,
             )
         return
+    # an import-kaldi store's other kind is Kaldi's phone ids; states and phones of extract are asr-init's
+    outputs = "Kaldi's phone ids" if kaldi_store else f"asr-init's {meta['targets']}"
+    if store is None and meta["targets"] == "phones":  # the store is gone: an extract's or an import-kaldi's
+        outputs = "phones"
     console.print(
-        f"[yellow]warning: this model's outputs are asr-init's {meta['targets']}, not the pdfs of a Kaldi tree; "
+        f"[yellow]warning: this model's outputs are {outputs}, not the pdfs of a Kaldi tree; "
         "nnet-forward can run it, but latgen-faster-mapped needs a model fine-tuned on an 'asr-init import-kaldi' "
         "store with pdf alignments (--targets pdfs)",
         highlight=False,

@@ -112,7 +112,7 @@ def test_export_writes_the_feature_options_kaldi_needs_to_make_the_models_frames
         "final.nnet", "final.feature_transform", "ali_train_pdf.counts", "delta_opts", "conf/fbank.conf"]  # fmt: skip
     assert not (tmp_path / "exp" / "cmvn_opts").exists() and not (tmp_path / "exp" / "conf" / "mfcc.conf").exists()
     librosa = make_model(tmp_path / "librosa", dim=39, splice=0, features=FeatureConfig(kind="librosa-mfcc"))
-    res = runner.invoke(app, ["export-kaldi", str(librosa), "--out", str(tmp_path / "exp"), "--force"])
+    res = runner.invoke(app, ["export-kaldi", str(librosa), "--out", str(tmp_path / "exp")])
     assert res.exit_code == 0, res.output
     assert "trained on librosa's MFCCs, which no Kaldi tool computes" in " ".join(res.output.split())
     assert sorted(p.name for p in (tmp_path / "exp").rglob("*") if p.is_file()) == [
@@ -240,3 +240,34 @@ def test_export_refuses_a_changed_training_store_and_an_out_over_it(blob_store, 
         assert len(errors) == 1 and message in " ".join(res.output.split()), res.output
         assert not (out / "final.nnet").exists()
     assert sorted(p.name for p in blob_store.rglob("*")) == before
+
+
+def test_export_warns_that_phone_outputs_are_not_pdfs_naming_whose_phones_they_are(blob_store, tmp_path):
+    """A phone model of an extract store has asr-init's phones; one of an import-kaldi store, Kaldi's phone ids."""
+    import kaldiio
+    from conftest import write_kaldi_features
+
+    from asr_init.features.config import KaldiImportConfig
+    from asr_init.features.kaldi import import_kaldi
+    from asr_init.features.store import FeatureStore
+
+    ref = write_kaldi_features(tmp_path / "data", speakers=3, utts_per_speaker=2)
+    kaldiio.save_ark(str(tmp_path / "pdf.ark"), ref["pdfs"])
+    kaldiio.save_ark(str(tmp_path / "phones.ark"), ref["phones"])
+    config = KaldiImportConfig(ali=[str(tmp_path / "pdf.ark")], phone_ali=[str(tmp_path / "phones.ark")], num_pdfs=8)
+    import_kaldi(tmp_path / "data", tmp_path / "kaldi", config)
+    for store, said, not_said in [
+        (blob_store, "this model's outputs are asr-init's phones, not the pdfs", "Kaldi's phone ids"),
+        (tmp_path / "kaldi", "this model's outputs are Kaldi's phone ids, not the pdfs", "asr-init's"),
+    ]:
+        labels = FeatureStore(store).labels("phones")
+        model_dir = make_model(tmp_path / f"{store.name}-model", outputs=len(labels))
+        model, meta = load_model(model_dir)
+        save_model(model_dir, model, meta | {"targets": "phones", "outputs": labels})
+        (model_dir / "finetune.json").write_text(json.dumps({"store": str(store)}))
+        res = runner.invoke(app, ["export-kaldi", str(model_dir), "--out", str(tmp_path / f"{store.name}-exp")])
+        text = " ".join(res.output.split())
+        assert res.exit_code == 0 and said in text and not_said not in text, res.output
+    (model_dir / "finetune.json").write_text(json.dumps({"store": str(tmp_path / "gone")}))  # whose phones: unknown
+    res = runner.invoke(app, ["export-kaldi", str(model_dir), "--out", str(tmp_path / "exp")])
+    assert "this model's outputs are phones, not the pdfs" in " ".join(res.output.split()), res.output
