@@ -380,6 +380,7 @@ def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractC
     t0 = time.perf_counter()
     frames = _extract_utterances(tmp, utterances, splits, labels, features, problems, config)
     frames.resampled = sum(file_rates.get(u.audio) != rate for u in frames.utterances)
+    kept_rates = {u.audio: file_rates[u.audio] for u in frames.utterances if u.audio in file_rates}  # not --skip-bad's
     if not frames.writer.records:
         raise UserError(f"no utterance of {corpus_path} could be extracted")
     if config.cmvn == "speaker":
@@ -394,7 +395,7 @@ def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractC
         "sample_rate": rate,
         "low_freq": features.low_freq,
         "high_freq": features.high_freq,
-        "source_rates": {str(r): n for r, n in sorted(Counter(used_rates.values()).items())},
+        "source_rates": {str(r): n for r, n in sorted(Counter(kept_rates.values()).items())},
         "resampled_utterances": int(frames.resampled),
         **_band_levels(frames.band_power),
     }

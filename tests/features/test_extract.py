@@ -430,6 +430,7 @@ def test_a_file_below_the_lowest_rate_stops_extract_or_is_skipped_not_upsampled(
     assert "upsampled" not in _text(result)  # refused, not upsampled: no warning about its empty bands
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert summary["utterances"] == 3 and summary["resampled_utterances"] == 0
+    assert summary["source_rates"] == {"16000": 3}  # the skipped file's 1 Hz is not among the store's rates
     assert len(summary["skipped"]) == 1 and summary["skipped"][0].startswith(message)
     from asr_init.errors import UserError
     from asr_init.features.extract import resolve_sample_rate
