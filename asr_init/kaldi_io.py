@@ -42,7 +42,8 @@ _TEXT_INT_BYTES = 12  # the longest int32 written as text, with its separator
 _MATRIX_TYPES = {"FM": "<f4", "DM": "<f8", "FV": "<f4", "DV": "<f8"}
 _SPACES = re.compile(rb"\s*")  # bytes.isspace()'s characters
 _ALI_HINT = "; give ali-to-pdf or ali-to-phones --per-frame output"
-_SCP = re.compile(r"^(?P<path>.+?)(?::(?P<offset>\d+))?(?:\[(?P<range>[0-9:,\s]*)\])?$")
+_SCP = re.compile(r"^(?P<path>.+?)(?::(?P<offset>\d+))?(?:\[(?P<range>[^\[\]]*)\])?$")  # Kaldi: any [...] ends it
+_RANGE_END = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")  # what strtoll reads whole (SplitStringToIntegers)
 
 
 class KaldiFormatError(ValueError):
@@ -441,20 +442,22 @@ def parse_script_line(line: str) -> tuple[str, str, int | None, str | None]:
 
 
 def apply_range(value: np.ndarray, spec: str) -> np.ndarray:
-    """Kaldi's "[r1:r2]" / "[r1:r2,c1:c2]" selection (inclusive ends; ":" or an empty part is all).
-    As Kaldi's ExtractObjectRange, a row range may end up to ROW_TOLERANCE rows past the last
-    row (segments cut at 10 ms from 25 ms frames) and then stops at the last row."""
-    parts = [p.strip() for p in spec.split(",")]
+    """Kaldi's "[r1:r2]" / "[r1:r2,c1:c2]" selection (inclusive ends; a part ":" is the whole axis),
+    in the forms Kaldi's ParseMatrixRangeSpecifier reads: each part ":" or two integers, nothing
+    else ("3", "3:", an empty part). As Kaldi's ExtractObjectRange, a row range may end up to
+    ROW_TOLERANCE rows past the last row (segments cut at 10 ms from 25 ms frames) and then stops
+    at the last row."""
+    parts = [None if p == ":" else p.split(":") for p in spec.split(",")]
+    if any(p is not None and (len(p) != 2 or not all(map(_RANGE_END.fullmatch, p))) for p in parts):
+        raise KaldiFormatError(f"range [{spec}] is not Kaldi's [r1:r2] or [r1:r2,c1:c2] (a part may be ':', all)")
     if len(parts) > value.ndim:
         raise KaldiFormatError(f"range [{spec}] has more parts than the object has dimensions")
     index = []
     for axis, (part, length) in enumerate(zip(parts, value.shape)):
-        if part in ("", ":"):
+        if part is None:
             index.append(slice(None))
             continue
-        lo, _, hi = part.partition(":")
-        a, b = _parse(int, lo, "a range start"), _parse(int, hi, "a range end") if hi else None
-        b = a if b is None else b
+        a, b = map(int, part)
         if not (0 <= a < length and a <= b < length + (ROW_TOLERANCE if axis == 0 else 0)):
             raise KaldiFormatError(f"range [{spec}] lies outside the object's {length} rows or columns")
         index.append(slice(a, min(b, length - 1) + 1))

@@ -20,10 +20,19 @@ MATRIX = np.arange(50, dtype=np.float32).reshape(10, 5)
         ("0:9,1:3", slice(0, 10), slice(1, 4)),
         (":,1:3", slice(None), slice(1, 4)),  # ":" is the whole axis
         (":", slice(None), slice(None)),
+        ("3:3", slice(3, 4), slice(None)),
+        (" 2:+3, 1:3", slice(2, 4), slice(1, 4)),  # what strtoll reads whole: leading blanks, a sign
     ],
 )
 def test_a_script_range_selects_what_kaldi_selects(spec, rows, cols):
     np.testing.assert_array_equal(apply_range(MATRIX, spec), MATRIX[rows, cols])
+
+
+@pytest.mark.parametrize("spec", ["3", "3:", ":3", "", "0:9,", ",1:3", ":,", "3:5:7", " :", "0:9 ,1:3", "a:b", "1:2x"])
+def test_a_range_not_in_kaldis_form_is_refused(spec):
+    """ParseMatrixRangeSpecifier takes one or two parts, each ':' or two integers r1:r2; nothing else."""
+    with pytest.raises(KaldiFormatError, match=r"is not Kaldi's \[r1:r2\] or \[r1:r2,c1:c2\]"):
+        apply_range(MATRIX, spec)
 
 
 @pytest.mark.parametrize("spec", ["2:13", "10:11", "0:9,1:5", "5:4"])

@@ -114,7 +114,7 @@ def read_script(path: Path, what: str, ints: bool = False) -> Iterator[tuple[str
                 key, name, offset, span = kaldi_io.parse_script_line(line)
                 file = _locate(name, path, where)
                 value = files.read(file, offset, ints)
-                value = kaldi_io.apply_range(value, span) if span else value
+                value = kaldi_io.apply_range(value, span) if span is not None else value  # "[]" too
             except kaldi_io.KaldiFormatError as exc:
                 raise UserError(f"{where}: cannot read {what} ({exc})") from None
             except OSError as exc:

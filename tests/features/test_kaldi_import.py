@@ -286,6 +286,19 @@ def test_bad_input_gives_one_error_line_and_no_store(kaldi_data, breaker):
     assert not (root / "store").exists() and not list(root.glob("store.tmp-*"))
 
 
+@pytest.mark.parametrize("span", ["[3]", "[3:]", "[]", "[0:5,]", "[a:b]"])
+def test_a_feature_range_not_in_kaldis_form_is_refused_naming_its_line(kaldi_data, span):
+    root, ref = kaldi_data
+    scp = root / "data" / "train" / "feats.scp"
+    lines = scp.read_text().splitlines()
+    scp.write_text("\n".join([lines[0], lines[1] + span, *lines[2:]]) + "\n")
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    res = runner.invoke(app, ["import-kaldi", str(root / "data" / "train"), "--out", str(root / "store"), "--ali",
+                              str(root / "pdf.txt")])  # fmt: skip
+    assert res.exit_code == 1 and len([ln for ln in res.output.splitlines() if ln.startswith("error:")]) == 1
+    assert f"feats.scp, line 2: cannot read features (range {span} is not Kaldi's" in _text(res), res.output
+
+
 def _snapshot(root) -> dict:
     return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
