@@ -345,8 +345,13 @@ def import_kaldi(data_dir: Path, out_dir: Path, config: KaldiImportConfig, force
     data_dir = Path(data_dir).resolve()
     inputs = _inputs(data_dir, config)
     settings = _settings(data_dir, config) | {"inputs": _identities(inputs)}
-    with output_folder(out_dir, settings, record="config.json", finished=("summary.json",), force=force,
-                       inputs=inputs, summary="summary.json", what="a feature store") as output:  # fmt: skip
+    # A given --num-pdfs is compared with the store's pdf count (the top-level "num_pdfs" every record holds),
+    # not with the option as given then (kaldi's "num_pdfs", left out): the store that inferred N pdfs from
+    # these alignments is the one --num-pdfs N makes. Not given, it is compared as given (None), as before.
+    given = {"num_pdfs": config.num_pdfs} if config.ali and config.num_pdfs is not None else {}
+    with output_folder(out_dir, settings | given, record="config.json", finished=("summary.json",), force=force,
+                       inputs=inputs, neutral=tuple(given), summary="summary.json",
+                       what="a feature store") as output:  # fmt: skip
         if output.done is not None:
             console.print(f"[green]{out_dir} is already complete with these inputs; nothing to do (--force redoes it)")
             return output.done

@@ -147,6 +147,23 @@ def test_no_cmvn_keeps_the_features_and_missing_alignments_are_left_out(kaldi_da
     assert remade.exit_code == 1 and "the archives the script files name changed since" in _text(remade), remade.output
 
 
+def test_a_rerun_giving_the_inferred_num_pdfs_finds_the_store_complete(kaldi_data):
+    """--num-pdfs N makes the store that inferred N pdfs; another N, or none after a given one, is other settings."""
+    root, ref = kaldi_data
+    kaldiio.save_ark(str(root / "pdf.ark"), ref["pdfs"])
+    args = ["import-kaldi", str(root / "data" / "train"), "--ali", str(root / "pdf.ark"), "--out", str(root / "store")]
+    assert runner.invoke(app, args).exit_code == 0
+    inferred = json.loads((root / "store" / "config.json").read_text())["num_pdfs"]
+    again = runner.invoke(app, [*args, "--num-pdfs", str(inferred)])
+    assert again.exit_code == 0 and "already complete" in _text(again), again.output
+    other = runner.invoke(app, [*args, "--num-pdfs", str(inferred + 1)])
+    assert other.exit_code == 1 and f"other settings (num_pdfs: {inferred} then, {inferred + 1} now)" in _text(other)
+    assert runner.invoke(app, [*args, "--num-pdfs", str(inferred + 1), "--force"]).exit_code == 0
+    dropped = runner.invoke(app, args)  # inferring could give fewer than the N given: not known before reading
+    assert dropped.exit_code == 1, dropped.output
+    assert f"other settings (num_pdfs: {inferred + 1} then, None now)" in _text(dropped)
+
+
 def _truncate_one(root, ref):
     ali = dict(ref["pdfs"])
     ali["spk2-utt1"] = ali["spk2-utt1"][:-3]
