@@ -47,14 +47,14 @@ def label_axes(ax, xlabel: str, ylabel: str | None = None, title: str | None = N
     ax.grid(alpha=0.3, which=grid)
 
 
-def save(fig, path: Path, panels: tuple[int, int] | None = None) -> None:
+def save(fig, path: Path, panels: tuple[int, int] | None = None, dpi: int = 110) -> None:
     """Lay the figure out (`fixed_margins` for a grid of (rows, columns) panels, else tight_layout),
-    write it at 110 dpi and close it."""
+    write it at `dpi` and close it."""
     if panels:
         fixed_margins(fig, *panels)
     else:
         fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
 
 

@@ -94,7 +94,7 @@ def _evaluated(store: Path, model: Path, out: Path | None, share: float, config:
 
 
 def _plot(rows: list[dict], path: Path, model: Path, split: str) -> None:
-    from asr_init.plots import plt
+    from asr_init.plots import label_axes, plt, save
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for kind in _KINDS:
@@ -102,14 +102,10 @@ def _plot(rows: list[dict], path: Path, model: Path, split: str) -> None:
         points = [(100 * r["sparsity"], 100 * r[key]) for r in rows if r.get(key) is not None]
         if points:
             ax.plot(*zip(*points), "o-", label=kind)
-    ax.set_xlabel("pruned share of the hidden weights (%)")
-    ax.set_ylabel(f"{split} frame accuracy (%)")
-    ax.set_title(f"magnitude pruning of {model.name}")
-    ax.grid(alpha=0.3)
+    title = f"magnitude pruning of {model.name}"
+    label_axes(ax, "pruned share of the hidden weights (%)", f"{split} frame accuracy (%)", title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def prune_table(summary: dict):

@@ -142,10 +142,7 @@ def nonlinear_region(activation: str = "sigmoid") -> tuple[float, float]:
 
 def plot_spread(report: SpreadReport, path) -> None:
     """|f''(z)| with the N(0, D*^2) density, and J(D) with D* and the paper's D marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from asr_init.plots import plt, save
 
     act, crit = report.activation, report.criterion
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -175,6 +172,4 @@ def plot_spread(report: SpreadReport, path) -> None:
     ax2.set_ylabel("J(D)")
     ax2.legend(fontsize=8)
     ax2.set_title("objective against spread")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path, dpi=120)
