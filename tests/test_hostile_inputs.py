@@ -419,6 +419,10 @@ def _table(root: Path, blob: Path, tiny: Path) -> dict:
         ),  # fmt: skip
         "NaN frame": (["evaluate", store("s7", _nan_frame), "--model", model], "NaN or infinite features"),
         "truncated results JSON": (["report", _truncated_results(root / "r")], "is not valid JSON"),
+        "finetune.json accuracy a string": (
+            ["report", _wrong_typed_finetune(root / "r2")],
+            'dnn/finetune.json: best_dev_acc must be a number, not "x"',
+        ),  # fmt: skip
     }
     _prepare(root, kd, cases)
     return {name: ([str(a) for a in args], message) for name, (args, message) in cases.items()}
@@ -490,6 +494,14 @@ def _inflated_sizes(model: Path, out: Path) -> Path:
 def _truncated_results(root: Path) -> Path:
     (root / "paper").mkdir(parents=True)
     (root / "paper" / "optimal_d.json").write_text('{"d_star": 1.40')
+    return root
+
+
+def _wrong_typed_finetune(root: Path) -> Path:
+    (root / "dnn").mkdir(parents=True)
+    (root / "dnn" / "finetune.json").write_text(
+        '{"epochs": 2, "seconds": 1.0, "best_epoch": 2, "best_dev_acc": "x", "best_dev_loss": 1.0}'
+    )
     return root
 
 
@@ -591,7 +603,7 @@ CASES = ["scp through a shell", "ark matrix of 2^28 rows", "ark alignment of 2^3
          "deflated dbn.pt, inspect", "npy header of 2^40 rows", "feature shard of strings",
          "target shard that is an .npz", "manifest id twice", "manifest id a list", "stats.json nested 100,000 deep",
          "manifest 0 frames", "manifest offset 10^15", "stats.json NaN", "states.txt one line short", "NaN frame",
-         "truncated results JSON"]  # fmt: skip
+         "truncated results JSON", "finetune.json accuracy a string"]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES + list(SHELL_CASES))

@@ -15,11 +15,14 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from asr_init.errors import UserError
 from asr_init.io import read_csv, read_json
 
 
@@ -147,9 +150,75 @@ def load_dbn_saturation(paper: Path) -> dict[str, dict[int, float]]:
     return out
 
 
-def read_json_if(path: Path) -> dict | None:
-    """The JSON file at `path`, or None where there is none."""
-    return read_json(path) if path.exists() else None
+_ABSENT = object()  # a field a record leaves out
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a field of a record must hold, `what` naming it in the error; where it holds an object,
+    its `fields` are checked in turn, and `item` is what each element of a list or each value of an
+    object must hold. `a | b` holds either (`| NULL`: or null; `| ABSENT`: or the field left out)."""
+
+    what: str
+    test: Callable[[Any], bool]
+    fields: dict = field(default_factory=dict)
+    item: Kind | None = None
+
+    def __or__(self, other: Kind) -> Kind:
+        either = lambda v: self.test(v) or other.test(v)  # noqa: E731
+        return Kind(f"{self.what} or {other.what}", either, self.fields | other.fields, self.item or other.item)
+
+
+NUMBER = Kind("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool))
+INTEGER = Kind("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool))
+TEXT = Kind("a string", lambda v: isinstance(v, str))
+NULL = Kind("null", lambda v: v is None)
+ABSENT = Kind("left out", lambda v: v is _ABSENT)
+
+
+def record(**fields: Kind) -> Kind:
+    """An object with these fields (others are not looked at)."""
+    return Kind("an object", lambda v: isinstance(v, dict), fields)
+
+
+def each(item: Kind, container: type = list) -> Kind:
+    """A list (container=dict: an object) each element (value) of which is `item`."""
+    return Kind("a list" if container is list else "an object", lambda v: isinstance(v, container), item=item)
+
+
+FRAME_ACC = each(NUMBER, dict)  # results.json's frame_acc: an accuracy per kind of target
+
+
+def _check(path: Path | str, name: str, value: Any, kind: Kind) -> None:
+    if not kind.test(value):
+        got = "missing" if value is _ABSENT else json.dumps(value)[:40]
+        raise UserError(f"{path}: {name or 'the record'} must be {kind.what}, not {got}")
+    if isinstance(value, list | dict) and kind.item is not None:
+        for key, v in value.items() if isinstance(value, dict) else enumerate(value):
+            _check(path, _field(name, key), v, kind.item)
+    for key, sub in kind.fields.items() if isinstance(value, dict) else ():
+        _check(path, _field(name, key), value.get(key, _ABSENT), sub)
+
+
+def _field(name: str, key: str | int) -> str:
+    """How an error names `key` of the value `name`: best_epoch, frame_acc.states, layers[0], splits["a b"]."""
+    if isinstance(key, str) and key.isidentifier():
+        return f"{name}.{key}" if name else key
+    return f"{name}[{json.dumps(key)}]"
+
+
+def read_record(path: Path, **fields: Kind) -> dict:
+    """The JSON object at `path`, each of `fields` (those the report reads) of its kind: a record that
+    holds another type there (a string, null, a list or a bool where a number is formatted) is a
+    UserError naming the file and the field, before the report writes anything."""
+    data = read_json(path)
+    _check(path, "", data, record(**fields))
+    return data
+
+
+def read_record_if(path: Path, **fields: Kind) -> dict | None:
+    """`read_record`, or None where there is no file at `path`."""
+    return read_record(path, **fields) if path.exists() else None
 
 
 def load_nopretrain(folder: Path) -> list[dict]:
@@ -159,7 +228,7 @@ def load_nopretrain(folder: Path) -> list[dict]:
     for model in (m for m in sorted(Path(folder).glob("*/*")) if m.is_dir()):
         train = read_csv(model / "train.csv") if (model / "train.csv").exists() else []
         epochs = [r for r in train if int(r["epoch"]) > 0]
-        res = read_json_if(model / "eval-test" / "results.json")
+        res = read_record_if(model / "eval-test" / "results.json", frame_acc_states=NUMBER)
         rows.append({
             "activation": model.parent.name, "init": init_name(model.name), "epochs": epochs,
             "diverged": (model / "failed.json").exists(),
@@ -184,17 +253,19 @@ def load_am(folder: Path) -> list[dict]:
     """Recipe 3: per fine-tuned model (dnn-*), its pre-training time (its DBN found by `recorded_path`),
     fine-tuning time and epochs, its dev and test results (state and phone frame accuracy, PER,
     decoding time)."""
-    rows = []
+    rows, results = [], dict.fromkeys(("frame_acc_phones", "per", "decode_seconds"), NUMBER | NULL)
+    results["frame_acc_states"] = NUMBER
     for model in sorted(Path(folder).glob("dnn-*")):
-        ft = read_json_if(model / "finetune.json")
+        ft = read_record_if(model / "finetune.json", seconds=NUMBER, epochs=INTEGER,
+                            config=record(dbn=TEXT | NULL | ABSENT))  # fmt: skip
         if ft is None:
             continue
         dbn = ft["config"].get("dbn")
-        pretrain = read_json_if(recorded_path(dbn, model) / "pretrain.json") if dbn else None
+        pretrain = read_record_if(recorded_path(dbn, model) / "pretrain.json", seconds=NUMBER) if dbn else None
         row = {"model": model.name, "pretrained": "not-pretrained" not in model.name, "finetune_s": ft["seconds"],
                "epochs": ft["epochs"], "pretrain_s": pretrain["seconds"] if pretrain is not None else None}  # fmt: skip
         for split in ("dev", "test"):
-            res = read_json_if(model / f"eval-{split}" / "results.json")
+            res = read_record_if(model / f"eval-{split}" / "results.json", **results)
             if res is not None:
                 for key, name in (("states", "frame_acc_states"), ("phones", "frame_acc_phones"),
                                   ("per", "per"), ("decode_s", "decode_seconds")):  # fmt: skip
@@ -203,20 +274,21 @@ def load_am(folder: Path) -> list[dict]:
     return rows
 
 
-def finished_runs(folder: Path, pattern: str, *needed: str):
+def finished_runs(folder: Path, pattern: str, finetune: dict[str, Kind], results: dict[str, Kind], *needed: str):
     """(run, its finetune.json, its eval-test/results.json) of each run folder matching `pattern`
-    that has both (and the files `needed`)."""
+    that has both (and the files `needed`), each with the `finetune` and `results` fields checked."""
     for run in sorted(Path(folder).glob(pattern)):
         ft, res = run / "finetune.json", run / "eval-test" / "results.json"
         if ft.exists() and res.exists() and all((run / name).exists() for name in needed):
-            yield run, read_json(ft), read_json(res)
+            yield run, read_record(ft, **finetune), read_record(res, **results)
 
 
 def load_seed_rows(folder: Path) -> dict[str, list[dict]]:
     """FOLDER/dnn-ROW/seedS -> row -> per seed: held-out frame accuracy of the model's targets,
     best dev accuracy, epochs (recipe 5's classification runs)."""
     out: dict[str, list[dict]] = {}
-    for run, summary, result in finished_runs(folder, "dnn-*/seed*"):
+    finetune, results = {"best_dev_acc": NUMBER, "epochs": INTEGER}, {"frame_acc": FRAME_ACC, "targets": TEXT}
+    for run, summary, result in finished_runs(folder, "dnn-*/seed*", finetune, results):
         out.setdefault(run.parent.name[4:], []).append({
             "seed": run.name, "test_acc": result["frame_acc"][result["targets"]], "dev_acc": summary["best_dev_acc"],
             "epochs": summary["epochs"]})  # fmt: skip
@@ -236,7 +308,8 @@ def load_remedies(folder: Path) -> dict[str, list[dict]]:
     """Recipe 4: row (dbn, or VARIANT/INIT) -> per seed: dev accuracy per epoch, best dev accuracy,
     test state accuracy and PER, the saturated share of each layer after the first epoch."""
     out: dict[str, list[dict]] = {}
-    for run, summary, result in finished_runs(folder, "**/seed*", "train.csv"):
+    results = {"frame_acc_states": NUMBER, "per": NUMBER | NULL}
+    for run, summary, result in finished_runs(folder, "**/seed*", {"best_dev_acc": NUMBER}, results, "train.csv"):
         rows = read_csv(run / "train.csv")
         first = next((r for r in rows if r["epoch"] == "1"), {})
         keys = sorted((k for k in first if k.startswith("sat_") and k[4:].isdigit()), key=lambda k: int(k[4:]))
@@ -252,9 +325,13 @@ def stage_times(results: Path) -> dict[str, dict]:
     times: dict[str, dict] = {}
     path = results / "stages.jsonl"
     if path.exists():
-        for line in path.read_text().splitlines():
+        for n, line in enumerate(path.read_text().splitlines(), 1):
             if line.strip():
-                r = json.loads(line)
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UserError(f"{path}:{n} is not valid JSON ({exc.msg})") from None
+                _check(f"{path}:{n}", "", r, record(stage=TEXT, wall_s=NUMBER, command_s=NUMBER, commands=INTEGER))
                 t = times.setdefault(r["stage"], {"wall_s": 0.0, "command_s": 0.0, "commands": 0})
                 for key in t:
                     t[key] += r[key]

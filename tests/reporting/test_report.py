@@ -158,3 +158,70 @@ def test_a_dbn_that_has_not_written_its_log_yet_is_left_out_of_the_tables(tmp_pa
     (tmp_path / "am" / "dbn-xavier-normal").mkdir()
     text = write_report(tmp_path).read_text()
     assert "`dbn-optimal`: the largest share" in text and "dbn-xavier-normal`: the largest" not in text
+
+
+def _records(root):
+    """A results folder of one user's runs and a few recipe records, every field of the type asr-init writes."""
+    files = {
+        "mine/dbn/pretrain.json": {"init": "optimal", "seconds": 3.0, "layers": [{"n_hidden": 16}, {"n_hidden": 16}]},
+        "mine/dnn/finetune.json": {"epochs": 2, "seconds": 4.0, "best_epoch": 2, "best_dev_acc": 0.25,
+                                   "best_dev_loss": 2.5, "config": {"dbn": None, "hidden": [16, 16]}},
+        "mine/dnn/eval-test/results.json": {"split": "test", "frame_acc": {"states": 0.3, "phones": 0.6}, "per": 0.3,
+                                            "ref_phones": 33, "frame_acc_states": 0.3, "frame_acc_phones": 0.6},
+        "timit/dnn-pretrained-optimal/eval-test/results.json": {"frame_acc_states": 0.4, "frame_acc_phones": 0.7,
+                                                                "per": 0.25, "substitutions": 1, "deletions": 2,
+                                                                "insertions": 3, "ref_phones": 40},
+        "paper/optimal_d.json": {"d_star": 1.40784, "mc_samples": 1000, "d_mc": 1.408, "paper_d": 1.0,
+                                 "paper_loss": 0.01},
+        "store/summary.json": {"layout": "embedded", "hours": 0.25, "splits": {"train": {"speakers": 3, "frames": 9}}},
+    }  # fmt: skip
+    for name, record in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(json.dumps(record))
+    (root / "stages.jsonl").write_text(json.dumps({"stage": "s", "wall_s": 1.0, "command_s": 1.0, "commands": 1}))
+    write_fake_run(root / "mine" / "dbn", FAST)
+    (root / "mine" / "dnn" / "train.png").write_bytes(b"\x89PNG old")
+    return files
+
+
+@pytest.mark.parametrize(
+    "name, field, value, message",
+    [
+        ("mine/dnn/finetune.json", "best_dev_acc", "x", 'best_dev_acc must be a number, not "x"'),
+        ("mine/dnn/finetune.json", "best_dev_acc", True, "best_dev_acc must be a number, not true"),
+        ("mine/dnn/finetune.json", "best_dev_loss", None, "best_dev_loss must be a number, not null"),
+        ("mine/dnn/finetune.json", "seconds", [4.0], "seconds must be a number, not [4.0]"),
+        ("mine/dnn/finetune.json", "epochs", None, "epochs must be an integer, not null"),
+        ("mine/dnn/finetune.json", "best_epoch", ..., "best_epoch must be an integer, not missing"),
+        ("mine/dnn/eval-test/results.json", "per", "30%", 'per must be a number or null or left out, not "30%"'),
+        ("mine/dnn/eval-test/results.json", "frame_acc", {"states": None}, "frame_acc.states must be a number"),
+        ("mine/dnn/eval-test/results.json", "frame_acc", [0.3], "frame_acc must be an object or left out"),
+        ("mine/dnn/eval-test/results.json", "split", 1, "split must be a string, not 1"),
+        ("mine/dbn/pretrain.json", "seconds", "3", 'seconds must be a number or left out, not "3"'),
+        ("mine/dbn/pretrain.json", "layers", [16], "layers[0] must be an object, not 16"),
+        ("timit/dnn-pretrained-optimal/eval-test/results.json", "frame_acc_phones", "x", "frame_acc_phones must be"),
+        ("paper/optimal_d.json", "d_star", None, "d_star must be a number, not null"),
+        ("store/summary.json", "splits", {"train": {"speakers": "3"}}, "splits.train.speakers must be an integer"),
+        ("stages.jsonl", "wall_s", "1", 'wall_s must be a number, not "1"'),
+    ],
+)
+def test_a_record_holding_a_value_of_the_wrong_type_is_one_error_line(tmp_path, name, field, value, message):
+    """A record with a string, null, list or bool where the report formats a number (or another
+    type where it reads one): one 'error:' line naming the file and the field, exit 1, and the old
+    REPORT.md and report/ left as they were (it stopped with a TypeError or ValueError from a format)."""
+    files = _records(tmp_path)
+    record = files[name] if name in files else json.loads((tmp_path / name).read_text())
+    text = write_report(tmp_path).read_text()
+    figures = {p.name: p.read_bytes() for p in (tmp_path / "report").iterdir()}
+    assert "run_mine_dnn_train.png" in figures
+    (tmp_path / "mine" / "dnn" / "train.png").write_bytes(b"\x89PNG new")
+    record.pop(field)
+    if value is not ...:  # ...: the field left out
+        record[field] = value
+    (tmp_path / name).write_text(json.dumps(record))
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    (line,) = result.output.splitlines()
+    assert result.exit_code == 1 and line.startswith(f"error: {tmp_path / name}") and message in line, result.output
+    assert (tmp_path / "REPORT.md").read_text() == text
+    assert {p.name: p.read_bytes() for p in (tmp_path / "report").iterdir()} == figures
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("report")) == ["report"]
