@@ -254,15 +254,12 @@ def _what_was_run(results: Path) -> list[str]:
 
 
 def _stage_table(times: dict[str, dict]) -> list[str]:
+    """A row per stage, then their total (its wall time in bold), written by the same cells."""
     if not times:
         return []
     total = {key: sum(v[key] for v in times.values()) for key in ("commands", "wall_s", "command_s")}
-    rows = [
-        [k, v["commands"], f"{v['wall_s'] / 60:.1f} min", f"{v['command_s'] / 60:.1f} min"] for k, v in times.items()
-    ]
-    rows.append(
-        ["**total**", total["commands"], f"**{total['wall_s'] / 60:.1f} min**", f"{total['command_s'] / 60:.1f} min"]
-    )
+    rows = [[k, v["commands"], f"{b}{v['wall_s'] / 60:.1f} min{b}", f"{v['command_s'] / 60:.1f} min"]
+            for k, v, b in [*((k, v, "") for k, v in times.items()), ("**total**", total, "**")]]  # fmt: skip
     return _table(["stage", "commands run", "wall time", "sum of command times (commands run in parallel)"], rows)
 
 
