@@ -94,9 +94,8 @@ def load_layer1(paper: Path) -> dict[tuple[str, float], list[CurveSummary]]:
     groups: dict[tuple[str, float], list[CurveSummary]] = defaultdict(list)
     for lr_dir in sorted(Path(paper).glob("layer1/*/lr*")):
         visible, lr = lr_dir.parent.name, float(lr_dir.name[2:])
-        for init_dir in sorted(p for p in lr_dir.iterdir() if p.is_dir()):
-            curves = [_curve(f) for f in sorted(init_dir.glob("seed*/recon.csv"))]
-            s = summarise_curves(visible, lr, init_name(init_dir.name), curves)
+        for init, files in _seeds(lr_dir, "*"):  # a file there has no seeds, so no summary
+            s = summarise_curves(visible, lr, init, [_curve(f) for f in files])
             if s is not None:
                 groups[(visible, lr)].append(s)
     return dict(groups)
@@ -111,16 +110,16 @@ def sweep_points(summaries: list[CurveSummary]) -> list[tuple[float, CurveSummar
     return sorted(((float(s.init.split(":")[1]), s) for s in summaries if is_sweep(s.init)), key=lambda t: t[0])
 
 
-def _dbn_seeds(paper: Path):
-    """paper/dbn/INIT/seedS/recon.csv -> (init, the recon.csv of each of its seeds) per init folder."""
-    for init_dir in sorted(Path(paper).glob("dbn/*")):
+def _seeds(folder: Path, pattern: str):
+    """FOLDER/PATTERN/seedS/recon.csv -> (init, the recon.csv of each of its seeds) per init folder."""
+    for init_dir in sorted(Path(folder).glob(pattern)):
         yield init_name(init_dir.name), sorted(init_dir.glob("seed*/recon.csv"))
 
 
 def load_dbn_runs(paper: Path) -> dict[str, dict[int, CurveSummary]]:
     """Init -> layer -> its reconstruction error relative to the layer's input variance, over seeds."""
     out: dict[str, dict[int, CurveSummary]] = {}
-    for init, files in _dbn_seeds(paper):
+    for init, files in _seeds(paper, "dbn/*"):
         if files:
             layers = sorted({int(r["layer"]) for r in read_csv(files[0])})
             runs = {k: summarise_curves("dbn", 0.0, init, [_curve(f, k, relative=True) for f in files]) for k in layers}
@@ -145,7 +144,7 @@ def guard_firings(recon_csv: Path) -> int:
 def load_dbn_saturation(paper: Path) -> dict[str, dict[int, float]]:
     """Init -> layer -> saturated share at the end of the layer's training, mean over seeds."""
     out: dict[str, dict[int, float]] = {}
-    for init, files in _dbn_seeds(paper):
+    for init, files in _seeds(paper, "dbn/*"):
         out[init] = {k: float(np.mean(shares)) for k, shares in sorted(last_saturation(files).items())}
     return out
 
