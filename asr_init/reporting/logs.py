@@ -252,8 +252,9 @@ def load_am(folder: Path) -> list[dict]:
     """Recipe 3: per fine-tuned model (dnn-*), its pre-training time (its DBN found by `recorded_path`),
     fine-tuning time and epochs, its dev and test results (state and phone frame accuracy, PER,
     decoding time)."""
-    rows, results = [], dict.fromkeys(("frame_acc_phones", "per", "decode_seconds"), NUMBER | NULL)
-    results["frame_acc_states"] = NUMBER
+    # a row's key per split <- the results.json field it holds, of the kind it must be
+    rows, fields = [], {"states": ("frame_acc_states", NUMBER), "phones": ("frame_acc_phones", NUMBER | NULL),
+                        "per": ("per", NUMBER | NULL), "decode_s": ("decode_seconds", NUMBER | NULL)}  # fmt: skip
     for model in sorted(Path(folder).glob("dnn-*")):
         ft = read_record_if(model / "finetune.json", seconds=NUMBER, epochs=INTEGER,
                             config=record(dbn=TEXT | NULL | ABSENT))  # fmt: skip
@@ -264,11 +265,9 @@ def load_am(folder: Path) -> list[dict]:
         row = {"model": model.name, "pretrained": "not-pretrained" not in model.name, "finetune_s": ft["seconds"],
                "epochs": ft["epochs"], "pretrain_s": pretrain["seconds"] if pretrain is not None else None}  # fmt: skip
         for split in ("dev", "test"):
-            res = read_record_if(model / f"eval-{split}" / "results.json", **results)
+            res = read_record_if(model / f"eval-{split}" / "results.json", **dict(fields.values()))
             if res is not None:
-                for key, name in (("states", "frame_acc_states"), ("phones", "frame_acc_phones"),
-                                  ("per", "per"), ("decode_s", "decode_seconds")):  # fmt: skip
-                    row[f"{split}_{key}"] = res[name]
+                row.update({f"{split}_{key}": res[name] for key, (name, _) in fields.items()})
         rows.append(row)
     return rows
 
