@@ -112,7 +112,7 @@ def test_export_writes_the_feature_options_kaldi_needs_to_make_the_models_frames
         "final.nnet", "final.feature_transform", "ali_train_pdf.counts", "delta_opts", "conf/fbank.conf"]  # fmt: skip
     assert not (tmp_path / "exp" / "cmvn_opts").exists() and not (tmp_path / "exp" / "conf" / "mfcc.conf").exists()
     librosa = make_model(tmp_path / "librosa", dim=39, splice=0, features=FeatureConfig(kind="librosa-mfcc"))
-    res = runner.invoke(app, ["export-kaldi", str(librosa), "--out", str(tmp_path / "exp")])
+    res = runner.invoke(app, ["export-kaldi", str(librosa), "--out", str(tmp_path / "exp"), "--force"])
     assert res.exit_code == 0, res.output
     assert "trained on librosa's MFCCs, which no Kaldi tool computes" in " ".join(res.output.split())
     assert sorted(p.name for p in (tmp_path / "exp").rglob("*") if p.is_file()) == [
