@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import multiprocessing
 import os
 import random
@@ -66,6 +68,7 @@ from asr_init.features.store import (
     write_metadata,
 )
 from asr_init.folders import output_folder, reading
+from asr_init.io import digest, read_json
 from asr_init.progress import console, progress_bar
 
 # The default rate is the corpus's own up to this: wideband ASR features stop at 8 kHz.
@@ -333,7 +336,8 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
     file_rates = read_sample_rates(u.audio for u in corpus.utterances)
     rate = resolve_sample_rate(file_rates, config.requested_rate(), corpus_path)
     features = _feature_config(config, rate)
-    settings = {"corpus": str(corpus_path), "extract": config.settings(), "features": features.to_dict()}
+    settings = {"corpus": str(corpus_path), "extract": config.settings(), "features": features.to_dict(),
+                "inputs": {"corpus": corpus_identity(corpus, corpus_path, config)}}  # fmt: skip
     inputs = [("corpus", corpus_path), ("--ctm file", config.ctm), ("--phones file", config.phones),
               ("--phone-map file", config.phone_map)]  # fmt: skip
     inputs += [("audio file", u.audio) for u in {u.audio.parent: u for u in corpus.utterances}.values()]
@@ -346,6 +350,26 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
         summary = _extract_into(output.path, corpus, corpus_path, config, file_rates, rate, settings)
     _warn_empty_bands(summary, features)
     return summary
+
+
+def corpus_identity(corpus: Corpus, corpus_path: Path, config: ExtractConfig) -> str:
+    """What a store is extracted from, so that a re-run on a corpus changed in place (audio recorded
+    again, a label edited, an utterance added) is refused rather than found complete: the embedded
+    corpus by the settings it was generated with (it is deterministic, so one generated again is the
+    same); any other by its utterances (ids, speakers, regions, phone segments) and each audio file's
+    size and modification time (a digest of hours of audio would read it all once more); and the
+    --phones and --phone-map files by content."""
+    h = hashlib.sha256(digest([Path(p) for p in (config.phones, config.phone_map) if p]).encode())
+    if is_embedded(corpus_path):
+        h.update(json.dumps(read_json(corpus_path / "corpus.json").get("config"), sort_keys=True).encode())
+        return h.hexdigest()[:16]
+    files = {}
+    for u in corpus.utterances:
+        if u.audio not in files:
+            st = u.audio.stat() if u.audio.exists() else None  # a missing file is reported when it is read
+            files[u.audio] = (st.st_size, st.st_mtime_ns) if st else None
+        h.update(repr((u.id, u.speaker, str(u.audio), files[u.audio], u.start, u.end, u.split, u.segments)).encode())
+    return h.hexdigest()[:16]
 
 
 def _feature_config(config: ExtractConfig, rate: int) -> FeatureConfig:

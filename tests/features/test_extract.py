@@ -211,6 +211,39 @@ def _break_piped(d):
     return "wav.scp", "piped command"
 
 
+def test_a_corpus_changed_in_place_is_refused_not_found_complete(kaldi_dir, espeak_corpus, tmp_path):
+    """The store records its corpus's identity: audio recorded again or a label edited under the same
+    path is refused, where it was 'already complete' with stale features; the embedded corpus is
+    known by its generator's settings, so one whose files were written again is still the same."""
+    import shutil
+
+    corpus, out = kaldi_dir, tmp_path / "s"
+    args = ["extract", str(corpus), "--out", str(out), "--jobs", "1"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert "already complete" in _text(runner.invoke(app, args))
+    wav = corpus / "wav" / "spk0-utt0.wav"
+    audio, rate = sf.read(wav)
+    sf.write(wav, audio[::-1], rate)  # recorded again: the same length, another recording
+    changed = runner.invoke(app, args)
+    assert changed.exit_code == 1 and "the corpus changed since" in _text(changed), changed.output
+    assert (
+        "--force" in _text(changed) and [ln.startswith("error:") for ln in changed.output.splitlines()].count(True) == 1
+    )
+    assert runner.invoke(app, [*args, "--force"]).exit_code == 0
+    ctm = (corpus / "phones.ctm").read_text().splitlines()
+    first = ctm[0].split()
+    ctm[0] = " ".join([*first[:4], "sil" if first[4] != "sil" else "a"])
+    (corpus / "phones.ctm").write_text("\n".join(ctm) + "\n")
+    assert "the corpus changed since" in _text(runner.invoke(app, args))
+    embedded = tmp_path / "embedded"
+    shutil.copytree(espeak_corpus, embedded)
+    assert runner.invoke(app, ["extract", str(embedded), "--out", str(tmp_path / "e"), "--jobs", "2"]).exit_code == 0
+    for wav in (embedded / "wav").iterdir():
+        os.utime(wav, ns=(wav.stat().st_atime_ns, wav.stat().st_mtime_ns + 10**9))  # as synth made again
+    again = runner.invoke(app, ["extract", str(embedded), "--out", str(tmp_path / "e"), "--jobs", "2"])
+    assert again.exit_code == 0 and "already complete" in _text(again), again.output
+
+
 @pytest.mark.parametrize(
     "breaker",
     [
