@@ -366,8 +366,10 @@ def corpus_identity(corpus: Corpus, corpus_path: Path, config: ExtractConfig) ->
     files = {}
     for u in corpus.utterances:
         if u.audio not in files:
-            st = u.audio.stat() if u.audio.exists() else None  # a missing file is reported when it is read
-            files[u.audio] = (st.st_size, st.st_mtime_ns) if st else None
+            try:
+                files[u.audio] = (u.audio.stat().st_size, u.audio.stat().st_mtime_ns)
+            except OSError:  # a missing or unreadable file is reported when it is read
+                files[u.audio] = None
         h.update(repr((u.id, u.speaker, str(u.audio), files[u.audio], u.start, u.end, u.split, u.segments)).encode())
     return h.hexdigest()[:16]
 
