@@ -204,7 +204,8 @@ class FinetuneConfig(Widths, ConfigBase):
         self._check_widths()
         for name in ("batch_size", "max_epochs", "stats_frames"):
             self._check(getattr(self, name) >= 1, name, "must be at least 1")
-        self._check(self.min_epochs >= 0 and self.keep_lr_epochs >= 0, "min_epochs", "epoch counts must be >= 0")
+        for name in ("min_epochs", "keep_lr_epochs", "reuse_layers"):
+            self._check(getattr(self, name) >= 0, name, "must be >= 0")
         self._check(0 < self.lr <= MAX_LR, "lr", LR_RANGE)
         for name in ("decay", "halving_factor"):
             self._check(0 < getattr(self, name) < math.inf, name, "must be a finite number > 0")
@@ -222,7 +223,6 @@ class FinetuneConfig(Widths, ConfigBase):
         self._check(self.min_epochs <= self.max_epochs, "min_epochs", f"must be at most --max-epochs {self.max_epochs}")
         self._check(self.buffer_frames >= self.batch_size, "buffer_frames", "must be at least one batch (--batch-size)")
         self._check(0 <= self.seed < 2**32, "seed", SEED_RANGE)
-        self._check(self.reuse_layers >= 0, "reuse_layers", "must be >= 0")
         self._check(self.reuse_layers == 0 or self.init_from is not None, "reuse_layers", "needs --init-from MODEL")
         self._check(self.dbn is None or self.init_from is None, "init_from", "cannot be combined with --dbn")
         self._check(
