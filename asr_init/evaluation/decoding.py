@@ -90,66 +90,69 @@ def viterbi_batch(
     scores = np.full((T, U, S), 0.0, dtype=np.float64)
     for u, x in enumerate(logliks):
         scores[: len(x), u] = x
-    entry = lm_weight * hmm.bigram - insertion_penalty  # (P, P): from p's last state into q
-    first_state = np.arange(P) * STATES
-    last_state = first_state + STATES - 1
+    entry = (lm_weight * hmm.bigram - insertion_penalty).T.copy()  # (q, p): from p's last state into q
+    first, last = slice(0, S, STATES), slice(STATES - 1, S, STATES)  # each phone's first and last state
+    last_state = np.arange(P) * STATES + STATES - 1
     back = np.zeros((T, U, S), dtype=np.int32)
     delta = np.full((U, S), _NEG)
-    delta[:, first_state] = lm_weight * hmm.initial - insertion_penalty
+    delta[:, first] = lm_weight * hmm.initial - insertion_penalty
     delta += scores[0]
     back[0] = -1
     within = np.arange(S)
     is_first = np.zeros(S, dtype=bool)
-    is_first[first_state] = True
+    is_first[first] = True
+    move, shortest = np.full((U, S), _NEG), lengths.min()
     for t in range(1, T):
         stay = delta + hmm.loop
-        move = np.full((U, S), _NEG)
         move[:, 1:] = delta[:, :-1] + hmm.advance[:-1]
-        move[:, first_state] = _NEG  # state 0 of a phone is not entered from the previous index
-        leave = delta[:, last_state] + hmm.advance[last_state]  # (U, P)
-        cand = leave[:, :, None] + entry[None]  # (U, p, q)
-        best_p = cand.argmax(1)  # (U, q)
-        enter = np.take_along_axis(cand, best_p[:, None, :], 1)[:, 0]
+        move[:, first] = _NEG  # state 0 of a phone is not entered from the previous index
+        leave = delta[:, last] + hmm.advance[last]  # (U, p)
+        cand = leave[:, None, :] + entry[None]  # (U, q, p)
+        best_p = cand.argmax(2)  # (U, q)
+        enter = np.take_along_axis(cand, best_p[:, :, None], 2)[:, :, 0]
         new = np.maximum(stay, move)
         prev = np.where(stay >= move, within, within - 1)
-        take = enter > new[:, first_state]
-        new[:, first_state] = np.where(take, enter, new[:, first_state])
-        prev[:, first_state] = np.where(take, last_state[best_p], prev[:, first_state])
-        active = (t < lengths)[:, None]
-        delta = np.where(active, new + scores[t], delta)
-        back[t] = np.where(active, prev, within)
+        take = enter > new[:, first]
+        new[:, first] = np.where(take, enter, new[:, first])
+        prev[:, first] = np.where(take, last_state[best_p], prev[:, first])
+        if t < shortest:  # every utterance still runs
+            delta = new + scores[t]
+            back[t] = prev
+        else:
+            active = (t < lengths)[:, None]
+            delta = np.where(active, new + scores[t], delta)
+            back[t] = np.where(active, prev, within)
+    path = np.empty((T, U), dtype=np.int64)  # past an utterance's end its back pointers keep the state
+    path[T - 1] = last_state[delta[:, last].argmax(1)]
+    for t in range(T - 1, 0, -1):
+        path[t - 1] = back[t, np.arange(U), path[t]]
     results = []
-    for u in range(U):
-        n = lengths[u]
-        s = int(last_state[np.argmax(delta[u, last_state])])
-        path = [s]
-        for t in range(n - 1, 0, -1):
-            s = int(back[t, u, s])
-            path.append(s)
-        path.reverse()
-        phones = [path[0] // STATES]
-        for a, b in zip(path, path[1:]):
-            if is_first[b] and a != b:
-                phones.append(b // STATES)
-        results.append(phones)
+    for u, n in enumerate(lengths):
+        p = path[:n, u]
+        entered = is_first[p[1:]] & (p[1:] != p[:-1])  # a phone's first state, entered from another
+        results.append([int(p[0]) // STATES, *(p[1:][entered] // STATES).tolist()])
     return results
 
 
 def align_counts(ref: list, hyp: list) -> tuple[int, int, int]:
     """(substitutions, deletions, insertions) of a minimum-edit-distance alignment."""
-    n, m = len(ref), len(hyp)
-    # cost[i][j] = (edits, subs, dels, ins); ties prefer fewer edits, then substitutions
+    m = len(hyp)
+    # cell (i, j) = (edits, subs, dels, ins) of ref[:i] against hyp[:j]; of the fewest edits the first of
+    # substitution, deletion, insertion (min's order)
     prev = [(j, 0, 0, j) for j in range(m + 1)]
-    for i in range(1, n + 1):
-        cur = [(i, 0, i, 0)] + [None] * m
+    for i, r in enumerate(ref, 1):
+        left = (i, 0, i, 0)
+        cur = [left]
         for j in range(1, m + 1):
-            s = prev[j - 1]
-            sub = (s[0] + (ref[i - 1] != hyp[j - 1]), s[1] + (ref[i - 1] != hyp[j - 1]), s[2], s[3])
-            d = prev[j]
-            dele = (d[0] + 1, d[1], d[2] + 1, d[3])
-            a = cur[j - 1]
-            ins = (a[0] + 1, a[1], a[2], a[3] + 1)
-            cur[j] = min(sub, dele, ins, key=lambda c: c[0])
+            s, d = prev[j - 1], prev[j]
+            miss = r != hyp[j - 1]
+            if s[0] + miss <= d[0] + 1 and s[0] + miss <= left[0] + 1:
+                left = (s[0] + miss, s[1] + miss, s[2], s[3])
+            elif d[0] <= left[0]:
+                left = (d[0] + 1, d[1], d[2] + 1, d[3])
+            else:
+                left = (left[0] + 1, left[1], left[2], left[3] + 1)
+            cur.append(left)
         prev = cur
     _, s, d, i = prev[m]
     return s, d, i
