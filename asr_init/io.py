@@ -153,8 +153,8 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 
 def read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+    """The rows of a CSV file (UTF-8 text: `read_text`), each a dict by column."""
+    return list(csv.DictReader(io.StringIO(read_text(path), newline="")))
 
 
 def _fmt(value: Any) -> Any:
@@ -169,10 +169,19 @@ def write_json_atomic(path: Path, data: Any) -> None:
     atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
+def read_text(path: Path) -> str:
+    """The text of a file asr-init wrote, which is UTF-8: a file that is not (damaged, or written
+    by another program) is a UserError naming it and its first byte that is not."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at byte offset {exc.start})") from None
+
+
 def read_json(path: Path) -> Any:
     try:
-        with open(path) as fh:
-            return json.load(fh)
+        return json.loads(read_text(path))
     except FileNotFoundError:
         raise UserError(f"{path} is missing") from None
     except json.JSONDecodeError as exc:

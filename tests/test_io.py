@@ -111,3 +111,14 @@ def test_a_folder_given_for_a_text_file_is_named_a_folder(tmp_path):
 
     with pytest.raises(UserError, match=f"label list {tmp_path} is a folder; give the file in it"):
         read_regular_file(tmp_path, "label list")
+
+
+def test_a_record_or_log_that_is_not_utf8_is_a_user_error_naming_it(tmp_path):
+    """read_json and read_csv, which every command reads its records and logs with: a file that is not
+    UTF-8 text (a byte of Latin-1 in it) is a UserError naming it and the byte (it was a UnicodeDecodeError)."""
+    from asr_init.io import read_csv, read_json
+
+    for read, name in ((read_json, "a.json"), (read_csv, "a.csv")):
+        (tmp_path / name).write_bytes(b'{"caf\xe9": 1}\n')
+        with pytest.raises(UserError, match=f"^{tmp_path / name} is not UTF-8 text \\(byte 0xe9 at byte offset 5\\)$"):
+            read(tmp_path / name)

@@ -78,13 +78,13 @@ def plot_nopretrain(rows: list[dict], path: Path) -> None:
         mine = [r for r in rows if r["activation"] == act]
         cost, acc = axes[0][j], axes[1][j]
         for i, r in enumerate(mine):
-            ep = [int(e["epoch"]) for e in r["epochs"]]
+            ep = [e["epoch"] for e in r["epochs"]]
             label = r["init"] + (" (diverged)" if r["diverged"] else "")
-            cost.plot(ep, [float(e["train_loss"]) for e in r["epochs"]], "o-", color=f"C{i}", label=label)
-            acc.plot(ep, [100 * float(e["dev_acc"]) for e in r["epochs"]], "o-", color=f"C{i}", label=r["init"])
+            cost.plot(ep, [e["train_loss"] for e in r["epochs"]], "o-", color=f"C{i}", label=label)
+            acc.plot(ep, [100 * e["dev_acc"] for e in r["epochs"]], "o-", color=f"C{i}", label=r["init"])
         label_axes(cost, "epoch", "cross-entropy (nats/frame)", f"{act}: training cost")
         label_axes(acc, "epoch", "frame accuracy (%)", f"{act}: dev frame accuracy")
-        readable_axes(cost, [float(e["train_loss"]) for r in mine for e in r["epochs"]])
+        readable_axes(cost, [e["train_loss"] for r in mine for e in r["epochs"]])
         readable_axes(acc, [])
         cost.legend(fontsize=7)
     save(fig, path)

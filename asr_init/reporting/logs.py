@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from asr_init.errors import UserError
-from asr_init.io import read_csv, read_json
+from asr_init.io import read_csv, read_json, read_text
 
 
 def init_name(folder: str) -> str:
@@ -58,17 +58,43 @@ class CurveSummary:
         return float(self.frames[below[0]]) if len(below) else None
 
 
+class Row(dict):
+    """A row of a CSV log, its cells by column, that names its file and line in the error of a column
+    the file lacks (`row[column]`) or of a cell that is not a number (`row.number`)."""
+
+    def __init__(self, path: Path, line: int, cells: dict):
+        super().__init__(cells)
+        self.path, self.line = path, line
+
+    def __missing__(self, column: str):
+        raise UserError(f"{self.path}: has no {column} column")
+
+    def number(self, column: str, kind: type = float) -> float:
+        """The cell of `column` as a float (kind=int: an int); a UserError where it is not one."""
+        value = self[column]
+        try:
+            return kind(value)
+        except (TypeError, ValueError):  # TypeError: None, the cell of a row that is short of it
+            what, got = "an integer" if kind is int else "a number", "missing" if value is None else json.dumps(value)
+            raise UserError(f"{self.path}:{self.line}: {column} must be {what}, not {got[:40]}") from None
+
+
+def read_log(path: Path) -> list[Row]:
+    """The rows of the CSV log at `path` (`read_csv`), each naming the file and its line (the header is line 1)."""
+    return [Row(path, line, cells) for line, cells in enumerate(read_csv(path), 2)]
+
+
 def _curve(path: Path, layer: int = 1, relative: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Reconstruction error against frames of one layer; `relative` divides it by the
     layer's input variance (sum over units), which makes layers fed by different data
     comparable (1.0 = no better than predicting the mean)."""
-    rows = [r for r in read_csv(path) if int(r["layer"]) == layer]
+    rows = [r for r in read_log(path) if r.number("layer", int) == layer]
     interval = [r for r in rows if r["kind"] == "interval"]
     scale = 1.0
     if relative:
-        var = [float(r["input_var"]) for r in rows if r["kind"] == "epoch_start" and r.get("input_var")]
+        var = [r.number("input_var") for r in rows if r["kind"] == "epoch_start" and r.get("input_var")]
         scale = var[0] if var and var[0] > 0 else math.nan
-    frames, errors = (np.array([float(r[key]) for r in interval]) for key in ("frames", "recon_error"))
+    frames, errors = (np.array([r.number(key) for r in interval]) for key in ("frames", "recon_error"))
     return frames, errors / scale
 
 
@@ -121,7 +147,7 @@ def load_dbn_runs(paper: Path) -> dict[str, dict[int, CurveSummary]]:
     out: dict[str, dict[int, CurveSummary]] = {}
     for init, files in _seeds(paper, "dbn/*"):
         if files:
-            layers = sorted({int(r["layer"]) for r in read_csv(files[0])})
+            layers = sorted({r.number("layer", int) for r in read_log(files[0])})
             runs = {k: summarise_curves("dbn", 0.0, init, [_curve(f, k, relative=True) for f in files]) for k in layers}
             out[init] = {k: s for k, s in runs.items() if s is not None}
     return out
@@ -130,15 +156,15 @@ def load_dbn_runs(paper: Path) -> dict[str, dict[int, CurveSummary]]:
 def epoch_end_saturation(recon_csv: Path) -> dict[int, list[float]]:
     """Layer -> the share of saturated hidden units at the end of each of its epochs."""
     out: dict[int, list[float]] = {}
-    for r in read_csv(recon_csv):
+    for r in read_log(recon_csv):
         if r["kind"] == "epoch_end" and r.get("saturated", "") != "":
-            out.setdefault(int(r["layer"]), []).append(float(r["saturated"]))
+            out.setdefault(r.number("layer", int), []).append(r.number("saturated"))
     return out
 
 
 def guard_firings(recon_csv: Path) -> int:
     """How many times the saturation guard fired in one pre-training run."""
-    return sum(1 for r in read_csv(recon_csv) if r["kind"] == "guard")
+    return sum(1 for r in read_log(recon_csv) if r["kind"] == "guard")
 
 
 def load_dbn_saturation(paper: Path) -> dict[str, dict[int, float]]:
@@ -221,18 +247,19 @@ def read_record_if(path: Path, **fields: Kind) -> dict | None:
 
 
 def load_nopretrain(folder: Path) -> list[dict]:
-    """Recipe 2: per ACTIVATION/INIT model, its epochs (train.csv), whether it diverged, its last
-    epoch's train cost and dev accuracy, its test state accuracy."""
+    """Recipe 2: per ACTIVATION/INIT model, its epochs (train.csv's epoch, train_loss and dev_acc), whether
+    it diverged, its last epoch's train cost and dev accuracy, its test state accuracy."""
     rows = []
     for model in (m for m in sorted(Path(folder).glob("*/*")) if m.is_dir()):
-        train = read_csv(model / "train.csv") if (model / "train.csv").exists() else []
-        epochs = [r for r in train if int(r["epoch"]) > 0]
+        train = read_log(model / "train.csv") if (model / "train.csv").exists() else []
+        epochs = [{"epoch": epoch, "train_loss": r.number("train_loss"), "dev_acc": r.number("dev_acc")}
+                  for r in train if (epoch := r.number("epoch", int)) > 0]  # fmt: skip
         res = read_record_if(model / "eval-test" / "results.json", frame_acc_states=NUMBER)
         rows.append({
             "activation": model.parent.name, "init": init_name(model.name), "epochs": epochs,
             "diverged": (model / "failed.json").exists(),
-            "final_train_loss": float(epochs[-1]["train_loss"]) if epochs else math.nan,
-            "final_dev_acc": float(epochs[-1]["dev_acc"]) if epochs else math.nan,
+            "final_train_loss": epochs[-1]["train_loss"] if epochs else math.nan,
+            "final_dev_acc": epochs[-1]["dev_acc"] if epochs else math.nan,
             "test_acc": res["frame_acc_states"] if res else math.nan})  # fmt: skip
     return rows
 
@@ -287,8 +314,10 @@ def load_seed_rows(folder: Path) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     finetune, results = {"best_dev_acc": NUMBER, "epochs": INTEGER}, {"frame_acc": FRAME_ACC, "targets": TEXT}
     for run, summary, result in finished_runs(folder, "dnn-*/seed*", finetune, results):
+        acc, targets = result["frame_acc"].get(result["targets"], _ABSENT), result["targets"]
+        _check(run / "eval-test" / "results.json", _field("frame_acc", targets), acc, NUMBER)  # an accuracy of them
         out.setdefault(run.parent.name[4:], []).append({
-            "seed": run.name, "test_acc": result["frame_acc"][result["targets"]], "dev_acc": summary["best_dev_acc"],
+            "seed": run.name, "test_acc": acc, "dev_acc": summary["best_dev_acc"],
             "epochs": summary["epochs"]})  # fmt: skip
     return out
 
@@ -308,13 +337,13 @@ def load_remedies(folder: Path) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     results = {"frame_acc_states": NUMBER, "per": NUMBER | NULL}
     for run, summary, result in finished_runs(folder, "**/seed*", {"best_dev_acc": NUMBER}, results, "train.csv"):
-        rows = read_csv(run / "train.csv")
+        rows = read_log(run / "train.csv")
         first = next((r for r in rows if r["epoch"] == "1"), {})
         keys = sorted((k for k in first if k.startswith("sat_") and k[4:].isdigit()), key=lambda k: int(k[4:]))
         out.setdefault(run.parent.relative_to(folder).as_posix(), []).append({
-            "dev_acc": [float(r["dev_acc"]) for r in rows if int(r["epoch"]) > 0],
+            "dev_acc": [r.number("dev_acc") for r in rows if r.number("epoch", int) > 0],
             "best_dev": summary["best_dev_acc"], "test_states": result["frame_acc_states"],
-            "test_per": result["per"], "sat_epoch1": [float(first[k]) for k in keys if first[k]]})  # fmt: skip
+            "test_per": result["per"], "sat_epoch1": [first.number(k) for k in keys if first[k]]})  # fmt: skip
     return out
 
 
@@ -323,7 +352,7 @@ def stage_times(results: Path) -> dict[str, dict]:
     times: dict[str, dict] = {}
     path = results / "stages.jsonl"
     if path.exists():
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        for n, line in enumerate(read_text(path).splitlines(), 1):
             if line.strip():
                 try:
                     r = json.loads(line)

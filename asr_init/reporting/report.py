@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from asr_init.folders import remove_stale_temporaries, swap_in, temporary
-from asr_init.io import atomic_write
+from asr_init.io import atomic_write, read_text
 from asr_init.reporting.conclusions import (
     conclude_am,
     conclude_dbn,
@@ -105,7 +105,7 @@ def _commands_block(results: Path, recipe: str) -> list[str]:
     path = results / recipe / "commands.txt"
     if not path.exists():
         return []
-    lines = path.read_text().splitlines()
+    lines = read_text(path).splitlines()
     summary = f"<details><summary>the {len(lines)} command(s) of this recipe</summary>"
     return [summary, "", "```sh", *lines, "```", "", "</details>", ""]
 
@@ -395,7 +395,7 @@ def _acoustic_model(results: Path, figs: Path) -> list[str]:
     am_dir = results / "am"
     md = _paragraphs("## 3. DNN-HMM acoustic model: pre-trained or not")
     if (am_dir / "best_init.txt").exists():
-        best = (am_dir / "best_init.txt").read_text().strip()
+        best = read_text(am_dir / "best_init.txt").strip()
         md += _paragraphs(f"Fastest initialisation of recipe 1 (Gaussian first layer, lowest learning rate): `{best}`.")
     for dbn_dir in sorted(am_dir.glob("dbn-*")):
         md += dbn_saturation_lines(dbn_dir)

@@ -160,6 +160,9 @@ def test_a_dbn_that_has_not_written_its_log_yet_is_left_out_of_the_tables(tmp_pa
     assert "`dbn-optimal`: the largest share" in text and "dbn-xavier-normal`: the largest" not in text
 
 
+FSDD_RESULTS = "fsdd/am/dnn-pretrained/seed0/eval-test/results.json"
+
+
 def _records(root):
     """A results folder of one user's runs and a few recipe records, every field of the type asr-init writes."""
     files = {
@@ -174,6 +177,10 @@ def _records(root):
         "paper/optimal_d.json": {"d_star": 1.40784, "mc_samples": 1000, "d_mc": 1.408, "paper_d": 1.0,
                                  "paper_loss": 0.01},
         "store/summary.json": {"layout": "embedded", "hours": 0.25, "splits": {"train": {"speakers": 3, "frames": 9}}},
+        "fsdd/store/summary.json": {"layout": "fsdd", "hours": 0.01, "sample_rate": 8000,
+                                    "splits": {"train": {"speakers": 3, "frames": 9}}},
+        "fsdd/am/dnn-pretrained/seed0/finetune.json": {"best_dev_acc": 0.5, "epochs": 3},
+        FSDD_RESULTS: {"targets": "digits", "frame_acc": {"digits": 0.6}},
     }  # fmt: skip
     for name, record in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -203,25 +210,110 @@ def _records(root):
         ("paper/optimal_d.json", "d_star", None, "d_star must be a number, not null"),
         ("store/summary.json", "splits", {"train": {"speakers": "3"}}, "splits.train.speakers must be an integer"),
         ("stages.jsonl", "wall_s", "1", 'wall_s must be a number, not "1"'),
+        (FSDD_RESULTS, "targets", "states", "frame_acc.states must be a number, not missing"),
     ],
 )
 def test_a_record_holding_a_value_of_the_wrong_type_is_one_error_line(tmp_path, name, field, value, message):
     """A record with a string, null, list or bool where the report formats a number (or another
-    type where it reads one): one 'error:' line naming the file and the field, exit 1, and the old
-    REPORT.md and report/ left as they were (it stopped with a TypeError or ValueError from a format)."""
+    type where it reads one), or with targets its frame_acc does not hold: one 'error:' line naming
+    the file and the field (it stopped with a TypeError or ValueError from a format, or a KeyError)."""
     files = _records(tmp_path)
     record = files[name] if name in files else json.loads((tmp_path / name).read_text())
-    text = write_report(tmp_path).read_text()
-    figures = {p.name: p.read_bytes() for p in (tmp_path / "report").iterdir()}
+
+    def damage(path):
+        record.pop(field)
+        if value is not ...:  # ...: the field left out
+            record[field] = value
+        path.write_text(json.dumps(record))
+
+    _fails_leaving_the_report_as_it_was(tmp_path, name, damage, message)
+
+
+def _fails_leaving_the_report_as_it_was(root, name, damage, message):
+    """The report of `root`, then `damage(root / name)`: `asr-init report` is one 'error:' line naming
+    the file, with `message`, exit 1, and the old REPORT.md and report/ left as they were."""
+    text = write_report(root).read_text()
+    figures = {p.name: p.read_bytes() for p in (root / "report").iterdir()}
     assert "run_mine_dnn_train.png" in figures
-    (tmp_path / "mine" / "dnn" / "train.png").write_bytes(b"\x89PNG new")
-    record.pop(field)
-    if value is not ...:  # ...: the field left out
-        record[field] = value
-    (tmp_path / name).write_text(json.dumps(record))
-    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    (root / "mine" / "dnn" / "train.png").write_bytes(b"\x89PNG new")
+    damage(root / name)
+    result = CliRunner().invoke(app, ["report", str(root)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), repr(result.exception)  # no traceback
     (line,) = result.output.splitlines()
-    assert result.exit_code == 1 and line.startswith(f"error: {tmp_path / name}") and message in line, result.output
-    assert (tmp_path / "REPORT.md").read_text() == text
-    assert {p.name: p.read_bytes() for p in (tmp_path / "report").iterdir()} == figures
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("report")) == ["report"]
+    assert line.startswith(f"error: {root / name}") and message in line, result.output
+    assert (root / "REPORT.md").read_text() == text
+    assert {p.name: p.read_bytes() for p in (root / "report").iterdir()} == figures
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith("report")) == ["report"]
+
+
+def _logs(root):
+    """The CSV logs the report reads beside _records' mine/dbn/recon.csv: a first-layer run of recipe 1,
+    a model of recipe 2 and a run of recipe 4 (train.csv, finetune.json, results.json); and recipe 1's
+    commands.txt."""
+    write_fake_run(root / "paper" / "layer1" / "gauss" / "lr0.01" / "optimal" / "seed0", FAST)
+    (root / "paper" / "commands.txt").write_text("asr-init pretrain x --init optimal\n")
+    train = [{"epoch": 0, "dev_acc": 0.1}, {"epoch": 1, "train_loss": 2.0, "dev_acc": 0.2, "sat_1": 0.1},
+             {"epoch": 2, "train_loss": 1.5, "dev_acc": 0.3, "sat_1": 0.2}]  # fmt: skip
+    for model in ("nopretrain/sigmoid/optimal", "remedies/sigmoid/optimal/seed0"):
+        (root / model).mkdir(parents=True)
+        write_csv(root / model / "train.csv", train, ["epoch", "train_loss", "dev_acc", "sat_1"])
+    run = root / "remedies" / "sigmoid" / "optimal" / "seed0"
+    (run / "finetune.json").write_text(json.dumps({"best_dev_acc": 0.3}))
+    (run / "eval-test").mkdir()
+    (run / "eval-test" / "results.json").write_text(json.dumps({"frame_acc_states": 0.3, "per": 0.5}))
+
+
+LAYER1 = "paper/layer1/gauss/lr0.01/optimal/seed0/recon.csv"
+
+
+@pytest.mark.parametrize(
+    "name, column, value, message",
+    [
+        (LAYER1, "recon_error", "x", ':3: recon_error must be a number, not "x"'),
+        (LAYER1, "layer", "", ':2: layer must be an integer, not ""'),
+        ("mine/dbn/recon.csv", "saturated", "1%", ':9: saturated must be a number, not "1%"'),
+        ("mine/dbn/recon.csv", "kind", ..., "has no kind column"),
+        ("nopretrain/sigmoid/optimal/train.csv", "epoch", "", ':2: epoch must be an integer, not ""'),
+        ("nopretrain/sigmoid/optimal/train.csv", "train_loss", "x", ':3: train_loss must be a number, not "x"'),
+        ("remedies/sigmoid/optimal/seed0/train.csv", "dev_acc", "x", ':3: dev_acc must be a number, not "x"'),
+        ("remedies/sigmoid/optimal/seed0/train.csv", "sat_1", "x", ':3: sat_1 must be a number, not "x"'),
+        ("remedies/sigmoid/optimal/seed0/train.csv", "epoch", ..., "has no epoch column"),
+    ],
+)
+def test_a_log_holding_a_cell_that_is_not_a_number_is_one_error_line(tmp_path, name, column, value, message):
+    """A CSV log with a cell that is not a number where the report reads one (in every row that
+    has the column filled), or without a column it reads (value ...): one 'error:' line naming the
+    file, the line and the column (it stopped with a ValueError from float() or int(), or a KeyError)."""
+    _records(tmp_path)
+    _logs(tmp_path)
+
+    def damage(path):
+        rows, columns = read_csv(path), list(read_csv(path)[0])
+        if value is ...:
+            columns.remove(column)
+        write_csv(path, [r | {column: value} if r[column] else r for r in rows], columns)
+
+    _fails_leaving_the_report_as_it_was(tmp_path, name, damage, message)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mine/dnn/finetune.json",
+        "stages.jsonl",
+        "mine/dbn/recon.csv",
+        "nopretrain/sigmoid/optimal/train.csv",
+        "paper/commands.txt",
+    ],
+)
+def test_a_record_or_log_that_is_not_utf8_is_one_error_line(tmp_path, name):
+    """A JSON record, a CSV log or a recipe's commands that is not UTF-8 text (a byte of Latin-1 in it):
+    one 'error:' line naming the file (it stopped with a UnicodeDecodeError)."""
+    _records(tmp_path)
+    _logs(tmp_path)
+
+    def damage(path):
+        data = path.read_bytes()
+        path.write_bytes(data[:1] + b"\xe9" + data[1:])
+
+    _fails_leaving_the_report_as_it_was(tmp_path, name, damage, "is not UTF-8 text (byte 0xe9 at byte offset 1)")
