@@ -153,8 +153,12 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 
 def read_csv(path: Path) -> list[dict]:
-    """The rows of a CSV file (UTF-8 text: `read_text`), each a dict by column."""
-    return list(csv.DictReader(io.StringIO(read_text(path), newline="")))
+    """The rows of a CSV file (UTF-8 text: `read_text`), each a dict by column; a file the csv module
+    cannot read (a cell past its field size limit) is a UserError naming it."""
+    try:
+        return list(csv.DictReader(io.StringIO(read_text(path), newline="")))
+    except csv.Error as exc:
+        raise UserError(f"{path} is not a CSV log asr-init wrote ({exc})") from None
 
 
 def _fmt(value: Any) -> Any:

@@ -122,3 +122,13 @@ def test_a_record_or_log_that_is_not_utf8_is_a_user_error_naming_it(tmp_path):
         (tmp_path / name).write_bytes(b'{"caf\xe9": 1}\n')
         with pytest.raises(UserError, match=f"^{tmp_path / name} is not UTF-8 text \\(byte 0xe9 at byte offset 5\\)$"):
             read(tmp_path / name)
+
+
+def test_a_csv_log_the_csv_module_cannot_read_is_a_user_error_naming_it(tmp_path):
+    """A cell past the csv module's field size limit (128 KiB): a UserError naming the file (it was
+    csv.Error's traceback)."""
+    from asr_init.io import read_csv
+
+    (tmp_path / "long.csv").write_text('a,b\n1,"' + "x" * 200_000 + '"\n')
+    with pytest.raises(UserError, match=f"^{tmp_path / 'long.csv'} is not a CSV log asr-init wrote"):
+        read_csv(tmp_path / "long.csv")

@@ -119,12 +119,23 @@ def load_layer1(paper: Path) -> dict[tuple[str, float], list[CurveSummary]]:
     """paper/layer1/VISIBLE/lrLR/INIT/seedS/recon.csv -> summaries grouped by (visible, lr)."""
     groups: dict[tuple[str, float], list[CurveSummary]] = defaultdict(list)
     for lr_dir in sorted(Path(paper).glob("layer1/*/lr*")):
-        visible, lr = lr_dir.parent.name, float(lr_dir.name[2:])
+        visible, lr = lr_dir.parent.name, number_in_name(lr_dir, "lr")
         for init, files in _seeds(lr_dir, "*"):  # a file there has no seeds, so no summary
+            if is_sweep(init):
+                number_in_name(lr_dir / init.replace(":", "_"), "optimal_")  # D, which sweep_points reads
             s = summarise_curves(visible, lr, init, [_curve(f) for f in files])
             if s is not None:
                 groups[(visible, lr)].append(s)
     return dict(groups)
+
+
+def number_in_name(folder: Path, prefix: str) -> float:
+    """The number a recipe's folder name holds after `prefix` (lr0.01, optimal_0.5, sparsity-0.9); a
+    folder under that name without one is a UserError naming it."""
+    try:
+        return float(folder.name.removeprefix(prefix))
+    except ValueError:
+        raise UserError(f"{folder}: a recipe names this folder {prefix}NUMBER; move it out of the results") from None
 
 
 def is_sweep(init: str) -> bool:

@@ -47,6 +47,7 @@ from asr_init.reporting.logs import (
     load_nopretrain,
     load_remedies,
     load_seed_rows,
+    number_in_name,
     read_record,
     read_record_if,
     record,
@@ -646,7 +647,7 @@ def _pruning(folder: Path, figs: Path) -> list[str]:
     for run, ft, res in finished_runs(folder / "dense", "sparsity-*", hidden, {"frame_acc_states": NUMBER}):
         sizes = ft["config"]["hidden"]
         width = ", ".join(map(str, dict.fromkeys(sizes))) if isinstance(sizes, list) else str(sizes)
-        dense[float(run.name.split("-")[1])] = (res["frame_acc_states"], width)
+        dense[number_in_name(run, "sparsity-")] = (res["frame_acc_states"], width)
     md = _paragraphs("### Pruning", f"The default DBN's model (seed 0) pruned by magnitude ({summary['scope']}-wise) "
                      "and fine-tuned with the mask held, against a dense network with as many hidden weights trained "
                      "from scratch with the same budget:")  # fmt: skip

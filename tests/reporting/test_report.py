@@ -317,3 +317,18 @@ def test_a_record_or_log_that_is_not_utf8_is_one_error_line(tmp_path, name):
         path.write_bytes(data[:1] + b"\xe9" + data[1:])
 
     _fails_leaving_the_report_as_it_was(tmp_path, name, damage, "is not UTF-8 text (byte 0xe9 at byte offset 1)")
+
+
+@pytest.mark.parametrize(
+    "name, was, message",
+    [
+        ("paper/layer1/gauss/lrx", "lr0.01", "a recipe names this folder lrNUMBER"),
+        ("paper/layer1/gauss/lr0.01/optimal_x", "optimal", "a recipe names this folder optimal_NUMBER"),
+    ],
+)
+def test_a_recipe_folder_whose_name_lacks_its_number_is_one_error_line(tmp_path, name, was, message):
+    """A learning-rate or D-sweep folder of recipe 1 named without its number (lrx, optimal_x): one
+    'error:' line naming the folder (it stopped with a ValueError from float())."""
+    _records(tmp_path)
+    _logs(tmp_path)
+    _fails_leaving_the_report_as_it_was(tmp_path, name, lambda path: (path.parent / was).rename(path), message)
