@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -173,13 +172,6 @@ def distributed(device: str) -> Dist:
     return Dist(rank, world, local_rank, torch.device("cuda", local_rank) if cuda else torch.device("cpu"))
 
 
-def free_port() -> int:
-    """A TCP port that is free on this machine now (for a local process group)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _local_worker(rank: int, world: int, port: int, threads: int, fn: Callable, args: tuple) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -188,6 +180,7 @@ def _local_worker(rank: int, world: int, port: int, threads: int, fn: Callable, 
         RANK=str(rank),
         LOCAL_RANK=str(rank),
         LOCAL_WORLD_SIZE=str(world),
+        TORCHELASTIC_USE_AGENT_STORE="True",  # the store is run_local's, as torchrun's is its agent's
     )
     if threads:
         torch.set_num_threads(threads)
@@ -197,7 +190,10 @@ def _local_worker(rank: int, world: int, port: int, threads: int, fn: Callable, 
 def run_local(world: int, fn: Callable, *args, threads: int = 0) -> None:
     """Run `fn(*args)` in `world` new processes on this machine, set up as torchrun would
     set them up (for tests and benchmarks); `threads` > 0 sets each one's torch threads.
-    `fn` must be importable by name (a module-level function)."""
+    `fn` must be importable by name (a module-level function). The processes meet at a store
+    this process serves on a port it holds from the start, as torchrun's agent does: no other
+    program can take the port between its choice and its use."""
     import torch.multiprocessing as mp
 
-    mp.spawn(_local_worker, args=(world, free_port(), threads, fn, args), nprocs=world, join=True)
+    store = tdist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+    mp.spawn(_local_worker, args=(world, store.port, threads, fn, args), nprocs=world, join=True)
