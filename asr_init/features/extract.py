@@ -367,7 +367,8 @@ def corpus_identity(corpus: Corpus, corpus_path: Path, config: ExtractConfig) ->
     for u in corpus.utterances:
         if u.audio not in files:
             try:
-                files[u.audio] = (u.audio.stat().st_size, u.audio.stat().st_mtime_ns)
+                st = u.audio.stat()
+                files[u.audio] = (st.st_size, st.st_mtime_ns)
             except OSError:  # a missing or unreadable file is reported when it is read
                 files[u.audio] = None
         h.update(repr((u.id, u.speaker, str(u.audio), files[u.audio], u.start, u.end, u.split, u.segments)).encode())
