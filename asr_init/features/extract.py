@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
 import multiprocessing
 import os
 import random
@@ -68,7 +67,7 @@ from asr_init.features.store import (
     write_metadata,
 )
 from asr_init.folders import output_folder, reading
-from asr_init.io import digest, read_json
+from asr_init.io import digest
 from asr_init.progress import console, progress_bar
 
 # The default rate is the corpus's own up to this: wideband ASR features stop at 8 kHz.
@@ -354,25 +353,31 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
 
 def corpus_identity(corpus: Corpus, corpus_path: Path, config: ExtractConfig) -> str:
     """What a store is extracted from, so that a re-run on a corpus changed in place (audio recorded
-    again, a label edited, an utterance added) is refused rather than found complete: the embedded
-    corpus by the settings it was generated with (it is deterministic, so one generated again is the
-    same); any other by its utterances (ids, speakers, regions, phone segments) and each audio file's
-    size and modification time (a digest of hours of audio would read it all once more); and the
-    --phones and --phone-map files by content."""
+    again, a label edited, an utterance added) is refused rather than found complete: its utterances
+    (ids, speakers, regions, splits) and the files they come from, their audio and the alignment each
+    was read from (a CTM, a .PHN, a TextGrid), by size and modification time (a digest of hours of
+    audio would read it all once more), the embedded corpus's by content (one generated again is the
+    same, only newer); and the --phones and --phone-map files by content."""
+    embedded = is_embedded(corpus_path)
     h = hashlib.sha256(digest([Path(p) for p in (config.phones, config.phone_map) if p]).encode())
-    if is_embedded(corpus_path):
-        h.update(json.dumps(read_json(corpus_path / "corpus.json").get("config"), sort_keys=True).encode())
-        return h.hexdigest()[:16]
-    files = {}
+    seen = set()
     for u in corpus.utterances:
-        if u.audio not in files:
-            try:
-                st = u.audio.stat()
-                files[u.audio] = (st.st_size, st.st_mtime_ns)
-            except OSError:  # a missing or unreadable file is reported when it is read
-                files[u.audio] = None
-        h.update(repr((u.id, u.speaker, str(u.audio), files[u.audio], u.start, u.end, u.split, u.segments)).encode())
+        h.update(repr((u.id, u.speaker, str(u.audio), u.start, u.end, u.split, u.source)).encode())
+        for path in (u.audio, Path(u.source or u.audio)):  # in this order: a set's would change per process
+            if path not in seen:
+                seen.add(path)
+                h.update(repr((str(path), _file_identity(path, embedded))).encode())
     return h.hexdigest()[:16]
+
+
+def _file_identity(path: Path, by_content: bool) -> str | tuple[int, int] | None:
+    """A corpus file's content digest, or its size and modification time; None for a file that cannot
+    be stat'ed (missing, unreadable, a NUL in its name), which its reader reports."""
+    try:
+        st = path.stat()
+    except (OSError, ValueError):
+        return None
+    return digest([path]) if by_content else (st.st_size, st.st_mtime_ns)
 
 
 def _feature_config(config: ExtractConfig, rate: int) -> FeatureConfig:

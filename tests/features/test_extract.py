@@ -242,6 +242,14 @@ def test_a_corpus_changed_in_place_is_refused_not_found_complete(kaldi_dir, espe
         os.utime(wav, ns=(wav.stat().st_atime_ns, wav.stat().st_mtime_ns + 10**9))  # as synth made again
     again = runner.invoke(app, ["extract", str(embedded), "--out", str(tmp_path / "e"), "--jobs", "2"])
     assert again.exit_code == 0 and "already complete" in _text(again), again.output
+    audio, rate = sf.read(wav)
+    sf.write(wav, audio[::-1], rate)  # its files are known by content: the same size is not the same
+    edited = runner.invoke(app, ["extract", str(embedded), "--out", str(tmp_path / "e"), "--jobs", "2"])
+    assert edited.exit_code == 1 and "the corpus changed since" in _text(edited), edited.output
+    scp = corpus / "wav.scp"
+    scp.write_text(scp.read_text().replace("wav/spk0-utt0.wav", "wav/spk0-utt0\0.wav"))  # a name no file has
+    nul = runner.invoke(app, [*args, "--force"])
+    assert nul.exit_code == 1 and nul.output.startswith("error:") and "does not exist" in _text(nul), nul.output
 
 
 @pytest.mark.parametrize(
