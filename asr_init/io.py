@@ -190,6 +190,10 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path} is missing") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except UserError:  # read_text's (a UserError is a ValueError)
+        raise
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise UserError(f"{path} is not a record asr-init wrote ({exc})") from None
     except RecursionError:
         raise UserError(f"{path} is not a record asr-init wrote (JSON nested too deeply)") from None
 

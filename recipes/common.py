@@ -137,7 +137,7 @@ def corpus_or_skip(out: Path, variable: str, recipe: str, what: str) -> Path | N
     out.mkdir(parents=True, exist_ok=True)
     given = os.environ.get(variable)
     if not given:
-        (out / "SKIPPED.txt").write_text(f"{recipe} skipped: no {what} given (run with {variable}=DIR)\n")
+        (out / "SKIPPED.txt").write_text(f"{recipe} skipped: no {what} given (run with {variable}=DIR)\n", "utf-8")
         print(f"{recipe}: skipped, no {what} given (make recipes {variable}=DIR)")
         return None
     (out / "SKIPPED.txt").unlink(missing_ok=True)
@@ -260,5 +260,5 @@ def write_manifest(recipe: str, commands: list[tuple[list[str], str | None]]) ->
     folder.mkdir(parents=True, exist_ok=True)
     (RESULTS / "scale.json").write_text(json.dumps({"quick": QUICK, "device": DEVICE, "scale": SCALE}, indent=1))
     (folder / "commands.txt").write_text(
-        "".join("asr-init " + " ".join(shlex.quote(a) for a in args) + "\n" for args, _ in commands)
-    )
+        "".join("asr-init " + " ".join(shlex.quote(a) for a in args) + "\n" for args, _ in commands), "utf-8"
+    )  # the report reads UTF-8 whatever the locale

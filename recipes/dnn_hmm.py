@@ -24,7 +24,7 @@ def main() -> None:
         raise SystemExit(f"error: {exc}") from None
     print(f"recipe 3: fastest initialisation in recipe 1: {best}")
     (OUT).mkdir(parents=True, exist_ok=True)
-    (OUT / "best_init.txt").write_text(best + "\n")
+    (OUT / "best_init.txt").write_text(best + "\n", "utf-8")
     size = ["--layers", str(SCALE["am_layers"]), "--hidden", str(SCALE["am_hidden"])]
     # Full scale: the defaults (full epochs, newbob's own stopping); quick: cut short.
     pre_cut = cut("--epochs", SCALE["am_pre_epochs"])

@@ -132,3 +132,13 @@ def test_a_csv_log_the_csv_module_cannot_read_is_a_user_error_naming_it(tmp_path
     (tmp_path / "long.csv").write_text('a,b\n1,"' + "x" * 200_000 + '"\n')
     with pytest.raises(UserError, match=f"^{tmp_path / 'long.csv'} is not a CSV log asr-init wrote"):
         read_csv(tmp_path / "long.csv")
+
+
+def test_a_record_holding_an_integer_python_does_not_convert_is_a_user_error_naming_it(tmp_path):
+    """An integer literal of more than 4,300 digits: a UserError naming the file (it was a ValueError
+    that is not a JSONDecodeError)."""
+    from asr_init.io import read_json
+
+    (tmp_path / "r.json").write_text('{"epochs": 1' + "0" * 5000 + "}")
+    with pytest.raises(UserError, match=f"^{tmp_path / 'r.json'} is not a record asr-init wrote"):
+        read_json(tmp_path / "r.json")

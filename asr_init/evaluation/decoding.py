@@ -130,7 +130,7 @@ def viterbi_batch(
     for u, n in enumerate(lengths):
         p = path[:n, u]
         entered = is_first[p[1:]] & (p[1:] != p[:-1])  # a phone's first state, entered from another
-        results.append([int(p[0]) // STATES, *(p[1:][entered] // STATES).tolist()])
+        results.append([int(p[0]) // STATES, *(p[1:][entered] // STATES).tolist()] if n else [])
     return results
 
 

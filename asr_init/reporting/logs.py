@@ -121,7 +121,7 @@ def load_layer1(paper: Path) -> dict[tuple[str, float], list[CurveSummary]]:
     for lr_dir in sorted(Path(paper).glob("layer1/*/lr*")):
         visible, lr = lr_dir.parent.name, number_in_name(lr_dir, "lr")
         for init, files in _seeds(lr_dir, "*"):  # a file there has no seeds, so no summary
-            if is_sweep(init):
+            if files and is_sweep(init):  # a run's folder, not a file or an empty folder beside them
                 number_in_name(lr_dir / init.replace(":", "_"), "optimal_")  # D, which sweep_points reads
             s = summarise_curves(visible, lr, init, [_curve(f) for f in files])
             if s is not None:
@@ -205,7 +205,7 @@ class Kind:
         return Kind(f"{self.what} or {other.what}", either, self.fields | other.fields, self.item or other.item)
 
 
-NUMBER = Kind("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool))
+NUMBER = Kind("a number", lambda v: isinstance(v, float) or (type(v) is int and abs(v) <= 2**53))  # a float holds it
 INTEGER = Kind("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool))
 TEXT = Kind("a string", lambda v: isinstance(v, str))
 NULL = Kind("null", lambda v: v is None)

@@ -78,6 +78,8 @@ def test_batched_decoding_equals_one_by_one():
     hmm = _hmm(4)
     lls = [np.log(rng.dirichlet(np.ones(12), size=n)) for n in (9, 20, 3, 15)]
     assert decode(lls, hmm, 2.0, 1.0, batch=3) == [viterbi_batch([x], hmm, 2.0, 1.0)[0] for x in lls]
+    empty = decode([lls[0], np.zeros((0, 12)), lls[2]], hmm, 2.0, 1.0)  # 0 frames: no phones, the others as alone
+    assert empty == [viterbi_batch([lls[0]], hmm, 2.0, 1.0)[0], [], viterbi_batch([lls[2]], hmm, 2.0, 1.0)[0]]
 
 
 @pytest.mark.parametrize(

@@ -196,6 +196,7 @@ def _records(root):
     [
         ("mine/dnn/finetune.json", "best_dev_acc", "x", 'best_dev_acc must be a number, not "x"'),
         ("mine/dnn/finetune.json", "best_dev_acc", True, "best_dev_acc must be a number, not true"),
+        ("mine/dnn/finetune.json", "best_dev_acc", 10**400, "best_dev_acc must be a number, not 1000000"),
         ("mine/dnn/finetune.json", "best_dev_loss", None, "best_dev_loss must be a number, not null"),
         ("mine/dnn/finetune.json", "seconds", [4.0], "seconds must be a number, not [4.0]"),
         ("mine/dnn/finetune.json", "epochs", None, "epochs must be an integer, not null"),
@@ -332,3 +333,15 @@ def test_a_recipe_folder_whose_name_lacks_its_number_is_one_error_line(tmp_path,
     _records(tmp_path)
     _logs(tmp_path)
     _fails_leaving_the_report_as_it_was(tmp_path, name, lambda path: (path.parent / was).rename(path), message)
+
+
+def test_a_file_beside_recipe_1s_runs_is_not_a_run(tmp_path):
+    """A file or an empty folder beside recipe 1's init folders (notes.txt, optimal_notes.txt) is
+    not a run: the report leaves it out, as it leaves out any folder without seeds."""
+    _records(tmp_path)
+    _logs(tmp_path)
+    lr = tmp_path / "paper" / "layer1" / "gauss" / "lr0.01"
+    (lr / "optimal_notes.txt").write_text("to do")
+    (lr / "optimal_old").mkdir()
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
