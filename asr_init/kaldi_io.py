@@ -55,10 +55,12 @@ class Reader:
 
     `size` is the number of bytes in the stream (None: not known, as for a gzip stream); every
     count read from the stream is checked against the bytes left before it is used. Bytes
-    looked at ahead are kept here, so that any file object (gzip's too) can be read."""
+    looked at ahead are kept here, so that any file object (gzip's too) can be read. Float
+    matrices are read as `dtype` (float32; float64 keeps a double matrix's values, as Kaldi's
+    Matrix<double> readers of CMVN stats do)."""
 
-    def __init__(self, fh, size: int | None, pos: int = 0):
-        self.fh, self.size, self.binary = fh, size, False
+    def __init__(self, fh, size: int | None, pos: int = 0, dtype=np.float32):
+        self.fh, self.size, self.binary, self.dtype = fh, size, False, np.dtype(dtype)
         self._ahead = bytearray()  # read, not consumed: consumed from the front in place, never copied whole
         self._pos = pos  # where the stream is, in bytes
 
@@ -156,10 +158,10 @@ class Reader:
     # --- vectors and matrices -------------------------------------------------------------
 
     def matrix(self, shape: tuple[int, int] | None = None, kind: str | None = None) -> np.ndarray:
-        """A float matrix as float32 (rows, cols); `shape`, where known, is checked before
+        """A float matrix as `dtype` (rows, cols); `shape`, where known, is checked before
         reading; `kind` is the binary type token where the caller has read it."""
         if not self.binary:
-            return _text_matrix(self._bracketed(), shape)
+            return _text_matrix(self._bracketed(), shape, self.dtype)
         kind = kind or self.token()
         if kind in ("CM", "CM2", "CM3"):
             out = self._compressed(kind)
@@ -170,7 +172,7 @@ class Reader:
             if shape is not None and (rows, cols) != tuple(shape):
                 raise KaldiFormatError(f"a {rows} x {cols} matrix where {shape[0]} x {shape[1]} is expected")
             data = self.take(rows * cols * width, f"a {rows:,} x {cols:,} matrix")
-            out = np.frombuffer(data, _MATRIX_TYPES[kind]).reshape(rows, cols).astype(np.float32)
+            out = np.frombuffer(data, _MATRIX_TYPES[kind]).reshape(rows, cols).astype(self.dtype)
         else:
             raise KaldiFormatError(f"expected a matrix (FM, DM, CM, CM2, CM3), found {kind[:20]!r}")
         if shape is not None and out.shape != tuple(shape):
@@ -272,7 +274,7 @@ class Reader:
             if ints and not integers:
                 raise KaldiFormatError(f"a text matrix or float vector, not a vector of integers{_ALI_HINT}")
             if matrix:
-                return _text_matrix(body, None)
+                return _text_matrix(body, None, self.dtype)
             return (
                 _text_numbers(body, np.int64, MAX_FRAMES).astype(np.int32)
                 if integers
@@ -329,9 +331,9 @@ def _text_numbers(body: bytes, dtype, limit: int | None = None) -> np.ndarray:
     return values
 
 
-def _text_matrix(body: bytes, shape: tuple[int, int] | None) -> np.ndarray:
+def _text_matrix(body: bytes, shape: tuple[int, int] | None, dtype=np.float32) -> np.ndarray:
     rows = [line for line in body.split(b"\n") if line.strip()]
-    values = _text_numbers(body, np.float32)
+    values = _text_numbers(body, dtype)
     cols = len(rows[0].split()) if rows else 0
     if any(len(row.split()) != cols for row in rows):  # each row's count (their sum is len(values))
         raise KaldiFormatError("a text matrix whose rows differ in length")
@@ -471,7 +473,7 @@ class ObjectFiles:
         self._open: OrderedDict[Path, tuple] = OrderedDict()
         self.keep = keep
 
-    def read(self, path: Path, offset: int | None, ints: bool = False) -> np.ndarray:
+    def read(self, path: Path, offset: int | None, ints: bool = False, dtype=np.float32) -> np.ndarray:
         if path not in self._open:
             if len(self._open) >= self.keep:
                 self._open.popitem(last=False)[1][0].close()
@@ -485,7 +487,7 @@ class ObjectFiles:
         if offset is not None and offset > size:
             raise KaldiFormatError(f"offset {offset:,} lies past the end of {path} ({size:,} bytes)")
         fh.seek(offset or 0)
-        return Reader(fh, size, offset or 0).kaldi_object(ints)
+        return Reader(fh, size, offset or 0, dtype).kaldi_object(ints)
 
     def close(self) -> None:
         for fh, _ in self._open.values():

@@ -217,3 +217,52 @@ def test_nnet_forward_passes_through_the_dropout_the_import_leaves_out(tmp_path)
                str(tmp_path / "exp" / f"{name}.nnet"), "ark:feats.ark", f"ark:{name}.ark", cwd=tmp_path)  # fmt: skip
     out = {name: dict(kaldiio.load_ark(str(tmp_path / f"{name}.ark")))["u"] for name in ("final", "dropout")}
     assert "<Dropout>" in dropped and np.array_equal(out["final"], out["dropout"])
+
+
+def _speaker_dir(tmp_path: Path, feats: dict[str, np.ndarray], text: bool) -> Path:
+    """A data dir whose feats.scp and cmvn.scp copy-feats and compute-cmvn-stats wrote (binary,
+    or as ark,t archives), its utterances "SPEAKER-N"; also per-utterance stats in utt.ark."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "utt2spk").write_text("".join(f"{u} {u.split('-')[0]}\n" for u in feats))
+    speakers = sorted({u.split("-")[0] for u in feats})
+    (data / "spk2utt").write_text("".join(f"{s} {' '.join(u for u in feats if u.startswith(s + '-'))}\n"
+                                          for s in speakers))  # fmt: skip
+    kaldiio.save_ark(str(tmp_path / "in.ark"), feats)
+    t = ",t" if text else ""
+    _kaldi("copy-feats", "ark:in.ark", f"ark{t},scp:{tmp_path / 'feats.ark'},{data / 'feats.scp'}", cwd=tmp_path)
+    _kaldi("compute-cmvn-stats", f"--spk2utt=ark:{data / 'spk2utt'}", f"scp:{data / 'feats.scp'}",
+           f"ark{t},scp:{tmp_path / 'cmvn.ark'},{data / 'cmvn.scp'}", cwd=tmp_path)  # fmt: skip
+    utt = f"ark{t},scp:{tmp_path / 'utt.ark'},{tmp_path / 'utt.scp'}"
+    _kaldi("compute-cmvn-stats", f"scp:{data / 'feats.scp'}", utt, cwd=tmp_path)
+    kaldiio.save_ark(str(tmp_path / "pdf.ark"), {u: np.arange(len(x), dtype=np.int32) % 3 for u, x in feats.items()})
+    return data
+
+
+@pytest.mark.parametrize("text", [False, True])
+@pytest.mark.parametrize("keyed_by", ["speaker", "utterance"])
+@pytest.mark.parametrize("norm_vars", [False, True])
+def test_imported_cmvn_is_what_apply_cmvn_makes(tmp_path, norm_vars, keyed_by, text):
+    """import-kaldi of a data dir whose cmvn.scp compute-cmvn-stats wrote (per speaker, or per
+    utterance as apply-cmvn without --utt2spk reads it; binary or text) holds what apply-cmvn makes
+    of its feats.scp, bit for bit, also where a dimension's mean is thousands of times
+    its spread: compute-cmvn-stats writes double sums, and sum(x^2)/n - mean^2 of the values in
+    float would be off by more than the variance."""
+    rng = np.random.default_rng(0)
+    feats = {f"s{s}-{u}": (np.array([1000.0, 30.0, 0.0]) + rng.normal(0, [0.5, 1, 1], (1500, 3))).astype(np.float32)
+             for s in range(2) for u in range(2)}  # fmt: skip
+    data = _speaker_dir(tmp_path, feats, text)
+    if keyed_by == "utterance":
+        (data / "cmvn.scp").write_text((tmp_path / "utt.scp").read_text())
+    nv = f"--norm-vars={str(norm_vars).lower()}"
+    utt2spk = [f"--utt2spk=ark:{data / 'utt2spk'}"] if keyed_by == "speaker" else []
+    _kaldi("apply-cmvn", nv, *utt2spk, f"scp:{data / 'cmvn.scp'}", f"scp:{data / 'feats.scp'}", "ark:applied.ark",
+           cwd=tmp_path)  # fmt: skip
+    applied = dict(kaldiio.load_ark(str(tmp_path / "applied.ark")))
+    args = ["import-kaldi", str(data), "--ali", str(tmp_path / "pdf.ark"), "--dev-fraction", "0.5", "--cmvn"]
+    result = runner.invoke(app, [*args, *(["--norm-vars"] if norm_vars else []), "--out", str(tmp_path / "store")])
+    assert result.exit_code == 0, result.output
+    store = FeatureStore(tmp_path / "store")
+    assert sorted(r.id for r in store.records) == sorted(applied)
+    for rec in store.records:
+        np.testing.assert_array_equal(store.features(rec), applied[rec.id])

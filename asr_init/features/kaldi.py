@@ -99,8 +99,9 @@ def read_archive(path: Path, what: str, ints: bool = False) -> Iterator[tuple[st
         raise UserError(f"cannot read {what} {path} ({exc.strerror or exc})") from None
 
 
-def read_script(path: Path, what: str, ints: bool = False) -> Iterator[tuple[str, str, np.ndarray]]:
-    """(key, where, array) of every line of a Kaldi script file ("key rxfilename[:offset][range]").
+def read_script(path: Path, what: str, ints: bool = False, dtype=np.float32) -> Iterator[tuple[str, str, np.ndarray]]:
+    """(key, where, array) of every line of a Kaldi script file ("key rxfilename[:offset][range]");
+    float matrices as `dtype`.
 
     Each entry is resolved to a file, an offset and a range here and the file is opened
     directly (kaldi_io): nothing in a script file reaches a shell. A relative file name is found
@@ -113,7 +114,7 @@ def read_script(path: Path, what: str, ints: bool = False) -> Iterator[tuple[str
             try:
                 key, name, offset, span = kaldi_io.parse_script_line(line)
                 file = _locate(name, path, where)
-                value = files.read(file, offset, ints)
+                value = files.read(file, offset, ints, dtype)
                 value = kaldi_io.apply_range(value, span) if span is not None else value  # "[]" too
             except kaldi_io.KaldiFormatError as exc:
                 raise UserError(f"{where}: cannot read {what} ({exc})") from None
@@ -260,7 +261,8 @@ class DataDir:
             )
         if cmvn or (cmvn is None and has_cmvn):
             rows = []
-            for key, where, s in read_script(path / "cmvn.scp", "CMVN stats"):
+            # Kaldi's stats are double sums: read in float, sum(x^2)/n - mean^2 loses the variance
+            for key, where, s in read_script(path / "cmvn.scp", "CMVN stats", dtype=np.float64):
                 if s.ndim != 2 or s.shape[0] not in (1, 2) or s.shape[1] < 2:
                     raise UserError(f"{where}: {key} holds a {s.shape} matrix, not CMVN stats (2, dim + 1)")
                 if not np.isfinite(s).all():
@@ -309,14 +311,17 @@ class DataDir:
         count = stats[0, dim]
         if count < 1.0:
             raise UserError(f"{where}: stats of {speaker} count {count:g} frames, too few for CMVN")
-        mean = stats[0, :dim] / count
+        # ApplyCmvn's arithmetic: offset (and scale) from the double stats, rounded to float, then
+        # applied to the float features in float, so that the frames are apply-cmvn's to the bit.
+        feats = np.asarray(feats, dtype=np.float32)
         if not norm_vars:
-            return (feats - mean).astype(np.float32)
+            return feats + (np.float64(np.float32(-1.0 / count)) * stats[0, :dim]).astype(np.float32)
         if stats.shape[0] < 2:
             raise UserError(f"{where}: --norm-vars needs variance stats, and those of {speaker} have none")
+        mean = stats[0, :dim] / count
         var = np.maximum(stats[1, :dim] / count - mean**2, VAR_FLOOR)
         scale = 1.0 / np.sqrt(var)
-        return (feats * scale - mean * scale).astype(np.float32)
+        return feats * scale.astype(np.float32) + (-(mean * scale)).astype(np.float32)
 
 
 def _dev_speakers(speakers: list[str], fraction: float, seed: int, where: Path) -> set[str]:
