@@ -269,7 +269,8 @@ class Reader:
             body = self._bracketed(MAX_FRAMES * _TEXT_INT_BYTES if ints else None)
             if self.peek(1) == b"\n":
                 self._consume(1)
-            matrix = b"\n" in body.strip()
+            # Kaldi writes a matrix " [" and a line per row (one row too), a vector " [ v1 v2 ]"
+            matrix = body.lstrip(b" \t\r").startswith(b"\n") or b"\n" in body.strip()
             integers = not matrix and re.fullmatch(rb"[\s0-9+-]*", body)  # an integer vector, as kaldiio writes one
             if ints and not integers:
                 raise KaldiFormatError(f"a text matrix or float vector, not a vector of integers{_ALI_HINT}")

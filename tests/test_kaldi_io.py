@@ -94,3 +94,14 @@ def test_entries_after_a_long_text_line_are_read_from_the_look_ahead_exactly(tmp
     entries = list(read_archive(path, ints=True))
     assert len(entries) == 5001 and len(entries[0][2]) == 300_000
     assert [(k, v.tolist()) for k, _, v in entries[1:]] == [(f"u{i}", [i, 2, 3]) for i in range(5000)]
+
+
+@pytest.mark.parametrize("row", [b"0.5 -1.25 3", b"1 2 3"])
+def test_a_one_row_text_matrix_is_a_matrix(row):
+    """Kaldi writes a text matrix as " [", then a line per row, and a vector as " [ v1 v2 ]" on
+    one line: a matrix of one row (a one-frame utterance in copy-feats ark,t:) is a 1 x 3
+    matrix of floats, not a vector, whether or not its values are whole numbers."""
+    value = Reader.of_bytes(b" [\n  " + row + b" ]\n").kaldi_object()
+    assert value.shape == (1, 3) and value.dtype == np.float32
+    np.testing.assert_array_equal(value[0], np.array(row.split(), dtype=np.float32))
+    assert Reader.of_bytes(b" [ " + row + b" ]\n").kaldi_object().shape == (3,)

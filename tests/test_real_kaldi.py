@@ -266,3 +266,27 @@ def test_imported_cmvn_is_what_apply_cmvn_makes(tmp_path, norm_vars, keyed_by, t
     assert sorted(r.id for r in store.records) == sorted(applied)
     for rec in store.records:
         np.testing.assert_array_equal(store.features(rec), applied[rec.id])
+
+
+@pytest.mark.skipif(not (BIN / "copy-feats").is_file(), reason="needs copy-feats in ASR_INIT_KALDI_BIN")
+def test_a_text_archives_one_frame_utterances_are_imported(tmp_path):
+    """import-kaldi of a feats.scp into a copy-feats ark,t: archive holding one-frame utterances
+    (one of whole numbers) has the frames copy-feats reads from it."""
+    rng = np.random.default_rng(0)
+    feats = {"a-1": rng.normal(size=(1, 3)), "a-2": rng.normal(size=(5, 3)), "b-1": np.array([[1.0, 2.0, 3.0]]),
+             "b-2": rng.normal(size=(4, 3))}  # fmt: skip
+    kaldiio.save_ark(str(tmp_path / "in.ark"), {u: x.astype(np.float32) for u, x in feats.items()})
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "utt2spk").write_text("".join(f"{u} {u[0]}\n" for u in feats))
+    _kaldi("copy-feats", "ark:in.ark", f"ark,t,scp:{tmp_path / 't.ark'},{data / 'feats.scp'}", cwd=tmp_path)
+    _kaldi("copy-feats", f"scp:{data / 'feats.scp'}", "ark:read.ark", cwd=tmp_path)
+    read = dict(kaldiio.load_ark(str(tmp_path / "read.ark")))
+    kaldiio.save_ark(str(tmp_path / "pdf.ark"), {u: np.zeros(len(x), dtype=np.int32) for u, x in feats.items()})
+    args = ["import-kaldi", str(data), "--ali", str(tmp_path / "pdf.ark"), "--no-cmvn", "--dev-fraction", "0.5"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "store")])
+    assert result.exit_code == 0, result.output
+    store = FeatureStore(tmp_path / "store")
+    assert sorted(r.id for r in store.records) == sorted(read)
+    for rec in store.records:
+        np.testing.assert_array_equal(store.features(rec), read[rec.id])
