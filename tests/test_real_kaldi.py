@@ -16,7 +16,7 @@ import kaldiio
 import numpy as np
 import pytest
 import torch
-from conftest import write_kaldi_dir
+from conftest import write_kaldi_dir, write_kaldi_features
 from typer.testing import CliRunner
 
 from asr_init.cli import app
@@ -290,3 +290,21 @@ def test_a_text_archives_one_frame_utterances_are_imported(tmp_path):
     assert sorted(r.id for r in store.records) == sorted(read)
     for rec in store.records:
         np.testing.assert_array_equal(store.features(rec), read[rec.id])
+
+
+@pytest.mark.skipif(not (BIN / "nnet-initialize").is_file(), reason="needs nnet-initialize in ASR_INIT_KALDI_BIN")
+def test_an_rbm_given_as_a_dbn_is_refused_naming_its_conversion(tmp_path):
+    """pretrain_dbn.sh leaves each N.rbm beside the N.dbn it converts it to; the .rbm given to
+    --dbn is one error line that names rbm-convert-to-nnet and the .dbn."""
+    store = write_kaldi_features(tmp_path / "data", speakers=2)
+    kaldiio.save_ark(str(tmp_path / "pdf.ark"), store["pdfs"])
+    result = runner.invoke(app, ["import-kaldi", str(tmp_path / "data"), "--ali", str(tmp_path / "pdf.ark"),
+                                 "--dev-fraction", "0.5", "--out", str(tmp_path / "store")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (tmp_path / "rbm.proto").write_text("<Rbm> <InputDim> 13 <OutputDim> 8 <VisibleType> gauss <HiddenType> bern\n")
+    _kaldi("nnet-initialize", "rbm.proto", "1.rbm", cwd=tmp_path)
+    result = runner.invoke(app, ["finetune", str(tmp_path / "store"), "--dbn", str(tmp_path / "1.rbm"), "--out",
+                                 str(tmp_path / "dnn")])  # fmt: skip
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and text.count("error:") == 1, result.output
+    assert "<Rbm>" in text and "rbm-convert-to-nnet" in text and ".dbn" in text, result.output

@@ -160,9 +160,12 @@ def read_nnet(path: Path) -> list[Component]:
             if kind is None:
                 if not token.startswith("<"):
                     raise _Malformed(f"expected a component marker such as <AffineTransform>, found {token[:40]!r}")
+                hint = ""
+                if token.lower() == "<rbm>":  # pretrain_dbn.sh leaves N.rbm beside the N.dbn made of it
+                    hint = "; give the .dbn rbm-convert-to-nnet makes of an RBM (pretrain_dbn.sh: N.dbn beside N.rbm)"
                 raise UserError(
                     f"Kaldi network {path} has a {token} component, which asr-init cannot convert; it reads "
-                    f"{', '.join(f'<{m}>' for m in MARKERS.values())}"
+                    f"{', '.join(f'<{m}>' for m in MARKERS.values())}{hint}"
                 )
             comp = Component(kind, reader.int32(), reader.int32())
             if comp.output_dim < 1 or comp.input_dim < 1:  # a 0-row matrix would back any column count in 0 bytes
