@@ -607,3 +607,57 @@ def test_prune_bench_and_devices_meet_hostile_files_with_one_error_line_within_t
     assert "Traceback" not in result["output"] and "MemoryError" not in result["error"], result["output"][-2000:]
     assert message in text, text[-1500:]
     assert _digests(*inputs) == before
+
+
+# --------------------------------------------- 10. run folders edited between commands: non-finite weights
+
+
+def _non_finite(folder: Path, name: str, value: float) -> Path:
+    """`folder`'s checkpoint `name` (model.pt or dbn.pt) saved again with one weight set to `value`."""
+    import torch
+
+    ckpt = torch.load(folder / name, map_location="cpu", weights_only=True)
+    weight = ckpt["state_dict"]["hidden.0.weight"] if name == "model.pt" else ckpt["layers"][0]["W"]
+    weight[0, 0] = value
+    torch.save(ckpt, folder / name)
+    return folder
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize(
+    "name, args",
+    [
+        ("model.pt", ["evaluate", "{store}", "--model", "{src}", "--device", "cpu"]),
+        ("model.pt", ["export-kaldi", "{src}", "--out", "{tmp}/exp"]),
+        ("model.pt", ["inspect", "{store}", "--model", "{src}", "--frames", "100"]),
+        ("model.pt", ["prune", "{src}", "--out", "{tmp}/pruned", "--store", "{store}", "--sparsity", "0.5",
+                      "--layers", "1", "--hidden", "8", "--max-frames", "256", "--max-epochs", "1"]),
+        ("model.pt", ["finetune", "{store}", "--out", "{tmp}/ft", "--init-from", "{src}", "--reuse-layers", "1",
+                      *FINETUNE]),
+        ("dbn.pt", ["finetune", "{store}", "--out", "{tmp}/ft", "--dbn", "{src}", *FT]),
+        ("dbn.pt", ["inspect", "{store}", "--model", "{src}", "--frames", "100"]),
+    ],
+)  # fmt: skip
+def test_a_model_or_dbn_with_non_finite_weights_is_refused_by_every_command(blob_store, tmp_path, name, args, value):
+    """A NaN or an infinity written into model.pt or dbn.pt (an edited or damaged file) was read as
+    weights: evaluate scored a PER of hundreds of per cent, export-kaldi wrote it into final.nnet,
+    inspect showed nan, and finetune blamed the learning rate."""
+    from asr_init.features.pipeline import FeaturePipeline
+    from asr_init.features.store import FeatureStore
+    from asr_init.models.dbn import save_dbn
+
+    src = tmp_path / "src"
+    if name == "model.pt":
+        write_tiny_model(blob_store, src)
+    else:
+        import torch
+
+        store = FeatureStore(blob_store)
+        src.mkdir()
+        stack = [(torch.full((8, 39), 0.01), torch.zeros(8))]
+        save_dbn(src / "dbn.pt", stack, FeaturePipeline.from_store(store, 0), store.phones, store.states, "gauss")
+    _non_finite(src, name, value)
+    line = error_line([a.format(store=blob_store, src=src, tmp=tmp_path) for a in args], blob_store, src)
+    assert f"{src / name} is inconsistent:" in line and "holds NaN or infinite values" in line, line
+    assert not (tmp_path / "exp").exists() and not (tmp_path / "pruned" / "prune.json").exists()
+    assert not (tmp_path / "ft" / "model.pt").exists()

@@ -89,8 +89,19 @@ class FeaturePipeline:
 
     @classmethod
     def from_dict(cls, d: dict) -> FeaturePipeline:
+        """The pipeline a model or DBN file records; normalisation statistics that are not finite, or a
+        standard deviation that is not positive (an edited or damaged file), are a UserError."""
         features = FeatureConfig.from_dict(d["features"]) if d.get("features") else None
-        return cls(int(d["splice"]), tuple(d["mean"]), tuple(d["std"]), bool(d.get("squash", False)), features)
+        mean, std = tuple(map(float, d["mean"])), tuple(map(float, d["std"]))
+        bad = [i for i, (m, s) in enumerate(zip(mean, std)) if not (np.isfinite(m) and np.isfinite(s) and s > 0)]
+        if bad or len(mean) != len(std):
+            at = bad[0] if bad else min(len(mean), len(std))
+            raise UserError(
+                f"its feature pipeline's normalisation gives dimension {at} a mean of "
+                f"{mean[at] if at < len(mean) else 'none'} and a standard deviation of "
+                f"{std[at] if at < len(std) else 'none'}; frames cannot be normalised with them"
+            )
+        return cls(int(d["splice"]), mean, std, bool(d.get("squash", False)), features)
 
     def check_store(self, store: FeatureStore, where: str) -> None:
         """Raise if `store`'s frames do not fit this pipeline: computed at another sample rate

@@ -17,6 +17,7 @@ import torch
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline
 from asr_init.io import load_typed_checkpoint, save_checkpoint
+from asr_init.models.dnn import check_finite
 
 Stack = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -86,6 +87,8 @@ def _check_dbn(dbn: dict) -> None:
                 f"{width} wide ({'the feature pipeline' if k == 1 else f'layer {k - 1}'})"
             )
         width = w.shape[0]
+        check_finite(f"layer {k}'s W", w)
+        check_finite(f"layer {k}'s b", b)
     if not isinstance(dbn["phones"], list) or not isinstance(dbn["states"], list) or dbn["activation"] != "sigmoid":
         raise UserError("its phones, states or activation records are malformed")
 

@@ -9,6 +9,7 @@ priors for hybrid decoding.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -119,6 +120,11 @@ def _build(ckpt: dict) -> tuple[DNN, dict]:
         raise UserError(f"its feature pipeline gives {pipeline.dim} inputs but input_dim is {meta['input_dim']}")
     if len(meta["priors"]) != outputs:
         raise UserError(f"it has {len(meta['priors'])} class priors for {outputs} output classes")
+    priors = [float(p) for p in meta["priors"]]
+    bad = [i for i, p in enumerate(priors) if not (math.isfinite(p) and p >= 0)]
+    if bad or not sum(priors) > 0:
+        what = f"class {bad[0]} has a prior of {priors[bad[0]]}" if bad else "its class priors are all 0"
+        raise UserError(f"{what}; priors are relative frequencies (finite, at least 0, not all 0)")
     if meta["targets"] not in TARGET_KINDS or not isinstance(meta["phones"], list):
         raise UserError(f"its targets {meta['targets']!r} or phone list are malformed")
     _check_state_dict(model.state_dict(), ckpt["state_dict"])
@@ -141,3 +147,13 @@ def _check_state_dict(expected: dict[str, torch.Tensor], got: dict) -> None:
     extra = sorted(set(got) - set(expected))
     if extra:
         raise UserError(f"it holds weights {', '.join(extra)} that its layer sizes do not have")
+    for name in expected:
+        check_finite(f"weight {name}", got[name])
+
+
+def check_finite(name: str, tensor: torch.Tensor) -> None:
+    """Raise UserError where a floating-point tensor holds NaN or an infinity (an edited or damaged
+    file): the network would turn every frame into NaN, and decoding would score garbage."""
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        first = tensor.flatten()[~torch.isfinite(tensor.flatten())][0]
+        raise UserError(f"{name} holds NaN or infinite values (such as {float(first)})")

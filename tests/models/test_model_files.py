@@ -42,6 +42,31 @@ def test_tiny_model_loads(model_dir):
         (lambda c: c["meta"].update(input_dim=40), r"model\.pt is inconsistent: its feature pipeline gives 39 inputs"),
         (lambda c: c["meta"].update(priors=[0.5, 0.5]), r"model\.pt is inconsistent: it has 2 class priors for 12"),
         (lambda c: c["meta"]["config"].update(activation="bogus"), r"model\.pt is inconsistent: unknown activation"),
+        (
+            lambda c: c["state_dict"]["hidden.0.weight"].view(-1)[5].fill_(float("nan")),
+            r"model\.pt is inconsistent: weight hidden\.0\.weight holds NaN or infinite values \(such as nan\)",
+        ),
+        (
+            lambda c: c["state_dict"]["output.bias"].view(-1)[0].fill_(float("-inf")),
+            r"model\.pt is inconsistent: weight output\.bias holds NaN or infinite values \(such as -inf\)",
+        ),
+        (
+            lambda c: c["meta"]["priors"].__setitem__(3, float("nan")),
+            r"model\.pt is inconsistent: class 3 has a prior of nan; priors are relative frequencies",
+        ),
+        (
+            lambda c: c["meta"]["priors"].__setitem__(2, -0.5),
+            r"model\.pt is inconsistent: class 2 has a prior of -0\.5",
+        ),
+        (
+            lambda c: c["meta"]["pipeline"]["std"].__setitem__(4, 0.0),
+            r"model\.pt is inconsistent: its feature pipeline's normalisation gives dimension 4 a mean of .* and a "
+            r"standard deviation of 0\.0",
+        ),
+        (
+            lambda c: c["meta"]["pipeline"]["mean"].__setitem__(1, float("inf")),
+            r"model\.pt is inconsistent: its feature pipeline's normalisation gives dimension 1 a mean of inf",
+        ),
     ],
 )
 def test_damaged_model_file(model_dir, change, message):
@@ -82,6 +107,18 @@ def test_dbn_loads(dbn_dir):
             r"dbn\.pt is inconsistent: layer 1 has W of shape \(6, 39\)",
         ),
         (lambda c: c.update(layers=[]), r"dbn\.pt is inconsistent: it has no layers"),
+        (
+            lambda c: c["layers"][1]["W"].view(-1)[3].fill_(float("inf")),
+            r"dbn\.pt is inconsistent: layer 2's W holds NaN or infinite values \(such as inf\)",
+        ),
+        (
+            lambda c: c["layers"][0]["b"].view(-1)[0].fill_(float("nan")),
+            r"dbn\.pt is inconsistent: layer 1's b holds NaN or infinite values \(such as nan\)",
+        ),
+        (
+            lambda c: c["pipeline"]["std"].__setitem__(0, float("nan")),
+            r"dbn\.pt is inconsistent: its feature pipeline's normalisation gives dimension 0 a mean of",
+        ),
     ],
 )
 def test_damaged_dbn_file(dbn_dir, change, message):
