@@ -274,7 +274,7 @@ def _existing(out: Path, settings: dict, record: str, finished, started, neutral
                 f"the {name} changed since {out} was made from it (identity {old['inputs'][name]} then, {identity} "
                 "now); its outputs would mix the two: use --force to start over or choose another --out"
             )
-    diffs = _differences(old, {k: v for k, v in settings.items() if k != "inputs"}, neutral)
+    diffs = differences(old, {k: v for k, v in settings.items() if k != "inputs"}, neutral)
     if diffs:
         raise UserError(
             f"{out} holds {what} made with other settings ({'; '.join(diffs)}); use --force to replace it or "
@@ -310,7 +310,7 @@ def _ours(record: Path, settings: dict, upgrade) -> dict | None:
     return old if ours and isinstance(old.get("inputs", {}), dict) else None
 
 
-def _differences(old: dict, new: dict, neutral: tuple[str, ...]) -> list[str]:
+def differences(old: dict, new: dict, neutral: tuple[str, ...]) -> list[str]:
     """'name: then -> now' for every setting of `new` that `old` records otherwise (a dict's
     keys one by one, `neutral` ones left out)."""
 

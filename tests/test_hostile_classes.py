@@ -661,3 +661,67 @@ def test_a_model_or_dbn_with_non_finite_weights_is_refused_by_every_command(blob
     assert f"{src / name} is inconsistent:" in line and "holds NaN or infinite values" in line, line
     assert not (tmp_path / "exp").exists() and not (tmp_path / "pruned" / "prune.json").exists()
     assert not (tmp_path / "ft" / "model.pt").exists()
+
+
+# ------------------------------------ 11. run folders edited between commands: a checkpoint from elsewhere
+
+
+def _interrupted(blob_store: Path, out: Path, command: str, args: list[str]) -> Path:
+    """A finished tiny run made to look interrupted: its summary, final output and last layer removed."""
+    result = runner.invoke(app, [command, str(blob_store), "--out", str(out), *args])
+    assert result.exit_code == 0, result.output[-3000:]
+    for name in ("pretrain.json", "dbn.pt", "rbm2.pt", "finetune.json", "model.pt"):
+        (out / name).unlink(missing_ok=True)
+    return out
+
+
+@pytest.mark.parametrize(
+    "other, copy, message",
+    [
+        (["--hidden", "12"], ("checkpoint.pt", "checkpoint.pt"), "it was written with other settings (hidden: [12] "
+                                                                  "then, [8] now)"),
+        (["--lr", "0.5"], ("checkpoint.pt", "checkpoint.pt"), "it was written with other settings (lr: 0.5 then, "),
+        ([], ("model.pt", "checkpoint.pt"), "is not a checkpoint of this stage (it has no 'model' record)"),
+    ],
+)  # fmt: skip
+def test_finetune_resume_refuses_a_checkpoint_copied_from_another_run(blob_store, tmp_path, other, copy, message):
+    """checkpoint.pt of another run copied into an interrupted one: of other sizes it was a
+    RuntimeError traceback from load_state_dict, of the same sizes it was resumed in silence (the
+    other run's weights, rate and log under this run's settings)."""
+    run = _interrupted(blob_store, tmp_path / "run", "finetune", FINETUNE)
+    done = runner.invoke(
+        app, ["finetune", str(blob_store), "--out", str(tmp_path / "other"), *_sized("finetune", other)]
+    )
+    assert done.exit_code == 0, done.output[-3000:]
+    shutil.copy(tmp_path / "other" / copy[0], run / copy[1])
+    line = error_line(["finetune", blob_store, "--out", run, *FINETUNE, "--resume"], blob_store, tmp_path / "other")
+    assert f"{run / copy[1]} {'' if copy[0] == 'model.pt' else 'is not a checkpoint of this run: '}{message}" in line
+    assert not (run / "model.pt").exists() and not (run / "finetune.json").exists()
+
+
+@pytest.mark.parametrize(
+    "source, target, message",
+    [
+        ("other/rbm1.pt", "rbm1.pt", "rbm1.pt is not a checkpoint of this run: it was written with other settings "
+                                     "(hidden: [12] then, [8] now)"),
+        ("other/rbm2.pt", "rbm2.partial.pt", "rbm2.partial.pt is not a checkpoint of this run"),
+        ("run/rbm1.pt", "rbm2.partial.pt", "rbm2.partial.pt is not a checkpoint of layer 2 (it holds layer 1)"),
+        ("model/model.pt", "rbm1.pt", "rbm1.pt is not a checkpoint of this stage (it has no 'rbm' record)"),
+    ],
+)  # fmt: skip
+def test_pretrain_resume_refuses_a_layer_checkpoint_copied_from_elsewhere(blob_store, tmp_path, source, target,
+                                                                          message):  # fmt: skip
+    """A layer checkpoint of another run (other sizes), another layer or another stage: a finished
+    layer of other sizes was a traceback, a partial one of other sizes was resumed in silence into a
+    dbn.pt whose layers do not chain, a model.pt a KeyError."""
+    args = _sized("pretrain", ["--layers", "2", "--hidden", "8"])
+    run = _interrupted(blob_store, tmp_path / "run", "pretrain", args)
+    done = runner.invoke(app, ["pretrain", str(blob_store), "--out", str(tmp_path / "other"),
+                               *_sized("pretrain", ["--layers", "2", "--hidden", "12"])])  # fmt: skip
+    assert done.exit_code == 0, done.output[-3000:]
+    write_tiny_model(blob_store, tmp_path / "model")
+    shutil.copy(tmp_path / source, tmp_path / "copied.pt")
+    shutil.copy(tmp_path / "copied.pt", run / target)
+    line = error_line(["pretrain", blob_store, "--out", run, *args, "--resume"], blob_store, tmp_path / "other")
+    assert message in line and str(run) in line, line
+    assert not (run / "dbn.pt").exists() and not (run / "pretrain.json").exists()

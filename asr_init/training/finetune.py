@@ -44,7 +44,7 @@ from asr_init.progress import console
 from asr_init.training.config import FinetuneConfig
 from asr_init.training.distributed import Dist, distributed
 from asr_init.training.interrupts import StopFlag, catch_signals
-from asr_init.training.loop import Strategy, Trainer, TrainState, already_finished
+from asr_init.training.loop import Strategy, Trainer, TrainState, already_finished, check_own_checkpoint
 from asr_init.training.precision import forward_precision, matmul_precision
 from asr_init.training.schedules import make_schedule
 
@@ -505,6 +505,9 @@ class _DnnTrainer(Trainer):
                 f"{self.out_dir} holds an interrupted fine-tuning run ({path}); re-run with --resume to continue it "
                 "or --force to start over"
             )
+        check_own_checkpoint(ckpt, path, self.config.to_dict(), self.pipeline.to_dict(),
+                             RESUME_NEUTRAL + _from_source(self.config),
+                             ("model", "optimizer", "position", "best", "sums", "rows"))  # fmt: skip
         if "schedule" not in ckpt:
             raise UserError(f"{path} was written by an older asr-init and cannot be resumed; use --force to start over")
         self.model.load_state_dict(ckpt["model"])

@@ -24,6 +24,7 @@ import torch
 from rich.progress import TextColumn
 
 from asr_init.errors import UserError
+from asr_init.folders import differences
 from asr_init.io import save_checkpoint
 from asr_init.progress import console, progress_bar
 from asr_init.training.distributed import Dist
@@ -97,6 +98,31 @@ def already_finished(out_dir: Path, done: dict | None, more: bool, resume: bool,
         console.print(f"[green]{out_dir} already holds a finished {run} with these settings")
         return True
     return False
+
+
+def check_own_checkpoint(ckpt, path: Path, config: dict, pipeline: dict, neutral: tuple[str, ...] = (),
+                         keys: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """Raise a UserError unless `ckpt`, read from `path` in a run folder, is this run's: a
+    checkpoint copied there from another run (other sizes, settings or store) or from another
+    stage would otherwise be resumed, or fail with a traceback. It must hold the records `keys`;
+    its recorded config is compared with `config` (`neutral` keys left out, as the folder's record
+    is) and its feature pipeline with `pipeline`."""
+    missing = [key for key in keys if key not in ckpt] if isinstance(ckpt, dict) else ["a dict"]
+    if missing:
+        raise UserError(
+            f"{path} is not a checkpoint of this stage (it has no {missing[0]!r} record); delete it to start that "
+            "stage again"
+        )
+    diffs = []
+    if isinstance(ckpt.get("config"), dict):
+        diffs += differences({"config": ckpt["config"]}, {"config": config}, neutral)
+    if ckpt.get("pipeline") is not None and ckpt["pipeline"] != pipeline:
+        diffs.append("its feature pipeline (splice, or the normalisation statistics of its store)")
+    if diffs:
+        raise UserError(
+            f"{path} is not a checkpoint of this run: it was written with other settings ({'; '.join(diffs)}); "
+            "delete it to start that stage again, or use --force to start over"
+        )
 
 
 class Trainer(ABC):

@@ -41,7 +41,7 @@ from asr_init.progress import console
 from asr_init.training.config import PretrainConfig
 from asr_init.training.distributed import Dist, distributed
 from asr_init.training.interrupts import StopFlag, catch_signals
-from asr_init.training.loop import Strategy, Trainer, TrainState, already_finished
+from asr_init.training.loop import Strategy, Trainer, TrainState, already_finished, check_own_checkpoint
 from asr_init.training.precision import matmul_precision
 
 CSV_COLUMNS = ["layer", "epoch", "frames", "kind", "recon_error", "lr", "momentum", "elapsed_s", "frames_per_s",
@@ -74,7 +74,7 @@ def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bo
         summary="pretrain.json", what="a pretrain run", dist=dist,
     ) as output:  # fmt: skip
         done = output.done
-        more = done is not None and dist.from_main(lambda: _more_epochs(Path(out_dir), config, resume))
+        more = done is not None and dist.from_main(lambda: _more_epochs(Path(out_dir), config, pipeline, resume))
         shortfall = " whose last layer trained fewer epochs than asked"
         if already_finished(out_dir, done, more, resume, "pre-training run", shortfall):
             return done
@@ -130,12 +130,28 @@ class _Run:
         return propagate(x, self.stack) if self.stack else x
 
 
-def _more_epochs(out_dir: Path, config: PretrainConfig, resume: bool) -> bool:
+def _layer_checkpoint(path: Path, config: PretrainConfig, pipeline: FeaturePipeline, layer: int) -> dict | None:
+    """Layer `layer`'s checkpoint at `path` (finished or partial), None where there is none; one
+    that is not this run's (copied from another run, or another layer's) is a UserError."""
+    ckpt = load_run_checkpoint(path)
+    if ckpt is not None:
+        check_own_checkpoint(ckpt, path, config.to_dict(), pipeline.to_dict(), RESUME_NEUTRAL,
+                             ("rbm", "position", "rows", "info"))  # fmt: skip
+        recorded = ckpt["info"].get("layer", layer) if isinstance(ckpt["info"], dict) else None
+        if recorded != layer:
+            raise UserError(
+                f"{path} is not a checkpoint of layer {layer} (it holds layer {recorded}); delete it to start that "
+                "layer again"
+            )
+    return ckpt
+
+
+def _more_epochs(out_dir: Path, config: PretrainConfig, pipeline: FeaturePipeline, resume: bool) -> bool:
     """Whether the finished last layer trained fewer epochs than `config` asks (--resume adds them;
     without it, a damaged layer checkpoint of a finished run is not this check's to report)."""
     last = len(config.sizes)
     try:
-        ckpt = load_run_checkpoint(out_dir / f"rbm{last}.pt")
+        ckpt = _layer_checkpoint(out_dir / f"rbm{last}.pt", config, pipeline, last)
     except UserError:
         if resume:
             raise
@@ -151,7 +167,8 @@ def _train_layers(run: _Run, flag: StopFlag, resume: bool) -> dict:
     with catch_signals(flag), matmul_precision(run.config.precision):  # each layer's initialisation too
         for layer in range(1, len(run.config.sizes) + 1):
             path = run.out_dir / f"rbm{layer}.pt"
-            ckpt = run.dist.from_main(lambda path=path: load_run_checkpoint(path))
+            read = lambda path=path, layer=layer: _layer_checkpoint(path, run.config, run.pipeline, layer)  # noqa: E731
+            ckpt = run.dist.from_main(read)
             more = ckpt is not None and resume and layer == len(run.config.sizes)
             if more and ckpt["position"]["epoch"] <= run.config.layer_epochs(layer):
                 rbm, ckpt = _LayerTrainer(run, layer, resume, ckpt).train(flag)
@@ -222,7 +239,7 @@ class _LayerTrainer(Trainer):
         self.finished, self.last_error, self.pending = False, "-", []  # pending: (frames, epoch, s) of unread steps
         self.seed = config.seed * 1000 + layer
         partial = self.checkpoint_path
-        ckpt = finished or self.dist.from_main(lambda: load_run_checkpoint(partial))
+        ckpt = finished or self.dist.from_main(lambda: _layer_checkpoint(partial, config, run.pipeline, layer))
         self._resume(ckpt, resume) if ckpt is not None else self._start()
         self.cd = ContrastiveDivergence(self.rbm, self.uniforms, self.lr, config.batch_size, k=config.cd_k,
                                         l2=config.l2, sat_limit=self.sat_limit, bf16=config.precision == "bf16",
