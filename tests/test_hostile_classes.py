@@ -725,3 +725,32 @@ def test_pretrain_resume_refuses_a_layer_checkpoint_copied_from_elsewhere(blob_s
     line = error_line(["pretrain", blob_store, "--out", run, *args, "--resume"], blob_store, tmp_path / "other")
     assert message in line and str(run) in line, line
     assert not (run / "dbn.pt").exists() and not (run / "pretrain.json").exists()
+
+
+# ----------------------------------------- 12. run folders edited between commands: a finished run's summary
+
+
+@pytest.mark.parametrize("resume", [[], ["--resume"]])
+@pytest.mark.parametrize(
+    "command, summary, edit, message",
+    [
+        ("finetune", "finetune.json", lambda s: s.update(best_dev_acc="x"), 'best_dev_acc must be a number, not "x"'),
+        ("finetune", "finetune.json", lambda s: s.pop("best_epoch"), "best_epoch must be an integer, not missing"),
+        ("pretrain", "pretrain.json", lambda s: s["layers"][0].pop("n_visible"),
+         "layers[0].n_visible must be an integer, not missing"),
+        ("pretrain", "pretrain.json", lambda s: s.update(layers={"1": 1}), "layers must be a list, not"),
+    ],
+)  # fmt: skip
+def test_a_finished_runs_edited_summary_is_one_line_when_the_command_is_run_again(
+    blob_store, tmp_path, command, summary, edit, message, resume
+):
+    """The same command on a finished run reads its summary to print it: an edited field was a
+    KeyError or a format error with a traceback."""
+    out = tmp_path / "run"
+    args = [command, str(blob_store), "--out", str(out), *(PRETRAIN if command == "pretrain" else FINETUNE)]
+    assert runner.invoke(app, args).exit_code == 0
+    record = json.loads((out / summary).read_text())
+    edit(record)
+    (out / summary).write_text(json.dumps(record))
+    line = error_line([*args, *resume], blob_store, out)
+    assert f"{out / summary}: {message}" in line and f"use --force to make a {command} run again" in line, line

@@ -248,8 +248,13 @@ def read_record(path: Path, **fields: Kind) -> dict:
     holds another type there (a string, null, a list or a bool where a number is formatted) is a
     UserError naming the file and the field, before the report writes anything."""
     data = read_json(path)
-    _check(path, "", data, record(**fields))
+    check_record(path, data, **fields)
     return data
+
+
+def check_record(path: Path, data: Any, **fields: Kind) -> None:
+    """`read_record`'s check of `data`, the record read from `path`."""
+    _check(path, "", data, record(**fields))
 
 
 def read_record_if(path: Path, **fields: Kind) -> dict | None:

@@ -55,6 +55,13 @@ RESUME_NEUTRAL = ("device", "cuda_graphs", "max_epochs")  # may differ between a
 SOURCE_SHAPE = ("splice", "layers", "hidden")
 
 
+def _summary_fields() -> dict:
+    """The fields of a finished run's finetune.json that a command run again reads (the CLI prints them)."""
+    from asr_init.reporting.logs import INTEGER, NUMBER
+
+    return {"epochs": INTEGER, "best_epoch": INTEGER, "best_dev_loss": NUMBER, "best_dev_acc": NUMBER}
+
+
 def class_priors(store: FeatureStore, targets: str, floor: float) -> np.ndarray:
     """Relative frequencies of the targets in the train split, counts floored at `floor`."""
     counts = np.maximum(store.class_counts(targets, "train"), floor)
@@ -227,7 +234,7 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
     with reading(store.path, config.dbn, config.init_from), output_folder(
         out_dir, settings, record="finetune.config.json", finished=("finetune.json", "model.pt"), force=force,
         inputs=inputs, in_place=True, started=("checkpoint.pt",), neutral=RESUME_NEUTRAL + _from_source(config),
-        summary="finetune.json", what="a finetune run", dist=dist,
+        summary="finetune.json", what="a finetune run", dist=dist, summary_fields=_summary_fields(),
     ) as output:  # fmt: skip
         done = output.done
         epochs = done.get("epochs") if done is not None else None
