@@ -754,3 +754,23 @@ def test_a_finished_runs_edited_summary_is_one_line_when_the_command_is_run_agai
     (out / summary).write_text(json.dumps(record))
     line = error_line([*args, *resume], blob_store, out)
     assert f"{out / summary}: {message}" in line and f"use --force to make a {command} run again" in line, line
+
+
+@pytest.mark.parametrize(
+    "command, name, record, weight",
+    [("finetune", "checkpoint.pt", "model", "hidden.0.weight"), ("finetune", "checkpoint.pt", "best", "output.bias"),
+     ("pretrain", "rbm1.pt", "rbm", "W")],
+)  # fmt: skip
+def test_resume_refuses_a_checkpoint_with_non_finite_weights(blob_store, tmp_path, command, name, record, weight):
+    """A NaN written into a run's checkpoint was resumed and then blamed on the learning rate ("lower --lr",
+    calling the damaged rbm1.pt the last good checkpoint): a run writes no checkpoint of a diverged state."""
+    import torch
+
+    args = _sized(command, ["--layers", "2"]) if command == "pretrain" else FINETUNE
+    run = _interrupted(blob_store, tmp_path / "run", command, args)
+    ckpt = torch.load(run / name, map_location="cpu", weights_only=True)
+    ckpt[record][weight].view(-1)[0] = float("nan")
+    torch.save(ckpt, run / name)
+    line = error_line([command, blob_store, "--out", run, *args, "--resume"], blob_store, run)
+    assert f"{run / name} is damaged: its {record} {weight} holds NaN or infinite values" in line, line
+    assert "--lr" not in line

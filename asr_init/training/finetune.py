@@ -514,7 +514,7 @@ class _DnnTrainer(Trainer):
             )
         check_own_checkpoint(ckpt, path, self.config.to_dict(), self.pipeline.to_dict(),
                              RESUME_NEUTRAL + _from_source(self.config),
-                             ("model", "optimizer", "position", "best", "sums", "rows"))  # fmt: skip
+                             ("model", "optimizer", "position", "best", "sums", "rows"), ("model", "best"))  # fmt: skip
         if "schedule" not in ckpt:
             raise UserError(f"{path} was written by an older asr-init and cannot be resumed; use --force to start over")
         self.model.load_state_dict(ckpt["model"])

@@ -26,6 +26,7 @@ from rich.progress import TextColumn
 from asr_init.errors import UserError
 from asr_init.folders import differences
 from asr_init.io import save_checkpoint
+from asr_init.models.dnn import check_finite
 from asr_init.progress import console, progress_bar
 from asr_init.training.distributed import Dist
 from asr_init.training.interrupts import Interrupted, StopFlag
@@ -101,18 +102,26 @@ def already_finished(out_dir: Path, done: dict | None, more: bool, resume: bool,
 
 
 def check_own_checkpoint(ckpt, path: Path, config: dict, pipeline: dict, neutral: tuple[str, ...] = (),
-                         keys: tuple[str, ...] = ()) -> None:  # fmt: skip
+                         keys: tuple[str, ...] = (), weights: tuple[str, ...] = ()) -> None:  # fmt: skip
     """Raise a UserError unless `ckpt`, read from `path` in a run folder, is this run's: a
     checkpoint copied there from another run (other sizes, settings or store) or from another
     stage would otherwise be resumed, or fail with a traceback. It must hold the records `keys`;
     its recorded config is compared with `config` (`neutral` keys left out, as the folder's record
-    is) and its feature pipeline with `pipeline`."""
+    is) and its feature pipeline with `pipeline`; the tensors of its records `weights` must be finite
+    (a run writes no checkpoint of a diverged state, so a NaN there is damage, not the learning rate)."""
     missing = [key for key in keys if key not in ckpt] if isinstance(ckpt, dict) else ["a dict"]
     if missing:
         raise UserError(
             f"{path} is not a checkpoint of this stage (it has no {missing[0]!r} record); delete it to start that "
             "stage again"
         )
+    for key in weights:
+        for name, tensor in ckpt[key].items() if isinstance(ckpt[key], dict) else ():
+            if isinstance(tensor, torch.Tensor):
+                try:
+                    check_finite(f"{key} {name}", tensor)
+                except UserError as exc:
+                    raise UserError(f"{path} is damaged: its {exc}; delete it to start that stage again") from None
     diffs = []
     if isinstance(ckpt.get("config"), dict):
         diffs += differences({"config": ckpt["config"]}, {"config": config}, neutral)

@@ -145,7 +145,7 @@ def _layer_checkpoint(path: Path, config: PretrainConfig, pipeline: FeaturePipel
     ckpt = load_run_checkpoint(path)
     if ckpt is not None:
         check_own_checkpoint(ckpt, path, config.to_dict(), pipeline.to_dict(), RESUME_NEUTRAL,
-                             ("rbm", "position", "rows", "info"))  # fmt: skip
+                             ("rbm", "position", "rows", "info"), ("rbm",))  # fmt: skip
         recorded = ckpt["info"].get("layer", layer) if isinstance(ckpt["info"], dict) else None
         if recorded != layer:
             raise UserError(
