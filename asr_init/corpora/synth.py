@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,20 +197,45 @@ def _synthesize_utterances(tmp: Path, speakers: list[SynthSpeaker], config: Synt
     # makes utterance i identical whatever ran before it and however many jobs there are.
     ctx = multiprocessing.get_context("fork")
     quiet = (signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: leaving the pool ends the workers
-    with ctx.Pool(max(1, config.jobs), signal.signal, quiet, maxtasksperchild=1) as pool, progress_bar() as bar:
-        task = bar.add_task("synthesising", total=round(target), unit="s audio")
-        while total < target:
-            tasks = [(i, speakers[i % len(speakers)], config, str(tmp / "wav")) for i in range(index, index + batch)]
-            index += batch
-            for row in pool.imap(_synthesize_one, tasks, chunksize=1):
-                if total >= target:  # cut at the same utterance whatever the batch size
-                    os.remove(tmp / "wav" / f"{row[0]}.wav")
-                    continue
-                rows.append(row)
-                total += row[3]
-                bar.update(task, completed=min(total, target))
+    pool = ctx.Pool(max(1, config.jobs), signal.signal, quiet, maxtasksperchild=1)
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task("synthesising", total=round(target), unit="s audio")
+            while total < target:
+                ids, index = range(index, index + batch), index + batch
+                tasks = [(i, speakers[i % len(speakers)], config, str(tmp / "wav")) for i in ids]
+                for row in pool.imap(_synthesize_one, tasks, chunksize=1):
+                    if total >= target:  # cut at the same utterance whatever the batch size
+                        os.remove(tmp / "wav" / f"{row[0]}.wav")
+                        continue
+                    rows.append(row)
+                    total += row[3]
+                    bar.update(task, completed=min(total, target))
+        pool.close()  # the workers end by themselves
+    except BaseException:
+        _terminate(pool)
+        raise
+    pool.join()
     rows.sort(key=lambda r: r[0])
     return rows, total
+
+
+def _terminate(pool) -> None:
+    """Pool.terminate, which alone can wait for ever: with maxtasksperchild its worker thread may start
+    a worker after terminate has stopped the others, and that one waits for work that never comes.
+    Every child left is killed until terminate has joined them all."""
+    done = threading.Event()
+
+    def reap() -> None:
+        while not done.wait(0.2):
+            for child in multiprocessing.active_children():
+                child.kill()
+
+    threading.Thread(target=reap, name="reap-workers", daemon=True).start()
+    try:
+        pool.terminate()
+    finally:
+        done.set()
 
 
 def _write_data_dir(tmp: Path, rows: list, speakers: list[SynthSpeaker]) -> None:

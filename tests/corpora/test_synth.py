@@ -106,3 +106,38 @@ def test_synthesis_is_deterministic_across_processes(tmp_path):
     assert make_speakers(4, 4)[1].gender == "f"
     (a,), (b,) = outs
     np.testing.assert_array_equal(sf.read(a)[0], sf.read(b)[0])
+
+
+_POOLS = """
+import multiprocessing, os, signal, sys
+from asr_init.corpora.synth import _terminate
+
+def same(x):
+    return x
+
+owner = os.getpid()
+
+def handler(signum, frame):  # as output_folder's: a forked worker dies of it
+    if os.getpid() != owner:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    raise KeyboardInterrupt
+
+signal.signal(signal.SIGTERM, handler)
+for _ in range(150):
+    pool = multiprocessing.get_context("fork").Pool(2, maxtasksperchild=1)
+    list(pool.imap(same, range(8), chunksize=1))
+    _terminate(pool)
+print("ended")
+"""
+
+
+def test_an_interrupted_synth_pool_ends_whatever_worker_it_was_starting():
+    """Pool.terminate with maxtasksperchild can wait for ever on a worker its worker thread starts after
+    the others were stopped (it hung within 16 to 92 pools of these); synth's _terminate kills what is left."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _POOLS], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.strip() == "ended", run.stderr[-2000:]
