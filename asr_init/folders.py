@@ -33,6 +33,7 @@ from pathlib import Path
 
 from asr_init.errors import UserError
 from asr_init.io import check_writable_folder, read_json, write_json_atomic
+from asr_init.records import check_record
 
 
 def lock_path(folder: Path) -> Path:
@@ -159,7 +160,7 @@ def output_folder(out: Path, settings: dict, *, record: str, finished: tuple[str
     same keys of OUT/`record` (a nested "config" dict key by key, `neutral` ones left out; an
     "inputs" dict of identities names a changed input); `finished` files mark a complete OUT,
     whose `summary` file (default: `record`) is yielded as `done` (each of its `summary_fields`, those the
-    command reads from it, of its reporting.logs Kind); `upgrade` turns a record an
+    command reads from it, of its records.Kind); `upgrade` turns a record an
     older asr-init wrote into today's form before they are compared. In place, `record` is
     written with `settings` at the start and `started` files mark a run that may be resumed.
 
@@ -294,8 +295,6 @@ def _summary(path: Path, what: str, fields: dict | None = None) -> dict:
     if not isinstance(done, dict):
         raise UserError(f"{path} is damaged (not a JSON object); use --force to make {what} again")
     if fields:
-        from asr_init.reporting.logs import check_record
-
         try:
             check_record(path, done, **fields)
         except UserError as exc:

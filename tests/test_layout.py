@@ -6,7 +6,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "asr_init"
 # Lowest first: a module may import from its own level and the levels before it.
 LEVELS = [
-    {"errors", "io", "config", "environment", "progress", "plots", "cuda_graphs", "folders", "kaldi_io"},
+    {"errors", "io", "config", "environment", "progress", "plots", "cuda_graphs", "folders", "kaldi_io", "records"},
     {"corpora"},
     {"features"},
     {"models"},

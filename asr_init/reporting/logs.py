@@ -15,15 +15,26 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from asr_init.errors import UserError
-from asr_init.io import read_csv, read_json, read_text
+from asr_init.io import read_csv, read_text
+from asr_init.records import (
+    ABSENT,
+    INTEGER,
+    NULL,
+    NUMBER,
+    TEXT,
+    Kind,
+    check_record,
+    each,
+    read_record,
+    read_record_if,
+    record,
+)
 
 
 def init_name(folder: str) -> str:
@@ -186,80 +197,7 @@ def load_dbn_saturation(paper: Path) -> dict[str, dict[int, float]]:
     return out
 
 
-_ABSENT = object()  # a field a record leaves out
-
-
-@dataclass(frozen=True)
-class Kind:
-    """What a field of a record must hold, `what` naming it in the error; where it holds an object,
-    its `fields` are checked in turn, and `item` is what each element of a list or each value of an
-    object must hold. `a | b` holds either (`| NULL`: or null; `| ABSENT`: or the field left out)."""
-
-    what: str
-    test: Callable[[Any], bool]
-    fields: dict = field(default_factory=dict)
-    item: Kind | None = None
-
-    def __or__(self, other: Kind) -> Kind:
-        either = lambda v: self.test(v) or other.test(v)  # noqa: E731
-        return Kind(f"{self.what} or {other.what}", either, self.fields | other.fields, self.item or other.item)
-
-
-NUMBER = Kind("a number", lambda v: isinstance(v, float) or (type(v) is int and abs(v) <= 2**53))  # a float holds it
-INTEGER = Kind("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool))
-TEXT = Kind("a string", lambda v: isinstance(v, str))
-NULL = Kind("null", lambda v: v is None)
-ABSENT = Kind("left out", lambda v: v is _ABSENT)
-
-
-def record(**fields: Kind) -> Kind:
-    """An object with these fields (others are not looked at)."""
-    return Kind("an object", lambda v: isinstance(v, dict), fields)
-
-
-def each(item: Kind, container: type = list) -> Kind:
-    """A list (container=dict: an object) each element (value) of which is `item`."""
-    return Kind("a list" if container is list else "an object", lambda v: isinstance(v, container), item=item)
-
-
 FRAME_ACC = each(NUMBER, dict)  # results.json's frame_acc: an accuracy per kind of target
-
-
-def _check(path: Path | str, name: str, value: Any, kind: Kind) -> None:
-    if not kind.test(value):
-        got = "missing" if value is _ABSENT else json.dumps(value)[:40]
-        raise UserError(f"{path}: {name or 'the record'} must be {kind.what}, not {got}")
-    if isinstance(value, list | dict) and kind.item is not None:
-        for key, v in value.items() if isinstance(value, dict) else enumerate(value):
-            _check(path, _field(name, key), v, kind.item)
-    for key, sub in kind.fields.items() if isinstance(value, dict) else ():
-        _check(path, _field(name, key), value.get(key, _ABSENT), sub)
-
-
-def _field(name: str, key: str | int) -> str:
-    """How an error names `key` of the value `name`: best_epoch, frame_acc.states, layers[0], splits["a b"]."""
-    if isinstance(key, str) and key.isidentifier():
-        return f"{name}.{key}" if name else key
-    return f"{name}[{json.dumps(key)}]"
-
-
-def read_record(path: Path, **fields: Kind) -> dict:
-    """The JSON object at `path`, each of `fields` (those the report reads) of its kind: a record that
-    holds another type there (a string, null, a list or a bool where a number is formatted) is a
-    UserError naming the file and the field, before the report writes anything."""
-    data = read_json(path)
-    check_record(path, data, **fields)
-    return data
-
-
-def check_record(path: Path, data: Any, **fields: Kind) -> None:
-    """`read_record`'s check of `data`, the record read from `path`."""
-    _check(path, "", data, record(**fields))
-
-
-def read_record_if(path: Path, **fields: Kind) -> dict | None:
-    """`read_record`, or None where there is no file at `path`."""
-    return read_record(path, **fields) if path.exists() else None
 
 
 def load_nopretrain(folder: Path) -> list[dict]:
@@ -330,8 +268,9 @@ def load_seed_rows(folder: Path) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     finetune, results = {"best_dev_acc": NUMBER, "epochs": INTEGER}, {"frame_acc": FRAME_ACC, "targets": TEXT}
     for run, summary, result in finished_runs(folder, "dnn-*/seed*", finetune, results):
-        acc, targets = result["frame_acc"].get(result["targets"], _ABSENT), result["targets"]
-        _check(run / "eval-test" / "results.json", _field("frame_acc", targets), acc, NUMBER)  # an accuracy of them
+        targets = result["targets"]
+        check_record(run / "eval-test" / "results.json", result, frame_acc=record(**{targets: NUMBER}))  # of them
+        acc = result["frame_acc"][targets]
         out.setdefault(run.parent.name[4:], []).append({
             "seed": run.name, "test_acc": acc, "dev_acc": summary["best_dev_acc"],
             "epochs": summary["epochs"]})  # fmt: skip
@@ -374,7 +313,7 @@ def stage_times(results: Path) -> dict[str, dict]:
                     r = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise UserError(f"{path}:{n} is not valid JSON ({exc.msg})") from None
-                _check(f"{path}:{n}", "", r, record(stage=TEXT, wall_s=NUMBER, command_s=NUMBER, commands=INTEGER))
+                check_record(f"{path}:{n}", r, stage=TEXT, wall_s=NUMBER, command_s=NUMBER, commands=INTEGER)
                 t = times.setdefault(r["stage"], {"wall_s": 0.0, "command_s": 0.0, "commands": 0})
                 for key in t:
                     t[key] += r[key]

@@ -17,6 +17,7 @@ import numpy as np
 
 from asr_init.folders import remove_stale_temporaries, swap_in, temporary
 from asr_init.io import atomic_write, read_text
+from asr_init.records import ABSENT, INTEGER, NULL, NUMBER, TEXT, each, read_record, read_record_if, record
 from asr_init.reporting.conclusions import (
     conclude_am,
     conclude_dbn,
@@ -27,14 +28,8 @@ from asr_init.reporting.conclusions import (
 )
 from asr_init.reporting.figures import plot_dbn, plot_layer1, plot_nopretrain, plot_sweep
 from asr_init.reporting.logs import (
-    ABSENT,
     FRAME_ACC,
-    INTEGER,
-    NULL,
-    NUMBER,
-    TEXT,
     CurveSummary,
-    each,
     epoch_end_saturation,
     finished_runs,
     guard_firings,
@@ -48,9 +43,6 @@ from asr_init.reporting.logs import (
     load_remedies,
     load_seed_rows,
     number_in_name,
-    read_record,
-    read_record_if,
-    record,
     stage_times,
 )
 

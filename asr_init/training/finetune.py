@@ -41,6 +41,7 @@ from asr_init.models.init import InitContext, init_weight_, input_power
 from asr_init.models.nnet1 import find_feature_transform
 from asr_init.models.nonlinearity import saturated_mask
 from asr_init.progress import console
+from asr_init.records import INTEGER, NUMBER
 from asr_init.training.config import FinetuneConfig
 from asr_init.training.distributed import Dist, distributed
 from asr_init.training.interrupts import StopFlag, catch_signals
@@ -57,8 +58,6 @@ SOURCE_SHAPE = ("splice", "layers", "hidden")
 
 def _summary_fields() -> dict:
     """The fields of a finished run's finetune.json that a command run again reads (the CLI prints them)."""
-    from asr_init.reporting.logs import INTEGER, NUMBER
-
     return {"epochs": INTEGER, "best_epoch": INTEGER, "best_dev_loss": NUMBER, "best_dev_acc": NUMBER}
 
 

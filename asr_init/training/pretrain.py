@@ -38,6 +38,7 @@ from asr_init.models.init import InitContext, init_weight_, input_power
 from asr_init.models.nonlinearity import net_input_stats
 from asr_init.models.rbm import RBM, BatchPart, CDReport, ContrastiveDivergence, UniformSource
 from asr_init.progress import console
+from asr_init.records import INTEGER, NUMBER, TEXT, each, record
 from asr_init.training.config import PretrainConfig
 from asr_init.training.distributed import Dist, distributed
 from asr_init.training.interrupts import StopFlag, catch_signals
@@ -87,8 +88,6 @@ def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bo
 
 def _summary_fields() -> dict:
     """The fields of a finished run's pretrain.json that a command run again reads (the CLI prints each layer's)."""
-    from asr_init.reporting.logs import INTEGER, NUMBER, TEXT, each, record
-
     layer = record(layer=INTEGER, n_visible=INTEGER, n_hidden=INTEGER, visible=TEXT, init=TEXT, sigma=NUMBER,
                    D=NUMBER, seconds=NUMBER)  # fmt: skip
     return {"layers": each(layer)}
