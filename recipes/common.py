@@ -35,6 +35,7 @@ SCALE = {
         "layer1_hidden": 512,
         "layer1_frames": 100_000,
         "layer1_report": 4_000,
+        "layer1_rates": 2,  # learning rates per visible type, of recipe 1's two
         "dbn_layers": 3,
         "dbn_hidden": 1024,
         "dbn_frames": 60_000,
@@ -74,6 +75,7 @@ SCALE = {
         "layer1_hidden": 32,
         "layer1_frames": 3_000,
         "layer1_report": 500,
+        "layer1_rates": 1,
         "dbn_layers": 2,
         "dbn_hidden": 32,
         "dbn_frames": 2_000,

@@ -75,7 +75,8 @@ def spread_commands(out: Path) -> list[tuple[list[str], Path]]:
 
 def main() -> None:
     spread = spread_commands(OUT)
-    layer1 = layer1_commands(STORE, OUT, LEARNING_RATES, INITS + SWEEP, SCALE["seeds"], SCALE["layer1_hidden"],
+    rates = {visible: lrs[: SCALE["layer1_rates"]] for visible, lrs in LEARNING_RATES.items()}
+    layer1 = layer1_commands(STORE, OUT, rates, INITS + SWEEP, SCALE["seeds"], SCALE["layer1_hidden"],
                              cut("--max-frames", SCALE["layer1_frames"]), SCALE["layer1_report"])  # fmt: skip
     dbn = dbn_commands(STORE, OUT, INITS, SCALE["seeds"], SCALE["dbn_layers"], SCALE["dbn_hidden"],
                        cut("--max-frames", SCALE["dbn_frames"]), SCALE["dbn_report"])  # fmt: skip

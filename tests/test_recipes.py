@@ -42,12 +42,13 @@ def test_quick_recipes_end_to_end(tmp_path):
     assert len(images) >= 10
     for image in images:
         assert (results / image).read_bytes()[:4] == b"\x89PNG", image
-    assert len((results / "paper" / "commands.txt").read_text().splitlines()) == 2 + 17 * 2 * 2 * 2 + 10 * 2
+    quick_rates = 1  # QUICK: one learning rate per visible type
+    assert len((results / "paper" / "commands.txt").read_text().splitlines()) == 2 + 17 * 2 * quick_rates * 2 + 10 * 2
 
     # A second run finds everything complete and only rewrites the report.
     again = subprocess.run(["bash", "recipes/run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "136 command(s), 0 to run" in again.stdout
+    assert "68 command(s), 0 to run" in again.stdout
 
 
 _DRY_RUN = """
