@@ -165,13 +165,7 @@ def test_imported_frames_are_what_copy_feats_reads(tmp_path, method):
     _kaldi("copy-feats", f"scp:{data / 'feats.scp'}", "ark:read.ark", cwd=tmp_path)
     read = dict(kaldiio.load_ark(str(tmp_path / "read.ark")))
     kaldiio.save_ark(str(tmp_path / "pdf.ark"), {utt: np.arange(len(x), dtype=np.int32) % 3 for utt, x in read.items()})
-    args = ["import-kaldi", str(data), "--ali", str(tmp_path / "pdf.ark"), "--no-cmvn", "--dev-fraction", "0.5"]
-    result = runner.invoke(app, [*args, "--out", str(tmp_path / "store")])
-    assert result.exit_code == 0, result.output
-    store = FeatureStore(tmp_path / "store")
-    assert sorted(r.id for r in store.records) == sorted(read)
-    for rec in store.records:
-        np.testing.assert_array_equal(store.features(rec), read[rec.id])
+    _imported_as(data, tmp_path, ["--no-cmvn"], read)
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
@@ -259,13 +253,18 @@ def test_imported_cmvn_is_what_apply_cmvn_makes(tmp_path, norm_vars, keyed_by, t
     _kaldi("apply-cmvn", nv, *utt2spk, f"scp:{data / 'cmvn.scp'}", f"scp:{data / 'feats.scp'}", "ark:applied.ark",
            cwd=tmp_path)  # fmt: skip
     applied = dict(kaldiio.load_ark(str(tmp_path / "applied.ark")))
-    args = ["import-kaldi", str(data), "--ali", str(tmp_path / "pdf.ark"), "--dev-fraction", "0.5", "--cmvn"]
-    result = runner.invoke(app, [*args, *(["--norm-vars"] if norm_vars else []), "--out", str(tmp_path / "store")])
+    _imported_as(data, tmp_path, ["--cmvn", *(["--norm-vars"] if norm_vars else [])], applied)
+
+
+def _imported_as(data, tmp_path, options: list[str], frames: dict) -> None:
+    """import-kaldi of DATA with TMP/pdf.ark and `options` stores exactly `frames` (what Kaldi's tool made)."""
+    args = ["import-kaldi", str(data), "--ali", str(tmp_path / "pdf.ark"), "--dev-fraction", "0.5", *options]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "store")])
     assert result.exit_code == 0, result.output
     store = FeatureStore(tmp_path / "store")
-    assert sorted(r.id for r in store.records) == sorted(applied)
+    assert sorted(r.id for r in store.records) == sorted(frames)
     for rec in store.records:
-        np.testing.assert_array_equal(store.features(rec), applied[rec.id])
+        np.testing.assert_array_equal(store.features(rec), frames[rec.id])
 
 
 @pytest.mark.skipif(not (BIN / "copy-feats").is_file(), reason="needs copy-feats in ASR_INIT_KALDI_BIN")
@@ -283,13 +282,7 @@ def test_a_text_archives_one_frame_utterances_are_imported(tmp_path):
     _kaldi("copy-feats", f"scp:{data / 'feats.scp'}", "ark:read.ark", cwd=tmp_path)
     read = dict(kaldiio.load_ark(str(tmp_path / "read.ark")))
     kaldiio.save_ark(str(tmp_path / "pdf.ark"), {u: np.zeros(len(x), dtype=np.int32) for u, x in feats.items()})
-    args = ["import-kaldi", str(data), "--ali", str(tmp_path / "pdf.ark"), "--no-cmvn", "--dev-fraction", "0.5"]
-    result = runner.invoke(app, [*args, "--out", str(tmp_path / "store")])
-    assert result.exit_code == 0, result.output
-    store = FeatureStore(tmp_path / "store")
-    assert sorted(r.id for r in store.records) == sorted(read)
-    for rec in store.records:
-        np.testing.assert_array_equal(store.features(rec), read[rec.id])
+    _imported_as(data, tmp_path, ["--no-cmvn"], read)
 
 
 @pytest.mark.skipif(not (BIN / "nnet-initialize").is_file(), reason="needs nnet-initialize in ASR_INIT_KALDI_BIN")

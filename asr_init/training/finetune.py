@@ -54,11 +54,8 @@ RESUME_NEUTRAL = ("device", "cuda_graphs", "max_epochs")  # may differ between a
 # A --dbn's (or a pruned model's) splice and widths: recorded as the run used them, compared by the source's
 # digest (asr-init once recorded the options it ignored there, so a record may hold those).
 SOURCE_SHAPE = ("splice", "layers", "hidden")
-
-
-def _summary_fields() -> dict:
-    """The fields of a finished run's finetune.json that a command run again reads (the CLI prints them)."""
-    return {"epochs": INTEGER, "best_epoch": INTEGER, "best_dev_loss": NUMBER, "best_dev_acc": NUMBER}
+# The fields of a finished run's finetune.json that a command run again reads (the CLI prints them).
+SUMMARY_FIELDS = {"epochs": INTEGER, "best_epoch": INTEGER, "best_dev_loss": NUMBER, "best_dev_acc": NUMBER}
 
 
 def class_priors(store: FeatureStore, targets: str, floor: float) -> np.ndarray:
@@ -233,7 +230,7 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
     with reading(store.path, config.dbn, config.init_from), output_folder(
         out_dir, settings, record="finetune.config.json", finished=("finetune.json", "model.pt"), force=force,
         inputs=inputs, in_place=True, started=("checkpoint.pt",), neutral=RESUME_NEUTRAL + _from_source(config),
-        summary="finetune.json", what="a finetune run", dist=dist, summary_fields=_summary_fields(),
+        summary="finetune.json", what="a finetune run", dist=dist, summary_fields=SUMMARY_FIELDS,
     ) as output:  # fmt: skip
         done = output.done
         epochs = done.get("epochs") if done is not None else None

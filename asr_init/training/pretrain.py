@@ -45,6 +45,9 @@ from asr_init.training.interrupts import StopFlag, catch_signals
 from asr_init.training.loop import Strategy, Trainer, TrainState, already_finished, check_own_checkpoint
 from asr_init.training.precision import matmul_precision
 
+# The fields of a finished run's pretrain.json that a command run again reads (the CLI prints each layer's).
+SUMMARY_FIELDS = {"layers": each(record(layer=INTEGER, n_visible=INTEGER, n_hidden=INTEGER, visible=TEXT, init=TEXT,
+                                        sigma=NUMBER, D=NUMBER, seconds=NUMBER))}  # fmt: skip
 CSV_COLUMNS = ["layer", "epoch", "frames", "kind", "recon_error", "lr", "momentum", "elapsed_s", "frames_per_s",
                "net_mean", "net_std", "nonlinear", "saturated", "train_recon", "dev_recon", "train_free_energy",
                "dev_free_energy", "input_var", "guard", "guard_scale"]  # fmt: skip
@@ -72,7 +75,7 @@ def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bo
     with reading(store.path), output_folder(
         out_dir, settings, record="pretrain.config.json", finished=("pretrain.json", "dbn.pt"), force=force,
         inputs={"feature store": store.path}, in_place=True, started=("rbm*.pt",), neutral=RESUME_NEUTRAL,
-        summary="pretrain.json", what="a pretrain run", dist=dist, summary_fields=_summary_fields(),
+        summary="pretrain.json", what="a pretrain run", dist=dist, summary_fields=SUMMARY_FIELDS,
     ) as output:  # fmt: skip
         done = output.done
         more = done is not None and dist.from_main(lambda: _more_epochs(Path(out_dir), config, pipeline, resume))
@@ -84,13 +87,6 @@ def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bo
         run = _Run.open(config, store, pipeline, Path(out_dir), dist, strategy)
         console.print(settings_line(config, pipeline, dist.device), highlight=False)
         return _train_layers(run, StopFlag(interrupt_after), resume)
-
-
-def _summary_fields() -> dict:
-    """The fields of a finished run's pretrain.json that a command run again reads (the CLI prints each layer's)."""
-    layer = record(layer=INTEGER, n_visible=INTEGER, n_hidden=INTEGER, visible=TEXT, init=TEXT, sigma=NUMBER,
-                   D=NUMBER, seconds=NUMBER)  # fmt: skip
-    return {"layers": each(layer)}
 
 
 def settings_line(config: PretrainConfig, pipeline: FeaturePipeline, device) -> str:
