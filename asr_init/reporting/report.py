@@ -63,12 +63,27 @@ def _image(title: str, name: str) -> str:
     return f"![{title}](report/{name})"
 
 
-def _copied(png: Path, figs: Path, name: str, title: str) -> list[str]:
-    """Copy `png` next to the report as `name`: its image line, or no line where there is no `png`."""
-    if not png.is_file():
-        return []
-    shutil.copy(png, figs / name)
-    return [_image(title, name)]
+class Figures:
+    """The report's figures in `folder`, drawn and copied by `make` once every record was read:
+    a damaged record stops the report before any figure costs time."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self._todo = folder, []
+
+    def plot(self, draw, data, name: str, *args) -> None:
+        """Draw `data` into `name` with `draw(data, path, *args)`."""
+        self._todo.append(lambda: draw(data, self.folder / name, *args))
+
+    def copied(self, png: Path, name: str, title: str) -> list[str]:
+        """Copy `png` next to the report as `name`: its image line, or no line where there is no `png`."""
+        if not png.is_file():
+            return []
+        self._todo.append(lambda: shutil.copy(png, self.folder / name))
+        return [_image(title, name)]
+
+    def make(self) -> None:
+        for job in self._todo:
+            job()
 
 
 def dbn_saturation_lines(dbn_dir: Path) -> list[str]:
@@ -126,8 +141,8 @@ RECIPE_FOLDERS = ("paper", "nopretrain", "am", "timit", "fsdd", "remedies")
 def write_report(results: Path) -> Path:
     """Write RESULTS/REPORT.md and RESULTS/report/*.png: the recipes' sections where the recipes
     ran there, and every other pre-training, fine-tuning and evaluation run found under it. The
-    figures are made in report.tmp-PID and swapped in, then REPORT.md is written atomically: a
-    report that fails leaves the old one as it was."""
+    figures are made in report.tmp-PID, after every record was read, and swapped in; then REPORT.md
+    is written atomically: a report that fails leaves the old one as it was."""
     results = Path(results)
     figs = results / "report"
     remove_stale_temporaries(figs)
@@ -135,7 +150,9 @@ def write_report(results: Path) -> Path:
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)
     try:
-        md = _report(results, building)
+        figures = Figures(building)
+        md = _report(results, figures)
+        figures.make()
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
@@ -145,8 +162,8 @@ def write_report(results: Path) -> Path:
     return path
 
 
-def _report(results: Path, figs: Path) -> list[str]:
-    """REPORT.md's lines, its figures written into `figs`."""
+def _report(results: Path, figs: Figures) -> list[str]:
+    """REPORT.md's lines; its figures are queued in `figs`."""
     recipes = any((results / name).is_dir() for name in RECIPE_FOLDERS)
     md = _paragraphs(
         "# asr-init: does the optimal initialisation pay off?" if recipes else f"# asr-init runs in {results}",
@@ -168,7 +185,7 @@ def _report(results: Path, figs: Path) -> list[str]:
     return md + _own_runs(results, figs)
 
 
-def _own_runs(results: Path, figs: Path) -> list[str]:
+def _own_runs(results: Path, figs: Figures) -> list[str]:
     """Every pre-training, fine-tuning and evaluation folder under `results` that is not a recipe's."""
 
     def found(name: str) -> list[Path]:
@@ -186,7 +203,7 @@ def _own_runs(results: Path, figs: Path) -> list[str]:
         for folder in folders:
             name = folder.relative_to(results).as_posix()
             md += _paragraphs(f"### {heading} `{name}`") + describe(folder)
-            md += _paragraphs(*_copied(folder / png, figs, f"run_{name.replace('/', '_')}_{png}", name))
+            md += _paragraphs(*figs.copied(folder / png, f"run_{name.replace('/', '_')}_{png}", name))
     if evals:
         rows = [_evaluation_row(results, ev) for ev in evals]
         md += _paragraphs("### Evaluations") + _table(["model", "split", "frame accuracy", "phone error rate"], rows)
@@ -259,7 +276,7 @@ def _stage_table(times: dict[str, dict]) -> list[str]:
 # --- recipe 1 -------------------------------------------------------------------------------
 
 
-def _paper_replication(results: Path, figs: Path) -> list[str]:
+def _paper_replication(results: Path, figs: Figures) -> list[str]:
     """Recipe 1: D*, the first RBM layer per setting, the sweep of D, the full DBN."""
     paper = results / "paper"
     d_star, lines = _d_star(paper, figs)
@@ -270,7 +287,7 @@ def _paper_replication(results: Path, figs: Path) -> list[str]:
     return md + _commands_block(results, "paper")
 
 
-def _d_star(paper: Path, figs: Path) -> tuple[float, list[str]]:
+def _d_star(paper: Path, figs: Figures) -> tuple[float, list[str]]:
     """D* as recipe 1 computed it (the sigmoid's known value when it did not), and its lines."""
     d = read_record_if(paper / "optimal_d.json", d_star=NUMBER, mc_samples=INTEGER, d_mc=NUMBER, paper_d=NUMBER,
                        paper_loss=NUMBER)  # fmt: skip
@@ -284,22 +301,22 @@ def _d_star(paper: Path, figs: Path) -> tuple[float, list[str]]:
     tanh = read_record_if(paper / "optimal_d_tanh.json", d_star=NUMBER)
     if tanh is not None:
         line += f" For tanh D* = {tanh['d_star']:.5f}."
-    figure = _copied(paper / "optimal_d.png", figs, "optimal_d.png", "D*")
+    figure = figs.copied(paper / "optimal_d.png", "optimal_d.png", "D*")
     return d["d_star"], [line, "", *_paragraphs(*figure)] if figure else [line]
 
 
-def _layer1(groups: dict[tuple[str, float], list[CurveSummary]], figs: Path, d_star: float) -> list[str]:
+def _layer1(groups: dict[tuple[str, float], list[CurveSummary]], figs: Figures, d_star: float) -> list[str]:
     md = _paragraphs("### First RBM layer, every initialisation at the same learning rate")
     for (visible, lr), summaries in sorted(groups.items(), key=lambda kv: (kv[0][0] != "gauss", kv[0])):
         md += _layer1_setting(visible, lr, summaries, figs, d_star)
-    plot_sweep(groups, figs / "recipe1_sweep.png", d_star)
+    figs.plot(plot_sweep, groups, "recipe1_sweep.png", d_star)
     return md + _paragraphs("### Sweep of the spread D", _image("sweep", "recipe1_sweep.png"))
 
 
-def _layer1_setting(visible: str, lr: float, summaries: list[CurveSummary], figs: Path, d_star: float) -> list[str]:
+def _layer1_setting(visible: str, lr: float, summaries: list[CurveSummary], figs: Figures, d_star: float) -> list[str]:
     """One visible type and learning rate: conclusion, plot, table, and the sweep's sentence."""
     name = f"recipe1_layer1_{visible}_lr{lr:g}.png"
-    plot_layer1(summaries, figs / name, f"first layer, {visible} visible units, lr {lr:g} (mean ± std over seeds)")
+    figs.plot(plot_layer1, summaries, name, f"first layer, {visible} visible units, lr {lr:g} (mean ± std over seeds)")
     md = _paragraphs(
         f"#### {visible} visible units, learning rate {lr:g}",
         _ranked(conclude_layer1(visible, lr, summaries)),
@@ -325,9 +342,9 @@ def _layer1_table(summaries: list[CurveSummary]) -> list[str]:
     return _table(["init", "seeds", "mean error over run", *marked, f"frames to reach {target:.4g}"], rows)
 
 
-def _full_dbn(paper: Path, dbn: dict[str, dict[int, CurveSummary]], figs: Path) -> list[str]:
+def _full_dbn(paper: Path, dbn: dict[str, dict[int, CurveSummary]], figs: Figures) -> list[str]:
     """Every layer of the DBNs: conclusion, plot, relative errors, saturation."""
-    plot_dbn(dbn, figs / "recipe1_dbn.png")
+    figs.plot(plot_dbn, dbn, "recipe1_dbn.png")
     layers, rows = _by_layer(dbn, lambda s: f"{s.auc:.4g} / {s.final:.4g}")
     header = ["init", *(f"layer {k} mean / final relative error" for k in layers)]
     md = _paragraphs(
@@ -362,13 +379,13 @@ def _dbn_saturation_table(paper: Path) -> list[str]:
 # --- recipe 2 -------------------------------------------------------------------------------
 
 
-def _without_pretraining(results: Path, figs: Path) -> list[str]:
+def _without_pretraining(results: Path, figs: Figures) -> list[str]:
     """Recipe 2: every initialisation trained from scratch, per activation."""
     rows = load_nopretrain(results / "nopretrain")
     md = _paragraphs("## 2. Initialisation without pre-training")
     if not rows:
         return md + _paragraphs("Not run.") + _commands_block(results, "nopretrain")
-    plot_nopretrain(rows, figs / "recipe2.png")
+    figs.plot(plot_nopretrain, rows, "recipe2.png")
     conclusions = dict.fromkeys(_ranked(line) for line in conclude_nopretrain(rows))
     md += [*conclusions, "", _image("no pre-training", "recipe2.png"), ""]
     header = ["activation", "init", "epochs", "final train cost", "final dev frame acc", "test frame acc (states)"]
@@ -383,7 +400,7 @@ def _without_pretraining(results: Path, figs: Path) -> list[str]:
 # --- recipe 3 -------------------------------------------------------------------------------
 
 
-def _acoustic_model(results: Path, figs: Path) -> list[str]:
+def _acoustic_model(results: Path, figs: Figures) -> list[str]:
     """Recipe 3: the DBNs' saturation, then pre-trained against not pre-trained on dev and test."""
     am_dir = results / "am"
     md = _paragraphs("## 3. DNN-HMM acoustic model: pre-trained or not")
@@ -396,7 +413,7 @@ def _acoustic_model(results: Path, figs: Path) -> list[str]:
     if am:
         md += _am_table(am)
         for r in am:
-            md += _copied(am_dir / r["model"] / "train.png", figs, f"recipe3_{r['model']}_train.png", r["model"])
+            md += figs.copied(am_dir / r["model"] / "train.png", f"recipe3_{r['model']}_train.png", r["model"])
         md += [""]
     else:
         md += _paragraphs("Not run.")
@@ -430,7 +447,7 @@ def _am_table(am: list[dict]) -> list[str]:
 # --- recipe 5 (TIMIT) ---------------------------------------------------------------------
 
 
-def _timit(results: Path, figs: Path) -> list[str]:
+def _timit(results: Path, figs: Figures) -> list[str]:
     """Recipe 5: the pre-trained model on TIMIT's core test set, or why it was skipped (no figure)."""
     md, timit = _paragraphs("## 5. TIMIT"), results / "timit"
     if (timit / "SKIPPED.txt").exists() or not timit.exists():
@@ -450,7 +467,7 @@ def _timit(results: Path, figs: Path) -> list[str]:
 # --- recipe 6 (FSDD) ----------------------------------------------------------------------
 
 
-def _fsdd(results: Path, figs: Path) -> list[str]:
+def _fsdd(results: Path, figs: Figures) -> list[str]:
     """Recipe 6: the findings on real recorded speech (FSDD) beside the embedded corpus's, row for row."""
     fsdd, md = results / "fsdd", _paragraphs("## 6. Real recorded speech (FSDD)")
     if (fsdd / "SKIPPED.txt").exists() or not (fsdd / "store" / "summary.json").exists():
@@ -472,11 +489,11 @@ def _ranks(summaries: list[CurveSummary]) -> dict[str, tuple[int, float]]:
     return {s.init: (i + 1, s.auc) for i, s in enumerate(named)}
 
 
-def _fsdd_layer1(espeak: dict, fsdd: dict, figs: Path) -> list[str]:
+def _fsdd_layer1(espeak: dict, fsdd: dict, figs: Figures) -> list[str]:
     md = []
     for (visible, lr), summaries in sorted(fsdd.items()):
         name = f"recipe6_layer1_{visible}_lr{lr:g}.png"
-        plot_layer1(summaries, figs / name, f"FSDD first layer, {visible} visible units, lr {lr:g}")
+        figs.plot(plot_layer1, summaries, name, f"FSDD first layer, {visible} visible units, lr {lr:g}")
         ours, theirs = _ranks(summaries), _ranks(espeak.get((visible, lr), []))
         header = ["init", "eSpeak NG: mean error over the run (rank)", "FSDD: mean error over the run (rank)"]
         rows = [
@@ -572,7 +589,7 @@ def _fsdd_classification(fsdd: Path, am: Path) -> list[str]:
 # --- recipe 4 (remedies) --------------------------------------------------------------------
 
 
-def _remedies(results: Path, figs: Path) -> list[str]:
+def _remedies(results: Path, figs: Figures) -> list[str]:
     """Recipe 4: initialisations with batch norm and ReLU, the default DBN, the same budget; pruning."""
     folder, md = results / "remedies", _paragraphs("## 4. Instead of pre-training: batch norm, LSUV, ReLU, pruning")
     rows = {k: v for k, v in load_remedies(folder).items() if not k.startswith(("dense", "pruned"))}
@@ -629,7 +646,7 @@ def _remedy_conclusions(rows: dict[str, list[dict]]) -> list[str]:
     return out
 
 
-def _pruning(folder: Path, figs: Path) -> list[str]:
+def _pruning(folder: Path, figs: Figures) -> list[str]:
     summary = read_record_if(folder / "pruned" / "prune.json", scope=TEXT,
                              rows=each(record(sparsity=NUMBER, test_states=NUMBER | NULL)))  # fmt: skip
     if summary is None:
@@ -649,4 +666,4 @@ def _pruning(folder: Path, figs: Path) -> list[str]:
         cells = [f"{width[1]} wide", f"{width[0]:.2%}"] if width else ["—", "—"]
         rows.append([f"{r['sparsity']:.0%}", _fmt(r["test_states"], ".2%"), *cells])
     md += _table(["pruned", "test states, pruned", "dense network", "test states, dense"], rows)
-    return md + _paragraphs(*_copied(folder / "pruned" / "sparsity.png", figs, "recipe4_pruning.png", "pruning"))
+    return md + _paragraphs(*figs.copied(folder / "pruned" / "sparsity.png", "recipe4_pruning.png", "pruning"))

@@ -2,9 +2,12 @@
 
 import json
 import re
+import shutil
+from unittest.mock import patch
 
 import pytest
 from fakes import FAST, SLOW, write_fake_layer1, write_fake_run
+from matplotlib.figure import Figure
 from typer.testing import CliRunner
 
 from asr_init.cli import app
@@ -214,31 +217,46 @@ def _records(root):
         (FSDD_RESULTS, "targets", "states", "frame_acc.states must be a number, not missing"),
     ],
 )
-def test_a_record_holding_a_value_of_the_wrong_type_is_one_error_line(tmp_path, name, field, value, message):
+def test_a_record_holding_a_value_of_the_wrong_type_is_one_error_line(reported, tmp_path, name, field, value, message):
     """A record with a string, null, list or bool where the report formats a number (or another
     type where it reads one), or with targets its frame_acc does not hold: one 'error:' line naming
     the file and the field (it stopped with a TypeError or ValueError from a format, or a KeyError)."""
-    files = _records(tmp_path)
-    record = files[name] if name in files else json.loads((tmp_path / name).read_text())
 
     def damage(path):
+        record = json.loads(path.read_text())
         record.pop(field)
         if value is not ...:  # ...: the field left out
             record[field] = value
         path.write_text(json.dumps(record))
 
-    _fails_leaving_the_report_as_it_was(tmp_path, name, damage, message)
+    _fails_leaving_the_report_as_it_was(reported[False], tmp_path, name, damage, message)
 
 
-def _fails_leaving_the_report_as_it_was(root, name, damage, message):
-    """The report of `root`, then `damage(root / name)`: `asr-init report` is one 'error:' line naming
-    the file, with `message`, exit 1, and the old REPORT.md and report/ left as they were."""
-    text = write_report(root).read_text()
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    """Folders of _records, without and with _logs, each with its report written: made once, copied by each test."""
+    folders = {}
+    for logs in (False, True):
+        folders[logs] = tmp_path_factory.mktemp("reported")
+        _records(folders[logs])
+        if logs:
+            _logs(folders[logs])
+        write_report(folders[logs])
+    return folders
+
+
+def _fails_leaving_the_report_as_it_was(reported, root, name, damage, message):
+    """`reported` (a folder and its report) copied to `root`, then `damage(root / name)`: `asr-init
+    report` is one 'error:' line naming the file, with `message`, exit 1, and the old REPORT.md and
+    report/ left as they were. It stops before it draws any figure."""
+    shutil.copytree(reported, root, dirs_exist_ok=True)
+    text = (root / "REPORT.md").read_text()
     figures = {p.name: p.read_bytes() for p in (root / "report").iterdir()}
     assert "run_mine_dnn_train.png" in figures
     (root / "mine" / "dnn" / "train.png").write_bytes(b"\x89PNG new")
     damage(root / name)
-    result = CliRunner().invoke(app, ["report", str(root)])
+    with patch.object(Figure, "savefig", side_effect=AssertionError("a figure was drawn")):
+        result = CliRunner().invoke(app, ["report", str(root)])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), repr(result.exception)  # no traceback
     (line,) = result.output.splitlines()
     assert line.startswith(f"error: {root / name}") and message in line, result.output
@@ -281,12 +299,10 @@ LAYER1 = "paper/layer1/gauss/lr0.01/optimal/seed0/recon.csv"
         ("remedies/sigmoid/optimal/seed0/train.csv", "epoch", ..., "has no epoch column"),
     ],
 )
-def test_a_log_holding_a_cell_that_is_not_a_number_is_one_error_line(tmp_path, name, column, value, message):
+def test_a_log_holding_a_cell_that_is_not_a_number_is_one_error_line(reported, tmp_path, name, column, value, message):
     """A CSV log with a cell that is not a number where the report reads one (in every row that
     has the column filled), or without a column it reads (value ...): one 'error:' line naming the
     file, the line and the column (it stopped with a ValueError from float() or int(), or a KeyError)."""
-    _records(tmp_path)
-    _logs(tmp_path)
 
     def damage(path):
         rows, columns = read_csv(path), list(read_csv(path)[0])
@@ -294,7 +310,7 @@ def test_a_log_holding_a_cell_that_is_not_a_number_is_one_error_line(tmp_path, n
             columns.remove(column)
         write_csv(path, [r | {column: value} if r[column] else r for r in rows], columns)
 
-    _fails_leaving_the_report_as_it_was(tmp_path, name, damage, message)
+    _fails_leaving_the_report_as_it_was(reported[True], tmp_path, name, damage, message)
 
 
 @pytest.mark.parametrize(
@@ -307,17 +323,17 @@ def test_a_log_holding_a_cell_that_is_not_a_number_is_one_error_line(tmp_path, n
         "paper/commands.txt",
     ],
 )
-def test_a_record_or_log_that_is_not_utf8_is_one_error_line(tmp_path, name):
+def test_a_record_or_log_that_is_not_utf8_is_one_error_line(reported, tmp_path, name):
     """A JSON record, a CSV log or a recipe's commands that is not UTF-8 text (a byte of Latin-1 in it):
     one 'error:' line naming the file (it stopped with a UnicodeDecodeError)."""
-    _records(tmp_path)
-    _logs(tmp_path)
 
     def damage(path):
         data = path.read_bytes()
         path.write_bytes(data[:1] + b"\xe9" + data[1:])
 
-    _fails_leaving_the_report_as_it_was(tmp_path, name, damage, "is not UTF-8 text (byte 0xe9 at byte offset 1)")
+    _fails_leaving_the_report_as_it_was(
+        reported[True], tmp_path, name, damage, "is not UTF-8 text (byte 0xe9 at byte offset 1)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -327,12 +343,12 @@ def test_a_record_or_log_that_is_not_utf8_is_one_error_line(tmp_path, name):
         ("paper/layer1/gauss/lr0.01/optimal_x", "optimal", "a recipe names this folder optimal_NUMBER"),
     ],
 )
-def test_a_recipe_folder_whose_name_lacks_its_number_is_one_error_line(tmp_path, name, was, message):
+def test_a_recipe_folder_whose_name_lacks_its_number_is_one_error_line(reported, tmp_path, name, was, message):
     """A learning-rate or D-sweep folder of recipe 1 named without its number (lrx, optimal_x): one
     'error:' line naming the folder (it stopped with a ValueError from float())."""
-    _records(tmp_path)
-    _logs(tmp_path)
-    _fails_leaving_the_report_as_it_was(tmp_path, name, lambda path: (path.parent / was).rename(path), message)
+    _fails_leaving_the_report_as_it_was(
+        reported[True], tmp_path, name, lambda path: (path.parent / was).rename(path), message
+    )
 
 
 def test_a_file_beside_recipe_1s_runs_is_not_a_run(tmp_path):
