@@ -155,12 +155,12 @@ class Output:
 def output_folder(out: Path, settings: dict, *, record: str, finished: tuple[str, ...], force: bool,
                   inputs=None, in_place: bool = False, started: tuple[str, ...] = (),
                   neutral: tuple[str, ...] = (), summary: str | None = None, what: str = "output",
-                  upgrade=None, dist=None, summary_fields: dict | None = None) -> Iterator[Output]:  # fmt: skip
+                  upgrade=None, dist=None, summary_fields=None) -> Iterator[Output]:  # fmt: skip
     """Hold OUT for one command (see the module's protocol). `settings` are compared with the
     same keys of OUT/`record` (a nested "config" dict key by key, `neutral` ones left out; an
     "inputs" dict of identities names a changed input); `finished` files mark a complete OUT,
     whose `summary` file (default: `record`) is yielded as `done` (each of its `summary_fields`, those the
-    command reads from it, of its records.Kind); `upgrade` turns a record an
+    command reads from it, of its records.Kind; or a function of the record giving them); `upgrade` turns a record an
     older asr-init wrote into today's form before they are compared. In place, `record` is
     written with `settings` at the start and `started` files mark a run that may be resumed.
 
@@ -288,7 +288,7 @@ def _existing(out: Path, settings: dict, record: str, finished, started, neutral
     raise UserError(f"output {out} is not a complete {what}; use --force to replace it or choose another --out")
 
 
-def _summary(path: Path, what: str, fields: dict | None = None) -> dict:
+def _summary(path: Path, what: str, fields=None) -> dict:
     """A finished output's summary record, which a command reads its results from: an object whose
     `fields` are of their kinds (an edited record is one line naming the field, not a traceback)."""
     done = read_json(path)
@@ -296,7 +296,7 @@ def _summary(path: Path, what: str, fields: dict | None = None) -> dict:
         raise UserError(f"{path} is damaged (not a JSON object); use --force to make {what} again")
     if fields:
         try:
-            check_record(path, done, **fields)
+            check_record(path, done, **(fields(done) if callable(fields) else fields))
         except UserError as exc:
             raise UserError(f"{exc}; the record is damaged: use --force to make {what} again") from None
     return done

@@ -22,6 +22,7 @@ from asr_init.evaluation.evaluate import evaluate
 from asr_init.features.store import FeatureStore, store_identity
 from asr_init.folders import output_folder
 from asr_init.io import digest, write_csv, write_json_atomic
+from asr_init.records import ABSENT, INTEGER, NULL, NUMBER, TEXT, each, record
 from asr_init.training.config import FinetuneConfig
 from asr_init.training.distributed import distributed
 from asr_init.training.finetune import finetune, input_pipeline
@@ -53,7 +54,7 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
     dist = distributed(config.device)  # under torchrun the fine-tuning is shared; rank 0 evaluates and writes
     with output_folder(out, settings, record="prune.config.json", finished=("prune.json",), force=force,
                        inputs=inputs, in_place=True, started=("sparsity-*", "dense-eval"), summary="prune.json",
-                       what="a prune run", dist=dist) as output:  # fmt: skip
+                       what="a prune run", dist=dist, summary_fields=_summary_fields) as output:  # fmt: skip
         if output.done is not None:
             return output.done
         rows = [dist.from_main(lambda: _evaluated(store, model, out / "dense-eval", 0.0, evaluation))]
@@ -71,6 +72,14 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
             _plot(rows, out / "sparsity.png", model, split)
             write_json_atomic(out / "prune.json", summary)  # last: it marks the run finished
     return summary
+
+
+def _summary_fields(summary: dict) -> dict:
+    """The fields of a finished run's prune.json that prune_table reads (its rows' are named after its split)."""
+    split = summary.get("split", "test")  # a prune.json from before it was recorded: test
+    accuracies = {f"{split}_{kind}": NUMBER | NULL | ABSENT for kind in _KINDS}
+    row = record(sparsity=NUMBER, epochs=INTEGER, **{f"{split}_per": NUMBER | NULL}, **accuracies)
+    return {"split": TEXT | ABSENT, "model": TEXT, "scope": TEXT, "rows": each(row)}
 
 
 def _training_store(model: Path) -> Path:
@@ -117,6 +126,6 @@ def prune_table(summary: dict):
     for col in ("sparsity", "epochs", *(f"{split} {kind}" for kind in kinds), f"{split} PER"):
         table.add_column(col, justify="right")
     for r in summary["rows"]:
-        cells = [*(r[f"{split}_{kind}"] for kind in kinds), r[f"{split}_per"]]
+        cells = [*(r.get(f"{split}_{kind}") for kind in kinds), r[f"{split}_per"]]
         table.add_row(f"{r['sparsity']:.0%}", str(r["epochs"]), *("—" if v is None else f"{v:.2%}" for v in cells))
     return table

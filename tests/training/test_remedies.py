@@ -194,9 +194,20 @@ def test_pruned_weights_stay_zero_through_fine_tuning_and_prune_writes_its_plot(
     assert bad.exit_code == 1 and "prunes a model: give --init-from MODEL" in bad.output
     # The output-folder protocol of every other command: the same settings again have nothing
     # to do, other settings are refused and named, and a folder asr-init did not make is kept.
-    again = runner.invoke(app, ["prune", str(tmp_path / "dense"), "--out", str(tmp_path / "pruned"), "--sparsity",
-                                "0.5,0.9", "--max-epochs", "2", "--prune-scope", "global"])  # fmt: skip
+    same = ["prune", str(tmp_path / "dense"), "--out", str(tmp_path / "pruned"), "--sparsity", "0.5,0.9",
+            "--max-epochs", "2", "--prune-scope", "global"]  # fmt: skip
+    again = runner.invoke(app, same)
     assert again.exit_code == 0 and json.loads((tmp_path / "pruned" / "prune.json").read_text()) == summary
+    for field, value, message in [  # an edited prune.json was a TypeError or a KeyError with a traceback
+        ("rows", 5, "rows must be a list, not 5"),
+        ("split", 4, "split must be a string or left out, not 4"),
+        ("rows", [{"sparsity": 0.5, "epochs": 1}], "rows[0].test_per must be a number or null, not missing"),
+    ]:
+        (tmp_path / "pruned" / "prune.json").write_text(json.dumps(summary | {field: value}))
+        edited = runner.invoke(app, same)
+        (line,) = [line for line in edited.output.splitlines() if line.startswith("error:")]
+        assert edited.exit_code == 1 and isinstance(edited.exception, SystemExit), edited.output
+        assert f"prune.json: {message}; the record is damaged: use --force to make a prune run again" in line, line
     other = runner.invoke(app, ["prune", str(tmp_path / "dense"), "--out", str(tmp_path / "pruned"), "--sparsity",
                                 "0.7"])  # fmt: skip
     assert other.exit_code == 1 and "made with other settings" in other.output and "sparsities" in other.output
