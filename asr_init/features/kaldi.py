@@ -113,6 +113,9 @@ def read_script(path: Path, what: str, ints: bool = False, dtype=np.float32) -> 
             file = None
             try:
                 key, name, offset, span = kaldi_io.parse_script_line(line)
+                if ints and span is not None:  # Kaldi's BasicVectorHolder::ExtractRange is an error
+                    raise kaldi_io.KaldiFormatError(f"a range [{span}] of an alignment: Kaldi takes ranges of "
+                                                    "matrices only; give the entry without it")  # fmt: skip
                 file = _locate(name, path, where)
                 value = files.read(file, offset, ints, dtype)
                 value = kaldi_io.apply_range(value, span) if span is not None else value  # "[]" too

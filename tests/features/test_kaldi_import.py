@@ -316,6 +316,20 @@ def test_a_feature_range_not_in_kaldis_form_is_refused_naming_its_line(kaldi_dat
     assert f"feats.scp, line 2: cannot read features (range {span} is not Kaldi's" in _text(res), res.output
 
 
+def test_a_range_on_an_alignment_entry_is_refused_as_kaldi_refuses_it(kaldi_data):
+    """Kaldi reads no range of an integer vector ("ExtractRange is not defined for this type of
+    holder"): an alignment script entry with one was cut to the range in silence."""
+    root, ref = kaldi_data
+    kaldiio.save_ark(str(root / "pdf.ark"), ref["pdfs"], scp=str(root / "pdf.scp"))
+    lines = (root / "pdf.scp").read_text().splitlines()
+    (root / "pdf.scp").write_text("\n".join([lines[0], lines[1] + "[0:4]", *lines[2:]]) + "\n")
+    res = runner.invoke(app, ["import-kaldi", str(root / "data" / "train"), "--out", str(root / "store"), "--ali",
+                              str(root / "pdf.scp")])  # fmt: skip
+    assert res.exit_code == 1 and len([ln for ln in res.output.splitlines() if ln.startswith("error:")]) == 1
+    assert "pdf.scp, line 2: cannot read pdf alignments (a range [0:4] of an alignment: Kaldi takes" in _text(res)
+    assert not (root / "store").exists()
+
+
 def _snapshot(root) -> dict:
     return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
