@@ -22,6 +22,7 @@ from asr_init.evaluation.evaluate import evaluate
 from asr_init.features.store import FeatureStore, store_identity
 from asr_init.folders import output_folder
 from asr_init.io import digest, write_csv, write_json_atomic
+from asr_init.progress import console
 from asr_init.records import ABSENT, INTEGER, NULL, NUMBER, TEXT, each, record
 from asr_init.training.config import FinetuneConfig
 from asr_init.training.distributed import distributed
@@ -56,6 +57,7 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
                        inputs=inputs, in_place=True, started=("sparsity-*", "dense-eval"), summary="prune.json",
                        what="a prune run", dist=dist, summary_fields=_summary_fields) as output:  # fmt: skip
         if output.done is not None:
+            console.print(f"[green]{out} already holds a finished prune run with these settings")
             return output.done
         rows = [dist.from_main(lambda: _evaluated(store, model, out / "dense-eval", 0.0, evaluation))]
         for share in sparsities:  # each a finetune run of its own: an interrupted one resumes, a finished one is kept

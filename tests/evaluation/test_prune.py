@@ -75,3 +75,21 @@ def test_an_interrupted_prune_says_to_run_the_same_command_again(blob_store, tmp
     text = " ".join(result.output.split())
     assert result.exit_code == 130 and "pt; run the same prune command again to continue" in text, text
     assert "--resume" not in text
+
+
+def test_a_second_prune_run_says_it_is_complete_and_changes_nothing(blob_store, tmp_path):
+    """The same prune command again: one line says OUT already holds the finished run (as
+    finetune and pretrain say), the table is printed, and no file is written again."""
+    from typer.testing import CliRunner
+
+    from asr_init.cli import app
+
+    finetune(blob_store, FinetuneConfig(**TINY), tmp_path / "dense")
+    args = ["prune", str(tmp_path / "dense"), "--out", str(tmp_path / "p"), "--sparsity", "0.5", "--max-epochs", "1"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "p").rglob("*")}
+    result = CliRunner().invoke(app, args)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0 and "/p already holds a finished prune run with these settings" in text
+    assert "pruning " in text and "50%" in text
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "p").rglob("*")} == before
