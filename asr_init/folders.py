@@ -270,18 +270,18 @@ def _existing(out: Path, settings: dict, record: str, finished, started, neutral
     if not is_run and in_place:  # stopped before its first checkpoint
         _empty(out)
         return None
+    diffs = differences(old, {k: v for k, v in settings.items() if k != "inputs"}, neutral)
+    if diffs:  # named first: another option (another input file given) changes an input's identity too
+        raise UserError(
+            f"{out} holds {what} made with other settings ({'; '.join(diffs)}); use --force to replace it or "
+            "choose another --out"
+        )
     for name, identity in settings.get("inputs", {}).items():
         if name in old.get("inputs", {}) and old["inputs"][name] != identity:
             raise UserError(
                 f"the {name} changed since {out} was made from it (identity {old['inputs'][name]} then, {identity} "
                 "now); its outputs would mix the two: use --force to start over or choose another --out"
             )
-    diffs = differences(old, {k: v for k, v in settings.items() if k != "inputs"}, neutral)
-    if diffs:
-        raise UserError(
-            f"{out} holds {what} made with other settings ({'; '.join(diffs)}); use --force to replace it or "
-            "choose another --out"
-        )
     complete = all((out / name).exists() for name in finished)
     if complete or in_place:
         return True if complete else None

@@ -164,6 +164,28 @@ def test_a_rerun_giving_the_inferred_num_pdfs_finds_the_store_complete(kaldi_dat
     assert f"other settings (num_pdfs: {inferred + 1} then, None now)" in _text(dropped)
 
 
+def test_a_rerun_with_another_alignment_option_names_the_option_not_a_changed_input(kaldi_data):
+    """Phone alignments added, or another pdf archive given, to a finished store's command: the
+    refusal names the option that differs; it used to say that the Kaldi lists and alignments
+    had changed since the store was made, though no file had."""
+    root, ref = kaldi_data
+    kaldiio.save_ark(str(root / "pdf.ark"), ref["pdfs"])
+    kaldiio.save_ark(str(root / "phones.ark"), ref["phones"])
+    args = ["import-kaldi", str(root / "data" / "train"), "--ali", str(root / "pdf.ark"), "--out", str(root / "store")]
+    assert runner.invoke(app, args).exit_code == 0
+    before = (root / "store" / "config.json").read_text()
+    added = _text(runner.invoke(app, [*args, "--phone-ali", str(root / "phones.ark")]))
+    assert (
+        "other settings (phone_ali: [] then, ['ark:/" in added
+        and "targets: ['pdfs'] then, ['pdfs', 'phones'] now" in added
+    )
+    assert "changed since" not in added
+    kaldiio.save_ark(str(root / "tri4.ark"), {u: (a + 1) % 8 for u, a in ref["pdfs"].items()})  # another system's
+    other = runner.invoke(app, [*args[:2], "--ali", str(root / "tri4.ark"), *args[4:]])
+    assert other.exit_code == 1 and "other settings (ali: " in _text(other) and "changed since" not in _text(other)
+    assert (root / "store" / "config.json").read_text() == before
+
+
 def _truncate_one(root, ref):
     ali = dict(ref["pdfs"])
     ali["spk2-utt1"] = ali["spk2-utt1"][:-3]
