@@ -114,6 +114,23 @@ def load_stack(
 
         model, meta = load_model(model_dir)
         return model.hidden_stack(), FeaturePipeline.from_dict(meta["pipeline"]), meta["config"]["activation"]
+    if not (model_dir / "dbn.pt").exists():
+        _refuse_unfinished(model_dir, option)
     dbn = load_dbn(model_dir, option=option)
     stack = [(layer["W"], layer["b"]) for layer in dbn["layers"]]
     return stack, FeaturePipeline.from_dict(dbn["pipeline"]), dbn["activation"]
+
+
+def _refuse_unfinished(folder: Path, option: str) -> None:
+    """A folder given for a model that holds neither model.pt nor dbn.pt: a run stopped before
+    writing one, or an export-kaldi folder (its network file is what to give)."""
+    if any((folder / name).exists() for name in ("checkpoint.pt", "finetune.config.json", "pretrain.config.json")):
+        raise UserError(
+            f"{option} {folder} holds neither model.pt nor dbn.pt: its run is unfinished; finish it with --resume first"
+        )
+    network = folder / "final.nnet"
+    hint = f"; give the Kaldi network file itself, {option} {network}" if network.is_file() else ""
+    raise UserError(
+        f"{option} {folder} holds neither model.pt nor dbn.pt: it is not a finished 'asr-init finetune' or "
+        f"'asr-init pretrain' output folder{hint}"
+    )

@@ -125,3 +125,34 @@ def test_damaged_dbn_file(dbn_dir, change, message):
     _rewrite(dbn_dir / "dbn.pt", change)
     with pytest.raises(UserError, match=message):
         load_dbn(dbn_dir)
+
+
+def test_a_folder_without_a_finished_model_is_named_for_what_it_is(blob_store, tmp_path):
+    """--init-from (and inspect --model) of a fine-tuning run stopped before its model.pt, or of an
+    export-kaldi folder: the line says the folder holds neither model.pt nor dbn.pt and what to do;
+    it used to ask whether an interrupted finetune run was a finished 'asr-init pretrain' folder."""
+    from typer.testing import CliRunner
+
+    from asr_init.cli import app
+    from asr_init.training.config import FinetuneConfig
+    from asr_init.training.finetune import finetune
+    from asr_init.training.interrupts import Interrupted
+
+    config = FinetuneConfig(layers=1, hidden=8, splice=0, max_epochs=1, batch_size=32, stats_frames=100)
+    with pytest.raises(Interrupted):
+        finetune(blob_store, config, tmp_path / "cut", interrupt_after=2)
+    with pytest.raises(UserError) as err:
+        load_stack(tmp_path / "cut")
+    assert str(err.value) == (
+        f"--init-from {tmp_path / 'cut'} holds neither model.pt nor dbn.pt: its run is unfinished; finish it with "
+        "--resume first"
+    )
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "final.nnet").write_bytes(b"")
+    with pytest.raises(UserError, match=r"--init-from \S+exp holds neither model\.pt nor dbn\.pt: it is not a finished "
+                       r"'asr-init finetune' or 'asr-init pretrain' output folder; give the Kaldi network file itself, "
+                       r"--init-from \S+exp/final\.nnet$"):  # fmt: skip
+        load_stack(tmp_path / "exp")
+    args = ["inspect", str(blob_store), "--model", str(tmp_path / "cut"), "--frames", "10"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "--model" in result.output and "its run is unfinished" in result.output
