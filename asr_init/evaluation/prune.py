@@ -38,6 +38,7 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
     model, out = Path(model), Path(out)
     if not sparsities or any(not 0 < s < 1 for s in sparsities):
         raise UserError(f"invalid --sparsity {sparsities}: each share must be in (0, 1)")
+    _check_model(model)
     store = Path(store) if store else _training_store(model)
     features = FeatureStore(store)
 
@@ -82,6 +83,24 @@ def _summary_fields(summary: dict) -> dict:
     accuracies = {f"{split}_{kind}": NUMBER | NULL | ABSENT for kind in _KINDS}
     row = record(sparsity=NUMBER, epochs=INTEGER, **{f"{split}_per": NUMBER | NULL}, **accuracies)
     return {"split": TEXT | ABSENT, "model": TEXT, "scope": TEXT, "rows": each(row)}
+
+
+def _check_model(model: Path) -> None:
+    """MODEL is a finished finetune folder, or a UserError says what it is."""
+    takes = "prune takes a finished 'asr-init finetune' output folder"
+    if not model.exists():
+        raise UserError(f"MODEL {model} does not exist; {takes}")
+    if not model.is_dir():
+        raise UserError(f"MODEL {model} is a file: {takes} (a Kaldi network: fine-tune from it first, finetune "
+                        f"--init-from {model} --reuse-layers N)")  # fmt: skip
+    if (model / "model.pt").is_file():
+        return
+    if (model / "finetune.config.json").exists() or (model / "checkpoint.pt").exists():
+        raise UserError(
+            f"MODEL {model} holds no model.pt: its fine-tuning run is unfinished; finish it with 'asr-init finetune "
+            "--resume' first"
+        )
+    raise UserError(f"MODEL {model} holds no model.pt: {takes}")
 
 
 def _training_store(model: Path) -> Path:

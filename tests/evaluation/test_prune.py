@@ -93,3 +93,31 @@ def test_a_second_prune_run_says_it_is_complete_and_changes_nothing(blob_store, 
     assert result.exit_code == 0 and "/p already holds a finished prune run with these settings" in text
     assert "pruning " in text and "50%" in text
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "p").rglob("*")} == before
+
+
+def test_a_model_that_is_not_a_finished_finetune_folder_is_named_for_what_it_is(blob_store, tmp_path):
+    """prune MODEL where MODEL does not exist, is an unfinished fine-tuning run, a pretrain folder or
+    a Kaldi network file: one line says what MODEL is and what prune takes, with or without --store,
+    and nothing is written; it used to ask for --store (which did not help) or name --init-from."""
+    from asr_init.training.interrupts import Interrupted
+
+    config = FinetuneConfig(**TINY | {"batch_size": 32})
+    with pytest.raises(Interrupted):
+        finetune(blob_store, config, tmp_path / "cut", interrupt_after=2)
+    (tmp_path / "final.nnet").write_bytes(b"")
+    (tmp_path / "dbn").mkdir()
+    (tmp_path / "dbn" / "dbn.pt").write_bytes(b"")
+    cases = {
+        "nosuch": "MODEL {} does not exist; prune takes a finished 'asr-init finetune' output folder",
+        "cut": "MODEL {} holds no model.pt: its fine-tuning run is unfinished; finish it with 'asr-init finetune "
+        "--resume' first",
+        "dbn": "MODEL {} holds no model.pt: prune takes a finished 'asr-init finetune' output folder",
+        "final.nnet": "MODEL {} is a file: prune takes a finished 'asr-init finetune' output folder (a Kaldi network: "
+        "fine-tune from it first, finetune --init-from {} --reuse-layers N)",
+    }
+    for name, message in cases.items():
+        for store in (None, blob_store):
+            with pytest.raises(UserError) as err:
+                prune_module.prune(tmp_path / name, tmp_path / "pruned", config, [0.5], store=store)
+            assert str(err.value) == message.format(tmp_path / name, tmp_path / name)
+    assert not (tmp_path / "pruned").exists()
