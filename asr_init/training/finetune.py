@@ -323,7 +323,14 @@ def _source_pipeline(config: FinetuneConfig, store: FeatureStore) -> FeaturePipe
             meta = load_model(Path(config.init_from))[1]
             norm = bool(meta["config"].get("batch_norm"))
             config.batch_norm, config.targets = config.batch_norm or norm, config.targets or meta["targets"]
-            if meta["outputs"] != store.labels(config.targets) or config.batch_norm != norm:
+            labels = store.labels(config.targets)
+            if config.targets == meta["targets"] and config.batch_norm == norm and meta["outputs"] != labels:
+                raise UserError(
+                    f"--sparsity prunes the whole of {config.init_from}, whose {len(meta['outputs'])} "
+                    f"{meta['targets']} outputs are not the {len(labels)} {config.targets} of store {store.path}; "
+                    "fine-tune it on a store made with the same inventory"
+                )
+            if meta["outputs"] != labels or config.batch_norm != norm:
                 raise UserError(
                     f"--sparsity prunes the whole of {config.init_from}, which has {len(meta['outputs'])} "
                     f"{meta['targets']} outputs{' and batch norm' if norm else ''}: fine-tune it with the same "

@@ -121,3 +121,28 @@ def test_a_model_that_is_not_a_finished_finetune_folder_is_named_for_what_it_is(
                 prune_module.prune(tmp_path / name, tmp_path / "pruned", config, [0.5], store=store)
             assert str(err.value) == message.format(tmp_path / name, tmp_path / name)
     assert not (tmp_path / "pruned").exists()
+
+
+def test_a_store_of_another_pdf_inventory_is_named_not_the_targets(tmp_path):
+    """prune --store of an import-kaldi store with another --num-pdfs (the model's targets and batch
+    norm as they were): the line names both inventories and the store; it used to say to fine-tune
+    with the same --targets and --batch-norm setting, which were the same."""
+    import kaldiio
+    from conftest import write_kaldi_features
+
+    from asr_init.features.config import KaldiImportConfig
+    from asr_init.features.kaldi import import_kaldi
+
+    ref = write_kaldi_features(tmp_path / "data", speakers=5, utts_per_speaker=2)
+    kaldiio.save_ark(str(tmp_path / "pdf.ark"), ref["pdfs"])
+    for name, pdfs in (("s8", 8), ("s10", 10)):
+        import_kaldi(tmp_path / "data", tmp_path / name,
+                     KaldiImportConfig(ali=[str(tmp_path / "pdf.ark")], num_pdfs=pdfs, dev_fraction=0.2))  # fmt: skip
+    finetune(tmp_path / "s8", FinetuneConfig(**TINY), tmp_path / "dense")
+    with pytest.raises(UserError) as err:
+        prune_module.prune(tmp_path / "dense", tmp_path / "pruned", FinetuneConfig(**TINY), [0.5], tmp_path / "s10")
+    assert str(err.value) == (
+        f"--sparsity prunes the whole of {tmp_path / 'dense'}, whose 8 pdfs outputs are not the 10 pdfs of store "
+        f"{tmp_path / 's10'}; fine-tune it on a store made with the same inventory"
+    )
+    assert not (tmp_path / "pruned").exists()
