@@ -363,3 +363,15 @@ def test_a_mistyped_command_line_is_one_error_line(args, message):
     result = runner.invoke(app, args)
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith(message), result.output
+
+
+def test_a_kaldi_network_file_given_for_a_model_folder_is_called_a_file(blob_store, model_dir, tmp_path):
+    """evaluate --model and export-kaldi of a Kaldi network file (final.nnet, as
+    export-kaldi writes it): the line says the path is a file, not a finetune output folder; it
+    used to say that final.nnet 'has no model.pt', as of a folder."""
+    assert runner.invoke(app, ["export-kaldi", str(model_dir), "--out", str(tmp_path / "exp")]).exit_code == 0
+    nnet = tmp_path / "exp" / "final.nnet"
+    expected = f"{nnet} is a file, not an 'asr-init finetune' output folder (one holding model.pt)"
+    assert expected in error_line(["evaluate", blob_store, "--model", nnet], blob_store, nnet)
+    assert expected in error_line(["export-kaldi", nnet, "--out", tmp_path / "exp2"], nnet)
+    assert "has no model.pt" not in error_line(["evaluate", blob_store, "--model", nnet], blob_store, nnet)
