@@ -231,7 +231,8 @@ def test_truncated_model_on_export_is_not_advised_to_be_deleted(model_dir, tmp_p
 )
 def test_finetune_from_a_missing_path(blob_store, tmp_path, option, message):
     missing = tmp_path / "nosuch.nnet"
-    line = error_line(["finetune", blob_store, "--out", tmp_path / "ft", option, missing], blob_store)
+    reuse = ["--reuse-layers", "1"] if option == "--init-from" else []
+    line = error_line(["finetune", blob_store, "--out", tmp_path / "ft", option, missing, *reuse], blob_store)
     assert message.format(missing) in line
 
 
@@ -375,3 +376,13 @@ def test_a_kaldi_network_file_given_for_a_model_folder_is_called_a_file(blob_sto
     assert expected in error_line(["evaluate", blob_store, "--model", nnet], blob_store, nnet)
     assert expected in error_line(["export-kaldi", nnet, "--out", tmp_path / "exp2"], nnet)
     assert "has no model.pt" not in error_line(["evaluate", blob_store, "--model", nnet], blob_store, nnet)
+
+
+def test_init_from_alone_is_refused_as_it_would_take_no_layer(blob_store, model_dir, tmp_path):
+    """finetune --init-from MODEL without --reuse-layers or --sparsity took MODEL's input pipeline and
+    none of its layers, and called the network's start 'init optimal'."""
+    line = error_line(
+        ["finetune", blob_store, "--out", tmp_path / "ft", "--init-from", model_dir], blob_store, model_dir
+    )
+    assert "init_from" in line and "--reuse-layers K" in line and "alone it would take none" in line, line
+    assert not (tmp_path / "ft").exists()

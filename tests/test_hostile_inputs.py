@@ -336,11 +336,11 @@ def _table(root: Path, blob: Path, tiny: Path) -> dict:
             "component 1 (<AffineTransform>) is 0 x 20000000",
         ),  # fmt: skip
         "nnet1 matrix without data": (
-            ["finetune", blob, "--out", root / "f2", "--init-from", root / "big.nnet"],
+            ["finetune", blob, "--out", root / "f2", "--init-from", root / "big.nnet", "--reuse-layers", 1],
             "bytes, but",
         ),  # fmt: skip
         "--init-from names a pipe": (
-            ["finetune", blob, "--out", root / "f6", "--init-from", pipe],
+            ["finetune", blob, "--out", root / "f6", "--init-from", pipe, "--reuse-layers", 1],
             f"Kaldi network {pipe} is not a regular file",
         ),  # fmt: skip
         "--dbn /dev/zero": (
@@ -348,7 +348,7 @@ def _table(root: Path, blob: Path, tiny: Path) -> dict:
             "Kaldi network /dev/zero is not a regular file",
         ),  # fmt: skip
         "final.feature_transform a pipe": (
-            ["finetune", blob, "--out", root / "f8", "--init-from", root / "t3" / "final.nnet"],
+            ["finetune", blob, "--out", root / "f8", "--init-from", root / "t3" / "final.nnet", "--reuse-layers", 1],
             "final.feature_transform is not a regular file",
         ),  # fmt: skip
         "--feature-transform /dev/zero": (
@@ -359,6 +359,8 @@ def _table(root: Path, blob: Path, tiny: Path) -> dict:
                 root / "f9",
                 "--init-from",
                 root / "exp" / "final.nnet",
+                "--reuse-layers",
+                1,
                 "--feature-transform",
                 "/dev/zero",
             ],
