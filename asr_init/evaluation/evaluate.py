@@ -30,7 +30,7 @@ from asr_init.features.store import FeatureStore, store_identity
 from asr_init.folders import output_folder, reading
 from asr_init.io import digest, write_json_atomic
 from asr_init.models.dnn import load_model
-from asr_init.progress import progress_bar
+from asr_init.progress import console, progress_bar
 
 
 def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Path | None = None) -> dict:
@@ -151,11 +151,16 @@ class _Scorer:
 
     def _tune(self, hmm):
         """(tuning split's scores, grid of PERs, best grid point): the LM weight and insertion
-        penalty with the lowest PER on the tuning split (defaults when not decoding)."""
+        penalty with the lowest PER on the tuning split (1 and 0 without one; null when not decoding)."""
         config, store = self.config, self.store
-        tune = self._scores(config.tune_split) if self.decodes and store.split(config.tune_split) else []
-        if not tune:
-            return tune, [], {"lm_weight": 1.0, "insertion_penalty": 0.0, "per": None}
+        if not self.decodes:
+            return [], [], {"lm_weight": None, "insertion_penalty": None, "per": None}
+        if not store.split(config.tune_split):
+            console.print(f"[yellow]warning: store {store.path} has no {config.tune_split} split to tune the LM weight "
+                          f"and insertion penalty on: {config.split} is decoded with LM weight 1 and penalty 0 "
+                          "(--tune-split names another split)", highlight=False)  # fmt: skip
+            return [], [], {"lm_weight": 1.0, "insertion_penalty": 0.0, "per": None}
+        tune = self._scores(config.tune_split)
         refs, grid = _references(store, tune), []
         for w in config.lm_weights:
             for pen in config.penalties:

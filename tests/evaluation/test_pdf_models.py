@@ -45,3 +45,18 @@ def test_a_pdf_model_gets_phone_accuracy_and_per_through_the_pdf_phone_map(tmp_p
     assert [r["dev_pdfs"] for r in rows][0] == got["frame_acc_pdfs"] and all(r["dev_pdfs"] > 0.3 for r in rows)
     assert all(r["dev_phones"] is not None and r["dev_states"] is None for r in rows)
     assert "dev pdfs" in pruned.output and "dev states" not in pruned.output
+    # No test split to tune on (Kaldi's train and cv sets): decoded untuned, and said so.
+    evaluate = ["evaluate", str(tmp_path / "store"), "--model", str(tmp_path / "dnn"), "--split", "dev"]
+    untuned = CliRunner().invoke(app, [*evaluate, "--tune-split", "test", "--out", str(tmp_path / "u")])
+    assert untuned.exit_code == 0, untuned.output
+    assert "has no test split to tune the LM weight and insertion penalty on: dev is decoded with LM weight 1" in (
+        " ".join(untuned.output.split())
+    )
+    got = json.loads((tmp_path / "u" / "results.json").read_text())
+    assert got["tuned_on"] is None and (got["lm_weight"], got["insertion_penalty"]) == (1.0, 0.0) and got["per"] >= 0
+    # --frames-only decodes nothing: no LM weight or penalty is recorded as used.
+    frames = CliRunner().invoke(app, [*evaluate, "--frames-only", "--out", str(tmp_path / "f")])
+    got = json.loads((tmp_path / "f" / "results.json").read_text())
+    assert (
+        frames.exit_code == 0 and got["per"] is None and got["lm_weight"] is None and got["insertion_penalty"] is None
+    )
