@@ -54,9 +54,21 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
     split = "test" if features.split("test") else "dev"  # Kaldi's cv set where there is no test set
     evaluation = EvalConfig(split=split, device=config.device)
     dist = distributed(config.device)  # under torchrun the fine-tuning is shared; rank 0 evaluates and writes
-    with output_folder(out, settings, record="prune.config.json", finished=("prune.json",), force=force,
-                       inputs=inputs, in_place=True, started=("sparsity-*", "dense-eval"), summary="prune.json",
-                       what="a prune run", dist=dist, summary_fields=_summary_fields) as output:  # fmt: skip
+    with output_folder(
+        out,
+        settings,
+        record="prune.config.json",
+        finished=("prune.json",),
+        force=force,
+        inputs=inputs,
+        in_place=True,
+        started=("sparsity-*", "dense-eval"),
+        summary="prune.json",
+        what="a prune run",
+        dist=dist,
+        summary_fields=_summary_fields,
+        neutral=("device", "cuda_graphs"),
+    ) as output:  # fmt: skip  (as finetune's resumption)
         if output.done is not None:
             console.print(f"[green]{out} already holds a finished prune run with these settings")
             return output.done
@@ -119,7 +131,7 @@ def _evaluated(store: Path, model: Path, out: Path | None, share: float, config:
         for kind in _KINDS
         if kind != "pdfs" or result.get("frame_acc_pdfs") is not None
     }  # no pdfs: a prune.csv's columns as ever
-    return {"sparsity": share, "model": str(model), **accuracy, f"{split}_per": result["per"],
+    return {"sparsity": share, "model": str(model.resolve()), **accuracy, f"{split}_per": result["per"],
             "epochs": ft["epochs"] if ft else 0, "best_dev_acc": ft["best_dev_acc"] if ft else None}  # fmt: skip
 
 

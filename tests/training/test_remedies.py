@@ -198,6 +198,8 @@ def test_pruned_weights_stay_zero_through_fine_tuning_and_prune_writes_its_plot(
             "--max-epochs", "2", "--prune-scope", "global"]  # fmt: skip
     again = runner.invoke(app, same)
     assert again.exit_code == 0 and json.loads((tmp_path / "pruned" / "prune.json").read_text()) == summary
+    on_cpu = runner.invoke(app, [*same, "--device", "cpu"])  # the device is not a setting of the results
+    assert on_cpu.exit_code == 0 and "already holds a finished prune run" in " ".join(on_cpu.output.split())
     for field, value, message in [  # an edited prune.json was a TypeError or a KeyError with a traceback
         ("rows", 5, "rows must be a list, not 5"),
         ("split", 4, "split must be a string or left out, not 4"),
