@@ -271,17 +271,22 @@ def _existing(out: Path, settings: dict, record: str, finished, started, neutral
         _empty(out)
         return None
     diffs = differences(old, {k: v for k, v in settings.items() if k != "inputs"}, neutral)
-    if diffs:  # named first: another option (another input file given) changes an input's identity too
+    recorded = old.get("inputs", {})
+    changed = [(name, recorded[name], identity) for name, identity in settings.get("inputs", {}).items()
+               if name in recorded and recorded[name] != identity]  # fmt: skip
+    if diffs:  # named first: another option (another input file given) changes an input's identity too; and
+        # a setting read from an input (a pruned model's batch norm, a corpus's own rate) changes with it
+        inputs = "; ".join(f"{name}: identity {then} then, {now} now" for name, then, now in changed)
         raise UserError(
-            f"{out} holds {what} made with other settings ({'; '.join(diffs)}); use --force to replace it or "
-            "choose another --out"
+            f"{out} holds {what} made with other settings ({'; '.join(diffs)})"
+            f"{f' from other inputs ({inputs})' if inputs else ''}; use --force to replace it or choose another --out"
         )
-    for name, identity in settings.get("inputs", {}).items():
-        if name in old.get("inputs", {}) and old["inputs"][name] != identity:
-            raise UserError(
-                f"the {name} changed since {out} was made from it (identity {old['inputs'][name]} then, {identity} "
-                "now); its outputs would mix the two: use --force to start over or choose another --out"
-            )
+    if changed:
+        name, then, now = changed[0]
+        raise UserError(
+            f"the {name} changed since {out} was made from it (identity {then} then, {now} now); its outputs would "
+            "mix the two: use --force to start over or choose another --out"
+        )
     complete = all((out / name).exists() for name in finished)
     if complete or in_place:
         return True if complete else None

@@ -65,6 +65,28 @@ def test_fine_tuning_refuses_a_dbn_that_was_trained_again(tmp_path):
         finetune(store, cfg, tmp_path / "dnn", resume=True)
 
 
+def test_a_changed_input_is_named_beside_the_settings_it_changed(tmp_path):
+    """A setting read from an input changes with it (a --sparsity run's batch norm is its --init-from
+    model's): the refusal names the input beside the setting; the setting alone ('batch_norm: False
+    then, True now') named an option the same command had not given."""
+    out, record = tmp_path / "pruned", "finetune.config.json"
+
+    def run(batch_norm: bool, model: str) -> None:
+        settings = {"config": {"batch_norm": batch_norm}, "inputs": {"--init-from model": model}}
+        with output_folder(out, settings, record=record, finished=("model.pt",), force=False, in_place=True):
+            (out / "model.pt").write_bytes(b"")
+
+    run(False, "4741aaea")
+    with pytest.raises(UserError) as err:
+        run(True, "b81bc14f")
+    assert str(err.value) == (
+        f"{out} holds output made with other settings (batch_norm: False then, True now) from other inputs "
+        "(--init-from model: identity 4741aaea then, b81bc14f now); use --force to replace it or choose another --out"
+    )
+    with pytest.raises(UserError, match="the --init-from model changed since .* \\(identity 4741aaea then, b81bc14f"):
+        run(False, "b81bc14f")  # the input alone: named as ever
+
+
 def test_a_second_run_on_a_locked_folder_is_refused_and_a_dead_owner_is_taken_over(blob_store, tmp_path):
     out = tmp_path / "dbn"
     settings = {"store": str(blob_store), "config": {}}
