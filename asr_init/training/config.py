@@ -183,6 +183,19 @@ class FinetuneConfig(Widths, ConfigBase):
         if self.momentum is None:
             self.momentum = STARTING_POINT_DEFAULTS[start]["momentum"]
 
+    def _check_source(self) -> None:
+        """--init-from (with what it takes of MODEL), --dbn and --feature-transform go together."""
+        self._check(self.reuse_layers == 0 or self.init_from is not None, "reuse_layers", "needs --init-from MODEL")
+        self._check(self.init_from is None or self.reuse_layers > 0 or self.sparsity > 0, "init_from",
+                    "takes MODEL's lower layers with --reuse-layers K, or all of it with --sparsity S (pruned); "
+                    "alone it would take none")  # fmt: skip
+        self._check(self.dbn is None or self.init_from is None, "init_from", "cannot be combined with --dbn")
+        self._check(
+            self.feature_transform is None or self.dbn is not None or self.init_from is not None,
+            "feature_transform",
+            "belongs to a Kaldi nnet1 file given as --dbn or --init-from",
+        )
+
     def _check_relu_spread(self) -> None:
         for name in ("init", "output_init"):
             spec = getattr(self, name)
@@ -223,16 +236,7 @@ class FinetuneConfig(Widths, ConfigBase):
         self._check(self.min_epochs <= self.max_epochs, "min_epochs", f"must be at most --max-epochs {self.max_epochs}")
         self._check(self.buffer_frames >= self.batch_size, "buffer_frames", "must be at least one batch (--batch-size)")
         self._check(0 <= self.seed < 2**32, "seed", SEED_RANGE)
-        self._check(self.reuse_layers == 0 or self.init_from is not None, "reuse_layers", "needs --init-from MODEL")
-        self._check(self.init_from is None or self.reuse_layers > 0 or self.sparsity > 0, "init_from",
-                    "takes MODEL's lower layers with --reuse-layers K, or all of it with --sparsity S (pruned); "
-                    "alone it would take none")  # fmt: skip
-        self._check(self.dbn is None or self.init_from is None, "init_from", "cannot be combined with --dbn")
-        self._check(
-            self.feature_transform is None or self.dbn is not None or self.init_from is not None,
-            "feature_transform",
-            "belongs to a Kaldi nnet1 file given as --dbn or --init-from",
-        )
+        self._check_source()
         self._check(
             self.dbn is None or self.activation == "sigmoid",
             "activation",
