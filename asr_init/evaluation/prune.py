@@ -80,8 +80,8 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
             except Interrupted as exc:  # prune has no --resume: it resumes by itself
                 raise Interrupted(exc.what, "run the same prune command again to continue") from None
             rows.append(dist.from_main(lambda run=run, share=share: _evaluated(store, run, None, share, evaluation)))
-        summary = {"model": str(model.resolve()), "store": str(store), "scope": config.prune_scope, "split": split,
-                   "rows": rows}  # fmt: skip
+        summary = {"model": str(model.resolve()), "store": str(store.resolve()), "scope": config.prune_scope,
+                   "split": split, "rows": rows}  # fmt: skip
         if dist.is_main:
             write_csv(out / "prune.csv", rows, list(rows[0]))
             _plot(rows, out / "sparsity.png", model, split)

@@ -31,9 +31,10 @@ def test_prune_evaluates_on_the_runs_device_and_on_dev_when_the_store_has_no_tes
     seen, evaluate = [], prune_module.evaluate
     monkeypatch.setattr(prune_module, "evaluate", lambda *a: seen.append(a[2]) or evaluate(*a))
     config = FinetuneConfig(max_epochs=1, stats_frames=100, device="cpu")
-    monkeypatch.chdir(tmp_path)  # a relative --out: prune.csv's model column still names the folders
-    summary = prune_module.prune(Path("dense"), Path("pruned"), config, [0.5])
+    monkeypatch.chdir(tmp_path)  # a relative --out and --store: prune.json and prune.csv still name the folders
+    summary = prune_module.prune(Path("dense"), Path("pruned"), config, [0.5], store=Path("store"))
     assert [r["model"] for r in summary["rows"]] == [str(tmp_path / "dense"), str(tmp_path / "pruned" / "sparsity-0.5")]
+    assert summary["store"] == str(store)
     assert [(c.device, c.split) for c in seen] == [("cpu", "dev"), ("cpu", "dev")]
     assert summary["split"] == "dev" and [r["sparsity"] for r in summary["rows"]] == [0.0, 0.5]
     assert all(r["dev_states"] is not None and "test_states" not in r for r in summary["rows"])
