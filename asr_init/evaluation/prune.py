@@ -22,12 +22,12 @@ from asr_init.evaluation.evaluate import evaluate
 from asr_init.features.store import FeatureStore, store_identity
 from asr_init.folders import output_folder
 from asr_init.io import digest, write_csv, write_json_atomic
-from asr_init.progress import console
 from asr_init.records import ABSENT, INTEGER, NULL, NUMBER, TEXT, each, record
 from asr_init.training.config import FinetuneConfig
 from asr_init.training.distributed import distributed
-from asr_init.training.finetune import finetune, input_pipeline
+from asr_init.training.finetune import DEVICE_NEUTRAL, finetune, input_pipeline
 from asr_init.training.interrupts import Interrupted
+from asr_init.training.loop import already_finished
 
 _KINDS = ("states", "phones", "pdfs")  # the frame accuracies a row gives, where the store has the targets
 
@@ -54,23 +54,11 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
     split = "test" if features.split("test") else "dev"  # Kaldi's cv set where there is no test set
     evaluation = EvalConfig(split=split, device=config.device)
     dist = distributed(config.device)  # under torchrun the fine-tuning is shared; rank 0 evaluates and writes
-    with output_folder(
-        out,
-        settings,
-        record="prune.config.json",
-        finished=("prune.json",),
-        force=force,
-        inputs=inputs,
-        in_place=True,
-        started=("sparsity-*", "dense-eval"),
-        summary="prune.json",
-        what="a prune run",
-        dist=dist,
-        summary_fields=_summary_fields,
-        neutral=("device", "cuda_graphs"),
-    ) as output:  # fmt: skip  (as finetune's resumption)
-        if output.done is not None:
-            console.print(f"[green]{out} already holds a finished prune run with these settings")
+    with output_folder(out, settings, record="prune.config.json", finished=("prune.json",), force=force,
+                       inputs=inputs, in_place=True, started=("sparsity-*", "dense-eval"), summary="prune.json",
+                       what="a prune run", dist=dist, summary_fields=_summary_fields,
+                       neutral=DEVICE_NEUTRAL) as output:  # fmt: skip
+        if already_finished(out, output.done, False, False, "prune run", ""):
             return output.done
         rows = [dist.from_main(lambda: _evaluated(store, model, out / "dense-eval", 0.0, evaluation))]
         for share in sparsities:  # each a finetune run of its own: an interrupted one resumes, a finished one is kept
@@ -102,6 +90,8 @@ def _check_model(model: Path) -> None:
     takes = "prune takes a finished 'asr-init finetune' output folder"
     if not model.exists():
         raise UserError(f"MODEL {model} does not exist; {takes}")
+    if model.is_file() and model.name == "model.pt":
+        raise UserError(f"MODEL {model} is a file: {takes}; give its folder, {model.parent}")
     if not model.is_dir():
         raise UserError(f"MODEL {model} is a file: {takes} (a Kaldi network: fine-tune from it first, finetune "
                         f"--init-from {model} --reuse-layers N)")  # fmt: skip

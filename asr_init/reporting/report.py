@@ -82,6 +82,7 @@ class Figures:
         return [_image(title, name)]
 
     def make(self) -> None:
+        """Draw and copy every figure queued."""
         for job in self._todo:
             job()
 

@@ -50,7 +50,8 @@ from asr_init.training.precision import forward_precision, matmul_precision
 from asr_init.training.schedules import make_schedule
 
 CHANCE_MARGIN = 0.01  # a train frame accuracy within this of the most frequent class's share is chance
-RESUME_NEUTRAL = ("device", "cuda_graphs", "max_epochs")  # may differ between a run and its resumption
+DEVICE_NEUTRAL = ("device", "cuda_graphs")  # where a run trains, not what it trains: a resumption may change them
+RESUME_NEUTRAL = (*DEVICE_NEUTRAL, "max_epochs")  # may differ between a run and its resumption
 # A --dbn's (or a pruned model's) splice and widths: recorded as the run used them, compared by the source's
 # digest (asr-init once recorded the options it ignored there, so a record may hold those).
 SOURCE_SHAPE = ("splice", "layers", "hidden")

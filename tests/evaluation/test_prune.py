@@ -111,6 +111,8 @@ def test_a_model_that_is_not_a_finished_finetune_folder_is_named_for_what_it_is(
     (tmp_path / "final.nnet").write_bytes(b"")
     (tmp_path / "dbn").mkdir()
     (tmp_path / "dbn" / "dbn.pt").write_bytes(b"")
+    (tmp_path / "dense").mkdir()
+    (tmp_path / "dense" / "model.pt").write_bytes(b"")
     cases = {
         "nosuch": "MODEL {} does not exist; prune takes a finished 'asr-init finetune' output folder",
         "cut": "MODEL {} holds no model.pt: its fine-tuning run is unfinished; finish it with 'asr-init finetune "
@@ -118,6 +120,8 @@ def test_a_model_that_is_not_a_finished_finetune_folder_is_named_for_what_it_is(
         "dbn": "MODEL {} holds no model.pt: prune takes a finished 'asr-init finetune' output folder",
         "final.nnet": "MODEL {} is a file: prune takes a finished 'asr-init finetune' output folder (a Kaldi network: "
         "fine-tune from it first, finetune --init-from {} --reuse-layers N)",
+        "dense/model.pt": "MODEL {} is a file: prune takes a finished 'asr-init finetune' output folder; give its "
+        f"folder, {tmp_path / 'dense'}",
     }
     for name, message in cases.items():
         for store in (None, blob_store):
