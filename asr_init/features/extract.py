@@ -278,6 +278,9 @@ def _process(utt: Utterance):
     try:
         frontend: Frontend = _W["frontend"]
         feats, band_power, duration = frontend(utt)
+        if len(feats) == 0:  # snip-edges: audio shorter than one frame
+            raise UserError(f"{utt.audio}: audio of utterance {utt.id} is {duration * 1000:.1f} ms long, shorter "
+                            f"than one {frontend.c.frame_length_ms:g} ms frame: it gives no features")  # fmt: skip
         if frontend.c.cmvn == "utterance":
             apply_cmvn(cmvn_stats(feats[:, : frontend.c.static_dim]), feats, frontend.c.norm_vars)
         phones, states, transcript = frame_targets(utt.segments, len(feats), frontend.c, _W["label_ids"], _W["silence"])

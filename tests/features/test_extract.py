@@ -567,3 +567,21 @@ def test_kaldi_config_file_sets_the_features_and_the_command_line_wins(kaldi_dir
     assert bad.exit_code == 1 and len(errors) == 1 and f"{conf}:2: '--vtln-warp=1.05' is not a feature option" in (
         " ".join(bad.output.split()))  # fmt: skip
     assert not (tmp_path / "b").exists()
+
+
+def test_audio_shorter_than_one_frame_is_a_bad_utterance(tmp_path):
+    """A recording shorter than one 25 ms frame gives no frame with --snip-edges (Kaldi's
+    default): it is a bad utterance named in one line (skipped with --skip-bad), not a traceback
+    from writing a shard part of 0 frames."""
+    from conftest import write_fake_fsdd
+
+    root = write_fake_fsdd(tmp_path / "fsdd", speakers=("jackson", "theo", "lucas"))
+    short = root / "recordings" / "4_theo_0.wav"
+    sf.write(short, np.full(100, 0.1, dtype=np.float32), 8000, subtype="PCM_16")  # 12.5 ms
+    out = tmp_path / "store"
+    result = runner.invoke(app, ["extract", str(root), "--out", str(out), "--jobs", "1"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert str(short) in _text(result) and "shorter than one 25 ms frame" in _text(result), result.output
+    assert not out.exists()
+    summary = extract(root, out, ExtractConfig(jobs=1, skip_bad=True))
+    assert summary["utterances"] == 29 and "4_theo_0.wav" in summary["skipped"][0]
