@@ -434,8 +434,21 @@ def detect_layout(path: Path) -> str:
     raise UserError(
         f"unknown corpus layout at {path}: expected a Kaldi data dir (wav.scp, utt2spk, phones.ctm), "
         "a TIMIT tree (TRAIN/, TEST/), audio files with .TextGrid alignments, or FSDD's recordings "
-        "({digit}_{speaker}_{index}.wav)"
+        "({digit}_{speaker}_{index}.wav)" + _fsdd_strays(path)
     )
+
+
+def _fsdd_strays(path: Path) -> str:
+    """For a folder (or its recordings/) that holds some FSDD recordings among other .wav files:
+    the first file not named as FSDD's, which keeps it from being read as FSDD's; else ''."""
+    for folder in (path, path / "recordings"):
+        names = sorted(p.name for p in folder.glob("*.wav")) if folder.is_dir() else []
+        strays = [n for n in names if not _FSDD_NAME.match(n)]
+        if strays and len(strays) < len(names):
+            more = f" (and {len(strays) - 1} more)" if len(strays) > 1 else ""
+            return (f"; {len(names) - len(strays)} of {len(names)} .wav files are, but {folder / strays[0]}{more} "
+                    "is not named so: move it out of the folder")  # fmt: skip
+    return ""
 
 
 def read_corpus(path: Path, ctm: Path | None = None, tier: str = "phones", include_sa: bool = False) -> Corpus:

@@ -166,3 +166,18 @@ def test_fsdd_layout_every_frame_its_digit(tmp_path):
     (root / "recordings" / "3_theo_01.wav").write_bytes((root / "recordings" / "3_theo_1.wav").read_bytes())
     with pytest.raises(UserError, match="utterance theo-3-001 is given twice"):
         read_corpus(root)
+
+
+def test_fsdd_folder_with_a_stray_wav_names_it(tmp_path):
+    """One .wav that is not named {digit}_{speaker}_{index}.wav among FSDD's recordings (a
+    macOS '._' copy, a note) makes the folder no known layout; the line names that file, so the
+    user knows which one to move, instead of only listing the layouts."""
+    from conftest import write_fake_fsdd
+
+    root = write_fake_fsdd(tmp_path / "fsdd", speakers=("jackson",))
+    stray = root / "recordings" / "._0_jackson_0.wav"
+    stray.write_bytes(b"")
+    with pytest.raises(UserError, match=r"unknown corpus layout .* FSDD's recordings") as err:
+        detect_layout(root)
+    assert f"{stray} is not named so" in str(err.value)
+    assert "10 of 11 .wav files are" in str(err.value)
