@@ -108,8 +108,8 @@ class _Scorer:
             "lm_weight": best["lm_weight"], "insertion_penalty": best["insertion_penalty"],
             "tuned_on": config.tune_split if tune else None, "tune_per": best["per"], "tuning_grid": grid,
             "prior_scale": config.prior_scale, "decode_seconds": time.perf_counter() - t0,
-            "forward_seconds": forward_seconds, "tune_seconds": tune_seconds, "model": str(self.model_dir),
-            "store": str(self.store.path), "config": settings["config"], "inputs": settings["inputs"],
+            "forward_seconds": forward_seconds, "tune_seconds": tune_seconds, "model": str(self.model_dir.resolve()),
+            "store": str(self.store.path.resolve()), "config": settings["config"], "inputs": settings["inputs"],
             "versions": environment(),
         }  # fmt: skip
 

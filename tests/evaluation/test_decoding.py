@@ -135,3 +135,21 @@ def test_a_class_of_prior_zero_is_never_decoded(blob_store, tmp_path, monkeypatc
     result = evaluation.evaluate(blob_store, model_dir, EvalConfig(), tmp_path / "eval")
     assert decoded and all(1 not in hyp for hyp in decoded)
     assert sum(map(len, decoded)) > 0 and 0 <= result["per"] < 1
+
+
+def test_results_name_the_model_and_store_by_absolute_path(blob_store, tmp_path, monkeypatch):
+    """results.json names the model and the store as pretrain.json and finetune.json name theirs,
+    absolute: given relative, they were relative to the folder evaluate ran from, and so named
+    nothing once read from another."""
+    import os
+    from pathlib import Path
+
+    from conftest import write_tiny_model
+
+    from asr_init.evaluation.config import EvalConfig
+    from asr_init.evaluation.evaluate import evaluate
+
+    model_dir = write_tiny_model(blob_store, tmp_path / "m")
+    monkeypatch.chdir(tmp_path)
+    result = evaluate(Path(os.path.relpath(blob_store)), Path("m"), EvalConfig(decode=False))
+    assert (result["model"], result["store"]) == (str(model_dir.resolve()), str(blob_store.resolve()))
