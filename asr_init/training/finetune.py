@@ -55,6 +55,7 @@ RESUME_NEUTRAL = (*DEVICE_NEUTRAL, "max_epochs")  # may differ between a run and
 # A --dbn's (or a pruned model's) splice and widths: recorded as the run used them, compared by the source's
 # digest (asr-init once recorded the options it ignored there, so a record may hold those).
 SOURCE_SHAPE = ("splice", "layers", "hidden")
+SOURCE_PATHS = ("dbn", "init_from", "feature_transform")  # the files a run starts from, identified by digest
 # The fields of a finished run's finetune.json that a command run again reads (the CLI prints them).
 SUMMARY_FIELDS = {"epochs": INTEGER, "best_epoch": INTEGER, "best_dev_loss": NUMBER, "best_dev_acc": NUMBER}
 
@@ -232,6 +233,7 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
         out_dir, settings, record="finetune.config.json", finished=("finetune.json", "model.pt"), force=force,
         inputs=inputs, in_place=True, started=("checkpoint.pt",), neutral=RESUME_NEUTRAL + _from_source(config),
         summary="finetune.json", what="a finetune run", dist=dist, summary_fields=SUMMARY_FIELDS,
+        upgrade=_same_sources(settings["config"]),
     ) as output:  # fmt: skip
         done = output.done
         epochs = done.get("epochs") if done is not None else None
@@ -253,6 +255,21 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
 def _from_source(config: FinetuneConfig) -> tuple[str, ...]:
     """The settings a run's --dbn or --init-from decides (and its digest identifies)."""
     return SOURCE_SHAPE if config.dbn or config.sparsity > 0 else SOURCE_SHAPE[:1] if config.init_from else ()
+
+
+def _same_sources(config: dict):
+    """A record's upgrade: a --dbn, --init-from or --feature-transform that the record and this run
+    both give is compared by its digest (the inputs' identities), not by the path it was given by,
+    which is relative to the folder each command ran from."""
+
+    def upgrade(record: dict) -> dict:
+        then = record.get("config") if isinstance(record, dict) else None
+        for key in SOURCE_PATHS if isinstance(then, dict) else ():
+            if then.get(key) and config.get(key):
+                then[key] = config[key]
+        return record
+
+    return upgrade
 
 
 def settings_line(trainer: _DnnTrainer) -> str:
@@ -516,6 +533,7 @@ class _DnnTrainer(Trainer):
                 f"{self.out_dir} holds an interrupted fine-tuning run ({path}); re-run with --resume to continue it "
                 "or --force to start over"
             )
+        _same_sources(self.config.to_dict())(ckpt)
         check_own_checkpoint(ckpt, path, self.config.to_dict(), self.pipeline.to_dict(),
                              RESUME_NEUTRAL + _from_source(self.config),
                              ("model", "optimizer", "position", "best", "sums", "rows"), ("model", "best"))  # fmt: skip

@@ -457,3 +457,27 @@ def test_resume_with_more_epochs_continues_a_finished_run(blob_store, tmp_path):
     assert summary["epochs"] == 3 and _numbers(tmp_path / "a") == _numbers(tmp_path / "b")
     a, b = load_model(tmp_path / "a")[0].state_dict(), load_model(tmp_path / "b")[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_same_dbn_by_another_path_resumes_and_is_found_finished(blob_store, tmp_path, monkeypatch):
+    """--dbn names a folder by a path relative to the folder finetune runs from: the same DBN
+    named from another folder (or absolute) is the same run, whose identity its dbn.pt's digest
+    gives; it used to be refused as other settings ('dbn: 'dbn' then, '/abs/dbn' now'), with
+    --force, which throws the run away, as the way on. Another DBN is still refused."""
+    store = FeatureStore(blob_store)
+    pipe, gen = FeaturePipeline.from_store(store, splice=1), torch.Generator().manual_seed(0)
+    layers = [(torch.randn(16, pipe.dim, generator=gen) * 0.1, torch.zeros(16))]
+    (tmp_path / "dbn").mkdir()
+    save_dbn(tmp_path / "dbn" / "dbn.pt", layers, pipe, store.phones, store.states, "gauss")
+    cfg = dict(batch_size=64, max_epochs=1, stats_frames=100)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Interrupted):
+        finetune(blob_store, FinetuneConfig(dbn="dbn", **cfg), tmp_path / "ft", interrupt_after=2)
+    summary = finetune(blob_store, FinetuneConfig(dbn=str(tmp_path / "dbn"), **cfg), tmp_path / "ft", resume=True)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    assert finetune(blob_store, FinetuneConfig(dbn="../dbn", **cfg), tmp_path / "ft")["epochs"] == summary["epochs"]
+    layers[0] = (layers[0][0] * 2, layers[0][1])
+    save_dbn(tmp_path / "dbn" / "dbn.pt", layers, pipe, store.phones, store.states, "gauss")
+    with pytest.raises(UserError, match="the --dbn DBN changed since"):
+        finetune(blob_store, FinetuneConfig(dbn="../dbn", **cfg), tmp_path / "ft")
