@@ -94,9 +94,11 @@ def settings_line(config: PretrainConfig, pipeline: FeaturePipeline, device) -> 
     first = "Gaussian" if config.visible == "gauss" else "Bernoulli"
     sizes = config.sizes
     shape = f"{len(sizes)} x {sizes[0]}" if len(set(sizes)) == 1 else " / ".join(map(str, sizes))
+    above = {1: "", 2: "layer 2"}.get(len(sizes), f"layers 2-{len(sizes)}")
+    above = f"{above} Bernoulli, {config.epochs} epochs at lr {config.lr:g}; " if above else ""
     return (f"pretrain: {shape} RBMs on {pipeline.dim} inputs (splice +-{config.splice}), "
             f"init {config.init}; layer 1 {first}, {config.layer_epochs(1)} epochs at lr {config.layer_lr(1):g}; "
-            f"layers 2-{len(sizes)} Bernoulli, {config.epochs} epochs at lr {config.lr:g}; CD-{config.cd_k}, "
+            f"{above}CD-{config.cd_k}, "
             f"batch {config.batch_size}, l2 {config.l2:g}, saturation guard {config.sat_guard:g}, {config.precision} "
             f"on {device}")  # fmt: skip
 

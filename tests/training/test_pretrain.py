@@ -319,3 +319,17 @@ def test_resume_with_more_epochs_continues_a_finished_last_layer(tiny_store, tmp
     assert pretrain(tiny_store, PretrainConfig(**small, epochs_gauss=3), tmp_path / "a")["layers"]
     with pytest.raises(UserError, match="rbm1.pt .*delete it to start that stage again"):
         pretrain(tiny_store, PretrainConfig(**small, epochs_gauss=3), tmp_path / "a", resume=True)
+
+
+@pytest.mark.parametrize(
+    "layers, above",
+    [(1, "; CD-1"), (2, "; layer 2 Bernoulli, 2 epochs at lr 0.04; CD-1"), (3, "; layers 2-3 Bernoulli, 2 epochs")],
+)
+def test_the_settings_line_names_only_the_layers_there_are(layers, above):
+    """The settings line said 'layers 2-1 Bernoulli' of a one-layer DBN and 'layers 2-2' of a
+    two-layer one; it names the layers above the first only where they exist."""
+    from asr_init.training.pretrain import settings_line
+
+    pipeline = FeaturePipeline(splice=0, mean=(0.0,) * 13, std=(1.0,) * 13)
+    line = settings_line(PretrainConfig(layers=layers, hidden=[8]), pipeline, "cpu")
+    assert f"layer 1 Gaussian, 4 epochs at lr 0.01{above}" in line, line
