@@ -242,16 +242,21 @@ def synth(cfg: SynthConfig, out: Path, no_noise: bool, force: bool) -> None:
 @command("extract", "Audio + alignments -> feature store (MFCC/fbank, targets).", ExtractConfig,
          arg("corpus", "Corpus folder (Kaldi data dir, TIMIT, or audio + TextGrids); default: the embedded corpus.",
              None, Path | None),
-         OUT, opt("hours", SynthConfig.hours, "Embedded corpus: hours of speech."), FORCE)  # fmt: skip
-def extract(cfg: ExtractConfig, corpus: Path | None, out: Path, hours: float, force: bool) -> None:
+         OUT, opt("hours", None, f"Embedded corpus (no CORPUS): hours of speech (default {SynthConfig.hours:g}).",
+                  kind=float | None), FORCE)  # fmt: skip
+def extract(cfg: ExtractConfig, corpus: Path | None, out: Path, hours: float | None, force: bool) -> None:
     """Turn audio + alignments into normalised feature frames with phone/state targets."""
     from asr_init.corpora.synth import default_corpus
     from asr_init.features.extract import extract as run
     from asr_init.features.extract import summary_table
 
     cfg.validate()
+    if corpus is not None and hours is not None:
+        raise UserError(f"--hours {hours:g} sizes the embedded corpus, not CORPUS {corpus}, which is extracted whole; "
+                        "leave --hours out")  # fmt: skip
     if corpus is None:
-        corpus = default_corpus(SynthConfig(hours=hours, seed=cfg.seed, jobs=cfg.jobs))
+        corpus = default_corpus(SynthConfig(hours=SynthConfig.hours if hours is None else hours, seed=cfg.seed,
+                                            jobs=cfg.jobs))  # fmt: skip
     summary = run(corpus, out, cfg, force=force)
     kind = summary.get("features", "librosa-mfcc")  # a store made before --features: librosa's
     results.print(summary_table(summary))

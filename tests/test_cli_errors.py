@@ -254,6 +254,15 @@ def test_extract_wav_with_nan_samples(small_corpus, tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+def test_extract_hours_with_a_corpus(small_corpus, tmp_path):
+    """--hours sizes the embedded corpus only: given with CORPUS (to cut a corpus short, or
+    asking for more than it holds) it was silently ignored and the whole corpus extracted."""
+    for hours in ("0.001", "5"):
+        line = error_line(["extract", small_corpus, "--out", tmp_path / "s", "--hours", hours], small_corpus)
+        assert f"--hours {hours} sizes the embedded corpus" in line and str(small_corpus) in line, line
+        assert not (tmp_path / "s").exists()
+
+
 def test_extract_ctm_duration_nan(small_corpus, tmp_path):
     ctm = small_corpus / "phones.ctm"
     lines = ctm.read_text().splitlines()
