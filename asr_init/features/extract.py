@@ -56,7 +56,7 @@ from asr_init.features.frontend import (
     cmvn_stats,
     frame_targets,
     mel_band_edges,
-    read_sample_rates,
+    read_audio_headers,
 )
 from asr_init.features.store import (
     STORE_FORMAT_VERSION,
@@ -111,6 +111,15 @@ def _warn_upsampling(file_rates: dict[Path, int], rate: int) -> None:
         f"--sample-rate {min(low)} keeps every band filled in every file.",
         highlight=False,
     )
+
+
+def _warn_channels(counts: set[int], several: int, files: int, kind: str) -> None:
+    """One warning when `several` of the `files` have more than one channel: what `kind` reads of them."""
+    if several:
+        taken = ("channel 0 (the left) is read, as compute-mfcc-feats reads it" if kind != "librosa-mfcc"
+                 else "their channels are averaged, as librosa.load averages them")  # fmt: skip
+        console.print(f"[yellow]warning: {several} of {files} audio files have {max(counts)} channels: {taken}; "
+                      "write each channel to a file of its own to use another", highlight=False)  # fmt: skip
 
 
 def assign_splits(corpus: Corpus, config: ExtractConfig) -> dict[str, str | None]:
@@ -335,7 +344,7 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
     )
     if not corpus.utterances:
         raise UserError(f"corpus {corpus_path} has no utterances")
-    file_rates = read_sample_rates(u.audio for u in corpus.utterances)
+    file_rates, channels = read_audio_headers(u.audio for u in corpus.utterances)
     rate = resolve_sample_rate(file_rates, config.requested_rate(), corpus_path)
     features = _feature_config(config, rate)
     settings = {"corpus": str(corpus_path), "extract": config.settings(), "features": features.to_dict(),
@@ -349,7 +358,7 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
         if output.done is not None:
             console.print(f"[green]{out_dir} is already complete with these settings (--force redoes it)")
             return output.done
-        summary = _extract_into(output.path, corpus, corpus_path, config, file_rates, rate, settings)
+        summary = _extract_into(output.path, corpus, corpus_path, config, (file_rates, channels), rate, settings)
     _warn_empty_bands(summary, features)
     return summary
 
@@ -404,14 +413,16 @@ def _upgrade(record: dict) -> dict:
     return record
 
 
-def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractConfig, file_rates: dict, rate: int,
-                  settings: dict) -> dict:  # fmt: skip
-    """Both passes into the folder `tmp`; returns the summary."""
-    features = _feature_config(config, rate)
+def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractConfig, headers: tuple[dict, dict],
+                  rate: int, settings: dict) -> dict:  # fmt: skip
+    """Both passes into the folder `tmp` (`headers`: each audio file's rate and channels); returns the summary."""
+    features, (file_rates, channels) = _feature_config(config, rate), headers
     corpus, splits, problems, labels = _selected_corpus(corpus, config)
     utterances = [u for u in corpus.utterances if splits.get(u.speaker) is not None]
     used_rates = {u.audio: file_rates[u.audio] for u in utterances if u.audio in file_rates}
     _warn_upsampling(used_rates, rate)
+    _warn_channels({channels[a] for a in used_rates}, sum(channels[a] > 1 for a in used_rates), len(used_rates),
+                   features.kind)  # fmt: skip
     t0 = time.perf_counter()
     frames = _extract_utterances(tmp, utterances, splits, labels, features, problems, config)
     frames.resampled = sum(file_rates.get(u.audio) != rate for u in frames.utterances)

@@ -224,26 +224,31 @@ def _convert(text: str, kind: str, where: str):
 # --------------------------------------------------------------------------- audio
 
 
-def read_sample_rates(paths: Iterable[Path]) -> dict[Path, int]:
-    """The sample rate of each regular audio file, from its header (soundfile.info: no
+def read_audio_headers(paths: Iterable[Path]) -> tuple[dict[Path, int], dict[Path, int]]:
+    """(sample rate, channels) of each regular audio file, from its header (soundfile.info: no
     decoding); files that cannot be opened are left out (extraction reports them)."""
     import soundfile as sf
 
     rates: dict[Path, int] = {}
+    channels: dict[Path, int] = {}
     for path in paths:
         if path in rates or not path.is_file():  # a pipe or a device would block or never end
             continue
         try:
-            rates[path] = int(sf.info(str(path)).samplerate)
+            info = sf.info(str(path))
         except (sf.LibsndfileError, RuntimeError, OSError):
             continue
-    return rates
+        rates[path], channels[path] = int(info.samplerate), int(info.channels)
+    return rates, channels
 
 
-def audio_blocks(utt: Utterance, rate: int, block_seconds: float = 30.0) -> Iterator[np.ndarray]:
+def audio_blocks(utt: Utterance, rate: int, block_seconds: float = 30.0, first_channel: bool = False
+                 ) -> Iterator[np.ndarray]:  # fmt: skip
     """The utterance's region of its file, mono float32 at `rate` (resampled by soxr), in
-    blocks of about `block_seconds`. A missing, unreadable, empty or damaged file, a region or
-    an alignment past the end of the audio, is a UserError naming the file."""
+    blocks of about `block_seconds`: of a file of several channels, the first (`first_channel`,
+    as Kaldi's compute-mfcc-feats takes it) or their mean (as librosa.load makes it). A missing,
+    unreadable, empty or damaged file, a region or an alignment past the end of the audio, is a
+    UserError naming the file."""
     import soundfile as sf
     import soxr
 
@@ -261,7 +266,7 @@ def audio_blocks(utt: Utterance, rate: int, block_seconds: float = 30.0) -> Iter
                     break
                 _check_finite(block, utt, done, fh.samplerate)
                 done += len(block)
-                mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+                mono = block.mean(axis=1) if block.shape[1] > 1 and not first_channel else block[:, 0]
                 if fh.samplerate != rate:
                     mono = stream.resample_chunk(mono, last=done >= stop) if stream else soxr.resample(
                         mono, fh.samplerate, rate)  # fmt: skip
@@ -504,7 +509,7 @@ class Frontend:
         samples = [0]
 
         def counted():
-            for block in audio_blocks(utt, self.c.sample_rate):
+            for block in audio_blocks(utt, self.c.sample_rate, first_channel=self.kaldi is not None):
                 samples[0] += len(block)
                 yield block
 

@@ -3,6 +3,8 @@
 import fcntl
 import json
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -585,3 +587,29 @@ def test_audio_shorter_than_one_frame_is_a_bad_utterance(tmp_path):
     assert not out.exists()
     summary = extract(root, out, ExtractConfig(jobs=1, skip_bad=True))
     assert summary["utterances"] == 29 and "4_theo_0.wav" in summary["skipped"][0]
+
+
+def test_a_stereo_file_gives_kaldis_channel_0_or_librosas_mean_with_a_warning(tmp_path):
+    """A corpus of 2-channel files: kaldi-mfcc reads the left channel, as compute-mfcc-feats does
+    (its frames are those of the left channel's own file), librosa-mfcc their mean, as librosa.load
+    does; either way one warning says so. They were averaged for every kind, without a word."""
+    mono = write_kaldi_dir(tmp_path / "mono", speakers=4, utts_per_speaker=1)
+    stereo = shutil.copytree(mono, tmp_path / "stereo")
+    for wav in (stereo / "wav").glob("*.wav"):
+        left, rate = sf.read(wav)
+        sf.write(wav, np.stack([left, np.random.default_rng(0).normal(0, 0.1, len(left))], axis=1), rate)
+
+    def frames(corpus: Path, features: str) -> tuple[np.ndarray, str]:
+        out = tmp_path / f"{corpus.name}-{features}"
+        args = ["extract", str(corpus), "--out", str(out), "--jobs", "1", "--cmvn", "none", "--dither", "0"]
+        result = runner.invoke(app, [*args, "--features", features])
+        assert result.exit_code == 0, result.output
+        store = FeatureStore(out)
+        splits = [r for split in ("train", "dev", "test") for r in store.split(split)]
+        return np.concatenate([store.features(r) for r in splits]), _text(result)
+
+    (left, said), (alone, _) = frames(stereo, "kaldi-mfcc"), frames(mono, "kaldi-mfcc")
+    np.testing.assert_array_equal(left, alone)
+    assert "warning: 4 of 4 audio files have 2 channels: channel 0 (the left) is read, as compute-mfcc-feats" in said
+    (mean, said), (alone, _) = frames(stereo, "librosa-mfcc"), frames(mono, "librosa-mfcc")
+    assert np.abs(mean - alone).max() > 1 and "their channels are averaged, as librosa.load averages them" in said
