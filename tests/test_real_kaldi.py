@@ -15,6 +15,7 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from conftest import write_kaldi_dir, write_kaldi_features
 from typer.testing import CliRunner
@@ -64,10 +65,15 @@ def _kaldi_pipeline(corpus: Path, work: Path, tool: str, feature_opts: list[str]
     "features,tool", [("kaldi-mfcc", "compute-mfcc-feats"), ("kaldi-fbank", "compute-fbank-feats")]
 )
 @pytest.mark.parametrize("norm_vars", [False, True])
-def test_extracted_frames_are_kaldis(tmp_path, features, tool, norm_vars):
+@pytest.mark.parametrize("channels", [1, 2])
+def test_extracted_frames_are_kaldis(tmp_path, features, tool, norm_vars, channels):
     """The store holds what Kaldi's feature pipeline makes of the same audio (dither 0; within the
-    float32 FFT rounding by which kaldi-native-fbank too differs from Kaldi)."""
+    float32 FFT rounding by which kaldi-native-fbank too differs from Kaldi); of 2-channel files,
+    what Kaldi makes of channel 0, its default."""
     corpus = write_kaldi_dir(tmp_path / "c", speakers=3, utts_per_speaker=2)
+    for wav in (corpus / "wav").glob("*.wav") if channels == 2 else ():
+        left, rate = sf.read(wav)
+        sf.write(wav, np.stack([left, np.random.default_rng(0).normal(0, 0.1, len(left))], axis=1), rate)
     config = ExtractConfig(
         features=features, dither=0.0, norm_vars=norm_vars, jobs=1, dev_fraction=0, test_fraction=0.3
     )
