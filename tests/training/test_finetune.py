@@ -481,3 +481,21 @@ def test_the_same_dbn_by_another_path_resumes_and_is_found_finished(blob_store, 
     save_dbn(tmp_path / "dbn" / "dbn.pt", layers, pipe, store.phones, store.states, "gauss")
     with pytest.raises(UserError, match="the --dbn DBN changed since"):
         finetune(blob_store, FinetuneConfig(dbn="../dbn", **cfg), tmp_path / "ft")
+
+
+def test_a_record_without_identities_compares_the_dbn_by_path(blob_store, tmp_path):
+    """A finished run whose record holds no identities of its inputs (an older asr-init's) keeps
+    comparing --dbn by its path: nothing else tells another DBN from the same."""
+    store = FeatureStore(blob_store)
+    pipe, gen = FeaturePipeline.from_store(store, splice=1), torch.Generator().manual_seed(0)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        layers = [(torch.randn(16, pipe.dim, generator=gen) * 0.1, torch.zeros(16))]
+        save_dbn(tmp_path / name / "dbn.pt", layers, pipe, store.phones, store.states, "gauss")
+    cfg = dict(batch_size=64, max_epochs=1, stats_frames=100)
+    finetune(blob_store, FinetuneConfig(dbn=str(tmp_path / "a"), **cfg), tmp_path / "ft")
+    record = json.loads((tmp_path / "ft" / "finetune.config.json").read_text())
+    del record["inputs"]
+    (tmp_path / "ft" / "finetune.config.json").write_text(json.dumps(record))
+    with pytest.raises(UserError, match=r"made with other settings \(dbn: "):
+        finetune(blob_store, FinetuneConfig(dbn=str(tmp_path / "b"), **cfg), tmp_path / "ft")
