@@ -246,18 +246,11 @@ def synth(cfg: SynthConfig, out: Path, no_noise: bool, force: bool) -> None:
                   kind=float | None), FORCE)  # fmt: skip
 def extract(cfg: ExtractConfig, corpus: Path | None, out: Path, hours: float | None, force: bool) -> None:
     """Turn audio + alignments into normalised feature frames with phone/state targets."""
-    from asr_init.corpora.synth import default_corpus
     from asr_init.features.extract import extract as run
     from asr_init.features.extract import summary_table
 
     cfg.validate()
-    if corpus is not None and hours is not None:
-        raise UserError(f"--hours {hours:g} sizes the embedded corpus, not CORPUS {corpus}, which is extracted whole; "
-                        "leave --hours out")  # fmt: skip
-    if corpus is None:
-        corpus = default_corpus(SynthConfig(hours=SynthConfig.hours if hours is None else hours, seed=cfg.seed,
-                                            jobs=cfg.jobs))  # fmt: skip
-    summary = run(corpus, out, cfg, force=force)
+    summary = run(_corpus(corpus, hours, cfg.seed, cfg.jobs), out, cfg, force=force)
     kind = summary.get("features", "librosa-mfcc")  # a store made before --features: librosa's
     results.print(summary_table(summary))
     results.print(
@@ -267,6 +260,19 @@ def extract(cfg: ExtractConfig, corpus: Path | None, out: Path, hours: float | N
         f"by rate in Hz: {', '.join(f'{r}: {n:,}' for r, n in summary['source_rates'].items())})",
         highlight=False,
     )
+
+
+def _corpus(corpus: Path | None, hours: float | None, seed: int, jobs: int) -> Path:
+    """CORPUS, or without it the embedded corpus of `hours` (made on first use); --hours with
+    CORPUS is refused: it would be ignored, the corpus being extracted whole."""
+    from asr_init.corpora.synth import default_corpus
+
+    if corpus is not None and hours is not None:
+        raise UserError(f"--hours {hours:g} sizes the embedded corpus, not CORPUS {corpus}, which is extracted whole; "
+                        "leave --hours out")  # fmt: skip
+    if corpus is not None:
+        return corpus
+    return default_corpus(SynthConfig(hours=SynthConfig.hours if hours is None else hours, seed=seed, jobs=jobs))
 
 
 @command("import-kaldi", "Kaldi feats + alignments -> feature store (no MFCCs).", KaldiImportConfig,
@@ -452,19 +458,20 @@ BATCHES = opt("batch_size", [256, 1024], "Mini-batch sizes (repeat the option fo
 
 @command("extract", "Extraction speed as x real time, with peak memory.", None,
          arg("corpus", "Corpus to extract; default: the embedded corpus.", None, Path | None),
-         opt("hours", 1.0, "Embedded corpus: hours of speech."), opt("jobs", 2, "Worker processes."),
+         opt("hours", None, f"Embedded corpus (no CORPUS): hours of speech (default {SynthConfig.hours:g}).",
+             kind=float | None),
+         opt("jobs", 2, "Worker processes."),
          opt("features", ExtractConfig.features, "kaldi-mfcc, kaldi-fbank or librosa-mfcc."),
          opt("runs", 3, "Extractions to time; the median is the figure."), group=bench_app)  # fmt: skip
-def bench_extract(corpus: Path | None, hours: float, jobs: int, features: str, runs: int) -> None:
+def bench_extract(corpus: Path | None, hours: float | None, jobs: int, features: str, runs: int) -> None:
     """Extraction speed as x real time and frames/s, with peak memory."""
     from asr_init.bench import bench_extract as run
-    from asr_init.corpora.synth import default_corpus
 
     config = ExtractConfig(jobs=jobs, features=features)
     config.validate()
     if runs < 1:
         raise UserError(f"invalid --runs {runs}: at least 1")
-    run(corpus or default_corpus(SynthConfig(hours=hours, jobs=jobs)), config, runs)
+    run(_corpus(corpus, hours, SynthConfig.seed, jobs), config, runs)
 
 
 @command("pretrain", "CD-1 frames/s against the same-run matmul ceiling; peak memory.", None,
