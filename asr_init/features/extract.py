@@ -118,7 +118,8 @@ def _warn_channels(counts: set[int], several: int, files: int, kind: str) -> Non
     if several:
         taken = ("channel 0 (the left) is read, as compute-mfcc-feats reads it" if kind != "librosa-mfcc"
                  else "their channels are averaged, as librosa.load averages them")  # fmt: skip
-        console.print(f"[yellow]warning: {several} of {files} audio files have {max(counts)} channels: {taken}; "
+        many = " or ".join(str(c) for c in sorted(counts) if c > 1)
+        console.print(f"[yellow]warning: {several} of {files} audio files have {many} channels: {taken}; "
                       "write each channel to a file of its own to use another", highlight=False)  # fmt: skip
 
 
