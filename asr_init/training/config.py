@@ -197,7 +197,13 @@ class FinetuneConfig(Widths, ConfigBase):
         )
 
     def _check_relu_spread(self) -> None:
-        for name in ("init", "output_init"):
+        """--init and --output-init without a spread have no D* for ReLU: refused where they make a
+        layer (not in a pruned run, which takes the whole model, nor --init where --reuse-layers
+        takes every hidden layer and the softmax has its own --output-init)."""
+        used = [] if self.sparsity > 0 else ["output_init"]
+        if self.sparsity == 0 and (self.reuse_layers < len(self.sizes) or self.output_init == "same"):
+            used.append("init")
+        for name in used:
             spec = getattr(self, name)
             self._check(
                 self.activation != "relu" or spec.split(":")[0] not in ("optimal", "optimal-data") or ":" in spec,

@@ -251,3 +251,20 @@ def test_pruning_a_kaldi_network_file_says_what_to_do(blob_store, tmp_path):
                                         r"--reuse-layers N\)"):  # fmt: skip
         finetune(blob_store, FinetuneConfig(init_from=str(nnet), sparsity=0.5), tmp_path / "pruned")
     assert not (tmp_path / "pruned").exists()
+
+
+def test_relu_without_d_star_is_refused_only_where_init_makes_a_layer(blob_store, tmp_path):
+    """'--init optimal' (the default) has no D* for ReLU, but a pruned run takes every layer
+    from the model, and --reuse-layers of all of them leaves only the softmax to
+    --output-init: 'prune RELU_MODEL --activation relu' was refused over an --init it never uses."""
+    relu = dict(activation="relu", layers=2, hidden=8)
+    FinetuneConfig(init_from="m", sparsity=0.5, **relu).validate()
+    FinetuneConfig(init_from="m", reuse_layers=2, **relu).validate()
+    for used in (dict(reuse_layers=1), dict(reuse_layers=2, output_init="same"), {}):
+        with pytest.raises(UserError, match="has no D"):
+            FinetuneConfig(**(dict(init_from="m") if used else {}), **used, **relu).validate()
+    finetune(blob_store, FinetuneConfig(**relu, splice=0, init="he-normal", max_epochs=1, stats_frames=100),
+             tmp_path / "relu")  # fmt: skip
+    pruned = FinetuneConfig(init_from=str(tmp_path / "relu"), sparsity=0.5, activation="relu", max_epochs=1,
+                            stats_frames=100)  # fmt: skip
+    assert finetune(blob_store, pruned, tmp_path / "pruned")["config"]["activation"] == "relu"
