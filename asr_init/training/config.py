@@ -191,6 +191,11 @@ class FinetuneConfig(Widths, ConfigBase):
                     "alone it would take none")  # fmt: skip
         self._check(self.dbn is None or self.init_from is None, "init_from", "cannot be combined with --dbn")
         self._check(
+            self.reuse_layers == 0 or self.sparsity == 0,
+            "reuse_layers",
+            "--sparsity takes the whole --init-from model (every layer, pruned); drop --reuse-layers",
+        )
+        self._check(
             self.feature_transform is None or self.dbn is not None or self.init_from is not None,
             "feature_transform",
             "belongs to a Kaldi nnet1 file given as --dbn or --init-from",
