@@ -295,6 +295,19 @@ def settings_line(trainer: _DnnTrainer) -> str:
     )
 
 
+def _started_from(config: FinetuneConfig) -> str:
+    """Where the hidden layers came from, in a few words (train.png's title)."""
+    if config.dbn:
+        return "DBN"
+    if config.sparsity > 0:
+        return f"{config.init_from} pruned to {config.sparsity * 100:g} %"
+    k = config.reuse_layers
+    if not k:
+        return config.init
+    taken = f"layer 1 from {config.init_from}" if k == 1 else f"layers 1-{k} from {config.init_from}"
+    return taken if k == len(config.sizes) else f"{taken}, {config.init}"
+
+
 def _identities(config: FinetuneConfig, store: FeatureStore) -> dict[str, str]:
     """Digests of what the run reads: the store, and the DBN or model it starts from (with a
     Kaldi network's feature transform)."""
@@ -668,7 +681,6 @@ def _write_outputs(trainer: _DnnTrainer) -> dict:
                "processes": trainer.dist.world, "versions": environment()}  # fmt: skip
     from asr_init.plots import plot_training
 
-    start = "DBN" if config.dbn else config.init
-    plot_training(rows, out_dir / "train.png", title=f"fine-tuning ({start}, {config.activation})")
+    plot_training(rows, out_dir / "train.png", title=f"fine-tuning ({_started_from(config)}, {config.activation})")
     write_json_atomic(out_dir / "finetune.json", summary)  # last: the run is finished when it exists
     return summary

@@ -275,3 +275,20 @@ def test_reuse_layers_with_sparsity_is_refused_by_name():
     in the config and ignored (every layer came from the model, pruned)."""
     with pytest.raises(UserError, match=r"invalid reuse_layers=1: .*--sparsity takes the whole --init-from model"):
         FinetuneConfig(init_from="m", sparsity=0.5, reuse_layers=1).validate()
+
+
+def test_the_training_plot_names_where_the_layers_came_from(blob_store, tmp_path, monkeypatch):
+    """train.png's title named --init (default optimal) for a pruned model and for layers
+    taken from --init-from, whose layers no --init made."""
+    import asr_init.plots
+
+    titles = []
+    monkeypatch.setattr(asr_init.plots, "plot_training", lambda rows, path, title: titles.append(title))
+    base = dict(layers=2, hidden=8, splice=0, max_epochs=1, stats_frames=100)
+    finetune(blob_store, FinetuneConfig(**base, init="lsuv"), tmp_path / "dense")
+    finetune(blob_store, FinetuneConfig(**base, init_from=str(tmp_path / "dense"), reuse_layers=1), tmp_path / "one")
+    finetune(blob_store, FinetuneConfig(init_from=str(tmp_path / "dense"), sparsity=0.5, max_epochs=1,
+                                        stats_frames=100), tmp_path / "pruned")  # fmt: skip
+    dense = tmp_path / "dense"
+    assert titles == ["fine-tuning (lsuv, sigmoid)", f"fine-tuning (layer 1 from {dense}, optimal, sigmoid)",
+                      f"fine-tuning ({dense} pruned to 50 %, sigmoid)"]  # fmt: skip
