@@ -288,10 +288,17 @@ def settings_line(trainer: _DnnTrainer) -> str:
         "newbob": f"newbob (halving from {config.start_halving:g}, stop at {config.end_halving:g})",
         "exponential": f"exponential (x{config.decay:g} per epoch)",
     }.get(config.schedule, config.schedule)
+    if config.sparsity > 0:
+        sources += f" pruned to {config.sparsity * 100:g} %" + (" (global)" if config.prune_scope == "global" else "")
+    extras = ["batch norm"] if config.batch_norm else []
+    for name in ("dropout", "l2", "max_norm", "grad_clip"):  # the regularisers the run uses
+        if getattr(config, name):
+            extras.append(f"{name.replace('_', '-')} {getattr(config, name):g}")
     return (
-        f"finetune: {shape} {config.activation} from {sources}, softmax over {len(trainer.labels)} "
-        f"{config.targets}; lr {config.lr:g}, momentum {config.momentum:g}, {schedule}, batch "
-        f"{config.batch_size}, up to {config.max_epochs} epochs, {config.precision} on {trainer.device}"
+        f"finetune: {shape} {config.activation}{''.join(', ' + text for text in extras)} from {sources}, "
+        f"softmax over {len(trainer.labels)} {config.targets}; lr {config.lr:g}, momentum {config.momentum:g}, "
+        f"{schedule}, batch {config.batch_size}, up to {config.max_epochs} epochs, {config.precision} on "
+        f"{trainer.device}"
     )
 
 

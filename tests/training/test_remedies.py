@@ -292,3 +292,18 @@ def test_the_training_plot_names_where_the_layers_came_from(blob_store, tmp_path
     dense = tmp_path / "dense"
     assert titles == ["fine-tuning (lsuv, sigmoid)", f"fine-tuning (layer 1 from {dense}, optimal, sigmoid)",
                       f"fine-tuning ({dense} pruned to 50 %, sigmoid)"]  # fmt: skip
+
+
+def test_the_settings_line_names_the_remedies_the_run_uses(blob_store, tmp_path):
+    """The one line a run starts with named the shape, start and rate but none of --batch-norm,
+    --dropout, --l2, --max-norm, --grad-clip, nor that a --sparsity run's start is pruned."""
+    base = ["--layers", "1", "--hidden", "8", "--splice", "0", "--max-epochs", "1", "--stats-frames", "100"]
+    result = runner.invoke(app, ["finetune", str(blob_store), "--out", str(tmp_path / "a"), *base, "--batch-norm",
+                                 "--dropout", "0.2", "--max-norm", "2", "--grad-clip", "5"])  # fmt: skip
+    line = " ".join(result.output.split())
+    assert result.exit_code == 0 and "finetune: 1 x 8 sigmoid, batch norm, dropout 0.2, max-norm 2, grad-clip 5 " \
+                                     "from init optimal," in line, line  # fmt: skip
+    result = runner.invoke(app, ["finetune", str(blob_store), "--out", str(tmp_path / "b"), "--init-from",
+                                 str(tmp_path / "a"), "--sparsity", "0.5", "--max-epochs", "1"])  # fmt: skip
+    line = " ".join(result.output.split())
+    assert result.exit_code == 0 and "sigmoid, batch norm from " in line and " pruned to 50 %, softmax" in line, line
