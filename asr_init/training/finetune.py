@@ -307,11 +307,12 @@ def _started_from(config: FinetuneConfig) -> str:
     if config.dbn:
         return "DBN"
     if config.sparsity > 0:
-        return f"{config.init_from} pruned to {config.sparsity * 100:g} %"
+        return f"{Path(config.init_from).name} pruned to {config.sparsity * 100:g} %"
     k = config.reuse_layers
     if not k:
         return config.init
-    taken = f"layer 1 from {config.init_from}" if k == 1 else f"layers 1-{k} from {config.init_from}"
+    model = Path(config.init_from).name
+    taken = f"layer 1 from {model}" if k == 1 else f"layers 1-{k} from {model}"
     return taken if k == len(config.sizes) else f"{taken}, {config.init}"
 
 
