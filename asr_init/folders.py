@@ -159,10 +159,11 @@ def output_folder(out: Path, settings: dict, *, record: str, finished: tuple[str
     """Hold OUT for one command (see the module's protocol). `settings` are compared with the
     same keys of OUT/`record` (a nested "config" dict key by key, `neutral` ones left out; an
     "inputs" dict of identities names a changed input); `finished` files mark a complete OUT,
-    whose `summary` file (default: `record`) is yielded as `done` (each of its `summary_fields`, those the
-    command reads from it, of its records.Kind; or a function of the record giving them); `upgrade` turns a record an
-    older asr-init wrote into today's form before they are compared. In place, `record` is
-    written with `settings` at the start and `started` files mark a run that may be resumed.
+    whose `summary` file (default: `record`) is yielded as `done` (each of its `summary_fields`,
+    those the command reads from it, of its records.Kind; or a function of the record giving
+    them); `upgrade` turns a record an older asr-init wrote into today's form before they are
+    compared. In place, `record` is written with `settings` at the start and `started` files mark
+    a run that may be resumed.
 
     On several processes (`dist`), rank 0 alone does all this and holds the lock; the others
     get its verdict and write nothing."""

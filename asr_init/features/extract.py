@@ -113,12 +113,13 @@ def _warn_upsampling(file_rates: dict[Path, int], rate: int) -> None:
     )
 
 
-def _warn_channels(counts: set[int], several: int, files: int, kind: str) -> None:
-    """One warning when `several` of the `files` have more than one channel: what `kind` reads of them."""
+def _warn_channels(file_channels: dict[Path, int], kind: str) -> None:
+    """One warning when audio files have more than one channel: what `kind` reads of them."""
+    several = sum(c > 1 for c in file_channels.values())
     if several:
         taken = ("channel 0 (the left) is read, as compute-mfcc-feats reads it" if kind != "librosa-mfcc"
                  else "their channels are averaged, as librosa.load averages them")  # fmt: skip
-        many = " or ".join(str(c) for c in sorted(counts) if c > 1)
+        files, many = len(file_channels), " or ".join(str(c) for c in sorted(set(file_channels.values())) if c > 1)
         console.print(f"[yellow]warning: {several} of {files} audio files have {many} channels: {taken}; "
                       "write each channel to a file of its own to use another", highlight=False)  # fmt: skip
 
@@ -422,8 +423,7 @@ def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractC
     utterances = [u for u in corpus.utterances if splits.get(u.speaker) is not None]
     used_rates = {u.audio: file_rates[u.audio] for u in utterances if u.audio in file_rates}
     _warn_upsampling(used_rates, rate)
-    _warn_channels({channels[a] for a in used_rates}, sum(channels[a] > 1 for a in used_rates), len(used_rates),
-                   features.kind)  # fmt: skip
+    _warn_channels({a: channels[a] for a in used_rates}, features.kind)
     t0 = time.perf_counter()
     frames = _extract_utterances(tmp, utterances, splits, labels, features, problems, config)
     frames.resampled = sum(file_rates.get(u.audio) != rate for u in frames.utterances)

@@ -234,7 +234,7 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
         out_dir, settings, record="finetune.config.json", finished=("finetune.json", "model.pt"), force=force,
         inputs=inputs, in_place=True, started=("checkpoint.pt",), neutral=RESUME_NEUTRAL + _from_source(config),
         summary="finetune.json", what="a finetune run", dist=dist, summary_fields=SUMMARY_FIELDS,
-        upgrade=_same_sources(settings["config"], settings["inputs"]),
+        upgrade=_same_sources(settings["config"], by_identity=True),
     ) as output:  # fmt: skip
         done = output.done
         epochs = done.get("epochs") if done is not None else None
@@ -258,19 +258,19 @@ def _from_source(config: FinetuneConfig) -> tuple[str, ...]:
     return SOURCE_SHAPE if config.dbn or config.sparsity > 0 else SOURCE_SHAPE[:1] if config.init_from else ()
 
 
-def _same_sources(config: dict, identities: dict | None = None):
+def _same_sources(config: dict, by_identity: bool = False):
     """A record's upgrade: a --dbn, --init-from or --feature-transform that the record and this run
     both give is compared by its digest (the inputs' identities), not by the path it was given by,
-    which is relative to the folder each command ran from. With this run's `identities`, a path is
-    taken as this run's only where the record holds an identity of that file, which is then compared
-    (a record without identities, an older asr-init's, keeps its path); without them (a checkpoint,
-    whose folder's record has been compared) always."""
+    which is relative to the folder each command ran from. `by_identity` (a folder's record): a path
+    is taken as this run's only where the record holds an identity of that file, which is then
+    compared (a record without identities, an older asr-init's, keeps its path); otherwise (a
+    checkpoint, whose folder's record has been compared) always."""
 
     def upgrade(record: dict) -> dict:
         then = record.get("config") if isinstance(record, dict) else None
         ids = record.get("inputs") if isinstance(then, dict) else None
         for key, name in SOURCE_PATHS.items() if isinstance(then, dict) else ():
-            known = identities is None or (isinstance(ids, dict) and ids.get(name) is not None)
+            known = not by_identity or (isinstance(ids, dict) and ids.get(name) is not None)
             if then.get(key) and config.get(key) and known:
                 then[key] = config[key]
         return record
