@@ -8,6 +8,7 @@ what needs the audio (length against the alignment) is checked at feature extrac
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -185,13 +186,13 @@ def _read_wav_scp(data_dir: Path) -> dict[str, Path]:
             continue
         fields = line.split(maxsplit=1)
         key, rest = fields[0], fields[1].strip() if len(fields) > 1 else ""
-        if rest.endswith("|") or not rest:
-            why = (
-                "a piped command (asr-init never executes commands from wav.scp; convert the audio to files first)"
-                if rest
-                else "no audio path"
+        if not rest:
+            raise UserError(f"{wav_scp}:{n}: recording {key} has no audio path")
+        if rest.endswith("|"):
+            raise UserError(
+                f"{wav_scp}:{n}: recording {key} has a piped command (asr-init never executes commands from wav.scp; "
+                "convert the audio to files first)"
             )
-            raise UserError(f"{wav_scp}:{n}: recording {key} has {why}")
         path = Path(rest)
         recordings.append((key, f"{wav_scp}:{n}", path if path.is_absolute() else data_dir / path))
     return unique(recordings, "recording")
@@ -466,8 +467,4 @@ def read_corpus(path: Path, ctm: Path | None = None, tier: str = "phones", inclu
 def merge_repeats(seq: list) -> list:
     """`seq` with runs of equal items merged into one: a frame labelling's phone sequence,
     or an utterance's transcript from its (possibly split) segments."""
-    out: list = []
-    for x in seq:
-        if not out or out[-1] != x:
-            out.append(x)
-    return out
+    return [x for x, _ in itertools.groupby(seq)]
