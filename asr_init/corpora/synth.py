@@ -97,14 +97,10 @@ def phone_segments(
                 f"eSpeak phoneme {mnemonic!r} (stripped {symbol!r}) is not in "
                 f"{DATA_DIR / 'espeak_phones.tsv'}; add it there"
             )
-        phone = phone_map[symbol]
-        if phone == "-":
-            continue
-        bounds.append((start + offset, phone))
-    end_sample = num_samples
+        if phone_map[symbol] != "-":
+            bounds.append((start + offset, phone_map[symbol]))
     segments: list[tuple[float, float, str]] = []
-    for i, (start, phone) in enumerate(bounds):
-        stop = bounds[i + 1][0] if i + 1 < len(bounds) else end_sample
+    for (start, phone), (stop, _) in zip(bounds, bounds[1:] + [(num_samples, "")]):
         if stop <= start:
             continue
         if segments and segments[-1][2] == phone:
@@ -191,10 +187,8 @@ def _synthesize_utterances(tmp: Path, speakers: list[SynthSpeaker], config: Synt
     total = 0.0
     index = 0
     batch = 64
-    # eSpeak NG carries state (echo buffers, sample counters) from one utterance to the
-    # next, so the same text in the same process comes out slightly different. Each
-    # utterance therefore runs in a fresh forked process (maxtasksperchild=1), which
-    # makes utterance i identical whatever ran before it and however many jobs there are.
+    # A fresh forked process per utterance (maxtasksperchild=1): eSpeak NG keeps state between
+    # utterances (docs/reference.md, `asr-init synth`), so utterance i is the same whatever ran before it.
     ctx = multiprocessing.get_context("fork")
     quiet = (signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: leaving the pool ends the workers
     pool = ctx.Pool(max(1, config.jobs), signal.signal, quiet, maxtasksperchild=1)
