@@ -274,13 +274,9 @@ class Reader:
             integers = not matrix and re.fullmatch(rb"[\s0-9+-]*", body)  # an integer vector, as kaldiio writes one
             if ints and not integers:
                 raise KaldiFormatError(f"a text matrix or float vector, not a vector of integers{_ALI_HINT}")
-            if matrix:
-                return _text_matrix(body, None, self.dtype)
-            return (
-                _text_numbers(body, np.int64, MAX_FRAMES).astype(np.int32)
-                if integers
-                else _text_numbers(body, np.float32)
-            )
+            if integers:
+                return _text_numbers(body, np.int64, MAX_FRAMES).astype(np.int32)
+            return _text_matrix(body, None, self.dtype) if matrix else _text_numbers(body, np.float32)
         line = self._until(b"\n", "a text line", min(self.room(), MAX_FRAMES * _TEXT_INT_BYTES))
         return _text_numbers(line, np.int64, MAX_FRAMES).astype(np.int32)
 

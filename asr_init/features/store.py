@@ -64,9 +64,7 @@ class UttRecord:
     transcript: tuple[str, ...]
 
     def to_json(self) -> str:
-        d = dict(self.__dict__)
-        d["transcript"] = " ".join(self.transcript)
-        return json.dumps(d)
+        return json.dumps(self.__dict__ | {"transcript": " ".join(self.transcript)})
 
     @classmethod
     def from_json(cls, line: str) -> UttRecord:
