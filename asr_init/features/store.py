@@ -373,26 +373,21 @@ def store_identity(path: Path) -> str:
     return digest([Path(path) / name for name in STORE_METADATA])
 
 
-def split_table(records: list[UttRecord]) -> dict[str, dict]:
-    """Per split: utterances, speakers, frames and hours, as a store's summary.json lists them."""
-    table = {}
+def store_summary(records: list[UttRecord], layout: str, skipped: list[str], elapsed: float) -> dict:
+    """The summary.json record every store has: its layout, per split its utterances, speakers, frames
+    and hours, then the utterances, hours, the utterances skipped and the seconds taken."""
+    splits = {}
     for split in SPLITS:
         recs = [r for r in records if r.split == split]
-        table[split] = {
+        splits[split] = {
             "utterances": len(recs),
             "speakers": len({r.speaker for r in recs}),
             "frames": sum(r.frames for r in recs),
             "hours": sum(r.duration for r in recs) / 3600,
         }
-    return table
-
-
-def store_summary(records: list[UttRecord], layout: str, skipped: list[str], elapsed: float) -> dict:
-    """The summary.json record every store has: its layout, the splits (split_table), utterances,
-    hours, the utterances skipped and the seconds taken."""
     return {
         "layout": layout,
-        "splits": split_table(records),
+        "splits": splits,
         "utterances": len(records),
         "hours": sum(r.duration for r in records) / 3600,
         "skipped": skipped,
