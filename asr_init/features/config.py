@@ -10,10 +10,10 @@ from asr_init.config import SEED_RANGE, ConfigBase, option
 from asr_init.corpora.readers import SILENCE
 
 CMVN_MODES = ("speaker", "utterance", "none")
-KINDS = ("kaldi-mfcc", "kaldi-fbank", "librosa-mfcc")  # frontend.KINDS (this module imports nothing heavy)
-
-
+KINDS = ("kaldi-mfcc", "kaldi-fbank", "librosa-mfcc")  # the features frontend.py computes
 MIN_SAMPLE_RATE = 8000
+# ExtractConfig's fields that are FeatureConfig's.
+FEATURE_OPTIONS = ("num_ceps", "num_mel_bins", "use_energy", "dither", "snip_edges", "low_freq", "high_freq")
 
 
 @dataclass
@@ -124,10 +124,6 @@ class ExtractConfig(ConfigBase):
         if self.cmvn == "none":
             return False
         return self.norm_vars if self.norm_vars is not None else self.features == "librosa-mfcc"
-
-
-# ExtractConfig's fields that are FeatureConfig's.
-FEATURE_OPTIONS = ("num_ceps", "num_mel_bins", "use_energy", "dither", "snip_edges", "low_freq", "high_freq")
 
 
 @dataclass

@@ -6,9 +6,9 @@ Kaldi's features are computed as compute-mfcc-feats and compute-fbank-feats comp
 the edges reflected), dither, DC removal, the raw log energy, pre-emphasis, a window (Povey's
 by default), an FFT padded to a power of two, the power spectrum, Kaldi's triangular mel
 banks (mel = 1127 ln(1 + f / 700)), log, and for MFCC a DCT-II, liftering and the energy in
-place of c0. They are written here in numpy, a block of frames at a time: the tests hold them
-against kaldi-native-fbank and, where built, against Kaldi's own binaries. Audio is read,
-resampled (soxr) and framed in blocks, so memory does not grow with an utterance's length.
+place of c0. They are written here in numpy, a block of frames at a time (docs/kaldi.md: the
+tests that hold them against Kaldi's). Audio is read, resampled (soxr) and framed in blocks, so
+memory does not grow with an utterance's length.
 Dither is Gaussian noise of `dither` 16-bit sample units added to each sample, read from a
 table of 2^18 draws made once from the seed, from a start given by the utterance's id (Kaldi
 draws new noise for every frame, unseeded): the same frames on every run.
@@ -36,14 +36,13 @@ import numpy as np
 
 from asr_init.corpora.readers import PhoneSegment, Utterance, merge_repeats
 from asr_init.errors import UserError
-from asr_init.features.config import MIN_SAMPLE_RATE
+from asr_init.features.config import KINDS, MIN_SAMPLE_RATE
 
-KINDS = ("kaldi-mfcc", "kaldi-fbank", "librosa-mfcc")
 WINDOWS = ("povey", "hamming", "hanning", "rectangular", "blackman")
 STATES_PER_PHONE = 3
 _END_TOLERANCE_S = 0.01  # an alignment may run past the audio by this much (rounding in CTM writers)
 _EPS = float(np.finfo(np.float32).eps)
-_CHUNK = 512  # frames computed together: 1.3x faster than whole 30 s blocks, whose arrays leave the cache
+_CHUNK = 512  # frames computed together, so that their arrays stay in the cache (docs/bench.md)
 DITHER_TABLE = 1 << 18  # dither samples drawn once per seed (16 s at 16 kHz), read round from an utterance's own start
 # Kaldi option names (conf/mfcc.conf, conf/fbank.conf) and the fields they set.
 KALDI_OPTIONS = {"sample-frequency": "sample_rate", "num-ceps": "num_ceps", "num-mel-bins": "num_mel_bins",
@@ -357,8 +356,7 @@ class KaldiFeatures:
                 feats, mel = self._compute(frames[at : at + _CHUNK])
                 out.append(feats)
                 power += mel.sum(0, dtype=np.float64)
-        width = self.c.num_ceps if self.c.kind == "kaldi-mfcc" else self.c.num_mel_bins + self.c.use_energy
-        return (np.concatenate(out) if out else np.zeros((0, width), np.float32)), power
+        return (np.concatenate(out) if out else np.zeros((0, self.c.static_dim), np.float32)), power
 
     def _compute(self, view: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(features, mel power) of a (read-only) view of frames."""
@@ -501,7 +499,7 @@ class Frontend:
     "utterance" its own CMVN), with the mel bands' power summed over its frames."""
 
     def __init__(self, config: FeatureConfig, seed: int = 0):
-        self.c, self.seed = config.resolved(), seed
+        self.c = config.resolved()
         self.kaldi = None if self.c.kind == "librosa-mfcc" else KaldiFeatures(self.c, seed)
 
     def __call__(self, utt: Utterance) -> tuple[np.ndarray, np.ndarray, float]:
@@ -535,9 +533,8 @@ def librosa_mfcc(audio: np.ndarray, c: FeatureConfig) -> tuple[np.ndarray, np.nd
                                          fmax=c.high_freq, center=True)  # fmt: skip
     mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=c.num_ceps)
     width = 2 * c.delta_window + 1
-    d1 = librosa.feature.delta(mfcc, width=width, order=1, mode="nearest")
-    d2 = librosa.feature.delta(mfcc, width=width, order=2, mode="nearest")
-    return np.concatenate([mfcc, d1, d2], axis=0).T.astype(np.float32), mel.sum(axis=1, dtype=np.float64)
+    deltas = [librosa.feature.delta(mfcc, width=width, order=k, mode="nearest") for k in (1, 2)]
+    return np.concatenate([mfcc, *deltas], axis=0).T.astype(np.float32), mel.sum(axis=1, dtype=np.float64)
 
 
 def mel_band_edges(c: FeatureConfig) -> np.ndarray:
