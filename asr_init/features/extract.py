@@ -10,13 +10,12 @@ The sample rate is the corpus's own unless `--sample-rate` says otherwise: the r
 of its audio files have (read from their headers), at most 16 kHz, with the other files
 resampled to it. The mel filterbank spans `--low-freq` to `--high-freq` (default: the
 Nyquist frequency). Pass 1 also sums each mel band's power, so the summary can say
-whether every band carries signal (`mel_band_db`): a band more than 60 dB below the
-strongest holds nothing but resampling residue, as the bands above 4 kHz of 8 kHz
-speech upsampled to 16 kHz do.
+whether every band carries signal (`mel_band_db`, `empty_mel_bands`: docs/reference.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -72,8 +71,7 @@ from asr_init.progress import console, progress_bar
 
 # The default rate is the corpus's own up to this: wideband ASR features stop at 8 kHz.
 MAX_DEFAULT_SAMPLE_RATE = 16000
-# A mel band whose long-term power is this far below the strongest band's carries no signal
-# (speech keeps every band within about 40 dB of it).
+# A mel band whose long-term power is this far below the strongest band's carries no signal.
 EMPTY_BAND_DB = -60.0
 
 
@@ -216,17 +214,19 @@ def _init_worker(features: FeatureConfig, seed: int, label_ids: dict[str, int], 
 def _reuse_freed_memory() -> None:
     """Have glibc's malloc serve arrays up to 32 MiB from its heap and keep freed memory there,
     instead of mapping every array over 128 KiB afresh (page faults) and unmapping it when freed."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    _libc("mallopt", m_mmap_threshold, 32 << 20)
+    _libc("mallopt", m_trim_threshold, 256 << 20)
 
-        libc = ctypes.CDLL(None)
-        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-        libc.mallopt(m_mmap_threshold, 32 << 20)
-        libc.mallopt(m_trim_threshold, 256 << 20)
-    except (OSError, AttributeError):
-        pass  # another C library: its own allocator
+
+def _libc(function: str, *args: int) -> None:
+    """Call the C library's `function` with `args` on Linux; elsewhere, or where the C library
+    lacks it (not glibc), nothing."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            getattr(ctypes.CDLL(None), function)(*args)
 
 
 def _init_pool_worker(parent: int, *initargs) -> None:
@@ -244,14 +244,8 @@ def _die_with_parent(parent: int) -> None:
     (other systems, or a prctl that fails), a daemon thread checks every second whether the
     parent is still this process's parent and exits the process when it is not.
     """
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            pr_set_pdeathsig = 1  # <linux/prctl.h>
-            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass  # the thread below still watches
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    _libc("prctl", pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before the death signal was armed
         os._exit(1)
 
@@ -360,7 +354,7 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
         if output.done is not None:
             console.print(f"[green]{out_dir} is already complete with these settings (--force redoes it)")
             return output.done
-        summary = _extract_into(output.path, corpus, corpus_path, config, (file_rates, channels), rate, settings)
+        summary = _extract_into(output.path, corpus, corpus_path, config, (file_rates, channels), features, settings)
     _warn_empty_bands(summary, features)
     return summary
 
@@ -416,9 +410,9 @@ def _upgrade(record: dict) -> dict:
 
 
 def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractConfig, headers: tuple[dict, dict],
-                  rate: int, settings: dict) -> dict:  # fmt: skip
+                  features: FeatureConfig, settings: dict) -> dict:  # fmt: skip
     """Both passes into the folder `tmp` (`headers`: each audio file's rate and channels); returns the summary."""
-    features, (file_rates, channels) = _feature_config(config, rate), headers
+    (file_rates, channels), rate = headers, features.sample_rate
     corpus, splits, problems, labels = _selected_corpus(corpus, config)
     utterances = [u for u in corpus.utterances if splits.get(u.speaker) is not None]
     used_rates = {u.audio: file_rates[u.audio] for u in utterances if u.audio in file_rates}
@@ -426,7 +420,6 @@ def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractC
     _warn_channels({a: channels[a] for a in used_rates}, features.kind)
     t0 = time.perf_counter()
     frames = _extract_utterances(tmp, utterances, splits, labels, features, problems, config)
-    frames.resampled = sum(file_rates.get(u.audio) != rate for u in frames.utterances)
     kept_rates = {u.audio: file_rates[u.audio] for u in frames.utterances if u.audio in file_rates}  # not --skip-bad's
     if not frames.writer.records:
         raise UserError(f"no utterance of {corpus_path} could be extracted")
@@ -443,7 +436,7 @@ def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractC
         "low_freq": features.low_freq,
         "high_freq": features.high_freq,
         "source_rates": {str(r): n for r, n in sorted(Counter(kept_rates.values()).items())},
-        "resampled_utterances": int(frames.resampled),
+        "resampled_utterances": sum(file_rates.get(u.audio) != rate for u in frames.utterances),
         **_band_levels(frames.band_power),
     }
     states = [f"{lab}_{k}" for lab in labels for k in range(STATES_PER_PHONE)]
@@ -476,7 +469,6 @@ class _Frames:
     sums: dict[str, np.ndarray] = field(default_factory=dict)
     band_power: np.ndarray | None = None
     utterances: list[Utterance] = field(default_factory=list)
-    resampled: int = 0
 
 
 def _extract_utterances(tmp, utterances, splits, labels, features: FeatureConfig, problems: list[str],
