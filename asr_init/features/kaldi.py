@@ -155,12 +155,6 @@ def _numbered(path: Path) -> list[tuple[str, str]]:
     return [(f"{path}, line {n}", line) for n, line in enumerate(_lines(path), 1)]
 
 
-def read_table(spec: str, what: str, ints: bool = False) -> Iterator[tuple[str, str, np.ndarray]]:
-    """(key, where, array) of an archive or script file given as a path or rspecifier."""
-    kind, path = parse_rspecifier(spec, what)
-    return read_script(path, what, ints) if kind == "scp" else read_archive(path, what, ints)
-
-
 def read_utt2spk(data_dir: Path) -> dict[str, str]:
     path = data_dir / "utt2spk"
     if not path.is_file():
@@ -206,7 +200,9 @@ class Alignments:
         source: dict[str, str] = {}
         for spec in specs:
             seen: dict[str, str] = {}
-            for key, where, ali in read_table(spec, what, ints=True):
+            form, path = parse_rspecifier(spec, what)
+            table = read_script(path, what, ints=True) if form == "scp" else read_archive(path, what, ints=True)
+            for key, where, ali in table:
                 if key in seen:
                     raise UserError(f"utterance {key} is given twice, at {seen[key]} and at {where}; give it once")
                 seen[key] = where
@@ -353,9 +349,9 @@ def import_kaldi(data_dir: Path, out_dir: Path, config: KaldiImportConfig, force
     data_dir = Path(data_dir).resolve()
     inputs = _inputs(data_dir, config)
     settings = _settings(data_dir, config) | {"inputs": _identities(inputs)}
-    # A given --num-pdfs is compared with the store's pdf count (the top-level "num_pdfs" every record holds),
-    # not with the option as given then (kaldi's "num_pdfs", left out): the store that inferred N pdfs from
-    # these alignments is the one --num-pdfs N makes. Not given, it is compared as given (None), as before.
+    # A given --num-pdfs is compared with the store's pdf count (the top-level "num_pdfs" every record holds), not
+    # as given then: the store that inferred N pdfs from these alignments is the one --num-pdfs N makes. Not given,
+    # it is compared as given (None).
     given = {"num_pdfs": config.num_pdfs} if config.ali and config.num_pdfs is not None else {}
     with output_folder(out_dir, settings | given, record="config.json", finished=("summary.json",), force=force,
                        inputs=inputs, neutral=tuple(given), summary="summary.json",
