@@ -252,9 +252,8 @@ def audio_blocks(utt: Utterance, rate: int, block_seconds: float = 30.0, first_c
     import soxr
 
     try:
-        with _open_audio(utt) as fh:
-            start = int(round(utt.start * fh.samplerate))
-            stop = min(fh.frames, fh.frames if utt.end is None else int(round(utt.end * fh.samplerate)))
+        fh, start, stop = _open_audio(utt)
+        with fh:
             step, done = max(1, int(block_seconds * fh.samplerate)), start
             whole = stop - start <= step  # one block: resampled at once, without a stream's set-up
             stream = None if fh.samplerate == rate or whole else soxr.ResampleStream(fh.samplerate, rate, 1, "float32")
@@ -281,8 +280,9 @@ def audio_blocks(utt: Utterance, rate: int, block_seconds: float = 30.0, first_c
 
 
 def _open_audio(utt: Utterance):
-    """The utterance's audio file, open (soundfile.SoundFile), its rate checked against MIN_SAMPLE_RATE
-    (a header that claims 1 Hz would be resampled into hours of samples) and its region against its length."""
+    """(the utterance's audio file, open (soundfile.SoundFile), the first sample of its region and
+    the sample after it, within the file): its rate checked against MIN_SAMPLE_RATE (a header that
+    claims 1 Hz would be resampled into hours of samples) and its region against its length."""
     import soundfile as sf
 
     if not utt.audio.is_file():
@@ -307,7 +307,7 @@ def _open_audio(utt: Utterance):
     if problem:
         fh.close()
         raise UserError(problem)
-    return fh
+    return fh, start, min(stop, fh.frames)
 
 
 def _check_finite(block: np.ndarray, utt: Utterance, offset: int, rate: int) -> None:
