@@ -153,10 +153,7 @@ def assign_splits(corpus: Corpus, config: ExtractConfig) -> dict[str, str | None
             f"the corpus has {len(order)} speakers, too few for {n_dev} dev + {n_test} test speakers and a train "
             "set; lower --dev-fraction/--test-fraction"
         )
-    split = {s: "test" for s in order[:n_test]}
-    split.update({s: "dev" for s in order[n_test : n_test + n_dev]})
-    split.update({s: "train" for s in order[n_test + n_dev :]})
-    return split
+    return {s: "test" if i < n_test else "dev" if i < n_test + n_dev else "train" for i, s in enumerate(order)}
 
 
 def fold_labels(corpus: Corpus, map_path: Path) -> Corpus:
@@ -452,12 +449,18 @@ def _selected_corpus(corpus: Corpus, config: ExtractConfig) -> tuple[Corpus, dic
     splits = assign_splits(corpus, config)
     # What the reader left out counts unless its speaker is one the splits leave unused.
     problems = [message for speaker, message in corpus.problems if speaker not in splits or splits[speaker]]
-    if problems and not config.skip_bad:
+    _skip_or_stop(problems, config.skip_bad)
+    return corpus, splits, problems, label_inventory(corpus, splits, config)
+
+
+def _skip_or_stop(problems: list[str], skip_bad: bool) -> None:
+    """Report each of `problems` (a bad utterance) as skipped with `skip_bad`; else a UserError
+    naming the first."""
+    if problems and not skip_bad:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise UserError(f"{problems[0]}{more} (use --skip-bad to skip such utterances and report them)")
     for message in problems:
         console.print(f"[yellow]skipped: {escape(message)}", highlight=False)
-    return corpus, splits, problems, label_inventory(corpus, splits, config)
 
 
 @dataclass
@@ -484,10 +487,8 @@ def _extract_utterances(tmp, utterances, splits, labels, features: FeatureConfig
         for utt, result in zip(utterances, mapper(_process, utterances)):
             bar.advance(task)
             if isinstance(result, str):
-                if not config.skip_bad:
-                    raise UserError(result + " (use --skip-bad to skip such utterances and report them)")
+                _skip_or_stop([result], config.skip_bad)
                 problems.append(result)
-                console.print(f"[yellow]skipped: {escape(result)}", highlight=False)
                 continue
             feats, phones, states, duration, power, transcript = result
             frames.writer.add(utt.id, utt.speaker, splits[utt.speaker], duration, feats, phones, states, transcript)
