@@ -323,7 +323,7 @@ class DataDir:
         return feats * scale.astype(np.float32) + (-(mean * scale)).astype(np.float32)
 
 
-def _dev_speakers(speakers: list[str], fraction: float, seed: int, where: Path) -> set[str]:
+def _dev_speakers(speakers: set[str], fraction: float, seed: int, where: Path) -> set[str]:
     """A seeded share of the speakers for dev (at least one when the fraction is positive)."""
     if fraction == 0:
         return set()
@@ -364,10 +364,8 @@ def import_kaldi(data_dir: Path, out_dir: Path, config: KaldiImportConfig, force
         given = (("pdfs", config.ali), ("phones", config.phone_ali))
         alignments = [Alignments.read(kind, specs, listed) for kind, specs in given if specs]
         labels = {a.kind: _inventory(a, config) for a in alignments}
-        dev_speakers = set()
-        if not config.dev:
-            speakers = sorted(set(dirs[0].utt2spk.values()))
-            dev_speakers = _dev_speakers(speakers, config.dev_fraction, config.seed, data_dir)
+        speakers = set(dirs[0].utt2spk.values())
+        dev_speakers = set() if config.dev else _dev_speakers(speakers, config.dev_fraction, config.seed, data_dir)
         t0, tmp = time.perf_counter(), output.path
         importer = _Importer(StoreWriter(tmp, config.shard_frames, config.target_kinds), alignments, labels, config)
         for d in dirs:
