@@ -220,9 +220,6 @@ class Alignments:
             )
         return cls(kind, by_utt, source)
 
-    def max_id(self) -> int:
-        return max((int(a.max()) for a in self.by_utt.values() if len(a)), default=0)
-
     def holder(self, target: int) -> str:
         """ "utterance U in FILE": the first utterance whose alignment holds id `target`."""
         utt = next(u for u, a in self.by_utt.items() if len(a) and (a == target).any())
@@ -525,7 +522,7 @@ def _resolved_spec(spec: str, what: str) -> str:
 
 def _inventory(ali: Alignments, config: KaldiImportConfig) -> list[str]:
     """The class labels of one target kind: pdf ids 0..N-1, or the phone symbols of lang/phones.txt."""
-    top = ali.max_id()
+    top = max((int(a.max()) for a in ali.by_utt.values() if len(a)), default=0)
     if ali.kind == "pdfs":
         if top >= MAX_PDFS:
             raise UserError(
