@@ -318,7 +318,7 @@ def optimal_d(activation: str, criterion: str, samples: int, seed: int, plot: Pa
         plot_spread(r, plot)
         console.print(f"wrote {plot}")
     if json_out is not None:
-        write_json_atomic(json_out, r.to_dict())
+        write_json_atomic(json_out, dataclasses.asdict(r))
 
 
 @command("inits", "List the initialisation methods and their formulas.", None)

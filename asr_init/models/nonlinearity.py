@@ -10,7 +10,6 @@ the same region of the underlying logistic; ReLU output 0, a dead unit).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 
 import torch
 
@@ -24,14 +23,6 @@ class NetInputStats:
     std: float
     nonlinear: float  # fraction of net inputs with |f''| >= max/2
     saturated: float  # fraction of saturated outputs (saturated_mask)
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-@cache
-def _region(activation: str) -> tuple[float, float]:
-    return nonlinear_region(activation)
 
 
 def activate(net: torch.Tensor, activation: str) -> torch.Tensor:
@@ -72,7 +63,7 @@ def net_input_stats(net: torch.Tensor, activation: str, layer: int = 1) -> NetIn
     if activation == "relu":
         nonlinear = float((net.abs() < 1e-3).double().mean())  # the kink is ReLU's only non-linearity
     else:
-        a, b = _region(activation)
+        a, b = nonlinear_region(activation)
         mag = net.abs()
         nonlinear = float(((mag >= a) & (mag <= b)).double().mean())
     saturated = float(saturated_mask(activate(net, activation), activation).double().mean())

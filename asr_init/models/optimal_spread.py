@@ -8,9 +8,7 @@ spread sigma * sqrt(N), hence sigma = D* / sqrt(N).
 J is computed by adaptive Gauss-Kronrod quadrature (scipy.integrate.quad) and maximised
 with a bounded Brent search, so D* is deterministic to ~1e-7. The Monte Carlo estimate
 reproduces the paper's procedure: one fixed sample z0 ~ N(0, 1) (common random numbers),
-J_MC(D) = mean |f''(D z0)|, maximised with the same search.
-
-Known values: sigmoid/abs D* = 1.40784; tanh/abs D* = 0.70392 (tanh(x) = 2 sigma(2x) - 1).
+J_MC(D) = mean |f''(D z0)|, maximised with the same search (values: docs/reference.md).
 """
 
 from __future__ import annotations
@@ -103,9 +101,6 @@ class SpreadReport:
     paper_d: float
     paper_loss: float  # relative loss of J at the paper's D
 
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
 
 def spread_report(
     activation: str = "sigmoid", criterion: str = "abs", samples: int = 1_000_000, seed: int = 0
@@ -123,8 +118,9 @@ def spread_report(
     )
 
 
+@cache
 def nonlinear_region(activation: str = "sigmoid") -> tuple[float, float]:
-    """[a, b] with a, b > 0 such that |f''(x)| >= max|f''| / 2 exactly for a <= |x| <= b."""
+    """[a, b] with a, b > 0 such that |f''(x)| >= max|f''| / 2 exactly for a <= |x| <= b (cached)."""
     _check(activation, "abs")
     peak = optimize.minimize_scalar(
         lambda x: -abs(float(second_derivative(x, activation))),
