@@ -264,12 +264,9 @@ def _existing(out: Path, settings: dict, record: str, finished, started, neutral
     if old is None:  # --force replaces only what an asr-init command made
         raise UserError(f"output {out} exists and is not {what}; choose another --out (it is left as it is)")
     is_run = any(any(out.glob(p)) for p in (*started, *finished))
-    if force:
+    if force or (in_place and not is_run):  # in place, replaced or stopped before its first checkpoint: emptied
         if in_place:
             _empty(out)
-        return None
-    if not is_run and in_place:  # stopped before its first checkpoint
-        _empty(out)
         return None
     diffs = differences(old, {k: v for k, v in settings.items() if k != "inputs"}, neutral)
     recorded = old.get("inputs", {})
@@ -310,9 +307,9 @@ def _summary(path: Path, what: str, fields=None) -> dict:
 
 def _ours(record: Path, settings: dict, upgrade) -> dict | None:
     """The record an asr-init command wrote (upgraded to today's form), or None: a file of that
-    name that is not JSON, or that lacks any of the keys the command records but its inputs' identities, which
-    older records lack (a project's own
-    config.json, a results.json of another tool), does not make its folder an asr-init output."""
+    name that is not JSON, or that lacks any of the keys the command records but its inputs'
+    identities, which older records lack (a project's own config.json, a results.json of
+    another tool), does not make its folder an asr-init output."""
     if not record.is_file():
         return None
     try:
