@@ -74,12 +74,10 @@ class _Scorer:
         self.pdf_phone = _pdf_phones(store) if self.targets == "pdfs" and "phones" in store.target_kinds else None
 
     def kinds(self) -> list[str]:
-        """The store's target kinds the model's outputs give."""
+        """The store's target kinds the model's outputs give (phones from pdfs: by the pdf_phone map,
+        which the store's phone alignments give)."""
         derived = {"states": ["states", "phones"], "phones": ["phones"], "pdfs": ["pdfs", "phones"]}[self.targets]
-        return [kind for kind in derived if kind in self.store.target_kinds and (kind != "phones" or self._phones())]
-
-    def _phones(self) -> bool:
-        return self.targets != "pdfs" or self.pdf_phone is not None
+        return [kind for kind in derived if kind in self.store.target_kinds]
 
     def run(self, settings: dict) -> dict:
         config, t0 = self.config, time.perf_counter()
