@@ -22,6 +22,7 @@ from asr_init.evaluation.evaluate import evaluate
 from asr_init.features.store import FeatureStore, store_identity
 from asr_init.folders import output_folder
 from asr_init.io import digest, write_csv, write_json_atomic
+from asr_init.models.export_kaldi import training_store_path
 from asr_init.records import ABSENT, INTEGER, NULL, NUMBER, TEXT, each, record
 from asr_init.training.config import FinetuneConfig
 from asr_init.training.distributed import distributed
@@ -39,7 +40,9 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
     if not sparsities or any(not 0 < s < 1 for s in sparsities):
         raise UserError(f"invalid --sparsity {sparsities}: each share must be in (0, 1)")
     _check_model(model)
-    store = Path(store) if store else _training_store(model)
+    store = Path(store) if store else training_store_path(model)
+    if store is None:
+        raise UserError(f"{model} has no finetune.json naming its store; give --store")
     features = FeatureStore(store)
 
     def pruned(share: float) -> FinetuneConfig:  # the fine-tuning run of one sparsity
@@ -103,13 +106,6 @@ def _check_model(model: Path) -> None:
             "--resume' first"
         )
     raise UserError(f"MODEL {model} holds no model.pt: {takes}")
-
-
-def _training_store(model: Path) -> Path:
-    try:
-        return Path(json.loads((model / "finetune.json").read_text())["store"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UserError(f"{model} has no finetune.json naming its store; give --store") from None
 
 
 def _evaluated(store: Path, model: Path, out: Path | None, share: float, config: EvalConfig) -> dict:

@@ -40,7 +40,7 @@ FILES = ("final.nnet", "final.feature_transform", "ali_train_pdf.counts", "cmvn_
          "conf/fbank.conf")  # fmt: skip
 
 
-def _training_store_path(model_dir: Path) -> Path | None:
+def training_store_path(model_dir: Path) -> Path | None:
     """The path of the store the model was fine-tuned on, from finetune.json (None if not recorded)."""
     try:
         return Path(json.loads((Path(model_dir) / "finetune.json").read_text())["store"])
@@ -99,7 +99,7 @@ def export_kaldi(model_dir: Path, out_dir: Path, binary: bool = True, force: boo
     """Write MODEL_DIR's network, feature transform and counts into OUT_DIR; returns export.json."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     model, meta = load_model(model_dir)
-    store_path = _training_store_path(model_dir)
+    store_path = training_store_path(model_dir)
     refuse_output_over_inputs(out_dir, {"model folder": model_dir, "training store": store_path})
     present = [name for name in FILES if (out_dir / name).exists()]
     if present and not force:
