@@ -168,6 +168,8 @@ def opt(name: str, default, help: str, *decls: str, kind=None, **extra) -> inspe
 OUT = opt("out", ..., "Output folder.", "--out", "-o", kind=Path)
 FORCE = opt("force", False, "Replace an existing output folder (not one a running command reads).")
 RESUME = opt("resume", False, "Continue an interrupted run (or a finished one to more epochs).")
+HOURS = opt("hours", None, f"Embedded corpus (no CORPUS): hours of speech (default {SynthConfig.hours:g}).",
+            kind=float | None)  # fmt: skip
 
 
 def config_options(config: type) -> list[inspect.Parameter]:
@@ -187,6 +189,14 @@ def config_options(config: type) -> list[inspect.Parameter]:
     return params
 
 
+def comma_list(text: str, item: type, flag: str, expected: str = "values") -> list:
+    """The comma-separated `item`s of `text` (empty entries skipped), or a UserError naming `flag`."""
+    try:
+        return [item(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"invalid {flag} {text!r}: expected comma-separated {expected}") from None
+
+
 def make_config(config: type, values: dict):
     """`config` from the options' values (taken out of `values`): comma lists split, paths as text."""
     hints, kwargs = typing.get_type_hints(config), {}
@@ -195,12 +205,7 @@ def make_config(config: type, values: dict):
             continue
         value = values.pop(f.name)
         if isinstance(value, str) and typing.get_origin(hints[f.name]) is list:
-            item = typing.get_args(hints[f.name])[0]
-            try:
-                value = [item(v) for v in value.split(",") if v.strip()]
-            except ValueError:
-                flag = "--" + f.name.replace("_", "-")
-                raise UserError(f"invalid {flag} {value!r}: expected comma-separated values") from None
+            value = comma_list(value, typing.get_args(hints[f.name])[0], "--" + f.name.replace("_", "-"))
         kwargs[f.name] = str(value) if isinstance(value, Path) else value
     return config(**kwargs)
 
@@ -242,8 +247,7 @@ def synth(cfg: SynthConfig, out: Path, no_noise: bool, force: bool) -> None:
 @command("extract", "Audio + alignments -> feature store (MFCC/fbank, targets).", ExtractConfig,
          arg("corpus", "Corpus folder (Kaldi data dir, TIMIT, or audio + TextGrids); default: the embedded corpus.",
              None, Path | None),
-         OUT, opt("hours", None, f"Embedded corpus (no CORPUS): hours of speech (default {SynthConfig.hours:g}).",
-                  kind=float | None), FORCE)  # fmt: skip
+         OUT, HOURS, FORCE)  # fmt: skip
 def extract(cfg: ExtractConfig, corpus: Path | None, out: Path, hours: float | None, force: bool) -> None:
     """Turn audio + alignments into normalised feature frames with phone/state targets."""
     from asr_init.features.extract import extract as run
@@ -409,12 +413,7 @@ def prune(cfg: FinetuneConfig, model: Path, out: Path, sparsities: str, store: P
     from asr_init.evaluation.prune import prune as run
     from asr_init.evaluation.prune import prune_table
 
-    try:
-        shares = [float(v) for v in sparsities.split(",") if v.strip()]
-    except ValueError:
-        raise UserError(
-            f"invalid --sparsity {sparsities!r}: expected comma-separated shares such as 0.5,0.7,0.9"
-        ) from None
+    shares = comma_list(sparsities, float, "--sparsity", "shares such as 0.5,0.7,0.9")
     summary = run(model, out, cfg, shares, store, force)
     results.print(prune_table(summary))
 
@@ -457,9 +456,7 @@ BATCHES = opt("batch_size", [256, 1024], "Mini-batch sizes (repeat the option fo
 
 
 @command("extract", "Extraction speed as x real time, with peak memory.", None,
-         arg("corpus", "Corpus to extract; default: the embedded corpus.", None, Path | None),
-         opt("hours", None, f"Embedded corpus (no CORPUS): hours of speech (default {SynthConfig.hours:g}).",
-             kind=float | None),
+         arg("corpus", "Corpus to extract; default: the embedded corpus.", None, Path | None), HOURS,
          opt("jobs", 2, "Worker processes."),
          opt("features", ExtractConfig.features, "kaldi-mfcc, kaldi-fbank or librosa-mfcc."),
          opt("runs", 3, "Extractions to time; the median is the figure."), group=bench_app)  # fmt: skip
