@@ -29,21 +29,24 @@ def propagate(x: torch.Tensor, stack: Stack) -> torch.Tensor:
     return x
 
 
+def dbn_record(stack: Stack, pipeline: FeaturePipeline, phones: list[str], states: list[str], visible: str) -> dict:
+    """What dbn.pt holds (`load_dbn` returns it): the sigmoid layers as (W, b) CPU tensors, the
+    pipeline, the store's label inventories and the first layer's visible units."""
+    return {
+        "format": "asr-init-dbn-1",
+        "layers": [{"W": w.detach().cpu().contiguous(), "b": b.detach().cpu().contiguous()} for w, b in stack],
+        "pipeline": pipeline.to_dict(),
+        "phones": phones,
+        "states": states,
+        "activation": "sigmoid",
+        "visible": visible,
+    }
+
+
 def save_dbn(
     path: Path, stack: Stack, pipeline: FeaturePipeline, phones: list[str], states: list[str], visible: str
 ) -> None:
-    save_checkpoint(
-        {
-            "format": "asr-init-dbn-1",
-            "layers": [{"W": w.detach().cpu().contiguous(), "b": b.detach().cpu().contiguous()} for w, b in stack],
-            "pipeline": pipeline.to_dict(),
-            "phones": phones,
-            "states": states,
-            "activation": "sigmoid",
-            "visible": visible,
-        },
-        path,
-    )
+    save_checkpoint(dbn_record(stack, pipeline, phones, states, visible), path)
 
 
 def load_dbn(model_dir: Path, feature_transform: str | Path | None = None, option: str = "--dbn") -> dict:

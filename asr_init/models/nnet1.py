@@ -50,6 +50,7 @@ import torch
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline
 from asr_init.kaldi_io import KaldiFormatError, Reader, Writer
+from asr_init.models.dbn import dbn_record
 
 # Markers asr-init reads and writes, by their lower-case form (Kaldi matches them case-blind).
 MARKERS = {m.lower(): m for m in ("AffineTransform", "Sigmoid", "Tanh", "ParametricRelu", "Softmax", "Splice",
@@ -479,13 +480,6 @@ def kaldi_dbn(path: Path, feature_transform: str | Path | None = None) -> dict:
         )
     if net.activation != "sigmoid":
         raise UserError(f"Kaldi network {path} has {net.activation} layers; a DBN's layers are sigmoid")
-    return {
-        "format": "asr-init-dbn-1",
-        "layers": [{"W": w.contiguous(), "b": b.contiguous()} for w, b in net.hidden],
-        "pipeline": net.pipeline.to_dict(),
-        "phones": [],
-        "states": [],
-        "activation": "sigmoid",
-        "visible": "bernoulli" if net.pipeline.squash else "gauss",
-        "kaldi": {"network": str(path), "feature_transform": str(find_feature_transform(path, feature_transform))},
-    }
+    visible = "bernoulli" if net.pipeline.squash else "gauss"
+    kaldi = {"network": str(path), "feature_transform": str(find_feature_transform(path, feature_transform))}
+    return dbn_record(net.hidden, net.pipeline, [], [], visible) | {"kaldi": kaldi}
