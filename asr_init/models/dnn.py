@@ -68,17 +68,16 @@ class DNN(nn.Module):
     def hidden_stack(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each hidden layer as one affine map (W, b), a batch norm folded in with its running
         statistics: gamma (W x + b - mu) / sqrt(var + eps) + beta."""
-
-        def f64(t: torch.Tensor) -> torch.Tensor:
-            return t.detach().double().cpu()
-
         out = []
         for i, layer in enumerate(self.hidden):
-            w, b = f64(layer.weight), f64(layer.bias)
+            w, b = layer.weight.detach().double().cpu(), layer.bias.detach().double().cpu()
             if self.norms is not None:
                 bn = self.norms[i]
-                scale = f64(bn.weight) / (f64(bn.running_var) + bn.eps).sqrt()
-                w, b = w * scale[:, None], (b - f64(bn.running_mean)) * scale + f64(bn.bias)
+                scale = bn.weight.detach().double().cpu() / (bn.running_var.double().cpu() + bn.eps).sqrt()
+                w, b = (
+                    w * scale[:, None],
+                    (b - bn.running_mean.double().cpu()) * scale + bn.bias.detach().double().cpu(),
+                )
             out.append((w.float(), b.float()))
         return out
 
