@@ -27,7 +27,7 @@ def _within(best: CurveSummary, other: CurveSummary) -> bool:
     return other.auc - best.auc <= max(best.auc_std, other.auc_std)
 
 
-def conclude_layer1(visible: str, lr: float, summaries: list[CurveSummary]) -> str:
+def conclude_layer1(summaries: list[CurveSummary]) -> str:
     """One paragraph: which initialisation converged fastest at this setting, by how much."""
     named = [s for s in summaries if not is_sweep(s.init)] or summaries
     ranked = sorted(named, key=lambda s: s.auc)

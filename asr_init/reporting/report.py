@@ -320,7 +320,7 @@ def _layer1_setting(visible: str, lr: float, summaries: list[CurveSummary], figs
     figs.plot(plot_layer1, summaries, name, f"first layer, {visible} visible units, lr {lr:g} (mean ± std over seeds)")
     md = _paragraphs(
         f"#### {visible} visible units, learning rate {lr:g}",
-        _ranked(conclude_layer1(visible, lr, summaries)),
+        _ranked(conclude_layer1(summaries)),
         _image(f"layer 1 {visible} lr {lr:g}", name),
     )
     sweep_text = _ranked(conclude_sweep(visible, lr, summaries, d_star))

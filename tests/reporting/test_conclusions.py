@@ -16,13 +16,13 @@ from asr_init.reporting.logs import load_layer1
 def test_conclusion_follows_the_numbers(tmp_path):
     write_fake_layer1(tmp_path / "a", {"optimal": FAST, "hinton": SLOW, "optimal:2": SLOW})
     (s,) = load_layer1(tmp_path / "a").values()
-    text = conclude_layer1("gauss", 0.01, s)
+    text = conclude_layer1(s)
     assert "`optimal` converged fastest" in text and "supports the paper's claim" in text
     assert best_pretraining_init(tmp_path / "a") == "optimal"
 
     write_fake_layer1(tmp_path / "b", {"optimal": SLOW, "hinton": FAST, "optimal:2": SLOW})
     (s,) = load_layer1(tmp_path / "b").values()
-    text = conclude_layer1("gauss", 0.01, s)
+    text = conclude_layer1(s)
     assert "`hinton` converged fastest" in text
     assert "`optimal` ranked 2 of the 2 named initialisations" in text and "goes against the claim" in text
     assert best_pretraining_init(tmp_path / "b") == "hinton"
@@ -32,13 +32,13 @@ def test_close_results_are_called_within_spread(tmp_path):
     """All within the seed spread: no ranking. One clearly slower: ranked, the close pair named as such."""
     write_fake_layer1(tmp_path / "a", {"optimal": FAST, "xavier-normal": [e - 0.1 for e in FAST]}, noise=5.0)
     (s,) = load_layer1(tmp_path / "a").values()
-    text = conclude_layer1("gauss", 0.01, s)
+    text = conclude_layer1(s)
     assert "end within the spread over seeds of each other" in text and "no ranking" in text
     assert "fastest" not in text
     write_fake_layer1(tmp_path / "b", {"optimal": FAST, "xavier-normal": [e - 0.1 for e in FAST], "hinton": SLOW},
                       noise=5.0)  # fmt: skip
     (s,) = load_layer1(tmp_path / "b").values()
-    text = conclude_layer1("gauss", 0.01, s)
+    text = conclude_layer1(s)
     assert "`xavier-normal` converged fastest" in text and "within the seed spread" in text
     assert "does not clearly separate them" in text
 
