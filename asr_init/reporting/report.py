@@ -44,6 +44,7 @@ from asr_init.reporting.logs import (
     load_seed_rows,
     number_in_name,
     stage_times,
+    sweep_points,
 )
 
 
@@ -490,6 +491,11 @@ def _ranks(summaries: list[CurveSummary]) -> dict[str, tuple[int, float]]:
     return {s.init: (i + 1, s.auc) for i, s in enumerate(named)}
 
 
+def _rank_cell(ranks: dict[str, tuple[int, float]], init: str) -> str:
+    """`init`'s mean error over the run and its rank, as `_ranks` gives them; "—" where it was not run."""
+    return f"{ranks[init][1]:.4g} ({ranks[init][0]})" if init in ranks else "—"
+
+
 def _fsdd_layer1(espeak: dict, fsdd: dict, figs: Figures) -> list[str]:
     md = []
     for (visible, lr), summaries in sorted(fsdd.items()):
@@ -497,14 +503,7 @@ def _fsdd_layer1(espeak: dict, fsdd: dict, figs: Figures) -> list[str]:
         figs.plot(plot_layer1, summaries, name, f"FSDD first layer, {visible} visible units, lr {lr:g}")
         ours, theirs = _ranks(summaries), _ranks(espeak.get((visible, lr), []))
         header = ["init", "eSpeak NG: mean error over the run (rank)", "FSDD: mean error over the run (rank)"]
-        rows = [
-            [
-                f"`{init}`",
-                f"{theirs[init][1]:.4g} ({theirs[init][0]})" if init in theirs else "—",
-                f"{auc:.4g} ({rank})",
-            ]
-            for init, (rank, auc) in sorted(ours.items(), key=lambda kv: kv[1][0])
-        ]
+        rows = [[f"`{init}`", _rank_cell(theirs, init), _rank_cell(ours, init)] for init in ours]
         md += _paragraphs(
             f"### First layer, {visible} visible units, learning rate {lr:g}", _image("FSDD layer 1", name)
         )
@@ -527,9 +526,9 @@ def _agreement(ours: dict, theirs: dict, summaries: list, espeak: list) -> str:
         text += f" and {theirs['optimal'][0]} on eSpeak NG." if "optimal" in theirs else "."
     best = {}
     for corpus, group in (("FSDD", summaries), ("eSpeak NG", espeak)):
-        sweep = [(float(s.init.split(":")[1]), s.auc) for s in group if is_sweep(s.init)]
+        sweep = sweep_points(group)
         if sweep:
-            best[corpus] = min(sweep, key=lambda t: t[1])[0]
+            best[corpus] = min(sweep, key=lambda t: t[1].auc)[0]
     if best:
         text += " The sweep's fastest D: " + ", ".join(f"{d:g} on {c}" for c, d in best.items()) + " (D* = 1.408)."
     return text
