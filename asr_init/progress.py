@@ -19,9 +19,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-console = Console(
-    stderr=True, highlight=False
-)  # progress and messages (no automatic colouring of numbers, paths, "(s)")
+# progress and messages (no automatic colouring of numbers, paths, "(s)")
+console = Console(stderr=True, highlight=False)
 results = Console(soft_wrap=True, highlight=False)  # what a command produces: tables and figures, on stdout
 
 
