@@ -91,16 +91,15 @@ class Figures:
 def dbn_saturation_lines(dbn_dir: Path) -> list[str]:
     """The saturation table of one pre-training run: every layer's every epoch end, guard firings
     (nothing for a run that has not written recon.csv yet)."""
-    if not (dbn_dir / "recon.csv").is_file():
-        return []
-    sat = epoch_end_saturation(dbn_dir / "recon.csv")
+    recon = dbn_dir / "recon.csv"
+    sat = epoch_end_saturation(recon) if recon.is_file() else {}
     if not sat:
         return []
     worst = max(v for values in sat.values() for v in values)
     rows = [[k, ", ".join(f"{v:.1%}" for v in values)] for k, values in sorted(sat.items())]
     intro = _paragraphs(
         f"`{dbn_dir.name}`: the largest share of saturated hidden units at any layer's epoch end is "
-        f"**{worst:.1%}**; guard firings: {guard_firings(dbn_dir / 'recon.csv')}."
+        f"**{worst:.1%}**; guard firings: {guard_firings(recon)}."
     )
     return intro + _table(["layer", "saturated at the end of each epoch"], rows)
 
