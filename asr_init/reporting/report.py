@@ -655,14 +655,13 @@ def _pruning(folder: Path, figs: Figures) -> list[str]:
     for run, ft, res in finished_runs(folder / "dense", "sparsity-*", hidden, {"frame_acc_states": NUMBER}):
         sizes = ft["config"]["hidden"]
         width = ", ".join(map(str, dict.fromkeys(sizes))) if isinstance(sizes, list) else str(sizes)
-        dense[number_in_name(run, "sparsity-")] = (res["frame_acc_states"], width)
+        dense[number_in_name(run, "sparsity-")] = [f"{width} wide", f"{res['frame_acc_states']:.2%}"]
     md = _paragraphs("### Pruning", f"The default DBN's model (seed 0) pruned by magnitude ({summary['scope']}-wise) "
                      "and fine-tuned with the mask held, against a dense network with as many hidden weights trained "
                      "from scratch with the same budget:")  # fmt: skip
-    rows = []
-    for r in summary["rows"]:
-        width = dense.get(r["sparsity"])
-        cells = [f"{width[1]} wide", f"{width[0]:.2%}"] if width else ["—", "—"]
-        rows.append([f"{r['sparsity']:.0%}", _fmt(r["test_states"], ".2%"), *cells])
+    rows = [
+        [f"{r['sparsity']:.0%}", _fmt(r["test_states"], ".2%"), *dense.get(r["sparsity"], ["—", "—"])]
+        for r in summary["rows"]
+    ]
     md += _table(["pruned", "test states, pruned", "dense network", "test states, dense"], rows)
     return md + _paragraphs(*figs.copied(folder / "pruned" / "sparsity.png", "recipe4_pruning.png", "pruning"))
