@@ -537,8 +537,10 @@ def _fsdd_dbn(espeak: dict, fsdd: dict) -> list[str]:
     if not fsdd:
         return []
     layers = sorted({k for shares in fsdd.values() for k in shares})
-    rows = [[f"`{init}`", *(f"{_fmt(espeak.get(init, {}).get(k), '.1%')} / {shares[k]:.1%}" for k in layers
-                             if k in shares)] for init, shares in fsdd.items()]  # fmt: skip
+    rows = [
+        [f"`{init}`", *(f"{_fmt(espeak.get(init, {}).get(k), '.1%')} / {_fmt(shares.get(k), '.1%')}" for k in layers)]
+        for init, shares in fsdd.items()
+    ]
     md = _paragraphs("### DBNs of 1024 units: saturation at the end of each layer (guard off, mean over seeds)")
     md += _table(["init", *(f"layer {k}: eSpeak NG / FSDD" for k in layers)], rows)
     if 2 not in layers:

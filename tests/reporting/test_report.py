@@ -118,6 +118,17 @@ def test_dbn_tables_of_an_interrupted_dbn_beside_finished_ones(tmp_path):
     assert "| `hinton` | 2.0% | — |" in text and "| `optimal` | 2.0% | 4.0% |" in text
 
 
+def test_fsdd_dbn_table_of_an_init_missing_a_layer_has_a_dash_cell():
+    """Recipe 6's DBN table: an init whose FSDD DBN stopped after layer 1 gets a dash for layer 2
+    (its cells were left out, so its row was shorter than the header)."""
+    from asr_init.reporting.report import _fsdd_dbn
+
+    espeak = {"hinton": {1: 0.01, 2: 0.5}, "optimal": {1: 0.02, 2: 0.06}}
+    lines = _fsdd_dbn(espeak, {"hinton": {1: 0.03}, "optimal": {1: 0.04, 2: 0.07}})
+    assert "| `hinton` | 1.0% / 3.0% | 50.0% / — |" in lines
+    assert "| `optimal` | 2.0% / 4.0% | 6.0% / 7.0% |" in lines
+
+
 def test_a_report_that_fails_leaves_the_old_report_as_it_was(tmp_path):
     """The figures are built aside and swapped in with REPORT.md only when the whole report is made."""
     paper = tmp_path / "paper"
