@@ -70,17 +70,16 @@ def class_priors(store: FeatureStore, targets: str, floor: float) -> np.ndarray:
 def magnitude_masks(weights: list[torch.Tensor], sparsity: float, scope: str = "layer") -> list[torch.Tensor]:
     """0/1 masks zeroing the `sparsity` share of smallest-magnitude weights: of each weight
     matrix (`layer`), or of all of them together (`global`)."""
-    if scope == "global":
-        magnitudes = torch.cat([w.detach().abs().flatten() for w in weights])
+
+    def cut(magnitudes: torch.Tensor) -> torch.Tensor:
         k = int(sparsity * len(magnitudes))
-        cut = magnitudes.kthvalue(k).values if k else magnitudes.new_tensor(-1.0)
-        return [(w.detach().abs() > cut).to(w.dtype) for w in weights]
-    masks = []
-    for w in weights:
-        k = int(sparsity * w.numel())
-        cut = w.detach().abs().flatten().kthvalue(k).values if k else w.new_tensor(-1.0)
-        masks.append((w.detach().abs() > cut).to(w.dtype))
-    return masks
+        return magnitudes.kthvalue(k).values if k else magnitudes.new_tensor(-1.0)
+
+    if scope == "global":
+        cuts = [cut(torch.cat([w.detach().abs().flatten() for w in weights]))] * len(weights)
+    else:
+        cuts = [cut(w.detach().abs().flatten()) for w in weights]
+    return [(w.detach().abs() > c).to(w.dtype) for w, c in zip(weights, cuts)]
 
 
 def _pruned_network(config: FinetuneConfig, pipeline: FeaturePipeline, labels: list[str]):
@@ -633,7 +632,7 @@ class _DnnTrainer(Trainer):
             highlight=False,
         )
         if self.dist.is_main:
-            write_csv(self.out_dir / "train.csv", self.rows, self.columns)
+            write_csv(self.out_dir / "train.csv", self.rows, list(row))  # an epoch's row has every column
         self.state.stopped = stop
         self.sums.reset()
 
@@ -646,13 +645,6 @@ class _DnnTrainer(Trainer):
                 "frames_per_s": s.epoch_frames / max(s.epoch_seconds, 1e-9),
                 **{f"grad_norm_{i + 1}": g for i, g in enumerate(grad_norms[:-1])}, "grad_norm_out": grad_norms[-1],
                 **{f"sat_{i + 1}": s for i, s in enumerate(saturation(self.model, self.sample))}}  # fmt: skip
-
-    @property
-    def columns(self) -> list[str]:
-        n = len(self.model.hidden)
-        return (["epoch", "lr", "train_loss", "train_acc", "dev_loss", "dev_acc", "accepted", "seconds",
-                 "frames_per_s"] + [f"grad_norm_{i + 1}" for i in range(n)] + ["grad_norm_out"]
-                + [f"sat_{i + 1}" for i in range(n)])  # fmt: skip
 
     def bar_total(self) -> int:
         return self.per_epoch
