@@ -381,19 +381,18 @@ class _LayerTrainer(Trainer):
                 "finished": self.finished}  # fmt: skip
 
     def _epoch_stats(self, kind: str) -> dict:
-        """Where the net inputs fall, and train/dev reconstruction error and free energy, on
-        the fixed frame samples."""
-        rbm, train, dev, s = self.rbm, self.train_x, self.dev_x, self.state
+        """Where the net inputs fall, train/dev reconstruction error and free energy, and the
+        inputs' variance (the error of predicting their mean: a baseline), on the fixed frame samples."""
+        rbm, train, s = self.rbm, self.train_x, self.state
         with torch.no_grad():
             net = net_input_stats(torch.addmm(rbm.hb, train, rbm.Wt), "sigmoid", self.layer)
             row = {"layer": self.layer, "epoch": s.epoch, "frames": s.frames, "kind": kind, "elapsed_s": s.seconds,
                    "net_mean": net.mean, "net_std": net.std, "nonlinear": net.nonlinear, "saturated": net.saturated,
-                   "train_recon": float((rbm.reconstruct(train) - train).pow(2).sum(1).mean()),
-                   "input_var": float(train.var(0).sum()),  # the error of predicting the mean: a baseline
-                   "train_free_energy": float(rbm.free_energy(train).mean())}  # fmt: skip
-            if dev is not None:
-                row["dev_recon"] = float((rbm.reconstruct(dev) - dev).pow(2).sum(1).mean())
-                row["dev_free_energy"] = float(rbm.free_energy(dev).mean())
+                   "input_var": float(train.var(0).sum())}  # fmt: skip
+            for split, x in (("train", train), ("dev", self.dev_x)):
+                if x is not None:
+                    row[f"{split}_recon"] = float((rbm.reconstruct(x) - x).pow(2).sum(1).mean())
+                    row[f"{split}_free_energy"] = float(rbm.free_energy(x).mean())
         return row
 
     def _interval_row(self, momentum: float) -> dict:
