@@ -113,12 +113,18 @@ def precision_ceilings(device: str = "cpu") -> dict[str, float]:
     return out
 
 
-def _print_ceilings(ceilings: dict[str, float], device: str) -> None:
+def _ceilings(device: str) -> dict[str, float]:
+    """`precision_ceilings` of `device` (checked first), printed."""
+    from asr_init.config import check_device
+
+    check_device(device)
+    ceilings = precision_ceilings(device)
     console.print(
         f"matrix-product ceilings on {device}: "
         + ", ".join(f"{name} {flops / 1e9:,.1f} GFLOP/s" for name, flops in ceilings.items()),
         highlight=False,
     )
+    return ceilings
 
 
 def _sync(device: str) -> None:
@@ -168,18 +174,22 @@ def paired_throughput(
     }
 
 
-def _cd1_step(rbm, batches, uniforms, batch: int, device: str, precision: str = "fp32"):
-    """A `step` for paired_throughput: pre-training's own CD-1 step (ContrastiveDivergence) on
-    the next batch of an endless iterator, as `asr-init pretrain` runs it on `device`
-    (Strategy.for_device): read every step on a CPU; on a GPU replayed as a CUDA graph and
-    read every READ_EVERY steps."""
+def _cd1_throughput(
+    n_visible: int, n_hidden: int, batches, batch: int, seconds: float, device: str, precision: str
+) -> dict:
+    """paired_throughput of pre-training's own CD-1 step (ContrastiveDivergence) of a Gaussian
+    n_visible x n_hidden layer on the batches of an endless iterator, as `asr-init pretrain` runs
+    it on `device` (Strategy.for_device): read every step on a CPU; on a GPU replayed as a CUDA
+    graph and read every READ_EVERY steps."""
     import torch
 
-    from asr_init.models.rbm import ContrastiveDivergence
+    from asr_init.models.rbm import RBM, ContrastiveDivergence, UniformSource, cd1_flops_per_frame
     from asr_init.training.loop import Strategy
 
+    rbm = RBM(n_visible, n_hidden, "gauss", device)
+    torch.nn.init.normal_(rbm.Wt, 0, 1.40784 / n_visible**0.5, generator=torch.Generator(device=device).manual_seed(0))
     strategy = Strategy.for_device(torch.device(device))
-    cd = ContrastiveDivergence(rbm, uniforms, 0.01, batch, l2=2e-4, bf16=precision == "bf16",
+    cd = ContrastiveDivergence(rbm, UniformSource(0, device), 0.01, batch, l2=2e-4, bf16=precision == "bf16",
                                read_every=strategy.read_every, capture=strategy.capture)  # fmt: skip
     counter = itertools.count(1)
 
@@ -190,17 +200,7 @@ def _cd1_step(rbm, batches, uniforms, batch: int, device: str, precision: str = 
             cd.read()
         return len(x)
 
-    return step
-
-
-def _bench_rbm(n_visible: int, n_hidden: int, device: str):
-    import torch
-
-    from asr_init.models.rbm import RBM, UniformSource
-
-    rbm = RBM(n_visible, n_hidden, "gauss", device)
-    torch.nn.init.normal_(rbm.Wt, 0, 1.40784 / n_visible**0.5, generator=torch.Generator(device=device).manual_seed(0))
-    return rbm, UniformSource(0, device)
+    return paired_throughput(step, cd1_flops_per_frame(n_visible, n_hidden), seconds, device=device)
 
 
 def bench_cd1(
@@ -214,13 +214,9 @@ def bench_cd1(
     """CD-1 throughput of one Gaussian-Bernoulli layer on random N(0, 1) data (see paired_throughput)."""
     import torch
 
-    from asr_init.models.rbm import cd1_flops_per_frame
-
-    rbm, uniforms = _bench_rbm(n_visible, n_hidden, device)
     data = torch.randn(64 * batch, n_visible, generator=torch.Generator().manual_seed(1)).to(device)
     batches = itertools.cycle([data[i * batch : (i + 1) * batch] for i in range(64)])
-    step = _cd1_step(rbm, batches, uniforms, batch, device, precision)
-    return paired_throughput(step, cd1_flops_per_frame(n_visible, n_hidden), seconds, device=device)
+    return _cd1_throughput(n_visible, n_hidden, batches, batch, seconds, device, precision)
 
 
 _RSS_CHILD = """
@@ -259,7 +255,6 @@ def bench_store_cd1(
     """CD-1 throughput of a 429x1024 Gaussian layer fed by the real input pipeline (FrameBuffer)."""
     from asr_init.features.pipeline import FeaturePipeline, FrameBuffer
     from asr_init.features.store import FeatureStore
-    from asr_init.models.rbm import cd1_flops_per_frame
 
     store = FeatureStore(store_path)
     pipe = FeaturePipeline.from_store(store, 5)
@@ -272,9 +267,7 @@ def bench_store_cd1(
                 yield batch.inputs
             epoch += 1
 
-    rbm, uniforms = _bench_rbm(pipe.dim, 1024, device)
-    step = _cd1_step(rbm, endless(), uniforms, batch, device, precision)
-    return paired_throughput(step, cd1_flops_per_frame(pipe.dim, 1024), seconds, device=device)
+    return _cd1_throughput(pipe.dim, 1024, endless(), batch, seconds, device, precision)
 
 
 def _print_throughput(rows: list[dict], title: str) -> None:
@@ -311,14 +304,10 @@ def bench_pretrain(
     Per batch size: CD-1 429x1024 and 1024x1024 on random data, and 429x1024 fed by the
     input pipeline from the first store, with the store-fed rate as a share of the
     random-data rate."""
-    from asr_init.config import check_device
     from asr_init.features.store import FeatureStore
     from asr_init.training.precision import matmul_precision
 
-    check_device(device)
-    ceilings = precision_ceilings(device)
-    _print_ceilings(ceilings, device)
-
+    ceilings = _ceilings(device)
     rows = []
     with matmul_precision(precision):
         for batch in batches:
@@ -376,13 +365,10 @@ def bench_finetune(
     """
     import torch
 
-    from asr_init.config import check_device
     from asr_init.models.dnn import DNN
     from asr_init.training.precision import matmul_precision
 
-    check_device(device)
-    ceilings = precision_ceilings(device)
-    _print_ceilings(ceilings, device)
+    ceilings = _ceilings(device)
     rows = []
     with matmul_precision(precision):
         for batch in batches:
