@@ -50,7 +50,6 @@ class Dist:
 
     rank: int = 0
     world: int = 1
-    local_rank: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
@@ -169,7 +168,7 @@ def distributed(device: str) -> Dist:
         raise UserError(f"WORLD_SIZE is {world} but the process group has {tdist.get_world_size()} processes")
     if rank != 0:
         console.quiet = results.quiet = True
-    return Dist(rank, world, local_rank, torch.device("cuda", local_rank) if cuda else torch.device("cpu"))
+    return Dist(rank, world, torch.device("cuda", local_rank) if cuda else torch.device("cpu"))
 
 
 def _local_worker(rank: int, world: int, port: int, threads: int, fn: Callable, args: tuple) -> None:
