@@ -45,11 +45,11 @@ GUARD_LR_FACTOR = {"recon_std": 0.9, "saturation": 0.5}
 class UniformSource:
     """Seeded uniforms in [0, 1) for Bernoulli sampling, with a state a checkpoint can hold.
 
-    On the CPU, 16-bit uniforms cut from the 64-bit words of numpy's PCG64 (five times
-    faster than torch.rand; a resolution of 2^-16 biases a sample's probability by less
-    than 1.6e-5); on a GPU, torch's generator. The state names its generator: a run resumed
-    on the other kind of device goes on with that device's generator, seeded from
-    (seed, draws so far), so that it is still determined by the checkpoint."""
+    On the CPU, 16-bit uniforms cut from the 64-bit words of numpy's PCG64 (a resolution of
+    2^-16 biases a sample's probability by less than 1.6e-5); on a GPU, torch's generator.
+    The state names its generator: a run resumed on the other kind of device goes on with
+    that device's generator, seeded from (seed, draws so far), so that it is still determined
+    by the checkpoint."""
 
     def __init__(self, seed: int, device: str | torch.device = "cpu", draws: int = 0):
         self.device, self.seed, self.draws = torch.device(device), seed, draws
@@ -88,8 +88,7 @@ class UniformSource:
 
 
 def _row_length(n: int) -> int:
-    """Row length for an n-column buffer: a multiple of 16 floats, so every row starts on a
-    64-byte boundary (odd row lengths cost the BLAS ~10 % at these shapes)."""
+    """Row length for an n-column buffer: a multiple of 16 floats, so every row starts on a 64-byte boundary."""
     return -(-n // 16) * 16
 
 
@@ -158,12 +157,8 @@ class RBM:
 
     def state_dict(self) -> dict:
         """Weights as W (n_hidden, n_visible), momentum buffers likewise; compact copies."""
-
-        def own(t: torch.Tensor) -> torch.Tensor:
-            return t.detach().cpu().contiguous().clone()
-
         names = {"W": self.W, "hb": self.hb, "vb": self.vb, "dW": self.dWt.T, "dhb": self.dhb, "dvb": self.dvb}
-        return {"visible": self.visible} | {name: own(t) for name, t in names.items()}
+        return {"visible": self.visible} | {name: t.detach().cpu().contiguous().clone() for name, t in names.items()}
 
     @classmethod
     def from_state_dict(cls, state: dict, device="cpu") -> RBM:
