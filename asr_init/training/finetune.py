@@ -45,7 +45,7 @@ from asr_init.records import INTEGER, NUMBER
 from asr_init.training.config import FinetuneConfig
 from asr_init.training.distributed import Dist, distributed
 from asr_init.training.interrupts import StopFlag, catch_signals
-from asr_init.training.loop import Strategy, Trainer, TrainState, already_finished, check_own_checkpoint
+from asr_init.training.loop import Strategy, Trainer, TrainState, already_finished, check_own_checkpoint, refuse_past
 from asr_init.training.precision import forward_precision, matmul_precision
 from asr_init.training.schedules import make_schedule
 
@@ -237,6 +237,8 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
     ) as output:  # fmt: skip
         done = output.done
         epochs = done.get("epochs") if done is not None else None
+        if isinstance(epochs, int):
+            refuse_past(f"the fine-tuning run in {out_dir}", epochs, "--max-epochs", config.max_epochs)
         more = isinstance(epochs, int) and epochs < config.max_epochs and not done.get("stopped", 1)
         if already_finished(out_dir, done, more, resume, "fine-tuning run", f" of {epochs} epochs",
                             f" to --max-epochs {config.max_epochs}"):  # fmt: skip
@@ -568,6 +570,9 @@ class _DnnTrainer(Trainer):
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])
+        refuse_past(
+            f"the fine-tuning run in {self.out_dir}", TrainState.begun(ckpt["position"]), "--max-epochs", self.epochs
+        )
         self.state = TrainState()
         self.state.load_state_dict(ckpt["position"])
         self.best, self.sums, self.rows = ckpt["best"], EpochSums(**ckpt["sums"]), ckpt["rows"]

@@ -70,6 +70,11 @@ class TrainState:
     def state_dict(self) -> dict:
         return asdict(self)
 
+    @staticmethod
+    def begun(position: dict) -> int:
+        """The epochs a checkpoint's `position` (a state_dict) has trained, the one in progress counted."""
+        return position.get("epoch", 1) - 1 + (position.get("batch", 0) > 0)
+
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
             setattr(self, key, value)
@@ -99,6 +104,16 @@ def already_finished(out_dir: Path, done: dict | None, more: bool, resume: bool,
         console.print(f"[green]{out_dir} already holds a finished {run} with these settings")
         return True
     return False
+
+
+def refuse_past(what: str, begun: int, option: str, asked: int) -> None:
+    """A UserError where `what` has trained `begun` epochs (TrainState.begun) and `option` asks for fewer:
+    going on would give a run of neither length, and calling it finished would be untrue."""
+    if begun > asked:
+        raise UserError(
+            f"{what} has reached epoch {begun}, past {option} {asked}: give {option} {begun} or more to go on with it, "
+            "or --force to start over"
+        )
 
 
 def check_own_checkpoint(ckpt, path: Path, config: dict, pipeline: dict, neutral: tuple[str, ...] = (),

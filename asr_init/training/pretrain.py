@@ -42,7 +42,7 @@ from asr_init.records import INTEGER, NUMBER, TEXT, each, record
 from asr_init.training.config import PretrainConfig
 from asr_init.training.distributed import Dist, distributed
 from asr_init.training.interrupts import StopFlag, catch_signals
-from asr_init.training.loop import Strategy, Trainer, TrainState, already_finished, check_own_checkpoint
+from asr_init.training.loop import Strategy, Trainer, TrainState, already_finished, check_own_checkpoint, refuse_past
 from asr_init.training.precision import matmul_precision
 
 # The fields of a finished run's pretrain.json that a command run again reads (the CLI prints each layer's).
@@ -78,6 +78,9 @@ def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bo
         summary="pretrain.json", what="a pretrain run", dist=dist, summary_fields=SUMMARY_FIELDS,
     ) as output:  # fmt: skip
         done = output.done
+        for info in done["layers"] if done is not None else ():  # a finished run's layers, as its summary has them
+            if isinstance(info.get("epochs"), int):
+                _refuse_past(config, info["layer"], info["epochs"], f"layer {info['layer']} of {out_dir}")
         more = done is not None and dist.from_main(lambda: _more_epochs(Path(out_dir), config, pipeline, resume))
         shortfall = " whose last layer trained fewer epochs than asked"
         if already_finished(out_dir, done, more, resume, "pre-training run", shortfall):
@@ -152,6 +155,12 @@ def _layer_checkpoint(path: Path, config: PretrainConfig, pipeline: FeaturePipel
     return ckpt
 
 
+def _refuse_past(config: PretrainConfig, layer: int, begun: int, what: str) -> None:
+    """refuse_past for layer `layer`, whose epochs --epochs-gauss (a Gaussian first layer) or --epochs sets."""
+    option = "--epochs-gauss" if layer == 1 and config.visible == "gauss" else "--epochs"
+    refuse_past(what, begun, option, config.layer_epochs(layer))
+
+
 def _more_epochs(out_dir: Path, config: PretrainConfig, pipeline: FeaturePipeline, resume: bool) -> bool:
     """Whether the finished last layer trained fewer epochs than `config` asks (--resume adds them;
     without it, a damaged layer checkpoint of a finished run is not this check's to report)."""
@@ -179,6 +188,7 @@ def _train_layers(run: _Run, flag: StopFlag, resume: bool) -> dict:
             if more and ckpt["position"]["epoch"] <= run.config.layer_epochs(layer):
                 rbm, ckpt = _LayerTrainer(run, layer, resume, ckpt).train(flag)
             elif ckpt is not None:
+                _refuse_past(run.config, layer, TrainState.begun(ckpt["position"]), f"layer {layer} of {run.out_dir}")
                 console.print(f"layer {layer}: finished earlier, loaded {path}")
                 rbm = RBM.from_state_dict(ckpt["rbm"], run.dist.device)
             else:
@@ -287,6 +297,9 @@ class _LayerTrainer(Trainer):
         self.interval = _Interval(**ckpt["interval"])
         self.lr, self.rows, self.info = ckpt["lr"], ckpt["rows"], ckpt["info"]
         s = self.state
+        _refuse_past(
+            self.config, self.layer, TrainState.begun(ckpt["position"]), f"layer {self.layer} of {self.run_.out_dir}"
+        )
         console.print(f"layer {self.layer}: resuming at epoch {s.epoch}, batch {s.batch} ({s.frames:,} frames)")
 
     def train(self, flag: StopFlag) -> tuple[RBM, dict]:

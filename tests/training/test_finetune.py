@@ -459,6 +459,23 @@ def test_resume_with_more_epochs_continues_a_finished_run(blob_store, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_fewer_epochs_than_the_run_has_trained_are_refused(blob_store, tmp_path):
+    """--resume --max-epochs 1 of a run stopped in epoch 2 reported it finished, a model of neither
+    length; a finished 2-epoch run re-run with --max-epochs 1 said it matched. Both are refused."""
+    cfg = QUICK | {"schedule": "constant", "max_epochs": 2}
+    with pytest.raises(Interrupted):
+        finetune(blob_store, FinetuneConfig(**cfg), tmp_path / "a", interrupt_after=60)
+    assert load_checkpoint(tmp_path / "a" / "checkpoint.pt")["position"]["epoch"] == 2
+    fewer = FinetuneConfig(**(cfg | {"max_epochs": 1}))
+    said = r"the fine-tuning run in .*a has reached epoch 2, past --max-epochs 1: give --max-epochs 2 or more to go on"
+    with pytest.raises(UserError, match=said):
+        finetune(blob_store, fewer, tmp_path / "a", resume=True)
+    assert not (tmp_path / "a" / "model.pt").exists()
+    finetune(blob_store, FinetuneConfig(**cfg), tmp_path / "a", resume=True)
+    with pytest.raises(UserError, match="has reached epoch 2, past --max-epochs 1"):
+        finetune(blob_store, FinetuneConfig(**(cfg | {"max_epochs": 1})), tmp_path / "a")
+
+
 def test_the_same_dbn_by_another_path_resumes_and_is_found_finished(blob_store, tmp_path, monkeypatch):
     """--dbn names a folder by a path relative to the folder finetune runs from: the same DBN
     named from another folder (or absolute) is the same run, whose identity its dbn.pt's digest

@@ -321,6 +321,32 @@ def test_resume_with_more_epochs_continues_a_finished_last_layer(tiny_store, tmp
         pretrain(tiny_store, PretrainConfig(**small, epochs_gauss=3), tmp_path / "a", resume=True)
 
 
+def test_fewer_epochs_than_a_layer_has_trained_are_refused(tiny_store, tmp_path):
+    """--resume with --epochs-gauss below the epoch a layer's checkpoint reached ran no batch and
+    finished the layer part-way (or failed with a KeyError), for good; a finished run re-run with
+    fewer epochs said it held a run "with these settings". Both are refused, the folder kept."""
+    cfg = PretrainConfig(**SMALL)
+    per_epoch = -(-FeatureStore(tiny_store).num_frames("train") // cfg.batch_size)
+    with pytest.raises(Interrupted):
+        pretrain(tiny_store, cfg, tmp_path / "cut", interrupt_after=per_epoch + 3)  # in layer 1's epoch 2
+    partial = (tmp_path / "cut" / "rbm1.partial.pt").read_bytes()
+    fewer = PretrainConfig(**(SMALL | {"epochs_gauss": 1}))
+    with pytest.raises(UserError, match=r"layer 1 of .*cut has reached epoch 2, past --epochs-gauss 1: give "
+                                        r"--epochs-gauss 2 or more to go on with it, or --force"):  # fmt: skip
+        pretrain(tiny_store, fewer, tmp_path / "cut", resume=True)
+    assert (tmp_path / "cut" / "rbm1.partial.pt").read_bytes() == partial
+    assert not (tmp_path / "cut" / "rbm1.pt").exists()
+    with pytest.raises(Interrupted):  # layer 1 finished, then stopped in layer 2
+        pretrain(tiny_store, cfg, tmp_path / "cut", resume=True, interrupt_after=per_epoch)
+    with pytest.raises(UserError, match=r"layer 1 of .*cut has reached epoch 2, past --epochs-gauss 1"):
+        pretrain(tiny_store, fewer, tmp_path / "cut", resume=True)
+    pretrain(tiny_store, cfg, tmp_path / "cut", resume=True)
+    dbn = (tmp_path / "cut" / "dbn.pt").read_bytes()
+    with pytest.raises(UserError, match=r"layer 1 of .*cut has reached epoch 2, past --epochs-gauss 1"):
+        pretrain(tiny_store, fewer, tmp_path / "cut")
+    assert (tmp_path / "cut" / "dbn.pt").read_bytes() == dbn
+
+
 @pytest.mark.parametrize(
     "layers, above",
     [(1, "; CD-1"), (2, "; layer 2 Bernoulli, 2 epochs at lr 0.04; CD-1"), (3, "; layers 2-3 Bernoulli, 2 epochs")],
