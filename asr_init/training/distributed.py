@@ -27,6 +27,7 @@ How the stages divide the work (the learning rates mean the same on 1 and N proc
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -158,7 +159,7 @@ def distributed(device: str) -> Dist:
     backend = "nccl" if cuda else "gloo"
     if not tdist.is_initialized():
         tdist.init_process_group(backend=backend)
-        atexit.register(tdist.destroy_process_group)
+        atexit.register(_leave_group)
     if tdist.get_backend() != backend:
         raise UserError(
             f"this process already trained on a {tdist.get_backend()} process group; --device {device} needs "
@@ -169,6 +170,15 @@ def distributed(device: str) -> Dist:
     if rank != 0:
         console.quiet = results.quiet = True
     return Dist(rank, world, torch.device("cuda", local_rank) if cuda else torch.device("cpu"))
+
+
+def _leave_group() -> None:
+    """Leave the process group at exit, after the DDP wrappers still held in reference cycles
+    are freed: one freed after the group aborts the process ("terminate called without an active
+    exception") once training has finished."""
+    gc.collect()
+    if tdist.is_initialized():
+        tdist.destroy_process_group()
 
 
 def _local_worker(rank: int, world: int, port: int, threads: int, fn: Callable, args: tuple) -> None:

@@ -12,12 +12,14 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import kaldiio
 import numpy as np
 import pytest
 import torch
+import torch.distributed as tdist
 from conftest import slowed_cli, write_kaldi_features
 
 from asr_init.features.config import KaldiImportConfig
@@ -237,6 +239,30 @@ def test_torchrun_fine_tuning_and_pruning_print_once_and_write_once(blob_store, 
     assert [r["sparsity"] for r in summary["rows"]] == [0.0, 0.5]
     assert json.loads((tmp_path / "pruned" / "sparsity-0.5" / "finetune.json").read_text())["processes"] == 2
     assert proc.stdout.count("pruning ") == 1, proc.stdout
+
+
+def _ddp_in_a_cycle_then_leave() -> None:
+    import weakref
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    from asr_init.training import distributed as d
+
+    d.distributed("cpu")
+    holder = types.SimpleNamespace()
+    holder.me, holder.net = holder, DistributedDataParallel(torch.nn.Linear(4, 3))
+    holder.net(torch.randn(5, 4)).sum().backward()
+    alive = weakref.ref(holder.net)
+    del holder
+    d._leave_group()  # what the process does at exit
+    assert alive() is None and not tdist.is_initialized()
+
+
+def test_the_process_group_is_left_after_the_ddp_wrappers_are_freed():
+    """A finished torchrun fine-tune aborted at exit about one run in four ("terminate called without
+    an active exception", exit code 1): the group was destroyed while a DDP wrapper held in a reference
+    cycle was still alive, and freed after it. The exit handler frees such wrappers first."""
+    run_local(2, _ddp_in_a_cycle_then_leave, threads=1)
 
 
 @pytest.mark.parametrize("targets", ["pdfs", "phones"])
