@@ -369,6 +369,11 @@ def _source_pipeline(config: FinetuneConfig, store: FeatureStore) -> FeaturePipe
             meta = load_model(Path(config.init_from))[1]
             norm = bool(meta["config"].get("batch_norm"))
             config.batch_norm, config.targets = config.batch_norm or norm, config.targets or meta["targets"]
+            if config.targets == meta["targets"] not in store.target_kinds:
+                raise UserError(
+                    f"--sparsity prunes the whole of {config.init_from}, whose outputs are {meta['targets']}; store "
+                    f"{store.path} has no {meta['targets']} targets (it holds {', '.join(store.target_kinds)})"
+                )
             labels = store.labels(config.targets)
             if config.targets == meta["targets"] and config.batch_norm == norm and meta["outputs"] != labels:
                 raise UserError(
