@@ -51,7 +51,10 @@ KALDI_OPTIONS = {"sample-frequency": "sample_rate", "num-ceps": "num_ceps", "num
                  "preemphasis-coefficient": "preemphasis", "window-type": "window", "snip-edges": "snip_edges",
                  "cepstral-lifter": "cepstral_lifter", "energy-floor": "energy_floor", "raw-energy": "raw_energy",
                  "remove-dc-offset": "remove_dc"}  # fmt: skip
-_KALDI_FIXED = {"round-to-power-of-two": "true", "htk-compat": "false", "use-log-fbank": "true", "use-power": "true"}
+# Options of Kaldi's feature tools asr-init computes at one value only (Kaldi's default): a config may set them to it.
+_KALDI_FIXED = {"round-to-power-of-two": True, "htk-compat": False, "use-log-fbank": True, "use-power": True,
+                "subtract-mean": False, "debug-mel": False, "vtln-warp": 1.0, "vtln-low": 100.0, "vtln-high": -500.0,
+                "min-duration": 0.0, "channel": -1.0}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -101,11 +104,11 @@ class FeatureConfig:
 
     @property
     def frame_length(self) -> int:
-        return int(round(self.sample_rate * self.frame_length_ms / 1000))
+        return _samples(self.sample_rate, self.frame_length_ms)
 
     @property
     def frame_shift(self) -> int:
-        return int(round(self.sample_rate * self.frame_shift_ms / 1000))
+        return _samples(self.sample_rate, self.frame_shift_ms)
 
     @property
     def fft_size(self) -> int:
@@ -114,13 +117,15 @@ class FeatureConfig:
     def check(self) -> None:
         """Raise UserError naming the first setting that cannot make features."""
         r, nyquist = self.resolved(), self.sample_rate / 2
+        least = 1 if r.kind == "librosa-mfcc" else 3  # Kaldi's MelBanks needs 3
         problems = [
             (r.kind not in KINDS, f"--features must be one of {', '.join(KINDS)}, not {r.kind!r}"),
             (r.window not in WINDOWS, f"--window-type must be one of {', '.join(WINDOWS)}, not {r.window!r}"),
             (not 0 <= r.low_freq < r.high_freq <= nyquist, f"the mel bands' edges must satisfy 0 <= --low-freq "
              f"({r.low_freq:g}) < --high-freq ({r.high_freq:g}) <= the Nyquist frequency {nyquist:g} Hz"),
-            (not 1 <= r.num_mel_bins <= 512, f"--num-mel-bins must be from 1 to 512, not {r.num_mel_bins}"),
-            (not 1 <= r.num_ceps <= r.num_mel_bins, f"--num-ceps must be from 1 to --num-mel-bins ({r.num_mel_bins})"),
+            (not least <= r.num_mel_bins <= 512, f"--num-mel-bins must be from {least} to 512, not {r.num_mel_bins}"),
+            (r.kind != "kaldi-fbank" and not 1 <= r.num_ceps <= r.num_mel_bins,
+             f"--num-ceps must be from 1 to --num-mel-bins ({r.num_mel_bins})"),
             (not 0 < r.frame_shift <= r.frame_length <= r.sample_rate, "frames must be 0 < shift <= length <= 1 s"),
             (not (0 <= r.dither < 1e6 and 0 <= r.preemphasis <= 1), "--dither >= 0 and a pre-emphasis in [0, 1]"),
             (not (0 <= r.delta_order <= 4 and 1 <= r.delta_window <= 10), "deltas: order 0 to 4, window 1 to 10"),
@@ -128,6 +133,14 @@ class FeatureConfig:
         for bad, message in problems:
             if bad:
                 raise UserError(f"invalid feature settings: {message}")
+        banks = _mel_banks(r.num_mel_bins, r.fft_size, r.sample_rate, r.low_freq, r.high_freq)
+        empty = np.flatnonzero(~(banks > 0).any(axis=0))
+        if r.kind != "librosa-mfcc" and len(empty):  # Kaldi's MelBanks refuses such a bank too
+            raise UserError(
+                f"invalid feature settings: mel band {empty[0] + 1} of --num-mel-bins {r.num_mel_bins} between "
+                f"{r.low_freq:g} and {r.high_freq:g} Hz holds no bin of the {r.fft_size}-point FFT at {r.sample_rate} "
+                "Hz; give fewer bands, or a longer --frame-length"
+            )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self.resolved())
@@ -185,39 +198,61 @@ class FeatureConfig:
         if r.kind == "kaldi-fbank":
             del values["num-ceps"], values["cepstral-lifter"]
         text = "".join(f"--{opt}={str(v).lower() if isinstance(v, bool) else v}\n" for opt, v in values.items())
-        return text + "".join(f"--{opt}={v}\n" for opt, v in _KALDI_FIXED.items() if opt.startswith(("round", "htk")))
+        return text + "".join(
+            f"--{opt}={str(_KALDI_FIXED[opt]).lower()}\n" for opt in ("round-to-power-of-two", "htk-compat")
+        )
 
 
 def read_kaldi_conf(path: Path) -> dict:
     """The FeatureConfig fields a Kaldi feature config file sets ("--name=value" per line, "#"
-    comments); an option asr-init does not compute with is an error naming the line."""
+    comments), read as Kaldi's ParseOptions reads them: "_" in a name is "-", a bool is
+    true/t/1 or false/f/0 and a bare "--name" is true; an option asr-init does not compute with
+    (but at the value it computes) is an error naming the line."""
     from asr_init.corpora.readers import read_text
 
     changes = {}
     types = {f.name: f.type for f in dataclasses.fields(FeatureConfig)}
     for n, line in enumerate(read_text(path, "Kaldi feature config").splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
+        line, where = line.split("#", 1)[0].strip(), f"{path}:{n}"
         if not line:
             continue
-        name, _, value = line.lstrip("-").partition("=")
-        if _KALDI_FIXED.get(name) == value.lower() or name in ("allow-downsample", "allow-upsample", "verbose"):
+        name, equals, value = line[2:].partition("=")
+        name = name.replace("_", "-").lower()
+        if name in ("allow-downsample", "allow-upsample", "verbose"):
             continue
-        if name not in KALDI_OPTIONS or not line.startswith("--") or not value:
-            raise UserError(f"{path}:{n}: {line!r} is not a feature option asr-init computes with")
+        if name in _KALDI_FIXED and line.startswith("--"):
+            fixed = _KALDI_FIXED[name]
+            if _convert(value, "bool" if isinstance(fixed, bool) else "float", where) == fixed:
+                continue
+        if name not in KALDI_OPTIONS or not line.startswith("--"):
+            raise UserError(f"{where}: {line!r} is not a feature option asr-init computes with")
         field = KALDI_OPTIONS[name]
-        changes[field] = _convert(value, types[field], f"{path}:{n}")
+        if not equals and "bool" not in types[field]:
+            raise UserError(f"{where}: {line!r} gives no value")
+        changes[field] = _convert(value, types[field], where)
     return changes
 
 
 def _convert(text: str, kind: str, where: str):
+    """`text` as Kaldi's ParseOptions reads a value of type `kind` (a whole float for an int)."""
     try:
         if "bool" in kind:
-            if text.lower() not in ("true", "false", "1", "0"):
+            bools = {"true": True, "t": True, "1": True, "": True, "false": False, "f": False, "0": False}
+            return bools[text.lower()]
+        if kind.startswith("int"):
+            number = float(text)
+            if not number.is_integer():
                 raise ValueError(text)
-            return text.lower() in ("true", "1")
-        return int(text) if kind.startswith("int") else text if kind == "str" else float(text)
-    except ValueError:
+            return int(number)
+        return text if kind == "str" else float(text)
+    except (KeyError, ValueError, OverflowError):
         raise UserError(f"{where}: {text!r} is not a {kind.split(' |')[0]}") from None
+
+
+def _samples(rate: int, ms: float) -> int:
+    """Samples in `ms` milliseconds, as Kaldi's WindowSize/WindowShift count them: float options,
+    a double product, truncated (feature-window.h)."""
+    return int(float(np.float32(rate)) * 0.001 * float(np.float32(ms)))
 
 
 # --------------------------------------------------------------------------- audio

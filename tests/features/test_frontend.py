@@ -38,6 +38,8 @@ KALDI_CASES = [
     ("kaldi-mfcc", 16000, {"cepstral_lifter": 0.0}),  # no liftering (and no warning of a division by 0)
     ("kaldi-fbank", 16000, {"num_mel_bins": 40}),
     ("kaldi-fbank", 8000, {"use_energy": True, "snip_edges": False}),
+    ("kaldi-mfcc", 11025, {}),  # 275.625 and 110.25 samples: Kaldi truncates them (round gave 276)
+    ("kaldi-fbank", 8000, {"num_mel_bins": 10, "frame_length_ms": 25.1, "frame_shift_ms": 10.09}),
 ]
 
 
@@ -208,6 +210,28 @@ def test_kaldi_config_files_round_trip_and_bad_lines_are_named(tmp_path):
         assert ":2:" in str(err.value)
 
 
+def test_kaldi_config_files_are_read_as_kaldis_parse_options_reads_them(tmp_path):
+    """Names with "_", a bare bool, t/f, a float sample frequency, and options asr-init does not
+    compute with set to Kaldi's defaults: compute-mfcc-feats --config reads all of them."""
+    text = ("--use_energy=false\n--snip-edges=T\n--raw-energy\n--remove-dc-offset=f\n--sample-frequency=8000.0\n"
+            "--subtract-mean=false\n--vtln-warp=1.0\n--Round_To_Power_Of_Two\n--channel=-1\n")  # fmt: skip
+    assert read_kaldi_conf(_write(tmp_path, text)) == {
+        "use_energy": False, "snip_edges": True, "raw_energy": True, "remove_dc": False, "sample_rate": 8000,
+    }  # fmt: skip
+    refused = {"--sample-frequency=8000.5": "'8000.5' is not a int", "--num-ceps": "gives no value",
+               "--subtract-mean=true": "is not a feature option", "--channel=1": "is not a feature option"}  # fmt: skip
+    for line, message in refused.items():
+        with pytest.raises(UserError, match=message):
+            read_kaldi_conf(_write(tmp_path, line))
+
+
+def test_window_and_shift_are_truncated_as_kaldis():
+    """Kaldi's WindowSize/WindowShift truncate samp_freq * 0.001 * ms (feature-window.h)."""
+    for rate, ms, samples in [(16000, 25.0, 400), (16000, 10.0, 160), (8000, 25.1, 200), (11025, 25.0, 275),
+                              (11025, 10.0, 110), (22050, 10.0, 220), (44100, 25.0, 1102)]:  # fmt: skip
+        assert FeatureConfig(sample_rate=rate, frame_length_ms=ms).frame_length == samples, (rate, ms)
+
+
 def _write(tmp_path, text):
     path = tmp_path / "x.conf"
     path.write_text(text + "\n")
@@ -225,9 +249,20 @@ def test_fbank_config_has_no_cepstral_options_and_checks_refuse_bad_banks():
         ({"num_ceps": 30}, "--num-ceps must be from 1 to --num-mel-bins"),
         ({"kind": "mfcc"}, "--features must be one of"),
         ({"window": "kaiser"}, "--window-type"),
+        ({"num_mel_bins": 2, "num_ceps": 2}, "--num-mel-bins must be from 3 to 512, not 2"),  # Kaldi's MelBanks
+        (
+            {"kind": "kaldi-fbank", "num_mel_bins": 100, "sample_rate": 8000},
+            "mel band 2 of --num-mel-bins 100 between 20 and 4000 Hz holds no bin of the 256-point FFT at 8000 Hz",
+        ),  # fmt: skip
     ]:
         with pytest.raises(UserError, match=message):
             FeatureConfig(**bad).check()
+
+
+def test_fbank_takes_fewer_bands_than_mfccs_ceps():
+    """--num-ceps is MFCC's: fbank with 10 bands was refused for --num-ceps 13, never given."""
+    FeatureConfig(kind="kaldi-fbank", num_mel_bins=10).check()
+    FeatureConfig(kind="librosa-mfcc", num_mel_bins=40, num_ceps=13).check()
 
 
 def test_records_from_before_kaldis_features_read_as_librosa_mfcc():
