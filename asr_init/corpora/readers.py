@@ -193,8 +193,13 @@ def _read_wav_scp(data_dir: Path) -> dict[str, Path]:
                 f"{wav_scp}:{n}: recording {key} has a piped command (asr-init never executes commands from wav.scp; "
                 "convert the audio to files first)"
             )
-        path = Path(rest)
-        recordings.append((key, f"{wav_scp}:{n}", path if path.is_absolute() else data_dir / path))
+        path, (archive, _, offset) = data_dir / rest, rest.rpartition(":")  # an absolute `rest` stays as it is
+        if offset.isdigit() and not path.exists() and (data_dir / archive).is_file():
+            raise UserError(
+                f"{wav_scp}:{n}: recording {key} is at byte {offset} of the archive {archive} (as wav-copy writes "
+                "one); asr-init reads audio files: give each recording a file of its own"
+            )
+        recordings.append((key, f"{wav_scp}:{n}", path))
     return unique(recordings, "recording")
 
 

@@ -37,6 +37,16 @@ def test_kaldi_rejects_piped_command(kaldi_dir):
         read_kaldi_dir(kaldi_dir)
 
 
+def test_kaldi_names_a_recording_inside_a_wav_archive(kaldi_dir):
+    """A wav.scp entry "utt wavs.ark:11", as wav-copy ark,scp: writes it, was looked for as a file
+    named "wavs.ark:11" ("does not exist", or no rate to find): it is named as what it is."""
+    (kaldi_dir / "wavs.ark").write_bytes(b"spk0-utt0 RIFF")
+    (kaldi_dir / "wav.scp").write_text("spk0-utt0 wavs.ark:10\n")
+    with pytest.raises(UserError, match=r"wav\.scp:1: recording spk0-utt0 is at byte 10 of the archive wavs\.ark "
+                                        r"\(as wav-copy writes one\); asr-init reads audio files"):  # fmt: skip
+        read_kaldi_dir(kaldi_dir)
+
+
 @pytest.mark.parametrize("gap", ["\t", " \t ", "\t\t"])
 def test_kaldi_files_separated_by_tabs(kaldi_dir, gap):
     """Kaldi splits a line's key from the rest at the first run of whitespace, tabs included:
