@@ -138,9 +138,10 @@ def write_nnet(path: Path, components: list[Component], binary: bool = True) -> 
 _Malformed = KaldiFormatError
 
 
-def read_nnet(path: Path) -> list[Component]:
-    """The components of an nnet1 file (binary or text); a malformed file, or a component
-    asr-init does not know, is a UserError naming the file."""
+def read_nnet(path: Path, empty: bool = False) -> list[Component]:
+    """The components of an nnet1 file (binary or text); a malformed file, a component asr-init
+    does not know, or (unless `empty`: a feature transform that does nothing) none at all is a
+    UserError naming the file."""
     from asr_init.io import read_regular_file
 
     path = Path(path)
@@ -183,7 +184,7 @@ def read_nnet(path: Path) -> list[Component]:
             components.append(comp)
     except _Malformed as exc:
         raise UserError(f"Kaldi network {path} is malformed: {exc}") from None
-    if not components:
+    if not components and not empty:
         raise UserError(f"Kaldi network {path} holds no components")
     return components
 
@@ -338,12 +339,15 @@ def _wb(comp: Component) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(comp.params["linearity"].copy()), torch.from_numpy(comp.params["bias"].copy())
 
 
-def pipeline_from_transform(components: list[Component], path: Path) -> tuple[FeaturePipeline, np.ndarray, np.ndarray]:
+def pipeline_from_transform(
+    components: list[Component], path: Path, base: int
+) -> tuple[FeaturePipeline, np.ndarray, np.ndarray]:
     """The pipeline a feature transform amounts to, and the per-input (shift, scale) that the
     transform applies after splicing, beyond what the pipeline does.
 
     The transform is a <Splice> of offsets -K..K and per-dimension <AddShift>/<Rescale>
-    (before or after the splice), then optionally <Sigmoid>. Kaldi's own transforms normalise
+    (before or after the splice), then optionally <Sigmoid>; no component at all (`base`
+    inputs passed on as they are, as nnet-forward without --feature-transform). Kaldi's own transforms normalise
     each spliced dimension with its own statistics, so the values differ slightly from one
     offset to the next; asr-init normalises each feature dimension once. The pipeline takes
     the centre frame's values, and the returned (shift, scale) of the spliced dimensions
@@ -351,7 +355,6 @@ def pipeline_from_transform(components: list[Component], path: Path) -> tuple[Fe
     pipeline (x - mean) / std. For a transform asr-init wrote they are exactly those.
     """
     splice, shift, scale, squash = None, None, None, False
-    base = components[0].input_dim
     for comp in components:
         if squash:
             raise UserError(f"feature transform {path}: <Sigmoid> must be its last component")
@@ -440,7 +443,8 @@ def find_feature_transform(path: Path, feature_transform: str | Path | None) -> 
     if not ft.exists():
         raise UserError(
             f"no feature transform for Kaldi network {path}: there is no {ft}; give it with --feature-transform "
-            "(the final.feature_transform Kaldi wrote with the network)"
+            "(the final.feature_transform Kaldi wrote with the network; for a network trained without one, a file "
+            "holding '<Nnet> </Nnet>')"
         )
     return ft
 
@@ -450,16 +454,16 @@ def load_kaldi_network(path: Path, feature_transform: str | Path | None = None) 
     path = Path(path)
     hidden, act, output = network_layers(read_nnet(path), path)
     ft = find_feature_transform(path, feature_transform)
-    transform = read_nnet(ft)
+    transform = read_nnet(ft, empty=True)
     first_in = (hidden[0] if hidden else output)[0].shape[1]
     # The dimensions a transform declares need no data behind them (<Splice> 50000000 ...):
     # they are compared with the network's, which its weights back, before any array is made.
-    if transform[-1].output_dim != first_in:
+    if transform and transform[-1].output_dim != first_in:
         raise UserError(
             f"Kaldi network {path} takes {first_in} inputs but feature transform {ft} gives "
             f"{transform[-1].output_dim}; give the feature transform the network was trained with"
         )
-    pipeline, shift, scale = pipeline_from_transform(transform, ft)
+    pipeline, shift, scale = pipeline_from_transform(transform, ft, transform[0].input_dim if transform else first_in)
     n = 2 * pipeline.splice + 1
     folded = not (_tiled(shift, n) and _tiled(scale, n))  # a transform asr-init wrote is tiled: nothing to fold
     if folded and not hidden:

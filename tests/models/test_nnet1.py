@@ -138,6 +138,20 @@ def test_import_of_an_export_gives_back_identical_weights(tmp_path):
         assert [(c.kind, c.output_dim, c.input_dim) for c in read_nnet(out / "final.nnet")][-1] == ("Softmax", 9, 9)
 
 
+def test_a_network_trained_without_a_feature_transform_reads_with_an_empty_one(tmp_path):
+    """A network nnet-train-frmshuff trained without --feature-transform: an empty transform
+    ('<Nnet> </Nnet>', nnet-info's 0 components) is the identity, as nnet-forward without one; it
+    was refused as "holds no components", and with none beside the network the message says how."""
+    export_kaldi(make_model(tmp_path / "model", splice=0), tmp_path / "exp", binary=False)
+    (tmp_path / "exp" / "final.feature_transform").write_text("<Nnet> </Nnet>\n")
+    net = load_kaldi_network(tmp_path / "exp" / "final.nnet")
+    assert not net.folded and net.pipeline.splice == 0 and not net.pipeline.squash
+    assert net.pipeline.mean == (0.0,) * 13 and net.pipeline.std == (1.0,) * 13
+    (tmp_path / "exp" / "final.feature_transform").unlink()
+    with pytest.raises(UserError, match="for a network trained without one, a file holding '<Nnet> </Nnet>'"):
+        load_kaldi_network(tmp_path / "exp" / "final.nnet")
+
+
 def test_a_kaldi_network_trained_with_dropout_reads_as_the_same_layers(tmp_path):
     """train.sh --proto-opts --with-dropout puts <Dropout> after each activation: nnet-forward
     passes through it, and so does the import (its rate in either of Kaldi's spellings)."""
