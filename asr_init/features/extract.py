@@ -268,8 +268,18 @@ def _mapper(jobs: int, initargs: tuple):
         try:
             yield functools.partial(pool.map, chunksize=16)
         except BaseException:  # an error or an interrupt: the queued utterances are not computed
-            for worker in list((getattr(pool, "_processes", None) or {}).values()):
+            workers = list((getattr(pool, "_processes", None) or {}).values())
+            for worker in workers:
                 worker.terminate()
+            for worker in workers:
+                worker.join()
+            # A worker ended while it sent a result leaves part of it in the pool's result pipe, where the
+            # pool's reader would wait for the rest for ever: with this process's end of the pipe closed too,
+            # it meets the pipe's end instead. The work still queued for the workers is dropped, not
+            # written to a pipe no one reads (which would hold the process at its exit).
+            with contextlib.suppress(AttributeError, OSError):
+                pool._result_queue._writer.close()
+                pool._call_queue.cancel_join_thread()
             pool.shutdown(wait=True, cancel_futures=True)  # its manager thread ended before the process ends
             raise
 
