@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asr_init.errors import UserError
 from asr_init.folders import remove_stale_temporaries, swap_in, temporary
 from asr_init.io import atomic_write, read_text
 from asr_init.records import ABSENT, INTEGER, NULL, NUMBER, TEXT, each, read_record, read_record_if, record
@@ -146,6 +147,7 @@ def write_report(results: Path) -> Path:
     is written atomically: a report that fails leaves the old one as it was."""
     results = Path(results)
     figs = results / "report"
+    _refuse_others(results / "REPORT.md", figs)
     remove_stale_temporaries(figs)
     building = temporary(figs)
     shutil.rmtree(building, ignore_errors=True)
@@ -161,6 +163,22 @@ def write_report(results: Path) -> Path:
     path = results / "REPORT.md"
     atomic_write(path, lambda fh: fh.write(("\n".join(md) + "\n").encode()))
     return path
+
+
+def _refuse_others(md: Path, figs: Path) -> None:
+    """A UserError where REPORT.md or report/, which a report replaces, holds what no report wrote:
+    a report writes only PNG files in report/, and a REPORT.md that begins "# asr-init"."""
+    if figs.exists() and not figs.is_dir():
+        raise UserError(f"{figs} is a file, where a report writes its figures: move it")
+    others = [p.name for p in sorted(figs.iterdir()) if p.suffix != ".png" or not p.is_file()] if figs.is_dir() else []
+    if others:
+        raise UserError(f"{figs} holds {others[0]}, which no report wrote, and a report replaces that folder: move it")
+    head = b""
+    if md.is_file():
+        with md.open("rb") as fh:
+            head = fh.read(10)
+    if md.exists() and head != b"# asr-init":
+        raise UserError(f"{md} was not written by a report, which replaces it: move it")
 
 
 def _report(results: Path, figs: Figures) -> list[str]:

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from typer.testing import CliRunner
 
 from asr_init.cli import app
+from asr_init.errors import UserError
 from asr_init.io import read_csv, write_csv
 from asr_init.reporting.report import write_report
 from asr_init.training.pretrain import CSV_COLUMNS
@@ -116,6 +117,26 @@ def test_dbn_tables_of_an_interrupted_dbn_beside_finished_ones(tmp_path):
     assert re.search(r"\| `hinton` \| [\d.]+ / [\d.]+ \| — \|", text)
     assert re.search(r"\| `optimal` \| [\d.]+ / [\d.]+ \| [\d.]+ / [\d.]+ \|", text)
     assert "| `hinton` | 2.0% | — |" in text and "| `optimal` | 2.0% | 4.0% |" in text
+
+
+def test_a_report_over_files_it_did_not_write_is_refused_and_they_are_kept(tmp_path):
+    """report DIR replaced DIR/report/ whatever it held (a fine-tuned model kept there was deleted)
+    and a user's own DIR/REPORT.md: both are refused, naming what is there, and left as they are."""
+    write_fake_layer1(tmp_path / "paper", {"optimal": FAST})
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "model.pt").write_bytes(b"weights")
+    with pytest.raises(UserError, match=r"report holds model\.pt, which no report wrote, and a report replaces"):
+        write_report(tmp_path)
+    assert (tmp_path / "report" / "model.pt").read_bytes() == b"weights"
+    (tmp_path / "report" / "model.pt").unlink()
+    (tmp_path / "REPORT.md").write_text("my notes\n")
+    with pytest.raises(UserError, match=r"REPORT\.md was not written by a report, which replaces it: move it"):
+        write_report(tmp_path)
+    assert (tmp_path / "REPORT.md").read_text() == "my notes\n"
+    (tmp_path / "REPORT.md").unlink()
+    write_report(tmp_path)
+    write_report(tmp_path)  # its own report and figures it replaces
+    assert (tmp_path / "REPORT.md").read_text().startswith("# asr-init")
 
 
 def test_fsdd_dbn_table_of_an_init_missing_a_layer_has_a_dash_cell():
