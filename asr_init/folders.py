@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import glob
 import os
 import shutil
 import signal
@@ -37,7 +38,8 @@ from asr_init.records import check_record
 
 
 def lock_path(folder: Path) -> Path:
-    folder = Path(folder).absolute()
+    """The lock file of FOLDER, named after the folder it is (through links), not after the path given."""
+    folder = Path(os.path.realpath(folder))
     return folder.parent / f".{folder.name}.lock"
 
 
@@ -114,7 +116,7 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     rather than being deleted. Returns those deleted."""
     out = Path(out)
     removed = []
-    for path in sorted(out.parent.glob(f"{out.name}.*-*")) if out.parent.is_dir() else []:
+    for path in sorted(out.parent.glob(f"{glob.escape(out.name)}.*-*")) if out.parent.is_dir() else []:
         prefix, _, pid = path.name.rpartition("-")
         if prefix not in (f"{out.name}.tmp", f"{out.name}.old") or not pid.isdigit() or _alive(int(pid)):
             continue
@@ -167,7 +169,7 @@ def output_folder(out: Path, settings: dict, *, record: str, finished: tuple[str
 
     On several processes (`dist`), rank 0 alone does all this and holds the lock; the others
     get its verdict and write nothing."""
-    given, out = out, Path(os.path.abspath(out))  # "sub/.." is the folder it names
+    given, out = out, Path(os.path.realpath(out))  # "sub/.." is the folder it names; a link, the folder it names
     with ExitStack() as held:
 
         def hold() -> Output:

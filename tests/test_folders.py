@@ -146,6 +146,36 @@ def test_force_cannot_replace_a_store_a_running_stage_reads(blob_store, tmp_path
     assert sorted(p.name for p in store.iterdir()) == ["summary.json"]  # swapped in whole
 
 
+def test_a_folder_named_through_a_link_is_the_folder_it_names(blob_store, tmp_path):
+    """Locks were named after the path given: --force on a store replaced it while a stage read it
+    through a link. --force on --out a link swapped the link for a folder and left the old store
+    and a stale OUT.old-PID link; --out a dangling link failed after the work, naming its temporary."""
+    store, link = tmp_path / "store", tmp_path / "link"
+    shutil.copytree(blob_store, store)
+    link.symlink_to(store)
+    assert lock_path(link) == lock_path(store) == tmp_path / ".store.lock"
+    with reading(link), pytest.raises(UserError, match="is being read by another asr-init run"):
+        output_folder(store, {}, record="config.json", finished=("summary.json",), force=True).__enter__()
+    with output_folder(link, {}, record="config.json", finished=("summary.json",), force=True) as output:
+        (output.path / "summary.json").write_text("{}")
+    assert link.is_symlink() and sorted(p.name for p in store.iterdir()) == ["summary.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".store.lock", "link", "store"]
+    (tmp_path / "dangling").symlink_to(tmp_path / "made")
+    with output_folder(tmp_path / "dangling", {}, record="r.json", finished=("r.json",), force=False) as output:
+        (output.path / "r.json").write_text("{}")
+    assert (tmp_path / "dangling" / "r.json").is_file() and (tmp_path / "made" / "r.json").is_file()
+
+
+def test_stale_temporaries_of_a_name_with_glob_characters_go(tmp_path):
+    """OUT.tmp-PID of a killed run was found by a glob of OUT's name: 'st[1]' matched nothing."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f"st[1].tmp-{dead.pid}").mkdir()
+    with output_folder(tmp_path / "st[1]", {}, record="r.json", finished=("r.json",), force=False) as output:
+        (output.path / "r.json").write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".st[1].lock", "st[1]"]
+
+
 def test_a_failed_build_leaves_the_old_output_whole_and_stale_temporaries_go(tmp_path):
     out = tmp_path / "out"
     with output_folder(out, {"a": 1}, record="r.json", finished=("r.json",), force=False) as output:
