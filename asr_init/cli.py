@@ -395,6 +395,9 @@ def evaluate(cfg: EvalConfig, store: Path, model: Path, out: Path | None) -> Non
     console.print(f"wrote {(out or model / f'eval-{cfg.split}') / 'results.json'} and confusion.png")
 
 
+MODEL_DECIDES = ("activation", "layers", "hidden", "splice", "init", "output_init")  # prune's MODEL sets these
+
+
 @command(
     "prune",
     "Magnitude pruning at several sparsities, fine-tuned masked.",
@@ -404,8 +407,15 @@ def evaluate(cfg: EvalConfig, store: Path, model: Path, out: Path | None) -> Non
     opt("sparsities", "0.5,0.7,0.9", "Shares of the hidden weights to prune, comma-separated.", "--sparsity"),
     opt("store", None, "Feature store (default: the one MODEL was fine-tuned on).", kind=Path | None),
     FORCE,
-    exclude={"sparsity": 0.5, "init_from": None, "reuse_layers": 0, "dbn": None, "feature_transform": None},
-)  # fmt: skip  (0.5: any share: a trained model's defaults apply)
+    exclude={
+        "sparsity": 0.5,
+        "init_from": None,
+        "reuse_layers": 0,
+        "dbn": None,
+        "feature_transform": None,
+        **{name: getattr(FinetuneConfig(), name) for name in MODEL_DECIDES},
+    },
+)  # 0.5: any share; MODEL's own shape, splice and activation are what it prunes
 def prune(cfg: FinetuneConfig, model: Path, out: Path, sparsities: str, store: Path | None, force: bool) -> None:
     """Prune MODEL's hidden layers by magnitude to each sparsity, fine-tune each with its mask
     held, evaluate each on test (dev where the store has none); prune.json, prune.csv and

@@ -180,3 +180,15 @@ def test_a_store_without_the_models_target_kind_is_named_not_another_targets(tmp
         "has no phones targets (it holds pdfs)"
     )
     assert not (tmp_path / "pruned").exists()
+
+
+@pytest.mark.parametrize("option", ["--activation", "--hidden", "--layers", "--splice", "--init", "--output-init"])
+def test_options_the_model_decides_are_not_prunes(option, tmp_path):
+    """prune --activation relu of a sigmoid model pruned it as sigmoid, recording relu, with no word:
+    prune takes no option that MODEL decides."""
+    from typer.testing import CliRunner
+
+    from asr_init.cli import app
+
+    result = CliRunner().invoke(app, ["prune", str(tmp_path / "m"), "--out", str(tmp_path / "o"), option, "1"])
+    assert result.exit_code != 0 and f"no such option: {option}" in result.output, result.output
