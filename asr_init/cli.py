@@ -310,6 +310,8 @@ def optimal_d(activation: str, criterion: str, samples: int, seed: int, plot: Pa
     for path, option in ((plot, "--plot"), (json_out, "--json")):
         if path is not None:
             check_output_file(path, option)
+    if plot is not None and plot.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise UserError(f"--plot {plot}: name a .png, .pdf or .svg file (its suffix is the format)")
     r = spread_report(activation, criterion, samples, seed)
     objective = "|f″(z)|" if r.criterion == "abs" else "f″(z)²"
     lines = [f"activation {r.activation}, criterion {r.criterion}: J(D) = E[{objective}], z ~ N(0, D²)",

@@ -163,6 +163,15 @@ def test_optimal_d_output_in_missing_folder(tmp_path, option):
     assert not (tmp_path / "nodir").exists()
 
 
+@pytest.mark.parametrize("name", ["od.txt", "noext"])
+def test_optimal_d_plot_without_a_figure_suffix_is_one_error_line(tmp_path, name):
+    """--plot od.txt was matplotlib's traceback (and --json not written); --plot noext said
+    'wrote noext' of the noext.png matplotlib wrote."""
+    line = error_line(["optimal-d", "--samples", "1000", "--plot", tmp_path / name, "--json", tmp_path / "d.json"])
+    assert f"--plot {tmp_path / name}: name a .png, .pdf or .svg file (its suffix is the format)" in line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_optimal_d_help_shows_the_whole_criterion_text():
     result = runner.invoke(app, ["optimal-d", "--help"], env={"COLUMNS": "200"})
     assert "abs: E|f''|, the paper's; square: E[f''^2]." in result.output, result.output
