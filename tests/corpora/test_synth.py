@@ -1,6 +1,8 @@
 """The embedded eSpeak NG corpus: alignments, speakers, determinism, default use."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,6 +85,26 @@ def test_extract_default_corpus_via_cli(tmp_path):
     assert (features["kind"], features["sample_rate"], features["low_freq"], features["high_freq"]) == (
         "kaldi-mfcc", 16000, 20.0, 8000.0)  # fmt: skip
     assert summary["empty_mel_bands"] == []
+
+
+def test_two_extracts_of_the_embedded_corpus_at_once_share_it(tmp_path):
+    """The second of two extracts of a corpus not made yet failed, naming the cache as its --out
+    ("being written by another asr-init run"): it waits for the first to make the corpus."""
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "ASR_INIT_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(Path(__file__).parents[2])}
+    cmd = [sys.executable, "-m", "asr_init.cli", "extract", "--hours", "0.02", "--jobs", "1", "--out"]
+    first = subprocess.Popen([*cmd, str(tmp_path / "a")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    while not list((tmp_path / "cache").glob("*.tmp-*")) and first.poll() is None:
+        time.sleep(0.05)  # the first is making the corpus
+    second = subprocess.run([*cmd, str(tmp_path / "b")], env=env, capture_output=True, text=True, timeout=300)
+    assert first.wait(timeout=300) == 0 and second.returncode == 0, second.stdout + second.stderr
+    assert "waiting for another asr-init run to make the embedded corpus" in " ".join(
+        (second.stdout + second.stderr).split()
+    )
+    assert len(list((tmp_path / "cache").glob("espeak-*"))) == 1
 
 
 def test_synthesis_is_deterministic_across_processes(tmp_path):
