@@ -256,10 +256,14 @@ def _die_with_parent(parent: int) -> None:
 
 @contextmanager
 def _mapper(jobs: int, initargs: tuple):
-    """A map over utterances: a process pool, or in this process for jobs=1."""
+    """A map over utterances: a process pool, or in this process for jobs=1, with one BLAS thread as
+    a pool's worker has (more threads sum the mel products in another order: other frames)."""
     if jobs == 1:
-        _init_worker(*initargs, one_thread=False)
-        yield map
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            _init_worker(*initargs, one_thread=False)
+            yield map
         return
     # forked workers (not Python 3.14's forkserver default): their parent is this process, which
     # _die_with_parent watches, and they start without importing anything again
