@@ -30,7 +30,7 @@ import numpy as np
 from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline
-from asr_init.folders import refuse_output_over_inputs
+from asr_init.folders import reading, refuse_output_over_inputs
 from asr_init.io import atomic_write, write_json_atomic
 from asr_init.models.dnn import load_model
 from asr_init.models.nnet1 import network_components, transform_components, write_nnet
@@ -96,10 +96,16 @@ def _vector_text(values: np.ndarray) -> bytes:
 
 
 def export_kaldi(model_dir: Path, out_dir: Path, binary: bool = True, force: bool = False) -> dict:
-    """Write MODEL_DIR's network, feature transform and counts into OUT_DIR; returns export.json."""
+    """Write MODEL_DIR's network, feature transform and counts into OUT_DIR; returns export.json.
+    The model and its store are held shared while they are read, as a stage holds its inputs."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    model, meta = load_model(model_dir)
     store_path = training_store_path(model_dir)
+    with reading(model_dir, store_path):
+        return _export(model_dir, store_path, out_dir, binary, force)
+
+
+def _export(model_dir: Path, store_path: Path | None, out_dir: Path, binary: bool, force: bool) -> dict:
+    model, meta = load_model(model_dir)
     refuse_output_over_inputs(out_dir, {"model folder": model_dir, "training store": store_path})
     present = [name for name in FILES if (out_dir / name).exists()]
     if present and not force:

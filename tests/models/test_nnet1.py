@@ -245,6 +245,19 @@ def test_malformed_and_unsupported_networks_give_one_error_line(blob_store, tmp_
         export_kaldi(model_dir, model_dir, force=True)
 
 
+def test_export_holds_the_model_and_its_store_as_a_stage_holds_its_inputs(blob_store, tmp_path):
+    """export-kaldi read a model and store that extract --force (or a finetune run) could be
+    replacing meanwhile: like every stage, it holds them shared, so a writer's hold refuses it."""
+    from asr_init.folders import _locked
+
+    model_dir = make_model(tmp_path / "model", dim=39, splice=0)
+    (model_dir / "finetune.json").write_text(json.dumps({"store": str(blob_store)}))
+    for held in (blob_store, model_dir):
+        with _locked(held, True, "--out"), pytest.raises(UserError, match=f"input {held} is being written by"):
+            export_kaldi(model_dir, tmp_path / "exp")
+        assert not (tmp_path / "exp").exists()
+
+
 def test_export_refuses_a_changed_training_store_and_an_out_over_it(blob_store, tmp_path):
     model_dir = make_model(tmp_path / "model", dim=39, splice=0)
     (model_dir / "finetune.json").write_text(json.dumps({"store": str(blob_store)}))
