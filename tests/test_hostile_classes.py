@@ -559,7 +559,7 @@ def _limited_cases(root: Path, blob: Path) -> dict:
     _deflated_checkpoint(model / "model.pt", bomb / "model.pt", 1 << 28)
     huge, far = store("huge-shard", _huge_shard), store("far-offset", offset)
     (root / "a-folder").mkdir()
-    tiny = ["--sparsity", "0.5", "--layers", "1", "--hidden", "8", "--max-frames", "256", "--max-epochs", "1"]
+    tiny = ["--sparsity", "0.5", "--max-frames", "256", "--max-epochs", "1"]
     bench = ["--seconds", "0.4", "--batch-size", "256", "--device", "cpu"]
     cases = {
         "prune, deflated model.pt": (["prune", bomb, "--out", root / "pr1", "--store", blob, *tiny],
@@ -631,7 +631,7 @@ def _non_finite(folder: Path, name: str, value: float) -> Path:
         ("model.pt", ["export-kaldi", "{src}", "--out", "{tmp}/exp"]),
         ("model.pt", ["inspect", "{store}", "--model", "{src}", "--frames", "100"]),
         ("model.pt", ["prune", "{src}", "--out", "{tmp}/pruned", "--store", "{store}", "--sparsity", "0.5",
-                      "--layers", "1", "--hidden", "8", "--max-frames", "256", "--max-epochs", "1"]),
+                      "--max-frames", "256", "--max-epochs", "1"]),
         ("model.pt", ["finetune", "{store}", "--out", "{tmp}/ft", "--init-from", "{src}", "--reuse-layers", "1",
                       *FINETUNE]),
         ("dbn.pt", ["finetune", "{store}", "--out", "{tmp}/ft", "--dbn", "{src}", *FT]),
