@@ -190,6 +190,25 @@ def blob_store(tmp_path_factory) -> Path:
     return write_blob_store(tmp_path_factory.mktemp("blobs") / "store")
 
 
+@pytest.fixture(scope="session")
+def kaldi_stores(tmp_path_factory) -> dict:
+    """import-kaldi stores of the same data dir: pdfs only, and pdfs with phones."""
+    import kaldiio
+
+    from asr_init.features.config import KaldiImportConfig
+    from asr_init.features.kaldi import import_kaldi
+
+    root = tmp_path_factory.mktemp("kaldi")
+    ref = write_kaldi_features(root / "data", speakers=5, utts_per_speaker=4)
+    kaldiio.save_ark(str(root / "pdf.ark"), ref["pdfs"])
+    kaldiio.save_ark(str(root / "phones.ark"), ref["phones"])
+    pdfs = KaldiImportConfig(ali=[str(root / "pdf.ark")], num_pdfs=8, dev_fraction=0.2)
+    import_kaldi(root / "data", root / "pdfs", pdfs)
+    both = KaldiImportConfig(**(pdfs.to_dict() | {"phone_ali": [str(root / "phones.ark")]}))
+    import_kaldi(root / "data", root / "both", both)
+    return {"pdfs": root / "pdfs", "pdfs+phones": root / "both"}
+
+
 def write_fake_timit(root: Path, utts_per_speaker: int = 2) -> Path:
     """A tiny TIMIT tree: NIST SPHERE audio and .PHN sample alignments.
 

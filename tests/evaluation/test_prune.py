@@ -156,27 +156,15 @@ def test_a_store_of_another_pdf_inventory_is_named_not_the_targets(tmp_path):
     assert not (tmp_path / "pruned").exists()
 
 
-def test_a_store_without_the_models_target_kind_is_named_not_another_targets(tmp_path):
+def test_a_store_without_the_models_target_kind_is_named_not_another_targets(kaldi_stores, tmp_path):
     """prune --store of a store holding pdfs alone, of a phones model: the line says the model's
     phones outputs need phones targets; it said to choose --targets pdfs, which --sparsity then refused."""
-    import kaldiio
-    from conftest import write_kaldi_features
-
-    from asr_init.features.config import KaldiImportConfig
-    from asr_init.features.kaldi import import_kaldi
-
-    ref = write_kaldi_features(tmp_path / "data", speakers=5, utts_per_speaker=2)
-    kaldiio.save_ark(str(tmp_path / "pdf.ark"), ref["pdfs"])
-    kaldiio.save_ark(str(tmp_path / "phones.ark"), ref["phones"])
-    pdfs = KaldiImportConfig(ali=[str(tmp_path / "pdf.ark")], num_pdfs=8, dev_fraction=0.2)
-    import_kaldi(tmp_path / "data", tmp_path / "pdfs", pdfs)
-    both = KaldiImportConfig(**(pdfs.to_dict() | {"phone_ali": [str(tmp_path / "phones.ark")]}))
-    import_kaldi(tmp_path / "data", tmp_path / "both", both)
-    finetune(tmp_path / "both", FinetuneConfig(**(TINY | {"targets": "phones"})), tmp_path / "dense")
+    both, pdfs = kaldi_stores["pdfs+phones"], kaldi_stores["pdfs"]
+    finetune(both, FinetuneConfig(**(TINY | {"targets": "phones"})), tmp_path / "dense")
     with pytest.raises(UserError) as err:
-        prune_module.prune(tmp_path / "dense", tmp_path / "pruned", FinetuneConfig(**TINY), [0.5], tmp_path / "pdfs")
+        prune_module.prune(tmp_path / "dense", tmp_path / "pruned", FinetuneConfig(**TINY), [0.5], pdfs)
     assert str(err.value) == (
-        f"--sparsity prunes the whole of {tmp_path / 'dense'}, whose outputs are phones; store {tmp_path / 'pdfs'} "
+        f"--sparsity prunes the whole of {tmp_path / 'dense'}, whose outputs are phones; store {pdfs} "
         "has no phones targets (it holds pdfs)"
     )
     assert not (tmp_path / "pruned").exists()

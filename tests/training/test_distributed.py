@@ -15,15 +15,12 @@ import time
 import types
 from pathlib import Path
 
-import kaldiio
 import numpy as np
 import pytest
 import torch
 import torch.distributed as tdist
-from conftest import slowed_cli, write_kaldi_features
+from conftest import slowed_cli
 
-from asr_init.features.config import KaldiImportConfig
-from asr_init.features.kaldi import import_kaldi
 from asr_init.features.pipeline import FeaturePipeline, FrameBuffer, batch_rows
 from asr_init.features.store import FeatureStore
 from asr_init.io import load_checkpoint, read_csv
@@ -68,20 +65,6 @@ def _cells(stores: dict, root: str, world: int) -> None:
         with pytest.raises(Interrupted):
             finetune(Path(stores["blob"]), FinetuneConfig(**FINETUNE, targets="states"), Path(root) / "ft-cut-2",
                      interrupt_after=_cut("finetune", Path(stores["blob"])), strategy=PATHS["every 5"])  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def kaldi_stores(tmp_path_factory) -> dict:
-    """Stores of Kaldi targets: pdfs only, and pdfs with phones."""
-    root = tmp_path_factory.mktemp("kaldi")
-    ref = write_kaldi_features(root / "data", speakers=5, utts_per_speaker=4)
-    kaldiio.save_ark(str(root / "pdf.ark"), ref["pdfs"])
-    kaldiio.save_ark(str(root / "phones.ark"), ref["phones"])
-    pdfs = KaldiImportConfig(ali=[str(root / "pdf.ark")], num_pdfs=8, dev_fraction=0.2)
-    import_kaldi(root / "data", root / "pdfs", pdfs)
-    both = KaldiImportConfig(**(pdfs.to_dict() | {"phone_ali": [str(root / "phones.ark")]}))
-    import_kaldi(root / "data", root / "both", both)
-    return {"pdfs": root / "pdfs", "pdfs+phones": root / "both"}
 
 
 @pytest.fixture(scope="module")
