@@ -104,11 +104,11 @@ class FeatureConfig:
 
     @property
     def frame_length(self) -> int:
-        return _samples(self.sample_rate, self.frame_length_ms)
+        return _samples(self.sample_rate, self.frame_length_ms, self.kind)
 
     @property
     def frame_shift(self) -> int:
-        return _samples(self.sample_rate, self.frame_shift_ms)
+        return _samples(self.sample_rate, self.frame_shift_ms, self.kind)
 
     @property
     def fft_size(self) -> int:
@@ -217,41 +217,45 @@ def read_kaldi_conf(path: Path) -> dict:
         if not line:
             continue
         name, equals, value = line[2:].partition("=")
-        name = name.replace("_", "-").lower()
+        name, value = name.replace("_", "-").lower(), value.strip()
         if name in ("allow-downsample", "allow-upsample", "verbose"):
             continue
-        if name in _KALDI_FIXED and line.startswith("--"):
-            fixed = _KALDI_FIXED[name]
-            if _convert(value, "bool" if isinstance(fixed, bool) else "float", where) == fixed:
-                continue
-        if name not in KALDI_OPTIONS or not line.startswith("--"):
-            raise UserError(f"{where}: {line!r} is not a feature option asr-init computes with")
-        field = KALDI_OPTIONS[name]
-        if not equals and "bool" not in types[field]:
+        known = name in _KALDI_FIXED or name in KALDI_OPTIONS
+        field = KALDI_OPTIONS.get(name)
+        kind = types[field] if field else "bool" if isinstance(_KALDI_FIXED.get(name), bool) else "float"
+        if known and line.startswith("--") and not value and (equals or "bool" not in kind):  # Kaldi: "--x" is x=true
             raise UserError(f"{where}: {line!r} gives no value")
-        changes[field] = _convert(value, types[field], where)
+        if name in _KALDI_FIXED and line.startswith("--") and _convert(value, kind, where) == _KALDI_FIXED[name]:
+            continue
+        if field is None or not line.startswith("--"):
+            raise UserError(f"{where}: {line!r} is not a feature option asr-init computes with")
+        changes[field] = _convert(value, "float | int" if field == "sample_rate" else kind, where)
     return changes
 
 
 def _convert(text: str, kind: str, where: str):
-    """`text` as Kaldi's ParseOptions reads a value of type `kind` (a whole float for an int)."""
+    """`text` as Kaldi's ParseOptions reads a value of type `kind`; "float | int": a float option
+    asr-init keeps as an integer (--sample-frequency), which must be a whole number."""
+    names = {"bool": "a bool (true or false)", "int": "an integer", "float": "a number", "str": "a string"}
     try:
         if "bool" in kind:
-            bools = {"true": True, "t": True, "1": True, "": True, "false": False, "f": False, "0": False}
-            return bools[text.lower()]
-        if kind.startswith("int"):
+            return {"true": True, "t": True, "1": True, "": True, "false": False, "f": False, "0": False}[text.lower()]
+        if kind == "float | int":
             number = float(text)
             if not number.is_integer():
                 raise ValueError(text)
             return int(number)
-        return text if kind == "str" else float(text)
+        return int(text) if kind.startswith("int") else text if kind == "str" else float(text)
     except (KeyError, ValueError, OverflowError):
-        raise UserError(f"{where}: {text!r} is not a {kind.split(' |')[0]}") from None
+        kind = "int" if kind == "float | int" else kind.split(" |")[0]
+        raise UserError(f"{where}: {text!r} is not {names[kind]}") from None
 
 
-def _samples(rate: int, ms: float) -> int:
-    """Samples in `ms` milliseconds, as Kaldi's WindowSize/WindowShift count them: float options,
-    a double product, truncated (feature-window.h)."""
+def _samples(rate: int, ms: float, kind: str) -> int:
+    """Samples in `ms` milliseconds: for Kaldi's features as its WindowSize/WindowShift count them
+    (float options, a double product, truncated: feature-window.h); librosa's MFCC round them."""
+    if kind == "librosa-mfcc":
+        return int(round(rate * ms / 1000))
     return int(float(np.float32(rate)) * 0.001 * float(np.float32(ms)))
 
 

@@ -140,8 +140,8 @@ _Malformed = KaldiFormatError
 
 def read_nnet(path: Path, empty: bool = False) -> list[Component]:
     """The components of an nnet1 file (binary or text); a malformed file, a component asr-init
-    does not know, or (unless `empty`: a feature transform that does nothing) none at all is a
-    UserError naming the file."""
+    does not know, or none at all (unless `empty` and the file is '<Nnet> </Nnet>': a feature
+    transform that does nothing) is a UserError naming the file."""
     from asr_init.io import read_regular_file
 
     path = Path(path)
@@ -184,8 +184,8 @@ def read_nnet(path: Path, empty: bool = False) -> list[Component]:
             components.append(comp)
     except _Malformed as exc:
         raise UserError(f"Kaldi network {path} is malformed: {exc}") from None
-    if not components and not empty:
-        raise UserError(f"Kaldi network {path} holds no components")
+    if not components and not (empty and data.removeprefix(b"\0B").split() == [b"<Nnet>", b"</Nnet>"]):
+        raise UserError(f"Kaldi network {path} holds no components" + (" (an empty one is '<Nnet> </Nnet>')" * empty))
     return components
 
 

@@ -200,7 +200,7 @@ def test_kaldi_config_files_round_trip_and_bad_lines_are_named(tmp_path):
     }
     for text, message in [
         ("--vtln-warp=1.1", "is not a feature option asr-init computes with"),
-        ("--num-ceps=thirteen", "'thirteen' is not a int"),
+        ("--num-ceps=thirteen", "'thirteen' is not an integer"),
         ("--use-energy=maybe", "'maybe' is not a bool"),
         ("num-ceps=13", "is not a feature option"),
         ("--htk-compat=true", "is not a feature option"),
@@ -213,13 +213,15 @@ def test_kaldi_config_files_round_trip_and_bad_lines_are_named(tmp_path):
 def test_kaldi_config_files_are_read_as_kaldis_parse_options_reads_them(tmp_path):
     """Names with "_", a bare bool, t/f, a float sample frequency, and options asr-init does not
     compute with set to Kaldi's defaults: compute-mfcc-feats --config reads all of them."""
-    text = ("--use_energy=false\n--snip-edges=T\n--raw-energy\n--remove-dc-offset=f\n--sample-frequency=8000.0\n"
+    text = ("--use_energy=false\n--snip-edges= T\n--raw-energy\n--remove-dc-offset=f\n--sample-frequency=8000.0\n"
             "--subtract-mean=false\n--vtln-warp=1.0\n--Round_To_Power_Of_Two\n--channel=-1\n")  # fmt: skip
     assert read_kaldi_conf(_write(tmp_path, text)) == {
         "use_energy": False, "snip_edges": True, "raw_energy": True, "remove_dc": False, "sample_rate": 8000,
     }  # fmt: skip
-    refused = {"--sample-frequency=8000.5": "'8000.5' is not a int", "--num-ceps": "gives no value",
-               "--subtract-mean=true": "is not a feature option", "--channel=1": "is not a feature option"}  # fmt: skip
+    refused = {"--sample-frequency=8000.5": "'8000.5' is not an integer", "--num-ceps": "gives no value",
+               "--subtract-mean=true": "is not a feature option", "--channel=1": "is not a feature option",
+               "--use-energy=": "gives no value", "--use-power=": "gives no value",
+               "--num-mel-bins=23.0": "'23.0' is not an integer"}  # fmt: skip
     for line, message in refused.items():
         with pytest.raises(UserError, match=message):
             read_kaldi_conf(_write(tmp_path, line))
@@ -230,6 +232,7 @@ def test_window_and_shift_are_truncated_as_kaldis():
     for rate, ms, samples in [(16000, 25.0, 400), (16000, 10.0, 160), (8000, 25.1, 200), (11025, 25.0, 275),
                               (11025, 10.0, 110), (22050, 10.0, 220), (44100, 25.0, 1102)]:  # fmt: skip
         assert FeatureConfig(sample_rate=rate, frame_length_ms=ms).frame_length == samples, (rate, ms)
+    assert FeatureConfig(kind="librosa-mfcc", sample_rate=11025).frame_length == 276  # librosa's: rounded, as before
 
 
 def _write(tmp_path, text):

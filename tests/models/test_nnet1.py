@@ -147,6 +147,10 @@ def test_a_network_trained_without_a_feature_transform_reads_with_an_empty_one(t
     net = load_kaldi_network(tmp_path / "exp" / "final.nnet")
     assert not net.folded and net.pipeline.splice == 0 and not net.pipeline.squash
     assert net.pipeline.mean == (0.0,) * 13 and net.pipeline.std == (1.0,) * 13
+    for damaged in (b"", b"\0B", b"<Nnet> "):  # a failed copy is not an empty transform
+        (tmp_path / "exp" / "final.feature_transform").write_bytes(damaged)
+        with pytest.raises(UserError, match=r"holds no components \(an empty one is '<Nnet> </Nnet>'\)"):
+            load_kaldi_network(tmp_path / "exp" / "final.nnet")
     (tmp_path / "exp" / "final.feature_transform").unlink()
     with pytest.raises(UserError, match="for a network trained without one, a file holding '<Nnet> </Nnet>'"):
         load_kaldi_network(tmp_path / "exp" / "final.nnet")
