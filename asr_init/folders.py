@@ -44,10 +44,11 @@ def lock_path(folder: Path) -> Path:
 
 
 @contextmanager
-def _locked(folder: Path, exclusive: bool, option: str) -> Iterator[None]:
-    """A non-blocking flock on FOLDER's lock file, or a UserError naming the holder. A reader
-    of a folder whose lock file cannot be made (a read-only place) reads without one: nothing
-    can write there either."""
+def _locked(folder: Path, exclusive: bool, option: str, wait: str | None = None) -> Iterator[None]:
+    """A non-blocking flock on FOLDER's lock file, or a UserError naming the holder (with `wait`,
+    a message: that message printed, then a wait for the holder to finish). A reader of a folder
+    whose lock file cannot be made (a read-only place) reads without one: nothing can write
+    there either."""
     path = lock_path(folder)
     try:  # never through a link: truncating the lock would empty whatever file it points to
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
@@ -61,14 +62,21 @@ def _locked(folder: Path, exclusive: bool, option: str) -> Iterator[None]:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise UserError(f"lock file {path} is not a regular file; remove it (asr-init makes its own)")
+        mode, busy = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, False
         try:
-            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
                 raise
-            owner = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            owner, busy = os.pread(fd, 32, 0).decode(errors="replace").strip(), True
+        if busy and wait is None:
             doing = f"written by another asr-init run (pid {owner})" if owner else "read by another asr-init run"
-            raise UserError(f"{option} {folder} is being {doing}; wait for it to finish or choose another") from None
+            raise UserError(f"{option} {folder} is being {doing}; wait for it to finish or choose another")
+        if busy:
+            from asr_init.progress import console
+
+            console.print(wait)
+            fcntl.flock(fd, mode)
         if exclusive:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -79,6 +87,15 @@ def _locked(folder: Path, exclusive: bool, option: str) -> Iterator[None]:
                 os.ftruncate(fd, 0)  # the file stays: unlinking it would let two runs lock two files
     finally:
         os.close(fd)
+
+
+@contextmanager
+def taking_turns(folder: Path, message: str) -> Iterator[None]:
+    """Hold FOLDER's lock alone, after whoever holds it (`message` printed while waiting): for
+    the commands that make a shared folder (the embedded corpus) one after another."""
+    _make(folder.parent)
+    with _locked(folder, True, "folder", wait=message):
+        yield
 
 
 @contextmanager

@@ -9,7 +9,6 @@ Utterance i always gets the same content, whatever the number of worker processe
 
 from __future__ import annotations
 
-import fcntl
 import json
 import multiprocessing
 import os
@@ -28,9 +27,9 @@ from asr_init.corpora.config import SynthConfig
 from asr_init.corpora.readers import read_label_map
 from asr_init.corpora.sentences import make_sentence
 from asr_init.errors import UserError
-from asr_init.folders import output_folder
+from asr_init.folders import output_folder, taking_turns
 from asr_init.io import write_json_atomic
-from asr_init.progress import console, progress_bar
+from asr_init.progress import progress_bar
 
 ACCENTS = ("en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-us-nyc", "en-029")
 MALE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "klatt", "klatt2")
@@ -265,18 +264,6 @@ def default_corpus(config: SynthConfig) -> Path:
     path = cache_dir() / f"espeak-{config.hours:g}h-{config.speakers}spk-{snr}-seed{config.seed}"
     if (path / "corpus.json").is_file():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    turn = path.with_name(f".{path.name}.making")  # a second command waits for the first's corpus
-    try:  # never through a link, never a FIFO's blocking open
-        fd = os.open(turn, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
-    except OSError as exc:
-        raise UserError(f"cannot open {turn} ({exc.strerror}); remove it (asr-init makes its own)") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            console.print(f"waiting for another asr-init run to make the embedded corpus {path}")
-            fcntl.flock(fd, fcntl.LOCK_EX)
+    # A second command waits for the first's corpus; the turn is a lock of its own (--out's is synthesize_corpus's).
+    with taking_turns(path.with_name(f"{path.name}.making"), f"waiting for another asr-init run to make {path}"):
         return path if (path / "corpus.json").is_file() else synthesize_corpus(path, config)
-    finally:
-        os.close(fd)

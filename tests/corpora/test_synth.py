@@ -87,24 +87,45 @@ def test_extract_default_corpus_via_cli(tmp_path):
     assert summary["empty_mel_bands"] == []
 
 
-def test_two_extracts_of_the_embedded_corpus_at_once_share_it(tmp_path):
+def test_an_extract_waits_for_the_embedded_corpus_another_command_is_making(tmp_path):
     """The second of two extracts of a corpus not made yet failed, naming the cache as its --out
-    ("being written by another asr-init run"): it waits for the first to make the corpus."""
+    ("being written by another asr-init run"): it waits for the other (here the test, holding the
+    turn) and then goes on."""
     import subprocess
     import sys
-    import time
 
-    env = {**os.environ, "ASR_INIT_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(Path(__file__).parents[2])}
-    cmd = [sys.executable, "-m", "asr_init.cli", "extract", "--hours", "0.02", "--jobs", "1", "--out"]
-    first = subprocess.Popen([*cmd, str(tmp_path / "a")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    while not list((tmp_path / "cache").glob("*.tmp-*")) and first.poll() is None:
-        time.sleep(0.05)  # the first is making the corpus
-    second = subprocess.run([*cmd, str(tmp_path / "b")], env=env, capture_output=True, text=True, timeout=300)
-    assert first.wait(timeout=300) == 0 and second.returncode == 0, second.stdout + second.stderr
-    assert "waiting for another asr-init run to make the embedded corpus" in " ".join(
-        (second.stdout + second.stderr).split()
-    )
-    assert len(list((tmp_path / "cache").glob("espeak-*"))) == 1
+    from asr_init.folders import taking_turns
+
+    cache = tmp_path / "cache"
+    env = {**os.environ, "ASR_INIT_CACHE": str(cache), "PYTHONPATH": str(Path(__file__).parents[2])}
+    cmd = [
+        sys.executable,
+        "-m",
+        "asr_init.cli",
+        "extract",
+        "--hours",
+        "0.02",
+        "--jobs",
+        "1",
+        "--out",
+        str(tmp_path / "a"),
+    ]
+    with taking_turns(cache / "espeak-0.02h-40spk-snr20-seed0.making", "test"):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seen = ""
+        while "waiting for another asr-init run" not in " ".join(seen.split()) and proc.poll() is None:
+            seen += proc.stdout.readline()
+    output = seen + proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0 and "waiting for another asr-init run to make" in " ".join(seen.split()), output
+    assert (cache / "espeak-0.02h-40spk-snr20-seed0" / "corpus.json").is_file()
+
+
+def test_a_cache_under_a_file_is_one_error_line(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("ASR_INIT_CACHE", str(tmp_path / "afile" / "sub"))
+    result = CliRunner().invoke(app, ["extract", "--out", str(tmp_path / "store"), "--hours", "0.02"])
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 1 and len(errors) == 1 and "afile" in errors[0], result.output
 
 
 def test_synthesis_is_deterministic_across_processes(tmp_path):
