@@ -21,7 +21,7 @@ from rich.markup import escape
 from asr_init.config import DEVICE_HELP
 from asr_init.corpora.config import SynthConfig
 from asr_init.errors import UserError
-from asr_init.evaluation.config import EvalConfig
+from asr_init.evaluation.config import MODEL_DECIDES, EvalConfig
 from asr_init.features.config import ExtractConfig, KaldiImportConfig
 from asr_init.models.config import InspectConfig
 from asr_init.progress import console, results
@@ -397,9 +397,6 @@ def evaluate(cfg: EvalConfig, store: Path, model: Path, out: Path | None) -> Non
     console.print(f"wrote {(out or model / f'eval-{cfg.split}') / 'results.json'} and confusion.png")
 
 
-MODEL_DECIDES = ("activation", "layers", "hidden", "splice", "init", "output_init")  # prune's MODEL sets these
-
-
 @command(
     "prune",
     "Magnitude pruning at several sparsities, fine-tuned masked.",
@@ -415,7 +412,7 @@ MODEL_DECIDES = ("activation", "layers", "hidden", "splice", "init", "output_ini
         "reuse_layers": 0,
         "dbn": None,
         "feature_transform": None,
-        **{name: getattr(FinetuneConfig(), name) for name in MODEL_DECIDES},
+        **{name: getattr(FinetuneConfig(), name) for name in MODEL_DECIDES},  # not prune's options
     },
 )  # 0.5: any share; MODEL's own shape, splice and activation are what it prunes
 def prune(cfg: FinetuneConfig, model: Path, out: Path, sparsities: str, store: Path | None, force: bool) -> None:

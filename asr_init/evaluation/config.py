@@ -38,3 +38,7 @@ class EvalConfig(ConfigBase):
             "every --penalties value must be a finite number",
         )
         check_device(self.device)
+
+
+# Settings a pruned network takes from prune's MODEL, whatever its config says: neither options nor records of prune.
+MODEL_DECIDES = ("activation", "layers", "hidden", "splice", "init", "output_init")

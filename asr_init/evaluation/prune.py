@@ -17,7 +17,7 @@ from pathlib import Path
 
 from asr_init.config import check_device
 from asr_init.errors import UserError
-from asr_init.evaluation.config import EvalConfig
+from asr_init.evaluation.config import MODEL_DECIDES, EvalConfig
 from asr_init.evaluation.evaluate import evaluate
 from asr_init.features.store import FeatureStore, store_identity
 from asr_init.folders import output_folder
@@ -50,7 +50,7 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
 
     input_pipeline(pruned(sparsities[0]), features)  # a --targets or --batch-norm the model contradicts: refused now
     settings = {"model": str(model.resolve()), "store": str(Path(store).resolve()), "sparsities": sparsities,
-                "config": config.to_dict(),
+                "config": {k: v for k, v in config.to_dict().items() if k not in MODEL_DECIDES},
                 "inputs": {"model": digest([model / "model.pt"]), "feature store": store_identity(store)}}  # fmt: skip
     inputs = {"model folder": model, "feature store": store}
     check_device(config.device)

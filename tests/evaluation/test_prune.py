@@ -97,6 +97,13 @@ def test_a_second_prune_run_says_it_is_complete_and_changes_nothing(blob_store, 
     assert result.exit_code == 0 and "/p already holds a finished prune run with these settings" in text
     assert "pruning " in text and "50%" in text
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "p").rglob("*")} == before
+    # MODEL's shape and activation are not prune's to record (a relu model's record said sigmoid); a record
+    # of an older asr-init that holds them is the same run
+    record = tmp_path / "p" / "prune.config.json"
+    settings = json.loads(record.read_text())
+    assert not {"activation", "hidden", "layers", "splice", "init", "output_init"} & set(settings["config"])
+    record.write_text(json.dumps(settings | {"config": settings["config"] | {"activation": "relu", "hidden": [9]}}))
+    assert "already holds a finished prune run" in " ".join(CliRunner().invoke(app, args).output.split())
 
 
 def test_a_model_that_is_not_a_finished_finetune_folder_is_named_for_what_it_is(blob_store, tmp_path):
