@@ -194,7 +194,7 @@ def output_folder(out: Path, settings: dict, *, record: str, finished: tuple[str
             if out == Path.cwd() or out in Path.cwd().parents:
                 raise UserError(f"--out {given} is the current folder or holds it; choose another --out")
             if out.exists() and not out.is_dir():
-                raise UserError(f"--out {out} is a file, not a folder; choose another --out (the file is kept)")
+                raise UserError(f"--out {given} is a file, not a folder; choose another --out (the file is kept)")
             _make(out.parent)
             if out.is_dir():  # what a user cannot change, a command does not replace
                 check_writable_folder(out)

@@ -283,6 +283,7 @@ def _mapper(jobs: int, initargs: tuple):
             # written to a pipe no one reads (which would hold the process at its exit).
             with contextlib.suppress(AttributeError, OSError):
                 pool._result_queue._writer.close()
+            with contextlib.suppress(AttributeError):
                 pool._call_queue.cancel_join_thread()
             pool.shutdown(wait=True, cancel_futures=True)  # its manager thread ended before the process ends
             raise

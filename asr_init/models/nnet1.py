@@ -339,18 +339,17 @@ def _wb(comp: Component) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(comp.params["linearity"].copy()), torch.from_numpy(comp.params["bias"].copy())
 
 
-def pipeline_from_transform(components: list[Component], path: Path, base: int) -> tuple:
-    """(FeaturePipeline, shift, scale): the pipeline a feature transform of `base` inputs amounts
-    to, and the per-input (shift, scale) it applies after splicing, beyond what the pipeline does.
-
-    The transform is a <Splice> of offsets -K..K and per-dimension <AddShift>/<Rescale>
-    (before or after the splice), then optionally <Sigmoid>, or nothing (the frames as they
-    are, as nnet-forward without --feature-transform). Kaldi's own transforms normalise each
-    spliced dimension with its own statistics, so the values differ slightly from one offset
-    to the next; asr-init normalises each feature dimension once. The pipeline takes the
-    centre frame's values, and the returned (shift, scale) of the spliced dimensions are the
-    rest: the transform computes (x + shift) * scale on the spliced input x, the pipeline
-    (x - mean) / std. For a transform asr-init wrote they are exactly those."""
+def pipeline_from_transform(
+    components: list[Component], path: Path, base: int
+) -> tuple[FeaturePipeline, np.ndarray, np.ndarray]:
+    """The pipeline a feature transform of `base` inputs amounts to, and the per-input (shift,
+    scale) it applies after splicing, beyond what the pipeline does. The transform is a <Splice>
+    of offsets -K..K and per-dimension <AddShift>/<Rescale> (before or after the splice), then
+    optionally <Sigmoid>, or nothing (the frames as they are, as nnet-forward without
+    --feature-transform). Kaldi's own transforms normalise each spliced dimension with its own
+    statistics; asr-init normalises each feature dimension once, taking the centre frame's
+    values, and the returned (shift, scale) are the rest: the transform computes
+    (x + shift) * scale on the spliced input x, the pipeline (x - mean) / std."""
     splice, shift, scale, squash = None, None, None, False
     for comp in components:
         if squash:

@@ -157,7 +157,8 @@ def _layer_checkpoint(path: Path, config: PretrainConfig, pipeline: FeaturePipel
 
 def _refuse_past(config: PretrainConfig, layer: int, begun: int, what: str) -> None:
     """refuse_past for layer `layer`, whose epochs --epochs-gauss (a Gaussian first layer) or --epochs sets."""
-    option = "--epochs-gauss" if layer == 1 and config.visible == "gauss" else "--epochs"
+    gauss = layer == 1 and config.visible == "gauss"
+    option = "--epochs" if not gauss else "--epochs-gauss" + (" (2 x --epochs)" if config.epochs_gauss is None else "")
     refuse_past(what, begun, option, config.layer_epochs(layer))
 
 

@@ -347,6 +347,16 @@ def test_fewer_epochs_than_a_layer_has_trained_are_refused(tiny_store, tmp_path)
     assert (tmp_path / "cut" / "dbn.pt").read_bytes() == dbn
 
 
+def test_the_refusal_says_when_the_gaussian_layers_epochs_are_twice_epochs():
+    """--epochs-gauss not given is 2 x --epochs: the refusal names where the number it gives comes from."""
+    from asr_init.training.pretrain import _refuse_past
+
+    with pytest.raises(
+        UserError, match=r"reached epoch 10, past --epochs-gauss \(2 x --epochs\) 6: give --epochs-gauss"
+    ):
+        _refuse_past(PretrainConfig(epochs=3), 1, 10, "layer 1 of out")
+
+
 @pytest.mark.parametrize(
     "layers, above",
     [(1, "; CD-1"), (2, "; layer 2 Bernoulli, 2 epochs at lr 0.04; CD-1"), (3, "; layers 2-3 Bernoulli, 2 epochs")],
