@@ -340,7 +340,8 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
     """Extract `corpus_path` into a feature store at `out_dir`; returns the summary.
 
     The embedded corpus, without --phones, has the fixed 39-phone set data/phones39.txt (recorded
-    in the store's settings as --phones). An existing complete store made with the same corpus
+    in the store's settings as --phones by that name, not where asr-init is installed). An existing
+    complete store made with the same corpus
     and settings is left as it is (the stage is done); a different one is replaced only with
     `force` (folders.py)."""
     config.validate()
@@ -357,6 +358,7 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
     features = _feature_config(config, rate)
     settings = {"corpus": str(corpus_path), "extract": config.settings(), "features": features.to_dict(),
                 "inputs": {"corpus": corpus_identity(corpus, corpus_path, config)}}  # fmt: skip
+    settings["extract"]["phones"] = _own_phones(settings["extract"]["phones"], corpus_path)
     inputs = [("corpus", corpus_path), ("--ctm file", config.ctm), ("--phones file", config.phones),
               ("--phone-map file", config.phone_map)]  # fmt: skip
     inputs += [("audio file", u.audio) for u in {u.audio.parent: u for u in corpus.utterances}.values()]
@@ -418,7 +420,16 @@ def _upgrade(record: dict) -> dict:
         record["features"] = FeatureConfig.from_store_config(record).to_dict()
         del record["mfcc"]
         record["extract"].pop("cmvn", None)
+    if isinstance(record.get("extract"), dict) and isinstance(record.get("corpus"), str):
+        record["extract"]["phones"] = _own_phones(record["extract"].get("phones"), Path(record["corpus"]))
     return record
+
+
+def _own_phones(phones, corpus: Path):
+    """The embedded corpus's phone set, asr-init's data/phones39.txt, by that name (an asr-init
+    installed elsewhere, another checkout or version, has the same set); --phones as given."""
+    own = isinstance(phones, str) and Path(phones).parts[-2:] == ("data", "phones39.txt") and is_embedded(corpus)
+    return "data/phones39.txt" if own else phones
 
 
 def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractConfig, headers: tuple[dict, dict],

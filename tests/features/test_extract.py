@@ -215,6 +215,20 @@ def _break_piped(d):
     return "wav.scp", "piped command"
 
 
+def test_a_store_of_the_embedded_corpus_made_by_another_asr_init_install_is_found_complete(espeak_corpus, tmp_path):
+    """The store's settings named the phone set by where asr-init was installed: the store (the
+    bench's cache) made by another checkout or version was refused as made with other settings."""
+    out = tmp_path / "store"
+    extract(espeak_corpus, out, ExtractConfig(jobs=1))
+    record = json.loads((out / "config.json").read_text())
+    assert record["extract"]["phones"] == "data/phones39.txt"
+    record["extract"]["phones"] = "/elsewhere/asr-init/data/phones39.txt"  # as an older asr-init there wrote it
+    (out / "config.json").write_text(json.dumps(record))
+    stamp = (out / "summary.json").stat().st_mtime_ns
+    extract(espeak_corpus, out, ExtractConfig(jobs=1))
+    assert (out / "summary.json").stat().st_mtime_ns == stamp
+
+
 def test_a_corpus_changed_in_place_is_refused_not_found_complete(kaldi_dir, espeak_corpus, tmp_path):
     """The store records its corpus's identity: audio recorded again or a label edited under the same
     path is refused, where it was 'already complete' with stale features; the embedded corpus is
