@@ -69,6 +69,8 @@ from asr_init.folders import output_folder, reading
 from asr_init.io import digest
 from asr_init.progress import console, progress_bar
 
+# The embedded corpus's phone set in a store's settings: by its name in the package, not where it is installed.
+OWN_PHONES = "data/phones39.txt"
 # The default rate is the corpus's own up to this: wideband ASR features stop at 8 kHz.
 MAX_DEFAULT_SAMPLE_RATE = 16000
 # A mel band whose long-term power is this far below the strongest band's carries no signal.
@@ -346,7 +348,8 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
     `force` (folders.py)."""
     config.validate()
     corpus_path = Path(corpus_path).resolve()
-    if config.phones is None and is_embedded(corpus_path):
+    own_phones = config.phones is None and is_embedded(corpus_path)
+    if own_phones:
         config = dataclasses.replace(config, phones=str(DATA_DIR / "phones39.txt"))
     corpus = read_corpus(
         corpus_path, ctm=Path(config.ctm) if config.ctm else None, tier=config.tier, include_sa=config.include_sa
@@ -358,7 +361,8 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
     features = _feature_config(config, rate)
     settings = {"corpus": str(corpus_path), "extract": config.settings(), "features": features.to_dict(),
                 "inputs": {"corpus": corpus_identity(corpus, corpus_path, config)}}  # fmt: skip
-    settings["extract"]["phones"] = _own_phones(settings["extract"]["phones"], corpus_path)
+    if own_phones:
+        settings["extract"]["phones"] = OWN_PHONES
     inputs = [("corpus", corpus_path), ("--ctm file", config.ctm), ("--phones file", config.phones),
               ("--phone-map file", config.phone_map)]  # fmt: skip
     inputs += [("audio file", u.audio) for u in {u.audio.parent: u for u in corpus.utterances}.values()]
@@ -426,10 +430,10 @@ def _upgrade(record: dict) -> dict:
 
 
 def _own_phones(phones, corpus: Path):
-    """The embedded corpus's phone set, asr-init's data/phones39.txt, by that name (an asr-init
-    installed elsewhere, another checkout or version, has the same set); --phones as given."""
+    """An older record's --phones: the embedded corpus's asr-init data/phones39.txt, wherever that
+    asr-init was installed, as OWN_PHONES; any other as it was."""
     own = isinstance(phones, str) and Path(phones).parts[-2:] == ("data", "phones39.txt") and is_embedded(corpus)
-    return "data/phones39.txt" if own else phones
+    return OWN_PHONES if own else phones
 
 
 def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractConfig, headers: tuple[dict, dict],

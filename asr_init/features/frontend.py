@@ -216,18 +216,19 @@ def read_kaldi_conf(path: Path) -> dict:
         line, where = line.split("#", 1)[0].strip(), f"{path}:{n}"
         if not line:
             continue
+        if not line.startswith("--"):
+            raise UserError(f"{where}: {line!r} is not a feature option asr-init computes with")
         name, equals, value = line[2:].partition("=")
         name, value = name.replace("_", "-").lower(), value.strip()
         if name in ("allow-downsample", "allow-upsample", "verbose"):
             continue
-        known = name in _KALDI_FIXED or name in KALDI_OPTIONS
         field = KALDI_OPTIONS.get(name)
         kind = types[field] if field else "bool" if isinstance(_KALDI_FIXED.get(name), bool) else "float"
-        if known and line.startswith("--") and not value and (equals or "bool" not in kind):  # Kaldi: "--x" is x=true
+        if (field or name in _KALDI_FIXED) and not value and (equals or "bool" not in kind):  # "--x" is x=true
             raise UserError(f"{where}: {line!r} gives no value")
-        if name in _KALDI_FIXED and line.startswith("--") and _convert(value, kind, where) == _KALDI_FIXED[name]:
+        if name in _KALDI_FIXED and _convert(value, kind, where) == _KALDI_FIXED[name]:
             continue
-        if field is None or not line.startswith("--"):
+        if field is None:
             raise UserError(f"{where}: {line!r} is not a feature option asr-init computes with")
         changes[field] = _convert(value, "float | int" if field == "sample_rate" else kind, where)
     return changes
