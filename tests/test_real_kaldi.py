@@ -53,7 +53,12 @@ def _kaldi_pipeline(corpus: Path, work: Path, tool: str, feature_opts: list[str]
         speakers.setdefault(spk, []).append(utt)
     (work / "spk2utt").write_text("".join(f"{spk} {' '.join(utts)}\n" for spk, utts in speakers.items()))
     (work / "utt2spk").write_text((corpus / "utt2spk").read_text())
-    _kaldi(tool, *feature_opts, "scp:wav.scp", "ark:raw.ark", cwd=work)
+    audio = "scp:wav.scp"
+    if (corpus / "segments").is_file():  # steps/make_mfcc.sh cuts the regions first
+        (work / "segments").write_text((corpus / "segments").read_text())
+        _kaldi("extract-segments", "scp:wav.scp", "segments", "ark:regions.ark", cwd=work)
+        audio = "ark:regions.ark"
+    _kaldi(tool, *feature_opts, audio, "ark:raw.ark", cwd=work)
     _kaldi("compute-cmvn-stats", "--spk2utt=ark:spk2utt", "ark:raw.ark", "ark:cmvn.ark", cwd=work)
     _kaldi("apply-cmvn", *cmvn_opts, "--utt2spk=ark:utt2spk", "ark:cmvn.ark", "ark:raw.ark", "ark:cmvn-applied.ark",
            cwd=work)  # fmt: skip
@@ -82,6 +87,45 @@ def test_extracted_frames_are_kaldis(tmp_path, features, tool, norm_vars, channe
     kaldi = _kaldi_pipeline(corpus, tmp_path / "kaldi", tool, ["--dither=0"], cmvn, [])
     store = FeatureStore(tmp_path / "store")
     assert sorted(kaldi) == sorted(r.id for r in store.records)
+    for rec in store.records:
+        np.testing.assert_allclose(store.features(rec), kaldi[rec.id], rtol=1e-2, atol=2e-2)
+
+
+def _tie(k: int, rate: int = 16000) -> str:
+    """A time in seconds, as a decimal, at which j + 0.5 samples fall (in double precision), j >= k."""
+    times = (f"{(j + 0.5) / rate:.{d}f}" for j in range(k, k + 100) for d in range(4, 12))
+    return next(t for t in times if float(t) * rate % 1 == 0.5)
+
+
+@pytest.mark.skipif(not (BIN / "extract-segments").is_file(), reason="no extract-segments in ASR_INIT_KALDI_BIN")
+def test_segments_regions_give_the_frames_of_what_extract_segments_cuts(tmp_path):
+    """A `segments` file with boundaries half-way between two samples and ends up to 0.5 s past
+    their recording: extract cuts the samples extract-segments cuts (the frame-level match is
+    exact at the sample level below), and its frames are compute-mfcc-feats' of those."""
+    from asr_init.corpora.readers import read_kaldi_dir
+    from asr_init.features.frontend import audio_blocks
+
+    corpus = write_kaldi_dir(tmp_path / "c", speakers=3, utts_per_speaker=2)
+    segments, utt2spk, ctm = [], [], []
+    for line in (corpus / "utt2spk").read_text().splitlines():
+        rec, spk = line.split()
+        n = sf.info(corpus / "wav" / f"{rec}.wav").frames
+        regions = [(f"{rec}-a", _tie(1600 + len(ctm)), _tie(8000 + len(ctm))), (f"{rec}-b", "0.5625", n / 16000 + 0.3)]
+        for utt, start, end in regions:
+            segments.append(f"{utt} {rec} {start} {end}\n")
+            length = min(float(end), n / 16000) - float(start) - 0.02
+            utt2spk.append(f"{utt} {spk}\n")
+            ctm += [f"{utt} 1 0.00 0.10 sil\n", f"{utt} 1 0.10 {length - 0.1:.4f} aa\n"]
+    for name, lines in [("segments", segments), ("utt2spk", utt2spk), ("phones.ctm", ctm)]:
+        (corpus / name).write_text("".join(lines))
+    kaldi = _kaldi_pipeline(corpus, tmp_path / "kaldi", "compute-mfcc-feats", ["--dither=0"], [], [])
+    cut = dict(kaldiio.load_ark(str(tmp_path / "kaldi" / "regions.ark")))
+    for utt in read_kaldi_dir(corpus).utterances:
+        samples = np.concatenate(list(audio_blocks(utt, 16000)))
+        np.testing.assert_array_equal(samples * 32768, cut[utt.id][1])
+    extract(corpus, tmp_path / "store", ExtractConfig(dither=0.0, jobs=1, dev_fraction=0, test_fraction=0.3))
+    store = FeatureStore(tmp_path / "store")
+    assert sorted(kaldi) == sorted(r.id for r in store.records) and len(kaldi) == 12
     for rec in store.records:
         np.testing.assert_allclose(store.features(rec), kaldi[rec.id], rtol=1e-2, atol=2e-2)
 

@@ -41,6 +41,7 @@ from asr_init.features.config import KINDS, MIN_SAMPLE_RATE
 WINDOWS = ("povey", "hamming", "hanning", "rectangular", "blackman")
 STATES_PER_PHONE = 3
 _END_TOLERANCE_S = 0.01  # an alignment may run past the audio by this much (rounding in CTM writers)
+_MAX_OVERSHOOT_S = 0.5  # a `segments` end may run past its recording by this much (extract-segments' default)
 _EPS = float(np.finfo(np.float32).eps)
 _CHUNK = 512  # frames computed together, so that their arrays stay in the cache (docs/bench.md)
 DITHER_TABLE = 1 << 18  # dither samples drawn once per seed (16 s at 16 kHz), read round from an utterance's own start
@@ -332,8 +333,7 @@ def _open_audio(utt: Utterance):
         fh = sf.SoundFile(str(utt.audio))
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise UserError(f"{utt.audio}: cannot read audio of utterance {utt.id} ({exc})") from None
-    start = int(round(utt.start * fh.samplerate))
-    stop = fh.frames if utt.end is None else int(round(utt.end * fh.samplerate))
+    start, stop = _region(utt.start, utt.end, fh.frames, fh.samplerate)
     problem = None
     if fh.frames == 0:
         problem = f"{utt.audio}: audio file of utterance {utt.id} is empty (0 samples)"
@@ -341,13 +341,27 @@ def _open_audio(utt: Utterance):
         problem = (f"{utt.audio}: audio file of utterance {utt.id} is at {fh.samplerate} Hz, below the lowest rate "
                    f"extract reads ({MIN_SAMPLE_RATE} Hz); resample it to at least {MIN_SAMPLE_RATE} Hz, or mend its "
                    "header if the rate is wrong")  # fmt: skip
-    elif start >= fh.frames or stop <= start or stop > fh.frames + int(_END_TOLERANCE_S * fh.samplerate):
+    elif start >= fh.frames or stop <= start:
         problem = (f"{utt.audio}: region {utt.start:.3f}-{utt.end}s of utterance {utt.id} is past the end of the "
-                   f"audio ({fh.frames / fh.samplerate:.3f}s)")  # fmt: skip
+                   f"audio ({fh.frames / fh.samplerate:.3f}s, and an end may pass it by {_MAX_OVERSHOOT_S:g}s)"
+                   )  # fmt: skip
     if problem:
         fh.close()
         raise UserError(problem)
-    return fh, start, min(stop, fh.frames)
+    return fh, start, stop
+
+
+def _region(start: float, end: float | None, frames: int, rate: int) -> tuple[int, int]:
+    """The samples [first, stop) of a `segments` region `start`-`end` s (None: to the end) of a
+    recording of `frames` samples at `rate` Hz, as extract-segments cuts them: each time x rate
+    + 0.5 truncated (a double; a tie rounds up), an end past the recording by at most
+    --max-overshoot (0.5 s; its float32 length plus that, compared) cut at its end, one further
+    past it left empty (0, 0)."""
+    length = np.float32(frames) / np.float32(rate)
+    if end is not None and end > float(length + np.float32(_MAX_OVERSHOOT_S)):
+        return 0, 0
+    end = float(length) if end is None or end > float(length) else end
+    return int(start * rate + 0.5), min(int(end * rate + 0.5), frames)
 
 
 def _check_finite(block: np.ndarray, utt: Utterance, offset: int, rate: int) -> None:

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from conftest import kaldi_native_features, make_audio, random_segments
 
-from asr_init.corpora.readers import PhoneSegment
+from asr_init.corpora.readers import PhoneSegment, Utterance
 from asr_init.errors import UserError
 from asr_init.features.frontend import (
     FeatureConfig,
     KaldiFeatures,
     add_deltas,
     apply_cmvn,
+    audio_blocks,
     cmvn_stats,
     frame_targets,
     librosa_mfcc,
@@ -301,3 +302,36 @@ def test_librosa_mfcc_is_librosas(sr):
     feats, power = librosa_mfcc(audio, config)
     np.testing.assert_array_equal(feats[:, :13], reference.T.astype(np.float32))
     assert feats.shape == (1 + sr // config.frame_shift, 39) and power.shape == (40,)
+
+
+@pytest.mark.parametrize(
+    "start, end, first, stop",
+    [
+        ("0.10003125", "0.5", 1601, 8000),  # 1600.5 samples: a tie rounds up (round() made it 1600)
+        ("0.30015625", "0.5", 4803, 8000),  # 4802.5 (round(): 4802)
+        ("0.2", "0.30015625", 3200, 4803),
+        ("0.6", "1.4999", 9600, 16000),  # an end up to 0.5 s past the recording is cut at its end
+        ("0.6", "-1", 9600, 16000),
+    ],
+)
+def test_segments_regions_are_the_samples_extract_segments_cuts(tmp_path, start, end, first, stop):
+    """extract-segments (featbin/extract-segments.cc) takes samples int(t * rate + 0.5) and cuts an
+    end past the recording by at most --max-overshoot (0.5 s) at its end: a ramp's samples tell
+    which ones a region gets."""
+    import soundfile as sf
+
+    sf.write(tmp_path / "r.wav", np.arange(16000, dtype=np.int16), 16000)
+    seconds = float(end)
+    utt = Utterance("u", "s", tmp_path / "r.wav", (), float(start), None if seconds < 0 else seconds)
+    got = np.concatenate(list(audio_blocks(utt, 16000))) * 32768
+    np.testing.assert_array_equal(got, np.arange(first, stop))
+
+
+def test_a_segments_region_further_past_its_recording_is_refused(tmp_path):
+    import soundfile as sf
+
+    sf.write(tmp_path / "r.wav", np.zeros(16000, np.int16), 16000)
+    utt = Utterance("u", "s", tmp_path / "r.wav", (), 0.6, 1.5001)
+    with pytest.raises(UserError, match=r"r\.wav: region 0\.600-1\.5001s of utterance u is past the end of the audio "
+                       r"\(1\.000s, and an end may pass it by 0\.5s\)"):  # fmt: skip
+        next(audio_blocks(utt, 16000))
