@@ -130,6 +130,30 @@ def test_segments_regions_give_the_frames_of_what_extract_segments_cuts(tmp_path
         np.testing.assert_allclose(store.features(rec), kaldi[rec.id], rtol=1e-2, atol=2e-2)
 
 
+@pytest.mark.skipif(not (BIN / "wav-copy").is_file(), reason="no wav-copy in ASR_INIT_KALDI_BIN")
+def test_a_wav_archive_wav_copy_wrote_gives_the_frames_of_its_files(tmp_path):
+    """`wav-copy scp:wav.scp ark,scp:wavs.ark,wav.scp`: extract reads each recording at its offset
+    in the archive, and the store is the one the separate files give, and Kaldi's frames."""
+    import shutil
+
+    plain = write_kaldi_dir(tmp_path / "plain", speakers=3, utts_per_speaker=2)
+    packed = tmp_path / "packed"
+    shutil.copytree(plain, packed)
+    lines = (plain / "wav.scp").read_text().splitlines()
+    (tmp_path / "files.scp").write_text("".join(f"{k} {(plain / p).resolve()}\n" for k, p in map(str.split, lines)))
+    _kaldi("wav-copy", f"scp:{tmp_path / 'files.scp'}", "ark,scp:wavs.ark,wav.scp", cwd=packed)
+    shutil.rmtree(packed / "wav")
+    assert ":" in (packed / "wav.scp").read_text().split()[1]
+    config = ExtractConfig(dither=0.0, jobs=1, dev_fraction=0, test_fraction=0.3)
+    stores = [FeatureStore(extract(d, tmp_path / f"{d.name}.store", config) and tmp_path / f"{d.name}.store")
+              for d in (plain, packed)]  # fmt: skip
+    kaldi = _kaldi_pipeline(packed, tmp_path / "kaldi", "compute-mfcc-feats", ["--dither=0"], [], [])
+    assert [r.id for r in stores[0].records] == [r.id for r in stores[1].records] and len(kaldi) == 6
+    for a, b in zip(stores[0].records, stores[1].records):
+        np.testing.assert_array_equal(stores[0].features(a), stores[1].features(b))
+        np.testing.assert_allclose(stores[1].features(b), kaldi[b.id], rtol=1e-2, atol=2e-2)
+
+
 def test_exported_model_gives_its_frame_accuracy_on_kaldi_made_features(tmp_path):
     """extract -> pretrain -> finetune -> export-kaldi; Kaldi then makes the features from the
     exported conf/mfcc.conf, cmvn_opts and delta_opts and runs nnet-forward with the exported

@@ -37,7 +37,9 @@ class Utterance:
     """One utterance: where its audio is and what was said when.
 
     `start`/`end` select a region of the audio file (Kaldi `segments`); `end=None` means
-    to the end of the file. `split` is a layout's own split (TIMIT), or None.
+    to the end of the file. `split` is a layout's own split (TIMIT), or None. `offset`: the
+    byte at which the recording's WAV starts in `audio`, a wav archive (wav.scp's
+    `wavs.ark:10`, as wav-copy writes it); None: `audio` is a file of its own.
     """
 
     id: str
@@ -48,6 +50,7 @@ class Utterance:
     end: float | None = None
     split: str | None = None
     source: str = ""  # the file the alignment came from, for error messages
+    offset: int | None = None
 
 
 @dataclass(frozen=True)
@@ -169,16 +172,18 @@ def read_kaldi_dir(data_dir: Path, ctm: Path | None = None) -> Corpus:
             raise UserError(f"{ctm_path}: utterance {utt} has no alignment")
         segs = aligned[utt]
         check_segments(utt, segs, str(ctm_path))
-        utterances.append(Utterance(utt, utt2spk[utt], recordings[rec], tuple(segs), start, end, None, str(ctm_path)))
+        audio, offset = recordings[rec]
+        utterances.append(Utterance(utt, utt2spk[utt], audio, tuple(segs), start, end, None, str(ctm_path), offset))
     extra = sorted(set(aligned) - set(regions))
     if extra:
         raise UserError(f"{ctm_path}: utterance {extra[0]} is aligned but not in {data_dir / 'wav.scp'}/segments")
     return Corpus("kaldi", utterances)
 
 
-def _read_wav_scp(data_dir: Path) -> dict[str, Path]:
-    """Recording id -> audio file; the id ends at the first run of spaces or tabs, as in Kaldi.
-    A piped command is refused, never run."""
+def _read_wav_scp(data_dir: Path) -> dict[str, tuple[Path, int | None]]:
+    """Recording id -> (audio file, None), or (wav archive, byte offset) for `wavs.ark:10` where
+    no file has that name; the id ends at the first run of spaces or tabs, as in Kaldi. A piped
+    command is refused, never run."""
     wav_scp = data_dir / "wav.scp"
     recordings = []
     for n, line in enumerate(read_text(wav_scp).splitlines(), 1):
@@ -194,12 +199,8 @@ def _read_wav_scp(data_dir: Path) -> dict[str, Path]:
                 "convert the audio to files first)"
             )
         path, (archive, _, offset) = data_dir / rest, rest.rpartition(":")  # an absolute `rest` stays as it is
-        if offset.isdigit() and not path.exists() and (data_dir / archive).is_file():
-            raise UserError(
-                f"{wav_scp}:{n}: recording {key} is at byte {offset} of the archive {archive} (as wav-copy writes "
-                "one); asr-init reads audio files: give each recording a file of its own"
-            )
-        recordings.append((key, f"{wav_scp}:{n}", path))
+        entry = offset.isdigit() and offset.isascii() and not path.exists() and (data_dir / archive).is_file()
+        recordings.append((key, f"{wav_scp}:{n}", (data_dir / archive, int(offset)) if entry else (path, None)))
     return unique(recordings, "recording")
 
 

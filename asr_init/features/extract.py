@@ -356,7 +356,7 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
     )
     if not corpus.utterances:
         raise UserError(f"corpus {corpus_path} has no utterances")
-    file_rates, channels = read_audio_headers(u.audio for u in corpus.utterances)
+    file_rates, channels = read_audio_headers(corpus.utterances)
     rate = resolve_sample_rate(file_rates, config.requested_rate(), corpus_path)
     features = _feature_config(config, rate)
     settings = {"corpus": str(corpus_path), "extract": config.settings(), "features": features.to_dict(),

@@ -27,6 +27,8 @@ equal parts, the begin/middle/end states of a 3-state HMM.
 from __future__ import annotations
 
 import dataclasses
+import io
+import os
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -264,22 +266,97 @@ def _samples(rate: int, ms: float, kind: str) -> int:
 # --------------------------------------------------------------------------- audio
 
 
-def read_audio_headers(paths: Iterable[Path]) -> tuple[dict[Path, int], dict[Path, int]]:
-    """(sample rate, channels) of each regular audio file, from its header (soundfile.info: no
-    decoding); files that cannot be opened are left out (extraction reports them)."""
+def read_audio_headers(utterances: Iterable[Utterance]) -> tuple[dict[Path, int], dict[Path, int]]:
+    """(sample rate, channels) of each regular audio file the utterances are in, from its header
+    (no decoding; of a wav archive, its first utterance's WAV's); files that cannot be opened are
+    left out (extraction reports them)."""
     import soundfile as sf
 
     rates: dict[Path, int] = {}
     channels: dict[Path, int] = {}
-    for path in paths:
-        if path in rates or not path.is_file():  # a pipe or a device would block or never end
+    for utt in utterances:
+        if utt.audio in rates or not utt.audio.is_file():  # a pipe or a device would block or never end
             continue
         try:
-            info = sf.info(str(path))
-        except (sf.LibsndfileError, RuntimeError, OSError):
+            with _sound_file(utt) as fh:
+                rates[utt.audio], channels[utt.audio] = int(fh.samplerate), int(fh.channels)
+        except (sf.LibsndfileError, RuntimeError, OSError, UserError):
             continue
-        rates[path], channels[path] = int(info.samplerate), int(info.channels)
     return rates, channels
+
+
+def _sound_file(utt: Utterance):
+    """The utterance's audio, open (soundfile.SoundFile): its file, or the bytes of its WAV in a
+    wav archive (`utt.offset`), from the RIFF header there to the end of the data chunk it names:
+    its header must be there and its samples within the file (a UserError naming both)."""
+    import soundfile as sf
+
+    if utt.offset is None:
+        return sf.SoundFile(str(utt.audio))
+    fh = open(utt.audio, "rb")  # noqa: SIM115 (closed with the SoundFile that reads it, or here)
+    try:
+        end = _wav_end(fh, utt.offset, f"{utt.audio}:{utt.offset}: the WAV of utterance {utt.id}")
+        return sf.SoundFile(_Window(fh, utt.offset, end))
+    except BaseException:
+        fh.close()
+        raise
+
+
+def _wav_end(fh, offset: int, what: str) -> int:
+    """The byte after the data chunk of the RIFF (or big-endian RIFX) WAV at byte `offset` of
+    the binary file `fh`, found as Kaldi's WaveInfo::Read finds it: the chunks after "WAVE"
+    passed over to "data"; a UserError (starting `what`) if there is none, or if its samples
+    would run past the file's end (a truncated archive, or Kaldi's 'stream mode' sizes)."""
+    size = os.fstat(fh.fileno()).st_size
+    fh.seek(offset)
+    head = fh.read(12)
+    if head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        raise UserError(f"{what} is not there: no RIFF/WAVE header at that byte (found {head[:12]!r})")
+    order, at = "little" if head[:4] == b"RIFF" else "big", offset + 12
+    while True:
+        fh.seek(at)
+        chunk = fh.read(8)
+        if len(chunk) < 8:
+            raise UserError(f"{what} has no data chunk before the end of the file ({size} bytes)")
+        tag, length, at = chunk[:4], int.from_bytes(chunk[4:], order), at + 8
+        if tag == b"data":
+            break
+        at += length
+    if at + length > size:
+        raise UserError(f"{what} claims {length} bytes of samples, but the file holds {size - at} after its header")
+    return at + length
+
+
+class _Window(io.RawIOBase):
+    """Bytes [start, end) of a binary file, read as a file of their own (what soundfile reads a
+    WAV in an archive from); closing it closes the file."""
+
+    def __init__(self, fh, start: int, end: int):
+        super().__init__()
+        self.fh, self.start, self.size, self.pos = fh, start, end - start, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self.pos = max(0, pos + (0, self.pos, self.size)[whence])
+        return self.pos
+
+    def readinto(self, buffer) -> int:
+        self.fh.seek(self.start + self.pos)
+        got = self.fh.readinto(memoryview(buffer)[: max(0, min(len(buffer), self.size - self.pos))])
+        self.pos += got
+        return got
+
+    def close(self) -> None:
+        self.fh.close()
+        super().close()
 
 
 def audio_blocks(utt: Utterance, rate: int, block_seconds: float = 30.0, first_channel: bool = False
@@ -330,7 +407,7 @@ def _open_audio(utt: Utterance):
         what = "is not a regular file (a pipe or a device?)" if utt.audio.exists() else "does not exist"
         raise UserError(f"{utt.audio}: audio file of utterance {utt.id} {what}")
     try:
-        fh = sf.SoundFile(str(utt.audio))
+        fh = _sound_file(utt)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise UserError(f"{utt.audio}: cannot read audio of utterance {utt.id} ({exc})") from None
     start, stop = _region(utt.start, utt.end, fh.frames, fh.samplerate)

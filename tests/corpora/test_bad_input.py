@@ -193,3 +193,25 @@ def test_wav_with_nan_samples_stops_extract_or_is_skipped(small_kaldi, tmp_path)
     assert summary["utterances"] == 3
     assert len(summary["skipped"]) == 1 and "spk1-utt0.wav" in summary["skipped"][0]
     assert "first at sample 1000 (0.062s)" in summary["skipped"][0]
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda ark: ark, r"wavs\.ark:12: the WAV of .* is not there: no RIFF/WAVE header at that byte"),
+        (lambda ark: ark[:-1], r"wavs\.ark:10: the WAV of .* claims \d+ bytes of samples, but the file holds \d+"),
+        (lambda ark: ark[:30], r"wavs\.ark:10: the WAV of utterance spk0-utt0 has no data chunk before the end"),
+    ],
+)
+def test_a_wav_archive_entry_that_is_not_a_whole_wav_is_named(small_kaldi, damage, message):
+    """An offset that is not at a WAV's header, or a WAV whose samples the archive does not hold
+    (cut short): one error naming the archive, the byte and the utterance; nothing read past it."""
+    wav = (small_kaldi / "wav" / "spk0-utt0.wav").read_bytes()
+    (small_kaldi / "wavs.ark").write_bytes(damage(b"spk0-utt0 " + wav))
+    offset = 12 if "not there" in message else 10
+    scp = (small_kaldi / "wav.scp").read_text()
+    (small_kaldi / "wav.scp").write_text(scp.replace("spk0-utt0 wav/spk0-utt0.wav", f"spk0-utt0 wavs.ark:{offset}"))
+    utt = read_kaldi_dir(small_kaldi).utterances[0]
+    assert (utt.audio.name, utt.offset) == ("wavs.ark", offset)
+    with pytest.raises(UserError, match=message):
+        next(audio_blocks(utt, 16000))

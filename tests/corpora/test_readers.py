@@ -3,9 +3,10 @@
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
-from conftest import make_audio
+from conftest import make_audio, write_kaldi_dir
 
 from asr_init.corpora.readers import detect_layout, read_kaldi_dir, read_textgrid_dir, read_timit
 from asr_init.errors import UserError
@@ -37,14 +38,43 @@ def test_kaldi_rejects_piped_command(kaldi_dir):
         read_kaldi_dir(kaldi_dir)
 
 
-def test_kaldi_names_a_recording_inside_a_wav_archive(kaldi_dir):
-    """A wav.scp entry "utt wavs.ark:11", as wav-copy ark,scp: writes it, was looked for as a file
-    named "wavs.ark:11" ("does not exist", or no rate to find): it is named as what it is."""
-    (kaldi_dir / "wavs.ark").write_bytes(b"spk0-utt0 RIFF")
-    (kaldi_dir / "wav.scp").write_text("spk0-utt0 wavs.ark:10\n")
-    with pytest.raises(UserError, match=r"wav\.scp:1: recording spk0-utt0 is at byte 10 of the archive wavs\.ark "
-                                        r"\(as wav-copy writes one\); asr-init reads audio files"):  # fmt: skip
-        read_kaldi_dir(kaldi_dir)
+def write_wav_archive(corpus: Path) -> list[int]:
+    """The corpus's recordings moved into one wav archive, as `wav-copy scp:wav.scp
+    ark,scp:wavs.ark,wav.scp` writes it ("key " then the WAV file's bytes, for each): wav.scp
+    names `wavs.ark:OFFSET`; returns the offsets."""
+    lines, archive = [], b""
+    for line in (corpus / "wav.scp").read_text().splitlines():
+        key, path = line.split()
+        archive += key.encode() + b" "
+        lines.append(f"{key} wavs.ark:{len(archive)}\n")
+        archive += (corpus / path).read_bytes()
+        (corpus / path).unlink()
+    (corpus / "wavs.ark").write_bytes(archive)
+    (corpus / "wav.scp").write_text("".join(lines))
+    return [int(line.rsplit(":", 1)[1]) for line in lines]
+
+
+def test_kaldi_reads_recordings_inside_a_wav_archive(tmp_path):
+    """A wav.scp entry "utt wavs.ark:10", as wav-copy ark,scp: writes it, is the WAV at that
+    byte of the archive: the same samples as the file it was made from, and the same store."""
+    from asr_init.features.config import ExtractConfig
+    from asr_init.features.extract import extract
+    from asr_init.features.frontend import audio_blocks
+    from asr_init.features.store import FeatureStore
+
+    plain, packed = write_kaldi_dir(tmp_path / "plain", 3, 1), write_kaldi_dir(tmp_path / "packed", 3, 1)
+    offsets = write_wav_archive(packed)
+    utts, files = read_kaldi_dir(packed).utterances, read_kaldi_dir(plain).utterances
+    assert [(u.audio, u.offset) for u in utts] == [(packed / "wavs.ark", at) for at in offsets]
+    for utt, file in zip(utts, files):  # resampled to 8 kHz: read in a stream
+        samples = [np.concatenate(list(audio_blocks(u, 8000))) for u in (utt, file)]
+        np.testing.assert_array_equal(*samples)
+    config = ExtractConfig(dither=0.0, jobs=1, dev_fraction=0, test_fraction=0.3)
+    stores = [FeatureStore(extract(d, tmp_path / f"{d.name}.store", config) and tmp_path / f"{d.name}.store")
+              for d in (plain, packed)]  # fmt: skip
+    assert [r.id for r in stores[0].records] == [r.id for r in stores[1].records]
+    for a, b in zip(stores[0].records, stores[1].records):
+        np.testing.assert_array_equal(stores[0].features(a), stores[1].features(b))
 
 
 @pytest.mark.parametrize("gap", ["\t", " \t ", "\t\t"])
