@@ -458,6 +458,17 @@ def _fsdd_strays(path: Path) -> str:
     return ""
 
 
+def corpus_root(path: Path) -> Path:
+    """The folder a corpus at `path` is read from: FSDD's `recordings/` where `path` holds its
+    recordings there (the folder or its parent, two spellings of one corpus); else `path` itself.
+    A path that is not a corpus is returned as it is (its reader says why)."""
+    try:
+        layout = detect_layout(path)
+    except UserError:
+        return Path(path)
+    return _fsdd_folder(Path(path)) if layout == "fsdd" else Path(path)
+
+
 def read_corpus(path: Path, ctm: Path | None = None, tier: str = "phones", include_sa: bool = False) -> Corpus:
     """Detect the layout of `path` and read it."""
     layout = detect_layout(path)

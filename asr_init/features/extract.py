@@ -39,6 +39,7 @@ from asr_init.config import DATA_DIR, SPLITS
 from asr_init.corpora.readers import (
     Corpus,
     Utterance,
+    corpus_root,
     read_corpus,
     read_label_list,
     read_label_map,
@@ -359,7 +360,7 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
     file_rates, channels = read_audio_headers(corpus.utterances)
     rate = resolve_sample_rate(file_rates, config.requested_rate(), corpus_path)
     features = _feature_config(config, rate)
-    settings = {"corpus": str(corpus_path), "extract": config.settings(), "features": features.to_dict(),
+    settings = {"corpus": str(corpus_root(corpus_path)), "extract": config.settings(), "features": features.to_dict(),
                 "inputs": {"corpus": corpus_identity(corpus, corpus_path, config)}}  # fmt: skip
     if own_phones:
         settings["extract"]["phones"] = OWN_PHONES
@@ -419,11 +420,14 @@ def _feature_config(config: ExtractConfig, rate: int) -> FeatureConfig:
 
 def _upgrade(record: dict) -> dict:
     """A store's config.json as today's extract writes it: an older store's "mfcc" record (librosa's
-    MFCC, the only features then, and the CMVN it had) becomes a "features" record."""
+    MFCC, the only features then, and the CMVN it had) becomes a "features" record; a corpus
+    recorded as FSDD's folder names the recordings/ read from it, as today's record does."""
     if isinstance(record.get("mfcc"), dict) and isinstance(record.get("extract"), dict):
         record["features"] = FeatureConfig.from_store_config(record).to_dict()
         del record["mfcc"]
         record["extract"].pop("cmvn", None)
+    if isinstance(record.get("corpus"), str):
+        record["corpus"] = str(corpus_root(Path(record["corpus"])))
     if isinstance(record.get("extract"), dict) and isinstance(record.get("corpus"), str):
         record["extract"]["phones"] = _own_phones(record["extract"].get("phones"), Path(record["corpus"]))
     return record

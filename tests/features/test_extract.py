@@ -629,3 +629,22 @@ def test_a_stereo_file_gives_kaldis_channel_0_or_librosas_mean_with_a_warning(tm
     assert "warning: 4 of 4 audio files have 2 channels: channel 0 (the left) is read, as compute-mfcc-feats" in said
     (mean, said), (alone, _) = frames(stereo, "librosa-mfcc"), frames(mono, "librosa-mfcc")
     assert np.abs(mean - alone).max() > 1 and "their channels are averaged, as librosa.load averages them" in said
+
+
+def test_fsdds_folder_and_its_recordings_are_one_corpus(tmp_path):
+    """FSDD's folder and its recordings/ (both read as the same recordings) make the same store:
+    a re-run with the other spelling finds it complete, and so does one on a store whose record
+    (as an older asr-init wrote it) names the folder. The second spelling used to be refused."""
+    from conftest import write_fake_fsdd
+
+    root = write_fake_fsdd(tmp_path / "fsdd", speakers=("jackson", "theo", "lucas"))
+    out = tmp_path / "store"
+    extract(root, out, ExtractConfig(jobs=1))
+    assert json.loads((out / "config.json").read_text())["corpus"] == str(root.resolve() / "recordings")
+    again = runner.invoke(app, ["extract", str(root / "recordings"), "--out", str(out), "--jobs", "1"])
+    assert again.exit_code == 0 and "is already complete with these settings" in _text(again), again.output
+    record = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps(record | {"corpus": str(root.resolve())}))
+    for corpus in (root, root / "recordings"):
+        again = runner.invoke(app, ["extract", str(corpus), "--out", str(out), "--jobs", "1"])
+        assert again.exit_code == 0 and "is already complete with these settings" in _text(again), again.output
