@@ -446,12 +446,11 @@ def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractC
     (file_rates, channels), rate = headers, features.sample_rate
     corpus, splits, problems, labels = _selected_corpus(corpus, config)
     utterances = [u for u in corpus.utterances if splits.get(u.speaker) is not None]
-    used_rates = {u.audio: file_rates[u.audio] for u in utterances if u.audio in file_rates}
-    _warn_upsampling(used_rates, rate)
-    _warn_channels({a: channels[a] for a in used_rates}, features.kind)
     t0 = time.perf_counter()
     frames = _extract_utterances(tmp, utterances, splits, labels, features, problems, config)
     kept_rates = {u.audio: file_rates[u.audio] for u in frames.utterances if u.audio in file_rates}  # not --skip-bad's
+    _warn_upsampling(kept_rates, rate)
+    _warn_channels({a: channels[a] for a in kept_rates}, features.kind)
     if not frames.writer.records:
         raise UserError(f"no utterance of {corpus_path} could be extracted")
     if config.cmvn == "speaker":

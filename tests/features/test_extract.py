@@ -648,3 +648,19 @@ def test_fsdds_folder_and_its_recordings_are_one_corpus(tmp_path):
     for corpus in (root, root / "recordings"):
         again = runner.invoke(app, ["extract", str(corpus), "--out", str(out), "--jobs", "1"])
         assert again.exit_code == 0 and "is already complete with these settings" in _text(again), again.output
+
+
+def test_the_channel_and_upsampling_warnings_count_only_the_files_read(tmp_path):
+    """With --skip-bad, a file whose every utterance is skipped is not counted by the warnings
+    about several channels and upsampling: they used to count the files before extraction."""
+    from conftest import write_fake_fsdd
+
+    root = write_fake_fsdd(tmp_path / "fsdd", speakers=("jackson", "theo", "lucas"))
+    for name, samples in (("4_theo_0.wav", 100), ("5_theo_0.wav", 3000)):  # 12.5 ms: shorter than a frame
+        mono = np.random.default_rng(0).normal(0, 0.1, samples).astype(np.float32)
+        sf.write(root / "recordings" / name, np.stack([mono, mono], axis=1), 8000, subtype="PCM_16")
+    args = ["extract", str(root), "--out", str(tmp_path / "store"), "--jobs", "1", "--skip-bad"]
+    result = runner.invoke(app, [*args, "--sample-rate", "16000"])
+    assert result.exit_code == 0 and "1 utterances skipped" in _text(result), result.output
+    assert "warning: 1 of 29 audio files have 2 channels" in _text(result), result.output
+    assert "warning: 29 of 29 audio files (8000 Hz) are upsampled to 16000 Hz" in _text(result), result.output
