@@ -72,6 +72,10 @@ from asr_init.progress import console, progress_bar
 
 # The embedded corpus's phone set in a store's settings: by its name in the package, not where it is installed.
 OWN_PHONES = "data/phones39.txt"
+# A store's "channels" (what was read of audio files of several channels) where its record predates it: a Kaldi
+# kind's store then held their mean (as every kind read them once) or channel 0, which cannot be told apart, so
+# it is made again; librosa-mfcc has always read their mean.
+OLDER_CHANNELS = "not recorded (older asr-init)"
 # The default rate is the corpus's own up to this: wideband ASR features stop at 8 kHz.
 MAX_DEFAULT_SAMPLE_RATE = 16000
 # A mel band whose long-term power is this far below the strongest band's carries no signal.
@@ -114,11 +118,17 @@ def _warn_upsampling(file_rates: dict[Path, int], rate: int) -> None:
     )
 
 
+def channels_read(kind: str) -> str:
+    """What features of `kind` read of an audio file of several channels: Kaldi's kinds channel 0,
+    as compute-mfcc-feats does without --channel; librosa-mfcc their mean, as librosa.load makes it."""
+    return "mean" if kind == "librosa-mfcc" else "channel 0"
+
+
 def _warn_channels(file_channels: dict[Path, int], kind: str) -> None:
     """One warning when audio files have more than one channel: what `kind` reads of them."""
     several = sum(c > 1 for c in file_channels.values())
     if several:
-        taken = ("channel 0 (the left) is read, as compute-mfcc-feats reads it" if kind != "librosa-mfcc"
+        taken = ("channel 0 (the left) is read, as compute-mfcc-feats reads it" if channels_read(kind) == "channel 0"
                  else "their channels are averaged, as librosa.load averages them")  # fmt: skip
         files, many = len(file_channels), " or ".join(str(c) for c in sorted(set(file_channels.values())) if c > 1)
         console.print(f"[yellow]warning: {several} of {files} audio files have {many} channels: {taken}; "
@@ -364,6 +374,8 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
                 "inputs": {"corpus": corpus_identity(corpus, corpus_path, config)}}  # fmt: skip
     if own_phones:
         settings["extract"]["phones"] = OWN_PHONES
+    if any(c > 1 for c in channels.values()):
+        settings["channels"] = channels_read(features.kind)
     inputs = [("corpus", corpus_path), ("--ctm file", config.ctm), ("--phones file", config.phones),
               ("--phone-map file", config.phone_map)]  # fmt: skip
     inputs += [("audio file", u.audio) for u in {u.audio.parent: u for u in corpus.utterances}.values()]
@@ -420,12 +432,15 @@ def _feature_config(config: ExtractConfig, rate: int) -> FeatureConfig:
 
 def _upgrade(record: dict) -> dict:
     """A store's config.json as today's extract writes it: an older store's "mfcc" record (librosa's
-    MFCC, the only features then, and the CMVN it had) becomes a "features" record; a corpus
+    MFCC, the only features then, and the CMVN it had) becomes a "features" record; a record without
+    "channels" (written before it was) holds OLDER_CHANNELS, or "mean" for librosa-mfcc; a corpus
     recorded as FSDD's folder names the recordings/ read from it, as today's record does."""
     if isinstance(record.get("mfcc"), dict) and isinstance(record.get("extract"), dict):
         record["features"] = FeatureConfig.from_store_config(record).to_dict()
         del record["mfcc"]
         record["extract"].pop("cmvn", None)
+    if isinstance(record.get("features"), dict) and "channels" not in record:  # compared where the corpus has them
+        record["channels"] = "mean" if record["features"].get("kind") == "librosa-mfcc" else OLDER_CHANNELS
     if isinstance(record.get("corpus"), str):
         record["corpus"] = str(corpus_root(Path(record["corpus"])))
     if isinstance(record.get("extract"), dict) and isinstance(record.get("corpus"), str):

@@ -664,3 +664,30 @@ def test_the_channel_and_upsampling_warnings_count_only_the_files_read(tmp_path)
     assert result.exit_code == 0 and "1 utterances skipped" in _text(result), result.output
     assert "warning: 1 of 29 audio files have 2 channels" in _text(result), result.output
     assert "warning: 29 of 29 audio files (8000 Hz) are upsampled to 16000 Hz" in _text(result), result.output
+
+
+def test_a_store_of_several_channels_records_what_was_read_of_them(tmp_path):
+    """A store of audio with several channels records what was read ("channels": channel 0 for the
+    Kaldi kinds, the mean for librosa-mfcc). A record without it, an older asr-init's, is another
+    store for a Kaldi kind (it averaged them once, then read channel 0, and said neither), and
+    the same for librosa-mfcc (always the mean). Older stereo stores used to count as the same."""
+    corpus = write_kaldi_dir(tmp_path / "stereo", speakers=4, utts_per_speaker=1)
+    for wav in (corpus / "wav").glob("*.wav"):
+        left, rate = sf.read(wav)
+        sf.write(wav, np.stack([left, left], axis=1), rate)
+    for kind, read in (("kaldi-fbank", "channel 0"), ("librosa-mfcc", "mean")):
+        out = tmp_path / kind
+        args = ["extract", str(corpus), "--out", str(out), "--jobs", "1", "--features", kind]
+        assert runner.invoke(app, args).exit_code == 0
+        record = json.loads((out / "config.json").read_text())
+        assert record["channels"] == read
+        (out / "config.json").write_text(json.dumps({k: v for k, v in record.items() if k != "channels"}))
+        again = runner.invoke(app, args)
+        if kind == "librosa-mfcc":
+            assert again.exit_code == 0 and "is already complete" in _text(again), again.output
+        else:
+            assert again.exit_code == 1 and "(channels: 'not recorded (older asr-init)' then, 'channel 0' now)" in (
+                _text(again)), again.output  # fmt: skip
+    mono = write_kaldi_dir(tmp_path / "mono", speakers=4, utts_per_speaker=1)
+    extract(mono, tmp_path / "mono-store", ExtractConfig(jobs=1))
+    assert "channels" not in json.loads((tmp_path / "mono-store" / "config.json").read_text())
