@@ -461,12 +461,9 @@ def _fsdd_strays(path: Path) -> str:
 def corpus_root(path: Path) -> Path:
     """The folder a corpus at `path` is read from: FSDD's `recordings/` where `path` holds its
     recordings there (the folder or its parent, two spellings of one corpus); else `path` itself.
-    A path that is not a corpus is returned as it is (its reader says why)."""
-    try:
-        layout = detect_layout(path)
-    except UserError:
-        return Path(path)
-    return _fsdd_folder(Path(path)) if layout == "fsdd" else Path(path)
+    Cheap for any path (an older record's): the layouts are told apart only where recordings/ is FSDD's."""
+    path, folder = Path(path), _fsdd_folder(Path(path))
+    return folder if folder not in (None, path) and detect_layout(path) == "fsdd" else path
 
 
 def read_corpus(path: Path, ctm: Path | None = None, tier: str = "phones", include_sa: bool = False) -> Corpus:

@@ -208,6 +208,19 @@ def test_fsdd_layout_every_frame_its_digit(tmp_path):
         read_corpus(root)
 
 
+def test_fsdds_folder_and_its_recordings_have_one_root(tmp_path):
+    """corpus_root: FSDD's folder and its recordings/ are the recordings/ read; a folder of another
+    layout whose recordings/ looks like FSDD's (a Kaldi dir: wav.scp wins) and a missing path stay."""
+    from conftest import write_fake_fsdd
+
+    from asr_init.corpora.readers import corpus_root
+
+    root = write_fake_fsdd(tmp_path / "fsdd", speakers=("jackson",))
+    assert corpus_root(root) == root / "recordings" == corpus_root(root / "recordings")
+    (root / "wav.scp").write_text("")
+    assert corpus_root(root) == root and corpus_root(tmp_path / "gone") == tmp_path / "gone"
+
+
 def test_fsdd_folder_with_a_stray_wav_names_it(tmp_path):
     """One .wav that is not named {digit}_{speaker}_{index}.wav among FSDD's recordings (a
     macOS '._' copy, a note) makes the folder no known layout; the line names that file, so the
