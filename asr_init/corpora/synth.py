@@ -28,7 +28,7 @@ from asr_init.corpora.readers import read_label_map
 from asr_init.corpora.sentences import make_sentence
 from asr_init.errors import UserError
 from asr_init.folders import output_folder, taking_turns
-from asr_init.io import write_json_atomic
+from asr_init.io import check_writable_folder, write_json_atomic
 from asr_init.progress import progress_bar
 
 ACCENTS = ("en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-us-nyc", "en-029")
@@ -264,6 +264,7 @@ def default_corpus(config: SynthConfig) -> Path:
     path = cache_dir() / f"espeak-{config.hours:g}h-{config.speakers}spk-{snr}-seed{config.seed}"
     if (path / "corpus.json").is_file():
         return path
+    check_writable_folder(path.parent, "cache folder (ASR_INIT_CACHE)", why="the embedded corpus's cache")
     # A second command waits for the first's corpus; the turn is a lock of its own (--out's is synthesize_corpus's).
     with taking_turns(path.with_name(f"{path.name}.making"), f"waiting for another asr-init run to make {path}"):
         return path if (path / "corpus.json").is_file() else synthesize_corpus(path, config)
