@@ -18,7 +18,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from asr_init.config import DEVICE_HELP
+from asr_init.config import DEVICE_HELP, option_flag
 from asr_init.corpora.config import SynthConfig
 from asr_init.errors import UserError
 from asr_init.evaluation.config import MODEL_DECIDES, EvalConfig
@@ -115,7 +115,7 @@ _FS_ERRORS = {
 
 
 def _error(message: str) -> None:
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
 
 
 def user_errors(func):
@@ -173,7 +173,8 @@ HOURS = opt("hours", None, f"Embedded corpus (no CORPUS): hours of speech (defau
 
 
 def config_options(config: type) -> list[inspect.Parameter]:
-    """One option per field of `config` that has a help text (config.option)."""
+    """One option per field of `config` that has a help text (config.option), under the flag
+    config.option_flag gives it, which validation errors name too."""
     hints, params = typing.get_type_hints(config), []
     for f in dataclasses.fields(config):
         if "help" not in f.metadata:
@@ -184,8 +185,7 @@ def config_options(config: type) -> list[inspect.Parameter]:
             kind, extra = Path | None, {"exists": True, "dir_okay": False}
         elif typing.get_origin(kind) is list and not f.metadata.get("repeat"):
             kind, default = str, ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
-        decls = [f.metadata["flag"]] if f.metadata.get("flag") else []
-        params.append(opt(f.name, default, f.metadata["help"], *decls, kind=kind, **extra))
+        params.append(opt(f.name, default, f.metadata["help"], option_flag(f), kind=kind, **extra))
     return params
 
 
@@ -205,7 +205,7 @@ def make_config(config: type, values: dict):
             continue
         value = values.pop(f.name)
         if isinstance(value, str) and typing.get_origin(hints[f.name]) is list:
-            value = comma_list(value, typing.get_args(hints[f.name])[0], "--" + f.name.replace("_", "-"))
+            value = comma_list(value, typing.get_args(hints[f.name])[0], option_flag(f))
         kwargs[f.name] = str(value) if isinstance(value, Path) else value
     return config(**kwargs)
 

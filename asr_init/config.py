@@ -1,13 +1,15 @@
 """Configuration records shared by the stages, with validation and dict round-trips.
 
 Each stage has one dataclass with defaults. `validate()` raises `UserError` naming the
-bad field and value; `to_dict`/`from_dict` write and read the resolved config that every
-output directory keeps, so a later stage never has to guess how an earlier one ran.
+bad value by the command-line option that sets it, as typed (`invalid --jobs 0: ...`);
+`to_dict`/`from_dict` write and read the resolved config that every output directory
+keeps, so a later stage never has to guess how an earlier one ran.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,11 +41,33 @@ class ConfigBase:
 
     def _check(self, condition: bool, field: str, why: str) -> None:
         if not condition:
-            raise UserError(f"invalid {field}={getattr(self, field)!r}: {why}")
+            raise UserError(f"invalid {as_typed(self, field)}: {why}")
+
+
+def option_flag(f: dataclasses.Field) -> str:
+    """The command-line option of config field `f`, as the CLI declares it (cli.py): the flag
+    option() names (`--snr`, `--use-energy/--no-use-energy`), else the field's name with dashes,
+    a switch that is on by default with its --no- form (`--cuda-graphs/--no-cuda-graphs`)."""
+    if f.metadata.get("flag"):
+        return f.metadata["flag"]
+    name = "--" + f.name.replace("_", "-")
+    return f"{name}/--no-{name[2:]}" if f.default is True else name
+
+
+def as_typed(config, field: str) -> str:
+    """`config`'s field `field` as a user gives it on the command line: `--jobs 0`, `--hidden 512,-5`,
+    `--features mfcc`, `--norm-vars` (a switch names itself, in the form that gives its value)."""
+    value = getattr(config, field)
+    on, _, off = option_flag(next(f for f in dataclasses.fields(config) if f.name == field)).partition("/")
+    if isinstance(value, bool):
+        return on if value or not off else off
+    items = value if isinstance(value, list) else [] if value is None else [value]
+    text = ",".join(shlex.quote(v) if isinstance(v, str) else str(v) for v in items)
+    return f"{on} {text}" if items else on
 
 
 SPLITS = ("train", "dev", "test")
-SEED_RANGE = "--seed must be from 0 to 4294967295"
+SEED_RANGE = "must be from 0 to 4294967295"
 LIMITS = {"layers": 64, "hidden": 1 << 16, "splice": 100, "batch_size": 1 << 20, "stats_frames": 1 << 24}
 
 
@@ -54,7 +78,7 @@ def check_limits(config) -> None:
         value = getattr(config, name, None)
         largest = max(value, default=0) if isinstance(value, list) else value
         if isinstance(largest, int) and largest > top:
-            raise UserError(f"invalid {name}={value}: at most {top:,} (--{name.replace('_', '-')})")
+            raise UserError(f"invalid {as_typed(config, name)}: at most {top:,}")
 
 
 HIDDEN_HELP = "Units per hidden layer: one number for every layer, or one per layer (1024,1024,512,256)."
@@ -78,9 +102,7 @@ class Widths:
         return list(self.hidden)
 
     def _check_widths(self) -> None:
-        if not self.hidden or min(self.hidden) < 1:  # named as given: --hidden 0 or --hidden 512,0
-            given = ",".join(str(w) for w in self.hidden)
-            raise UserError(f"invalid hidden={given}: every width must be at least 1")
+        self._check(bool(self.hidden) and min(self.hidden) >= 1, "hidden", "every width must be at least 1")
         self._check(self.layers is None or self.layers >= 1, "layers", "must be at least 1")
         self._check(
             len(self.hidden) == 1 or self.layers in (None, len(self.hidden)),
@@ -121,15 +143,14 @@ def check_device(device: str) -> None:
     name, _, index = str(device).partition(":")
     if name in ("cpu", "auto") and not index:
         return
+    given = f"invalid --device {shlex.quote(str(device))}"
     if name != "cuda" or (index and not index.isdigit()):
-        raise UserError(f"invalid device={device!r}: must be auto, cpu, cuda or cuda:N (an index of a CUDA device)")
+        raise UserError(f"{given}: must be auto, cpu, cuda or cuda:N (an index of a CUDA device)")
     if not torch.cuda.is_available():
-        raise UserError(f"invalid device={device!r}: CUDA is not available on this machine; use --device cpu")
+        raise UserError(f"{given}: CUDA is not available on this machine; use --device cpu")
     count = torch.cuda.device_count()
     if index and int(index) >= count:
-        raise UserError(
-            f"invalid device={device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
-        )
+        raise UserError(f"{given}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
 
 
 def option(default: Any, help: str, flag: str | None = None, **cli: Any) -> Any:

@@ -69,12 +69,12 @@ def test_synth_bad_values(tmp_path, args, message):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--penalties", "0,nan"], "invalid penalties=[0.0, nan]: every --penalties value must be a finite number"),
-        (["--lm-weights", "nan"], "invalid lm_weights=[nan]: every --lm-weights value must be a finite number >= 0"),
-        (["--lm-weights", "1,inf"], "every --lm-weights value must be a finite number >= 0"),
-        (["--prior-scale", "nan"], "invalid prior_scale=nan: --prior-scale must be a finite number >= 0"),
-        (["--device", "tpu"], "invalid device='tpu': must be auto, cpu, cuda or cuda:N"),
-        (["--device", "cuda:x"], "invalid device='cuda:x': must be auto, cpu, cuda or cuda:N"),
+        (["--penalties", "0,nan"], "invalid --penalties 0.0,nan: each must be a finite number"),
+        (["--lm-weights", "nan"], "invalid --lm-weights nan: each must be a finite number >= 0"),
+        (["--lm-weights", "1,inf"], "invalid --lm-weights 1.0,inf: each must be a finite number >= 0"),
+        (["--prior-scale", "nan"], "invalid --prior-scale nan: must be a finite number >= 0"),
+        (["--device", "tpu"], "invalid --device tpu: must be auto, cpu, cuda or cuda:N"),
+        (["--device", "cuda:x"], "invalid --device cuda:x: must be auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_evaluate_bad_values(blob_store, model_dir, args, message):
@@ -88,22 +88,22 @@ def test_evaluate_bad_values(blob_store, model_dir, args, message):
 def test_cuda_without_cuda(blob_store, model_dir, tmp_path, command):
     args = ["--model", model_dir] if command == "evaluate" else ["--out", tmp_path / "out"]
     line = error_line([command, blob_store, *args, "--device", "cuda"], blob_store, model_dir)
-    assert "invalid device='cuda': CUDA is not available on this machine; use --device cpu" in line
+    assert "invalid --device cuda: CUDA is not available on this machine; use --device cpu" in line
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--device", "tpu"], "invalid device='tpu': must be auto, cpu, cuda or cuda:N"),
-        (["--lr", "nan"], "invalid lr=nan: must be a finite number > 0 that float32 holds"),
-        (["--lr", "-1"], "invalid lr=-1.0: must be a finite number > 0 that float32 holds"),
-        (["--l2", "-1"], "invalid l2=-1.0: must be a finite number >= 0"),
-        (["--l2", "nan"], "invalid l2=nan: must be a finite number >= 0"),
-        (["--momentum-start", "1"], "invalid momentum_start=1.0: must be in [0, 1)"),
-        (["--momentum-end", "nan"], "invalid momentum_end=nan: must be in [0, 1)"),
-        (["--seed", "-1"], "invalid seed=-1: --seed must be from 0 to 4294967295"),
-        (["--momentum-frames", "-1"], "invalid momentum_frames=-1: must be >= 0"),
-        (["--buffer-frames", "0"], "invalid buffer_frames=0: must be at least one batch"),
+        (["--device", "tpu"], "invalid --device tpu: must be auto, cpu, cuda or cuda:N"),
+        (["--lr", "nan"], "invalid --lr nan: must be a finite number > 0 that float32 holds"),
+        (["--lr", "-1"], "invalid --lr -1.0: must be a finite number > 0 that float32 holds"),
+        (["--l2", "-1"], "invalid --l2 -1.0: must be a finite number >= 0"),
+        (["--l2", "nan"], "invalid --l2 nan: must be a finite number >= 0"),
+        (["--momentum-start", "1"], "invalid --momentum-start 1.0: must be in [0, 1)"),
+        (["--momentum-end", "nan"], "invalid --momentum-end nan: must be in [0, 1)"),
+        (["--seed", "-1"], "invalid --seed -1: must be from 0 to 4294967295"),
+        (["--momentum-frames", "-1"], "invalid --momentum-frames -1: must be >= 0"),
+        (["--buffer-frames", "0"], "invalid --buffer-frames 0: must be at least one batch"),
     ],
 )
 def test_pretrain_bad_values(blob_store, tmp_path, args, message):
@@ -114,22 +114,22 @@ def test_pretrain_bad_values(blob_store, tmp_path, args, message):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--device", "tpu"], "invalid device='tpu': must be auto, cpu, cuda or cuda:N"),
-        (["--grad-clip", "-1"], "invalid grad_clip=-1.0: must be a finite number > 0"),
-        (["--grad-clip", "0"], "invalid grad_clip=0.0: must be a finite number > 0"),
-        (["--l2", "-1"], "invalid l2=-1.0: must be a finite number >= 0"),
-        (["--max-norm", "nan"], "invalid max_norm=nan: must be a finite number > 0"),
-        (["--max-norm", "-2"], "invalid max_norm=-2.0: must be a finite number > 0"),
-        (["--dropout", "1"], "invalid dropout=1.0: must be in [0, 1)"),
-        (["--dropout", "-0.1"], "invalid dropout=-0.1: must be in [0, 1)"),
-        (["--lr", "inf"], "invalid lr=inf: must be a finite number > 0 that float32 holds"),
-        (["--seed", "-1"], "invalid seed=-1: --seed must be from 0 to 4294967295"),
-        (["--hidden", "0"], "invalid hidden=0: every width must be at least 1"),
-        (["--min-epochs", "-1"], "invalid min_epochs=-1: must be >= 0"),
-        (["--keep-lr-epochs", "-1"], "invalid keep_lr_epochs=-1: must be >= 0"),
-        (["--reuse-layers", "-1"], "invalid reuse_layers=-1: must be >= 0"),
-        (["--min-epochs", "5", "--max-epochs", "3"], "invalid min_epochs=5: must be at most --max-epochs 3"),
-        (["--buffer-frames", "0"], "invalid buffer_frames=0: must be at least one batch"),
+        (["--device", "tpu"], "invalid --device tpu: must be auto, cpu, cuda or cuda:N"),
+        (["--grad-clip", "-1"], "invalid --grad-clip -1.0: must be a finite number > 0"),
+        (["--grad-clip", "0"], "invalid --grad-clip 0.0: must be a finite number > 0"),
+        (["--l2", "-1"], "invalid --l2 -1.0: must be a finite number >= 0"),
+        (["--max-norm", "nan"], "invalid --max-norm nan: must be a finite number > 0"),
+        (["--max-norm", "-2"], "invalid --max-norm -2.0: must be a finite number > 0"),
+        (["--dropout", "1"], "invalid --dropout 1.0: must be in [0, 1)"),
+        (["--dropout", "-0.1"], "invalid --dropout -0.1: must be in [0, 1)"),
+        (["--lr", "inf"], "invalid --lr inf: must be a finite number > 0 that float32 holds"),
+        (["--seed", "-1"], "invalid --seed -1: must be from 0 to 4294967295"),
+        (["--hidden", "0"], "invalid --hidden 0: every width must be at least 1"),
+        (["--min-epochs", "-1"], "invalid --min-epochs -1: must be >= 0"),
+        (["--keep-lr-epochs", "-1"], "invalid --keep-lr-epochs -1: must be >= 0"),
+        (["--reuse-layers", "-1"], "invalid --reuse-layers -1: must be >= 0"),
+        (["--min-epochs", "5", "--max-epochs", "3"], "invalid --min-epochs 5: must be at most --max-epochs 3"),
+        (["--buffer-frames", "0"], "invalid --buffer-frames 0: must be at least one batch"),
     ],
 )
 def test_finetune_bad_values(blob_store, tmp_path, args, message):
@@ -143,17 +143,83 @@ def test_finetune_bad_values(blob_store, tmp_path, args, message):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--activation", "bogus"], "invalid activation='bogus': --activation must be one of sigmoid, tanh, relu"),
-        (["--hidden", "512,-5"], "invalid hidden=512,-5: every width must be at least 1"),
-        (["--frames", "0"], "invalid frames=0: --frames must be at least 1"),
-        (["--seed", "-1"], "invalid seed=-1: --seed must be from 0 to 4294967295"),
-        (["--split", "eval"], "invalid split='eval': --split must be one of train, dev, test"),
+        (["--activation", "bogus"], "invalid --activation bogus: must be one of sigmoid, tanh, relu"),
+        (["--hidden", "512,-5"], "invalid --hidden 512,-5: every width must be at least 1"),
+        (["--frames", "0"], "invalid --frames 0: must be at least 1"),
+        (["--seed", "-1"], "invalid --seed -1: must be from 0 to 4294967295"),
+        (["--split", "eval"], "invalid --split eval: must be one of train, dev, test"),
         (["--init", "constant:1e308"], "malformed init 'constant:1e308': VALUE must be at most 1000 in magnitude"),
         (["--init", "normal:inf"], "malformed init 'normal:inf': STD must be a positive finite number"),
     ],
 )
 def test_inspect_bad_values(blob_store, args, message):
     assert message in error_line(["inspect", blob_store, *args], blob_store)
+
+
+# --- every command: a bad value is named by its option, as typed ---------------------------
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["extract", "{corpus}", "--out", "{tmp}/o", "--jobs", "0"], "invalid --jobs 0: must be at least 1"),
+        (["extract", "{corpus}", "--out", "{tmp}/o", "--dev-fraction", "nan"], "invalid --dev-fraction nan: must"),
+        (["extract", "{corpus}", "--out", "{tmp}/o", "--shard-frames", "-1"], "invalid --shard-frames -1: must be pos"),
+        (["extract", "{corpus}", "--out", "{tmp}/o", "--dev-fraction", "0.5", "--test-fraction", "0.5"],
+         "invalid --test-fraction 0.5: with --dev-fraction 0.5 it leaves no speakers for training"),
+        (["extract", "{corpus}", "--out", "{tmp}/o", "--dev-speakers", "a,b", "--test-speakers", "b"],
+         "invalid --dev-speakers a,b: speaker(s) b also in --test-speakers"),
+        (["import-kaldi", "{corpus}", "--out", "{tmp}/o", "--ali", "{store}/stats.json", "--num-pdfs", "0"],
+         "invalid --num-pdfs 0: must be from 1"),
+        (["import-kaldi", "{corpus}", "--out", "{tmp}/o", "--ali", "{store}/stats.json", "--no-cmvn", "--norm-vars"],
+         "invalid --norm-vars: needs CMVN"),
+        (["synth", "{tmp}/o", "--speakers", "2"], "invalid --speakers 2: need at least 3"),
+        (["pretrain", "{store}", "--out", "{tmp}/o", "--cd-k", "0"], "invalid --cd-k 0: must be at least 1"),
+        (["pretrain", "{store}", "--out", "{tmp}/o", "--epochs-gauss", "0"], "invalid --epochs-gauss 0: must be at"),
+        (["pretrain", "{store}", "--out", "{tmp}/o", "--sat-guard", "inf"], "invalid --sat-guard inf: must be in"),
+        (["pretrain", "{store}", "--out", "{tmp}/o", "--visible", "binary"], "invalid --visible binary: must be one"),
+        (["finetune", "{store}", "--out", "{tmp}/o", "--prior-floor", "-1"], "invalid --prior-floor -1.0: must be a"),
+        (["finetune", "{store}", "--out", "{tmp}/o", "--halving-factor", "0"], "invalid --halving-factor 0.0: must"),
+        (["finetune", "{store}", "--out", "{tmp}/o", "--batch-size", "0"], "invalid --batch-size 0: must be at least"),
+        (["finetune", "{store}", "--out", "{tmp}/o", "--dbn", "x", "--activation", "tanh"],
+         "invalid --activation tanh: a DBN's layers are sigmoid"),
+        (["evaluate", "{store}", "--model", "{model}", "--out", "{tmp}/o", "--prior-scale", "-1"],
+         "invalid --prior-scale -1.0: must be a finite number >= 0"),
+        (["evaluate", "{store}", "--model", "{model}", "--out", "{tmp}/o", "--penalties", ","],
+         "invalid --penalties: must list at least one value"),
+        (["evaluate", "{store}", "--model", "{model}", "--out", "{tmp}/o", "--tune-split", "eval"],
+         "invalid --tune-split eval: must be one of train, dev, test"),
+        (["prune", "{model}", "--store", "{store}", "--out", "{tmp}/o", "--device", "tpu"], "invalid --device tpu:"),
+        (["bench", "extract", "{corpus}", "--jobs", "0"], "invalid --jobs 0: must be at least 1"),
+        (["bench", "extract", "{corpus}", "--features", "plp"], "invalid --features plp: must be one of"),
+        (["bench", "pretrain", "--device", "tpu"], "invalid --device tpu: must be auto, cpu"),
+        (["inspect", "{store}", "--splice", "-1"], "invalid --splice -1: must be at least 0"),
+        (["inspect", "{store}", "--layers", "2", "--hidden", "8,8,8"], "invalid --layers 2: --hidden lists 3 widths"),
+        (["inspect", "{store}", "--activation", "softsign"], "invalid --activation softsign: must be one of"),
+    ],
+)  # fmt: skip
+def test_a_bad_value_is_named_by_the_option_as_typed(blob_store, model_dir, small_corpus, tmp_path, args, says):
+    """The one error line names the option the user typed (`--jobs 0`), not the config field
+    (`jobs=0`), whichever command reads it; nothing is written."""
+    args = [a.format(store=blob_store, model=model_dir, corpus=small_corpus, tmp=tmp_path) for a in args]
+    assert says in error_line(args, blob_store, model_dir, small_corpus)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_config_built_in_python_names_the_option_too():
+    """The docs describe options, so a config made in Python is refused in their words as well."""
+    from asr_init.errors import UserError
+    from asr_init.features.config import ExtractConfig
+    from asr_init.training.config import FinetuneConfig
+
+    with pytest.raises(UserError, match=r"^invalid --jobs 0: must be at least 1$"):
+        ExtractConfig(jobs=0).validate()
+    with pytest.raises(UserError, match=r"^invalid --norm-vars: needs CMVN; drop --cmvn none$"):
+        ExtractConfig(cmvn="none", norm_vars=True).validate()
+    with pytest.raises(UserError, match=r"^invalid --hidden 512,-5: every width must be at least 1$"):
+        FinetuneConfig(hidden=[512, -5]).validate()
+    with pytest.raises(UserError, match=r"^invalid --features '': must be one of "):
+        ExtractConfig(features="").validate()
 
 
 @pytest.mark.parametrize("option", ["--plot", "--json"])

@@ -341,12 +341,12 @@ def test_force_never_replaces_a_folder_above_the_current_one(blob_store, workdir
 
 
 _HUGE = [
-    (["--hidden", "1000000000"], "invalid hidden=[1000000000]: at most 65,536 (--hidden)"),
-    (["--splice", "1000000"], "invalid splice=1000000: at most 100 (--splice)"),
-    (["--seed", str(2**64)], f"invalid seed={2**64}: --seed must be from 0 to 4294967295"),
-    (["--seed", str(2**32)], f"invalid seed={2**32}: --seed must be from 0 to 4294967295"),
-    (["--layers", "100000"], "invalid layers=100000: at most 64 (--layers)"),
-    (["--stats-frames", str(10**20)], f"invalid stats_frames={10**20}: at most 16,777,216 (--stats-frames)"),
+    (["--hidden", "1000000000"], "invalid --hidden 1000000000: at most 65,536"),
+    (["--splice", "1000000"], "invalid --splice 1000000: at most 100"),
+    (["--seed", str(2**64)], f"invalid --seed {2**64}: must be from 0 to 4294967295"),
+    (["--seed", str(2**32)], f"invalid --seed {2**32}: must be from 0 to 4294967295"),
+    (["--layers", "100000"], "invalid --layers 100000: at most 64"),
+    (["--stats-frames", str(10**20)], f"invalid --stats-frames {10**20}: at most 16,777,216"),
 ]
 
 
@@ -361,8 +361,8 @@ def test_training_refuses_huge_values_in_one_line(blob_store, tmp_path, command,
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--hidden", "8,1000000000"], "at most 65,536 (--hidden)"),
-        (["--layers", "2", "--hidden", "8", "--splice", str(10**30)], "at most 100 (--splice)"),
+        (["--hidden", "8,1000000000"], "invalid --hidden 8,1000000000: at most 65,536"),
+        (["--layers", "2", "--hidden", "8", "--splice", str(10**30)], f"invalid --splice {10**30}: at most 100"),
     ],
 )
 def test_pretrain_refuses_huge_values_given_otherwise(blob_store, tmp_path, args, message):
@@ -372,9 +372,9 @@ def test_pretrain_refuses_huge_values_given_otherwise(blob_store, tmp_path, args
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["inspect", "{store}", "--hidden", "1000000000"], "at most 65,536 (--hidden)"),
-        (["inspect", "{store}", "--seed", str(2**64)], "--seed must be from 0 to 4294967295"),
-        (["extract", "{corpus}", "--out", "{tmp}/s", "--seed", str(2**64)], "--seed must be from 0 to 4294967295"),
+        (["inspect", "{store}", "--hidden", "1000000000"], "invalid --hidden 1000000000: at most 65,536"),
+        (["inspect", "{store}", "--seed", str(2**64)], f"invalid --seed {2**64}: must be from 0 to 4294967295"),
+        (["extract", "{corpus}", "--out", "{tmp}/s", "--seed", str(2**64)], f"invalid --seed {2**64}: must be from 0"),
         (["optimal-d", "--samples", "10000000000"], "--samples 10000000000: a seed from 0 to 4294967295, 1 to 1e8"),
         (["optimal-d", "--seed", str(2**64)], f"invalid --seed {2**64}"),
     ],

@@ -114,7 +114,7 @@ def test_a_binary_alignment_declaring_more_entries_than_its_file_holds(kaldi_dat
     [
         (500_000, [], "pdf ids run up to 500,000"),
         (20_000_000, [], "reads pdf ids below 1,048,576"),
-        (20_000_000, ["--num-pdfs", 30_000_000], "invalid num_pdfs=30000000: must be from 1 to 1,048,576"),
+        (20_000_000, ["--num-pdfs", 30_000_000], "invalid --num-pdfs 30000000: must be from 1 to 1,048,576"),
     ],
 )
 def test_a_pdf_id_far_beyond_the_ids_seen_needs_num_pdfs(kaldi_data, top, extra, message):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from asr_init.config import option
-from asr_init.errors import UserError
+from asr_init.config import SEED_RANGE, ConfigBase, option
 
 # The largest |--snr| in dB: the 16-bit WAV files span 96 dB, so noise further below the
 # speech than this is lost in the quantisation, and speech further below the noise is gone.
@@ -14,7 +13,7 @@ MAX_SNR_DB = 100.0
 
 
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(ConfigBase):
     """Settings of `asr-init synth` (and of the embedded corpus `extract` makes)."""
 
     hours: float = option(1.0, "Amount of speech to generate.")
@@ -24,16 +23,13 @@ class SynthConfig:
     jobs: int = option(2, "Worker processes.")
 
     def validate(self) -> None:
-        if not 0 < self.hours < math.inf:
-            raise UserError(f"invalid --hours {self.hours}: must be a finite number > 0")
-        if self.speakers < 3:
-            raise UserError(f"invalid --speakers {self.speakers}: need at least 3 (one each for train, dev, test)")
-        if self.snr_db is not None and not abs(self.snr_db) <= MAX_SNR_DB:
-            raise UserError(
-                f"invalid --snr {self.snr_db}: must be a number of dB between -{MAX_SNR_DB:g} and {MAX_SNR_DB:g} "
-                "(the WAV files are 16-bit, whose 96 dB range holds no larger ratio; --no-noise gives clean speech)"
-            )
-        if not 0 <= self.seed < 2**32:
-            raise UserError(f"invalid --seed {self.seed}: must be from 0 to 4294967295")
-        if self.jobs < 1:
-            raise UserError(f"invalid --jobs {self.jobs}: must be at least 1")
+        self._check(0 < self.hours < math.inf, "hours", "must be a finite number > 0")
+        self._check(self.speakers >= 3, "speakers", "need at least 3 (one each for train, dev, test)")
+        self._check(
+            self.snr_db is None or abs(self.snr_db) <= MAX_SNR_DB,
+            "snr_db",
+            f"must be a number of dB between -{MAX_SNR_DB:g} and {MAX_SNR_DB:g} (the WAV files are 16-bit, whose 96 dB "
+            "range holds no larger ratio; --no-noise gives clean speech)",
+        )
+        self._check(0 <= self.seed < 2**32, "seed", SEED_RANGE)
+        self._check(self.jobs >= 1, "jobs", "must be at least 1")

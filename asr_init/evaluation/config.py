@@ -25,18 +25,11 @@ class EvalConfig(ConfigBase):
     def validate(self) -> None:
         self._check(self.split in SPLITS, "split", f"must be one of {', '.join(SPLITS)}")
         self._check(self.tune_split in SPLITS, "tune_split", f"must be one of {', '.join(SPLITS)}")
-        self._check(0 <= self.prior_scale < math.inf, "prior_scale", "--prior-scale must be a finite number >= 0")
-        self._check(bool(self.lm_weights) and bool(self.penalties), "lm_weights", "grids must not be empty")
-        self._check(
-            all(0 <= w < math.inf for w in self.lm_weights),
-            "lm_weights",
-            "every --lm-weights value must be a finite number >= 0",
-        )
-        self._check(
-            all(math.isfinite(p) for p in self.penalties),
-            "penalties",
-            "every --penalties value must be a finite number",
-        )
+        self._check(0 <= self.prior_scale < math.inf, "prior_scale", "must be a finite number >= 0")
+        for name in ("lm_weights", "penalties"):
+            self._check(bool(getattr(self, name)), name, "must list at least one value")
+        self._check(all(0 <= w < math.inf for w in self.lm_weights), "lm_weights", "each must be a finite number >= 0")
+        self._check(all(math.isfinite(p) for p in self.penalties), "penalties", "each must be a finite number")
         check_device(self.device)
 
 

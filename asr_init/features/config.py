@@ -8,6 +8,7 @@ from pathlib import Path
 
 from asr_init.config import SEED_RANGE, ConfigBase, option
 from asr_init.corpora.readers import SILENCE
+from asr_init.errors import UserError
 
 CMVN_MODES = ("speaker", "utterance", "none")
 KINDS = ("kaldi-mfcc", "kaldi-fbank", "librosa-mfcc")  # the features frontend.py computes
@@ -73,7 +74,7 @@ class ExtractConfig(ConfigBase):
         self._check(
             self.sample_rate is None or self.sample_rate >= MIN_SAMPLE_RATE,
             "sample_rate",
-            f"--sample-rate must be at least {MIN_SAMPLE_RATE} Hz",
+            f"must be at least {MIN_SAMPLE_RATE} Hz",
         )
         self._check(self.features in KINDS, "features", f"must be one of {', '.join(KINDS)}")
         self._check(self.cmvn in CMVN_MODES, "cmvn", f"must be one of {', '.join(CMVN_MODES)}")
@@ -83,13 +84,13 @@ class ExtractConfig(ConfigBase):
         self._check(
             self.dev_fraction + self.test_fraction < 1,
             "test_fraction",
-            "dev + test fractions must leave speakers for training",
+            f"with --dev-fraction {self.dev_fraction} it leaves no speakers for training (the two must sum below 1)",
         )
         self._check(self.shard_frames > 0, "shard_frames", "must be positive")
         self._check(self.jobs >= 1, "jobs", "must be at least 1")
         self._check(0 <= self.seed < 2**32, "seed", SEED_RANGE)
         overlap = set(self.dev_speakers) & set(self.test_speakers)
-        self._check(not overlap, "dev_speakers", f"speaker(s) {', '.join(sorted(overlap))} also in test_speakers")
+        self._check(not overlap, "dev_speakers", f"speaker(s) {', '.join(sorted(overlap))} also in --test-speakers")
         self.feature_config(self.requested_rate() or 16000)
 
     def settings(self) -> dict:
@@ -155,11 +156,9 @@ class KaldiImportConfig(ConfigBase):
     shard_frames: int = option(200_000, "Frames per shard of the store.")
 
     def validate(self) -> None:
-        self._check(
-            bool(self.ali or self.phone_ali),
-            "ali",
-            "give --ali (pdf alignments, ali-to-pdf) and/or --phone-ali (ali-to-phones --per-frame)",
-        )
+        if not (self.ali or self.phone_ali):
+            raise UserError("no alignments: give --ali (pdf alignments, ali-to-pdf) and/or --phone-ali (ali-to-phones "
+                            "--per-frame)")  # fmt: skip
         self._check(self.num_pdfs is None or 1 <= self.num_pdfs <= 1 << 20, "num_pdfs", "must be from 1 to 1,048,576")
         self._check(0 <= self.dev_fraction < 1, "dev_fraction", "must be in [0, 1)")
         self._check(self.shard_frames > 0, "shard_frames", "must be positive")

@@ -30,15 +30,13 @@ class InspectConfig(Widths, ConfigBase):
         from asr_init.config import SPLITS
         from asr_init.models.init import parse_init
 
-        self._check(self.frames >= 1, "frames", "--frames must be at least 1")
+        self._check(self.frames >= 1, "frames", "must be at least 1")
         self._check(0 <= self.seed < 2**32, "seed", SEED_RANGE)
-        self._check(self.split in SPLITS, "split", f"--split must be one of {', '.join(SPLITS)}")
+        self._check(self.split in SPLITS, "split", f"must be one of {', '.join(SPLITS)}")
         check_limits(self)
         if self.from_model:
             return
         parse_init(self.init)
         self._check_widths()
-        self._check(self.splice >= 0, "splice", "--splice must be at least 0")
-        self._check(
-            self.activation in ACTIVATIONS, "activation", f"--activation must be one of {', '.join(ACTIVATIONS)}"
-        )
+        self._check(self.splice >= 0, "splice", "must be at least 0")
+        self._check(self.activation in ACTIVATIONS, "activation", f"must be one of {', '.join(ACTIVATIONS)}")

@@ -84,7 +84,7 @@ class PretrainConfig(Widths, ConfigBase):
         self._check(0 <= self.sat_guard < 1, "sat_guard", "must be in [0, 1) (0 switches the guard off)")
         check_limits(self)
         check_device(self.device)
-        self._check(self.precision in PRECISIONS, "precision", f"--precision must be one of {', '.join(PRECISIONS)}")
+        self._check(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
 
     def layer_epochs(self, layer: int) -> int:
         gauss = layer == 1 and self.visible == "gauss"
@@ -268,4 +268,4 @@ class FinetuneConfig(Widths, ConfigBase):
                     "--reuse-layers N)")  # fmt: skip
         check_limits(self)
         check_device(self.device)
-        self._check(self.precision in PRECISIONS, "precision", f"--precision must be one of {', '.join(PRECISIONS)}")
+        self._check(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")

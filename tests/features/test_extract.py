@@ -522,10 +522,10 @@ EDGES = "invalid feature settings: the mel bands' edges must satisfy 0 <= --low-
         (["--low-freq", "-20"], f"{EDGES} (-20)"),
         (["--high-freq", "-4000"], f"{EDGES} (20) < --high-freq (0)"),  # Kaldi's: 4000 Hz below the Nyquist
         (["--num-ceps", "30"], "--num-ceps must be from 1 to --num-mel-bins (23)"),
-        (["--features", "mfcc"], "invalid features='mfcc': must be one of kaldi-mfcc, kaldi-fbank, librosa-mfcc"),
-        (["--cmvn", "none", "--norm-vars"], "invalid norm_vars=True: needs CMVN; drop --cmvn none"),
-        (["--sample-rate", "4000"], "invalid sample_rate=4000: --sample-rate must be at least 8000 Hz"),
-        (["--seed", "-1"], "invalid seed=-1: --seed must be from 0 to 4294967295"),
+        (["--features", "mfcc"], "invalid --features mfcc: must be one of kaldi-mfcc, kaldi-fbank, librosa-mfcc"),
+        (["--cmvn", "none", "--norm-vars"], "invalid --norm-vars: needs CMVN; drop --cmvn none"),
+        (["--sample-rate", "4000"], "invalid --sample-rate 4000: must be at least 8000 Hz"),
+        (["--seed", "-1"], "invalid --seed -1: must be from 0 to 4294967295"),
     ],
 )  # fmt: skip
 def test_bad_rate_and_filterbank_values_give_one_error_line(tmp_path, args, message):

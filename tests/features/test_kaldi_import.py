@@ -251,7 +251,7 @@ def _missing_file(root, ref):
 
 def _negative_seed(root, ref):
     _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
-    return ["--ali", str(root / "pdf.txt"), "--seed", "-1"], "invalid seed=-1: --seed must be from 0 to 4294967295"
+    return ["--ali", str(root / "pdf.txt"), "--seed", "-1"], "invalid --seed -1: must be from 0 to 4294967295"
 
 
 def _phones_without_phone_ali(root, ref):

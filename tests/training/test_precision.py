@@ -77,8 +77,8 @@ def test_precision_contexts_restore_the_tf32_switch_and_autocast_only_for_bf16()
 def test_bad_precision_is_one_error_line(blob_store, tmp_path):
     runner = CliRunner()
     for command, value, says in (
-        ("pretrain", "fp16", "--precision must be one of fp32, tf32, bf16"),
-        ("finetune", "fp16", "--precision must be one of fp32, tf32, bf16"),
+        ("pretrain", "fp16", "invalid --precision fp16: must be one of fp32, tf32, bf16"),
+        ("finetune", "fp16", "invalid --precision fp16: must be one of fp32, tf32, bf16"),
     ):
         result = runner.invoke(app, [command, str(blob_store), "--out", str(tmp_path / command), "--precision", value])
         lines = [line for line in result.output.splitlines() if line.startswith("error:")]

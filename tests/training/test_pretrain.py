@@ -164,7 +164,7 @@ def test_cli_errors(tiny_store, tmp_path):
     res = runner.invoke(app, ["pretrain", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")])
     assert res.exit_code == 1 and "does not exist" in _text(res)
     res = runner.invoke(app, ["pretrain", str(tiny_store), "--out", str(tmp_path / "d"), "--splice", "-1"])
-    assert res.exit_code == 1 and "invalid splice=-1" in _text(res)
+    assert res.exit_code == 1 and "invalid --splice -1" in _text(res)
 
 
 def test_cli_pretrain_bernoulli_first_layer(tiny_store, tmp_path):

@@ -273,7 +273,7 @@ def test_relu_without_d_star_is_refused_only_where_init_makes_a_layer(blob_store
 def test_reuse_layers_with_sparsity_is_refused_by_name():
     """--sparsity takes the whole --init-from model; a --reuse-layers K beside it was recorded
     in the config and ignored (every layer came from the model, pruned)."""
-    with pytest.raises(UserError, match=r"invalid reuse_layers=1: .*--sparsity takes the whole --init-from model"):
+    with pytest.raises(UserError, match=r"invalid --reuse-layers 1: .*--sparsity takes the whole --init-from model"):
         FinetuneConfig(init_from="m", sparsity=0.5, reuse_layers=1).validate()
 
 
