@@ -68,12 +68,14 @@ def as_typed(config, field: str) -> str:
 
 SPLITS = ("train", "dev", "test")
 SEED_RANGE = "must be from 0 to 4294967295"
-LIMITS = {"layers": 64, "hidden": 1 << 16, "splice": 100, "batch_size": 1 << 20, "stats_frames": 1 << 24}
+LIMITS = {"layers": 64, "hidden": 1 << 16, "splice": 100, "batch_size": 1 << 20, "stats_frames": 1 << 24, "jobs": 256,
+          "speakers": 10_000}  # fmt: skip
 
 
 def check_limits(config) -> None:
-    """Refuse sizes beyond the stated LIMITS before anything is allocated (a --hidden of 10**9
-    would ask for gigabytes at once)."""
+    """Refuse sizes beyond the stated LIMITS before anything is allocated or started (a --hidden
+    of 10**9 would ask for gigabytes at once, a --jobs of 10**9 start processes until the machine
+    has no more)."""
     for name, top in LIMITS.items():
         value = getattr(config, name, None)
         largest = max(value, default=0) if isinstance(value, list) else value

@@ -206,6 +206,34 @@ def test_a_bad_value_is_named_by_the_option_as_typed(blob_store, model_dir, smal
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["synth", "{tmp}/o", "--jobs", str(10**30)], f"invalid --jobs {10**30}: at most 256"),
+        (["synth", "{tmp}/o", "--speakers", "20000"], "invalid --speakers 20000: at most 10,000"),
+        (["extract", "{corpus}", "--out", "{tmp}/o", "--jobs", "257"], "invalid --jobs 257: at most 256"),
+        (["extract", "--out", "{tmp}/o", "--jobs", "100000"], "invalid --jobs 100000: at most 256"),
+        (["bench", "extract", "{corpus}", "--jobs", "100000"], "invalid --jobs 100000: at most 256"),
+        (["prune", "{model}", "--store", "{store}", "--out", "{tmp}/o", "--max-epochs", "0"],
+         "invalid --max-epochs 0: must be at least 1"),
+        (["prune", "{model}", "--store", "{store}", "--out", "{tmp}/o", "--lr", "nan"], "invalid --lr nan: must be"),
+    ],
+)  # fmt: skip
+def test_a_bad_value_is_refused_before_anything_starts(blob_store, model_dir, small_corpus, tmp_path, monkeypatch,
+                                                       args, says):  # fmt: skip
+    """A --jobs of 10**30 started worker processes until the machine had no more (synth's pool
+    starts them all at once), --speakers 20000 went on to synthesise, and prune evaluated the
+    dense model into OUT before its fine-tuning options were checked."""
+
+    def no_fork():
+        raise AssertionError("a process was started")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    args = [a.format(store=blob_store, model=model_dir, corpus=small_corpus, tmp=tmp_path) for a in args]
+    assert says in error_line(args, blob_store, model_dir, small_corpus)
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_config_built_in_python_names_the_option_too():
     """The docs describe options, so a config made in Python is refused in their words as well."""
     from asr_init.errors import UserError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from asr_init.config import SEED_RANGE, ConfigBase, option
+from asr_init.config import SEED_RANGE, ConfigBase, check_limits, option
 
 # The largest |--snr| in dB: the 16-bit WAV files span 96 dB, so noise further below the
 # speech than this is lost in the quantisation, and speech further below the noise is gone.
@@ -33,3 +33,4 @@ class SynthConfig(ConfigBase):
         )
         self._check(0 <= self.seed < 2**32, "seed", SEED_RANGE)
         self._check(self.jobs >= 1, "jobs", "must be at least 1")
+        check_limits(self)

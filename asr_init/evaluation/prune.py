@@ -48,6 +48,7 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
     def pruned(share: float) -> FinetuneConfig:  # the fine-tuning run of one sparsity
         return dataclasses.replace(config, init_from=str(model), sparsity=share, reuse_layers=0)
 
+    pruned(sparsities[0]).validate()  # a bad option is refused before the dense model is evaluated
     input_pipeline(pruned(sparsities[0]), features)  # a --targets or --batch-norm the model contradicts: refused now
     settings = {"model": str(model.resolve()), "store": str(Path(store).resolve()), "sparsities": sparsities,
                 "config": {k: v for k, v in config.to_dict().items() if k not in MODEL_DECIDES},

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from asr_init.config import SEED_RANGE, ConfigBase, option
+from asr_init.config import SEED_RANGE, ConfigBase, check_limits, option
 from asr_init.corpora.readers import SILENCE
 from asr_init.errors import UserError
 
@@ -88,6 +88,7 @@ class ExtractConfig(ConfigBase):
         )
         self._check(self.shard_frames > 0, "shard_frames", "must be positive")
         self._check(self.jobs >= 1, "jobs", "must be at least 1")
+        check_limits(self)
         self._check(0 <= self.seed < 2**32, "seed", SEED_RANGE)
         overlap = set(self.dev_speakers) & set(self.test_speakers)
         self._check(not overlap, "dev_speakers", f"speaker(s) {', '.join(sorted(overlap))} also in --test-speakers")
