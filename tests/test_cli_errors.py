@@ -53,7 +53,8 @@ def model_dir(blob_store, tmp_path):
     [
         (["--snr", "nan"], "invalid --snr nan: must be a number of dB between -100 and 100"),
         (["--snr", "1e308"], "invalid --snr 1e+308: must be a number of dB between -100 and 100"),
-        (["--hours", "inf"], "invalid --hours inf: must be a finite number > 0"),
+        (["--hours", "inf"], "invalid --hours inf: must be a number of hours > 0 and at most 1,000"),
+        (["--hours", "1e30"], "invalid --hours 1e+30: must be a number of hours > 0 and at most 1,000"),
         (["--jobs", "0"], "invalid --jobs 0: must be at least 1"),
         (["--seed", "-1"], "invalid --seed -1: must be from 0 to 4294967295"),
     ],

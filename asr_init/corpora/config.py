@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from asr_init.config import SEED_RANGE, ConfigBase, check_limits, option
@@ -10,6 +9,7 @@ from asr_init.config import SEED_RANGE, ConfigBase, check_limits, option
 # The largest |--snr| in dB: the 16-bit WAV files span 96 dB, so noise further below the
 # speech than this is lost in the quantisation, and speech further below the noise is gone.
 MAX_SNR_DB = 100.0
+MAX_HOURS = 1000.0  # about three days of synthesis on 2 cores; beyond it a typo such as 1e30 would fill the disk
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class SynthConfig(ConfigBase):
     jobs: int = option(2, "Worker processes.")
 
     def validate(self) -> None:
-        self._check(0 < self.hours < math.inf, "hours", "must be a finite number > 0")
+        self._check(0 < self.hours <= MAX_HOURS, "hours", f"must be a number of hours > 0 and at most {MAX_HOURS:,.0f}")
         self._check(self.speakers >= 3, "speakers", "need at least 3 (one each for train, dev, test)")
         self._check(
             self.snr_db is None or abs(self.snr_db) <= MAX_SNR_DB,

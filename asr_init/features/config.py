@@ -13,6 +13,7 @@ from asr_init.errors import UserError
 CMVN_MODES = ("speaker", "utterance", "none")
 KINDS = ("kaldi-mfcc", "kaldi-fbank", "librosa-mfcc")  # the features frontend.py computes
 MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 192_000  # the highest rate of studio audio; memory and FFT sizes grow with it
 # ExtractConfig's fields that are FeatureConfig's.
 FEATURE_OPTIONS = ("num_ceps", "num_mel_bins", "use_energy", "dither", "snip_edges", "low_freq", "high_freq")
 
@@ -72,9 +73,9 @@ class ExtractConfig(ConfigBase):
 
     def validate(self) -> None:
         self._check(
-            self.sample_rate is None or self.sample_rate >= MIN_SAMPLE_RATE,
+            self.sample_rate is None or MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE,
             "sample_rate",
-            f"must be at least {MIN_SAMPLE_RATE} Hz",
+            f"must be from {MIN_SAMPLE_RATE:,} to {MAX_SAMPLE_RATE:,} Hz",
         )
         self._check(self.features in KINDS, "features", f"must be one of {', '.join(KINDS)}")
         self._check(self.cmvn in CMVN_MODES, "cmvn", f"must be one of {', '.join(CMVN_MODES)}")

@@ -38,7 +38,7 @@ import numpy as np
 
 from asr_init.corpora.readers import PhoneSegment, Utterance, merge_repeats
 from asr_init.errors import UserError
-from asr_init.features.config import KINDS, MIN_SAMPLE_RATE
+from asr_init.features.config import KINDS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 WINDOWS = ("povey", "hamming", "hanning", "rectangular", "blackman")
 STATES_PER_PHONE = 3
@@ -122,6 +122,8 @@ class FeatureConfig:
         r, nyquist = self.resolved(), self.sample_rate / 2
         least = 1 if r.kind == "librosa-mfcc" else 3  # Kaldi's MelBanks needs 3
         problems = [
+            (r.sample_rate > MAX_SAMPLE_RATE, f"a sample rate of {r.sample_rate:,} Hz is above the highest asr-init "
+             f"computes features at ({MAX_SAMPLE_RATE:,} Hz); give --sample-rate {MAX_SAMPLE_RATE} or lower"),
             (r.kind not in KINDS, f"--features must be one of {', '.join(KINDS)}, not {r.kind!r}"),
             (r.window not in WINDOWS, f"--window-type must be one of {', '.join(WINDOWS)}, not {r.window!r}"),
             (not 0 <= r.low_freq < r.high_freq <= nyquist, f"the mel bands' edges must satisfy 0 <= --low-freq "

@@ -524,7 +524,8 @@ EDGES = "invalid feature settings: the mel bands' edges must satisfy 0 <= --low-
         (["--num-ceps", "30"], "--num-ceps must be from 1 to --num-mel-bins (23)"),
         (["--features", "mfcc"], "invalid --features mfcc: must be one of kaldi-mfcc, kaldi-fbank, librosa-mfcc"),
         (["--cmvn", "none", "--norm-vars"], "invalid --norm-vars: needs CMVN; drop --cmvn none"),
-        (["--sample-rate", "4000"], "invalid --sample-rate 4000: must be at least 8000 Hz"),
+        (["--sample-rate", "4000"], "invalid --sample-rate 4000: must be from 8,000 to 192,000 Hz"),
+        (["--sample-rate", "100000000"], "invalid --sample-rate 100000000: must be from 8,000 to 192,000 Hz"),
         (["--seed", "-1"], "invalid --seed -1: must be from 0 to 4294967295"),
     ],
 )  # fmt: skip
@@ -584,6 +585,13 @@ def test_kaldi_config_file_sets_the_features_and_the_command_line_wins(kaldi_dir
     errors = [ln for ln in bad.output.splitlines() if ln.startswith("error:")]
     assert bad.exit_code == 1 and len(errors) == 1 and f"{conf}:2: '--vtln-warp=1.05' is not a feature option" in (
         " ".join(bad.output.split()))  # fmt: skip
+    assert not (tmp_path / "b").exists()
+    conf.write_text("--sample-frequency=1e12\n")  # a rate that would ask for hundreds of GiB per block
+    bad = runner.invoke(app, [*args, "--out", str(tmp_path / "b")])
+    errors = [ln for ln in bad.output.splitlines() if ln.startswith("error:")]
+    assert bad.exit_code == 1 and errors == [
+        "error: invalid feature settings: a sample rate of 1,000,000,000,000 Hz is above the highest asr-init computes "
+        "features at (192,000 Hz); give --sample-rate 192000 or lower"], bad.output  # fmt: skip
     assert not (tmp_path / "b").exists()
 
 
