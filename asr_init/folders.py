@@ -218,7 +218,7 @@ def output_folder(out: Path, settings: dict, *, record: str, finished: tuple[str
             return
         swap = not in_place and output.done is None
         try:
-            with _terminate_as_interrupt() if swap else nullcontext():
+            with terminate_as_interrupt() if swap else nullcontext():
                 yield output
         except BaseException:
             if swap:
@@ -245,10 +245,11 @@ def swap_in(built: Path, out: Path) -> None:
 
 
 @contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops this process as Ctrl-C does (KeyboardInterrupt), so that the temporary
-    output it builds is removed; a process forked meanwhile keeps SIGTERM's default action.
-    A handler set by whoever runs asr-init is left in place."""
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops this process as Ctrl-C does (KeyboardInterrupt) inside the block, so that
+    what the block builds is cleaned up and the command says it was interrupted; a process forked
+    meanwhile keeps SIGTERM's default action. A handler already set (by whoever runs asr-init, or
+    an enclosing block) is left in place."""
     owner = os.getpid()
 
     def handler(signum, frame) -> None:

@@ -20,7 +20,7 @@ from asr_init.errors import UserError
 from asr_init.evaluation.config import MODEL_DECIDES, EvalConfig
 from asr_init.evaluation.evaluate import evaluate
 from asr_init.features.store import FeatureStore, store_identity
-from asr_init.folders import output_folder
+from asr_init.folders import output_folder, terminate_as_interrupt
 from asr_init.io import digest, write_csv, write_json_atomic
 from asr_init.models.export_kaldi import training_store_path
 from asr_init.records import ABSENT, INTEGER, NULL, NUMBER, TEXT, each, record
@@ -35,8 +35,21 @@ _KINDS = ("states", "phones", "pdfs")  # the frame accuracies a row gives, where
 
 def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float], store: Path | None = None,
           force: bool = False) -> dict:  # fmt: skip
-    """Prune `model` at each of `sparsities` into OUT/sparsity-S; returns the summary."""
-    model, out = Path(model), Path(out)
+    """Prune `model` at each of `sparsities` into OUT/sparsity-S; returns the summary. Ctrl-C or
+    SIGTERM at any point raises Interrupted (a fine-tuning run checkpoints first; what is finished
+    is kept): prune has no --resume, the same command again continues."""
+    again = "run the same prune command again to continue"
+    with terminate_as_interrupt():
+        try:
+            return _prune(Path(model), Path(out), config, sparsities, store, force)
+        except Interrupted as exc:
+            raise Interrupted(exc.what, again) from None
+        except KeyboardInterrupt:
+            raise Interrupted(f"prune stopped by a signal; what {out} holds is kept", again) from None
+
+
+def _prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float], store: Path | None,
+           force: bool) -> dict:  # fmt: skip
     if not sparsities or any(not 0 < s < 1 for s in sparsities):
         raise UserError(f"invalid --sparsity {sparsities}: each share must be in (0, 1)")
     _check_model(model)
@@ -67,10 +80,7 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
         rows = [dist.from_main(lambda: _evaluated(store, model, out / "dense-eval", 0.0, evaluation))]
         for share in sparsities:  # each a finetune run of its own: an interrupted one resumes, a finished one is kept
             run = out / f"sparsity-{share:g}"
-            try:
-                finetune(store, pruned(share), run, resume=dist.from_main((run / "finetune.config.json").exists))
-            except Interrupted as exc:  # prune has no --resume: it resumes by itself
-                raise Interrupted(exc.what, "run the same prune command again to continue") from None
+            finetune(store, pruned(share), run, resume=dist.from_main((run / "finetune.config.json").exists))
             rows.append(dist.from_main(lambda run=run, share=share: _evaluated(store, run, None, share, evaluation)))
         summary = {"model": str(model.resolve()), "store": str(store.resolve()), "scope": config.prune_scope,
                    "split": split, "rows": rows}  # fmt: skip

@@ -81,6 +81,56 @@ def test_an_interrupted_prune_says_to_run_the_same_command_again(blob_store, tmp
     assert "--resume" not in text
 
 
+# prune's command line with `module:function` (a name in that module) sending this process SIGTERM at
+# its Nth call, before the call: a real signal at a known point between or inside prune's stages.
+_TERMINATED_AT = """
+import importlib, os, signal, sys
+module, name, nth = sys.argv.pop(1), sys.argv.pop(1), int(sys.argv.pop(1))
+owner, calls = importlib.import_module(module), []
+real = getattr(owner, name)
+def terminated(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == nth:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real(*args, **kwargs)
+setattr(owner, name, terminated)
+from asr_init.cli import app
+app(sys.argv[1:])
+"""
+
+
+def test_sigterm_anywhere_in_prune_says_interrupted_and_the_same_command_continues(blob_store, tmp_path):
+    """SIGTERM while prune loads the store, while a sparsity's fine-tuning writes its model (after
+    its own signal handling), between that run and its evaluation, and while prune.csv is written:
+    each time one 'interrupted' line and exit status 130 (it ended with 143 and nothing said); the
+    next run goes on from what is kept, and the last one finishes without fine-tuning again."""
+    import os
+    import subprocess
+    import sys
+
+    finetune(blob_store, FinetuneConfig(**TINY), tmp_path / "dense")
+    out, repo = tmp_path / "p", Path(__file__).resolve().parents[2]
+    args = ["prune", str(tmp_path / "dense"), "--out", str(out), "--sparsity", "0.5", "--max-epochs", "1"]
+    env = {**os.environ, "PYTHONPATH": str(repo), "COLUMNS": "200"}
+    prune, ft = "asr_init.evaluation.prune", "asr_init.training.finetune"
+    points = [(prune, "FeatureStore", 1), (ft, "_write_outputs", 1), (prune, "_evaluated", 2), (prune, "write_csv", 1)]
+    model = out / "sparsity-0.5" / "model.pt"
+    for module, name, nth in points:
+        done = subprocess.run([sys.executable, "-c", _TERMINATED_AT, module, name, str(nth), *args], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)  # fmt: skip
+        said = done.stdout.rpartition("interrupted: ")[2]
+        assert done.returncode == 130 and "Traceback" not in done.stdout, (name, done.returncode, done.stdout)
+        assert " ".join(said.split()).endswith(" is kept; run the same prune command again to continue"), done.stdout
+        assert not (out / "prune.json").exists()
+        if name == "_evaluated":
+            trained = model.stat().st_mtime_ns
+    finished = subprocess.run([sys.executable, "-m", "asr_init.cli", *args], env=env, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    rows = json.loads((out / "prune.json").read_text())["rows"]
+    assert [r["sparsity"] for r in rows] == [0.0, 0.5] and model.stat().st_mtime_ns == trained
+
+
 def test_a_second_prune_run_says_it_is_complete_and_changes_nothing(blob_store, tmp_path):
     """The same prune command again: one line says OUT already holds the finished run (as
     finetune and pretrain say), the table is printed, and no file is written again."""
