@@ -14,8 +14,11 @@ import resource
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from asr_init.folders import terminate_as_interrupt
 from asr_init.progress import console
 
 
@@ -23,6 +26,17 @@ def peak_rss_mib(children: bool = False) -> float:
     """Peak resident set size of this process (or of its finished children), MiB."""
     who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
     return resource.getrusage(who).ru_maxrss / 1024.0
+
+
+@contextmanager
+def _scratch() -> Iterator[Path]:
+    """A scratch folder that is removed however the block ends: SIGTERM too, taken as Ctrl-C."""
+    with terminate_as_interrupt():
+        scratch = Path(tempfile.mkdtemp(prefix="asr-init-bench-"))
+        try:
+            yield scratch
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def bench_extract(corpus: Path, config, runs: int = 3) -> dict:
@@ -34,13 +48,10 @@ def bench_extract(corpus: Path, config, runs: int = 3) -> dict:
 
     walls = []
     for run in range(runs):
-        scratch = Path(tempfile.mkdtemp(prefix="asr-init-bench-"))
-        try:
+        with _scratch() as scratch:
             t0 = time.perf_counter()
             summary = extract(corpus, scratch / "store", config)
             walls.append(time.perf_counter() - t0)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
         console.print(f"run {run + 1}: {summary['hours'] * 3600 / walls[-1]:,.0f}x real time", highlight=False)
     wall = statistics.median(walls)
     frames = sum(s["frames"] for s in summary["splits"].values())
@@ -220,16 +231,13 @@ def bench_cd1(
 
 
 _RSS_CHILD = """
-import json, resource, sys, tempfile
+import json, resource, sys
 from pathlib import Path
 from asr_init.training.pretrain import pretrain
 from asr_init.training.config import PretrainConfig
-store, buffer_frames = sys.argv[1], int(sys.argv[2])
-with tempfile.TemporaryDirectory() as tmp:
-    cfg = PretrainConfig(
-        layers=1, hidden=1024, epochs=1, epochs_gauss=1, buffer_frames=buffer_frames, report_every=10**9
-    )
-    pretrain(Path(store), cfg, Path(tmp) / "pt")
+store, buffer_frames, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+cfg = PretrainConfig(layers=1, hidden=1024, epochs=1, epochs_gauss=1, buffer_frames=buffer_frames, report_every=10**9)
+pretrain(Path(store), cfg, Path(out))
 # VmHWM: this program's own peak (ru_maxrss keeps the high-water mark of the parent it was forked from)
 hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")]
 kib = int(hwm[0]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -243,9 +251,9 @@ def peak_rss_of_pretraining(store: Path, buffer_frames: int) -> float:
     import subprocess
     import sys
 
-    out = subprocess.run(
-        [sys.executable, "-c", _RSS_CHILD, str(store), str(buffer_frames)], check=True, capture_output=True, text=True
-    )
+    with _scratch() as scratch:  # made here: a child ended by a signal (or by run's kill) leaves nothing behind
+        child = [sys.executable, "-c", _RSS_CHILD, str(store), str(buffer_frames), str(scratch / "pt")]
+        out = subprocess.run(child, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mib"]
 
 
@@ -456,8 +464,7 @@ def bench_distributed(
     from asr_init.training.distributed import run_local
 
     rows = []
-    scratch = Path(tempfile.mkdtemp(prefix="asr-init-bench-"))
-    try:
+    with _scratch() as scratch:
         for n in processes:
             root = scratch / f"n{n}"
             run_local(n, _distributed_worker, str(store), str(root), frames, hidden, batch_size, threads=1)
@@ -465,8 +472,6 @@ def bench_distributed(
             done = min(frames, FeatureStore(store).num_frames("train"))
             ft = read_json(root / "finetune" / "finetune.json")
             rows.append({"processes": n, "pretrain": done / layer["seconds"], "finetune": ft["frames_per_s"]})
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     base = rows[0]
     for r in rows:
         for stage in ("pretrain", "finetune"):

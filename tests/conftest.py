@@ -382,3 +382,23 @@ setattr(owner, name, slow)
 from asr_init.cli import app
 app(sys.argv[1:])
 """
+
+
+def terminated_cli(target: str, nth: int = 1) -> str:
+    """Python code that runs asr-init's command line (its arguments from sys.argv) with `target`,
+    "module:function" (a name in that module), sending this process SIGTERM at its `nth` call,
+    just before the call: a real signal at a known point of a run."""
+    return f"""
+import importlib, os, signal, sys
+module, _, name = {target!r}.partition(":")
+owner, calls = importlib.import_module(module), []
+real = getattr(owner, name)
+def terminated(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == {nth!r}:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real(*args, **kwargs)
+setattr(owner, name, terminated)
+from asr_init.cli import app
+app(sys.argv[1:])
+"""

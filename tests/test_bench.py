@@ -140,3 +140,24 @@ def test_bench_extract_times_whole_extractions_and_reports_the_median(kaldi_dir)
     assert bad.exit_code == 1 and "invalid --features plp:" in bad.output
     bad = CliRunner().invoke(app, ["bench", "extract", str(kaldi_dir), "--hours", "0.01"])  # it was ignored
     assert bad.exit_code == 1 and "--hours 0.01 sizes the embedded corpus, not CORPUS" in " ".join(bad.output.split())
+
+
+def test_bench_extract_stopped_by_sigterm_says_so_and_leaves_no_scratch_folder(kaldi_dir, tmp_path):
+    """SIGTERM after the scratch folder is made, before extract's own clean-up is armed: one
+    'interrupted' line, status 130, and the folder gone (it stayed, and the process ended with 143)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import terminated_cli
+
+    scratch = tmp_path / "scratch"  # TMPDIR: where the bench makes its scratch folders
+    scratch.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "TMPDIR": str(scratch)}
+    code = terminated_cli("asr_init.features.extract:extract")
+    args = ["bench", "extract", str(kaldi_dir), "--runs", "1", "--jobs", "1"]
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 130 and done.stdout.strip().splitlines()[-1] == "interrupted", done.stdout
+    assert list(scratch.iterdir()) == []

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import terminated_cli
 
 from asr_init.errors import UserError
 from asr_init.evaluation import prune as prune_module
@@ -81,24 +82,6 @@ def test_an_interrupted_prune_says_to_run_the_same_command_again(blob_store, tmp
     assert "--resume" not in text
 
 
-# prune's command line with `module:function` (a name in that module) sending this process SIGTERM at
-# its Nth call, before the call: a real signal at a known point between or inside prune's stages.
-_TERMINATED_AT = """
-import importlib, os, signal, sys
-module, name, nth = sys.argv.pop(1), sys.argv.pop(1), int(sys.argv.pop(1))
-owner, calls = importlib.import_module(module), []
-real = getattr(owner, name)
-def terminated(*args, **kwargs):
-    calls.append(1)
-    if len(calls) == nth:
-        os.kill(os.getpid(), signal.SIGTERM)
-    return real(*args, **kwargs)
-setattr(owner, name, terminated)
-from asr_init.cli import app
-app(sys.argv[1:])
-"""
-
-
 def test_sigterm_anywhere_in_prune_says_interrupted_and_the_same_command_continues(blob_store, tmp_path):
     """SIGTERM while prune loads the store, while a sparsity's fine-tuning writes its model (after
     its own signal handling), between that run and its evaluation, and while prune.csv is written:
@@ -113,16 +96,17 @@ def test_sigterm_anywhere_in_prune_says_interrupted_and_the_same_command_continu
     args = ["prune", str(tmp_path / "dense"), "--out", str(out), "--sparsity", "0.5", "--max-epochs", "1"]
     env = {**os.environ, "PYTHONPATH": str(repo), "COLUMNS": "200"}
     prune, ft = "asr_init.evaluation.prune", "asr_init.training.finetune"
-    points = [(prune, "FeatureStore", 1), (ft, "_write_outputs", 1), (prune, "_evaluated", 2), (prune, "write_csv", 1)]
+    points = [(f"{prune}:FeatureStore", 1), (f"{ft}:_write_outputs", 1), (f"{prune}:_evaluated", 2),
+              (f"{prune}:write_csv", 1)]  # fmt: skip
     model = out / "sparsity-0.5" / "model.pt"
-    for module, name, nth in points:
-        done = subprocess.run([sys.executable, "-c", _TERMINATED_AT, module, name, str(nth), *args], env=env,
+    for target, nth in points:
+        done = subprocess.run([sys.executable, "-c", terminated_cli(target, nth), *args], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)  # fmt: skip
         said = done.stdout.rpartition("interrupted: ")[2]
-        assert done.returncode == 130 and "Traceback" not in done.stdout, (name, done.returncode, done.stdout)
+        assert done.returncode == 130 and "Traceback" not in done.stdout, (target, done.returncode, done.stdout)
         assert " ".join(said.split()).endswith(" is kept; run the same prune command again to continue"), done.stdout
         assert not (out / "prune.json").exists()
-        if name == "_evaluated":
+        if target.endswith(":_evaluated"):
             trained = model.stat().st_mtime_ns
     finished = subprocess.run([sys.executable, "-m", "asr_init.cli", *args], env=env, capture_output=True, text=True,
                               timeout=300)  # fmt: skip
