@@ -36,6 +36,20 @@ from asr_init.errors import UserError
 from asr_init.io import check_writable_folder, read_json, write_json_atomic
 from asr_init.records import check_record
 
+_HELD: set[int] = set()  # the descriptors of the locks this process holds
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child (a pool worker): close its copies of the parent's lock descriptors, so
+    that a lock is its holder's alone. A flock belongs to the open file, which fork shares: a child
+    keeping a copy would hold the lock after its parent ended, until the child's last thread ended."""
+    for fd in _HELD:
+        os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
+
 
 def lock_path(folder: Path) -> Path:
     """The lock file of FOLDER, named after the folder it is (through links), not after the path given."""
@@ -59,6 +73,7 @@ def _locked(folder: Path, exclusive: bool, option: str, wait: str | None = None)
             raise UserError(f"cannot write beside {option} {folder} ({exc.strerror}); choose another") from None
         yield
         return
+    _HELD.add(fd)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise UserError(f"lock file {path} is not a regular file; remove it (asr-init makes its own)")
@@ -83,10 +98,12 @@ def _locked(folder: Path, exclusive: bool, option: str, wait: str | None = None)
         try:
             yield
         finally:
-            if exclusive:
+            if exclusive and fd in _HELD:  # (a forked child that leaves the block holds nothing)
                 os.ftruncate(fd, 0)  # the file stays: unlinking it would let two runs lock two files
     finally:
-        os.close(fd)
+        if fd in _HELD:
+            _HELD.discard(fd)
+            os.close(fd)
 
 
 @contextmanager

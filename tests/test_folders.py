@@ -104,6 +104,33 @@ def test_a_second_run_on_a_locked_folder_is_refused_and_a_dead_owner_is_taken_ov
     assert (out / "dbn.pt").exists()
 
 
+def test_a_forked_child_keeps_none_of_its_parents_locks(tmp_path):
+    """A flock belongs to the open file, which fork shares: a pool worker of a SIGKILLed extract,
+    ending a moment after it, held the --out lock and the next extract was refused. A child
+    forked while a lock is held does not hold it: the lock is free as soon as its holder ends it,
+    the child still running, and the child's copy of the block leaves the lock file alone."""
+    import multiprocessing
+
+    out, settings, parent = tmp_path / "out", {"store": "s", "config": {}}, os.getpid()
+    try:
+        with output_folder(out, settings, record="r.json", finished=("done",), force=False, in_place=True):
+            child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+            child.start()
+            leaving = os.fork()  # a child that leaves the block, as the parent will
+            if leaving:
+                assert os.waitpid(leaving, 0)[1] == 0
+                assert lock_path(out).read_text().strip() == str(parent)
+    finally:
+        if os.getpid() != parent:
+            os._exit(0)
+    try:
+        with output_folder(out, settings, record="r.json", finished=("done",), force=False, in_place=True):
+            assert child.is_alive()
+    finally:
+        child.kill()
+        child.join()
+
+
 def test_a_lock_file_that_is_a_link_or_a_fifo_is_refused_and_what_it_names_is_untouched(blob_store, tmp_path):
     """A link planted where a lock goes would have had its target truncated (or, dangling,
     created); a FIFO could block. Writers and readers both refuse it in one line."""
