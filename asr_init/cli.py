@@ -120,15 +120,18 @@ def _error(message: str) -> None:
 
 def user_errors(func):
     """Report UserError, the file-system errors of _FS_ERRORS (a full disk, a read-only folder)
-    and numbers too large to use as one 'error: ...' line with exit status 1; an interrupted
-    training stage (its checkpoint written) exits with 130."""
+    and numbers too large to use as one 'error: ...' line with exit status 1. Ctrl-C or SIGTERM
+    at any point (a training stage writes its checkpoint first) says 'interrupted' and exits
+    with 130."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from asr_init.folders import terminate_as_interrupt
         from asr_init.training.interrupts import Interrupted
 
         try:
-            return func(*args, **kwargs)
+            with terminate_as_interrupt():
+                return func(*args, **kwargs)
         except UserError as exc:
             _error(str(exc))
         except OSError as exc:

@@ -53,3 +53,24 @@ def test_sigterm_writes_resumable_checkpoint(tiny_store, tmp_path):
     assert resumed.returncode == 130 and "resuming at epoch" in " ".join(output.split())
     later = load_checkpoint(out / "rbm1.partial.pt")
     assert later["position"]["frames"] > state["position"]["frames"]
+
+
+def test_sigterm_outside_the_training_loop_says_interrupted(tiny_store, tmp_path):
+    """SIGTERM while pretrain or finetune writes its outputs, after its loop's own signal handling:
+    one 'interrupted' line, no traceback, exit status 130 (it ended with 143 and nothing said), and
+    the same command with --resume finishes the run."""
+    from conftest import terminated_cli
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {"PYTHONPATH": str(repo), "COLUMNS": "200", "PATH": "/usr/bin:/bin"}
+    tiny = ["--layers", "1", "--hidden", "8"]
+    for stage, extra in (("pretrain", ["--epochs", "1"]), ("finetune", ["--max-epochs", "1", "--splice", "0"])):
+        args = [stage, str(tiny_store), "--out", str(tmp_path / stage), *tiny, *extra]
+        code = terminated_cli(f"asr_init.training.{stage}:_write_outputs")
+        done = subprocess.run([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 130 and "Traceback" not in done.stdout, (stage, done.returncode, done.stdout)
+        assert [ln for ln in done.stdout.splitlines() if ln.startswith("interrupted")] == ["interrupted"], done.stdout
+        again = subprocess.run([sys.executable, "-m", "asr_init.cli", *args, "--resume"], env=env, text=True,
+                               capture_output=True, timeout=300)  # fmt: skip
+        assert again.returncode == 0, again.stdout + again.stderr
