@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from asr_init.config import LIMITS
 from asr_init.errors import UserError
 from asr_init.features.frontend import KALDI_OPTIONS, FeatureConfig
 from asr_init.features.store import FeatureStore, UttRecord
@@ -47,6 +48,15 @@ def _as_option(name: str, value) -> str:
     if isinstance(value, bool):
         return f"--{'' if value else 'no-'}{_OPTION[name][2:]}"
     return f"{_OPTION[name]} {value:g}" if isinstance(value, float) else f"{_OPTION[name]} {value}"
+
+
+def check_splice(splice: int, what: str) -> None:
+    """Refuse a splice context that a file (not --splice, which the config checks) records beyond
+    LIMITS: a few bytes that say +-40000 frames would ask for gigabytes per mini-batch."""
+    if not 0 <= splice <= LIMITS["splice"]:
+        raise UserError(
+            f"{what} splices {splice} frames either side; asr-init splices 0 to {LIMITS['splice']} (--splice)"
+        )
 
 
 @dataclass(frozen=True)
@@ -89,8 +99,10 @@ class FeaturePipeline:
 
     @classmethod
     def from_dict(cls, d: dict) -> FeaturePipeline:
-        """The pipeline a model or DBN file records; normalisation statistics that are not finite, or a
-        standard deviation that is not positive (an edited or damaged file), are a UserError."""
+        """The pipeline a model or DBN file records; a splice beyond LIMITS, normalisation statistics
+        that are not finite, or a standard deviation that is not positive (an edited or damaged file),
+        are a UserError."""
+        check_splice(int(d["splice"]), "its feature pipeline")
         features = FeatureConfig.from_dict(d["features"]) if d.get("features") else None
         mean, std = tuple(map(float, d["mean"])), tuple(map(float, d["std"]))
         bad = [i for i, (m, s) in enumerate(zip(mean, std)) if not (np.isfinite(m) and np.isfinite(s) and s > 0)]

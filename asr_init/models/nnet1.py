@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from asr_init.errors import UserError
-from asr_init.features.pipeline import FeaturePipeline
+from asr_init.features.pipeline import FeaturePipeline, check_splice
 from asr_init.kaldi_io import KaldiFormatError, Reader, Writer
 from asr_init.models.dbn import dbn_record
 
@@ -360,10 +360,12 @@ def pipeline_from_transform(
             offsets = comp.params["offsets"].tolist()
             k = (len(offsets) - 1) // 2
             if offsets != list(range(-k, k + 1)):
+                shown = offsets if len(offsets) <= 12 else [*offsets[:5], "...", *offsets[-5:]]
                 raise UserError(
-                    f"feature transform {path} splices frames {offsets}; asr-init splices a symmetric, "
-                    "contiguous context -K..K (steps/nnet/train.sh --splice K)"
+                    f"feature transform {path} splices frames [{', '.join(map(str, shown))}] ({len(offsets)} "
+                    "offsets); asr-init splices a symmetric, contiguous context -K..K (steps/nnet/train.sh --splice K)"
                 )
+            check_splice(k, f"feature transform {path}")
             splice = k
             if shift is not None:  # normalisation before the splice: tile it over the offsets
                 shift = np.tile(shift, len(offsets))

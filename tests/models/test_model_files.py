@@ -67,6 +67,15 @@ def test_tiny_model_loads(model_dir):
             lambda c: c["meta"]["pipeline"]["mean"].__setitem__(1, float("inf")),
             r"model\.pt is inconsistent: its feature pipeline's normalisation gives dimension 1 a mean of inf",
         ),
+        (
+            lambda c: c["meta"]["pipeline"].update(splice=40000),
+            r"model\.pt is inconsistent: its feature pipeline splices 40000 frames either side; asr-init splices 0 to "
+            r"100 \(--splice\)",
+        ),
+        (
+            lambda c: c["meta"]["pipeline"].update(splice=-1),
+            r"model\.pt is inconsistent: its feature pipeline splices -1 frames either side",
+        ),
     ],
 )
 def test_damaged_model_file(model_dir, change, message):
@@ -118,6 +127,10 @@ def test_dbn_loads(dbn_dir):
         (
             lambda c: c["pipeline"]["std"].__setitem__(0, float("nan")),
             r"dbn\.pt is inconsistent: its feature pipeline's normalisation gives dimension 0 a mean of",
+        ),
+        (
+            lambda c: c["pipeline"].update(splice=101),
+            r"dbn\.pt is inconsistent: its feature pipeline splices 101 frames either side; asr-init splices 0 to 100",
         ),
     ],
 )

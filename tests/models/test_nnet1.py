@@ -308,3 +308,28 @@ def test_export_warns_that_phone_outputs_are_not_pdfs_naming_whose_phones_they_a
     (model_dir / "finetune.json").write_text(json.dumps({"store": str(tmp_path / "gone")}))  # whose phones: unknown
     res = runner.invoke(app, ["export-kaldi", str(model_dir), "--out", str(tmp_path / "exp")])
     assert "this model's outputs are phones, not the pdfs" in " ".join(res.output.split()), res.output
+
+
+def test_a_feature_transform_splicing_beyond_the_limit_or_not_minus_k_to_k_is_refused(blob_store, tmp_path):
+    """A <Splice> of a few bytes may ask for +-40000 frames (gigabytes per mini-batch): it is held to
+    --splice's limit before any frame is spliced; offsets that are not -K..K are refused, and a long
+    list of them is shown by its ends."""
+    d = 39
+    for name, offsets in [("wide", np.arange(-101, 102)), ("stepped", np.arange(-300, 301, 2))]:
+        n = len(offsets) * d
+        transform = [Component("Splice", n, d, {"offsets": offsets.astype(np.int32)})]
+        (tmp_path / name).mkdir()
+        write_nnet(tmp_path / name / "final.feature_transform", transform)
+        write_nnet(tmp_path / name / "1.dbn", [affine(np.zeros((2, n)), np.zeros(2)), Component("Sigmoid", 2, 2)])
+    cases = {
+        "wide": "feature transform {} splices 101 frames either side; asr-init splices 0 to 100 (--splice)",
+        "stepped": "feature transform {} splices frames [-300, -298, -296, -294, -292, ..., 292, 294, 296, 298, 300] "
+        "(301 offsets); asr-init splices a symmetric, contiguous context -K..K",
+    }
+    for name, message in cases.items():
+        res = runner.invoke(app, ["finetune", str(blob_store), "--dbn", str(tmp_path / name / "1.dbn"),
+                                  "--out", str(tmp_path / "ft")])  # fmt: skip
+        errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+        expected = message.format(tmp_path / name / "final.feature_transform")
+        assert res.exit_code == 1 and len(errors) == 1 and expected in " ".join(res.output.split()), res.output
+        assert not (tmp_path / "ft").exists()
