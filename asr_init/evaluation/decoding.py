@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from asr_init.features.store import FeatureStore
+from asr_init.errors import UserError
+from asr_init.features.store import FeatureStore, UttRecord
 
 STATES = 3
 _NEG = -1e30
@@ -45,6 +46,18 @@ def phone_states(phones: np.ndarray) -> np.ndarray:
     return phones * STATES + (offset * STATES) // np.repeat(lengths, lengths)
 
 
+def transcript_ids(store: FeatureStore, rec: UttRecord, index: dict[str, int]) -> list[int]:
+    """`rec`'s transcript as ids into the store's phone list (`index`: label -> id); a label the
+    list lacks (an edited or damaged manifest) is a UserError naming the utterance and the label."""
+    try:
+        return [index[p] for p in rec.transcript]
+    except KeyError as exc:
+        raise UserError(
+            f"{store.path / 'manifest.jsonl'}: utterance {rec.id}'s transcript has the phone {exc.args[0]!r}, which "
+            f"{store.path / 'phones.txt'} does not list; the store is damaged (make it again)"
+        ) from None
+
+
 def estimate_hmm(store: FeatureStore, smoothing: float = 1.0) -> PhoneHmm:
     """Self-loop probabilities from the train state alignments (or phone alignments split into
     three), bigram from train transcripts."""
@@ -63,7 +76,7 @@ def estimate_hmm(store: FeatureStore, smoothing: float = 1.0) -> PhoneHmm:
         frames += np.bincount(s, minlength=num_states)
         starts = np.r_[True, s[1:] != s[:-1]]
         runs += np.bincount(s[starts], minlength=num_states)
-        ids = [index[p] for p in rec.transcript]
+        ids = transcript_ids(store, rec, index)
         if ids:
             first[ids[0]] += 1
             np.add.at(pairs, (ids[:-1], ids[1:]), 1)

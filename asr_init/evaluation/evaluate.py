@@ -24,7 +24,7 @@ from asr_init.corpora.readers import merge_repeats
 from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.evaluation.config import EvalConfig
-from asr_init.evaluation.decoding import STATES, align_counts, decode, estimate_hmm
+from asr_init.evaluation.decoding import STATES, align_counts, decode, estimate_hmm, transcript_ids
 from asr_init.features.pipeline import FeaturePipeline
 from asr_init.features.store import FeatureStore, store_identity
 from asr_init.folders import output_folder, reading
@@ -214,7 +214,7 @@ def _check_fits(store: FeatureStore, meta: dict, model_dir: Path, config: EvalCo
 
 def _references(store: FeatureStore, scored: list) -> list[list[int]]:
     index = {p: i for i, p in enumerate(store.phones)}
-    return [[index[p] for p in rec.transcript] for *_, rec in scored]
+    return [transcript_ids(store, rec, index) for *_, rec in scored]
 
 
 def _plot_confusion(ref: np.ndarray, hyp: np.ndarray, labels: list[str], path: Path, title: str) -> None:

@@ -153,3 +153,37 @@ def test_results_name_the_model_and_store_by_absolute_path(blob_store, tmp_path,
     monkeypatch.chdir(tmp_path)
     result = evaluate(Path(os.path.relpath(blob_store)), Path("m"), EvalConfig(decode=False))
     assert (result["model"], result["store"]) == (str(model_dir.resolve()), str(blob_store.resolve()))
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_a_transcript_label_the_phone_list_lacks_names_the_manifest_the_utterance_and_the_label(
+    blob_store, tmp_path, split
+):
+    """A manifest edited or damaged so that a transcript holds a phone phones.txt does not list:
+    one error line naming it (the train transcripts feed the bigram, the test ones are the
+    references), no traceback, nothing written."""
+    import json
+    import shutil
+
+    from conftest import write_tiny_model
+    from typer.testing import CliRunner
+
+    from asr_init.cli import app
+
+    store = tmp_path / "store"
+    shutil.copytree(blob_store, store)
+    model_dir = write_tiny_model(store, tmp_path / "m")
+    lines = (store / "manifest.jsonl").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if json.loads(line)["split"] == split)
+    record = json.loads(lines[at])
+    lines[at] = json.dumps(record | {"transcript": "zz " + record["transcript"]})
+    (store / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    before = sorted(p.name for p in model_dir.iterdir())
+    res = CliRunner().invoke(app, ["evaluate", str(store), "--model", str(model_dir), "--out", str(tmp_path / "ev")])
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    expected = (
+        f"{store / 'manifest.jsonl'}: utterance {record['id']}'s transcript has the phone 'zz', which "
+        f"{store / 'phones.txt'} does not list; the store is damaged (make it again)"
+    )
+    assert res.exit_code == 1 and len(errors) == 1 and expected in " ".join(res.output.split()), res.output
+    assert sorted(p.name for p in model_dir.iterdir()) == before and not (tmp_path / "ev").exists()
