@@ -135,7 +135,9 @@ class Reader:
 
     def int32(self) -> int:
         if not self.binary:
-            return _parse(int, self.token(), "an integer")
+            token = self.token()
+            _parse(int, token, "an integer")
+            return int(_text_int32s(token.encode("latin-1"))[0])
         if self.take(1) != b"\x04":
             raise KaldiFormatError("expected a 32-bit integer")
         return struct.unpack("<i", self.take(4))[0]
@@ -192,7 +194,7 @@ class Reader:
     def int_vector(self) -> np.ndarray:
         """An integer vector as nnet1 components write it (WriteIntegerVector: raw int32s)."""
         if not self.binary:
-            return _text_numbers(self._bracketed(), np.int64).astype(np.int32)
+            return _text_int32s(self._bracketed())
         if self.take(1) != b"\x04":
             raise KaldiFormatError("expected a vector of 32-bit integers")
         n = struct.unpack("<i", self.take(4))[0]
@@ -275,10 +277,10 @@ class Reader:
             if ints and not integers:
                 raise KaldiFormatError(f"a text matrix or float vector, not a vector of integers{_ALI_HINT}")
             if integers:
-                return _text_numbers(body, np.int64, MAX_FRAMES).astype(np.int32)
+                return _text_int32s(body, MAX_FRAMES)
             return _text_matrix(body, None, self.dtype) if matrix else _text_numbers(body, np.float32)
         line = self._until(b"\n", "a text line", min(self.room(), MAX_FRAMES * _TEXT_INT_BYTES))
-        return _text_numbers(line, np.int64, MAX_FRAMES).astype(np.int32)
+        return _text_int32s(line, MAX_FRAMES)
 
     def _holder_int_vector(self) -> np.ndarray:
         n = self.int32()
@@ -326,6 +328,18 @@ def _text_numbers(body: bytes, dtype, limit: int | None = None) -> np.ndarray:
     if limit is not None and len(values) > limit:
         raise KaldiFormatError(f"a vector of {len(values):,} entries (at most {limit:,} are read)")
     return values
+
+
+def _text_int32s(body: bytes, limit: int | None = None) -> np.ndarray:
+    """White-space separated integers as int32 (Kaldi's int32 type); one beyond its range, which a
+    cast would wrap (2**32 + 3 to 3), is a KaldiFormatError naming it as written."""
+    values = _text_numbers(body, np.int64, limit)  # an integer beyond int64 reads as int64's extreme
+    info = np.iinfo(np.int32)
+    bad = np.flatnonzero((values < info.min) | (values > info.max))
+    if len(bad):
+        number = body.split()[bad[0]].decode("latin-1")
+        raise KaldiFormatError(f"the integer {number[:40]} is out of the int32 range ({info.min} to {info.max})")
+    return values.astype(np.int32)
 
 
 def _text_matrix(body: bytes, shape: tuple[int, int] | None, dtype=np.float32) -> np.ndarray:

@@ -105,3 +105,22 @@ def test_a_one_row_text_matrix_is_a_matrix(row):
     assert value.shape == (1, 3) and value.dtype == np.float32
     np.testing.assert_array_equal(value[0], np.array(row.split(), dtype=np.float32))
     assert Reader.of_bytes(b" [ " + row + b" ]\n").kaldi_object().shape == (3,)
+
+
+@pytest.mark.parametrize("number", [b"4294967299", b"99999999999999999999999", b"-2147483649", b"2147483648"])
+@pytest.mark.parametrize("form", [b"u %s 2 3\n", b"u [ 1 %s 3 ]\n"])
+def test_a_text_integer_beyond_int32_is_refused_not_wrapped(tmp_path, number, form):
+    """Kaldi's ids are int32: 2**32 + 3 read as 64 bits and cast was pdf 3, and a number beyond
+    64 bits was -1; the range's ends themselves read as they are."""
+    from asr_init.kaldi_io import read_archive
+
+    path = tmp_path / "ali.ark"
+    path.write_bytes(b"v 2147483647 -2147483648\n" + form % number)
+    entries = read_archive(path, ints=True)
+    assert next(entries)[2].tolist() == [2147483647, -2147483648]
+    message = rf"the integer {number.decode()} is out of the int32 range \(-2147483648 to 2147483647\)"
+    with pytest.raises(KaldiFormatError, match="entry 2: " + message):
+        next(entries)
+    with pytest.raises(KaldiFormatError, match=message):
+        Reader.of_bytes(number + b" ").int32()  # a dimension in a text nnet1 file
+    assert Reader.of_bytes(b"-2147483648 ").int32() == -2147483648
