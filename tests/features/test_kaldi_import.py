@@ -260,6 +260,14 @@ def _phones_without_phone_ali(root, ref):
     return ["--ali", str(root / "pdf.txt"), "--phones", str(root / "phones.txt")], "give --phone-ali too"
 
 
+def _pdf_id_beyond_int32(root, ref):
+    """2**32 + 3 in a text archive was cast to pdf 3 and imported."""
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    text = (root / "pdf.txt").read_text().split(" ", 2)
+    (root / "pdf.txt").write_text(f"{text[0]} 4294967299 {text[2]}")
+    return ["--ali", str(root / "pdf.txt")], "(entry 1: the integer 4294967299 is out of the int32 range"
+
+
 def _absolute_missing_archive(root, ref):
     scp = root / "data" / "train" / "feats.scp"
     first = scp.read_text().splitlines()[0].split()[0]
@@ -311,6 +319,7 @@ def test_a_frame_shift_that_is_not_a_duration_is_refused(kaldi_data, shift):
         _wrong_keys,
         _negative_seed,
         _phones_without_phone_ali,
+        _pdf_id_beyond_int32,
         _absolute_missing_archive,
     ],
 )
