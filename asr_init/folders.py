@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asr_init.errors import UserError
-from asr_init.io import check_writable_folder, read_json, write_json_atomic
+from asr_init.io import check_writable_folder, is_digits, read_json, write_json_atomic
 from asr_init.records import check_record
 
 _HELD: set[int] = set()  # the descriptors of the locks this process holds
@@ -152,7 +152,7 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     removed = []
     for path in sorted(out.parent.glob(f"{glob.escape(out.name)}.*-*")) if out.parent.is_dir() else []:
         prefix, _, pid = path.name.rpartition("-")
-        if prefix not in (f"{out.name}.tmp", f"{out.name}.old") or not pid.isdigit() or _alive(int(pid)):
+        if prefix not in (f"{out.name}.tmp", f"{out.name}.old") or not is_digits(pid) or _alive(int(pid)):
             continue
         if prefix.endswith(".old") and not out.exists() and path.is_dir() and not path.is_symlink():
             os.replace(path, out)

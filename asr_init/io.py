@@ -131,6 +131,12 @@ def load_typed_checkpoint(path: Path, fmt: str, what: str) -> dict:
     return obj
 
 
+def is_digits(text: str) -> bool:
+    """Whether `text` is a whole number of ASCII digits, one int() reads (str.isdigit alone also
+    takes '²' or '١', which int() refuses or Kaldi does not write)."""
+    return text.isascii() and text.isdigit()
+
+
 def unique(items, what: str) -> dict:
     """{key: value} of (key, where, value) items, `where` naming the line or entry; a key
     given twice is a UserError naming both places (the last one would otherwise win silently)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from asr_init.config import DATA_DIR
 from asr_init.errors import UserError
-from asr_init.io import read_regular_file, unique
+from asr_init.io import is_digits, read_regular_file, unique
 
 SILENCE = "sil"
 # Segment order tolerance: CTMs written with 2-3 decimals round boundaries.
@@ -199,7 +199,7 @@ def _read_wav_scp(data_dir: Path) -> dict[str, tuple[Path, int | None]]:
                 "convert the audio to files first)"
             )
         path, (archive, _, offset) = data_dir / rest, rest.rpartition(":")  # an absolute `rest` stays as it is
-        entry = offset.isdigit() and offset.isascii() and not path.exists() and (data_dir / archive).is_file()
+        entry = is_digits(offset) and not path.exists() and (data_dir / archive).is_file()
         recordings.append((key, f"{wav_scp}:{n}", (data_dir / archive, int(offset)) if entry else (path, None)))
     return unique(recordings, "recording")
 

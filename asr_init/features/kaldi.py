@@ -46,7 +46,7 @@ from asr_init.errors import UserError
 from asr_init.features.config import KaldiImportConfig
 from asr_init.features.store import FrameMoments, StoreWriter, store_summary, write_metadata
 from asr_init.folders import output_folder
-from asr_init.io import digest, read_regular_file, unique
+from asr_init.io import digest, is_digits, read_regular_file, unique
 from asr_init.progress import console, progress_bar
 
 VAR_FLOOR = 1e-20  # apply-cmvn's variance floor
@@ -174,7 +174,7 @@ def read_phone_symbols(path: Path) -> dict[int, str]:
     rows = []
     for where, line in _numbered(path):
         parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
+        if len(parts) != 2 or not is_digits(parts[1]):
             raise UserError(f"{where}: expected 'symbol id' as in Kaldi's phones.txt, found {line[:60]!r}")
         if int(parts[1]) >= MAX_PHONES:
             raise UserError(f"{where}: phone id {parts[1]} is not below {MAX_PHONES:,}, the most read")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from asr_init.errors import UserError
-from asr_init.io import read_csv, read_text
+from asr_init.io import is_digits, read_csv, read_text
 from asr_init.records import (
     ABSENT,
     INTEGER,
@@ -294,7 +294,7 @@ def load_remedies(folder: Path) -> dict[str, list[dict]]:
     for run, summary, result in finished_runs(folder, "**/seed*", {"best_dev_acc": NUMBER}, results, "train.csv"):
         rows = read_log(run / "train.csv")
         first = next((r for r in rows if r["epoch"] == "1"), {})
-        keys = sorted((k for k in first if k.startswith("sat_") and k[4:].isdigit()), key=lambda k: int(k[4:]))
+        keys = sorted((k for k in first if k.startswith("sat_") and is_digits(k[4:])), key=lambda k: int(k[4:]))
         out.setdefault(run.parent.relative_to(folder).as_posix(), []).append({
             "dev_acc": [r.number("dev_acc") for r in rows if r.number("epoch", int) > 0],
             "best_dev": summary["best_dev_acc"], "test_states": result["frame_acc_states"],

@@ -260,6 +260,14 @@ def _phones_without_phone_ali(root, ref):
     return ["--ali", str(root / "pdf.txt"), "--phones", str(root / "phones.txt")], "give --phone-ali too"
 
 
+def _phone_id_not_ascii_digits(root, ref):
+    """'²' passes str.isdigit() but not int(): it stopped in a ValueError traceback."""
+    _kaldi_text_ark(root / "ph.txt", ref["phones"])
+    (root / "phones.txt").write_text("<eps> 0\nSIL 1\nAA \u00b2\n")
+    args = ["--phone-ali", str(root / "ph.txt"), "--phones", str(root / "phones.txt")]
+    return args, "phones.txt, line 3: expected 'symbol id' as in Kaldi's phones.txt, found 'AA \u00b2'"
+
+
 def _pdf_id_beyond_int32(root, ref):
     """2**32 + 3 in a text archive was cast to pdf 3 and imported."""
     _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
@@ -319,6 +327,7 @@ def test_a_frame_shift_that_is_not_a_duration_is_refused(kaldi_data, shift):
         _wrong_keys,
         _negative_seed,
         _phones_without_phone_ali,
+        _phone_id_not_ascii_digits,
         _pdf_id_beyond_int32,
         _absolute_missing_archive,
     ],

@@ -393,3 +393,14 @@ def test_a_file_beside_recipe_1s_runs_is_not_a_run(tmp_path):
     (lr / "optimal_old").mkdir()
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 0, result.output
+
+
+def test_a_sat_column_not_numbered_in_ascii_digits_is_not_a_layers(tmp_path):
+    """train.csv's saturation columns are sat_1, sat_2...: a 'sat_²' column (str.isdigit() takes '²', int()
+    does not) stopped the report in a ValueError traceback; it is no layer's column and is left out."""
+    from asr_init.reporting.logs import load_remedies
+
+    _logs(tmp_path)
+    path = tmp_path / "remedies" / "sigmoid" / "optimal" / "seed0" / "train.csv"
+    write_csv(path, [r | {"sat_\u00b2": "0.9"} for r in read_csv(path)], [*read_csv(path)[0], "sat_\u00b2"])
+    assert [run["sat_epoch1"] for run in load_remedies(tmp_path / "remedies")["sigmoid/optimal"]] == [[0.1]]
