@@ -266,10 +266,11 @@ class DataDir:
                 rows.append((key, where, s.astype(np.float64)))
             stats = unique(rows, "speaker")
         shift = DEFAULT_FRAME_SHIFT
-        if (path / "frame_shift").is_file():
+        if (path / "frame_shift").exists():  # a pipe or a folder there is refused, not passed over
+            text = read_regular_file(path / "frame_shift", "frame shift")
             try:
-                shift = float((path / "frame_shift").read_text().split()[0])
-            except (ValueError, IndexError):
+                shift = float(text.decode().split()[0])
+            except (ValueError, IndexError):  # UnicodeDecodeError too
                 shift = math.nan
             if not 0 < shift <= 1:  # NaN too; a frame is 10 ms (30 ms in chain models)
                 raise UserError(f"{path / 'frame_shift'} does not hold a frame shift in seconds (over 0, at most 1)")

@@ -276,6 +276,15 @@ def _pdf_id_beyond_int32(root, ref):
     return ["--ali", str(root / "pdf.txt")], "(entry 1: the integer 4294967299 is out of the int32 range"
 
 
+def _frame_shift_a_fifo(root, ref):
+    """A pipe named frame_shift was passed over (is_file() is False for it): its frame shift unread and unsaid."""
+    import os
+
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    os.mkfifo(root / "data" / "train" / "frame_shift")
+    return ["--ali", str(root / "pdf.txt")], "frame_shift is not a regular file (a pipe or a device?)"
+
+
 def _absolute_missing_archive(root, ref):
     scp = root / "data" / "train" / "feats.scp"
     first = scp.read_text().splitlines()[0].split()[0]
@@ -329,6 +338,7 @@ def test_a_frame_shift_that_is_not_a_duration_is_refused(kaldi_data, shift):
         _phones_without_phone_ali,
         _phone_id_not_ascii_digits,
         _pdf_id_beyond_int32,
+        _frame_shift_a_fifo,
         _absolute_missing_archive,
     ],
 )
