@@ -74,16 +74,22 @@ class Reader:
 
     def peek(self, n: int = 1) -> bytes:
         """The next `n` bytes (fewer at the end of the stream), not consumed."""
+        self._fill(n)
+        return bytes(self._ahead[:n])
+
+    def _fill(self, n: int) -> int:
+        """Read ahead until `n` bytes are looked at (or the stream ends); how many are."""
         while len(self._ahead) < n:
             more = self.fh.read(max(n - len(self._ahead), 1 << 16))
             if not more:
                 break
             self._ahead += more
-        return bytes(self._ahead[:n])
+        return len(self._ahead)
 
     def _consume(self, n: int) -> bytes:
-        self.peek(n)
-        out = bytes(self._ahead[:n])
+        self._fill(n)
+        with memoryview(self._ahead) as ahead:  # one copy of the bytes, not a slice and then a copy of it
+            out = bytes(ahead[:n])
         del self._ahead[:n]
         self._pos += len(out)
         return out
@@ -243,7 +249,7 @@ class Reader:
             scanned = len(self._ahead)
             if scanned > limit:
                 break
-            if len(self.peek(min(2 * scanned + 1, limit + 2))) <= scanned:  # the end (doubling: linear time)
+            if self._fill(min(2 * scanned + 1, limit + 2)) <= scanned:  # the end (doubling: linear time)
                 if stop == b"\n":
                     return self._consume(scanned)
                 raise KaldiFormatError(f"{what} without its {stop.decode()!r}")
@@ -317,14 +323,14 @@ def _parse(kind, text: str, what: str):
 
 
 def _text_numbers(body: bytes, dtype, limit: int | None = None) -> np.ndarray:
-    """White-space separated numbers (C parsing: no Python object per number)."""
-    text = body.decode("latin-1")
+    """White-space separated numbers (C parsing of the bytes as they are: no Python object per
+    number, no copy of the text)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
-            values = np.fromstring(text, dtype=dtype, sep=" ") if text.strip() else np.zeros(0, dtype)
+            values = np.fromstring(body, dtype=dtype, sep=" ") if body and not body.isspace() else np.zeros(0, dtype)
         except (ValueError, DeprecationWarning):
-            raise KaldiFormatError(f"expected numbers, found {text.strip()[:40]!r}") from None
+            raise KaldiFormatError(f"expected numbers, found {body.strip()[:40].decode('latin-1')!r}") from None
     if limit is not None and len(values) > limit:
         raise KaldiFormatError(f"a vector of {len(values):,} entries (at most {limit:,} are read)")
     return values
@@ -343,12 +349,16 @@ def _text_int32s(body: bytes, limit: int | None = None) -> np.ndarray:
 
 
 def _text_matrix(body: bytes, shape: tuple[int, int] | None, dtype=np.float32) -> np.ndarray:
-    rows = [line for line in body.split(b"\n") if line.strip()]
+    """A text matrix body, one row per line (blank lines aside); the rows are counted one at a
+    time, not held as a list beside the body."""
     values = _text_numbers(body, dtype)
-    cols = len(rows[0].split()) if rows else 0
-    if any(len(row.split()) != cols for row in rows):  # each row's count (their sum is len(values))
-        raise KaldiFormatError("a text matrix whose rows differ in length")
-    out = values.reshape(len(rows), cols)
+    rows = cols = 0
+    for line in io.BytesIO(body):  # shares the body's buffer; one line at a time
+        n = len(line.split())
+        if n and rows and n != cols:  # each row's count (their sum is len(values))
+            raise KaldiFormatError("a text matrix whose rows differ in length")
+        rows, cols = rows + (n > 0), n or cols
+    out = values.reshape(rows, cols)
     if shape is not None and out.shape != tuple(shape):
         raise KaldiFormatError(f"a {out.shape[0]} x {out.shape[1]} matrix where {shape[0]} x {shape[1]} is expected")
     return out

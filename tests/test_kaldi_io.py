@@ -124,3 +124,26 @@ def test_a_text_integer_beyond_int32_is_refused_not_wrapped(tmp_path, number, fo
     with pytest.raises(KaldiFormatError, match=message):
         Reader.of_bytes(number + b" ").int32()  # a dimension in a text nnet1 file
     assert Reader.of_bytes(b"-2147483648 ").int32() == -2147483648
+
+
+def test_a_text_matrix_is_read_without_a_python_object_per_row_held(tmp_path):
+    """A text feature matrix (copy-feats ark,t:) is parsed from its bytes as they are: the rows
+    are counted one at a time and the look-ahead is copied once, so reading it takes about twice
+    its size (it took over 4 times: a list of its rows, a decoded copy, slices copied twice)."""
+    import tracemalloc
+
+    from asr_init.kaldi_io import read_archive
+
+    values = np.random.default_rng(0).normal(0, 3, (40_000, 13)).astype(np.float32)
+    rows = b"\n".join(b"  " + b" ".join(b"%.9g" % v for v in row) for row in values)
+    path = tmp_path / "feats.ark"
+    path.write_bytes(b"utt1  [\n" + rows + b" ]\nutt2  [\n  1 2\n\n  3 4 ]\n")
+    tracemalloc.start()
+    try:
+        entries = [(key, m) for key, _, m in read_archive(path)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [key for key, _ in entries] == ["utt1", "utt2"] and peak < 3 * path.stat().st_size
+    np.testing.assert_array_equal(entries[0][1], values)
+    np.testing.assert_array_equal(entries[1][1], [[1, 2], [3, 4]])
