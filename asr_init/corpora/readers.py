@@ -347,7 +347,8 @@ def read_textgrid_dir(root: Path, tier: str = "phones") -> Corpus:
 
     The speaker is the name of the folder holding the file (MFA's `speaker/utt.wav`);
     files directly under `root` use the part of the name before the first `_` or `-`.
-    Empty intervals are silence. TextGrids are parsed with praatio.
+    Empty intervals are silence. TextGrids are parsed with praatio, each once it is known to be a
+    regular file (io.read_regular_file): praatio would wait on a pipe and read a device without end.
     """
     from praatio import textgrid as tgio
 
@@ -357,6 +358,7 @@ def read_textgrid_dir(root: Path, tier: str = "phones") -> Corpus:
         audio = next((tg_path.with_suffix(s) for s in _AUDIO_SUFFIXES if tg_path.with_suffix(s).exists()), None)
         if audio is None:
             raise UserError(f"{tg_path}: no audio file ({'/'.join(_AUDIO_SUFFIXES)}) beside it")
+        read_regular_file(tg_path)
         try:
             tg = tgio.openTextgrid(str(tg_path), includeEmptyIntervals=False)
         except Exception as exc:  # praatio raises several types on malformed files

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from conftest import write_fake_timit, write_kaldi_dir
 
-from asr_init.corpora.readers import read_kaldi_dir, read_timit
+from asr_init.corpora.readers import read_kaldi_dir, read_textgrid_dir, read_timit
 from asr_init.errors import UserError
 from asr_init.features.config import ExtractConfig
 from asr_init.features.extract import extract
@@ -99,6 +99,21 @@ def test_a_corpus_file_that_is_not_a_regular_file_is_refused(small_kaldi, unbloc
         path.symlink_to("/dev/null")
     with pytest.raises(UserError, match=rf"^{path} is not a regular file \(a pipe or a device\?\)"):
         read_kaldi_dir(small_kaldi)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_textgrid_that_is_not_a_regular_file_is_refused(small_kaldi, tmp_path, unblock, kind):
+    """praatio would wait on a pipe for ever and read /dev/zero until memory runs out."""
+    (tmp_path / "mfa" / "alice").mkdir(parents=True)
+    path = tmp_path / "mfa" / "alice" / "u1.TextGrid"
+    (small_kaldi / "wav" / "spk0-utt0.wav").rename(path.with_suffix(".wav"))
+    if kind == "fifo":
+        os.mkfifo(path)
+        unblock(path)
+    else:
+        path.symlink_to("/dev/null")
+    with pytest.raises(UserError, match=rf"^{path} is not a regular file \(a pipe or a device\?\)"):
+        read_textgrid_dir(tmp_path / "mfa")
 
 
 @pytest.mark.parametrize(
