@@ -82,6 +82,14 @@ def read_text(path: Path, what: str = "") -> str:
         ) from None
 
 
+def check_audio_file(audio: Path, utt_id: str) -> None:
+    """Raise a UserError unless `audio` is a regular file once links are followed, before a reader or
+    decoder opens it: a FIFO would block the open and a device such as /dev/zero never end the read."""
+    if not audio.is_file():
+        what = "is not a regular file (a pipe or a device?)" if audio.exists() else "does not exist"
+        raise UserError(f"{audio}: audio file of utterance {utt_id} {what}")
+
+
 def read_label_map(path: Path) -> dict[str, str]:
     """Read a two-column map (`from to`), ignoring blank lines and `#` comments; a label
     mapped twice is an error naming both lines."""
@@ -414,7 +422,11 @@ def read_fsdd(root: Path) -> Corpus:
         digit, speaker, index = _FSDD_NAME.match(audio.name).groups()
         utt_id = f"{speaker}-{digit}-{int(index):03d}"
         try:
+            check_audio_file(audio, utt_id)
             duration = sf.info(str(audio)).duration
+        except UserError as exc:
+            problems.append((speaker, str(exc)))
+            continue
         except (sf.LibsndfileError, RuntimeError) as exc:
             problems.append((speaker, f"{audio}: cannot read audio of utterance {utt_id} ({exc})"))
             continue

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr_init.corpora.readers import PhoneSegment, Utterance, merge_repeats
+from asr_init.corpora.readers import PhoneSegment, Utterance, check_audio_file, merge_repeats
 from asr_init.errors import UserError
 from asr_init.features.config import KINDS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
@@ -405,9 +405,7 @@ def _open_audio(utt: Utterance):
     claims 1 Hz would be resampled into hours of samples) and its region against its length."""
     import soundfile as sf
 
-    if not utt.audio.is_file():
-        what = "is not a regular file (a pipe or a device?)" if utt.audio.exists() else "does not exist"
-        raise UserError(f"{utt.audio}: audio file of utterance {utt.id} {what}")
+    check_audio_file(utt.audio, utt.id)
     try:
         fh = _sound_file(utt)
     except (sf.LibsndfileError, RuntimeError) as exc:

@@ -7,9 +7,9 @@ import threading
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import write_fake_timit, write_kaldi_dir
+from conftest import write_fake_fsdd, write_fake_timit, write_kaldi_dir
 
-from asr_init.corpora.readers import read_kaldi_dir, read_textgrid_dir, read_timit
+from asr_init.corpora.readers import read_fsdd, read_kaldi_dir, read_textgrid_dir, read_timit
 from asr_init.errors import UserError
 from asr_init.features.config import ExtractConfig
 from asr_init.features.extract import extract
@@ -114,6 +114,25 @@ def test_a_textgrid_that_is_not_a_regular_file_is_refused(small_kaldi, tmp_path,
         path.symlink_to("/dev/null")
     with pytest.raises(UserError, match=rf"^{path} is not a regular file \(a pipe or a device\?\)"):
         read_textgrid_dir(tmp_path / "mfa")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_an_fsdd_recording_that_is_not_a_regular_file_is_left_out(tmp_path, unblock, kind):
+    """Its header is not read (soundfile would wait on a pipe for ever): the utterance is a problem
+    the reader records, which extract stops on or skips with --skip-bad."""
+    root = write_fake_fsdd(tmp_path / "fsdd", speakers=("jackson",))
+    path = root / "recordings" / "3_jackson_0.wav"
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+        unblock(path)
+    else:
+        path.symlink_to("/dev/null")
+    corpus = read_fsdd(root)
+    assert corpus.problems == [
+        ("jackson", f"{path}: audio file of utterance jackson-3-000 is not a regular file (a pipe or a device?)")
+    ]
+    assert len(corpus.utterances) == 9
 
 
 @pytest.mark.parametrize(
