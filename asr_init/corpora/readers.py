@@ -107,11 +107,17 @@ def read_label_list(path: Path) -> tuple[str, ...]:
 
 
 def check_segments(utt_id: str, segments: list[PhoneSegment], source: str) -> None:
-    """Raise if a segment's time is not a finite number of seconds (a NaN compares false with
-    everything, so it would pass the other checks), or if segments are unsorted, overlapping
-    or of non-positive length."""
+    """Raise if a segment's label holds white space (a store's label files are split at it: a TextGrid
+    may hold "a b" or a line break), if its time is not a finite number of seconds (a NaN compares
+    false with everything, so it would pass the other checks), or if segments are unsorted,
+    overlapping or of non-positive length."""
     prev_end = 0.0
     for seg in segments:
+        if seg.label.split() != [seg.label]:
+            raise UserError(
+                f"{source}: utterance {utt_id}: segment {seg.label!r} from {seg.start} to {seg.end} s: a label may "
+                "not hold white space (phones.txt and states.txt are split at it); write it as one word"
+            )
         for name, value in (("start time", seg.start), ("end time", seg.end)):
             if not math.isfinite(value):
                 raise UserError(

@@ -179,6 +179,20 @@ def test_textgrid_times_must_be_finite(tmp_path, entries, message):
         read_textgrid_dir(tmp_path / "mfa")
 
 
+@pytest.mark.parametrize("label, shown", [("a b", "'a b'"), ("a\\nb", "'a\\nb'"), ("a\\u2028b", "'a\\u2028b'")])
+def test_textgrid_label_with_white_space_inside_is_refused(tmp_path, label, shown):
+    """A store's phones.txt and states.txt are split at white space: a label "a b" or one with a line
+    break made a store whose label files read back as other labels."""
+    d = tmp_path / "mfa" / "alice"
+    d.mkdir(parents=True)
+    sf.write(d / "u1.wav", make_audio([(0, 1.0, "sil")]), 16000)
+    tier = f'{{"class": "IntervalTier", "name": "phones", "xmin": 0, "xmax": 1.0, "entries": [[0.25, 0.5, "{label}"]]}}'
+    (d / "u1.TextGrid").write_text(f'{{"xmin": 0, "xmax": 1.0, "tiers": [{tier}]}}')
+    expected = f"{d / 'u1.TextGrid'}: utterance alice_u1: segment {shown} from 0.25 to 0.5 s: a label may not"
+    with pytest.raises(UserError, match=f"^{re.escape(expected)}"):
+        read_textgrid_dir(tmp_path / "mfa")
+
+
 def test_unknown_layout(tmp_path):
     (tmp_path / "x.txt").write_text("hello")
     with pytest.raises(UserError, match="unknown corpus layout"):
