@@ -82,6 +82,13 @@ def read_text(path: Path, what: str = "") -> str:
         ) from None
 
 
+def read_lines(path: Path, what: str = "") -> list[str]:
+    """The lines of a text file (read_text), split at "\\n" only, as Kaldi splits them (str.splitlines
+    also breaks at \\f, \\x85, \\u2028 ...: a file name holding one was read as two lines, and later
+    lines were numbered wrongly); a "\\r" ending a line (a file saved on Windows) is dropped."""
+    return [line.removesuffix("\r") for line in read_text(path, what).split("\n")]
+
+
 def check_audio_file(audio: Path, utt_id: str) -> None:
     """Raise a UserError unless `audio` is a regular file once links are followed, before a reader or
     decoder opens it: a FIFO would block the open and a device such as /dev/zero never end the read."""
@@ -141,7 +148,7 @@ def _read_table(path: Path, min_fields: int, what: str = "", form: str = "") -> 
     file) `#` comment lines are passed over too. With `form` ('from to') a line has exactly
     `min_fields` fields."""
     rows = []
-    for n, line in enumerate(read_text(path, what).splitlines(), 1):
+    for n, line in enumerate(read_lines(path, what), 1):
         if not line.strip() or (what and line.startswith("#")):
             continue
         parts = line.split()
@@ -200,7 +207,7 @@ def _read_wav_scp(data_dir: Path) -> dict[str, tuple[Path, int | None]]:
     command is refused, never run."""
     wav_scp = data_dir / "wav.scp"
     recordings = []
-    for n, line in enumerate(read_text(wav_scp).splitlines(), 1):
+    for n, line in enumerate(read_lines(wav_scp), 1):
         if not line.strip():
             continue
         fields = line.split(maxsplit=1)

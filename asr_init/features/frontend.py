@@ -213,11 +213,11 @@ def read_kaldi_conf(path: Path) -> dict:
     comments), read as Kaldi's ParseOptions reads them: "_" in a name is "-", a bool is
     true/t/1 or false/f/0 and a bare "--name" is true; an option asr-init does not compute with
     (but at the value it computes) is an error naming the line."""
-    from asr_init.corpora.readers import read_text
+    from asr_init.corpora.readers import read_lines
 
     changes = {}
     types = {f.name: f.type for f in dataclasses.fields(FeatureConfig)}
-    for n, line in enumerate(read_text(path, "Kaldi feature config").splitlines(), 1):
+    for n, line in enumerate(read_lines(path, "Kaldi feature config"), 1):
         line, where = line.split("#", 1)[0].strip(), f"{path}:{n}"
         if not line:
             continue

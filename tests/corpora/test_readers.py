@@ -94,6 +94,24 @@ def test_kaldi_files_separated_by_tabs(kaldi_dir, gap):
         read_kaldi_dir(kaldi_dir)
 
 
+@pytest.mark.parametrize("odd", ["\x85", "\u2028", "\x0c"])
+def test_kaldi_lines_end_at_newlines_only(kaldi_dir, odd):
+    """Kaldi breaks a line at "\\n" only (str.splitlines breaks at \\x85, \\u2028, \\f ... too): a file
+    name holding one is one entry, and the lines after it keep their numbers; a "\\r\\n" line end
+    (a file saved on Windows) reads as "\\n"."""
+    before = read_kaldi_dir(kaldi_dir).utterances
+    for name in ("wav.scp", "utt2spk", "phones.ctm"):
+        (kaldi_dir / name).write_bytes((kaldi_dir / name).read_bytes().replace(b"\n", b"\r\n"))
+    assert read_kaldi_dir(kaldi_dir).utterances == before
+    audio = (kaldi_dir / "wav" / "spk0-utt0.wav").rename(kaldi_dir / "wav" / f"a{odd}b.wav")
+    scp = (kaldi_dir / "wav.scp").read_text().replace("wav/spk0-utt0.wav", f"wav/a{odd}b.wav")
+    (kaldi_dir / "wav.scp").write_text(scp)
+    assert {u.id: u.audio for u in read_kaldi_dir(kaldi_dir).utterances}["spk0-utt0"] == audio
+    (kaldi_dir / "wav.scp").write_text(scp + "spk9-utt0\n")
+    with pytest.raises(UserError, match=rf"wav\.scp:{len(before) + 1}: recording spk9-utt0 has no audio path"):
+        read_kaldi_dir(kaldi_dir)
+
+
 def _write_timit(root: Path) -> Path:
     """A tiny TIMIT tree: NIST SPHERE audio, .PHN in samples, a core-test and a dev speaker."""
     entries = [
