@@ -307,16 +307,31 @@ def _process(utt: Utterance):
     frames (bins,), transcript) for one utterance, or the error text."""
     try:
         frontend: Frontend = _W["frontend"]
-        feats, band_power, duration = frontend(utt)
+        with np.errstate(over="ignore", invalid="ignore"):  # such frames are refused in one line, without warnings
+            feats, band_power, duration = frontend(utt)
         if len(feats) == 0:  # snip-edges: audio shorter than one frame
             raise UserError(f"{utt.audio}: audio of utterance {utt.id} is {duration * 1000:.1f} ms long, shorter "
                             f"than one {frontend.c.frame_length_ms:g} ms frame: it gives no features")  # fmt: skip
+        _check_finite_features(feats, utt, frontend.c.frame_shift_ms)
         if frontend.c.cmvn == "utterance":
             apply_cmvn(cmvn_stats(feats[:, : frontend.c.static_dim]), feats, frontend.c.norm_vars)
         phones, states, transcript = frame_targets(utt.segments, len(feats), frontend.c, _W["label_ids"], _W["silence"])
         return feats, phones, states, duration, band_power, transcript
     except UserError as exc:
         return str(exc)
+
+
+def _check_finite_features(feats: np.ndarray, utt: Utterance, shift_ms: float) -> None:
+    """Raise a UserError naming the utterance and its file if any of its features (frames, dim) is NaN
+    or infinite: finite samples far outside [-1, 1] (a float WAV of 1e38) overflow float32 on the way."""
+    finite = np.isfinite(feats).all(axis=1)
+    if not finite.all():
+        first = int(np.argmin(finite))
+        raise UserError(
+            f"{utt.audio}: audio of utterance {utt.id} gives {int((~finite).sum())} frame(s) of NaN or infinite "
+            f"features, the first frame {first} ({first * shift_ms / 1000:.3f}s); its samples are far outside "
+            "[-1, 1] (the file is damaged, or was written unscaled)"
+        )
 
 
 _BLOCK = 1 << 16  # frames normalised or summed at a time in pass 2: memory bounded whatever an utterance's length

@@ -1,8 +1,10 @@
 """Corpus files that are wrong: one UserError naming the file and line, or a skipped utterance."""
 
 import contextlib
+import dataclasses
 import os
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -227,6 +229,24 @@ def test_wav_with_nan_samples_stops_extract_or_is_skipped(small_kaldi, tmp_path)
     assert summary["utterances"] == 3
     assert len(summary["skipped"]) == 1 and "spk1-utt0.wav" in summary["skipped"][0]
     assert "first at sample 1000 (0.062s)" in summary["skipped"][0]
+
+
+@pytest.mark.parametrize("features", ["kaldi-mfcc", "librosa-mfcc"])
+def test_finite_samples_that_give_nan_features_stop_extract_or_are_skipped(small_kaldi, tmp_path, features):
+    """Float samples of 1e38 are finite, but overflow float32 in the features: the store would hold
+    NaN frames that only evaluate finds, and its advice (extract again) makes the same store. One
+    error line: numpy's overflow warnings are not printed before it."""
+    path = small_kaldi / "wav" / "spk1-utt0.wav"
+    sf.write(path, np.full(sf.info(path).frames, 1e38, np.float32), 16000, subtype="FLOAT")
+    config = ExtractConfig(jobs=1, features=features)
+    message = r"spk1-utt0\.wav: audio of utterance spk1-utt0 gives \d+ frame\(s\) of NaN"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(UserError, match=message):
+            extract(small_kaldi, tmp_path / "s", config)
+    assert not (tmp_path / "s").exists()
+    summary = extract(small_kaldi, tmp_path / "s", dataclasses.replace(config, skip_bad=True))
+    assert summary["utterances"] == 3 and "spk1-utt0 gives" in summary["skipped"][0]
 
 
 @pytest.mark.parametrize(
