@@ -46,6 +46,9 @@ _END_TOLERANCE_S = 0.01  # an alignment may run past the audio by this much (rou
 _MAX_OVERSHOOT_S = 0.5  # a `segments` end may run past its recording by this much (extract-segments' default)
 _EPS = float(np.finfo(np.float32).eps)
 _CHUNK = 512  # frames computed together, so that their arrays stay in the cache (docs/bench.md)
+# librosa-mfcc holds an utterance's whole signal (and its spectrogram) in memory: at most this many samples at
+# the extraction rate (10 minutes at 16 kHz, about 0.5 GB); Kaldi's kinds read any length in blocks.
+LIBROSA_MAX_SAMPLES = 600 * 16000
 DITHER_TABLE = 1 << 18  # dither samples drawn once per seed (16 s at 16 kHz), read round from an utterance's own start
 # Kaldi option names (conf/mfcc.conf, conf/fbank.conf) and the fields they set.
 KALDI_OPTIONS = {"sample-frequency": "sample_rate", "num-ceps": "num_ceps", "num-mel-bins": "num_mel_bins",
@@ -361,19 +364,27 @@ class _Window(io.RawIOBase):
         super().close()
 
 
-def audio_blocks(utt: Utterance, rate: int, block_seconds: float = 30.0, first_channel: bool = False
-                 ) -> Iterator[np.ndarray]:  # fmt: skip
+def audio_blocks(utt: Utterance, rate: int, block_seconds: float = 30.0, first_channel: bool = False,
+                 max_seconds: float | None = None) -> Iterator[np.ndarray]:  # fmt: skip
     """The utterance's region of its file, mono float32 at `rate` (resampled by soxr), in
     blocks of about `block_seconds`: of a file of several channels, the first (`first_channel`,
     as Kaldi's compute-mfcc-feats takes it) or their mean (as librosa.load makes it). A missing,
-    unreadable, empty or damaged file, a region or an alignment past the end of the audio, is a
-    UserError naming the file."""
+    unreadable, empty or damaged file, a region or an alignment past the end of the audio, a
+    region longer than `max_seconds` (librosa-mfcc's limit; its header says, before a sample is
+    read), is a UserError naming the file."""
     import soundfile as sf
     import soxr
 
     try:
         fh, start, stop = _open_audio(utt)
         with fh:
+            if max_seconds is not None and (stop - start) / fh.samplerate > max_seconds:
+                raise UserError(
+                    f"{utt.audio}: utterance {utt.id} is {(stop - start) / fh.samplerate:.1f} s long, longer than "
+                    f"the {max_seconds:g} s (at {rate} Hz) that --features librosa-mfcc computes, which holds a whole "
+                    "utterance in memory; --features kaldi-mfcc reads any length in blocks, or a segments file cuts "
+                    "the recording into shorter utterances"
+                )
             step, done = max(1, int(block_seconds * fh.samplerate)), start
             whole = stop - start <= step  # one block: resampled at once, without a stream's set-up
             stream = None if fh.samplerate == rate or whole else soxr.ResampleStream(fh.samplerate, rate, 1, "float32")
@@ -638,7 +649,8 @@ class Frontend:
         samples = [0]
 
         def counted():
-            for block in audio_blocks(utt, self.c.sample_rate, first_channel=self.kaldi is not None):
+            limit = None if self.kaldi else LIBROSA_MAX_SAMPLES / self.c.sample_rate
+            for block in audio_blocks(utt, self.c.sample_rate, first_channel=self.kaldi is not None, max_seconds=limit):
                 samples[0] += len(block)
                 yield block
 

@@ -335,3 +335,20 @@ def test_a_segments_region_further_past_its_recording_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"r\.wav: region 0\.600-1\.5001s of utterance u is past the end of the audio "
                        r"\(1\.000s, and an end may pass it by 0\.5s\)"):  # fmt: skip
         next(audio_blocks(utt, 16000))
+
+
+def test_librosa_mfcc_refuses_an_utterance_longer_than_its_limit(tmp_path):
+    """librosa-mfcc holds a whole utterance in memory (a 28 KB FLAC of an hour ran out of 3 GB): a
+    recording past its limit (docs/reference.md: 10 minutes at 16 kHz) is refused from its header,
+    before a sample is decoded; a region of it (a segments file) within the limit is computed."""
+    import soundfile as sf
+
+    from asr_init.features.frontend import Frontend
+
+    sf.write(tmp_path / "r.flac", np.zeros(601 * 16000, np.float32), 16000, subtype="PCM_16")
+    frontend = Frontend(FeatureConfig(kind="librosa-mfcc", sample_rate=16000))
+    with pytest.raises(UserError, match=r"r\.flac: utterance u is 601\.0 s long, longer than the 600 s \(at 16000 Hz\) "
+                       r"that --features librosa-mfcc computes.*--features kaldi-mfcc.*segments file"):  # fmt: skip
+        frontend(Utterance("u", "s", tmp_path / "r.flac", ()))
+    feats, _, seconds = frontend(Utterance("u", "s", tmp_path / "r.flac", (), 10.0, 11.0))
+    assert seconds == 1.0 and feats.shape == (101, 39)
