@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from asr_init.errors import UserError
+from asr_init.io import is_digits
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -146,7 +147,7 @@ def check_device(device: str) -> None:
     if name in ("cpu", "auto") and not index:
         return
     given = f"invalid --device {shlex.quote(str(device))}"
-    if name != "cuda" or (index and not index.isdigit()):
+    if name != "cuda" or (index and not is_digits(index)):
         raise UserError(f"{given}: must be auto, cpu, cuda or cuda:N (an index of a CUDA device)")
     if not torch.cuda.is_available():
         raise UserError(f"{given}: CUDA is not available on this machine; use --device cpu")

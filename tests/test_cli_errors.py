@@ -76,6 +76,7 @@ def test_synth_bad_values(tmp_path, args, message):
         (["--prior-scale", "nan"], "invalid --prior-scale nan: must be a finite number >= 0"),
         (["--device", "tpu"], "invalid --device tpu: must be auto, cpu, cuda or cuda:N"),
         (["--device", "cuda:x"], "invalid --device cuda:x: must be auto, cpu, cuda or cuda:N"),
+        (["--device", "cuda:²"], "invalid --device 'cuda:²': must be auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_evaluate_bad_values(blob_store, model_dir, args, message):
