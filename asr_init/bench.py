@@ -16,10 +16,55 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from asr_init.config import LIMITS, ConfigBase, resolve_device
 from asr_init.folders import terminate_as_interrupt
 from asr_init.progress import console
+
+
+@dataclass
+class BenchConfig(ConfigBase):
+    """The benchmarks' own options, those no stage config holds (None: a benchmark without it).
+    Each benchmark checks them, and the stage configs it trains with, in this process before it
+    measures, extracts or starts anything; a bad value is named as typed (`invalid --seconds nan`)."""
+
+    seconds: float | None = None
+    outputs: int | None = None
+    runs: int | None = None
+    processes: list[int] | None = None
+    frames: int | None = None
+    batch_size: int | None = None  # bench distributed's, which --frames must hold
+
+    def validate(self) -> None:
+        if self.seconds is not None:
+            self._check(0 < self.seconds < math.inf, "seconds", "must be a finite number of seconds > 0")
+        if self.outputs is not None:
+            top = LIMITS["hidden"]  # a softmax layer's width, as a hidden layer's
+            self._check(1 <= self.outputs <= top, "outputs", f"must be from 1 to {top:,}")
+        if self.runs is not None:
+            self._check(self.runs >= 1, "runs", "must be at least 1")
+        if self.processes is not None:
+            self._check(bool(self.processes), "processes", "must list at least one count, such as 1,2")
+            self._check(min(self.processes) >= 1, "processes", "every count must be at least 1")
+            self._check(max(self.processes) <= LIMITS["jobs"], "processes", f"at most {LIMITS['jobs']:,}")
+        if self.frames is not None:
+            batch = max(1, self.batch_size or 1)
+            self._check(self.frames >= batch, "frames", "must be at least one batch (--batch-size)")
+
+
+def default_store(hours: float) -> Path:
+    """An embedded-corpus feature store of `hours` in the cache, extracted on first use."""
+    from asr_init.corpora.config import SynthConfig
+    from asr_init.corpora.synth import cache_dir, default_corpus
+    from asr_init.features.config import ExtractConfig
+    from asr_init.features.extract import extract
+
+    corpus = default_corpus(SynthConfig(hours=hours))
+    out = cache_dir() / f"store-{corpus.name}"
+    extract(corpus, out, ExtractConfig())
+    return out
 
 
 def peak_rss_mib(children: bool = False) -> float:
@@ -46,6 +91,7 @@ def bench_extract(corpus: Path, config, runs: int = 3) -> dict:
 
     from asr_init.features.extract import extract
 
+    BenchConfig(runs=runs).validate()
     walls = []
     for run in range(runs):
         with _scratch() as scratch:
@@ -125,10 +171,7 @@ def precision_ceilings(device: str = "cpu") -> dict[str, float]:
 
 
 def _ceilings(device: str) -> dict[str, float]:
-    """`precision_ceilings` of `device` (checked first), printed."""
-    from asr_init.config import check_device
-
-    check_device(device)
+    """`precision_ceilings` of `device`, printed."""
     ceilings = precision_ceilings(device)
     console.print(
         f"matrix-product ceilings on {device}: "
@@ -235,9 +278,8 @@ import json, resource, sys
 from pathlib import Path
 from asr_init.training.pretrain import pretrain
 from asr_init.training.config import PretrainConfig
-store, buffer_frames, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-cfg = PretrainConfig(layers=1, hidden=1024, epochs=1, epochs_gauss=1, buffer_frames=buffer_frames, report_every=10**9)
-pretrain(Path(store), cfg, Path(out))
+store, config, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+pretrain(Path(store), PretrainConfig.from_dict(config), Path(out))
 # VmHWM: this program's own peak (ru_maxrss keeps the high-water mark of the parent it was forked from)
 hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")]
 kib = int(hwm[0]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -245,14 +287,24 @@ print(json.dumps({"peak_rss_mib": kib / 1024}))
 """
 
 
+def memory_config(buffer_frames: int):
+    """The pre-training whose peak memory bench_pretrain measures: one 429x1024 Gaussian layer,
+    one epoch at batch 256 through a shuffling buffer of `buffer_frames` frames."""
+    from asr_init.training.config import PretrainConfig
+
+    return PretrainConfig(layers=1, hidden=1024, epochs=1, epochs_gauss=1, buffer_frames=buffer_frames,
+                          report_every=10**9)  # fmt: skip
+
+
 def peak_rss_of_pretraining(store: Path, buffer_frames: int) -> float:
-    """Peak RSS (MiB) of a fresh process pre-training one 429x1024 layer for one epoch on `store`."""
+    """Peak RSS (MiB) of a fresh process pre-training `memory_config(buffer_frames)` on `store`."""
     import json
     import subprocess
     import sys
 
+    config = json.dumps(memory_config(buffer_frames).to_dict())
     with _scratch() as scratch:  # made here: a child ended by a signal (or by run's kill) leaves nothing behind
-        child = [sys.executable, "-c", _RSS_CHILD, str(store), str(buffer_frames), str(scratch / "pt")]
+        child = [sys.executable, "-c", _RSS_CHILD, str(store), config, str(scratch / "pt")]
         out = subprocess.run(child, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mib"]
 
@@ -300,7 +352,7 @@ def _print_throughput(rows: list[dict], title: str) -> None:
 
 
 def bench_pretrain(
-    stores: list[Path],
+    stores: list[Path] = (),
     device: str = "cpu",
     seconds: float = 4.0,
     buffer_frames: int = 50_000,
@@ -311,10 +363,15 @@ def bench_pretrain(
 
     Per batch size: CD-1 429x1024 and 1024x1024 on random data, and 429x1024 fed by the
     input pipeline from the first store, with the store-fed rate as a share of the
-    random-data rate."""
+    random-data rate. No `stores`: embedded-corpus stores of 0.25 h and 1 h (made on first
+    use). The options and the stores are checked first (_check_pretrain)."""
     from asr_init.features.store import FeatureStore
     from asr_init.training.precision import matmul_precision
 
+    _check_pretrain(device, seconds, buffer_frames, batches, precision)
+    device = str(resolve_device(device))
+    stores = list(stores) or [default_store(0.25), default_store(1.0)]
+    train_frames = [FeatureStore(store).num_frames("train") for store in stores]
     ceilings = _ceilings(device)
     rows = []
     with matmul_precision(precision):
@@ -329,8 +386,7 @@ def bench_pretrain(
         if "of_random" in row:
             console.print(f"{row['what']}: {row['of_random']:.1%} of the random-data rate", highlight=False)
     memory = []
-    for store in stores:
-        frames = FeatureStore(store).num_frames("train")
+    for store, frames in zip(stores, train_frames):
         rss = peak_rss_of_pretraining(store, buffer_frames)
         memory.append({"store": str(store), "train_frames": frames, "peak_rss_mib": rss})
         console.print(
@@ -339,6 +395,18 @@ def bench_pretrain(
             highlight=False,
         )
     return {"throughput": rows, "memory": memory, "device": device, "ceilings": ceilings, "precision": precision}
+
+
+def _check_pretrain(device: str, seconds: float, buffer_frames: int, batches, precision: str) -> None:
+    """bench_pretrain's options, checked by the configs of what it trains: a 429x1024 Gaussian
+    layer at each batch size on `device` (64 batches of random data), and memory_config."""
+    from asr_init.training.config import PretrainConfig
+
+    BenchConfig(seconds=seconds).validate()
+    for batch in batches:
+        PretrainConfig(layers=1, hidden=[1024], batch_size=batch, buffer_frames=64 * batch, device=device,
+                       precision=precision).validate()  # fmt: skip
+    memory_config(buffer_frames).validate()
 
 
 def _cd1_rows(stores: list[Path], device: str, seconds: float, batch: int, precision: str) -> list[dict]:
@@ -369,20 +437,24 @@ def bench_finetune(
 
     FLOPs per frame = 6 x weights (forward 2, backward 4: input and weight gradients). The
     ceilings of all three precisions are printed first; each row's share pairs it with
-    windows of the float32 product under the same TF32 switch.
+    windows of the float32 product under the same TF32 switch. The options are checked first,
+    by the FinetuneConfig of each batch size (_finetune_configs).
     """
     import torch
 
     from asr_init.models.dnn import DNN
     from asr_init.training.precision import matmul_precision
 
+    configs = _finetune_configs(layers, hidden, outputs, batches, seconds, device, precision)
+    device = str(resolve_device(device))
     ceilings = _ceilings(device)
     rows = []
     with matmul_precision(precision):
-        for batch in batches:
+        for config in configs:
+            batch = config.batch_size
             gen = torch.Generator().manual_seed(0)
-            model = DNN(inputs, [hidden] * layers, outputs, "sigmoid").to(device)
-            opt = torch.optim.SGD(model.parameters(), lr=0.008)
+            model = DNN(inputs, config.sizes, outputs, config.activation).to(device)
+            opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
             x = torch.randn(16 * batch, inputs, generator=gen).to(device)
             y = torch.randint(0, outputs, (16 * batch,), generator=gen).to(device)
             weights = sum(p.numel() for n, p in model.named_parameters() if n.endswith("weight"))
@@ -397,6 +469,19 @@ def bench_finetune(
         "median over windows paired with windows of the square float32 product (the ceiling)",
     )
     return {"rows": rows, "ceilings": ceilings, "precision": precision, "device": device}
+
+
+def _finetune_configs(layers: int, hidden: int, outputs: int, batches, seconds: float, device: str, precision: str):
+    """The FinetuneConfig bench_finetune trains with at each batch size, checked: `layers` x `hidden`
+    sigmoid units, SGD at lr 0.008 without momentum, 16 batches of random data held."""
+    from asr_init.training.config import FinetuneConfig
+
+    BenchConfig(seconds=seconds, outputs=outputs).validate()
+    configs = [FinetuneConfig(layers=layers, hidden=[hidden], batch_size=batch, buffer_frames=16 * batch, lr=0.008,
+                              momentum=0.0, device=device, precision=precision) for batch in batches]  # fmt: skip
+    for config in configs:
+        config.validate()
+    return configs
 
 
 def _finetune_step(model, opt, x, y, batch: int, device: str, precision: str):
@@ -430,24 +515,37 @@ def _finetune_step(model, opt, x, y, batch: int, device: str, precision: str):
     return step
 
 
-def _distributed_worker(store: str, root: str, frames: int, hidden: int, batch_size: int) -> None:
+def _distributed_configs(processes, frames: int, hidden: int, batch_size: int) -> tuple:
+    """The PretrainConfig (one layer) and FinetuneConfig (two layers, one epoch) every process of
+    bench_distributed runs, checked here, with the process counts, before any process starts."""
+    from asr_init.training.config import FinetuneConfig, PretrainConfig
+
+    BenchConfig(processes=list(processes), frames=frames, batch_size=batch_size).validate()
+    common = dict(hidden=hidden, batch_size=batch_size, max_frames=frames, stats_frames=500)
+    configs = (PretrainConfig(layers=1, epochs_gauss=1, report_every=10**9, **common),
+               FinetuneConfig(layers=2, max_epochs=1, **common))  # fmt: skip
+    for config in configs:
+        config.validate()
+    return configs
+
+
+def _distributed_worker(store: str, root: str, pretrain_config, finetune_config) -> None:
     """One process of `bench_distributed`: pre-train one layer, then fine-tune one epoch."""
     from asr_init.progress import console
-    from asr_init.training.finetune import FinetuneConfig, finetune
-    from asr_init.training.pretrain import PretrainConfig, pretrain
+    from asr_init.training.finetune import finetune
+    from asr_init.training.pretrain import pretrain
 
     console.quiet = True
-    common = dict(hidden=hidden, batch_size=batch_size, max_frames=frames, stats_frames=500)
-    pretrain(
-        Path(store),
-        PretrainConfig(layers=1, epochs_gauss=1, report_every=10**9, **common),
-        Path(root) / "pretrain",
-    )
-    finetune(Path(store), FinetuneConfig(layers=2, max_epochs=1, **common), Path(root) / "finetune")
+    pretrain(Path(store), pretrain_config, Path(root) / "pretrain")
+    finetune(Path(store), finetune_config, Path(root) / "finetune")
 
 
 def bench_distributed(
-    store: Path, processes: tuple[int, ...] = (1, 2), frames: int = 50_000, hidden: int = 1024, batch_size: int = 256
+    store: Path | None = None,
+    processes: tuple[int, ...] = (1, 2),
+    frames: int = 50_000,
+    hidden: int = 1024,
+    batch_size: int = 256,
 ) -> dict:
     """Frames/s of pre-training (one 429 x `hidden` Gaussian layer, CD-1) and fine-tuning
     (429-`hidden`x2-classes) on 1 and N CPU processes of one thread each (gloo), from the
@@ -455,7 +553,7 @@ def bench_distributed(
 
     Every process is a fresh one with torch.set_num_threads(1), the one-process figure
     included, so that the figures compare. On a machine with fewer free cores than
-    processes they measure the contention, not the method.
+    processes they measure the contention, not the method. No `store`: the 1 h embedded-corpus store.
     """
     from rich.table import Table
 
@@ -463,11 +561,13 @@ def bench_distributed(
     from asr_init.io import read_json
     from asr_init.training.distributed import run_local
 
+    configs = _distributed_configs(processes, frames, hidden, batch_size)
+    store = store or default_store(1.0)
     rows = []
     with _scratch() as scratch:
         for n in processes:
             root = scratch / f"n{n}"
-            run_local(n, _distributed_worker, str(store), str(root), frames, hidden, batch_size, threads=1)
+            run_local(n, _distributed_worker, str(store), str(root), *configs, threads=1)
             layer = read_json(root / "pretrain" / "pretrain.json")["layers"][0]
             done = min(frames, FeatureStore(store).num_frames("train"))
             ft = read_json(root / "finetune" / "finetune.json")

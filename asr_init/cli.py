@@ -474,12 +474,12 @@ BATCHES = opt("batch_size", [256, 1024], "Mini-batch sizes (repeat the option fo
          opt("runs", 3, "Extractions to time; the median is the figure."), group=bench_app)  # fmt: skip
 def bench_extract(corpus: Path | None, hours: float | None, jobs: int, features: str, runs: int) -> None:
     """Extraction speed as x real time and frames/s, with peak memory."""
+    from asr_init.bench import BenchConfig
     from asr_init.bench import bench_extract as run
 
     config = ExtractConfig(jobs=jobs, features=features)
-    config.validate()
-    if runs < 1:
-        raise UserError(f"invalid --runs {runs}: at least 1")
+    config.validate()  # before the embedded corpus is made
+    BenchConfig(runs=runs).validate()
     run(_corpus(corpus, hours, SynthConfig.seed, jobs), config, runs)
 
 
@@ -494,9 +494,7 @@ def bench_pretrain(store, device, seconds, buffer_frames, batch_size, precision)
     """CD-1 frames/s against the same-run matmul ceiling; peak memory for two store sizes."""
     from asr_init.bench import bench_pretrain as run
 
-    device = _check_bench(device, precision)
-    run(list(store) or [_bench_store(0.25), _bench_store(1.0)], device, seconds, buffer_frames, tuple(batch_size),
-        precision)  # fmt: skip
+    run(list(store), device, seconds, buffer_frames, tuple(batch_size), precision)
 
 
 @command("finetune", "Fine-tuning frames/s against the same-run matmul ceiling.", None,
@@ -508,7 +506,6 @@ def bench_finetune(layers, hidden, outputs, batch_size, device, precision, secon
     """Fine-tuning frames/s against the same-run matmul ceiling."""
     from asr_init.bench import bench_finetune as run
 
-    device = _check_bench(device, precision)
     run(layers, hidden, 429, outputs, tuple(batch_size), seconds, device, precision)
 
 
@@ -523,35 +520,8 @@ def bench_distributed(store, processes: str, frames: int, hidden: int, batch_siz
     """Pre-training and fine-tuning frames/s on 1 and N CPU processes (1 thread each) and the scaling efficiency."""
     from asr_init.bench import bench_distributed as run
 
-    try:
-        counts = tuple(int(n) for n in processes.split(","))
-    except ValueError:
-        raise UserError(f"invalid --processes {processes!r}: expected comma-separated counts such as 1,2") from None
-    if not counts or min(counts) < 1:
-        raise UserError(f"invalid --processes {processes!r}: counts must be at least 1")
-    run(store or _bench_store(1.0), counts, frames, hidden, batch_size)
-
-
-def _check_bench(device: str, precision: str) -> str:
-    """The device to measure on (checked before the default stores are extracted)."""
-    from asr_init.config import check_device, resolve_device
-    from asr_init.training.config import PRECISIONS
-
-    check_device(device)
-    if precision not in PRECISIONS:
-        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    return str(resolve_device(device))
-
-
-def _bench_store(hours: float) -> Path:
-    """An embedded-corpus feature store in the cache, extracted on first use."""
-    from asr_init.corpora.synth import cache_dir, default_corpus
-    from asr_init.features.extract import extract as run
-
-    corpus = default_corpus(SynthConfig(hours=hours))
-    out = cache_dir() / f"store-{corpus.name}"
-    run(corpus, out, ExtractConfig())
-    return out
+    counts = comma_list(processes, int, "--processes", "counts such as 1,2")
+    run(store, tuple(counts), frames, hidden, batch_size)
 
 
 def main() -> None:  # console entry point

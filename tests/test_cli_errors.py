@@ -236,6 +236,50 @@ def test_a_bad_value_is_refused_before_anything_starts(blob_store, model_dir, sm
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["finetune", "--seconds", "nan"], "invalid --seconds nan: must be a finite number of seconds > 0"),
+        (["finetune", "--hidden", "1000000000"], "invalid --hidden 1000000000: at most 65,536"),
+        (["finetune", "--outputs", "0"], "invalid --outputs 0: must be from 1 to 65,536"),
+        (["finetune", "--layers", "0"], "invalid --layers 0: must be at least 1"),
+        (["finetune", "--batch-size", "0"], "invalid --batch-size 0: must be at least 1"),
+        (["finetune", "--precision", "fp16"], "invalid --precision fp16: must be one of fp32, tf32, bf16"),
+        (["pretrain", "--store", "{store}", "--batch-size", "0"], "invalid --batch-size 0: must be at least 1"),
+        (["pretrain", "--store", "{store}", "--buffer-frames", "0"], "invalid --buffer-frames 0: must be at least one"),
+        (["pretrain", "--store", "{store}", "--seconds", "-1"], "invalid --seconds -1.0: must be a finite number"),
+        (["pretrain", "--store", "{store}", "--seconds", "inf"], "invalid --seconds inf: must be a finite number"),
+        (["pretrain", "--store", "{tmp}/nowhere"], "feature store {tmp}/nowhere does not exist"),
+        (["distributed", "--store", "{store}", "--frames", "0"], "invalid --frames 0: must be at least one batch"),
+        (["distributed", "--store", "{store}", "--hidden", "0"], "invalid --hidden 0: every width must be at least 1"),
+        (["distributed", "--store", "{store}", "--batch-size", "0"], "invalid --batch-size 0: must be at least 1"),
+        (["distributed", "--store", "{store}", "--processes", "1,100000"], "invalid --processes 1,100000: at most 256"),
+        (["distributed", "--store", "{store}", "--processes", "0,2"], "invalid --processes 0,2: every count must be"),
+        (["distributed", "--store", "{store}", "--processes", ","], "invalid --processes: must list at least one"),
+        (["extract", "{corpus}", "--runs", "0"], "invalid --runs 0: must be at least 1"),
+    ],
+)  # fmt: skip
+def test_a_bad_bench_option_is_refused_before_anything_is_measured_or_started(blob_store, small_corpus, tmp_path,
+                                                                              monkeypatch, args, says):  # fmt: skip
+    """bench checked its options only where they were used: `--seconds nan` stopped in a
+    ValueError after the ceilings were measured, --batch-size 0 in a ZeroDivisionError,
+    --buffer-frames 0 in the memory run's CalledProcessError, `distributed --frames 0` in a
+    traceback of every worker, --layers 0 printed figures of no network, and --processes had no
+    limit. Now each is one line naming the option as typed, before anything is measured or started."""
+    import asr_init.bench as bench
+    import asr_init.training.distributed as distributed
+
+    def started(*args, **kwargs):
+        raise AssertionError("a measurement or a process was started")
+
+    for module, name in ((bench, "matmul_ceiling"), (bench, "peak_rss_of_pretraining"), (distributed, "run_local"),
+                         (os, "fork")):  # fmt: skip
+        monkeypatch.setattr(module, name, started)
+    args = ["bench", *(a.format(store=blob_store, corpus=small_corpus, tmp=tmp_path) for a in args)]
+    assert says.format(tmp=tmp_path) in error_line(args, blob_store, small_corpus)
+    assert [p for p in tmp_path.iterdir() if p != small_corpus] == []
+
+
 def test_a_config_built_in_python_names_the_option_too():
     """The docs describe options, so a config made in Python is refused in their words as well."""
     from asr_init.errors import UserError
