@@ -119,8 +119,8 @@ def _error(message: str) -> None:
 
 
 def user_errors(func):
-    """Report UserError, the file-system errors of _FS_ERRORS (a full disk, a read-only folder)
-    and numbers too large to use as one 'error: ...' line with exit status 1. Ctrl-C or SIGTERM
+    """Report UserError, the file-system errors of _FS_ERRORS (a full disk, a read-only folder),
+    numbers too large to use and a failed allocation as one 'error: ...' line with exit status 1. Ctrl-C or SIGTERM
     at any point (a training stage writes its checkpoint first) says 'interrupted' and exits
     with 130."""
 
@@ -138,8 +138,14 @@ def user_errors(func):
             if exc.errno not in _FS_ERRORS:
                 raise
             _error(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}; {_FS_ERRORS[exc.errno]}")
-        except (OverflowError, MemoryError) as exc:
-            _error(f"a value is too large to use ({exc or type(exc).__name__}); give a smaller one")
+        except OverflowError as exc:
+            _error(f"a value is too large to use ({exc}); give a smaller one")
+        except (MemoryError, RuntimeError) as exc:  # numpy's MemoryError; torch's allocators raise RuntimeError
+            said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if isinstance(exc, RuntimeError) and not any(s in said for s in ("can't allocate memory", "out of memory")):
+                raise
+            _error(f"not enough memory ({said}); give smaller sizes (--hidden, --layers, --batch-size, --splice, ...) "
+                   "or run where there is more")  # fmt: skip
         except (KeyboardInterrupt, Interrupted) as exc:
             console.print(f"[bold red]interrupted[/]{': ' + escape(str(exc)) if str(exc) else ''}")
             raise typer.Exit(130) from None

@@ -617,3 +617,14 @@ def test_every_command_meets_hostile_files_with_one_error_line_within_the_memory
     assert result["code"] == 1 and len(errors) == 1, (result["error"], result["output"][-2000:])
     assert message in text and "MemoryError" not in result["error"], text[-1500:]
     assert not list(root.rglob("PWNED"))
+
+
+def test_sizes_within_the_limits_that_memory_cannot_hold_are_one_error_line(blob_store, tmp_path):
+    """--hidden 65536 is within the stated limits, but a 65536 x 65536 layer (16 GiB) is more than
+    the memory there is: one 'not enough memory' line naming the sizes to give, not torch's
+    allocator traceback; nothing is left in --out."""
+    args = ["finetune", blob_store, "--out", tmp_path / "ft", "--hidden", "65536", "--layers", "2", "--splice", "0",
+            "--max-epochs", "1"]  # fmt: skip
+    text = one_error(run_limited(args, tmp_path), "not enough memory (")
+    assert "can't allocate memory" in text and "give smaller sizes (--hidden, --layers, --batch-size" in text
+    assert not (tmp_path / "ft" / "model.pt").exists()
