@@ -183,7 +183,9 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 def read_text(path: Path) -> str:
     """The text of a file asr-init wrote, which is UTF-8: a file that is not (damaged, or written
-    by another program) is a UserError naming it and its first byte that is not."""
+    by another program) is a UserError naming it and its first byte that is not, and so is a path
+    that is not a regular file (`check_regular_file`). A missing file is FileNotFoundError."""
+    check_regular_file(path)
     data = Path(path).read_bytes()
     try:
         return data.decode("utf-8")
@@ -206,23 +208,34 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path} is not a record asr-init wrote (JSON nested too deeply)") from None
 
 
-def read_regular_file(path: Path, what: str = "") -> bytes:
-    """The bytes of an input file, which must be a regular file once symlinks are followed: a FIFO
-    would block the read and a device such as /dev/zero never end it. Such a path, a folder, or a
-    file that cannot be read is a UserError naming it (`what` says what it is, e.g. "label list")."""
+def check_regular_file(path: Path, what: str = "", advice: str = "save its content to a file and give that") -> None:
+    """Raise a UserError naming `path` (`what` says what it is, e.g. "label list") where it is not a
+    regular file once symlinks are followed: a FIFO would block a read and a device such as /dev/zero
+    never end one (its memory grows until the process is killed). Every reader of a file, asr-init's
+    own included, checks here first, so its size bounds what is read. A missing path passes: the
+    reader names it in its own words."""
     name = f"{what} {path}" if what else str(path)
     try:
         mode = os.stat(path).st_mode
-        if stat.S_ISDIR(mode):
-            raise UserError(f"{name} is a folder; give the file in it")
-        if not stat.S_ISREG(mode):
-            raise UserError(
-                f"{name} is not a regular file (a pipe or a device?); save its content to a file and give that"
-            )
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UserError(f"cannot read {name}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{name} is a folder; give the file in it")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{name} is not a regular file (a pipe or a device?); {advice}")
+
+
+def read_regular_file(path: Path, what: str = "") -> bytes:
+    """The bytes of an input file, which must be a regular file (`check_regular_file`); a missing
+    file, or one that cannot be read, is a UserError naming it."""
+    check_regular_file(path, what)
+    try:
         with open(path, "rb") as fh:
             return fh.read()
     except OSError as exc:
-        raise UserError(f"cannot read {name}: {exc.strerror}") from None
+        raise UserError(f"cannot read {f'{what} {path}' if what else path}: {exc.strerror}") from None
 
 
 def check_writable_folder(folder: Path, option: str = "--out", why: str | None = None) -> None:

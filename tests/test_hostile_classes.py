@@ -515,7 +515,7 @@ def test_an_interrupt_while_plotting_leaves_a_run_that_is_not_finished(
 # ---------------------------------------------- 6 and 9. devices as audio; prune and bench, memory-limited
 
 _CHILD = """
-import json, resource, sys
+import json, resource, signal, sys
 from typer.testing import CliRunner
 import asr_init.bench
 from asr_init.cli import app
@@ -526,9 +526,14 @@ figures = {"frames_per_s": 1.0, "gflops": 0.0, "of_ceiling": 0.0, "of_ceiling_q1
            "ceiling_flops": 1e9}
 asr_init.bench.precision_ceilings = lambda device="cpu": {"fp32": 1e9, "tf32": 1e9, "bf16": 1e9}
 asr_init.bench.bench_cd1 = lambda *a, **k: dict(figures)
+def late(*_):  # a read that blocks (a pipe) fails its case instead of the whole table
+    raise TimeoutError("no answer within 30 s")
+signal.signal(signal.SIGALRM, late)
 out = []
 for case in json.load(open(sys.argv[1])):
+    signal.alarm(30)
     result = CliRunner().invoke(app, case["args"])
+    signal.alarm(0)
     out.append({"code": result.exit_code, "output": result.output, "error": repr(result.exception)})
 print(json.dumps(out))
 """
@@ -580,17 +585,32 @@ def _limited_cases(root: Path, blob: Path) -> dict:
     return {name: ([str(a) for a in case[0]], *case[1:]) for name, case in cases.items()}
 
 
-@pytest.fixture(scope="module")
-def limited_runs(blob_store, tmp_path_factory):
-    root = tmp_path_factory.mktemp("limited")
-    cases = _limited_cases(root, blob_store)
+def _run_limited(root: Path, cases: dict) -> dict:
+    """{case: (result, case, digests of its inputs before)}: every case of {case: (args, message, inputs)}
+    run in one child process under the memory limit (_CHILD), each stopped after 30 s."""
     keep = {name: _digests(*case[2]) for name, case in cases.items()}
-    (root / "cases.json").write_text(json.dumps([{"args": case[0]} for case in cases.values()]))
+    (root / "cases.json").write_text(json.dumps([{"args": [str(a) for a in case[0]]} for case in cases.values()]))
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(root / "cases.json"), str(LIMIT)], capture_output=True,
-                          text=True, cwd=root, timeout=300)  # fmt: skip
+                          text=True, cwd=root, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     return {name: (result, case, keep[name]) for (name, case), result in zip(cases.items(), results)}
+
+
+def one_limited_error(result: dict, message: str, inputs: list[Path], before: dict) -> None:
+    """A case of `_run_limited` stopped with one 'error:' line holding `message`, its inputs untouched."""
+    errors = [ln for ln in result["output"].splitlines() if ln.startswith("error:")]
+    text = " ".join(result["output"].split())
+    assert result["code"] == 1 and len(errors) == 1, (result["error"], result["output"][-2000:])
+    assert "Traceback" not in result["output"] and "MemoryError" not in result["error"], result["output"][-2000:]
+    assert message in text, text[-1500:]
+    assert _digests(*inputs) == before
+
+
+@pytest.fixture(scope="module")
+def limited_runs(blob_store, tmp_path_factory):
+    root = tmp_path_factory.mktemp("limited")
+    return _run_limited(root, _limited_cases(root, blob_store))
 
 
 LIMITED = ["prune, deflated model.pt", "prune, npy header of 2^40 rows", "bench pretrain, npy header of 2^40 rows",
@@ -601,12 +621,7 @@ LIMITED = ["prune, deflated model.pt", "prune, npy header of 2^40 rows", "bench 
 @pytest.mark.parametrize("case", LIMITED)
 def test_prune_bench_and_devices_meet_hostile_files_with_one_error_line_within_the_memory_limit(limited_runs, case):
     result, (args, message, inputs), before = limited_runs[case]
-    errors = [ln for ln in result["output"].splitlines() if ln.startswith("error:")]
-    text = " ".join(result["output"].split())
-    assert result["code"] == 1 and len(errors) == 1, (result["error"], result["output"][-2000:])
-    assert "Traceback" not in result["output"] and "MemoryError" not in result["error"], result["output"][-2000:]
-    assert message in text, text[-1500:]
-    assert _digests(*inputs) == before
+    one_limited_error(result, message, inputs, before)
 
 
 # --------------------------------------------- 10. run folders edited between commands: non-finite weights
@@ -774,3 +789,46 @@ def test_resume_refuses_a_checkpoint_with_non_finite_weights(blob_store, tmp_pat
     line = error_line([command, blob_store, "--out", run, *args, "--resume"], blob_store, run)
     assert f"{run / name} is damaged: its {record} {weight} holds NaN or infinite values" in line, line
     assert "--lr" not in line
+
+
+# ------------------------------ 13. a pipe or a link to /dev/zero in place of a file asr-init wrote
+
+
+def _special(path: Path, kind: str) -> Path:
+    """`path` made a FIFO (kind "pipe": a read blocks) or a link to /dev/zero ("zero": a read never ends)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    if kind == "pipe":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    return path
+
+
+def _special_cases(root: Path, blob: Path) -> dict:
+    """{case: (args, message, inputs)}: a command meeting a file asr-init wrote that is a pipe or /dev/zero."""
+    cases = {}
+    for kind in ("pipe", "zero"):
+        for record in ("dnn/finetune.json", "dbn/pretrain.json"):
+            bad = _special(root / f"report-{kind}-{record.split('/')[0]}" / record, kind)
+            cases[f"report, {record} {kind}"] = (["report", bad.parent.parent], f"{bad} is not a regular file", [])
+    return cases
+
+
+SPECIAL = [f"report, {record} {kind}" for kind in ("pipe", "zero") for record in ("dnn/finetune.json",
+           "dbn/pretrain.json")]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def special_runs(blob_store, tmp_path_factory):
+    root = tmp_path_factory.mktemp("special")
+    return _run_limited(root, _special_cases(root, blob_store))
+
+
+@pytest.mark.parametrize("case", SPECIAL)
+def test_a_pipe_or_dev_zero_in_place_of_a_file_asr_init_wrote_is_one_error_line(special_runs, case):
+    """A FIFO where a command reads a checkpoint, a store's record or shard, or a run's record blocked
+    the command for ever; a link to /dev/zero filled the memory until "a value is too large to use ()".
+    Each is refused, before it is read, as not a regular file."""
+    result, (args, message, inputs), before = special_runs[case]
+    one_limited_error(result, message, inputs, before)

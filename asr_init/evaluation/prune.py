@@ -12,7 +12,6 @@ prune.csv and sparsity.png (state frame accuracy against sparsity), each naming 
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 from asr_init.config import check_device
@@ -21,7 +20,7 @@ from asr_init.evaluation.config import MODEL_DECIDES, EvalConfig
 from asr_init.evaluation.evaluate import evaluate
 from asr_init.features.store import FeatureStore, store_identity
 from asr_init.folders import output_folder, terminate_as_interrupt
-from asr_init.io import digest, write_csv, write_json_atomic
+from asr_init.io import digest, read_json, write_csv, write_json_atomic
 from asr_init.models.export_kaldi import training_store_path
 from asr_init.records import ABSENT, INTEGER, NULL, NUMBER, TEXT, each, record
 from asr_init.training.config import FinetuneConfig
@@ -121,7 +120,7 @@ def _check_model(model: Path) -> None:
 
 def _evaluated(store: Path, model: Path, out: Path | None, share: float, config: EvalConfig) -> dict:
     """A row of prune.csv: the dense model (share 0), or a pruned one with its fine-tuning's figures."""
-    ft = json.loads((model / "finetune.json").read_text()) if share else None
+    ft = read_json(model / "finetune.json") if share else None
     result, split = evaluate(store, model, config, out), config.split
     accuracy = {
         f"{split}_{kind}": result.get(f"frame_acc_{kind}")

@@ -22,7 +22,6 @@ trained on an `import-kaldi` store with pdf targets.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline
 from asr_init.folders import reading, refuse_output_over_inputs
-from asr_init.io import atomic_write, write_json_atomic
+from asr_init.io import atomic_write, read_json, write_json_atomic
 from asr_init.models.dnn import load_model
 from asr_init.models.nnet1 import network_components, transform_components, write_nnet
 from asr_init.progress import console
@@ -43,7 +42,7 @@ FILES = ("final.nnet", "final.feature_transform", "ali_train_pdf.counts", "cmvn_
 def training_store_path(model_dir: Path) -> Path | None:
     """The path of the store the model was fine-tuned on, from finetune.json (None if not recorded)."""
     try:
-        return Path(json.loads((Path(model_dir) / "finetune.json").read_text())["store"])
+        return Path(read_json(Path(model_dir) / "finetune.json")["store"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -61,7 +60,7 @@ def _training_store(model_dir: Path, path: Path | None):
     except UserError:
         return None
     try:
-        recorded = json.loads((Path(model_dir) / "finetune.config.json").read_text())["inputs"]["feature store"]
+        recorded = read_json(Path(model_dir) / "finetune.config.json")["inputs"]["feature store"]
     except (OSError, ValueError, KeyError, TypeError):
         recorded = None
     if recorded is not None and recorded != store_identity(path):
