@@ -72,14 +72,17 @@ def save_checkpoint(obj: Any, path: Path) -> None:
 
 def load_checkpoint(path: Path, advice: str = "it cannot be used; make it again with the stage that wrote it") -> Any:
     """torch.load on the CPU with weights_only=True: tensors, numbers, strings, lists and
-    dicts only, so no file can run code when it is read. A missing or corrupt file, or one
-    that holds other objects, is a UserError naming it; `advice` ends the message for a
-    damaged file (a run's own partial checkpoint may be deleted, an input must be re-made)."""
+    dicts only, so no file can run code when it is read. A missing or corrupt file, a path that
+    is not a regular file (`check_regular_file`: a FIFO would block the read, /dev/zero fill the
+    memory), or a file that holds other objects, is a UserError naming it; `advice` ends the
+    message for a damaged file (a run's own partial checkpoint may be deleted, an input must be
+    re-made)."""
     import torch
 
     path = Path(path)
     if not path.exists():
         raise UserError(f"checkpoint {path} does not exist")
+    check_regular_file(path, "checkpoint", advice)
     _check_records(path, advice)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

@@ -638,39 +638,44 @@ def _non_finite(folder: Path, name: str, value: float) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf")])
-@pytest.mark.parametrize(
-    "name, args",
-    [
-        ("model.pt", ["evaluate", "{store}", "--model", "{src}", "--device", "cpu"]),
-        ("model.pt", ["export-kaldi", "{src}", "--out", "{tmp}/exp"]),
-        ("model.pt", ["inspect", "{store}", "--model", "{src}", "--frames", "100"]),
-        ("model.pt", ["prune", "{src}", "--out", "{tmp}/pruned", "--store", "{store}", "--sparsity", "0.5",
-                      "--max-frames", "256", "--max-epochs", "1"]),
-        ("model.pt", ["finetune", "{store}", "--out", "{tmp}/ft", "--init-from", "{src}", "--reuse-layers", "1",
-                      *FINETUNE]),
-        ("dbn.pt", ["finetune", "{store}", "--out", "{tmp}/ft", "--dbn", "{src}", *FT]),
-        ("dbn.pt", ["inspect", "{store}", "--model", "{src}", "--frames", "100"]),
-    ],
-)  # fmt: skip
-def test_a_model_or_dbn_with_non_finite_weights_is_refused_by_every_command(blob_store, tmp_path, name, args, value):
-    """A NaN or an infinity written into model.pt or dbn.pt (an edited or damaged file) was read as
-    weights: evaluate scored a PER of hundreds of per cent, export-kaldi wrote it into final.nnet,
-    inspect showed nan, and finetune blamed the learning rate."""
+# Every command that reads a model.pt or a dbn.pt ({src}), with {store} and {tmp} (its outputs' folder).
+READS_CHECKPOINT = [
+    ("model.pt", ["evaluate", "{store}", "--model", "{src}", "--device", "cpu"]),
+    ("model.pt", ["export-kaldi", "{src}", "--out", "{tmp}/exp"]),
+    ("model.pt", ["inspect", "{store}", "--model", "{src}", "--frames", "100"]),
+    ("model.pt", ["prune", "{src}", "--out", "{tmp}/pruned", "--store", "{store}", "--sparsity", "0.5",
+                  "--max-frames", "256", "--max-epochs", "1"]),
+    ("model.pt", ["finetune", "{store}", "--out", "{tmp}/ft", "--init-from", "{src}", "--reuse-layers", "1",
+                  *FINETUNE]),
+    ("dbn.pt", ["finetune", "{store}", "--out", "{tmp}/ft", "--dbn", "{src}", *FT]),
+    ("dbn.pt", ["inspect", "{store}", "--model", "{src}", "--frames", "100"]),
+]  # fmt: skip
+
+
+def _tiny_run(store_path: Path, src: Path, name: str) -> Path:
+    """A folder holding a tiny `name`: a finetune folder's model.pt, or a pretrain folder's dbn.pt."""
+    import torch
+
     from asr_init.features.pipeline import FeaturePipeline
     from asr_init.features.store import FeatureStore
     from asr_init.models.dbn import save_dbn
 
-    src = tmp_path / "src"
     if name == "model.pt":
-        write_tiny_model(blob_store, src)
-    else:
-        import torch
+        return write_tiny_model(store_path, src)
+    store = FeatureStore(store_path)
+    src.mkdir()
+    stack = [(torch.full((8, 39), 0.01), torch.zeros(8))]
+    save_dbn(src / "dbn.pt", stack, FeaturePipeline.from_store(store, 0), store.phones, store.states, "gauss")
+    return src
 
-        store = FeatureStore(blob_store)
-        src.mkdir()
-        stack = [(torch.full((8, 39), 0.01), torch.zeros(8))]
-        save_dbn(src / "dbn.pt", stack, FeaturePipeline.from_store(store, 0), store.phones, store.states, "gauss")
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("name, args", READS_CHECKPOINT)
+def test_a_model_or_dbn_with_non_finite_weights_is_refused_by_every_command(blob_store, tmp_path, name, args, value):
+    """A NaN or an infinity written into model.pt or dbn.pt (an edited or damaged file) was read as
+    weights: evaluate scored a PER of hundreds of per cent, export-kaldi wrote it into final.nnet,
+    inspect showed nan, and finetune blamed the learning rate."""
+    src = _tiny_run(blob_store, tmp_path / "src", name)
     _non_finite(src, name, value)
     line = error_line([a.format(store=blob_store, src=src, tmp=tmp_path) for a in args], blob_store, src)
     assert f"{src / name} is inconsistent:" in line and "holds NaN or infinite values" in line, line
@@ -812,11 +817,18 @@ def _special_cases(root: Path, blob: Path) -> dict:
         for record in ("dnn/finetune.json", "dbn/pretrain.json"):
             bad = _special(root / f"report-{kind}-{record.split('/')[0]}" / record, kind)
             cases[f"report, {record} {kind}"] = (["report", bad.parent.parent], f"{bad} is not a regular file", [])
+        for name, args in READS_CHECKPOINT:
+            src = _tiny_run(blob, root / f"{kind}-{name}-{args[0]}", name)
+            _special(src / name, kind)
+            tmp = root / f"out-{kind}-{name}-{args[0]}"
+            line = [a.format(store=blob, src=src, tmp=tmp) for a in args]
+            cases[f"{name} {kind}, {args[0]}"] = (line, f"checkpoint {src / name} is not a regular file", [src])
     return cases
 
 
 SPECIAL = [f"report, {record} {kind}" for kind in ("pipe", "zero") for record in ("dnn/finetune.json",
-           "dbn/pretrain.json")]  # fmt: skip
+           "dbn/pretrain.json")] + [f"{name} {kind}, {args[0]}" for kind in ("pipe", "zero")
+           for name, args in READS_CHECKPOINT]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

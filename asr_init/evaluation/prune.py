@@ -108,7 +108,7 @@ def _check_model(model: Path) -> None:
     if not model.is_dir():
         raise UserError(f"MODEL {model} is a file: {takes} (a Kaldi network: fine-tune from it first, finetune "
                         f"--init-from {model} --reuse-layers N)")  # fmt: skip
-    if (model / "model.pt").is_file():
+    if (model / "model.pt").exists():  # a pipe or a device there is refused where it is read (io.load_checkpoint)
         return
     if (model / "finetune.config.json").exists() or (model / "checkpoint.pt").exists():
         raise UserError(
