@@ -188,7 +188,7 @@ def read_text(path: Path) -> str:
     """The text of a file asr-init wrote, which is UTF-8: a file that is not (damaged, or written
     by another program) is a UserError naming it and its first byte that is not, and so is a path
     that is not a regular file (`check_regular_file`). A missing file is FileNotFoundError."""
-    check_regular_file(path)
+    check_regular_file(path, advice="asr-init writes a regular file there; make it again with the command that did")
     data = Path(path).read_bytes()
     try:
         return data.decode("utf-8")

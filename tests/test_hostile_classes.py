@@ -823,12 +823,21 @@ def _special_cases(root: Path, blob: Path) -> dict:
             tmp = root / f"out-{kind}-{name}-{args[0]}"
             line = [a.format(store=blob, src=src, tmp=tmp) for a in args]
             cases[f"{name} {kind}, {args[0]}"] = (line, f"checkpoint {src / name} is not a regular file", [src])
+        for name in STORE_FILES:
+            store = shutil.copytree(blob, root / f"store-{kind}-{Path(name).name}")
+            line = ["pretrain", store, "--out", root / f"dbn-{kind}-{Path(name).name}", *PRETRAIN]
+            message = f"{_special(store / name, kind)} is not a regular file"
+            cases[f"store's {name} {kind}, pretrain"] = (line, message, [store])
     return cases
+
+
+STORE_FILES = ("manifest.jsonl", "config.json", "stats.json", "phones.txt", "states.txt", "shards/feats-00000.npy")
 
 
 SPECIAL = [f"report, {record} {kind}" for kind in ("pipe", "zero") for record in ("dnn/finetune.json",
            "dbn/pretrain.json")] + [f"{name} {kind}, {args[0]}" for kind in ("pipe", "zero")
-           for name, args in READS_CHECKPOINT]  # fmt: skip
+           for name, args in READS_CHECKPOINT] + [f"store's {name} {kind}, pretrain" for kind in ("pipe", "zero")
+           for name in STORE_FILES]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

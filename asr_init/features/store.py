@@ -38,7 +38,7 @@ import numpy as np
 from asr_init.config import SPLITS
 from asr_init.errors import UserError
 from asr_init.features.frontend import FeatureConfig, cmvn_stats
-from asr_init.io import digest, naming_file, read_json, unique, write_json_atomic
+from asr_init.io import check_regular_file, digest, naming_file, read_json, read_text, unique, write_json_atomic
 
 # The layout version `extract` writes into config.json ("format_version"); a store without
 # one was written before versions were recorded and has this layout. A reader refuses any
@@ -124,9 +124,9 @@ class FeatureStore:
                 "re-run 'asr-init extract'"
             )
         try:
-            lines = [(n, ln) for n, ln in enumerate(manifest.read_text().splitlines(), 1) if ln.strip()]
+            lines = [(n, ln) for n, ln in enumerate(read_text(manifest).splitlines(), 1) if ln.strip()]
             records = [UttRecord.from_json(ln) for _, ln in lines]
-        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        except (json.JSONDecodeError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             raise UserError(f"{manifest} is corrupt ({str(exc)[:200]})") from None
         for (n, _), r in zip(lines, records):  # names are keys and file names: text, not JSON's other values
             if not all(isinstance(v, str) for v in (r.id, r.speaker, r.split)):
@@ -185,6 +185,7 @@ class FeatureStore:
         key = (kind, index)
         if key not in self._shards:
             path = self.path / shard_name(kind, index)
+            check_regular_file(path, "shard", self._damaged())  # np.load would block on a FIFO
             try:
                 shard = np.load(path, mmap_mode="r")
             except (OSError, ValueError) as exc:
@@ -291,11 +292,9 @@ def _shard_ends(records: list[UttRecord], manifest: Path) -> dict[int, tuple[int
 
 def _read_symbols(path: Path) -> list[str]:
     try:
-        rows = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+        rows = [ln.split() for ln in read_text(path).splitlines() if ln.strip()]
     except OSError:
         raise UserError(f"{path} is missing; the store is incomplete") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text; the store is damaged, re-run 'asr-init extract'") from None
     try:
         return [r[1] for r in sorted(rows, key=lambda r: int(r[0]))]
     except (ValueError, IndexError):
