@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asr_init.errors import UserError
-from asr_init.io import check_writable_folder, is_digits, read_json, write_json_atomic
+from asr_init.io import check_writable_folder, is_digits, read_json, resolved, write_json_atomic
 from asr_init.records import check_record
 
 _HELD: set[int] = set()  # the descriptors of the locks this process holds
@@ -129,11 +129,11 @@ def refuse_output_over_inputs(out: Path, inputs) -> None:
     """Raise if `out` is, contains, or lies inside one of the named inputs ({name: path} or
     (name, path) pairs): writing there (and --force deleting it first) would destroy what the
     command reads."""
-    target = Path(out).resolve()
+    target = resolved(out, "--out")
     for name, path in inputs.items() if isinstance(inputs, dict) else inputs:
         if path is None:
             continue
-        src = Path(path).resolve()
+        src = resolved(path, f"the {name}")
         relation = "is" if target == src else "contains" if target in src.parents else None
         relation = relation or ("lies inside" if src in target.parents else None)
         if relation:

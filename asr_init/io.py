@@ -241,6 +241,16 @@ def read_regular_file(path: Path, what: str = "") -> bytes:
         raise UserError(f"cannot read {f'{what} {path}' if what else path}: {exc.strerror}") from None
 
 
+def resolved(path: Path, what: str) -> Path:
+    """`path` made absolute with its symbolic links followed (Path.resolve); a path through a
+    symlink loop (a link that leads, through others, back to itself) is a UserError naming it as
+    `what` (e.g. "--out"), where Python raises RuntimeError."""
+    try:
+        return Path(path).resolve()
+    except RuntimeError:  # Python before 3.13; a later one returns the path with the loop in it
+        raise UserError(f"{what} {path} lies on a symlink loop; remove the loop or give another path") from None
+
+
 def check_writable_folder(folder: Path, option: str = "--out", why: str | None = None) -> None:
     """Raise a UserError unless files can be created in `folder`, or, where it does not exist
     yet, in the nearest folder above it (where it will be made). Checked by creating and

@@ -305,6 +305,29 @@ def test_an_out_name_too_long_for_the_file_system(blob_store, corpus, tmp_path, 
     assert not list((tmp_path / "outs").iterdir())
 
 
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["extract", "{corpus}", "--out", "{loop}/store", "--jobs", "1"], "--out"),
+        (["pretrain", "{store}", "--out", "{loop}", *PRETRAIN], "--out"),
+        (["evaluate", "{store}", "--model", "{model}", "--out", "{loop}", "--device", "cpu"], "--out"),
+        (["extract", "{loop}", "--out", "{tmp}/x", "--jobs", "1"], "corpus"),
+        (["import-kaldi", "{loop}", "--out", "{tmp}/x", "--ali", "{tmp}/pdf.ark"], "Kaldi data dir"),
+    ],
+)
+def test_a_path_on_a_symlink_loop_is_one_error_line(blob_store, corpus, tmp_path, args, named):
+    """Two links that name each other, as --out (or a folder above it) or as the input folder, were
+    Path.resolve's RuntimeError and a traceback."""
+    loop = tmp_path / "loopA"
+    (tmp_path / "loopB").symlink_to(loop)
+    loop.symlink_to(tmp_path / "loopB")
+    model = write_tiny_model(blob_store, tmp_path / "model")
+    line = error_line([a.format(corpus=corpus, store=blob_store, model=model, loop=loop, tmp=tmp_path) for a in args],
+                      corpus, blob_store, model)  # fmt: skip
+    assert f"error: {named} {loop}" in line and "lies on a symlink loop; remove the loop or give another path" in line
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch) -> Path:
     """The current folder: a temporary one holding a user's files."""

@@ -28,7 +28,7 @@ from asr_init.evaluation.decoding import STATES, align_counts, decode, estimate_
 from asr_init.features.pipeline import FeaturePipeline
 from asr_init.features.store import FeatureStore, store_identity
 from asr_init.folders import output_folder, reading
-from asr_init.io import digest, write_json_atomic
+from asr_init.io import digest, resolved, write_json_atomic
 from asr_init.models.dnn import load_model
 from asr_init.progress import console, progress_bar
 
@@ -43,7 +43,7 @@ def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Pat
         model, meta = load_model(model_dir, device)
         resolve_device(config.device)  # the line saying which, once the inputs have been read
         scorer = _Scorer(model, meta, store, config, device, Path(model_dir))
-        inside = Path(model_dir).resolve() in out_dir.resolve().parents  # MODEL/eval-SPLIT, the default
+        inside = Path(model_dir).resolve() in resolved(out_dir, "--out").parents  # MODEL/eval-SPLIT, the default
         inputs = {"feature store": store.path, "--model folder": None if inside else model_dir}
         settings = {"config": config.to_dict(), "inputs": _identities(store, model_dir)}
         redo = not out_dir.exists() or (out_dir / "results.json").is_file()  # an evaluation is redone, nothing else

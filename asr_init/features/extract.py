@@ -67,7 +67,7 @@ from asr_init.features.store import (
     write_metadata,
 )
 from asr_init.folders import output_folder, reading
-from asr_init.io import digest
+from asr_init.io import digest, resolved
 from asr_init.progress import console, progress_bar
 
 # The embedded corpus's phone set in a store's settings: by its name in the package, not where it is installed.
@@ -373,7 +373,7 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
     and settings is left as it is (the stage is done); a different one is replaced only with
     `force` (folders.py)."""
     config.validate()
-    corpus_path = Path(corpus_path).resolve()
+    corpus_path = resolved(corpus_path, "corpus")
     own_phones = config.phones is None and is_embedded(corpus_path)
     if own_phones:
         config = dataclasses.replace(config, phones=str(DATA_DIR / "phones39.txt"))

@@ -46,7 +46,7 @@ from asr_init.errors import UserError
 from asr_init.features.config import KaldiImportConfig
 from asr_init.features.store import FrameMoments, StoreWriter, store_summary, write_metadata
 from asr_init.folders import output_folder
-from asr_init.io import digest, is_digits, read_regular_file, unique
+from asr_init.io import digest, is_digits, read_regular_file, resolved, unique
 from asr_init.progress import console, progress_bar
 
 VAR_FLOOR = 1e-20  # apply-cmvn's variance floor
@@ -344,7 +344,7 @@ def import_kaldi(data_dir: Path, out_dir: Path, config: KaldiImportConfig, force
 
     An existing complete store made from the same inputs and settings is left as it is."""
     config.validate()
-    data_dir = Path(data_dir).resolve()
+    data_dir = resolved(data_dir, "Kaldi data dir")
     inputs = _inputs(data_dir, config)
     settings = _settings(data_dir, config) | {"inputs": _identities(inputs)}
     # A given --num-pdfs is compared with the store's pdf count (the top-level "num_pdfs" every record holds), not
