@@ -328,6 +328,22 @@ def test_a_path_on_a_symlink_loop_is_one_error_line(blob_store, corpus, tmp_path
     assert not (tmp_path / "x").exists()
 
 
+def test_a_memory_error_without_a_message_is_named(blob_store, tmp_path, monkeypatch):
+    """Python's MemoryError() carries no message (a read that never ends, a list too long to grow):
+    the line names it, where it said "a value is too large to use ()"."""
+    from asr_init.features.store import FeatureStore
+
+    def exhausted(self):
+        raise MemoryError
+
+    monkeypatch.setattr(FeatureStore, "_read_manifest", exhausted)
+    line = error_line(["pretrain", blob_store, "--out", tmp_path / "dbn", *PRETRAIN], blob_store)
+    assert line == (
+        "error: not enough memory (MemoryError); give smaller sizes (--hidden, --layers, --batch-size, "
+        "--splice, ...) or run where there is more"
+    ), line
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch) -> Path:
     """The current folder: a temporary one holding a user's files."""
