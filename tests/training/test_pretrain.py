@@ -243,7 +243,7 @@ def test_saturation_guard_rescues_kaldi_learning_rate(default_shaped_runs):
 
 def test_sat_guard_option_validated(tiny_store, tmp_path):
     result = runner.invoke(app, ["pretrain", str(tiny_store), "--out", str(tmp_path / "x"), "--sat-guard", "1.5"])
-    assert result.exit_code == 1 and "sat_guard=1.5" in _text(result) and "[0, 1)" in _text(result)
+    assert result.exit_code == 1 and "invalid --sat-guard 1.5:" in _text(result) and "[0, 1)" in _text(result)
 
 
 # --- steps read every N steps (as on a GPU), run here on the CPU ----------------------------
