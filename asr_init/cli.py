@@ -11,6 +11,7 @@ import dataclasses
 import errno
 import functools
 import inspect
+import os
 import sys
 import typing
 from pathlib import Path
@@ -129,8 +130,8 @@ def user_errors(func):
         from asr_init.folders import terminate_as_interrupt
         from asr_init.training.interrupts import Interrupted
 
-        try:
-            with terminate_as_interrupt():
+        try:  # under torchrun SIGTERM keeps its default action: a rank blocked in a collective must still end
+            with terminate_as_interrupt(enabled=int(os.environ.get("WORLD_SIZE", "1")) == 1):
                 return func(*args, **kwargs)
         except UserError as exc:
             _error(str(exc))
@@ -144,8 +145,8 @@ def user_errors(func):
             said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if isinstance(exc, RuntimeError) and not any(s in said for s in ("can't allocate memory", "out of memory")):
                 raise
-            _error(f"not enough memory ({said}); give smaller sizes (--hidden, --layers, --batch-size, --splice, ...) "
-                   "or run where there is more")  # fmt: skip
+            _error(f"not enough memory ({said}); give smaller sizes (for training --hidden, --layers, --batch-size, "
+                   "--splice) or run where there is more")  # fmt: skip
         except (KeyboardInterrupt, Interrupted) as exc:
             console.print(f"[bold red]interrupted[/]{': ' + escape(str(exc)) if str(exc) else ''}")
             raise typer.Exit(130) from None

@@ -69,7 +69,7 @@ def as_typed(config, field: str) -> str:
 
 SPLITS = ("train", "dev", "test")
 SEED_RANGE = "must be from 0 to 4294967295"
-LIMITS = {"layers": 64, "hidden": 1 << 16, "splice": 100, "batch_size": 1 << 20, "stats_frames": 1 << 24, "jobs": 256,
+LIMITS = {"layers": 64, "hidden": 1 << 16, "splice": 100, "batch_size": 1 << 20, "stats_frames": 1 << 24, "jobs": 1024,
           "speakers": 10_000}  # fmt: skip
 
 

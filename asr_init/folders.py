@@ -28,7 +28,7 @@ import signal
 import stat
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +43,11 @@ def _drop_inherited_locks() -> None:
     """In a forked child (a pool worker): close its copies of the parent's lock descriptors, so
     that a lock is its holder's alone. A flock belongs to the open file, which fork shares: a child
     keeping a copy would hold the lock after its parent ended, until the child's last thread ended."""
-    for fd in _HELD:
-        os.close(fd)
-    _HELD.clear()
+    held = list(_HELD)
+    _HELD.clear()  # first: a failed close below must not leave a descriptor number to close again later
+    for fd in held:
+        with suppress(OSError):
+            os.close(fd)
 
 
 os.register_at_fork(after_in_child=_drop_inherited_locks)
@@ -262,11 +264,11 @@ def swap_in(built: Path, out: Path) -> None:
 
 
 @contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
+def terminate_as_interrupt(enabled: bool = True) -> Iterator[None]:
     """SIGTERM stops this process as Ctrl-C does (KeyboardInterrupt) inside the block, so that
     what the block builds is cleaned up and the command says it was interrupted; a process forked
     meanwhile keeps SIGTERM's default action. A handler already set (by whoever runs asr-init, or
-    an enclosing block) is left in place."""
+    an enclosing block) is left in place, and none is set where `enabled` is False."""
     owner = os.getpid()
 
     def handler(signum, frame) -> None:
@@ -276,7 +278,8 @@ def terminate_as_interrupt() -> Iterator[None]:
             return
         raise KeyboardInterrupt
 
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+    if (not enabled or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL):  # fmt: skip
         yield
         return
     signal.signal(signal.SIGTERM, handler)

@@ -201,8 +201,17 @@ def run_local(world: int, fn: Callable, *args, threads: int = 0) -> None:
     set them up (for tests and benchmarks); `threads` > 0 sets each one's torch threads.
     `fn` must be importable by name (a module-level function). The processes meet at a store
     this process serves on a port it holds from the start, as torchrun's agent does: no other
-    program can take the port between its choice and its use."""
+    program can take the port between its choice and its use. However this process leaves (a
+    worker's error, Ctrl-C, SIGTERM), the processes still running are ended first."""
     import torch.multiprocessing as mp
 
     store = tdist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
-    mp.spawn(_local_worker, args=(world, store.port, threads, fn, args), nprocs=world, join=True)
+    workers = mp.spawn(_local_worker, args=(world, store.port, threads, fn, args), nprocs=world, join=False)
+    try:
+        while not workers.join():
+            pass
+    finally:
+        for process in workers.processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()

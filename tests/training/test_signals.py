@@ -74,3 +74,53 @@ def test_sigterm_outside_the_training_loop_says_interrupted(tiny_store, tmp_path
         again = subprocess.run([sys.executable, "-m", "asr_init.cli", *args, "--resume"], env=env, text=True,
                                capture_output=True, timeout=300)  # fmt: skip
         assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_a_process_of_a_torchrun_group_keeps_sigterms_default_action(monkeypatch):
+    """Every command holds SIGTERM as Ctrl-C, except under torchrun (WORLD_SIZE > 1): a Python
+    handler runs only between bytecodes, so a rank blocked in a collective whose peer died would
+    live on until torchrun's SIGKILL 30 s later, where the default action ends it at once."""
+    import signal
+
+    from asr_init.cli import user_errors
+
+    @user_errors
+    def handler_inside():
+        return signal.getsignal(signal.SIGTERM)
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert callable(handler_inside())
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert handler_inside() == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_run_local_ends_its_processes_when_interrupted(tmp_path):
+    """SIGTERM to a process running run_local (bench distributed) ends its worker processes too,
+    at once: they are not left running (nor joined at exit) after it has said it was interrupted."""
+    code = (
+        "import time\nfrom asr_init.folders import terminate_as_interrupt\n"
+        "from asr_init.training.distributed import run_local\n"
+        "with terminate_as_interrupt():\n    run_local(2, time.sleep, 120)\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", code], env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.time() + 60
+    while time.time() < deadline and len(children.read_text().split()) < 3:  # 2 workers, multiprocessing's tracker
+        time.sleep(0.2)
+    workers = [p for p in children.read_text().split() if "resource_tracker" not in _cmdline(p)]
+    assert len(workers) == 2, "the workers did not start"
+    time.sleep(2)  # inside run_local's wait
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert "KeyboardInterrupt" in output, output
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()], "worker processes outlived run_local"
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
