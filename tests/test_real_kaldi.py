@@ -130,6 +130,27 @@ def test_segments_regions_give_the_frames_of_what_extract_segments_cuts(tmp_path
         np.testing.assert_allclose(store.features(rec), kaldi[rec.id], rtol=1e-2, atol=2e-2)
 
 
+@pytest.mark.skipif(not (BIN / "extract-segments").is_file(), reason="no extract-segments in ASR_INIT_KALDI_BIN")
+def test_a_segments_channel_gives_the_frames_of_the_channel_extract_segments_cuts(tmp_path):
+    """`segments` lines with a fifth field, the channel, of 2-channel recordings holding different
+    audio in each: the frames are those of `extract-segments | compute-mfcc-feats` (channel 0 was
+    read, whatever the line said)."""
+    corpus = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=1)
+    lines = []
+    for k, rec in enumerate(sorted(p.stem for p in (corpus / "wav").glob("*.wav"))):
+        audio, rate = sf.read(corpus / "wav" / f"{rec}.wav")
+        noise = np.random.default_rng(k).normal(0, 0.1, len(audio))
+        sf.write(corpus / "wav" / f"{rec}.wav", np.stack([audio, noise][:: 1 - 2 * (k % 2)], axis=1), rate)
+        lines.append(f"{rec} {rec} 0 -1 {k % 2}\n")
+    (corpus / "segments").write_text("".join(lines))
+    kaldi = _kaldi_pipeline(corpus, tmp_path / "kaldi", "compute-mfcc-feats", ["--dither=0"], [], [])
+    extract(corpus, tmp_path / "store", ExtractConfig(dither=0.0, jobs=1, dev_fraction=0, test_fraction=0))
+    store = FeatureStore(tmp_path / "store")
+    assert sorted(kaldi) == sorted(r.id for r in store.records) and len(kaldi) == 4
+    for rec in store.records:
+        np.testing.assert_allclose(store.features(rec), kaldi[rec.id], rtol=1e-2, atol=2e-2)
+
+
 @pytest.mark.skipif(not (BIN / "wav-copy").is_file(), reason="no wav-copy in ASR_INIT_KALDI_BIN")
 def test_a_wav_archive_wav_copy_wrote_gives_the_frames_of_its_files(tmp_path):
     """`wav-copy scp:wav.scp ark,scp:wavs.ark,wav.scp`: extract reads each recording at its offset

@@ -39,7 +39,9 @@ class Utterance:
     `start`/`end` select a region of the audio file (Kaldi `segments`); `end=None` means
     to the end of the file. `split` is a layout's own split (TIMIT), or None. `offset`: the
     byte at which the recording's WAV starts in `audio`, a wav archive (wav.scp's
-    `wavs.ark:10`, as wav-copy writes it); None: `audio` is a file of its own.
+    `wavs.ark:10`, as wav-copy writes it); None: `audio` is a file of its own. `channel`: the
+    channel of the file to read (a `segments` line's fifth field, 0 the left); None: none given.
+    `region`: the `segments` line (PATH:N) the region and channel come from, '' for a whole file.
     """
 
     id: str
@@ -51,6 +53,8 @@ class Utterance:
     split: str | None = None
     source: str = ""  # the file the alignment came from, for error messages
     offset: int | None = None
+    channel: int | None = None
+    region: str = ""
 
 
 @dataclass(frozen=True)
@@ -186,7 +190,7 @@ def read_kaldi_dir(data_dir: Path, ctm: Path | None = None) -> Corpus:
     ctm_path = Path(ctm) if ctm is not None else data_dir / "phones.ctm"
     aligned = _read_ctm(ctm_path)
     utterances = []
-    for utt, (rec, start, end) in sorted(regions.items()):
+    for utt, (rec, start, end, channel, line) in sorted(regions.items()):
         if utt not in utt2spk:
             raise UserError(f"{data_dir / 'utt2spk'}: utterance {utt} has no speaker")
         if utt not in aligned:
@@ -194,7 +198,8 @@ def read_kaldi_dir(data_dir: Path, ctm: Path | None = None) -> Corpus:
         segs = aligned[utt]
         check_segments(utt, segs, str(ctm_path))
         audio, offset = recordings[rec]
-        utterances.append(Utterance(utt, utt2spk[utt], audio, tuple(segs), start, end, None, str(ctm_path), offset))
+        utterances.append(Utterance(utt, utt2spk[utt], audio, tuple(segs), start, end, None, str(ctm_path), offset,
+                                    channel, line))  # fmt: skip
     extra = sorted(set(aligned) - set(regions))
     if extra:
         raise UserError(f"{ctm_path}: utterance {extra[0]} is aligned but not in {data_dir / 'wav.scp'}/segments")
@@ -237,15 +242,21 @@ def _read_utt2spk(data_dir: Path) -> dict[str, str]:
     return utt2spk
 
 
-def _read_segments(data_dir: Path, recordings: dict[str, Path]) -> dict[str, tuple[str, float, float | None]]:
-    """Utterance -> (recording, start s, end s or None for the recording's end); without a
+def _read_segments(data_dir: Path, recordings: dict[str, Path]) -> dict[str, tuple]:
+    """Utterance -> (recording, start s, end s or None for the recording's end, channel or None, the
+    line PATH:N), of `utt recording start end [channel]` lines (extract-segments' format); without a
     `segments` file every recording is one utterance."""
     segments_path = data_dir / "segments"
     if not segments_path.exists():
-        return {utt: (utt, 0.0, None) for utt in recordings}
+        return {utt: (utt, 0.0, None, None, "") for utt in recordings}
     regions = []
     for where, row in _read_table(segments_path, 4):
         utt, rec = row[0], row[1]
+        if len(row) > 5 or (len(row) == 5 and not is_digits(row[4])):
+            raise UserError(
+                f"{where}: expected 'utterance recording start end [channel]', with the channel a whole number "
+                f"from 0 (the left), got {' '.join(row)!r}"
+            )
         start = _seconds(where, "start time", row[2])
         end = _seconds(where, "end time", row[3])
         if start < 0 or 0 <= end <= start:
@@ -257,7 +268,8 @@ def _read_segments(data_dir: Path, recordings: dict[str, Path]) -> dict[str, tup
             raise UserError(
                 f"{segments_path}: utterance {utt} refers to recording {rec}, which is not in {data_dir / 'wav.scp'}"
             )
-        regions.append((utt, where, (rec, start, None if end < 0 else end)))
+        channel = int(row[4]) if len(row) == 5 else None
+        regions.append((utt, where, (rec, start, None if end < 0 else end, channel, where)))
     return unique(regions, "utterance")
 
 

@@ -76,6 +76,8 @@ OWN_PHONES = "data/phones39.txt"
 # kind's store then held their mean (as every kind read them once) or channel 0, which cannot be told apart, so
 # it is made again; librosa-mfcc has always read their mean.
 OLDER_CHANNELS = "not recorded (older asr-init)"
+# A store's "channels" where the `segments` lines name the channel of each utterance.
+SEGMENTS_CHANNEL = "the segments file's channel"
 # The default rate is the corpus's own up to this: wideband ASR features stop at 8 kHz.
 MAX_DEFAULT_SAMPLE_RATE = 16000
 # A mel band whose long-term power is this far below the strongest band's carries no signal.
@@ -118,9 +120,12 @@ def _warn_upsampling(file_rates: dict[Path, int], rate: int) -> None:
     )
 
 
-def channels_read(kind: str) -> str:
-    """What features of `kind` read of an audio file of several channels: Kaldi's kinds channel 0,
-    as compute-mfcc-feats does without --channel; librosa-mfcc their mean, as librosa.load makes it."""
+def channels_read(kind: str, utterances: list[Utterance] = ()) -> str:
+    """What features of `kind` read of an audio file of several channels: the channel a `segments` line
+    gives where the utterances' lines give channels (a line of such a file must); else Kaldi's kinds
+    channel 0, as compute-mfcc-feats does without --channel, librosa-mfcc their mean, as librosa.load does."""
+    if any(u.channel is not None for u in utterances):
+        return SEGMENTS_CHANNEL
     return "mean" if kind == "librosa-mfcc" else "channel 0"
 
 
@@ -132,7 +137,7 @@ def _warn_channels(file_channels: dict[Path, int], kind: str) -> None:
                  else "their channels are averaged, as librosa.load averages them")  # fmt: skip
         files, many = len(file_channels), " or ".join(str(c) for c in sorted(set(file_channels.values())) if c > 1)
         console.print(f"[yellow]warning: {several} of {files} audio files have {many} channels: {taken}; "
-                      "write each channel to a file of its own to use another", highlight=False)  # fmt: skip
+                      "a segments line 'utt recording 0 -1 CHANNEL' reads another", highlight=False)  # fmt: skip
 
 
 def assign_splits(corpus: Corpus, config: ExtractConfig) -> dict[str, str | None]:
@@ -390,7 +395,7 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
     if own_phones:
         settings["extract"]["phones"] = OWN_PHONES
     if any(c > 1 for c in channels.values()):
-        settings["channels"] = channels_read(features.kind)
+        settings["channels"] = channels_read(features.kind, corpus.utterances)
     inputs = [("corpus", corpus_path), ("--ctm file", config.ctm), ("--phones file", config.phones),
               ("--phone-map file", config.phone_map)]  # fmt: skip
     inputs += [("audio file", u.audio) for u in {u.audio.parent: u for u in corpus.utterances}.values()]
@@ -408,15 +413,17 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
 def corpus_identity(corpus: Corpus, corpus_path: Path, config: ExtractConfig) -> str:
     """What a store is extracted from, so that a re-run on a corpus changed in place (audio recorded
     again, a label edited, an utterance added) is refused rather than found complete: its utterances
-    (ids, speakers, regions, splits) and the files they come from, their audio and the alignment each
-    was read from (a CTM, a .PHN, a TextGrid), by size and modification time (a digest of hours of
-    audio would read it all once more), the embedded corpus's by content (one generated again is the
-    same, only newer); and the --phones and --phone-map files by content."""
+    (ids, speakers, regions and the channels `segments` gives, splits) and the files they come from,
+    their audio and the alignment each was read from (a CTM, a .PHN, a TextGrid), by size and
+    modification time (a digest of hours of audio would read it all once more), the embedded corpus's
+    by content (one generated again is the same, only newer); and the --phones and --phone-map files
+    by content."""
     embedded = is_embedded(corpus_path)
     h = hashlib.sha256(digest([Path(p) for p in (config.phones, config.phone_map) if p]).encode())
     seen = set()
     for u in corpus.utterances:
-        h.update(repr((u.id, u.speaker, str(u.audio), u.start, u.end, u.split, u.source)).encode())
+        channel = () if u.channel is None else (u.channel,)  # a store made without one keeps its identity
+        h.update(repr((u.id, u.speaker, str(u.audio), u.start, u.end, u.split, u.source, *channel)).encode())
         for path in (u.audio, Path(u.source or u.audio)):  # in this order: a set's would change per process
             if path not in seen:
                 seen.add(path)
@@ -480,7 +487,8 @@ def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractC
     frames = _extract_utterances(tmp, utterances, splits, labels, features, problems, config)
     kept_rates = {u.audio: file_rates[u.audio] for u in frames.utterances if u.audio in file_rates}  # not --skip-bad's
     _warn_upsampling(kept_rates, rate)
-    _warn_channels({a: channels[a] for a in kept_rates}, features.kind)
+    _warn_channels({u.audio: channels[u.audio] for u in frames.utterances if u.audio in kept_rates and
+                    u.channel is None}, features.kind)  # fmt: skip
     if not frames.writer.records:
         raise UserError(f"no utterance of {corpus_path} could be extracted")
     if config.cmvn == "speaker":

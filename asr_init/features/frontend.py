@@ -367,8 +367,9 @@ class _Window(io.RawIOBase):
 def audio_blocks(utt: Utterance, rate: int, block_seconds: float = 30.0, first_channel: bool = False,
                  max_seconds: float | None = None) -> Iterator[np.ndarray]:  # fmt: skip
     """The utterance's region of its file, mono float32 at `rate` (resampled by soxr), in
-    blocks of about `block_seconds`: of a file of several channels, the first (`first_channel`,
-    as Kaldi's compute-mfcc-feats takes it) or their mean (as librosa.load makes it). A missing,
+    blocks of about `block_seconds`: of a file of several channels, the utterance's `channel` (as
+    extract-segments cuts it), else the first (`first_channel`, as Kaldi's compute-mfcc-feats takes
+    it) or their mean (as librosa.load makes it). A missing,
     unreadable, empty or damaged file, a region or an alignment past the end of the audio, a
     region longer than `max_seconds` (librosa-mfcc's limit; its header says, before a sample is
     read), is a UserError naming the file."""
@@ -389,13 +390,14 @@ def audio_blocks(utt: Utterance, rate: int, block_seconds: float = 30.0, first_c
             whole = stop - start <= step  # one block: resampled at once, without a stream's set-up
             stream = None if fh.samplerate == rate or whole else soxr.ResampleStream(fh.samplerate, rate, 1, "float32")
             fh.seek(start)
+            channel = utt.channel if utt.channel is not None else 0 if first_channel else None
             while done < stop:
                 block = fh.read(min(step, stop - done), dtype="float32", always_2d=True)
                 if not len(block):
                     break
                 _check_finite(block, utt, done, fh.samplerate)
                 done += len(block)
-                mono = block.mean(axis=1) if block.shape[1] > 1 and not first_channel else block[:, 0]
+                mono = block.mean(axis=1) if block.shape[1] > 1 and channel is None else block[:, channel or 0]
                 if fh.samplerate != rate:
                     mono = stream.resample_chunk(mono, last=done >= stop) if stream else soxr.resample(
                         mono, fh.samplerate, rate)  # fmt: skip
@@ -413,7 +415,9 @@ def audio_blocks(utt: Utterance, rate: int, block_seconds: float = 30.0, first_c
 def _open_audio(utt: Utterance):
     """(the utterance's audio file, open (soundfile.SoundFile), the first sample of its region and
     the sample after it, within the file): its rate checked against MIN_SAMPLE_RATE (a header that
-    claims 1 Hz would be resampled into hours of samples) and its region against its length."""
+    claims 1 Hz would be resampled into hours of samples), its region against its length, and the
+    channel a `segments` line gives against its channels (a file of several needs one, as for
+    extract-segments)."""
     import soundfile as sf
 
     check_audio_file(utt.audio, utt.id)
@@ -429,6 +433,12 @@ def _open_audio(utt: Utterance):
         problem = (f"{utt.audio}: audio file of utterance {utt.id} is at {fh.samplerate} Hz, below the lowest rate "
                    f"extract reads ({MIN_SAMPLE_RATE} Hz); resample it to at least {MIN_SAMPLE_RATE} Hz, or mend its "
                    "header if the rate is wrong")  # fmt: skip
+    elif utt.region and (fh.channels > 1 if utt.channel is None else utt.channel >= fh.channels):
+        asked = "names no channel" if utt.channel is None else f"asks for channel {utt.channel}"
+        n = fh.channels
+        has = f"{n} channels; give one from 0 to {n - 1}" if n > 1 else "1 channel; give 0"
+        problem = (f"{utt.region}: utterance {utt.id} {asked} of {utt.audio}, which has {has} as the line's fifth "
+                   "field, as extract-segments requires")  # fmt: skip
     elif start >= fh.frames or stop <= start:
         problem = (f"{utt.audio}: region {utt.start:.3f}-{utt.end}s of utterance {utt.id} is past the end of the "
                    f"audio ({fh.frames / fh.samplerate:.3f}s, and an end may pass it by {_MAX_OVERSHOOT_S:g}s)"

@@ -152,6 +152,37 @@ def test_segments_fields_must_be_numbers(small_kaldi, line, message):
         read_kaldi_dir(small_kaldi)
 
 
+@pytest.mark.parametrize("channel", ["-1", "1.0", "one", "0 x"])
+def test_a_segments_channel_is_a_whole_number_and_the_last_field(small_kaldi, channel):
+    """A `segments` line is 'utt recording start end [channel]' (extract-segments'): a channel that is
+    not a whole number from 0, or a sixth field, is refused naming the line; they were ignored."""
+    (small_kaldi / "segments").write_text(f"spk0-utt0 spk0-utt0 0 -1 {channel}\n")
+    with pytest.raises(UserError, match=r"segments:1: expected 'utterance recording start end \[channel\]'"):
+        read_kaldi_dir(small_kaldi)
+
+
+@pytest.mark.parametrize(
+    "channel, message",
+    [
+        (" 2", "asks for channel 2 of .*spk0-utt0.wav, which has 2 channels; give one from 0 to 1 as the line's fifth"),
+        ("", "names no channel of .*spk0-utt0.wav, which has 2 channels; give one from 0 to 1"),
+    ],
+)
+def test_a_segments_channel_must_be_one_of_the_files(small_kaldi, channel, message):
+    """Of a file of several channels a `segments` line reads the channel it names, which the file must
+    have (extract-segments skips such a line), and must name one (extract-segments stops): one error
+    naming the segments line; before, the field was ignored and channel 0 read."""
+    wav = small_kaldi / "wav" / "spk0-utt0.wav"
+    left, rate = sf.read(wav)
+    sf.write(wav, np.stack([left, left], axis=1), rate)
+    others = "".join(f"spk{k}-utt0 spk{k}-utt0 0 -1 0\n" for k in range(1, 4))
+    (small_kaldi / "segments").write_text(f"spk0-utt0 spk0-utt0 0 -1{channel}\n{others}")
+    corpus = read_kaldi_dir(small_kaldi)
+    with pytest.raises(UserError, match=rf"segments:1: utterance spk0-utt0 {message}"):
+        next(audio_blocks(corpus.utterances[0], 16000, first_channel=True))
+    assert len(list(audio_blocks(corpus.utterances[1], 16000))) == 1  # channel 0 of a mono file
+
+
 def test_timit_phn_with_non_integer_sample(tmp_path):
     root = write_fake_timit(tmp_path / "timit", utts_per_speaker=1)
     phn = root / "TRAIN/DR1/FCJF0/SX0.PHN"

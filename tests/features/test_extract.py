@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from asr_init.cli import app
 from asr_init.config import DATA_DIR
 from asr_init.corpora.readers import read_label_list
+from asr_init.errors import UserError
 from asr_init.features.config import ExtractConfig
 from asr_init.features.extract import extract
 from asr_init.features.store import FeatureStore
@@ -699,3 +700,35 @@ def test_a_store_of_several_channels_records_what_was_read_of_them(tmp_path):
     mono = write_kaldi_dir(tmp_path / "mono", speakers=4, utts_per_speaker=1)
     extract(mono, tmp_path / "mono-store", ExtractConfig(jobs=1))
     assert "channels" not in json.loads((tmp_path / "mono-store" / "config.json").read_text())
+
+
+def _stereo(corpus: Path, channels: dict[str, int]) -> None:
+    """Each recording of `corpus` named in `channels` made a 2-channel file, its audio in that channel
+    and noise in the other, with a `segments` line naming the channel (the others: mono, no channel)."""
+    lines = []
+    for rec in (line.split()[0] for line in (corpus / "utt2spk").read_text().splitlines()):
+        wav, channel = corpus / "wav" / f"{rec}.wav", channels.get(rec)
+        if channel is not None:
+            audio, rate = sf.read(wav)
+            noise = np.random.default_rng(channel).normal(0, 0.1, len(audio))
+            sf.write(wav, np.stack([audio, noise][:: 1 - 2 * channel], axis=1), rate)
+        lines.append(f"{rec} {rec} 0 -1{'' if channel is None else f' {channel}'}\n")
+    (corpus / "segments").write_text("".join(lines))
+
+
+def test_a_segments_channel_is_the_channel_read(tmp_path):
+    """A `segments` line's fifth field, the channel, is the one read of a file of several, as
+    extract-segments reads it: the store is the one the mono files give, frame for frame (channel 0
+    was read whatever the line said). A store records it: a changed channel is a changed corpus."""
+    config = ExtractConfig(dither=0.0, jobs=1, dev_fraction=0, test_fraction=0)
+    plain, stereo = write_kaldi_dir(tmp_path / "plain", 3, 1), write_kaldi_dir(tmp_path / "stereo", 3, 1)
+    _stereo(stereo, {"spk0-utt0": 0, "spk1-utt0": 1})
+    stores = [FeatureStore(extract(d, tmp_path / f"{d.name}.s", config) and tmp_path / f"{d.name}.s")
+              for d in (plain, stereo)]  # fmt: skip
+    assert [r.id for r in stores[0].records] == [r.id for r in stores[1].records]
+    for a, b in zip(stores[0].records, stores[1].records):
+        np.testing.assert_array_equal(stores[0].features(a), stores[1].features(b))
+    assert json.loads((tmp_path / "stereo.s" / "config.json").read_text())["channels"] == "the segments file's channel"
+    (stereo / "segments").write_text((stereo / "segments").read_text().replace(" -1 1", " -1 0"))
+    with pytest.raises(UserError, match=r"the corpus changed since .*stereo\.s was made from it"):
+        extract(stereo, tmp_path / "stereo.s", config)
