@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -288,7 +289,7 @@ def _mapper(jobs: int, initargs: tuple):
     fork = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(jobs, fork, _init_pool_worker, (os.getpid(), *initargs)) as pool:
         try:
-            yield functools.partial(pool.map, chunksize=16)
+            yield functools.partial(_pool_map, pool)
         except BaseException:  # an error or an interrupt: the queued utterances are not computed
             workers = list((getattr(pool, "_processes", None) or {}).values())
             for worker in workers:
@@ -305,6 +306,26 @@ def _mapper(jobs: int, initargs: tuple):
                 pool._call_queue.cancel_join_thread()
             pool.shutdown(wait=True, cancel_futures=True)  # its manager thread ended before the process ends
             raise
+
+
+def _pool_map(pool: ProcessPoolExecutor, fn, items, chunksize: int = 16) -> Iterator:
+    """fn over `items` in `pool`, in order (Executor.map's results): every chunk of `chunksize` items
+    submitted now, each chunk's results dropped once passed on. Unlike Executor.map's, results closed
+    early (an error, an interrupt) leave the queued chunks to the pool, which fails them when _mapper
+    ends its workers: one it finds cancelled is an InvalidStateError in its thread (Python 3.11)."""
+    items = list(items)
+    futures = [pool.submit(_map_chunk, fn, items[at : at + chunksize]) for at in range(0, len(items), chunksize)]
+    futures.reverse()
+
+    def results():
+        while futures:
+            yield from futures.pop().result()
+
+    return results()
+
+
+def _map_chunk(fn, chunk: list) -> list:
+    return [fn(item) for item in chunk]
 
 
 def _process(utt: Utterance):

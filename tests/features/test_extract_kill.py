@@ -183,6 +183,29 @@ def test_ctrl_c_during_synth_with_workers_prints_one_line(tmp_path):
     assert not out.exists() and not list(tmp_path.glob("corpus.tmp-*"))
 
 
+def test_a_bad_utterance_with_workers_prints_one_line(tmp_path):
+    """A bad utterance (a missing file) first of 160 with --jobs 2: one error line. The chunks still
+    queued were cancelled as the results were dropped, and the pool, broken as the workers were
+    ended, failed them again: a traceback from its thread (InvalidStateError) came first."""
+    import numpy as np
+    import soundfile as sf
+
+    (tmp_path / "c").mkdir()
+    sf.write(tmp_path / "c" / "a.wav", np.random.default_rng(0).normal(0, 0.1, 2400), 8000)
+    utts = [f"s{k % 4}-u{k:03d}" for k in range(160)]
+    for name, line in (("wav.scp", "{} a.wav"), ("utt2spk", "{} {}"), ("phones.ctm", "{} 1 0 0.2 aa")):
+        text = "".join(line.format(u, u[:2]) + "\n" for u in utts)
+        (tmp_path / "c" / name).write_text(text.replace("a.wav", "missing.wav", 1))
+    cmd = [sys.executable, "-m", "asr_init.cli", "extract", str(tmp_path / "c"), "--out", str(tmp_path / "store"),
+           "--jobs", "2", "--dev-fraction", "0", "--test-fraction", "0"]  # fmt: skip
+    done = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (done.stdout + done.stderr).strip().splitlines() == [
+        f"error: {tmp_path / 'c' / 'missing.wav'}: audio file of utterance s0-u000 does not exist (use --skip-bad "
+        "to skip such utterances and report them)"
+    ]
+
+
 _STUCK_MID_SEND = """
 import os, struct, sys, time
 from asr_init.features.frontend import FeatureConfig
