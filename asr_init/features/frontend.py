@@ -57,6 +57,7 @@ KALDI_OPTIONS = {"sample-frequency": "sample_rate", "num-ceps": "num_ceps", "num
                  "preemphasis-coefficient": "preemphasis", "window-type": "window", "snip-edges": "snip_edges",
                  "cepstral-lifter": "cepstral_lifter", "energy-floor": "energy_floor", "raw-energy": "raw_energy",
                  "remove-dc-offset": "remove_dc"}  # fmt: skip
+_CEPSTRA = ("num_ceps", "cepstral_lifter")  # KALDI_OPTIONS' fields that compute-fbank-feats lacks
 # Options of Kaldi's feature tools asr-init computes at one value only (Kaldi's default): a config may set them to it.
 _KALDI_FIXED = {"round-to-power-of-two": True, "htk-compat": False, "use-log-fbank": True, "use-power": True,
                 "subtract-mean": False, "debug-mel": False, "vtln-warp": 1.0, "vtln-low": 100.0, "vtln-high": -500.0,
@@ -202,13 +203,20 @@ class FeatureConfig:
         """The options of compute-mfcc-feats (or compute-fbank-feats) that compute these
         features, as a conf/mfcc.conf (conf/fbank.conf) for Kaldi's steps/make_mfcc.sh."""
         r = self.resolved()
-        values = {opt: getattr(r, name) for opt, name in KALDI_OPTIONS.items()}
-        if r.kind == "kaldi-fbank":
-            del values["num-ceps"], values["cepstral-lifter"]
-        text = "".join(f"--{opt}={str(v).lower() if isinstance(v, bool) else v}\n" for opt, v in values.items())
+        fields = [name for name in KALDI_OPTIONS.values() if r.kind != "kaldi-fbank" or name not in _CEPSTRA]
+        text = "".join(kaldi_line(name, getattr(r, name)) + "\n" for name in fields)
         return text + "".join(
             f"--{opt}={str(_KALDI_FIXED[opt]).lower()}\n" for opt in ("round-to-power-of-two", "htk-compat")
         )
+
+
+def kaldi_line(field: str, value) -> str | None:
+    """The line of a Kaldi feature config (conf/mfcc.conf) that sets FeatureConfig field `field` to
+    `value` ("--window-type=povey", a bool as true/false), or None where no option of Kaldi's sets it."""
+    names = {name: opt for opt, name in KALDI_OPTIONS.items()}
+    if field not in names:
+        return None
+    return f"--{names[field]}={str(value).lower() if isinstance(value, bool) else value}"
 
 
 def read_kaldi_conf(path: Path) -> dict:

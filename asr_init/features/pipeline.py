@@ -19,6 +19,7 @@ processes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,14 +28,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from asr_init.config import LIMITS
+from asr_init.config import LIMITS, as_typed
 from asr_init.errors import UserError
-from asr_init.features.frontend import KALDI_OPTIONS, FeatureConfig
+from asr_init.features.config import ExtractConfig
+from asr_init.features.frontend import FeatureConfig, kaldi_line
 from asr_init.features.store import FeatureStore, UttRecord
-
-# Feature settings that `asr-init extract` options set: field -> option.
-_OPTION = {field: f"--{name}" for name, field in KALDI_OPTIONS.items()} | {
-    "kind": "--features", "sample_rate": "--sample-rate"}  # fmt: skip
 
 
 def _describe(name: str, value) -> str:
@@ -44,10 +42,27 @@ def _describe(name: str, value) -> str:
     return f"{name.replace('_', ' ')} {value}"
 
 
-def _as_option(name: str, value) -> str:
-    if isinstance(value, bool):
-        return f"--{'' if value else 'no-'}{_OPTION[name][2:]}"
-    return f"{_OPTION[name]} {value:g}" if isinstance(value, float) else f"{_OPTION[name]} {value}"
+def _as_option(name: str, value) -> str | None:
+    """The `extract` option that sets feature setting `name` to `value` ('--high-freq 8000', '--norm-vars'):
+    ExtractConfig's field of that name (`kind` is its `features`); None where extract has none."""
+    field = "features" if name == "kind" else name
+    if field not in {f.name for f in dataclasses.fields(ExtractConfig)}:
+        return None
+    value = int(value) if isinstance(value, float) and value.is_integer() else value
+    return as_typed(ExtractConfig(**{field: value}), field)
+
+
+def _extract_advice(settings: list[tuple[str, object]]) -> str:
+    """How to extract a store with these (feature setting, value)s: extract's options where it has
+    them, the others as lines of a --mfcc-config file; where neither sets one, the model's settings."""
+    options = [_as_option(name, value) for name, value in settings]
+    lines = [kaldi_line(name, value) for (name, value), option in zip(settings, options) if option is None]
+    if None in lines:
+        return "extract the corpus with the model's feature settings"
+    given = [" ".join(o for o in options if o)] if any(options) else []
+    if lines:
+        given.append(f"the line{'s' * (len(lines) > 1)} {' and '.join(lines)} in its --mfcc-config file")
+    return "extract the corpus with " + ", and with ".join(given)
 
 
 def check_splice(splice: int, what: str) -> None:
@@ -124,10 +139,7 @@ class FeaturePipeline:
             if diffs:
                 ours = ", ".join(_describe(name, a) for name, a, _ in diffs)
                 theirs = ", ".join(_describe(name, b) for name, _, b in diffs)
-                if all(name in _OPTION for name, _, _ in diffs):
-                    fix = "extract the corpus with " + " ".join(_as_option(name, a) for name, a, _ in diffs)
-                else:
-                    fix = "extract the corpus with the model's feature settings"
+                fix = _extract_advice([(name, a) for name, a, _ in diffs])
                 raise UserError(
                     f"{where} was trained on features with {ours}, but store {store.path} has {theirs}; "
                     f"{fix} to use this model on it"

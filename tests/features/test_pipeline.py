@@ -158,3 +158,34 @@ def test_cuda_batches_equal_cpu_batches(blob_store, prefetch):
     gpu = _buffer(blob_store, 5, True, targets="states", prefetch=prefetch, device="cuda")
     got = [Batch(b.inputs.cpu(), b.targets.cpu(), b.start, b.size) for b in gpu.batches(3, 2, max_frames=1000, skip=2)]
     _assert_same(got, list(cpu.batches(3, 2, max_frames=1000, skip=2)))
+
+
+@pytest.mark.parametrize(
+    "changes, advice",
+    [
+        (dict(window="hamming", cepstral_lifter=20.0, norm_vars=True),
+         "--norm-vars, and with the lines --window-type=hamming and --cepstral-lifter=20.0 in its --mfcc-config file"),
+        (dict(norm_vars=True, cmvn="utterance", high_freq=7000.0), "--high-freq 7000 --cmvn utterance --norm-vars"),
+        (dict(raw_energy=False, use_energy=False), "--no-use-energy, and with the line --raw-energy=false in its "),
+        (dict(delta_order=1), "the model's feature settings"),
+    ],
+)  # fmt: skip
+def test_a_store_of_other_features_is_refused_with_extracts_own_options(tiny_store, tmp_path, changes, advice):
+    """A model's features that differ from a store's: the advice names the options extract has
+    (--norm-vars and --cmvn got the generic advice) and puts the settings only a Kaldi feature config
+    sets in its --mfcc-config file, as lines it reads (it advised --window-type, an option extract lacks)."""
+    import dataclasses
+
+    from asr_init.features.frontend import read_kaldi_conf
+
+    store = FeatureStore(tiny_store)
+    model = dataclasses.replace(store.feature_config, **changes)
+    pipeline = dataclasses.replace(FeaturePipeline.from_store(store, 0), feature_config=model)
+    with pytest.raises(UserError, match=r"; extract the corpus with (.*) to use this model on it$") as caught:
+        pipeline.check_store(store, "model m")
+    assert str(caught.value).split("; extract the corpus with ")[1].startswith(advice)
+    lines = [w for w in str(caught.value).split() if w.startswith("--") and "=" in w]
+    (tmp_path / "mfcc.conf").write_text("\n".join(lines) + "\n")
+    assert read_kaldi_conf(tmp_path / "mfcc.conf") == {
+        k: v for k, v in changes.items() if k in ("window", "cepstral_lifter", "raw_energy")
+    }
