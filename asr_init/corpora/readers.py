@@ -93,6 +93,16 @@ def read_lines(path: Path, what: str = "") -> list[str]:
     return [line.removesuffix("\r") for line in read_text(path, what).split("\n")]
 
 
+def locate(name: str, script: Path) -> Path | None:
+    """The file that `name`, a file name in the Kaldi script `script` (wav.scp, feats.scp), names,
+    found as Kaldi's tools find it: an absolute name as it is; a relative one from the current folder,
+    else from the script's folder and the folders above it (a data dir's script files name files
+    relative to the recipe folder they were made in, or to the data dir). None where no file is there."""
+    candidate = Path(name)
+    bases = [Path("/")] if candidate.is_absolute() else [Path.cwd(), *Path(script).resolve().parents]
+    return next((base / candidate for base in bases if (base / candidate).is_file()), None)
+
+
 def check_audio_file(audio: Path, utt_id: str) -> None:
     """Raise a UserError unless `audio` is a regular file once links are followed, before a reader or
     decoder opens it: a FIFO would block the open and a device such as /dev/zero never end the read."""
@@ -180,8 +190,8 @@ def read_kaldi_dir(data_dir: Path, ctm: Path | None = None) -> Corpus:
     """Read `wav.scp`, `utt2spk`, optional `segments`, and a phone CTM.
 
     The CTM (`utt channel start duration phone`, times in seconds relative to the
-    utterance) defaults to `phones.ctm` in the data dir. Relative audio paths are taken
-    relative to the data dir. Piped commands (`cmd |`) are rejected, never executed.
+    utterance) defaults to `phones.ctm` in the data dir. Relative audio paths are found as
+    Kaldi finds them (locate). Piped commands (`cmd |`) are rejected, never executed.
     """
     data_dir = Path(data_dir)
     recordings = _read_wav_scp(data_dir)
@@ -208,8 +218,9 @@ def read_kaldi_dir(data_dir: Path, ctm: Path | None = None) -> Corpus:
 
 def _read_wav_scp(data_dir: Path) -> dict[str, tuple[Path, int | None]]:
     """Recording id -> (audio file, None), or (wav archive, byte offset) for `wavs.ark:10` where
-    no file has that name; the id ends at the first run of spaces or tabs, as in Kaldi. A piped
-    command is refused, never run."""
+    no file has that name; the id ends at the first run of spaces or tabs, as in Kaldi. Files are
+    found as Kaldi finds them (locate); one found nowhere is the data dir's, reported when read. A
+    piped command is refused, never run."""
     wav_scp = data_dir / "wav.scp"
     recordings = []
     for n, line in enumerate(read_lines(wav_scp), 1):
@@ -224,9 +235,10 @@ def _read_wav_scp(data_dir: Path) -> dict[str, tuple[Path, int | None]]:
                 f"{wav_scp}:{n}: recording {key} has a piped command (asr-init never executes commands from wav.scp; "
                 "convert the audio to files first)"
             )
-        path, (archive, _, offset) = data_dir / rest, rest.rpartition(":")  # an absolute `rest` stays as it is
-        entry = is_digits(offset) and not path.exists() and (data_dir / archive).is_file()
-        recordings.append((key, f"{wav_scp}:{n}", (data_dir / archive, int(offset)) if entry else (path, None)))
+        path, (archive, _, offset) = locate(rest, wav_scp), rest.rpartition(":")
+        archive = locate(archive, wav_scp) if path is None and archive and is_digits(offset) else None
+        entry = (archive, int(offset)) if archive else (path or data_dir / rest, None)  # an absolute `rest` as it is
+        recordings.append((key, f"{wav_scp}:{n}", entry))
     return unique(recordings, "recording")
 
 

@@ -85,14 +85,16 @@ MAX_DEFAULT_SAMPLE_RATE = 16000
 EMPTY_BAND_DB = -60.0
 
 
-def resolve_sample_rate(file_rates: dict[Path, int], requested: int | None, corpus_path: Path) -> int:
+def resolve_sample_rate(file_rates: dict[Path, int], requested: int | None, corpus_path: Path,
+                        unread: str | None = None) -> int:  # fmt: skip
     """The extraction rate: `requested`, or the rate most audio files have, capped at
-    MAX_DEFAULT_SAMPLE_RATE (a tie goes to the lower rate: every band then has signal in every file)."""
+    MAX_DEFAULT_SAMPLE_RATE (a tie goes to the lower rate: every band then has signal in every file).
+    `unread`: why the first file whose header could not be read could not (read_audio_headers)."""
     if requested is not None:
         return requested
     if not file_rates:
         raise UserError(
-            f"no audio file of {corpus_path} can be read to find the corpus's sample rate; "
+            f"no audio file of {corpus_path} can be read to find the corpus's sample rate (the first: {unread}); "
             "check the audio paths, or give --sample-rate"
         )
     counts = Counter(file_rates.values())
@@ -408,8 +410,8 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
     )
     if not corpus.utterances:
         raise UserError(f"corpus {corpus_path} has no utterances")
-    file_rates, channels = read_audio_headers(corpus.utterances)
-    rate = resolve_sample_rate(file_rates, config.requested_rate(), corpus_path)
+    file_rates, channels, unread = read_audio_headers(corpus.utterances)
+    rate = resolve_sample_rate(file_rates, config.requested_rate(), corpus_path, unread)
     features = _feature_config(config, rate)
     settings = {"corpus": str(corpus_root(corpus_path)), "extract": config.settings(), "features": features.to_dict(),
                 "inputs": {"corpus": corpus_identity(corpus, corpus_path, config)}}  # fmt: skip

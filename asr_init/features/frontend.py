@@ -279,23 +279,25 @@ def _samples(rate: int, ms: float, kind: str) -> int:
 # --------------------------------------------------------------------------- audio
 
 
-def read_audio_headers(utterances: Iterable[Utterance]) -> tuple[dict[Path, int], dict[Path, int]]:
+def read_audio_headers(utterances: Iterable[Utterance]) -> tuple[dict[Path, int], dict[Path, int], str | None]:
     """(sample rate, channels) of each regular audio file the utterances are in, from its header
     (no decoding; of a wav archive, its first utterance's WAV's); files that cannot be opened are
-    left out (extraction reports them)."""
+    left out (extraction reports them), and the first one's problem is the third item (else None)."""
     import soundfile as sf
 
     rates: dict[Path, int] = {}
     channels: dict[Path, int] = {}
-    for utt in utterances:
-        if utt.audio in rates or not utt.audio.is_file():  # a pipe or a device would block or never end
-            continue
+    problem = None
+    for utt in (u for u in utterances if u.audio not in rates):
         try:
+            check_audio_file(utt.audio, utt.id)  # a pipe or a device would block or never end
             with _sound_file(utt) as fh:
                 rates[utt.audio], channels[utt.audio] = int(fh.samplerate), int(fh.channels)
-        except (sf.LibsndfileError, RuntimeError, OSError, UserError):
-            continue
-    return rates, channels
+        except UserError as exc:
+            problem = problem or str(exc)
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            problem = problem or f"{utt.audio}: cannot read audio of utterance {utt.id} ({exc})"
+    return rates, channels, problem
 
 
 def _sound_file(utt: Utterance):

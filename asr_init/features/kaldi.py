@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from asr_init import kaldi_io
+from asr_init.corpora.readers import locate
 from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.config import KaldiImportConfig
@@ -129,16 +130,13 @@ def read_script(path: Path, what: str, ints: bool = False, dtype=np.float32) -> 
 
 
 def _locate(name: str, script: Path, where: str) -> Path:
-    """The file that a line of `script` (`where` names it in messages) names, found as Kaldi's tools find it."""
-    candidate = Path(name)
-    if candidate.is_absolute():
-        if candidate.is_file():
-            return candidate
-        raise UserError(f"{where}: {name} does not exist")
-    for base in (Path.cwd(), *Path(script).resolve().parents):
-        if (base / candidate).is_file():
-            return base / candidate
-    raise UserError(f"{where}: {name} does not exist (relative names are read from the current folder)")
+    """The file that a line of `script` (`where` names it in messages) names, found as Kaldi's tools
+    find it (readers.locate); a UserError where there is none."""
+    found = locate(name, script)
+    if found is None:
+        relative = "" if Path(name).is_absolute() else " (relative names are read from the current folder)"
+        raise UserError(f"{where}: {name} does not exist{relative}")
+    return found
 
 
 def _lines(path: Path) -> list[str]:

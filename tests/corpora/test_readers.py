@@ -78,6 +78,32 @@ def test_kaldi_reads_recordings_inside_a_wav_archive(tmp_path):
         np.testing.assert_array_equal(stores[0].features(a), stores[1].features(b))
 
 
+def test_relative_audio_paths_are_found_as_kaldi_finds_them(tmp_path, monkeypatch):
+    """A relative wav.scp path (a file, or an archive's `wavs.ark:N`) is read from the current folder,
+    as Kaldi's tools and import-kaldi read it (it was read from the data dir only), else from the data
+    dir and the folders above it: a data dir whose paths are relative to itself reads as before."""
+    recipe = tmp_path / "recipe"
+    corpus = write_kaldi_dir(recipe / "data" / "train", 2, 1)
+    offsets = write_wav_archive(corpus)
+    (corpus / "wavs.ark").rename(recipe / "wavs.ark")
+    monkeypatch.chdir(recipe)
+    assert [(u.audio, u.offset) for u in read_kaldi_dir(corpus).utterances] == [
+        (recipe / "wavs.ark", at) for at in offsets
+    ]
+    (recipe / "wav").mkdir()
+    (recipe / "wav" / "spk0-utt0.wav").write_bytes(b"")
+    (corpus / "wav.scp").write_text("spk0-utt0 wav/spk0-utt0.wav\nspk1-utt0 /abs/missing.wav\n")
+    assert [u.audio for u in read_kaldi_dir(corpus).utterances] == [
+        recipe / "wav/spk0-utt0.wav",
+        Path("/abs/missing.wav"),
+    ]
+    (recipe / "wav" / "spk0-utt0.wav").unlink()
+    (corpus / "wav" / "spk0-utt0.wav").write_bytes(b"")
+    assert read_kaldi_dir(corpus).utterances[0].audio == corpus / "wav/spk0-utt0.wav"  # the data dir's, as before
+    (recipe / "wav" / "spk0-utt0.wav").write_bytes(b"")
+    assert read_kaldi_dir(corpus).utterances[0].audio == recipe / "wav/spk0-utt0.wav"  # the current folder's first
+
+
 @pytest.mark.parametrize("gap", ["\t", " \t ", "\t\t"])
 def test_kaldi_files_separated_by_tabs(kaldi_dir, gap):
     """Kaldi splits a line's key from the rest at the first run of whitespace, tabs included:

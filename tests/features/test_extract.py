@@ -509,6 +509,21 @@ def test_rate_ties_go_to_the_lower_rate_and_wideband_is_capped_at_16khz(tmp_path
     assert resolve_sample_rate({tmp_path / "a.wav": 8000}, 22050, tmp_path) == 22050
 
 
+@pytest.mark.parametrize("bad", ["missing", "junk"])
+def test_a_corpus_of_no_readable_audio_names_the_first_file_and_why(tmp_path, bad):
+    """Where no audio file's header can be read, the error names the first tried and its problem
+    (it named the corpus only)."""
+    corpus = write_kaldi_dir(tmp_path / "c", speakers=2, utts_per_speaker=1)
+    for wav in sorted((corpus / "wav").glob("*.wav")):
+        wav.unlink() if bad == "missing" else wav.write_bytes(b"not a wav")
+    first = corpus / "wav" / "spk0-utt0.wav"
+    why = "does not exist" if bad == "missing" else r"cannot read audio of utterance spk0-utt0 \(.*\)"
+    with pytest.raises(
+        UserError, match=rf"can be read to find the corpus's sample rate \(the first: {first}: .*{why}\)"
+    ):
+        extract(corpus, tmp_path / "s", ExtractConfig(jobs=1))
+
+
 EDGES = "invalid feature settings: the mel bands' edges must satisfy 0 <= --low-freq"
 
 
