@@ -339,8 +339,8 @@ def test_a_memory_error_without_a_message_is_named(blob_store, tmp_path, monkeyp
     monkeypatch.setattr(FeatureStore, "_read_manifest", exhausted)
     line = error_line(["pretrain", blob_store, "--out", tmp_path / "dbn", *PRETRAIN], blob_store)
     assert line == (
-        "error: not enough memory (MemoryError); give smaller sizes (--hidden, --layers, --batch-size, "
-        "--splice, ...) or run where there is more"
+        "error: not enough memory (MemoryError); give smaller sizes (for training --hidden, --layers, "
+        "--batch-size, --splice) or run where there is more"
     ), line
 
 

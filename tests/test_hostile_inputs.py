@@ -626,5 +626,7 @@ def test_sizes_within_the_limits_that_memory_cannot_hold_are_one_error_line(blob
     args = ["finetune", blob_store, "--out", tmp_path / "ft", "--hidden", "65536", "--layers", "2", "--splice", "0",
             "--max-epochs", "1"]  # fmt: skip
     text = one_error(run_limited(args, tmp_path), "not enough memory (")
-    assert "can't allocate memory" in text and "give smaller sizes (--hidden, --layers, --batch-size" in text
+    assert (
+        "can't allocate memory" in text and "give smaller sizes (for training --hidden, --layers, --batch-size" in text
+    )
     assert not (tmp_path / "ft" / "model.pt").exists()
