@@ -16,7 +16,7 @@ from pathlib import Path
 
 from asr_init.config import DATA_DIR
 from asr_init.errors import UserError
-from asr_init.io import is_digits, read_regular_file, unique
+from asr_init.io import check_regular_file, is_digits, read_regular_file, unique
 
 SILENCE = "sil"
 # Segment order tolerance: CTMs written with 2-3 decimals round boundaries.
@@ -403,7 +403,7 @@ def read_textgrid_dir(root: Path, tier: str = "phones") -> Corpus:
         audio = next((tg_path.with_suffix(s) for s in _AUDIO_SUFFIXES if tg_path.with_suffix(s).exists()), None)
         if audio is None:
             raise UserError(f"{tg_path}: no audio file ({'/'.join(_AUDIO_SUFFIXES)}) beside it")
-        read_regular_file(tg_path)
+        check_regular_file(tg_path)  # praatio would wait on a FIFO for ever, read /dev/zero until memory ran out
         try:
             tg = tgio.openTextgrid(str(tg_path), includeEmptyIntervals=False)
         except Exception as exc:  # praatio raises several types on malformed files
