@@ -26,7 +26,7 @@ from asr_init.evaluation.config import MODEL_DECIDES, EvalConfig
 from asr_init.features.config import ExtractConfig, KaldiImportConfig
 from asr_init.models.config import InspectConfig
 from asr_init.progress import console, results
-from asr_init.training.config import FinetuneConfig, PretrainConfig
+from asr_init.training.config import STARTING_POINT_DEFAULTS, FinetuneConfig, PretrainConfig
 
 EPILOG = (
     "The whole chain on the embedded corpus ('extract CORPUS' for your own data):\n\n"
@@ -182,9 +182,10 @@ HOURS = opt("hours", None, f"Embedded corpus (no CORPUS): hours of speech (defau
             kind=float | None)  # fmt: skip
 
 
-def config_options(config: type) -> list[inspect.Parameter]:
+def config_options(config: type, helps: dict | None = None) -> list[inspect.Parameter]:
     """One option per field of `config` that has a help text (config.option), under the flag
-    config.option_flag gives it, which validation errors name too."""
+    config.option_flag gives it, which validation errors name too; `helps` replaces the texts
+    of the fields it names (a command that gives an option a meaning of its own)."""
     hints, params = typing.get_type_hints(config), []
     for f in dataclasses.fields(config):
         if "help" not in f.metadata:
@@ -195,7 +196,8 @@ def config_options(config: type) -> list[inspect.Parameter]:
             kind, extra = Path | None, {"exists": True, "dir_okay": False}
         elif typing.get_origin(kind) is list and not f.metadata.get("repeat"):
             kind, default = str, ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
-        params.append(opt(f.name, default, f.metadata["help"], option_flag(f), kind=kind, **extra))
+        text = (helps or {}).get(f.name, f.metadata["help"])
+        params.append(opt(f.name, default, text, option_flag(f), kind=kind, **extra))
     return params
 
 
@@ -221,9 +223,10 @@ def make_config(config: type, values: dict):
 
 
 def command(name: str, short_help: str, config: type | None, *params: inspect.Parameter, group=app,
-            exclude: dict | None = None):  # fmt: skip
+            exclude: dict | None = None, helps: dict | None = None):  # fmt: skip
     """Register the decorated `run(cfg, **params)` as command `name`: its `params`, then one
-    option per field of `config` but those of `exclude`, which the command sets (to these values)."""
+    option per field of `config` but those of `exclude`, which the command sets (to these values),
+    with the help texts of `helps` where the command gives a field its own meaning."""
     exclude = exclude or {}
 
     def register(run):
@@ -231,7 +234,7 @@ def command(name: str, short_help: str, config: type | None, *params: inspect.Pa
             values.update(exclude)
             return run(make_config(config, values), **values) if config else run(**values)
 
-        options = [p for p in config_options(config) if p.name not in exclude] if config else []
+        options = [p for p in config_options(config, helps) if p.name not in exclude] if config else []
         cli.__signature__ = inspect.Signature([*params, *options])
         cli.__doc__ = run.__doc__
         group.command(name, short_help=short_help)(user_errors(cli))
@@ -407,6 +410,16 @@ def evaluate(cfg: EvalConfig, store: Path, model: Path, out: Path | None) -> Non
     console.print(f"wrote {(out or model / f'eval-{cfg.split}') / 'results.json'} and confusion.png")
 
 
+_PRUNED = STARTING_POINT_DEFAULTS["dbn"]  # a pruned model is trained already: fine-tuned as from a DBN
+PRUNE_HELPS = {
+    "lr": f"Initial learning rate of each sparsity's fine-tuning, on the gradient summed over the mini-batch "
+    f"(default {_PRUNED['lr']:g}).",
+    "momentum": f"SGD momentum of each sparsity's fine-tuning (default {_PRUNED['momentum']:g}).",
+    "max_epochs": "Maximum epochs of each sparsity's fine-tuning (Kaldi's --max-iters); another value for a finished "
+    "prune run is refused, --force starts it over.",
+}
+
+
 @command(
     "prune",
     "Magnitude pruning at several sparsities, fine-tuned masked.",
@@ -424,6 +437,7 @@ def evaluate(cfg: EvalConfig, store: Path, model: Path, out: Path | None) -> Non
         "feature_transform": None,
         **{name: getattr(FinetuneConfig(), name) for name in MODEL_DECIDES},  # not prune's options
     },
+    helps=PRUNE_HELPS,
 )  # 0.5: any share; MODEL's own shape, splice and activation are what it prunes
 def prune(cfg: FinetuneConfig, model: Path, out: Path, sparsities: str, store: Path | None, force: bool) -> None:
     """Prune MODEL's hidden layers by magnitude to each sparsity, fine-tune each with its mask

@@ -33,5 +33,6 @@ class EvalConfig(ConfigBase):
         check_device(self.device)
 
 
-# Settings a pruned network takes from prune's MODEL, whatever its config says: neither options nor records of prune.
-MODEL_DECIDES = ("activation", "layers", "hidden", "splice", "init", "output_init")
+# Settings a pruned network takes from prune's MODEL, whatever its config says: neither options nor records of prune
+# (targets and batch norm left at None and False are the model's own: finetune.input_pipeline).
+MODEL_DECIDES = ("activation", "layers", "hidden", "splice", "init", "output_init", "targets", "batch_norm")

@@ -134,7 +134,9 @@ def test_a_second_prune_run_says_it_is_complete_and_changes_nothing(blob_store, 
     # of an older asr-init that holds them is the same run
     record = tmp_path / "p" / "prune.config.json"
     settings = json.loads(record.read_text())
-    assert not {"activation", "hidden", "layers", "splice", "init", "output_init"} & set(settings["config"])
+    assert not {"activation", "hidden", "layers", "splice", "init", "output_init", "targets", "batch_norm"} & set(
+        settings["config"]
+    )
     record.write_text(json.dumps(settings | {"config": settings["config"] | {"activation": "relu", "hidden": [9]}}))
     assert "already holds a finished prune run" in " ".join(CliRunner().invoke(app, args).output.split())
 
@@ -210,13 +212,38 @@ def test_a_store_without_the_models_target_kind_is_named_not_another_targets(kal
     assert not (tmp_path / "pruned").exists()
 
 
-@pytest.mark.parametrize("option", ["--activation", "--hidden", "--layers", "--splice", "--init", "--output-init"])
+MODELS_OWN = ("--activation", "--hidden", "--layers", "--splice", "--init", "--output-init", "--targets")
+MODELS_OWN += ("--batch-norm",)
+
+
+@pytest.mark.parametrize("option", MODELS_OWN)
 def test_options_the_model_decides_are_not_prunes(option, tmp_path):
     """prune --activation relu of a sigmoid model pruned it as sigmoid, recording relu, with no word:
-    prune takes no option that MODEL decides."""
+    prune takes no option that MODEL decides (--targets and --batch-norm were offered, and any value
+    but the model's own refused)."""
     from typer.testing import CliRunner
 
     from asr_init.cli import app
 
     result = CliRunner().invoke(app, ["prune", str(tmp_path / "m"), "--out", str(tmp_path / "o"), option, "1"])
     assert result.exit_code != 0 and f"no such option: {option}" in result.output, result.output
+
+
+def test_prune_help_describes_prune(blob_store, tmp_path):
+    """prune --help spoke of finetune: --max-epochs 'with --resume' (prune has none), --lr and
+    --momentum 'with --dbn'; it says what they do in a prune run, and a phones model with batch norm
+    is pruned as one with no option naming either."""
+    from typer.testing import CliRunner
+
+    from asr_init.cli import app
+
+    said = CliRunner().invoke(app, ["prune", "--help"], env={"COLUMNS": "200"}).output
+    text = " ".join(said.replace("│", " ").split())  # the rows of the options box, joined
+    assert "--resume" not in text and "--dbn" not in text and "random weights" not in text, text
+    assert "another value for a finished prune run is refused, --force starts it over" in text
+    assert "SGD momentum of each sparsity's fine-tuning (default 0)" in text and "(default 0.008)" in text
+    finetune(blob_store, FinetuneConfig(**TINY, targets="phones", batch_norm=True), tmp_path / "dense")
+    args = ["prune", str(tmp_path / "dense"), "--out", str(tmp_path / "p"), "--sparsity", "0.5", "--max-epochs", "1"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    pruned = json.loads((tmp_path / "p" / "sparsity-0.5" / "finetune.json").read_text())["config"]
+    assert (pruned["targets"], pruned["batch_norm"]) == ("phones", True)
