@@ -19,7 +19,7 @@ from asr_init.errors import UserError
 from asr_init.evaluation.config import MODEL_DECIDES, EvalConfig
 from asr_init.evaluation.evaluate import evaluate
 from asr_init.features.store import FeatureStore, store_identity
-from asr_init.folders import output_folder, terminate_as_interrupt
+from asr_init.folders import output_folder, reading, terminate_as_interrupt
 from asr_init.io import digest, read_json, write_csv, write_json_atomic
 from asr_init.models.export_kaldi import training_store_path
 from asr_init.records import ABSENT, INTEGER, NULL, NUMBER, TEXT, each, record
@@ -51,7 +51,8 @@ def _prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[floa
            force: bool) -> dict:  # fmt: skip
     if not sparsities or any(not 0 < s < 1 for s in sparsities):
         raise UserError(f"invalid --sparsity {sparsities}: each share must be in (0, 1)")
-    _check_model(model)
+    with reading(model):  # a fine-tuning run still writing MODEL is named by its lock, as every command names it
+        _check_model(model)
     store = Path(store) if store else training_store_path(model)
     if store is None:
         raise UserError(f"{model} has no finetune.json naming its store; give --store")

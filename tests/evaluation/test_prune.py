@@ -173,6 +173,20 @@ def test_a_model_that_is_not_a_finished_finetune_folder_is_named_for_what_it_is(
     assert not (tmp_path / "pruned").exists()
 
 
+def test_a_model_whose_fine_tuning_is_running_is_named_as_being_written(blob_store, tmp_path):
+    """prune of a model folder a fine-tuning run holds (its lock): one line says it is being written by
+    another run, as every command says; it said to finish the run with 'finetune --resume'."""
+    from asr_init.folders import _locked
+    from asr_init.training.interrupts import Interrupted
+
+    with pytest.raises(Interrupted):
+        finetune(blob_store, FinetuneConfig(**TINY | {"batch_size": 32}), tmp_path / "cut", interrupt_after=2)
+    with _locked(tmp_path / "cut", True, "--out"), pytest.raises(UserError) as err:
+        prune_module.prune(tmp_path / "cut", tmp_path / "pruned", FinetuneConfig(**TINY), [0.5])
+    assert str(err.value).startswith(f"input {tmp_path / 'cut'} is being written by another asr-init run (pid ")
+    assert not (tmp_path / "pruned").exists()
+
+
 def test_a_store_of_another_pdf_inventory_is_named_not_the_targets(tmp_path):
     """prune --store of an import-kaldi store with another --num-pdfs (the model's targets and batch
     norm as they were): the line names both inventories and the store; it used to say to fine-tune
