@@ -85,6 +85,21 @@ def test_evaluate_bad_values(blob_store, model_dir, args, message):
     assert not (model_dir / "eval-test").exists()
 
 
+def test_evaluate_a_split_the_store_lacks_names_the_splits_it_has(blob_store, tmp_path):
+    """evaluate of a store of train and dev (an import-kaldi store of Kaldi's train and cv sets) on
+    its default split, test: the line names the splits the store has and the option that chooses one
+    (it said only that there were no test utterances)."""
+    store = tmp_path / "store"
+    shutil.copytree(blob_store, store)
+    manifest = store / "manifest.jsonl"
+    manifest.write_text(manifest.read_text().replace('"split": "test"', '"split": "dev"'))
+    model = write_tiny_model(store, tmp_path / "model")
+    line = error_line(["evaluate", store, "--model", model], store, model)
+    assert line == (f"error: store {store} has no test utterances (its splits: train, dev); evaluate on one of "
+                    "them, e.g. --split dev")  # fmt: skip
+    assert not (model / "eval-test").exists()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("command", ["evaluate", "pretrain", "finetune"])
 def test_cuda_without_cuda(blob_store, model_dir, tmp_path, command):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr_init.config import resolve_device
+from asr_init.config import SPLITS, resolve_device
 from asr_init.corpora.readers import merge_repeats
 from asr_init.environment import environment
 from asr_init.errors import UserError
@@ -209,7 +209,9 @@ def _check_fits(store: FeatureStore, meta: dict, model_dir: Path, config: EvalCo
             f"has {store.phones[:5]}...; evaluate on a store extracted with the same phone set"
         )
     if not store.split(config.split):
-        raise UserError(f"store {store.path} has no {config.split} utterances")
+        has = [split for split in SPLITS if store.split(split)]  # a held-out split first: dev, Kaldi's cv set
+        raise UserError(f"store {store.path} has no {config.split} utterances (its splits: {', '.join(has)}); "
+                        f"evaluate on one of them, e.g. --split {(has[1:] or has)[0]}")  # fmt: skip
 
 
 def _references(store: FeatureStore, scored: list) -> list[list[int]]:
