@@ -427,7 +427,13 @@ PRUNE_HELPS = {
     arg("model", "Folder written by 'asr-init finetune': the network to prune."),
     OUT,
     opt("sparsities", "0.5,0.7,0.9", "Shares of the hidden weights to prune, comma-separated.", "--sparsity"),
-    opt("store", None, "Feature store (default: the one MODEL was fine-tuned on).", kind=Path | None),
+    opt(
+        "store",
+        None,
+        "Feature store each pruned model is fine-tuned on (its train and dev splits) and every model "
+        "is evaluated on (test, else dev); default: the one MODEL was fine-tuned on.",
+        kind=Path | None,
+    ),
     FORCE,
     exclude={
         "sparsity": 0.5,

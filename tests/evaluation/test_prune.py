@@ -256,6 +256,7 @@ def test_prune_help_describes_prune(blob_store, tmp_path):
     assert "--resume" not in text and "--dbn" not in text and "random weights" not in text, text
     assert "another value for a finished prune run is refused, --force starts it over" in text
     assert "SGD momentum of each sparsity's fine-tuning (default 0)" in text and "(default 0.008)" in text
+    assert "--store <path> Feature store each pruned model is fine-tuned on (its train and dev splits) and" in text
     finetune(blob_store, FinetuneConfig(**TINY, targets="phones", batch_norm=True), tmp_path / "dense")
     args = ["prune", str(tmp_path / "dense"), "--out", str(tmp_path / "p"), "--sparsity", "0.5", "--max-epochs", "1"]
     assert CliRunner().invoke(app, args).exit_code == 0
