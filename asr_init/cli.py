@@ -398,14 +398,16 @@ def finetune(cfg: FinetuneConfig, store: Path, out: Path, resume: bool, force: b
          arg("store", "Feature store to evaluate on."),
          opt("model", ..., "Folder written by 'asr-init finetune'.", kind=Path),
          opt("out", None, "Where to write results.json and confusion.png (default MODEL/eval-SPLIT).", "--out", "-o",
-             kind=Path | None))  # fmt: skip
-def evaluate(cfg: EvalConfig, store: Path, model: Path, out: Path | None) -> None:
+             kind=Path | None),
+         opt("force", False, "Replace another evaluation (of another store, split, model or settings) in the output "
+             "folder."))  # fmt: skip
+def evaluate(cfg: EvalConfig, store: Path, model: Path, out: Path | None, force: bool) -> None:
     """Frame accuracy of every target kind the model gives, and the phone error rate by hybrid
     Viterbi decoding where the store has phone alignments."""
     from asr_init.evaluation.evaluate import evaluate as run
     from asr_init.evaluation.evaluate import results_table
 
-    result = run(store, model, cfg, out)
+    result = run(store, model, cfg, out, force)
     results.print(results_table(result))
     console.print(f"wrote {(out or model / f'eval-{cfg.split}') / 'results.json'} and confusion.png")
 

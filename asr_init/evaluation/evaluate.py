@@ -27,15 +27,18 @@ from asr_init.evaluation.config import EvalConfig
 from asr_init.evaluation.decoding import STATES, align_counts, decode, estimate_hmm, transcript_ids
 from asr_init.features.pipeline import FeaturePipeline
 from asr_init.features.store import FeatureStore, store_identity
-from asr_init.folders import output_folder, reading
-from asr_init.io import digest, resolved, write_json_atomic
+from asr_init.folders import differences, output_folder, reading
+from asr_init.io import digest, read_json, resolved, write_json_atomic
 from asr_init.models.dnn import load_model
 from asr_init.progress import console, progress_bar
 
 
-def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Path | None = None) -> dict:
+def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Path | None = None,
+             force: bool = False) -> dict:  # fmt: skip
     """Evaluate a model on `config.split`; writes results.json and confusion.png to `out_dir`
-    (default MODEL/eval-SPLIT), replacing an earlier evaluation there (and nothing else)."""
+    (default MODEL/eval-SPLIT). The same evaluation there (model folder, store, settings; the
+    device aside) is made again, of a model fine-tuned further too; another is refused, naming
+    the difference, unless `force`."""
     config.validate()
     out_dir = Path(out_dir) if out_dir else Path(model_dir) / f"eval-{config.split}"
     with reading(store_path, model_dir):
@@ -46,9 +49,12 @@ def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Pat
         inside = Path(model_dir).resolve() in resolved(out_dir, "--out").parents  # MODEL/eval-SPLIT, the default
         inputs = {"feature store": store.path, "--model folder": None if inside else model_dir}
         settings = {"config": config.to_dict(), "inputs": _identities(store, model_dir)}
-        redo = not out_dir.exists() or (out_dir / "results.json").is_file()  # an evaluation is redone, nothing else
-        with output_folder(out_dir, settings, record="results.json", finished=("results.json",), force=redo,
-                           inputs=inputs, what="evaluation results") as output:  # fmt: skip
+        store_id = {"feature store": settings["inputs"]["feature store"]}  # model.pt's may change: made again
+        compared = {"config": settings["config"], "model": str(Path(model_dir).resolve()),
+                    "store": str(store.path.resolve()), "inputs": store_id}  # fmt: skip
+        redo = force or _same_evaluation(out_dir, compared)
+        with output_folder(out_dir, compared, record="results.json", finished=("results.json",), force=redo,
+                           inputs=inputs, neutral=_NEUTRAL, what="evaluation results") as output:  # fmt: skip
             result = scorer.run(settings)
             write_json_atomic(output.path / "results.json", result)
             kind = "phones" if "phones" in result["frame_acc"] else meta["targets"]
@@ -57,6 +63,23 @@ def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Pat
             ref, hyp = scorer.frame_labels(kind)
             _plot_confusion(ref, hyp, store.labels(kind), output.path / "confusion.png", title)
     return result
+
+
+_NEUTRAL = ("device",)  # where an evaluation runs is not another evaluation
+
+
+def _same_evaluation(out_dir: Path, compared: dict) -> bool:
+    """Whether OUT/results.json is an evaluation of `compared`'s model folder, store (its identity
+    too) and settings: made again (the model may have been fine-tuned further), where output_folder
+    refuses any other."""
+    try:
+        old = read_json(out_dir / "results.json") if (out_dir / "results.json").is_file() else None
+    except (UserError, OSError):
+        return False
+    if not isinstance(old, dict) or not isinstance(old.get("inputs"), dict):
+        return False
+    same_store = old["inputs"].get("feature store") == compared["inputs"]["feature store"]
+    return same_store and not differences(old, {k: v for k, v in compared.items() if k != "inputs"}, _NEUTRAL)
 
 
 def _identities(store: FeatureStore, model_dir: Path) -> dict:

@@ -187,3 +187,35 @@ def test_a_transcript_label_the_phone_list_lacks_names_the_manifest_the_utteranc
     )
     assert res.exit_code == 1 and len(errors) == 1 and expected in " ".join(res.output.split()), res.output
     assert sorted(p.name for p in model_dir.iterdir()) == before and not (tmp_path / "ev").exists()
+
+
+def test_another_evaluation_in_the_output_folder_is_refused_and_the_same_one_is_made_again(blob_store, tmp_path):
+    """evaluate of another store into MODEL/eval-test, or -o EV with another --split, replaced the
+    evaluation there without a word (and report could not tell them apart): it is refused, naming
+    the difference, and the results are kept; the same evaluation (on another --device too, of the
+    model fine-tuned further) is made again, and --force replaces another."""
+    import json
+    import shutil
+
+    from conftest import write_tiny_model
+
+    from asr_init.errors import UserError
+    from asr_init.evaluation.config import EvalConfig
+    from asr_init.evaluation.evaluate import evaluate
+
+    model, other = write_tiny_model(blob_store, tmp_path / "m"), tmp_path / "other"
+    shutil.copytree(blob_store, other)
+    results = model / "eval-test" / "results.json"
+    first = evaluate(blob_store, model, EvalConfig(decode=False))["inputs"]["model"]
+    write_tiny_model(blob_store, model, hidden=5)  # fine-tuned further: the same evaluation of another model.pt
+    evaluate(blob_store, model, EvalConfig(decode=False, device="cpu"))
+    assert json.loads(results.read_text())["inputs"]["model"] != first
+    with pytest.raises(UserError, match="eval-test holds evaluation results made with other settings \\(store: '"):
+        evaluate(other, model, EvalConfig(decode=False))
+    assert json.loads(results.read_text())["store"] == str(blob_store)
+    evaluate(blob_store, model, EvalConfig(decode=False), tmp_path / "ev")
+    with pytest.raises(UserError, match="made with other settings \\(split: 'test' then, 'dev' now\\); use --force"):
+        evaluate(blob_store, model, EvalConfig(decode=False, split="dev"), tmp_path / "ev")
+    assert json.loads((tmp_path / "ev" / "results.json").read_text())["split"] == "test"
+    assert evaluate(other, model, EvalConfig(decode=False), force=True)["store"] == str(other)
+    assert json.loads(results.read_text())["store"] == str(other)
