@@ -54,7 +54,8 @@ def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Pat
                     "store": str(store.path.resolve()), "inputs": store_id}  # fmt: skip
         redo = force or _same_evaluation(out_dir, compared)
         with output_folder(out_dir, compared, record="results.json", finished=("results.json",), force=redo,
-                           inputs=inputs, neutral=_NEUTRAL, what="evaluation results") as output:  # fmt: skip
+                           inputs=inputs, neutral=_NEUTRAL, what="evaluation results",
+                           upgrade=lambda old: _older(old, compared)) as output:  # fmt: skip
             result = scorer.run(settings)
             write_json_atomic(output.path / "results.json", result)
             kind = "phones" if "phones" in result["frame_acc"] else meta["targets"]
@@ -70,16 +71,28 @@ _NEUTRAL = ("device",)  # where an evaluation runs is not another evaluation
 
 def _same_evaluation(out_dir: Path, compared: dict) -> bool:
     """Whether OUT/results.json is an evaluation of `compared`'s model folder, store (its identity
-    too) and settings: made again (the model may have been fine-tuned further), where output_folder
-    refuses any other."""
+    too) and settings, or one an older asr-init wrote: made again (the model may have been fine-tuned
+    further), where output_folder refuses any other."""
     try:
         old = read_json(out_dir / "results.json") if (out_dir / "results.json").is_file() else None
     except (UserError, OSError):
         return False
-    if not isinstance(old, dict) or not isinstance(old.get("inputs"), dict):
+    if not isinstance(old, dict):
+        return False
+    if "inputs" not in old:  # an older asr-init's results, which recorded no store: made again, as they were then
+        return isinstance(old.get("frame_acc"), dict)
+    if not isinstance(old["inputs"], dict):
         return False
     same_store = old["inputs"].get("feature store") == compared["inputs"]["feature store"]
     return same_store and not differences(old, {k: v for k, v in compared.items() if k != "inputs"}, _NEUTRAL)
+
+
+def _older(old, compared: dict):
+    """An older asr-init's results.json (no "inputs": it recorded no store identity) holds today's
+    keys it lacks, as evaluation results it is; any other record as it is."""
+    if isinstance(old, dict) and "inputs" not in old and isinstance(old.get("frame_acc"), dict):
+        return {**{k: v for k, v in compared.items() if k != "inputs"}, **old}
+    return old
 
 
 def _identities(store: FeatureStore, model_dir: Path) -> dict:

@@ -219,3 +219,6 @@ def test_another_evaluation_in_the_output_folder_is_refused_and_the_same_one_is_
     assert json.loads((tmp_path / "ev" / "results.json").read_text())["split"] == "test"
     assert evaluate(other, model, EvalConfig(decode=False), force=True)["store"] == str(other)
     assert json.loads(results.read_text())["store"] == str(other)
+    old = {k: v for k, v in json.loads(results.read_text()).items() if k not in ("inputs", "config")}
+    results.write_text(json.dumps(old))  # as an older asr-init wrote it, recording no store: made again, as then
+    assert evaluate(blob_store, model, EvalConfig(decode=False))["store"] == str(blob_store)
