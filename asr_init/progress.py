@@ -59,3 +59,8 @@ def progress_bar(*extra: ProgressColumn | str) -> Progress:
         transient=False,
         disable=not console.is_terminal,
     )
+
+
+def counted(n: int, noun: str, plural: str = "") -> str:
+    """`n` and its noun, singular where `n` is 1: "1 epoch", "2 epochs", "3 batches" (plural given)."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

@@ -47,6 +47,7 @@ from asr_init.reporting.logs import (
     stage_times,
     sweep_points,
 )
+from asr_init.reporting.unfinished import STAGES, is_unfinished, unfinished_lines
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -147,6 +148,12 @@ def write_report(results: Path) -> Path:
     is written atomically: a report that fails leaves the old one as it was."""
     results = Path(results)
     figs = results / "report"
+    runs = _found_runs(results)
+    if not any(runs.values()) and not any((results / name).is_dir() for name in RECIPE_FOLDERS):
+        raise UserError(
+            f"no runs found in {results}: no recipe folder ({', '.join(RECIPE_FOLDERS)}) and no pretrain, finetune "
+            "or evaluate output under it; give the folder the runs were written into"
+        )
     _refuse_others(results / "REPORT.md", figs)
     remove_stale_temporaries(figs)
     building = temporary(figs)
@@ -154,7 +161,7 @@ def write_report(results: Path) -> Path:
     building.mkdir(parents=True)
     try:
         figures = Figures(building)
-        md = _report(results, figures)
+        md = _report(results, figures, runs)
         figures.make()
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
@@ -181,7 +188,7 @@ def _refuse_others(md: Path, figs: Path) -> None:
         raise UserError(f"{md} was not written by a report, which replaces it: move it")
 
 
-def _report(results: Path, figs: Figures) -> list[str]:
+def _report(results: Path, figs: Figures, runs: dict[str, list[Path]]) -> list[str]:
     """REPORT.md's lines; its figures are queued in `figs`."""
     recipes = any((results / name).is_dir() for name in RECIPE_FOLDERS)
     md = _paragraphs(
@@ -201,30 +208,41 @@ def _report(results: Path, figs: Figures) -> list[str]:
     if recipes:
         for section in (_paper_replication, _without_pretraining, _acoustic_model, _remedies, _timit, _fsdd):
             md += section(results, figs)
-    return md + _own_runs(results, figs)
+    return md + _own_runs(results, figs, runs)
 
 
-def _own_runs(results: Path, figs: Figures) -> list[str]:
-    """Every pre-training, fine-tuning and evaluation folder under `results` that is not a recipe's."""
+def _found_runs(results: Path) -> dict[str, list[Path]]:
+    """The run folders under `results` that are not a recipe's, by kind: finished pre-training,
+    fine-tuning and evaluation runs, and unfinished pre-training and fine-tuning runs."""
 
     def found(name: str) -> list[Path]:
         hits = sorted(p.parent for p in results.rglob(name))
         return [p for p in hits if p.relative_to(results).parts[:1] not in [(r,) for r in RECIPE_FOLDERS]]
 
-    dbns, models, evals = found("pretrain.json"), found("finetune.json"), found("results.json")
-    if not (dbns or models or evals):
+    runs = {"pretrain": found("pretrain.json"), "finetune": found("finetune.json"), "evaluate": found("results.json")}
+    for stage, (settings, _, _) in STAGES.items():
+        runs[f"unfinished {stage}"] = [p for p in found(settings) if is_unfinished(p, stage)]
+    return runs
+
+
+def _own_runs(results: Path, figs: Figures, runs: dict[str, list[Path]]) -> list[str]:
+    """Every pre-training, fine-tuning and evaluation folder `_found_runs` found, unfinished ones too."""
+    if not any(runs.values()):
         return []
     md = _paragraphs("## Runs")
-    for heading, folders, describe, png in (
-        ("Pre-training", dbns, _pretraining_run, "recon.png"),
-        ("Fine-tuning", models, _finetuning_run, "train.png"),
+    for heading, stage, describe, png in (
+        ("Pre-training", "pretrain", _pretraining_run, "recon.png"),
+        ("Fine-tuning", "finetune", _finetuning_run, "train.png"),
     ):
-        for folder in folders:
+        for folder in runs[stage]:
             name = folder.relative_to(results).as_posix()
             md += _paragraphs(f"### {heading} `{name}`") + describe(folder)
             md += _paragraphs(*figs.copied(folder / png, f"run_{name.replace('/', '_')}_{png}", name))
-    if evals:
-        rows = [_evaluation_row(results, ev) for ev in evals]
+        for folder in runs[f"unfinished {stage}"]:
+            name = folder.relative_to(results).as_posix()
+            md += _paragraphs(f"### {heading} `{name}` (unfinished)") + unfinished_lines(folder, stage, folder)
+    if runs["evaluate"]:
+        rows = [_evaluation_row(results, ev) for ev in runs["evaluate"]]
         md += _paragraphs("### Evaluations") + _table(["model", "split", "frame accuracy", "phone error rate"], rows)
     return md
 

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shlex
 import shutil
 from unittest.mock import patch
 
@@ -78,6 +79,44 @@ def test_report_of_a_users_own_runs(tiny_store, tmp_path):
     assert "| `dnn/eval-test` | test | states " in text and "phones)" in text
     for png in ("run_dbn_recon.png", "run_dnn_train.png"):
         assert (runs / "report" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_report_lists_unfinished_runs_and_the_commands_that_continue_them(tiny_store, tmp_path):
+    """An interrupted pretrain and finetune were left out of the report (it held the machine line
+    alone): each is listed with where it stopped, and the command the report gives continues it."""
+    from asr_init.training.config import FinetuneConfig, PretrainConfig
+    from asr_init.training.finetune import finetune
+    from asr_init.training.interrupts import Interrupted
+    from asr_init.training.pretrain import pretrain
+
+    runs = tmp_path / "mine"
+    with pytest.raises(Interrupted):
+        pretrain(tiny_store, PretrainConfig(layers=2, hidden=[16], epochs=1, batch_size=64), runs / "dbn",
+                 interrupt_after=5)  # fmt: skip
+    with pytest.raises(Interrupted):
+        finetune(tiny_store, FinetuneConfig(layers=1, hidden=[16], max_epochs=2), runs / "dnn", interrupt_after=3)
+    result = CliRunner().invoke(app, ["report", str(runs)])
+    assert result.exit_code == 0, result.output
+    text = (runs / "REPORT.md").read_text()
+    assert "### Pre-training `dbn` (unfinished)" in text and "### Fine-tuning `dnn` (unfinished)" in text
+    assert "layer 1 of 2 stopped in epoch 1 of 2 epochs, after 5 batches (320 frames) of it (rbm1.partial.pt)" in text
+    assert "it stopped in epoch 1 of at most 2 epochs, after 3 batches (768 frames) of it (checkpoint.pt)" in text
+    commands = re.findall(r"^asr-init .*$", text, re.M)
+    assert [c.split()[1] for c in commands] == ["pretrain", "finetune"] and all("--resume" in c for c in commands)
+    for command, summary in zip(commands, ("dbn/pretrain.json", "dnn/finetune.json"), strict=True):
+        result = CliRunner().invoke(app, shlex.split(command)[1:])
+        assert result.exit_code == 0 and "resuming at epoch 1" in result.output, result.output
+        assert (runs / summary).is_file()
+
+
+def test_a_report_of_a_folder_without_runs_is_one_error_line_and_writes_nothing(tmp_path):
+    """`report` on an empty folder (or one holding no run) wrote a REPORT.md of the machine line alone."""
+    (tmp_path / "empty" / "notes").mkdir(parents=True)
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "empty")])
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.splitlines()
+    assert line.startswith(f"error: no runs found in {tmp_path / 'empty'}: no recipe folder"), line
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == ["notes"]
 
 
 def test_a_smoke_run_report_says_so_and_ranks_nothing(tmp_path):

@@ -1,0 +1,94 @@
+"""Training runs that have not finished: which stage, where it stopped, and the command that continues it.
+
+A pre-training or fine-tuning run writes its settings record (pretrain.config.json,
+finetune.config.json) when it starts and its summary (pretrain.json, finetune.json) last: a
+folder holding the first and not the second is unfinished. Its checkpoints say where it stopped:
+a pre-training run's finished layers rbmN.pt and the layer in progress rbmN.partial.pt, a
+fine-tuning run's checkpoint.pt, each with its position (the epoch in progress, the batches and
+frames done in it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from pathlib import Path
+
+from asr_init.config import as_typed
+from asr_init.io import load_run_checkpoint
+from asr_init.progress import counted
+from asr_init.records import INTEGER, TEXT, check_record, read_record, record
+from asr_init.training.config import FinetuneConfig, PretrainConfig
+
+# stage: (its settings record, its summary, written last, its config)
+STAGES = {
+    "pretrain": ("pretrain.config.json", "pretrain.json", PretrainConfig),
+    "finetune": ("finetune.config.json", "finetune.json", FinetuneConfig),
+}
+_POSITION = record(epoch=INTEGER, batch=INTEGER, epoch_frames=INTEGER)
+
+
+def is_unfinished(folder: Path, stage: str) -> bool:
+    """Whether `folder` holds `stage`'s settings record and not its summary."""
+    settings, summary, _ = STAGES[stage]
+    return (folder / settings).is_file() and not (folder / summary).exists()
+
+
+def unfinished_lines(folder: Path, stage: str, shown: Path) -> list[str]:
+    """Markdown lines on the unfinished run in `folder` (`shown`: the path the command names it by):
+    where it stopped, then the command that continues it."""
+    path = folder / STAGES[stage][0]
+    rec = read_record(path, store=TEXT, config=record())
+    config = _config(STAGES[stage][2], rec["config"])
+    stopped = _pretrain_stop(folder, config) if stage == "pretrain" else _finetune_stop(folder, config)
+    command = continue_command(stage, rec["store"], shown, config)
+    return [f"Unfinished: {stopped}. Continue it with:", "", "```sh", command, "```", ""]
+
+
+def _config(kind: type, values: dict):
+    """The config a record holds (fields this version does not know left out; not validated: a run
+    recorded on a GPU is reported on any machine)."""
+    names = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{k: v for k, v in values.items() if k in names})
+
+
+def continue_command(stage: str, store: str, out: Path, config) -> str:
+    """`asr-init STAGE STORE --out OUT --resume` with every option whose recorded value is not its default."""
+    options = []
+    for f in dataclasses.fields(config):
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if "help" in f.metadata and getattr(config, f.name) != default:
+            options.append(as_typed(config, f.name))
+    return " ".join(["asr-init", stage, shlex.quote(store), "--out", shlex.quote(str(out)), "--resume", *options])
+
+
+def _where(path: Path, epochs: str) -> str:
+    """Where the checkpoint at `path` stands, of `epochs` (in words)."""
+    ckpt = load_run_checkpoint(path)
+    check_record(path, ckpt, position=_POSITION)
+    epoch, batch, frames = (ckpt["position"][k] for k in ("epoch", "batch", "epoch_frames"))
+    if batch == 0:
+        return f"after epoch {epoch - 1} of {epochs}" if epoch > 1 else "before its first batch"
+    return f"in epoch {epoch} of {epochs}, after {counted(batch, 'batch', 'batches')} ({frames:,} frames) of it"
+
+
+def _pretrain_stop(folder: Path, config: PretrainConfig) -> str:
+    """Which layers of the run in `folder` finished, and where the layer in progress stopped."""
+    layers = len(config.sizes)
+    done = next((n for n in range(layers) if not (folder / f"rbm{n + 1}.pt").is_file()), layers)
+    before = f"layer 1 of {layers} finished" if done == 1 else f"layers 1-{done} of {layers} finished"
+    if done == layers:
+        return f"every layer of {layers} finished; the DBN (dbn.pt) and pretrain.json were not written"
+    partial = folder / f"rbm{done + 1}.partial.pt"
+    if not partial.is_file():
+        return (before + "; " if done else "") + f"layer {done + 1} stopped before its first checkpoint"
+    where = f"layer {done + 1} of {layers} stopped {_where(partial, counted(config.layer_epochs(done + 1), 'epoch'))}"
+    return where + f" ({partial.name})" + (f"; {before}" if done else "")
+
+
+def _finetune_stop(folder: Path, config: FinetuneConfig) -> str:
+    """Where the fine-tuning run in `folder` stopped."""
+    path = folder / "checkpoint.pt"
+    if not path.is_file():
+        return "it stopped before its first checkpoint"
+    return f"it stopped {_where(path, 'at most ' + counted(config.max_epochs, 'epoch'))} (checkpoint.pt)"
