@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from asr_init.errors import UserError
+from asr_init.progress import counted
 from asr_init.reporting.logs import CurveSummary, is_sweep, load_layer1, sweep_points
 
 TIE = 0.01  # test frame accuracies closer than this (1 point) are not ranked
@@ -116,7 +117,7 @@ def conclude_dbn(runs: dict[str, dict[int, CurveSummary]]) -> str | None:
         return "No DBN run produced a comparable reconstruction error."
     best = ranked[0]
     text = (
-        f"Over the whole DBN ({len(layers)} layers), `{best}` converged fastest: its reconstruction error "
+        f"Over the whole DBN ({counted(len(layers), 'layer')}), `{best}` converged fastest: its reconstruction error "
         f"relative to each layer's input variance, averaged over the run and the layers, is {finite[best]:.4g}"
     )
     if "optimal" in finite and best != "optimal":

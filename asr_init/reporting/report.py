@@ -18,6 +18,7 @@ import numpy as np
 from asr_init.errors import UserError
 from asr_init.folders import remove_stale_temporaries, swap_in, temporary
 from asr_init.io import atomic_write, read_text
+from asr_init.progress import counted
 from asr_init.records import ABSENT, INTEGER, NULL, NUMBER, TEXT, each, read_record, read_record_if, record
 from asr_init.reporting.conclusions import (
     conclude_am,
@@ -252,7 +253,7 @@ def _pretraining_run(dbn: Path) -> list[str]:
     summary = read_record(dbn / "pretrain.json", init=TEXT | ABSENT, seconds=NUMBER | ABSENT,
                           layers=each(record()) | ABSENT)  # fmt: skip
     sizes = [layer.get("n_hidden", layer.get("hidden")) for layer in summary.get("layers", [])]
-    line = f"{len(sizes)} layers of {', '.join(map(str, sizes))} units, init `{summary.get('init')}`, "
+    line = f"{counted(len(sizes), 'layer')} of {', '.join(map(str, sizes))} units, init `{summary.get('init')}`, "
     return _paragraphs(line + f"{_duration(summary.get('seconds', 0))}.") + dbn_saturation_lines(dbn)
 
 
@@ -261,7 +262,7 @@ def _finetuning_run(model: Path) -> list[str]:
     ft = read_record(model / "finetune.json", epochs=INTEGER, seconds=NUMBER, best_epoch=INTEGER,
                      best_dev_acc=NUMBER, best_dev_loss=NUMBER)  # fmt: skip
     return _paragraphs(
-        f"{ft['epochs']} epochs in {_duration(ft['seconds'])}; best on dev: epoch {ft['best_epoch']}, "
+        f"{counted(ft['epochs'], 'epoch')} in {_duration(ft['seconds'])}; best on dev: epoch {ft['best_epoch']}, "
         f"dev frame accuracy {ft['best_dev_acc']:.2%}, dev cross-entropy {ft['best_dev_loss']:.4f}."
     )
 

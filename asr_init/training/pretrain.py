@@ -37,7 +37,7 @@ from asr_init.models.dbn import Stack, propagate, save_dbn
 from asr_init.models.init import InitContext, init_weight_, input_power
 from asr_init.models.nonlinearity import net_input_stats
 from asr_init.models.rbm import RBM, BatchPart, CDReport, ContrastiveDivergence, UniformSource
-from asr_init.progress import console
+from asr_init.progress import console, counted
 from asr_init.records import INTEGER, NUMBER, TEXT, each, record
 from asr_init.training.config import PretrainConfig
 from asr_init.training.distributed import Dist, distributed
@@ -98,9 +98,10 @@ def settings_line(config: PretrainConfig, pipeline: FeaturePipeline, device) -> 
     sizes = config.sizes
     shape = f"{len(sizes)} x {sizes[0]}" if len(set(sizes)) == 1 else " / ".join(map(str, sizes))
     above = {1: "", 2: "layer 2"}.get(len(sizes), f"layers 2-{len(sizes)}")
-    above = f"{above} Bernoulli, {config.epochs} epochs at lr {config.lr:g}; " if above else ""
+    above = f"{above} Bernoulli, {counted(config.epochs, 'epoch')} at lr {config.lr:g}; " if above else ""
     return (f"pretrain: {shape} RBMs on {pipeline.dim} inputs (splice +-{config.splice}), "
-            f"init {config.init}; layer 1 {first}, {config.layer_epochs(1)} epochs at lr {config.layer_lr(1):g}; "
+            f"init {config.init}; layer 1 {first}, {counted(config.layer_epochs(1), 'epoch')} at lr "
+            f"{config.layer_lr(1):g}; "
             f"{above}CD-{config.cd_k}, "
             f"batch {config.batch_size}, l2 {config.l2:g}, saturation guard {config.sat_guard:g}, {config.precision} "
             f"on {device}")  # fmt: skip

@@ -119,6 +119,17 @@ def test_a_report_of_a_folder_without_runs_is_one_error_line_and_writes_nothing(
     assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == ["notes"]
 
 
+def test_a_report_says_1_layer_and_1_epoch_not_1_layers_and_1_epochs(tmp_path):
+    (tmp_path / "dbn").mkdir()
+    (tmp_path / "dbn" / "pretrain.json").write_text(json.dumps({"init": "optimal", "seconds": 2.0,
+                                                               "layers": [{"n_hidden": 16}]}))  # fmt: skip
+    (tmp_path / "dnn").mkdir()
+    finetune = {"epochs": 1, "seconds": 3.0, "best_epoch": 1, "best_dev_acc": 0.5, "best_dev_loss": 1.0}
+    (tmp_path / "dnn" / "finetune.json").write_text(json.dumps(finetune))
+    text = write_report(tmp_path).read_text()
+    assert "1 layer of 16 units, init `optimal`, 2 s." in text and "1 epoch in 3 s; best on dev" in text, text
+
+
 def test_a_smoke_run_report_says_so_and_ranks_nothing(tmp_path):
     write_fake_layer1(tmp_path / "paper", {"optimal": FAST, "hinton": SLOW})
     (tmp_path / "scale.json").write_text(json.dumps({"quick": True}))

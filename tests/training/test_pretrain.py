@@ -369,3 +369,11 @@ def test_the_settings_line_names_only_the_layers_there_are(layers, above):
     pipeline = FeaturePipeline(splice=0, mean=(0.0,) * 13, std=(1.0,) * 13)
     line = settings_line(PretrainConfig(layers=layers, hidden=[8]), pipeline, "cpu")
     assert f"layer 1 Gaussian, 4 epochs at lr 0.01{above}" in line, line
+
+
+def test_the_settings_line_says_1_epoch_not_1_epochs():
+    from asr_init.training.pretrain import settings_line
+
+    pipeline = FeaturePipeline(splice=0, mean=(0.0,) * 13, std=(1.0,) * 13)
+    line = settings_line(PretrainConfig(layers=2, hidden=[8], epochs=1, epochs_gauss=1), pipeline, "cpu")
+    assert "layer 1 Gaussian, 1 epoch at lr 0.01; layer 2 Bernoulli, 1 epoch at lr 0.04;" in line, line
