@@ -78,33 +78,45 @@ def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bo
         summary="pretrain.json", what="a pretrain run", dist=dist, summary_fields=SUMMARY_FIELDS,
     ) as output:  # fmt: skip
         done = output.done
-        for info in done["layers"] if done is not None else ():  # a finished run's layers, as its summary has them
-            if isinstance(info.get("epochs"), int):
-                _refuse_past(config, info["layer"], info["epochs"], f"layer {info['layer']} of {out_dir}")
+        if done is not None:
+            _check_finished(config, done["layers"], out_dir, resume)
         more = done is not None and dist.from_main(lambda: _more_epochs(Path(out_dir), config, pipeline, resume))
         shortfall = " whose last layer trained fewer epochs than asked"
         if already_finished(out_dir, done, more, resume, "pre-training run", shortfall):
             return done
+        if done is not None and dist.is_main:  # a finished run goes on: its record takes these settings
+            write_json_atomic(Path(out_dir) / "pretrain.config.json", settings)
         if dist.is_distributed:
             console.print(f"{dist.world} processes share every batch of {config.batch_size} frames")
         run = _Run.open(config, store, pipeline, Path(out_dir), dist, strategy)
-        console.print(settings_line(config, pipeline, dist.device), highlight=False)
-        return _train_layers(run, StopFlag(interrupt_after), resume)
+        finished = _finished_layers(run)
+        had = {n: (ckpt["position"]["epoch"] - 1, _goes_on(config, n, ckpt, resume)) for n, ckpt in finished.items()}
+        console.print(settings_line(config, pipeline, dist.device, had), highlight=False)
+        return _train_layers(run, StopFlag(interrupt_after), resume, finished)
 
 
-def settings_line(config: PretrainConfig, pipeline: FeaturePipeline, device) -> str:
-    """The settings the run uses, in one line (pretrain.config.json holds them all)."""
+def settings_line(config: PretrainConfig, pipeline: FeaturePipeline, device,
+                  had: dict[int, tuple[int, bool]] | None = None) -> str:  # fmt: skip
+    """The settings the run uses, in one line (pretrain.config.json holds them all). `had`: the epochs
+    each finished layer trained and whether it goes on (--resume, the last layer) or is reloaded as it is."""
     first = "Gaussian" if config.visible == "gauss" else "Bernoulli"
     sizes = config.sizes
     shape = f"{len(sizes)} x {sizes[0]}" if len(set(sizes)) == 1 else " / ".join(map(str, sizes))
-    above = {1: "", 2: "layer 2"}.get(len(sizes), f"layers 2-{len(sizes)}")
-    above = f"{above} Bernoulli, {counted(config.epochs, 'epoch')} at lr {config.lr:g}; " if above else ""
-    return (f"pretrain: {shape} RBMs on {pipeline.dim} inputs (splice +-{config.splice}), "
-            f"init {config.init}; layer 1 {first}, {counted(config.layer_epochs(1), 'epoch')} at lr "
-            f"{config.layer_lr(1):g}; "
-            f"{above}CD-{config.cd_k}, "
-            f"batch {config.batch_size}, l2 {config.l2:g}, saturation guard {config.sat_guard:g}, {config.precision} "
-            f"on {device}")  # fmt: skip
+    groups: list[list] = []  # [first layer, last layer, visible units, what it does]: layers 2-N share a group
+    for layer in range(1, len(sizes) + 1):
+        asked = f"{counted(config.layer_epochs(layer), 'epoch')} at lr {config.layer_lr(layer):g}"
+        epochs, goes_on = (had or {}).get(layer, (None, False))
+        what = asked if epochs is None else f"finished earlier with {counted(epochs, 'epoch')}, " + (
+            f"continues to {asked}" if goes_on else "reloaded as it is")  # fmt: skip
+        kind = first if layer == 1 else "Bernoulli"
+        if layer > 2 and groups[-1][2:] == [kind, what]:
+            groups[-1][1] = layer
+        else:
+            groups.append([layer, layer, kind, what])
+    layers = "; ".join(f"layer{f' {a}' if a == b else f's {a}-{b}'} {kind}, {what}" for a, b, kind, what in groups)
+    return (f"pretrain: {shape} RBMs on {pipeline.dim} inputs (splice +-{config.splice}), init {config.init}; "
+            f"{layers}; CD-{config.cd_k}, batch {config.batch_size}, l2 {config.l2:g}, saturation guard "
+            f"{config.sat_guard:g}, {config.precision} on {device}")  # fmt: skip
 
 
 @dataclass
@@ -156,11 +168,35 @@ def _layer_checkpoint(path: Path, config: PretrainConfig, pipeline: FeaturePipel
     return ckpt
 
 
-def _refuse_past(config: PretrainConfig, layer: int, begun: int, what: str) -> None:
-    """refuse_past for layer `layer`, whose epochs --epochs-gauss (a Gaussian first layer) or --epochs sets."""
+def _epochs_option(config: PretrainConfig, layer: int) -> str:
+    """The option that sets layer `layer`'s epochs: --epochs-gauss (a Gaussian first layer) or --epochs."""
     gauss = layer == 1 and config.visible == "gauss"
-    option = "--epochs" if not gauss else "--epochs-gauss" + (" (2 x --epochs)" if config.epochs_gauss is None else "")
-    refuse_past(what, begun, option, config.layer_epochs(layer))
+    return "--epochs" if not gauss else "--epochs-gauss" + (" (2 x --epochs)" if config.epochs_gauss is None else "")
+
+
+def _refuse_past(config: PretrainConfig, layer: int, begun: int, what: str) -> None:
+    """refuse_past for layer `layer`, whose epochs `_epochs_option` sets."""
+    refuse_past(what, begun, _epochs_option(config, layer), config.layer_epochs(layer))
+
+
+def _check_finished(config: PretrainConfig, layers: list[dict], out_dir: Path, resume: bool) -> None:
+    """A UserError where the finished run in `out_dir` (its summary's `layers`) is not what `config`
+    makes: a layer trained more epochs than asked, or (without `resume`, which goes on with the last
+    layer alone) a layer below the last trained other epochs than asked, as a run continued with
+    --resume and more epochs has."""
+    had = {i["layer"]: i["epochs"] for i in layers if isinstance(i.get("epochs"), int)}
+    for layer, epochs in had.items():
+        _refuse_past(config, layer, epochs, f"layer {layer} of {out_dir}")
+    other = [n for n, e in had.items() if n < len(config.sizes) and e != config.layer_epochs(n)]
+    if other and not resume:
+        said = [f"layer {n}: {counted(had[n], 'epoch')}, where {_epochs_option(config, n)} gives "
+                f"{config.layer_epochs(n)}" for n in other]  # fmt: skip
+        give = " ".join(dict.fromkeys(f"{_epochs_option(config, n).split()[0]} {had[n]}" for n in other))
+        raise UserError(
+            f"{out_dir} holds a finished pre-training run whose layers trained other epochs than these settings "
+            f"give ({'; '.join(said)}): it is not the DBN this command makes; give {give} to take it as it is, "
+            "or use --force to start over"
+        )
 
 
 def _more_epochs(out_dir: Path, config: PretrainConfig, pipeline: FeaturePipeline, resume: bool) -> bool:
@@ -176,22 +212,38 @@ def _more_epochs(out_dir: Path, config: PretrainConfig, pipeline: FeaturePipelin
     return ckpt is not None and ckpt["position"]["epoch"] <= config.layer_epochs(last)
 
 
-def _train_layers(run: _Run, flag: StopFlag, resume: bool) -> dict:
-    """Train (or load, when finished earlier) every layer in turn; write the DBN and the summary.
+def _finished_layers(run: _Run) -> dict[int, dict]:
+    """The checkpoints rbmN.pt of the layers finished earlier, by layer."""
+    found = {}
+    for layer in range(1, len(run.config.sizes) + 1):
+        path = run.out_dir / f"rbm{layer}.pt"
+        read = lambda path=path, layer=layer: _layer_checkpoint(path, run.config, run.pipeline, layer)  # noqa: E731
+        ckpt = run.dist.from_main(read)
+        if ckpt is not None:
+            found[layer] = ckpt
+    return found
+
+
+def _goes_on(config: PretrainConfig, layer: int, ckpt: dict, resume: bool) -> bool:
+    """Whether finished layer `layer` (its checkpoint `ckpt`) trains on: with `resume`, the last layer
+    when it trained fewer epochs than asked."""
+    last = layer == len(config.sizes)
+    return resume and last and ckpt["position"]["epoch"] <= config.layer_epochs(layer)
+
+
+def _train_layers(run: _Run, flag: StopFlag, resume: bool, finished: dict[int, dict]) -> dict:
+    """Train (or load, when `finished` earlier) every layer in turn; write the DBN and the summary.
     With `resume`, a finished last layer trained for fewer epochs than asked goes on."""
     torch.manual_seed(run.config.seed)  # nothing should use it; keeps any library default deterministic
     t_start = time.perf_counter()
     with catch_signals(flag), matmul_precision(run.config.precision):  # each layer's initialisation too
         for layer in range(1, len(run.config.sizes) + 1):
-            path = run.out_dir / f"rbm{layer}.pt"
-            read = lambda path=path, layer=layer: _layer_checkpoint(path, run.config, run.pipeline, layer)  # noqa: E731
-            ckpt = run.dist.from_main(read)
-            more = ckpt is not None and resume and layer == len(run.config.sizes)
-            if more and ckpt["position"]["epoch"] <= run.config.layer_epochs(layer):
+            ckpt = finished.get(layer)
+            if ckpt is not None and _goes_on(run.config, layer, ckpt, resume):
                 rbm, ckpt = _LayerTrainer(run, layer, resume, ckpt).train(flag)
             elif ckpt is not None:
                 _refuse_past(run.config, layer, TrainState.begun(ckpt["position"]), f"layer {layer} of {run.out_dir}")
-                console.print(f"layer {layer}: finished earlier, loaded {path}")
+                console.print(f"layer {layer}: finished earlier, loaded {run.out_dir / f'rbm{layer}.pt'}")
                 rbm = RBM.from_state_dict(ckpt["rbm"], run.dist.device)
             else:
                 rbm, ckpt = _LayerTrainer(run, layer, resume).train(flag)

@@ -321,6 +321,32 @@ def test_resume_with_more_epochs_continues_a_finished_last_layer(tiny_store, tmp
         pretrain(tiny_store, PretrainConfig(**small, epochs_gauss=3), tmp_path / "a", resume=True)
 
 
+def test_a_finished_run_continued_with_more_epochs_says_and_records_what_each_layer_had(tiny_store, tmp_path):
+    """pretrain --epochs 1, then --epochs 2 --resume: the header said "layer 1 Gaussian, 4 epochs" of
+    a layer reloaded with its 2, pretrain.config.json kept "epochs": 1, and a plain --epochs 2 then
+    said the folder held a finished run "with these settings", which --epochs 2 does not make."""
+    out = tmp_path / "pt"
+    args = ["pretrain", str(tiny_store), "--out", str(out), "--layers", "2", "--hidden", "16", "--batch-size", "64",
+            "--report-every", "500", "--stats-frames", "200"]  # fmt: skip
+    assert runner.invoke(app, [*args, "--epochs", "1"]).exit_code == 0
+    result = runner.invoke(app, [*args, "--epochs", "2", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert ("layer 1 Gaussian, finished earlier with 2 epochs, reloaded as it is; layer 2 Bernoulli, finished "
+            "earlier with 1 epoch, continues to 2 epochs at lr 0.04; CD-1") in _text(result)  # fmt: skip
+    summary = json.loads((out / "pretrain.json").read_text())
+    assert [layer["epochs"] for layer in summary["layers"]] == [2, 2]
+    assert json.loads((out / "pretrain.config.json").read_text())["config"]["epochs"] == 2
+    dbn = (out / "dbn.pt").read_bytes()
+    result = runner.invoke(app, [*args, "--epochs", "2"])
+    assert result.exit_code == 1, result.output
+    assert ("holds a finished pre-training run whose layers trained other epochs than these settings give (layer 1: "
+            "2 epochs, where --epochs-gauss (2 x --epochs) gives 4): it is not the DBN this command makes; give "
+            "--epochs-gauss 2 to take it as it is") in _text(result)  # fmt: skip
+    assert (out / "dbn.pt").read_bytes() == dbn
+    result = runner.invoke(app, [*args, "--epochs", "2", "--epochs-gauss", "2"])
+    assert result.exit_code == 0 and "already holds a finished pre-training run" in _text(result), result.output
+
+
 def test_fewer_epochs_than_a_layer_has_trained_are_refused(tiny_store, tmp_path):
     """--resume with --epochs-gauss below the epoch a layer's checkpoint reached ran no batch and
     finished the layer part-way (or failed with a KeyError), for good; a finished run re-run with
