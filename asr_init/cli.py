@@ -309,17 +309,16 @@ def import_kaldi(cfg: KaldiImportConfig, data_dir: Path, out: Path, force: bool)
 @command("optimal-d", "The optimal net-input spread D* (quadrature, Monte Carlo).", None,
          opt("activation", "sigmoid", "sigmoid or tanh."),
          opt("criterion", "abs", "abs: E|f''|, the paper's; square: E\\[f''^2]."),
-         opt("samples", 1_000_000, "Monte Carlo sample size (at most 100,000,000)."),
+         opt("samples", 1_000_000, "Monte Carlo sample size (100 to 100,000,000)."),
          opt("seed", 0, "Monte Carlo seed."),
          opt("plot", None, "Write a PNG of |f''|, the N(0, D*^2) density and J(D).", kind=Path | None),
          opt("json_out", None, "Write the figures as JSON.", "--json", kind=Path | None))  # fmt: skip
 def optimal_d(activation: str, criterion: str, samples: int, seed: int, plot: Path | None, json_out: Path | None):
     """Compute the optimal net-input spread D* (quadrature and Monte Carlo)."""
     from asr_init.io import check_output_file, write_json_atomic
-    from asr_init.models.optimal_spread import plot_spread, spread_report
+    from asr_init.models.optimal_spread import check_monte_carlo, plot_spread, spread_report
 
-    if not 0 <= seed < 2**32 or not 1 <= samples <= 100_000_000:
-        raise UserError(f"invalid --seed {seed} or --samples {samples}: a seed from 0 to 4294967295, 1 to 1e8 samples")
+    check_monte_carlo(samples, seed)
     for path, option in ((plot, "--plot"), (json_out, "--json")):
         if path is not None:
             check_output_file(path, option)

@@ -414,7 +414,7 @@ def test_pretrain_refuses_huge_values_given_otherwise(blob_store, tmp_path, args
         (["inspect", "{store}", "--hidden", "1000000000"], "invalid --hidden 1000000000: at most 65,536"),
         (["inspect", "{store}", "--seed", str(2**64)], f"invalid --seed {2**64}: must be from 0 to 4294967295"),
         (["extract", "{corpus}", "--out", "{tmp}/s", "--seed", str(2**64)], f"invalid --seed {2**64}: must be from 0"),
-        (["optimal-d", "--samples", "10000000000"], "--samples 10000000000: a seed from 0 to 4294967295, 1 to 1e8"),
+        (["optimal-d", "--samples", "10000000000"], "invalid --samples 10000000000: must be from 100 to 100,000,000"),
         (["optimal-d", "--seed", str(2**64)], f"invalid --seed {2**64}"),
     ],
 )

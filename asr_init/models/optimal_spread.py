@@ -20,11 +20,13 @@ from functools import cache
 import numpy as np
 from scipy import integrate, optimize
 
+from asr_init.config import SEED_RANGE
 from asr_init.errors import UserError
 
 ACTIVATIONS = ("sigmoid", "tanh")
 CRITERIA = ("abs", "square")
 PAPER_D = 1.392  # the source paper's Monte Carlo value for the logistic sigmoid
+MC_SAMPLES = (100, 100_000_000)  # the sample sizes `optimal-d --samples` takes
 _SEARCH = (0.05, 10.0)
 
 
@@ -79,8 +81,7 @@ def monte_carlo_d(
 ) -> float:
     """The paper's estimate: maximise the sample mean of |f''(D z0)| over one fixed sample."""
     _check(activation, criterion)
-    if samples < 100:
-        raise UserError(f"invalid --samples {samples}: need at least 100")
+    check_monte_carlo(samples, seed)
     z0 = np.random.default_rng(seed).standard_normal(samples)
     power = 1 if criterion == "abs" else 2
 
@@ -88,6 +89,15 @@ def monte_carlo_d(
         return -float(np.mean(np.abs(second_derivative(d * z0, activation)) ** power))
 
     return float(optimize.minimize_scalar(neg, bounds=_SEARCH, method="bounded", options={"xatol": 1e-6}).x)
+
+
+def check_monte_carlo(samples: int, seed: int) -> None:
+    """A UserError naming --samples or --seed, each checked on its own, where it is out of range."""
+    low, high = MC_SAMPLES
+    if not low <= samples <= high:
+        raise UserError(f"invalid --samples {samples}: must be from {low:,} to {high:,}")
+    if not 0 <= seed < 2**32:
+        raise UserError(f"invalid --seed {seed}: {SEED_RANGE}")
 
 
 @dataclass(frozen=True)
