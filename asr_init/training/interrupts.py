@@ -6,6 +6,7 @@ resumable checkpoint and raises `Interrupted`; the CLI exits with status 130.
 
 from __future__ import annotations
 
+import os
 import signal
 from contextlib import contextmanager
 
@@ -39,10 +40,14 @@ class StopFlag:
 
 @contextmanager
 def catch_signals(flag: StopFlag):
-    """Route SIGINT and SIGTERM to `flag` inside the block; restore the handlers after."""
+    """Route SIGINT and SIGTERM to `flag` inside the block; restore the handlers after. A signal
+    that came after the loop's last look at the flag is not lost: the block's end raises
+    KeyboardInterrupt (in one process; under torchrun every rank must agree on a stop)."""
     previous = {s: signal.signal(s, flag) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+    if flag.signal is not None and flag.countdown is None and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        raise KeyboardInterrupt

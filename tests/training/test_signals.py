@@ -124,3 +124,22 @@ def _cmdline(pid: str) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return ""
+
+
+def test_a_signal_after_the_loops_last_look_is_not_lost(monkeypatch):
+    """Ctrl-C or SIGTERM in a training stage's last moments, after its loop last read the flag, was
+    swallowed: the stage ended as if none had come (and `make recipes` went on to the next command).
+    The block's end raises KeyboardInterrupt, so the command says 'interrupted' and exits 130."""
+    import os
+
+    import pytest
+
+    from asr_init.training.interrupts import StopFlag, catch_signals
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), catch_signals(StopFlag()):
+        os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
+    with catch_signals(StopFlag()):  # no signal: nothing raised
+        pass
