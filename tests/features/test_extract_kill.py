@@ -118,20 +118,22 @@ def test_workers_are_forked_whatever_the_default_start_method(tmp_path):
     assert (out / "summary.json").exists()
 
 
-def _interrupted_extract(tmp_path, to_group: bool) -> tuple[subprocess.CompletedProcess, float, Path]:
-    """A slowed extract with --jobs 2 and 32 utterances (about 32 s of work) given SIGINT once
-    its workers are busy: to its whole process group (Ctrl-C in a terminal) or to it alone."""
-    corpus = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=8)
+def _interrupted_extract(tmp_path, to_group: bool, per_speaker: int = 8, seconds: float = 2.0,
+                         signum: int = signal.SIGINT) -> tuple[subprocess.CompletedProcess, float, Path]:  # fmt: skip
+    """A slowed extract with --jobs 2 and 4 x `per_speaker` utterances, each slowed by `seconds` (by
+    default 32 utterances, about 32 s of work), given `signum` once its workers are busy: to its whole
+    process group (Ctrl-C in a terminal) or to it alone."""
+    corpus = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=per_speaker)
     out = tmp_path / "store"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    code = slowed_cli("asr_init.features.extract:frame_targets", 2.0)
+    code = slowed_cli("asr_init.features.extract:frame_targets", seconds)
     cmd = [sys.executable, "-c", code, "extract", str(corpus), "--out", str(out), "--jobs", "2"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         busy = _wait_for(lambda: len(_children(proc.pid)) >= 2 and (tmp_path / f"store.tmp-{proc.pid}").is_dir(), 30)
         assert busy and proc.poll() is None, "extract did not start its workers"
         time.sleep(0.5)
-        (os.killpg if to_group else os.kill)(proc.pid, signal.SIGINT)
+        (os.killpg if to_group else os.kill)(proc.pid, signum)
         start = time.monotonic()
         output = proc.communicate(timeout=60)[0].decode()
         return subprocess.CompletedProcess(cmd, proc.returncode, output), time.monotonic() - start, out
@@ -147,6 +149,19 @@ def test_ctrl_c_with_workers_prints_one_line_and_leaves_nothing(tmp_path):
     assert done.returncode == 130, done.stdout
     assert "Traceback" not in done.stdout and "KeyboardInterrupt" not in done.stdout, done.stdout
     assert done.stdout.strip().splitlines()[-1] == "interrupted"
+    assert not out.exists() and not list(tmp_path.glob("store.tmp-*"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+@pytest.mark.parametrize("signum, to_group", [(signal.SIGINT, True), (signal.SIGTERM, False)])
+def test_interrupt_with_many_chunks_queued_prints_one_line(tmp_path, signum, to_group):
+    """160 quick utterances (0.05 s each): ten chunks of 16, most still queued when the signal comes.
+    The pool, its workers ended, failed the queued chunks that were cancelled: a traceback from its
+    thread (InvalidStateError: CANCELLED) came before the 'interrupted' line."""
+    done, _, out = _interrupted_extract(tmp_path, to_group, per_speaker=40, seconds=0.05, signum=signum)
+    assert done.returncode == 130, done.stdout
+    assert "Traceback" not in done.stdout and "Error" not in done.stdout, done.stdout
+    assert done.stdout.strip().splitlines() == ["interrupted"]
     assert not out.exists() and not list(tmp_path.glob("store.tmp-*"))
 
 
