@@ -4,7 +4,9 @@ A recipe is a list of `asr-init` command lines. `run_commands` executes them thr
 the real CLI entry point (in worker processes, so that two runs share the two cores),
 skips a command whose output is already complete, and appends each executed command
 with its wall time to RESULTS/commands.jsonl and each stage's wall time to
-RESULTS/stages.jsonl, which the report reads.
+RESULTS/stages.jsonl, which the report reads. Ctrl-C or SIGTERM stops a recipe run by `run_recipe`
+at once: the workers are killed (their commands resume or run again next time), one `interrupted`
+line, exit status 130.
 
 Environment: RESULTS (output folder, default results), QUICK (non-empty: tiny scale),
 JOBS (parallel commands, default: 2 or the number of cores if fewer), DEVICE (cpu or
@@ -13,14 +15,18 @@ cuda, default cpu; on cuda the full scale runs full epochs: no --max-frames cuts
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import shlex
+import signal
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+
+from asr_init.features.extract import end_pool, pool_map
+from asr_init.folders import terminate_as_interrupt
 
 RESULTS = Path(os.environ.get("RESULTS", "results"))
 QUICK = bool(os.environ.get("QUICK"))
@@ -154,20 +160,37 @@ def label(init: str) -> str:
 _POOLS: dict = {}
 
 
-def _pool(jobs: int):
+def _pool(jobs: int) -> ProcessPoolExecutor:
     """`jobs` worker processes, started once per recipe script and kept for all its stages:
     each worker imports torch (and torch's compiler, which an optimiser loads) once, not once a stage."""
     if jobs not in _POOLS:
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        _POOLS[jobs] = get_context("spawn").Pool(jobs, initializer=_worker_init, initargs=(threads,))
-        atexit.register(_POOLS[jobs].terminate)
+        _POOLS[jobs] = ProcessPoolExecutor(jobs, get_context("spawn"), _worker_init, (threads,))
     return _POOLS[jobs]
 
 
 def _worker_init(threads: int) -> None:
+    """A worker leaves Ctrl-C and SIGTERM to the recipe, which kills it: they stay blocked (pending) in it
+    and every thread it starts, whatever handler a command sets, so that its command never answers them."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     import torch
 
     torch.set_num_threads(threads)
+
+
+def run_recipe(main) -> None:
+    """Run a recipe's `main()`; Ctrl-C or SIGTERM ends its workers and the recipe with one `interrupted`
+    line and exit status 130 (a re-run skips every command that finished)."""
+    try:
+        with terminate_as_interrupt():
+            main()
+    except BaseException as exc:  # the workers' queued commands are not run
+        for pool in _POOLS.values():
+            end_pool(pool)
+        if not isinstance(exc, KeyboardInterrupt):
+            raise
+        print("interrupted", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
 
 
 def _failed_marker(done: str | None) -> Path | None:
@@ -214,10 +237,14 @@ def run_commands(
     print(f"== {stage}: {len(tasks)} command(s), {todo} to run, {jobs} at a time", flush=True)
     t0 = time.perf_counter()
     if jobs == 1 or todo <= 1:
-        results = [_run_one(t) for t in tasks]
+        results = []
+        for task in tasks:
+            results.append(_run_one(task))
+            if results[-1]["exit"] == 130:  # a command run here was interrupted (it said so): so is the recipe
+                raise SystemExit(130)
     else:
         results = []
-        for i, r in enumerate(_pool(jobs).imap(_run_one, tasks), 1):
+        for i, r in enumerate(pool_map(_pool(jobs), _run_one, tasks, chunksize=1), 1):
             results.append(r)
             if not r["skipped"]:
                 print(f"  [{i}/{len(tasks)}] {r['seconds']:6.1f} s  exit {r['exit']}  {r['command']}", flush=True)

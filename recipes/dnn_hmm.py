@@ -9,7 +9,7 @@ with newbob; the same network trained without pre-training (Xavier and `optimal`
 from-scratch defaults); all evaluated on dev and test (frame accuracy, phone error rate).
 """
 
-from common import RESULTS, SCALE, STORE, cut, label, run_commands, steps_on_device, write_manifest
+from common import RESULTS, SCALE, STORE, cut, label, run_commands, run_recipe, steps_on_device, write_manifest
 
 from asr_init.errors import UserError
 from asr_init.reporting.conclusions import best_pretraining_init
@@ -84,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

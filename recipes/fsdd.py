@@ -15,7 +15,7 @@ speaker from the default 6 x 1024 DBN, and without pre-training from `optimal` a
 
 from pathlib import Path
 
-from common import RESULTS, SCALE, corpus_or_skip, run_commands, steps_on_device, write_manifest
+from common import RESULTS, SCALE, corpus_or_skip, run_commands, run_recipe, steps_on_device, write_manifest
 from paper_replication import INITS, SWEEP, dbn_commands, layer1_commands
 
 OUT = RESULTS / "fsdd"
@@ -67,4 +67,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

@@ -8,7 +8,7 @@ sigmoid units, from every initialisation: where an initialisation decides whethe
 sigmoid network trains at all (epochs cut to `deep_frames` frames at full scale).
 """
 
-from common import RESULTS, SCALE, STORE, cut, label, run_commands, steps_on_device, write_manifest
+from common import RESULTS, SCALE, STORE, cut, label, run_commands, run_recipe, steps_on_device, write_manifest
 
 INITS = ["zeros", "large", "xavier-normal", "he-normal", "lecun-normal", "optimal"]
 ACTIVATIONS = ["sigmoid", "tanh", "relu"]
@@ -96,4 +96,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

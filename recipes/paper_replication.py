@@ -10,7 +10,7 @@ and this recipe measures what each initialisation does by itself.
 
 from pathlib import Path
 
-from common import RESULTS, SCALE, STORE, cut, label, run_commands, steps_on_device, write_manifest
+from common import RESULTS, SCALE, STORE, cut, label, run_commands, run_recipe, steps_on_device, write_manifest
 
 INITS = [
     "optimal",
@@ -88,4 +88,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

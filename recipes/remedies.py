@@ -13,7 +13,7 @@ a dense network of the same parameter count trained from scratch with the same b
 
 import math
 
-from common import RESULTS, SCALE, STORE, cut, label, run_commands, steps_on_device, write_manifest
+from common import RESULTS, SCALE, STORE, cut, label, run_commands, run_recipe, steps_on_device, write_manifest
 
 OUT = RESULTS / "remedies"
 INITS = ["optimal", "xavier-normal", "lsuv", "data-dependent"]
@@ -72,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

@@ -10,6 +10,8 @@
 # Environment: RESULTS (default results), JOBS (parallel commands, default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# SIGTERM (to the group too) ends the command running, which says 'interrupted'; then this script, as Ctrl-C does: 130
+trap 'exit 130' TERM
 
 export RESULTS=${RESULTS:-results}
 export QUICK=${QUICK:-}

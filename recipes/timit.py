@@ -4,7 +4,7 @@ Standard protocol: 61 phones folded to 39, SA sentences excluded, the 24-speaker
 test set and the 50-speaker dev set. Without a TIMIT path the recipe says so and stops.
 """
 
-from common import RESULTS, SCALE, corpus_or_skip, cut, on_device, run_commands, write_manifest
+from common import RESULTS, SCALE, corpus_or_skip, cut, on_device, run_commands, run_recipe, write_manifest
 
 OUT = RESULTS / "timit"
 
@@ -59,4 +59,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

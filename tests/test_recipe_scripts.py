@@ -3,9 +3,12 @@ recordings in its layout, and the layer-2 collapse measurement (a file apart fro
 test_recipes.py, so that pytest-xdist runs them beside the QUICK end-to-end run)."""
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -92,3 +95,66 @@ def test_fsdd_recipe_on_generated_recordings(tmp_path):
     skipped = subprocess.run([sys.executable, "recipes/fsdd.py"], cwd=ROOT, env=_env(tmp_path / "none"),
                              capture_output=True, text=True, timeout=120)  # fmt: skip
     assert skipped.returncode == 0 and "recipe 6 (FSDD): skipped" in skipped.stdout
+
+
+_SLOW_RECIPE = """
+import sys
+import time
+sys.path.insert(0, {recipes!r})
+from common import run_commands, run_recipe
+
+def main():
+    slow = ["--layers", "1", "--hidden", "8", "--epochs-gauss", "100000", "--max-frames", "500"]
+    run_commands("slow", [(["pretrain", {store!r}, "--out", f"{out}/p{{k}}", *slow], None) for k in range(3)], jobs=2)
+
+if __name__ == "__main__":
+    run_recipe(main)
+"""
+
+
+def _group_alive(pgid: int) -> list[int]:
+    """Processes of process group `pgid` that have not ended (zombies excluded)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+@pytest.mark.parametrize("signum, to_group", [(signal.SIGINT, True), (signal.SIGTERM, False)])
+def test_interrupted_recipe_ends_its_workers_with_one_line(tiny_store, tmp_path, signum, to_group):
+    """A recipe running pre-training commands in its 2 workers, one more queued, given Ctrl-C (SIGINT to its
+    group) or SIGTERM (to it alone): exit 130, one 'interrupted' line, no traceback, no process left. The
+    pool's worker that took Ctrl-C died holding the pool's lock, and the recipe waited for it for ever."""
+    script = tmp_path / "slow_recipe.py"
+    script.write_text(_SLOW_RECIPE.format(recipes=str(ROOT / "recipes"), store=str(tiny_store), out=str(tmp_path)))
+    proc = subprocess.Popen([sys.executable, str(script)], env=_env(tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("p[0-9]*"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proc.poll() is None and len(list(tmp_path.glob("p[0-9]*"))) >= 2, "the commands did not start"
+        time.sleep(1.0)  # into their training loops, which catch SIGINT and SIGTERM
+        (os.killpg if to_group else os.kill)(proc.pid, signum)
+        output = proc.communicate(timeout=30)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    deadline = time.monotonic() + 10
+    while _group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _group_alive(proc.pid)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 130, output[-3000:]
+    assert "Traceback" not in output and [line for line in output.splitlines() if "interrupted" in line] == [
+        "interrupted"
+    ], output[-3000:]
+    assert not left, f"processes left: {left}"

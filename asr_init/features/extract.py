@@ -291,29 +291,36 @@ def _mapper(jobs: int, initargs: tuple):
     fork = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(jobs, fork, _init_pool_worker, (os.getpid(), *initargs)) as pool:
         try:
-            yield functools.partial(_pool_map, pool)
+            yield functools.partial(pool_map, pool)
         except BaseException:  # an error or an interrupt: the queued utterances are not computed
-            workers = list((getattr(pool, "_processes", None) or {}).values())
-            for worker in workers:
-                worker.terminate()
-            for worker in workers:
-                worker.join()
-            # A worker ended while it sent a result leaves part of it in the pool's result pipe, where the
-            # pool's reader would wait for the rest for ever: with this process's end of the pipe closed too,
-            # it meets the pipe's end instead. The work still queued for the workers is dropped, not
-            # written to a pipe no one reads (which would hold the process at its exit).
-            with contextlib.suppress(AttributeError, OSError):
-                pool._result_queue._writer.close()
-            with contextlib.suppress(AttributeError):
-                pool._call_queue.cancel_join_thread()
-            pool.shutdown(wait=True, cancel_futures=True)  # its manager thread ended before the process ends
+            end_pool(pool)
             raise
 
 
-def _pool_map(pool: ProcessPoolExecutor, fn, items, chunksize: int = 16) -> Iterator:
+def end_pool(pool: ProcessPoolExecutor) -> None:
+    """End `pool` at once, as a run stops on an error or an interrupt: its workers are killed (SIGKILL:
+    a worker may ignore or defer other signals) and the work still queued is dropped.
+
+    A worker killed while it sent a result leaves part of it in the pool's result pipe, where the pool's
+    reader would wait for the rest for ever: with this process's end of the pipe closed too, it meets the
+    pipe's end instead. The queued work is not written to a pipe no one reads (which would hold the process
+    at its exit). The pool's manager thread has ended when this returns."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    for worker in workers:
+        worker.kill()
+    for worker in workers:
+        worker.join()
+    with contextlib.suppress(AttributeError, OSError):
+        pool._result_queue._writer.close()
+    with contextlib.suppress(AttributeError):
+        pool._call_queue.cancel_join_thread()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def pool_map(pool: ProcessPoolExecutor, fn, items, chunksize: int = 16) -> Iterator:
     """fn over `items` in `pool`, in order (Executor.map's results): every chunk of `chunksize` items
     submitted now, each chunk's results dropped once passed on. Unlike Executor.map's, results closed
-    early (an error, an interrupt) leave the queued chunks to the pool, which fails them when _mapper
+    early (an error, an interrupt) leave the queued chunks to the pool, which fails them when end_pool
     ends its workers: one it finds cancelled is an InvalidStateError in its thread (Python 3.11)."""
     items = list(items)
     futures = [pool.submit(_map_chunk, fn, items[at : at + chunksize]) for at in range(0, len(items), chunksize)]
