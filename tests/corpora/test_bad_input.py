@@ -89,16 +89,21 @@ def unblock():
     thread.join()
 
 
-@pytest.mark.parametrize("kind", ["fifo", "device"])
-@pytest.mark.parametrize("name", ["wav.scp", "utt2spk", "spk2utt", "segments", "phones.ctm"])
-def test_a_corpus_file_that_is_not_a_regular_file_is_refused(small_kaldi, unblock, name, kind):
-    path = small_kaldi / name
-    path.unlink(missing_ok=True)
+def _not_a_file(path, kind: str, unblock) -> None:
+    """Put a FIFO (opened from the other end when the test ends) or a link to /dev/null at `path`."""
     if kind == "fifo":
         os.mkfifo(path)
         unblock(path)
     else:
         path.symlink_to("/dev/null")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+@pytest.mark.parametrize("name", ["wav.scp", "utt2spk", "spk2utt", "segments", "phones.ctm"])
+def test_a_corpus_file_that_is_not_a_regular_file_is_refused(small_kaldi, unblock, name, kind):
+    path = small_kaldi / name
+    path.unlink(missing_ok=True)
+    _not_a_file(path, kind, unblock)
     with pytest.raises(UserError, match=rf"^{path} is not a regular file \(a pipe or a device\?\)"):
         read_kaldi_dir(small_kaldi)
 
@@ -109,11 +114,7 @@ def test_a_textgrid_that_is_not_a_regular_file_is_refused(small_kaldi, tmp_path,
     (tmp_path / "mfa" / "alice").mkdir(parents=True)
     path = tmp_path / "mfa" / "alice" / "u1.TextGrid"
     (small_kaldi / "wav" / "spk0-utt0.wav").rename(path.with_suffix(".wav"))
-    if kind == "fifo":
-        os.mkfifo(path)
-        unblock(path)
-    else:
-        path.symlink_to("/dev/null")
+    _not_a_file(path, kind, unblock)
     with pytest.raises(UserError, match=rf"^{path} is not a regular file \(a pipe or a device\?\)"):
         read_textgrid_dir(tmp_path / "mfa")
 
@@ -125,11 +126,7 @@ def test_an_fsdd_recording_that_is_not_a_regular_file_is_left_out(tmp_path, unbl
     root = write_fake_fsdd(tmp_path / "fsdd", speakers=("jackson",))
     path = root / "recordings" / "3_jackson_0.wav"
     path.unlink()
-    if kind == "fifo":
-        os.mkfifo(path)
-        unblock(path)
-    else:
-        path.symlink_to("/dev/null")
+    _not_a_file(path, kind, unblock)
     corpus = read_fsdd(root)
     assert corpus.problems == [
         ("jackson", f"{path}: audio file of utterance jackson-3-000 is not a regular file (a pipe or a device?)")
