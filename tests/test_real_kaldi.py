@@ -123,9 +123,14 @@ def test_segments_regions_give_the_frames_of_what_extract_segments_cuts(tmp_path
     for utt in read_kaldi_dir(corpus).utterances:
         samples = np.concatenate(list(audio_blocks(utt, 16000)))
         np.testing.assert_array_equal(samples * 32768, cut[utt.id][1])
-    extract(corpus, tmp_path / "store", ExtractConfig(dither=0.0, jobs=1, dev_fraction=0, test_fraction=0.3))
-    store = FeatureStore(tmp_path / "store")
-    assert sorted(kaldi) == sorted(r.id for r in store.records) and len(kaldi) == 12
+    _store_is_kaldis(corpus, tmp_path / "store", kaldi, 12, test_fraction=0.3)
+
+
+def _store_is_kaldis(corpus: Path, out: Path, kaldi: dict, count: int, test_fraction: float) -> None:
+    """extract (no dither) of `corpus` into `out` gives the `count` utterances of Kaldi's frames `kaldi`."""
+    extract(corpus, out, ExtractConfig(dither=0.0, jobs=1, dev_fraction=0, test_fraction=test_fraction))
+    store = FeatureStore(out)
+    assert sorted(kaldi) == sorted(r.id for r in store.records) and len(kaldi) == count
     for rec in store.records:
         np.testing.assert_allclose(store.features(rec), kaldi[rec.id], rtol=1e-2, atol=2e-2)
 
@@ -144,11 +149,7 @@ def test_a_segments_channel_gives_the_frames_of_the_channel_extract_segments_cut
         lines.append(f"{rec} {rec} 0 -1 {k % 2}\n")
     (corpus / "segments").write_text("".join(lines))
     kaldi = _kaldi_pipeline(corpus, tmp_path / "kaldi", "compute-mfcc-feats", ["--dither=0"], [], [])
-    extract(corpus, tmp_path / "store", ExtractConfig(dither=0.0, jobs=1, dev_fraction=0, test_fraction=0))
-    store = FeatureStore(tmp_path / "store")
-    assert sorted(kaldi) == sorted(r.id for r in store.records) and len(kaldi) == 4
-    for rec in store.records:
-        np.testing.assert_allclose(store.features(rec), kaldi[rec.id], rtol=1e-2, atol=2e-2)
+    _store_is_kaldis(corpus, tmp_path / "store", kaldi, 4, test_fraction=0)
 
 
 @pytest.mark.skipif(not (BIN / "wav-copy").is_file(), reason="no wav-copy in ASR_INIT_KALDI_BIN")
