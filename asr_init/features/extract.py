@@ -219,12 +219,7 @@ def label_inventory(corpus: Corpus, splits: dict[str, str | None], config: Extra
 _W: dict = {}
 
 
-def _init_worker(features: FeatureConfig, seed: int, label_ids: dict[str, int], silence: str,
-                 one_thread: bool = True) -> None:  # fmt: skip
-    if one_thread:  # one BLAS thread per worker: the pool already uses every core
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
+def _init_worker(features: FeatureConfig, seed: int, label_ids: dict[str, int], silence: str) -> None:
     _reuse_freed_memory()
     _W.update(frontend=Frontend(features, seed), label_ids=label_ids, silence=silence)
 
@@ -248,8 +243,11 @@ def _libc(function: str, *args: int) -> None:
 
 
 def _init_pool_worker(parent: int, *initargs) -> None:
+    from threadpoolctl import threadpool_limits
+
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends the workers
+    threadpool_limits(1)  # one BLAS thread per worker: the pool already uses every core
     _init_worker(*initargs)
 
 
@@ -283,7 +281,7 @@ def _mapper(jobs: int, initargs: tuple):
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1):
-            _init_worker(*initargs, one_thread=False)
+            _init_worker(*initargs)
             yield map
         return
     # forked workers (not Python 3.14's forkserver default): their parent is this process, which
