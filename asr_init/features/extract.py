@@ -4,13 +4,9 @@ Two passes. Pass 1 (a process pool) reads each utterance's audio, computes MFCC 
 deltas and frame targets, and appends them to shards in corpus order, accumulating
 per-speaker sums. Pass 2 normalises the shards in place (per-speaker or per-utterance
 mean/variance), then the train-split statistics are written. All of it happens in a
-temporary folder beside the output, renamed into place only when complete.
-
-The sample rate is the corpus's own unless `--sample-rate` says otherwise: the rate most
-of its audio files have (read from their headers), at most 16 kHz, with the other files
-resampled to it. The mel filterbank spans `--low-freq` to `--high-freq` (default: the
-Nyquist frequency). Pass 1 also sums each mel band's power, so the summary can say
-whether every band carries signal (`mel_band_db`, `empty_mel_bands`: docs/reference.md).
+temporary folder beside the output, renamed into place only when complete. The sample rate
+(resolve_sample_rate) and the check that every mel band carries signal (_band_levels):
+docs/reference.md.
 """
 
 from __future__ import annotations
