@@ -27,9 +27,7 @@ def _noun_phrase(rng: random.Random) -> str:
         return rng.choice(NAMES)
     if r < 0.30:
         return f"{rng.choice(NUMBERS)} {rng.choice(ADJECTIVES)} {rng.choice(PLURAL_NOUNS)}"
-    words = [rng.choice(DETERMINERS)]
-    for _ in range(rng.choice((0, 1, 1, 2))):
-        words.append(rng.choice(ADJECTIVES))
+    words = [rng.choice(DETERMINERS), *(rng.choice(ADJECTIVES) for _ in range(rng.choice((0, 1, 1, 2))))]
     words.append(rng.choice(NOUNS))
     if words[0] == "a" and words[1][0] in "aeiou":
         words[0] = "an"
