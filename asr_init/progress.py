@@ -9,14 +9,7 @@ as in CI logs.
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
 # progress and messages (no automatic colouring of numbers, paths, "(s)")
@@ -28,12 +21,9 @@ class RateColumn(ProgressColumn):
     """Items per second, with the task's `unit` field (e.g. "frames")."""
 
     def render(self, task) -> Text:
-        unit = task.fields.get("unit", "it")
-        if task.speed is None:
-            return Text(f"? {unit}/s", style="progress.data.speed")
         speed = task.speed
-        text = f"{speed / 1e3:.1f}k" if speed >= 1e4 else f"{speed:.1f}"
-        return Text(f"{text} {unit}/s", style="progress.data.speed")
+        text = "?" if speed is None else f"{speed / 1e3:.1f}k" if speed >= 1e4 else f"{speed:.1f}"
+        return Text(f"{text} {task.fields.get('unit', 'it')}/s", style="progress.data.speed")
 
 
 class CountColumn(ProgressColumn):
