@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from asr_init import kaldi_io
-from asr_init.corpora.readers import locate
+from asr_init.corpora.readers import locate, merge_repeats
 from asr_init.environment import environment
 from asr_init.errors import UserError
 from asr_init.features.config import KaldiImportConfig
@@ -482,7 +482,8 @@ class _Importer:
                     continue
                 split = d.split or ("dev" if speaker in dev_speakers else "train")
                 x = d.apply_cmvn(utt, speaker, np.asarray(feats, dtype=np.float32), self.config.norm_vars)
-                transcript = _transcript(targets.get("phones"), self.labels.get("phones"))
+                phones = merge_repeats(targets["phones"].tolist()) if "phones" in targets else []
+                transcript = tuple(self.labels["phones"][i] for i in phones)
                 self.writer.add_utterance(utt, speaker, split, len(x) * d.frame_shift, x, targets, transcript)
                 if split == "train":
                     self.stats.add(x)
@@ -574,13 +575,6 @@ def _targets(utt: str, frames: int, alignments: list[Alignments], where: Path, c
             )
         out[ali.kind] = ids.astype(np.int32 if ali.kind == "pdfs" else np.int16)
     return out
-
-
-def _transcript(phones: np.ndarray | None, names: list[str] | None) -> tuple[str, ...]:
-    if phones is None:
-        return ()
-    starts = np.r_[True, phones[1:] != phones[:-1]]
-    return tuple(names[int(p)] for p in phones[starts])
 
 
 def _check_imported(writer: StoreWriter, skipped: list[str], dirs: list[DataDir], config: KaldiImportConfig) -> None:
