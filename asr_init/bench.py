@@ -167,18 +167,12 @@ def precision_ceilings(device: str = "cpu") -> dict[str, float]:
     # A CPU without bfloat16 arithmetic runs it ~100x slower: one small size is enough to say so.
     sizes = (1024, 2048) if device.startswith("cuda") else (256,)
     out["bf16"] = matmul_ceiling(device, sizes=sizes, runs=3, dtype=torch.bfloat16)
-    return out
-
-
-def _ceilings(device: str) -> dict[str, float]:
-    """`precision_ceilings` of `device`, printed."""
-    ceilings = precision_ceilings(device)
     console.print(
         f"matrix-product ceilings on {device}: "
-        + ", ".join(f"{name} {flops / 1e9:,.1f} GFLOP/s" for name, flops in ceilings.items()),
+        + ", ".join(f"{name} {flops / 1e9:,.1f} GFLOP/s" for name, flops in out.items()),
         highlight=False,
     )
-    return ceilings
+    return out
 
 
 def _sync(device: str) -> None:
@@ -372,7 +366,7 @@ def bench_pretrain(
     device = str(resolve_device(device))
     stores = list(stores) or [default_store(0.25), default_store(1.0)]
     train_frames = [FeatureStore(store).num_frames("train") for store in stores]
-    ceilings = _ceilings(device)
+    ceilings = precision_ceilings(device)
     rows = []
     with matmul_precision(precision):
         for batch in batches:
@@ -447,7 +441,7 @@ def bench_finetune(
 
     configs = _finetune_configs(layers, hidden, outputs, batches, seconds, device, precision)
     device = str(resolve_device(device))
-    ceilings = _ceilings(device)
+    ceilings = precision_ceilings(device)
     rows = []
     with matmul_precision(precision):
         for config in configs:
