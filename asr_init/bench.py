@@ -370,7 +370,7 @@ def bench_pretrain(
     rows = []
     with matmul_precision(precision):
         for batch in batches:
-            rows.extend(_cd1_rows(stores[:1], device, seconds, batch, precision))
+            rows.extend(_cd1_rows(stores[0], device, seconds, batch, precision))
     _print_throughput(
         rows,
         f"CD-1 on {device}, {precision}, 10 x n_visible x n_hidden FLOPs per frame; each share is the median "
@@ -403,17 +403,14 @@ def _check_pretrain(device: str, seconds: float, buffer_frames: int, batches, pr
     memory_config(buffer_frames).validate()
 
 
-def _cd1_rows(stores: list[Path], device: str, seconds: float, batch: int, precision: str) -> list[dict]:
+def _cd1_rows(store: Path, device: str, seconds: float, batch: int, precision: str) -> list[dict]:
     rows = []
     for nv, nh in ((429, 1024), (1024, 1024)):
         figures = bench_cd1(nv, nh, batch=batch, device=device, seconds=seconds, precision=precision)
         rows.append({"what": f"CD-1 {nv}x{nh}, batch {batch}, random data", "batch": batch, **figures})
-    if stores:
-        figures = bench_store_cd1(stores[0], seconds=seconds, device=device, batch=batch, precision=precision)
-        row = {"what": f"CD-1 429x1024, batch {batch}, store {Path(stores[0]).name}", "batch": batch, **figures}
-        row["of_random"] = row["frames_per_s"] / rows[0]["frames_per_s"]
-        rows.append(row)
-    return rows
+    figures = bench_store_cd1(store, seconds=seconds, device=device, batch=batch, precision=precision)
+    row = {"what": f"CD-1 429x1024, batch {batch}, store {Path(store).name}", "batch": batch, **figures}
+    return [*rows, row | {"of_random": row["frames_per_s"] / rows[0]["frames_per_s"]}]
 
 
 def bench_finetune(
