@@ -139,18 +139,15 @@ def _locate(name: str, script: Path, where: str) -> Path:
     return found
 
 
-def _lines(path: Path) -> list[str]:
-    """The non-blank lines of a text file (a regular file: io.read_regular_file)."""
+def _numbered(path: Path) -> list[tuple[str, str]]:
+    """("PATH, line N", line) of each non-blank line (N counts those lines only) of a text file
+    (a regular file: io.read_regular_file)."""
     try:
         text = read_regular_file(path).decode()
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a text file (a binary archive given where a list was expected?)") from None
-    return [ln for ln in text.splitlines() if ln.strip()]
-
-
-def _numbered(path: Path) -> list[tuple[str, str]]:
-    """("PATH, line N", line) of each non-blank line (N counts those lines only)."""
-    return [(f"{path}, line {n}", line) for n, line in enumerate(_lines(path), 1)]
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return [(f"{path}, line {n}", line) for n, line in enumerate(lines, 1)]
 
 
 def read_utt2spk(data_dir: Path) -> dict[str, str]:
@@ -420,7 +417,7 @@ def _identities(inputs: list[tuple[str, Path | str | None]]) -> dict[str, str]:
 def _scp_archives(script: Path) -> set[Path]:
     """The files a script file names (those that exist; a missing one is reported when read)."""
     names = set()
-    for line in _lines(script):
+    for _, line in _numbered(script):
         with contextlib.suppress(kaldi_io.KaldiFormatError):  # a bad line is reported when it is read
             names.add(kaldi_io.parse_script_line(line)[1])
     found = set()
