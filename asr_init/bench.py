@@ -522,7 +522,6 @@ def _distributed_configs(processes, frames: int, hidden: int, batch_size: int) -
 
 def _distributed_worker(store: str, root: str, pretrain_config, finetune_config) -> None:
     """One process of `bench_distributed`: pre-train one layer, then fine-tune one epoch."""
-    from asr_init.progress import console
     from asr_init.training.finetune import finetune
     from asr_init.training.pretrain import pretrain
 
