@@ -303,9 +303,7 @@ def peak_rss_of_pretraining(store: Path, buffer_frames: int) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mib"]
 
 
-def bench_store_cd1(
-    store_path: Path, seconds: float = 4.0, device: str = "cpu", batch: int = 256, precision: str = "fp32"
-) -> dict:
+def bench_store_cd1(store_path: Path, seconds: float, device: str, batch: int, precision: str) -> dict:
     """CD-1 throughput of a 429x1024 Gaussian layer fed by the real input pipeline (FrameBuffer)."""
     from asr_init.features.pipeline import FeaturePipeline, FrameBuffer
     from asr_init.features.store import FeatureStore
