@@ -157,8 +157,7 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _fmt(row.get(k)) for k in columns})
+    writer.writerows({k: _fmt(row.get(k)) for k in columns} for row in rows)
     data = buf.getvalue().encode()
     atomic_write(path, lambda fh: fh.write(data))
 
