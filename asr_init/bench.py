@@ -311,15 +311,8 @@ def bench_store_cd1(store_path: Path, seconds: float, device: str, batch: int, p
     store = FeatureStore(store_path)
     pipe = FeaturePipeline.from_store(store, 5)
     buf = FrameBuffer(store, store.split("train"), pipe, batch, device=device)
-
-    def endless():
-        epoch = 1
-        while True:
-            for batch in buf.batches(0, epoch):
-                yield batch.inputs
-            epoch += 1
-
-    return _cd1_throughput(pipe.dim, 1024, endless(), batch, seconds, device, precision)
+    endless = (batch.inputs for epoch in itertools.count(1) for batch in buf.batches(0, epoch))
+    return _cd1_throughput(pipe.dim, 1024, endless, batch, seconds, device, precision)
 
 
 def _print_throughput(rows: list[dict], title: str) -> None:
