@@ -140,14 +140,13 @@ def _locate(name: str, script: Path, where: str) -> Path:
 
 
 def _numbered(path: Path) -> list[tuple[str, str]]:
-    """("PATH, line N", line) of each non-blank line (N counts those lines only) of a text file
-    (a regular file: io.read_regular_file)."""
+    """("PATH, line N", line) of each non-blank line of a text file (a regular file:
+    io.read_regular_file), split at "\\n" only and numbered as in the file, as Kaldi reads it."""
     try:
         text = read_regular_file(path).decode()
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a text file (a binary archive given where a list was expected?)") from None
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    return [(f"{path}, line {n}", line) for n, line in enumerate(lines, 1)]
+    return [(f"{path}, line {n}", line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
 
 
 def read_utt2spk(data_dir: Path) -> dict[str, str]:

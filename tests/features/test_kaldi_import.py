@@ -268,6 +268,15 @@ def _phone_id_not_ascii_digits(root, ref):
     return args, "phones.txt, line 3: expected 'symbol id' as in Kaldi's phones.txt, found 'AA \u00b2'"
 
 
+def _phones_line_numbered_as_in_the_file(root, ref):
+    """Lines were numbered without the blank ones, and a U+2028 inside a line (a line break to
+    str.splitlines, not to Kaldi) made two: the line named was not the file's."""
+    _kaldi_text_ark(root / "ph.txt", ref["phones"])
+    (root / "phones.txt").write_text("<eps> 0\n\nSIL 1\nAA 2 \u2028\nAA two\n")
+    args = ["--phone-ali", str(root / "ph.txt"), "--phones", str(root / "phones.txt")]
+    return args, "phones.txt, line 5: expected 'symbol id' as in Kaldi's phones.txt, found 'AA two'"
+
+
 def _pdf_id_beyond_int32(root, ref):
     """2**32 + 3 in a text archive was cast to pdf 3 and imported."""
     _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
@@ -337,6 +346,7 @@ def test_a_frame_shift_that_is_not_a_duration_is_refused(kaldi_data, shift):
         _negative_seed,
         _phones_without_phone_ali,
         _phone_id_not_ascii_digits,
+        _phones_line_numbered_as_in_the_file,
         _pdf_id_beyond_int32,
         _frame_shift_a_fifo,
         _absolute_missing_archive,
