@@ -363,20 +363,15 @@ def _ours(record: Path, settings: dict, upgrade) -> dict | None:
 
 def differences(old: dict, new: dict, neutral: tuple[str, ...]) -> list[str]:
     """'name: then -> now' for every setting of `new` that `old` records otherwise (a dict's
-    keys one by one, `neutral` ones left out)."""
-
-    def short(value) -> str:
-        text = repr(value)
-        return text if len(text) <= 40 else text[:37] + "..."
-
+    keys one by one, `neutral` ones left out), each value whole (two long paths can differ at their ends)."""
     diffs = []
     for key, value in new.items():
         before = old.get(key)
         if isinstance(value, dict) and isinstance(before, dict):
-            diffs += [f"{k}: {short(before.get(k))} then, {short(v)} now" for k, v in value.items()
+            diffs += [f"{k}: {before.get(k)!r} then, {v!r} now" for k, v in value.items()
                       if k not in neutral and before.get(k) != v]  # fmt: skip
         elif before != value:
-            diffs.append(f"{key}: {short(before)} then, {short(value)} now")
+            diffs.append(f"{key}: {before!r} then, {value!r} now")
     return diffs
 
 

@@ -87,6 +87,18 @@ def test_a_changed_input_is_named_beside_the_settings_it_changed(tmp_path):
         run(False, "b81bc14f")  # the input alone: named as ever
 
 
+def test_other_settings_are_named_whole_so_two_long_store_paths_can_be_told_apart(tmp_path):
+    """The refusal cut each value to 40 characters: two stores under one long folder read the same
+    ('.../features/store-... then, .../features/store-... now')."""
+    folder = tmp_path / "experiments" / "a-project-with-a-long-name" / "features"
+    stores = [write_blob_store(folder / name, utts=12) for name in ("store-mfcc-a", "store-mfcc-b")]
+    args = ["--out", str(tmp_path / "dbn"), "--layers", "1", "--hidden", "8", "--epochs", "1"]
+    assert CliRunner().invoke(app, ["pretrain", str(stores[0]), *args]).exit_code == 0
+    result = CliRunner().invoke(app, ["pretrain", str(stores[1]), *args])
+    assert result.exit_code == 1, result.output
+    assert f"(store: '{stores[0]}' then, '{stores[1]}' now)" in result.output, result.output
+
+
 def test_a_second_run_on_a_locked_folder_is_refused_and_a_dead_owner_is_taken_over(blob_store, tmp_path):
     out = tmp_path / "dbn"
     settings = {"store": str(blob_store), "config": {}}
