@@ -241,7 +241,7 @@ def _own_runs(results: Path, figs: Figures, runs: dict[str, list[Path]]) -> list
             md += _paragraphs(*figs.copied(folder / png, f"run_{name.replace('/', '_')}_{png}", name))
         for folder in runs[f"unfinished {stage}"]:
             name = folder.relative_to(results).as_posix()
-            md += _paragraphs(f"### {heading} `{name}` (unfinished)") + unfinished_lines(folder, stage, folder)
+            md += _paragraphs(f"### {heading} `{name}` (unfinished)") + unfinished_lines(folder, stage)
     if runs["evaluate"]:
         rows = [_evaluation_row(results, ev) for ev in runs["evaluate"]]
         md += _paragraphs("### Evaluations") + _table(["model", "split", "frame accuracy", "phone error rate"], rows)

@@ -5,12 +5,14 @@ finetune.config.json) when it starts and its summary (pretrain.json, finetune.js
 folder holding the first and not the second is unfinished. Its checkpoints say where it stopped:
 a pre-training run's finished layers rbmN.pt and the layer in progress rbmN.partial.pt, a
 fine-tuning run's checkpoint.pt, each with its position (the epoch in progress, the batches and
-frames done in it).
+frames done in it). The command that continues it names every path absolute, so that it runs from
+any folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from asr_init.io import load_run_checkpoint
 from asr_init.progress import counted
 from asr_init.records import INTEGER, TEXT, check_record, read_record, record
 from asr_init.training.config import FinetuneConfig, PretrainConfig
+from asr_init.training.finetune import SOURCE_PATHS
 
 # stage: (its settings record, its summary, written last, its config)
 STAGES = {
@@ -34,15 +37,20 @@ def is_unfinished(folder: Path, stage: str) -> bool:
     return (folder / settings).is_file() and not (folder / summary).exists()
 
 
-def unfinished_lines(folder: Path, stage: str, shown: Path) -> list[str]:
-    """Markdown lines on the unfinished run in `folder` (`shown`: the path the command names it by):
-    where it stopped, then the command that continues it."""
+def unfinished_lines(folder: Path, stage: str) -> list[str]:
+    """Markdown lines on the unfinished run in `folder`: where it stopped, then the command that continues it."""
     path = folder / STAGES[stage][0]
     rec = read_record(path, store=TEXT, config=record())
     config = _config(STAGES[stage][2], rec["config"])
     stopped = _pretrain_stop(folder, config) if stage == "pretrain" else _finetune_stop(folder, config)
-    command = continue_command(stage, rec["store"], shown, config)
+    out = os.path.abspath(folder)
+    command = _command("asr-init", stage, rec["store"], "--out", out, "--resume", *_options(config, folder))
     return [f"Unfinished: {stopped}. Continue it with:", "", "```sh", command, "```", ""]
+
+
+def _command(*words: str) -> str:
+    """A shell command line of `words` (each quoted where the shell would split it; an option is one word)."""
+    return " ".join(word if word.startswith("--") else shlex.quote(word) for word in words)
 
 
 def _config(kind: type, values: dict):
@@ -52,14 +60,29 @@ def _config(kind: type, values: dict):
     return kind(**{k: v for k, v in values.items() if k in names})
 
 
-def continue_command(stage: str, store: str, out: Path, config) -> str:
-    """`asr-init STAGE STORE --out OUT --resume` with every option whose recorded value is not its default."""
+def _options(config, folder: Path) -> list[str]:
+    """Every option whose recorded value is not its default, as typed; a path the run was given relative
+    to the folder it ran in made absolute (see `_absolute`)."""
+    absolute = {name: _absolute(getattr(config, name), folder) for name in SOURCE_PATHS if hasattr(config, name)}
+    config = dataclasses.replace(config, **absolute)
     options = []
     for f in dataclasses.fields(config):
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         if "help" in f.metadata and getattr(config, f.name) != default:
             options.append(as_typed(config, f.name))
-    return " ".join(["asr-init", stage, shlex.quote(store), "--out", shlex.quote(str(out)), "--resume", *options])
+    return options
+
+
+def _absolute(path: str | None, run: Path) -> str | None:
+    """A relative input path of the run in `run`, made absolute against the nearest folder holding it of
+    those the run may have been started in: `run`'s parents, then the current folder (a path found in
+    none is left as recorded). A resumption compares the input's identity, so a wrong guess is refused."""
+    if not path or os.path.isabs(path):
+        return path
+    for base in (*Path(os.path.abspath(run)).parents, Path.cwd()):
+        if (base / path).exists():
+            return os.path.abspath(base / path)
+    return path
 
 
 def _where(path: Path, epochs: str) -> str:

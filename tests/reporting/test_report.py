@@ -4,6 +4,7 @@ import json
 import re
 import shlex
 import shutil
+from pathlib import Path
 from unittest.mock import patch
 
 import pytest
@@ -107,6 +108,34 @@ def test_a_report_lists_unfinished_runs_and_the_commands_that_continue_them(tiny
         result = CliRunner().invoke(app, shlex.split(command)[1:])
         assert result.exit_code == 0 and "resuming at epoch 1" in result.output, result.output
         assert (runs / summary).is_file()
+
+
+def test_an_unfinished_runs_command_names_its_paths_absolute_and_runs_from_any_folder(tiny_store, tmp_path,
+                                                                                        monkeypatch):  # fmt: skip
+    """A fine-tuning run started in one folder with a relative --dbn was given a command with the --dbn
+    as recorded (and --out as the report was pointed at): from any other folder it named nothing
+    ('--dbn runs/dbn does not exist')."""
+    from asr_init.training.config import FinetuneConfig, PretrainConfig
+    from asr_init.training.finetune import finetune
+    from asr_init.training.interrupts import Interrupted
+    from asr_init.training.pretrain import pretrain
+
+    for folder in ("project", "elsewhere"):
+        (tmp_path / folder).mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    pretrain(tiny_store, PretrainConfig(layers=1, hidden=[16], epochs=1, batch_size=64), Path("runs/dbn"))
+    with pytest.raises(Interrupted):
+        finetune(tiny_store, FinetuneConfig(dbn="runs/dbn", max_epochs=2), Path("runs/dnn"), interrupt_after=3)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    result = CliRunner().invoke(app, ["report", "../project/runs"])
+    assert result.exit_code == 0, result.output
+    (command,) = re.findall(r"^asr-init .*$", (tmp_path / "project/runs/REPORT.md").read_text(), re.M)
+    runs = tmp_path / "project" / "runs"
+    assert f" --out {runs / 'dnn'} --resume " in command and f" --dbn {runs / 'dbn'} " in command, command
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, shlex.split(command)[1:])
+    assert result.exit_code == 0 and "resuming at epoch 1" in result.output, result.output
+    assert (runs / "dnn" / "finetune.json").is_file()
 
 
 def test_a_report_of_a_folder_without_runs_is_one_error_line_and_writes_nothing(tmp_path):
