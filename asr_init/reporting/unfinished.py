@@ -6,7 +6,8 @@ folder holding the first and not the second is unfinished. Its checkpoints say w
 a pre-training run's finished layers rbmN.pt and the layer in progress rbmN.partial.pt, a
 fine-tuning run's checkpoint.pt, each with its position (the epoch in progress, the batches and
 frames done in it). The command that continues it names every path absolute, so that it runs from
-any folder.
+any folder; a fine-tuning run of a prune output folder (OUT/sparsity-S) is continued by its prune
+command, which resumes its runs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from asr_init.config import as_typed
 from asr_init.io import load_run_checkpoint
 from asr_init.progress import counted
-from asr_init.records import INTEGER, TEXT, check_record, read_record, record
+from asr_init.records import INTEGER, NUMBER, TEXT, check_record, each, read_record, record
 from asr_init.training.config import FinetuneConfig, PretrainConfig
 from asr_init.training.finetune import SOURCE_PATHS
 
@@ -43,9 +44,24 @@ def unfinished_lines(folder: Path, stage: str) -> list[str]:
     rec = read_record(path, store=TEXT, config=record())
     config = _config(STAGES[stage][2], rec["config"])
     stopped = _pretrain_stop(folder, config) if stage == "pretrain" else _finetune_stop(folder, config)
-    out = os.path.abspath(folder)
-    command = _command("asr-init", stage, rec["store"], "--out", out, "--resume", *_options(config, folder))
+    prune = folder.parent / "prune.config.json"
+    if stage == "finetune" and folder.name.startswith("sparsity-") and prune.is_file():
+        command = _prune_command(prune)
+    else:
+        out = os.path.abspath(folder)
+        command = _command("asr-init", stage, rec["store"], "--out", out, "--resume", *_options(config, folder))
     return [f"Unfinished: {stopped}. Continue it with:", "", "```sh", command, "```", ""]
+
+
+def _prune_command(path: Path) -> str:
+    """The prune command whose record is at `path`: run again, it resumes its fine-tuning runs. Its
+    options leave out the fields prune sets for each run itself (--init-from, --sparsity, --reuse-layers)."""
+    rec = read_record(path, model=TEXT, store=TEXT, sparsities=each(NUMBER), config=record())
+    config = dataclasses.replace(_config(FinetuneConfig, rec["config"]), init_from=None, sparsity=0.0, reuse_layers=0)
+    shares = ",".join(map(str, rec["sparsities"]))
+    out = os.path.abspath(path.parent)
+    return _command("asr-init", "prune", rec["model"], "--out", out, "--sparsity", shares, "--store", rec["store"],
+                    *_options(config, path.parent))  # fmt: skip
 
 
 def _command(*words: str) -> str:

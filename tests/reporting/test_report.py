@@ -138,6 +138,32 @@ def test_an_unfinished_runs_command_names_its_paths_absolute_and_runs_from_any_f
     assert (runs / "dnn" / "finetune.json").is_file()
 
 
+def test_an_unfinished_prune_run_is_continued_by_its_prune_command(blob_store, tmp_path, monkeypatch):
+    """An interrupted fine-tuning run of a prune output folder (OUT/sparsity-S) was given a finetune
+    command; prune resumes its runs when run again, and the report gives that prune command."""
+    from asr_init.evaluation import prune as prune_module
+    from asr_init.training.config import FinetuneConfig
+    from asr_init.training.finetune import finetune
+
+    dense, pruned = tmp_path / "dense", tmp_path / "pruned"
+    finetune(blob_store, FinetuneConfig(layers=1, hidden=[8], splice=0, max_epochs=1, stats_frames=100), dense)
+    real = prune_module.finetune
+    monkeypatch.setattr(prune_module, "finetune", lambda *args, **kw: real(*args, **kw, interrupt_after=2))
+    options = ["--batch-size", "32", "--max-epochs", "2", "--stats-frames", "100"]
+    result = CliRunner().invoke(app, ["prune", str(dense), "--out", str(pruned), "--sparsity", "0.5,0.7", *options])
+    assert result.exit_code == 130, result.output
+    monkeypatch.undo()
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (command,) = re.findall(r"^asr-init .*$", (tmp_path / "REPORT.md").read_text(), re.M)
+    resolved = "--lr 0.008 --batch-size 32 --momentum 0.0 --max-epochs 2 --stats-frames 100"  # as recorded
+    given = f"--out {pruned} --sparsity 0.5,0.7 --store {blob_store.resolve()} {resolved}"
+    assert command == f"asr-init prune {dense.resolve()} {given}", command
+    result = CliRunner().invoke(app, shlex.split(command)[1:])
+    assert result.exit_code == 0 and "resuming at epoch 1" in result.output, result.output
+    assert (pruned / "prune.json").is_file()
+
+
 def test_a_report_of_a_folder_without_runs_is_one_error_line_and_writes_nothing(tmp_path):
     """`report` on an empty folder (or one holding no run) wrote a REPORT.md of the machine line alone."""
     (tmp_path / "empty" / "notes").mkdir(parents=True)
