@@ -21,6 +21,7 @@ from asr_init.config import as_typed
 from asr_init.io import load_run_checkpoint
 from asr_init.progress import counted
 from asr_init.records import INTEGER, NUMBER, TEXT, check_record, each, read_record, record
+from asr_init.reporting.logs import recorded_path
 from asr_init.training.config import FinetuneConfig, PretrainConfig
 from asr_init.training.finetune import SOURCE_PATHS
 
@@ -77,28 +78,19 @@ def _config(kind: type, values: dict):
 
 
 def _options(config, folder: Path) -> list[str]:
-    """Every option whose recorded value is not its default, as typed; a path the run was given relative
-    to the folder it ran in made absolute (see `_absolute`)."""
-    absolute = {name: _absolute(getattr(config, name), folder) for name in SOURCE_PATHS if hasattr(config, name)}
-    config = dataclasses.replace(config, **absolute)
+    """Every option whose recorded value is not its default, as typed; an input path the run was given
+    relative to the folder it ran in made absolute (found as `recorded_path` finds it: a resumption compares
+    the input's identity, so a wrong guess is refused)."""
+    paths = {name: path for name in SOURCE_PATHS if (path := getattr(config, name, None))}
+    config = dataclasses.replace(
+        config, **{name: os.path.abspath(recorded_path(p, folder)) for name, p in paths.items()}
+    )
     options = []
     for f in dataclasses.fields(config):
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         if "help" in f.metadata and getattr(config, f.name) != default:
             options.append(as_typed(config, f.name))
     return options
-
-
-def _absolute(path: str | None, run: Path) -> str | None:
-    """A relative input path of the run in `run`, made absolute against the nearest folder holding it of
-    those the run may have been started in: `run`'s parents, then the current folder (a path found in
-    none is left as recorded). A resumption compares the input's identity, so a wrong guess is refused."""
-    if not path or os.path.isabs(path):
-        return path
-    for base in (*Path(os.path.abspath(run)).parents, Path.cwd()):
-        if (base / path).exists():
-            return os.path.abspath(base / path)
-    return path
 
 
 def _where(path: Path, epochs: str) -> str:
