@@ -48,8 +48,9 @@ def evaluate(store_path: Path, model_dir: Path, config: EvalConfig, out_dir: Pat
         scorer = _Scorer(model, meta, store, config, device, Path(model_dir))
         inside = Path(model_dir).resolve() in resolved(out_dir, "--out").parents  # MODEL/eval-SPLIT, the default
         inputs = {"feature store": store.path, "--model folder": None if inside else model_dir}
-        settings = {"config": config.to_dict(), "inputs": _identities(store, model_dir)}
-        store_id = {"feature store": settings["inputs"]["feature store"]}  # model.pt's may change: made again
+        identities = {"feature store": store_identity(store.path), "model": digest([Path(model_dir) / "model.pt"])}
+        settings = {"config": config.to_dict(), "inputs": identities}
+        store_id = {"feature store": identities["feature store"]}  # model.pt's may change: made again
         compared = {"config": settings["config"], "model": str(Path(model_dir).resolve()),
                     "store": str(store.path.resolve()), "inputs": store_id}  # fmt: skip
         redo = force or _same_evaluation(out_dir, compared)
@@ -93,10 +94,6 @@ def _older(old, compared: dict):
     if isinstance(old, dict) and "inputs" not in old and isinstance(old.get("frame_acc"), dict):
         return {**{k: v for k, v in compared.items() if k != "inputs"}, **old}
     return old
-
-
-def _identities(store: FeatureStore, model_dir: Path) -> dict:
-    return {"feature store": store_identity(store.path), "model": digest([Path(model_dir) / "model.pt"])}
 
 
 class _Scorer:
