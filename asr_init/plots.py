@@ -17,11 +17,10 @@ def _num(row: dict, key: str) -> float | None:
     return None if value in (None, "") else float(value)
 
 
-def readable_axes(ax, values, epochs: bool = True) -> None:
+def readable_axes(ax, values) -> None:
     """Whole epochs on the x axis; a log y axis where the values span more than 100x (one
     diverging run would otherwise flatten the others into a line at 0)."""
-    if epochs:
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     finite = [v for v in values if v is not None and math.isfinite(v) and v > 0]
     if finite and max(finite) > 100 * min(finite):
         ax.set_yscale("log")
