@@ -281,9 +281,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-# --- what was run ---------------------------------------------------------------------------
-
-
 def _what_was_run(results: Path) -> list[str]:
     """The machine, the corpus and the time each stage took."""
     import torch
@@ -309,9 +306,6 @@ def _stage_table(times: dict[str, dict]) -> list[str]:
     rows = [[k, v["commands"], f"{b}{v['wall_s'] / 60:.1f} min{b}", f"{v['command_s'] / 60:.1f} min"]
             for k, v, b in [*((k, v, "") for k, v in times.items()), ("**total**", total, "**")]]  # fmt: skip
     return _table(["stage", "commands run", "wall time", "sum of command times (commands run in parallel)"], rows)
-
-
-# --- recipe 1 -------------------------------------------------------------------------------
 
 
 def _paper_replication(results: Path, figs: Figures) -> list[str]:
@@ -414,9 +408,6 @@ def _dbn_saturation_table(paper: Path) -> list[str]:
     return intro + _table(["init", *(f"layer {k}" for k in layers)], rows)
 
 
-# --- recipe 2 -------------------------------------------------------------------------------
-
-
 def _without_pretraining(results: Path, figs: Figures) -> list[str]:
     """Recipe 2: every initialisation trained from scratch, per activation."""
     rows = load_nopretrain(results / "nopretrain")
@@ -433,9 +424,6 @@ def _without_pretraining(results: Path, figs: Figures) -> list[str]:
         for r in rows
     ]  # fmt: skip
     return md + _table(header, cells) + _commands_block(results, "nopretrain")
-
-
-# --- recipe 3 -------------------------------------------------------------------------------
 
 
 def _acoustic_model(results: Path, figs: Figures) -> list[str]:
@@ -482,9 +470,6 @@ def _am_table(am: list[dict]) -> list[str]:
     )
 
 
-# --- recipe 5 (TIMIT) ---------------------------------------------------------------------
-
-
 def _timit(results: Path, figs: Figures) -> list[str]:
     """Recipe 5: the pre-trained model on TIMIT's core test set, or why it was skipped (no figure)."""
     md, timit = _paragraphs("## 5. TIMIT"), results / "timit"
@@ -500,9 +485,6 @@ def _timit(results: Path, figs: Figures) -> list[str]:
             f"D {res['deletions']}, I {res['insertions']} of {res['ref_phones']} phones)."
         )
     return md + _commands_block(results, "timit")
-
-
-# --- recipe 6 (FSDD) ----------------------------------------------------------------------
 
 
 def _fsdd(results: Path, figs: Figures) -> list[str]:
@@ -622,9 +604,6 @@ def _fsdd_classification(fsdd: Path, am: Path) -> list[str]:
         verdict = "beyond the seed spread of the others" if clear else "but within the seed spread of another start"
         md += _paragraphs(_ranked(f"Held out, `{best}` classified best ({mean[best]:.2%}), {verdict}."))
     return md
-
-
-# --- recipe 4 (remedies) --------------------------------------------------------------------
 
 
 def _remedies(results: Path, figs: Figures) -> list[str]:
