@@ -56,6 +56,12 @@ class Utterance:
     channel: int | None = None
     region: str = ""
 
+    @property
+    def recording(self) -> tuple[Path, int | None]:
+        """What identifies the utterance's recording: its file, and the byte its WAV starts at in a
+        wav archive (None for a file of its own); the utterances of a `segments` file share one."""
+        return self.audio, self.offset
+
 
 @dataclass(frozen=True)
 class Corpus:

@@ -509,9 +509,9 @@ def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractC
     utterances = [u for u in corpus.utterances if splits.get(u.speaker) is not None]
     t0 = time.perf_counter()
     frames = _extract_utterances(tmp, utterances, splits, labels, features, problems, config)
-    kept_rates = {u.audio: file_rates[u.audio] for u in frames.utterances if u.audio in file_rates}  # not --skip-bad's
-    _warn_upsampling(kept_rates, rate)
-    _warn_channels({u.audio: channels[u.audio] for u in frames.utterances if u.audio in kept_rates and
+    kept_rates = {u.recording: file_rates[u.recording] for u in frames.utterances if u.recording in file_rates}
+    _warn_upsampling(kept_rates, rate)  # not --skip-bad's
+    _warn_channels({u.recording: channels[u.recording] for u in frames.utterances if u.recording in kept_rates and
                     u.channel is None}, features.kind)  # fmt: skip
     if not frames.writer.records:
         raise UserError(f"no utterance of {corpus_path} could be extracted")
@@ -528,7 +528,7 @@ def _extract_into(tmp: Path, corpus: Corpus, corpus_path: Path, config: ExtractC
         "low_freq": features.low_freq,
         "high_freq": features.high_freq,
         "source_rates": {str(r): n for r, n in sorted(Counter(kept_rates.values()).items())},
-        "resampled_utterances": sum(file_rates.get(u.audio) != rate for u in frames.utterances),
+        "resampled_utterances": sum(file_rates.get(u.recording) != rate for u in frames.utterances),
         **_band_levels(frames.band_power),
     }
     states = [f"{lab}_{k}" for lab in labels for k in range(STATES_PER_PHONE)]

@@ -279,20 +279,20 @@ def _samples(rate: int, ms: float, kind: str) -> int:
 # --------------------------------------------------------------------------- audio
 
 
-def read_audio_headers(utterances: Iterable[Utterance]) -> tuple[dict[Path, int], dict[Path, int], str | None]:
-    """(sample rate, channels) of each regular audio file the utterances are in, from its header
-    (no decoding; of a wav archive, its first utterance's WAV's); files that cannot be opened are
-    left out (extraction reports them), and the first one's problem is the third item (else None)."""
+def read_audio_headers(utterances: Iterable[Utterance]) -> tuple[dict[tuple, int], dict[tuple, int], str | None]:
+    """(sample rate, channels) of each recording the utterances are in (Utterance.recording: a regular
+    audio file, or one WAV of a wav archive), from its header (no decoding); recordings that cannot be
+    opened are left out (extraction reports them), and the first one's problem is the third item (else None)."""
     import soundfile as sf
 
-    rates: dict[Path, int] = {}
-    channels: dict[Path, int] = {}
+    rates: dict[tuple, int] = {}
+    channels: dict[tuple, int] = {}
     problem = None
-    for utt in (u for u in utterances if u.audio not in rates):
+    for utt in (u for u in utterances if u.recording not in rates):
         try:
             check_audio_file(utt.audio, utt.id)  # a pipe or a device would block or never end
             with _sound_file(utt) as fh:
-                rates[utt.audio], channels[utt.audio] = int(fh.samplerate), int(fh.channels)
+                rates[utt.recording], channels[utt.recording] = int(fh.samplerate), int(fh.channels)
         except UserError as exc:
             problem = problem or str(exc)
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:

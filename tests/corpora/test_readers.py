@@ -1,6 +1,7 @@
 """Corpus readers: Kaldi data dir, TIMIT (SPHERE audio), TextGrid folders."""
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import make_audio, write_kaldi_dir
+from typer.testing import CliRunner
 
 from asr_init.corpora.readers import detect_layout, read_kaldi_dir, read_textgrid_dir, read_timit
 from asr_init.errors import UserError
@@ -76,6 +78,30 @@ def test_kaldi_reads_recordings_inside_a_wav_archive(tmp_path):
     assert [r.id for r in stores[0].records] == [r.id for r in stores[1].records]
     for a, b in zip(stores[0].records, stores[1].records):
         np.testing.assert_array_equal(stores[0].features(a), stores[1].features(b))
+
+
+def test_each_recording_of_a_wav_archive_counts_at_its_own_rate_and_channels(tmp_path):
+    """An archive's recordings are read one by one for the corpus's rates and channels (only its
+    first recording's header was read): one at 8 kHz in two channels among 16 kHz mono ones is
+    resampled, counted and warned about as a file of its own would be."""
+    from asr_init.cli import app
+    from asr_init.features.frontend import read_audio_headers
+
+    corpus = write_kaldi_dir(tmp_path / "c", 3, 1)
+    audio, _ = sf.read(corpus / "wav" / "spk1-utt0.wav")
+    sf.write(corpus / "wav" / "spk1-utt0.wav", np.stack([audio[::2], audio[1::2]], axis=1), 8000)
+    offsets = write_wav_archive(corpus)
+    ark = corpus / "wavs.ark"
+    rates, channels, problem = read_audio_headers(read_kaldi_dir(corpus).utterances)
+    assert rates == {(ark, offsets[0]): 16000, (ark, offsets[1]): 8000, (ark, offsets[2]): 16000} and problem is None
+    assert channels == {(ark, offsets[0]): 1, (ark, offsets[1]): 2, (ark, offsets[2]): 1}
+    result = CliRunner().invoke(app, ["extract", str(corpus), "--out", str(tmp_path / "s"), "--test-fraction", "0"])
+    output = " ".join(result.output.split())
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["source_rates"] == {"8000": 1, "16000": 2} and summary["resampled_utterances"] == 1
+    assert "warning: 1 of 3 audio files (8000 Hz) are upsampled to 16000 Hz" in output, result.output
+    assert "warning: 1 of 3 audio files have 2 channels: channel 0 (the left) is read" in output
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["channels"] == "channel 0"
 
 
 def test_relative_audio_paths_are_found_as_kaldi_finds_them(tmp_path, monkeypatch):
