@@ -617,7 +617,8 @@ def _limited_cases(root: Path, blob: Path) -> dict:
     }  # fmt: skip
     for target in ("/dev/zero", "/dev/null", "/dev/urandom", root / "a-folder"):
         d = device_corpus(f"corpus-{Path(target).name}", str(target))
-        message = f"{target}: audio file of utterance spk1-utt0 is not a regular file"
+        what = "a folder" if target == root / "a-folder" else "not a regular file"
+        message = f"audio file of utterance spk1-utt0 {target} is {what}"
         for jobs in ("1", "2"):
             args = ["extract", d, "--out", root / f"s-{Path(target).name}-{jobs}", "--jobs", jobs]
             cases[f"wav.scp names {Path(target).name}, --jobs {jobs}"] = (args, message, [d])

@@ -110,11 +110,11 @@ def locate(name: str, script: Path) -> Path | None:
 
 
 def check_audio_file(audio: Path, utt_id: str) -> None:
-    """Raise a UserError unless `audio` is a regular file once links are followed, before a reader or
-    decoder opens it: a FIFO would block the open and a device such as /dev/zero never end the read."""
-    if not audio.is_file():
-        what = "is not a regular file (a pipe or a device?)" if audio.exists() else "does not exist"
-        raise UserError(f"{audio}: audio file of utterance {utt_id} {what}")
+    """Raise a UserError naming the utterance unless `audio` exists and is a regular file
+    (io.check_regular_file), before a reader or decoder opens it."""
+    if not audio.exists():
+        raise UserError(f"{audio}: audio file of utterance {utt_id} does not exist")
+    check_regular_file(audio, f"audio file of utterance {utt_id}")
 
 
 def read_label_map(path: Path) -> dict[str, str]:

@@ -290,7 +290,6 @@ def read_audio_headers(utterances: Iterable[Utterance]) -> tuple[dict[tuple, int
     problem = None
     for utt in (u for u in utterances if u.recording not in rates):
         try:
-            check_audio_file(utt.audio, utt.id)  # a pipe or a device would block or never end
             with _sound_file(utt) as fh:
                 rates[utt.recording], channels[utt.recording] = int(fh.samplerate), int(fh.channels)
         except UserError as exc:
@@ -303,9 +302,10 @@ def read_audio_headers(utterances: Iterable[Utterance]) -> tuple[dict[tuple, int
 def _sound_file(utt: Utterance):
     """The utterance's audio, open (soundfile.SoundFile): its file, or the bytes of its WAV in a
     wav archive (`utt.offset`), from the RIFF header there to the end of the data chunk it names:
-    its header must be there and its samples within the file (a UserError naming both)."""
+    its header must be there and its samples within the file (a UserError naming both); check_audio_file first."""
     import soundfile as sf
 
+    check_audio_file(utt.audio, utt.id)
     if utt.offset is None:
         return sf.SoundFile(str(utt.audio))
     fh = open(utt.audio, "rb")  # noqa: SIM115 (closed with the SoundFile that reads it, or here)
@@ -430,7 +430,6 @@ def _open_audio(utt: Utterance):
     extract-segments)."""
     import soundfile as sf
 
-    check_audio_file(utt.audio, utt.id)
     try:
         fh = _sound_file(utt)
     except (sf.LibsndfileError, RuntimeError) as exc:

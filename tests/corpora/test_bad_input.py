@@ -128,9 +128,8 @@ def test_an_fsdd_recording_that_is_not_a_regular_file_is_left_out(tmp_path, unbl
     path.unlink()
     _not_a_file(path, kind, unblock)
     corpus = read_fsdd(root)
-    assert corpus.problems == [
-        ("jackson", f"{path}: audio file of utterance jackson-3-000 is not a regular file (a pipe or a device?)")
-    ]
+    why = "is not a regular file (a pipe or a device?); save its content to a file and give that"
+    assert corpus.problems == [("jackson", f"audio file of utterance jackson-3-000 {path} {why}")]
     assert len(corpus.utterances) == 9
 
 
