@@ -152,6 +152,36 @@ def test_a_segments_channel_gives_the_frames_of_the_channel_extract_segments_cut
     _store_is_kaldis(corpus, tmp_path / "store", kaldi, 4, test_fraction=0)
 
 
+# (start, end) of regions of 1 s recordings, and whether extract-segments keeps them (longer than 0.1 s, a float).
+SHORT_REGIONS = [("0.5", "0.6", False), ("0", "0.1", False), ("0.5", "0.6001", True), ("0.95", "-1", False),
+                 ("0.95", "1.04", False), ("0.85", "1.4", True), ("0.2", "0.9", True)]  # fmt: skip
+
+
+def write_short_segments(corpus: Path) -> list[str]:
+    """`segments` of SHORT_REGIONS over the data dir's first recording, cut to 1 s; returns the ids kept."""
+    rec = sorted(p.stem for p in (corpus / "wav").glob("*.wav"))[0]
+    audio, rate = sf.read(corpus / "wav" / f"{rec}.wav")
+    sf.write(corpus / "wav" / f"{rec}.wav", audio[:rate], rate)
+    lines = [(f"{rec}-{k}", start, end) for k, (start, end, _) in enumerate(SHORT_REGIONS)]
+    (corpus / "wav.scp").write_text(f"{rec} wav/{rec}.wav\n")
+    (corpus / "segments").write_text("".join(f"{utt} {rec} {start} {end}\n" for utt, start, end in lines))
+    (corpus / "utt2spk").write_text("".join(f"{utt} {rec[:4]}\n" for utt, _, _ in lines))
+    (corpus / "phones.ctm").write_text("".join(f"{utt} 1 0 0.05 aa\n" for utt, _, _ in lines))
+    return [utt for (utt, _, _), (_, _, kept) in zip(lines, SHORT_REGIONS) if kept]
+
+
+@pytest.mark.skipif(not (BIN / "extract-segments").is_file(), reason="no extract-segments in ASR_INIT_KALDI_BIN")
+def test_segments_regions_extract_segments_finds_too_short_are_left_out(tmp_path):
+    """Regions shorter than extract-segments' --min-segment-length (0.1 s, compared as Kaldi compares
+    it, once an end past the recording is cut at its end) are left out of the store, as Kaldi leaves
+    them out: the store holds the utterances, and the frames, of extract-segments | compute-mfcc-feats."""
+    corpus = write_kaldi_dir(tmp_path / "c", speakers=1, utts_per_speaker=1)
+    kept = write_short_segments(corpus)
+    kaldi = _kaldi_pipeline(corpus, tmp_path / "kaldi", "compute-mfcc-feats", ["--dither=0"], [], [])
+    assert sorted(kaldi) == sorted(kept)
+    _store_is_kaldis(corpus, tmp_path / "store", kaldi, len(kept), test_fraction=0)
+
+
 @pytest.mark.skipif(not (BIN / "wav-copy").is_file(), reason="no wav-copy in ASR_INIT_KALDI_BIN")
 def test_a_wav_archive_wav_copy_wrote_gives_the_frames_of_its_files(tmp_path):
     """`wav-copy scp:wav.scp ark,scp:wavs.ark,wav.scp`: extract reads each recording at its offset

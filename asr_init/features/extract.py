@@ -139,6 +139,18 @@ def _warn_channels(file_channels: dict[Path, int], kind: str) -> None:
                       "a segments line 'utt recording 0 -1 CHANNEL' reads another", highlight=False)  # fmt: skip
 
 
+def _leave_out(corpus: Corpus, short: list[Utterance]) -> Corpus:
+    """The corpus without the utterances whose `segments` regions extract-segments leaves out as too short
+    (read_audio_headers), with one warning that counts them."""
+    if short:
+        lines = sum(bool(u.region) for u in corpus.utterances)
+        console.print(f"[yellow]warning: {len(short)} of {lines} segments lines are shorter than 0.1 s, and their "
+                      "utterances are left out, as extract-segments leaves them out (the first: "
+                      f"{escape(short[0].region)}, utterance {escape(short[0].id)})", highlight=False)  # fmt: skip
+    ids = {u.id for u in short}
+    return dataclasses.replace(corpus, utterances=[u for u in corpus.utterances if u.id not in ids])
+
+
 def assign_splits(corpus: Corpus, config: ExtractConfig) -> dict[str, str | None]:
     """Speaker -> split. Explicit lists win, then the layout's own split, then fractions.
 
@@ -411,7 +423,7 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
     )
     if not corpus.utterances:
         raise UserError(f"corpus {corpus_path} has no utterances")
-    file_rates, channels, unread = read_audio_headers(corpus.utterances)
+    file_rates, channels, unread, short = read_audio_headers(corpus.utterances)
     rate = resolve_sample_rate(file_rates, config.requested_rate(), corpus_path, unread)
     features = _feature_config(config, rate)
     settings = {"corpus": str(corpus_root(corpus_path)), "extract": config.settings(), "features": features.to_dict(),
@@ -429,6 +441,7 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
         if output.done is not None:
             console.print(f"[green]{out_dir} is already complete with these settings (--force redoes it)")
             return output.done
+        corpus = _leave_out(corpus, short)
         summary = _extract_into(output.path, corpus, corpus_path, config, (file_rates, channels), features, settings)
     _warn_empty_bands(summary, features)
     return summary

@@ -44,6 +44,7 @@ WINDOWS = ("povey", "hamming", "hanning", "rectangular", "blackman")
 STATES_PER_PHONE = 3
 _END_TOLERANCE_S = 0.01  # an alignment may run past the audio by this much (rounding in CTM writers)
 _MAX_OVERSHOOT_S = 0.5  # a `segments` end may run past its recording by this much (extract-segments' default)
+_MIN_SEGMENT_S = float(np.float32(0.1))  # a shorter `segments` region is left out (extract-segments' default)
 _EPS = float(np.finfo(np.float32).eps)
 _CHUNK = 512  # frames computed together, so that their arrays stay in the cache (docs/bench.md)
 # librosa-mfcc holds an utterance's whole signal (and its spectrogram) in memory: at most this many samples at
@@ -279,24 +280,28 @@ def _samples(rate: int, ms: float, kind: str) -> int:
 # --------------------------------------------------------------------------- audio
 
 
-def read_audio_headers(utterances: Iterable[Utterance]) -> tuple[dict[tuple, int], dict[tuple, int], str | None]:
+def read_audio_headers(utterances: list[Utterance]) -> tuple[dict[tuple, int], dict[tuple, int], str | None, list]:
     """(sample rate, channels) of each recording the utterances are in (Utterance.recording: a regular
     audio file, or one WAV of a wav archive), from its header (no decoding); recordings that cannot be
-    opened are left out (extraction reports them), and the first one's problem is the third item (else None)."""
+    opened are left out (extraction reports them), and the first one's problem is the third item (else None).
+    The fourth: the utterances whose `segments` region extract-segments leaves out as too short (_too_short)."""
     import soundfile as sf
 
     rates: dict[tuple, int] = {}
     channels: dict[tuple, int] = {}
+    frames: dict[tuple, int] = {}
     problem = None
     for utt in (u for u in utterances if u.recording not in rates):
         try:
             with _sound_file(utt) as fh:
                 rates[utt.recording], channels[utt.recording] = int(fh.samplerate), int(fh.channels)
+                frames[utt.recording] = fh.frames
         except UserError as exc:
             problem = problem or str(exc)
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
             problem = problem or f"{utt.audio}: cannot read audio of utterance {utt.id} ({exc})"
-    return rates, channels, problem
+    short = [u for u in utterances if u.recording in rates and _too_short(u, frames[u.recording], rates[u.recording])]
+    return rates, channels, problem, short
 
 
 def _sound_file(utt: Utterance):
@@ -461,14 +466,33 @@ def _open_audio(utt: Utterance):
 def _region(start: float, end: float | None, frames: int, rate: int) -> tuple[int, int]:
     """The samples [first, stop) of a `segments` region `start`-`end` s (None: to the end) of a
     recording of `frames` samples at `rate` Hz, as extract-segments cuts them: each time x rate
-    + 0.5 truncated (a double; a tie rounds up), an end past the recording by at most
-    --max-overshoot (0.5 s; its float32 length plus that, compared) cut at its end, one further
-    past it left empty (0, 0)."""
+    + 0.5 truncated (a double; a tie rounds up), the end as _segment_end takes it; an end further
+    past the recording than --max-overshoot left empty (0, 0)."""
+    end = _segment_end(end, frames, rate)
+    if end is None:
+        return 0, 0
+    return int(start * rate + 0.5), min(int(end * rate + 0.5), frames)
+
+
+def _segment_end(end: float | None, frames: int, rate: int) -> float | None:
+    """A `segments` end in seconds as extract-segments takes it for a recording of `frames` samples at
+    `rate` Hz: None (-1 in the file) or an end past the recording by at most --max-overshoot (0.5 s; its
+    float32 length plus that, compared) is its float32 length; one further past it is None."""
     length = np.float32(frames) / np.float32(rate)
     if end is not None and end > float(length + np.float32(_MAX_OVERSHOOT_S)):
-        return 0, 0
-    end = float(length) if end is None or end > float(length) else end
-    return int(start * rate + 0.5), min(int(end * rate + 0.5), frames)
+        return None
+    return float(length) if end is None or end > float(length) else end
+
+
+def _too_short(utt: Utterance, frames: int, rate: int) -> bool:
+    """Whether extract-segments leaves out the utterance's `segments` region (a recording of `frames`
+    samples at `rate` Hz) as shorter than its --min-segment-length, 0.1 s (a float): the end as
+    _segment_end takes it, less the start, compared in double precision (featbin/extract-segments.cc).
+    A region it leaves out for starting past the recording's end, or ending too far past it, is not
+    (extract refuses those, naming the line)."""
+    end = _segment_end(utt.end, frames, rate)
+    starts_within = utt.start <= float(np.float32(frames) / np.float32(rate))
+    return bool(utt.region) and end is not None and starts_within and end - utt.start < _MIN_SEGMENT_S
 
 
 def _check_finite(block: np.ndarray, utt: Utterance, offset: int, rate: int) -> None:

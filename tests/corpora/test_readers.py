@@ -92,8 +92,9 @@ def test_each_recording_of_a_wav_archive_counts_at_its_own_rate_and_channels(tmp
     sf.write(corpus / "wav" / "spk1-utt0.wav", np.stack([audio[::2], audio[1::2]], axis=1), 8000)
     offsets = write_wav_archive(corpus)
     ark = corpus / "wavs.ark"
-    rates, channels, problem = read_audio_headers(read_kaldi_dir(corpus).utterances)
-    assert rates == {(ark, offsets[0]): 16000, (ark, offsets[1]): 8000, (ark, offsets[2]): 16000} and problem is None
+    rates, channels, problem, short = read_audio_headers(read_kaldi_dir(corpus).utterances)
+    assert rates == {(ark, offsets[0]): 16000, (ark, offsets[1]): 8000, (ark, offsets[2]): 16000}
+    assert problem is None and short == []
     assert channels == {(ark, offsets[0]): 1, (ark, offsets[1]): 2, (ark, offsets[2]): 1}
     result = CliRunner().invoke(app, ["extract", str(corpus), "--out", str(tmp_path / "s"), "--test-fraction", "0"])
     output = " ".join(result.output.split())

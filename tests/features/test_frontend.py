@@ -337,6 +337,38 @@ def test_a_segments_region_further_past_its_recording_is_refused(tmp_path):
         next(audio_blocks(utt, 16000))
 
 
+def test_segments_regions_extract_segments_finds_too_short_are_left_out_with_one_warning(tmp_path):
+    """A `segments` region shorter than extract-segments' --min-segment-length (0.1 s, a float: 0.5 to
+    0.6 s is shorter; an end past the recording cut at its end first) is left out, as extract-segments
+    leaves it out (test_real_kaldi holds the same regions against it), with one warning counting them."""
+    import json
+
+    from conftest import write_kaldi_dir
+    from test_real_kaldi import SHORT_REGIONS, write_short_segments
+    from typer.testing import CliRunner
+
+    from asr_init.cli import app
+    from asr_init.corpora.readers import read_kaldi_dir
+    from asr_init.features.frontend import read_audio_headers
+
+    corpus = write_kaldi_dir(tmp_path / "c", speakers=1, utts_per_speaker=1)
+    kept = write_short_segments(corpus)
+    utterances = read_kaldi_dir(corpus).utterances
+    assert sorted(u.id for u in read_audio_headers(utterances)[3]) == sorted(set(u.id for u in utterances) - set(kept))
+    result = CliRunner().invoke(app, ["extract", str(corpus), "--out", str(tmp_path / "s"), "--test-fraction", "0",
+                                      "--dev-fraction", "0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    short, first = len(SHORT_REGIONS) - len(kept), utterances[0].id
+    warning = (
+        f"warning: {short} of {len(SHORT_REGIONS)} segments lines are shorter than 0.1 s, and their utterances are "
+        f"left out, as extract-segments leaves them out (the first: {corpus / 'segments'}:1, utterance {first})"
+    )
+    assert output.count("warning:") == 1 and warning in output, result.output
+    manifest = (tmp_path / "s" / "manifest.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["id"] for line in manifest) == sorted(kept)
+
+
 def test_librosa_mfcc_refuses_an_utterance_longer_than_its_limit(tmp_path):
     """librosa-mfcc holds a whole utterance in memory (a 28 KB FLAC of an hour ran out of 3 GB): a
     recording past its limit (docs/reference.md: 10 minutes at 16 kHz) is refused from its header,
