@@ -315,10 +315,7 @@ def _read_ctm(ctm_path: Path) -> dict[str, list[PhoneSegment]]:
 
 def _find_ci(parent: Path, name: str) -> Path | None:
     """A child of `parent` whose name matches `name` case-insensitively."""
-    for child in parent.iterdir():
-        if child.name.lower() == name.lower():
-            return child
-    return None
+    return next((child for child in parent.iterdir() if child.name.lower() == name.lower()), None)
 
 
 def read_timit(root: Path, include_sa: bool = False) -> Corpus:
@@ -360,10 +357,7 @@ def read_timit(root: Path, include_sa: bool = False) -> Corpus:
                 continue
             segs = [_phn_segment(where, row, folding) for where, row in _read_table(phn, 3)]
             check_segments(utt_id, segs, str(phn))
-            if part == "TRAIN":
-                split = "train"
-            else:
-                split = "test" if spk in core else "dev" if spk in dev else None
+            split = "train" if part == "TRAIN" else "test" if spk in core else "dev" if spk in dev else None
             utterances.append(Utterance(utt_id, spk, wav, tuple(segs), split=split, source=str(phn)))
     if not utterances:
         raise UserError(f"{root}: no .PHN/.WAV pairs found under TRAIN/ and TEST/")
@@ -418,15 +412,9 @@ def read_textgrid_dir(root: Path, tier: str = "phones") -> Corpus:
             raise UserError(
                 f"{tg_path}: no tier named {tier!r} (tiers: {', '.join(tg.tierNames)}); choose one with --tier"
             )
-        segs = [
-            PhoneSegment(float(e.start), float(e.end), e.label.strip())
-            for e in tg.getTier(tier).entries
-            if e.label.strip()
-        ]
-        if tg_path.parent == root:
-            speaker = re.split(r"[_-]", tg_path.stem)[0]
-        else:
-            speaker = tg_path.parent.name
+        entries = tg.getTier(tier).entries
+        segs = [PhoneSegment(float(e.start), float(e.end), e.label.strip()) for e in entries if e.label.strip()]
+        speaker = re.split(r"[_-]", tg_path.stem)[0] if tg_path.parent == root else tg_path.parent.name
         utt_id = f"{speaker}_{tg_path.stem}" if not tg_path.stem.startswith(speaker) else tg_path.stem
         check_segments(utt_id, segs, str(tg_path))
         utterances.append(Utterance(utt_id, speaker, audio, tuple(segs), source=str(tg_path)))
