@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr_init.corpora.readers import PhoneSegment, Utterance, check_audio_file, merge_repeats
+from asr_init.corpora.readers import PhoneSegment, Utterance, check_audio_file, merge_repeats, read_lines
 from asr_init.errors import UserError
 from asr_init.features.config import KINDS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
@@ -225,8 +225,6 @@ def read_kaldi_conf(path: Path) -> dict:
     comments), read as Kaldi's ParseOptions reads them: "_" in a name is "-", a bool is
     true/t/1 or false/f/0 and a bare "--name" is true; an option asr-init does not compute with
     (but at the value it computes) is an error naming the line."""
-    from asr_init.corpora.readers import read_lines
-
     changes = {}
     types = {f.name: f.type for f in dataclasses.fields(FeatureConfig)}
     for n, line in enumerate(read_lines(path, "Kaldi feature config"), 1):
