@@ -359,9 +359,6 @@ class _Window(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
-    def tell(self) -> int:
-        return self.pos
-
     def seek(self, pos: int, whence: int = 0) -> int:
         self.pos = max(0, pos + (0, self.pos, self.size)[whence])
         return self.pos
@@ -382,10 +379,9 @@ def audio_blocks(utt: Utterance, rate: int, block_seconds: float = 30.0, first_c
     """The utterance's region of its file, mono float32 at `rate` (resampled by soxr), in
     blocks of about `block_seconds`: of a file of several channels, the utterance's `channel` (as
     extract-segments cuts it), else the first (`first_channel`, as Kaldi's compute-mfcc-feats takes
-    it) or their mean (as librosa.load makes it). A missing,
-    unreadable, empty or damaged file, a region or an alignment past the end of the audio, a
-    region longer than `max_seconds` (librosa-mfcc's limit; its header says, before a sample is
-    read), is a UserError naming the file."""
+    it) or their mean (as librosa.load makes it). A missing, unreadable, empty or damaged file, a
+    region or an alignment past the end of the audio, a region longer than `max_seconds`
+    (librosa-mfcc's limit; its header says, before a sample is read), is a UserError naming the file."""
     import soundfile as sf
     import soxr
 
