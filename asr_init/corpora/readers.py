@@ -93,9 +93,8 @@ def read_text(path: Path, what: str = "") -> str:
 
 
 def read_lines(path: Path, what: str = "") -> list[str]:
-    """The lines of a text file (read_text), split at "\\n" only, as Kaldi splits them (str.splitlines
-    also breaks at \\f, \\x85, \\u2028 ...: a file name holding one was read as two lines, and later
-    lines were numbered wrongly); a "\\r" ending a line (a file saved on Windows) is dropped."""
+    """The lines of a text file (read_text), split at "\\n" only, as Kaldi splits them (not also at \\f,
+    \\x85, \\u2028 ... as str.splitlines); a "\\r" ending a line (a file saved on Windows) is dropped."""
     return [line.removesuffix("\r") for line in read_text(path, what).split("\n")]
 
 
