@@ -283,8 +283,6 @@ def read_audio_headers(utterances: list[Utterance]) -> tuple[dict[tuple, int], d
     audio file, or one WAV of a wav archive), from its header (no decoding); recordings that cannot be
     opened are left out (extraction reports them), and the first one's problem is the third item (else None).
     The fourth: the utterances whose `segments` region extract-segments leaves out as too short (_too_short)."""
-    import soundfile as sf
-
     rates: dict[tuple, int] = {}
     channels: dict[tuple, int] = {}
     frames: dict[tuple, int] = {}
@@ -296,8 +294,6 @@ def read_audio_headers(utterances: list[Utterance]) -> tuple[dict[tuple, int], d
                 frames[utt.recording] = fh.frames
         except UserError as exc:
             problem = problem or str(exc)
-        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-            problem = problem or f"{utt.audio}: cannot read audio of utterance {utt.id} ({exc})"
     short = [u for u in utterances if u.recording in rates and _too_short(u, frames[u.recording], rates[u.recording])]
     return rates, channels, problem, short
 
@@ -305,19 +301,23 @@ def read_audio_headers(utterances: list[Utterance]) -> tuple[dict[tuple, int], d
 def _sound_file(utt: Utterance):
     """The utterance's audio, open (soundfile.SoundFile): its file, or the bytes of its WAV in a
     wav archive (`utt.offset`), from the RIFF header there to the end of the data chunk it names:
-    its header must be there and its samples within the file (a UserError naming both); check_audio_file first."""
+    its header must be there and its samples within the file (a UserError naming both); check_audio_file first.
+    Audio that soundfile or the system cannot open is a UserError naming the file and why."""
     import soundfile as sf
 
     check_audio_file(utt.audio, utt.id)
-    if utt.offset is None:
-        return sf.SoundFile(str(utt.audio))
-    fh = open(utt.audio, "rb")  # noqa: SIM115 (closed with the SoundFile that reads it, or here)
     try:
-        end = _wav_end(fh, utt.offset, f"{utt.audio}:{utt.offset}: the WAV of utterance {utt.id}")
-        return sf.SoundFile(_Window(fh, utt.offset, end))
-    except BaseException:
-        fh.close()
-        raise
+        if utt.offset is None:
+            return sf.SoundFile(str(utt.audio))
+        fh = open(utt.audio, "rb")  # noqa: SIM115 (closed with the SoundFile that reads it, or here)
+        try:
+            end = _wav_end(fh, utt.offset, f"{utt.audio}:{utt.offset}: the WAV of utterance {utt.id}")
+            return sf.SoundFile(_Window(fh, utt.offset, end))
+        except BaseException:
+            fh.close()
+            raise
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise UserError(f"{utt.audio}: cannot read audio of utterance {utt.id} ({exc})") from None
 
 
 def _wav_end(fh, offset: int, what: str) -> int:
@@ -427,12 +427,7 @@ def _open_audio(utt: Utterance):
     claims 1 Hz would be resampled into hours of samples), its region against its length, and the
     channel a `segments` line gives against its channels (a file of several needs one, as for
     extract-segments)."""
-    import soundfile as sf
-
-    try:
-        fh = _sound_file(utt)
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        raise UserError(f"{utt.audio}: cannot read audio of utterance {utt.id} ({exc})") from None
+    fh = _sound_file(utt)
     start, stop = _region(utt.start, utt.end, fh.frames, fh.samplerate)
     problem = None
     if fh.frames == 0:
