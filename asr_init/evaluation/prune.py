@@ -79,7 +79,7 @@ def _prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[floa
             return output.done
         rows = [dist.from_main(lambda: _evaluated(store, model, out / "dense-eval", 0.0, evaluation))]
         for share in sparsities:  # each a finetune run of its own: an interrupted one resumes, a finished one is kept
-            run = out / f"sparsity-{share:g}"
+            run = sparsity_folder(out, share)
             finetune(store, pruned(share), run, resume=dist.from_main((run / "finetune.config.json").exists))
             rows.append(dist.from_main(lambda run=run, share=share: _evaluated(store, run, None, share, evaluation)))
         summary = {"model": str(model.resolve()), "store": str(store.resolve()), "scope": config.prune_scope,
@@ -89,6 +89,11 @@ def _prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[floa
             _plot(rows, out / "sparsity.png", model, split)
             write_json_atomic(out / "prune.json", summary)  # last: it marks the run finished
     return summary
+
+
+def sparsity_folder(out: Path, share: float) -> Path:
+    """OUT/sparsity-S: the fine-tuning run of the share `share` (0.5 -> sparsity-0.5)."""
+    return out / f"sparsity-{share:g}"
 
 
 def _summary_fields(summary: dict) -> dict:

@@ -48,7 +48,7 @@ from asr_init.reporting.logs import (
     stage_times,
     sweep_points,
 )
-from asr_init.reporting.unfinished import STAGES, is_unfinished, unfinished_lines
+from asr_init.reporting.unfinished import unfinished_lines, unfinished_runs
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -214,16 +214,14 @@ def _report(results: Path, figs: Figures, runs: dict[str, list[Path]]) -> list[s
 
 def _found_runs(results: Path) -> dict[str, list[Path]]:
     """The run folders under `results` that are not a recipe's, by kind: finished pre-training,
-    fine-tuning and evaluation runs, and unfinished pre-training and fine-tuning runs."""
+    fine-tuning and evaluation runs, and unfinished pre-training, fine-tuning and prune runs."""
 
     def found(name: str) -> list[Path]:
         hits = sorted(p.parent for p in results.rglob(name))
         return [p for p in hits if p.relative_to(results).parts[:1] not in [(r,) for r in RECIPE_FOLDERS]]
 
     runs = {"pretrain": found("pretrain.json"), "finetune": found("finetune.json"), "evaluate": found("results.json")}
-    for stage, (settings, _, _) in STAGES.items():
-        runs[f"unfinished {stage}"] = [p for p in found(settings) if is_unfinished(p, stage)]
-    return runs
+    return runs | {f"unfinished {stage}": folders for stage, folders in unfinished_runs(found).items()}
 
 
 def _own_runs(results: Path, figs: Figures, runs: dict[str, list[Path]]) -> list[str]:
@@ -234,8 +232,9 @@ def _own_runs(results: Path, figs: Figures, runs: dict[str, list[Path]]) -> list
     for heading, stage, describe, png in (
         ("Pre-training", "pretrain", _pretraining_run, "recon.png"),
         ("Fine-tuning", "finetune", _finetuning_run, "train.png"),
+        ("Pruning", "prune", None, None),  # a finished prune run is described by its model folders
     ):
-        for folder in runs[stage]:
+        for folder in runs.get(stage, []):
             name = folder.relative_to(results).as_posix()
             md += _paragraphs(f"### {heading} `{name}`") + describe(folder)
             md += _paragraphs(*figs.copied(folder / png, f"run_{name.replace('/', '_')}_{png}", name))

@@ -5,9 +5,9 @@ finetune.config.json) when it starts and its summary (pretrain.json, finetune.js
 folder holding the first and not the second is unfinished. Its checkpoints say where it stopped:
 a pre-training run's finished layers rbmN.pt and the layer in progress rbmN.partial.pt, a
 fine-tuning run's checkpoint.pt, each with its position (the epoch in progress, the batches and
-frames done in it). The command that continues it names every path absolute, so that it runs from
-any folder; a fine-tuning run of a prune output folder (OUT/sparsity-S) is continued by its prune
-command, which resumes its runs.
+frames done in it). A prune run, likewise (prune.config.json, prune.json), is where its fine-tuning
+runs (OUT/sparsity-S) stand. The command that continues a run names every path absolute, so that it
+runs from any folder; a prune run's, its prune command, resumes its fine-tuning runs.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import shlex
 from pathlib import Path
 
 from asr_init.config import as_typed
+from asr_init.evaluation.prune import sparsity_folder
 from asr_init.io import load_run_checkpoint
 from asr_init.progress import counted
 from asr_init.records import INTEGER, NUMBER, TEXT, check_record, each, read_record, record
@@ -29,6 +30,7 @@ from asr_init.training.finetune import SOURCE_PATHS
 STAGES = {
     "pretrain": ("pretrain.config.json", "pretrain.json", PretrainConfig),
     "finetune": ("finetune.config.json", "finetune.json", FinetuneConfig),
+    "prune": ("prune.config.json", "prune.json", FinetuneConfig),
 }
 _POSITION = record(epoch=INTEGER, batch=INTEGER, epoch_frames=INTEGER)
 
@@ -39,30 +41,39 @@ def is_unfinished(folder: Path, stage: str) -> bool:
     return (folder / settings).is_file() and not (folder / summary).exists()
 
 
+def unfinished_runs(found) -> dict[str, list[Path]]:
+    """The unfinished runs of each stage among the folders `found(name)` gives, those holding a file `name`;
+    a fine-tuning run of an unfinished prune run (OUT/sparsity-S) is that prune run's, which its command resumes."""
+    runs = {stage: [p for p in found(settings) if is_unfinished(p, stage)] for stage, (settings, *_) in STAGES.items()}
+    runs["finetune"] = [p for p in runs["finetune"] if p.parent not in runs["prune"]]
+    return runs
+
+
 def unfinished_lines(folder: Path, stage: str) -> list[str]:
     """Markdown lines on the unfinished run in `folder`: where it stopped, then the command that continues it."""
     path = folder / STAGES[stage][0]
-    rec = read_record(path, store=TEXT, config=record())
-    config = _config(STAGES[stage][2], rec["config"])
-    stopped = _pretrain_stop(folder, config) if stage == "pretrain" else _finetune_stop(folder, config)
-    prune = folder.parent / "prune.config.json"
-    if stage == "finetune" and folder.name.startswith("sparsity-") and prune.is_file():
-        command = _prune_command(prune)
+    if stage == "prune":
+        stopped, command = _prune(path)
     else:
+        rec = read_record(path, store=TEXT, config=record())
+        config = _config(STAGES[stage][2], rec["config"])
+        stopped = _pretrain_stop(folder, config) if stage == "pretrain" else _finetune_stop(folder, config)
         out = os.path.abspath(folder)
         command = _command("asr-init", stage, rec["store"], "--out", out, "--resume", *_options(config, folder))
     return [f"Unfinished: {stopped}. Continue it with:", "", "```sh", command, "```", ""]
 
 
-def _prune_command(path: Path) -> str:
-    """The prune command whose record is at `path`: run again, it resumes its fine-tuning runs. Its
-    options leave out the fields prune sets for each run itself (--init-from, --sparsity, --reuse-layers)."""
+def _prune(path: Path) -> tuple[str, str]:
+    """Where the prune run whose record is at `path` stopped, and its command: run again, it resumes its
+    fine-tuning runs. Its options leave out the fields prune sets for each run itself (--init-from,
+    --sparsity, --reuse-layers)."""
     rec = read_record(path, model=TEXT, store=TEXT, sparsities=each(NUMBER), config=record())
     config = dataclasses.replace(_config(FinetuneConfig, rec["config"]), init_from=None, sparsity=0.0, reuse_layers=0)
     shares = ",".join(map(str, rec["sparsities"]))
     out = os.path.abspath(path.parent)
-    return _command("asr-init", "prune", rec["model"], "--out", out, "--sparsity", shares, "--store", rec["store"],
-                    *_options(config, path.parent))  # fmt: skip
+    command = _command("asr-init", "prune", rec["model"], "--out", out, "--sparsity", shares, "--store", rec["store"],
+                       *_options(config, path.parent))  # fmt: skip
+    return _prune_stop(path.parent, config, rec["sparsities"]), command
 
 
 def _command(*words: str) -> str:
@@ -115,6 +126,21 @@ def _pretrain_stop(folder: Path, config: PretrainConfig) -> str:
         return (before + "; " if done else "") + f"layer {done + 1} stopped before its first checkpoint"
     where = f"layer {done + 1} of {layers} stopped {_where(partial, counted(config.layer_epochs(done + 1), 'epoch'))}"
     return where + f" ({partial.name})" + (f"; {before}" if done else "")
+
+
+def _prune_stop(folder: Path, config: FinetuneConfig, sparsities: list[float]) -> str:
+    """Which fine-tuning runs of the prune run in `folder` finished, where the one in progress stopped,
+    and which had not started (the first starts after the dense model's evaluation, dense-eval)."""
+    runs = [sparsity_folder(folder, share) for share in sparsities]
+    done = [run.name for run in runs if (run / "finetune.json").is_file()]
+    waiting = [run.name for run in runs if not (run / "finetune.config.json").is_file()]
+    if len(waiting) == len(runs):
+        return "it stopped before its first fine-tuning run, in or after the dense model's evaluation (dense-eval)"
+    if len(done) == len(runs):
+        return f"every fine-tuning run ({', '.join(done)}) finished; prune.json was not written"
+    parts = [f"{', '.join(done)} finished"] if done else []
+    parts += [f"{run.name}: {_finetune_stop(run, config)}" for run in runs if is_unfinished(run, "finetune")]
+    return "; ".join(parts + ([f"{', '.join(waiting)} not started"] if waiting else []))
 
 
 def _finetune_stop(folder: Path, config: FinetuneConfig) -> str:

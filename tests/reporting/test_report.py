@@ -155,13 +155,47 @@ def test_an_unfinished_prune_run_is_continued_by_its_prune_command(blob_store, t
     monkeypatch.undo()
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    (command,) = re.findall(r"^asr-init .*$", (tmp_path / "REPORT.md").read_text(), re.M)
+    text = (tmp_path / "REPORT.md").read_text()
+    (command,) = re.findall(r"^asr-init .*$", text, re.M)  # once: the prune run, not its fine-tuning run too
+    assert "### Pruning `pruned` (unfinished)\n\nUnfinished: sparsity-0.5: it stopped in epoch 1" in text
+    assert "(checkpoint.pt); sparsity-0.7 not started. Continue it with:" in text
     resolved = "--lr 0.008 --batch-size 32 --momentum 0.0 --max-epochs 2 --stats-frames 100"  # as recorded
     given = f"--out {pruned} --sparsity 0.5,0.7 --store {blob_store.resolve()} {resolved}"
     assert command == f"asr-init prune {dense.resolve()} {given}", command
     result = CliRunner().invoke(app, shlex.split(command)[1:])
     assert result.exit_code == 0 and "resuming at epoch 1" in result.output, result.output
     assert (pruned / "prune.json").is_file()
+
+
+def test_a_prune_run_interrupted_before_its_first_fine_tuning_run_is_listed_with_its_command(
+    blob_store, tmp_path, monkeypatch
+):
+    """A prune stopped in its dense model's evaluation (dense-eval), its OUT holding prune.config.json
+    alone, was not in the report at all."""
+    from asr_init.evaluation import prune as prune_module
+    from asr_init.training.config import FinetuneConfig
+    from asr_init.training.finetune import finetune
+
+    dense, pruned = tmp_path / "dense", tmp_path / "pruned"
+    finetune(blob_store, FinetuneConfig(layers=1, hidden=[8], splice=0, max_epochs=1, stats_frames=100), dense)
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prune_module, "evaluate", ctrl_c)
+    args = ["prune", str(dense), "--out", str(pruned), "--sparsity", "0.5", "--max-epochs", "1", "--stats-frames", "9"]
+    assert CliRunner().invoke(app, args).exit_code == 130
+    monkeypatch.undo()
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "### Pruning `pruned` (unfinished)\n\nUnfinished: it stopped before its first fine-tuning run, in or " \
+        "after the dense model's evaluation (dense-eval). Continue it with:" in text  # fmt: skip
+    (command,) = re.findall(r"^asr-init .*$", text, re.M)
+    given = f"--out {pruned} --sparsity 0.5 --store {blob_store.resolve()} --lr 0.008 --momentum 0.0"
+    assert command == f"asr-init prune {dense.resolve()} {given} --max-epochs 1 --stats-frames 9", command
+    result = CliRunner().invoke(app, shlex.split(command)[1:])
+    assert result.exit_code == 0 and (pruned / "prune.json").is_file(), result.output
 
 
 def test_a_report_of_a_folder_without_runs_is_one_error_line_and_writes_nothing(tmp_path):
