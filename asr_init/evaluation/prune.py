@@ -30,6 +30,8 @@ from asr_init.training.interrupts import Interrupted
 from asr_init.training.loop import already_finished
 
 _KINDS = ("states", "phones", "pdfs")  # the frame accuracies a row gives, where the store has the targets
+# what prune sets for each fine-tuning run itself: not a setting of the prune run (whatever a caller's config holds)
+_PER_RUN = ("init_from", "sparsity", "reuse_layers")
 
 
 def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float], store: Path | None = None,
@@ -64,7 +66,7 @@ def _prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[floa
     pruned(sparsities[0]).validate()  # a bad option is refused before the dense model is evaluated
     input_pipeline(pruned(sparsities[0]), features)  # a --targets or --batch-norm the model contradicts: refused now
     settings = {"model": str(model.resolve()), "store": str(Path(store).resolve()), "sparsities": sparsities,
-                "config": {k: v for k, v in config.to_dict().items() if k not in MODEL_DECIDES},
+                "config": {k: v for k, v in config.to_dict().items() if k not in (*MODEL_DECIDES, *_PER_RUN)},
                 "inputs": {"model": digest([model / "model.pt"]), "feature store": store_identity(store)}}  # fmt: skip
     inputs = {"model folder": model, "feature store": store}
     check_device(config.device)

@@ -141,6 +141,24 @@ def test_a_second_prune_run_says_it_is_complete_and_changes_nothing(blob_store, 
     assert "already holds a finished prune run" in " ".join(CliRunner().invoke(app, args).output.split())
 
 
+def test_a_prune_started_from_python_is_the_cli_prune_of_the_same_settings(blob_store, tmp_path):
+    """prune.config.json recorded the --sparsity, --init-from and --reuse-layers of the config it was given,
+    which prune sets for each run itself: a prune started from Python recorded sparsity 0.0, the CLI's 0.5,
+    and the CLI refused the same run (and the report's command continuing it) as "other settings"."""
+    from typer.testing import CliRunner
+
+    from asr_init.cli import app
+
+    finetune(blob_store, FinetuneConfig(**TINY), tmp_path / "dense")
+    config = FinetuneConfig(max_epochs=1, stats_frames=100, lr=0.008, momentum=0.0)  # the CLI's, as resolved
+    prune_module.prune(tmp_path / "dense", tmp_path / "p", config, [0.5])
+    recorded = json.loads((tmp_path / "p" / "prune.config.json").read_text())["config"]
+    assert not {"sparsity", "init_from", "reuse_layers"} & set(recorded), recorded
+    args = ["prune", str(tmp_path / "dense"), "--out", str(tmp_path / "p"), "--sparsity", "0.5", "--max-epochs", "1"]
+    result = CliRunner().invoke(app, [*args, "--stats-frames", "100"])
+    assert result.exit_code == 0 and "already holds a finished prune run" in " ".join(result.output.split())
+
+
 def test_a_model_that_is_not_a_finished_finetune_folder_is_named_for_what_it_is(blob_store, tmp_path):
     """prune MODEL where MODEL does not exist, is an unfinished fine-tuning run, a pretrain folder or
     a Kaldi network file: one line says what MODEL is and what prune takes, with or without --store,
