@@ -122,12 +122,9 @@ def _commands_block(results: Path, recipe: str) -> list[str]:
     return [summary, "", "```sh", *lines, "```", "", "</details>", ""]
 
 
-_SMOKE = [False]  # the report being written is of a smoke run (make recipes QUICK=1)
-
-
-def _ranked(text: str | None) -> str | None:
-    """A conclusion, or in a smoke run the statement that it ranks nothing."""
-    if text is None or not _SMOKE[0]:
+def _ranked(text: str | None, smoke: bool) -> str | None:
+    """A conclusion, or in a `smoke` run (make recipes QUICK=1) the statement that it ranks nothing."""
+    if text is None or not smoke:
         return text
     return "Smoke run: not ranked (see the note at the top)."
 
@@ -198,8 +195,8 @@ def _report(results: Path, figs: Figures, runs: dict[str, list[Path]]) -> list[s
         "below is computed from them.",
     )
     scale = read_record(results / "scale.json") if (results / "scale.json").is_file() else {}
-    _SMOKE[0] = bool(scale.get("quick"))
-    if _SMOKE[0]:
+    smoke = bool(scale.get("quick"))
+    if smoke:
         md += _paragraphs(
             "> **A smoke run** (`make recipes QUICK=1`): every recipe at a tiny scale (minutes of speech, seconds "
             "of training per model), to show that the chain runs end to end. Its numbers measure nothing and "
@@ -208,7 +205,7 @@ def _report(results: Path, figs: Figures, runs: dict[str, list[Path]]) -> list[s
     md += _what_was_run(results)
     if recipes:
         for section in (_paper_replication, _without_pretraining, _acoustic_model, _remedies, _timit, _fsdd):
-            md += section(results, figs)
+            md += section(results, figs, smoke)
     return md + _own_runs(results, figs, runs)
 
 
@@ -307,14 +304,14 @@ def _stage_table(times: dict[str, dict]) -> list[str]:
     return _table(["stage", "commands run", "wall time", "sum of command times (commands run in parallel)"], rows)
 
 
-def _paper_replication(results: Path, figs: Figures) -> list[str]:
+def _paper_replication(results: Path, figs: Figures, smoke: bool) -> list[str]:
     """Recipe 1: D*, the first RBM layer per setting, the sweep of D, the full DBN."""
     paper = results / "paper"
     d_star, lines = _d_star(paper, figs)
     md = _paragraphs("## 1. Paper replication: initialisation and pre-training speed") + lines
     groups, dbn = load_layer1(paper), load_dbn_runs(paper)
-    md += _layer1(groups, figs, d_star) if groups else []
-    md += _full_dbn(paper, dbn, figs) if dbn else []
+    md += _layer1(groups, figs, d_star, smoke) if groups else []
+    md += _full_dbn(paper, dbn, figs, smoke) if dbn else []
     return md + _commands_block(results, "paper")
 
 
@@ -336,24 +333,26 @@ def _d_star(paper: Path, figs: Figures) -> tuple[float, list[str]]:
     return d["d_star"], [line, "", *_paragraphs(*figure)] if figure else [line]
 
 
-def _layer1(groups: dict[tuple[str, float], list[CurveSummary]], figs: Figures, d_star: float) -> list[str]:
+def _layer1(groups: dict[tuple[str, float], list[CurveSummary]], figs: Figures, d_star: float,
+            smoke: bool) -> list[str]:  # fmt: skip
     md = _paragraphs("### First RBM layer, every initialisation at the same learning rate")
     for (visible, lr), summaries in sorted(groups.items(), key=lambda kv: (kv[0][0] != "gauss", kv[0])):
-        md += _layer1_setting(visible, lr, summaries, figs, d_star)
+        md += _layer1_setting(visible, lr, summaries, figs, d_star, smoke)
     figs.plot(plot_sweep, groups, "recipe1_sweep.png", d_star)
     return md + _paragraphs("### Sweep of the spread D", _image("sweep", "recipe1_sweep.png"))
 
 
-def _layer1_setting(visible: str, lr: float, summaries: list[CurveSummary], figs: Figures, d_star: float) -> list[str]:
+def _layer1_setting(visible: str, lr: float, summaries: list[CurveSummary], figs: Figures, d_star: float,
+                    smoke: bool) -> list[str]:  # fmt: skip
     """One visible type and learning rate: conclusion, plot, table, and the sweep's sentence."""
     name = f"recipe1_layer1_{visible}_lr{lr:g}.png"
     figs.plot(plot_layer1, summaries, name, f"first layer, {visible} visible units, lr {lr:g} (mean ± std over seeds)")
     md = _paragraphs(
         f"#### {visible} visible units, learning rate {lr:g}",
-        _ranked(conclude_layer1(summaries)),
+        _ranked(conclude_layer1(summaries), smoke),
         _image(f"layer 1 {visible} lr {lr:g}", name),
     )
-    sweep_text = _ranked(conclude_sweep(visible, lr, summaries, d_star))
+    sweep_text = _ranked(conclude_sweep(visible, lr, summaries, d_star), smoke)
     return md + _layer1_table(summaries) + (_paragraphs(sweep_text) if sweep_text else [])
 
 
@@ -373,14 +372,14 @@ def _layer1_table(summaries: list[CurveSummary]) -> list[str]:
     return _table(["init", "seeds", "mean error over run", *marked, f"frames to reach {target:.4g}"], rows)
 
 
-def _full_dbn(paper: Path, dbn: dict[str, dict[int, CurveSummary]], figs: Figures) -> list[str]:
+def _full_dbn(paper: Path, dbn: dict[str, dict[int, CurveSummary]], figs: Figures, smoke: bool) -> list[str]:
     """Every layer of the DBNs: conclusion, plot, relative errors, saturation."""
     figs.plot(plot_dbn, dbn, "recipe1_dbn.png")
     layers, rows = _by_layer(dbn, lambda s: f"{s.auc:.4g} / {s.final:.4g}")
     header = ["init", *(f"layer {k} mean / final relative error" for k in layers)]
     md = _paragraphs(
         "### Full DBN",
-        _ranked(conclude_dbn(dbn)) or "",
+        _ranked(conclude_dbn(dbn), smoke) or "",
         _image("DBN", "recipe1_dbn.png"),
         "Errors are relative to each layer's input variance (1 = no better than predicting the mean).",
     )
@@ -407,14 +406,14 @@ def _dbn_saturation_table(paper: Path) -> list[str]:
     return intro + _table(["init", *(f"layer {k}" for k in layers)], rows)
 
 
-def _without_pretraining(results: Path, figs: Figures) -> list[str]:
+def _without_pretraining(results: Path, figs: Figures, smoke: bool) -> list[str]:
     """Recipe 2: every initialisation trained from scratch, per activation."""
     rows = load_nopretrain(results / "nopretrain")
     md = _paragraphs("## 2. Initialisation without pre-training")
     if not rows:
         return md + _paragraphs("Not run.") + _commands_block(results, "nopretrain")
     figs.plot(plot_nopretrain, rows, "recipe2.png")
-    conclusions = dict.fromkeys(_ranked(line) for line in conclude_nopretrain(rows))
+    conclusions = dict.fromkeys(_ranked(line, smoke) for line in conclude_nopretrain(rows))
     md += [*conclusions, "", _image("no pre-training", "recipe2.png"), ""]
     header = ["activation", "init", "epochs", "final train cost", "final dev frame acc", "test frame acc (states)"]
     cells = [
@@ -425,7 +424,7 @@ def _without_pretraining(results: Path, figs: Figures) -> list[str]:
     return md + _table(header, cells) + _commands_block(results, "nopretrain")
 
 
-def _acoustic_model(results: Path, figs: Figures) -> list[str]:
+def _acoustic_model(results: Path, figs: Figures, smoke: bool) -> list[str]:
     """Recipe 3: the DBNs' saturation, then pre-trained against not pre-trained on dev and test."""
     am_dir = results / "am"
     md = _paragraphs("## 3. DNN-HMM acoustic model: pre-trained or not")
@@ -436,7 +435,7 @@ def _acoustic_model(results: Path, figs: Figures) -> list[str]:
         md += dbn_saturation_lines(dbn_dir)
     am = load_am(am_dir)
     if am:
-        md += _am_table(am)
+        md += _am_table(am, smoke)
         for r in am:
             md += figs.copied(am_dir / r["model"] / "train.png", f"recipe3_{r['model']}_train.png", r["model"])
         md += [""]
@@ -445,7 +444,7 @@ def _acoustic_model(results: Path, figs: Figures) -> list[str]:
     return md + _commands_block(results, "am")
 
 
-def _am_table(am: list[dict]) -> list[str]:
+def _am_table(am: list[dict], smoke: bool) -> list[str]:
     def pct(r: dict, key: str) -> str:
         return _fmt(r.get(key), ".2%")
 
@@ -459,7 +458,7 @@ def _am_table(am: list[dict]) -> list[str]:
         for r in am
     ]  # fmt: skip
     return (
-        _paragraphs(_ranked(conclude_am(am)) or "")
+        _paragraphs(_ranked(conclude_am(am), smoke) or "")
         + _table(header, rows)
         + _paragraphs(
             "The LM weight and insertion penalty are tuned on dev and the compared model is chosen on dev; the "
@@ -469,7 +468,7 @@ def _am_table(am: list[dict]) -> list[str]:
     )
 
 
-def _timit(results: Path, figs: Figures) -> list[str]:
+def _timit(results: Path, figs: Figures, smoke: bool) -> list[str]:
     """Recipe 5: the pre-trained model on TIMIT's core test set, or why it was skipped (no figure)."""
     md, timit = _paragraphs("## 5. TIMIT"), results / "timit"
     if (timit / "SKIPPED.txt").exists() or not timit.exists():
@@ -486,7 +485,7 @@ def _timit(results: Path, figs: Figures) -> list[str]:
     return md + _commands_block(results, "timit")
 
 
-def _fsdd(results: Path, figs: Figures) -> list[str]:
+def _fsdd(results: Path, figs: Figures, smoke: bool) -> list[str]:
     """Recipe 6: the findings on real recorded speech (FSDD) beside the embedded corpus's, row for row."""
     fsdd, md = results / "fsdd", _paragraphs("## 6. Real recorded speech (FSDD)")
     if (fsdd / "SKIPPED.txt").exists() or not (fsdd / "store" / "summary.json").exists():
@@ -497,9 +496,9 @@ def _fsdd(results: Path, figs: Figures) -> list[str]:
         f"frame labelled with its recording's digit; {_splits(s, 'speaker(s)')}. Beside each figure, the same "
         "measurement on the embedded eSpeak NG corpus (recipes 1 and 3)."
     )
-    md += _fsdd_layer1(load_layer1(results / "paper"), load_layer1(fsdd), figs)
-    md += _fsdd_dbn(load_dbn_saturation(results / "paper"), load_dbn_saturation(fsdd))
-    md += _fsdd_classification(fsdd, results / "am")
+    md += _fsdd_layer1(load_layer1(results / "paper"), load_layer1(fsdd), figs, smoke)
+    md += _fsdd_dbn(load_dbn_saturation(results / "paper"), load_dbn_saturation(fsdd), smoke)
+    md += _fsdd_classification(fsdd, results / "am", smoke)
     return md + _commands_block(results, "fsdd")
 
 
@@ -513,7 +512,7 @@ def _rank_cell(ranks: dict[str, tuple[int, float]], init: str) -> str:
     return f"{ranks[init][1]:.4g} ({ranks[init][0]})" if init in ranks else "—"
 
 
-def _fsdd_layer1(espeak: dict, fsdd: dict, figs: Figures) -> list[str]:
+def _fsdd_layer1(espeak: dict, fsdd: dict, figs: Figures, smoke: bool) -> list[str]:
     md = []
     for (visible, lr), summaries in sorted(fsdd.items()):
         name = f"recipe6_layer1_{visible}_lr{lr:g}.png"
@@ -525,7 +524,7 @@ def _fsdd_layer1(espeak: dict, fsdd: dict, figs: Figures) -> list[str]:
             f"### First layer, {visible} visible units, learning rate {lr:g}", _image("FSDD layer 1", name)
         )
         md += _table(header, rows)
-        md += _paragraphs(_ranked(_agreement(ours, theirs, summaries, espeak.get((visible, lr), []))) or "")
+        md += _paragraphs(_ranked(_agreement(ours, theirs, summaries, espeak.get((visible, lr), [])), smoke) or "")
     return md
 
 
@@ -551,7 +550,7 @@ def _agreement(ours: dict, theirs: dict, summaries: list, espeak: list) -> str:
     return text
 
 
-def _fsdd_dbn(espeak: dict, fsdd: dict) -> list[str]:
+def _fsdd_dbn(espeak: dict, fsdd: dict, smoke: bool) -> list[str]:
     if not fsdd:
         return []
     layers = sorted({k for shares in fsdd.values() for k in shares})
@@ -571,14 +570,14 @@ def _fsdd_dbn(espeak: dict, fsdd: dict) -> list[str]:
     if "optimal" in fsdd:
         text += f"; `optimal` leaves it {fsdd['optimal'][2]:.1%} saturated on FSDD"
         text += f", {espeak['optimal'][2]:.1%} on eSpeak NG." if 2 in espeak.get("optimal", {}) else "."
-    return md + _paragraphs(_ranked(text if text.endswith(".") else text + "."))
+    return md + _paragraphs(_ranked(text if text.endswith(".") else text + ".", smoke))
 
 
 def _spread(values: list[float]) -> str:
     return f"{np.mean(values):.2%} ± {np.std(values):.2%}" if len(values) > 1 else f"{values[0]:.2%}"
 
 
-def _fsdd_classification(fsdd: Path, am: Path) -> list[str]:
+def _fsdd_classification(fsdd: Path, am: Path, smoke: bool) -> list[str]:
     rows, sat = load_seed_rows(fsdd / "am"), last_saturation(sorted((fsdd / "am" / "dbn-default").glob("*/recon.csv")))
     md = _paragraphs("### Digit frame classification of the held-out speaker")
     if sat:
@@ -601,11 +600,11 @@ def _fsdd_classification(fsdd: Path, am: Path) -> list[str]:
         best = max(mean, key=mean.get)
         clear = all(mean[best] - mean[r] > spread[best] + spread[r] for r in mean if r != best)
         verdict = "beyond the seed spread of the others" if clear else "but within the seed spread of another start"
-        md += _paragraphs(_ranked(f"Held out, `{best}` classified best ({mean[best]:.2%}), {verdict}."))
+        md += _paragraphs(_ranked(f"Held out, `{best}` classified best ({mean[best]:.2%}), {verdict}.", smoke))
     return md
 
 
-def _remedies(results: Path, figs: Figures) -> list[str]:
+def _remedies(results: Path, figs: Figures, smoke: bool) -> list[str]:
     """Recipe 4: initialisations with batch norm and ReLU, the default DBN, the same budget; pruning."""
     folder, md = results / "remedies", _paragraphs("## 4. Instead of pre-training: batch norm, LSUV, ReLU, pruning")
     rows = {k: v for k, v in load_remedies(folder).items() if not k.startswith(("dense", "pruned"))}
@@ -619,7 +618,7 @@ def _remedies(results: Path, figs: Figures) -> list[str]:
     md += _table(["start", "seeds", f"epochs to {target:.1%} dev", "best dev states", "test states", "test PER",
                   f"saturated after epoch 1, layers 1-{layers}"], [
         _remedy_row(runs, target, layers, row) for row, runs in rows.items()])  # fmt: skip
-    md += [*dict.fromkeys(_ranked(line) for line in _remedy_conclusions(rows)), ""]
+    md += [*dict.fromkeys(_ranked(line, smoke) for line in _remedy_conclusions(rows)), ""]
     return md + _pruning(folder, figs) + _commands_block(results, "remedies")
 
 
