@@ -287,6 +287,9 @@ def test_fsdd_dbn_table_of_an_init_missing_a_layer_has_a_dash_cell():
     lines = _fsdd_dbn(espeak, {"hinton": {1: 0.03}, "optimal": {1: 0.04, 2: 0.07}}, smoke=False)
     assert "| `hinton` | 1.0% / 3.0% | 50.0% / — |" in lines
     assert "| `optimal` | 2.0% / 4.0% | 6.0% / 7.0% |" in lines
+    assert "Layer 2 saturates most from `optimal` on FSDD (7.0%)" in lines[-2]
+    smoke = _fsdd_dbn(espeak, {"hinton": {1: 0.03}, "optimal": {1: 0.04, 2: 0.07}}, smoke=True)
+    assert smoke[:-2] == lines[:-2] and smoke[-2] == "Smoke run: not ranked (see the note at the top)."
 
 
 def test_a_report_that_fails_leaves_the_old_report_as_it_was(tmp_path):
