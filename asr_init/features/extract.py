@@ -81,7 +81,7 @@ MAX_DEFAULT_SAMPLE_RATE = 16000
 EMPTY_BAND_DB = -60.0
 
 
-def resolve_sample_rate(file_rates: dict[Path, int], requested: int | None, corpus_path: Path,
+def resolve_sample_rate(file_rates: dict[tuple, int], requested: int | None, corpus_path: Path,
                         unread: str | None = None) -> int:  # fmt: skip
     """The extraction rate: `requested`, or the rate most audio files have, capped at
     MAX_DEFAULT_SAMPLE_RATE (a tie goes to the lower rate: every band then has signal in every file).
@@ -103,7 +103,7 @@ def resolve_sample_rate(file_rates: dict[Path, int], requested: int | None, corp
     return min(rate, MAX_DEFAULT_SAMPLE_RATE)
 
 
-def _warn_upsampling(file_rates: dict[Path, int], rate: int) -> None:
+def _warn_upsampling(file_rates: dict[tuple, int], rate: int) -> None:
     """One warning when files below the extraction rate are upsampled: their mel bands
     above their own Nyquist frequency will hold no signal. Files below MIN_SAMPLE_RATE are
     not upsampled but refused, each where it is read."""
@@ -128,7 +128,7 @@ def channels_read(kind: str, utterances: list[Utterance] = ()) -> str:
     return "mean" if kind == "librosa-mfcc" else "channel 0"
 
 
-def _warn_channels(file_channels: dict[Path, int], kind: str) -> None:
+def _warn_channels(file_channels: dict[tuple, int], kind: str) -> None:
     """One warning when audio files have more than one channel: what `kind` reads of them."""
     several = sum(c > 1 for c in file_channels.values())
     if several:
