@@ -40,7 +40,7 @@ from asr_init.models.dnn import DNN, load_model, save_model
 from asr_init.models.init import InitContext, init_weight_, input_power
 from asr_init.models.nnet1 import find_feature_transform
 from asr_init.models.nonlinearity import saturated_mask
-from asr_init.progress import console
+from asr_init.progress import console, counted
 from asr_init.records import INTEGER, NUMBER
 from asr_init.training.config import FinetuneConfig
 from asr_init.training.distributed import Dist, distributed
@@ -298,7 +298,7 @@ def settings_line(trainer: _DnnTrainer) -> str:
     return (
         f"finetune: {shape} {config.activation}{''.join(', ' + text for text in extras)} from {sources}, "
         f"softmax over {len(trainer.labels)} {config.targets}; lr {config.lr:g}, momentum {config.momentum:g}, "
-        f"{schedule}, batch {config.batch_size}, up to {config.max_epochs} epochs, {config.precision} on "
+        f"{schedule}, batch {config.batch_size}, up to {counted(config.max_epochs, 'epoch')}, {config.precision} on "
         f"{trainer.device}"
     )
 

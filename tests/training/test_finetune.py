@@ -459,6 +459,15 @@ def test_resume_with_more_epochs_continues_a_finished_run(blob_store, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_the_settings_line_says_1_epoch_not_1_epochs(blob_store, tmp_path):
+    """The line a run starts with said "up to 1 epochs" of --max-epochs 1."""
+    args = ["finetune", str(blob_store), "--layers", "1", "--hidden", "8", "--splice", "0", "--stats-frames", "100"]
+    one = runner.invoke(app, [*args, "--out", str(tmp_path / "a"), "--max-epochs", "1"])
+    assert one.exit_code == 0 and ", batch 256, up to 1 epoch, fp32 on " in _text(one), one.output
+    two = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--max-epochs", "2"])
+    assert two.exit_code == 0 and ", batch 256, up to 2 epochs, fp32 on " in _text(two), two.output
+
+
 def test_fewer_epochs_than_the_run_has_trained_are_refused(blob_store, tmp_path):
     """--resume --max-epochs 1 of a run stopped in epoch 2 reported it finished, a model of neither
     length; a finished 2-epoch run re-run with --max-epochs 1 said it matched. Both are refused."""
