@@ -243,6 +243,8 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
         if already_finished(out_dir, done, more, resume, "fine-tuning run", f" of {epochs} epochs",
                             f" to --max-epochs {config.max_epochs}"):  # fmt: skip
             return done
+        if done is not None and dist.is_main:  # a finished run goes on: its record takes these settings
+            write_json_atomic(Path(out_dir) / "finetune.config.json", settings)
         if dist.is_distributed:
             console.print(f"{dist.world} processes share every batch of {config.batch_size} frames")
         flag = StopFlag(interrupt_after)

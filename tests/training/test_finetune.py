@@ -445,8 +445,9 @@ def test_a_diverged_run_stops_at_the_next_read_naming_the_step(blob_store, tmp_p
 
 
 def test_resume_with_more_epochs_continues_a_finished_run(blob_store, tmp_path):
-    """--resume --max-epochs 3 on a finished 2-epoch run: the model and log of a 3-epoch run.
-    Without --resume the larger --max-epochs is refused, saying so (it said the settings matched)."""
+    """--resume --max-epochs 3 on a finished 2-epoch run: the model and log of a 3-epoch run, and
+    finetune.config.json records --max-epochs 3 (it kept 2). Without --resume the larger --max-epochs
+    is refused, saying so (it said the settings matched)."""
     cfg = QUICK | {"schedule": "constant"}
     finetune(blob_store, FinetuneConfig(**(cfg | {"max_epochs": 2})), tmp_path / "a")
     with pytest.raises(UserError, match="holds a finished fine-tuning run of 2 epochs: add --resume to continue it to "
@@ -455,6 +456,7 @@ def test_resume_with_more_epochs_continues_a_finished_run(blob_store, tmp_path):
     summary = finetune(blob_store, FinetuneConfig(**(cfg | {"max_epochs": 3})), tmp_path / "a", resume=True)
     finetune(blob_store, FinetuneConfig(**(cfg | {"max_epochs": 3})), tmp_path / "b")
     assert summary["epochs"] == 3 and _numbers(tmp_path / "a") == _numbers(tmp_path / "b")
+    assert json.loads((tmp_path / "a" / "finetune.config.json").read_text())["config"]["max_epochs"] == 3
     a, b = load_model(tmp_path / "a")[0].state_dict(), load_model(tmp_path / "b")[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
