@@ -16,8 +16,8 @@ import torch
 
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline
-from asr_init.io import load_typed_checkpoint, save_checkpoint
-from asr_init.models.dnn import check_finite
+from asr_init.io import save_checkpoint
+from asr_init.models.dnn import check_finite, load_checked
 
 Stack = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -63,19 +63,10 @@ def load_dbn(model_dir: Path, feature_transform: str | Path | None = None, optio
         from asr_init.models.nnet1 import kaldi_dbn
 
         return kaldi_dbn(Path(model_dir), feature_transform)
-    path = Path(model_dir) / "dbn.pt"
-    dbn = load_typed_checkpoint(path, "asr-init-dbn-1", "asr-init pretrain")
-    try:
-        _check_dbn(dbn)
-    except UserError as exc:
-        raise UserError(f"{path} is inconsistent: {exc}; it cannot be used (re-run 'asr-init pretrain')") from None
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        what = f"has no {exc}" if isinstance(exc, KeyError) else f"holds a malformed record ({exc})"
-        raise UserError(f"{path} {what}; it cannot be used (re-run 'asr-init pretrain')") from None
-    return dbn
+    return load_checked(Path(model_dir) / "dbn.pt", "asr-init-dbn-1", "asr-init pretrain", _checked_dbn)
 
 
-def _check_dbn(dbn: dict) -> None:
+def _checked_dbn(dbn: dict) -> dict:
     layers = dbn["layers"]
     if not isinstance(layers, list) or not layers:
         raise UserError("it has no layers")
@@ -94,6 +85,7 @@ def _check_dbn(dbn: dict) -> None:
         check_finite(f"layer {k}'s b", b)
     if not isinstance(dbn["phones"], list) or not isinstance(dbn["states"], list) or dbn["activation"] != "sigmoid":
         raise UserError("its phones, states or activation records are malformed")
+    return dbn
 
 
 def load_stack(

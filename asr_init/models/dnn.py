@@ -10,6 +10,7 @@ priors for hybrid decoding.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -94,16 +95,21 @@ def load_model(model_dir: Path, device: str | torch.device = "cpu") -> tuple[DNN
     """The DNN of MODEL_DIR/model.pt and its meta record. A file whose records are missing or
     disagree (weights of other shapes than the layer sizes, priors not one per class, a
     pipeline of another width) is a UserError naming it."""
-    path = Path(model_dir) / "model.pt"
-    ckpt = load_typed_checkpoint(path, "asr-init-dnn-1", "asr-init finetune")
-    try:
-        model, meta = _build(ckpt)
-    except UserError as exc:
-        raise UserError(f"{path} is inconsistent: {exc}; it cannot be used (re-run 'asr-init finetune')") from None
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        what = f"has no {exc}" if isinstance(exc, KeyError) else f"holds a malformed record ({exc})"
-        raise UserError(f"{path} {what}; it cannot be used (re-run 'asr-init finetune')") from None
+    model, meta = load_checked(Path(model_dir) / "model.pt", "asr-init-dnn-1", "asr-init finetune", _build)
     return model.to(device).eval(), meta
+
+
+def load_checked(path: Path, fmt: str, what: str, build: Callable[[dict], tuple | dict]) -> tuple | dict:
+    """`build` of the `fmt` checkpoint at `path`, which `what` (a command) writes. A record that
+    `build` finds missing, malformed or disagreeing is a UserError naming the file."""
+    ckpt = load_typed_checkpoint(path, fmt, what)
+    try:
+        return build(ckpt)
+    except UserError as exc:
+        raise UserError(f"{path} is inconsistent: {exc}; it cannot be used (re-run '{what}')") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        found = f"has no {exc}" if isinstance(exc, KeyError) else f"holds a malformed record ({exc})"
+        raise UserError(f"{path} {found}; it cannot be used (re-run '{what}')") from None
 
 
 def _build(ckpt: dict) -> tuple[DNN, dict]:
