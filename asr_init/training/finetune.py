@@ -175,14 +175,14 @@ def evaluate_split(model: DNN, store: FeatureStore, pipeline: FeaturePipeline, s
     return loss / max(n, 1), correct / max(n, 1), int(n)
 
 
-def saturation(model: DNN, sample: torch.Tensor) -> list[float]:
-    """Share of saturated hidden units per layer on a fixed frame sample (dead units for ReLU)."""
+def saturation(model: DNN, sample: torch.Tensor) -> dict[str, float]:
+    """sat_1 ... sat_N: the share of saturated hidden units per layer on a fixed frame sample (dead ones for ReLU)."""
     keep: list[torch.Tensor] = []
     model.eval()
     with torch.no_grad():
         model(sample, keep)
     model.train()
-    return [float(saturated_mask(h, model.activation).float().mean()) for h in keep]
+    return {f"sat_{i + 1}": float(saturated_mask(h, model.activation).float().mean()) for i, h in enumerate(keep)}
 
 
 def _warn_if_at_chance(row: dict, majority: float, layers: int, config: FinetuneConfig) -> None:
@@ -557,9 +557,8 @@ class _DnnTrainer(Trainer):
         self.schedule.start(dev_loss)
         self.best = self._copy_weights()
         self.state, self.sums = TrainState(), EpochSums(grad_sq=[0.0] * len(self.weights))
-        sat = {f"sat_{i + 1}": s for i, s in enumerate(saturation(self.model, self.sample))}
-        self.rows = [{"epoch": 0, "lr": self.config.lr, "dev_loss": dev_loss, "dev_acc": dev_acc, "accepted": True}]
-        self.rows[0] |= sat
+        row = {"epoch": 0, "lr": self.config.lr, "dev_loss": dev_loss, "dev_acc": dev_acc, "accepted": True}
+        self.rows = [row | saturation(self.model, self.sample)]
 
     def _resume(self, ckpt: dict, resume: bool) -> None:
         path = self.checkpoint_path
@@ -656,7 +655,7 @@ class _DnnTrainer(Trainer):
                 "accepted": accepted, "seconds": s.epoch_seconds,
                 "frames_per_s": s.epoch_frames / max(s.epoch_seconds, 1e-9),
                 **{f"grad_norm_{i + 1}": g for i, g in enumerate(grad_norms[:-1])}, "grad_norm_out": grad_norms[-1],
-                **{f"sat_{i + 1}": s for i, s in enumerate(saturation(self.model, self.sample))}}  # fmt: skip
+                **saturation(self.model, self.sample)}  # fmt: skip
 
     def bar_total(self) -> int:
         return self.per_epoch
