@@ -124,14 +124,8 @@ def make_schedule(name: str, settings: dict) -> Schedule:
     min_epochs)."""
     lr = settings["lr"]
     if name == "newbob":
-        return Newbob(
-            lr,
-            start_halving=settings["start_halving"],
-            end_halving=settings["end_halving"],
-            factor=settings["halving_factor"],
-            min_epochs=settings["min_epochs"],
-            keep_lr_epochs=settings["keep_lr_epochs"],
-        )
+        same = ("start_halving", "end_halving", "min_epochs", "keep_lr_epochs")  # a Newbob field of the same name
+        return Newbob(lr, factor=settings["halving_factor"], **{key: settings[key] for key in same})
     if name == "exponential":
         return Exponential(lr, decay=settings["decay"])
     if name == "constant":
