@@ -75,10 +75,8 @@ class DNN(nn.Module):
             if self.norms is not None:
                 bn = self.norms[i]
                 scale = bn.weight.detach().double().cpu() / (bn.running_var.double().cpu() + bn.eps).sqrt()
-                w, b = (
-                    w * scale[:, None],
-                    (b - bn.running_mean.double().cpu()) * scale + bn.bias.detach().double().cpu(),
-                )
+                w = w * scale[:, None]
+                b = (b - bn.running_mean.double().cpu()) * scale + bn.bias.detach().double().cpu()
             out.append((w.float(), b.float()))
         return out
 
