@@ -174,9 +174,9 @@ def _epochs_option(config: PretrainConfig, layer: int) -> str:
     return "--epochs" if not gauss else "--epochs-gauss" + (" (2 x --epochs)" if config.epochs_gauss is None else "")
 
 
-def _refuse_past(config: PretrainConfig, layer: int, begun: int, what: str) -> None:
-    """refuse_past for layer `layer`, whose epochs `_epochs_option` sets."""
-    refuse_past(what, begun, _epochs_option(config, layer), config.layer_epochs(layer))
+def _refuse_past(config: PretrainConfig, layer: int, begun: int, out_dir: Path) -> None:
+    """refuse_past for layer `layer` of the run in `out_dir`, whose epochs `_epochs_option` sets."""
+    refuse_past(f"layer {layer} of {out_dir}", begun, _epochs_option(config, layer), config.layer_epochs(layer))
 
 
 def _check_finished(config: PretrainConfig, layers: list[dict], out_dir: Path, resume: bool) -> None:
@@ -186,7 +186,7 @@ def _check_finished(config: PretrainConfig, layers: list[dict], out_dir: Path, r
     --resume and more epochs has."""
     had = {i["layer"]: i["epochs"] for i in layers if isinstance(i.get("epochs"), int)}
     for layer, epochs in had.items():
-        _refuse_past(config, layer, epochs, f"layer {layer} of {out_dir}")
+        _refuse_past(config, layer, epochs, out_dir)
     other = [n for n, e in had.items() if n < len(config.sizes) and e != config.layer_epochs(n)]
     if other and not resume:
         said = [f"layer {n}: {counted(had[n], 'epoch')}, where {_epochs_option(config, n)} gives "
@@ -242,7 +242,7 @@ def _train_layers(run: _Run, flag: StopFlag, resume: bool, finished: dict[int, d
             if ckpt is not None and _goes_on(run.config, layer, ckpt, resume):
                 rbm, ckpt = _LayerTrainer(run, layer, resume, ckpt).train(flag)
             elif ckpt is not None:
-                _refuse_past(run.config, layer, TrainState.begun(ckpt["position"]), f"layer {layer} of {run.out_dir}")
+                _refuse_past(run.config, layer, TrainState.begun(ckpt["position"]), run.out_dir)
                 console.print(f"layer {layer}: finished earlier, loaded {run.out_dir / f'rbm{layer}.pt'}")
                 rbm = RBM.from_state_dict(ckpt["rbm"], run.dist.device)
             else:
@@ -351,9 +351,7 @@ class _LayerTrainer(Trainer):
         self.interval = _Interval(**ckpt["interval"])
         self.lr, self.rows, self.info = ckpt["lr"], ckpt["rows"], ckpt["info"]
         s = self.state
-        _refuse_past(
-            self.config, self.layer, TrainState.begun(ckpt["position"]), f"layer {self.layer} of {self.run_.out_dir}"
-        )
+        _refuse_past(self.config, self.layer, TrainState.begun(ckpt["position"]), self.run_.out_dir)
         console.print(f"layer {self.layer}: resuming at epoch {s.epoch}, batch {s.batch} ({s.frames:,} frames)")
 
     def train(self, flag: StopFlag) -> tuple[RBM, dict]:

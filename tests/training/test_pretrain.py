@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -377,10 +378,9 @@ def test_the_refusal_says_when_the_gaussian_layers_epochs_are_twice_epochs():
     """--epochs-gauss not given is 2 x --epochs: the refusal names where the number it gives comes from."""
     from asr_init.training.pretrain import _refuse_past
 
-    with pytest.raises(
-        UserError, match=r"reached epoch 10, past --epochs-gauss \(2 x --epochs\) 6: give --epochs-gauss"
-    ):
-        _refuse_past(PretrainConfig(epochs=3), 1, 10, "layer 1 of out")
+    said = r"layer 1 of out has reached epoch 10, past --epochs-gauss \(2 x --epochs\) 6: give --epochs-gauss"
+    with pytest.raises(UserError, match=said):
+        _refuse_past(PretrainConfig(epochs=3), 1, 10, Path("out"))
 
 
 @pytest.mark.parametrize(
