@@ -540,7 +540,7 @@ class _DnnTrainer(Trainer):
         self.priors = class_priors(store, config.targets, config.prior_floor)
         self.buffer = FrameBuffer(store, store.split("train"), pipeline, config.batch_size, config.buffer_frames,
                                   config.targets, self.device, dist.rank, dist.world)  # fmt: skip
-        self.per_epoch = min(config.max_frames or self.buffer.num_frames, self.buffer.num_frames)
+        self.bar_frames = min(config.max_frames or self.buffer.num_frames, self.buffer.num_frames)
         self.schedule = make_schedule(config.schedule, config.to_dict())
         self.weights = [layer.weight for layer in self.model.hidden] + [self.model.output.weight]
         self.graph = None
@@ -656,9 +656,6 @@ class _DnnTrainer(Trainer):
                 "frames_per_s": s.epoch_frames / max(s.epoch_seconds, 1e-9),
                 **{f"grad_norm_{i + 1}": g for i, g in enumerate(grad_norms[:-1])}, "grad_norm_out": grad_norms[-1],
                 **saturation(self.model, self.sample)}  # fmt: skip
-
-    def bar_total(self) -> int:
-        return self.per_epoch
 
     def bar_value(self) -> str:
         return f"{self.sums.loss / max(self.state.epoch_frames, 1):.3f}"

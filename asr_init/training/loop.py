@@ -152,8 +152,8 @@ def check_own_checkpoint(ckpt, path: Path, config: dict, pipeline: dict, neutral
 class Trainer(ABC):
     """Runs `epochs` epochs from `state`; subclasses define the stage.
 
-    Subclasses set `epochs`, `state`, `checkpoint_path`, `bar_label` and `strategy` and
-    implement `batches`, `step`, `sync`, `state_dict` and `bar_total`; the hooks
+    Subclasses set `epochs`, `state`, `checkpoint_path`, `bar_label`, `bar_frames` and `strategy`
+    and implement `batches`, `step`, `sync` and `state_dict`; the hooks
     `start_epoch`, `after_batch`, `end_epoch` and `write_logs` default to doing nothing.
     `dist` is the single process unless the stage sets it.
     """
@@ -161,6 +161,7 @@ class Trainer(ABC):
     epochs: int
     state: TrainState
     checkpoint_path: Path
+    bar_frames: int  # frames the progress bar counts to: one epoch, or all of them
     strategy: Strategy = Strategy()
     dist: Dist = Dist()
     bar_field = "loss"  # the running figure the progress bar shows
@@ -182,10 +183,6 @@ class Trainer(ABC):
     @abstractmethod
     def state_dict(self) -> dict:
         """Everything the checkpoint holds (weights, optimiser, RNG, schedule, `state`)."""
-
-    @abstractmethod
-    def bar_total(self) -> int:
-        """Frames the progress bar counts to: one epoch, or all of them."""
 
     def start_epoch(self) -> None:  # noqa: B027 - an optional hook
         """Before an epoch's first batch (not called again when resuming inside it)."""
@@ -222,12 +219,12 @@ class Trainer(ABC):
         with progress_bar(TextColumn(f"{self.bar_field} " + "{task.fields[value]}")) as bar:
             task = None
             if not self.bar_per_epoch:
-                task = bar.add_task(self.bar_label, total=self.bar_total(), value="-", unit="frames",
+                task = bar.add_task(self.bar_label, total=self.bar_frames, value="-", unit="frames",
                                     completed=self.state.frames)  # fmt: skip
             while self.state.epoch <= self.epochs and not self.state.stopped:
                 if self.bar_per_epoch:
                     label, done = f"{self.bar_label} {self.state.epoch}/{self.epochs}", self.state.epoch_frames
-                    task = bar.add_task(label, total=self.bar_total(), value="-", unit="frames", completed=done)
+                    task = bar.add_task(label, total=self.bar_frames, value="-", unit="frames", completed=done)
                 self._train_one_epoch(flag, bar, task)
                 if self.bar_per_epoch:
                     bar.remove_task(task)

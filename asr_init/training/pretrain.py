@@ -301,7 +301,7 @@ class _LayerTrainer(Trainer):
         self.dev_x = run.layer_input(run.dev_sample) if run.dev_sample is not None else None
         self.checkpoint_path = run.out_dir / f"rbm{layer}.partial.pt"
         self.epochs = config.layer_epochs(layer)
-        self.total_frames = self.epochs * min(config.max_frames or run.buffer.num_frames, run.buffer.num_frames)
+        self.bar_frames = self.epochs * min(config.max_frames or run.buffer.num_frames, run.buffer.num_frames)
         self.bar_label = f"layer {layer}/{len(config.sizes)} ({self.visible})"
         # The saturation guard watches Bernoulli-Bernoulli layers; a Gaussian layer has Kaldi's guard.
         self.sat_limit = config.sat_guard if self.visible == "bernoulli" else 0.0
@@ -420,9 +420,6 @@ class _LayerTrainer(Trainer):
         if self.interval.frames > 0:
             self.rows.append(self._interval_row(self.config.momentum(self.state.frames)))
         self.rows.append(self._epoch_stats("epoch_end"))
-
-    def bar_total(self) -> int:
-        return self.total_frames
 
     def bar_value(self) -> str:
         return self.last_error
