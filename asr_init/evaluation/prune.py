@@ -36,9 +36,12 @@ _PER_RUN = ("init_from", "sparsity", "reuse_layers")
 
 def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float], store: Path | None = None,
           force: bool = False) -> dict:  # fmt: skip
-    """Prune `model` at each of `sparsities` into OUT/sparsity-S; returns the summary. Ctrl-C or
-    SIGTERM at any point raises Interrupted (a fine-tuning run checkpoints first; what is finished
-    is kept): prune has no --resume, the same command again continues."""
+    """Prune `model` at each of `sparsities` into OUT/sparsity-S; returns the summary. `config` holds
+    the settings of each sparsity's fine-tuning (prune sets its sparsity, init_from and reuse_layers);
+    its lr and momentum default to a trained model's (STARTING_POINT_DEFAULTS["dbn"], the CLI's) only
+    where it is made with a sparsity > 0, as the CLI makes it. Ctrl-C or SIGTERM at any point raises
+    Interrupted (a fine-tuning run checkpoints first; what is finished is kept): prune has no
+    --resume, the same command again continues."""
     again = "run the same prune command again to continue"
     with terminate_as_interrupt():
         try:
