@@ -139,16 +139,25 @@ def _warn_channels(file_channels: dict[tuple, int], kind: str) -> None:
                       "a segments line 'utt recording 0 -1 CHANNEL' reads another", highlight=False)  # fmt: skip
 
 
-def _leave_out(corpus: Corpus, short: list[Utterance]) -> Corpus:
+def _leave_out(corpus: Corpus, short: list[Utterance], corpus_path: Path) -> Corpus:
     """The corpus without the utterances whose `segments` regions extract-segments leaves out as too short
-    (read_audio_headers), with one warning that counts them."""
-    if short:
-        lines = sum(bool(u.region) for u in corpus.utterances)
-        console.print(f"[yellow]warning: {len(short)} of {lines} segments lines are shorter than 0.1 s, and their "
-                      "utterances are left out, as extract-segments leaves them out (the first: "
-                      f"{escape(short[0].region)}, utterance {escape(short[0].id)})", highlight=False)  # fmt: skip
+    (read_audio_headers), with one warning that counts them and names the first line and any speaker left
+    with none; a corpus left with no utterance is refused."""
+    if not short:
+        return corpus
     ids = {u.id for u in short}
-    return dataclasses.replace(corpus, utterances=[u for u in corpus.utterances if u.id not in ids])
+    kept = [u for u in corpus.utterances if u.id not in ids]
+    first = min(short, key=lambda u: int(u.region.rpartition(":")[2]))  # region: the segments line, PATH:N
+    lines = sum(bool(u.region) for u in corpus.utterances)
+    if not kept:
+        raise UserError(f"corpus {corpus_path}: all {lines} segments lines are shorter than 0.1 s, and "
+                        f"extract-segments leaves such a line out (the first: {first.region})")  # fmt: skip
+    gone = sorted({u.speaker for u in short} - {u.speaker for u in kept})
+    none = f"; speaker{'s' * (len(gone) > 1)} {', '.join(gone)} left with none" if gone else ""
+    console.print(f"[yellow]warning: {len(short)} of {lines} segments lines are shorter than 0.1 s, and their "
+                  "utterances are left out, as extract-segments leaves them out (the first: "
+                  f"{escape(first.region)}, utterance {escape(first.id)}){escape(none)}", highlight=False)  # fmt: skip
+    return dataclasses.replace(corpus, utterances=kept)
 
 
 def assign_splits(corpus: Corpus, config: ExtractConfig) -> dict[str, str | None]:
@@ -441,7 +450,7 @@ def extract(corpus_path: Path, out_dir: Path, config: ExtractConfig, force: bool
         if output.done is not None:
             console.print(f"[green]{out_dir} is already complete with these settings (--force redoes it)")
             return output.done
-        corpus = _leave_out(corpus, short)
+        corpus = _leave_out(corpus, short, corpus_path)
         summary = _extract_into(output.path, corpus, corpus_path, config, (file_rates, channels), features, settings)
     _warn_empty_bands(summary, features)
     return summary

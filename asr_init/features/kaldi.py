@@ -146,7 +146,8 @@ def _numbered(path: Path) -> list[tuple[str, str]]:
         text = read_regular_file(path).decode()
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a text file (a binary archive given where a list was expected?)") from None
-    return [(f"{path}, line {n}", line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+    lines = enumerate(text.split("\n"), 1)  # a "\r" ending a line (a file saved on Windows) is dropped
+    return [(f"{path}, line {n}", line.removesuffix("\r")) for n, line in lines if line.strip()]
 
 
 def read_utt2spk(data_dir: Path) -> dict[str, str]:

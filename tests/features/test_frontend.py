@@ -369,6 +369,33 @@ def test_segments_regions_extract_segments_finds_too_short_are_left_out_with_one
     assert sorted(json.loads(line)["id"] for line in manifest) == sorted(kept)
 
 
+def test_short_segments_name_the_first_line_and_a_speaker_left_with_none_and_none_kept_is_refused(tmp_path):
+    """The warning named the first short region by utterance id, not by line; a speaker whose lines were
+    all short, and a corpus with nothing left, stopped later in the split assignment, with advice that did
+    not help ("the corpus has 0 speakers ... lower --dev-fraction")."""
+    from conftest import write_kaldi_dir
+    from typer.testing import CliRunner
+
+    from asr_init.cli import app
+
+    corpus = write_kaldi_dir(tmp_path / "c", speakers=2, utts_per_speaker=1)
+    (corpus / "wav.scp").write_text("r0 wav/spk0-utt0.wav\nr1 wav/spk1-utt0.wav\n")
+    lines = [("z", "r0", "0 0.05", "spk0"), ("a", "r1", "0.5 0.55", "spk1"), ("m", "r0", "0.1 0.9", "spk0")]
+    (corpus / "segments").write_text("".join(f"{u} {r} {t}\n" for u, r, t, _ in lines))
+    (corpus / "utt2spk").write_text("".join(f"{u} {s}\n" for u, _, _, s in lines))
+    (corpus / "phones.ctm").write_text("".join(f"{u} 1 0 0.05 aa\n" for u, *_ in lines))
+    args = ["extract", str(corpus), "--test-fraction", "0", "--dev-fraction", "0"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "s")])
+    said = "".join(result.output.split())  # rich breaks a long path anywhere: compared without white space
+    assert result.exit_code == 0, result.output
+    assert f"(thefirst:{corpus / 'segments'}:1,utterancez);speakerspk1leftwithnone" in said, result.output
+    (corpus / "segments").write_text("z r0 0 0.05\na r1 0.5 0.55\nm r0 0.1 0.15\n")
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "t")])
+    error = f"error: corpus {corpus}: all 3 segments lines are shorter than 0.1 s, and extract-segments leaves"
+    assert result.exit_code == 1 and "".join(error.split()) in "".join(result.output.split()), result.output
+    assert not (tmp_path / "t").exists()
+
+
 def test_librosa_mfcc_refuses_an_utterance_longer_than_its_limit(tmp_path):
     """librosa-mfcc holds a whole utterance in memory (a 28 KB FLAC of an hour ran out of 3 GB): a
     recording past its limit (docs/reference.md: 10 minutes at 16 kHz) is refused from its header,

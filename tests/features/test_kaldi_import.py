@@ -270,9 +270,10 @@ def _phone_id_not_ascii_digits(root, ref):
 
 def _phones_line_numbered_as_in_the_file(root, ref):
     """Lines were numbered without the blank ones, and a U+2028 inside a line (a line break to
-    str.splitlines, not to Kaldi) made two: the line named was not the file's."""
+    str.splitlines, not to Kaldi) made two: the line named was not the file's; a Windows line end is
+    not quoted as part of the line."""
     _kaldi_text_ark(root / "ph.txt", ref["phones"])
-    (root / "phones.txt").write_text("<eps> 0\n\nSIL 1\nAA 2 \u2028\nAA two\n")
+    (root / "phones.txt").write_bytes("<eps> 0\r\n\r\nSIL 1\r\nAA 2 \u2028\r\nAA two\r\n".encode())  # saved on Windows
     args = ["--phone-ali", str(root / "ph.txt"), "--phones", str(root / "phones.txt")]
     return args, "phones.txt, line 5: expected 'symbol id' as in Kaldi's phones.txt, found 'AA two'"
 
