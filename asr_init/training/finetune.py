@@ -243,8 +243,6 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
         if already_finished(out_dir, done, more, resume, "fine-tuning run", f" of {epochs} epochs",
                             f" to --max-epochs {config.max_epochs}"):  # fmt: skip
             return done
-        if done is not None and dist.is_main:  # a finished run goes on: its record takes these settings
-            write_json_atomic(Path(out_dir) / "finetune.config.json", settings)
         if dist.is_distributed:
             console.print(f"{dist.world} processes share every batch of {config.batch_size} frames")
         flag = StopFlag(interrupt_after)
@@ -253,7 +251,7 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
             console.print(settings_line(trainer), highlight=False)
             with catch_signals(flag):
                 trainer.run(flag)
-        return dist.from_main(lambda: _write_outputs(trainer))
+        return dist.from_main(lambda: _write_outputs(trainer, settings if done is not None else None))
 
 
 def _from_source(config: FinetuneConfig) -> tuple[str, ...]:
@@ -667,8 +665,9 @@ class _DnnTrainer(Trainer):
                 "pipeline": self.pipeline.to_dict()}  # fmt: skip
 
 
-def _write_outputs(trainer: _DnnTrainer) -> dict:
-    """model.pt (the best weights), priors.txt, finetune.json and train.png; returns the summary."""
+def _write_outputs(trainer: _DnnTrainer, record: dict | None = None) -> dict:
+    """model.pt (the best weights), priors.txt, finetune.json and train.png; returns the summary.
+    `record`: the settings of a finished run that went on, which finetune.config.json takes with them."""
     config, store, out_dir, rows = trainer.config, trainer.store, trainer.out_dir, trainer.rows
     model, labels, priors = trainer.model, trainer.labels, trainer.priors
     model.load_state_dict(trainer.best)
@@ -690,5 +689,7 @@ def _write_outputs(trainer: _DnnTrainer) -> dict:
     from asr_init.plots import plot_training
 
     plot_training(rows, out_dir / "train.png", title=f"fine-tuning ({_started_from(config)}, {config.activation})")
+    if record is not None:
+        write_json_atomic(out_dir / "finetune.config.json", record)
     write_json_atomic(out_dir / "finetune.json", summary)  # last: the run is finished when it exists
     return summary

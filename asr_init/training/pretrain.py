@@ -84,15 +84,13 @@ def pretrain(store_path: Path, config: PretrainConfig, out_dir: Path, resume: bo
         shortfall = " whose last layer trained fewer epochs than asked"
         if already_finished(out_dir, done, more, resume, "pre-training run", shortfall):
             return done
-        if done is not None and dist.is_main:  # a finished run goes on: its record takes these settings
-            write_json_atomic(Path(out_dir) / "pretrain.config.json", settings)
         if dist.is_distributed:
             console.print(f"{dist.world} processes share every batch of {config.batch_size} frames")
         run = _Run.open(config, store, pipeline, Path(out_dir), dist, strategy)
         finished = _finished_layers(run)
         had = {n: (ckpt["position"]["epoch"] - 1, _goes_on(config, n, ckpt, resume)) for n, ckpt in finished.items()}
         console.print(settings_line(config, pipeline, dist.device, had), highlight=False)
-        return _train_layers(run, StopFlag(interrupt_after), resume, finished)
+        return _train_layers(run, StopFlag(interrupt_after), resume, finished, settings if done is not None else None)
 
 
 def settings_line(config: PretrainConfig, pipeline: FeaturePipeline, device,
@@ -231,9 +229,10 @@ def _goes_on(config: PretrainConfig, layer: int, ckpt: dict, resume: bool) -> bo
     return resume and last and ckpt["position"]["epoch"] <= config.layer_epochs(layer)
 
 
-def _train_layers(run: _Run, flag: StopFlag, resume: bool, finished: dict[int, dict]) -> dict:
+def _train_layers(run: _Run, flag: StopFlag, resume: bool, finished: dict[int, dict], record: dict | None) -> dict:
     """Train (or load, when `finished` earlier) every layer in turn; write the DBN and the summary.
-    With `resume`, a finished last layer trained for fewer epochs than asked goes on."""
+    With `resume`, a finished last layer trained for fewer epochs than asked goes on; `record`: the
+    settings of a finished run that goes on, which pretrain.config.json takes with its summary."""
     torch.manual_seed(run.config.seed)  # nothing should use it; keeps any library default deterministic
     t_start = time.perf_counter()
     with catch_signals(flag), matmul_precision(run.config.precision):  # each layer's initialisation too
@@ -252,11 +251,12 @@ def _train_layers(run: _Run, flag: StopFlag, resume: bool, finished: dict[int, d
             run.stack.append((rbm.W.detach().clone(), rbm.hb.detach().clone()))
             if run.dist.is_main:
                 write_csv(run.out_dir / "recon.csv", run.rows, CSV_COLUMNS)
-    return run.dist.from_main(lambda: _write_outputs(run, time.perf_counter() - t_start))
+    return run.dist.from_main(lambda: _write_outputs(run, time.perf_counter() - t_start, record))
 
 
-def _write_outputs(run: _Run, wall_seconds: float) -> dict:
-    """dbn.pt, pretrain.json and recon.png of a finished run; returns the summary."""
+def _write_outputs(run: _Run, wall_seconds: float, record: dict | None = None) -> dict:
+    """dbn.pt, pretrain.json and recon.png of a finished run (and `record`, the settings of a finished
+    run that went on, as pretrain.config.json); returns the summary."""
     config, out_dir = run.config, run.out_dir
     save_dbn(out_dir / "dbn.pt", run.stack, run.pipeline, run.store.phones, run.store.states, config.visible)
     summary = {
@@ -274,6 +274,8 @@ def _write_outputs(run: _Run, wall_seconds: float) -> dict:
     from asr_init.plots import plot_recon
 
     plot_recon(run.rows, out_dir / "recon.png", title=f"RBM pre-training, init {config.init}")
+    if record is not None:
+        write_json_atomic(out_dir / "pretrain.config.json", record)
     write_json_atomic(out_dir / "pretrain.json", summary)  # last: the run is finished when it exists
     return summary
 

@@ -461,6 +461,20 @@ def test_resume_with_more_epochs_continues_a_finished_run(blob_store, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_continuation_interrupted_leaves_the_record_of_the_finished_run(blob_store, tmp_path):
+    """finetune.config.json took the new --max-epochs when the continuation started: interrupted, it named
+    3 epochs beside a finetune.json and model.pt of 2. It takes them with the continued run's summary."""
+    cfg = QUICK | {"schedule": "constant"}
+    finetune(blob_store, FinetuneConfig(**(cfg | {"max_epochs": 2})), tmp_path / "a")
+    record = (tmp_path / "a" / "finetune.config.json").read_text()
+    with pytest.raises(Interrupted):
+        finetune(blob_store, FinetuneConfig(**(cfg | {"max_epochs": 3})), tmp_path / "a", resume=True,
+                 interrupt_after=3)  # fmt: skip
+    assert (tmp_path / "a" / "finetune.config.json").read_text() == record
+    assert finetune(blob_store, FinetuneConfig(**(cfg | {"max_epochs": 3})), tmp_path / "a", resume=True)["epochs"] == 3
+    assert json.loads((tmp_path / "a" / "finetune.config.json").read_text())["config"]["max_epochs"] == 3
+
+
 def test_the_settings_line_says_1_epoch_not_1_epochs(blob_store, tmp_path):
     """The line a run starts with said "up to 1 epochs" of --max-epochs 1."""
     args = ["finetune", str(blob_store), "--layers", "1", "--hidden", "8", "--splice", "0", "--stats-frames", "100"]

@@ -337,6 +337,11 @@ def test_a_finished_run_continued_with_more_epochs_says_and_records_what_each_la
     summary = json.loads((out / "pretrain.json").read_text())
     assert [layer["epochs"] for layer in summary["layers"]] == [2, 2]
     assert json.loads((out / "pretrain.config.json").read_text())["config"]["epochs"] == 2
+    record = (out / "pretrain.config.json").read_text()  # a continuation interrupted: the record stays the run's
+    with pytest.raises(Interrupted):
+        config = PretrainConfig(layers=2, hidden=16, batch_size=64, report_every=500, stats_frames=200, epochs=3)
+        pretrain(tiny_store, config, out, resume=True, interrupt_after=2)
+    assert (out / "pretrain.config.json").read_text() == record
     dbn = (out / "dbn.pt").read_bytes()
     result = runner.invoke(app, [*args, "--epochs", "2"])
     assert result.exit_code == 1, result.output
