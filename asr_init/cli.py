@@ -303,7 +303,7 @@ def import_kaldi(cfg: KaldiImportConfig, data_dir: Path, out: Path, force: bool)
     summary = run(data_dir, out, cfg, force=force)
     results.print(summary_table(summary))
     targets = ", ".join(f"{n:,} {kind}" for kind, n in summary.get("targets", {}).items())
-    results.print(f"{summary['hours']:,.3f} h imported ({targets}); {len(summary['skipped'])} without alignment")
+    results.print(f"{summary['hours']:,.3f} h imported ({targets}); {len(summary['skipped'])} utterance(s) left out")
 
 
 @command("optimal-d", "The optimal net-input spread D* (quadrature, Monte Carlo).", None,

@@ -156,6 +156,11 @@ class KaldiImportConfig(ConfigBase):
     norm_vars: bool = option(False, "Normalise variances too (apply-cmvn --norm-vars).", "--norm-vars")
     seed: int = option(0, "Seed of the --dev-fraction speaker draw.")
     shard_frames: int = option(200_000, "Frames per shard of the store.")
+    length_tolerance: int = option(
+        5,
+        "Frames an utterance's features and alignments may differ by: fewer are cut to the shortest, more leave "
+        "the utterance out (nnet-train-frmshuff's --length-tolerance); 0: any difference is an error.",
+    )
 
     def validate(self) -> None:
         if not (self.ali or self.phone_ali):
@@ -164,6 +169,7 @@ class KaldiImportConfig(ConfigBase):
         self._check(self.num_pdfs is None or 1 <= self.num_pdfs <= 1 << 20, "num_pdfs", "must be from 1 to 1,048,576")
         self._check(0 <= self.dev_fraction < 1, "dev_fraction", "must be in [0, 1)")
         self._check(self.shard_frames > 0, "shard_frames", "must be positive")
+        self._check(0 <= self.length_tolerance <= 1000, "length_tolerance", "must be from 0 to 1,000 frames")
         self._check(not (self.norm_vars and self.cmvn is False), "norm_vars", "needs CMVN; drop --no-cmvn")
         self._check(
             self.phones is None or bool(self.phone_ali), "phones", "names the ids of --phone-ali; give --phone-ali too"

@@ -23,7 +23,9 @@ Splits: the data dir is the train set; `--dev DIR` is train.sh's cross-validatio
 seeded `--dev-fraction` of the train speakers becomes dev. Alignments are looked up by
 utterance id in every alignment file given, so one set of files may cover all splits.
 An utterance without an alignment is skipped and reported (Kaldi's aligners leave out the
-utterances they fail on); one whose alignment has another length is an error.
+utterances they fail on). Features and alignments of lengths that differ by fewer than
+--length-tolerance frames are cut to the shortest, and an utterance whose differ by more is
+left out, as nnet-train-frmshuff does (--length-tolerance 0: any difference is an error).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
 
 from asr_init import kaldi_io
 from asr_init.corpora.readers import locate, merge_repeats
@@ -111,7 +114,7 @@ def read_script(path: Path, what: str, ints: bool = False, dtype=np.float32) -> 
     files = kaldi_io.ObjectFiles()
     try:
         for where, line in _numbered(path):
-            file = None
+            file = offset = None
             try:
                 key, name, offset, span = kaldi_io.parse_script_line(line)
                 if ints and span is not None:  # Kaldi's BasicVectorHolder::ExtractRange is an error
@@ -121,7 +124,8 @@ def read_script(path: Path, what: str, ints: bool = False, dtype=np.float32) -> 
                 value = files.read(file, offset, ints, dtype)
                 value = kaldi_io.apply_range(value, span) if span is not None else value  # "[]" too
             except kaldi_io.KaldiFormatError as exc:
-                raise UserError(f"{where}: cannot read {what} ({exc})") from None
+                at = "" if file is None else f" at byte {offset or 0} of {file}"  # the archive the line names
+                raise UserError(f"{where}: cannot read {what}{at} ({exc})") from None
             except OSError as exc:
                 raise UserError(f"{where}: cannot read {file or line} ({exc.strerror or exc})") from None
             yield key, where, value
@@ -347,8 +351,8 @@ def import_kaldi(data_dir: Path, out_dir: Path, config: KaldiImportConfig, force
     # it is compared as given (None).
     given = {"num_pdfs": config.num_pdfs} if config.ali and config.num_pdfs is not None else {}
     with output_folder(out_dir, settings | given, record="config.json", finished=("summary.json",), force=force,
-                       inputs=inputs, neutral=tuple(given), summary="summary.json",
-                       what="a feature store") as output:  # fmt: skip
+                       inputs=inputs, neutral=tuple(given), summary="summary.json", what="a feature store",
+                       upgrade=lambda record: _upgrade(record, config)) as output:  # fmt: skip
         if output.done is not None:
             console.print(f"[green]{out_dir} is already complete with these inputs; nothing to do (--force redoes it)")
             return output.done
@@ -364,18 +368,38 @@ def import_kaldi(data_dir: Path, out_dir: Path, config: KaldiImportConfig, force
         for d in dirs:
             importer.add_data_dir(d, dev_speakers)
         importer.writer.close()
-        _check_imported(importer.writer, importer.skipped, dirs, config)
+        _check_imported(importer, dirs, config)
         record = settings | {"num_pdfs": len(labels.get("pdfs", [])), "cmvn_opts": cmvn_opts}
         summary = store_summary(importer.writer.records, "Kaldi", importer.skipped, time.perf_counter() - t0)
         summary["targets"] = {kind: len(names) for kind, names in labels.items()}
         summary = write_metadata(tmp, labels, record, importer.stats.result(), summary, environment())
-    if importer.skipped:
-        console.print(
-            f"[yellow]warning: {len(importer.skipped)} utterance(s) have no alignment and were left out "
-            f"(first: {', '.join(importer.skipped[:5])})",
-            highlight=False,
-        )
+    _warn_left_out(importer, config)
     return summary
+
+
+def _upgrade(record: dict, config: KaldiImportConfig) -> dict:
+    """A store's config.json as today's import-kaldi writes it: a record written before --length-tolerance
+    (when every length had to match, which any tolerance then keeps as it is) takes the one given."""
+    if isinstance(record.get("kaldi"), dict):
+        record["kaldi"].setdefault("length_tolerance", config.length_tolerance)
+    return record
+
+
+def _warn_left_out(importer: _Importer, config: KaldiImportConfig) -> None:
+    """One warning line for each kind of utterance cut or left out (each counted, the first named)."""
+    n = config.length_tolerance
+    said = [
+        (importer.unaligned, "have no alignment and were left out", ", ".join(importer.unaligned[:5])),
+        (importer.cut, f"were cut to the shortest of their features and alignments, which differ by fewer than {n} "
+         f"frames (--length-tolerance {n}, as nnet-train-frmshuff cuts them)", None),
+        (importer.mismatched, f"were left out: their features and alignments differ by {n} frames or more "
+         f"(--length-tolerance {n}, as nnet-train-frmshuff leaves them out); the alignments must be made on these "
+         "features (same frame shift, no frame subsampling)", None),
+    ]  # fmt: skip
+    for utts, what, first in said:
+        if utts:
+            console.print(f"[yellow]warning: {len(utts)} utterance(s) {what} (first: {first or escape(utts[0])})",
+                          highlight=False)  # fmt: skip
 
 
 def _inputs(data_dir: Path, config: KaldiImportConfig) -> list[tuple[str, Path | str | None]]:
@@ -463,7 +487,10 @@ class _Importer:
     def __init__(self, writer: StoreWriter, alignments: list[Alignments], labels: dict, config: KaldiImportConfig):
         self.writer, self.alignments, self.labels, self.config = writer, alignments, labels, config
         self.stats = FrameMoments()  # over the train split's frames
-        self.skipped: list[str] = []
+        self.skipped: list[str] = []  # every utterance left out: those with no alignment, and
+        self.unaligned: list[str] = []
+        self.mismatched: list[str] = []  # those whose lengths are further apart than --length-tolerance (_lengths)
+        self.cut: list[str] = []  # cut to the shortest length (_lengths)
         self.seen: dict[str, str] = {}
         self.dim: int | None = None
 
@@ -474,9 +501,13 @@ class _Importer:
                 bar.advance(task)
                 speaker = self._check(d, utt, where, feats)
                 targets = _targets(utt, len(feats), self.alignments, d.path, self.config)
-                if targets is None:
+                if not isinstance(targets, dict):  # no alignment (None), or lengths too far apart
                     self.skipped.append(utt)
+                    (self.mismatched if targets else self.unaligned).append(targets or utt)
                     continue
+                if len({len(feats), *(len(a.by_utt[utt]) for a in self.alignments)}) > 1:
+                    self.cut.append(_lengths(utt, len(feats), self.alignments))
+                    feats = feats[: len(next(iter(targets.values())))]
                 split = d.split or ("dev" if speaker in dev_speakers else "train")
                 x = d.apply_cmvn(utt, speaker, np.asarray(feats, dtype=np.float32), self.config.norm_vars)
                 phones = merge_repeats(targets["phones"].tolist()) if "phones" in targets else []
@@ -558,28 +589,46 @@ def _inventory(ali: Alignments, config: KaldiImportConfig) -> list[str]:
 
 
 def _targets(utt: str, frames: int, alignments: list[Alignments], where: Path, config: KaldiImportConfig):
-    """{kind: (frames,) ids} of one utterance, or None when an alignment is missing."""
-    out = {}
-    for ali in alignments:
-        ids = ali.by_utt.get(utt)
-        if ids is None:
-            return None
-        if len(ids) != frames:
+    """{kind: ids} of one utterance, each cut to the shortest of its features' and alignments' lengths where
+    those differ by fewer than --length-tolerance frames (nnet-train-frmshuff); None where an alignment is
+    missing, and where they differ by more, the lengths (_lengths) of an utterance to leave out."""
+    found = [(ali, ali.by_utt.get(utt)) for ali in alignments]
+    if any(ids is None for _, ids in found):
+        return None
+    lengths = [frames, *(len(ids) for _, ids in found)]
+    if max(lengths) - min(lengths) >= max(config.length_tolerance, 1):
+        if config.length_tolerance == 0:
+            ali, ids = next((ali, ids) for ali, ids in found if len(ids) != frames)
             raise UserError(
                 f"utterance {utt}: {where / 'feats.scp'} has {frames} frames but its {ali.kind[:-1]} alignment in "
                 f"{ali.source[utt]} has {len(ids)}; the alignments must be made on these features (same frame "
-                "shift, no frame subsampling)"
+                "shift, no frame subsampling), or give --length-tolerance to cut or leave out such utterances"
             )
-        out[ali.kind] = ids.astype(np.int32 if ali.kind == "pdfs" else np.int16)
-    return out
+        return _lengths(utt, frames, alignments)
+    n = min(lengths)
+    return {ali.kind: ids[:n].astype(np.int32 if ali.kind == "pdfs" else np.int16) for ali, ids in found}
 
 
-def _check_imported(writer: StoreWriter, skipped: list[str], dirs: list[DataDir], config: KaldiImportConfig) -> None:
+def _lengths(utt: str, frames: int, alignments: list[Alignments]) -> str:
+    """An utterance's features' and alignments' lengths, as a warning names them."""
+    alis = ", ".join(f"{ali.kind[:-1]} alignment in {ali.source[utt]} {len(ali.by_utt[utt])}" for ali in alignments)
+    return f"{utt}: features {frames} frames, {alis}"
+
+
+def _check_imported(importer: _Importer, dirs: list[DataDir], config: KaldiImportConfig) -> None:
+    writer, mismatched = importer.writer, importer.mismatched
+    if not any(r.split == "train" for r in writer.records) and mismatched:
+        raise UserError(
+            f"no utterance of {dirs[0].path / 'feats.scp'} was imported: {len(mismatched)} have features and "
+            f"alignments whose lengths differ by --length-tolerance ({config.length_tolerance}) frames or more "
+            f"(first: {mismatched[0]}); the alignments must be made on these features (same frame shift, no frame "
+            "subsampling)"
+        )
     if not any(r.split == "train" for r in writer.records):
         specs = ", ".join(config.ali + config.phone_ali)
         raise UserError(
-            f"no utterance of {dirs[0].path / 'feats.scp'} has an alignment in {specs} ({len(skipped)} left out); "
-            "the alignments must be keyed by the same utterance ids"
+            f"no utterance of {dirs[0].path / 'feats.scp'} has an alignment in {specs} ({len(importer.skipped)} "
+            "left out); the alignments must be keyed by the same utterance ids"
         )
     for d in dirs[1:]:
         if not any(r.split == d.split for r in writer.records):

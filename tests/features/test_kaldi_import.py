@@ -147,6 +147,37 @@ def test_no_cmvn_keeps_the_features_and_missing_alignments_are_left_out(kaldi_da
     assert remade.exit_code == 1 and "the archives the script files name changed since" in _text(remade), remade.output
 
 
+def test_lengths_that_differ_are_cut_or_left_out_as_nnet_train_frmshuff_does(kaldi_data):
+    """An alignment a frame or more shorter than its features stopped the import, where Kaldi's
+    nnet-train-frmshuff (--length-tolerance 5) cuts both to the shorter under 5 frames apart, and
+    leaves the utterance out at 5 or more: import-kaldi does the same, with a warning for each."""
+    root, ref = kaldi_data
+    utts = list(ref["pdfs"])
+    pdfs, phones = dict(ref["pdfs"]), dict(ref["phones"])
+    pdfs[utts[1]], phones[utts[1]] = pdfs[utts[1]][:-3], phones[utts[1]][:-1]  # 4 frames apart: cut to the shortest
+    pdfs[utts[2]] = pdfs[utts[2]][:-5]  # 5 apart: left out
+    kaldiio.save_ark(str(root / "pdf.ark"), pdfs)
+    kaldiio.save_ark(str(root / "ph.ark"), phones)
+    args = ["import-kaldi", str(root / "data" / "train"), "--ali", str(root / "pdf.ark"), "--phone-ali",
+            str(root / "ph.ark"), "--no-cmvn", "--out", str(root / "store")]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    n, said = len(ref["feats"][utts[1]]), "".join(res.output.split())  # rich breaks a long path anywhere
+    cut = (f"1 utterance(s) were cut to the shortest of their features and alignments, which differ by fewer than 5 "
+           f"frames (--length-tolerance 5, as nnet-train-frmshuff cuts them) (first: {utts[1]}: features {n} frames, "
+           f"pdf alignment in {root / 'pdf.ark'}, entry 2 {n - 3}, phone alignment in")  # fmt: skip
+    assert "".join(cut.split()) in said
+    assert "1utterance(s)wereleftout:theirfeaturesandalignmentsdifferby5framesormore" in said
+    store = FeatureStore(root / "store")
+    assert utts[2] not in {r.id for r in store.records} and json.loads(
+        (root / "store" / "summary.json").read_text())["skipped"] == [utts[2]]  # fmt: skip
+    cut = next(r for r in store.records if r.id == utts[1])
+    np.testing.assert_array_equal(store.features(cut), ref["feats"][utts[1]][: n - 3])
+    np.testing.assert_array_equal(store.targets("phones", cut), ref["phones"][utts[1]][: n - 3])
+    strict = runner.invoke(app, [*args[:-1], str(root / "strict"), "--length-tolerance", "0"])
+    assert strict.exit_code == 1 and f"utterance {utts[1]}: " in _text(strict) and not (root / "strict").exists()
+
+
 def test_a_rerun_giving_the_inferred_num_pdfs_finds_the_store_complete(kaldi_data):
     """--num-pdfs N makes the store that inferred N pdfs; another N, or none after a given one, is other settings."""
     root, ref = kaldi_data
@@ -190,7 +221,20 @@ def _truncate_one(root, ref):
     ali = dict(ref["pdfs"])
     ali["spk2-utt1"] = ali["spk2-utt1"][:-3]
     kaldiio.save_ark(str(root / "bad.ark"), ali)
-    return ["--ali", str(root / "bad.ark")], "utterance spk2-utt1:"
+    return ["--ali", str(root / "bad.ark"), "--length-tolerance", "0"], "utterance spk2-utt1:"
+
+
+def _truncated_archive(root, ref):
+    """The message named the feats.scp line and "the file", not the archive that ended early."""
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    ark = next((root / "data" / "train").glob("feats*.ark"))
+    ark.write_bytes(ark.read_bytes()[: ark.stat().st_size // 2])
+    return ["--ali", str(root / "pdf.txt")], f" of {ark} (a 42 x 13 matrix of 2,184 bytes, but 1,235 bytes are left"
+
+
+def _lengths_all_apart(root, ref):
+    kaldiio.save_ark(str(root / "bad.ark"), {u: a[::3] for u, a in ref["pdfs"].items()})  # subsampled
+    return ["--ali", str(root / "bad.ark")], "was imported: 15 have features and alignments whose lengths differ by"
 
 
 def _transition_ids(root, ref):
@@ -332,6 +376,8 @@ def test_a_frame_shift_that_is_not_a_duration_is_refused(kaldi_data, shift):
     [
         _zero_dim_features,
         _truncate_one,
+        _lengths_all_apart,
+        _truncated_archive,
         _transition_ids,
         _piped,
         _piped_feats,
@@ -374,7 +420,8 @@ def test_a_feature_range_not_in_kaldis_form_is_refused_naming_its_line(kaldi_dat
     res = runner.invoke(app, ["import-kaldi", str(root / "data" / "train"), "--out", str(root / "store"), "--ali",
                               str(root / "pdf.txt")])  # fmt: skip
     assert res.exit_code == 1 and len([ln for ln in res.output.splitlines() if ln.startswith("error:")]) == 1
-    assert f"feats.scp, line 2: cannot read features (range {span} is not Kaldi's" in _text(res), res.output
+    assert "feats.scp, line 2: cannot read features at byte " in _text(res), res.output
+    assert f"(range {span} is not Kaldi's" in _text(res), res.output
 
 
 def test_a_range_on_an_alignment_entry_is_refused_as_kaldi_refuses_it(kaldi_data):
