@@ -178,6 +178,20 @@ def test_lengths_that_differ_are_cut_or_left_out_as_nnet_train_frmshuff_does(kal
     assert strict.exit_code == 1 and f"utterance {utts[1]}: " in _text(strict) and not (root / "strict").exists()
 
 
+def test_a_store_made_before_length_tolerance_is_complete_for_any_tolerance(kaldi_data):
+    """Every length had to match then, as any --length-tolerance keeps it: its record is not other settings."""
+    root, ref = kaldi_data
+    kaldiio.save_ark(str(root / "pdf.ark"), ref["pdfs"])
+    args = ["import-kaldi", str(root / "data" / "train"), "--ali", str(root / "pdf.ark"), "--out", str(root / "s")]
+    assert runner.invoke(app, args).exit_code == 0
+    record = json.loads((root / "s" / "config.json").read_text())
+    del record["kaldi"]["length_tolerance"]
+    (root / "s" / "config.json").write_text(json.dumps(record))
+    for tolerance in ("5", "0"):
+        again = runner.invoke(app, [*args, "--length-tolerance", tolerance])
+        assert again.exit_code == 0 and "already complete" in _text(again), again.output
+
+
 def test_a_rerun_giving_the_inferred_num_pdfs_finds_the_store_complete(kaldi_data):
     """--num-pdfs N makes the store that inferred N pdfs; another N, or none after a given one, is other settings."""
     root, ref = kaldi_data
