@@ -65,6 +65,13 @@ def _extract_advice(settings: list[tuple[str, object]]) -> str:
     return "extract the corpus with " + ", and with ".join(given)
 
 
+NORM_LIMIT = 2.0**60
+"""Normalisation asr-init takes: means within +-NORM_LIMIT, standard deviations from 1 / NORM_LIMIT to
+NORM_LIMIT (about 8.7e-19 to 1.2e18). Any frame value of magnitude up to NORM_LIMIT is then normalised
+to at most 2 * NORM_LIMIT**2 = 2**121, a finite float32 (those end at 2**128); Kaldi's cmvn-to-nnet
+floors variances at 1e-10, standard deviations at 1e-5."""
+
+
 def check_splice(splice: int, what: str) -> None:
     """Refuse a splice context that a file (not --splice, which the config checks) records beyond
     LIMITS: a few bytes that say +-40000 frames would ask for gigabytes per mini-batch."""
@@ -114,19 +121,21 @@ class FeaturePipeline:
 
     @classmethod
     def from_dict(cls, d: dict) -> FeaturePipeline:
-        """The pipeline a model or DBN file records; a splice beyond LIMITS, normalisation statistics
-        that are not finite, or a standard deviation that is not positive (an edited or damaged file),
+        """The pipeline a model or DBN file records; a splice beyond LIMITS, or normalisation statistics
+        beyond NORM_LIMIT (not finite, a standard deviation not positive: an edited or damaged file),
         are a UserError."""
         check_splice(int(d["splice"]), "its feature pipeline")
         features = FeatureConfig.from_dict(d["features"]) if d.get("features") else None
         mean, std = tuple(map(float, d["mean"])), tuple(map(float, d["std"]))
-        bad = [i for i, (m, s) in enumerate(zip(mean, std)) if not (np.isfinite(m) and np.isfinite(s) and s > 0)]
+        lo, hi = 1 / NORM_LIMIT, NORM_LIMIT
+        bad = [i for i, (m, s) in enumerate(zip(mean, std)) if not (abs(m) <= hi and lo <= s <= hi)]
         if bad or len(mean) != len(std):
             at = bad[0] if bad else min(len(mean), len(std))
             raise UserError(
                 f"its feature pipeline's normalisation gives dimension {at} a mean of "
                 f"{mean[at] if at < len(mean) else 'none'} and a standard deviation of "
-                f"{std[at] if at < len(std) else 'none'}; frames cannot be normalised with them"
+                f"{std[at] if at < len(std) else 'none'}; frames cannot be normalised with them (asr-init takes "
+                f"means within +-{hi:.2g} and standard deviations from {lo:.2g} to {hi:.2g})"
             )
         return cls(int(d["splice"]), mean, std, bool(d.get("squash", False)), features)
 

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from asr_init.errors import UserError
-from asr_init.features.pipeline import FeaturePipeline, check_splice
+from asr_init.features.pipeline import NORM_LIMIT, FeaturePipeline, check_splice
 from asr_init.kaldi_io import KaldiFormatError, Reader, Writer
 from asr_init.models.dbn import dbn_record
 
@@ -351,7 +351,7 @@ def pipeline_from_transform(
     values, and the returned (shift, scale) are the rest: the transform computes
     (x + shift) * scale on the spliced input x, the pipeline (x - mean) / std."""
     splice, shift, scale, squash = None, None, None, False
-    for comp in components:
+    for number, comp in enumerate(components, 1):
         if squash:
             raise UserError(f"feature transform {path}: <Sigmoid> must be its last component")
         if comp.kind == "Splice":
@@ -372,13 +372,7 @@ def pipeline_from_transform(
             if scale is not None:
                 scale = np.tile(scale, len(offsets))
         elif comp.kind in ("AddShift", "Rescale"):
-            values = comp.params["shift" if comp.kind == "AddShift" else "scale"].astype(np.float64)
-            if comp.kind == "AddShift":
-                if scale is not None:
-                    raise UserError(f"feature transform {path}: <AddShift> after <Rescale> is not supported")
-                shift = values if shift is None else shift + values
-            else:
-                scale = values if scale is None else scale * values
+            shift, scale = _normalisation(comp, number, path, shift, scale)
         elif comp.kind == "Sigmoid":
             squash = True
         else:
@@ -393,12 +387,38 @@ def pipeline_from_transform(
     scale = np.ones(dim) if scale is None else scale
     if shift.shape != (dim,) or scale.shape != (dim,):  # normalisation of the unspliced input, no splice
         raise UserError(f"feature transform {path}: its <AddShift>/<Rescale> do not match its input dimension")
-    if np.any(scale == 0):
-        raise UserError(f"feature transform {path}: its <Rescale> has zero scales")
     centre = slice(k * base, (k + 1) * base)
     mean, std = -shift[centre], 1.0 / scale[centre]
     pipeline = FeaturePipeline(k, tuple(map(float, mean)), tuple(map(float, np.abs(std))), squash)
     return pipeline, shift, scale
+
+
+def _normalisation(
+    comp: Component, number: int, path: Path, shift: np.ndarray | None, scale: np.ndarray | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(shift, scale) after <AddShift> or <Rescale> `comp`, component `number` of feature transform
+    `path`: shifts add up, scales multiply (float64). A shift beyond +-NORM_LIMIT, or a scale whose
+    magnitude is outside 1 / NORM_LIMIT..NORM_LIMIT (the pipeline's standard deviation is 1 / scale),
+    is refused here: the inputs it gives would not be finite, and training would only fail later."""
+    values = comp.params["shift" if comp.kind == "AddShift" else "scale"].astype(np.float64)
+    lo, hi = 1 / NORM_LIMIT, NORM_LIMIT
+    if comp.kind == "AddShift":
+        if scale is not None:
+            raise UserError(f"feature transform {path}: <AddShift> after <Rescale> is not supported")
+        shift = values if shift is None else shift + values
+        now, bad, verb = shift, ~(np.abs(shift) <= hi), "shifts"
+    else:
+        scale = values if scale is None else scale * values
+        now, bad, verb = scale, ~((np.abs(scale) >= lo) & (np.abs(scale) <= hi)), "scales"
+    if bad.any():
+        at = int(np.flatnonzero(bad)[0])
+        raise UserError(
+            f"feature transform {path}: component {number} (<{comp.kind}>) {verb} input {at} by {now[at]:.6g}"
+            f"{' (with the components before it)' if now[at] != values[at] else ''}; asr-init takes shifts within "
+            f"+-{hi:.2g} and scales of magnitude {lo:.2g} to {hi:.2g} (standard deviations 1 / scale), beyond which "
+            "the normalised inputs are not finite or no longer depend on the frame"
+        )
+    return shift, scale
 
 
 def _tiled(values: np.ndarray, offsets: int) -> bool:

@@ -1,6 +1,7 @@
 """FrameBuffer on one process: one gather per batch and the next buffer read ahead, with
 the batches of the straightforward pipeline, bit for bit."""
 
+import re
 import threading
 
 import numpy as np
@@ -189,3 +190,21 @@ def test_a_store_of_other_features_is_refused_with_extracts_own_options(tiny_sto
     assert read_kaldi_conf(tmp_path / "mfcc.conf") == {
         k: v for k, v in changes.items() if k in ("window", "cepstral_lifter", "raw_energy")
     }
+
+
+@pytest.mark.parametrize(
+    "mean, std, said",
+    [
+        (0.0, 7.1362384635298e44, "dimension 1 a mean of 0.0 and a standard deviation of 7.1362384635298e+44"),
+        (0.0, 1e-30, "dimension 1 a mean of 0.0 and a standard deviation of 1e-30"),
+        (-3e38, 1.0, "dimension 1 a mean of -3e+38 and a standard deviation of 1.0"),
+    ],
+)
+def test_a_recorded_normalisation_beyond_the_limits_is_refused(mean, std, said):
+    """A model trained before feature transforms were range-checked may record a standard deviation
+    of 7e44 (inf as float32: every input 0) or 1e-30 (inputs beyond float32): refused when read,
+    where the bounds themselves are taken."""
+    edge = {"splice": 1, "mean": [2.0**60, -(2.0**60)], "std": [2.0**-60, 2.0**60]}
+    assert FeaturePipeline.from_dict(edge).std == (2.0**-60, 2.0**60)
+    with pytest.raises(UserError, match=re.escape(said) + r"; frames cannot be normalised with them \(asr-init takes"):
+        FeaturePipeline.from_dict({"splice": 1, "mean": [0.0, mean], "std": [1.0, std]})

@@ -333,3 +333,60 @@ def test_a_feature_transform_splicing_beyond_the_limit_or_not_minus_k_to_k_is_re
         expected = message.format(tmp_path / name / "final.feature_transform")
         assert res.exit_code == 1 and len(errors) == 1 and expected in " ".join(res.output.split()), res.output
         assert not (tmp_path / "ft").exists()
+
+
+_SPLICE = Component("Splice", 429, 39, {"offsets": np.arange(-5, 6, dtype=np.int32)})
+
+
+def _norm(kind, dim, value):
+    key = "shift" if kind == "AddShift" else "scale"
+    return Component(kind, dim, dim, {key: np.full(dim, value, np.float32), "learn_rate_coef": 0.0})
+
+
+@pytest.mark.parametrize(
+    "transform, said",
+    [
+        ([_SPLICE, _norm("Rescale", 429, 1e38)], "component 2 (<Rescale>) scales input 0 by 1e+38;"),
+        ([_SPLICE, _norm("Rescale", 429, 1e-45)], "component 2 (<Rescale>) scales input 0 by 1.4013e-45;"),
+        ([_norm("Rescale", 39, 1e-30), _SPLICE], "component 1 (<Rescale>) scales input 0 by 1e-30;"),
+        ([_SPLICE, _norm("AddShift", 429, 3e38)], "component 2 (<AddShift>) shifts input 0 by 3e+38;"),
+        (
+            [_SPLICE, _norm("Rescale", 429, 1e10), _norm("Rescale", 429, 1e10)],
+            "component 3 (<Rescale>) scales input 0 by 1e+20 (with the components before it);",
+        ),
+    ],
+)
+def test_a_feature_transform_whose_normalisation_gives_no_finite_inputs_is_refused_where_it_is_read(
+    blob_store, tmp_path, transform, said
+):
+    """A <Rescale> of 1e38 made every input infinite, and fine-tuning blamed the learning rate for the
+    NaN loss; one of 1e-45 (a standard deviation beyond float32) made every input 0. The transform is
+    refused when it is read, naming it and the component, before the run's folder is made."""
+    write_nnet(tmp_path / "final.feature_transform", transform)
+    w = np.full((4, 429), 0.01, np.float32)
+    write_nnet(tmp_path / "1.dbn", [affine(w, np.zeros(4)), Component("Sigmoid", 4, 4)])
+    res = runner.invoke(app, ["finetune", str(blob_store), "--dbn", str(tmp_path / "1.dbn"),
+                              "--out", str(tmp_path / "ft"), "--max-epochs", "1"])  # fmt: skip
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    text = " ".join(res.output.split())
+    assert res.exit_code == 1 and len(errors) == 1, res.output
+    assert f"error: feature transform {tmp_path / 'final.feature_transform'}: {said}" in text, res.output
+    assert "scales of magnitude 8.7e-19 to 1.2e+18" in text and "--lr" not in text, res.output
+    assert not (tmp_path / "ft").exists()
+
+
+def test_a_feature_transform_at_the_normalisation_limits_is_read(tmp_path):
+    """Scales of magnitude 2**-60 and 2**60 and shifts of +-2**60 are taken (beyond them, refused):
+    a frame value up to 2**60 is then normalised to a finite float32."""
+    scale = np.array([2.0**60, -(2.0**-60)] * 2, np.float32)
+    transform = [
+        Component("AddShift", 4, 4, {"shift": np.array([2.0**60, -(2.0**60), 0, 1], np.float32)}),
+        Component("Rescale", 4, 4, {"scale": scale, "learn_rate_coef": 0.0}),
+    ]
+    write_nnet(tmp_path / "final.feature_transform", transform)
+    write_nnet(tmp_path / "1.dbn", [affine(np.ones((2, 4)), np.zeros(2)), Component("Sigmoid", 2, 2)])
+    assert load_kaldi_network(tmp_path / "1.dbn").pipeline.std[:2] == (2.0**-60, 2.0**60)
+    transform[1].params["scale"][1] = np.nextafter(np.float32(-(2.0**-60)), np.float32(0))
+    write_nnet(tmp_path / "final.feature_transform", transform)
+    with pytest.raises(UserError, match=r"component 2 \(<Rescale>\) scales input 1 by -8\.67362e-19;"):
+        load_kaldi_network(tmp_path / "1.dbn")
