@@ -221,6 +221,14 @@ def _pdf_phones(store: FeatureStore) -> np.ndarray:
     return np.where(seen, joint.argmax(1), joint.sum(0).argmax()).astype(np.int64)
 
 
+def _first_difference(model: list[str], store: list[str]) -> str:
+    """Where the model's labels and the store's part, by id (the line's number in phones.txt,
+    states.txt or pdfs.txt): "differing first at id 6: 'b_0' in the model, 'c_0' in the store"."""
+    at = next((i for i, (a, b) in enumerate(zip(model, store)) if a != b), min(len(model), len(store)))
+    ours, theirs = (repr(labels[at]) if at < len(labels) else "none" for labels in (model, store))
+    return f"differing first at id {at}: {ours} in the model, {theirs} in the store"
+
+
 def _check_fits(store: FeatureStore, meta: dict, model_dir: Path, config: EvalConfig) -> None:
     """The model's pipeline, classes and phones fit the store, and the split is there."""
     FeaturePipeline.from_dict(meta["pipeline"]).check_store(store, f"model {model_dir}")
@@ -232,14 +240,15 @@ def _check_fits(store: FeatureStore, meta: dict, model_dir: Path, config: EvalCo
         )
     if meta["outputs"] != store.labels(targets):
         raise UserError(
-            f"model {model_dir} has {len(meta['outputs'])} {targets} ({meta['outputs'][:3]}...) but store "
-            f"{store.path} lists {len(store.labels(targets))} ({store.labels(targets)[:3]}...); evaluate on a store "
-            "made with the same inventory"
+            f"model {model_dir} has {len(meta['outputs'])} {targets} but store {store.path} lists "
+            f"{len(store.labels(targets))}, {_first_difference(meta['outputs'], store.labels(targets))}; evaluate "
+            "on a store made with the same inventory"
         )
     if meta["phones"] and store.phones and meta["phones"] != store.phones:
         raise UserError(
-            f"model {model_dir} was trained on phones {meta['phones'][:5]}... but store {store.path} "
-            f"has {store.phones[:5]}...; evaluate on a store extracted with the same phone set"
+            f"model {model_dir} was trained on {len(meta['phones'])} phones but store {store.path} has "
+            f"{len(store.phones)}, {_first_difference(meta['phones'], store.phones)}; evaluate on a store "
+            "extracted with the same phone set"
         )
     if not store.split(config.split):
         has = [split for split in SPLITS if store.split(split)]  # a held-out split first: dev, Kaldi's cv set

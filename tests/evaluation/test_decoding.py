@@ -222,3 +222,54 @@ def test_another_evaluation_in_the_output_folder_is_refused_and_the_same_one_is_
     old = {k: v for k, v in json.loads(results.read_text()).items() if k not in ("inputs", "config")}
     results.write_text(json.dumps(old))  # as an older asr-init wrote it, recording no store: made again, as then
     assert evaluate(blob_store, model, EvalConfig(decode=False))["store"] == str(blob_store)
+
+
+@pytest.mark.parametrize(
+    "change, said",
+    [
+        (
+            lambda meta: meta | {"outputs": meta["outputs"][:6] + meta["outputs"][9:12] + meta["outputs"][6:9]},
+            "model {m} has 12 states but store {s} lists 12, differing first at id 6: 'c_0' in the model, 'b_0' in "
+            "the store; evaluate on a store made with the same inventory",
+        ),
+        (
+            lambda meta: meta | {"phones": ["sil", "a", "c", "b"]},
+            "model {m} was trained on 4 phones but store {s} has 4, differing first at id 2: 'c' in the model, 'b' "
+            "in the store; evaluate on a store extracted with the same phone set",
+        ),
+    ],
+)
+def test_a_label_inventory_in_another_order_names_the_first_id_that_differs(blob_store, tmp_path, change, said):
+    """A store whose labels are the model's in another order was refused showing the first three
+    labels of each, the same on both sides: the error names the first id where they part."""
+    from conftest import write_tiny_model
+    from typer.testing import CliRunner
+
+    from asr_init.cli import app
+    from asr_init.models.dnn import load_model, save_model
+
+    model_dir = write_tiny_model(blob_store, tmp_path / "m")
+    model, meta = load_model(model_dir)
+    assert meta["outputs"][6:12] == ["b_0", "b_1", "b_2", "c_0", "c_1", "c_2"] and meta["phones"] == [
+        "sil",
+        "a",
+        "b",
+        "c",
+    ]
+    save_model(model_dir, model, change(meta))
+    res = CliRunner().invoke(
+        app, ["evaluate", str(blob_store), "--model", str(model_dir), "--out", str(tmp_path / "ev")]
+    )
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    expected = said.format(m=model_dir, s=blob_store)
+    assert res.exit_code == 1 and len(errors) == 1 and expected in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "ev").exists()
+
+
+def test_label_lists_of_other_lengths_name_the_first_id_one_lacks():
+    from asr_init.evaluation.evaluate import _first_difference
+
+    assert (
+        _first_difference(["a", "b", "c"], ["a", "b"]) == "differing first at id 2: 'c' in the model, none in the store"
+    )
+    assert _first_difference(["a"], ["b", "c"]) == "differing first at id 0: 'a' in the model, 'b' in the store"
