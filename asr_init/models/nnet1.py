@@ -440,7 +440,7 @@ def _fold_into_first_layer(
     if pipeline.squash:
         raise UserError(
             "the feature transform normalises its spliced dimensions differently from one offset to the next "
-            "and ends in <Sigmoid>; asr-init can take only one of the two"
+            "(or scales by a negative number) and ends in <Sigmoid>; asr-init can take only one of the two"
         )
     w, b = hidden[0]
     w64 = w.double().numpy()
@@ -483,9 +483,14 @@ def load_kaldi_network(path: Path, feature_transform: str | Path | None = None) 
         )
     pipeline, shift, scale = pipeline_from_transform(transform, ft, transform[0].input_dim if transform else first_in)
     n = 2 * pipeline.splice + 1
-    folded = not (_tiled(shift, n) and _tiled(scale, n))  # a transform asr-init wrote is tiled: nothing to fold
+    # A transform asr-init wrote is tiled, its scales positive: nothing to fold. The pipeline divides by
+    # |1 / scale|, so a negative scale's sign is folded into layer 1 too.
+    folded = not (_tiled(shift, n) and _tiled(scale, n)) or bool((scale < 0).any())
     if folded and not hidden:
-        raise UserError(f"feature transform {ft} normalises differently per offset, and {path} has no hidden layer")
+        raise UserError(
+            f"feature transform {ft} normalises differently per offset (or scales by a negative number), and "
+            f"{path} has no hidden layer to fold that into"
+        )
     if folded:
         _fold_into_first_layer(hidden, pipeline, shift, scale)
     return KaldiStack(hidden, act, output, pipeline, folded)

@@ -172,16 +172,22 @@ def test_a_kaldi_network_trained_with_dropout_reads_as_the_same_layers(tmp_path)
         assert torch.equal(w, w0) and torch.equal(b, b0)
 
 
-def test_kaldi_transform_normalising_each_offset_is_folded_into_layer_one(tmp_path):
+@pytest.mark.parametrize("tiled_negative", [False, True])
+def test_kaldi_transform_normalising_each_offset_is_folded_into_layer_one(tmp_path, tiled_negative):
     """steps/nnet/train.sh's transforms normalise every spliced dimension with its own
-    statistics; the imported pipeline plus the adjusted first layer compute the same thing."""
+    statistics; the imported pipeline plus the adjusted first layer compute the same thing. So
+    does a transform that is tiled but scales by negative numbers (the pipeline's standard
+    deviation is |1 / scale|: the sign was lost, and the network computed something else)."""
     rng = np.random.default_rng(3)
     d, k = 5, 2
     n = (2 * k + 1) * d
+    shift, scale = rng.normal(0, 1, n), rng.uniform(0.3, 2, n)
+    if tiled_negative:
+        shift, scale = np.tile(shift[:d], 2 * k + 1), np.tile(scale[:d] * [1, -1, 1, -1, -1], 2 * k + 1)
     transform = [
         Component("Splice", n, d, {"offsets": np.arange(-k, k + 1, dtype=np.int32)}),
-        Component("AddShift", n, n, {"shift": rng.normal(0, 1, n).astype(np.float32), "learn_rate_coef": 0.0}),
-        Component("Rescale", n, n, {"scale": rng.uniform(0.3, 2, n).astype(np.float32), "learn_rate_coef": 0.0}),
+        Component("AddShift", n, n, {"shift": shift.astype(np.float32), "learn_rate_coef": 0.0}),
+        Component("Rescale", n, n, {"scale": scale.astype(np.float32), "learn_rate_coef": 0.0}),
     ]
     layers = [affine(rng.normal(0, 0.3, (7, n)), rng.normal(0, 0.3, 7)), Component("Sigmoid", 7, 7)]
     layers += [affine(rng.normal(0, 0.3, (4, 7)), rng.normal(0, 0.3, 4)), Component("Softmax", 4, 4)]
