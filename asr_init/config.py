@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from asr_init.errors import UserError
 from asr_init.io import is_digits
+from asr_init.records import ABSENT, BOOLEAN, INTEGER, NULL, NUMBER, TEXT, check_record, each, record
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -36,6 +37,23 @@ class ConfigBase:
         obj = cls(**data)
         obj.validate()
         return obj
+
+    @classmethod
+    def from_record(cls: type[T], path: Path, rec: dict[str, Any]) -> T:
+        """The config that the settings record `rec`, read from `path`, holds in "config": each field of
+        the kind its annotation names (`int | None`: an integer or null), within LIMITS and valid as the
+        command would take it, else a UserError naming the file and the field. Fields this version does
+        not know are left out, those the record lacks take their defaults; --device is not checked
+        against this machine (a run recorded on a GPU is read on any)."""
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        check_record(path, rec, config=record(**{f.name: _KINDS[f.type] | ABSENT for f in fields}))
+        config = cls(**{f.name: rec["config"][f.name] for f in fields if f.name in rec["config"]})
+        try:
+            check_limits(config)  # first: a check of the widths may list them all
+            dataclasses.replace(config, device="cpu").validate()  # type: ignore[type-var]
+        except UserError as e:
+            raise UserError(f"{path}: config: {e}") from None
+        return config
 
     def validate(self) -> None:  # overridden where there is something to check
         return None
@@ -66,6 +84,10 @@ def as_typed(config, field: str) -> str:
     text = ",".join(shlex.quote(v) if isinstance(v, str) else str(v) for v in items)
     return f"{on} {text}" if items else on
 
+
+# A config field's kind in a record, by its annotation (records.py).
+_KINDS = {"int": INTEGER, "float": NUMBER, "str": TEXT, "bool": BOOLEAN, "list[int]": each(INTEGER)}
+_KINDS |= {f"{name} | None": kind | NULL for name, kind in _KINDS.items()}
 
 SPLITS = ("train", "dev", "test")
 SEED_RANGE = "must be from 0 to 4294967295"

@@ -36,6 +36,7 @@ class Kind:
 NUMBER = Kind("a number", lambda v: isinstance(v, float) or (type(v) is int and abs(v) <= 2**53))  # a float holds it
 INTEGER = Kind("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool))
 TEXT = Kind("a string", lambda v: isinstance(v, str))
+BOOLEAN = Kind("true or false", lambda v: isinstance(v, bool))
 NULL = Kind("null", lambda v: v is None)
 ABSENT = Kind("left out", lambda v: v is _ABSENT)
 

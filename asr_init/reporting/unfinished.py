@@ -55,8 +55,8 @@ def unfinished_lines(folder: Path, stage: str) -> list[str]:
     if stage == "prune":
         stopped, command = _prune(path)
     else:
-        rec = read_record(path, store=TEXT, config=record())
-        config = _config(STAGES[stage][2], rec["config"])
+        rec = read_record(path, store=TEXT)
+        config = STAGES[stage][2].from_record(path, rec)
         stopped = _pretrain_stop(folder, config) if stage == "pretrain" else _finetune_stop(folder, config)
         out = os.path.abspath(folder)
         command = _command("asr-init", stage, rec["store"], "--out", out, "--resume", *_options(config, folder))
@@ -67,8 +67,9 @@ def _prune(path: Path) -> tuple[str, str]:
     """Where the prune run whose record is at `path` stopped, and its command: run again, it resumes its
     fine-tuning runs. Its options leave out the fields prune sets for each run itself (--init-from,
     --sparsity, --reuse-layers)."""
-    rec = read_record(path, model=TEXT, store=TEXT, sparsities=each(NUMBER), config=record())
-    config = dataclasses.replace(_config(FinetuneConfig, rec["config"]), init_from=None, sparsity=0.0, reuse_layers=0)
+    rec = read_record(path, model=TEXT, store=TEXT, sparsities=each(NUMBER))
+    config = FinetuneConfig.from_record(path, rec)
+    config = dataclasses.replace(config, init_from=None, sparsity=0.0, reuse_layers=0)
     shares = ",".join(map(str, rec["sparsities"]))
     out = os.path.abspath(path.parent)
     command = _command("asr-init", "prune", rec["model"], "--out", out, "--sparsity", shares, "--store", rec["store"],
@@ -79,13 +80,6 @@ def _prune(path: Path) -> tuple[str, str]:
 def _command(*words: str) -> str:
     """A shell command line of `words` (each quoted where the shell would split it; an option is one word)."""
     return " ".join(word if word.startswith("--") else shlex.quote(word) for word in words)
-
-
-def _config(kind: type, values: dict):
-    """The config a record holds (fields this version does not know left out; not validated: a run
-    recorded on a GPU is reported on any machine)."""
-    names = {f.name for f in dataclasses.fields(kind)}
-    return kind(**{k: v for k, v in values.items() if k in names})
 
 
 def _options(config, folder: Path) -> list[str]:

@@ -546,3 +546,75 @@ def test_a_sat_column_not_numbered_in_ascii_digits_is_not_a_layers(tmp_path):
     path = tmp_path / "remedies" / "sigmoid" / "optimal" / "seed0" / "train.csv"
     write_csv(path, [r | {"sat_\u00b2": "0.9"} for r in read_csv(path)], [*read_csv(path)[0], "sat_\u00b2"])
     assert [run["sat_epoch1"] for run in load_remedies(tmp_path / "remedies")["sigmoid/optimal"]] == [[0.1]]
+
+
+def _write_unfinished(path, **config):
+    """An unfinished run's settings record at `path` (pretrain/finetune/prune.config.json, chosen by its
+    name) whose config holds `config` over a small run's: a field given as ... is left out."""
+    from asr_init.training.config import FinetuneConfig, PretrainConfig
+
+    stage = path.name.split(".")[0]
+    base = (PretrainConfig if stage == "pretrain" else FinetuneConfig)(layers=1, hidden=[16]).to_dict()
+    rec = {"store": "/data/store", "config": {k: v for k, v in (base | config).items() if v is not ...}}
+    if stage == "prune":
+        rec |= {"model": "/data/dense", "sparsities": [0.5]}
+        rec["config"] |= {"init_from": "/data/dense", "sparsity": 0.5}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec))
+
+
+@pytest.mark.parametrize(
+    "name, field, value, message",
+    [
+        ("pretrain", "layers", "x", 'config.layers must be an integer or null or left out, not "x"'),
+        ("pretrain", "layers", 10**12, "config: invalid --layers 1000000000000: at most 64"),
+        ("pretrain", "layers", 65, "config: invalid --layers 65: at most 64"),
+        ("pretrain", "hidden", "x", 'config.hidden must be a list or left out, not "x"'),
+        ("pretrain", "hidden", [], "config: invalid --hidden: every width must be at least 1"),
+        ("pretrain", "hidden", [10**9], "config: invalid --hidden 1000000000: at most 65,536"),
+        ("pretrain", "init", "nonsense", "config: unknown init method 'nonsense'"),
+        ("pretrain", "cuda_graphs", "false", 'config.cuda_graphs must be true or false or left out, not "false"'),
+        ("pretrain", "lr", "0.1", 'config.lr must be a number or left out, not "0.1"'),
+        ("finetune", "dbn", 5, "config.dbn must be a string or null or left out, not 5"),
+        ("finetune", "dbn", ["x"], 'config.dbn must be a string or null or left out, not ["x"]'),
+        ("finetune", "feature_transform", {"a": 1}, "config.feature_transform must be a string or null"),
+        ("finetune", "max_epochs", "x", 'config.max_epochs must be an integer or left out, not "x"'),
+        ("finetune", "max_epochs", 0, "config: invalid --max-epochs 0: must be at least 1"),
+        ("finetune", "layers", 10**12, "config: invalid --layers 1000000000000: at most 64"),
+        ("prune", "batch_size", None, "config.batch_size must be an integer or left out, not null"),
+        ("prune", "splice", 101, "config: invalid --splice 101: at most 100"),
+    ],
+)
+def test_an_unfinished_runs_recorded_config_is_checked_as_its_command_checks_it(reported, tmp_path, name, field,
+                                                                                  value, message):  # fmt: skip
+    """The config of an unfinished run was used unchecked: a string where a number goes stopped the
+    report in a TypeError or ValueError, --layers 10**8 took a gigabyte (10**12: 'not enough memory',
+    naming no file), and --hidden "x" or [] was printed into the command as it was. Each field is of
+    its kind and within the command's own limits, or one 'error:' line names the file and the field."""
+    damage = lambda path: _write_unfinished(path, **{field: value})  # noqa: E731
+    _fails_leaving_the_report_as_it_was(reported[False], tmp_path, f"cut/{name}.config.json", damage, message)
+
+
+def test_an_unfinished_run_recorded_on_another_machine_is_reported_with_its_device(tmp_path):
+    """A run recorded on a GPU is reported on any machine: its --device is not checked against this one;
+    a field this version does not know is left out, one it lacks takes its default."""
+    _write_unfinished(tmp_path / "dbn" / "pretrain.config.json", device="cuda:7", epochs=..., future_field=1)
+    text = write_report(tmp_path).read_text()
+    (command,) = re.findall(r"^asr-init .*$", text, re.M)
+    assert command.endswith(" --resume --layers 1 --hidden 16 --device cuda:7"), command
+    assert "layer 1 stopped before its first checkpoint" in text, text
+
+
+@pytest.mark.parametrize(
+    "hidden, message",
+    [
+        (["$(touch PWNED)"], 'config.hidden[0] must be an integer, not "$(touch PWNED)"'),
+        ([16, ["'$(touch PWNED)"]], 'config.hidden[1] must be an integer, not ["\'$(touch PWNED)"]'),
+        ([[["x"], 16]], 'config.hidden[0] must be an integer, not [["x"], 16]'),
+    ],
+)
+def test_an_unfinished_run_whose_list_holds_shell_syntax_is_refused(reported, tmp_path, hidden, message):
+    """A list item that is not a number was written into the command unquoted, with str(): pasted, the
+    command ran `touch`. Such a record is one 'error:' line naming the file and the item."""
+    damage = lambda path: _write_unfinished(path, hidden=hidden)  # noqa: E731
+    _fails_leaving_the_report_as_it_was(reported[False], tmp_path, "cut/pretrain.config.json", damage, message)
