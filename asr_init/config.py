@@ -73,16 +73,20 @@ def option_flag(f: dataclasses.Field) -> str:
     return f"{name}/--no-{name[2:]}" if f.default is True else name
 
 
-def as_typed(config, field: str) -> str:
-    """`config`'s field `field` as a user gives it on the command line: `--jobs 0`, `--hidden 512,-5`,
-    `--features mfcc`, `--norm-vars` (a switch names itself, in the form that gives its value)."""
+def typed_words(config, field: str) -> list[str]:
+    """`config`'s field `field` as the words a user gives on the command line: `--jobs` `0`, `--hidden`
+    `512,-5`, `--features` `mfcc`, `--norm-vars` (a switch names itself, in the form that gives its value)."""
     value = getattr(config, field)
     on, _, off = option_flag(next(f for f in dataclasses.fields(config) if f.name == field)).partition("/")
     if isinstance(value, bool):
-        return on if value or not off else off
+        return [on if value or not off else off]
     items = value if isinstance(value, list) else [] if value is None else [value]
-    text = ",".join(shlex.quote(v) if isinstance(v, str) else str(v) for v in items)
-    return f"{on} {text}" if items else on
+    return [on, ",".join(map(str, items))] if items else [on]
+
+
+def as_typed(config, field: str) -> str:
+    """`typed_words` as one line the shell reads back as those words: `--jobs 0`, `--features 'a b'`."""
+    return shlex.join(typed_words(config, field))
 
 
 # A config field's kind in a record, by its annotation (records.py).

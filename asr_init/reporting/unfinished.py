@@ -17,7 +17,7 @@ import os
 import shlex
 from pathlib import Path
 
-from asr_init.config import as_typed
+from asr_init.config import typed_words
 from asr_init.evaluation.prune import sparsity_folder
 from asr_init.io import load_run_checkpoint
 from asr_init.progress import counted
@@ -78,14 +78,15 @@ def _prune(path: Path) -> tuple[str, str]:
 
 
 def _command(*words: str) -> str:
-    """A shell command line of `words` (each quoted where the shell would split it; an option is one word)."""
-    return " ".join(word if word.startswith("--") else shlex.quote(word) for word in words)
+    """A shell command line that the shell reads back as `words`, whatever they hold (each quoted where
+    it is not plain: a record may hold anything)."""
+    return shlex.join(words)
 
 
 def _options(config, folder: Path) -> list[str]:
-    """Every option whose recorded value is not its default, as typed; an input path the run was given
-    relative to the folder it ran in made absolute (found as `recorded_path` finds it: a resumption compares
-    the input's identity, so a wrong guess is refused)."""
+    """The words of every option whose recorded value is not its default, as typed; an input path the run
+    was given relative to the folder it ran in made absolute (found as `recorded_path` finds it: a resumption
+    compares the input's identity, so a wrong guess is refused)."""
     paths = {name: path for name in SOURCE_PATHS if (path := getattr(config, name, None))}
     config = dataclasses.replace(
         config, **{name: os.path.abspath(recorded_path(p, folder)) for name, p in paths.items()}
@@ -94,7 +95,7 @@ def _options(config, folder: Path) -> list[str]:
     for f in dataclasses.fields(config):
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         if "help" in f.metadata and getattr(config, f.name) != default:
-            options.append(as_typed(config, f.name))
+            options += typed_words(config, f.name)
     return options
 
 

@@ -605,6 +605,31 @@ def test_an_unfinished_run_recorded_on_another_machine_is_reported_with_its_devi
     assert "layer 1 stopped before its first checkpoint" in text, text
 
 
+SHELL = "a b;$(touch PWNED)`touch PWNED`'\"\\ |&>x\n#"  # shell syntax of every kind, in one value
+
+
+@pytest.mark.parametrize("field, value", [("store", f"/data/{SHELL}"), ("store", f"--{SHELL}"),
+                                          ("dbn", f"/data/{SHELL}"), ("folder", SHELL.replace("/", ""))])  # fmt: skip
+def test_an_unfinished_runs_command_is_the_words_recorded_whatever_they_hold(tmp_path, field, value):
+    """The command that continues an unfinished run is pasted into a shell: a recorded string holding shell
+    syntax (the store, --dbn, the run folder's own name) is one quoted word, so that the shell gives
+    asr-init exactly the words meant and runs nothing else (a word that began with -- was left unquoted)."""
+    import subprocess
+
+    folder = tmp_path / ("dnn" + value if field == "folder" else "dnn")
+    store, dbn = (value if field == name else "/data/x" for name in ("store", "dbn"))
+    _write_unfinished(folder / "finetune.config.json", dbn=dbn)
+    record = json.loads((folder / "finetune.config.json").read_text())
+    (folder / "finetune.config.json").write_text(json.dumps(record | {"store": store}))
+    text = write_report(tmp_path).read_text()
+    command = text[text.index("asr-init finetune") : text.index("\n```", text.index("asr-init finetune"))]
+    words = ["asr-init", "finetune", store, "--out", str(folder), "--resume", "--dbn", dbn, "--layers", "1",
+             "--hidden", "16", "--lr", "0.0004", "--momentum", "0.9"]  # fmt: skip
+    assert shlex.split(command) == words, command
+    shell = subprocess.run(["bash", "-c", "printf '%s\\0' " + command], cwd=tmp_path, capture_output=True, text=True)
+    assert shell.stdout.split("\0")[:-1] == words and not (tmp_path / "PWNED").exists(), shell.stderr
+
+
 @pytest.mark.parametrize(
     "hidden, message",
     [
