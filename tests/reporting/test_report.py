@@ -227,6 +227,15 @@ def test_a_smoke_run_report_says_so_and_ranks_nothing(tmp_path):
     assert "converged fastest" not in text and "| `optimal` |" in text  # the table is still there
 
 
+@pytest.mark.parametrize("quick", ["false", 0, None, [True]])
+def test_a_scale_record_whose_quick_is_not_true_or_false_is_one_error_line(reported, tmp_path, quick):
+    """scale.json's quick was read with bool(): "false" (or [true]) made the report a smoke run's, which
+    ranks nothing. It is true, false or left out, or one 'error:' line naming the file and the field."""
+    damage = lambda path: path.write_text(json.dumps({"quick": quick, "device": "cpu"}))  # noqa: E731
+    message = f"quick must be true or false or left out, not {json.dumps(quick)}"
+    _fails_leaving_the_report_as_it_was(reported[False], tmp_path, "scale.json", damage, message)
+
+
 @pytest.mark.parametrize(
     "dbn, verdict",
     [([0.70, 0.71], "still pays"), ([0.54, 0.55], "falls behind"), ([0.60, 0.66], "is neither ahead nor behind")],
