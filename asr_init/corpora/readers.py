@@ -102,10 +102,20 @@ def locate(name: str, script: Path) -> Path | None:
     """The file that `name`, a file name in the Kaldi script `script` (wav.scp, feats.scp), names,
     found as Kaldi's tools find it: an absolute name as it is; a relative one from the current folder,
     else from the script's folder and the folders above it (a data dir's script files name files
-    relative to the recipe folder they were made in, or to the data dir). None where no file is there."""
+    relative to the recipe folder they were made in, or to the data dir). None where no file is there. A
+    folder is passed over; a pipe or a device is found, for its reader to refuse by name (check_regular_file);
+    a name longer than the system takes (a wav archive's `wavs.ark:OFFSET` of many digits) names no file."""
     candidate = Path(name)
     bases = [Path("/")] if candidate.is_absolute() else [Path.cwd(), *Path(script).resolve().parents]
-    return next((base / candidate for base in bases if (base / candidate).is_file()), None)
+    return next((base / candidate for base in bases if _is_entry(base / candidate)), None)
+
+
+def _is_entry(path: Path) -> bool:
+    """Whether `path` is there and is not a folder; False where the system refuses the name (too long)."""
+    try:
+        return path.exists() and not path.is_dir()
+    except OSError:
+        return False
 
 
 def check_audio_file(audio: Path, utt_id: str) -> None:

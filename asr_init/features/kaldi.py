@@ -50,7 +50,7 @@ from asr_init.errors import UserError
 from asr_init.features.config import KaldiImportConfig
 from asr_init.features.store import FrameMoments, StoreWriter, store_summary, write_metadata
 from asr_init.folders import output_folder
-from asr_init.io import digest, is_digits, read_regular_file, resolved, unique
+from asr_init.io import check_regular_file, digest, is_digits, read_regular_file, resolved, unique
 from asr_init.progress import console, progress_bar
 
 VAR_FLOOR = 1e-20  # apply-cmvn's variance floor
@@ -135,11 +135,13 @@ def read_script(path: Path, what: str, ints: bool = False, dtype=np.float32) -> 
 
 def _locate(name: str, script: Path, where: str) -> Path:
     """The file that a line of `script` (`where` names it in messages) names, found as Kaldi's tools
-    find it (readers.locate); a UserError where there is none."""
+    find it (readers.locate); a UserError where there is none, or where it is not a regular file (a pipe
+    would block the read)."""
     found = locate(name, script)
     if found is None:
         relative = "" if Path(name).is_absolute() else " (relative names are read from the current folder)"
         raise UserError(f"{where}: {name} does not exist{relative}")
+    check_regular_file(found, f"{where}: file" if where else "file")
     return found
 
 

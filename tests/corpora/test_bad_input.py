@@ -296,3 +296,16 @@ def test_a_wav_archive_entry_that_is_not_a_whole_wav_is_named(small_kaldi, damag
     assert (utt.audio.name, utt.offset) == ("wavs.ark", offset)
     with pytest.raises(UserError, match=message):
         next(audio_blocks(utt, 16000))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_wav_archive_that_is_not_a_regular_file_is_named_as_such(small_kaldi, unblock, kind):
+    """wav.scp's `wavs.ark:0` where wavs.ark is a pipe or a device: found, and refused as not a regular
+    file (not reported as missing, and never opened)."""
+    _not_a_file(small_kaldi / "wavs.ark", kind, unblock)
+    scp = (small_kaldi / "wav.scp").read_text()
+    (small_kaldi / "wav.scp").write_text(scp.replace("spk0-utt0 wav/spk0-utt0.wav", "spk0-utt0 wavs.ark:0"))
+    utt = read_kaldi_dir(small_kaldi).utterances[0]
+    assert (utt.audio, utt.offset) == (small_kaldi / "wavs.ark", 0)
+    with pytest.raises(UserError, match=r"audio file of utterance spk0-utt0 .*wavs\.ark is not a regular file"):
+        next(audio_blocks(utt, 16000))

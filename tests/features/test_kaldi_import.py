@@ -361,6 +361,18 @@ def _absolute_missing_archive(root, ref):
     return ["--ali", str(root / "pdf.txt")], "line 1: /nowhere/raw.ark does not exist"
 
 
+def _feature_archive_a_fifo(root, ref):
+    """A pipe at the archive a feats.scp line names was reported as missing (is_file() is False for it)."""
+    import os
+
+    scp = root / "data" / "train" / "feats.scp"
+    first = scp.read_text().splitlines()[0].split()[0]
+    os.mkfifo(root / "pipe.ark")
+    scp.write_text(f"{first} {root / 'pipe.ark'}:12\n")
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    return ["--ali", str(root / "pdf.txt")], f"line 1: file {root / 'pipe.ark'} is not a regular file (a pipe"
+
+
 def _wrong_keys(root, ref):
     kaldiio.save_ark(str(root / "pdf.ark"), {f"other-{u}": a for u, a in ref["pdfs"].items()})
     return ["--ali", str(root / "pdf.ark")], "keyed by the same utterance ids"
@@ -411,6 +423,7 @@ def test_a_frame_shift_that_is_not_a_duration_is_refused(kaldi_data, shift):
         _pdf_id_beyond_int32,
         _frame_shift_a_fifo,
         _absolute_missing_archive,
+        _feature_archive_a_fifo,
     ],
 )
 def test_bad_input_gives_one_error_line_and_no_store(kaldi_data, breaker):
