@@ -21,6 +21,8 @@ from typing import Any
 
 from asr_init.errors import UserError
 
+MAX_FILE_OFFSET = 2**63 - 1  # the largest byte offset a file can have (off_t)
+
 
 def atomic_write(path: Path, write) -> None:
     """Call `write(fh)` on a temporary file beside `path` (binary), fsync it, then rename it
@@ -298,3 +300,14 @@ def digest(paths: list[Path]) -> str:
                     h.update(block)
         h.update(b"\0")
     return h.hexdigest()[:16]
+
+
+def read_count(text: str, limit: int) -> int | None:
+    """`text`, a whole number in ASCII digits (is_digits), as an int, or None where it is not one; a
+    number above `limit` is `limit + 1`, its digits past as many as `limit` has never converted (int()
+    refuses more than 4,300 and takes time quadratic in their number). Every reader of a count, an id
+    or an offset in a text field reads it here, and compares it with `limit`."""
+    if not is_digits(text):
+        return None
+    digits = text.lstrip("0") or "0"
+    return limit + 1 if len(digits) > len(str(limit)) else min(int(digits), limit + 1)

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from asr_init.io import MAX_FILE_OFFSET, read_count
+
 MAX_TOKEN = 4096  # bytes in a key or a token
 MAX_FRAMES = 1 << 22  # entries of one integer vector: 4,194,304 frames, 11.6 hours at 10 ms
 MAX_STREAM_OBJECT = 1 << 30  # bytes of one object in a gzipped archive
@@ -42,7 +44,7 @@ _TEXT_INT_BYTES = 12  # the longest int32 written as text, with its separator
 _MATRIX_TYPES = {"FM": "<f4", "DM": "<f8", "FV": "<f4", "DV": "<f8"}
 _SPACES = re.compile(rb"\s*")  # bytes.isspace()'s characters
 _ALI_HINT = "; give ali-to-pdf or ali-to-phones --per-frame output"
-_SCP = re.compile(r"^(?P<path>.+?)(?::(?P<offset>\d+))?(?:\[(?P<range>[^\[\]]*)\])?$")  # Kaldi: any [...] ends it
+_SCP = re.compile(r"^(?P<path>.+?)(?::(?P<offset>[0-9]+))?(?:\[(?P<range>[^\[\]]*)\])?$")  # Kaldi: any [...] ends it
 _RANGE_END = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")  # what strtoll reads whole (SplitStringToIntegers)
 
 
@@ -460,7 +462,9 @@ def parse_script_line(line: str) -> tuple[str, str, int | None, str | None]:
             f"{key} is read through a command or standard input ({spec[:60]!r}); asr-init runs no commands from "
             "its input: write the data to an archive first (e.g. copy-feats scp:IN ark,scp:OUT.ark,OUT.scp)"
         )
-    offset = int(m.group("offset")) if m.group("offset") else None
+    offset = read_count(m.group("offset"), MAX_FILE_OFFSET) if m.group("offset") else None
+    if offset is not None and offset > MAX_FILE_OFFSET:
+        raise KaldiFormatError(f"{key}: a byte offset of {len(m.group('offset'))} digits lies past the end of any file")
     return key, name, offset, m.group("range")
 
 
@@ -470,8 +474,8 @@ def apply_range(value: np.ndarray, spec: str) -> np.ndarray:
     else ("3", "3:", an empty part). As Kaldi's ExtractObjectRange, a row range may end up to
     ROW_TOLERANCE rows past the last row (segments cut at 10 ms from 25 ms frames) and then stops
     at the last row."""
-    parts = [None if p == ":" else p.split(":") for p in spec.split(",")]
-    if any(p is not None and (len(p) != 2 or not all(map(_RANGE_END.fullmatch, p))) for p in parts):
+    parts = [None if p == ":" else [_range_end(x) for x in p.split(":")] for p in spec.split(",")]
+    if any(p is not None and (len(p) != 2 or None in p) for p in parts):
         raise KaldiFormatError(f"range [{spec}] is not Kaldi's [r1:r2] or [r1:r2,c1:c2] (a part may be ':', all)")
     if len(parts) > value.ndim:
         raise KaldiFormatError(f"range [{spec}] has more parts than the object has dimensions")
@@ -480,11 +484,21 @@ def apply_range(value: np.ndarray, spec: str) -> np.ndarray:
         if part is None:
             index.append(slice(None))
             continue
-        a, b = map(int, part)
+        a, b = part
         if not (0 <= a < length and a <= b < length + (ROW_TOLERANCE if axis == 0 else 0)):
             raise KaldiFormatError(f"range [{spec}] lies outside the object's {length} rows or columns")
         index.append(slice(a, min(b, length - 1) + 1))
     return value[tuple(index)]
+
+
+def _range_end(text: str) -> int | None:
+    """An end of a range as Kaldi's SplitStringToIntegers reads it (strtoll: white space, a sign, digits)
+    into an int32, or None where it does not (another form, or a number beyond the int32 range)."""
+    if not _RANGE_END.fullmatch(text):
+        return None
+    signed = text.lstrip(" \t\n\v\f\r")
+    value = read_count(signed.lstrip("+-"), 2**31 - 1)
+    return None if value is None or value > 2**31 - 1 else -value if signed.startswith("-") else value
 
 
 class ObjectFiles:

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from asr_init.kaldi_io import KaldiFormatError, Reader, apply_range
+from asr_init.kaldi_io import KaldiFormatError, Reader, apply_range, parse_script_line
 
 MATRIX = np.arange(50, dtype=np.float32).reshape(10, 5)
 
@@ -28,9 +28,28 @@ def test_a_script_range_selects_what_kaldi_selects(spec, rows, cols):
     np.testing.assert_array_equal(apply_range(MATRIX, spec), MATRIX[rows, cols])
 
 
-@pytest.mark.parametrize("spec", ["3", "3:", ":3", "", "0:9,", ",1:3", ":,", "3:5:7", " :", "0:9 ,1:3", "a:b", "1:2x"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "3",
+        "3:",
+        ":3",
+        "",
+        "0:9,",
+        ",1:3",
+        ":,",
+        "3:5:7",
+        " :",
+        "0:9 ,1:3",
+        "a:b",
+        "1:2x",
+        "0:2147483648",
+        "0:" + "1" * 4400,
+    ],
+)
 def test_a_range_not_in_kaldis_form_is_refused(spec):
-    """ParseMatrixRangeSpecifier takes one or two parts, each ':' or two integers r1:r2; nothing else."""
+    """ParseMatrixRangeSpecifier takes one or two parts, each ':' or two integers r1:r2 that an int32 holds
+    (4,400 digits stopped in int()'s 4,300-digit limit, a traceback); nothing else."""
     with pytest.raises(KaldiFormatError, match=r"is not Kaldi's \[r1:r2\] or \[r1:r2,c1:c2\]"):
         apply_range(MATRIX, spec)
 
@@ -39,6 +58,15 @@ def test_a_range_not_in_kaldis_form_is_refused(spec):
 def test_a_range_kaldi_refuses_is_refused(spec):
     with pytest.raises(KaldiFormatError, match="lies outside"):
         apply_range(MATRIX, spec)
+
+
+@pytest.mark.parametrize("offset", [str(2**63), "1" * 5000])
+def test_a_script_offset_no_file_can_reach_is_refused(offset):
+    """feats.scp's `raw.ark:OFFSET` past the largest offset a file can have; 5000 digits stopped in int()'s
+    digit limit (a traceback)."""
+    with pytest.raises(KaldiFormatError, match=f"utt1: a byte offset of {len(offset)} digits lies past the end of any"):
+        parse_script_line(f"utt1 raw.ark:{offset}")
+    assert parse_script_line(f"utt1 raw.ark:{2**63 - 1}[0:3]") == ("utt1", "raw.ark", 2**63 - 1, "0:3")
 
 
 def test_a_two_byte_compressed_matrix_expands_to_kaldis_values():

@@ -16,11 +16,13 @@ from pathlib import Path
 
 from asr_init.config import DATA_DIR
 from asr_init.errors import UserError
-from asr_init.io import check_regular_file, is_digits, read_regular_file, unique
+from asr_init.io import MAX_FILE_OFFSET, check_regular_file, read_count, read_regular_file, unique
 
 SILENCE = "sil"
 # Segment order tolerance: CTMs written with 2-3 decimals round boundaries.
 _EPS = 1e-3
+_MAX_CHANNEL = 2**31 - 1  # extract-segments reads a `segments` channel as an int32
+_MAX_SAMPLE = 2**63 - 1  # the last sample number a .PHN line may give (a recording of millennia)
 
 
 @dataclass(frozen=True)
@@ -250,9 +252,13 @@ def _read_wav_scp(data_dir: Path) -> dict[str, tuple[Path, int | None]]:
                 f"{wav_scp}:{n}: recording {key} has a piped command (asr-init never executes commands from wav.scp; "
                 "convert the audio to files first)"
             )
-        path, (archive, _, offset) = locate(rest, wav_scp), rest.rpartition(":")
-        archive = locate(archive, wav_scp) if path is None and archive and is_digits(offset) else None
-        entry = (archive, int(offset)) if archive else (path or data_dir / rest, None)  # an absolute `rest` as it is
+        path, (archive, _, tail) = locate(rest, wav_scp), rest.rpartition(":")
+        offset = read_count(tail, MAX_FILE_OFFSET)
+        archive = locate(archive, wav_scp) if path is None and archive and offset is not None else None
+        if archive and offset > MAX_FILE_OFFSET:
+            raise UserError(f"{wav_scp}:{n}: recording {key} starts at a byte offset of {len(tail)} digits in "
+                            f"{archive}, past the end of any file")  # fmt: skip
+        entry = (archive, offset) if archive else (path or data_dir / rest, None)  # an absolute `rest` as it is
         recordings.append((key, f"{wav_scp}:{n}", entry))
     return unique(recordings, "recording")
 
@@ -279,7 +285,8 @@ def _read_segments(data_dir: Path, recordings: dict[str, Path]) -> dict[str, tup
     regions = []
     for where, row in _read_table(segments_path, 4):
         utt, rec = row[0], row[1]
-        if len(row) > 5 or (len(row) == 5 and not is_digits(row[4])):
+        channel = read_count(row[4], _MAX_CHANNEL) if len(row) == 5 else None
+        if len(row) > 5 or (len(row) == 5 and (channel is None or channel > _MAX_CHANNEL)):
             raise UserError(
                 f"{where}: expected 'utterance recording start end [channel]', with the channel a whole number "
                 f"from 0 (the left), got {' '.join(row)!r}"
@@ -295,7 +302,6 @@ def _read_segments(data_dir: Path, recordings: dict[str, Path]) -> dict[str, tup
             raise UserError(
                 f"{segments_path}: utterance {utt} refers to recording {rec}, which is not in {data_dir / 'wav.scp'}"
             )
-        channel = int(row[4]) if len(row) == 5 else None
         regions.append((utt, where, (rec, start, None if end < 0 else end, channel, where)))
     return unique(regions, "utterance")
 
@@ -378,15 +384,14 @@ def _phn_segment(where: str, row: list[str], folding: dict[str, str]) -> PhoneSe
     label = row[2].lower()
     if label not in folding:
         raise UserError(f"{where}: phone {row[2]!r} is not a TIMIT phone (see data/timit_61_to_39.tsv)")
-    try:
-        begin, end = int(row[0]), int(row[1])
-    except ValueError:
+    begin, end = read_count(row[0], _MAX_SAMPLE), read_count(row[1], _MAX_SAMPLE)
+    if begin is None or end is None:
         raise UserError(
-            f"{where}: sample numbers {row[0]!r} {row[1]!r} are not both integers "
+            f"{where}: sample numbers {row[0]!r} {row[1]!r} are not both integers from 0 "
             "(a .PHN line is 'begin end phone', in samples at 16 kHz)"
-        ) from None
-    if begin < 0:
-        raise UserError(f"{where}: sample number {begin} is negative")
+        )
+    if max(begin, end) > _MAX_SAMPLE:
+        raise UserError(f"{where}: a sample number of {max(map(len, row[:2]))} digits is past the end of any recording")
     rate = 16000.0  # TIMIT .PHN sample indices are at 16 kHz
     return PhoneSegment(begin / rate, end / rate, folding[label])
 

@@ -324,8 +324,11 @@ def _wav_end(fh, offset: int, what: str) -> int:
     """The byte after the data chunk of the RIFF (or big-endian RIFX) WAV at byte `offset` of
     the binary file `fh`, found as Kaldi's WaveInfo::Read finds it: the chunks after "WAVE"
     passed over to "data"; a UserError (starting `what`) if there is none, or if its samples
-    would run past the file's end (a truncated archive, or Kaldi's 'stream mode' sizes)."""
+    would run past the file's end (a truncated archive, or Kaldi's 'stream mode' sizes), or if `offset` is
+    at or past that end (checked before seeking: no seek goes past 2**63 bytes)."""
     size = os.fstat(fh.fileno()).st_size
+    if offset >= size:
+        raise UserError(f"{what} is not there: byte {offset} is past the end of the file ({size} bytes)")
     fh.seek(offset)
     head = fh.read(12)
     if head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":

@@ -50,7 +50,7 @@ from asr_init.errors import UserError
 from asr_init.features.config import KaldiImportConfig
 from asr_init.features.store import FrameMoments, StoreWriter, store_summary, write_metadata
 from asr_init.folders import output_folder
-from asr_init.io import check_regular_file, digest, is_digits, read_regular_file, resolved, unique
+from asr_init.io import check_regular_file, digest, read_count, read_regular_file, resolved, unique
 from asr_init.progress import console, progress_bar
 
 VAR_FLOOR = 1e-20  # apply-cmvn's variance floor
@@ -175,11 +175,13 @@ def read_phone_symbols(path: Path) -> dict[int, str]:
     rows = []
     for where, line in _numbered(path):
         parts = line.split()
-        if len(parts) != 2 or not is_digits(parts[1]):
+        number = read_count(parts[1], MAX_PHONES) if len(parts) == 2 else None
+        if number is None:
             raise UserError(f"{where}: expected 'symbol id' as in Kaldi's phones.txt, found {line[:60]!r}")
-        if int(parts[1]) >= MAX_PHONES:
-            raise UserError(f"{where}: phone id {parts[1]} is not below {MAX_PHONES:,}, the most read")
-        rows.append((int(parts[1]), where, parts[0]))
+        if number >= MAX_PHONES:
+            shown = parts[1] if len(parts[1]) <= 20 else f"of {len(parts[1])} digits"
+            raise UserError(f"{where}: phone id {shown} is not below {MAX_PHONES:,}, the most read")
+        rows.append((number, where, parts[0]))
     unique(((symbol, where, i) for i, where, symbol in rows), "phone symbol")
     return unique(rows, "phone id")
 

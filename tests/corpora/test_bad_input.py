@@ -148,7 +148,7 @@ def test_segments_fields_must_be_numbers(small_kaldi, line, message):
         read_kaldi_dir(small_kaldi)
 
 
-@pytest.mark.parametrize("channel", ["-1", "1.0", "one", "0 x"])
+@pytest.mark.parametrize("channel", ["-1", "1.0", "one", "0 x", "2147483648", "1" * 5000])
 def test_a_segments_channel_is_a_whole_number_and_the_last_field(small_kaldi, channel):
     """A `segments` line is 'utt recording start end [channel]' (extract-segments'): a channel that is
     not a whole number from 0, or a sixth field, is refused naming the line; they were ignored."""
@@ -187,6 +187,26 @@ def test_timit_phn_with_non_integer_sample(tmp_path):
     lines[1] = f"{begin} {end}.5 {label}"
     phn.write_text("\n".join(lines) + "\n")
     with pytest.raises(UserError, match=rf"SX0\.PHN:2: sample numbers '{begin}' '{end}\.5' are not both integers"):
+        read_timit(root)
+
+
+@pytest.mark.parametrize(
+    "begin, message",
+    [
+        ("-5", r"SX0\.PHN:2: sample numbers '-5' '\d+' are not both integers from 0"),
+        ("1" + "0" * 400, r"SX0\.PHN:2: a sample number of 401 digits is past the end of any recording"),
+        ("1" * 5000, r"SX0\.PHN:2: a sample number of 5000 digits is past the end of any recording"),
+    ],
+)
+def test_a_timit_sample_number_is_a_count_of_samples(tmp_path, begin, message):
+    """A .PHN sample number is read as a count of bounded length: 401 digits stopped in 'int too large to
+    convert to float' naming no file, 5000 in int()'s 4,300-digit limit (a traceback)."""
+    root = write_fake_timit(tmp_path / "timit", utts_per_speaker=1)
+    phn = root / "TRAIN/DR1/FCJF0/SX0.PHN"
+    lines = phn.read_text().splitlines()
+    lines[1] = " ".join([begin, *lines[1].split()[1:]])
+    phn.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=message):
         read_timit(root)
 
 
@@ -308,4 +328,37 @@ def test_a_wav_archive_that_is_not_a_regular_file_is_named_as_such(small_kaldi, 
     utt = read_kaldi_dir(small_kaldi).utterances[0]
     assert (utt.audio, utt.offset) == (small_kaldi / "wavs.ark", 0)
     with pytest.raises(UserError, match=r"audio file of utterance spk0-utt0 .*wavs\.ark is not a regular file"):
+        next(audio_blocks(utt, 16000))
+
+
+@pytest.mark.parametrize(
+    "offset, message",
+    [
+        (str(2**63), r"wav\.scp:1: recording spk0-utt0 starts at a byte offset of 19 digits in .*wavs\.ark, past"),
+        ("9" * 300, r"wav\.scp:1: recording spk0-utt0 starts at a byte offset of 300 digits in .*wavs\.ark, past"),
+        ("1" * 5000, r"wav\.scp:1: recording spk0-utt0 starts at a byte offset of 5000 digits in .*wavs\.ark, past"),
+    ],
+)
+def test_a_wav_archive_offset_no_file_can_reach_names_the_line(small_kaldi, offset, message):
+    """An offset of 2**63 or more stopped in a seek's 'cannot fit int into an offset-sized integer'; of
+    hundreds of digits in 'File name too long' naming no line; of 5000 in int()'s digit limit."""
+    (small_kaldi / "wavs.ark").write_bytes(b"spk0-utt0 " + (small_kaldi / "wav" / "spk0-utt0.wav").read_bytes())
+    scp = (small_kaldi / "wav.scp").read_text()
+    (small_kaldi / "wav.scp").write_text(scp.replace("spk0-utt0 wav/spk0-utt0.wav", f"spk0-utt0 wavs.ark:{offset}"))
+    with pytest.raises(UserError, match=message):
+        read_kaldi_dir(small_kaldi)
+
+
+@pytest.mark.parametrize("offset", [2**63 - 1, 10**7])
+def test_a_wav_archive_offset_past_its_end_is_named_before_a_seek(small_kaldi, offset):
+    """The largest offset a file can have stopped in a seek's 'Invalid argument'; any offset at or past
+    the archive's end is named with its size (a problem --skip-bad skips)."""
+    wav = (small_kaldi / "wav" / "spk0-utt0.wav").read_bytes()
+    (small_kaldi / "wavs.ark").write_bytes(b"spk0-utt0 " + wav)
+    scp = (small_kaldi / "wav.scp").read_text()
+    (small_kaldi / "wav.scp").write_text(scp.replace("spk0-utt0 wav/spk0-utt0.wav", f"spk0-utt0 wavs.ark:{offset}"))
+    utt = read_kaldi_dir(small_kaldi).utterances[0]
+    size = len(wav) + 10
+    with pytest.raises(UserError, match=rf"wavs\.ark:{offset}: the WAV of utterance spk0-utt0 is not there: byte "
+                                        rf"{offset} is past the end of the file \({size} bytes\)"):  # fmt: skip
         next(audio_blocks(utt, 16000))

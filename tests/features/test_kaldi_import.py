@@ -326,6 +326,14 @@ def _phone_id_not_ascii_digits(root, ref):
     return args, "phones.txt, line 3: expected 'symbol id' as in Kaldi's phones.txt, found 'AA \u00b2'"
 
 
+def _phone_id_of_5000_digits(root, ref):
+    """An id past int()'s 4,300-digit limit stopped in a ValueError traceback."""
+    _kaldi_text_ark(root / "ph.txt", ref["phones"])
+    (root / "phones.txt").write_text(f"<eps> 0\nSIL 1\nAA {'1' * 5000}\n")
+    args = ["--phone-ali", str(root / "ph.txt"), "--phones", str(root / "phones.txt")]
+    return args, "phones.txt, line 3: phone id of 5000 digits is not below 32,768, the most read"
+
+
 def _phones_line_numbered_as_in_the_file(root, ref):
     """Lines were numbered without the blank ones, and a U+2028 inside a line (a line break to
     str.splitlines, not to Kaldi) made two: the line named was not the file's; a Windows line end is
@@ -419,6 +427,7 @@ def test_a_frame_shift_that_is_not_a_duration_is_refused(kaldi_data, shift):
         _negative_seed,
         _phones_without_phone_ali,
         _phone_id_not_ascii_digits,
+        _phone_id_of_5000_digits,
         _phones_line_numbered_as_in_the_file,
         _pdf_id_beyond_int32,
         _frame_shift_a_fifo,
