@@ -459,11 +459,12 @@ def _region(start: float, end: float | None, frames: int, rate: int) -> tuple[in
     """The samples [first, stop) of a `segments` region `start`-`end` s (None: to the end) of a
     recording of `frames` samples at `rate` Hz, as extract-segments cuts them: each time x rate
     + 0.5 truncated (a double; a tie rounds up), the end as _segment_end takes it; an end further
-    past the recording than --max-overshoot left empty (0, 0)."""
+    past the recording than --max-overshoot left empty (0, 0); a start at or past its end is `frames` (a
+    start such as 1e308 s makes an infinite sample number, which no int holds)."""
     end = _segment_end(end, frames, rate)
     if end is None:
         return 0, 0
-    return int(start * rate + 0.5), min(int(end * rate + 0.5), frames)
+    return int(min(start * rate + 0.5, frames)), min(int(end * rate + 0.5), frames)
 
 
 def _segment_end(end: float | None, frames: int, rate: int) -> float | None:

@@ -337,6 +337,19 @@ def test_a_segments_region_further_past_its_recording_is_refused(tmp_path):
         next(audio_blocks(utt, 16000))
 
 
+@pytest.mark.parametrize("end", [None, 1e308])
+def test_a_segments_start_no_sample_number_holds_is_past_the_end(tmp_path, end):
+    """A start of 1e308 s (to the recording's end, or with an end as far) is past the end of the audio, a
+    problem --skip-bad skips; its sample number, infinite, stopped in 'cannot convert float infinity to
+    integer', naming no file."""
+    import soundfile as sf
+
+    sf.write(tmp_path / "r.wav", np.zeros(16000, np.int16), 16000)
+    utt = Utterance("u", "s", tmp_path / "r.wav", (), 1e308, end)
+    with pytest.raises(UserError, match=r"r\.wav: region 1\d{308}\.000-\S+s of utterance u is past the end of the"):
+        next(audio_blocks(utt, 16000))
+
+
 def test_segments_regions_extract_segments_finds_too_short_are_left_out_with_one_warning(tmp_path):
     """A `segments` region shorter than extract-segments' --min-segment-length (0.1 s, a float: 0.5 to
     0.6 s is shorter; an end past the recording cut at its end first) is left out, as extract-segments
