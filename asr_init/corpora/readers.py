@@ -293,7 +293,7 @@ def _read_segments(data_dir: Path, recordings: dict[str, Path]) -> dict[str, tup
             )
         start = _seconds(where, "start time", row[2])
         end = _seconds(where, "end time", row[3])
-        if start < 0 or 0 <= end <= start:
+        if start < 0 or (end != -1 and end <= 0) or 0 < end <= start:  # extract-segments' test
             raise UserError(
                 f"{where}: utterance {utt} runs from {row[2]} to {row[3]} s; the start must be "
                 "at least 0 and the end after it (or -1: the end of the recording)"
@@ -302,7 +302,7 @@ def _read_segments(data_dir: Path, recordings: dict[str, Path]) -> dict[str, tup
             raise UserError(
                 f"{segments_path}: utterance {utt} refers to recording {rec}, which is not in {data_dir / 'wav.scp'}"
             )
-        regions.append((utt, where, (rec, start, None if end < 0 else end, channel, where)))
+        regions.append((utt, where, (rec, start, None if end == -1 else end, channel, where)))
     return unique(regions, "utterance")
 
 

@@ -140,12 +140,22 @@ def test_an_fsdd_recording_that_is_not_a_regular_file_is_left_out(tmp_path, unbl
         ("spk0-utt0 spk0-utt0 0.0 1,5", r"segments:1: end time '1,5' is not a number"),
         ("spk0-utt0 spk0-utt0 nan 1.0", r"segments:1: start time 'nan' is not a finite number"),
         ("spk0-utt0 spk0-utt0 0.5 0.2", r"segments:1: utterance spk0-utt0 runs from 0.5 to 0.2 s"),
+        # extract-segments refuses any end at or below 0 but -1; -7 and -0.5 were taken as the recording's end
+        ("spk0-utt0 spk0-utt0 0.5 -7", r"segments:1: utterance spk0-utt0 runs from 0.5 to -7 s; .* \(or -1: the end"),
+        ("spk0-utt0 spk0-utt0 0 -0.5", r"segments:1: utterance spk0-utt0 runs from 0 to -0.5 s"),
+        ("spk0-utt0 spk0-utt0 0 -0", r"segments:1: utterance spk0-utt0 runs from 0 to -0 s"),
     ],
 )
 def test_segments_fields_must_be_numbers(small_kaldi, line, message):
     (small_kaldi / "segments").write_text(line + "\n")
     with pytest.raises(UserError, match=message):
         read_kaldi_dir(small_kaldi)
+
+
+def test_a_segments_end_of_minus_one_is_the_recordings_end(small_kaldi):
+    (small_kaldi / "segments").write_text("spk0-utt0 spk0-utt0 0.5 -1.0\nspk1-utt0 spk1-utt0 0 1.5\n")
+    (small_kaldi / "phones.ctm").write_text("spk0-utt0 1 0 0.2 sil\nspk1-utt0 1 0 0.2 sil\n")
+    assert [(u.start, u.end) for u in read_kaldi_dir(small_kaldi).utterances] == [(0.5, None), (0.0, 1.5)]
 
 
 @pytest.mark.parametrize("channel", ["-1", "1.0", "one", "0 x", "2147483648", "1" * 5000])
