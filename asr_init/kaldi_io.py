@@ -438,7 +438,7 @@ def read_archive(path: Path, ints: bool = False) -> Iterator[tuple[str, int, np.
         try:
             while not reader.at_end():
                 n += 1
-                key = reader.token()
+                key = check_token(reader.token())
                 yield key, n, reader.kaldi_object(ints)
         except KaldiFormatError as exc:
             raise KaldiFormatError(f"entry {n}: {exc}") from None
@@ -448,13 +448,23 @@ def read_archive(path: Path, ints: bool = False) -> Iterator[tuple[str, int, np.
             raise KaldiFormatError(f"cannot decompress entry {n} ({exc}); is it a gzipped Kaldi archive?") from None
 
 
+def check_token(text: str, what: str = "key") -> str:
+    """`text`, if Kaldi's IsToken takes it (util/text-utils.cc: no ASCII control character or white space;
+    other characters, UTF-8 letters among them, pass), else a KaldiFormatError showing it with repr(): a
+    NUL or an escape in an utterance or speaker id would print unseen, and match no other file's id."""
+    bad = next((c for c in text if ord(c) <= 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        raise KaldiFormatError(f"{what} {text!r} holds {bad!r}, which Kaldi does not take in a key (IsToken)")
+    return text
+
+
 def parse_script_line(line: str) -> tuple[str, str, int | None, str | None]:
     """(key, file, byte offset or None, range or None) of a script-file line "key rxfilename";
     a command ("cmd |", "| cmd") or standard input ("-") is a KaldiFormatError."""
     parts = line.split(maxsplit=1)
     if len(parts) != 2:
         raise KaldiFormatError(f"expected 'key rxfilename', found {line[:60]!r}")
-    key, spec = parts[0], parts[1].strip()
+    key, spec = check_token(parts[0]), parts[1].strip()
     m = _SCP.match(spec)
     name = m.group("path").strip() if m else spec
     if spec.endswith("|") or name.startswith("|") or name.endswith("|") or name == "-":

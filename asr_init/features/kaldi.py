@@ -165,7 +165,10 @@ def read_utt2spk(data_dir: Path) -> dict[str, str]:
         parts = line.split()
         if len(parts) != 2:
             raise UserError(f"{where}: expected 'utterance speaker', found {line[:60]!r}")
-        rows.append((parts[0], where, parts[1]))
+        try:
+            rows.append((kaldi_io.check_token(parts[0], "utterance"), where, kaldi_io.check_token(parts[1], "speaker")))
+        except kaldi_io.KaldiFormatError as exc:
+            raise UserError(f"{where}: {exc}") from None
     return unique(rows, "utterance")
 
 

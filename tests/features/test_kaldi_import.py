@@ -381,6 +381,31 @@ def _feature_archive_a_fifo(root, ref):
     return ["--ali", str(root / "pdf.txt")], f"line 1: file {root / 'pipe.ark'} is not a regular file (a pipe"
 
 
+def _nul_in_a_speaker(root, ref):
+    """A speaker 'sp\\0k0' was reported as having no CMVN stats, the NUL printed unseen."""
+    path = root / "data" / "train" / "utt2spk"
+    path.write_text(path.read_text().replace(" spk0\n", " sp\0k0\n", 1))
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    return [
+        "--ali",
+        str(root / "pdf.txt"),
+    ], "utt2spk, line 1: speaker 'sp\\x00k0' holds '\\x00', which Kaldi does not take"
+
+
+def _nul_in_a_feats_key(root, ref):
+    """An utterance id holding a NUL (in feats.scp and utt2spk) was imported, rc 0: here in feats.scp."""
+    path = root / "data" / "train" / "feats.scp"
+    path.write_text(path.read_text().replace("spk0-utt0 ", "spk0\0utt0 ", 1))
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    return ["--ali", str(root / "pdf.txt")], "feats.scp, line 1: key 'spk0\\x00utt0' holds '\\x00', which Kaldi"
+
+
+def _escape_in_an_alignment_key(root, ref):
+    pdfs = {(f"\x1b[2J{u}" if i == 0 else u): a for i, (u, a) in enumerate(ref["pdfs"].items())}
+    _kaldi_text_ark(root / "pdf.txt", pdfs)
+    return ["--ali", str(root / "pdf.txt")], "(entry 1: key '\\x1b[2Jspk0-utt0' holds '\\x1b', which Kaldi does not"
+
+
 def _wrong_keys(root, ref):
     kaldiio.save_ark(str(root / "pdf.ark"), {f"other-{u}": a for u, a in ref["pdfs"].items()})
     return ["--ali", str(root / "pdf.ark")], "keyed by the same utterance ids"
@@ -433,6 +458,9 @@ def test_a_frame_shift_that_is_not_a_duration_is_refused(kaldi_data, shift):
         _frame_shift_a_fifo,
         _absolute_missing_archive,
         _feature_archive_a_fifo,
+        _nul_in_a_speaker,
+        _nul_in_a_feats_key,
+        _escape_in_an_alignment_key,
     ],
 )
 def test_bad_input_gives_one_error_line_and_no_store(kaldi_data, breaker):
