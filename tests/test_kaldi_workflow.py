@@ -43,7 +43,10 @@ def test_kaldi_features_and_alignments_to_a_kaldi_nnet1_model(tmp_path):
     assert (exp / "cmvn_opts").read_text() == "--norm-means=true --norm-vars=true\n"
     counts = np.array((exp / "ali_train_pdf.counts").read_text().split()[1:-1], float)
     expected = np.bincount(np.concatenate(list(train["pdfs"].values())), minlength=7)
-    np.testing.assert_array_equal(counts, np.maximum(expected, 1))  # pdf 6 never occurs: floored at 1
+    # pdf 6 never occurs: 0, as analyze-counts writes it, so that nnet-forward never decodes it (it was floored
+    # at 1, the smallest prior of all, which gave that pdf the largest likelihood of every frame)
+    assert expected[6] == 0 and meta["priors"][6] == 0 and min(meta["priors"][:6]) > 0
+    np.testing.assert_array_equal(counts, expected)
     network = read_nnet(exp / "final.nnet")
     assert [(c.kind, c.output_dim) for c in network][-2:] == [("AffineTransform", 7), ("Softmax", 7)]
     summary = json.loads((exp / "export.json").read_text())

@@ -263,13 +263,15 @@ class FeatureStore:
             )
         return ids
 
-    def class_counts(self, kind: str, split: str) -> np.ndarray:
-        """(classes,) float64 frames per class of target kind `kind` in `split`."""
+    def class_counts(self, kind: str, split: str, floor: float = 0.0) -> np.ndarray:
+        """(classes,) float64 frames per class of target kind `kind` in `split`; a class that has
+        frames counts at least `floor` (the priors' --prior-floor), one that has none stays 0, as in
+        Kaldi's class-frame-counts (a class no frame was trained on is never decoded)."""
         counts = np.zeros(len(self.labels(kind)))
         for rec in self.split(split):
             counts += np.bincount(np.asarray(self.targets(kind, rec), dtype=np.int64), minlength=len(counts))
         self.release()
-        return counts
+        return np.where(counts > 0, np.maximum(counts, floor), 0.0)
 
 
 def _shard_ends(records: list[UttRecord], manifest: Path) -> dict[int, tuple[int, UttRecord]]:

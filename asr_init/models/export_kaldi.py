@@ -79,7 +79,7 @@ def class_counts(meta: dict, store) -> tuple[np.ndarray, str]:
     priors = np.asarray(meta["priors"], dtype=np.float64)
     targets = meta["targets"]
     if store is not None and targets in store.target_kinds and store.labels(targets) == meta["outputs"]:
-        counts = np.maximum(store.class_counts(targets, "train"), meta["config"].get("prior_floor", 1.0))
+        counts = store.class_counts(targets, "train", meta["config"].get("prior_floor", 1.0))
         if np.allclose(counts / counts.sum(), priors, rtol=1e-6, atol=0):
             return counts, f"train split of {store.path}"
     return priors, "the model's priors"

@@ -170,7 +170,11 @@ class FinetuneConfig(Widths, ConfigBase):
     device: str = option("auto", DEVICE_HELP)
     max_frames: int | None = option(None, "Cut each epoch after this many frames.")
     buffer_frames: int = option(200_000, "Frames in the shuffling buffer.")
-    prior_floor: float = option(1.0, "Smallest frame count per class in the priors (Kaldi's class-frame-counts).")
+    prior_floor: float = option(
+        1.0,
+        "Smallest frame count of a class in the priors (Kaldi's class-frame-counts); a class without a train frame "
+        "has prior 0 and is never decoded, as in Kaldi.",
+    )
     stats_frames: int = option(2000, "Frames sampled for each epoch's saturation figures.")
     precision: str = option("fp32", _PRECISION.replace("bf16 (bfloat16 inputs", "bf16 (autocast: bfloat16 inputs"))
     cuda_graphs: bool = option(True, "On a GPU, replay the training step as a CUDA graph (not with --dropout).")

@@ -62,8 +62,9 @@ SUMMARY_FIELDS = {"epochs": INTEGER, "best_epoch": INTEGER, "best_dev_loss": NUM
 
 
 def class_priors(store: FeatureStore, targets: str, floor: float) -> np.ndarray:
-    """Relative frequencies of the targets in the train split, counts floored at `floor`."""
-    counts = np.maximum(store.class_counts(targets, "train"), floor)
+    """Relative frequencies of the targets in the train split (FeatureStore.class_counts: counts
+    floored at `floor`; 0 for a class without a train frame)."""
+    counts = store.class_counts(targets, "train", floor)
     return counts / counts.sum()
 
 
