@@ -233,7 +233,7 @@ def _own_runs(results: Path, figs: Figures, runs: dict[str, list[Path]]) -> list
     ):
         for folder in runs.get(stage, []):
             name = folder.relative_to(results).as_posix()
-            md += _paragraphs(f"### {heading} `{name}`") + describe(folder)
+            md += _paragraphs(f"### {heading} `{name}`") + describe(folder) + _store_line(results, folder, stage)
             md += _paragraphs(*figs.copied(folder / png, f"run_{name.replace('/', '_')}_{png}", name))
         for folder in runs[f"unfinished {stage}"]:
             name = folder.relative_to(results).as_posix()
@@ -242,6 +242,16 @@ def _own_runs(results: Path, figs: Figures, runs: dict[str, list[Path]]) -> list
         rows = [_evaluation_row(results, ev) for ev in runs["evaluate"]]
         md += _paragraphs("### Evaluations") + _table(["model", "split", "frame accuracy", "phone error rate"], rows)
     return md
+
+
+def _store_line(results: Path, folder: Path, stage: str) -> list[str]:
+    """The store a finished run trained on (its summary's "store"), under RESULTS where it is there:
+    the report's Corpus line describes RESULTS/store only."""
+    store = None if stage == "prune" else read_record(folder / f"{stage}.json", store=TEXT | ABSENT).get("store")
+    if not store:
+        return []
+    shown = Path(store).relative_to(results.resolve()) if Path(store).is_relative_to(results.resolve()) else store
+    return _paragraphs(f"Trained on the feature store `{shown}`.")
 
 
 def _pretraining_run(dbn: Path) -> list[str]:

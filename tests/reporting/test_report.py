@@ -77,6 +77,8 @@ def test_report_of_a_users_own_runs(tiny_store, tmp_path):
         "### Pre-training `dbn`" in text and "2 layers of 16, 16 units, init `optimal`" in text and "| layer |" in text
     )
     assert "### Fine-tuning `dnn`" in text and "epochs in" in text and "best on dev: epoch" in text
+    # each run names the store it trained on (the Corpus line describes RESULTS/store only)
+    assert text.count(f"Trained on the feature store `{tiny_store.resolve()}`.") == 2, text
     assert "| `dnn/eval-test` | test | states " in text and "phones)" in text
     for png in ("run_dbn_recon.png", "run_dnn_train.png"):
         assert (runs / "report" / png).read_bytes()[:4] == b"\x89PNG"
