@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from asr_init.errors import UserError
-from asr_init.io import is_digits
+from asr_init.io import is_digits, read_count
 from asr_init.records import ABSENT, BOOLEAN, INTEGER, NULL, NUMBER, TEXT, check_record, each, record
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -178,7 +178,7 @@ def check_device(device: str) -> None:
     if not torch.cuda.is_available():
         raise UserError(f"{given}: CUDA is not available on this machine; use --device cpu")
     count = torch.cuda.device_count()
-    if index and int(index) >= count:
+    if index and read_count(index, count) >= count:
         raise UserError(f"{given}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from asr_init.config import LIMITS
 from asr_init.errors import UserError
-from asr_init.io import is_digits, read_csv, read_text
+from asr_init.io import read_count, read_csv, read_text
 from asr_init.records import (
     ABSENT,
     INTEGER,
@@ -294,7 +295,8 @@ def load_remedies(folder: Path) -> dict[str, list[dict]]:
     for run, summary, result in finished_runs(folder, "**/seed*", {"best_dev_acc": NUMBER}, results, "train.csv"):
         rows = read_log(run / "train.csv")
         first = next((r for r in rows if r["epoch"] == "1"), {})
-        keys = sorted((k for k in first if k.startswith("sat_") and is_digits(k[4:])), key=lambda k: int(k[4:]))
+        layers = {k: read_count(k[4:], LIMITS["layers"]) for k in first if k.startswith("sat_")}  # sat_1, sat_2...
+        keys = sorted((k for k, n in layers.items() if n is not None and n <= LIMITS["layers"]), key=layers.get)
         out.setdefault(run.parent.relative_to(folder).as_posix(), []).append({
             "dev_acc": [r.number("dev_acc") for r in rows if r.number("epoch", int) > 0],
             "best_dev": summary["best_dev_acc"], "test_states": result["frame_acc_states"],

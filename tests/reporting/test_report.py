@@ -550,12 +550,14 @@ def test_a_file_beside_recipe_1s_runs_is_not_a_run(tmp_path):
 
 def test_a_sat_column_not_numbered_in_ascii_digits_is_not_a_layers(tmp_path):
     """train.csv's saturation columns are sat_1, sat_2...: a 'sat_²' column (str.isdigit() takes '²', int()
-    does not) stopped the report in a ValueError traceback; it is no layer's column and is left out."""
+    does not) or a number of 5,000 digits stopped the report in a ValueError traceback; such a column, or a
+    layer past the 64 a network may have, is no layer's column and is left out."""
     from asr_init.reporting.logs import load_remedies
 
     _logs(tmp_path)
     path = tmp_path / "remedies" / "sigmoid" / "optimal" / "seed0" / "train.csv"
-    write_csv(path, [r | {"sat_\u00b2": "0.9"} for r in read_csv(path)], [*read_csv(path)[0], "sat_\u00b2"])
+    odd = ["sat_\u00b2", "sat_" + "1" * 5000, "sat_65"]  # int() refuses over 4,300 digits; at most 64 layers
+    write_csv(path, [r | dict.fromkeys(odd, "0.9") for r in read_csv(path)], [*read_csv(path)[0], *odd])
     assert [run["sat_epoch1"] for run in load_remedies(tmp_path / "remedies")["sigmoid/optimal"]] == [[0.1]]
 
 
