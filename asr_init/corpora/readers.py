@@ -17,6 +17,7 @@ from pathlib import Path
 from asr_init.config import DATA_DIR
 from asr_init.errors import UserError
 from asr_init.io import MAX_FILE_OFFSET, check_regular_file, read_count, read_regular_file, unique
+from asr_init.kaldi_io import KaldiFormatError, check_token
 
 SILENCE = "sil"
 # Segment order tolerance: CTMs written with 2-3 decimals round boundaries.
@@ -185,8 +186,19 @@ def _read_table(path: Path, min_fields: int, what: str = "", form: str = "") -> 
         parts = line.split()
         if len(parts) < min_fields or (form and len(parts) != min_fields):
             raise UserError(f"{path}:{n}: expected {form or f'at least {min_fields} fields'}, got {line!r}")
+        _check_tokens(f"{path}:{n}", parts[:1] if what else parts)
         rows.append((f"{path}:{n}", parts))
     return rows
+
+
+def _check_tokens(where: str, fields: list[str]) -> None:
+    """Refuse a field Kaldi's IsToken refuses (kaldi_io.check_token: an ASCII control character, such as a
+    NUL, that would print unseen in a message and match no other file's id), naming the line."""
+    try:
+        for text in fields:
+            check_token(text, "field")
+    except KaldiFormatError as exc:
+        raise UserError(f"{where}: {exc}") from None
 
 
 def _seconds(where: str, name: str, text: str) -> float:
@@ -245,6 +257,7 @@ def _read_wav_scp(data_dir: Path) -> dict[str, tuple[Path, int | None]]:
             continue
         fields = line.split(maxsplit=1)
         key, rest = fields[0], fields[1].strip() if len(fields) > 1 else ""
+        _check_tokens(f"{wav_scp}:{n}", [key])
         if not rest:
             raise UserError(f"{wav_scp}:{n}: recording {key} has no audio path")
         if rest.endswith("|"):

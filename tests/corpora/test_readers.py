@@ -168,6 +168,18 @@ def test_kaldi_lines_end_at_newlines_only(kaldi_dir, odd):
         read_kaldi_dir(kaldi_dir)
 
 
+@pytest.mark.parametrize("name, old, new", [("wav.scp", "spk0-utt1 ", "spk0\x00utt1 "),
+                                            ("utt2spk", "spk0-utt1 spk0", "spk0-utt1 spk\x1b0")])  # fmt: skip
+def test_a_kaldi_id_holding_a_control_character_is_refused_naming_the_line(kaldi_dir, name, old, new):
+    """A NUL or an escape in an id (which Kaldi's IsToken refuses) was read: it printed unseen in messages
+    and matched no other file's id."""
+    text = (kaldi_dir / name).read_text()
+    line = text[: text.index(old)].count("\n") + 1
+    (kaldi_dir / name).write_text(text.replace(old, new))
+    with pytest.raises(UserError, match=rf"{name}:{line}: field '.*\\x(00|1b).*' holds .*\(IsToken\)"):
+        read_kaldi_dir(kaldi_dir)
+
+
 def _write_timit(root: Path) -> Path:
     """A tiny TIMIT tree: NIST SPHERE audio, .PHN in samples, a core-test and a dev speaker."""
     entries = [
