@@ -57,6 +57,16 @@ def _classic_help() -> None:
         core.TyperOption.display_type_rich = value_type
 
 
+def _command_name(ctx) -> str:
+    """'asr-init' and the command names of the click context `ctx` ('asr-init bench extract'), however
+    the program was started (`python -m asr_init.cli` too)."""
+    names = []
+    while ctx.parent is not None:
+        names.insert(0, ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(["asr-init", *names])
+
+
 def _one_line_usage_errors() -> None:
     """A mistyped option (`--samples 1e10`, `--lr abc`, an unknown option) gives one `error:`
     line naming the option, as every other bad input does, instead of Typer's usage box; the
@@ -67,8 +77,7 @@ def _one_line_usage_errors() -> None:
         if type(exc).__name__ == "NoArgsIsHelpError":
             return
         ctx = getattr(exc, "ctx", None)
-        path = " ".join(["asr-init", *ctx.command_path.split()[1:]]) if ctx is not None else ""
-        where = f" ('{path} --help' for options)" if ctx is not None else ""
+        where = f" ('{_command_name(ctx)} --help' for options)" if ctx is not None else ""
         message = exc.format_message().rstrip(".")
         print(f"error: {message[:1].lower()}{message[1:]}{where}", file=sys.stderr)
 

@@ -560,3 +560,15 @@ def test_init_from_alone_is_refused_as_it_would_take_no_layer(blob_store, model_
     )
     assert "init_from" in line and "--reuse-layers K" in line and "alone it would take none" in line, line
     assert not (tmp_path / "ft").exists()
+
+
+@pytest.mark.parametrize("program", ["asr-init", "python -m asr_init.cli"])
+def test_the_options_hint_names_the_asr_init_command_however_it_was_started(program):
+    """`python -m asr_init.cli prune x --out y --targets pdfs` pointed to 'asr-init -m asr_init.cli
+    prune --help', a command that does not exist: the words of the program's name after the first
+    were taken for command names."""
+    result = runner.invoke(app, ["prune", "x", "--out", "y", "--targets", "pdfs"], prog_name=program)
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: no such option: --targets ('asr-init prune --help' for options)"
+    result = runner.invoke(app, ["bench", "extract", "--bogus"], prog_name=program)
+    assert result.output.strip().endswith("('asr-init bench extract --help' for options)"), result.output
