@@ -132,13 +132,16 @@ def user_errors(func):
     """Report UserError, the file-system errors of _FS_ERRORS (a full disk, a read-only folder),
     numbers too large to use and a failed allocation as one 'error: ...' line with exit status 1. Ctrl-C or SIGTERM
     at any point (a training stage writes its checkpoint first) says 'interrupted' and exits
-    with 130."""
+    with 130. Under torchrun only a machine's first process (LOCAL_RANK 0) prints: an error found
+    before the processes meet is found by each of them."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         from asr_init.folders import terminate_as_interrupt
         from asr_init.training.interrupts import Interrupted
 
+        if int(os.environ.get("LOCAL_RANK", "0")) > 0:
+            console.quiet = results.quiet = True
         try:  # under torchrun SIGTERM keeps its default action: a rank blocked in a collective must still end
             with terminate_as_interrupt(enabled=int(os.environ.get("WORLD_SIZE", "1")) == 1):
                 return func(*args, **kwargs)

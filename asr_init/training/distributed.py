@@ -149,10 +149,10 @@ def distributed(device: str) -> Dist:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = chosen.type == "cuda"
     if cuda:
-        visible = torch.cuda.device_count()
-        if local_rank >= visible:
+        visible, here = torch.cuda.device_count(), int(os.environ.get("LOCAL_WORLD_SIZE", local_rank + 1))
+        if here > visible:  # refused by every process of the machine, the first included, which prints
             raise UserError(
-                f"torchrun started process {local_rank} on this machine but it has only {visible} visible GPU(s); "
+                f"torchrun started {here} processes on this machine but it has only {visible} visible GPU(s); "
                 f"use --nproc-per-node {visible} (or fewer)"
             )
         torch.cuda.set_device(local_rank)

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as tdist
 from conftest import slowed_cli
 
+from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline, FrameBuffer, batch_rows
 from asr_init.features.store import FeatureStore
 from asr_init.io import load_checkpoint, read_csv
@@ -203,20 +204,53 @@ def test_sigterm_to_torchrun_checkpoints_and_resumes_on_one_process(tiny_store, 
     assert np.isfinite(w.numpy()).all()
 
 
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+TORCHRUN += ["-m", "asr_init.cli"]
+
+
+def _error_lines(args: list[str]) -> list[str]:
+    """The `error:` lines of `torchrun --nproc-per-node 2 asr-init ARGS`, which must fail."""
+    proc = subprocess.run(TORCHRUN + args, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0, proc.stderr[-3000:]
+    return [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+
+
+def test_torchrun_prints_an_error_found_before_the_processes_meet_once(blob_store, tmp_path):
+    """A bad option is found by every process before the process group exists; each printed
+    the line (the processes after the first are quiet only once the group exists)."""
+    lines = _error_lines(["finetune", str(blob_store), "--out", str(tmp_path / "ft"), "--batch-size", "0"])
+    assert lines == ["error: invalid --batch-size 0: must be at least 1"]
+    assert not (tmp_path / "ft").exists()
+
+
+def test_every_process_of_a_machine_refuses_more_processes_than_gpus(monkeypatch):
+    """torchrun --nproc-per-node 2 on a machine with one GPU: the first process (which prints)
+    refuses too, rather than only the second, whose line no one sees, while the first waits."""
+    import asr_init.training.distributed as distributed_module
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setattr(tdist, "init_process_group", lambda **kw: pytest.fail("joined the process group"))
+    with pytest.raises(UserError, match=r"^torchrun started 2 processes on this machine but it has only 1 visible"):
+        distributed_module.distributed("cuda")
+
+
 def test_torchrun_fine_tuning_and_pruning_print_once_and_write_once(blob_store, tmp_path):
     """`torchrun --nproc-per-node 2 asr-init finetune ...`, then `... prune ...` of its model: the
     result (stdout) comes from rank 0 alone, as the messages do; both processes fine-tune each
     sparsity, rank 0 alone evaluates and writes (the second process once met the first's lock)."""
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
-                "asr_init.cli"]  # fmt: skip
     args = ["finetune", str(blob_store), "--out", str(tmp_path / "dense"), "--layers", "1", "--hidden", "8",
             "--splice", "0", "--max-epochs", "1"]  # fmt: skip
-    proc = subprocess.run(torchrun + args, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(TORCHRUN + args, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("best epoch 1") == 1, proc.stdout
     args = ["prune", str(tmp_path / "dense"), "--out", str(tmp_path / "pruned"), "--sparsity", "0.5"]
     args += ["--max-epochs", "1"]
-    proc = subprocess.run(torchrun + args, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(TORCHRUN + args, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "pruned" / "prune.json").read_text())
     assert [r["sparsity"] for r in summary["rows"]] == [0.0, 0.5]
