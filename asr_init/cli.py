@@ -235,19 +235,26 @@ def make_config(config: type, values: dict):
 
 
 def command(name: str, short_help: str, config: type | None, *params: inspect.Parameter, group=app,
-            exclude: dict | None = None, helps: dict | None = None):  # fmt: skip
+            exclude: dict | None = None, helps: dict | None = None, shared: bool = False):  # fmt: skip
     """Register the decorated `run(cfg, **params)` as command `name`: its `params`, then one
     option per field of `config` but those of `exclude`, which the command sets (to these values),
-    with the help texts of `helps` where the command gives a field its own meaning."""
+    with the help texts of `helps` where the command gives a field its own meaning. A command
+    whose work the processes of a torchrun share (`shared`: it calls `distributed()`) runs under
+    torchrun; another is refused there, as each process would do the whole of it."""
     exclude = exclude or {}
 
     def register(run):
-        def cli(**values):
+        def cli(ctx: typer.Context, **values):
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            if world > 1 and not shared:
+                raise UserError(f"{_command_name(ctx)} does not share its work among processes (WORLD_SIZE is "
+                                f"{world}): run it without torchrun")  # fmt: skip
             values.update(exclude)
             return run(make_config(config, values), **values) if config else run(**values)
 
         options = [p for p in config_options(config, helps) if p.name not in exclude] if config else []
-        cli.__signature__ = inspect.Signature([*params, *options])
+        context = _P("ctx", _P.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+        cli.__signature__ = inspect.Signature([context, *params, *options])
         cli.__doc__ = run.__doc__
         group.command(name, short_help=short_help)(user_errors(cli))
         return run
@@ -381,7 +388,7 @@ def inspect_(cfg: InspectConfig, store: Path, model: Path | None) -> None:
 STORE = arg("store", "Feature store written by 'asr-init extract' or 'import-kaldi'.")
 
 
-@command("pretrain", "Layer-wise RBM pre-training of a DBN.", PretrainConfig, STORE, OUT, RESUME, FORCE)
+@command("pretrain", "Layer-wise RBM pre-training of a DBN.", PretrainConfig, STORE, OUT, RESUME, FORCE, shared=True)
 def pretrain(cfg: PretrainConfig, store: Path, out: Path, resume: bool, force: bool) -> None:
     """Layer-wise RBM pre-training of a DBN, logging reconstruction error."""
     from asr_init.training.pretrain import pretrain as run
@@ -393,9 +400,8 @@ def pretrain(cfg: PretrainConfig, store: Path, out: Path, resume: bool, force: b
     results.print(f"DBN in {out / 'dbn.pt'}; logs in {out / 'recon.csv'}, plot {out / 'recon.png'}", highlight=False)
 
 
-@command(
-    "finetune", "Fine-tune the DNN frame classifier (DBN or any --init).", FinetuneConfig, STORE, OUT, RESUME, FORCE
-)
+@command("finetune", "Fine-tune the DNN frame classifier (DBN or any --init).", FinetuneConfig, STORE, OUT, RESUME,
+         FORCE, shared=True)  # fmt: skip
 def finetune(cfg: FinetuneConfig, store: Path, out: Path, resume: bool, force: bool) -> None:
     """Fine-tune a DNN frame classifier (from a DBN, or from any --init)."""
     from asr_init.training.finetune import finetune as run
@@ -457,6 +463,7 @@ PRUNE_HELPS = {
         **{name: getattr(FinetuneConfig(), name) for name in MODEL_DECIDES},  # not prune's options
     },
     helps=PRUNE_HELPS,
+    shared=True,
 )  # 0.5: any share; MODEL's own shape, splice and activation are what it prunes
 def prune(cfg: FinetuneConfig, model: Path, out: Path, sparsities: str, store: Path | None, force: bool) -> None:
     """Prune MODEL's hidden layers by magnitude to each sparsity, fine-tune each with its mask

@@ -572,3 +572,23 @@ def test_the_options_hint_names_the_asr_init_command_however_it_was_started(prog
     assert result.output.strip() == "error: no such option: --targets ('asr-init prune --help' for options)"
     result = runner.invoke(app, ["bench", "extract", "--bogus"], prog_name=program)
     assert result.output.strip().endswith("('asr-init bench extract --help' for options)"), result.output
+
+
+@pytest.mark.parametrize(
+    "args, name",
+    [
+        (["export-kaldi", "model", "--out", "exported"], "asr-init export-kaldi"),
+        (["evaluate", "store", "--model", "model"], "asr-init evaluate"),
+        (["inits"], "asr-init inits"),
+        (["bench", "extract", "no-corpus"], "asr-init bench extract"),
+    ],
+)
+def test_under_torchrun_a_command_the_processes_would_not_share_is_refused(args, name, tmp_path, monkeypatch):
+    """Only pretrain, finetune and prune divide their work among torchrun's processes; any other
+    command ran whole in each of them (and two evaluations met at one output folder's lock)."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args, env={"WORLD_SIZE": "2"})
+    assert result.exit_code == 1
+    expected = f"error: {name} does not share its work among processes (WORLD_SIZE is 2): run it without torchrun"
+    assert result.output.strip() == expected
+    assert not list(tmp_path.iterdir())

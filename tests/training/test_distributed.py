@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as tdist
-from conftest import slowed_cli
+from conftest import slowed_cli, write_tiny_model
 
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline, FrameBuffer, batch_rows
@@ -221,6 +221,17 @@ def test_torchrun_prints_an_error_found_before_the_processes_meet_once(blob_stor
     lines = _error_lines(["finetune", str(blob_store), "--out", str(tmp_path / "ft"), "--batch-size", "0"])
     assert lines == ["error: invalid --batch-size 0: must be at least 1"]
     assert not (tmp_path / "ft").exists()
+
+
+def test_torchrun_refuses_a_command_whose_work_the_processes_would_not_share(blob_store, tmp_path):
+    """`torchrun ... asr-init evaluate` ran the whole evaluation in each process: one wrote the
+    results, the other met its lock and failed. Only the commands that share their work run."""
+    model = write_tiny_model(blob_store, tmp_path / "model")
+    lines = _error_lines(["evaluate", str(blob_store), "--model", str(model)])
+    assert lines == [
+        "error: asr-init evaluate does not share its work among processes (WORLD_SIZE is 2): run it without torchrun"
+    ]
+    assert not (model / "eval-test").exists()
 
 
 def test_every_process_of_a_machine_refuses_more_processes_than_gpus(monkeypatch):
