@@ -385,6 +385,7 @@ _HUGE = [
     (["--seed", str(2**64)], f"invalid --seed {2**64}: must be from 0 to 4294967295"),
     (["--seed", str(2**32)], f"invalid --seed {2**32}: must be from 0 to 4294967295"),
     (["--layers", "100000"], "invalid --layers 100000: at most 64"),
+    (["--layers", str(10**12)], f"invalid --layers {10**12}: at most 64"),  # the widths listed first: no memory
     (["--stats-frames", str(10**20)], f"invalid --stats-frames {10**20}: at most 16,777,216"),
 ]
 

@@ -63,6 +63,7 @@ class PretrainConfig(Widths, ConfigBase):
     def validate(self) -> None:
         from asr_init.models.init import parse_init  # torch: only when a run starts
 
+        check_limits(self)  # first: the widths' check lists every layer
         parse_init(self.init)
         self._check_widths()
         for name in ("cd_k", "batch_size", "epochs", "report_every", "stats_frames"):
@@ -82,7 +83,6 @@ class PretrainConfig(Widths, ConfigBase):
         self._check(self.buffer_frames >= self.batch_size, "buffer_frames", "must be at least one batch (--batch-size)")
         self._check(0 <= self.seed < 2**32, "seed", SEED_RANGE)
         self._check(0 <= self.sat_guard < 1, "sat_guard", "must be in [0, 1) (0 switches the guard off)")
-        check_limits(self)
         check_device(self.device)
         self._check(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
 
@@ -224,6 +224,7 @@ class FinetuneConfig(Widths, ConfigBase):
     def validate(self) -> None:
         from asr_init.models.init import parse_init  # torch: only when a run starts
 
+        check_limits(self)  # first: the widths' check lists every layer
         self._check(self.targets is None or self.targets in TARGETS, "targets", f"must be one of {', '.join(TARGETS)}")
         parse_init(self.init)
         if self.output_init != "same":
@@ -270,6 +271,5 @@ class FinetuneConfig(Widths, ConfigBase):
                     f"prunes a whole 'asr-init finetune' model folder (its output layer and priors too), and "
                     f"{self.init_from} is a network file: fine-tune from it first (--init-from {self.init_from} "
                     "--reuse-layers N)")  # fmt: skip
-        check_limits(self)
         check_device(self.device)
         self._check(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
