@@ -59,7 +59,8 @@ def unfinished_lines(folder: Path, stage: str) -> list[str]:
         config = STAGES[stage][2].from_record(path, rec)
         stopped = _pretrain_stop(folder, config) if stage == "pretrain" else _finetune_stop(folder, config)
         out = os.path.abspath(folder)
-        command = _command("asr-init", stage, rec["store"], "--out", out, "--resume", *_options(config, folder))
+        # shlex.join: the shell reads the line back as these words, whatever a record holds
+        command = shlex.join(["asr-init", stage, rec["store"], "--out", out, "--resume", *_options(config, folder)])
     return [f"Unfinished: {stopped}. Continue it with:", "", "```sh", command, "```", ""]
 
 
@@ -72,15 +73,9 @@ def _prune(path: Path) -> tuple[str, str]:
     config = dataclasses.replace(config, init_from=None, sparsity=0.0, reuse_layers=0)
     shares = ",".join(map(str, rec["sparsities"]))
     out = os.path.abspath(path.parent)
-    command = _command("asr-init", "prune", rec["model"], "--out", out, "--sparsity", shares, "--store", rec["store"],
-                       *_options(config, path.parent))  # fmt: skip
+    command = shlex.join(["asr-init", "prune", rec["model"], "--out", out, "--sparsity", shares, "--store",
+                          rec["store"], *_options(config, path.parent)])  # fmt: skip
     return _prune_stop(path.parent, config, rec["sparsities"]), command
-
-
-def _command(*words: str) -> str:
-    """A shell command line that the shell reads back as `words`, whatever they hold (each quoted where
-    it is not plain: a record may hold anything)."""
-    return shlex.join(words)
 
 
 def _options(config, folder: Path) -> list[str]:
