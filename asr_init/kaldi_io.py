@@ -438,14 +438,22 @@ def read_archive(path: Path, ints: bool = False) -> Iterator[tuple[str, int, np.
         try:
             while not reader.at_end():
                 n += 1
-                key = check_token(reader.token())
-                yield key, n, reader.kaldi_object(ints)
+                yield _utf8_key(reader.token()), n, reader.kaldi_object(ints)
         except KaldiFormatError as exc:
             raise KaldiFormatError(f"entry {n}: {exc}") from None
         except (OSError, EOFError, zlib.error) as exc:
             if size is not None:
                 raise
             raise KaldiFormatError(f"cannot decompress entry {n} ({exc}); is it a gzipped Kaldi archive?") from None
+
+
+def _utf8_key(token: str) -> str:
+    """An archive's key (a token read as latin-1, byte for byte) as UTF-8 text, as the data dir's files
+    are read, so that a key such as "utt\u00e9" matches its line in utt2spk; checked by check_token."""
+    try:
+        return check_token(token.encode("latin-1").decode("utf-8"))
+    except UnicodeDecodeError:
+        raise KaldiFormatError(f"key {ascii(token)} is not UTF-8 text (asr-init reads ids as UTF-8)") from None
 
 
 def check_token(text: str, what: str = "key") -> str:

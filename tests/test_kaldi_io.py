@@ -175,3 +175,19 @@ def test_a_text_matrix_is_read_without_a_python_object_per_row_held(tmp_path):
     assert [key for key, _ in entries] == ["utt1", "utt2"] and peak < 3 * path.stat().st_size
     np.testing.assert_array_equal(entries[0][1], values)
     np.testing.assert_array_equal(entries[1][1], [[1, 2], [3, 4]])
+
+
+def test_archive_keys_are_utf8_text_as_the_data_dirs_lines(tmp_path):
+    """A key's bytes read as UTF-8, as utt2spk and feats.scp are: "spk\\u00e9" read as latin-1 matched no line
+    of them. A key that is not UTF-8 is refused naming its entry."""
+    from asr_init.kaldi_io import read_archive
+
+    path = tmp_path / "ali.ark"
+    path.write_bytes("spk\u00e9 1 2\nspk\u00a0x 3\n".encode())
+    assert [(k, v.tolist()) for k, _, v in read_archive(path, ints=True)] == [
+        ("spk\u00e9", [1, 2]),
+        ("spk\u00a0x", [3]),
+    ]
+    path.write_bytes(b"ok 1\nspk\xe9 1 2\n")
+    with pytest.raises(KaldiFormatError, match=r"entry 2: key 'spk\\xe9' is not UTF-8 text"):
+        list(read_archive(path, ints=True))
