@@ -43,6 +43,8 @@ ROW_TOLERANCE = 3  # rows a script-file range may run past the end (kaldi-holder
 _TEXT_INT_BYTES = 12  # the longest int32 written as text, with its separator
 _MATRIX_TYPES = {"FM": "<f4", "DM": "<f8", "FV": "<f4", "DV": "<f8"}
 _SPACES = re.compile(rb"\s*")  # bytes.isspace()'s characters
+SPACES = " \t\n\v\f\r"  # isspace() in the C locale: the white space Kaldi splits text files at
+SEGMENTS_SPACES = " \t\r"  # what extract-segments splits a segments line at (featbin/extract-segments.cc)
 _ALI_HINT = "; give ali-to-pdf or ali-to-phones --per-frame output"
 _SCP = re.compile(r"^(?P<path>.+?)(?::(?P<offset>[0-9]+))?(?:\[(?P<range>[^\[\]]*)\])?$")  # Kaldi: any [...] ends it
 _RANGE_END = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")  # what strtoll reads whole (SplitStringToIntegers)
@@ -466,15 +468,25 @@ def check_token(text: str, what: str = "key") -> str:
     return text
 
 
+def fields(line: str, spaces: str = SPACES, maxsplit: int = 0) -> list[str]:
+    """The fields of a line of a Kaldi text file, split as Kaldi splits them: at runs of the ASCII
+    `spaces` only (util/text-utils.cc, SplitStringToVector and SplitStringOnFirstSpace), not at the
+    other characters str.split() takes for white space (U+00A0, U+3000, U+0085, \\x1c-\\x1f ...),
+    which are part of a field to Kaldi. [] for a blank line. With `maxsplit` 1, [key, rest]: the
+    rest keeps its inner spaces and loses those at its ends, as in a script file's "key rxfilename"."""
+    text = line.strip(spaces)
+    return re.split(f"[{re.escape(spaces)}]+", text, maxsplit=maxsplit) if text else []
+
+
 def parse_script_line(line: str) -> tuple[str, str, int | None, str | None]:
     """(key, file, byte offset or None, range or None) of a script-file line "key rxfilename";
     a command ("cmd |", "| cmd") or standard input ("-") is a KaldiFormatError."""
-    parts = line.split(maxsplit=1)
+    parts = fields(line, maxsplit=1)
     if len(parts) != 2:
         raise KaldiFormatError(f"expected 'key rxfilename', found {line[:60]!r}")
-    key, spec = check_token(parts[0]), parts[1].strip()
+    key, spec = check_token(parts[0]), parts[1]
     m = _SCP.match(spec)
-    name = m.group("path").strip() if m else spec
+    name = m.group("path").strip(SPACES) if m else spec
     if spec.endswith("|") or name.startswith("|") or name.endswith("|") or name == "-":
         raise KaldiFormatError(
             f"{key} is read through a command or standard input ({spec[:60]!r}); asr-init runs no commands from "

@@ -177,6 +177,20 @@ def test_a_text_matrix_is_read_without_a_python_object_per_row_held(tmp_path):
     np.testing.assert_array_equal(entries[1][1], [[1, 2], [3, 4]])
 
 
+def test_fields_split_at_ascii_white_space_only_as_kaldi_splits_a_line():
+    """Kaldi's SplitStringToVector / SplitStringOnFirstSpace split at " \\t\\n\\r\\f\\v" (isspace in the C
+    locale); U+00A0, U+3000 and \\x1c-\\x1f, white space to str.split(), are part of a field."""
+    from asr_init.kaldi_io import SEGMENTS_SPACES, fields
+
+    line = " a\u00a0b\tc\x1cd \x0b e\u3000f \r"
+    assert fields(line) == ["a\u00a0b", "c\x1cd", "e\u3000f"] and fields(" \t\r\x0c") == []
+    assert fields(line, maxsplit=1) == ["a\u00a0b", "c\x1cd \x0b e\u3000f"]  # the rest trimmed at its ends
+    assert fields("u\x0bv r 0 1", SEGMENTS_SPACES) == ["u\x0bv", "r", "0", "1"]  # extract-segments: " \t\r"
+    assert parse_script_line("utt\u00a01 a\u00a0b.ark:7 \u00a0") == ("utt\u00a01", "a\u00a0b.ark:7 \u00a0", None, None)
+    with pytest.raises(KaldiFormatError, match=r"key 'utt\\x1c1' holds '\\x1c'"):
+        parse_script_line("utt\x1c1 feats.ark:7")
+
+
 def test_archive_keys_are_utf8_text_as_the_data_dirs_lines(tmp_path):
     """A key's bytes read as UTF-8, as utt2spk and feats.scp are: "spk\\u00e9" read as latin-1 matched no line
     of them. A key that is not UTF-8 is refused naming its entry."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from asr_init.config import DATA_DIR
 from asr_init.errors import UserError
 from asr_init.io import MAX_FILE_OFFSET, check_regular_file, read_count, read_regular_file, unique
-from asr_init.kaldi_io import KaldiFormatError, check_token
+from asr_init.kaldi_io import SEGMENTS_SPACES, SPACES, KaldiFormatError, check_token, fields
 
 SILENCE = "sil"
 # Segment order tolerance: CTMs written with 2-3 decimals round boundaries.
@@ -152,7 +152,7 @@ def check_segments(utt_id: str, segments: list[PhoneSegment], source: str) -> No
     overlapping or of non-positive length."""
     prev_end = 0.0
     for seg in segments:
-        if seg.label.split() != [seg.label]:
+        if fields(seg.label) != [seg.label]:
             raise UserError(
                 f"{source}: utterance {utt_id}: segment {seg.label!r} from {seg.start} to {seg.end} s: a label may "
                 "not hold white space (phones.txt and states.txt are split at it); write it as one word"
@@ -175,15 +175,17 @@ def check_segments(utt_id: str, segments: list[PhoneSegment], source: str) -> No
         prev_end = seg.end
 
 
-def _read_table(path: Path, min_fields: int, what: str = "", form: str = "") -> list[tuple[str, list[str]]]:
-    """("PATH:N", the line's whitespace-separated fields) of each non-blank line; with `what` (a label
-    file) `#` comment lines are passed over too. With `form` ('from to') a line has exactly
-    `min_fields` fields."""
+def _read_table(
+    path: Path, min_fields: int, what: str = "", form: str = "", spaces: str = SPACES
+) -> list[tuple[str, list[str]]]:
+    """("PATH:N", the line's fields, split at `spaces` as Kaldi splits them: kaldi_io.fields) of each
+    non-blank line; with `what` (a label file) `#` comment lines are passed over too. With `form`
+    ('from to') a line has exactly `min_fields` fields."""
     rows = []
     for n, line in enumerate(read_lines(path, what), 1):
-        if not line.strip() or (what and line.startswith("#")):
+        parts = fields(line, spaces)
+        if not parts or (what and line.startswith("#")):
             continue
-        parts = line.split()
         if len(parts) < min_fields or (form and len(parts) != min_fields):
             raise UserError(f"{path}:{n}: expected {form or f'at least {min_fields} fields'}, got {line!r}")
         _check_tokens(f"{path}:{n}", parts[:1] if what else parts)
@@ -247,16 +249,16 @@ def read_kaldi_dir(data_dir: Path, ctm: Path | None = None) -> Corpus:
 
 def _read_wav_scp(data_dir: Path) -> dict[str, tuple[Path, int | None]]:
     """Recording id -> (audio file, None), or (wav archive, byte offset) for `wavs.ark:10` where
-    no file has that name; the id ends at the first run of spaces or tabs, as in Kaldi. Files are
+    no file has that name; the id ends at the first run of ASCII white space, as in Kaldi (kaldi_io.fields). Files are
     found as Kaldi finds them (locate); one found nowhere is the data dir's, reported when read. A
     piped command is refused, never run."""
     wav_scp = data_dir / "wav.scp"
     recordings = []
     for n, line in enumerate(read_lines(wav_scp), 1):
-        if not line.strip():
+        parts = fields(line, maxsplit=1)
+        if not parts:
             continue
-        fields = line.split(maxsplit=1)
-        key, rest = fields[0], fields[1].strip() if len(fields) > 1 else ""
+        key, rest = parts[0], parts[1] if len(parts) > 1 else ""
         _check_tokens(f"{wav_scp}:{n}", [key])
         if not rest:
             raise UserError(f"{wav_scp}:{n}: recording {key} has no audio path")
@@ -296,7 +298,7 @@ def _read_segments(data_dir: Path, recordings: dict[str, Path]) -> dict[str, tup
     if not segments_path.exists():
         return {utt: (utt, 0.0, None, None, "") for utt in recordings}
     regions = []
-    for where, row in _read_table(segments_path, 4):
+    for where, row in _read_table(segments_path, 4, spaces=SEGMENTS_SPACES):
         utt, rec = row[0], row[1]
         channel = read_count(row[4], _MAX_CHANNEL) if len(row) == 5 else None
         if len(row) > 5 or (len(row) == 5 and (channel is None or channel > _MAX_CHANNEL)):

@@ -39,6 +39,7 @@ import numpy as np
 from asr_init.corpora.readers import PhoneSegment, Utterance, check_audio_file, merge_repeats, read_lines
 from asr_init.errors import UserError
 from asr_init.features.config import KINDS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from asr_init.kaldi_io import SPACES
 
 WINDOWS = ("povey", "hamming", "hanning", "rectangular", "blackman")
 STATES_PER_PHONE = 3
@@ -222,19 +223,20 @@ def kaldi_line(field: str, value) -> str | None:
 
 def read_kaldi_conf(path: Path) -> dict:
     """The FeatureConfig fields a Kaldi feature config file sets ("--name=value" per line, "#"
-    comments), read as Kaldi's ParseOptions reads them: "_" in a name is "-", a bool is
+    comments), read as Kaldi's ParseOptions reads them (lines and values trimmed of ASCII white space
+    only: kaldi_io.SPACES): "_" in a name is "-", a bool is
     true/t/1 or false/f/0 and a bare "--name" is true; an option asr-init does not compute with
     (but at the value it computes) is an error naming the line."""
     changes = {}
     types = {f.name: f.type for f in dataclasses.fields(FeatureConfig)}
     for n, line in enumerate(read_lines(path, "Kaldi feature config"), 1):
-        line, where = line.split("#", 1)[0].strip(), f"{path}:{n}"
+        line, where = line.split("#", 1)[0].strip(SPACES), f"{path}:{n}"
         if not line:
             continue
         if not line.startswith("--"):
             raise UserError(f"{where}: {line!r} is not a feature option asr-init computes with")
         name, equals, value = line[2:].partition("=")
-        name, value = name.replace("_", "-").lower(), value.strip()
+        name, value = name.replace("_", "-").lower(), value.strip(SPACES)
         if name in ("allow-downsample", "allow-upsample", "verbose"):
             continue
         field = KALDI_OPTIONS.get(name)

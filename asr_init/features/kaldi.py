@@ -153,7 +153,7 @@ def _numbered(path: Path) -> list[tuple[str, str]]:
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a text file (a binary archive given where a list was expected?)") from None
     lines = enumerate(text.split("\n"), 1)  # a "\r" ending a line (a file saved on Windows) is dropped
-    return [(f"{path}, line {n}", line.removesuffix("\r")) for n, line in lines if line.strip()]
+    return [(f"{path}, line {n}", line.removesuffix("\r")) for n, line in lines if kaldi_io.fields(line)]
 
 
 def read_utt2spk(data_dir: Path) -> dict[str, str]:
@@ -162,7 +162,7 @@ def read_utt2spk(data_dir: Path) -> dict[str, str]:
         raise UserError(f"Kaldi data dir {data_dir} has no utt2spk (utils/fix_data_dir.sh writes one)")
     rows = []
     for where, line in _numbered(path):
-        parts = line.split()
+        parts = kaldi_io.fields(line)
         if len(parts) != 2:
             raise UserError(f"{where}: expected 'utterance speaker', found {line[:60]!r}")
         try:
@@ -177,7 +177,7 @@ def read_phone_symbols(path: Path) -> dict[int, str]:
     and neither an id nor a symbol may be given twice."""
     rows = []
     for where, line in _numbered(path):
-        parts = line.split()
+        parts = kaldi_io.fields(line)
         number = read_count(parts[1], MAX_PHONES) if len(parts) == 2 else None
         if number is None:
             raise UserError(f"{where}: expected 'symbol id' as in Kaldi's phones.txt, found {line[:60]!r}")
@@ -275,7 +275,7 @@ class DataDir:
         if (path / "frame_shift").exists():  # a pipe or a folder there is refused, not passed over
             text = read_regular_file(path / "frame_shift", "frame shift")
             try:
-                shift = float(text.decode().split()[0])
+                shift = float(kaldi_io.fields(text.decode())[0])
             except (ValueError, IndexError):  # UnicodeDecodeError too
                 shift = math.nan
             if not 0 < shift <= 1:  # NaN too; a frame is 10 ms (30 ms in chain models)

@@ -39,6 +39,7 @@ from asr_init.config import SPLITS
 from asr_init.errors import UserError
 from asr_init.features.frontend import FeatureConfig, cmvn_stats
 from asr_init.io import check_regular_file, digest, naming_file, read_json, read_text, unique, write_json_atomic
+from asr_init.kaldi_io import fields
 
 # The layout version `extract` writes into config.json ("format_version"); a store without
 # one was written before versions were recorded and has this layout. A reader refuses any
@@ -69,7 +70,7 @@ class UttRecord:
     @classmethod
     def from_json(cls, line: str) -> UttRecord:
         d = json.loads(line)
-        d["transcript"] = tuple(d["transcript"].split())
+        d["transcript"] = tuple(fields(d["transcript"]))
         return cls(**d)
 
 
@@ -294,7 +295,7 @@ def _shard_ends(records: list[UttRecord], manifest: Path) -> dict[int, tuple[int
 
 def _read_symbols(path: Path) -> list[str]:
     try:
-        rows = [ln.split() for ln in read_text(path).splitlines() if ln.strip()]
+        rows = [row for row in map(fields, read_text(path).split("\n")) if row]  # labels hold no ASCII space
     except OSError:
         raise UserError(f"{path} is missing; the store is incomplete") from None
     try:

@@ -180,6 +180,44 @@ def test_a_kaldi_id_holding_a_control_character_is_refused_naming_the_line(kaldi
         read_kaldi_dir(kaldi_dir)
 
 
+@pytest.mark.parametrize("odd", ["\u00a0", "\u3000", "\u2009", "\u1680"])
+def test_kaldi_fields_are_split_at_ascii_white_space_only(kaldi_dir, odd):
+    """Kaldi splits a line at ASCII white space only (isspace in the C locale; str.split() splits at
+    U+00A0, U+3000 ... too): an id, a file name or a phone holding one is one field. Kaldi's own
+    binaries agree: copy-feats scp:feats.scp ark,t:- writes the key "spk0\\u00a0utt0" whole, and
+    extract-segments finds no recording "spk1-utt0\\u00a00" for a segments line naming it."""
+    audio = (kaldi_dir / "wav" / "spk0-utt0.wav").rename(kaldi_dir / "wav" / f"a.wav{odd}")
+    edits = {"wav.scp": ("spk0-utt0 wav/spk0-utt0.wav", f"spk0{odd}utt0 wav/a.wav{odd}"),
+             "utt2spk": ("spk0-utt0 ", f"spk0{odd}utt0 "), "phones.ctm": ("spk0-utt0 ", f"spk0{odd}utt0 ")}  # fmt: skip
+    for name, (old, new) in edits.items():
+        (kaldi_dir / name).write_text((kaldi_dir / name).read_text().replace(old, new))
+    ctm = (kaldi_dir / "phones.ctm").read_text()
+    (kaldi_dir / "phones.ctm").write_text(ctm.replace(" sil\n", f" s{odd}l\n", 1))
+    utt = {u.id: u for u in read_kaldi_dir(kaldi_dir).utterances}[f"spk0{odd}utt0"]
+    assert utt.speaker == "spk0" and utt.audio == audio and utt.segments[0].label == f"s{odd}l"
+    keys = [line.split(" ")[0] for line in (kaldi_dir / "wav.scp").read_text().splitlines()]
+    (kaldi_dir / "segments").write_text("".join(f"{k} {k} 0 -1\n" for k in keys))
+    assert f"spk0{odd}utt0" in {u.id for u in read_kaldi_dir(kaldi_dir).utterances}
+
+
+@pytest.mark.parametrize("name, old, new, message", [
+    ("wav.scp", "spk0-utt1 ", "spk0\x1cutt1 ", r"wav\.scp:2: field 'spk0\\x1cutt1' holds '\\x1c'.*\(IsToken\)"),
+    ("utt2spk", " spk0\n", " spk\x1f0\n", r"utt2spk:1: field 'spk\\x1f0' holds '\\x1f'.*\(IsToken\)"),
+    ("segments", "spk0-utt0 spk0-utt0", "spk0-utt0\x0bspk0-utt0", r"segments:1: expected at least 4 fields"),
+])  # fmt: skip
+def test_a_kaldi_line_split_at_no_ascii_space_is_refused_as_kaldi_refuses_it(kaldi_dir, name, old, new, message):
+    """\\x1c-\\x1f split a line for str.split(), not for Kaldi: "spk0\\x1cutt1" is one key, which Kaldi's
+    IsToken refuses (wav-copy: "Using invalid key"); extract-segments splits a segments line at spaces, tabs
+    and "\\r" only, so a "\\v" leaves three fields ("Invalid line in segments file")."""
+    (kaldi_dir / "segments").write_text(
+        "".join(f"spk{s}-utt{u} spk{s}-utt{u} 0 -1\n" for s in range(5) for u in range(3))
+    )
+    path = kaldi_dir / name
+    path.write_text(path.read_text().replace(old, new, 1))
+    with pytest.raises(UserError, match=message):
+        read_kaldi_dir(kaldi_dir)
+
+
 def _write_timit(root: Path) -> Path:
     """A tiny TIMIT tree: NIST SPHERE audio, .PHN in samples, a core-test and a dev speaker."""
     entries = [
@@ -265,10 +303,10 @@ def test_textgrid_times_must_be_finite(tmp_path, entries, message):
         read_textgrid_dir(tmp_path / "mfa")
 
 
-@pytest.mark.parametrize("label, shown", [("a b", "'a b'"), ("a\\nb", "'a\\nb'"), ("a\\u2028b", "'a\\u2028b'")])
+@pytest.mark.parametrize("label, shown", [("a b", "'a b'"), ("a\\nb", "'a\\nb'"), ("a\\rb", "'a\\rb'")])
 def test_textgrid_label_with_white_space_inside_is_refused(tmp_path, label, shown):
-    """A store's phones.txt and states.txt are split at white space: a label "a b" or one with a line
-    break made a store whose label files read back as other labels."""
+    """A store's phones.txt and states.txt are split at ASCII white space (kaldi_io.fields): a label "a b"
+    or one with a line break made a store whose label files read back as other labels."""
     d = tmp_path / "mfa" / "alice"
     d.mkdir(parents=True)
     sf.write(d / "u1.wav", make_audio([(0, 1.0, "sil")]), 16000)

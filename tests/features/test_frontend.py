@@ -222,7 +222,9 @@ def test_kaldi_config_files_are_read_as_kaldis_parse_options_reads_them(tmp_path
     refused = {"--sample-frequency=8000.5": "'8000.5' is not an integer", "--num-ceps": "gives no value",
                "--subtract-mean=true": "is not a feature option", "--channel=1": "is not a feature option",
                "--use-energy=": "gives no value", "--use-power=": "gives no value",
-               "--num-mel-bins=23.0": "'23.0' is not an integer"}  # fmt: skip
+               "--num-mel-bins=23.0": "'23.0' is not an integer",
+               "\u00a0--num-ceps=20": "is not a feature option",  # Kaldi trims ASCII white space only
+               "--use-energy=false\u3000": r"'false\\u3000' is not a bool"}  # fmt: skip
     for line, message in refused.items():
         with pytest.raises(UserError, match=message):
             read_kaldi_conf(_write(tmp_path, line))

@@ -339,7 +339,7 @@ def _phones_line_numbered_as_in_the_file(root, ref):
     str.splitlines, not to Kaldi) made two: the line named was not the file's; a Windows line end is
     not quoted as part of the line."""
     _kaldi_text_ark(root / "ph.txt", ref["phones"])
-    (root / "phones.txt").write_bytes("<eps> 0\r\n\r\nSIL 1\r\nAA 2 \u2028\r\nAA two\r\n".encode())  # saved on Windows
+    (root / "phones.txt").write_bytes("<eps> 0\r\n\r\nSIL 1\r\nA\u2028A 2\r\nAA two\r\n".encode())  # saved on Windows
     args = ["--phone-ali", str(root / "ph.txt"), "--phones", str(root / "phones.txt")]
     return args, "phones.txt, line 5: expected 'symbol id' as in Kaldi's phones.txt, found 'AA two'"
 
@@ -406,6 +406,22 @@ def _escape_in_an_alignment_key(root, ref):
     return ["--ali", str(root / "pdf.txt")], "(entry 1: key '\\x1b[2Jspk0-utt0' holds '\\x1b', which Kaldi does not"
 
 
+def _separator_in_a_feats_key(root, ref):
+    """ "spk0\\x1cutt0" is one key to Kaldi, which refuses it (copy-feats: "Using invalid key"); str.split()
+    made it the key "spk0" and the file "utt0 ...feats.ark:N", reported missing."""
+    path = root / "data" / "train" / "feats.scp"
+    path.write_text(path.read_text().replace("spk0-utt0 ", "spk0\x1cutt0 ", 1))
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    return ["--ali", str(root / "pdf.txt")], "feats.scp, line 1: key 'spk0\\x1cutt0' holds '\\x1c', which Kaldi"
+
+
+def _separator_in_a_speaker(root, ref):
+    path = root / "data" / "train" / "utt2spk"
+    path.write_text(path.read_text().replace(" spk0\n", " spk\x1d0\n", 1))
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    return ["--ali", str(root / "pdf.txt")], "utt2spk, line 1: speaker 'spk\\x1d0' holds '\\x1d', which Kaldi"
+
+
 def _wrong_keys(root, ref):
     kaldiio.save_ark(str(root / "pdf.ark"), {f"other-{u}": a for u, a in ref["pdfs"].items()})
     return ["--ali", str(root / "pdf.ark")], "keyed by the same utterance ids"
@@ -416,6 +432,38 @@ def _zero_dim_features(root, ref):
     kaldiio.save_ark(str(root / "data" / "train" / "feats.ark"), feats, scp=str(root / "data" / "train" / "feats.scp"))
     _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
     return ["--ali", str(root / "pdf.txt"), "--no-cmvn"], "is not a (frames, dim) feature matrix of at least 1 x 1"
+
+
+@pytest.mark.parametrize("odd", ["\u00a0", "\u3000", "\u00e9"])
+def test_ids_and_phone_symbols_are_split_at_ascii_white_space_only(kaldi_data, odd):
+    """An utterance id or a phone symbol holding U+00A0 or U+3000 is one field to Kaldi (isspace in the C
+    locale; copy-feats scp:feats.scp ark,t:- writes the key "spk0\\u00a0utt0" whole), two to str.split():
+    utt2spk's line was refused. The alignment archives' keys are UTF-8 as the data dir's lines are (a key
+    "spk0\\u00e9utt0" was read as latin-1 and the utterance left out), and the store reads its labels back."""
+    root, ref = kaldi_data
+    rename = {u: u.replace("spk0-utt0", f"spk0{odd}utt0") for u in ref["feats"]}
+    train = root / "data" / "train"
+    kaldiio.save_ark(str(train / "feats.ark"), {rename[u]: x for u, x in ref["feats"].items()},
+                     scp=str(train / "feats.scp"))  # fmt: skip
+    (train / "utt2spk").write_text("".join(f"{rename[u]} {s}\n" for u, s in ref["utt2spk"].items()))
+    _kaldi_text_ark(root / "pdf.txt", {rename[u]: a for u, a in ref["pdfs"].items()})
+    kaldiio.save_ark(str(root / "phones.ark"), {rename[u]: a for u, a in ref["phones"].items()})
+    (root / "phones.txt").write_text(f"<eps> 0\nSIL 1\nA{odd}A 2\nIY 3\nS 4\nM 5\n")
+    args = [
+        "--ali",
+        str(root / "pdf.txt"),
+        "--phone-ali",
+        str(root / "phones.ark"),
+        "--phones",
+        str(root / "phones.txt"),
+    ]
+    res = runner.invoke(app, ["import-kaldi", str(train), "--out", str(root / "store"), "--no-cmvn", *args])
+    assert res.exit_code == 0 and "0 utterance(s) left out" in _text(res), res.output
+    store = FeatureStore(root / "store")
+    assert store.phones == ["<eps>", "SIL", f"A{odd}A", "IY", "S", "M"] and len(store.records) == 15
+    rec = next(r for r in store.records if r.id == f"spk0{odd}utt0")
+    np.testing.assert_array_equal(store.targets("pdfs", rec), ref["pdfs"]["spk0-utt0"])
+    assert f"A{odd}A" in rec.transcript and set(rec.transcript) <= set(store.phones)
 
 
 @pytest.mark.parametrize("shift", ["nan", "-1", "0", "1e308"])
@@ -461,6 +509,8 @@ def test_a_frame_shift_that_is_not_a_duration_is_refused(kaldi_data, shift):
         _nul_in_a_speaker,
         _nul_in_a_feats_key,
         _escape_in_an_alignment_key,
+        _separator_in_a_feats_key,
+        _separator_in_a_speaker,
     ],
 )
 def test_bad_input_gives_one_error_line_and_no_store(kaldi_data, breaker):
