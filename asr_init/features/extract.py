@@ -83,38 +83,39 @@ EMPTY_BAND_DB = -60.0
 
 def resolve_sample_rate(file_rates: dict[tuple, int], requested: int | None, corpus_path: Path,
                         unread: str | None = None) -> int:  # fmt: skip
-    """The extraction rate: `requested`, or the rate most audio files have, capped at
-    MAX_DEFAULT_SAMPLE_RATE (a tie goes to the lower rate: every band then has signal in every file).
-    `unread`: why the first file whose header could not be read could not (read_audio_headers)."""
+    """The extraction rate: `requested`, or the rate most recordings have (`file_rates`: an audio file,
+    or one WAV of a wav archive, each), capped at MAX_DEFAULT_SAMPLE_RATE (a tie goes to the lower rate:
+    every band then has signal in every recording). `unread`: why the first recording whose header could
+    not be read could not (read_audio_headers)."""
     if requested is not None:
         return requested
     if not file_rates:
         raise UserError(
-            f"no audio file of {corpus_path} can be read to find the corpus's sample rate (the first: {unread}); "
+            f"no recording of {corpus_path} can be read to find the corpus's sample rate (the first: {unread}); "
             "check the audio paths, or give --sample-rate"
         )
     counts = Counter(file_rates.values())
     rate = min(counts, key=lambda r: (-counts[r], r))
     if rate < MIN_SAMPLE_RATE:
         raise UserError(
-            f"most audio files of {corpus_path} are at {rate} Hz, below the lowest rate extract "
+            f"most recordings of {corpus_path} are at {rate} Hz, below the lowest rate extract "
             f"reads ({MIN_SAMPLE_RATE} Hz); resample them to at least {MIN_SAMPLE_RATE} Hz first"
         )
     return min(rate, MAX_DEFAULT_SAMPLE_RATE)
 
 
 def _warn_upsampling(file_rates: dict[tuple, int], rate: int) -> None:
-    """One warning when files below the extraction rate are upsampled: their mel bands
-    above their own Nyquist frequency will hold no signal. Files below MIN_SAMPLE_RATE are
+    """One warning when recordings below the extraction rate are upsampled: their mel bands
+    above their own Nyquist frequency will hold no signal. Recordings below MIN_SAMPLE_RATE are
     not upsampled but refused, each where it is read."""
     low = Counter(r for r in file_rates.values() if MIN_SAMPLE_RATE <= r < rate)
     if not low:
         return
     rates = ", ".join(f"{r} Hz" for r in sorted(low))
     console.print(
-        f"[yellow]warning: {sum(low.values())} of {len(file_rates)} audio files ({rates}) are upsampled to "
+        f"[yellow]warning: {sum(low.values())} of {len(file_rates)} recordings ({rates}) are upsampled to "
         f"{rate} Hz, and their mel bands above {max(low) / 2:g} Hz hold no signal; "
-        f"--sample-rate {min(low)} keeps every band filled in every file.",
+        f"--sample-rate {min(low)} keeps every band filled in every recording.",
         highlight=False,
     )
 
@@ -129,13 +130,13 @@ def channels_read(kind: str, utterances: list[Utterance] = ()) -> str:
 
 
 def _warn_channels(file_channels: dict[tuple, int], kind: str) -> None:
-    """One warning when audio files have more than one channel: what `kind` reads of them."""
+    """One warning when recordings have more than one channel: what `kind` reads of them."""
     several = sum(c > 1 for c in file_channels.values())
     if several:
         taken = ("channel 0 (the left) is read, as compute-mfcc-feats reads it" if channels_read(kind) == "channel 0"
                  else "their channels are averaged, as librosa.load averages them")  # fmt: skip
         files, many = len(file_channels), " or ".join(str(c) for c in sorted(set(file_channels.values())) if c > 1)
-        console.print(f"[yellow]warning: {several} of {files} audio files have {many} channels: {taken}; "
+        console.print(f"[yellow]warning: {several} of {files} recordings have {many} channels: {taken}; "
                       "a segments line 'utt recording 0 -1 CHANNEL' reads another", highlight=False)  # fmt: skip
 
 

@@ -100,8 +100,8 @@ def test_each_recording_of_a_wav_archive_counts_at_its_own_rate_and_channels(tmp
     output = " ".join(result.output.split())
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert summary["source_rates"] == {"8000": 1, "16000": 2} and summary["resampled_utterances"] == 1
-    assert "warning: 1 of 3 audio files (8000 Hz) are upsampled to 16000 Hz" in output, result.output
-    assert "warning: 1 of 3 audio files have 2 channels: channel 0 (the left) is read" in output
+    assert "warning: 1 of 3 recordings (8000 Hz) are upsampled to 16000 Hz" in output, result.output
+    assert "warning: 1 of 3 recordings have 2 channels: channel 0 (the left) is read" in output
     assert json.loads((tmp_path / "s" / "config.json").read_text())["channels"] == "channel 0"
 
 

@@ -442,7 +442,7 @@ def test_upsampling_8khz_audio_empties_the_bands_above_4khz_and_warns_once(tmp_p
     text = _text(result)
     assert text.count("are upsampled") == 1
     assert (
-        "8 of 8 audio files (8000 Hz) are upsampled to 16000 Hz, and their mel bands above 4000 Hz hold no signal"
+        "8 of 8 recordings (8000 Hz) are upsampled to 16000 Hz, and their mel bands above 4000 Hz hold no signal"
         in text
     )
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
@@ -471,7 +471,7 @@ def test_mixed_rates_resampled_to_the_majority_rate(tmp_path, majority, minority
     assert summary["sample_rate"] == majority
     assert summary["source_rates"] == {str(majority): 9, str(minority): 3} and summary["resampled_utterances"] == 3
     assert f"3 resampled (audio files by rate in Hz: {min(majority, minority)}: " in _text(result)
-    assert ("3 of 12 audio files (8000 Hz) are upsampled to 16000 Hz" in _text(result)) == upsampled
+    assert ("3 of 12 recordings (8000 Hz) are upsampled to 16000 Hz" in _text(result)) == upsampled
     assert summary["empty_mel_bands"] == []  # 3 upsampled files of 12 still leave signal in every band
     store = FeatureStore(tmp_path / "s")
     for rec in store.records:  # every utterance framed at the store's rate
@@ -650,7 +650,7 @@ def test_a_stereo_file_gives_kaldis_channel_0_or_librosas_mean_with_a_warning(tm
 
     (left, said), (alone, _) = frames(stereo, "kaldi-mfcc"), frames(mono, "kaldi-mfcc")
     np.testing.assert_array_equal(left, alone)
-    assert "warning: 4 of 4 audio files have 2 channels: channel 0 (the left) is read, as compute-mfcc-feats" in said
+    assert "warning: 4 of 4 recordings have 2 channels: channel 0 (the left) is read, as compute-mfcc-feats" in said
     (mean, said), (alone, _) = frames(stereo, "librosa-mfcc"), frames(mono, "librosa-mfcc")
     assert np.abs(mean - alone).max() > 1 and "their channels are averaged, as librosa.load averages them" in said
 
@@ -686,8 +686,8 @@ def test_the_channel_and_upsampling_warnings_count_only_the_files_read(tmp_path)
     args = ["extract", str(root), "--out", str(tmp_path / "store"), "--jobs", "1", "--skip-bad"]
     result = runner.invoke(app, [*args, "--sample-rate", "16000"])
     assert result.exit_code == 0 and "1 utterances skipped" in _text(result), result.output
-    assert "warning: 1 of 29 audio files have 2 channels" in _text(result), result.output
-    assert "warning: 29 of 29 audio files (8000 Hz) are upsampled to 16000 Hz" in _text(result), result.output
+    assert "warning: 1 of 29 recordings have 2 channels" in _text(result), result.output
+    assert "warning: 29 of 29 recordings (8000 Hz) are upsampled to 16000 Hz" in _text(result), result.output
 
 
 def test_a_store_of_several_channels_records_what_was_read_of_them(tmp_path):
