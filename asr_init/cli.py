@@ -292,7 +292,7 @@ def extract(cfg: ExtractConfig, corpus: Path | None, out: Path, hours: float | N
     results.print(
         f"{summary['hours']:,.3f} h extracted at {summary['x_real_time']:,.0f}x real time, {kind} at "
         f"{summary['sample_rate']:,} Hz (mel bands {summary['low_freq']:g}-{summary['high_freq']:g} Hz); "
-        f"{len(summary['skipped'])} utterances skipped, {summary['resampled_utterances']:,} resampled (audio files "
+        f"{len(summary['skipped'])} utterances skipped, {summary['resampled_utterances']:,} resampled (recordings "
         f"by rate in Hz: {', '.join(f'{r}: {n:,}' for r, n in summary['source_rates'].items())})",
         highlight=False,
     )

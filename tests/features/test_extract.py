@@ -470,7 +470,7 @@ def test_mixed_rates_resampled_to_the_majority_rate(tmp_path, majority, minority
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert summary["sample_rate"] == majority
     assert summary["source_rates"] == {str(majority): 9, str(minority): 3} and summary["resampled_utterances"] == 3
-    assert f"3 resampled (audio files by rate in Hz: {min(majority, minority)}: " in _text(result)
+    assert f"3 resampled (recordings by rate in Hz: {min(majority, minority)}: " in _text(result)
     assert ("3 of 12 recordings (8000 Hz) are upsampled to 16000 Hz" in _text(result)) == upsampled
     assert summary["empty_mel_bands"] == []  # 3 upsampled files of 12 still leave signal in every band
     store = FeatureStore(tmp_path / "s")
