@@ -55,6 +55,10 @@ from asr_init.models.dbn import dbn_record
 # Markers asr-init reads and writes, by their lower-case form (Kaldi matches them case-blind).
 MARKERS = {m.lower(): m for m in ("AffineTransform", "Sigmoid", "Tanh", "ParametricRelu", "Softmax", "Splice",
                                    "AddShift", "Rescale", "Dropout")}  # fmt: skip
+TRANSFORM_PARTS = (
+    "asr-init reads feature transforms of <Splice>, <AddShift>, <Rescale> and a final <Sigmoid> "
+    "(an LDA or MLLT <LinearTransform> is not read)"
+)
 ACTIVATION_OF = {"Sigmoid": "sigmoid", "Tanh": "tanh", "ParametricRelu": "relu"}
 MARKER_OF = {a: m for m, a in ACTIVATION_OF.items()}
 _AFFINE_COEFS = {
@@ -138,10 +142,10 @@ def write_nnet(path: Path, components: list[Component], binary: bool = True) -> 
 _Malformed = KaldiFormatError
 
 
-def read_nnet(path: Path, empty: bool = False) -> list[Component]:
+def read_nnet(path: Path, transform: bool = False) -> list[Component]:
     """The components of an nnet1 file (binary or text); a malformed file, a component asr-init
-    does not know, or none at all (unless `empty` and the file is '<Nnet> </Nnet>': a feature
-    transform that does nothing) is a UserError naming the file."""
+    does not know, or none at all (unless `transform`, a feature transform, and the file is
+    '<Nnet> </Nnet>': one that does nothing) is a UserError naming the file as what it is."""
     from asr_init.io import read_regular_file
 
     path = Path(path)
@@ -165,6 +169,8 @@ def read_nnet(path: Path, empty: bool = False) -> list[Component]:
                 hint = ""
                 if token.lower() == "<rbm>":  # pretrain_dbn.sh leaves N.rbm beside the N.dbn made of it
                     hint = "; give the .dbn rbm-convert-to-nnet makes of an RBM (pretrain_dbn.sh: N.dbn beside N.rbm)"
+                if transform:
+                    raise UserError(f"feature transform {path} has a {token} component; {TRANSFORM_PARTS}")
                 raise UserError(
                     f"Kaldi network {path} has a {token} component, which asr-init cannot convert; it reads "
                     f"{', '.join(f'<{m}>' for m in MARKERS.values())}{hint}"
@@ -184,8 +190,9 @@ def read_nnet(path: Path, empty: bool = False) -> list[Component]:
             components.append(comp)
     except _Malformed as exc:
         raise UserError(f"Kaldi network {path} is malformed: {exc}") from None
-    if not components and not (empty and data.removeprefix(b"\0B").split() == [b"<Nnet>", b"</Nnet>"]):
-        raise UserError(f"Kaldi network {path} holds no components" + (" (an empty one is '<Nnet> </Nnet>')" * empty))
+    if not components and not (transform and data.removeprefix(b"\0B").split() == [b"<Nnet>", b"</Nnet>"]):
+        what = "feature transform" if transform else "Kaldi network"
+        raise UserError(f"{what} {path} holds no components" + (" (an empty one is '<Nnet> </Nnet>')" * transform))
     return components
 
 
@@ -376,10 +383,7 @@ def pipeline_from_transform(
         elif comp.kind == "Sigmoid":
             squash = True
         else:
-            raise UserError(
-                f"feature transform {path} has a <{comp.kind}> component; asr-init reads feature transforms of "
-                "<Splice>, <AddShift>, <Rescale> and a final <Sigmoid>"
-            )
+            raise UserError(f"feature transform {path} has a <{comp.kind}> component; {TRANSFORM_PARTS}")
     k = splice or 0
     n = 2 * k + 1
     dim = base * n
@@ -472,7 +476,7 @@ def load_kaldi_network(path: Path, feature_transform: str | Path | None = None) 
     path = Path(path)
     hidden, act, output = network_layers(read_nnet(path), path)
     ft = find_feature_transform(path, feature_transform)
-    transform = read_nnet(ft, empty=True)
+    transform = read_nnet(ft, transform=True)
     first_in = (hidden[0] if hidden else output)[0].shape[1]
     # The dimensions a transform declares need no data behind them (<Splice> 50000000 ...):
     # they are compared with the network's, which its weights back, before any array is made.

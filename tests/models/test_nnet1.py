@@ -341,6 +341,24 @@ def test_a_feature_transform_splicing_beyond_the_limit_or_not_minus_k_to_k_is_re
         assert not (tmp_path / "ft").exists()
 
 
+def test_a_feature_transform_with_a_component_it_cannot_hold_names_what_a_transform_may_hold(tmp_path):
+    """An LDA <LinearTransform> (a marker asr-init reads nowhere) and an <AffineTransform> (one it reads in
+    networks) in a feature transform are refused alike: the file is named as a feature transform and the
+    message lists what a transform may hold, not the components of a network."""
+    write_nnet(tmp_path / "1.dbn", [affine(np.zeros((2, 4)), np.zeros(2)), Component("Sigmoid", 2, 2)])
+    (tmp_path / "lda.ft").write_text(
+        "<Nnet> <LinearTransform> 4 4 [ 1 0 0 0 \n 0 1 0 0 \n 0 0 1 0 \n 0 0 0 1 ] </Nnet>"
+    )
+    write_nnet(tmp_path / "affine.ft", [affine(np.eye(4), np.zeros(4))])
+    for name, marker in [("lda.ft", "<LinearTransform>"), ("affine.ft", "<AffineTransform>")]:
+        with pytest.raises(UserError) as err:
+            load_kaldi_network(tmp_path / "1.dbn", tmp_path / name)
+        assert str(err.value) == (
+            f"feature transform {tmp_path / name} has a {marker} component; asr-init reads feature transforms of "
+            "<Splice>, <AddShift>, <Rescale> and a final <Sigmoid> (an LDA or MLLT <LinearTransform> is not read)"
+        )
+
+
 _SPLICE = Component("Splice", 429, 39, {"offsets": np.arange(-5, 6, dtype=np.int32)})
 
 
