@@ -54,6 +54,11 @@ from asr_init.io import check_regular_file, digest, read_count, read_regular_fil
 from asr_init.progress import console, progress_bar
 
 VAR_FLOOR = 1e-20  # apply-cmvn's variance floor
+# What a Kaldi recipe must do with stats keyed by utterance (train.sh and decode.sh run apply-cmvn --utt2spk).
+OWN_STATS_HINT = (
+    "steps/nnet/train.sh and decode.sh run apply-cmvn --utt2spk, which gives no frames for such utterances: for "
+    "per-utterance CMVN make utt2spk map each utterance to itself"
+)
 DEFAULT_FRAME_SHIFT = 0.01  # seconds; a data dir's frame_shift file overrides it
 MAX_PHONES = 1 << 15  # phone ids are stored as int16
 MAX_PDFS = 1 << 20  # pdf ids: Kaldi trees have thousands; more would make an output layer of gigabytes
@@ -376,7 +381,8 @@ def import_kaldi(data_dir: Path, out_dir: Path, config: KaldiImportConfig, force
             importer.add_data_dir(d, dev_speakers)
         importer.writer.close()
         _check_imported(importer, dirs, config)
-        record = settings | {"num_pdfs": len(labels.get("pdfs", [])), "cmvn_opts": cmvn_opts}
+        record = settings | {"num_pdfs": len(labels.get("pdfs", [])), "cmvn_opts": cmvn_opts,
+                             "cmvn_own_stats": len(importer.own_stats)}  # fmt: skip
         summary = store_summary(importer.writer.records, "Kaldi", importer.skipped, time.perf_counter() - t0)
         summary["targets"] = {kind: len(names) for kind, names in labels.items()}
         summary = write_metadata(tmp, labels, record, importer.stats.result(), summary, environment())
@@ -402,6 +408,8 @@ def _warn_left_out(importer: _Importer, config: KaldiImportConfig) -> None:
         (importer.mismatched, f"were left out: their features and alignments differ by {n} frames or more "
          f"(--length-tolerance {n}, as nnet-train-frmshuff leaves them out); the alignments must be made on these "
          "features (same frame shift, no frame subsampling)", None),
+        (importer.own_stats, f"were normalised with their own stats in cmvn.scp, which has none for their speaker in "
+         f"utt2spk; {OWN_STATS_HINT}", None),
     ]  # fmt: skip
     for utts, what, first in said:
         if utts:
@@ -498,6 +506,7 @@ class _Importer:
         self.unaligned: list[str] = []
         self.mismatched: list[str] = []  # those whose lengths are further apart than --length-tolerance (_lengths)
         self.cut: list[str] = []  # cut to the shortest length (_lengths)
+        self.own_stats: list[str] = []  # normalised with stats keyed by the utterance: its speaker has none
         self.seen: dict[str, str] = {}
         self.dim: int | None = None
 
@@ -517,6 +526,8 @@ class _Importer:
                     feats = feats[: len(next(iter(targets.values())))]
                 split = d.split or ("dev" if speaker in dev_speakers else "train")
                 x = d.apply_cmvn(utt, speaker, np.asarray(feats, dtype=np.float32), self.config.norm_vars)
+                if d.cmvn is not None and speaker not in d.cmvn:
+                    self.own_stats.append(utt)
                 phones = merge_repeats(targets["phones"].tolist()) if "phones" in targets else []
                 transcript = tuple(self.labels["phones"][i] for i in phones)
                 self.writer.add_utterance(utt, speaker, split, len(x) * d.frame_shift, x, targets, transcript)

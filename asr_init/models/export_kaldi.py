@@ -28,6 +28,7 @@ import numpy as np
 
 from asr_init.environment import environment
 from asr_init.errors import UserError
+from asr_init.features.kaldi import OWN_STATS_HINT
 from asr_init.features.pipeline import FeaturePipeline
 from asr_init.folders import reading, refuse_output_over_inputs
 from asr_init.io import atomic_write, read_json, write_json_atomic
@@ -145,7 +146,7 @@ def _export(model_dir: Path, store_path: Path | None, out_dir: Path, binary: boo
     }
     write_json_atomic(out_dir / "export.json", summary)
     _warn_if_not_kaldi_pdfs(meta, store, kaldi_store)
-    _warn_about_features(pipeline, kaldi_store)
+    _warn_about_features(pipeline, store if kaldi_store else None)
     return summary
 
 
@@ -162,9 +163,18 @@ def _feature_files(pipeline: FeaturePipeline, kaldi_store) -> dict[str, str]:
     return {name: text + "\n" for name, text in features.kaldi_opts().items()} | {conf: features.kaldi_conf()}
 
 
-def _warn_about_features(pipeline: FeaturePipeline, kaldi_store: bool) -> None:
+def _warn_about_features(pipeline: FeaturePipeline, kaldi_store) -> None:
+    """What Kaldi must do to feed this model its frames, where the exported files cannot say it."""
     features = pipeline.feature_config
-    if kaldi_store or features is None:
+    if kaldi_store is not None:
+        if kaldi_store.config.get("cmvn_own_stats"):
+            console.print(
+                f"[yellow]warning: {kaldi_store.config['cmvn_own_stats']:,} of the store's utterances were normalised "
+                f"with their own stats in cmvn.scp, not their speaker's: {OWN_STATS_HINT}",
+                highlight=False,
+            )
+        return
+    if features is None:
         return
     if features.kind == "librosa-mfcc":
         console.print(

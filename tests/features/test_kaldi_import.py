@@ -619,3 +619,35 @@ def test_force_refuses_a_store_another_run_holds(kaldi_data):
     assert [ln for ln in res.output.splitlines() if ln.startswith("error:")], res.output
     assert "is being written by another asr-init run (pid 4242)" in _text(res)
     assert _snapshot(root) == before
+
+
+def test_stats_keyed_by_utterance_under_a_speakers_utt2spk_are_counted_and_warned_of_at_export(kaldi_data):
+    """cmvn.scp made per utterance (compute-cmvn-stats without --spk2utt) while utt2spk names speakers:
+    each utterance takes its own stats, and the import and the export both say that train.sh and
+    decode.sh (apply-cmvn --utt2spk) would give no frames for them."""
+    root, ref = kaldi_data
+    train = root / "data" / "train"
+    own = {}
+    for utt, x in ref["feats"].items():
+        x = x.astype(np.float64)
+        own[utt] = np.zeros((2, x.shape[1] + 1))
+        own[utt][0, :-1], own[utt][1, :-1], own[utt][0, -1] = x.sum(0), (x**2).sum(0), len(x)
+    kaldiio.save_ark(str(root / "own.ark"), own, scp=str(train / "cmvn.scp"))
+    kaldiio.save_ark(str(root / "pdf.ark"), ref["pdfs"])
+    res = runner.invoke(app, ["import-kaldi", str(train), "--ali", str(root / "pdf.ark"), "--out", str(root / "st")])
+    hint = "apply-cmvn --utt2spk, which gives no frames for such utterances: for per-utterance CMVN make utt2spk"
+    assert res.exit_code == 0, res.output
+    assert "warning: 15 utterance(s) were normalised with their own stats in cmvn.scp" in _text(res), res.output
+    assert hint in _text(res) and json.loads((root / "st" / "config.json").read_text())["cmvn_own_stats"] == 15
+    store = FeatureStore(root / "st")
+    for rec in store.records:
+        np.testing.assert_allclose(store.features(rec), _cmvn(ref["feats"][rec.id], own[rec.id], False), atol=1e-5)
+    args = ["--layers", "1", "--hidden", "8", "--max-epochs", "1", "--batch-size", "64"]
+    assert runner.invoke(app, ["finetune", str(root / "st"), "--out", str(root / "dnn"), *args]).exit_code == 0
+    res = runner.invoke(app, ["export-kaldi", str(root / "dnn"), "--out", str(root / "exp")])
+    assert res.exit_code == 0 and "warning: 15 of the store's utterances were normalised" in _text(res), res.output
+    assert hint in _text(res)
+    kaldiio.save_ark(str(root / "spk.ark"), ref["cmvn"], scp=str(train / "cmvn.scp"))  # per speaker: no warning
+    res = runner.invoke(app, ["import-kaldi", str(train), "--ali", str(root / "pdf.ark"), "--out", str(root / "st2")])
+    assert res.exit_code == 0 and "own stats" not in _text(res), res.output
+    assert json.loads((root / "st2" / "config.json").read_text())["cmvn_own_stats"] == 0
