@@ -142,6 +142,14 @@ def is_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+def read_number(text: str) -> float:
+    """`text` as C's strtod reads a whole field: float() but for what it alone takes (Unicode digits
+    and spaces, '1_000'), which is a ValueError, as a value that is no number is."""
+    if not text.isascii() or "_" in text:
+        raise ValueError(text)
+    return float(text)
+
+
 def unique(items, what: str) -> dict:
     """{key: value} of (key, where, value) items, `where` naming the line or entry; a key
     given twice is a UserError naming both places (the last one would otherwise win silently)."""

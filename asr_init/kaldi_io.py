@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr_init.io import MAX_FILE_OFFSET, read_count
+from asr_init.io import MAX_FILE_OFFSET, read_count, read_number
 
 MAX_TOKEN = 4096  # bytes in a key or a token
 MAX_FRAMES = 1 << 22  # entries of one integer vector: 4,194,304 frames, 11.6 hours at 10 ms
@@ -154,7 +154,7 @@ class Reader:
 
     def float(self) -> float:
         if not self.binary:
-            return _parse(float, self.token(), "a number")
+            return _parse(read_number, self.token(), "a number")
         size = self.take(1)
         if size not in (b"\x04", b"\x08"):
             raise KaldiFormatError(f"expected a float, found size byte {size!r}")

@@ -428,13 +428,19 @@ def test_extract_hours_with_a_corpus(small_corpus, tmp_path):
         assert not (tmp_path / "s").exists()
 
 
-def test_extract_ctm_duration_nan(small_corpus, tmp_path):
+@pytest.mark.parametrize(
+    "duration, said",
+    [("nan", "'nan' is not a finite number of seconds"),
+     ("0_5", "'0_5' is not a number (seconds)"),  # strtod reads ASCII digits only; float() takes these too
+     ("\u0661", "'\u0661' is not a number (seconds)")],
+)  # fmt: skip
+def test_extract_ctm_duration_not_a_number(small_corpus, tmp_path, duration, said):
     ctm = small_corpus / "phones.ctm"
     lines = ctm.read_text().splitlines()
-    lines[1] = " ".join(lines[1].split()[:3] + ["nan"] + lines[1].split()[4:])
+    lines[1] = " ".join(lines[1].split()[:3] + [duration] + lines[1].split()[4:])
     ctm.write_text("\n".join(lines) + "\n")
     line = error_line(["extract", small_corpus, "--out", tmp_path / "s", "--jobs", "1"], small_corpus)
-    assert f"{ctm}:2: duration 'nan' is not a finite number of seconds" in line
+    assert f"{ctm}:2: duration {said}" in line, line
 
 
 # --- outputs: an existing file, a read-only folder, a full disk ----------------------------

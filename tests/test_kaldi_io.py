@@ -205,3 +205,12 @@ def test_archive_keys_are_utf8_text_as_the_data_dirs_lines(tmp_path):
     path.write_bytes(b"ok 1\nspk\xe9 1 2\n")
     with pytest.raises(KaldiFormatError, match=r"entry 2: key 'spk\\xe9' is not UTF-8 text"):
         list(read_archive(path, ints=True))
+
+
+def test_a_text_float_is_read_as_strtod_reads_it():
+    """A scalar of a text nnet1 file (a <LearnRateCoef>): Python's float() also takes digit separators,
+    which Kaldi's reader refuses."""
+    assert Reader.of_bytes(b"0.5 ").float() == 0.5 and Reader.of_bytes(b"-1e-3 ").float() == -1e-3
+    for token in (b"1_0", b"2_5e-1"):
+        with pytest.raises(KaldiFormatError, match="expected a number"):
+            Reader.of_bytes(token + b" ").float()

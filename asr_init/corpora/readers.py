@@ -16,7 +16,7 @@ from pathlib import Path
 
 from asr_init.config import DATA_DIR
 from asr_init.errors import UserError
-from asr_init.io import MAX_FILE_OFFSET, check_regular_file, read_count, read_regular_file, unique
+from asr_init.io import MAX_FILE_OFFSET, check_regular_file, read_count, read_number, read_regular_file, unique
 from asr_init.kaldi_io import SEGMENTS_SPACES, SPACES, KaldiFormatError, check_token, fields
 
 SILENCE = "sil"
@@ -206,7 +206,7 @@ def _check_tokens(where: str, fields: list[str]) -> None:
 def _seconds(where: str, name: str, text: str) -> float:
     """A time field in seconds: a finite number, else a UserError naming the file and line (`where`)."""
     try:
-        value = float(text)
+        value = read_number(text)
     except ValueError:
         raise UserError(f"{where}: {name} {text!r} is not a number (seconds)") from None
     if not math.isfinite(value):

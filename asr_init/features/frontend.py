@@ -39,6 +39,7 @@ import numpy as np
 from asr_init.corpora.readers import PhoneSegment, Utterance, check_audio_file, merge_repeats, read_lines
 from asr_init.errors import UserError
 from asr_init.features.config import KINDS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from asr_init.io import read_number
 from asr_init.kaldi_io import SPACES
 
 WINDOWS = ("povey", "hamming", "hanning", "rectangular", "blackman")
@@ -258,12 +259,14 @@ def _convert(text: str, kind: str, where: str):
     try:
         if "bool" in kind:
             return {"true": True, "t": True, "1": True, "": True, "false": False, "f": False, "0": False}[text.lower()]
-        if kind == "float | int":
-            number = float(text)
-            if not number.is_integer():
-                raise ValueError(text)
-            return int(number)
-        return int(text) if kind.startswith("int") else text if kind == "str" else float(text)
+        if kind == "str":
+            return text
+        number = read_number(text)  # ASCII digits only, as Kaldi's strtod and strtol read them
+        if kind.startswith("int"):
+            return int(text)
+        if kind == "float | int" and not number.is_integer():
+            raise ValueError(text)
+        return int(number) if kind == "float | int" else number
     except (KeyError, ValueError, OverflowError):
         kind = "int" if kind == "float | int" else kind.split(" |")[0]
         raise UserError(f"{where}: {text!r} is not {names[kind]}") from None

@@ -224,7 +224,12 @@ def test_kaldi_config_files_are_read_as_kaldis_parse_options_reads_them(tmp_path
                "--use-energy=": "gives no value", "--use-power=": "gives no value",
                "--num-mel-bins=23.0": "'23.0' is not an integer",
                "\u00a0--num-ceps=20": "is not a feature option",  # Kaldi trims ASCII white space only
-               "--use-energy=false\u3000": r"'false\\u3000' is not a bool"}  # fmt: skip
+               "--use-energy=false\u3000": r"'false\\u3000' is not a bool",
+               # strtol and strtod read ASCII digits only, where Python's int() and float() also take these
+               "--num-ceps=\u0661\u0663": r"'\u0661\u0663' is not an integer",
+               "--num-ceps=1_3": "'1_3' is not an integer",
+               "--frame-length=2_5": "'2_5' is not a number",
+               "--frame-shift=\uff11\uff10": r"'\uff11\uff10' is not a number"}  # fmt: skip
     for line, message in refused.items():
         with pytest.raises(UserError, match=message):
             read_kaldi_conf(_write(tmp_path, line))
