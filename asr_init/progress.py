@@ -14,6 +14,7 @@ from rich.text import Text
 
 # progress and messages (no automatic colouring of numbers, paths, "(s)")
 console = Console(stderr=True, highlight=False)
+console.soft_wrap = not console.is_terminal  # a log file or a pipe gets each message on one line, as grep needs
 results = Console(soft_wrap=True, highlight=False)  # what a command produces: tables and figures, on stdout
 
 

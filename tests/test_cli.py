@@ -73,3 +73,21 @@ def test_help_lists_one_line_per_command_in_pipeline_order_and_the_chain():
     chain = [ln.strip() for ln in lines if ln.strip().startswith("asr-init ")]
     assert [c.split()[1] for c in chain] == ["extract", "pretrain", "finetune", "evaluate", "report"]
     assert "--dbn results/dbn" in chain[2] and "--model results/dnn" in chain[3]
+
+
+def test_messages_to_a_pipe_or_a_log_file_are_one_line_each(blob_store, tmp_path):
+    """With stderr not a terminal (a log file, `2>&1 | tee`), the settings line and each epoch's
+    line are printed whole, not broken at 80 columns, so that grep finds them."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    args = ["finetune", blob_store, "--out", tmp_path / "ft", "--layers", "1", "--hidden", "8", "--max-epochs", "1"]
+    done = subprocess.run([sys.executable, "-m", "asr_init.cli", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    settings = next(ln for ln in lines if ln.startswith("finetune: 1 x 8 sigmoid"))
+    assert len(settings) > 80 and settings.endswith("fp32 on cpu"), done.stderr
+    epoch = next(ln for ln in lines if ln.startswith("epoch 1: "))
+    assert epoch.endswith("frames/s") and "| dev loss" in epoch, done.stderr
