@@ -25,7 +25,7 @@ from asr_init.models.export_kaldi import training_store_path
 from asr_init.records import ABSENT, INTEGER, NULL, NUMBER, TEXT, each, record
 from asr_init.training.config import FinetuneConfig
 from asr_init.training.distributed import distributed
-from asr_init.training.finetune import DEVICE_NEUTRAL, finetune, input_pipeline
+from asr_init.training.finetune import DEVICE_NEUTRAL, finetune, input_pipeline, read_source
 from asr_init.training.interrupts import Interrupted
 from asr_init.training.loop import already_finished
 
@@ -67,7 +67,8 @@ def _prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[floa
         return dataclasses.replace(config, init_from=str(model), sparsity=share, reuse_layers=0)
 
     pruned(sparsities[0]).validate()  # a bad option is refused before the dense model is evaluated
-    input_pipeline(pruned(sparsities[0]), features)  # a --targets or --batch-norm the model contradicts: refused now
+    source = read_source(pruned(sparsities[0]))  # MODEL, read once for every sparsity
+    input_pipeline(pruned(sparsities[0]), features, source)  # a --targets or --batch-norm MODEL contradicts: refused
     settings = {"model": str(model.resolve()), "store": str(Path(store).resolve()), "sparsities": sparsities,
                 "config": {k: v for k, v in config.to_dict().items() if k not in (*MODEL_DECIDES, *_PER_RUN)},
                 "inputs": {"model": digest([model / "model.pt"]), "feature store": store_identity(store)}}  # fmt: skip
@@ -85,7 +86,9 @@ def _prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[floa
         rows = [dist.from_main(lambda: _evaluated(store, model, out / "dense-eval", 0.0, evaluation))]
         for share in sparsities:  # each a finetune run of its own: an interrupted one resumes, a finished one is kept
             run = sparsity_folder(out, share)
-            finetune(store, pruned(share), run, resume=dist.from_main((run / "finetune.config.json").exists))
+            finetune(
+                store, pruned(share), run, resume=dist.from_main((run / "finetune.config.json").exists), source=source
+            )
             rows.append(dist.from_main(lambda run=run, share=share: _evaluated(store, run, None, share, evaluation)))
         summary = {"model": str(model.resolve()), "store": str(store.resolve()), "scope": config.prune_scope,
                    "split": split, "rows": rows}  # fmt: skip

@@ -10,6 +10,7 @@ its feature transform is read in its place wherever a DBN or model folder is (nn
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,9 +18,22 @@ import torch
 from asr_init.errors import UserError
 from asr_init.features.pipeline import FeaturePipeline
 from asr_init.io import save_checkpoint
-from asr_init.models.dnn import check_finite, load_checked
+from asr_init.models.dnn import DNN, check_finite, load_checked, load_model
 
 Stack = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class Source:
+    """A network read to start another from (`load_stack`, `dbn_source`): its hidden layers as
+    (W (out, in), b (out,)) CPU tensors, its feature pipeline and activation; for an asr-init
+    model folder also the whole DNN and its model.pt meta record (a pruned run takes all of it)."""
+
+    layers: Stack
+    pipeline: FeaturePipeline
+    activation: str
+    model: DNN | None = None
+    meta: dict | None = None
 
 
 def propagate(x: torch.Tensor, stack: Stack) -> torch.Tensor:
@@ -88,11 +102,16 @@ def _checked_dbn(dbn: dict) -> dict:
     return dbn
 
 
-def load_stack(
-    model_dir: Path, feature_transform: str | Path | None = None, option: str = "--init-from"
-) -> tuple[Stack, FeaturePipeline, str]:
-    """(hidden layers, pipeline, activation) of a pretrain or finetune output folder, or of a
-    Kaldi nnet1 network file (its hidden layers; the feature transform as for `load_dbn`)."""
+def dbn_source(model_dir: Path, feature_transform: str | Path | None = None, option: str = "--dbn") -> Source:
+    """`load_dbn`'s DBN (a pretrain output folder or a Kaldi nnet1 DBN file) as a Source."""
+    dbn = load_dbn(model_dir, feature_transform, option)
+    stack = [(layer["W"], layer["b"]) for layer in dbn["layers"]]
+    return Source(stack, FeaturePipeline.from_dict(dbn["pipeline"]), dbn["activation"])
+
+
+def load_stack(model_dir: Path, feature_transform: str | Path | None = None, option: str = "--init-from") -> Source:
+    """The Source of a pretrain or finetune output folder (a finetune one's whole model too), or
+    of a Kaldi nnet1 network file (its hidden layers; the feature transform as for `load_dbn`)."""
     model_dir = Path(model_dir)
     if not model_dir.exists():
         raise UserError(
@@ -103,17 +122,14 @@ def load_stack(
         from asr_init.models.nnet1 import load_kaldi_network
 
         net = load_kaldi_network(model_dir, feature_transform)
-        return net.hidden, net.pipeline, net.activation
+        return Source(net.hidden, net.pipeline, net.activation)
     if (model_dir / "model.pt").exists():
-        from asr_init.models.dnn import load_model
-
         model, meta = load_model(model_dir)
-        return model.hidden_stack(), FeaturePipeline.from_dict(meta["pipeline"]), meta["config"]["activation"]
+        pipeline = FeaturePipeline.from_dict(meta["pipeline"])
+        return Source(model.hidden_stack(), pipeline, meta["config"]["activation"], model, meta)
     if not (model_dir / "dbn.pt").exists():
         _refuse_unfinished(model_dir, option)
-    dbn = load_dbn(model_dir, option=option)
-    stack = [(layer["W"], layer["b"]) for layer in dbn["layers"]]
-    return stack, FeaturePipeline.from_dict(dbn["pipeline"]), dbn["activation"]
+    return dbn_source(model_dir, option=option)
 
 
 def _refuse_unfinished(folder: Path, option: str) -> None:

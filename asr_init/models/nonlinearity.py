@@ -100,7 +100,8 @@ def inspect_network(store_path, model, config):
         if model is not None:
             from asr_init.models.dbn import load_stack
 
-            stack, pipeline, activation = load_stack(model, option="--model")
+            source = load_stack(model, option="--model")
+            stack, pipeline, activation = source.layers, source.pipeline, source.activation
             pipeline.check_store(store, str(model))
         else:
             pipeline, activation = FeaturePipeline.from_store(store, config.splice), config.activation

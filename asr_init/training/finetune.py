@@ -35,8 +35,8 @@ from asr_init.features.pipeline import FeaturePipeline, FrameBuffer, sample_fram
 from asr_init.features.store import FeatureStore, store_identity
 from asr_init.folders import output_folder, reading
 from asr_init.io import digest, load_run_checkpoint, write_csv, write_json_atomic
-from asr_init.models.dbn import load_dbn, load_stack
-from asr_init.models.dnn import DNN, load_model, save_model
+from asr_init.models.dbn import Source, dbn_source, load_stack
+from asr_init.models.dnn import DNN, save_model
 from asr_init.models.init import InitContext, init_weight_, input_power
 from asr_init.models.nnet1 import find_feature_transform
 from asr_init.models.nonlinearity import saturated_mask
@@ -83,11 +83,19 @@ def magnitude_masks(weights: list[torch.Tensor], sparsity: float, scope: str = "
     return [(w.detach().abs() > c).to(w.dtype) for w, c in zip(weights, cuts)]
 
 
-def _pruned_network(config: FinetuneConfig, pipeline: FeaturePipeline, labels: list[str]):
+def read_source(config: FinetuneConfig) -> Source | None:
+    """The network --dbn or --init-from names (None for neither), read once for a run: its pipeline,
+    its layers and a pruned run's masks are all taken from it."""
+    if config.dbn:
+        return dbn_source(Path(config.dbn), config.feature_transform)
+    return load_stack(Path(config.init_from), config.feature_transform) if config.init_from else None
+
+
+def _pruned_network(config: FinetuneConfig, pipeline: FeaturePipeline, labels: list[str], source: Source):
     """(the whole --init-from model with `config.sparsity` of its hidden weights zeroed, info, masks)."""
-    source, meta = load_model(Path(config.init_from))  # its outputs and batch norm: checked by input_pipeline
+    meta = source.meta  # its outputs and batch norm: checked by input_pipeline
     model = DNN(pipeline.dim, meta["hidden_sizes"], len(labels), config.activation, config.dropout, config.batch_norm)
-    model.load_state_dict(source.state_dict())  # the run's network (its --dropout too), the model's weights
+    model.load_state_dict(source.model.state_dict())  # the run's network (its --dropout too), the model's weights
     masks = magnitude_masks([layer.weight for layer in model.hidden], config.sparsity, config.prune_scope)
     with torch.no_grad():
         for layer, mask in zip(model.hidden, masks):
@@ -96,10 +104,12 @@ def _pruned_network(config: FinetuneConfig, pipeline: FeaturePipeline, labels: l
     return model, info + [{"layer": "output", "from": "init-from"}], masks
 
 
-def build_network(config: FinetuneConfig, pipeline: FeaturePipeline, outputs: int, sample: torch.Tensor):
-    """(the DNN with its hidden layers from the DBN, another model, or `config.init`; per-layer info)."""
+def build_network(config: FinetuneConfig, pipeline: FeaturePipeline, outputs: int, sample: torch.Tensor,
+                  start: Source | None):  # fmt: skip
+    """(the DNN with its hidden layers from the DBN or another model (`start`, read_source's), or
+    `config.init`; per-layer info)."""
     gen = torch.Generator().manual_seed(config.seed)
-    source, origin, sizes = _source_layers(config, pipeline)
+    source, origin, sizes = _source_layers(config, pipeline, start)
     model = DNN(pipeline.dim, sizes, outputs, config.activation, config.dropout, config.batch_norm)
     info, h = [], sample
     with torch.no_grad():
@@ -129,15 +139,14 @@ def build_network(config: FinetuneConfig, pipeline: FeaturePipeline, outputs: in
     return model, info
 
 
-def _source_layers(config: FinetuneConfig, pipeline: FeaturePipeline):
-    """(the (W, b) layers taken from --dbn or --init-from, where from, the hidden sizes)."""
+def _source_layers(config: FinetuneConfig, pipeline: FeaturePipeline, source: Source | None):
+    """(the (W, b) layers taken from --dbn or --init-from (`source`), where from, the hidden sizes)."""
     if config.dbn:
-        source = [(layer["W"], layer["b"]) for layer in load_dbn(Path(config.dbn), config.feature_transform)["layers"]]
-        return source, "dbn", [w.shape[0] for w, _ in source]
+        return source.layers, "dbn", [w.shape[0] for w, _ in source.layers]
     sizes = config.sizes
     if not config.init_from:
         return [], "init", sizes
-    other, _, activation = load_stack(Path(config.init_from), config.feature_transform)
+    other, activation = source.layers, source.activation
     if config.reuse_layers > len(other):
         raise UserError(f"--reuse-layers {config.reuse_layers}: {config.init_from} has only {len(other)} hidden layers")
     if config.reuse_layers and activation != config.activation:  # its layers' weights were trained for it
@@ -210,13 +219,15 @@ def _warn_if_at_chance(row: dict, majority: float, layers: int, config: Finetune
 
 
 def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bool = False, force: bool = False,
-             interrupt_after: int | None = None, strategy: Strategy | None = None) -> dict:  # fmt: skip
+             interrupt_after: int | None = None, strategy: Strategy | None = None,
+             source: Source | None = None) -> dict:  # fmt: skip
     """Train the DNN; returns the finetune.json summary.
 
     Under torchrun the processes share every mini-batch (see distributed.py). `strategy`
     (default: Strategy.for_device) says how often the host reads the steps' sums and whether
     the step is a CUDA graph; `interrupt_after` (testing) acts as a signal arriving after
-    that many mini-batches."""
+    that many mini-batches. `source`: `read_source(config)` where the caller has read it (prune,
+    once for all its sparsities); read here otherwise."""
     config.validate()
     dist = distributed(config.device)
     graphs = config.cuda_graphs and not dist.is_distributed and config.dropout == 0
@@ -224,7 +235,8 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
     store = FeatureStore(store_path)
     if not store.split("train") or not store.split("dev"):
         raise UserError(f"store {store.path} needs train and dev utterances for fine-tuning (newbob uses dev)")
-    pipeline = input_pipeline(config, store)
+    source = source or read_source(config)
+    pipeline = input_pipeline(config, store, source)
     config.targets = config.targets or store.target_kinds[0]
     store.labels(config.targets)  # the store has them
     settings = {"store": str(store.path.resolve()), "config": config.to_dict(), "inputs": _identities(config, store)}
@@ -248,7 +260,8 @@ def finetune(store_path: Path, config: FinetuneConfig, out_dir: Path, resume: bo
             console.print(f"{dist.world} processes share every batch of {config.batch_size} frames")
         flag = StopFlag(interrupt_after)
         with matmul_precision(config.precision):  # the start's dev loss and initialisation too
-            trainer = _DnnTrainer(config, store, pipeline, Path(out_dir), resume or done is not None, dist, strategy)
+            trainer = _DnnTrainer(config, store, pipeline, Path(out_dir), resume or done is not None, dist, strategy,
+                                  source)  # fmt: skip
             console.print(settings_line(trainer), highlight=False)
             with catch_signals(flag):
                 trainer.run(flag)
@@ -337,37 +350,39 @@ def _model_files(path: Path, names: tuple[str, ...]) -> list[Path]:
     return [path] if path.is_file() else [path / name for name in names]
 
 
-def input_pipeline(config: FinetuneConfig, store: FeatureStore) -> FeaturePipeline:
-    """The pipeline of `_source_pipeline`, with the store's feature settings where its source
-    records none (a Kaldi network's transform does not), so that export and the checks of later
-    stores know the features the model is trained on."""
-    pipeline = _source_pipeline(config, store)
+def input_pipeline(config: FinetuneConfig, store: FeatureStore, source: Source | None) -> FeaturePipeline:
+    """The pipeline of `_source_pipeline` (`source`: read_source's), with the store's feature settings
+    where its source records none (a Kaldi network's transform does not), so that export and the
+    checks of later stores know the features the model is trained on."""
+    pipeline = _source_pipeline(config, store, source)
     if pipeline.feature_config is None:
         pipeline = dataclasses.replace(pipeline, feature_config=store.feature_config)
     return pipeline
 
 
-def _source_pipeline(config: FinetuneConfig, store: FeatureStore) -> FeaturePipeline:
+def _source_pipeline(config: FinetuneConfig, store: FeatureStore, source: Source | None) -> FeaturePipeline:
     """The DBN's or the --init-from model's splice and normalisation (checked against the
     store's features), or new ones from the store. A pruned model (--sparsity) is the whole
     --init-from network: its activation is that model's, whatever --activation says, and so
     are its batch norm and targets where --batch-norm and --targets are not given. The
     config records the splice (and the widths) the source gives, not the options it overrides."""
     if config.dbn:
-        dbn = load_dbn(Path(config.dbn), config.feature_transform)
-        pipeline = FeaturePipeline.from_dict(dbn["pipeline"])
+        pipeline = source.pipeline
         pipeline.check_store(store, f"DBN {config.dbn}")
-        widths = [int(layer["W"].shape[0]) for layer in dbn["layers"]]
+        widths = [int(w.shape[0]) for w, _ in source.layers]
         config.splice, config.layers, config.hidden = pipeline.splice, len(widths), widths  # recorded as used
         return pipeline
     if config.init_from:
-        stack, pipeline, activation = load_stack(Path(config.init_from), config.feature_transform)
+        pipeline = source.pipeline
         pipeline.check_store(store, f"model {config.init_from}")
         config.splice = pipeline.splice
         if config.sparsity > 0:
-            widths = [int(w.shape[0]) for w, _ in stack]
-            config.activation, config.layers, config.hidden = activation, len(widths), widths
-            meta = load_model(Path(config.init_from))[1]
+            if source.meta is None:
+                raise UserError(f"--sparsity prunes a whole 'asr-init finetune' model, and {config.init_from} has no "
+                                "model.pt (it is a pretrain output folder)")  # fmt: skip
+            widths = [int(w.shape[0]) for w, _ in source.layers]
+            config.activation, config.layers, config.hidden = source.activation, len(widths), widths
+            meta = source.meta
             norm = bool(meta["config"].get("batch_norm"))
             config.batch_norm, config.targets = config.batch_norm or norm, config.targets or meta["targets"]
             if config.targets == meta["targets"] not in store.target_kinds:
@@ -517,7 +532,7 @@ class _DnnTrainer(Trainer):
     bar_per_epoch = True
 
     def __init__(self, config: FinetuneConfig, store: FeatureStore, pipeline: FeaturePipeline, out_dir: Path,
-                 resume: bool, dist: Dist, strategy: Strategy):  # fmt: skip
+                 resume: bool, dist: Dist, strategy: Strategy, source: Source | None):  # fmt: skip
         self.config, self.store, self.pipeline, self.out_dir = config, store, pipeline, out_dir
         self.dist, self.device, self.strategy = dist, dist.device, strategy
         self.labels = store.labels(config.targets)
@@ -525,9 +540,9 @@ class _DnnTrainer(Trainer):
         sample = sample_frames(store, pipeline, "train", config.stats_frames, seed=config.seed + 1)
         self.masks = None
         if config.sparsity > 0:
-            self.model, self.layer_info, self.masks = _pruned_network(config, pipeline, self.labels)
+            self.model, self.layer_info, self.masks = _pruned_network(config, pipeline, self.labels, source)
         else:
-            self.model, self.layer_info = build_network(config, pipeline, len(self.labels), sample)
+            self.model, self.layer_info = build_network(config, pipeline, len(self.labels), sample, source)
         self.model.to(self.device)
         self.masks = [m.to(self.device) for m in self.masks] if self.masks else None
         self.net = dist.wrap(self.model)  # what training steps call: DDP on several processes

@@ -71,7 +71,7 @@ def test_an_interrupted_prune_says_to_run_the_same_command_again(blob_store, tmp
 
     finetune(blob_store, FinetuneConfig(**TINY), tmp_path / "dense")
 
-    def stopped(store, config, out, resume):
+    def stopped(store, config, out, resume, source):
         raise Interrupted(f"stopped by signal 2 in epoch 1; state saved to {out}/checkpoint.pt")
 
     monkeypatch.setattr(prune_module, "finetune", stopped)

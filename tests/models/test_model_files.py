@@ -98,7 +98,7 @@ def dbn_dir(blob_store, tmp_path):
 
 
 def test_dbn_loads(dbn_dir):
-    assert [w.shape for w, _ in load_stack(dbn_dir)[0]] == [(6, 39), (5, 6)]
+    assert [w.shape for w, _ in load_stack(dbn_dir).layers] == [(6, 39), (5, 6)]
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -541,3 +542,49 @@ def test_a_record_without_identities_compares_the_dbn_by_path(blob_store, tmp_pa
     (tmp_path / "ft" / "finetune.config.json").write_text(json.dumps(record))
     with pytest.raises(UserError, match=r"made with other settings \(dbn: "):
         finetune(blob_store, FinetuneConfig(dbn=str(tmp_path / "b"), **cfg), tmp_path / "ft")
+
+
+def _starting_networks(blob_store, root) -> dict:
+    """A run's options for each kind of network it starts from, and the files holding that network."""
+    from conftest import write_tiny_model
+
+    from asr_init.models.export_kaldi import export_kaldi
+    from asr_init.models.nnet1 import read_nnet, write_nnet
+
+    store = FeatureStore(blob_store)
+    pipe = FeaturePipeline.from_store(store, splice=0)
+    (root / "dbn").mkdir()
+    save_dbn(root / "dbn" / "dbn.pt", [(torch.randn(8, pipe.dim) * 0.1, torch.zeros(8))], pipe, store.phones,
+             store.states, "gauss")  # fmt: skip
+    model = write_tiny_model(blob_store, root / "model")
+    export_kaldi(model, root / "exp")
+    write_nnet(root / "exp" / "1.dbn", read_nnet(root / "exp" / "final.nnet")[:-2])
+    return {
+        "dbn": ({"dbn": str(root / "dbn")}, [root / "dbn" / "dbn.pt"]),
+        "kaldi dbn": (
+            {"dbn": str(root / "exp" / "1.dbn")},
+            [root / "exp" / "1.dbn", root / "exp" / "final.feature_transform"],
+        ),
+        "init-from": (
+            {"init_from": str(model), "reuse_layers": 1, "layers": 1, "hidden": 8, "splice": 0},
+            [model / "model.pt"],
+        ),
+        "pruned": ({"init_from": str(model), "sparsity": 0.5}, [model / "model.pt"]),
+    }
+
+
+def test_the_starting_network_is_read_once_per_run(blob_store, tmp_path, monkeypatch):
+    """--dbn (asr-init's or a Kaldi nnet1 file) or --init-from (reused layers, or pruned whole) is
+    read once: the pipeline, the layers and a pruned run's masks all take it from there."""
+    import asr_init.models.nnet1 as nnet1
+
+    starts = _starting_networks(blob_store, tmp_path)
+    reads: list[Path] = []
+    torch_load, read_nnet = torch.load, nnet1.read_nnet
+    monkeypatch.setattr(torch, "load", lambda path, *a, **k: reads.append(Path(path)) or torch_load(path, *a, **k))
+    monkeypatch.setattr(nnet1, "read_nnet", lambda path, *a, **k: reads.append(Path(path)) or read_nnet(path, *a, **k))
+    for name, (options, files) in starts.items():
+        reads.clear()
+        config = FinetuneConfig(**options, batch_size=32, max_frames=64, max_epochs=1, stats_frames=50)
+        finetune(blob_store, config, tmp_path / "runs" / name.replace(" ", "-"))
+        assert [p for p in reads if p in files] == files, name
