@@ -11,7 +11,6 @@ prune.csv and sparsity.png (state frame accuracy against sparsity), each naming 
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from asr_init.config import check_device
@@ -38,10 +37,10 @@ def prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[float
           force: bool = False) -> dict:  # fmt: skip
     """Prune `model` at each of `sparsities` into OUT/sparsity-S; returns the summary. `config` holds
     the settings of each sparsity's fine-tuning (prune sets its sparsity, init_from and reuse_layers);
-    its lr and momentum default to a trained model's (STARTING_POINT_DEFAULTS["dbn"], the CLI's) only
-    where it is made with a sparsity > 0, as the CLI makes it. Ctrl-C or SIGTERM at any point raises
-    Interrupted (a fine-tuning run checkpoints first; what is finished is kept): prune has no
-    --resume, the same command again continues."""
+    an lr and momentum it took by default are a trained model's (STARTING_POINT_DEFAULTS["dbn"], the
+    CLI's), whatever sparsity it was made with (FinetuneConfig.starting). Ctrl-C or SIGTERM at any
+    point raises Interrupted (a fine-tuning run checkpoints first; what is finished is kept): prune
+    has no --resume, the same command again continues."""
     again = "run the same prune command again to continue"
     with terminate_as_interrupt():
         try:
@@ -64,13 +63,14 @@ def _prune(model: Path, out: Path, config: FinetuneConfig, sparsities: list[floa
     features = FeatureStore(store)
 
     def pruned(share: float) -> FinetuneConfig:  # the fine-tuning run of one sparsity
-        return dataclasses.replace(config, init_from=str(model), sparsity=share, reuse_layers=0)
+        return config.starting(init_from=str(model), sparsity=share, reuse_layers=0)
 
     pruned(sparsities[0]).validate()  # a bad option is refused before the dense model is evaluated
     source = read_source(pruned(sparsities[0]))  # MODEL, read once for every sparsity
     input_pipeline(pruned(sparsities[0]), features, source)  # a --targets or --batch-norm MODEL contradicts: refused
     settings = {"model": str(model.resolve()), "store": str(Path(store).resolve()), "sparsities": sparsities,
-                "config": {k: v for k, v in config.to_dict().items() if k not in (*MODEL_DECIDES, *_PER_RUN)},
+                "config": {k: v for k, v in pruned(sparsities[0]).to_dict().items()
+                           if k not in (*MODEL_DECIDES, *_PER_RUN)},
                 "inputs": {"model": digest([model / "model.pt"]), "feature store": store_identity(store)}}  # fmt: skip
     inputs = {"model folder": model, "feature store": store}
     check_device(config.device)

@@ -4,6 +4,7 @@ nothing heavy, so `asr-init --help` stays fast)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,12 +181,19 @@ class FinetuneConfig(Widths, ConfigBase):
     cuda_graphs: bool = option(True, "On a GPU, replay the training step as a CUDA graph (not with --dropout).")
 
     def __post_init__(self) -> None:
+        """An lr or momentum left at None is the starting point's (STARTING_POINT_DEFAULTS); which
+        were is remembered, so that `starting` gives another starting point's."""
         super().__post_init__()
         start = "dbn" if self.dbn or self.sparsity > 0 else "scratch"  # a pruned model was trained already
-        if self.lr is None:
-            self.lr = STARTING_POINT_DEFAULTS[start]["lr"]
-        if self.momentum is None:
-            self.momentum = STARTING_POINT_DEFAULTS[start]["momentum"]
+        self._by_start = tuple(name for name in ("lr", "momentum") if getattr(self, name) is None)
+        for name in self._by_start:
+            setattr(self, name, STARTING_POINT_DEFAULTS[start][name])
+
+    def starting(self, **changes) -> FinetuneConfig:
+        """A copy with `changes` to where the run starts (dbn, init_from, sparsity, ...): an lr or
+        momentum this config took by default is the new starting point's, one given stays (prune
+        makes each sparsity's run so, from whatever sparsity its config was made with)."""
+        return dataclasses.replace(self, **dict.fromkeys(self._by_start), **changes)
 
     def _check_source(self) -> None:
         """--init-from (with what it takes of MODEL), --dbn and --feature-transform go together."""

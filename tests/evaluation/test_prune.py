@@ -144,16 +144,20 @@ def test_a_second_prune_run_says_it_is_complete_and_changes_nothing(blob_store, 
 def test_a_prune_started_from_python_is_the_cli_prune_of_the_same_settings(blob_store, tmp_path):
     """prune.config.json recorded the --sparsity, --init-from and --reuse-layers of the config it was given,
     which prune sets for each run itself: a prune started from Python recorded sparsity 0.0, the CLI's 0.5,
-    and the CLI refused the same run (and the report's command continuing it) as "other settings"."""
+    and the CLI refused the same run (and the report's command continuing it) as "other settings". A config
+    made in Python with the default lr and momentum (and sparsity 0) fine-tuned at a random start's 0.0004
+    and 0.9, where the CLI's takes a trained model's 0.008 and 0."""
     from typer.testing import CliRunner
 
     from asr_init.cli import app
 
     finetune(blob_store, FinetuneConfig(**TINY), tmp_path / "dense")
-    config = FinetuneConfig(max_epochs=1, stats_frames=100, lr=0.008, momentum=0.0)  # the CLI's, as resolved
+    config = FinetuneConfig(max_epochs=1, stats_frames=100)  # lr and momentum by default, made with sparsity 0
     prune_module.prune(tmp_path / "dense", tmp_path / "p", config, [0.5])
     recorded = json.loads((tmp_path / "p" / "prune.config.json").read_text())["config"]
     assert not {"sparsity", "init_from", "reuse_layers"} & set(recorded), recorded
+    run = json.loads((tmp_path / "p" / "sparsity-0.5" / "finetune.json").read_text())["config"]
+    assert (recorded["lr"], recorded["momentum"]) == (run["lr"], run["momentum"]) == (0.008, 0.0)  # a trained model's
     args = ["prune", str(tmp_path / "dense"), "--out", str(tmp_path / "p"), "--sparsity", "0.5", "--max-epochs", "1"]
     result = CliRunner().invoke(app, [*args, "--stats-frames", "100"])
     assert result.exit_code == 0 and "already holds a finished prune run" in " ".join(result.output.split())

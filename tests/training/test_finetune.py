@@ -291,6 +291,11 @@ def test_defaults_depend_on_the_starting_point():
     assert (FinetuneConfig(lr=0.01, momentum=0.5).lr, FinetuneConfig(lr=0.01, momentum=0.5).momentum) == (0.01, 0.5)
     again = FinetuneConfig.from_dict(scratch.to_dict())
     assert (again.lr, again.momentum) == (0.0004, 0.9)
+    pruned = scratch.starting(init_from="model", sparsity=0.5)  # prune's runs: the defaults of a trained start
+    assert (pruned.lr, pruned.momentum) == (0.008, 0.0)
+    given = FinetuneConfig(lr=0.01).starting(init_from="model", sparsity=0.5)
+    assert (given.lr, given.momentum) == (0.01, 0.0)  # a value given stays
+    assert (again.starting(sparsity=0.5).lr, pruned.starting(init_from=None, sparsity=0).lr) == (0.0004, 0.0004)
 
 
 def test_warns_when_training_sits_at_chance(blob_store, tmp_path):
