@@ -701,7 +701,8 @@ def _write_outputs(trainer: _DnnTrainer, record: dict | None = None) -> dict:
                "best_dev_loss": best["dev_loss"], "best_dev_acc": best["dev_acc"], "seconds": seconds,
                "frames_per_s": sum(r["frames_per_s"] * r["seconds"] for r in train_rows) / max(seconds, 1e-9),
                "schedule": {"name": config.schedule, "epochs": trainer.schedule.history},
-               "processes": trainer.dist.world, "versions": environment()}  # fmt: skip
+               "processes": trainer.dist.world, "processes_by_segment": trainer.state.segments,
+               "versions": environment()}  # fmt: skip
     from asr_init.plots import plot_training
 
     plot_training(rows, out_dir / "train.png", title=f"fine-tuning ({_started_from(config)}, {config.activation})")

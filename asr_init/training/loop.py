@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,7 +27,7 @@ from asr_init.errors import UserError
 from asr_init.folders import differences
 from asr_init.io import save_checkpoint
 from asr_init.models.dnn import check_finite
-from asr_init.progress import console, progress_bar
+from asr_init.progress import console, counted, progress_bar
 from asr_init.training.distributed import Dist
 from asr_init.training.interrupts import Interrupted, StopFlag
 
@@ -66,6 +66,9 @@ class TrainState:
     epoch_frames: int = 0
     epoch_seconds: float = 0.0
     stopped: bool = False  # the schedule ended training early
+    # The process count of each part of the run: {"processes", "epoch", "batch"} where it began
+    # (a checkpoint of an older asr-init has none: the parts from its resumption on are recorded).
+    segments: list[dict] = field(default_factory=list)
 
     def state_dict(self) -> dict:
         return asdict(self)
@@ -87,8 +90,21 @@ class TrainState:
         self.seconds += seconds
         self.epoch_seconds += seconds
 
+    def go_on_with(self, processes: int) -> int | None:
+        """Record that training goes on here with `processes` processes: a new segment where the
+        count is not the last segment's. Returns the count it had before, where it changed."""
+        before = self.segments[-1]["processes"] if self.segments else None
+        if before != processes:
+            self.segments.append({"processes": processes, "epoch": self.epoch, "batch": self.batch})
+        return before if before not in (None, processes) else None
+
     def next_epoch(self) -> None:
         self.epoch, self.batch, self.epoch_frames, self.epoch_seconds = self.epoch + 1, 0, 0, 0.0
+
+
+def processes_in_words(segments: list[dict]) -> str:
+    """The process counts of a run's `segments` (TrainState.segments), in order: "2", "2 then 1"."""
+    return " then ".join(str(s["processes"]) for s in segments)
 
 
 def already_finished(out_dir: Path, done: dict | None, more: bool, resume: bool, run: str, shortfall: str,
@@ -216,6 +232,10 @@ class Trainer(ABC):
 
     def run(self, flag: StopFlag) -> None:
         """Train until `epochs` epochs are done or the schedule stops; checkpoint after every epoch."""
+        before = self.state.go_on_with(self.dist.world)
+        if before is not None:
+            console.print(f"the run goes on with {counted(self.dist.world, 'process', 'processes')} where it had "
+                          f"{before} (processes so far: {processes_in_words(self.state.segments)})")  # fmt: skip
         with progress_bar(TextColumn(f"{self.bar_field} " + "{task.fields[value]}")) as bar:
             task = None
             if not self.bar_per_epoch:

@@ -133,6 +133,7 @@ class _Run:
     stack: Stack = field(default_factory=list)  # the finished layers below
     rows: list[dict] = field(default_factory=list)  # log rows of the finished layers
     layer_info: list[dict] = field(default_factory=list)
+    segments: list[dict] = field(default_factory=list)  # the process counts of the layers' segments, merged
 
     @classmethod
     def open(cls, config, store, pipeline, out_dir: Path, dist: Dist, strategy: Strategy) -> _Run:
@@ -248,10 +249,19 @@ def _train_layers(run: _Run, flag: StopFlag, resume: bool, finished: dict[int, d
                 rbm, ckpt = _LayerTrainer(run, layer, resume).train(flag)
             run.rows.extend(ckpt["rows"])
             run.layer_info.append(ckpt["info"])
+            _add_segments(run.segments, layer, ckpt["position"].get("segments", []))
             run.stack.append((rbm.W.detach().clone(), rbm.hb.detach().clone()))
             if run.dist.is_main:
                 write_csv(run.out_dir / "recon.csv", run.rows, CSV_COLUMNS)
     return run.dist.from_main(lambda: _write_outputs(run, time.perf_counter() - t_start, record))
+
+
+def _add_segments(segments: list[dict], layer: int, more: list[dict]) -> None:
+    """Add layer `layer`'s segments (TrainState.segments) to the run's, each with its layer; one
+    on the count the run already had goes on with it."""
+    for segment in more:
+        if not segments or segments[-1]["processes"] != segment["processes"]:
+            segments.append({"layer": layer, **segment})
 
 
 def _write_outputs(run: _Run, wall_seconds: float, record: dict | None = None) -> dict:
@@ -269,6 +279,7 @@ def _write_outputs(run: _Run, wall_seconds: float, record: dict | None = None) -
         "seconds": sum(i["seconds"] for i in run.layer_info),
         "wall_seconds_this_run": wall_seconds,
         "processes": run.dist.world,
+        "processes_by_segment": run.segments,
         "versions": environment(),
     }
     from asr_init.plots import plot_recon

@@ -336,3 +336,38 @@ def test_one_process_on_cuda_n_makes_it_the_current_device(monkeypatch):
     chosen.clear()
     distributed_module.distributed("cpu")
     assert chosen == []
+
+
+def _cut_on_two(store: str, root: str) -> None:
+    """A pre-training and a fine-tuning run of 2 processes, each interrupted (module level: spawned processes
+    import it)."""
+    with pytest.raises(Interrupted):
+        pretrain(Path(store), PretrainConfig(**PRETRAIN), Path(root) / "pt", interrupt_after=_cut("pretrain", store))
+    with pytest.raises(Interrupted):
+        finetune(Path(store), FinetuneConfig(**FINETUNE), Path(root) / "ft", interrupt_after=_cut("finetune", store))
+
+
+def test_a_run_resumed_on_another_process_count_records_the_count_of_each_segment(blob_store, tmp_path, capsys):
+    """Two processes interrupted, one resuming: pretrain.json and finetune.json keep `processes` (the
+    last count) and record where each count began (`processes_by_segment`); a resumption on the same
+    count begins no new segment, and the one on another count says so."""
+    run_local(2, _cut_on_two, str(blob_store), str(tmp_path), threads=1)
+    cut = {name: load_checkpoint(tmp_path / name / file)["position"] for name, file in
+           (("pt", "rbm1.partial.pt"), ("ft", "checkpoint.pt"))}  # fmt: skip
+    capsys.readouterr()
+    pt = pretrain(blob_store, PretrainConfig(**PRETRAIN), tmp_path / "pt", resume=True)
+    ft = finetune(blob_store, FinetuneConfig(**FINETUNE), tmp_path / "ft", resume=True)
+    said = " ".join(capsys.readouterr().err.split())
+    assert said.count("the run goes on with 1 process where it had 2 (processes so far: 2 then 1)") == 2, said
+    assert pt["processes"] == ft["processes"] == 1
+    assert pt["processes_by_segment"] == [
+        {"layer": 1, "processes": 2, "epoch": 1, "batch": 0},
+        {"layer": 1, "processes": 1, "epoch": cut["pt"]["epoch"], "batch": cut["pt"]["batch"]},
+    ]  # layer 2 trained on 1 process as the segment before it
+    first = [{"processes": 2, "epoch": 1, "batch": 0}]
+    assert ft["processes_by_segment"] == first + [{"processes": 1, "epoch": 2, "batch": cut["ft"]["batch"]}]
+    assert cut["ft"]["epoch"] == 2 and cut["ft"]["batch"] > 0 and cut["pt"]["batch"] > 0
+    more = finetune(blob_store, FinetuneConfig(**(FINETUNE | {"max_epochs": 3})), tmp_path / "ft", resume=True)
+    assert more["processes_by_segment"] == ft["processes_by_segment"]
+    one = finetune(blob_store, FinetuneConfig(**FINETUNE), tmp_path / "one")
+    assert one["processes"] == 1 and one["processes_by_segment"] == [{"processes": 1, "epoch": 1, "batch": 0}]
