@@ -62,6 +62,13 @@ class ConfigBase:
         if not condition:
             raise UserError(f"invalid {as_typed(self, field)}: {why}")
 
+    def _check_parse(self, field: str, parse) -> None:
+        """`parse` of the field's value (a method spec such as --init's), its UserError named by the option."""
+        try:
+            parse(getattr(self, field))
+        except UserError as exc:
+            raise UserError(f"invalid {as_typed(self, field)}: {exc}") from None
+
 
 def option_flag(f: dataclasses.Field) -> str:
     """The command-line option of config field `f`, as the CLI declares it (cli.py): the flag

@@ -127,6 +127,8 @@ def load_typed_checkpoint(path: Path, fmt: str, what: str) -> dict:
     """A checkpoint dict whose "format" is `fmt`; `what` names the command that writes it."""
     path = Path(path)
     if not path.exists():
+        if not path.parent.exists():
+            raise UserError(f"{path.parent} does not exist; give an '{what}' output folder (one holding {path.name})")
         if path.parent.is_file():  # a Kaldi network, say, where the folder was asked for
             raise UserError(f"{path.parent} is a file, not an '{what}' output folder (one holding {path.name})")
         raise UserError(f"{path.parent} has no {path.name} (is it a finished '{what}' output folder?)")

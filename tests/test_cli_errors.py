@@ -85,6 +85,16 @@ def test_evaluate_bad_values(blob_store, model_dir, args, message):
     assert not (model_dir / "eval-test").exists()
 
 
+def test_a_model_folder_that_does_not_exist_is_named_as_missing(blob_store, tmp_path):
+    """evaluate --model, export-kaldi MODEL and prune MODEL of a folder that is not there: it said the folder
+    "has no model.pt", asking whether it was a finished run, as if it were there."""
+    gone = tmp_path / "nomodel"
+    said = f"error: {gone} does not exist; give an 'asr-init finetune' output folder (one holding model.pt)"
+    for args in (["evaluate", blob_store, "--model", gone], ["export-kaldi", gone, "--out", tmp_path / "exp"]):
+        assert error_line(args, blob_store) == said
+    assert not (tmp_path / "exp").exists()
+
+
 def test_evaluate_a_split_the_store_lacks_names_the_splits_it_has(blob_store, tmp_path):
     """evaluate of a store of train and dev (an import-kaldi store of Kaldi's train and cv sets) on
     its default split, test: the line names the splits the store has and the option that chooses one
@@ -165,8 +175,14 @@ def test_finetune_bad_values(blob_store, tmp_path, args, message):
         (["--frames", "0"], "invalid --frames 0: must be at least 1"),
         (["--seed", "-1"], "invalid --seed -1: must be from 0 to 4294967295"),
         (["--split", "eval"], "invalid --split eval: must be one of train, dev, test"),
-        (["--init", "constant:1e308"], "malformed init 'constant:1e308': VALUE must be at most 1000 in magnitude"),
-        (["--init", "normal:inf"], "malformed init 'normal:inf': STD must be a positive finite number"),
+        (
+            ["--init", "constant:1e308"],
+            "invalid --init constant:1e308: malformed init 'constant:1e308': VALUE must be at most 1000 in magnitude",
+        ),
+        (
+            ["--init", "normal:inf"],
+            "invalid --init normal:inf: malformed init 'normal:inf': STD must be a positive finite number",
+        ),
     ],
 )
 def test_inspect_bad_values(blob_store, args, message):

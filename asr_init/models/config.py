@@ -36,7 +36,7 @@ class InspectConfig(Widths, ConfigBase):
         check_limits(self)
         if self.from_model:
             return
-        parse_init(self.init)
+        self._check_parse("init", parse_init)
         self._check_widths()
         self._check(self.splice >= 0, "splice", "must be at least 0")
         self._check(self.activation in ACTIVATIONS, "activation", f"must be one of {', '.join(ACTIVATIONS)}")

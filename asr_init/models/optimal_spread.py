@@ -43,9 +43,9 @@ def second_derivative(x: np.ndarray, activation: str) -> np.ndarray:
 
 def _check(activation: str, criterion: str) -> None:
     if activation not in ACTIVATIONS:
-        raise UserError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
+        raise UserError(f"invalid --activation {activation}: must be one of {', '.join(ACTIVATIONS)}")
     if criterion not in CRITERIA:
-        raise UserError(f"unknown criterion {criterion!r}; valid: {', '.join(CRITERIA)}")
+        raise UserError(f"invalid --criterion {criterion}: must be one of {', '.join(CRITERIA)}")
 
 
 def objective(d: float, activation: str = "sigmoid", criterion: str = "abs") -> float:

@@ -65,7 +65,7 @@ class PretrainConfig(Widths, ConfigBase):
         from asr_init.models.init import parse_init  # torch: only when a run starts
 
         check_limits(self)  # first: the widths' check lists every layer
-        parse_init(self.init)
+        self._check_parse("init", parse_init)
         self._check_widths()
         for name in ("cd_k", "batch_size", "epochs", "report_every", "stats_frames"):
             self._check(getattr(self, name) >= 1, name, "must be at least 1")
@@ -234,9 +234,9 @@ class FinetuneConfig(Widths, ConfigBase):
 
         check_limits(self)  # first: the widths' check lists every layer
         self._check(self.targets is None or self.targets in TARGETS, "targets", f"must be one of {', '.join(TARGETS)}")
-        parse_init(self.init)
+        self._check_parse("init", parse_init)
         if self.output_init != "same":
-            parse_init(self.output_init)
+            self._check_parse("output_init", parse_init)
         self._check(self.activation in ACTIVATIONS, "activation", f"must be one of {', '.join(ACTIVATIONS)}")
         self._check_widths()
         for name in ("batch_size", "max_epochs", "stats_frames"):

@@ -180,7 +180,9 @@ def test_cli_optimal_d_and_plot(tmp_path):
     tanh = runner.invoke(app, ["optimal-d", "--activation", "tanh", "--samples", "1000"])
     assert "= 0.70392" in tanh.output
     bad = runner.invoke(app, ["optimal-d", "--activation", "relu"])
-    assert bad.exit_code == 1 and "unknown activation 'relu'" in bad.output
+    assert bad.exit_code == 1 and "invalid --activation relu: must be one of sigmoid, tanh" in bad.output
+    bad = runner.invoke(app, ["optimal-d", "--criterion", "max"])
+    assert bad.exit_code == 1 and "invalid --criterion max: must be one of abs, square" in bad.output
 
 
 def test_cli_inits_and_inspect(tiny_store):

@@ -585,7 +585,7 @@ def _write_unfinished(path, **config):
         ("pretrain", "hidden", "x", 'config.hidden must be a list or left out, not "x"'),
         ("pretrain", "hidden", [], "config: invalid --hidden: every width must be at least 1"),
         ("pretrain", "hidden", [10**9], "config: invalid --hidden 1000000000: at most 65,536"),
-        ("pretrain", "init", "nonsense", "config: unknown init method 'nonsense'"),
+        ("pretrain", "init", "nonsense", "config: invalid --init nonsense: unknown init method 'nonsense'"),
         ("pretrain", "cuda_graphs", "false", 'config.cuda_graphs must be true or false or left out, not "false"'),
         ("pretrain", "lr", "0.1", 'config.lr must be a number or left out, not "0.1"'),
         ("finetune", "dbn", 5, "config.dbn must be a string or null or left out, not 5"),

@@ -156,7 +156,7 @@ def test_splice_frames_clips_to_bounds():
 
 def test_cli_errors(tiny_store, tmp_path):
     res = runner.invoke(app, ["pretrain", str(tiny_store), "--out", str(tmp_path / "a"), "--init", "nope"])
-    assert res.exit_code == 1 and "unknown init method 'nope'; valid: zeros" in _text(res)
+    assert res.exit_code == 1 and "error: invalid --init nope: unknown init method 'nope'; valid: zeros" in _text(res)
     empty = tmp_path / "empty"
     shutil.copytree(tiny_store, empty)
     (empty / "manifest.jsonl").write_text("")
