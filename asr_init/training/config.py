@@ -244,8 +244,8 @@ class FinetuneConfig(Widths, ConfigBase):
         for name in ("min_epochs", "keep_lr_epochs", "reuse_layers"):
             self._check(getattr(self, name) >= 0, name, "must be >= 0")
         self._check(0 < self.lr <= MAX_LR, "lr", LR_RANGE)
-        for name in ("decay", "halving_factor"):
-            self._check(0 < getattr(self, name) < math.inf, name, "must be a finite number > 0")
+        for name in ("decay", "halving_factor"):  # the rate is multiplied by it: above 1, it would grow
+            self._check(0 < getattr(self, name) <= 1, name, "must be in (0, 1]: the learning rate is multiplied by it")
         for name in ("l2", "start_halving", "end_halving", "prior_floor"):
             self._check(0 <= getattr(self, name) < math.inf, name, "must be a finite number >= 0")
         self._check(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
