@@ -7,6 +7,7 @@ numbers (`conclusions`), so the text changes when the numbers do.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import platform
@@ -49,6 +50,7 @@ from asr_init.reporting.logs import (
     sweep_points,
 )
 from asr_init.reporting.unfinished import unfinished_lines, unfinished_runs
+from asr_init.training.config import PretrainConfig
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -507,7 +509,9 @@ def _fsdd(results: Path, figs: Figures, smoke: bool) -> list[str]:
         "measurement on the embedded eSpeak NG corpus (recipes 1 and 3)."
     )
     md += _fsdd_layer1(load_layer1(results / "paper"), load_layer1(fsdd), figs, smoke)
-    md += _fsdd_dbn(load_dbn_saturation(results / "paper"), load_dbn_saturation(fsdd), smoke)
+    shapes = {corpus: _dbn_shape(sorted((folder / "dbn").glob("*/seed*"))) for corpus, folder in
+              (("eSpeak NG", results / "paper"), ("FSDD", fsdd))}  # fmt: skip
+    md += _fsdd_dbn(load_dbn_saturation(results / "paper"), load_dbn_saturation(fsdd), smoke, shapes)
     md += _fsdd_classification(fsdd, results / "am", smoke)
     return md + _commands_block(results, "fsdd")
 
@@ -560,7 +564,9 @@ def _agreement(ours: dict, theirs: dict, summaries: list, espeak: list) -> str:
     return text
 
 
-def _fsdd_dbn(espeak: dict, fsdd: dict, smoke: bool) -> list[str]:
+def _fsdd_dbn(espeak: dict, fsdd: dict, smoke: bool, shapes: dict[str, str | None]) -> list[str]:
+    """The saturation of recipe 6's DBNs beside recipe 1's, layer by layer; `shapes` gives each corpus's DBN shape
+    as `_dbn_shape` does (None: not recorded)."""
     if not fsdd:
         return []
     layers = sorted({k for shares in fsdd.values() for k in shares})
@@ -568,7 +574,12 @@ def _fsdd_dbn(espeak: dict, fsdd: dict, smoke: bool) -> list[str]:
         [f"`{init}`", *(f"{_fmt(espeak.get(init, {}).get(k), '.1%')} / {_fmt(shares.get(k), '.1%')}" for k in layers)]
         for init, shares in fsdd.items()
     ]
-    md = _paragraphs("### DBNs of 1024 units: saturation at the end of each layer (guard off, mean over seeds)")
+    known = {corpus: shape for corpus, shape in shapes.items() if shape}
+    sizes = " and ".join(f"{shape} on {corpus}" for corpus, shape in known.items())
+    if len(set(known.values())) == 1:
+        sizes = next(iter(known.values()))
+    sizes = f" of {sizes} hidden units" if sizes else ""
+    md = _paragraphs(f"### DBNs{sizes}: saturation at the end of each layer (guard off, mean over seeds)")
     md += _table(["init", *(f"layer {k}: eSpeak NG / FSDD" for k in layers)], rows)
     if 2 not in layers:
         return md
@@ -583,6 +594,44 @@ def _fsdd_dbn(espeak: dict, fsdd: dict, smoke: bool) -> list[str]:
     return md + _paragraphs(_ranked(text if text.endswith(".") else text + ".", smoke))
 
 
+# Settings that do not change what a pre-training run trains: compared by `_dbn_named`, they are left out.
+_NOT_TRAINING = ("seed", "device", "report_every", "cuda_graphs", "layers", "hidden")
+
+
+def _recorded_configs(runs: list[Path]) -> list[PretrainConfig]:
+    """The settings each pre-training run in `runs` recorded in its pretrain.config.json, where it has one."""
+    paths = [run / "pretrain.config.json" for run in runs]
+    return [PretrainConfig.from_record(path, read_record(path)) for path in paths if path.is_file()]
+
+
+def _dbn_shape(runs: list[Path]) -> str | None:
+    """The hidden layers the pre-training runs in `runs` recorded: "6 x 1024" (layers x units), the widths
+    where they differ ("512-256"), shapes joined by "or" where the runs differ; None where none recorded one."""
+    shapes = [f"{len(c.sizes)} x {c.sizes[0]}" if len(set(c.sizes)) == 1 else "-".join(map(str, c.sizes))
+              for c in _recorded_configs(runs)]  # fmt: skip
+    return " or ".join(dict.fromkeys(shapes)) or None
+
+
+def _every_default(runs: list[Path]) -> bool:
+    """Whether the pre-training runs in `runs` recorded their settings and each setting that changes what a run
+    trains was pretrain's default in every one."""
+    configs, default = _recorded_configs(runs), PretrainConfig()
+    same = [f.name for f in dataclasses.fields(PretrainConfig) if f.name not in _NOT_TRAINING]
+    return bool(configs) and all(
+        c.sizes == default.sizes and all(getattr(c, name) == getattr(default, name) for name in same) for c in configs
+    )
+
+
+def _dbn_named(runs: list[Path]) -> str:
+    """The pre-training runs in `runs` as the report names them: "2 x 64 DBN" by the shape they recorded,
+    "default 6 x 1024 DBN (every default of `pretrain`)" where `_every_default` holds, "DBN" where no run
+    recorded its settings."""
+    shape = _dbn_shape(runs)
+    if _every_default(runs):
+        return f"default {shape} DBN (every default of `pretrain`)"
+    return f"{shape} DBN" if shape else "DBN"
+
+
 def _spread(values: list[float]) -> str:
     return f"{np.mean(values):.2%} ± {np.std(values):.2%}" if len(values) > 1 else f"{values[0]:.2%}"
 
@@ -591,14 +640,17 @@ def _fsdd_classification(fsdd: Path, am: Path, smoke: bool) -> list[str]:
     rows, sat = load_seed_rows(fsdd / "am"), last_saturation(sorted((fsdd / "am" / "dbn-default").glob("*/recon.csv")))
     md = _paragraphs("### Digit frame classification of the held-out speaker")
     if sat:
+        ours = _dbn_named(sorted((fsdd / "am" / "dbn-default").glob("seed*")))
         shares = ", ".join(f"layer {k} {_spread(v)}" for k, v in sorted(sat.items()))
-        md += _paragraphs(f"The default 6 x 1024 DBN (every default of `pretrain`) on FSDD, saturated share at the end "
-                          f"of each layer (mean ± std over seeds): {shares}.")  # fmt: skip
-        recon = am / "dbn-optimal" / "recon.csv"  # recipe 3's DBN with every default
+        md += _paragraphs(f"The {ours} on FSDD, saturated share at the end of each layer (mean ± std over seeds): "
+                          f"{shares}.")  # fmt: skip
+        recon = am / "dbn-optimal" / "recon.csv"  # recipe 3's DBN of init optimal
         espeak = epoch_end_saturation(recon) if recon.exists() else {}
         if espeak:
+            theirs = _dbn_named([am / "dbn-optimal"])
             shares = ", ".join(f"layer {k} {v[-1]:.1%}" for k, v in sorted(espeak.items()))
-            md += _paragraphs(f"The same DBN on eSpeak NG (recipe 3): {shares}.")
+            same = "The same DBN" if theirs == ours and _every_default([am / "dbn-optimal"]) else f"The {theirs}"
+            md += _paragraphs(f"{same} on eSpeak NG (recipe 3): {shares}.")
     if not rows:
         return md + _paragraphs("Not run.")
     header = ["start", "held-out digit frame accuracy, mean ± std over seeds", "seeds", "epochs"]
@@ -615,7 +667,7 @@ def _fsdd_classification(fsdd: Path, am: Path, smoke: bool) -> list[str]:
 
 
 def _remedies(results: Path, figs: Figures, smoke: bool) -> list[str]:
-    """Recipe 4: initialisations with batch norm and ReLU, the default DBN, the same budget; pruning."""
+    """Recipe 4: initialisations with batch norm and ReLU, recipe 3's DBN, the same budget; pruning."""
     folder, md = results / "remedies", _paragraphs("## 4. Instead of pre-training: batch norm, LSUV, ReLU, pruning")
     rows = {k: v for k, v in load_remedies(folder).items() if not k.startswith(("dense", "pruned"))}
     if not rows:
@@ -628,8 +680,9 @@ def _remedies(results: Path, figs: Figures, smoke: bool) -> list[str]:
     md += _table(["start", "seeds", f"epochs to {target:.1%} dev", "best dev states", "test states", "test PER",
                   f"saturated after epoch 1, layers 1-{layers}"], [
         _remedy_row(runs, target, layers, row) for row, runs in rows.items()])  # fmt: skip
-    md += [*dict.fromkeys(_ranked(line, smoke) for line in _remedy_conclusions(rows)), ""]
-    return md + _pruning(folder, figs) + _commands_block(results, "remedies")
+    dbn = _dbn_named([results / "am" / "dbn-optimal"])  # the DBN recipe 4 fine-tunes and prunes
+    md += [*dict.fromkeys(_ranked(line, smoke) for line in _remedy_conclusions(rows, dbn)), ""]
+    return md + _pruning(folder, figs, dbn) + _commands_block(results, "remedies")
 
 
 def _remedy_row(runs: list[dict], target: float, layers: int, row: str) -> list[str]:
@@ -645,8 +698,9 @@ def _remedy_row(runs: list[dict], target: float, layers: int, row: str) -> list[
             ", ".join(f"{v:.0%}" for v in np.atleast_1d(sat))]  # fmt: skip
 
 
-def _remedy_conclusions(rows: dict[str, list[dict]]) -> list[str]:
-    """Per variant: does the choice of initialisation separate beyond the seed spread; does the DBN win."""
+def _remedy_conclusions(rows: dict[str, list[dict]], dbn: str = "DBN") -> list[str]:
+    """Per variant: does the choice of initialisation separate beyond the seed spread; does the DBN, the row
+    "dbn" (`dbn` names it, as `_dbn_named` does), win."""
     mean = {k: float(np.mean([r["test_states"] for r in v])) for k, v in rows.items()}
     std = {k: float(np.std([r["test_states"] for r in v])) for k, v in rows.items()}
     out = []
@@ -665,13 +719,14 @@ def _remedy_conclusions(rows: dict[str, list[dict]]) -> list[str]:
         verdict = ("still pays, beyond the seed spread." if gap > noise else "falls behind, beyond the seed spread."
                    if gap < -noise else "is neither ahead nor behind, within the spread.")  # fmt: skip
         out.append(
-            f"The default DBN reached {mean['dbn']:.2%} test accuracy against {others[best]:.2%} for the best "
+            f"The {dbn} reached {mean['dbn']:.2%} test accuracy against {others[best]:.2%} for the best "
             f"row without pre-training (`{best}`): with this budget pre-training {verdict}"
         )
     return out
 
 
-def _pruning(folder: Path, figs: Figures) -> list[str]:
+def _pruning(folder: Path, figs: Figures, dbn: str) -> list[str]:
+    """Recipe 4's pruned model of the DBN `dbn` (as `_dbn_named` names it) against dense networks as large."""
     summary = read_record_if(folder / "pruned" / "prune.json", scope=TEXT,
                              rows=each(record(sparsity=NUMBER, test_states=NUMBER | NULL)))  # fmt: skip
     if summary is None:
@@ -682,7 +737,7 @@ def _pruning(folder: Path, figs: Figures) -> list[str]:
         sizes = ft["config"]["hidden"]
         width = ", ".join(map(str, dict.fromkeys(sizes))) if isinstance(sizes, list) else str(sizes)
         dense[number_in_name(run, "sparsity-")] = [f"{width} wide", f"{res['frame_acc_states']:.2%}"]
-    md = _paragraphs("### Pruning", f"The default DBN's model (seed 0) pruned by magnitude ({summary['scope']}-wise) "
+    md = _paragraphs("### Pruning", f"The {dbn}'s model (seed 0) pruned by magnitude ({summary['scope']}-wise) "
                      "and fine-tuned with the mask held, against a dense network with as many hidden weights trained "
                      "from scratch with the same budget:")  # fmt: skip
     rows = [

@@ -16,6 +16,7 @@ from asr_init.cli import app
 from asr_init.errors import UserError
 from asr_init.io import read_csv, write_csv
 from asr_init.reporting.report import write_report
+from asr_init.training.config import PretrainConfig
 from asr_init.training.pretrain import CSV_COLUMNS
 
 
@@ -295,12 +296,54 @@ def test_fsdd_dbn_table_of_an_init_missing_a_layer_has_a_dash_cell():
     from asr_init.reporting.report import _fsdd_dbn
 
     espeak = {"hinton": {1: 0.01, 2: 0.5}, "optimal": {1: 0.02, 2: 0.06}}
-    lines = _fsdd_dbn(espeak, {"hinton": {1: 0.03}, "optimal": {1: 0.04, 2: 0.07}}, smoke=False)
+    shapes = {"eSpeak NG": "3 x 1024", "FSDD": None}
+    lines = _fsdd_dbn(espeak, {"hinton": {1: 0.03}, "optimal": {1: 0.04, 2: 0.07}}, False, shapes)
     assert "| `hinton` | 1.0% / 3.0% | 50.0% / — |" in lines
     assert "| `optimal` | 2.0% / 4.0% | 6.0% / 7.0% |" in lines
     assert "Layer 2 saturates most from `optimal` on FSDD (7.0%)" in lines[-2]
-    smoke = _fsdd_dbn(espeak, {"hinton": {1: 0.03}, "optimal": {1: 0.04, 2: 0.07}}, smoke=True)
+    smoke = _fsdd_dbn(espeak, {"hinton": {1: 0.03}, "optimal": {1: 0.04, 2: 0.07}}, True, shapes)
     assert smoke[:-2] == lines[:-2] and smoke[-2] == "Smoke run: not ranked (see the note at the top)."
+
+
+def _dbn_run(folder: Path, layers: int, hidden: int, **settings) -> None:
+    """A pre-training run's log and the settings record pretrain writes when it starts."""
+    write_fake_run(folder, FAST, saturated=0.1)
+    config = PretrainConfig(layers=layers, hidden=[hidden], **settings).to_dict()
+    (folder / "pretrain.config.json").write_text(json.dumps({"config": config, "store": "store"}))
+
+
+@pytest.mark.parametrize(
+    "scale, texts",
+    [
+        ({"fsdd": (3, 1024), "paper": (3, 1024), "fsdd_am": (6, 1024), "am": (6, 1024), "am_epochs": 2},
+         ["### DBNs of 3 x 1024 hidden units: saturation",
+          "The default 6 x 1024 DBN (every default of `pretrain`) on FSDD, saturated share",
+          "The same DBN on eSpeak NG (recipe 3): layer 1 10.0%."]),
+        ({"fsdd": (2, 32), "paper": (2, 32), "fsdd_am": (2, 32), "am": (2, 64), "am_epochs": 1},
+         ["### DBNs of 2 x 32 hidden units: saturation", "The 2 x 32 DBN on FSDD, saturated share",
+          "The 2 x 64 DBN on eSpeak NG (recipe 3): layer 1 10.0%."]),
+        ({"fsdd": (2, 32), "paper": (3, 1024), "fsdd_am": (2, 32), "am": (6, 1024), "am_epochs": 1},
+         ["### DBNs of 3 x 1024 on eSpeak NG and 2 x 32 on FSDD hidden units: saturation",
+          "The 2 x 32 DBN on FSDD, saturated share", "The 6 x 1024 DBN on eSpeak NG (recipe 3): layer 1 10.0%."]),
+    ],
+)  # fmt: skip
+def test_the_fsdd_section_names_the_dbns_the_runs_recorded(tmp_path, scale, texts):
+    """Recipe 6 named its DBNs "of 1024 units" and "the default 6 x 1024 DBN (every default of `pretrain`)"
+    whatever was trained (a smoke run trains 2 x 32): the sizes are the runs' recorded settings, and "every
+    default" is said only where each setting that changes training was pretrain's default."""
+    (tmp_path / "fsdd" / "store").mkdir(parents=True)
+    summary = {"layout": "fsdd", "hours": 0.01, "sample_rate": 8000, "splits": {"train": {"speakers": 3, "frames": 9}}}
+    (tmp_path / "fsdd" / "store" / "summary.json").write_text(json.dumps(summary))
+    for seed in (0, 1):
+        _dbn_run(tmp_path / "fsdd" / "am" / "dbn-default" / f"seed{seed}", *scale["fsdd_am"], seed=seed)
+        for corpus in ("fsdd", "paper"):
+            _dbn_run(tmp_path / corpus / "dbn" / "optimal" / f"seed{seed}", *scale[corpus], seed=seed)
+    _dbn_run(tmp_path / "am" / "dbn-optimal", *scale["am"], epochs=scale["am_epochs"])
+    text = write_report(tmp_path).read_text()
+    for line in texts:
+        assert line in text, text
+    assert ("1024" in text) == (1024 in (*scale["fsdd"], *scale["paper"], *scale["am"]))
+    assert ("every default" in text) == (scale["am_epochs"] == 2)
 
 
 def test_a_report_that_fails_leaves_the_old_report_as_it_was(tmp_path):
