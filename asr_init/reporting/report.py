@@ -442,7 +442,8 @@ def _acoustic_model(results: Path, figs: Figures, smoke: bool) -> list[str]:
     md = _paragraphs("## 3. DNN-HMM acoustic model: pre-trained or not")
     if (am_dir / "best_init.txt").exists():
         best = read_text(am_dir / "best_init.txt").strip()
-        md += _paragraphs(f"Fastest initialisation of recipe 1 (Gaussian first layer, lowest learning rate): `{best}`.")
+        fastest = f"Fastest initialisation of recipe 1 (Gaussian first layer, lowest learning rate): `{best}`."
+        md += _paragraphs(_ranked(fastest, smoke))
     for dbn_dir in sorted(am_dir.glob("dbn-*")):
         md += dbn_saturation_lines(dbn_dir)
     am = load_am(am_dir)
@@ -521,9 +522,12 @@ def _ranks(summaries: list[CurveSummary]) -> dict[str, tuple[int, float]]:
     return {s.init: (i + 1, s.auc) for i, s in enumerate(named)}
 
 
-def _rank_cell(ranks: dict[str, tuple[int, float]], init: str) -> str:
-    """`init`'s mean error over the run and its rank, as `_ranks` gives them; "—" where it was not run."""
-    return f"{ranks[init][1]:.4g} ({ranks[init][0]})" if init in ranks else "—"
+def _rank_cell(ranks: dict[str, tuple[int, float]], init: str, smoke: bool) -> str:
+    """`init`'s mean error over the run and its rank, as `_ranks` gives them (no rank in a `smoke` run, which
+    ranks nothing); "—" where it was not run."""
+    if init not in ranks:
+        return "—"
+    return f"{ranks[init][1]:.4g}" + ("" if smoke else f" ({ranks[init][0]})")
 
 
 def _fsdd_layer1(espeak: dict, fsdd: dict, figs: Figures, smoke: bool) -> list[str]:
@@ -532,12 +536,12 @@ def _fsdd_layer1(espeak: dict, fsdd: dict, figs: Figures, smoke: bool) -> list[s
         name = f"recipe6_layer1_{visible}_lr{lr:g}.png"
         figs.plot(plot_layer1, summaries, name, f"FSDD first layer, {visible} visible units, lr {lr:g}")
         ours, theirs = _ranks(summaries), _ranks(espeak.get((visible, lr), []))
-        header = ["init", "eSpeak NG: mean error over the run (rank)", "FSDD: mean error over the run (rank)"]
-        rows = [[f"`{init}`", _rank_cell(theirs, init), _rank_cell(ours, init)] for init in ours]
+        header = [f"{corpus}: mean error over the run{'' if smoke else ' (rank)'}" for corpus in ("eSpeak NG", "FSDD")]
+        rows = [[f"`{init}`", _rank_cell(theirs, init, smoke), _rank_cell(ours, init, smoke)] for init in ours]
         md += _paragraphs(
             f"### First layer, {visible} visible units, learning rate {lr:g}", _image("FSDD layer 1", name)
         )
-        md += _table(header, rows)
+        md += _table(["init", *header], rows)
         md += _paragraphs(_ranked(_agreement(ours, theirs, summaries, espeak.get((visible, lr), [])), smoke) or "")
     return md
 

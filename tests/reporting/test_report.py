@@ -230,6 +230,26 @@ def test_a_smoke_run_report_says_so_and_ranks_nothing(tmp_path):
     assert "converged fastest" not in text and "| `optimal` |" in text  # the table is still there
 
 
+@pytest.mark.parametrize("smoke", [True, False])
+def test_a_smoke_report_shows_no_rank_and_no_fastest_init(tmp_path, smoke):
+    """A smoke report said it ranks nothing, yet recipe 6's first-layer tables gave ranks ("345.7 (1)") and
+    recipe 3 named recipe 1's fastest initialisation: a full report has both, a smoke report neither."""
+    for folder in (tmp_path / "paper", tmp_path / "fsdd"):
+        write_fake_layer1(folder, {"optimal": FAST, "hinton": SLOW})
+    (tmp_path / "fsdd" / "store").mkdir(parents=True)
+    summary = {"layout": "fsdd", "hours": 0.01, "sample_rate": 8000, "splits": {"train": {"speakers": 3, "frames": 9}}}
+    (tmp_path / "fsdd" / "store" / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "am").mkdir()
+    (tmp_path / "am" / "best_init.txt").write_text("optimal\n")
+    (tmp_path / "scale.json").write_text(json.dumps({"quick": smoke}))
+    text = write_report(tmp_path).read_text()
+    ranked = re.findall(r"\| `(\w+)` \| [\d.]+ \((\d)\) \| [\d.]+ \((\d)\) \|", text)
+    assert ranked == ([] if smoke else [("optimal", "1", "1"), ("hinton", "2", "2")]), text
+    assert ("Fastest initialisation of recipe 1" in text) != smoke and ("(rank)" in text) != smoke
+    if smoke:
+        assert "| `optimal` | 161.5 | 161.5 |" in text  # the numbers are still there
+
+
 @pytest.mark.parametrize("quick", ["false", 0, None, [True]])
 def test_a_scale_record_whose_quick_is_not_true_or_false_is_one_error_line(reported, tmp_path, quick):
     """scale.json's quick was read with bool(): "false" (or [true]) made the report a smoke run's, which
