@@ -496,13 +496,10 @@ def export_kaldi(model: Path, out: Path, text: bool, force: bool) -> None:
          opt("best_init", False, "Only print the initialisation that converged fastest in recipe 1."))  # fmt: skip
 def report(results_dir: Path, best_init: bool) -> None:
     """Write RESULTS/REPORT.md: tables, plots and conclusions from the logs of the runs found."""
-    from asr_init.reporting.conclusions import best_pretraining_init
-    from asr_init.reporting.report import write_report
+    from asr_init.reporting.report import fastest_init, write_report
 
-    if not results_dir.is_dir():
-        raise UserError(f"results folder {results_dir} does not exist (run 'make recipes' first)")
     if best_init:
-        results.print(best_pretraining_init(results_dir / "paper"))
+        results.print(fastest_init(results_dir))
         return
     console.print(f"[green]wrote {write_report(results_dir)}")
 

@@ -22,6 +22,7 @@ from asr_init.io import atomic_write, read_text
 from asr_init.progress import counted
 from asr_init.records import ABSENT, BOOLEAN, INTEGER, NULL, NUMBER, TEXT, each, read_record, read_record_if, record
 from asr_init.reporting.conclusions import (
+    best_pretraining_init,
     conclude_am,
     conclude_dbn,
     conclude_layer1,
@@ -146,7 +147,7 @@ def write_report(results: Path) -> Path:
     ran there, and every other pre-training, fine-tuning and evaluation run found under it. The
     figures are made in report.tmp-PID, after every record was read, and swapped in; then REPORT.md
     is written atomically: a report that fails leaves the old one as it was."""
-    results = Path(results)
+    results = _results_folder(results)
     figs = results / "report"
     runs = _found_runs(results)
     if not any(runs.values()) and not any((results / name).is_dir() for name in RECIPE_FOLDERS):
@@ -170,6 +171,25 @@ def write_report(results: Path) -> Path:
     path = results / "REPORT.md"
     atomic_write(path, lambda fh: fh.write(("\n".join(md) + "\n").encode()))
     return path
+
+
+def _results_folder(results: Path) -> Path:
+    """`results` as a Path, or a UserError where it is not a folder: `report` reads a folder of runs."""
+    results = Path(results)
+    if not results.is_dir():
+        what = "is not a folder" if results.exists() else "does not exist"
+        raise UserError(
+            f"results folder {results} {what}: give the folder the runs were written into (the one 'make recipes' "
+            "writes, results by default, or one holding your own pretrain, finetune or evaluate runs)"
+        )
+    return results
+
+
+def fastest_init(results: Path) -> str:
+    """What `report --best-init` prints: the initialisation of recipe 1 (in RESULTS/paper) that converged fastest,
+    as recipe 3 picks it; a UserError where RESULTS is not a folder."""
+    results = _results_folder(results)
+    return best_pretraining_init(results / "paper")
 
 
 def _refuse_others(md: Path, figs: Path) -> None:

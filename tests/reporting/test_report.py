@@ -59,6 +59,24 @@ def test_best_init_on_a_folder_without_recipe1_is_one_error_line(tmp_path):
         assert line.startswith("error:") and str(results) in line and missing in line, res.output
 
 
+@pytest.mark.parametrize("best_init", [[], ["--best-init"]])
+def test_a_results_folder_that_is_not_one_is_one_error_line_naming_what_report_reads(tmp_path, best_init):
+    """A missing folder was told to "run 'make recipes' first", which is wrong for a folder of one's own runs:
+    the line says what is wrong with the path and what report reads, and nothing is written."""
+    (tmp_path / "notes.txt").write_text("x")
+    for path, problem in (
+        (tmp_path / "walk" / "nothing", "does not exist"),
+        (tmp_path / "notes.txt", "is not a folder"),
+    ):
+        res = CliRunner().invoke(app, ["report", str(path), *best_init])
+        assert res.exit_code == 1, res.output
+        (line,) = res.output.splitlines()
+        assert line == (f"error: results folder {path} {problem}: give the folder the runs were written into (the "
+                        "one 'make recipes' writes, results by default, or one holding your own pretrain, finetune "
+                        "or evaluate runs)"), line  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_report_of_a_users_own_runs(tiny_store, tmp_path):
     """Pointed at a folder of the user's own runs (no recipes), the report shows each of them."""
     runs = tmp_path / "mine"
