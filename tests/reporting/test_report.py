@@ -77,6 +77,19 @@ def test_a_results_folder_that_is_not_one_is_one_error_line_naming_what_report_r
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.parametrize("smoke", [True, False])
+def test_best_init_of_a_smoke_run_is_one_error_line_and_of_a_full_run_the_fastest(tmp_path, smoke):
+    """`report --best-init` printed a "fastest" initialisation from a smoke run, whose report ranks nothing."""
+    write_fake_layer1(tmp_path / "paper", {"optimal": SLOW, "hinton": FAST})
+    (tmp_path / "scale.json").write_text(json.dumps({"quick": smoke}))
+    res = CliRunner().invoke(app, ["report", str(tmp_path), "--best-init"])
+    assert res.exit_code == int(smoke), res.output
+    expected = f"error: {tmp_path} holds a smoke run (scale.json: " if smoke else "hinton"
+    (line,) = res.output.splitlines()
+    assert line.startswith(expected) and ("ranks nothing" in line) == smoke, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["paper", "scale.json"]
+
+
 def test_report_of_a_users_own_runs(tiny_store, tmp_path):
     """Pointed at a folder of the user's own runs (no recipes), the report shows each of them."""
     runs = tmp_path / "mine"
