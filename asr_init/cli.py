@@ -79,7 +79,7 @@ def _one_line_usage_errors() -> None:
         ctx = getattr(exc, "ctx", None)
         where = f" ('{_command_name(ctx)} --help' for options)" if ctx is not None else ""
         message = exc.format_message().rstrip(".")
-        print(f"error: {message[:1].lower()}{message[1:]}{where}", file=sys.stderr)
+        print(_one_line(f"error: {message[:1].lower()}{message[1:]}{where}"), file=sys.stderr)
 
     rich_utils.rich_format_error = one_line
 
@@ -124,8 +124,13 @@ _FS_ERRORS = {
 }
 
 
+def _one_line(message: str) -> str:
+    """A message as one line: a line break in a value it quotes (a path, an option's value) is shown as \\n."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _error(message: str) -> None:
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
+    console.print(f"[bold red]error:[/] {escape(_one_line(message))}", highlight=False, soft_wrap=True, emoji=False)
 
 
 def user_errors(func):

@@ -46,15 +46,21 @@ def label_axes(ax, xlabel: str, ylabel: str | None = None, title: str | None = N
     ax.grid(alpha=0.3, which=grid)
 
 
-def save(fig, path: Path, panels: tuple[int, int] | None = None, dpi: int = 110) -> None:
-    """Lay the figure out (`fixed_margins` for a grid of (rows, columns) panels, else tight_layout),
-    write it at `dpi` and close it."""
+def save(fig, path: Path, panels: tuple[int, int] | None = None, dpi: int = 110, laid_out: bool = False) -> None:
+    """Lay the figure out (`fixed_margins` for a grid of (rows, columns) panels, else tight_layout;
+    neither where the caller has `laid_out` it), write it at `dpi` and close it. A failed write
+    (a full disk) names the file: the image writer's OSError names none."""
     if panels:
         fixed_margins(fig, *panels)
-    else:
+    elif not laid_out:
         fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=dpi)
+    except OSError as exc:
+        exc.filename = exc.filename or str(path)
+        raise
+    finally:
+        plt.close(fig)
 
 
 def plot_recon(rows: list[dict], path: Path, title: str = "RBM pre-training") -> None:

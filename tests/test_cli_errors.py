@@ -5,6 +5,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -535,6 +536,31 @@ def test_disk_full_gives_one_line_naming_the_file(monkeypatch, tmp_path):
     line = error_line(["optimal-d", "--samples", "1000", "--json", out])
     assert f"error: {out}: No space left on device; free some space and run the command again" == line
     assert not list(tmp_path.iterdir())  # neither the file nor its temporary
+
+
+def test_a_plot_that_cannot_be_written_is_named(monkeypatch, blob_store, model_dir, tmp_path):
+    """The image writer's OSError of a full file system (ulimit -f, EFBIG) names no file: the line
+    named none either."""
+    from matplotlib.figure import Figure
+
+    def too_large(self, *args, **kwargs):
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(Figure, "savefig", too_large)
+    out = tmp_path / "eval"
+    line = error_line(["evaluate", blob_store, "--model", model_dir, "--out", out, "--frames-only"], blob_store)
+    assert re.match(rf"error: {re.escape(str(out))}\.tmp-\d+/confusion\.png: File too large; ", line), line
+    assert not out.exists() and not list(tmp_path.glob("eval.tmp-*"))  # built beside OUT, and removed
+
+
+@pytest.mark.parametrize("where", ["path", "value"])
+def test_a_line_break_in_a_path_or_a_value_keeps_the_error_on_one_line(blob_store, model_dir, tmp_path, where):
+    if where == "path":
+        line = error_line(["pretrain", tmp_path / "new\nline", "--out", tmp_path / "o"])
+        assert line == f"error: feature store {tmp_path}/new\\nline does not exist (run 'asr-init extract' first)"
+    else:
+        line = error_line(["evaluate", blob_store, "--model", model_dir, "--split", "te\nst"], blob_store)
+        assert line == "error: invalid --split 'te\\nst': must be one of train, dev, test"
 
 
 def test_other_os_errors_keep_their_traceback(monkeypatch, tmp_path):

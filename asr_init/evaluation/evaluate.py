@@ -264,7 +264,7 @@ def _references(store: FeatureStore, scored: list) -> list[list[int]]:
 def _plot_confusion(ref: np.ndarray, hyp: np.ndarray, labels: list[str], path: Path, title: str) -> None:
     """The frame confusion matrix, rows normalised; of the 80 most frequent reference classes
     where there are more (a pdf inventory of thousands)."""
-    from asr_init.plots import fixed_margins, plt
+    from asr_init.plots import fixed_margins, plt, save
 
     top = np.argsort(-np.bincount(ref, minlength=len(labels)), kind="stable")[:80]
     index = np.full(len(labels), -1)
@@ -285,8 +285,7 @@ def _plot_confusion(ref: np.ndarray, hyp: np.ndarray, labels: list[str], path: P
     room = 0.5 + 0.06 * max(map(len, labels), default=1)  # axis label + tick labels at 7 pt, ~0.06 in a character
     fixed_margins(fig, 1, 1, left=room, right=0.9, bottom=room, top=0.4)
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of the reference class's frames")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, laid_out=True)
 
 
 def results_table(result: dict):
