@@ -451,11 +451,10 @@ def read_archive(path: Path, ints: bool = False) -> Iterator[tuple[str, int, np.
 
 def _utf8_key(token: str) -> str:
     """An archive's key (a token read as latin-1, byte for byte) as UTF-8 text, as the data dir's files
-    are read, so that a key such as "utt\u00e9" matches its line in utt2spk; checked by check_token."""
-    try:
-        return check_token(token.encode("latin-1").decode("utf-8"))
-    except UnicodeDecodeError:
-        raise KaldiFormatError(f"key {ascii(token)} is not UTF-8 text (asr-init reads ids as UTF-8)") from None
+    are read, so that a key such as "utt\u00e9" matches its line in utt2spk; checked by check_token. Bytes
+    that are not UTF-8 are kept as surrogates (surrogateescape): such a key matches no id of the data
+    dir, so its entry is passed over as any other entry of no utterance there is."""
+    return check_token(token.encode("latin-1").decode("utf-8", errors="surrogateescape"))
 
 
 def check_token(text: str, what: str = "key") -> str:

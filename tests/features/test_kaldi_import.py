@@ -651,3 +651,16 @@ def test_stats_keyed_by_utterance_under_a_speakers_utt2spk_are_counted_and_warne
     res = runner.invoke(app, ["import-kaldi", str(train), "--ali", str(root / "pdf.ark"), "--out", str(root / "st2")])
     assert res.exit_code == 0 and "own stats" not in _text(res), res.output
     assert json.loads((root / "st2" / "config.json").read_text())["cmvn_own_stats"] == 0
+
+
+def test_an_alignment_of_no_listed_utterance_whose_key_is_not_utf8_is_read_past(kaldi_data):
+    """Alignments made for a larger set than the data dir: an entry whose key is not UTF-8 (Kaldi's tools take
+    any bytes) names no utterance of the data dir and is passed over, as any other such entry is."""
+    root, ref = kaldi_data
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    with open(root / "pdf.txt", "ab") as fh:
+        fh.write(b"extra\xe9 1 2 3\n")
+    res = runner.invoke(app, ["import-kaldi", str(root / "data" / "train"), "--ali", str(root / "pdf.txt"),
+                              "--num-pdfs", "10", "--out", str(root / "st")])  # fmt: skip
+    assert res.exit_code == 0 and "0 utterance(s) left out" in _text(res), res.output
+    assert len(FeatureStore(root / "st").records) == 15
