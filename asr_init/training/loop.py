@@ -182,6 +182,7 @@ class Trainer(ABC):
     dist: Dist = Dist()
     bar_field = "loss"  # the running figure the progress bar shows
     bar_per_epoch = False  # one bar per epoch (fine-tuning) or one for all epochs (an RBM layer)
+    stage = "this run"  # what `state` covers, where the messages name it: a run, or one layer of it
     unread = 0  # steps since the last sync
 
     @abstractmethod
@@ -234,8 +235,9 @@ class Trainer(ABC):
         """Train until `epochs` epochs are done or the schedule stops; checkpoint after every epoch."""
         before = self.state.go_on_with(self.dist.world)
         if before is not None:
+            so_far = processes_in_words(self.state.segments)
             console.print(f"the run goes on with {counted(self.dist.world, 'process', 'processes')} where it had "
-                          f"{before} (processes so far: {processes_in_words(self.state.segments)})")  # fmt: skip
+                          f"{before} (processes so far in {self.stage}: {so_far})")  # fmt: skip
         with progress_bar(TextColumn(f"{self.bar_field} " + "{task.fields[value]}")) as bar:
             task = None
             if not self.bar_per_epoch:

@@ -316,6 +316,7 @@ class _LayerTrainer(Trainer):
         self.epochs = config.layer_epochs(layer)
         self.bar_frames = self.epochs * min(config.max_frames or run.buffer.num_frames, run.buffer.num_frames)
         self.bar_label = f"layer {layer}/{len(config.sizes)} ({self.visible})"
+        self.stage = f"layer {layer}"  # the run's record merges the layers' counts (pretrain.json)
         # The saturation guard watches Bernoulli-Bernoulli layers; a Gaussian layer has Kaldi's guard.
         self.sat_limit = config.sat_guard if self.visible == "bernoulli" else 0.0
         self.warned: set[str] = set()
