@@ -609,10 +609,10 @@ def _fsdd_dbn(espeak: dict, fsdd: dict, smoke: bool, shapes: dict[str, str | Non
         for init, shares in fsdd.items()
     ]
     known = {corpus: shape for corpus, shape in shapes.items() if shape}
-    sizes = " and ".join(f"{shape} on {corpus}" for corpus, shape in known.items())
+    sizes = f" ({', '.join(f'{shape} hidden units on {corpus}' for corpus, shape in known.items())})"
     if len(set(known.values())) == 1:
-        sizes = next(iter(known.values()))
-    sizes = f" of {sizes} hidden units" if sizes else ""
+        sizes = f" of {next(iter(known.values()))} hidden units"
+    sizes = sizes if known else ""
     md = _paragraphs(f"### DBNs{sizes}: saturation at the end of each layer (guard off, mean over seeds)")
     md += _table(["init", *(f"layer {k}: eSpeak NG / FSDD" for k in layers)], rows)
     if 2 not in layers:

@@ -374,7 +374,7 @@ def _dbn_run(folder: Path, layers: int, hidden: int, **settings) -> None:
          ["### DBNs of 2 x 32 hidden units: saturation", "The 2 x 32 DBN on FSDD, saturated share",
           "The 2 x 64 DBN on eSpeak NG (recipe 3): layer 1 10.0%."]),
         ({"fsdd": (2, 32), "paper": (3, 1024), "fsdd_am": (2, 32), "am": (6, 1024), "am_epochs": 1},
-         ["### DBNs of 3 x 1024 on eSpeak NG and 2 x 32 on FSDD hidden units: saturation",
+         ["### DBNs (3 x 1024 hidden units on eSpeak NG, 2 x 32 hidden units on FSDD): saturation",
           "The 2 x 32 DBN on FSDD, saturated share", "The 6 x 1024 DBN on eSpeak NG (recipe 3): layer 1 10.0%."]),
     ],
 )  # fmt: skip
