@@ -103,13 +103,13 @@ _KINDS |= {f"{name} | None": kind | NULL for name, kind in _KINDS.items()}
 SPLITS = ("train", "dev", "test")
 SEED_RANGE = "must be from 0 to 4294967295"
 LIMITS = {"layers": 64, "hidden": 1 << 16, "splice": 100, "batch_size": 1 << 20, "stats_frames": 1 << 24, "jobs": 1024,
-          "speakers": 10_000}  # fmt: skip
+          "speakers": 10_000, "cd_k": 100}  # fmt: skip
 
 
 def check_limits(config) -> None:
     """Refuse sizes beyond the stated LIMITS before anything is allocated or started (a --hidden
     of 10**9 would ask for gigabytes at once, a --jobs of 10**9 start processes until the machine
-    has no more)."""
+    has no more, a --cd-k of 10**5 hold that many Gibbs steps' samples of every mini-batch)."""
     for name, top in LIMITS.items():
         value = getattr(config, name, None)
         largest = max(value, default=0) if isinstance(value, list) else value

@@ -127,6 +127,8 @@ def test_cuda_without_cuda(blob_store, model_dir, tmp_path, command):
         (["--lr", "-1"], "invalid --lr -1.0: must be a finite number > 0 that float32 holds"),
         (["--l2", "-1"], "invalid --l2 -1.0: must be a finite number >= 0"),
         (["--l2", "nan"], "invalid --l2 nan: must be a finite number >= 0"),
+        (["--cd-k", "99999999999999999999999"], "invalid --cd-k 99999999999999999999999: at most 100"),
+        (["--cd-k", "2147483648"], "invalid --cd-k 2147483648: at most 100"),
         (["--momentum-start", "1"], "invalid --momentum-start 1.0: must be in [0, 1)"),
         (["--momentum-end", "nan"], "invalid --momentum-end nan: must be in [0, 1)"),
         (["--seed", "-1"], "invalid --seed -1: must be from 0 to 4294967295"),
@@ -321,7 +323,7 @@ def test_a_config_built_in_python_names_the_option_too():
     """The docs describe options, so a config made in Python is refused in their words as well."""
     from asr_init.errors import UserError
     from asr_init.features.config import ExtractConfig
-    from asr_init.training.config import FinetuneConfig
+    from asr_init.training.config import FinetuneConfig, PretrainConfig
 
     with pytest.raises(UserError, match=r"^invalid --jobs 0: must be at least 1$"):
         ExtractConfig(jobs=0).validate()
@@ -331,6 +333,8 @@ def test_a_config_built_in_python_names_the_option_too():
         FinetuneConfig(hidden=[512, -5]).validate()
     with pytest.raises(UserError, match=r"^invalid --features '': must be one of "):
         ExtractConfig(features="").validate()
+    with pytest.raises(UserError, match=r"^invalid --cd-k 1000000: at most 100$"):
+        PretrainConfig(cd_k=10**6).validate()
 
 
 @pytest.mark.parametrize("option", ["--plot", "--json"])
