@@ -16,6 +16,10 @@ from asr_init.training.schedules import SCHEDULES
 # A learning rate multiplies float32 parameters: one that float32 cannot hold would overflow inside torch.
 MAX_LR = 3.4e38
 LR_RANGE = "must be a finite number > 0 that float32 holds (at most 3.4e38)"
+# The weight decay scales float32 parameters in every update: a value that float32 cannot hold overflowed inside
+# torch. 1 is far above any recipe's (Kaldi's RBM default 0.0002, fine-tuning 0).
+MAX_L2 = 1.0
+L2_RANGE = f"must be a finite number >= 0 and at most {MAX_L2:g} (a weight decay; recipes use 0.0002 or less)"
 PRECISIONS = ("fp32", "tf32", "bf16")  # of the matrix products (training/precision.py)
 _PRECISION = (
     "Precision of the products: fp32; tf32 (TensorFloat-32 on CUDA; a CPU computes fp32); bf16 (bfloat16 inputs, "
@@ -75,7 +79,7 @@ class PretrainConfig(Widths, ConfigBase):
         self._check(0 < self.lr_gauss <= MAX_LR, "lr_gauss", LR_RANGE)
         self._check(0 <= self.momentum_start < 1, "momentum_start", "must be in [0, 1)")
         self._check(0 <= self.momentum_end < 1, "momentum_end", "must be in [0, 1)")
-        self._check(0 <= self.l2 < math.inf, "l2", "must be a finite number >= 0")
+        self._check(0 <= self.l2 <= MAX_L2, "l2", L2_RANGE)
         self._check(self.visible in VISIBLE_TYPES, "visible", f"must be one of {', '.join(VISIBLE_TYPES)}")
         self._check(
             self.max_frames is None or self.max_frames >= self.batch_size, "max_frames", "must be at least one batch"
@@ -246,8 +250,9 @@ class FinetuneConfig(Widths, ConfigBase):
         self._check(0 < self.lr <= MAX_LR, "lr", LR_RANGE)
         for name in ("decay", "halving_factor"):  # the rate is multiplied by it: above 1, it would grow
             self._check(0 < getattr(self, name) <= 1, name, "must be in (0, 1]: the learning rate is multiplied by it")
-        for name in ("l2", "start_halving", "end_halving", "prior_floor"):
+        for name in ("start_halving", "end_halving", "prior_floor"):
             self._check(0 <= getattr(self, name) < math.inf, name, "must be a finite number >= 0")
+        self._check(0 <= self.l2 <= MAX_L2, "l2", L2_RANGE)
         self._check(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
         self._check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
         self._check(self.max_norm is None or 0 < self.max_norm < math.inf, "max_norm", "must be a finite number > 0")
