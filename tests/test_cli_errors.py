@@ -151,6 +151,7 @@ def test_pretrain_bad_values(blob_store, tmp_path, args, message):
         (["--l2", "-1"], "invalid --l2 -1.0: must be a finite number >= 0"),
         (["--l2", "1e38"], "invalid --l2 1e+38: must be a finite number >= 0 and at most 1 (a weight decay; recipes"),
         (["--l2", "1e308"], "invalid --l2 1e+308: must be a finite number >= 0 and at most 1 (a weight decay; recipes"),
+        (["--prior-floor", "1e308"], "invalid --prior-floor 1e+308: must be a finite number >= 0 and at most 1e12 (a"),
         (["--max-norm", "nan"], "invalid --max-norm nan: must be a finite number > 0"),
         (["--max-norm", "-2"], "invalid --max-norm -2.0: must be a finite number > 0"),
         (["--dropout", "1"], "invalid --dropout 1.0: must be in [0, 1)"),

@@ -20,6 +20,8 @@ LR_RANGE = "must be a finite number > 0 that float32 holds (at most 3.4e38)"
 # torch. 1 is far above any recipe's (Kaldi's RBM default 0.0002, fine-tuning 0).
 MAX_L2 = 1.0
 L2_RANGE = f"must be a finite number >= 0 and at most {MAX_L2:g} (a weight decay; recipes use 0.0002 or less)"
+# A class's frame count in the priors: beyond float64's reach their sum is inf and every prior 0.
+MAX_PRIOR_FLOOR = 1e12  # said in the message
 PRECISIONS = ("fp32", "tf32", "bf16")  # of the matrix products (training/precision.py)
 _PRECISION = (
     "Precision of the products: fp32; tf32 (TensorFloat-32 on CUDA; a CPU computes fp32); bf16 (bfloat16 inputs, "
@@ -250,9 +252,14 @@ class FinetuneConfig(Widths, ConfigBase):
         self._check(0 < self.lr <= MAX_LR, "lr", LR_RANGE)
         for name in ("decay", "halving_factor"):  # the rate is multiplied by it: above 1, it would grow
             self._check(0 < getattr(self, name) <= 1, name, "must be in (0, 1]: the learning rate is multiplied by it")
-        for name in ("start_halving", "end_halving", "prior_floor"):
+        for name in ("start_halving", "end_halving"):
             self._check(0 <= getattr(self, name) < math.inf, name, "must be a finite number >= 0")
         self._check(0 <= self.l2 <= MAX_L2, "l2", L2_RANGE)
+        self._check(
+            0 <= self.prior_floor <= MAX_PRIOR_FLOOR,
+            "prior_floor",
+            "must be a finite number >= 0 and at most 1e12 (a count of frames)",
+        )
         self._check(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
         self._check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
         self._check(self.max_norm is None or 0 < self.max_norm < math.inf, "max_norm", "must be a finite number > 0")
