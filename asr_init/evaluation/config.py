@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from asr_init.config import DEVICE_HELP, SPLITS, ConfigBase, check_device, option
+
+# The largest prior scale, LM weight or penalty magnitude: far beyond any tuning grid, and small enough that every
+# decoding score stays finite (alpha times a never-decoded class's log-prior sqrt(FLT_MAX) fits float32, and the
+# best path's summed score stays far above decoding._NEG, -1e30).
+MAX_WEIGHT = 1e6  # said in the messages
 
 
 @dataclass
@@ -25,11 +29,16 @@ class EvalConfig(ConfigBase):
     def validate(self) -> None:
         self._check(self.split in SPLITS, "split", f"must be one of {', '.join(SPLITS)}")
         self._check(self.tune_split in SPLITS, "tune_split", f"must be one of {', '.join(SPLITS)}")
-        self._check(0 <= self.prior_scale < math.inf, "prior_scale", "must be a finite number >= 0")
+        why = "(larger ones overflow the decoding scores)"
+        self._check(
+            0 <= self.prior_scale <= MAX_WEIGHT, "prior_scale", f"must be a finite number >= 0 and at most 1e6 {why}"
+        )
         for name in ("lm_weights", "penalties"):
             self._check(bool(getattr(self, name)), name, "must list at least one value")
-        self._check(all(0 <= w < math.inf for w in self.lm_weights), "lm_weights", "each must be a finite number >= 0")
-        self._check(all(math.isfinite(p) for p in self.penalties), "penalties", "each must be a finite number")
+        self._check(all(0 <= w <= MAX_WEIGHT for w in self.lm_weights), "lm_weights",
+                    f"each must be a finite number >= 0 and at most 1e6 {why}")  # fmt: skip
+        self._check(all(abs(p) <= MAX_WEIGHT for p in self.penalties), "penalties",
+                    f"each must be a finite number from -1e6 to 1e6 {why}")  # fmt: skip
         check_device(self.device)
 
 

@@ -1,11 +1,13 @@
 """Viterbi decoding, the phone HMM, and phone error rate."""
 
 import itertools
+import math
 
 import numpy as np
 import pytest
 
 from asr_init.corpora.readers import merge_repeats
+from asr_init.errors import UserError
 from asr_init.evaluation.decoding import PhoneHmm, align_counts, decode, estimate_hmm, viterbi_batch
 from asr_init.evaluation.evaluate import phone_error_rate
 from asr_init.features.store import FeatureStore
@@ -135,6 +137,39 @@ def test_a_class_of_prior_zero_is_never_decoded(blob_store, tmp_path, monkeypatc
     result = evaluation.evaluate(blob_store, model_dir, EvalConfig(), tmp_path / "eval")
     assert decoded and all(1 not in hyp for hyp in decoded)
     assert sum(map(len, decoded)) > 0 and 0 <= result["per"] < 1
+
+
+@pytest.mark.parametrize("penalty", [-1e6, 1e6])
+def test_the_largest_decoding_weights_keep_every_score_finite(blob_store, tmp_path, monkeypatch, penalty):
+    """The largest --prior-scale, --lm-weights and --penalties that evaluate takes (1e6 each) decode
+    without an overflow, a model with a class of prior 0 too (its log-prior sqrt(FLT_MAX) times the
+    scale); 1e308 overflowed into numpy warnings and a result tuned on infinite scores."""
+    from conftest import write_tiny_model
+
+    from asr_init.evaluation import decoding
+    from asr_init.evaluation import evaluate as evaluation
+    from asr_init.evaluation.config import MAX_WEIGHT, EvalConfig
+    from asr_init.models.dnn import load_model, save_model
+
+    model_dir = write_tiny_model(blob_store, tmp_path / "m")
+    model, meta = load_model(model_dir)
+    meta["priors"] = [0.0 if s in range(3, 6) else 1 / (len(meta["priors"]) - 3) for s in range(len(meta["priors"]))]
+    save_model(model_dir, model, meta)
+    viterbi, calls = decoding.viterbi_batch, []
+
+    def finite_viterbi(logliks, hmm, lm_weight, penalty):
+        assert all(np.isfinite(x).all() for x in logliks)
+        with np.errstate(all="raise"):
+            calls.append(lm_weight)
+            return viterbi(logliks, hmm, lm_weight, penalty)
+
+    monkeypatch.setattr(decoding, "viterbi_batch", finite_viterbi)
+    config = EvalConfig(prior_scale=MAX_WEIGHT, lm_weights=[MAX_WEIGHT], penalties=[penalty])
+    result = evaluation.evaluate(blob_store, model_dir, config, tmp_path / "eval")
+    assert calls and set(calls) == {MAX_WEIGHT} and math.isfinite(result["per"])
+    for bad in (dict(prior_scale=1.000001e6), dict(lm_weights=[1, 2e6]), dict(penalties=[-1e308])):
+        with pytest.raises(UserError, match=r"^invalid --(prior-scale|lm-weights|penalties) .*1e6 \(larger ones"):
+            EvalConfig(**bad).validate()
 
 
 def test_results_name_the_model_and_store_by_absolute_path(blob_store, tmp_path, monkeypatch):
