@@ -155,6 +155,9 @@ def test_pretrain_bad_values(blob_store, tmp_path, args, message):
         (["--l2", "1e38"], "invalid --l2 1e+38: must be a finite number >= 0 and at most 1 (a weight decay; recipes"),
         (["--l2", "1e308"], "invalid --l2 1e+308: must be a finite number >= 0 and at most 1 (a weight decay; recipes"),
         (["--prior-floor", "1e308"], "invalid --prior-floor 1e+308: must be a finite number >= 0 and at most 1e12 (a"),
+        (["--dbn", ""], "invalid --dbn '': an empty path names no file or folder; give a pretrain output folder"),
+        (["--init-from", "", "--reuse-layers", "1"], "invalid --init-from '': an empty path names no file or folder"),
+        (["--init-from", "", "--sparsity", "0.5"], "invalid --init-from '': an empty path names no file or folder"),
         (["--max-norm", "nan"], "invalid --max-norm nan: must be a finite number > 0"),
         (["--max-norm", "-2"], "invalid --max-norm -2.0: must be a finite number > 0"),
         (["--dropout", "1"], "invalid --dropout 1.0: must be in [0, 1)"),
@@ -342,6 +345,8 @@ def test_a_config_built_in_python_names_the_option_too():
         ExtractConfig(features="").validate()
     with pytest.raises(UserError, match=r"^invalid --cd-k 1000000: at most 100$"):
         PretrainConfig(cd_k=10**6).validate()
+    with pytest.raises(UserError, match=r"^invalid --feature-transform '': an empty path names no file or folder; "):
+        FinetuneConfig(dbn="pretrain-folder", feature_transform="").validate()
 
 
 @pytest.mark.parametrize("option", ["--plot", "--json"])

@@ -112,6 +112,11 @@ class PretrainConfig(Widths, ConfigBase):
 # store (docs/findings.md): from a DBN, Kaldi nnet1's lr 0.008 on the summed gradient, no momentum;
 # from random weights (no --dbn, or --init-from), lr 0.0004 with momentum 0.9.
 STARTING_POINT_DEFAULTS = {"dbn": {"lr": 0.008, "momentum": 0.0}, "scratch": {"lr": 0.0004, "momentum": 0.9}}
+EMPTY_PATH_HINTS = {
+    "dbn": "give a pretrain output folder or a Kaldi nnet1 .dbn file, or leave --dbn out to start from --init",
+    "init_from": "give a pretrain or finetune output folder or a Kaldi nnet1 file, or leave --init-from out",
+    "feature_transform": "leave --feature-transform out for final.feature_transform beside the network file",
+}
 TARGETS = ("states", "phones", "pdfs")  # pdfs: Kaldi tied states, from an import-kaldi store
 
 
@@ -202,7 +207,10 @@ class FinetuneConfig(Widths, ConfigBase):
         return dataclasses.replace(self, **dict.fromkeys(self._by_start), **changes)
 
     def _check_source(self) -> None:
-        """--init-from (with what it takes of MODEL), --dbn and --feature-transform go together."""
+        """--init-from (with what it takes of MODEL), --dbn and --feature-transform go together; none is an
+        empty path (which names nothing, and a run took for the option left out)."""
+        for name, what in EMPTY_PATH_HINTS.items():
+            self._check(getattr(self, name) != "", name, f"an empty path names no file or folder; {what}")
         self._check(self.reuse_layers == 0 or self.init_from is not None, "reuse_layers", "needs --init-from MODEL")
         self._check(self.init_from is None or self.reuse_layers > 0 or self.sparsity > 0, "init_from",
                     "takes MODEL's lower layers with --reuse-layers K, or all of it with --sparsity S (pruned); "
