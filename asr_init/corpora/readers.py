@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -483,7 +484,7 @@ def read_fsdd(root: Path) -> Corpus:
         utt_id = f"{speaker}-{digit}-{int(index):03d}"
         try:
             check_audio_file(audio, utt_id)
-            duration = sf.info(str(audio)).duration
+            duration = sf.info(os.fsencode(audio)).duration  # bytes: any name the file system holds
         except UserError as exc:
             problems.append((speaker, str(exc)))
             continue

@@ -307,13 +307,15 @@ def _sound_file(utt: Utterance):
     """The utterance's audio, open (soundfile.SoundFile): its file, or the bytes of its WAV in a
     wav archive (`utt.offset`), from the RIFF header there to the end of the data chunk it names:
     its header must be there and its samples within the file (a UserError naming both); check_audio_file first.
-    Audio that soundfile or the system cannot open is a UserError naming the file and why."""
+    Audio that soundfile or the system cannot open is a UserError naming the file and why. The
+    path goes to soundfile as the file system's bytes (os.fsencode), so a folder name that is
+    not valid UTF-8 opens as any other."""
     import soundfile as sf
 
     check_audio_file(utt.audio, utt.id)
     try:
         if utt.offset is None:
-            return sf.SoundFile(str(utt.audio))
+            return sf.SoundFile(os.fsencode(utt.audio))
         fh = open(utt.audio, "rb")  # noqa: SIM115 (closed with the SoundFile that reads it, or here)
         try:
             end = _wav_end(fh, utt.offset, f"{utt.audio}:{utt.offset}: the WAV of utterance {utt.id}")

@@ -144,6 +144,23 @@ def test_determinism(kaldi_dir, tmp_path):
     assert len(list((tmp_path / "a" / "shards").glob("feats-*.npy"))) > 1
 
 
+@pytest.mark.parametrize("layout", ["kaldi", "fsdd"])
+def test_a_corpus_in_a_folder_whose_name_is_not_utf8_is_extracted(tmp_path, layout):
+    """Audio under a folder name that is bytes, not UTF-8 (as a Linux file system may hold), opens
+    as any other: soundfile was given the name as text, which it could not encode (a traceback)."""
+    from conftest import write_fake_fsdd
+
+    made = write_kaldi_dir(tmp_path / "c", speakers=4, utts_per_speaker=1) if layout == "kaldi" else (
+        write_fake_fsdd(tmp_path / "c", speakers=("jackson", "theo", "lucas")))  # fmt: skip
+    folder = tmp_path / os.fsdecode(b"bad\xff\xfedir")
+    folder.mkdir()
+    root = (tmp_path / "c").rename(folder / "c") / made.relative_to(tmp_path / "c")
+    result = runner.invoke(app, ["extract", str(root), "--out", str(tmp_path / "s"), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "0 utterances skipped" in _text(result)
+    assert FeatureStore(tmp_path / "s").records
+
+
 def test_cli_refuses_existing_output_unless_force(kaldi_dir, tmp_path):
     out = tmp_path / "s"
     assert runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(out), "--jobs", "1"]).exit_code == 0
