@@ -9,6 +9,7 @@ from pathlib import Path
 from asr_init.config import SEED_RANGE, ConfigBase, check_limits, option
 from asr_init.corpora.readers import SILENCE
 from asr_init.errors import UserError
+from asr_init.kaldi_io import KaldiFormatError, check_token
 
 CMVN_MODES = ("speaker", "utterance", "none")
 KINDS = ("kaldi-mfcc", "kaldi-fbank", "librosa-mfcc")  # the features frontend.py computes
@@ -89,6 +90,9 @@ class ExtractConfig(ConfigBase):
         )
         self._check(self.shard_frames > 0, "shard_frames", "must be positive")
         self._check(self.jobs >= 1, "jobs", "must be at least 1")
+        if not _is_label(self.silence):  # shown with repr(): a tab or a control character would print unseen
+            raise UserError(f"invalid --silence {self.silence!r}: a label is one word, without white space or "
+                            "control characters (phones.txt and states.txt are split at white space)")  # fmt: skip
         check_limits(self)
         self._check(0 <= self.seed < 2**32, "seed", SEED_RANGE)
         overlap = set(self.dev_speakers) & set(self.test_speakers)
@@ -127,6 +131,15 @@ class ExtractConfig(ConfigBase):
         if self.cmvn == "none":
             return False
         return self.norm_vars if self.norm_vars is not None else self.features == "librosa-mfcc"
+
+
+def _is_label(text: str) -> bool:
+    """Whether `text` can be a label of a store: one field of phones.txt, as a segment's label must be
+    (readers.check_segments): not empty, no white space Kaldi splits at, no control character (check_token)."""
+    try:
+        return bool(text) and check_token(text) == text
+    except KaldiFormatError:
+        return False
 
 
 @dataclass

@@ -571,6 +571,18 @@ def test_bad_rate_and_filterbank_values_give_one_error_line(tmp_path, args, mess
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("label, shown", [("", "''"), ("s\nil", "'s\\nil'"), ("sil sil", "'sil sil'"),
+                                          ("a\tb", "'a\\tb'"), ("x\x01", "'x\\x01'")])  # fmt: skip
+def test_a_silence_label_that_is_not_one_word_is_refused_before_the_store_is_written(kaldi_dir, tmp_path, label, shown):
+    """--silence is written into phones.txt as a label: an empty one, or one holding white space or a
+    control character, made a store whose phones.txt every later stage called corrupt."""
+    result = runner.invoke(app, ["extract", str(kaldi_dir), "--out", str(tmp_path / "s"), "--silence", label])
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert result.exit_code == 1 and len(errors) == 1, result.output
+    assert f"invalid --silence {shown}: a label is one word, without white space or control characters" in errors[0]
+    assert not (tmp_path / "s").exists()
+
+
 def test_store_from_before_kaldis_features_is_still_complete(kaldi_dir, tmp_path):
     """A store made before --features recorded librosa's MFCC under "mfcc" (without its upper
     edge, before that was an option) and the CMVN in "extract": the same corpus extracted with
