@@ -98,10 +98,10 @@ class FeatureConfig:
 
     def resolved(self) -> FeatureConfig:
         """The same settings with every default written out, so that equal features compare equal."""
-        nyquist = self.sample_rate / 2
+        nyquist, bands = self.sample_rate / 2, 40 if self.kind == "librosa-mfcc" else 23
         return dataclasses.replace(
             self,
-            num_mel_bins=self.num_mel_bins or (40 if self.kind == "librosa-mfcc" else 23),
+            num_mel_bins=bands if self.num_mel_bins is None else self.num_mel_bins,  # 0 is checked, not the default
             use_energy=self.kind == "kaldi-mfcc" if self.use_energy is None else self.use_energy,
             high_freq=float(self.high_freq if self.high_freq > 0 else nyquist + self.high_freq),
         )

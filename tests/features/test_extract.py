@@ -555,6 +555,8 @@ EDGES = "invalid feature settings: the mel bands' edges must satisfy 0 <= --low-
         (["--low-freq", "-20"], f"{EDGES} (-20)"),
         (["--high-freq", "-4000"], f"{EDGES} (20) < --high-freq (0)"),  # Kaldi's: 4000 Hz below the Nyquist
         (["--num-ceps", "30"], "--num-ceps must be from 1 to --num-mel-bins (23)"),
+        (["--num-mel-bins", "0"], "--num-mel-bins must be from 3 to 512, not 0"),  # 0 was taken for the default, 23
+        (["--num-mel-bins", "0", "--features", "librosa-mfcc"], "--num-mel-bins must be from 1 to 512, not 0"),
         (["--features", "mfcc"], "invalid --features mfcc: must be one of kaldi-mfcc, kaldi-fbank, librosa-mfcc"),
         (["--cmvn", "none", "--norm-vars"], "invalid --norm-vars: needs CMVN; drop --cmvn none"),
         (["--sample-rate", "4000"], "invalid --sample-rate 4000: must be from 8,000 to 192,000 Hz"),
