@@ -41,7 +41,8 @@ EPILOG = (
 
 def _classic_help() -> None:
     """Help in the usual notation: an argument in the usage line as STORE ([STORE] when
-    optional), flags without a value type. (Typer 0.29 writes {STORE} and `<bool>`.)"""
+    optional), flags without a value type, a path as <path>, <file> or <dir>. (Typer 0.29 writes
+    {STORE}, `<bool>`, and `<Path>` for a value read by a parser, as paths are: _path.)"""
     from typer import core
 
     def usage_name(self) -> str:
@@ -51,10 +52,17 @@ def _classic_help() -> None:
     def value_type(self, ctx):
         return None if self.is_flag else original(self, ctx)
 
+    def path_type(self, ctx):  # Typer names a parser's value by its annotation (<Path>): name _path's as Typer does
+        parser = getattr(getattr(getattr(self, "type_descriptor", None), "parameter_info", None), "parser", None)
+        if not isinstance(parser, functools.partial) or parser.func is not _path or self.type_descriptor.is_list:
+            return original_type(self, ctx)
+        return {None: "<path>", True: "<dir>", False: "<file>"}[parser.keywords.get("folder")]
+
     if hasattr(core.TyperArgument, "_usage_display_name") and hasattr(core.TyperOption, "display_type_rich"):
-        original = core.TyperOption.display_type_rich
+        original, original_type = core.TyperOption.display_type_rich, core._TyperParameter.display_type
         core.TyperArgument._usage_display_name = usage_name
         core.TyperOption.display_type_rich = value_type
+        core._TyperParameter.display_type = path_type
 
 
 def _command_name(ctx) -> str:
@@ -177,9 +185,35 @@ def user_errors(func):
 _P = inspect.Parameter
 
 
+def _path(text: str | Path, exists: bool = False, folder: bool | None = None) -> Path:
+    """The value of a path argument or option: an empty one is refused (Path('') is '.', a folder
+    the user did not name); with `exists` it must exist, and be a folder (`folder` True) or not
+    one (False). A typer.BadParameter is one 'error:' line naming the option."""
+    if isinstance(text, Path):  # a default
+        return text
+    if not text:
+        raise typer.BadParameter("an empty path; name a file or folder")
+    path = Path(text)
+    if exists and not path.exists():
+        raise typer.BadParameter(f"{text} does not exist")
+    if exists and folder is not None and path.is_dir() != folder:
+        raise typer.BadParameter(f"{text} is a {'file, not a folder' if folder else 'folder, not a file'}")
+    return path
+
+
+def _path_kind(kind, extra: dict) -> dict:
+    """`extra` (typer settings) with every value of a path kind (Path, Path | None, list[Path])
+    read by _path: Typer's exists/dir_okay/file_okay become its checks."""
+    if kind is not Path and Path not in typing.get_args(kind):
+        return extra
+    extra = dict(extra)
+    exists, dirs, files = extra.pop("exists", False), extra.pop("dir_okay", True), extra.pop("file_okay", True)
+    return extra | {"parser": functools.partial(_path, exists=exists, folder=None if dirs == files else dirs)}
+
+
 def arg(name: str, help: str, default=..., kind=Path) -> inspect.Parameter:
     """A positional argument of a command."""
-    default = typer.Argument(default, help=help, metavar=name.upper())
+    default = typer.Argument(default, help=help, metavar=name.upper(), **_path_kind(kind, {}))
     return _P(name, _P.POSITIONAL_OR_KEYWORD, annotation=kind, default=default)
 
 
@@ -189,7 +223,8 @@ def opt(name: str, default, help: str, *decls: str, kind=None, **extra) -> inspe
     kind = kind or type(default)
     if kind is bool and default is False and not decls:
         decls = ("--" + name.replace("_", "-"),)
-    return _P(name, _P.KEYWORD_ONLY, annotation=kind, default=typer.Option(default, *decls, help=help, **extra))
+    option = typer.Option(default, *decls, help=help, **_path_kind(kind, extra))
+    return _P(name, _P.KEYWORD_ONLY, annotation=kind, default=option)
 
 
 OUT = opt("out", ..., "Output folder.", "--out", "-o", kind=Path)
@@ -202,7 +237,8 @@ HOURS = opt("hours", None, f"Embedded corpus (no CORPUS): hours of speech (defau
 def config_options(config: type, helps: dict | None = None) -> list[inspect.Parameter]:
     """One option per field of `config` that has a help text (config.option), under the flag
     config.option_flag gives it, which validation errors name too; `helps` replaces the texts
-    of the fields it names (a command that gives an option a meaning of its own)."""
+    of the fields it names (a command that gives an option a meaning of its own). A field marked
+    path (an existing file) or names_path (a path the stage checks) is read by _path."""
     hints, params = typing.get_type_hints(config), []
     for f in dataclasses.fields(config):
         if "help" not in f.metadata:
@@ -211,6 +247,8 @@ def config_options(config: type, helps: dict | None = None) -> list[inspect.Para
         kind, extra = hints[f.name], {}
         if f.metadata.get("path"):
             kind, extra = Path | None, {"exists": True, "dir_okay": False}
+        elif f.metadata.get("names_path"):  # a file or folder the stage checks itself (an empty name is refused)
+            kind = list[Path] if f.metadata.get("repeat") else Path | None
         elif typing.get_origin(kind) is list and not f.metadata.get("repeat"):
             kind, default = str, ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
         text = (helps or {}).get(f.name, f.metadata["help"])
@@ -227,7 +265,8 @@ def comma_list(text: str, item: type, flag: str, expected: str = "values") -> li
 
 
 def make_config(config: type, values: dict):
-    """`config` from the options' values (taken out of `values`): comma lists split, paths as text."""
+    """`config` from the options' values (taken out of `values`): comma lists split, paths (and lists of them) as
+    text."""
     hints, kwargs = typing.get_type_hints(config), {}
     for f in dataclasses.fields(config):
         if f.name not in values:
@@ -235,6 +274,8 @@ def make_config(config: type, values: dict):
         value = values.pop(f.name)
         if isinstance(value, str) and typing.get_origin(hints[f.name]) is list:
             value = comma_list(value, typing.get_args(hints[f.name])[0], option_flag(f))
+        if isinstance(value, list) and value and isinstance(value[0], Path):
+            value = [str(v) for v in value]
         kwargs[f.name] = str(value) if isinstance(value, Path) else value
     return config(**kwargs)
 

@@ -608,6 +608,41 @@ def test_a_mistyped_command_line_is_one_error_line(args, message):
     assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith(message), result.output
 
 
+@pytest.mark.parametrize(
+    "args, name",
+    [
+        (["import-kaldi", "data", "--out", "s", "--ali", "a.ark", "--dev", ""], "--dev"),
+        (["import-kaldi", "data", "--out", "s", "--ali", "a.ark", "--ali", ""], "--ali"),
+        (["import-kaldi", "data", "--out", "", "--ali", "a.ark"], "--out"),
+        (["pretrain", "", "--out", "x"], "STORE"),
+        (["extract", "", "--out", "x"], "CORPUS"),
+        (["extract", "c", "--out", "x", "--phones", ""], "--phones"),
+        (["evaluate", "store", "--model", ""], "--model"),
+        (["report", ""], "RESULTS_DIR"),
+        (["bench", "pretrain", "--store", "s", "--store", ""], "--store"),
+    ],
+)
+def test_an_empty_path_is_refused_naming_its_option(args, name, tmp_path, monkeypatch):
+    """An empty path was read as '.', the current folder: '--dev ""' said 'Kaldi data dir . has no
+    feats.scp', 'pretrain ""' that '.' is not a feature store. Every path argument and option
+    refuses it in one line naming it, before any work."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith(f"error: invalid value for '{name}") and "an empty path" in lines[0], result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value, message", [("missing", "missing does not exist"), ("d", "d is a folder, not a file")])
+def test_a_file_option_that_is_missing_or_a_folder_is_refused_naming_it(value, message, tmp_path, monkeypatch):
+    """--phones (an existing file) keeps its checks now that path options are read by asr-init's own parser."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    result = runner.invoke(app, ["extract", "c", "--out", "x", "--phones", value])
+    assert result.exit_code == 2 and f"error: invalid value for '--phones': {message}" in result.output
+
+
 def test_a_kaldi_network_file_given_for_a_model_folder_is_called_a_file(blob_store, model_dir, tmp_path):
     """evaluate --model and export-kaldi of a Kaldi network file (final.nnet, as
     export-kaldi writes it): the line says the path is a file, not a finetune output folder; it

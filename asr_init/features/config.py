@@ -151,16 +151,18 @@ class KaldiImportConfig(ConfigBase):
         "Pdf alignments (ali-to-pdf output): an archive (text or binary), a .scp, or a gzipped archive; repeat for "
         "several files. They may cover every split.",
         repeat=True,
+        names_path=True,
     )
     phone_ali: list[str] = option(
-        [], "Phone alignments (ali-to-phones --per-frame output), in the same forms as --ali.", repeat=True
-    )
+        [], "Phone alignments (ali-to-phones --per-frame output), in the same forms as --ali.", repeat=True,
+        names_path=True,
+    )  # fmt: skip
     phones: str | None = option(None, "Kaldi's lang/phones.txt, to name the phone ids of --phone-ali.", path=True)
     num_pdfs: int | None = option(
         None, "Pdfs of the tree (hmm-info final.mdl prints it); default: the highest pdf id in --ali + 1."
     )
-    dev: str | None = option(None, "Kaldi data dir of the dev set (train.sh's cross-validation dir).")
-    test: str | None = option(None, "Kaldi data dir of a test set.")
+    dev: str | None = option(None, "Kaldi data dir of the dev set (train.sh's cross-validation dir).", names_path=True)
+    test: str | None = option(None, "Kaldi data dir of a test set.", names_path=True)
     dev_fraction: float = option(0.1, "Without --dev: share of the train speakers that become dev.")
     cmvn: bool | None = option(
         None, "Apply each speaker's CMVN stats (cmvn.scp) as apply-cmvn does; default: when cmvn.scp exists.",
