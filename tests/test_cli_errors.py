@@ -643,6 +643,34 @@ def test_a_file_option_that_is_missing_or_a_folder_is_refused_naming_it(value, m
     assert result.exit_code == 2 and f"error: invalid value for '--phones': {message}" in result.output
 
 
+def test_a_file_given_for_a_store_or_a_data_dir_is_called_a_file(blob_store, tmp_path):
+    """pretrain of a store's file, import-kaldi of a file: the line said the folder 'does not exist'."""
+    given = blob_store / "summary.json"
+    line = error_line(["pretrain", given, "--out", tmp_path / "o"], blob_store)
+    assert line == f"error: feature store {given} is a file, not a folder; give the folder 'asr-init extract' or " \
+        "'import-kaldi' wrote"  # fmt: skip
+    (tmp_path / "ali.ark").write_text("u1 0 0\n")
+    line = error_line(["import-kaldi", given, "--out", tmp_path / "o", "--ali", tmp_path / "ali.ark"], blob_store)
+    assert line == f"error: Kaldi data dir {given} is a file, not a folder; give the folder holding feats.scp"
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("option", ["--dbn", "--init-from"])
+def test_a_checkpoint_file_given_for_its_run_folder_names_the_folder(blob_store, model_dir, tmp_path, option):
+    """finetune --dbn DBN/dbn.pt or --init-from DNN/model.pt (the checkpoint, not its folder): the
+    line said the Kaldi network was malformed, showing the zip's first bytes."""
+    if option == "--dbn":  # any torch.save file is a zip: what is checked, before it is read
+        (tmp_path / "dbn").mkdir()
+        torch.save({"layers": []}, tmp_path / "dbn" / "dbn.pt")
+        given, extra = tmp_path / "dbn" / "dbn.pt", []
+    else:
+        given, extra = model_dir / "model.pt", ["--reuse-layers", "1"]
+    line = error_line(["finetune", blob_store, "--out", tmp_path / "o", option, given, *extra], blob_store, given)
+    assert line == f"error: {option} {given} is an asr-init checkpoint file, not a Kaldi nnet1 file; give the run " \
+        f"folder holding it ({option} {given.parent})"  # fmt: skip
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_kaldi_network_file_given_for_a_model_folder_is_called_a_file(blob_store, model_dir, tmp_path):
     """evaluate --model and export-kaldi of a Kaldi network file (final.nnet, as
     export-kaldi writes it): the line says the path is a file, not a finetune output folder; it

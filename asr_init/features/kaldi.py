@@ -253,6 +253,8 @@ class DataDir:
     @classmethod
     def open(cls, path: Path, split: str | None, cmvn: bool | None) -> DataDir:
         path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise UserError(f"Kaldi data dir {path} is a file, not a folder; give the folder holding feats.scp")
         if not path.is_dir():
             raise UserError(f"Kaldi data dir {path} does not exist")
         if not (path / "feats.scp").is_file():

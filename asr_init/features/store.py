@@ -116,6 +116,9 @@ class FeatureStore:
         self._shards: dict[tuple[str, int], np.ndarray] = {}
 
     def _read_manifest(self) -> list[UttRecord]:
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"feature store {self.path} is a file, not a folder; give the folder 'asr-init extract' "
+                            "or 'import-kaldi' wrote")  # fmt: skip
         if not self.path.is_dir():
             raise UserError(f"feature store {self.path} does not exist (run 'asr-init extract' first)")
         manifest = self.path / "manifest.jsonl"
