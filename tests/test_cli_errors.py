@@ -65,6 +65,20 @@ def test_synth_bad_values(tmp_path, args, message):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("where", ["file", "current"])
+def test_synth_names_its_out_argument_as_out_not_an_option(tmp_path, monkeypatch, where):
+    """synth takes OUT as an argument: the line called it '--out', an option synth does not have."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("kept")
+    if where == "file":
+        line = error_line(["synth", "afile"], tmp_path / "afile")
+        assert line == "error: OUT afile is a file, not a folder; choose another OUT (the file is kept)"
+    else:
+        line = error_line(["synth", "."], tmp_path)
+        assert line == "error: OUT . is the current folder or holds it; choose another OUT"
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"]
+
+
 # --- evaluate, pretrain, finetune: numbers and devices -----------------------------------
 
 
