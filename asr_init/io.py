@@ -222,12 +222,14 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path} is not a record asr-init wrote (JSON nested too deeply)") from None
 
 
-def check_regular_file(path: Path, what: str = "", advice: str = "save its content to a file and give that") -> None:
+def check_regular_file(path: Path, what: str = "", advice: str | None = None) -> None:
     """Raise a UserError naming `path` (`what` says what it is, e.g. "label list") where it is not a
     regular file once symlinks are followed: a FIFO would block a read and a device such as /dev/zero
     never end one (its memory grows until the process is killed). Every reader of a file, asr-init's
     own included, checks here first, so its size bounds what is read. A missing path passes: the
-    reader names it in its own words."""
+    reader names it in its own words. `advice` ends the message for a file asr-init wrote (a store's
+    shard, a checkpoint: make it again); without it, the path is the user's: a folder is told to give
+    the file in it, anything else to save its content to a file."""
     name = f"{what} {path}" if what else str(path)
     try:
         mode = os.stat(path).st_mode
@@ -236,8 +238,9 @@ def check_regular_file(path: Path, what: str = "", advice: str = "save its conte
     except OSError as exc:
         raise UserError(f"cannot read {name}: {exc.strerror}") from None
     if stat.S_ISDIR(mode):
-        raise UserError(f"{name} is a folder; give the file in it")
+        raise UserError(f"{name} is a folder; {advice or 'give the file in it'}")
     if not stat.S_ISREG(mode):
+        advice = advice or "save its content to a file and give that"
         raise UserError(f"{name} is not a regular file (a pipe or a device?); {advice}")
 
 

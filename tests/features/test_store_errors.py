@@ -89,6 +89,22 @@ def test_shard_of_another_width_is_refused(store_copy):
     assert "or was replaced while this run read it; re-make it with 'asr-init extract --force'" in str(err.value)
 
 
+@pytest.mark.parametrize("shard", ["feats-00000.npy", "states-00000.npy"])
+def test_a_shard_that_is_a_folder_is_a_damaged_store(store_copy, shard):
+    """A shard replaced by a folder: the line told the user to 'give the file in it', advice for a
+    path one gives, not for a store asr-init wrote; it says the store is damaged and how to remake it."""
+    path = store_copy / "shards" / shard
+    path.unlink()
+    path.mkdir()
+    store = FeatureStore(store_copy)
+    with pytest.raises(UserError) as err:
+        store.features(store.records[0]) if shard.startswith("feats") else store.targets("states", store.records[0])
+    assert str(err.value) == (
+        f"shard {path} is a folder; the store is damaged, or was replaced while this run read it; re-make it with "
+        "'asr-init extract --force' and run again"
+    )
+
+
 def test_corrupt_stats_is_refused(store_copy):
     (store_copy / "stats.json").write_text(json.dumps({"mean": [0.0] * 39}))
     with pytest.raises(UserError, match=r"stats\.json is corrupt"):
