@@ -477,6 +477,16 @@ def fields(line: str, spaces: str = SPACES, maxsplit: int = 0) -> list[str]:
     return re.split(f"[{re.escape(spaces)}]+", text, maxsplit=maxsplit) if text else []
 
 
+def table_fields(line: str) -> list[str]:
+    """The fields of a line of a text table Kaldi reads as an archive ("ark:utt2spk"): split as `fields`
+    splits them, but the key must end at a space or a tab (its table reader's "expected space after key"
+    refuses a \\v or a \\f there, which a script file's reader takes); a KaldiFormatError otherwise."""
+    parts = fields(line)
+    if len(parts) > 1 and (after := line.lstrip(SPACES)[len(parts[0])]) not in " \t":
+        raise KaldiFormatError(f"expected a space or a tab after the key {parts[0]!r}, found {after!r}")
+    return parts
+
+
 def parse_script_line(line: str) -> tuple[str, str, int | None, str | None]:
     """(key, file, byte offset or None, range or None) of a script-file line "key rxfilename";
     a command ("cmd |", "| cmd") or standard input ("-") is a KaldiFormatError."""

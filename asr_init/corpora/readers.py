@@ -18,7 +18,7 @@ from pathlib import Path
 from asr_init.config import DATA_DIR
 from asr_init.errors import UserError
 from asr_init.io import MAX_FILE_OFFSET, check_regular_file, read_count, read_number, read_regular_file, unique
-from asr_init.kaldi_io import SEGMENTS_SPACES, SPACES, KaldiFormatError, check_token, fields
+from asr_init.kaldi_io import SEGMENTS_SPACES, SPACES, KaldiFormatError, check_token, fields, table_fields
 
 SILENCE = "sil"
 # Segment order tolerance: CTMs written with 2-3 decimals round boundaries.
@@ -177,14 +177,18 @@ def check_segments(utt_id: str, segments: list[PhoneSegment], source: str) -> No
 
 
 def _read_table(
-    path: Path, min_fields: int, what: str = "", form: str = "", spaces: str = SPACES
+    path: Path, min_fields: int, what: str = "", form: str = "", spaces: str = SPACES, table: bool = False
 ) -> list[tuple[str, list[str]]]:
-    """("PATH:N", the line's fields, split at `spaces` as Kaldi splits them: kaldi_io.fields) of each
-    non-blank line; with `what` (a label file) `#` comment lines are passed over too. With `form`
-    ('from to') a line has exactly `min_fields` fields."""
+    """("PATH:N", the line's fields, split at `spaces` as Kaldi splits them: kaldi_io.fields, or
+    kaldi_io.table_fields for a `table` Kaldi reads as an archive) of each non-blank line; with `what`
+    (a label file) `#` comment lines are passed over too. With `form` ('from to') a line has exactly
+    `min_fields` fields."""
     rows = []
     for n, line in enumerate(read_lines(path, what), 1):
-        parts = fields(line, spaces)
+        try:
+            parts = table_fields(line) if table else fields(line, spaces)
+        except KaldiFormatError as exc:
+            raise UserError(f"{path}:{n}: {exc}") from None
         if not parts or (what and line.startswith("#")):
             continue
         if len(parts) < min_fields or (form and len(parts) != min_fields):
@@ -282,10 +286,11 @@ def _read_wav_scp(data_dir: Path) -> dict[str, tuple[Path, int | None]]:
 def _read_utt2spk(data_dir: Path) -> dict[str, str]:
     if not (data_dir / "utt2spk").exists():
         raise UserError(f"{data_dir / 'utt2spk'} is missing (a Kaldi data dir needs wav.scp and utt2spk)")
-    utt2spk = unique([(r[0], where, r[1]) for where, r in _read_table(data_dir / "utt2spk", 2)], "utterance")
+    rows = _read_table(data_dir / "utt2spk", 2, table=True)
+    utt2spk = unique([(r[0], where, r[1]) for where, r in rows], "utterance")
     spk2utt_path = data_dir / "spk2utt"
     if spk2utt_path.exists():
-        for _, row in _read_table(spk2utt_path, 1):
+        for _, row in _read_table(spk2utt_path, 1, table=True):
             if len(row) == 1:
                 raise UserError(f"{spk2utt_path}: speaker {row[0]} has no utterances")
     return utt2spk

@@ -50,7 +50,7 @@ from asr_init.errors import UserError
 from asr_init.features.config import KaldiImportConfig
 from asr_init.features.store import FrameMoments, StoreWriter, store_summary, write_metadata
 from asr_init.folders import output_folder
-from asr_init.io import check_regular_file, digest, read_count, read_regular_file, resolved, unique
+from asr_init.io import check_regular_file, digest, read_count, read_number, read_regular_file, resolved, unique
 from asr_init.progress import console, progress_bar
 
 VAR_FLOOR = 1e-20  # apply-cmvn's variance floor
@@ -167,10 +167,10 @@ def read_utt2spk(data_dir: Path) -> dict[str, str]:
         raise UserError(f"Kaldi data dir {data_dir} has no utt2spk (utils/fix_data_dir.sh writes one)")
     rows = []
     for where, line in _numbered(path):
-        parts = kaldi_io.fields(line)
-        if len(parts) != 2:
-            raise UserError(f"{where}: expected 'utterance speaker', found {line[:60]!r}")
         try:
+            parts = kaldi_io.table_fields(line)
+            if len(parts) != 2:
+                raise UserError(f"{where}: expected 'utterance speaker', found {line[:60]!r}")
             rows.append((kaldi_io.check_token(parts[0], "utterance"), where, kaldi_io.check_token(parts[1], "speaker")))
         except kaldi_io.KaldiFormatError as exc:
             raise UserError(f"{where}: {exc}") from None
@@ -282,7 +282,7 @@ class DataDir:
         if (path / "frame_shift").exists():  # a pipe or a folder there is refused, not passed over
             text = read_regular_file(path / "frame_shift", "frame shift")
             try:
-                shift = float(kaldi_io.fields(text.decode())[0])
+                shift = read_number(kaldi_io.fields(text.decode())[0])
             except (ValueError, IndexError):  # UnicodeDecodeError too
                 shift = math.nan
             if not 0 < shift <= 1:  # NaN too; a frame is 10 ms (30 ms in chain models)

@@ -204,6 +204,8 @@ def test_kaldi_fields_are_split_at_ascii_white_space_only(kaldi_dir, odd):
     ("wav.scp", "spk0-utt1 ", "spk0\x1cutt1 ", r"wav\.scp:2: field 'spk0\\x1cutt1' holds '\\x1c'.*\(IsToken\)"),
     ("utt2spk", " spk0\n", " spk\x1f0\n", r"utt2spk:1: field 'spk\\x1f0' holds '\\x1f'.*\(IsToken\)"),
     ("segments", "spk0-utt0 spk0-utt0", "spk0-utt0\x0bspk0-utt0", r"segments:1: expected at least 4 fields"),
+    # an archive's key ends at a space or a tab (apply-cmvn --utt2spk: "expected space after key")
+    ("utt2spk", "spk0-utt0 ", "spk0-utt0\x0c", r"utt2spk:1: expected a space or a tab after the key 'spk0-utt0'"),
 ])  # fmt: skip
 def test_a_kaldi_line_split_at_no_ascii_space_is_refused_as_kaldi_refuses_it(kaldi_dir, name, old, new, message):
     """\\x1c-\\x1f split a line for str.split(), not for Kaldi: "spk0\\x1cutt1" is one key, which Kaldi's

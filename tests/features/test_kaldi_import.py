@@ -422,6 +422,15 @@ def _separator_in_a_speaker(root, ref):
     return ["--ali", str(root / "pdf.txt")], "utt2spk, line 1: speaker 'spk\\x1d0' holds '\\x1d', which Kaldi"
 
 
+def _form_feed_after_a_key_in_utt2spk(root, ref):
+    """Kaldi reads utt2spk as an archive, whose key must end at a space or a tab: apply-cmvn --utt2spk says
+    "Invalid archive file format: expected space after key spk0-utt0, got character [character 12]"."""
+    path = root / "data" / "train" / "utt2spk"
+    path.write_text(path.read_text().replace("spk0-utt0 spk0\n", "spk0-utt0\fspk0\n", 1))
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    return ["--ali", str(root / "pdf.txt")], "utt2spk, line 1: expected a space or a tab after the key 'spk0-utt0'"
+
+
 def _wrong_keys(root, ref):
     kaldiio.save_ark(str(root / "pdf.ark"), {f"other-{u}": a for u, a in ref["pdfs"].items()})
     return ["--ali", str(root / "pdf.ark")], "keyed by the same utterance ids"
@@ -466,7 +475,7 @@ def test_ids_and_phone_symbols_are_split_at_ascii_white_space_only(kaldi_data, o
     assert f"A{odd}A" in rec.transcript and set(rec.transcript) <= set(store.phones)
 
 
-@pytest.mark.parametrize("shift", ["nan", "-1", "0", "1e308"])
+@pytest.mark.parametrize("shift", ["nan", "-1", "0", "1e308", "0.0_1", "0.0\u0661"])  # strtod: ASCII digits only
 def test_a_frame_shift_that_is_not_a_duration_is_refused(kaldi_data, shift):
     """Each made hours NaN, negative or infinite in summary.json and manifest.jsonl (not JSON)."""
     root, ref = kaldi_data
@@ -511,6 +520,7 @@ def test_a_frame_shift_that_is_not_a_duration_is_refused(kaldi_data, shift):
         _escape_in_an_alignment_key,
         _separator_in_a_feats_key,
         _separator_in_a_speaker,
+        _form_feed_after_a_key_in_utt2spk,
     ],
 )
 def test_bad_input_gives_one_error_line_and_no_store(kaldi_data, breaker):
