@@ -89,7 +89,8 @@ def test_fsdd_recipe_on_generated_recordings(tmp_path):
     assert result["targets"] == "phones" and 0 <= result["frame_acc"]["phones"] <= 1
     report = (tmp_path / "results" / "REPORT.md").read_text()
     assert "## 6. Real recorded speech (FSDD)" in report and "8,000 Hz" in report
-    assert re.search(r"\| `optimal` \| — \| [\d.]+ \(\d\) \|", report)  # FSDD's rank beside no eSpeak NG run
+    assert re.search(r"\| `optimal` \| — \| [\d.]+ \|", report)  # FSDD's figure beside no eSpeak NG run, unranked
+    assert not re.search(r"\| [\d.]+ \(\d\) \|", report)  # a smoke run ranks nothing
     assert re.search(r"\| pretrained \| [\d.]+% ± [\d.]+% \| 2 \|", report)
     assert "Smoke run: not ranked" in report
     skipped = subprocess.run([sys.executable, "recipes/fsdd.py"], cwd=ROOT, env=_env(tmp_path / "none"),
