@@ -318,11 +318,6 @@ def synth(cfg: SynthConfig, out: Path, no_noise: bool, force: bool) -> None:
     """Generate the embedded eSpeak NG corpus (audio + exact phone alignments)."""
     from asr_init.corpora.synth import synthesize_corpus
 
-    folder = Path(os.path.realpath(out))  # where output_folder, whose messages say --out, checks it too
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"OUT {out} is a file, not a folder; choose another OUT (the file is kept)")
-    if folder == Path.cwd() or folder in Path.cwd().parents:
-        raise UserError(f"OUT {out} is the current folder or holds it; choose another OUT")
     path = synthesize_corpus(out, dataclasses.replace(cfg, snr_db=None) if no_noise else cfg, force)
     results.print(f"corpus in {path}")
 

@@ -193,7 +193,7 @@ class Output:
 def output_folder(out: Path, settings: dict, *, record: str, finished: tuple[str, ...], force: bool,
                   inputs=None, in_place: bool = False, started: tuple[str, ...] = (),
                   neutral: tuple[str, ...] = (), summary: str | None = None, what: str = "output",
-                  upgrade=None, dist=None, summary_fields=None) -> Iterator[Output]:  # fmt: skip
+                  upgrade=None, dist=None, summary_fields=None, option: str = "--out") -> Iterator[Output]:  # fmt: skip
     """Hold OUT for one command (see the module's protocol). `settings` are compared with the
     same keys of OUT/`record` (a nested "config" dict key by key, `neutral` ones left out; an
     "inputs" dict of identities names a changed input); `finished` files mark a complete OUT,
@@ -201,7 +201,7 @@ def output_folder(out: Path, settings: dict, *, record: str, finished: tuple[str
     those the command reads from it, of its records.Kind; or a function of the record giving
     them); `upgrade` turns a record an older asr-init wrote into today's form before they are
     compared. In place, `record` is written with `settings` at the start and `started` files mark
-    a run that may be resumed.
+    a run that may be resumed. Messages name OUT as `option` (synth's is its argument, OUT).
 
     On several processes (`dist`), rank 0 alone does all this and holds the lock; the others
     get its verdict and write nothing."""
@@ -211,15 +211,15 @@ def output_folder(out: Path, settings: dict, *, record: str, finished: tuple[str
         def hold() -> Output:
             refuse_output_over_inputs(out, inputs or {})
             if out == Path.cwd() or out in Path.cwd().parents:
-                raise UserError(f"--out {given} is the current folder or holds it; choose another --out")
+                raise UserError(f"{option} {given} is the current folder or holds it; choose another {option}")
             if out.exists() and not out.is_dir():
-                raise UserError(f"--out {given} is a file, not a folder; choose another --out (the file is kept)")
+                raise UserError(f"{option} {given} is a file, not a folder; choose another {option} (the file is kept)")
             _make(out.parent)
             if out.is_dir():  # what a user cannot change, a command does not replace
                 check_writable_folder(out)
-            held.enter_context(_locked(out, True, "--out"))
+            held.enter_context(_locked(out, True, option))
             remove_stale_temporaries(out)
-            rules = (record, finished, started, neutral, force, in_place, what, upgrade)
+            rules = (record, finished, started, neutral, force, in_place, what, upgrade, option)
             if _existing(out, settings, *rules) is not None:
                 return Output(out, _summary(out / (summary or record), what, summary_fields))
             if in_place:
@@ -295,14 +295,14 @@ def _make(folder: Path) -> None:
 
 
 def _existing(out: Path, settings: dict, record: str, finished, started, neutral, force, in_place, what,
-              upgrade):  # fmt: skip
+              upgrade, option):  # fmt: skip
     """True when OUT holds a finished output of these settings; None when the command may go
     on (nothing there, a run to resume, or `force`). Anything else is refused."""
     if not out.is_dir() or not any(child.name != ".lock" for child in out.iterdir()):
         return None
     old = _ours(out / record, settings, upgrade)
     if old is None:  # --force replaces only what an asr-init command made
-        raise UserError(f"output {out} exists and is not {what}; choose another --out (it is left as it is)")
+        raise UserError(f"output {out} exists and is not {what}; choose another {option} (it is left as it is)")
     is_run = any(any(out.glob(p)) for p in (*started, *finished))
     if force or (in_place and not is_run):  # in place, replaced or stopped before its first checkpoint: emptied
         if in_place:
@@ -317,18 +317,19 @@ def _existing(out: Path, settings: dict, record: str, finished, started, neutral
         inputs = "; ".join(f"{name}: identity {then} then, {now} now" for name, then, now in changed)
         raise UserError(
             f"{out} holds {what} made with other settings ({'; '.join(diffs)})"
-            f"{f' from other inputs ({inputs})' if inputs else ''}; use --force to replace it or choose another --out"
+            f"{f' from other inputs ({inputs})' if inputs else ''}; use --force to replace it or choose another "
+            f"{option}"
         )
     if changed:
         name, then, now = changed[0]
         raise UserError(
             f"the {name} changed since {out} was made from it (identity {then} then, {now} now); its outputs would "
-            "mix the two: use --force to start over or choose another --out"
+            f"mix the two: use --force to start over or choose another {option}"
         )
     complete = all((out / name).exists() for name in finished)
     if complete or in_place:
         return True if complete else None
-    raise UserError(f"output {out} is not a complete {what}; use --force to replace it or choose another --out")
+    raise UserError(f"output {out} is not a complete {what}; use --force to replace it or choose another {option}")
 
 
 def _summary(path: Path, what: str, fields=None) -> dict:

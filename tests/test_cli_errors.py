@@ -65,7 +65,7 @@ def test_synth_bad_values(tmp_path, args, message):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("where", ["file", "current"])
+@pytest.mark.parametrize("where", ["file", "current", "foreign"])
 def test_synth_names_its_out_argument_as_out_not_an_option(tmp_path, monkeypatch, where):
     """synth takes OUT as an argument: the line called it '--out', an option synth does not have."""
     monkeypatch.chdir(tmp_path)
@@ -73,9 +73,15 @@ def test_synth_names_its_out_argument_as_out_not_an_option(tmp_path, monkeypatch
     if where == "file":
         line = error_line(["synth", "afile"], tmp_path / "afile")
         assert line == "error: OUT afile is a file, not a folder; choose another OUT (the file is kept)"
-    else:
+    elif where == "current":
         line = error_line(["synth", "."], tmp_path)
         assert line == "error: OUT . is the current folder or holds it; choose another OUT"
+    else:  # a folder of something else: output_folder's own messages name OUT too
+        (tmp_path / "notes").mkdir()
+        (tmp_path / "notes" / "a.txt").write_text("kept")
+        line = error_line(["synth", "notes"], tmp_path / "notes" / "a.txt")
+        assert line.endswith("exists and is not a synthesised corpus; choose another OUT (it is left as it is)")
+        return
     assert [p.name for p in tmp_path.iterdir()] == ["afile"]
 
 

@@ -166,7 +166,7 @@ def synthesize_corpus(out_dir: Path, config: SynthConfig, force: bool = False) -
     config.validate()
     settings = {"config": {k: v for k, v in vars(config).items() if k != "jobs"}}
     with output_folder(out_dir, settings, record="corpus.json", finished=("corpus.json",), force=force,
-                       what="a synthesised corpus") as output:  # fmt: skip
+                       what="a synthesised corpus", option="OUT") as output:  # fmt: skip
         if output.done is None:
             (output.path / "wav").mkdir()
             speakers = make_speakers(config.speakers, config.seed)
