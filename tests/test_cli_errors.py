@@ -675,7 +675,7 @@ def test_a_file_given_for_a_store_or_a_data_dir_is_called_a_file(blob_store, tmp
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("option", ["--dbn", "--init-from"])
+@pytest.mark.parametrize("option", ["--dbn", "--init-from", "--sparsity"])
 def test_a_checkpoint_file_given_for_its_run_folder_names_the_folder(blob_store, model_dir, tmp_path, option):
     """finetune --dbn DBN/dbn.pt or --init-from DNN/model.pt (the checkpoint, not its folder): the
     line said the Kaldi network was malformed, showing the zip's first bytes."""
@@ -683,8 +683,9 @@ def test_a_checkpoint_file_given_for_its_run_folder_names_the_folder(blob_store,
         (tmp_path / "dbn").mkdir()
         torch.save({"layers": []}, tmp_path / "dbn" / "dbn.pt")
         given, extra = tmp_path / "dbn" / "dbn.pt", []
-    else:
-        given, extra = model_dir / "model.pt", ["--reuse-layers", "1"]
+    else:  # pruned (--sparsity), the file was called "a network file" to fine-tune from first
+        given, extra = model_dir / "model.pt", ["--reuse-layers", "1"] if option == "--init-from" else []
+        option, extra = "--init-from", extra or ["--sparsity", "0.5"]
     line = error_line(["finetune", blob_store, "--out", tmp_path / "o", option, given, *extra], blob_store, given)
     assert line == f"error: {option} {given} is an asr-init checkpoint file, not a Kaldi nnet1 file; give the run " \
         f"folder holding it ({option} {given.parent})"  # fmt: skip

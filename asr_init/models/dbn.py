@@ -76,13 +76,13 @@ def load_dbn(model_dir: Path, feature_transform: str | Path | None = None, optio
     if not Path(model_dir).is_dir():  # a Kaldi file; a pipe or a device is refused where it is read
         from asr_init.models.nnet1 import kaldi_dbn
 
-        _refuse_checkpoint_file(Path(model_dir), option)
+        refuse_checkpoint_file(Path(model_dir), option)
 
         return kaldi_dbn(Path(model_dir), feature_transform)
     return load_checked(Path(model_dir) / "dbn.pt", "asr-init-dbn-1", "asr-init pretrain", _checked_dbn)
 
 
-def _refuse_checkpoint_file(path: Path, option: str) -> None:
+def refuse_checkpoint_file(path: Path, option: str) -> None:
     """A UserError if `path`, given where a run folder or a Kaldi nnet1 file is taken, is an asr-init
     checkpoint (dbn.pt, model.pt: a zip file, as torch.save writes it) rather than its folder.
     Only a regular file is looked into: a FIFO would block the read (nnet1 refuses it)."""
@@ -136,7 +136,7 @@ def load_stack(model_dir: Path, feature_transform: str | Path | None = None, opt
     if not model_dir.is_dir():  # as in load_dbn
         from asr_init.models.nnet1 import load_kaldi_network
 
-        _refuse_checkpoint_file(model_dir, option)
+        refuse_checkpoint_file(model_dir, option)
 
         net = load_kaldi_network(model_dir, feature_transform)
         return Source(net.hidden, net.pipeline, net.activation)

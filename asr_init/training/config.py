@@ -216,6 +216,10 @@ class FinetuneConfig(Widths, ConfigBase):
                     "takes MODEL's lower layers with --reuse-layers K, or all of it with --sparsity S (pruned); "
                     "alone it would take none")  # fmt: skip
         self._check(self.dbn is None or self.init_from is None, "init_from", "cannot be combined with --dbn")
+        if self.sparsity > 0 and self.init_from:  # model.pt given for its folder: named so, not a network file
+            from asr_init.models.dbn import refuse_checkpoint_file  # torch: only when a run starts
+
+            refuse_checkpoint_file(Path(self.init_from), "--init-from")
         self._check(
             self.reuse_layers == 0 or self.sparsity == 0,
             "reuse_layers",
