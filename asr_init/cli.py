@@ -54,7 +54,7 @@ def _classic_help() -> None:
 
     def path_type(self, ctx):  # Typer names a parser's value by its annotation (<Path>): name _path's as Typer does
         parser = getattr(getattr(getattr(self, "type_descriptor", None), "parameter_info", None), "parser", None)
-        if not isinstance(parser, functools.partial) or parser.func is not _path or self.type_descriptor.is_list:
+        if not isinstance(parser, functools.partial) or parser.func is not _path:  # a list: each value a path
             return original_type(self, ctx)
         return {None: "<path>", True: "<dir>", False: "<file>"}[parser.keywords.get("folder")]
 
@@ -82,8 +82,8 @@ def _one_line_usage_errors() -> None:
     from typer import rich_utils
 
     def one_line(exc) -> None:
-        if type(exc).__name__ == "NoArgsIsHelpError":
-            return
+        if type(exc).__name__ == "NoArgsIsHelpError" or int(os.environ.get("LOCAL_RANK", "0")) > 0:
+            return  # under torchrun a machine's first process alone says it, as user_errors does
         ctx = getattr(exc, "ctx", None)
         where = f" ('{_command_name(ctx)} --help' for options)" if ctx is not None else ""
         message = exc.format_message().rstrip(".")
@@ -191,13 +191,17 @@ def _path(text: str | Path, exists: bool = False, folder: bool | None = None) ->
     one (False). A typer.BadParameter is one 'error:' line naming the option."""
     if isinstance(text, Path):  # a default
         return text
-    if not text:
-        raise typer.BadParameter("an empty path; name a file or folder")
+    if not text.strip():
+        raise typer.BadParameter(f"{'an empty path' if not text else repr(text) + ' is only white space'}; name "
+                                 "a file or folder")  # fmt: skip
     path = Path(text)
-    if exists and not path.exists():
-        raise typer.BadParameter(f"{text} does not exist")
-    if exists and folder is not None and path.is_dir() != folder:
-        raise typer.BadParameter(f"{text} is a {'file, not a folder' if folder else 'folder, not a file'}")
+    try:
+        if exists and not path.exists():
+            raise typer.BadParameter(f"{text} does not exist")
+        if exists and folder is not None and path.is_dir() != folder:
+            raise typer.BadParameter(f"{text} is a {'file, not a folder' if folder else 'folder, not a file'}")
+    except OSError as exc:  # a name too long for the file system, a link loop: parsed before user_errors' care
+        raise typer.BadParameter(f"{text}: {exc.strerror or exc}") from None
     return path
 
 

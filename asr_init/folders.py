@@ -127,11 +127,11 @@ def reading(*folders: Path | str | None) -> Iterator[None]:
         yield
 
 
-def refuse_output_over_inputs(out: Path, inputs) -> None:
-    """Raise if `out` is, contains, or lies inside one of the named inputs ({name: path} or
-    (name, path) pairs): writing there (and --force deleting it first) would destroy what the
-    command reads."""
-    target = resolved(out, "--out")
+def refuse_output_over_inputs(out: Path, inputs, option: str = "--out") -> None:
+    """Raise if `out` (the command's `option`) is, contains, or lies inside one of the named inputs
+    ({name: path} or (name, path) pairs): writing there (and --force deleting it first) would destroy
+    what the command reads."""
+    target = resolved(out, option)
     for name, path in inputs.items() if isinstance(inputs, dict) else inputs:
         if path is None:
             continue
@@ -140,7 +140,7 @@ def refuse_output_over_inputs(out: Path, inputs) -> None:
         relation = relation or ("lies inside" if src in target.parents else None)
         if relation:
             raise UserError(
-                f"--out {out} {relation} the {name} {path}; choose an output folder outside every input "
+                f"{option} {out} {relation} the {name} {path}; choose an output folder outside every input "
                 "(nothing was written or deleted)"
             )
 
@@ -209,7 +209,7 @@ def output_folder(out: Path, settings: dict, *, record: str, finished: tuple[str
     with ExitStack() as held:
 
         def hold() -> Output:
-            refuse_output_over_inputs(out, inputs or {})
+            refuse_output_over_inputs(out, inputs or {}, option)
             if out == Path.cwd() or out in Path.cwd().parents:
                 raise UserError(f"{option} {given} is the current folder or holds it; choose another {option}")
             if out.exists() and not out.is_dir():

@@ -289,10 +289,13 @@ def check_writable_folder(folder: Path, option: str = "--out", why: str | None =
 
 def check_output_file(path: Path, option: str) -> None:
     """Raise a UserError unless `path` can be written as a file: its folder exists (it is not
-    made, as cp or tee make none) and is writable, and `path` is not a folder."""
+    made, as cp or tee make none) and is writable, and `path` is not a folder, nor anything but a
+    regular file (the file is written by a rename, which would replace a link, a pipe or a device)."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{option} {path} is a folder; give a file name")
+    if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+        raise UserError(f"{option} {path} is not a regular file (a link, a pipe or a device); give a file name")
     if not path.parent.is_dir():
         raise UserError(f"{option} {path}: the folder {path.parent} does not exist; create it first or choose another")
     check_writable_folder(path.parent, option)

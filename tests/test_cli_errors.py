@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -652,6 +653,42 @@ def test_an_empty_path_is_refused_naming_its_option(args, name, tmp_path, monkey
     assert result.exit_code == 2 and len(lines) == 1, result.output
     assert lines[0].startswith(f"error: invalid value for '{name}") and "an empty path" in lines[0], result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value, said", [
+    ("   ", "'   ' is only white space; name a file or folder"),  # a folder named by spaces, made where one stood
+    ("b" * 300, f"{'b' * 300}: File name too long"),  # checked while options are read: it was a traceback
+])  # fmt: skip
+def test_a_blank_or_too_long_path_is_one_line_naming_its_option(value, said, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    option = "--out" if value.isspace() else "--phones"
+    result = runner.invoke(app, ["extract", "c", "--out", "x", option, value])
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and said in lines[0], result.output
+    assert lines[0].startswith(f"error: invalid value for '{option}"), result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link", "dangling"])
+def test_a_json_or_plot_output_that_is_not_a_regular_file_is_left_alone(tmp_path, kind):
+    """optimal-d --json writes by a rename, which replaced a named pipe, a link (/dev/stdin as root) or a
+    dangling link with a regular file, and said nothing."""
+    target = tmp_path / "out.json"
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        (tmp_path / "real.json").write_text("kept")
+        target.symlink_to(tmp_path / ("real.json" if kind == "link" else "gone.json"))
+    line = error_line(["optimal-d", "--samples", "1000", "--json", target])
+    assert line == f"error: --json {target} is not a regular file (a link, a pipe or a device); give a file name"
+    assert target.is_symlink() if kind != "fifo" else stat.S_ISFIFO(os.lstat(target).st_mode)
+
+
+def test_synth_names_its_out_on_a_symlink_loop(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    line = error_line(["synth", tmp_path / "a"])
+    assert line == f"error: OUT {tmp_path / 'a'} lies on a symlink loop; remove the loop or give another path"
 
 
 @pytest.mark.parametrize("value, message", [("missing", "missing does not exist"), ("d", "d is a folder, not a file")])

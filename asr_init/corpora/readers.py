@@ -198,6 +198,17 @@ def _read_table(
     return rows
 
 
+def _check_names(path: Path, *names: str) -> None:
+    """Refuse ids made of file and folder names (a speaker's folder, an utterance's file) that are not
+    UTF-8 text: the file system may hold any bytes, but an id is written to the store as text."""
+    for name in names:
+        try:
+            name.encode()
+        except UnicodeEncodeError:
+            raise UserError(f"{path}: the name {ascii(name)} is not UTF-8 text, and ids are made of names; "
+                            "rename it") from None  # fmt: skip
+
+
 def _check_tokens(where: str, fields: list[str]) -> None:
     """Refuse a field Kaldi's IsToken refuses (kaldi_io.check_token: an ASCII control character, such as a
     NUL, that would print unseen in a message and match no other file's id), naming the line."""
@@ -387,6 +398,7 @@ def read_timit(root: Path, include_sa: bool = False) -> Corpus:
             if phn.stem.upper().startswith("SA") and not include_sa:
                 continue
             utt_id = f"{spk}_{phn.stem.upper()}"
+            _check_names(phn, spk, utt_id)
             wav = next((p for p in phn.parent.iterdir() if p.stem == phn.stem and p.suffix.lower() == ".wav"), None)
             if wav is None:
                 problems.append((spk, f"{phn}: alignment of utterance {utt_id} has no .WAV file beside it"))
@@ -451,6 +463,7 @@ def read_textgrid_dir(root: Path, tier: str = "phones") -> Corpus:
         segs = [PhoneSegment(float(e.start), float(e.end), e.label.strip()) for e in entries if e.label.strip()]
         speaker = re.split(r"[_-]", tg_path.stem)[0] if tg_path.parent == root else tg_path.parent.name
         utt_id = f"{speaker}_{tg_path.stem}" if not tg_path.stem.startswith(speaker) else tg_path.stem
+        _check_names(tg_path, speaker, utt_id)
         check_segments(utt_id, segs, str(tg_path))
         utterances.append(Utterance(utt_id, speaker, audio, tuple(segs), source=str(tg_path)))
     return Corpus("textgrid", utterances)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import re
 from pathlib import Path
 
@@ -283,6 +284,10 @@ def test_textgrid_reader(tmp_path):
     assert [(s.start, s.end, s.label) for s in utt.segments] == [(0.3, 0.45, "AA1"), (0.45, 0.6, "M")]
     with pytest.raises(UserError, match="no tier named 'phonemes'"):
         read_textgrid_dir(tmp_path / "mfa", tier="phonemes")
+    # a speaker folder whose name is bytes, not UTF-8: ids are made of names and written as text
+    bad = d.rename(tmp_path / "mfa" / os.fsdecode(b"al\xffce"))
+    with pytest.raises(UserError, match=re.escape(f"{bad / 'u1.TextGrid'}: the name 'al\\udcffce' is not UTF-8")):
+        read_textgrid_dir(tmp_path / "mfa")
 
 
 @pytest.mark.parametrize(

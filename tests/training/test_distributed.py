@@ -221,6 +221,9 @@ def test_torchrun_prints_an_error_found_before_the_processes_meet_once(blob_stor
     lines = _error_lines(["finetune", str(blob_store), "--out", str(tmp_path / "ft"), "--batch-size", "0"])
     assert lines == ["error: invalid --batch-size 0: must be at least 1"]
     assert not (tmp_path / "ft").exists()
+    # refused by the option parser, before the command runs: each process printed it
+    lines = _error_lines(["finetune", str(blob_store), "--out", str(tmp_path / "ft"), "--bogus", "1"])
+    assert len(lines) == 1 and lines[0].startswith("error: no such option: --bogus"), lines
 
 
 def test_torchrun_refuses_a_command_whose_work_the_processes_would_not_share(blob_store, tmp_path):
