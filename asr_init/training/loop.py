@@ -28,10 +28,26 @@ from asr_init.folders import differences
 from asr_init.io import save_checkpoint
 from asr_init.models.dnn import check_finite
 from asr_init.progress import console, counted, progress_bar
+from asr_init.records import ABSENT, BOOLEAN, NUMBER, Kind, check_record, record
 from asr_init.training.distributed import Dist
 from asr_init.training.interrupts import Interrupted, StopFlag
 
 READ_EVERY = 200  # steps between the host's reads on a GPU
+MAX_SEGMENTS = 10_000  # a run's parts on different process counts a checkpoint may record
+
+
+def _at_least(low: int) -> Kind:
+    return Kind(f"an integer >= {low}", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low)
+
+
+_SEGMENT = record(processes=_at_least(1), epoch=_at_least(1), batch=_at_least(0))
+_SEGMENTS = Kind(f"a list of at most {MAX_SEGMENTS:,} segments",
+                 lambda v: isinstance(v, list) and len(v) <= MAX_SEGMENTS, item=_SEGMENT)  # fmt: skip
+_COUNT = _at_least(0) | ABSENT
+_SECONDS = Kind("a number >= 0", lambda v: NUMBER.test(v) and not isinstance(v, bool) and v >= 0) | ABSENT
+# TrainState.state_dict(); a checkpoint of an older asr-init lacks the fields after `batch`
+_POSITION = record(epoch=_at_least(1), batch=_at_least(0), frames=_COUNT, seconds=_SECONDS, epoch_frames=_COUNT,
+                   epoch_seconds=_SECONDS, stopped=BOOLEAN | ABSENT, segments=_SEGMENTS | ABSENT)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -146,6 +162,8 @@ def check_own_checkpoint(ckpt, path: Path, config: dict, pipeline: dict, neutral
             f"{path} is not a checkpoint of this stage (it has no {missing[0]!r} record); delete it to start that "
             "stage again"
         )
+    if "position" in keys:
+        _check_position(ckpt, path)
     for key in weights:
         for name, tensor in ckpt[key].items() if isinstance(ckpt[key], dict) else ():
             if isinstance(tensor, torch.Tensor):
@@ -163,6 +181,17 @@ def check_own_checkpoint(ckpt, path: Path, config: dict, pipeline: dict, neutral
             f"{path} is not a checkpoint of this run: it was written with other settings ({'; '.join(diffs)}); "
             "delete it to start that stage again, or use --force to start over"
         )
+
+
+def _check_position(ckpt: dict, path: Path) -> None:
+    """A UserError unless `ckpt["position"]` holds what TrainState.state_dict() writes (an older
+    asr-init's fewer fields), each of its kind and size: an edited or damaged one would otherwise be
+    resumed from, or fail with a traceback where a field is used."""
+    try:
+        check_record(path, ckpt, position=_POSITION)
+    except UserError as exc:
+        problem = str(exc).removeprefix(f"{path}: ")
+        raise UserError(f"{path} is damaged: its {problem}; delete it to start that stage again") from None
 
 
 class Trainer(ABC):

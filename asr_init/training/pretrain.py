@@ -261,7 +261,7 @@ def _add_segments(segments: list[dict], layer: int, more: list[dict]) -> None:
     on the count the run already had goes on with it."""
     for segment in more:
         if not segments or segments[-1]["processes"] != segment["processes"]:
-            segments.append({"layer": layer, **segment})
+            segments.append({"layer": layer, **{key: segment[key] for key in ("processes", "epoch", "batch")}})
 
 
 def _write_outputs(run: _Run, wall_seconds: float, record: dict | None = None) -> dict:

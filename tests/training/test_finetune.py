@@ -593,3 +593,37 @@ def test_the_starting_network_is_read_once_per_run(blob_store, tmp_path, monkeyp
         config = FinetuneConfig(**options, batch_size=32, max_frames=64, max_epochs=1, stats_frames=50)
         finetune(blob_store, config, tmp_path / "runs" / name.replace(" ", "-"))
         assert [p for p in reads if p in files] == files, name
+
+
+_START = {"epoch": 1, "batch": 0}  # where a run's first segment begins
+
+
+@pytest.mark.parametrize(
+    "field, value, said",
+    [
+        ("segments", "abc", 'segments must be a list of at most 10,000 segments or left out, not "abc"'),
+        ("segments", {"processes": 2}, "segments must be a list"),
+        ("segments", None, "segments must be a list"),
+        ("segments", [5], "segments[0] must be an object, not 5"),
+        ("segments", [{"epoch": 1}], "segments[0].processes must be an integer >= 1, not missing"),
+        ("segments", [{"processes": -3, **_START}], "segments[0].processes must be an integer >= 1, not -3"),
+        ("segments", [{"processes": 1, **_START}] * 10_001, "segments must be a list of at most"),
+        ("epoch", "x", 'epoch must be an integer >= 1, not "x"'),
+        ("batch", -1, "batch must be an integer >= 0, not -1"),
+    ],
+)
+def test_a_damaged_position_in_the_checkpoint_is_refused_on_resume(blob_store, tmp_path, field, value, said):
+    """A finished run's checkpoint.pt edited to hold a position TrainState never writes: --resume with more
+    epochs failed with a TypeError, KeyError or AttributeError, or printed a run on -3 processes."""
+    cfg = dict(layers=1, hidden=8, splice=0, batch_size=64, stats_frames=100, schedule="constant")
+    finetune(blob_store, FinetuneConfig(**cfg, max_epochs=1), tmp_path / "a")
+    path = tmp_path / "a" / "checkpoint.pt"
+    ckpt = load_checkpoint(path)
+    ckpt["position"][field] = value
+    torch.save(ckpt, path)
+    with pytest.raises(UserError) as caught:
+        finetune(blob_store, FinetuneConfig(**cfg, max_epochs=2), tmp_path / "a", resume=True)
+    message = str(caught.value)
+    assert message.startswith(f"{path} is damaged: its position.{said}"), message
+    assert message.endswith("; delete it to start that stage again") and "\n" not in message, message
+    assert json.loads((tmp_path / "a" / "finetune.json").read_text())["epochs"] == 1

@@ -408,3 +408,25 @@ def test_the_settings_line_says_1_epoch_not_1_epochs():
     pipeline = FeaturePipeline(splice=0, mean=(0.0,) * 13, std=(1.0,) * 13)
     line = settings_line(PretrainConfig(layers=2, hidden=[8], epochs=1, epochs_gauss=1), pipeline, "cpu")
     assert "layer 1 Gaussian, 1 epoch at lr 0.01; layer 2 Bernoulli, 1 epoch at lr 0.04;" in line, line
+
+
+def test_a_finished_layers_damaged_segments_are_refused_and_its_real_layer_is_recorded(tiny_store, tmp_path):
+    """rbm1.pt of a finished run edited to hold segments "abc": --resume failed with a TypeError. A
+    segment that names a layer of its own ("x") overrode the real one in pretrain.json."""
+    small = dict(layers=2, hidden=16, epochs_gauss=1, batch_size=64, report_every=500, stats_frames=200)
+    pretrain(tiny_store, PretrainConfig(**small, epochs=1), tmp_path / "a")
+    path = tmp_path / "a" / "rbm1.pt"
+    ckpt = load_checkpoint(path)
+    for segments in ("abc", [{"processes": 1, "epoch": 1, "batch": 0, "layer": "x"}]):
+        ckpt["position"]["segments"] = segments
+        torch.save(ckpt, path)
+        if segments == "abc":
+            with pytest.raises(UserError) as caught:
+                pretrain(tiny_store, PretrainConfig(**small, epochs=2), tmp_path / "a", resume=True)
+            assert str(caught.value) == (
+                f"{path} is damaged: its position.segments must be a list of at most 10,000 segments or left out, "
+                'not "abc"; delete it to start that stage again'
+            )
+    pretrain(tiny_store, PretrainConfig(**small, epochs=2), tmp_path / "a", resume=True)
+    recorded = json.loads((tmp_path / "a" / "pretrain.json").read_text())["processes_by_segment"]
+    assert recorded == [{"layer": 1, "processes": 1, "epoch": 1, "batch": 0}], recorded
