@@ -35,6 +35,7 @@ from asr_init.io import atomic_write, read_json, write_json_atomic
 from asr_init.models.dnn import load_model
 from asr_init.models.nnet1 import network_components, transform_components, write_nnet
 from asr_init.progress import console
+from asr_init.records import ABSENT, NULL, TEXT, Kind, check_record
 
 FILES = ("final.nnet", "final.feature_transform", "ali_train_pdf.counts", "cmvn_opts", "delta_opts", "conf/mfcc.conf",
          "conf/fbank.conf")  # fmt: skip
@@ -115,6 +116,8 @@ def _export(model_dir: Path, store_path: Path | None, out_dir: Path, binary: boo
     store = _training_store(model_dir, store_path)
     counts, counts_from = class_counts(meta, store)
     kaldi_store = store is not None and "kaldi" in store.config
+    if kaldi_store:
+        _check_kaldi_record(store)
     texts = _feature_files(pipeline, store if kaldi_store else None)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -150,6 +153,21 @@ def _export(model_dir: Path, store_path: Path | None, out_dir: Path, binary: boo
     return summary
 
 
+_KALDI_RECORD = {
+    "cmvn_own_stats": Kind("a whole number >= 0", lambda v: type(v) is int and v >= 0) | ABSENT,
+    "cmvn_opts": TEXT | NULL | ABSENT,
+}
+
+
+def _check_kaldi_record(store) -> None:
+    """A UserError, before anything is written, unless the fields of an import-kaldi store's
+    config.json that export writes or prints hold what import-kaldi wrote there."""
+    try:
+        check_record(store.path / "config.json", store.config, **_KALDI_RECORD)
+    except UserError as exc:
+        raise UserError(f"{exc}; make the store again with 'asr-init import-kaldi'") from None
+
+
 def _feature_files(pipeline: FeaturePipeline, kaldi_store) -> dict[str, str]:
     """The text of cmvn_opts, delta_opts and conf/*.conf for this model's features: an
     import-kaldi store's cmvn_opts, or what extract recorded of Kaldi's features."""
@@ -167,7 +185,7 @@ def _warn_about_features(pipeline: FeaturePipeline, kaldi_store) -> None:
     """What Kaldi must do to feed this model its frames, where the exported files cannot say it."""
     features = pipeline.feature_config
     if kaldi_store is not None:
-        if kaldi_store.config.get("cmvn_own_stats"):
+        if kaldi_store.config.get("cmvn_own_stats", 0) > 0:
             console.print(
                 f"[yellow]warning: {kaldi_store.config['cmvn_own_stats']:,} of the store's utterances were normalised "
                 f"with their own stats in cmvn.scp, not their speaker's: {OWN_STATS_HINT}",

@@ -414,3 +414,33 @@ def test_a_feature_transform_at_the_normalisation_limits_is_read(tmp_path):
     write_nnet(tmp_path / "final.feature_transform", transform)
     with pytest.raises(UserError, match=r"component 2 \(<Rescale>\) scales input 1 by -8\.67362e-19;"):
         load_kaldi_network(tmp_path / "1.dbn")
+
+
+@pytest.mark.parametrize("bad", ["abc", [1, 2], -5, 1e308, True])
+def test_a_kaldi_stores_bad_own_stats_count_is_refused_before_anything_is_written(kaldi_stores, tmp_path, bad):
+    """cmvn_own_stats of an import-kaldi store's config.json "abc" or [1, 2] failed with a ValueError or
+    TypeError after final.nnet was written; -5 and 1e308 were printed as counts of utterances."""
+    import shutil
+
+    from asr_init.features.store import FeatureStore
+
+    store_path = tmp_path / "store"
+    shutil.copytree(kaldi_stores["pdfs"], store_path)
+    store = FeatureStore(store_path)
+    pipeline, labels = FeaturePipeline.from_store(store, splice=0), store.labels("pdfs")
+    meta = {"config": {"activation": "sigmoid"}, "pipeline": pipeline.to_dict(), "input_dim": pipeline.dim,
+            "hidden_sizes": [8], "targets": "pdfs", "outputs": labels, "phones": store.phones, "states": store.states,
+            "priors": [1 / len(labels)] * len(labels), "layers": []}  # fmt: skip
+    (tmp_path / "m").mkdir()
+    save_model(tmp_path / "m", DNN(pipeline.dim, [8], len(labels), "sigmoid"), meta)
+    (tmp_path / "m" / "finetune.json").write_text(json.dumps({"store": str(store_path)}))
+    assert export_kaldi(tmp_path / "m", tmp_path / "good")["store"] == str(store_path)
+    config = json.loads((store_path / "config.json").read_text())
+    (store_path / "config.json").write_text(json.dumps(config | {"cmvn_own_stats": bad}))
+    with pytest.raises(UserError) as caught:
+        export_kaldi(tmp_path / "m", tmp_path / "exp")
+    assert str(caught.value) == (
+        f"{store_path / 'config.json'}: cmvn_own_stats must be a whole number >= 0 or left out, not "
+        f"{json.dumps(bad)}; make the store again with 'asr-init import-kaldi'"
+    )
+    assert not (tmp_path / "exp").exists()
