@@ -3,6 +3,7 @@ read by the CLI (this module imports nothing heavy, so `asr-init --help` stays f
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,6 +143,14 @@ def _is_label(text: str) -> bool:
         return False
 
 
+def split_rspecifier(spec: str) -> tuple[str | None, str]:
+    """("ark", "scp" or None where it names no form, the file part) of an rspecifier given as PATH,
+    ark:PATH or scp:PATH (with Kaldi's read options such as ark,s,cs:), white space stripped."""
+    text = spec.strip()
+    m = re.match(r"^(ark|scp)(,[a-z]+)*:(.*)$", text, re.DOTALL)
+    return (m.group(1), m.group(3).strip()) if m else (None, text)
+
+
 @dataclass
 class KaldiImportConfig(ConfigBase):
     """Settings of `asr-init import-kaldi`."""
@@ -190,6 +199,18 @@ class KaldiImportConfig(ConfigBase):
             self.phones is None or bool(self.phone_ali), "phones", "names the ids of --phone-ali; give --phone-ali too"
         )
         self._check(0 <= self.seed < 2**32, "seed", SEED_RANGE)
+        self._check_paths()
+
+    def _check_paths(self) -> None:
+        """No path is empty or white space: Path("") is the current folder, which a run would import
+        as the dev set, or name as "a folder" of alignments."""
+        for name in ("dev", "test", "phones"):
+            value = getattr(self, name)
+            self._check(value is None or value.strip() != "", name, "an empty path names no file or folder")
+        why = "names no file: give an alignment file as PATH, ark:PATH or scp:PATH"
+        for name in ("ali", "phone_ali"):
+            for spec in getattr(self, name):
+                self._check(split_rspecifier(spec)[1] != "", name, why)
 
     @property
     def target_kinds(self) -> tuple[str, ...]:

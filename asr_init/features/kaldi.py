@@ -34,7 +34,6 @@ import contextlib
 import hashlib
 import math
 import random
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from asr_init import kaldi_io
 from asr_init.corpora.readers import locate, merge_repeats
 from asr_init.environment import environment
 from asr_init.errors import UserError
-from asr_init.features.config import KaldiImportConfig
+from asr_init.features.config import KaldiImportConfig, split_rspecifier
 from asr_init.features.store import FrameMoments, StoreWriter, store_summary, write_metadata
 from asr_init.folders import output_folder
 from asr_init.io import check_regular_file, digest, read_count, read_number, read_regular_file, resolved, unique
@@ -70,11 +69,9 @@ MAX_PDFS = 1 << 20  # pdf ids: Kaldi trees have thousands; more would make an ou
 def parse_rspecifier(spec: str, what: str) -> tuple[str, Path]:
     """("ark" or "scp", path) of a file given as PATH, ark:PATH or scp:PATH (with Kaldi's
     read options such as ark,s,cs:). A piped specifier is refused: asr-init runs no commands."""
-    text = spec.strip()
-    kind = None
-    m = re.match(r"^(ark|scp)(,[a-z]+)*:(.*)$", text)
-    if m:
-        kind, text = m.group(1), m.group(3).strip()
+    kind, text = split_rspecifier(spec)
+    if not text:
+        raise UserError(f"{what} {spec!r} names no file: give an alignment file as PATH, ark:PATH or scp:PATH")
     if text.startswith("|") or text.endswith("|") or text == "-":
         raise UserError(
             f"{what} {spec!r} is a pipe or standard input; asr-init runs no commands from its input: write the "

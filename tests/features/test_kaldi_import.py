@@ -674,3 +674,35 @@ def test_an_alignment_of_no_listed_utterance_whose_key_is_not_utf8_is_read_past(
                               "--num-pdfs", "10", "--out", str(root / "st")])  # fmt: skip
     assert res.exit_code == 0 and "0 utterance(s) left out" in _text(res), res.output
     assert len(FeatureStore(root / "st").records) == 15
+
+
+@pytest.mark.parametrize("option", ["--ali", "--phone-ali"])
+@pytest.mark.parametrize("spec", ["ark:", "scp:", "ark,t:", "   ", "ark: "])
+def test_an_alignment_specifier_naming_no_file_is_refused_naming_the_option(kaldi_data, option, spec):
+    """--ali ark: (or scp:, ark,t:, white space) was taken for the current folder: "--ali file ark: is a folder"."""
+    root, ref = kaldi_data
+    kaldiio.save_ark(str(root / "pdf.ark"), ref["pdfs"])
+    args = ["--ali", str(root / "pdf.ark"), "--phone-ali", spec] if option == "--phone-ali" else ["--ali", spec]
+    res = runner.invoke(app, ["import-kaldi", str(root / "data" / "train"), "--out", str(root / "store"), *args])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: invalid {option} "), res.output
+    assert "names no file: give an alignment file as PATH, ark:PATH or scp:PATH" in _text(res), res.output
+    assert "folder" not in res.output and not (root / "store").exists()
+
+
+@pytest.mark.parametrize("field", ["dev", "test", "phones"])
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_path_is_refused_naming_the_option(field, value):
+    """KaldiImportConfig(dev="") passed validate() and imported the current folder as the dev set."""
+    config = KaldiImportConfig(ali=["pdf.ark"], phone_ali=["phones.ark"], **{field: value})
+    with pytest.raises(UserError) as caught:
+        config.validate()
+    assert str(caught.value) == f"invalid --{field} {value!r}: an empty path names no file or folder"
+
+
+@pytest.mark.parametrize("field", ["ali", "phone_ali"])
+def test_an_alignment_naming_no_file_is_refused_by_the_config(field):
+    config = KaldiImportConfig(**({"ali": ["pdf.ark"]} | {field: ["pdf.ark", "ark,t: "]}))
+    with pytest.raises(UserError, match="names no file: give an alignment file as PATH, ark:PATH or scp:PATH"):
+        config.validate()
