@@ -468,11 +468,11 @@ def _scp_archives(script: Path) -> set[Path]:
 def _settings(data_dir: Path, config: KaldiImportConfig) -> dict:
     """The identity of the inputs, every path resolved (a re-run from another folder matches)."""
     paths = {"dev": config.dev, "test": config.test, "phones": config.phones}
-    resolved = {k: str(Path(v).resolve()) if v else None for k, v in paths.items()} | {
+    absolute = {k: str(resolved(Path(v), f"--{k}")) if v else None for k, v in paths.items()} | {
         "ali": [_resolved_spec(spec, "pdf alignments") for spec in config.ali],
         "phone_ali": [_resolved_spec(spec, "phone alignments") for spec in config.phone_ali],
     }
-    return {"corpus": str(data_dir), "kaldi": config.to_dict() | resolved, "targets": list(config.target_kinds)}
+    return {"corpus": str(data_dir), "kaldi": config.to_dict() | absolute, "targets": list(config.target_kinds)}
 
 
 def _open_data_dirs(data_dir: Path, config: KaldiImportConfig) -> tuple[list[DataDir], str | None]:

@@ -706,3 +706,18 @@ def test_an_alignment_naming_no_file_is_refused_by_the_config(field):
     config = KaldiImportConfig(**({"ali": ["pdf.ark"]} | {field: ["pdf.ark", "ark,t: "]}))
     with pytest.raises(UserError, match="names no file: give an alignment file as PATH, ark:PATH or scp:PATH"):
         config.validate()
+
+
+@pytest.mark.parametrize("option", ["--dev", "--test"])
+def test_a_split_data_dir_on_a_symlink_loop_is_one_error_line(kaldi_data, option):
+    """--dev LOOP (a link to itself) failed with "RuntimeError: Symlink loop" where its path was resolved."""
+    import os
+
+    root, ref = kaldi_data
+    kaldiio.save_ark(str(root / "pdf.ark"), ref["pdfs"])
+    os.symlink(root / "loop", root / "loop")
+    args = ["--ali", str(root / "pdf.ark"), option, str(root / "loop")]
+    res = runner.invoke(app, ["import-kaldi", str(root / "data" / "train"), "--out", str(root / "store"), *args])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    said = f"error: {option} {root / 'loop'} lies on a symlink loop; remove the loop or give another path"
+    assert _text(res) == said and not (root / "store").exists()
