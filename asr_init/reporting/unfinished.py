@@ -17,7 +17,8 @@ import os
 import shlex
 from pathlib import Path
 
-from asr_init.config import typed_words
+from asr_init.config import LIMITS, typed_words
+from asr_init.errors import UserError
 from asr_init.evaluation.prune import sparsity_folder
 from asr_init.io import load_run_checkpoint
 from asr_init.progress import counted
@@ -50,13 +51,21 @@ def unfinished_runs(found) -> dict[str, list[Path]]:
 
 
 def unfinished_lines(folder: Path, stage: str) -> list[str]:
-    """Markdown lines on the unfinished run in `folder`: where it stopped, then the command that continues it."""
+    """Markdown lines on the unfinished run in `folder`: where it stopped, then the command that continues it;
+    a run whose recorded settings this asr-init refuses (an older one took them) is listed with the reason."""
     path = folder / STAGES[stage][0]
+    fields = dict(model=TEXT, store=TEXT, sparsities=each(NUMBER)) if stage == "prune" else dict(store=TEXT)
+    rec = read_record(path, **fields)
+    config, refused = _recorded_config(STAGES[stage][2], path, rec)
+    if refused is not None:
+        return [
+            f"Unfinished; its recorded settings are refused by this asr-init ({refused}), so no command here "
+            "continues it: continue it with the asr-init that started it, or start it again with --force.",
+            "",
+        ]
     if stage == "prune":
-        stopped, command = _prune(path)
+        stopped, command = _prune(path, rec, config)
     else:
-        rec = read_record(path, store=TEXT)
-        config = STAGES[stage][2].from_record(path, rec)
         stopped = _pretrain_stop(folder, config) if stage == "pretrain" else _finetune_stop(folder, config)
         out = os.path.abspath(folder)
         # shlex.join: the shell reads the line back as these words, whatever a record holds
@@ -64,12 +73,27 @@ def unfinished_lines(folder: Path, stage: str) -> list[str]:
     return [f"Unfinished: {stopped}. Continue it with:", "", "```sh", command, "```", ""]
 
 
-def _prune(path: Path) -> tuple[str, str]:
-    """Where the prune run whose record is at `path` stopped, and its command: run again, it resumes its
-    fine-tuning runs. Its options leave out the fields prune sets for each run itself (--init-from,
-    --sparsity, --reuse-layers)."""
-    rec = read_record(path, model=TEXT, store=TEXT, sparsities=each(NUMBER))
-    config = FinetuneConfig.from_record(path, rec)
+def _recorded_config(cls, path: Path, rec: dict):
+    """(the config of the settings record `rec` read from `path`, None), or (None, why this asr-init refuses
+    it) where each field is of its kind but a value lies beyond today's bounds (an older asr-init may have
+    taken it: --cd-k 200). A field of another kind, and --layers or --hidden beyond their limits (sizes the
+    report would build), are a UserError naming the file, as for a damaged record."""
+    try:
+        return cls.from_record(path, rec), None
+    except UserError as exc:
+        refused = str(exc).removeprefix(f"{path}: config: ")
+        if refused == str(exc):  # a field of another kind
+            raise
+    layers, hidden = rec["config"].get("layers"), rec["config"].get("hidden", [])
+    if (layers or 0) > LIMITS["layers"] or max(hidden, default=0) > LIMITS["hidden"]:
+        raise UserError(f"{path}: config: {refused}") from None
+    return None, refused
+
+
+def _prune(path: Path, rec: dict, config: FinetuneConfig) -> tuple[str, str]:
+    """Where the prune run whose record `rec` is at `path` (its config `config`) stopped, and its command: run
+    again, it resumes its fine-tuning runs. Its options leave out the fields prune sets for each run itself
+    (--init-from, --sparsity, --reuse-layers)."""
     config = dataclasses.replace(config, init_from=None, sparsity=0.0, reuse_layers=0)
     shares = ",".join(map(str, rec["sparsities"]))
     out = os.path.abspath(path.parent)

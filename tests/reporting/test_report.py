@@ -677,19 +677,15 @@ def _write_unfinished(path, **config):
         ("pretrain", "layers", 10**12, "config: invalid --layers 1000000000000: at most 64"),
         ("pretrain", "layers", 65, "config: invalid --layers 65: at most 64"),
         ("pretrain", "hidden", "x", 'config.hidden must be a list or left out, not "x"'),
-        ("pretrain", "hidden", [], "config: invalid --hidden: every width must be at least 1"),
         ("pretrain", "hidden", [10**9], "config: invalid --hidden 1000000000: at most 65,536"),
-        ("pretrain", "init", "nonsense", "config: invalid --init nonsense: unknown init method 'nonsense'"),
         ("pretrain", "cuda_graphs", "false", 'config.cuda_graphs must be true or false or left out, not "false"'),
         ("pretrain", "lr", "0.1", 'config.lr must be a number or left out, not "0.1"'),
         ("finetune", "dbn", 5, "config.dbn must be a string or null or left out, not 5"),
         ("finetune", "dbn", ["x"], 'config.dbn must be a string or null or left out, not ["x"]'),
         ("finetune", "feature_transform", {"a": 1}, "config.feature_transform must be a string or null"),
         ("finetune", "max_epochs", "x", 'config.max_epochs must be an integer or left out, not "x"'),
-        ("finetune", "max_epochs", 0, "config: invalid --max-epochs 0: must be at least 1"),
         ("finetune", "layers", 10**12, "config: invalid --layers 1000000000000: at most 64"),
         ("prune", "batch_size", None, "config.batch_size must be an integer or left out, not null"),
-        ("prune", "splice", 101, "config: invalid --splice 101: at most 100"),
     ],
 )
 def test_an_unfinished_runs_recorded_config_is_checked_as_its_command_checks_it(reported, tmp_path, name, field,
@@ -700,6 +696,37 @@ def test_an_unfinished_runs_recorded_config_is_checked_as_its_command_checks_it(
     its kind and within the command's own limits, or one 'error:' line names the file and the field."""
     damage = lambda path: _write_unfinished(path, **{field: value})  # noqa: E731
     _fails_leaving_the_report_as_it_was(reported[False], tmp_path, f"cut/{name}.config.json", damage, message)
+
+
+@pytest.mark.parametrize(
+    "name, field, value, reason",
+    [
+        ("pretrain", "cd_k", 200, "invalid --cd-k 200: at most 100"),
+        ("pretrain", "hidden", [], "invalid --hidden: every width must be at least 1"),
+        ("pretrain", "init", "nonsense", "invalid --init nonsense: unknown init method 'nonsense'"),
+        ("finetune", "max_epochs", 0, "invalid --max-epochs 0: must be at least 1"),
+        ("prune", "splice", 101, "invalid --splice 101: at most 100"),
+    ],
+)
+def test_an_unfinished_run_whose_recorded_settings_are_refused_today_is_listed_without_a_command(
+    tmp_path, name, field, value, reason
+):
+    """An unfinished run recorded with --cd-k 200 (an older asr-init took it; today's limit is 100) stopped the
+    whole report: "error: ...pretrain.config.json: config: invalid --cd-k 200: at most 100", no REPORT.md. It is
+    listed as unfinished, saying why this asr-init refuses its settings, with no command to continue it."""
+    _write_unfinished(tmp_path / "old" / f"{name}.config.json", **{field: value})
+    _write_unfinished(tmp_path / "new" / "pretrain.config.json")
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "REPORT.md").read_text()
+    old = text[text.index("`old` (unfinished)") :]
+    old = old[: old.index("###")] if "###" in old else old
+    said = " ".join(old.split())
+    assert f"Unfinished; its recorded settings are refused by this asr-init ({reason}" in said, old
+    then = "), so no command here continues it: continue it with the asr-init that started it, or start it again"
+    assert then + " with --force." in said, old
+    assert "asr-init " + name not in old and "```" not in old, old
+    assert len(re.findall(r"^asr-init pretrain .*/new --resume", text, re.M)) == 1, text
 
 
 def test_an_unfinished_run_recorded_on_another_machine_is_reported_with_its_device(tmp_path):
