@@ -129,8 +129,9 @@ def load_typed_checkpoint(path: Path, fmt: str, what: str) -> dict:
     if not path.exists():
         if not path.parent.exists():
             raise UserError(f"{path.parent} does not exist; give an '{what}' output folder (one holding {path.name})")
-        if path.parent.is_file():  # a Kaldi network, say, where the folder was asked for
-            raise UserError(f"{path.parent} is a file, not an '{what}' output folder (one holding {path.name})")
+        if not path.parent.is_dir():  # a Kaldi network, say, where the folder was asked for; or a pipe
+            kind = "a file" if path.parent.is_file() else "a pipe, a socket or a device"
+            raise UserError(f"{path.parent} is {kind}, not an '{what}' output folder (one holding {path.name})")
         raise UserError(f"{path.parent} has no {path.name} (is it a finished '{what}' output folder?)")
     obj = load_checkpoint(path, f"it is damaged and cannot be used; make it again with '{what}'")
     if not isinstance(obj, dict) or obj.get("format") != fmt:

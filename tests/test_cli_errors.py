@@ -118,6 +118,10 @@ def test_a_model_folder_that_does_not_exist_is_named_as_missing(blob_store, tmp_
     for args in (["evaluate", blob_store, "--model", gone], ["export-kaldi", gone, "--out", tmp_path / "exp"]):
         assert error_line(args, blob_store) == said
     assert not (tmp_path / "exp").exists()
+    os.mkfifo(gone)  # a pipe given for the folder: it said the pipe "has no model.pt"
+    said = f"error: {gone} is a pipe, a socket or a device, not an 'asr-init finetune' output folder (one holding "
+    for args in (["evaluate", blob_store, "--model", gone], ["export-kaldi", gone, "--out", tmp_path / "exp"]):
+        assert error_line(args, blob_store).startswith(said)
 
 
 def test_evaluate_a_split_the_store_lacks_names_the_splits_it_has(blob_store, tmp_path):
