@@ -18,7 +18,7 @@ import numpy as np
 
 from asr_init.errors import UserError
 from asr_init.folders import remove_stale_temporaries, swap_in, temporary
-from asr_init.io import atomic_write, read_text
+from asr_init.io import atomic_write, digest, read_text
 from asr_init.progress import counted
 from asr_init.records import ABSENT, BOOLEAN, INTEGER, NULL, NUMBER, TEXT, each, read_record, read_record_if, record
 from asr_init.reporting.conclusions import (
@@ -306,12 +306,17 @@ def _finetuning_run(model: Path) -> list[str]:
 
 
 def _evaluation_row(results: Path, ev: Path) -> list[str]:
-    """One evaluation: its folder, split, frame accuracies (states first) and PER."""
-    res = read_record(ev / "results.json", split=TEXT, frame_acc=FRAME_ACC | ABSENT,
-                      per=NUMBER | NULL | ABSENT, ref_phones=INTEGER | NULL | ABSENT)  # fmt: skip
+    """One evaluation: its folder, split, frame accuracies (states first) and PER; marked where the
+    model.pt it evaluated has since changed (a run continued to more epochs), by the identity it recorded."""
+    res = read_record(ev / "results.json", split=TEXT, frame_acc=FRAME_ACC | ABSENT, model=TEXT | ABSENT,
+                      per=NUMBER | NULL | ABSENT, ref_phones=INTEGER | NULL | ABSENT,
+                      inputs=record(model=TEXT | ABSENT) | ABSENT)  # fmt: skip
     accuracies = sorted(res.get("frame_acc", {}).items(), key=lambda kv: kv[0] == "phones")
     per = f"{res['per']:.2%} ({_fmt(res.get('ref_phones'), ',')} phones)" if res.get("per") is not None else "—"
     acc = ", ".join(f"{kind} {value:.2%}" for kind, value in accuracies)
+    model, recorded = Path(res.get("model", "")) / "model.pt", res.get("inputs", {}).get("model")
+    if recorded is not None and "model" in res and model.is_file() and digest([model]) != recorded:
+        acc += " (of an earlier model.pt: run evaluate again)"
     return [f"`{ev.relative_to(results).as_posix()}`", res["split"], acc, per]
 
 

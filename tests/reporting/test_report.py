@@ -114,6 +114,13 @@ def test_report_of_a_users_own_runs(tiny_store, tmp_path):
     assert "| `dnn/eval-test` | test | states " in text and "phones)" in text
     for png in ("run_dbn_recon.png", "run_dnn_train.png"):
         assert (runs / "report" / png).read_bytes()[:4] == b"\x89PNG"
+    assert "earlier model.pt" not in text
+    # continued to more epochs, the model is not the one its evaluation measured: the row says so
+    more = ["finetune", str(tiny_store), "--out", str(runs / "dnn"), "--dbn", str(runs / "dbn"), "--max-epochs", "3"]
+    assert runner.invoke(app, [*more, "--resume"]).exit_code == 0
+    assert runner.invoke(app, ["report", str(runs)]).exit_code == 0
+    row = next(ln for ln in (runs / "REPORT.md").read_text().splitlines() if ln.startswith("| `dnn/eval-test`"))
+    assert "(of an earlier model.pt: run evaluate again)" in row, row
 
 
 def test_a_report_lists_unfinished_runs_and_the_commands_that_continue_them(tiny_store, tmp_path):
