@@ -381,23 +381,25 @@ def _feature_archive_a_fifo(root, ref):
     return ["--ali", str(root / "pdf.txt")], f"line 1: file {root / 'pipe.ark'} is not a regular file (a pipe"
 
 
+def _one_edit(root, ref, name: str, old: str, new: str, said: str):
+    """The data dir's NAME with its first `old` made `new`, and a text archive of the alignments:
+    the import-kaldi arguments and what its one error line says."""
+    path = root / "data" / "train" / name
+    path.write_text(path.read_text().replace(old, new, 1))
+    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
+    return ["--ali", str(root / "pdf.txt")], said
+
+
 def _nul_in_a_speaker(root, ref):
     """A speaker 'sp\\0k0' was reported as having no CMVN stats, the NUL printed unseen."""
-    path = root / "data" / "train" / "utt2spk"
-    path.write_text(path.read_text().replace(" spk0\n", " sp\0k0\n", 1))
-    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
-    return [
-        "--ali",
-        str(root / "pdf.txt"),
-    ], "utt2spk, line 1: speaker 'sp\\x00k0' holds '\\x00', which Kaldi does not take"
+    return _one_edit(root, ref, "utt2spk", " spk0\n", " sp\0k0\n",
+                     "utt2spk, line 1: speaker 'sp\\x00k0' holds '\\x00', which Kaldi does not take")  # fmt: skip
 
 
 def _nul_in_a_feats_key(root, ref):
     """An utterance id holding a NUL (in feats.scp and utt2spk) was imported, rc 0: here in feats.scp."""
-    path = root / "data" / "train" / "feats.scp"
-    path.write_text(path.read_text().replace("spk0-utt0 ", "spk0\0utt0 ", 1))
-    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
-    return ["--ali", str(root / "pdf.txt")], "feats.scp, line 1: key 'spk0\\x00utt0' holds '\\x00', which Kaldi"
+    return _one_edit(root, ref, "feats.scp", "spk0-utt0 ", "spk0\0utt0 ",
+                     "feats.scp, line 1: key 'spk0\\x00utt0' holds '\\x00', which Kaldi")  # fmt: skip
 
 
 def _escape_in_an_alignment_key(root, ref):
@@ -409,26 +411,20 @@ def _escape_in_an_alignment_key(root, ref):
 def _separator_in_a_feats_key(root, ref):
     """ "spk0\\x1cutt0" is one key to Kaldi, which refuses it (copy-feats: "Using invalid key"); str.split()
     made it the key "spk0" and the file "utt0 ...feats.ark:N", reported missing."""
-    path = root / "data" / "train" / "feats.scp"
-    path.write_text(path.read_text().replace("spk0-utt0 ", "spk0\x1cutt0 ", 1))
-    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
-    return ["--ali", str(root / "pdf.txt")], "feats.scp, line 1: key 'spk0\\x1cutt0' holds '\\x1c', which Kaldi"
+    return _one_edit(root, ref, "feats.scp", "spk0-utt0 ", "spk0\x1cutt0 ",
+                     "feats.scp, line 1: key 'spk0\\x1cutt0' holds '\\x1c', which Kaldi")  # fmt: skip
 
 
 def _separator_in_a_speaker(root, ref):
-    path = root / "data" / "train" / "utt2spk"
-    path.write_text(path.read_text().replace(" spk0\n", " spk\x1d0\n", 1))
-    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
-    return ["--ali", str(root / "pdf.txt")], "utt2spk, line 1: speaker 'spk\\x1d0' holds '\\x1d', which Kaldi"
+    return _one_edit(root, ref, "utt2spk", " spk0\n", " spk\x1d0\n",
+                     "utt2spk, line 1: speaker 'spk\\x1d0' holds '\\x1d', which Kaldi")  # fmt: skip
 
 
 def _form_feed_after_a_key_in_utt2spk(root, ref):
     """Kaldi reads utt2spk as an archive, whose key must end at a space or a tab: apply-cmvn --utt2spk says
     "Invalid archive file format: expected space after key spk0-utt0, got character [character 12]"."""
-    path = root / "data" / "train" / "utt2spk"
-    path.write_text(path.read_text().replace("spk0-utt0 spk0\n", "spk0-utt0\fspk0\n", 1))
-    _kaldi_text_ark(root / "pdf.txt", ref["pdfs"])
-    return ["--ali", str(root / "pdf.txt")], "utt2spk, line 1: expected a space or a tab after the key 'spk0-utt0'"
+    return _one_edit(root, ref, "utt2spk", "spk0-utt0 spk0\n", "spk0-utt0\fspk0\n",
+                     "utt2spk, line 1: expected a space or a tab after the key 'spk0-utt0'")  # fmt: skip
 
 
 def _wrong_keys(root, ref):
