@@ -62,6 +62,15 @@ class ConfigBase:
         if not condition:
             raise UserError(f"invalid {as_typed(self, field)}: {why}")
 
+    def _check_paths(self, hints: dict[str, str]) -> None:
+        """Each field of `hints` (a path, or None where left out) names something: an empty or white-space
+        one is Path("."), the current folder, which a run would read as the input the user did not name;
+        its message ends with the field's hint where there is one."""
+        for name, hint in hints.items():
+            value = getattr(self, name)
+            why = "an empty path names no file or folder" + (f"; {hint}" if hint else "")
+            self._check(value is None or value.strip() != "", name, why)
+
     def _check_parse(self, field: str, parse) -> None:
         """`parse` of the field's value (a method spec such as --init's), its UserError named by the option."""
         try:

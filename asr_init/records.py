@@ -41,6 +41,11 @@ NULL = Kind("null", lambda v: v is None)
 ABSENT = Kind("left out", lambda v: v is _ABSENT)
 
 
+def at_least(low: int, what: str = "an integer") -> Kind:
+    """An integer (not a bool) of at least `low`, named `what` in messages."""
+    return Kind(f"{what} >= {low}", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low)
+
+
 def record(**fields: Kind) -> Kind:
     """An object with these fields (others are not looked at)."""
     return Kind("an object", lambda v: isinstance(v, dict), fields)

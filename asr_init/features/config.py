@@ -199,14 +199,12 @@ class KaldiImportConfig(ConfigBase):
             self.phones is None or bool(self.phone_ali), "phones", "names the ids of --phone-ali; give --phone-ali too"
         )
         self._check(0 <= self.seed < 2**32, "seed", SEED_RANGE)
-        self._check_paths()
+        self._check_inputs()
 
-    def _check_paths(self) -> None:
+    def _check_inputs(self) -> None:
         """No path is empty or white space: Path("") is the current folder, which a run would import
         as the dev set, or name as "a folder" of alignments."""
-        for name in ("dev", "test", "phones"):
-            value = getattr(self, name)
-            self._check(value is None or value.strip() != "", name, "an empty path names no file or folder")
+        self._check_paths(dict.fromkeys(("dev", "test", "phones"), ""))
         why = "names no file: give an alignment file as PATH, ark:PATH or scp:PATH"
         for name in ("ali", "phone_ali"):
             for spec in getattr(self, name):

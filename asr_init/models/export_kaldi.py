@@ -35,7 +35,7 @@ from asr_init.io import atomic_write, read_json, write_json_atomic
 from asr_init.models.dnn import load_model
 from asr_init.models.nnet1 import network_components, transform_components, write_nnet
 from asr_init.progress import console
-from asr_init.records import ABSENT, NULL, TEXT, Kind, check_record
+from asr_init.records import ABSENT, NULL, TEXT, at_least, check_record
 
 FILES = ("final.nnet", "final.feature_transform", "ali_train_pdf.counts", "cmvn_opts", "delta_opts", "conf/mfcc.conf",
          "conf/fbank.conf")  # fmt: skip
@@ -154,7 +154,7 @@ def _export(model_dir: Path, store_path: Path | None, out_dir: Path, binary: boo
 
 
 _KALDI_RECORD = {
-    "cmvn_own_stats": Kind("a whole number >= 0", lambda v: type(v) is int and v >= 0) | ABSENT,
+    "cmvn_own_stats": at_least(0, "a whole number") | ABSENT,
     "cmvn_opts": TEXT | NULL | ABSENT,
 }
 

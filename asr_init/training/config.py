@@ -209,8 +209,7 @@ class FinetuneConfig(Widths, ConfigBase):
     def _check_source(self) -> None:
         """--init-from (with what it takes of MODEL), --dbn and --feature-transform go together; none is an
         empty path (which names nothing, and a run took for the option left out)."""
-        for name, what in EMPTY_PATH_HINTS.items():
-            self._check(getattr(self, name) != "", name, f"an empty path names no file or folder; {what}")
+        self._check_paths(EMPTY_PATH_HINTS)
         self._check(self.reuse_layers == 0 or self.init_from is not None, "reuse_layers", "needs --init-from MODEL")
         self._check(self.init_from is None or self.reuse_layers > 0 or self.sparsity > 0, "init_from",
                     "takes MODEL's lower layers with --reuse-layers K, or all of it with --sparsity S (pruned); "

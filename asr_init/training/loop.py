@@ -28,7 +28,7 @@ from asr_init.folders import differences
 from asr_init.io import save_checkpoint
 from asr_init.models.dnn import check_finite
 from asr_init.progress import console, counted, progress_bar
-from asr_init.records import ABSENT, BOOLEAN, NUMBER, Kind, check_record, record
+from asr_init.records import ABSENT, BOOLEAN, NUMBER, Kind, at_least, check_record, record
 from asr_init.training.distributed import Dist
 from asr_init.training.interrupts import Interrupted, StopFlag
 
@@ -36,17 +36,13 @@ READ_EVERY = 200  # steps between the host's reads on a GPU
 MAX_SEGMENTS = 10_000  # a run's parts on different process counts a checkpoint may record
 
 
-def _at_least(low: int) -> Kind:
-    return Kind(f"an integer >= {low}", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low)
-
-
-_SEGMENT = record(processes=_at_least(1), epoch=_at_least(1), batch=_at_least(0))
+_SEGMENT = record(processes=at_least(1), epoch=at_least(1), batch=at_least(0))
 _SEGMENTS = Kind(f"a list of at most {MAX_SEGMENTS:,} segments",
                  lambda v: isinstance(v, list) and len(v) <= MAX_SEGMENTS, item=_SEGMENT)  # fmt: skip
-_COUNT = _at_least(0) | ABSENT
+_COUNT = at_least(0) | ABSENT
 _SECONDS = Kind("a number >= 0", lambda v: NUMBER.test(v) and not isinstance(v, bool) and v >= 0) | ABSENT
 # TrainState.state_dict(); a checkpoint of an older asr-init lacks the fields after `batch`
-_POSITION = record(epoch=_at_least(1), batch=_at_least(0), frames=_COUNT, seconds=_SECONDS, epoch_frames=_COUNT,
+_POSITION = record(epoch=at_least(1), batch=at_least(0), frames=_COUNT, seconds=_SECONDS, epoch_frames=_COUNT,
                    epoch_seconds=_SECONDS, stopped=BOOLEAN | ABSENT, segments=_SEGMENTS | ABSENT)  # fmt: skip
 
 
